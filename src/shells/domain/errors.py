@@ -1,0 +1,129 @@
+"""Every error Shells raises on purpose, each with a stable machine-readable code.
+
+    ShellsError                      code                    meaning
+    ├── InvalidRequest               invalid_request         the input is malformed or out of range
+    │   └── InvalidPath              invalid_path            a file path is unsafe or malformed
+    ├── Unauthenticated              unauthenticated         no token, or a token that is unknown/expired
+    ├── PermissionDenied             permission_denied       the token may not do this
+    ├── NotFound                     not_found               (abstract) something does not exist
+    │   ├── ShellNotFound            shell_not_found
+    │   ├── SnapshotNotFound         snapshot_not_found
+    │   ├── TemplateNotFound         template_not_found
+    │   └── FileNotFound             file_not_found
+    ├── Conflict                     conflict                (abstract) the state does not allow it
+    │   ├── InvalidState             invalid_state           the action is not allowed in this state
+    │   ├── ActionNotSupported       action_not_supported    the isolation class cannot do this
+    │   └── FeatureUnavailable       feature_unavailable     this host cannot provide it (yet)
+    ├── CommandNotFound              command_not_found       exec of a binary that does not exist
+    ├── PayloadTooLarge              payload_too_large
+    ├── QuotaExceeded                quota_exceeded
+    ├── RuntimeFailure               runtime_failure         the host runtime failed; the message says where
+    └── AgentError                   agent_error             the in-shell agent misbehaved or went away
+
+Messages are written for the person who has to fix the input: they say what was wrong and what to
+send instead. Doors (REST, SDK, MCP) translate codes, never messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ShellsError(Exception):
+    """Root of every deliberate Shells error."""
+
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class InvalidRequest(ShellsError):
+    code = "invalid_request"
+
+
+class InvalidPath(InvalidRequest):
+    code = "invalid_path"
+
+
+class Unauthenticated(ShellsError):
+    code = "unauthenticated"
+
+
+class PermissionDenied(ShellsError):
+    code = "permission_denied"
+
+
+class NotFound(ShellsError):
+    code = "not_found"
+
+
+class ShellNotFound(NotFound):
+    code = "shell_not_found"
+
+
+class SnapshotNotFound(NotFound):
+    code = "snapshot_not_found"
+
+
+class TemplateNotFound(NotFound):
+    code = "template_not_found"
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+
+
+class Conflict(ShellsError):
+    code = "conflict"
+
+
+class InvalidState(Conflict):
+    code = "invalid_state"
+
+
+class ActionNotSupported(Conflict):
+    code = "action_not_supported"
+
+
+class FeatureUnavailable(Conflict):
+    code = "feature_unavailable"
+
+
+class CommandNotFound(ShellsError):
+    code = "command_not_found"
+
+
+class PayloadTooLarge(ShellsError):
+    code = "payload_too_large"
+
+
+class QuotaExceeded(ShellsError):
+    code = "quota_exceeded"
+
+
+class RuntimeFailure(ShellsError):
+    code = "runtime_failure"
+
+
+class AgentError(ShellsError):
+    code = "agent_error"
+
+
+def _all_error_classes() -> list[type[ShellsError]]:
+    found: list[type[ShellsError]] = []
+    pending: list[type[ShellsError]] = [ShellsError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+ERRORS_BY_CODE: dict[str, type[ShellsError]] = {cls.code: cls for cls in _all_error_classes()}
+"""Code → class, so every door (and the SDK) can turn a wire error back into the same exception."""

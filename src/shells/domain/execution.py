@@ -1,0 +1,112 @@
+"""Value types for running a command in a shell and for its file tree.
+
+These cross every layer (guest agent client → runtime → control → doors), so they are plain frozen
+dataclasses with no behaviour beyond validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import InvalidRequest
+
+DEFAULT_EXEC_TIMEOUT_S = 600.0
+MAX_EXEC_TIMEOUT_S = 24 * 3600.0
+DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
+MAX_ARGV_BYTES = 256 * 1024
+MAX_ENV_ENTRIES = 4096
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """One command to run. Exactly one of ``argv`` or ``command`` (run by ``/bin/sh -c``) is set."""
+
+    argv: tuple[str, ...] | None = None
+    command: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/workspace"
+    stdin: bytes = b""
+    timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
+    output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
+
+    def __post_init__(self) -> None:
+        if (self.argv is None) == (self.command is None):
+            raise InvalidRequest("Give exactly one of 'cmd' (a list of arguments) or 'command' (a shell string).")
+        if self.argv is not None:
+            if not self.argv or not self.argv[0]:
+                raise InvalidRequest("'cmd' must be a non-empty list whose first item names the program.")
+            if sum(len(a.encode()) for a in self.argv) > MAX_ARGV_BYTES:
+                raise InvalidRequest(f"'cmd' is larger than {MAX_ARGV_BYTES} bytes; pass big data on stdin.")
+            if any("\0" in a for a in self.argv):
+                raise InvalidRequest("'cmd' arguments may not contain NUL bytes.")
+        if self.command is not None and ("\0" in self.command or not self.command.strip()):
+            raise InvalidRequest("'command' must be a non-empty shell string without NUL bytes.")
+        if len(self.env) > MAX_ENV_ENTRIES:
+            raise InvalidRequest(f"'env' has more than {MAX_ENV_ENTRIES} entries.")
+        for key, value in self.env.items():
+            if not key or "=" in key or "\0" in key or "\0" in value:
+                raise InvalidRequest(f"'env' key {key!r} is invalid: names may not be empty or hold '=' or NUL.")
+        if not self.cwd.startswith("/") or "\0" in self.cwd:
+            raise InvalidRequest("'cwd' must be an absolute path inside the shell, such as /workspace.")
+        if not 0 < self.timeout_s <= MAX_EXEC_TIMEOUT_S:
+            raise InvalidRequest(f"'timeout_s' must be between 0 and {MAX_EXEC_TIMEOUT_S:.0f} seconds.")
+        if self.output_cap_bytes <= 0:
+            raise InvalidRequest("'output_cap_bytes' must be positive.")
+
+    @property
+    def effective_argv(self) -> tuple[str, ...]:
+        if self.argv is not None:
+            return self.argv
+        assert self.command is not None
+        return ("/bin/sh", "-c", self.command)
+
+
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    """A piece of a running command's output, in the order the agent read it."""
+
+    stream: Stream
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ExecExit:
+    """How a command ended. ``exit_code`` follows the shell convention: 128+N when killed by signal N."""
+
+    exit_code: int
+    signal: int | None = None
+    timed_out: bool = False
+    truncated: bool = False
+    duration_ms: float = 0.0
+
+
+ExecEvent = OutputChunk | ExecExit
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A finished command with its whole (possibly truncated) output."""
+
+    stdout: bytes
+    stderr: bytes
+    exit: ExecExit
+
+
+FileKind = Literal["file", "dir", "symlink", "other"]
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of a directory listing (or a ``stat``), as seen from inside the shell."""
+
+    path: str
+    name: str
+    kind: FileKind
+    size: int
+    mode: int
+    mtime: float
+    link_target: str | None = None
