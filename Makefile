@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make up` (install and start) and `make test` (the whole suite).
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+
+.PHONY: up down test lint typecheck unit e2e bench system-deps
+
+system-deps:
+	scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+up: system-deps $(STAMP)
+	scripts/up.sh
+
+down:
+	-@pid=$$(cat $${SHELLS_DATA_DIR:-$$HOME/.local/share/shells}/server.pid 2>/dev/null) && kill $$pid && echo "stopped server $$pid"
+
+lint: $(STAMP)
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	.venv/bin/mypy
+
+unit: $(STAMP)
+	.venv/bin/pytest -q tests/unit
+
+e2e: system-deps $(STAMP)
+	.venv/bin/pytest -q tests/e2e
+
+test: system-deps $(STAMP) lint typecheck
+	.venv/bin/pytest -q -ra tests
+
+bench: system-deps $(STAMP)
+	$(PY) benchmarks/bench_container.py

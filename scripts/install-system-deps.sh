@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Shells needs on the host (idempotent; needs root).
+set -euo pipefail
+PACKAGES=(
+  crun            # the OCI runtime behind the container class
+  btrfs-progs     # mkfs.btrfs for the storage pool
+  debootstrap     # builds template root filesystems from Debian's archive
+  zstd            # compresses cached template tarballs
+  nftables iproute2 util-linux procps psmisc
+  libseccomp2     # compiles the seccomp policy once (through ctypes)
+  podman          # only as the benchmark baseline ("podman run --rm")
+  curl ca-certificates
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Shells needs root to install: ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,62 @@
+"""The one place where error codes become HTTP statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..domain import errors as e
+
+STATUS_BY_CLASS: list[tuple[type[e.ShellsError], int]] = [
+    (e.InvalidRequest, 400),
+    (e.Unauthenticated, 401),
+    (e.PermissionDenied, 403),
+    (e.NotFound, 404),
+    (e.Conflict, 409),
+    (e.CommandNotFound, 400),
+    (e.PayloadTooLarge, 413),
+    (e.QuotaExceeded, 429),
+    (e.AgentError, 502),
+    (e.RuntimeFailure, 500),
+]
+
+
+def status_for(exc: e.ShellsError) -> int:
+    for cls, status in STATUS_BY_CLASS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def install(app: FastAPI) -> None:
+    async def shells_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, e.ShellsError)
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, e.Unauthenticated) else None
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_for(exc), headers=headers)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            {"field": ".".join(str(p) for p in err.get("loc", ())[1:]), "problem": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "", "problem": "invalid"}
+        message = f"Invalid request: {first['field'] or 'body'}: {first['problem']}."
+        return JSONResponse(error_body("invalid_request", message, {"problems": problems}), 400)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code)
+
+    app.add_exception_handler(e.ShellsError, shells_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

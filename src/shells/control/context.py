@@ -1,0 +1,70 @@
+"""What every use case shares: the store, the backends, per-shell locks, and the audit helper."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain.errors import FeatureUnavailable
+from ..domain.isolation import Runtime
+from ..domain.principal import Principal
+from ..domain.shapes import get_shape
+from ..domain.shell import ShellRecord
+from ..runtime.backend import Backend, ShellSpec
+from ..settings import Settings
+from ..store.repository import EventDraft, Store
+
+
+@dataclass
+class ControlContext:
+    settings: Settings
+    store: Store
+    backends: dict[Runtime, Backend]
+    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+    def backend(self, runtime: Runtime) -> Backend:
+        try:
+            return self.backends[runtime]
+        except KeyError:
+            available = ", ".join(r.value for r in self.backends) or "none"
+            raise FeatureUnavailable(
+                f"The '{runtime}' isolation class is not available on this host (available: {available}).",
+                {"field": "runtime"},
+            ) from None
+
+    @staticmethod
+    def spec(shell: ShellRecord) -> ShellSpec:
+        return ShellSpec(
+            host_id=shell.id,
+            template=shell.template,
+            shape=get_shape(shell.shape),
+            network=shell.network,
+            source_snapshot=shell.source_snapshot,
+        )
+
+    @staticmethod
+    def draft(
+        principal: Principal | None,
+        shell: ShellRecord | None,
+        *,
+        door: str,
+        kind: str,
+        action: str,
+        outcome: str = "ok",
+        message: str = "",
+        details: dict[str, Any] | None = None,
+        tenant: str | None = None,
+    ) -> EventDraft:
+        return EventDraft(
+            tenant=tenant or (shell.tenant if shell else principal.tenant if principal else ""),
+            shell_id=shell.id if shell else None,
+            principal=principal.id if principal else "system",
+            door=door,
+            kind=kind,
+            action=action,
+            outcome=outcome,
+            message=message,
+            details=details or {},
+        )

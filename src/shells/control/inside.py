@@ -1,0 +1,106 @@
+"""Use cases that reach inside a running shell: exec and files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import replace
+
+from ..domain.errors import InvalidState, ShellsError
+from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileEntry
+from ..domain.paths import normalize_shell_path
+from ..domain.principal import Principal
+from ..domain.shell import ShellRecord
+from ..domain.states import ShellState
+from .auth import require, visible
+from .context import ControlContext
+
+MAX_READ_BYTES = 512 * 1024 * 1024
+
+
+class Inside:
+    def __init__(self, ctx: ControlContext) -> None:
+        self.ctx = ctx
+
+    def _running(self, principal: Principal, shell_id: str, scope: str) -> ShellRecord:
+        require(principal, scope)
+        shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+        if shell.state is not ShellState.RUNNING:
+            raise InvalidState(
+                f"The shell is {shell.state}; start it first (POST /v1/shells/{shell.id}/actions "
+                '{"capability": "start"}).',
+                {"state": shell.state.value},
+            )
+        return shell
+
+    async def exec(self, principal: Principal, shell_id: str, spec: ExecSpec, door: str) -> AsyncIterator[ExecEvent]:
+        """Check access, then return the command's event stream; the audit event is written at the end.
+
+        Access is checked before the first ``await`` of the caller, so a door can turn errors into
+        a 4xx before it starts streaming.
+        """
+        shell = self._running(principal, shell_id, "shells.exec")
+        spec = replace(spec, env={**shell.env, **spec.env}, cwd=normalize_shell_path(spec.cwd))
+        events = self.ctx.backend(shell.runtime).exec(shell.id, spec)
+        return self._audited(principal, shell, spec, events, door)
+
+    async def _audited(
+        self, principal: Principal, shell: ShellRecord, spec: ExecSpec, events: AsyncIterator[ExecEvent], door: str
+    ) -> AsyncIterator[ExecEvent]:
+        started = time.monotonic()
+        outcome, details = "cancelled", {"argv": list(spec.effective_argv)[:16]}
+        try:
+            async for event in events:
+                if isinstance(event, ExecExit):
+                    outcome = "ok"
+                    details |= {"exit_code": event.exit_code, "timed_out": event.timed_out}
+                yield event
+        except ShellsError as exc:
+            outcome, details = "error", details | {"code": exc.code}
+            raise
+        finally:
+            details["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+            self.ctx.store.add_event(
+                self.ctx.draft(principal, shell, door=door, kind="exec", action="exec", outcome=outcome,
+                               details=details)
+            )
+
+    def read_file(self, principal: Principal, shell_id: str, path: str) -> AsyncIterator[bytes]:
+        shell = self._running(principal, shell_id, "shells.files")
+        return self.ctx.backend(shell.runtime).read_file(shell.id, normalize_shell_path(path), MAX_READ_BYTES)
+
+    async def write_file(
+        self, principal: Principal, shell_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, door: str
+    ) -> int:
+        shell = self._running(principal, shell_id, "shells.files")
+        clean = normalize_shell_path(path)
+        size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode)
+        self.ctx.store.add_event(
+            self.ctx.draft(principal, shell, door=door, kind="files", action="write", details={"path": clean,
+                                                                                                "size": size})
+        )
+        return size
+
+    async def list_dir(self, principal: Principal, shell_id: str, path: str) -> list[FileEntry]:
+        shell = self._running(principal, shell_id, "shells.files")
+        return await self.ctx.backend(shell.runtime).list_dir(shell.id, normalize_shell_path(path))
+
+    async def stat(self, principal: Principal, shell_id: str, path: str) -> FileEntry:
+        shell = self._running(principal, shell_id, "shells.files")
+        return await self.ctx.backend(shell.runtime).stat(shell.id, normalize_shell_path(path))
+
+    async def mkdir(self, principal: Principal, shell_id: str, path: str, door: str) -> None:
+        shell = self._running(principal, shell_id, "shells.files")
+        clean = normalize_shell_path(path)
+        await self.ctx.backend(shell.runtime).mkdir(shell.id, clean)
+        self.ctx.store.add_event(
+            self.ctx.draft(principal, shell, door=door, kind="files", action="mkdir", details={"path": clean})
+        )
+
+    async def remove(self, principal: Principal, shell_id: str, path: str, recursive: bool, door: str) -> None:
+        shell = self._running(principal, shell_id, "shells.files")
+        clean = normalize_shell_path(path)
+        await self.ctx.backend(shell.runtime).remove(shell.id, clean, recursive)
+        self.ctx.store.add_event(
+            self.ctx.draft(principal, shell, door=door, kind="files", action="remove", details={"path": clean})
+        )

@@ -1,0 +1,242 @@
+"""Use cases that create, change and delete shells."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from ..domain.capabilities import ALLOWED_STATES, DESTRUCTIVE, Capability
+from ..domain.errors import ActionNotSupported, InvalidRequest, InvalidState, ShellsError, SnapshotNotFound
+from ..domain.ids import new_id
+from ..domain.isolation import PRESET_TEMPLATES, Runtime, parse_enum
+from ..domain.principal import Principal
+from ..domain.shell import ShellRecord, SnapshotRecord
+from ..domain.states import ShellState
+from .auth import require, visible
+from .context import ControlContext
+from .pool import WarmPool
+from .requests import CreateShellRequest
+
+log = logging.getLogger(__name__)
+MAX_LOG_BYTES = 256 * 1024
+
+
+class Lifecycle:
+    def __init__(self, ctx: ControlContext, pool: WarmPool) -> None:
+        self.ctx = ctx
+        self.pool = pool
+        self._reclaim: set[asyncio.Task[None]] = set()
+
+    # reads ----------------------------------------------------------------------------------------
+    def get(self, principal: Principal, shell_id: str) -> ShellRecord:
+        require(principal, "shells.read")
+        return visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+
+    def list(
+        self, principal: Principal, *, state: str | None = None, runtime: str | None = None, label: str | None = None
+    ) -> list[ShellRecord]:
+        require(principal, "shells.read")
+        shells = self.ctx.store.list_shells(principal.tenant)
+        if state:
+            shells = [s for s in shells if s.state.value == parse_enum(ShellState, state, "state").value]
+        if runtime:
+            shells = [s for s in shells if s.runtime is parse_enum(Runtime, runtime, "runtime")]
+        if label:
+            key, sep, value = label.partition("=")
+            shells = [s for s in shells if key in s.labels and (not sep or s.labels[key] == value)]
+        return shells
+
+    # create ---------------------------------------------------------------------------------------
+    async def create(self, principal: Principal, req: CreateShellRequest, door: str) -> ShellRecord:
+        require(principal, "shells.create")
+        backend = self.ctx.backend(req.runtime)
+        template = req.template or PRESET_TEMPLATES[req.language]
+        if req.snapshot is not None:
+            snap = self.ctx.store.get_snapshot(req.snapshot)
+            if snap is None or snap.tenant != principal.tenant:
+                raise SnapshotNotFound(f"Snapshot '{req.snapshot}' does not exist.", {"id": req.snapshot})
+            if snap.runtime is not req.runtime:
+                raise InvalidRequest(
+                    f"Snapshot '{snap.id}' was taken of a {snap.runtime} shell; create it with runtime '{snap.runtime}'."
+                )
+            template = snap.template
+        elif template not in backend.templates():
+            await backend.ensure_template(template)
+        now = datetime.now(UTC)
+        fields: dict[str, Any] = {
+            "tenant": principal.tenant,
+            "owner": principal.id,
+            "language": req.language,
+            "env": req.env,
+            "labels": req.labels,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if req.snapshot is None:
+            claimed = self.pool.claim(template=template, shape=req.shape, network=req.network, runtime=req.runtime)
+            if claimed is not None:
+                for k, v in fields.items():
+                    setattr(claimed, k, v)
+                claimed.name = req.name or claimed.id
+                self.ctx.store.save_shell(
+                    claimed, self.ctx.draft(principal, claimed, door=door, kind="create", action="create",
+                                            details={"warm": True})
+                )
+                return claimed
+        shell = ShellRecord(
+            id=new_id("sh"),
+            name="",
+            state=ShellState.CREATING,
+            runtime=req.runtime,
+            template=template,
+            network=req.network,
+            shape=req.shape,
+            region=self.ctx.settings.region,
+            source_snapshot=req.snapshot,
+            **fields,
+        )
+        shell.name = req.name or shell.id
+        self.ctx.store.add_shell(shell, self.ctx.draft(principal, shell, door=door, kind="create", action="create"))
+        return await self.boot(principal, shell, door)
+
+    async def boot(self, principal: Principal | None, shell: ShellRecord, door: str) -> ShellRecord:
+        """Build and start a shell that is in ``creating``; on failure it ends ``failed`` with the reason."""
+        backend = self.ctx.backend(shell.runtime)
+        try:
+            await backend.create(self.ctx.spec(shell))
+        except ShellsError as exc:
+            self.ctx.store.change_state(
+                shell.id, ShellState.FAILED, exc.message,
+                self.ctx.draft(principal, shell, door=door, kind="state", action="create", outcome="failed",
+                               message=exc.message),
+            )
+            raise
+        return self.ctx.store.change_state(
+            shell.id, ShellState.RUNNING, "", self.ctx.draft(principal, shell, door=door, kind="state",
+                                                             action="create", outcome="running")
+        )
+
+    # delete ---------------------------------------------------------------------------------------
+    async def delete(self, principal: Principal, shell_id: str, door: str) -> None:
+        """Mark the shell deleted now; the host objects are reclaimed in the background (and, after
+        a crash, by reconciliation), so the caller never waits for subvolume deletion."""
+        require(principal, "shells.destroy")
+        shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+        async with self.ctx.locks[shell.id]:
+            self.ctx.store.change_state(
+                shell.id, ShellState.DELETED, "deleted by " + principal.id,
+                self.ctx.draft(principal, shell, door=door, kind="delete", action="delete"),
+            )
+        self.reclaim(shell)
+
+    def reclaim(self, shell: ShellRecord) -> None:
+        backend = self.ctx.backend(shell.runtime)
+
+        async def _run() -> None:
+            async with self.ctx.locks[shell.id]:
+                try:
+                    await backend.destroy(shell.id)
+                except Exception:
+                    log.exception("reclaiming shell %s failed; reconciliation will retry", shell.id)
+            self.ctx.locks.pop(shell.id, None)
+
+        task = asyncio.get_running_loop().create_task(_run())
+        self._reclaim.add(task)
+        task.add_done_callback(self._reclaim.discard)
+
+    async def drain(self) -> None:
+        if self._reclaim:
+            await asyncio.gather(*self._reclaim, return_exceptions=True)
+
+    # actions --------------------------------------------------------------------------------------
+    async def act(
+        self, principal: Principal, shell_id: str, capability: str, door: str, params: dict[str, Any] | None = None
+    ) -> tuple[ShellRecord, dict[str, Any]]:
+        cap = parse_enum(Capability, capability, "capability")
+        require(principal, "shells.read" if cap is Capability.LOGS else "shells.act")
+        shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+        backend = self.ctx.backend(shell.runtime)
+        if cap not in backend.capabilities:
+            raise ActionNotSupported(
+                f"The {shell.runtime} isolation class does not support '{cap}' yet.",
+                {"capability": cap.value, "runtime": shell.runtime.value},
+            )
+        async with self.ctx.locks[shell.id]:
+            shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+            if shell.state not in ALLOWED_STATES[cap]:
+                raise InvalidState(
+                    f"'{cap}' is not allowed while the shell is {shell.state}.",
+                    {"capability": cap.value, "state": shell.state.value},
+                )
+            try:
+                shell, result = await self._do(principal, shell, cap, door, params or {})
+            except ShellsError as exc:
+                self.ctx.store.add_event(
+                    self.ctx.draft(principal, shell, door=door, kind="action", action=cap.value, outcome="error",
+                                   message=exc.message, details={"code": exc.code})
+                )
+                raise
+        return shell, result
+
+    async def _do(
+        self, principal: Principal, shell: ShellRecord, cap: Capability, door: str, params: dict[str, Any]
+    ) -> tuple[ShellRecord, dict[str, Any]]:
+        backend = self.ctx.backend(shell.runtime)
+        spec = self.ctx.spec(shell)
+
+        def state(target: ShellState, reason: str = "") -> ShellRecord:
+            return self.ctx.store.change_state(
+                shell.id, target, reason,
+                self.ctx.draft(principal, shell, door=door, kind="action", action=cap.value,
+                               outcome=target.value, details={"destructive": cap in DESTRUCTIVE}),
+            )
+
+        def done(result: dict[str, Any] | None = None) -> tuple[ShellRecord, dict[str, Any]]:
+            self.ctx.store.add_event(
+                self.ctx.draft(principal, shell, door=door, kind="action", action=cap.value,
+                               details={"destructive": cap in DESTRUCTIVE})
+            )
+            return shell, result or {}
+
+        match cap:
+            case Capability.LOGS:
+                max_bytes = int(params.get("max_bytes", MAX_LOG_BYTES))
+                data = await backend.logs(shell.id, max(1, min(max_bytes, MAX_LOG_BYTES)))
+                return done({"logs": data.decode(errors="replace")})
+            case Capability.STOP:
+                await backend.stop(shell.id)
+                return state(ShellState.STOPPED, "stopped by " + principal.id), {}
+            case Capability.START:
+                await backend.start(spec)
+                return state(ShellState.RUNNING), {}
+            case Capability.RESTART:
+                await backend.stop(shell.id)
+                await backend.start(spec)
+                if shell.state is ShellState.RUNNING:
+                    return done()
+                return state(ShellState.RUNNING), {}
+            case Capability.REINSTALL_OS | Capability.WIPE_STATE:
+                await backend.reset(spec, wipe_workspace=cap is Capability.WIPE_STATE)
+                return done()
+            case Capability.SNAPSHOT:
+                snap = SnapshotRecord(
+                    id=new_id("snap"),
+                    tenant=shell.tenant,
+                    shell_id=shell.id,
+                    runtime=shell.runtime,
+                    template=shell.template,
+                    language=shell.language,
+                    created_at=datetime.now(UTC),
+                    name=str(params.get("name", "")),
+                )
+                await backend.snapshot(shell.id, snap.id)
+                self.ctx.store.add_snapshot(
+                    snap,
+                    self.ctx.draft(principal, shell, door=door, kind="action", action=cap.value,
+                                   details={"snapshot": snap.id}),
+                )
+                return shell, {"snapshot": snap.to_public()}
+            case _:
+                raise ActionNotSupported(f"'{cap}' is not implemented for {shell.runtime} shells yet.")

@@ -1,0 +1,103 @@
+"""A warm pool of pre-started shells, so ``create`` only has to claim one.
+
+Pool shells are ordinary shell records with ``pooled=True``: owned by nobody, listed to nobody, billed
+to nobody. A claim flips the flag in one transaction and gives the record its owner, name, env and
+a fresh ``created_at``; nothing inside the shell has been used, so it is indistinguishable from a
+new one. Only the most common request is pooled: the default shape and sealed network, per
+template in ``templates``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from ..domain.ids import new_id
+from ..domain.isolation import Language, Runtime
+from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.shapes import DEFAULT_SHAPE
+from ..domain.shell import ShellRecord
+from ..domain.states import ShellState
+from .context import ControlContext
+
+log = logging.getLogger(__name__)
+POOL_OWNER = "pool"
+
+
+class WarmPool:
+    def __init__(self, ctx: ControlContext, size: int, templates: tuple[str, ...] = ("base",)) -> None:
+        self.ctx = ctx
+        self.size = max(0, size)
+        self.templates = templates
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def claim(self, *, template: str, shape: str, network: NetworkPolicy, runtime: Runtime) -> ShellRecord | None:
+        if self.size == 0 or runtime is not Runtime.CONTAINER or network.mode is not NetworkMode.SEALED:
+            return None
+        shell = self.ctx.store.claim_pooled(template, shape, network.mode.value)
+        self._wake.set()
+        return shell
+
+    def start(self) -> None:
+        if self.size > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._refill_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _refill_forever(self) -> None:
+        while True:
+            try:
+                await self._refill_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("warm pool refill failed; retrying in 5 s")
+                await asyncio.sleep(5)
+                continue
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _refill_once(self) -> None:
+        backend = self.ctx.backend(Runtime.CONTAINER)
+        for template in self.templates:
+            while True:
+                have = [
+                    s for s in self.ctx.store.list_shells(None, pooled=True) if s.template == template
+                ]
+                if len(have) >= self.size:
+                    break
+                now = datetime.now(UTC)
+                shell = ShellRecord(
+                    id=new_id("sh"),
+                    tenant="",
+                    owner=POOL_OWNER,
+                    name="",
+                    state=ShellState.CREATING,
+                    runtime=Runtime.CONTAINER,
+                    language=Language.BASH,
+                    template=template,
+                    network=NetworkPolicy(),
+                    shape=DEFAULT_SHAPE,
+                    region=self.ctx.settings.region,
+                    created_at=now,
+                    updated_at=now,
+                    pooled=True,
+                )
+                self.ctx.store.add_shell(shell)
+                try:
+                    await backend.create(self.ctx.spec(shell))
+                except BaseException:
+                    self.ctx.store.purge_shell(shell.id)
+                    raise
+                self.ctx.store.change_state(
+                    shell.id, ShellState.RUNNING, "",
+                    self.ctx.draft(None, shell, door="pool", kind="state", action="prewarm", outcome="running"),
+                )

@@ -1,0 +1,135 @@
+"""Door-neutral request objects, parsed from plain JSON-like values with typed errors."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain.errors import InvalidRequest
+from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, ExecSpec
+from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
+from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.shapes import DEFAULT_SHAPE, get_shape
+
+MAX_NAME = 63
+MAX_LABELS = 64
+
+
+def _str_map(value: object, field_name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidRequest(f"'{field_name}' must be an object of string keys to string values.", {"field": field_name})
+    return dict(value)
+
+
+def _opt_str(value: object, field_name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{field_name}' must be a non-empty string.", {"field": field_name})
+    return value
+
+
+@dataclass(frozen=True)
+class CreateShellRequest:
+    language: Language
+    runtime: Runtime = DEFAULT_RUNTIME
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    shape: str = DEFAULT_SHAPE
+    template: str | None = None
+    snapshot: str | None = None
+    name: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
+        known = {"language", "runtime", "network", "shape", "template", "snapshot", "name", "env", "labels"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}.",
+                {"fields": unknown},
+            )
+        if "language" not in body and "snapshot" not in body:
+            raise InvalidRequest("'language' is required (bash, node, python, rust or go).", {"field": "language"})
+        network = body.get("network")
+        if network is None:
+            policy = NetworkPolicy()
+        elif isinstance(network, str):
+            policy = NetworkPolicy(parse_enum(NetworkMode, network, "network.mode"))
+        elif isinstance(network, Mapping):
+            allow = network.get("allow") or []
+            if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+                raise InvalidRequest("'network.allow' must be a list of strings.", {"field": "network.allow"})
+            mode = parse_enum(NetworkMode, network.get("mode", NetworkMode.SEALED.value), "network.mode")
+            if allow and mode is not NetworkMode.INTERNET:
+                raise InvalidRequest("'network.allow' only applies to mode 'internet'.", {"field": "network.allow"})
+            policy = NetworkPolicy(mode, tuple(allow))
+        else:
+            raise InvalidRequest("'network' must be an object like {\"mode\": \"sealed\"}.", {"field": "network"})
+        shape = body.get("shape") or DEFAULT_SHAPE
+        if not isinstance(shape, str):
+            raise InvalidRequest("'shape' must be a string such as s-1vcpu-512mb.", {"field": "shape"})
+        get_shape(shape)
+        name = _opt_str(body.get("name"), "name")
+        if name is not None and (len(name) > MAX_NAME or not all(c.isalnum() or c in "-_." for c in name)):
+            raise InvalidRequest(
+                f"'name' must be at most {MAX_NAME} letters, digits, '-', '_' or '.'.", {"field": "name"}
+            )
+        labels = _str_map(body.get("labels"), "labels")
+        if len(labels) > MAX_LABELS:
+            raise InvalidRequest(f"At most {MAX_LABELS} labels are allowed.", {"field": "labels"})
+        language = parse_enum(Language, body.get("language", "bash"), "language")
+        return cls(
+            language=language,
+            runtime=parse_enum(Runtime, body.get("runtime", DEFAULT_RUNTIME.value), "runtime"),
+            network=policy,
+            shape=shape,
+            template=_opt_str(body.get("template"), "template"),
+            snapshot=_opt_str(body.get("snapshot"), "snapshot"),
+            name=name,
+            env=_str_map(body.get("env"), "env"),
+            labels=labels,
+        )
+
+
+def parse_exec(body: Mapping[str, Any]) -> ExecSpec:
+    """Parse ``{"cmd": [...]} | {"command": "..."}`` plus env, cwd, stdin, timeout_s."""
+    known = {"cmd", "command", "env", "cwd", "stdin", "stdin_b64", "timeout_s"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise InvalidRequest(f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}.")
+    cmd = body.get("cmd")
+    if cmd is not None and (not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd)):
+        raise InvalidRequest("'cmd' must be a list of strings, e.g. [\"python3\", \"-c\", \"print(1)\"].")
+    command = body.get("command")
+    if command is not None and not isinstance(command, str):
+        raise InvalidRequest("'command' must be a string run by /bin/sh -c.")
+    stdin = b""
+    if isinstance(body.get("stdin"), str):
+        stdin = body["stdin"].encode()
+    elif isinstance(body.get("stdin_b64"), str):
+        try:
+            stdin = base64.b64decode(body["stdin_b64"], validate=True)
+        except ValueError:
+            raise InvalidRequest("'stdin_b64' is not valid base64.") from None
+    elif body.get("stdin") is not None:
+        raise InvalidRequest("'stdin' must be a string (use 'stdin_b64' for bytes).")
+    timeout = body.get("timeout_s", DEFAULT_EXEC_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidRequest("'timeout_s' must be a number of seconds.")
+    cwd = body.get("cwd", "/workspace")
+    if not isinstance(cwd, str):
+        raise InvalidRequest("'cwd' must be a string.")
+    return ExecSpec(
+        argv=tuple(cmd) if cmd is not None else None,
+        command=command,
+        env=_str_map(body.get("env"), "env"),
+        cwd=cwd,
+        stdin=stdin,
+        timeout_s=float(timeout),
+    )

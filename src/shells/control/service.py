@@ -1,0 +1,81 @@
+"""The control plane facade every door uses: one object, built once per server."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .. import __version__
+from ..domain.isolation import PRESET_TEMPLATES, Language
+from ..domain.network import NetworkMode
+from ..domain.principal import Principal
+from ..domain.shapes import SHAPES
+from ..domain.shell import EventRecord, SnapshotRecord
+from ..runtime.backend import Backend
+from ..settings import Settings
+from ..store.repository import Store
+from .auth import Authenticator, require, visible
+from .context import ControlContext
+from .inside import Inside
+from .lifecycle import Lifecycle
+from .pool import WarmPool
+from .reconcile import ReconcileReport, reconcile
+
+log = logging.getLogger(__name__)
+
+
+class Control:
+    def __init__(self, settings: Settings, store: Store, backends: list[Backend]) -> None:
+        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
+        self.auth = Authenticator(store)
+        self.pool = WarmPool(self.ctx, settings.warm_pool_size)
+        self.shells = Lifecycle(self.ctx, self.pool)
+        self.inside = Inside(self.ctx)
+
+    async def start(self) -> ReconcileReport:
+        """Prepare the host, reconcile records with it, and start the warm pool."""
+        self.ctx.store.migrate()
+        self.auth.ensure_admin_token(self.ctx.settings.admin_token_path)
+        for backend in self.ctx.backends.values():
+            await backend.prepare()
+        report = await reconcile(self.ctx)
+        log.info("reconciled: %s", report)
+        self.pool.start()
+        return report
+
+    async def close(self) -> None:
+        await self.pool.stop()
+        await self.shells.drain()
+
+    def info(self) -> dict[str, Any]:
+        templates: dict[str, dict[str, str]] = {r.value: b.templates() for r, b in self.ctx.backends.items()}
+        return {
+            "version": __version__,
+            "region": self.ctx.settings.region,
+            "instance": self.ctx.settings.instance_id,
+            "runtimes": {
+                r.value: {
+                    "available": True,
+                    "capabilities": sorted(c.value for c in b.capabilities),
+                    "templates": templates[r.value],
+                    "languages": sorted(
+                        lang.value for lang in Language if PRESET_TEMPLATES[lang] in templates[r.value]
+                    ),
+                }
+                for r, b in self.ctx.backends.items()
+            },
+            "languages": [lang.value for lang in Language],
+            "network_modes": [NetworkMode.SEALED.value],
+            "shapes": {
+                s.name: {"vcpus": s.vcpus, "memory_mib": s.memory_mib} for s in SHAPES.values()
+            },
+        }
+
+    def events(self, principal: Principal, shell_id: str, after: int = 0, limit: int = 500) -> list[EventRecord]:
+        require(principal, "shells.read")
+        visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+        return self.ctx.store.list_events(tenant=principal.tenant, shell_id=shell_id, after=after, limit=limit)
+
+    def snapshots(self, principal: Principal, shell_id: str | None = None) -> list[SnapshotRecord]:
+        require(principal, "shells.read")
+        return self.ctx.store.list_snapshots(principal.tenant, shell_id)

@@ -1,0 +1,50 @@
+"""Isolation classes (the ``runtime`` field) and language presets."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypeVar
+
+from .errors import InvalidRequest
+
+
+class Runtime(StrEnum):
+    """How hard the wall is: wasm < container < microvm."""
+
+    WASM = "wasm"
+    CONTAINER = "container"
+    MICROVM = "microvm"
+
+
+class Language(StrEnum):
+    BASH = "bash"
+    NODE = "node"
+    PYTHON = "python"
+    RUST = "rust"
+    GO = "go"
+
+
+DEFAULT_RUNTIME = Runtime.CONTAINER
+
+PRESET_TEMPLATES: dict[Language, str] = {
+    Language.BASH: "base",
+    Language.PYTHON: "base",
+    Language.NODE: "node",
+    Language.RUST: "rust",
+    Language.GO: "go",
+}
+"""Which template a language preset starts from when the request names none."""
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse_enum(enum: type[E], value: object, field: str) -> E:
+    """Parse a wire string into ``enum`` or raise an InvalidRequest that lists the choices."""
+    if isinstance(value, str):
+        try:
+            return enum(value)
+        except ValueError:
+            pass
+    choices = ", ".join(m.value for m in enum)
+    raise InvalidRequest(f"Unknown {field} {value!r}. Choose one of: {choices}.", {"field": field})

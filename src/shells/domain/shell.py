@@ -1,0 +1,109 @@
+"""The shell record and the other records the control plane keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .isolation import Language, Runtime
+from .network import NetworkPolicy
+from .states import ShellState
+
+
+@dataclass
+class ShellRecord:
+    id: str
+    tenant: str
+    owner: str
+    name: str
+    state: ShellState
+    runtime: Runtime
+    language: Language
+    template: str
+    network: NetworkPolicy
+    shape: str
+    region: str
+    created_at: datetime
+    updated_at: datetime
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    state_reason: str = ""
+    source_snapshot: str | None = None
+    pooled: bool = False
+
+    def to_public(self) -> dict[str, Any]:
+        """The wire form every door returns (env values are the caller's own, so they are shown)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state.value,
+            "state_reason": self.state_reason,
+            "language": self.language.value,
+            "runtime": self.runtime.value,
+            "network": self.network.to_dict(),
+            "shape": self.shape,
+            "template": self.template,
+            "snapshot": self.source_snapshot,
+            "region": self.region,
+            "tenant": self.tenant,
+            "owner": self.owner,
+            "env": dict(self.env),
+            "labels": dict(self.labels),
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One line of the audit trail: who did what to which shell, through which door, and how it ended."""
+
+    id: int
+    at: datetime
+    tenant: str
+    shell_id: str | None
+    principal: str
+    door: str
+    kind: str  # "action", "state", "exec", "files", "create", "delete"
+    action: str
+    outcome: str  # "ok", "error", or a state name for kind="state"
+    message: str
+    details: dict[str, Any]
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "shell_id": self.shell_id,
+            "principal": self.principal,
+            "door": self.door,
+            "kind": self.kind,
+            "action": self.action,
+            "outcome": self.outcome,
+            "message": self.message,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    id: str
+    tenant: str
+    shell_id: str
+    runtime: Runtime
+    template: str
+    language: Language
+    created_at: datetime
+    name: str = ""
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "shell_id": self.shell_id,
+            "runtime": self.runtime.value,
+            "template": self.template,
+            "language": self.language.value,
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+        }

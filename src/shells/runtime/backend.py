@@ -1,0 +1,89 @@
+"""The contract every isolation class implements (container now; microvm and wasm later).
+
+The control layer only talks to a ``Backend``; it never knows about crun, QEMU or wasmtime. Host
+objects are named by ``host_id`` (the shell id), so a backend can find everything again after a
+server restart without asking the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..domain.capabilities import Capability
+from ..domain.execution import ExecEvent, ExecSpec, FileEntry
+from ..domain.isolation import Runtime
+from ..domain.network import NetworkPolicy
+from ..domain.shapes import Shape
+
+
+@dataclass(frozen=True)
+class ShellSpec:
+    """What a backend needs to build and run one shell."""
+
+    host_id: str
+    template: str
+    shape: Shape
+    network: NetworkPolicy
+    source_snapshot: str | None = None
+
+
+@dataclass(frozen=True)
+class HostInventory:
+    """What exists on the host right now, for reconciliation."""
+
+    running: set[str] = field(default_factory=set)
+    paused: set[str] = field(default_factory=set)
+    stored: set[str] = field(default_factory=set)
+    snapshots: set[str] = field(default_factory=set)
+
+
+class Backend(Protocol):
+    runtime: Runtime
+    capabilities: frozenset[Capability]
+
+    async def prepare(self) -> None:
+        """Make the host ready (mounts, cgroup fixes, templates). Idempotent; called at start-up."""
+
+    def templates(self) -> dict[str, str]:
+        """Template name → version description, for the templates this host has ready."""
+
+    async def ensure_template(self, name: str) -> None:
+        """Make template ``name`` ready, or raise TemplateNotFound saying how to get it."""
+
+    async def create(self, spec: ShellSpec) -> None:
+        """Build the shell's filesystem from its template or snapshot and start it."""
+
+    async def start(self, spec: ShellSpec) -> None: ...
+
+    async def stop(self, host_id: str) -> None:
+        """End every process of the shell; keep its filesystem."""
+
+    async def destroy(self, host_id: str) -> None:
+        """Release everything the shell holds on the host. Idempotent."""
+
+    async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
+        """Put the root filesystem (and with ``wipe_workspace`` also /workspace) back to the template."""
+
+    async def snapshot(self, host_id: str, snapshot_id: str) -> None: ...
+
+    async def delete_snapshot(self, snapshot_id: str) -> None: ...
+
+    async def logs(self, host_id: str, max_bytes: int) -> bytes: ...
+
+    async def inventory(self) -> HostInventory: ...
+
+    def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]: ...
+
+    def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]: ...
+
+    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int: ...
+
+    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]: ...
+
+    async def stat(self, host_id: str, path: str) -> FileEntry: ...
+
+    async def remove(self, host_id: str, path: str, recursive: bool) -> None: ...
+
+    async def mkdir(self, host_id: str, path: str) -> None: ...

@@ -1,0 +1,325 @@
+"""The container isolation class: crun, a btrfs pool, idmapped mounts and a guest agent as PID 1.
+
+Where things live (``D`` is the instance's data dir, ``P`` its btrfs pool):
+    P/templates/<name>                   read-only template root filesystems
+    P/shells/<id>/{rootfs,workspace}     a shell's writable subvolumes
+    P/snapshots/<snap>/{rootfs,workspace} read-only snapshots
+    D/run/shells/<id>/                   runtime-only: bundle, idmapped mounts, agent socket dir
+    D/run/netns/<id>                     the shell's network namespace
+    D/logs/<id>.log                      the agent's (PID 1's) stdout and stderr
+Host-wide names carry the instance id (cgroups ``/shells-<instance>/<id>``, uid-block claims), so two
+instances on one host never touch each other's objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import replace
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+
+import anyio
+
+import shells.guest
+
+from ...domain.capabilities import Capability
+from ...domain.errors import FeatureUnavailable, RuntimeFailure, TemplateNotFound
+from ...domain.execution import ExecEvent, ExecSpec, FileEntry
+from ...domain.isolation import Runtime
+from ...domain.network import NetworkMode
+from ...settings import Settings
+from ..agent_client import AgentClient
+from ..backend import HostInventory, ShellSpec
+from ..host import cgroups, idmap, netns, seccomp, uids
+from ..host.btrfs import BtrfsPool
+from ..images import BASE_TEMPLATE, build_rootfs_tarball, import_rootfs
+from .bundle import DEFAULT_PATH, BundlePaths, build_config
+from .crun import Crun
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+
+
+class ContainerBackend:
+    runtime = Runtime.CONTAINER
+    capabilities = frozenset(
+        {
+            Capability.LOGS,
+            Capability.RESTART,
+            Capability.SNAPSHOT,
+            Capability.STOP,
+            Capability.START,
+            Capability.REINSTALL_OS,
+            Capability.WIPE_STATE,
+        }
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.instance = settings.instance_id
+        data = settings.data_dir
+        storage = data / "storage"
+        if settings.btrfs_dir is not None:
+            self.pool = BtrfsPool(mount_dir=settings.btrfs_dir)
+        else:
+            self.pool = BtrfsPool(
+                mount_dir=storage / "pool",
+                image=storage / "pool.img",
+                size_bytes=settings.pool_image_gib * 1024**3,
+            )
+        self.run_dir = data / "run"
+        self.netns_dir = self.run_dir / "netns"
+        self.logs_dir = data / "logs"
+        self.crun = Crun(self.run_dir / "crun")
+        self.cgroup_prefix = f"shells-{self.instance}"
+        self._seccomp_b64 = ""
+        self._agent_code = str(Path(shells.guest.__file__).resolve().parent)
+
+    # paths ----------------------------------------------------------------------------------------
+    @property
+    def _p(self) -> Path:
+        return self.pool.mount_dir
+
+    def _template_dir(self, name: str) -> Path:
+        return self._p / "templates" / name
+
+    def _shell_dir(self, host_id: str) -> Path:
+        return self._p / "shells" / host_id
+
+    def _snapshot_dir(self, snap_id: str) -> Path:
+        return self._p / "snapshots" / snap_id
+
+    def _runtime_dir(self, host_id: str) -> Path:
+        return self.run_dir / "shells" / host_id
+
+    def _socket(self, host_id: str) -> str:
+        return str(self._runtime_dir(host_id) / "agent" / "agent.sock")
+
+    def _cgroup(self, host_id: str) -> str:
+        return f"/{self.cgroup_prefix}/{host_id}"
+
+    # start-up -------------------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        cgroups.ensure_hybrid_cgroup_fix()
+        await anyio.to_thread.run_sync(self.pool.ensure_mounted)
+        for d in (self._p / "templates", self._p / "shells", self._p / "snapshots"):
+            d.mkdir(parents=True, exist_ok=True)
+        for d in (self.run_dir / "shells", self.netns_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        netns.ensure_private_mount(str(self.netns_dir))
+        self._seccomp_b64 = seccomp.cached_bpf_b64(self.settings.cache_dir)
+        await self.ensure_template(BASE_TEMPLATE.name)
+
+    async def ensure_template(self, name: str) -> None:
+        if name != BASE_TEMPLATE.name:
+            raise TemplateNotFound(
+                f"Template '{name}' is not available on this host yet; only '{BASE_TEMPLATE.name}' is built."
+            )
+        dest = self._template_dir(name)
+        if dest.exists():
+            return
+        tarball = await anyio.to_thread.run_sync(build_rootfs_tarball, self.settings.cache_dir, BASE_TEMPLATE)
+        await anyio.to_thread.run_sync(import_rootfs, self.pool, tarball, dest)
+
+    def templates(self) -> dict[str, str]:
+        root = self._p / "templates"
+        return {p.name: BASE_TEMPLATE.describe() for p in sorted(root.iterdir())} if root.exists() else {}
+
+    # lifecycle ------------------------------------------------------------------------------------
+    async def create(self, spec: ShellSpec) -> None:
+        if spec.network.mode is not NetworkMode.SEALED:
+            raise FeatureUnavailable(
+                f"Network mode '{spec.network.mode}' is not available yet; use 'sealed'.", {"field": "network.mode"}
+            )
+        shell_dir = self._shell_dir(spec.host_id)
+        shell_dir.mkdir(parents=True, exist_ok=False)
+        try:
+            if spec.source_snapshot is not None:
+                snap = self._snapshot_dir(spec.source_snapshot)
+                self.pool.snapshot(snap / "rootfs", shell_dir / "rootfs", readonly=False)
+                self.pool.snapshot(snap / "workspace", shell_dir / "workspace", readonly=False)
+            else:
+                template = self._template_dir(spec.template)
+                if not template.exists():
+                    raise TemplateNotFound(f"Template '{spec.template}' is not on this host.")
+                self.pool.snapshot(template, shell_dir / "rootfs", readonly=False)
+                self.pool.create_subvolume(shell_dir / "workspace")
+            await self.start(spec)
+        except BaseException:
+            await self.destroy(spec.host_id)
+            raise
+
+    async def start(self, spec: ShellSpec) -> None:
+        host_id = spec.host_id
+        rt = self._runtime_dir(host_id)
+        if rt.exists():  # leftovers of a crash between start and stop: release them first
+            await self.stop(host_id)
+        rootfs_mnt, ws_mnt, agent_run, bundle = rt / "rootfs", rt / "workspace", rt / "agent", rt / "bundle"
+        for d in (rootfs_mnt, ws_mnt, agent_run, bundle):
+            d.mkdir(parents=True)
+        block = uids.claim(self.instance, host_id)
+        try:
+            (rt / "runtime.json").write_text(json.dumps({"uid_block": block.index}), encoding="utf-8")
+            fd = idmap.userns_fd(block.uid_base)
+            try:
+                shell_dir = self._shell_dir(host_id)
+                idmap.idmapped_bind(str(shell_dir / "rootfs"), str(rootfs_mnt), fd)
+                idmap.idmapped_bind(str(shell_dir / "workspace"), str(ws_mnt), fd)
+            finally:
+                os.close(fd)
+            os.chown(agent_run, block.uid_base, block.uid_base)
+            ns_path = self.netns_dir / host_id
+            netns.create_sealed_netns(str(ns_path))
+            config = build_config(
+                paths=BundlePaths(
+                    rootfs=str(rootfs_mnt),
+                    workspace=str(ws_mnt),
+                    agent_code=self._agent_code,
+                    agent_run=str(agent_run),
+                    netns=str(ns_path),
+                ),
+                shape=spec.shape,
+                uid_base=block.uid_base,
+                cgroup_path=self._cgroup(host_id),
+                seccomp_bpf_b64=self._seccomp_b64,
+            )
+            (bundle / "config.json").write_text(json.dumps(config), encoding="utf-8")
+            await self.crun.run_detached(host_id, bundle, self.logs_dir / f"{host_id}.log")
+            await AgentClient(self._socket(host_id)).wait_ready(self.settings.agent_ready_timeout_s)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.stop(host_id)
+            raise
+
+    async def stop(self, host_id: str) -> None:
+        """Kill the container and release its runtime objects; the subvolumes stay. Idempotent."""
+        await self.crun.kill_and_delete(host_id)
+        cgroups.remove_cgroup(self._cgroup(host_id))
+        rt = self._runtime_dir(host_id)
+        for mnt in (rt / "rootfs", rt / "workspace"):
+            idmap.unmount(str(mnt), lazy=True)
+        netns.remove_netns(str(self.netns_dir / host_id))
+        meta = rt / "runtime.json"
+        if meta.exists():
+            try:
+                uids.release(json.loads(meta.read_text(encoding="utf-8"))["uid_block"])
+            except (ValueError, KeyError):
+                log.warning("unreadable runtime.json for %s; its uid block is reclaimed at next start", host_id)
+        shutil.rmtree(rt, ignore_errors=True)
+
+    async def destroy(self, host_id: str) -> None:
+        await self.stop(host_id)
+        shell_dir = self._shell_dir(host_id)
+        for sub in ("rootfs", "workspace"):
+            if self.pool.is_subvolume(shell_dir / sub):
+                self.pool.delete_subvolume(shell_dir / sub)
+        shutil.rmtree(shell_dir, ignore_errors=True)
+        (self.logs_dir / f"{host_id}.log").unlink(missing_ok=True)
+
+    async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
+        template = self._template_dir(spec.template)
+        if not template.exists():
+            raise TemplateNotFound(f"Template '{spec.template}' is not on this host; it cannot be reinstalled.")
+        was_running = self._runtime_dir(spec.host_id).exists()
+        await self.stop(spec.host_id)
+        shell_dir = self._shell_dir(spec.host_id)
+        self.pool.delete_subvolume(shell_dir / "rootfs")
+        self.pool.snapshot(template, shell_dir / "rootfs", readonly=False)
+        if wipe_workspace:
+            self.pool.delete_subvolume(shell_dir / "workspace")
+            self.pool.create_subvolume(shell_dir / "workspace")
+        if was_running:
+            await self.start(spec)
+
+    async def snapshot(self, host_id: str, snapshot_id: str) -> None:
+        """Read-only copies of rootfs and /workspace; the shell is frozen meanwhile so they agree."""
+        running = self._runtime_dir(host_id).exists()
+        dest = self._snapshot_dir(snapshot_id)
+        dest.mkdir(parents=True)
+        if running:
+            await self.crun.pause(host_id)
+        try:
+            for sub in ("rootfs", "workspace"):
+                self.pool.snapshot(self._shell_dir(host_id) / sub, dest / sub, readonly=True)
+        except BaseException:
+            await self.delete_snapshot(snapshot_id)
+            raise
+        finally:
+            if running:
+                await self.crun.resume(host_id)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        dest = self._snapshot_dir(snapshot_id)
+        for sub in ("rootfs", "workspace"):
+            if self.pool.is_subvolume(dest / sub):
+                self.pool.delete_subvolume(dest / sub)
+        shutil.rmtree(dest, ignore_errors=True)
+
+    async def logs(self, host_id: str, max_bytes: int) -> bytes:
+        path = self.logs_dir / f"{host_id}.log"
+        if not path.exists():
+            return b""
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - max_bytes))
+            return f.read()
+
+    async def inventory(self) -> HostInventory:
+        states = await self.crun.list()
+        shells_root, snaps_root = self._p / "shells", self._p / "snapshots"
+        return HostInventory(
+            running={s.id for s in states if s.status == "running"},
+            paused={s.id for s in states if s.status == "paused"},
+            stored={p.name for p in shells_root.iterdir()} if shells_root.exists() else set(),
+            snapshots={p.name for p in snaps_root.iterdir()} if snaps_root.exists() else set(),
+        )
+
+    async def purge(self) -> None:
+        """Destroy every shell, snapshot and template of this instance and release its host mounts.
+
+        For uninstalling an instance (and for test teardown); records in the store are not touched.
+        """
+        if not self.pool.mount_dir.exists():
+            return
+        self.pool.ensure_mounted()
+        inv = await self.inventory()
+        for host_id in sorted(inv.stored | inv.running | inv.paused):
+            await self.destroy(host_id)
+        for snap in sorted(inv.snapshots):
+            await self.delete_snapshot(snap)
+        templates = self._p / "templates"
+        for template in sorted(templates.iterdir()) if templates.exists() else []:
+            self.pool.delete_subvolume(template)
+        cgroups.remove_cgroup(f"/{self.cgroup_prefix}")
+        netns.release_private_mount(str(self.netns_dir))
+        self.pool.unmount()
+
+    # inside the shell -----------------------------------------------------------------------------
+    def _agent(self, host_id: str) -> AgentClient:
+        if not self._runtime_dir(host_id).exists():
+            raise RuntimeFailure("The shell's processes are not running on this host.")
+        return AgentClient(self._socket(host_id))
+
+    def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
+        return self._agent(host_id).exec(replace(spec, env={**DEFAULT_ENV, **spec.env}))
+
+    def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]:
+        return self._agent(host_id).read_file(path, max_bytes)
+
+    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
+        return await self._agent(host_id).write_file(path, chunks, mode=mode)
+
+    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
+        return await self._agent(host_id).list_dir(path)
+
+    async def stat(self, host_id: str, path: str) -> FileEntry:
+        return await self._agent(host_id).stat(path)
+
+    async def remove(self, host_id: str, path: str, recursive: bool) -> None:
+        await self._agent(host_id).remove(path, recursive=recursive)
+
+    async def mkdir(self, host_id: str, path: str) -> None:
+        await self._agent(host_id).mkdir(path, parents=True)

@@ -1,0 +1,31 @@
+"""Wire one Shells instance together and serve it."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from .api.app import create_app
+from .control.service import Control
+from .runtime.backend import Backend
+from .runtime.container.backend import ContainerBackend
+from .settings import Settings
+from .store.repository import Store
+
+
+def build_control(settings: Settings) -> Control:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    backends: list[Backend] = [ContainerBackend(settings)]
+    return Control(settings, Store(settings.db_url), backends)
+
+
+def build_app(settings: Settings) -> FastAPI:
+    return create_app(build_control(settings))
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = build_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)

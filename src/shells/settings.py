@@ -1,0 +1,69 @@
+"""One settings object for the whole server, read from ``SHELLS_*`` environment variables."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .domain.errors import InvalidRequest
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "shells"
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shells"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an instance needs to know. Two instances must differ in ``data_dir``."""
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    region: str = "local"
+    database_url: str | None = None
+    warm_pool_size: int = 2
+    pool_image_gib: int = 64
+    btrfs_dir: Path | None = None
+    agent_ready_timeout_s: float = 20.0
+
+    @property
+    def instance_id(self) -> str:
+        """Short stable name of this instance; every host object (cgroup, netns, uid claim) carries it."""
+        return hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'shells.db'}"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin-token"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        s = cls()
+        values: dict[str, object] = {}
+        paths = {"data_dir": "SHELLS_DATA_DIR", "cache_dir": "SHELLS_CACHE_DIR", "btrfs_dir": "SHELLS_BTRFS_DIR"}
+        for name, var in paths.items():
+            if env.get(var):
+                values[name] = Path(env[var])
+        for name, var in {"host": "SHELLS_HOST", "region": "SHELLS_REGION", "database_url": "SHELLS_DATABASE_URL"}.items():
+            if env.get(var):
+                values[name] = env[var]
+        ints = {"port": "SHELLS_PORT", "warm_pool_size": "SHELLS_WARM_POOL_SIZE", "pool_image_gib": "SHELLS_POOL_IMAGE_GIB"}
+        for name, var in ints.items():
+            if env.get(var):
+                try:
+                    values[name] = int(env[var])
+                except ValueError:
+                    raise InvalidRequest(f"{var} must be a whole number, not {env[var]!r}.") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(s, **values)  # type: ignore[arg-type]

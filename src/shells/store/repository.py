@@ -1,0 +1,359 @@
+"""All reads and writes of records. Each state change is one transaction plus one event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..domain.errors import ShellNotFound
+from ..domain.isolation import Language, Runtime
+from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord
+from ..domain.states import ShellState, transition
+from .tables import EventRow, ShellRow, SnapshotRow, TokenRow
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """An event before it has an id and a time; the store assigns both in the same transaction."""
+
+    tenant: str
+    shell_id: str | None
+    principal: str
+    door: str
+    kind: str
+    action: str
+    outcome: str = "ok"
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    tenant: str
+    principal: str
+    prefix: str
+    scopes: frozenset[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _shell_from_row(row: ShellRow) -> ShellRecord:
+    net = row.network
+    return ShellRecord(
+        id=row.id,
+        tenant=row.tenant,
+        owner=row.owner,
+        name=row.name,
+        state=ShellState(row.state),
+        state_reason=row.state_reason,
+        runtime=Runtime(row.runtime),
+        language=Language(row.language),
+        template=row.template,
+        network=NetworkPolicy(NetworkMode(net["mode"]), tuple(net.get("allow", ()))),
+        shape=row.shape,
+        region=row.region,
+        env=dict(row.env),
+        labels=dict(row.labels),
+        source_snapshot=row.source_snapshot,
+        pooled=row.pooled,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _copy_into_row(rec: ShellRecord, row: ShellRow) -> None:
+    row.tenant, row.owner, row.name = rec.tenant, rec.owner, rec.name
+    row.state, row.state_reason = rec.state.value, rec.state_reason
+    row.runtime, row.language, row.template = rec.runtime.value, rec.language.value, rec.template
+    row.network, row.shape, row.region = rec.network.to_dict(), rec.shape, rec.region
+    row.env, row.labels = dict(rec.env), dict(rec.labels)
+    row.source_snapshot, row.pooled = rec.source_snapshot, rec.pooled
+    row.created_at, row.updated_at = rec.created_at, rec.updated_at
+
+
+def _event_from_row(row: EventRow) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        at=row.at,
+        tenant=row.tenant,
+        shell_id=row.shell_id,
+        principal=row.principal,
+        door=row.door,
+        kind=row.kind,
+        action=row.action,
+        outcome=row.outcome,
+        message=row.message,
+        details=dict(row.details),
+    )
+
+
+def _snapshot_from_row(row: SnapshotRow) -> SnapshotRecord:
+    return SnapshotRecord(
+        id=row.id,
+        tenant=row.tenant,
+        shell_id=row.shell_id,
+        runtime=Runtime(row.runtime),
+        template=row.template,
+        language=Language(row.language),
+        name=row.name,
+        created_at=row.created_at,
+    )
+
+
+def _event_row(draft: EventDraft, at: datetime) -> EventRow:
+    return EventRow(
+        at=at,
+        tenant=draft.tenant,
+        shell_id=draft.shell_id,
+        principal=draft.principal,
+        door=draft.door,
+        kind=draft.kind,
+        action=draft.action,
+        outcome=draft.outcome,
+        message=draft.message,
+        details=draft.details,
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+class Store:
+    """The record of every shell, event, snapshot and token. SQLite by default, PostgreSQL by URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url)
+        cfg.attributes["connection"] = None
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # shells ---------------------------------------------------------------------------------------
+    def add_shell(self, rec: ShellRecord, draft: EventDraft | None = None) -> None:
+        with self._tx() as s:
+            row = ShellRow(id=rec.id)
+            _copy_into_row(rec, row)
+            s.add(row)
+            if draft is not None:
+                s.add(_event_row(draft, rec.created_at))
+
+    def get_shell(self, shell_id: str) -> ShellRecord | None:
+        with self._tx() as s:
+            row = s.get(ShellRow, shell_id)
+            return None if row is None else _shell_from_row(row)
+
+    def list_shells(
+        self,
+        tenant: str | None = None,
+        *,
+        pooled: bool = False,
+        include_deleted: bool = False,
+    ) -> list[ShellRecord]:
+        with self._tx() as s:
+            q = select(ShellRow).where(ShellRow.pooled == pooled)
+            if tenant is not None:
+                q = q.where(ShellRow.tenant == tenant)
+            if not include_deleted:
+                q = q.where(ShellRow.state != ShellState.DELETED.value)
+            rows = s.scalars(q.order_by(ShellRow.created_at.desc())).all()
+            return [_shell_from_row(r) for r in rows]
+
+    def save_shell(self, rec: ShellRecord, draft: EventDraft | None = None) -> None:
+        """Write the mutable fields of ``rec`` (not its state: that goes through change_state)."""
+        with self._tx() as s:
+            row = s.get(ShellRow, rec.id)
+            if row is None:
+                raise ShellNotFound(f"Shell '{rec.id}' does not exist.")
+            state = row.state
+            rec.updated_at = utcnow()
+            _copy_into_row(rec, row)
+            row.state = state
+            if draft is not None:
+                s.add(_event_row(draft, rec.updated_at))
+
+    def change_state(
+        self, shell_id: str, target: ShellState, reason: str, draft: EventDraft
+    ) -> ShellRecord:
+        """Move a shell through the state machine and record why, atomically."""
+        with self._tx() as s:
+            row = s.get(ShellRow, shell_id, with_for_update=True)
+            if row is None:
+                raise ShellNotFound(f"Shell '{shell_id}' does not exist.")
+            row.state = transition(ShellState(row.state), target).value
+            row.state_reason = reason
+            row.updated_at = utcnow()
+            s.add(_event_row(draft, row.updated_at))
+            return _shell_from_row(row)
+
+    def claim_pooled(self, template: str, shape: str, mode: str) -> ShellRecord | None:
+        """Take one running pool shell matching the request out of the pool, or None."""
+        with self._tx() as s:
+            candidates = s.scalars(
+                select(ShellRow)
+                .where(
+                    ShellRow.pooled.is_(True),
+                    ShellRow.state == ShellState.RUNNING.value,
+                    ShellRow.template == template,
+                    ShellRow.shape == shape,
+                )
+                .order_by(ShellRow.created_at)
+            ).all()
+            for row in candidates:
+                if row.network.get("mode") == mode:
+                    row.pooled = False
+                    return _shell_from_row(row)
+            return None
+
+    def purge_shell(self, shell_id: str) -> None:
+        """Forget a pool shell that never reached a user (it has no history worth keeping)."""
+        with self._tx() as s:
+            row = s.get(ShellRow, shell_id)
+            if row is not None and row.pooled:
+                s.delete(row)
+
+    # events ---------------------------------------------------------------------------------------
+    def add_event(self, draft: EventDraft) -> EventRecord:
+        with self._tx() as s:
+            row = _event_row(draft, utcnow())
+            s.add(row)
+            s.flush()
+            return _event_from_row(row)
+
+    def list_events(
+        self, *, tenant: str | None, shell_id: str | None, after: int = 0, limit: int = 500
+    ) -> list[EventRecord]:
+        with self._tx() as s:
+            q = select(EventRow).where(EventRow.id > after)
+            if tenant is not None:
+                q = q.where(EventRow.tenant == tenant)
+            if shell_id is not None:
+                q = q.where(EventRow.shell_id == shell_id)
+            rows = s.scalars(q.order_by(EventRow.id).limit(limit)).all()
+            return [_event_from_row(r) for r in rows]
+
+    # snapshots ------------------------------------------------------------------------------------
+    def add_snapshot(self, snap: SnapshotRecord, draft: EventDraft) -> None:
+        with self._tx() as s:
+            s.add(
+                SnapshotRow(
+                    id=snap.id,
+                    tenant=snap.tenant,
+                    shell_id=snap.shell_id,
+                    runtime=snap.runtime.value,
+                    template=snap.template,
+                    language=snap.language.value,
+                    name=snap.name,
+                    created_at=snap.created_at,
+                )
+            )
+            s.add(_event_row(draft, snap.created_at))
+
+    def get_snapshot(self, snap_id: str) -> SnapshotRecord | None:
+        with self._tx() as s:
+            row = s.get(SnapshotRow, snap_id)
+            return None if row is None or row.deleted_at is not None else _snapshot_from_row(row)
+
+    def list_snapshots(self, tenant: str | None, shell_id: str | None = None) -> list[SnapshotRecord]:
+        with self._tx() as s:
+            q = select(SnapshotRow).where(SnapshotRow.deleted_at.is_(None))
+            if tenant is not None:
+                q = q.where(SnapshotRow.tenant == tenant)
+            if shell_id is not None:
+                q = q.where(SnapshotRow.shell_id == shell_id)
+            return [_snapshot_from_row(r) for r in s.scalars(q.order_by(SnapshotRow.created_at)).all()]
+
+    def all_snapshot_ids(self) -> set[str]:
+        """Every snapshot still kept, of every tenant (for reconciliation)."""
+        with self._tx() as s:
+            return set(s.scalars(select(SnapshotRow.id).where(SnapshotRow.deleted_at.is_(None))).all())
+
+    def mark_snapshot_deleted(self, snap_id: str) -> None:
+        with self._tx() as s:
+            row = s.get(SnapshotRow, snap_id)
+            if row is not None:
+                row.deleted_at = utcnow()
+
+    # tokens ---------------------------------------------------------------------------------------
+    def add_token(
+        self,
+        *,
+        token_id: str,
+        tenant: str,
+        principal: str,
+        token_hash: str,
+        prefix: str,
+        scopes: frozenset[str],
+        expires_at: datetime | None = None,
+    ) -> None:
+        with self._tx() as s:
+            s.add(
+                TokenRow(
+                    id=token_id,
+                    tenant=tenant,
+                    principal=principal,
+                    token_hash=token_hash,
+                    prefix=prefix,
+                    scopes={"scopes": sorted(scopes)},
+                    created_at=utcnow(),
+                    expires_at=expires_at,
+                )
+            )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self._tx() as s:
+            row = s.scalars(select(TokenRow).where(TokenRow.token_hash == token_hash)).first()
+            if row is None:
+                return None
+            return TokenRecord(
+                id=row.id,
+                tenant=row.tenant,
+                principal=row.principal,
+                prefix=row.prefix,
+                scopes=frozenset(row.scopes.get("scopes", [])),
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+                revoked_at=row.revoked_at,
+            )

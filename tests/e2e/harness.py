@@ -1,0 +1,134 @@
+"""A real Shells server in a subprocess, treated as a product: it starts, restarts, is killed, and
+leaves nothing behind on the host when it is purged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shells.sdk import Shells
+
+SHELLS = [sys.executable, "-m", "shells.cli.main"]
+START_TIMEOUT_S = 600.0  # the first start on a fresh machine builds the base template
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    warm_pool: int = 2
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text(encoding="utf-8").strip()
+
+    def client(self, token: str | None = None) -> Shells:
+        return Shells(self.url, token or self.token)
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [*SHELLS, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
+             "--warm-pool", str(self.warm_pool)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + "/v1/info", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not answer within {START_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        path = self.data_dir / "server.log"
+        return path.read_bytes()[-n:].decode(errors="replace") if path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
+        self.proc = None
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def wait_pool_ready(self, timeout_s: float = 120.0) -> None:
+        """Wait until the warm pool is full, so the measured creates claim pre-started shells."""
+        from shells.store.repository import Store
+
+        store = Store(f"sqlite:///{self.data_dir / 'shells.db'}")
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                ready = [s for s in store.list_shells(None, pooled=True) if s.state == "running"]
+                if len(ready) >= self.warm_pool:
+                    return
+                time.sleep(0.1)
+        finally:
+            store.close()
+        raise RuntimeError("the warm pool did not fill in time")
+
+    def purge(self) -> None:
+        self.stop()
+        subprocess.run([*SHELLS, "purge", "--data-dir", str(self.data_dir), "--yes"], check=True,
+                       capture_output=True)
+
+
+def host_leaks(data_dir: Path, instance: str) -> list[str]:
+    """Everything of this instance still on the host: mounts, cgroups, uid claims."""
+    leaks: list[str] = []
+    resolved = str(data_dir.resolve())
+    for line in Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines():
+        mount_point = line.split()[4]
+        if mount_point.startswith(resolved):
+            leaks.append(f"mount {mount_point}")
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        if (controller / f"shells-{instance}").exists():
+            leaks.append(f"cgroup {controller.name}/shells-{instance}")
+    claims = Path("/run/shells/uid-blocks")
+    if claims.exists():
+        for claim in claims.iterdir():
+            if instance in claim.read_text(encoding="utf-8", errors="replace"):
+                leaks.append(f"uid claim {claim.name}")
+    return leaks
+
+
+@contextmanager
+def running_server(data_dir: Path, warm_pool: int = 2) -> Iterator[ServerProcess]:
+    server = ServerProcess(data_dir, warm_pool=warm_pool)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.purge()
