@@ -50,8 +50,16 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / "server.log").open("ab")
         self.proc = subprocess.Popen(
-            [*SHELLS, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--warm-pool", str(self.warm_pool)],
+            [
+                *SHELLS,
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--warm-pool",
+                str(self.warm_pool),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),
@@ -101,8 +109,9 @@ class ServerProcess:
 
     def purge(self) -> None:
         self.stop()
-        subprocess.run([*SHELLS, "purge", "--data-dir", str(self.data_dir), "--yes"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*SHELLS, "purge", "--data-dir", str(self.data_dir), "--yes"], check=True, capture_output=True
+        )
 
 
 def host_leaks(data_dir: Path, instance: str) -> list[str]:

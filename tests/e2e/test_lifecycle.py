@@ -11,7 +11,9 @@ from shells.domain.errors import ActionNotSupported, InvalidState, ShellNotFound
 from shells.sdk import Shells
 
 
-def test_a_new_python_shell_runs_code_and_reports_the_exit_code(client: Shells, shell: dict[str, Any]) -> None:
+def test_a_new_python_shell_runs_code_and_reports_the_exit_code(
+    client: Shells, shell: dict[str, Any]
+) -> None:
     assert shell["state"] == "running"
     assert shell["runtime"] == "container" and shell["language"] == "python"
     assert shell["network"] == {"mode": "sealed", "allow": []}
@@ -23,17 +25,26 @@ def test_a_new_python_shell_runs_code_and_reports_the_exit_code(client: Shells, 
 
 
 def test_exec_streams_chunks_in_order_then_the_exit(client: Shells, shell: dict[str, Any]) -> None:
-    events = list(client.exec_stream(shell["id"], command="for i in 1 2 3; do echo $i; sleep 0.05; done; exit 7"))
+    events = list(
+        client.exec_stream(shell["id"], command="for i in 1 2 3; do echo $i; sleep 0.05; done; exit 7")
+    )
     text = "".join(e["data"] for e in events if e["type"] == "stdout")
     assert text == "1\n2\n3\n"
     assert sum(e["type"] == "stdout" for e in events) >= 2, "output arrived as one lump, not streamed"
     assert events[-1]["type"] == "exit" and events[-1]["exit_code"] == 7
 
 
-def test_exec_passes_env_cwd_stdin_and_enforces_the_timeout(client: Shells, make_shell: Callable[..., Any]) -> None:
+def test_exec_passes_env_cwd_stdin_and_enforces_the_timeout(
+    client: Shells, make_shell: Callable[..., Any]
+) -> None:
     sh = make_shell(env={"GREETING": "hello"})
-    out = client.exec(sh["id"], command='echo "$GREETING $EXTRA"; pwd; cat', env={"EXTRA": "there"},
-                      cwd="/tmp", stdin="from stdin")
+    out = client.exec(
+        sh["id"],
+        command='echo "$GREETING $EXTRA"; pwd; cat',
+        env={"EXTRA": "there"},
+        cwd="/tmp",
+        stdin="from stdin",
+    )
     assert out["stdout"] == "hello there\n/tmp\nfrom stdin"
     slow = client.exec(sh["id"], ["sleep", "30"], timeout_s=0.5)
     assert slow["timed_out"] is True and slow["exit_code"] == 137

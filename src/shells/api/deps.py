@@ -19,9 +19,7 @@ def get_control(request: Request) -> Control:
     return cast(Control, request.app.state.control)
 
 
-def get_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Principal:
+def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
     return get_control(request).auth.principal(authorization)
 
 

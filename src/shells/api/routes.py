@@ -86,7 +86,11 @@ async def act(control: ControlDep, principal: PrincipalDep, shell_id: str, body:
 
 @router.get("/v1/shells/{shell_id}/events")
 def events(
-    control: ControlDep, principal: PrincipalDep, shell_id: str, after: int = 0, limit: int = Query(500, le=5000)
+    control: ControlDep,
+    principal: PrincipalDep,
+    shell_id: str,
+    after: int = 0,
+    limit: int = Query(500, le=5000),
 ) -> dict[str, Any]:
     return {"events": [e.to_public() for e in control.events(principal, shell_id, after, limit)]}
 
@@ -148,7 +152,9 @@ async def _ndjson(first: ExecEvent | None, events: AsyncIterator[ExecEvent]) -> 
 
 
 @router.get("/v1/shells/{shell_id}/files")
-async def read_file(control: ControlDep, principal: PrincipalDep, shell_id: str, path: str) -> StreamingResponse:
+async def read_file(
+    control: ControlDep, principal: PrincipalDep, shell_id: str, path: str
+) -> StreamingResponse:
     chunks = control.inside.read_file(principal, shell_id, path)
     first = await anext(chunks, b"")
     return StreamingResponse(_prepend(first, chunks), media_type="application/octet-stream")
@@ -163,7 +169,12 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 
 @router.put("/v1/shells/{shell_id}/files")
 async def write_file(
-    control: ControlDep, principal: PrincipalDep, shell_id: str, path: str, request: Request, mode: str = "644"
+    control: ControlDep,
+    principal: PrincipalDep,
+    shell_id: str,
+    path: str,
+    request: Request,
+    mode: str = "644",
 ) -> dict[str, Any]:
     try:
         file_mode = int(mode, 8)
@@ -184,8 +195,13 @@ async def remove_file(
 
 
 @router.get("/v1/shells/{shell_id}/files/list")
-async def list_files(control: ControlDep, principal: PrincipalDep, shell_id: str, path: str = "/workspace") -> dict[str, Any]:
-    return {"path": path, "entries": [_entry(e) for e in await control.inside.list_dir(principal, shell_id, path)]}
+async def list_files(
+    control: ControlDep, principal: PrincipalDep, shell_id: str, path: str = "/workspace"
+) -> dict[str, Any]:
+    return {
+        "path": path,
+        "entries": [_entry(e) for e in await control.inside.list_dir(principal, shell_id, path)],
+    }
 
 
 @router.get("/v1/shells/{shell_id}/files/stat")

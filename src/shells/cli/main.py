@@ -34,7 +34,9 @@ def _age(iso: str) -> str:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -48,7 +50,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..server import serve
     from ..settings import Settings
 
-    serve(Settings.from_env(data_dir=args.data_dir, host=args.host, port=args.port, warm_pool_size=args.warm_pool))
+    serve(
+        Settings.from_env(
+            data_dir=args.data_dir, host=args.host, port=args.port, warm_pool_size=args.warm_pool
+        )
+    )
     return 0
 
 
@@ -107,8 +113,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     header = ["ID", "NAME", "STATE", "RUNTIME", "LANGUAGE", "NETWORK", "SHAPE", "REGION", "AGE"]
     rows = [
-        [s["id"], s["name"] if s["name"] != s["id"] else "-", s["state"], s["runtime"], s["language"],
-         s["network"]["mode"], s["shape"], s["region"], _age(s["created_at"])]
+        [
+            s["id"],
+            s["name"] if s["name"] != s["id"] else "-",
+            s["state"],
+            s["runtime"],
+            s["language"],
+            s["network"]["mode"],
+            s["shape"],
+            s["region"],
+            _age(s["created_at"]),
+        ]
         for s in shells
     ]
     print(_table(rows, header))
@@ -127,7 +142,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
     env = _kv(args.env, "--env")
     stdin = sys.stdin.read() if args.stdin else None
     code = 1
-    for event in _client().exec_stream(args.id, argv, env=env or None, cwd=args.cwd, stdin=stdin, timeout_s=args.timeout):
+    for event in _client().exec_stream(
+        args.id, argv, env=env or None, cwd=args.cwd, stdin=stdin, timeout_s=args.timeout
+    ):
         kind = event["type"]
         if kind in ("stdout", "stderr"):
             stream = sys.stdout if kind == "stdout" else sys.stderr
@@ -170,7 +187,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     for e in _client().events(args.id):
         detail = f" {json.dumps(e['details'])}" if e["details"] else ""
-        print(f"{e['at']}  {e['door']:<6} {e['principal']:<8} {e['kind']:<7} {e['action']:<12} {e['outcome']}{detail}")
+        print(
+            f"{e['at']}  {e['door']:<6} {e['principal']:<8} {e['kind']:<7} {e['action']:<12} "
+            f"{e['outcome']}{detail}"
+        )
     return 0
 
 

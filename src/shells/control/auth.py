@@ -34,7 +34,9 @@ class Authenticator:
     def principal(self, authorization: str | None) -> Principal:
         """Turn an ``Authorization: Bearer <token>`` header value into a principal, or raise 401."""
         if not authorization:
-            raise Unauthenticated("Send 'Authorization: Bearer <token>'; the admin token is in <data-dir>/admin-token.")
+            raise Unauthenticated(
+                "Send 'Authorization: Bearer <token>'; the admin token is in <data-dir>/admin-token."
+            )
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

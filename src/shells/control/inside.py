@@ -33,7 +33,9 @@ class Inside:
             )
         return shell
 
-    async def exec(self, principal: Principal, shell_id: str, spec: ExecSpec, door: str) -> AsyncIterator[ExecEvent]:
+    async def exec(
+        self, principal: Principal, shell_id: str, spec: ExecSpec, door: str
+    ) -> AsyncIterator[ExecEvent]:
         """Check access, then return the command's event stream; the audit event is written at the end.
 
         Access is checked before the first ``await`` of the caller, so a door can turn errors into
@@ -45,7 +47,12 @@ class Inside:
         return self._audited(principal, shell, spec, events, door)
 
     async def _audited(
-        self, principal: Principal, shell: ShellRecord, spec: ExecSpec, events: AsyncIterator[ExecEvent], door: str
+        self,
+        principal: Principal,
+        shell: ShellRecord,
+        spec: ExecSpec,
+        events: AsyncIterator[ExecEvent],
+        door: str,
     ) -> AsyncIterator[ExecEvent]:
         started = time.monotonic()
         outcome, details = "cancelled", {"argv": list(spec.effective_argv)[:16]}
@@ -61,8 +68,9 @@ class Inside:
         finally:
             details["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
             self.ctx.store.add_event(
-                self.ctx.draft(principal, shell, door=door, kind="exec", action="exec", outcome=outcome,
-                               details=details)
+                self.ctx.draft(
+                    principal, shell, door=door, kind="exec", action="exec", outcome=outcome, details=details
+                )
             )
 
     def read_file(self, principal: Principal, shell_id: str, path: str) -> AsyncIterator[bytes]:
@@ -70,14 +78,26 @@ class Inside:
         return self.ctx.backend(shell.runtime).read_file(shell.id, normalize_shell_path(path), MAX_READ_BYTES)
 
     async def write_file(
-        self, principal: Principal, shell_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, door: str
+        self,
+        principal: Principal,
+        shell_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        door: str,
     ) -> int:
         shell = self._running(principal, shell_id, "shells.files")
         clean = normalize_shell_path(path)
         size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode)
         self.ctx.store.add_event(
-            self.ctx.draft(principal, shell, door=door, kind="files", action="write", details={"path": clean,
-                                                                                                "size": size})
+            self.ctx.draft(
+                principal,
+                shell,
+                door=door,
+                kind="files",
+                action="write",
+                details={"path": clean, "size": size},
+            )
         )
         return size
 
@@ -97,10 +117,14 @@ class Inside:
             self.ctx.draft(principal, shell, door=door, kind="files", action="mkdir", details={"path": clean})
         )
 
-    async def remove(self, principal: Principal, shell_id: str, path: str, recursive: bool, door: str) -> None:
+    async def remove(
+        self, principal: Principal, shell_id: str, path: str, recursive: bool, door: str
+    ) -> None:
         shell = self._running(principal, shell_id, "shells.files")
         clean = normalize_shell_path(path)
         await self.ctx.backend(shell.runtime).remove(shell.id, clean, recursive)
         self.ctx.store.add_event(
-            self.ctx.draft(principal, shell, door=door, kind="files", action="remove", details={"path": clean})
+            self.ctx.draft(
+                principal, shell, door=door, kind="files", action="remove", details={"path": clean}
+            )
         )

@@ -35,7 +35,12 @@ class Lifecycle:
         return visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
 
     def list(
-        self, principal: Principal, *, state: str | None = None, runtime: str | None = None, label: str | None = None
+        self,
+        principal: Principal,
+        *,
+        state: str | None = None,
+        runtime: str | None = None,
+        label: str | None = None,
     ) -> list[ShellRecord]:
         require(principal, "shells.read")
         shells = self.ctx.store.list_shells(principal.tenant)
@@ -59,7 +64,8 @@ class Lifecycle:
                 raise SnapshotNotFound(f"Snapshot '{req.snapshot}' does not exist.", {"id": req.snapshot})
             if snap.runtime is not req.runtime:
                 raise InvalidRequest(
-                    f"Snapshot '{snap.id}' was taken of a {snap.runtime} shell; create it with runtime '{snap.runtime}'."
+                    f"Snapshot '{snap.id}' was taken of a {snap.runtime} shell; "
+                    f"create it with runtime '{snap.runtime}'."
                 )
             template = snap.template
         elif template not in backend.templates():
@@ -75,14 +81,18 @@ class Lifecycle:
             "updated_at": now,
         }
         if req.snapshot is None:
-            claimed = self.pool.claim(template=template, shape=req.shape, network=req.network, runtime=req.runtime)
+            claimed = self.pool.claim(
+                template=template, shape=req.shape, network=req.network, runtime=req.runtime
+            )
             if claimed is not None:
                 for k, v in fields.items():
                     setattr(claimed, k, v)
                 claimed.name = req.name or claimed.id
                 self.ctx.store.save_shell(
-                    claimed, self.ctx.draft(principal, claimed, door=door, kind="create", action="create",
-                                            details={"warm": True})
+                    claimed,
+                    self.ctx.draft(
+                        principal, claimed, door=door, kind="create", action="create", details={"warm": True}
+                    ),
                 )
                 return claimed
         shell = ShellRecord(
@@ -98,7 +108,9 @@ class Lifecycle:
             **fields,
         )
         shell.name = req.name or shell.id
-        self.ctx.store.add_shell(shell, self.ctx.draft(principal, shell, door=door, kind="create", action="create"))
+        self.ctx.store.add_shell(
+            shell, self.ctx.draft(principal, shell, door=door, kind="create", action="create")
+        )
         return await self.boot(principal, shell, door)
 
     async def boot(self, principal: Principal | None, shell: ShellRecord, door: str) -> ShellRecord:
@@ -108,14 +120,25 @@ class Lifecycle:
             await backend.create(self.ctx.spec(shell))
         except ShellsError as exc:
             self.ctx.store.change_state(
-                shell.id, ShellState.FAILED, exc.message,
-                self.ctx.draft(principal, shell, door=door, kind="state", action="create", outcome="failed",
-                               message=exc.message),
+                shell.id,
+                ShellState.FAILED,
+                exc.message,
+                self.ctx.draft(
+                    principal,
+                    shell,
+                    door=door,
+                    kind="state",
+                    action="create",
+                    outcome="failed",
+                    message=exc.message,
+                ),
             )
             raise
         return self.ctx.store.change_state(
-            shell.id, ShellState.RUNNING, "", self.ctx.draft(principal, shell, door=door, kind="state",
-                                                             action="create", outcome="running")
+            shell.id,
+            ShellState.RUNNING,
+            "",
+            self.ctx.draft(principal, shell, door=door, kind="state", action="create", outcome="running"),
         )
 
     # delete ---------------------------------------------------------------------------------------
@@ -126,7 +149,9 @@ class Lifecycle:
         shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
         async with self.ctx.locks[shell.id]:
             self.ctx.store.change_state(
-                shell.id, ShellState.DELETED, "deleted by " + principal.id,
+                shell.id,
+                ShellState.DELETED,
+                "deleted by " + principal.id,
                 self.ctx.draft(principal, shell, door=door, kind="delete", action="delete"),
             )
         self.reclaim(shell)
@@ -152,7 +177,12 @@ class Lifecycle:
 
     # actions --------------------------------------------------------------------------------------
     async def act(
-        self, principal: Principal, shell_id: str, capability: str, door: str, params: dict[str, Any] | None = None
+        self,
+        principal: Principal,
+        shell_id: str,
+        capability: str,
+        door: str,
+        params: dict[str, Any] | None = None,
     ) -> tuple[ShellRecord, dict[str, Any]]:
         cap = parse_enum(Capability, capability, "capability")
         require(principal, "shells.read" if cap is Capability.LOGS else "shells.act")
@@ -174,8 +204,16 @@ class Lifecycle:
                 shell, result = await self._do(principal, shell, cap, door, params or {})
             except ShellsError as exc:
                 self.ctx.store.add_event(
-                    self.ctx.draft(principal, shell, door=door, kind="action", action=cap.value, outcome="error",
-                                   message=exc.message, details={"code": exc.code})
+                    self.ctx.draft(
+                        principal,
+                        shell,
+                        door=door,
+                        kind="action",
+                        action=cap.value,
+                        outcome="error",
+                        message=exc.message,
+                        details={"code": exc.code},
+                    )
                 )
                 raise
         return shell, result
@@ -188,15 +226,30 @@ class Lifecycle:
 
         def state(target: ShellState, reason: str = "") -> ShellRecord:
             return self.ctx.store.change_state(
-                shell.id, target, reason,
-                self.ctx.draft(principal, shell, door=door, kind="action", action=cap.value,
-                               outcome=target.value, details={"destructive": cap in DESTRUCTIVE}),
+                shell.id,
+                target,
+                reason,
+                self.ctx.draft(
+                    principal,
+                    shell,
+                    door=door,
+                    kind="action",
+                    action=cap.value,
+                    outcome=target.value,
+                    details={"destructive": cap in DESTRUCTIVE},
+                ),
             )
 
         def done(result: dict[str, Any] | None = None) -> tuple[ShellRecord, dict[str, Any]]:
             self.ctx.store.add_event(
-                self.ctx.draft(principal, shell, door=door, kind="action", action=cap.value,
-                               details={"destructive": cap in DESTRUCTIVE})
+                self.ctx.draft(
+                    principal,
+                    shell,
+                    door=door,
+                    kind="action",
+                    action=cap.value,
+                    details={"destructive": cap in DESTRUCTIVE},
+                )
             )
             return shell, result or {}
 
@@ -234,8 +287,14 @@ class Lifecycle:
                 await backend.snapshot(shell.id, snap.id)
                 self.ctx.store.add_snapshot(
                     snap,
-                    self.ctx.draft(principal, shell, door=door, kind="action", action=cap.value,
-                                   details={"snapshot": snap.id}),
+                    self.ctx.draft(
+                        principal,
+                        shell,
+                        door=door,
+                        kind="action",
+                        action=cap.value,
+                        details={"snapshot": snap.id},
+                    ),
                 )
                 return shell, {"snapshot": snap.to_public()}
             case _:

@@ -34,7 +34,9 @@ class WarmPool:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def claim(self, *, template: str, shape: str, network: NetworkPolicy, runtime: Runtime) -> ShellRecord | None:
+    def claim(
+        self, *, template: str, shape: str, network: NetworkPolicy, runtime: Runtime
+    ) -> ShellRecord | None:
         if self.size == 0 or runtime is not Runtime.CONTAINER or network.mode is not NetworkMode.SEALED:
             return None
         shell = self.ctx.store.claim_pooled(template, shape, network.mode.value)
@@ -69,9 +71,7 @@ class WarmPool:
         backend = self.ctx.backend(Runtime.CONTAINER)
         for template in self.templates:
             while True:
-                have = [
-                    s for s in self.ctx.store.list_shells(None, pooled=True) if s.template == template
-                ]
+                have = [s for s in self.ctx.store.list_shells(None, pooled=True) if s.template == template]
                 if len(have) >= self.size:
                     break
                 now = datetime.now(UTC)
@@ -98,6 +98,10 @@ class WarmPool:
                     self.ctx.store.purge_shell(shell.id)
                     raise
                 self.ctx.store.change_state(
-                    shell.id, ShellState.RUNNING, "",
-                    self.ctx.draft(None, shell, door="pool", kind="state", action="prewarm", outcome="running"),
+                    shell.id,
+                    ShellState.RUNNING,
+                    "",
+                    self.ctx.draft(
+                        None, shell, door="pool", kind="state", action="prewarm", outcome="running"
+                    ),
                 )

@@ -39,12 +39,23 @@ async def reconcile(ctx: ControlContext) -> ReconcileReport:
             def mark(target: ShellState, reason: str, shell_id: str = shell.id) -> None:
                 current = ctx.store.get_shell(shell_id)
                 ctx.store.change_state(
-                    shell_id, target, reason,
-                    ctx.draft(None, current, door="system", kind="state", action="reconcile",
-                              outcome=target.value, message=reason),
+                    shell_id,
+                    target,
+                    reason,
+                    ctx.draft(
+                        None,
+                        current,
+                        door="system",
+                        kind="state",
+                        action="reconcile",
+                        outcome=target.value,
+                        message=reason,
+                    ),
                 )
 
-            if shell.pooled and shell.state is not ShellState.RUNNING or shell.pooled and shell.id not in live:
+            if (shell.pooled and shell.state is not ShellState.RUNNING) or (
+                shell.pooled and shell.id not in live
+            ):
                 await backend.destroy(shell.id)
                 ctx.store.purge_shell(shell.id)
                 continue
@@ -57,9 +68,13 @@ async def reconcile(ctx: ControlContext) -> ReconcileReport:
                     report.adopted.append(shell.id)
                 case ShellState.RUNNING | ShellState.PAUSED if shell.id in inv.stored:
                     await backend.stop(shell.id)
-                    mark(ShellState.STOPPED, "its processes were gone when the server started (host restart?)")
+                    mark(
+                        ShellState.STOPPED, "its processes were gone when the server started (host restart?)"
+                    )
                     report.stopped.append(shell.id)
-                case ShellState.RUNNING | ShellState.PAUSED | ShellState.STOPPED if shell.id not in inv.stored:
+                case ShellState.RUNNING | ShellState.PAUSED | ShellState.STOPPED if (
+                    shell.id not in inv.stored
+                ):
                     mark(ShellState.LOST, "its filesystem is no longer on this host")
                     report.lost.append(shell.id)
                 case ShellState.STOPPED | ShellState.FAILED if shell.id in live:

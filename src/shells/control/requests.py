@@ -20,8 +20,12 @@ MAX_LABELS = 64
 def _str_map(value: object, field_name: str) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise InvalidRequest(f"'{field_name}' must be an object of string keys to string values.", {"field": field_name})
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidRequest(
+            f"'{field_name}' must be an object of string keys to string values.", {"field": field_name}
+        )
     return dict(value)
 
 
@@ -55,7 +59,9 @@ class CreateShellRequest:
                 {"fields": unknown},
             )
         if "language" not in body and "snapshot" not in body:
-            raise InvalidRequest("'language' is required (bash, node, python, rust or go).", {"field": "language"})
+            raise InvalidRequest(
+                "'language' is required (bash, node, python, rust or go).", {"field": "language"}
+            )
         network = body.get("network")
         if network is None:
             policy = NetworkPolicy()
@@ -67,10 +73,14 @@ class CreateShellRequest:
                 raise InvalidRequest("'network.allow' must be a list of strings.", {"field": "network.allow"})
             mode = parse_enum(NetworkMode, network.get("mode", NetworkMode.SEALED.value), "network.mode")
             if allow and mode is not NetworkMode.INTERNET:
-                raise InvalidRequest("'network.allow' only applies to mode 'internet'.", {"field": "network.allow"})
+                raise InvalidRequest(
+                    "'network.allow' only applies to mode 'internet'.", {"field": "network.allow"}
+                )
             policy = NetworkPolicy(mode, tuple(allow))
         else:
-            raise InvalidRequest("'network' must be an object like {\"mode\": \"sealed\"}.", {"field": "network"})
+            raise InvalidRequest(
+                '\'network\' must be an object like {"mode": "sealed"}.', {"field": "network"}
+            )
         shape = body.get("shape") or DEFAULT_SHAPE
         if not isinstance(shape, str):
             raise InvalidRequest("'shape' must be a string such as s-1vcpu-512mb.", {"field": "shape"})
@@ -102,10 +112,12 @@ def parse_exec(body: Mapping[str, Any]) -> ExecSpec:
     known = {"cmd", "command", "env", "cwd", "stdin", "stdin_b64", "timeout_s"}
     unknown = sorted(set(body) - known)
     if unknown:
-        raise InvalidRequest(f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}.")
+        raise InvalidRequest(
+            f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}."
+        )
     cmd = body.get("cmd")
     if cmd is not None and (not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd)):
-        raise InvalidRequest("'cmd' must be a list of strings, e.g. [\"python3\", \"-c\", \"print(1)\"].")
+        raise InvalidRequest('\'cmd\' must be a list of strings, e.g. ["python3", "-c", "print(1)"].')
     command = body.get("command")
     if command is not None and not isinstance(command, str):
         raise InvalidRequest("'command' must be a string run by /bin/sh -c.")

@@ -66,15 +66,17 @@ class Control:
             },
             "languages": [lang.value for lang in Language],
             "network_modes": [NetworkMode.SEALED.value],
-            "shapes": {
-                s.name: {"vcpus": s.vcpus, "memory_mib": s.memory_mib} for s in SHAPES.values()
-            },
+            "shapes": {s.name: {"vcpus": s.vcpus, "memory_mib": s.memory_mib} for s in SHAPES.values()},
         }
 
-    def events(self, principal: Principal, shell_id: str, after: int = 0, limit: int = 500) -> list[EventRecord]:
+    def events(
+        self, principal: Principal, shell_id: str, after: int = 0, limit: int = 500
+    ) -> list[EventRecord]:
         require(principal, "shells.read")
         visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
-        return self.ctx.store.list_events(tenant=principal.tenant, shell_id=shell_id, after=after, limit=limit)
+        return self.ctx.store.list_events(
+            tenant=principal.tenant, shell_id=shell_id, after=after, limit=limit
+        )
 
     def snapshots(self, principal: Principal, shell_id: str | None = None) -> list[SnapshotRecord]:
         require(principal, "shells.read")

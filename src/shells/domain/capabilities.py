@@ -36,4 +36,6 @@ ALLOWED_STATES: dict[Capability, frozenset[ShellState]] = {
     Capability.FORK: _RUNNING,
 }
 
-DESTRUCTIVE: frozenset[Capability] = frozenset({Capability.STOP, Capability.WIPE_STATE, Capability.REINSTALL_OS})
+DESTRUCTIVE: frozenset[Capability] = frozenset(
+    {Capability.STOP, Capability.WIPE_STATE, Capability.REINSTALL_OS}
+)

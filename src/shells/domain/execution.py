@@ -32,7 +32,9 @@ class ExecSpec:
 
     def __post_init__(self) -> None:
         if (self.argv is None) == (self.command is None):
-            raise InvalidRequest("Give exactly one of 'cmd' (a list of arguments) or 'command' (a shell string).")
+            raise InvalidRequest(
+                "Give exactly one of 'cmd' (a list of arguments) or 'command' (a shell string)."
+            )
         if self.argv is not None:
             if not self.argv or not self.argv[0]:
                 raise InvalidRequest("'cmd' must be a non-empty list whose first item names the program.")
@@ -46,7 +48,9 @@ class ExecSpec:
             raise InvalidRequest(f"'env' has more than {MAX_ENV_ENTRIES} entries.")
         for key, value in self.env.items():
             if not key or "=" in key or "\0" in key or "\0" in value:
-                raise InvalidRequest(f"'env' key {key!r} is invalid: names may not be empty or hold '=' or NUL.")
+                raise InvalidRequest(
+                    f"'env' key {key!r} is invalid: names may not be empty or hold '=' or NUL."
+                )
         if not self.cwd.startswith("/") or "\0" in self.cwd:
             raise InvalidRequest("'cwd' must be an absolute path inside the shell, such as /workspace.")
         if not 0 < self.timeout_s <= MAX_EXEC_TIMEOUT_S:

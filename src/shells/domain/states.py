@@ -1,11 +1,11 @@
 """The shell state machine. Transitions are the only way a shell's state changes.
 
-    creating ──> running ⇄ stopped
-        │          │  ⇅        │
-        │          │ paused    │
-        └──> failed ◄──┘       │
-    any live state ──> deleted (terminal)
-    running/paused/stopped ──> lost (the host no longer has it; found by reconciliation)
+creating ──> running ⇄ stopped
+    │          │  ⇅        │
+    │          │ paused    │
+    └──> failed ◄──┘       │
+any live state ──> deleted (terminal)
+running/paused/stopped ──> lost (the host no longer has it; found by reconciliation)
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ _ALLOWED: dict[ShellState, frozenset[ShellState]] = {
     ShellState.PAUSED: frozenset(
         {ShellState.RUNNING, ShellState.STOPPED, ShellState.LOST, ShellState.DELETED}
     ),
-    ShellState.STOPPED: frozenset({ShellState.RUNNING, ShellState.FAILED, ShellState.LOST, ShellState.DELETED}),
+    ShellState.STOPPED: frozenset(
+        {ShellState.RUNNING, ShellState.FAILED, ShellState.LOST, ShellState.DELETED}
+    ),
     ShellState.FAILED: frozenset({ShellState.RUNNING, ShellState.STOPPED, ShellState.DELETED}),
     ShellState.LOST: frozenset({ShellState.DELETED}),
     ShellState.DELETED: frozenset(),

@@ -85,7 +85,9 @@ class Shells:
     def get(self, shell_id: str) -> JSON:
         return dict(self._json("GET", f"/v1/shells/{shell_id}"))
 
-    def list(self, *, state: str | None = None, runtime: str | None = None, label: str | None = None) -> list[JSON]:
+    def list(
+        self, *, state: str | None = None, runtime: str | None = None, label: str | None = None
+    ) -> list[JSON]:
         params = {k: v for k, v in {"state": state, "runtime": runtime, "label": label}.items() if v}
         return list(self._json("GET", "/v1/shells", params=params)["shells"])
 
@@ -93,7 +95,9 @@ class Shells:
         self._json("DELETE", f"/v1/shells/{shell_id}")
 
     def action(self, shell_id: str, capability: str, **params: Any) -> JSON:
-        return dict(self._json("POST", f"/v1/shells/{shell_id}/actions", json={"capability": capability, **params}))
+        return dict(
+            self._json("POST", f"/v1/shells/{shell_id}/actions", json={"capability": capability, **params})
+        )
 
     def events(self, shell_id: str, after: int = 0) -> list[JSON]:
         return list(self._json("GET", f"/v1/shells/{shell_id}/events", params={"after": after})["events"])
@@ -142,7 +146,7 @@ class Shells:
         stdin: str | None = None,
         timeout_s: float | None = None,
     ) -> Iterator[JSON]:
-        """Yield ``{"type": "stdout"|"stderr", "data"}`` events as they happen, then ``{"type": "exit", ...}``."""
+        """Yield stdout/stderr events ``{"type", "data"}`` as they come, then ``{"type": "exit", ...}``."""
         body = self._exec_body(cmd, command, env, cwd, stdin, timeout_s)
         with self._http.stream("POST", f"/v1/shells/{shell_id}/exec", json=body) as r:
             if not r.is_success:

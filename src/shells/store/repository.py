@@ -214,9 +214,7 @@ class Store:
             if draft is not None:
                 s.add(_event_row(draft, rec.updated_at))
 
-    def change_state(
-        self, shell_id: str, target: ShellState, reason: str, draft: EventDraft
-    ) -> ShellRecord:
+    def change_state(self, shell_id: str, target: ShellState, reason: str, draft: EventDraft) -> ShellRecord:
         """Move a shell through the state machine and record why, atomically."""
         with self._tx() as s:
             row = s.get(ShellRow, shell_id, with_for_update=True)

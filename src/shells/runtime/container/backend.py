@@ -17,8 +17,8 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import replace
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -133,7 +133,8 @@ class ContainerBackend:
     async def create(self, spec: ShellSpec) -> None:
         if spec.network.mode is not NetworkMode.SEALED:
             raise FeatureUnavailable(
-                f"Network mode '{spec.network.mode}' is not available yet; use 'sealed'.", {"field": "network.mode"}
+                f"Network mode '{spec.network.mode}' is not available yet; use 'sealed'.",
+                {"field": "network.mode"},
             )
         shell_dir = self._shell_dir(spec.host_id)
         shell_dir.mkdir(parents=True, exist_ok=False)
@@ -208,7 +209,9 @@ class ContainerBackend:
             try:
                 uids.release(json.loads(meta.read_text(encoding="utf-8"))["uid_block"])
             except (ValueError, KeyError):
-                log.warning("unreadable runtime.json for %s; its uid block is reclaimed at next start", host_id)
+                log.warning(
+                    "unreadable runtime.json for %s; its uid block is reclaimed at next start", host_id
+                )
         shutil.rmtree(rt, ignore_errors=True)
 
     async def destroy(self, host_id: str) -> None:
@@ -223,7 +226,9 @@ class ContainerBackend:
     async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
         template = self._template_dir(spec.template)
         if not template.exists():
-            raise TemplateNotFound(f"Template '{spec.template}' is not on this host; it cannot be reinstalled.")
+            raise TemplateNotFound(
+                f"Template '{spec.template}' is not on this host; it cannot be reinstalled."
+            )
         was_running = self._runtime_dir(spec.host_id).exists()
         await self.stop(spec.host_id)
         shell_dir = self._shell_dir(spec.host_id)

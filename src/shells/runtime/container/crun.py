@@ -23,7 +23,9 @@ class Crun:
         self.state_root = state_root
         self.binary = binary
 
-    async def _run(self, *args: str, stdout_fd: int | None = None, check: bool = True) -> tuple[int, bytes, bytes]:
+    async def _run(
+        self, *args: str, stdout_fd: int | None = None, check: bool = True
+    ) -> tuple[int, bytes, bytes]:
         proc = await asyncio.create_subprocess_exec(
             self.binary,
             "--root",
@@ -46,7 +48,9 @@ class Crun:
         """Create and start the container; its stdout/stderr go to ``log_path`` (appended)."""
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            rc, _, _ = await self._run("run", "--detach", "--bundle", str(bundle), container_id, stdout_fd=fd, check=False)
+            rc, _, _ = await self._run(
+                "run", "--detach", "--bundle", str(bundle), container_id, stdout_fd=fd, check=False
+            )
         finally:
             os.close(fd)
         if rc != 0:
