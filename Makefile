@@ -36,4 +36,4 @@ test: system-deps $(STAMP) lint typecheck
 	.venv/bin/pytest -q -ra tests
 
 bench: system-deps $(STAMP)
-	$(PY) benchmarks/bench_container.py
+	$(PY) -m benchmarks.bench_container

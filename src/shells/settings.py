@@ -51,14 +51,26 @@ class Settings:
         env = os.environ
         s = cls()
         values: dict[str, object] = {}
-        paths = {"data_dir": "SHELLS_DATA_DIR", "cache_dir": "SHELLS_CACHE_DIR", "btrfs_dir": "SHELLS_BTRFS_DIR"}
+        paths = {
+            "data_dir": "SHELLS_DATA_DIR",
+            "cache_dir": "SHELLS_CACHE_DIR",
+            "btrfs_dir": "SHELLS_BTRFS_DIR",
+        }
         for name, var in paths.items():
             if env.get(var):
                 values[name] = Path(env[var])
-        for name, var in {"host": "SHELLS_HOST", "region": "SHELLS_REGION", "database_url": "SHELLS_DATABASE_URL"}.items():
+        for name, var in {
+            "host": "SHELLS_HOST",
+            "region": "SHELLS_REGION",
+            "database_url": "SHELLS_DATABASE_URL",
+        }.items():
             if env.get(var):
                 values[name] = env[var]
-        ints = {"port": "SHELLS_PORT", "warm_pool_size": "SHELLS_WARM_POOL_SIZE", "pool_image_gib": "SHELLS_POOL_IMAGE_GIB"}
+        ints = {
+            "port": "SHELLS_PORT",
+            "warm_pool_size": "SHELLS_WARM_POOL_SIZE",
+            "pool_image_gib": "SHELLS_POOL_IMAGE_GIB",
+        }
         for name, var in ints.items():
             if env.get(var):
                 try:

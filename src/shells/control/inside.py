@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 from ..domain.errors import InvalidState, ShellsError
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileEntry
@@ -55,7 +56,8 @@ class Inside:
         door: str,
     ) -> AsyncIterator[ExecEvent]:
         started = time.monotonic()
-        outcome, details = "cancelled", {"argv": list(spec.effective_argv)[:16]}
+        outcome = "cancelled"
+        details: dict[str, Any] = {"argv": list(spec.effective_argv)[:16]}
         try:
             async for event in events:
                 if isinstance(event, ExecExit):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from collections.abc import Iterator
@@ -87,7 +88,7 @@ class Shells:
 
     def list(
         self, *, state: str | None = None, runtime: str | None = None, label: str | None = None
-    ) -> list[JSON]:
+    ) -> builtins.list[JSON]:
         params = {k: v for k, v in {"state": state, "runtime": runtime, "label": label}.items() if v}
         return list(self._json("GET", "/v1/shells", params=params)["shells"])
 
@@ -99,17 +100,17 @@ class Shells:
             self._json("POST", f"/v1/shells/{shell_id}/actions", json={"capability": capability, **params})
         )
 
-    def events(self, shell_id: str, after: int = 0) -> list[JSON]:
+    def events(self, shell_id: str, after: int = 0) -> builtins.list[JSON]:
         return list(self._json("GET", f"/v1/shells/{shell_id}/events", params={"after": after})["events"])
 
-    def snapshots(self, shell_id: str | None = None) -> list[JSON]:
+    def snapshots(self, shell_id: str | None = None) -> builtins.list[JSON]:
         params = {"shell_id": shell_id} if shell_id else {}
         return list(self._json("GET", "/v1/snapshots", params=params)["snapshots"])
 
     # exec -----------------------------------------------------------------------------------------
     @staticmethod
     def _exec_body(
-        cmd: list[str] | None,
+        cmd: builtins.list[str] | None,
         command: str | None,
         env: dict[str, str] | None,
         cwd: str | None,
@@ -123,7 +124,7 @@ class Shells:
     def exec(
         self,
         shell_id: str,
-        cmd: list[str] | None = None,
+        cmd: builtins.list[str] | None = None,
         *,
         command: str | None = None,
         env: dict[str, str] | None = None,
@@ -138,7 +139,7 @@ class Shells:
     def exec_stream(
         self,
         shell_id: str,
-        cmd: list[str] | None = None,
+        cmd: builtins.list[str] | None = None,
         *,
         command: str | None = None,
         env: dict[str, str] | None = None,
@@ -167,7 +168,7 @@ class Shells:
         params = {"path": path, "mode": f"{mode:o}"}
         return dict(self._json("PUT", f"/v1/shells/{shell_id}/files", params=params, content=content))
 
-    def list_files(self, shell_id: str, path: str = "/workspace") -> list[JSON]:
+    def list_files(self, shell_id: str, path: str = "/workspace") -> builtins.list[JSON]:
         return list(self._json("GET", f"/v1/shells/{shell_id}/files/list", params={"path": path})["entries"])
 
     def remove_file(self, shell_id: str, path: str, *, recursive: bool = False) -> None:

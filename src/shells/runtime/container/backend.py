@@ -35,12 +35,13 @@ from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec
 from ..host import cgroups, idmap, netns, seccomp, uids
 from ..host.btrfs import BtrfsPool
-from ..images import BASE_TEMPLATE, build_rootfs_tarball, import_rootfs
+from ..images import RootfsSpec, build_rootfs_tarball, import_rootfs
 from .bundle import DEFAULT_PATH, BundlePaths, build_config
 from .crun import Crun
 
 log = logging.getLogger(__name__)
 
+BASE_TEMPLATE = RootfsSpec()
 DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
 
 
@@ -76,6 +77,7 @@ class ContainerBackend:
         self.logs_dir = data / "logs"
         self.crun = Crun(self.run_dir / "crun")
         self.cgroup_prefix = f"shells-{self.instance}"
+        self.uid_blocks = uids.UidBlocks(self.instance)
         self._seccomp_b64 = ""
         self._agent_code = str(Path(shells.guest.__file__).resolve().parent)
 
@@ -113,6 +115,9 @@ class ContainerBackend:
         netns.ensure_private_mount(str(self.netns_dir))
         self._seccomp_b64 = seccomp.cached_bpf_b64(self.settings.cache_dir)
         await self.ensure_template(BASE_TEMPLATE.name)
+        for block, owner in self.uid_blocks.claims_of().items():
+            if not self._runtime_dir(owner).exists():  # a claim whose shell is not running: a leftover
+                self.uid_blocks.release(block)
 
     async def ensure_template(self, name: str) -> None:
         if name != BASE_TEMPLATE.name:
@@ -127,7 +132,8 @@ class ContainerBackend:
 
     def templates(self) -> dict[str, str]:
         root = self._p / "templates"
-        return {p.name: BASE_TEMPLATE.describe() for p in sorted(root.iterdir())} if root.exists() else {}
+        version = f"debian {BASE_TEMPLATE.suite} {BASE_TEMPLATE.variant}, {BASE_TEMPLATE.content_hash()[:12]}"
+        return {p.name: version for p in sorted(root.iterdir())} if root.exists() else {}
 
     # lifecycle ------------------------------------------------------------------------------------
     async def create(self, spec: ShellSpec) -> None:
@@ -162,17 +168,18 @@ class ContainerBackend:
         rootfs_mnt, ws_mnt, agent_run, bundle = rt / "rootfs", rt / "workspace", rt / "agent", rt / "bundle"
         for d in (rootfs_mnt, ws_mnt, agent_run, bundle):
             d.mkdir(parents=True)
-        block = uids.claim(self.instance, host_id)
+        block = self.uid_blocks.claim(host_id)
+        uid_base = uids.uid_base(block)
         try:
-            (rt / "runtime.json").write_text(json.dumps({"uid_block": block.index}), encoding="utf-8")
-            fd = idmap.userns_fd(block.uid_base)
+            (rt / "runtime.json").write_text(json.dumps({"uid_block": block}), encoding="utf-8")
+            fd = idmap.userns_fd(uid_base)
             try:
                 shell_dir = self._shell_dir(host_id)
                 idmap.idmapped_bind(str(shell_dir / "rootfs"), str(rootfs_mnt), fd)
                 idmap.idmapped_bind(str(shell_dir / "workspace"), str(ws_mnt), fd)
             finally:
                 os.close(fd)
-            os.chown(agent_run, block.uid_base, block.uid_base)
+            os.chown(agent_run, uid_base, uid_base)
             ns_path = self.netns_dir / host_id
             netns.create_sealed_netns(str(ns_path))
             config = build_config(
@@ -184,7 +191,7 @@ class ContainerBackend:
                     netns=str(ns_path),
                 ),
                 shape=spec.shape,
-                uid_base=block.uid_base,
+                uid_base=uid_base,
                 cgroup_path=self._cgroup(host_id),
                 seccomp_bpf_b64=self._seccomp_b64,
             )
@@ -207,7 +214,7 @@ class ContainerBackend:
         meta = rt / "runtime.json"
         if meta.exists():
             try:
-                uids.release(json.loads(meta.read_text(encoding="utf-8"))["uid_block"])
+                self.uid_blocks.release(json.loads(meta.read_text(encoding="utf-8"))["uid_block"])
             except (ValueError, KeyError):
                 log.warning(
                     "unreadable runtime.json for %s; its uid block is reclaimed at next start", host_id
