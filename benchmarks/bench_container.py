@@ -98,7 +98,7 @@ def main() -> None:
             base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=120
         ) as http:
             resident = str(http.post("/v1/shells", json={"language": "bash"}).json()["id"])
-            crun_root = str(server.data_dir / "run" / "crun")
+            crun_root = str(Settings(data_dir=server.data_dir).run_dir / "crun")
             http.post(f"/v1/shells/{resident}/exec", params={"wait": "true"}, json={"cmd": ["true"]})
             for _ in range(args.runs):
                 server.wait_pool_ready()

@@ -39,6 +39,13 @@ class Settings:
         return hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
 
     @property
+    def run_dir(self) -> Path:
+        """Runtime-only state (mount points, sockets, crun state, netns files): gone on reboot, like
+        the shells' processes. Kept out of ``data_dir`` because a shell's unprivileged host uid must
+        be able to traverse it, and a home directory usually is not traversable."""
+        return Path(os.environ.get("SHELLS_RUN_DIR", "/run/shells")) / self.instance_id
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'shells.db'}"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from shells.sdk import Shells
+from shells.settings import Settings
 
 SHELLS = [sys.executable, "-m", "shells.cli.main"]
 START_TIMEOUT_S = 600.0  # the first start on a fresh machine builds the base template
@@ -117,10 +118,10 @@ class ServerProcess:
 def host_leaks(data_dir: Path, instance: str) -> list[str]:
     """Everything of this instance still on the host: mounts, cgroups, uid claims."""
     leaks: list[str] = []
-    resolved = str(data_dir.resolve())
+    roots = (str(data_dir.resolve()), str(Settings(data_dir=data_dir).run_dir))
     for line in Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines():
         mount_point = line.split()[4]
-        if mount_point.startswith(resolved):
+        if mount_point.startswith(roots):
             leaks.append(f"mount {mount_point}")
     for controller in Path("/sys/fs/cgroup").iterdir():
         if (controller / f"shells-{instance}").exists():

@@ -66,7 +66,9 @@ def test_malformed_and_oversized_bodies_are_rejected(http: httpx.Client) -> None
         "invalid_request",
     )
     _error(http.post("/v1/shells", json=["python"]), 400, "invalid_request")
-    _error(http.post("/v1/shells", content=b"[" * 100_000 + b"]" * 100_000), 413, "payload_too_large")
+    _error(http.post("/v1/shells", content=b"[" * 100_000 + b"]" * 100_000), 400, "invalid_request")
+    _error(http.post("/v1/shells", content=b" " * (2 << 20)), 413, "payload_too_large")
+    assert http.get("/v1/info").status_code == 200
 
 
 def test_requests_without_a_valid_token_are_401(server: ServerProcess) -> None:

@@ -36,7 +36,7 @@ def test_reconciliation_marks_vanished_shells_and_removes_orphans(data_root: Pat
             half = c.create("bash")["id"]
         srv.kill9()
         instance = Settings(data_dir=srv.data_dir).instance_id
-        crun_root = srv.data_dir / "run" / "crun"
+        crun_root = Settings(data_dir=srv.data_dir).run_dir / "crun"
         # The host loses one shell's processes (as after a reboot) ...
         subprocess.run(["crun", "--root", str(crun_root), "delete", "--force", vanished], check=True)
         # ... and the store forgets another one, which makes it an orphan on the host.

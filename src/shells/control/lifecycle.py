@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..domain.capabilities import ALLOWED_STATES, DESTRUCTIVE, Capability
-from ..domain.errors import ActionNotSupported, InvalidRequest, InvalidState, ShellsError, SnapshotNotFound
+from ..domain.errors import (
+    ActionNotSupported,
+    FeatureUnavailable,
+    InvalidRequest,
+    InvalidState,
+    ShellsError,
+    SnapshotNotFound,
+)
 from ..domain.ids import new_id
 from ..domain.isolation import PRESET_TEMPLATES, Runtime, parse_enum
 from ..domain.principal import Principal
@@ -57,6 +64,13 @@ class Lifecycle:
     async def create(self, principal: Principal, req: CreateShellRequest, door: str) -> ShellRecord:
         require(principal, "shells.create")
         backend = self.ctx.backend(req.runtime)
+        if req.network.mode not in backend.network_modes:
+            offered = ", ".join(sorted(m.value for m in backend.network_modes))
+            raise FeatureUnavailable(
+                f"Network mode '{req.network.mode}' is not available for {req.runtime} shells on this host "
+                f"yet; use one of: {offered}.",
+                {"field": "network.mode"},
+            )
         template = req.template or PRESET_TEMPLATES[req.language]
         if req.snapshot is not None:
             snap = self.ctx.store.get_snapshot(req.snapshot)

@@ -7,7 +7,6 @@ from typing import Any
 
 from .. import __version__
 from ..domain.isolation import PRESET_TEMPLATES, Language
-from ..domain.network import NetworkMode
 from ..domain.principal import Principal
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
@@ -65,7 +64,7 @@ class Control:
                 for r, b in self.ctx.backends.items()
             },
             "languages": [lang.value for lang in Language],
-            "network_modes": [NetworkMode.SEALED.value],
+            "network_modes": sorted({m.value for b in self.ctx.backends.values() for m in b.network_modes}),
             "shapes": {s.name: {"vcpus": s.vcpus, "memory_mib": s.memory_mib} for s in SHAPES.values()},
         }
 

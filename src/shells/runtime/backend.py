@@ -14,7 +14,7 @@ from typing import Protocol
 from ..domain.capabilities import Capability
 from ..domain.execution import ExecEvent, ExecSpec, FileEntry
 from ..domain.isolation import Runtime
-from ..domain.network import NetworkPolicy
+from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.shapes import Shape
 
 
@@ -42,6 +42,7 @@ class HostInventory:
 class Backend(Protocol):
     runtime: Runtime
     capabilities: frozenset[Capability]
+    network_modes: frozenset[NetworkMode]
 
     async def prepare(self) -> None:
         """Make the host ready (mounts, cgroup fixes, templates). Idempotent; called at start-up."""

@@ -4,9 +4,13 @@ Where things live (``D`` is the instance's data dir, ``P`` its btrfs pool):
     P/templates/<name>                   read-only template root filesystems
     P/shells/<id>/{rootfs,workspace}     a shell's writable subvolumes
     P/snapshots/<snap>/{rootfs,workspace} read-only snapshots
-    D/run/shells/<id>/                   runtime-only: bundle, idmapped mounts, agent socket dir
-    D/run/netns/<id>                     the shell's network namespace
     D/logs/<id>.log                      the agent's (PID 1's) stdout and stderr
+    R/shells/<id>/                       runtime-only: bundle, idmapped mounts, agent socket dir
+    R/netns/<id>                         the shell's network namespace
+    R/agent/guest/                       a copy of the guest agent, bind-mounted into every shell
+``R`` is ``/run/shells/<instance>``: it vanishes on reboot together with the shells' processes, and
+every directory on the way is traversable by the shells' unprivileged host uids (which crun needs
+while it sets up their mounts).
 Host-wide names carry the instance id (cgroups ``/shells-<instance>/<id>``, uid-block claims), so two
 instances on one host never touch each other's objects.
 """
@@ -26,7 +30,7 @@ import anyio
 import shells.guest
 
 from ...domain.capabilities import Capability
-from ...domain.errors import FeatureUnavailable, RuntimeFailure, TemplateNotFound
+from ...domain.errors import RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileEntry
 from ...domain.isolation import Runtime
 from ...domain.network import NetworkMode
@@ -59,6 +63,8 @@ class ContainerBackend:
         }
     )
 
+    network_modes = frozenset({NetworkMode.SEALED})
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.instance = settings.instance_id
@@ -72,14 +78,14 @@ class ContainerBackend:
                 image=storage / "pool.img",
                 size_bytes=settings.pool_image_gib * 1024**3,
             )
-        self.run_dir = data / "run"
+        self.run_dir = settings.run_dir
         self.netns_dir = self.run_dir / "netns"
         self.logs_dir = data / "logs"
         self.crun = Crun(self.run_dir / "crun")
         self.cgroup_prefix = f"shells-{self.instance}"
         self.uid_blocks = uids.UidBlocks(self.instance)
         self._seccomp_b64 = ""
-        self._agent_code = str(Path(shells.guest.__file__).resolve().parent)
+        self._agent_code = self.run_dir / "agent" / "guest"
 
     # paths ----------------------------------------------------------------------------------------
     @property
@@ -112,12 +118,27 @@ class ContainerBackend:
             d.mkdir(parents=True, exist_ok=True)
         for d in (self.run_dir / "shells", self.netns_dir, self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)
+        for d in (self.run_dir.parent, self.run_dir, self.run_dir / "shells"):
+            d.chmod(0o711)
+        self._install_agent_code()
         netns.ensure_private_mount(str(self.netns_dir))
         self._seccomp_b64 = seccomp.cached_bpf_b64(self.settings.cache_dir)
         await self.ensure_template(BASE_TEMPLATE.name)
         for block, owner in self.uid_blocks.claims_of().items():
             if not self._runtime_dir(owner).exists():  # a claim whose shell is not running: a leftover
                 self.uid_blocks.release(block)
+
+    def _install_agent_code(self) -> None:
+        """Copy the guest agent package where every shell can read it (fresh on each start-up)."""
+        source = Path(shells.guest.__file__).resolve().parent
+        staging = self._agent_code.with_name(".guest-new")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
+        for path in [staging, *staging.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        self._agent_code.parent.chmod(0o755)
+        shutil.rmtree(self._agent_code, ignore_errors=True)
+        staging.rename(self._agent_code)
 
     async def ensure_template(self, name: str) -> None:
         if name != BASE_TEMPLATE.name:
@@ -137,11 +158,6 @@ class ContainerBackend:
 
     # lifecycle ------------------------------------------------------------------------------------
     async def create(self, spec: ShellSpec) -> None:
-        if spec.network.mode is not NetworkMode.SEALED:
-            raise FeatureUnavailable(
-                f"Network mode '{spec.network.mode}' is not available yet; use 'sealed'.",
-                {"field": "network.mode"},
-            )
         shell_dir = self._shell_dir(spec.host_id)
         shell_dir.mkdir(parents=True, exist_ok=False)
         try:
@@ -186,7 +202,7 @@ class ContainerBackend:
                 paths=BundlePaths(
                     rootfs=str(rootfs_mnt),
                     workspace=str(ws_mnt),
-                    agent_code=self._agent_code,
+                    agent_code=str(self._agent_code),
                     agent_run=str(agent_run),
                     netns=str(ns_path),
                 ),
@@ -308,6 +324,7 @@ class ContainerBackend:
         cgroups.remove_cgroup(f"/{self.cgroup_prefix}")
         netns.release_private_mount(str(self.netns_dir))
         self.pool.unmount()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # inside the shell -----------------------------------------------------------------------------
     def _agent(self, host_id: str) -> AgentClient:

@@ -71,6 +71,14 @@ def v1_hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
     return [Path(mp) for mp in sorted(_v1_mounts(root))]
 
 
+def unified_hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
+    """cgroup2 mounts under ``root``: on a hybrid host crun creates every shell's cgroup there too."""
+    prefix = str(root).rstrip("/") + "/"
+    return sorted(
+        Path(mp) for mp, fstype, *_ in _libc.mount_points() if fstype == "cgroup2" and mp.startswith(prefix)
+    )
+
+
 def _hierarchy_of(controller: str, root: Path) -> Path | None:
     for mp, ctrls in sorted(_v1_mounts(root).items()):
         if controller in ctrls:
@@ -148,7 +156,7 @@ def remove_cgroup(path: str, root: Path = CGROUP_ROOT) -> None:
     """
     rel = _rel(path)
     deadline = time.monotonic() + _KILL_DEADLINE_S
-    hierarchies = v1_hierarchies(root)
+    hierarchies = v1_hierarchies(root) + unified_hierarchies(root)
     present = [h / rel for h in hierarchies if (h / rel).is_dir()]
     if not present:
         return
