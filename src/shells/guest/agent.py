@@ -1,0 +1,966 @@
+"""The Shells agent: runs inside every shell and serves the host over the guest protocol.
+
+Started by the runtime as ``cd /.shells && python3 -E -s -m guest.agent --listen /.shells/run/agent.sock``.
+It is PID 1 of a container, so besides serving requests it reaps every process that ends up as its child.
+
+Design: a single thread around one ``selectors`` loop; every registered fd carries its callback as the
+selector key's data. No thread is needed because nothing blocks for long: pipes and connections are
+non-blocking and file operations are local syscalls (``remove`` of a huge tree is the one slow case).
+
+A connection is a bare fd read and written with os.read/os.write, so a later ``--serial DEVICE`` (one
+virtio-serial port for the microvm class) only needs to open the device and hand its fd to ``Connection``.
+The agent treats the host as untrusted too: frames are bounded, and every buffer it fills on the host's
+behalf has a high-water mark at which it stops reading from the source (flow control, not buffering).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import functools
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+from .protocol import (
+    EXEC_CHUNK,
+    FILE_CHUNK,
+    MAX_PAYLOAD,
+    PROTOCOL_VERSION,
+    BadMessage,
+    Frame,
+    FrameDecoder,
+    Kind,
+    ProtocolError,
+    decode_control,
+    encode_control,
+    encode_frame,
+    get_bool,
+    get_float,
+    get_int,
+    get_optional_int,
+    get_str,
+    get_str_list,
+    get_str_map,
+)
+
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+READ_SIZE = 256 * 1024
+HIGH_WATER = 4 * 1024 * 1024
+"""Outgoing bytes queued for one connection at which its producers (pipes, file reads) pause."""
+LOW_WATER = 1024 * 1024
+STDIN_HIGH_WATER = 1024 * 1024
+"""Stdin bytes queued for one process at which the agent stops reading its connection."""
+DRAIN_GRACE_S = 0.1
+"""How long after a process exits its pipes may stay open (a daemonised grandchild) before we stop reading."""
+MAX_CONNECTIONS = 256
+MAX_CHANNELS = 256
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_LIST_ENTRIES = 20_000
+PUMP_CHUNKS = 16
+"""File chunks read per loop turn, so one big download cannot starve the other channels."""
+UNWRITABLE_ROOTS = ("/proc", "/sys")
+
+READ = selectors.EVENT_READ
+WRITE = selectors.EVENT_WRITE
+Callback = Callable[[int], None]
+
+
+def log(message: str) -> None:
+    print(f"shells-agent: {message}", file=sys.stderr, flush=True)
+
+
+class RequestError(Exception):
+    """Ends a channel with ``{"op": "error", "code": code, "message": message}``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_message(self) -> dict[str, object]:
+        return {"op": "error", "code": self.code, "message": self.message}
+
+
+_CODES_BY_ERRNO = {
+    errno.ENOENT: "file_not_found",
+    errno.ENOTDIR: "invalid_request",
+    errno.EISDIR: "invalid_request",
+    errno.EEXIST: "invalid_request",
+    errno.EBUSY: "invalid_request",
+    errno.EXDEV: "invalid_request",
+    errno.ENXIO: "invalid_request",
+    errno.EACCES: "permission_denied",
+    errno.EPERM: "permission_denied",
+    errno.EROFS: "permission_denied",
+    errno.ENOSPC: "quota_exceeded",
+    errno.EDQUOT: "quota_exceeded",
+    errno.EFBIG: "quota_exceeded",
+    errno.ELOOP: "invalid_path",
+    errno.ENAMETOOLONG: "invalid_path",
+}
+
+
+def os_error(exc: OSError, path: str) -> RequestError:
+    if exc.errno == errno.ENOENT:
+        return RequestError("file_not_found", f"{path} does not exist.")
+    if exc.errno == errno.ENOTEMPTY:
+        return RequestError("invalid_request", f"{path} is not empty; pass recursive=true to remove it.")
+    reason = exc.strerror or type(exc).__name__
+    return RequestError(_CODES_BY_ERRNO.get(exc.errno or 0, "agent_error"), f"{path}: {reason}.")
+
+
+# --- paths and file operations ------------------------------------------------------------------------
+
+
+def check_path(path: str) -> str:
+    """Absolute, no NUL, no '..' component; returns the path with '//' and '.' collapsed."""
+    if not path.startswith("/") or "\0" in path or ".." in path.split("/") or len(path) > 4096:
+        raise RequestError(
+            "invalid_path", f"{path!r} is not allowed: send an absolute path without NUL bytes or '..'."
+        )
+    return os.path.normpath(path)
+
+
+def check_writable(path: str) -> str:
+    """Like check_path, and refuse anything that resolves into /proc or /sys (magic links, kernel knobs)."""
+    path = check_path(path)
+    resolved = Path(path).parent.resolve() / Path(path).name
+    if any(resolved.is_relative_to(root) for root in UNWRITABLE_ROOTS):
+        raise RequestError(
+            "invalid_path", f"{path} is inside /proc or /sys, which the file API cannot change."
+        )
+    return path
+
+
+def entry_of(path: str, st: os.stat_result) -> dict[str, object]:
+    mode = st.st_mode
+    link_target = None
+    if stat.S_ISLNK(mode):
+        kind = "symlink"
+        with suppress(OSError):
+            link_target = str(Path(path).readlink())
+    else:
+        kind = "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+    return {
+        "path": path,
+        "name": Path(path).name or "/",
+        "kind": kind,
+        "size": st.st_size,
+        "mode": stat.S_IMODE(mode),
+        "mtime": st.st_mtime,
+        "link_target": link_target,
+    }
+
+
+def op_stat(message: dict[str, object]) -> dict[str, object]:
+    path = check_path(get_str(message, "path"))
+    try:
+        return {"entry": entry_of(path, os.lstat(path))}
+    except OSError as exc:
+        raise os_error(exc, path) from None
+
+
+def op_list_dir(message: dict[str, object]) -> dict[str, object]:
+    path = check_path(get_str(message, "path"))
+    entries: list[dict[str, object]] = []
+    try:
+        with os.scandir(path) as listing:
+            for item in listing:
+                if len(entries) >= MAX_LIST_ENTRIES:
+                    raise RequestError(
+                        "payload_too_large", f"{path} has more than {MAX_LIST_ENTRIES} entries; use exec."
+                    )
+                with suppress(FileNotFoundError):  # removed while we listed
+                    entries.append(entry_of(item.path, item.stat(follow_symlinks=False)))
+    except NotADirectoryError:
+        raise RequestError("invalid_request", f"{path} is not a directory.") from None
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    entries.sort(key=lambda entry: str(entry["name"]))
+    return {"entries": entries}
+
+
+def op_mkdir(message: dict[str, object]) -> dict[str, object]:
+    path = check_writable(get_str(message, "path"))
+    parents = get_bool(message, "parents", False)
+    try:
+        Path(path).mkdir(0o755, parents=parents, exist_ok=True)
+    except FileExistsError:
+        raise RequestError("invalid_request", f"{path} exists and is not a directory.") from None
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    return {}
+
+
+def op_remove(message: dict[str, object]) -> dict[str, object]:
+    path = check_writable(get_str(message, "path"))
+    recursive = get_bool(message, "recursive", False)
+    if path == "/":
+        raise RequestError("invalid_path", "Refusing to remove '/'.")
+    try:
+        target = Path(path)
+        if not stat.S_ISDIR(target.lstat().st_mode):
+            target.unlink()
+        elif recursive:
+            shutil.rmtree(target)  # fd-based on Linux: never follows symlinks
+        else:
+            target.rmdir()
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    return {}
+
+
+def op_stats(message: dict[str, object]) -> dict[str, object]:
+    try:
+        with open("/proc/loadavg") as file:
+            loadavg = [float(value) for value in file.read().split()[:3]]
+        meminfo: dict[str, int] = {}
+        with open("/proc/meminfo") as file:
+            for line in file:
+                key, _, rest = line.partition(":")
+                meminfo[key] = int(rest.split()[0]) * 1024
+        with open("/proc/uptime") as file:
+            uptime = float(file.read().split()[0])
+        processes = sum(1 for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    except (OSError, ValueError, IndexError) as exc:
+        raise RequestError("agent_error", f"Cannot read /proc: {exc}.") from None
+    return {
+        "loadavg": loadavg,
+        "mem_total_bytes": meminfo.get("MemTotal", 0),
+        "mem_available_bytes": meminfo.get("MemAvailable", 0),
+        "processes": processes,
+        "uptime_s": uptime,
+    }
+
+
+# --- the event loop -------------------------------------------------------------------------------------
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.started = time.monotonic()
+        self.children: dict[int, ExecChannel] = {}
+        """Spawned processes by pid, until reaped."""
+        self.execs: set[ExecChannel] = set()
+        """Exec channels still reporting to a connection: the ones with timers."""
+        self.connections: set[Connection] = set()
+        self.soon: list[Callable[[], None]] = []
+        self.stopping = False
+        self._connection_count = 0
+        self._install_signals()
+
+    def set_interest(self, fd: int, events: int, callback: Callback | None = None) -> None:
+        """Register, modify or (events=0) unregister fd, skipping the syscall when nothing changes."""
+        key = self.selector.get_map().get(fd)
+        if key is None:
+            if events:
+                self.selector.register(fd, events, callback)
+        elif not events:
+            self.selector.unregister(fd)
+        elif key.events != events:
+            self.selector.modify(fd, events, callback or key.data)
+
+    def _install_signals(self) -> None:
+        """SIGCHLD and SIGTERM wake the loop through a pipe; the loop reaps, never a signal handler."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop_signal)
+        self.set_interest(wake_r, READ, lambda mask: self._on_wakeup(wake_r))
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _on_wakeup(self, fd: int) -> None:
+        with suppress(BlockingIOError):
+            while os.read(fd, 4096):
+                pass
+        self._reap()
+
+    def _reap(self) -> None:
+        """Collect every exited child: ours go to their channel, orphans (we may be PID 1) are dropped."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            channel = self.children.pop(pid, None)
+            if channel is not None:
+                channel.on_exit(status)
+
+    def serve(self, listener: socket.socket) -> None:
+        listener.setblocking(False)
+        self.set_interest(listener.fileno(), READ, lambda mask: self._accept(listener))
+        while not self.stopping:
+            for key, mask in self.selector.select(self._timeout()):
+                # An earlier callback in this batch may have closed this fd (and it may even be reused).
+                if self.selector.get_map().get(key.fd) is key:
+                    key.data(mask)
+            self._run_due()
+        self._shutdown()
+
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            sock, _ = listener.accept()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            log(f"accept failed: {exc}")
+            return
+        self._connection_count += 1
+        name = f"connection {self._connection_count}"
+        if len(self.connections) >= MAX_CONNECTIONS:
+            log(f"{name}: refused, {MAX_CONNECTIONS} connections already open")
+            sock.close()
+            return
+        sock.setblocking(False)
+        Connection(self, sock.detach(), name)
+
+    def _timeout(self) -> float | None:
+        if self.soon:
+            return 0
+        deadlines = [d for channel in self.execs if (d := channel.next_deadline()) is not None]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _run_due(self) -> None:
+        due, self.soon = self.soon, []
+        for callback in due:
+            callback()
+        now = time.monotonic()
+        for channel in list(self.execs):
+            channel.on_timer(now)
+
+    def _shutdown(self) -> None:
+        for channel in list(self.children.values()):
+            channel.kill()
+        if os.getpid() == 1:  # take the orphans and daemons with us; kill(-1) spares the caller
+            with suppress(OSError):
+                os.kill(-1, signal.SIGKILL)
+
+
+def _io_error(action: str, exc: OSError) -> str | None:
+    """What to log when a read or write fails: nothing if the host simply hung up first."""
+    return None if isinstance(exc, BrokenPipeError | ConnectionResetError) else f"{action} failed: {exc}"
+
+
+class Connection:
+    """One byte stream to the host carrying many channels."""
+
+    def __init__(self, agent: Agent, fd: int, name: str) -> None:
+        self.agent = agent
+        self.fd = fd
+        self.name = name
+        self.channels: dict[int, Channel] = {}
+        self.congested = False
+        self.closed = False
+        self._decoder = FrameDecoder()
+        self._out = bytearray()
+        self._broken = False
+        self._read_blockers: set[int] = set()
+        agent.connections.add(self)
+        self._update_interest()
+
+    def _update_interest(self) -> None:
+        if self.closed:
+            return
+        events = 0 if self._read_blockers or self.congested else READ
+        if self._out:
+            events |= WRITE
+        self.agent.set_interest(self.fd, events, self._on_event)
+
+    def block_reading(self, channel: int, blocked: bool) -> None:
+        """A channel cannot take more input for now (its process does not read its stdin)."""
+        if blocked:
+            self._read_blockers.add(channel)
+        else:
+            self._read_blockers.discard(channel)
+        self._update_interest()
+
+    def _on_event(self, mask: int) -> None:
+        if mask & WRITE:
+            self._flush()
+        if mask & READ and not self.closed:
+            self._on_readable()
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.close(_io_error("read", exc))
+            return
+        if not data:
+            self.close(None)
+            return
+        try:
+            for frame in self._decoder.feed(data):
+                self._dispatch(frame)
+        except (ProtocolError, BadMessage) as exc:
+            self.close(f"protocol error: {exc}")
+
+    def _dispatch(self, frame: Frame) -> None:
+        channel = self.channels.get(frame.channel)
+        if frame.kind is Kind.CONTROL:
+            if channel is None:
+                self._open(frame.channel, frame.payload)
+            else:
+                channel.on_control(decode_control(frame.payload))
+        elif frame.kind in (Kind.STDIN, Kind.DATA, Kind.EOF):
+            # Frames for an unknown channel are late arrivals for one that already ended (a process that
+            # exited before reading all its stdin, an upload that failed): drop them.
+            if channel is not None:
+                channel.on_data(frame.kind, frame.payload)
+        else:
+            raise ProtocolError(f"{frame.kind.name} frames only go from the agent to the host")
+
+    def _open(self, channel_id: int, payload: bytes) -> None:
+        try:
+            message = decode_control(payload)
+            op = get_str(message, "op")
+            if op == "cancel":
+                return  # the channel already ended; its final frame is on its way
+            if len(self.channels) >= MAX_CHANNELS:
+                raise RequestError("invalid_request", f"More than {MAX_CHANNELS} open channels.")
+            if op in CHANNEL_OPS:
+                CHANNEL_OPS[op](self, channel_id, message)
+                return
+            reply: dict[str, object]
+            if op == "ping":
+                uptime = time.monotonic() - self.agent.started
+                reply = {"version": PROTOCOL_VERSION, "pid": os.getpid(), "uptime_s": uptime}
+            elif op in SIMPLE_OPS:
+                reply = SIMPLE_OPS[op](message)
+            else:
+                raise RequestError("invalid_request", f"Unknown op {op!r}.")
+            self.send_control(channel_id, {"op": "ok", **reply})
+        except RequestError as exc:
+            self.send_control(channel_id, exc.as_message())
+        except (BadMessage, ValueError) as exc:  # ValueError: e.g. a lone surrogate no syscall can encode
+            self.send_control(channel_id, RequestError("invalid_request", str(exc)).as_message())
+        except OSError as exc:
+            self.send_control(channel_id, RequestError("agent_error", str(exc)).as_message())
+
+    def send_control(self, channel_id: int, message: dict[str, object]) -> None:
+        try:
+            frame = encode_control(channel_id, message)
+        except ValueError:
+            error = RequestError("payload_too_large", f"The reply is larger than {MAX_PAYLOAD} bytes.")
+            frame = encode_control(channel_id, error.as_message())
+        self.send(frame)
+
+    def send(self, data: bytes) -> None:
+        """Write now if nothing is queued (the common case), else queue; pause producers past HIGH_WATER."""
+        if self.closed or self._broken:
+            return
+        if not self._out:
+            try:
+                written = os.write(self.fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                # Closing here would pull channels out from under the caller; do it on the next turn.
+                self._broken = True
+                self.agent.soon.append(functools.partial(self.close, _io_error("write", exc)))
+                return
+            if written == len(data):
+                return
+            data = data[written:]
+        self._out += data
+        if not self.congested and len(self._out) > HIGH_WATER:
+            self.congested = True
+            for channel in list(self.channels.values()):
+                channel.pause()
+        self._update_interest()
+
+    def _flush(self) -> None:
+        try:
+            written = os.write(self.fd, self._out)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.close(_io_error("write", exc))
+            return
+        del self._out[:written]
+        if self.congested and len(self._out) <= LOW_WATER:
+            self.congested = False
+            for channel in list(self.channels.values()):
+                channel.resume()
+        self._update_interest()
+
+    def close(self, error: str | None) -> None:
+        """Drop the connection; every channel on it is abandoned (its process group is killed)."""
+        if self.closed:
+            return
+        if error:
+            log(f"{self.name}: {error}")
+        self.agent.set_interest(self.fd, 0)
+        self.closed = True
+        for channel in list(self.channels.values()):
+            channel.abandon()
+        self.channels.clear()
+        self._out.clear()
+        os.close(self.fd)
+        self.agent.connections.discard(self)
+
+
+# --- channels -----------------------------------------------------------------------------------------
+
+
+class Channel:
+    """A request that outlives its first frame. It ends with finish() or, if the host goes, abandon()."""
+
+    def __init__(self, connection: Connection, channel_id: int) -> None:
+        self.connection = connection
+        self.id = channel_id
+        self.active = True
+        connection.channels[channel_id] = self
+
+    @property
+    def agent(self) -> Agent:
+        return self.connection.agent
+
+    def on_control(self, message: dict[str, object]) -> None:
+        if get_str(message, "op") != "cancel":
+            raise BadMessage(f"channel {self.id} is already open")
+        self.cancel()
+
+    def on_data(self, kind: Kind, payload: bytes) -> None:
+        raise BadMessage(f"channel {self.id} does not take {kind.name} frames")
+
+    def pause(self) -> None:
+        """The connection is congested: stop producing output."""
+
+    def resume(self) -> None:
+        """The connection drained: produce again."""
+
+    def cancel(self) -> None:
+        self.release()
+        self.finish(RequestError("invalid_request", "Cancelled by the host.").as_message())
+
+    def abandon(self) -> None:
+        self.active = False
+        self.release()
+
+    def release(self) -> None:
+        """Free the channel's resources (fds, temp files). Must be idempotent."""
+
+    def finish(self, message: dict[str, object]) -> None:
+        self.active = False
+        if self.connection.channels.get(self.id) is self:
+            del self.connection.channels[self.id]
+        self.connection.block_reading(self.id, False)
+        self.connection.send_control(self.id, message)
+
+
+def _pipes(count: int) -> list[tuple[int, int]]:
+    pairs: list[tuple[int, int]] = []
+    try:
+        for _ in range(count):
+            pairs.append(os.pipe())
+    except OSError:
+        for pair in pairs:
+            for fd in pair:
+                os.close(fd)
+        raise
+    return pairs
+
+
+def _spawn_error(exc: OSError, program: str, cwd: str) -> RequestError:
+    if exc.filename == cwd:
+        if isinstance(exc, FileNotFoundError):
+            return RequestError("file_not_found", f"The working directory {cwd} does not exist.")
+        return os_error(exc, cwd)
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return RequestError("command_not_found", f"{program}: command not found.")
+    return RequestError("invalid_request", f"Cannot run {program}: {exc.strerror or exc}.")
+
+
+class ExecChannel(Channel):
+    """One process in its own session, streaming its output until it exits and its pipes close."""
+
+    def __init__(self, connection: Connection, channel_id: int, message: dict[str, object]) -> None:
+        argv = get_str_list(message, "argv")
+        env = get_str_map(message, "env", {})
+        cwd = get_str(message, "cwd", "/")
+        timeout_s = get_float(message, "timeout_s", 600.0)
+        self.cap = get_int(message, "output_cap_bytes", 64 * 1024 * 1024)
+        wants_stdin = get_bool(message, "stdin", False)
+        if not argv or not argv[0] or any("\0" in arg for arg in argv):
+            raise RequestError("invalid_request", "'argv' must be a non-empty list of strings without NUL.")
+        if any(not key or "=" in key or "\0" in key or "\0" in value for key, value in env.items()):
+            raise RequestError("invalid_request", "'env' names must be non-empty, without '=' or NUL.")
+        if not cwd.startswith("/") or "\0" in cwd:
+            raise RequestError("invalid_request", "'cwd' must be an absolute path.")
+        if not 0 < timeout_s <= MAX_TIMEOUT_S or self.cap <= 0:
+            raise RequestError("invalid_request", "'timeout_s' and 'output_cap_bytes' must be positive.")
+        env = {"PATH": STANDARD_PATH, **env}
+
+        (out_r, out_w), (err_r, err_w), *stdin_pipe = _pipes(3 if wants_stdin else 2)
+        in_r, in_w = stdin_pipe[0] if stdin_pipe else (subprocess.DEVNULL, -1)
+        self.started = time.monotonic()
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=in_r,
+                stdout=out_w,
+                stderr=err_w,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            for fd in (out_r, err_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise _spawn_error(exc, argv[0], cwd) from None
+        finally:
+            for fd in (out_w, err_w, in_r):
+                if fd >= 0:
+                    os.close(fd)
+        super().__init__(connection, channel_id)
+        self.deadline = self.started + timeout_s
+        self.sent = 0
+        self.truncated = self.timed_out = self.killed = False
+        self.status: int | None = None
+        self.ended = self.grace_deadline = 0.0
+        self.pipes: dict[int, Kind] = {out_r: Kind.STDOUT, err_r: Kind.STDERR}
+        self._readers = {fd: functools.partial(self._on_pipe, fd) for fd in self.pipes}
+        self.stdin_fd: int | None = in_w if wants_stdin else None
+        self.accepts_stdin = wants_stdin
+        self.stdin_buffer = bytearray()
+        for fd in (out_r, err_r, in_w):
+            if fd >= 0:
+                os.set_blocking(fd, False)
+        self.agent.children[self.process.pid] = self
+        self.agent.execs.add(self)
+        self.resume()
+
+    # output
+
+    def pause(self) -> None:
+        for fd in self.pipes:
+            self.agent.set_interest(fd, 0)
+
+    def resume(self) -> None:
+        if self.connection.congested:
+            return
+        for fd, reader in self._readers.items():
+            if fd in self.pipes:
+                self.agent.set_interest(fd, READ, reader)
+        if self.status is not None:  # the grace period only counts while we can actually read
+            self.grace_deadline = time.monotonic() + DRAIN_GRACE_S
+
+    def _on_pipe(self, fd: int, mask: int) -> None:
+        try:
+            data = os.read(fd, EXEC_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_pipe(fd)
+            self._maybe_finish()
+            return
+        room = self.cap - self.sent
+        if len(data) > room:  # past the cap output is read and dropped, never buffered
+            self.truncated = True
+            data = data[:room]
+            if not data:
+                return
+        self.sent += len(data)
+        self.connection.send(encode_frame(self.id, self.pipes[fd], data))
+
+    def _close_pipe(self, fd: int) -> None:
+        self.agent.set_interest(fd, 0)
+        os.close(fd)
+        del self.pipes[fd]
+
+    # input
+
+    def on_data(self, kind: Kind, payload: bytes) -> None:
+        if not self.accepts_stdin or kind not in (Kind.STDIN, Kind.EOF):
+            super().on_data(kind, payload)
+        if kind is Kind.EOF:
+            self.accepts_stdin = False
+        elif self.stdin_fd is not None:
+            self.stdin_buffer += payload
+        self._write_stdin()
+
+    def _write_stdin(self, mask: int = 0) -> None:
+        fd = self.stdin_fd
+        if fd is None:
+            return
+        if self.stdin_buffer:
+            try:
+                del self.stdin_buffer[: os.write(fd, self.stdin_buffer)]
+            except BlockingIOError:
+                pass
+            except OSError:  # EPIPE: the process closed its stdin; the rest has nowhere to go
+                self._close_stdin()
+                return
+        if not self.stdin_buffer and not self.accepts_stdin:
+            self._close_stdin()
+            return
+        self.agent.set_interest(fd, WRITE if self.stdin_buffer else 0, self._write_stdin)
+        self.connection.block_reading(self.id, len(self.stdin_buffer) > STDIN_HIGH_WATER)
+
+    def _close_stdin(self) -> None:
+        if self.stdin_fd is not None:
+            self.agent.set_interest(self.stdin_fd, 0)
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+            self.stdin_buffer.clear()
+            self.connection.block_reading(self.id, False)
+
+    # lifecycle
+
+    def kill(self) -> None:
+        """SIGKILL the process group, but only while the leader is unreaped: after that its pid (and so
+        the group id) could belong to someone else."""
+        if self.status is None:
+            self.killed = True
+            for kill in (os.killpg, os.kill):
+                with suppress(ProcessLookupError, PermissionError):
+                    kill(self.process.pid, signal.SIGKILL)
+
+    def cancel(self) -> None:
+        self.kill()
+        self.grace_deadline = 0.0
+        self._maybe_finish()
+
+    def abandon(self) -> None:
+        self.kill()
+        super().abandon()
+
+    def on_exit(self, status: int) -> None:
+        self.status = status
+        self.ended = time.monotonic()
+        self.process.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits on its own
+        self.grace_deadline = self.ended + DRAIN_GRACE_S
+        self._close_stdin()
+        self._maybe_finish()
+
+    def next_deadline(self) -> float | None:
+        if self.status is None:
+            return None if self.killed else self.deadline
+        return self.grace_deadline if self.pipes and not self.connection.congested else None
+
+    def on_timer(self, now: float) -> None:
+        if self.status is None and not self.killed and now >= self.deadline:
+            self.timed_out = True
+            self.kill()
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if not self.active or self.status is None:
+            return
+        if self.pipes and (self.connection.congested or time.monotonic() < self.grace_deadline):
+            return
+        self.release()
+        code = os.waitstatus_to_exitcode(self.status)
+        signum = -code if code < 0 else None
+        self.finish(
+            {
+                "op": "exit",
+                "exit_code": 128 + signum if signum else code,
+                "signal": signum,
+                "timed_out": self.timed_out,
+                "truncated": self.truncated,
+                "duration_ms": (self.ended - self.started) * 1000,
+            }
+        )
+
+    def release(self) -> None:
+        for fd in list(self.pipes):
+            self._close_pipe(fd)
+        self._close_stdin()
+        self.agent.execs.discard(self)
+
+
+class ReadFileChannel(Channel):
+    """Streams a regular file as DATA frames, as fast as the connection drains."""
+
+    def __init__(self, connection: Connection, channel_id: int, message: dict[str, object]) -> None:
+        self.path = check_path(get_str(message, "path"))
+        self.max_bytes = get_optional_int(message, "max_bytes")
+        try:
+            # O_NONBLOCK so that a FIFO cannot stall the loop at open; fstat then rejects it.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise os_error(exc, self.path) from None
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise RequestError("invalid_request", f"{self.path} is a directory; use list_dir.")
+            if not stat.S_ISREG(st.st_mode):
+                raise RequestError("invalid_request", f"{self.path} is not a regular file.")
+            if self.max_bytes is not None and st.st_size > self.max_bytes:
+                raise RequestError("payload_too_large", f"{self.path} is larger than {self.max_bytes} bytes.")
+        except BaseException:
+            os.close(fd)
+            raise
+        super().__init__(connection, channel_id)
+        self.fd: int | None = fd
+        self.size = 0
+        self.pump()
+
+    def pump(self) -> None:
+        for _ in range(PUMP_CHUNKS):
+            if not self.active or self.connection.congested or self.fd is None:
+                return
+            try:
+                data = os.read(self.fd, FILE_CHUNK)
+            except OSError as exc:
+                self.release()
+                self.finish(os_error(exc, self.path).as_message())
+                return
+            if not data:
+                self.release()
+                self.connection.send(encode_frame(self.id, Kind.EOF))
+                self.finish({"op": "ok", "size": self.size})
+                return
+            self.size += len(data)
+            if self.max_bytes is not None and self.size > self.max_bytes:
+                self.release()
+                self.finish(
+                    RequestError("payload_too_large", f"{self.path} grew past the limit.").as_message()
+                )
+                return
+            self.connection.send(encode_frame(self.id, Kind.DATA, data))
+        self.agent.soon.append(self.pump)
+
+    def resume(self) -> None:
+        self.agent.soon.append(self.pump)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class WriteFileChannel(Channel):
+    """Receives DATA frames into a temp file next to the target and renames it into place on EOF."""
+
+    def __init__(self, connection: Connection, channel_id: int, message: dict[str, object]) -> None:
+        self.path = check_writable(get_str(message, "path"))
+        mode = get_int(message, "mode", 0o644)
+        append = get_bool(message, "append", False)
+        if not 0 <= mode <= 0o7777:
+            raise RequestError("invalid_request", "'mode' must be a permission number such as 0o644.")
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+        self.temp: str | None = None
+        try:
+            if append:
+                # O_NONBLOCK: opening a FIFO for writing must not wait for a reader.
+                fd = os.open(self.path, flags | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, mode)
+            else:
+                if Path(self.path).is_dir():
+                    raise RequestError("invalid_request", f"{self.path} is a directory.")
+                self.temp = str(Path(self.path).with_name(f".shells-upload-{secrets.token_hex(8)}"))
+                fd = os.open(self.temp, flags | os.O_CREAT | os.O_EXCL, 0o600)
+                os.fchmod(fd, mode)
+        except OSError as exc:
+            raise os_error(exc, self.path) from None
+        self.fd: int | None = fd
+        if append and not stat.S_ISREG(os.fstat(fd).st_mode):
+            self.release()
+            raise RequestError("invalid_request", f"{self.path} is not a regular file.")
+        super().__init__(connection, channel_id)
+        self.size = 0
+
+    def on_data(self, kind: Kind, payload: bytes) -> None:
+        if self.fd is None or kind not in (Kind.DATA, Kind.EOF):
+            super().on_data(kind, payload)
+            return
+        try:
+            if kind is Kind.DATA:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+                self.size += len(payload)
+                return
+            os.close(self.fd)
+            self.fd = None
+            if self.temp is not None:
+                Path(self.temp).replace(self.path)
+                self.temp = None
+        except OSError as exc:
+            self.release()
+            self.finish(os_error(exc, self.path).as_message())
+            return
+        self.finish({"op": "ok", "size": self.size})
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.temp is not None:
+            with suppress(OSError):
+                Path(self.temp).unlink()
+            self.temp = None
+
+
+CHANNEL_OPS: dict[str, Callable[[Connection, int, dict[str, object]], Channel]] = {
+    "exec": ExecChannel,
+    "read_file": ReadFileChannel,
+    "write_file": WriteFileChannel,
+}
+SIMPLE_OPS: dict[str, Callable[[dict[str, object]], dict[str, object]]] = {
+    "stat": op_stat,
+    "list_dir": op_list_dir,
+    "mkdir": op_mkdir,
+    "remove": op_remove,
+    "stats": op_stats,
+}
+
+
+def listen_unix(path: str) -> socket.socket:
+    """Bind under a temp name and rename into place, so the socket path appears only once it accepts."""
+    temp = Path(path).with_name(f".agent-{os.getpid()}.sock")
+    temp.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(temp))
+    temp.chmod(0o600)  # the host is root; processes in the shell need not be
+    listener.listen(128)
+    temp.replace(path)
+    return listener
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shells-agent", description="The Shells in-shell agent.")
+    parser.add_argument("--listen", required=True, metavar="PATH", help="unix socket path to serve on")
+    args = parser.parse_args(argv)
+    agent = Agent()
+    listener = listen_unix(args.listen)
+    with suppress(OSError):  # nobody may be reading our stdout; the socket is what counts
+        print("shells-agent ready", flush=True)
+    try:
+        agent.serve(listener)
+    finally:
+        listener.close()
+        with suppress(OSError):
+            Path(args.listen).unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The wire protocol between the host and the in-shell agent.
+
+One byte stream (a unix socket today, a virtio-serial port later) carries many channels. Every frame is::
+
+    uint32 length   big-endian, counts everything after itself: 4 + 1 + len(payload)
+    uint32 channel  big-endian, chosen by the host, unique per connection while open
+    uint8  kind     one of Kind
+    bytes  payload  at most MAX_PAYLOAD bytes
+
+A channel starts with a CONTROL frame from the host (a JSON object with an "op" key) and ends with exactly
+one final CONTROL frame from the agent: "exit" for exec, "ok" for other ops, or "error" with a code.
+
+Both ends treat the other as untrusted, so decoding is strict: framing faults raise ``ProtocolError`` (the
+receiver drops the whole connection) and malformed JSON or fields raise ``BadMessage`` (the agent answers
+that one channel with an error; the host raises).
+
+Stdlib only: this module is also imported inside the sandbox, by an interpreter that only sees ``guest``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from collections.abc import Mapping
+from typing import NamedTuple
+
+PROTOCOL_VERSION = 1
+MAX_PAYLOAD = 1024 * 1024
+"""Largest payload of a single frame; a longer length field is a protocol error."""
+EXEC_CHUNK = 64 * 1024
+"""Largest STDOUT/STDERR payload the agent sends."""
+FILE_CHUNK = 256 * 1024
+"""Largest DATA payload either side sends for file content."""
+MAX_CHANNEL = 2**32 - 1
+
+_HEADER = struct.Struct(">IIB")
+HEADER_SIZE = _HEADER.size
+_LENGTH_OVERHEAD = HEADER_SIZE - 4  # channel + kind, counted by the length field
+
+
+class Kind(enum.IntEnum):
+    CONTROL = 1
+    STDOUT = 2
+    STDERR = 3
+    STDIN = 4
+    DATA = 5
+    EOF = 6
+
+
+class ProtocolError(Exception):
+    """The peer broke the framing; the connection cannot be trusted any more."""
+
+
+class BadMessage(Exception):
+    """A well-framed CONTROL message is malformed (bad JSON, missing or mistyped field)."""
+
+
+class Frame(NamedTuple):
+    channel: int
+    kind: Kind
+    payload: bytes
+
+
+def encode_frame(channel: int, kind: Kind, payload: bytes = b"") -> bytes:
+    if not 0 <= channel <= MAX_CHANNEL:
+        raise ValueError(f"channel {channel} is out of range")
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds MAX_PAYLOAD")
+    return _HEADER.pack(len(payload) + _LENGTH_OVERHEAD, channel, kind) + payload
+
+
+def encode_control(channel: int, message: Mapping[str, object]) -> bytes:
+    payload = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+    return encode_frame(channel, Kind.CONTROL, payload)
+
+
+def decode_header(header: bytes) -> tuple[int, int, Kind]:
+    """Validate a frame header; return (payload length, channel, kind)."""
+    return _validate_header(*_HEADER.unpack(header))
+
+
+def _validate_header(length: int, channel: int, kind: int) -> tuple[int, int, Kind]:
+    if length < _LENGTH_OVERHEAD:
+        raise ProtocolError(f"frame length {length} is shorter than its header")
+    if length - _LENGTH_OVERHEAD > MAX_PAYLOAD:
+        raise ProtocolError(f"frame payload of {length - _LENGTH_OVERHEAD} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        return length - _LENGTH_OVERHEAD, channel, Kind(kind)
+    except ValueError:
+        raise ProtocolError(f"unknown frame kind {kind}") from None
+
+
+class FrameDecoder:
+    """Incremental decoder for a non-blocking reader: feed it whatever arrived, get whole frames back.
+
+    It holds at most one partial frame, so its memory is bounded by MAX_PAYLOAD + HEADER_SIZE plus the
+    last read; an oversized length is rejected as soon as its header is complete.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buffer += data
+        frames: list[Frame] = []
+        offset = 0
+        while len(self._buffer) - offset >= HEADER_SIZE:
+            size, channel, kind = _validate_header(*_HEADER.unpack_from(self._buffer, offset))
+            end = offset + HEADER_SIZE + size
+            if len(self._buffer) < end:
+                break
+            frames.append(Frame(channel, kind, bytes(self._buffer[offset + HEADER_SIZE : end])))
+            offset = end
+        del self._buffer[:offset]
+        return frames
+
+
+def _reject_constant(name: str) -> object:
+    raise BadMessage(f"JSON constant {name} is not allowed")
+
+
+def _unique_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise BadMessage("JSON object has duplicate keys")
+    return result
+
+
+def decode_control(payload: bytes) -> dict[str, object]:
+    """Parse a CONTROL payload: strict UTF-8 JSON, an object, with a string "op"."""
+    try:
+        message = json.loads(
+            payload.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_object
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadMessage(f"control payload is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise BadMessage("control payload must be a JSON object")
+    get_str(message, "op")
+    return message
+
+
+# Typed accessors. JSON booleans are Python ints, so the int/float readers reject them explicitly.
+
+_MISSING = object()
+
+
+def _get(message: Mapping[str, object], key: str, default: object) -> object:
+    value = message.get(key, default)
+    if value is _MISSING:
+        raise BadMessage(f"field {key!r} is required")
+    return value
+
+
+def get_str(message: Mapping[str, object], key: str, default: object = _MISSING) -> str:
+    value = _get(message, key, default)
+    if not isinstance(value, str):
+        raise BadMessage(f"field {key!r} must be a string")
+    return value
+
+
+def get_bool(message: Mapping[str, object], key: str, default: object = _MISSING) -> bool:
+    value = _get(message, key, default)
+    if not isinstance(value, bool):
+        raise BadMessage(f"field {key!r} must be a boolean")
+    return value
+
+
+def get_int(message: Mapping[str, object], key: str, default: object = _MISSING) -> int:
+    value = _get(message, key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadMessage(f"field {key!r} must be an integer")
+    return value
+
+
+def get_optional_int(message: Mapping[str, object], key: str) -> int | None:
+    if message.get(key) is None:
+        return None
+    return get_int(message, key)
+
+
+def get_float(message: Mapping[str, object], key: str, default: object = _MISSING) -> float:
+    value = _get(message, key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise BadMessage(f"field {key!r} must be a number")
+    return float(value)
+
+
+def get_str_list(message: Mapping[str, object], key: str) -> list[str]:
+    value = _get(message, key, _MISSING)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise BadMessage(f"field {key!r} must be a list of strings")
+    return value
+
+
+def get_str_map(message: Mapping[str, object], key: str, default: object = _MISSING) -> dict[str, str]:
+    value = _get(message, key, default)
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise BadMessage(f"field {key!r} must be an object of strings")
+    return value

@@ -1,0 +1,429 @@
+"""Host-side client of the in-shell agent (wire format: ``shells.guest.protocol``).
+
+For a container every call opens its own unix connection carrying a single channel and closes it when
+done: nothing is shared between calls, and cancelling a call is just closing its socket (the agent then
+kills the process group). ``_Connection`` is nevertheless a full multiplexer, so the microvm class can run
+every call over one virtio-serial stream with the same channel code.
+
+The agent runs inside the sandbox, so everything it sends is untrusted: frames are bounded by the
+protocol decoder, replies are type-checked, only the error codes an agent may legitimately send map to
+their ``shells.domain.errors`` class (anything else is an ``AgentError``), and every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+
+from shells.domain.errors import ERRORS_BY_CODE, AgentError, PayloadTooLarge, ShellsError
+from shells.domain.execution import (
+    ExecEvent,
+    ExecExit,
+    ExecResult,
+    ExecSpec,
+    FileEntry,
+    FileKind,
+    OutputChunk,
+)
+from shells.guest.protocol import (
+    FILE_CHUNK,
+    HEADER_SIZE,
+    MAX_CHANNEL,
+    MAX_PAYLOAD,
+    BadMessage,
+    Frame,
+    Kind,
+    ProtocolError,
+    decode_control,
+    decode_header,
+    encode_control,
+    encode_frame,
+    get_bool,
+    get_float,
+    get_int,
+    get_optional_int,
+    get_str,
+)
+
+DEFAULT_OP_TIMEOUT_S = 30.0
+"""Deadline for a control op, and for each step of progress of a file transfer."""
+EXIT_MARGIN_S = 15.0
+"""How long past an exec's own timeout (which the agent enforces) we wait for its exit report."""
+INBOX_FRAMES = 32
+"""Frames queued per channel before the connection stops reading: backpressure reaches the agent."""
+AGENT_ERROR_CODES = frozenset({
+    "invalid_request",
+    "invalid_path",
+    "file_not_found",
+    "command_not_found",
+    "payload_too_large",
+    "permission_denied",
+    "quota_exceeded",
+    "agent_error",
+})  # fmt: skip
+MAX_ERROR_MESSAGE = 2000
+_KINDS: dict[str, FileKind] = {"file": "file", "dir": "dir", "symlink": "symlink", "other": "other"}
+
+
+def _decode(payload: bytes) -> dict[str, object]:
+    try:
+        return decode_control(payload)
+    except BadMessage as exc:
+        raise AgentError(f"The shell agent sent a malformed message: {exc}") from None
+
+
+def _error_from(message: Mapping[str, object]) -> ShellsError:
+    code = message.get("code")
+    text = message.get("message")
+    text = text[:MAX_ERROR_MESSAGE] if isinstance(text, str) else "The shell agent reported an error."
+    if isinstance(code, str) and code in AGENT_ERROR_CODES:
+        return ERRORS_BY_CODE.get(code, AgentError)(text)
+    return AgentError(text)
+
+
+def _exit_from(message: Mapping[str, object]) -> ExecExit:
+    try:
+        return ExecExit(
+            exit_code=get_int(message, "exit_code"),
+            signal=get_optional_int(message, "signal"),
+            timed_out=get_bool(message, "timed_out"),
+            truncated=get_bool(message, "truncated"),
+            duration_ms=get_float(message, "duration_ms"),
+        )
+    except BadMessage as exc:
+        raise AgentError(f"The shell agent sent a malformed exit report: {exc}") from None
+
+
+def _entry_from(value: object) -> FileEntry:
+    try:
+        if not isinstance(value, dict):
+            raise BadMessage("an entry must be an object")
+        kind = _KINDS.get(get_str(value, "kind"))
+        link_target = value.get("link_target")
+        if kind is None or not (link_target is None or isinstance(link_target, str)):
+            raise BadMessage("bad 'kind' or 'link_target'")
+        return FileEntry(
+            path=get_str(value, "path"),
+            name=get_str(value, "name"),
+            kind=kind,
+            size=get_int(value, "size"),
+            mode=get_int(value, "mode"),
+            mtime=get_float(value, "mtime"),
+            link_target=link_target,
+        )
+    except BadMessage as exc:
+        raise AgentError(f"The shell agent sent a malformed file entry: {exc}") from None
+
+
+class _Channel:
+    """One request/response exchange on a connection, with a bounded inbox."""
+
+    def __init__(self, connection: _Connection, channel_id: int) -> None:
+        self.id = channel_id
+        self.finished = False
+        self._connection = connection
+        self._frames: deque[Frame] = deque()
+        self._readable = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closed = False
+
+    async def deliver(self, frame: Frame) -> None:
+        """Called by the connection's reader; waits while the inbox is full."""
+        while len(self._frames) >= INBOX_FRAMES and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+        if not self._closed:
+            self._frames.append(frame)
+            self._readable.set()
+
+    def wake(self) -> None:
+        self._readable.set()
+
+    @property
+    def has_frames(self) -> bool:
+        return bool(self._frames)
+
+    async def recv(self, deadline: float) -> Frame:
+        while not self._frames:
+            self._connection.raise_if_failed()
+            self._readable.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._readable.wait()
+            except TimeoutError:
+                raise AgentError("The shell agent did not answer in time.") from None
+        frame = self._frames.popleft()
+        if len(self._frames) < INBOX_FRAMES:
+            self._room.set()
+        return frame
+
+    def final(self, frame: Frame, op: str) -> dict[str, object]:
+        """Check the channel's last frame: the expected op, or an error that is raised."""
+        if frame.kind is not Kind.CONTROL:
+            raise AgentError(f"The shell agent sent an unexpected {frame.kind.name} frame.")
+        self.finished = True
+        message = _decode(frame.payload)
+        if message["op"] == "error":
+            raise _error_from(message)
+        if message["op"] != op:
+            raise AgentError(f"The shell agent answered {message['op']!r} where {op!r} was expected.")
+        return message
+
+    async def send(self, kind: Kind, payload: bytes, deadline: float) -> None:
+        await self._connection.write(encode_frame(self.id, kind, payload), deadline)
+
+    async def send_control(self, message: Mapping[str, object], deadline: float) -> None:
+        try:
+            frame = encode_control(self.id, message)
+        except ValueError:
+            raise PayloadTooLarge(f"The request is larger than {MAX_PAYLOAD} bytes.") from None
+        await self._connection.write(frame, deadline)
+
+    def close(self) -> None:
+        """Forget the channel; if it has not finished, ask the agent to cancel it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._room.set()
+        self._connection.forget(self.id)
+        if not self.finished:
+            self._connection.write_nowait(encode_control(self.id, {"op": "cancel"}))
+
+
+class _Connection:
+    """One byte stream to the agent; a reader task routes incoming frames to their channels."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._channels: dict[int, _Channel] = {}
+        self._next_id = 0
+        self._failure: str | None = None
+        self._task = asyncio.get_running_loop().create_task(self._read_frames())
+
+    @classmethod
+    async def open_unix(cls, path: str, deadline: float) -> _Connection:
+        try:
+            async with asyncio.timeout_at(deadline):
+                reader, writer = await asyncio.open_unix_connection(path, limit=MAX_PAYLOAD + HEADER_SIZE)
+        except TimeoutError:
+            raise AgentError(f"Connecting to the shell agent at {path} timed out.") from None
+        except OSError as exc:
+            raise AgentError(f"Cannot reach the shell agent at {path}: {exc.strerror or exc}.") from None
+        return cls(reader, writer)
+
+    def open_channel(self) -> _Channel:
+        self.raise_if_failed()
+        while True:
+            self._next_id = self._next_id % MAX_CHANNEL + 1
+            if self._next_id not in self._channels:
+                break
+        channel = _Channel(self, self._next_id)
+        self._channels[channel.id] = channel
+        return channel
+
+    def forget(self, channel_id: int) -> None:
+        self._channels.pop(channel_id, None)
+
+    def raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise AgentError(self._failure)
+
+    async def write(self, data: bytes, deadline: float) -> None:
+        self.raise_if_failed()
+        self._writer.write(data)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._writer.drain()
+        except TimeoutError:
+            raise AgentError("The shell agent stopped reading its connection.") from None
+        except OSError as exc:
+            raise AgentError(f"Lost the connection to the shell agent: {exc}.") from None
+
+    def write_nowait(self, data: bytes) -> None:
+        if self._failure is None and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def _read_frames(self) -> None:
+        try:
+            while True:
+                size, channel_id, kind = decode_header(await self._reader.readexactly(HEADER_SIZE))
+                payload = await self._reader.readexactly(size) if size else b""
+                channel = self._channels.get(channel_id)
+                if channel is not None:  # else: a late frame for a channel we gave up on
+                    await channel.deliver(Frame(channel_id, kind, payload))
+        except asyncio.IncompleteReadError:
+            failure = "The shell agent closed the connection."
+        except ProtocolError as exc:
+            failure = f"The shell agent broke the protocol: {exc}."
+            self._writer.close()
+        except OSError as exc:
+            failure = f"Lost the connection to the shell agent: {exc}."
+        self._failure = failure
+        for channel in list(self._channels.values()):
+            channel.wake()
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+class AgentClient:
+    """Talks to the agent of one shell through its unix socket."""
+
+    def __init__(self, socket_path: str, op_timeout_s: float = DEFAULT_OP_TIMEOUT_S) -> None:
+        self._path = socket_path
+        self._op_timeout_s = op_timeout_s
+
+    def _deadline(self, timeout_s: float | None = None) -> float:
+        return asyncio.get_running_loop().time() + (self._op_timeout_s if timeout_s is None else timeout_s)
+
+    @contextlib.asynccontextmanager
+    async def _channel(self, deadline: float) -> AsyncIterator[_Channel]:
+        connection = await _Connection.open_unix(self._path, deadline)
+        channel = connection.open_channel()
+        try:
+            yield channel
+        finally:
+            channel.close()
+            await connection.aclose()
+
+    async def _call(self, request: Mapping[str, object], timeout_s: float | None = None) -> dict[str, object]:
+        deadline = self._deadline(timeout_s)
+        async with self._channel(deadline) as channel:
+            await channel.send_control(request, deadline)
+            reply = channel.final(await channel.recv(deadline), "ok")
+        del reply["op"]
+        return reply
+
+    async def ping(self, timeout_s: float = 5.0) -> dict[str, object]:
+        return await self._call({"op": "ping"}, timeout_s)
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Retry connect + ping until the agent answers; its socket appears only once it listens."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        delay = 0.005
+        while True:
+            try:
+                await self.ping(timeout_s=max(deadline - loop.time(), 0.001))
+                return
+            except AgentError as exc:
+                if loop.time() + delay >= deadline:
+                    raise AgentError(
+                        f"The shell agent did not become ready within {timeout_s} s: {exc}"
+                    ) from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def exec(self, spec: ExecSpec) -> AsyncGenerator[ExecEvent, None]:
+        """Stream a command's output, then its exit. Closing the generator early kills the command.
+
+        Break out of it only inside ``contextlib.aclosing`` (or exhaust it) so that happens at once.
+        """
+        deadline = self._deadline(spec.timeout_s + EXIT_MARGIN_S)
+        request = {
+            "op": "exec",
+            "argv": list(spec.effective_argv),
+            "env": spec.env,
+            "cwd": spec.cwd,
+            "timeout_s": spec.timeout_s,
+            "output_cap_bytes": spec.output_cap_bytes,
+            "stdin": bool(spec.stdin),
+        }
+        async with self._channel(deadline) as channel:
+            await channel.send_control(request, deadline)
+            # Stdin goes in its own task so that output keeps flowing while it is sent: a process that
+            # writes before it reads would otherwise deadlock against our own backpressure.
+            feeder = asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline)) if spec.stdin else None
+            try:
+                while True:
+                    frame = await channel.recv(deadline)
+                    if frame.kind is Kind.STDOUT:
+                        yield OutputChunk("stdout", frame.payload)
+                    elif frame.kind is Kind.STDERR:
+                        yield OutputChunk("stderr", frame.payload)
+                    else:
+                        yield _exit_from(channel.final(frame, "exit"))
+                        return
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+
+    async def run(self, spec: ExecSpec) -> ExecResult:
+        output = {"stdout": bytearray(), "stderr": bytearray()}
+        async with contextlib.aclosing(self.exec(spec)) as events:
+            async for event in events:
+                if isinstance(event, ExecExit):
+                    return ExecResult(bytes(output["stdout"]), bytes(output["stderr"]), event)
+                output[event.stream] += event.data
+        raise AgentError("The shell agent ended the command without an exit report.")
+
+    async def read_file(self, path: str, max_bytes: int) -> AsyncGenerator[bytes, None]:
+        """Stream a file's content; PayloadTooLarge if it holds more than max_bytes."""
+        async with self._channel(self._deadline()) as channel:
+            request = {"op": "read_file", "path": path, "max_bytes": max_bytes}
+            await channel.send_control(request, self._deadline())
+            received = 0
+            while (frame := await channel.recv(self._deadline())).kind is not Kind.EOF:
+                if frame.kind is not Kind.DATA:
+                    channel.final(frame, "ok")  # raises the agent's error
+                    raise AgentError("The shell agent ended a download without its EOF frame.")
+                received += len(frame.payload)
+                if received > max_bytes:
+                    raise PayloadTooLarge(f"{path} is larger than {max_bytes} bytes.")
+                yield frame.payload
+            reply = channel.final(await channel.recv(self._deadline()), "ok")
+            if reply.get("size") != received:
+                raise AgentError(f"The shell agent reported a size for {path} that does not match its data.")
+
+    async def write_file(
+        self, path: str, chunks: AsyncIterable[bytes], mode: int = 0o644, append: bool = False
+    ) -> int:
+        """Upload a file; the agent renames it into place only once all of it arrived (unless append)."""
+        async with self._channel(self._deadline()) as channel:
+            request = {"op": "write_file", "path": path, "mode": mode, "append": append}
+            await channel.send_control(request, self._deadline())
+            async for chunk in chunks:
+                if channel.has_frames:
+                    break  # the agent already answered, which can only be an error: stop sending
+                for offset in range(0, len(chunk), FILE_CHUNK):
+                    await channel.send(Kind.DATA, chunk[offset : offset + FILE_CHUNK], self._deadline())
+            else:
+                await channel.send(Kind.EOF, b"", self._deadline())
+            reply = channel.final(await channel.recv(self._deadline()), "ok")
+        try:
+            return get_int(reply, "size")
+        except BadMessage as exc:
+            raise AgentError(f"The shell agent sent a malformed reply: {exc}") from None
+
+    async def list_dir(self, path: str) -> list[FileEntry]:
+        entries = (await self._call({"op": "list_dir", "path": path})).get("entries")
+        if not isinstance(entries, list):
+            raise AgentError("The shell agent sent a malformed directory listing.")
+        return [_entry_from(entry) for entry in entries]
+
+    async def stat(self, path: str) -> FileEntry:
+        return _entry_from((await self._call({"op": "stat", "path": path})).get("entry"))
+
+    async def mkdir(self, path: str, parents: bool = True) -> None:
+        await self._call({"op": "mkdir", "path": path, "parents": parents})
+
+    async def remove(self, path: str, recursive: bool = False) -> None:
+        await self._call({"op": "remove", "path": path, "recursive": recursive})
+
+    async def stats(self) -> dict[str, object]:
+        return await self._call({"op": "stats"})
+
+
+async def _feed_stdin(channel: _Channel, data: bytes, deadline: float) -> None:
+    """Send stdin then EOF. A failure here also shows on the receiving side, which reports it."""
+    with contextlib.suppress(AgentError):
+        for offset in range(0, len(data), FILE_CHUNK):
+            await channel.send(Kind.STDIN, data[offset : offset + FILE_CHUNK], deadline)
+        await channel.send(Kind.EOF, b"", deadline)
