@@ -40,7 +40,7 @@ from shells.domain.errors import (
     InvalidRequest,
     PayloadTooLarge,
 )
-from shells.domain.execution import ExecExit, ExecSpec, OutputChunk
+from shells.domain.execution import ExecExit, ExecSpec, ExecStarted, OutputChunk
 from shells.guest.agent import STANDARD_PATH
 from shells.guest.protocol import (
     EXEC_CHUNK,
@@ -195,12 +195,16 @@ class Raw:
         self.send(encode_control(channel, message))
 
     def recv(self) -> Frame:
-        while not self.frames:
-            data = self.sock.recv(1 << 16)
-            if not data:
-                raise EOFError("the agent closed the connection")
-            self.frames.extend(self.decoder.feed(data))
-        return self.frames.pop(0)
+        """The next frame, passing over an exec's ``started`` announcement (its own test checks it)."""
+        while True:
+            while not self.frames:
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    raise EOFError("the agent closed the connection")
+                self.frames.extend(self.decoder.feed(data))
+            frame = self.frames.pop(0)
+            if frame.kind is not Kind.CONTROL or decode_control(frame.payload).get("op") != "started":
+                return frame
 
     def final(self, channel: int) -> tuple[bytes, dict[str, object]]:
         """Collect a channel's output until its final control frame (frames of others are kept)."""
@@ -365,7 +369,7 @@ async def test_output_is_streamed_in_bounded_chunks(client: AgentClient) -> None
         async for event in events:
             if isinstance(event, OutputChunk):
                 chunks.append(event)
-            else:
+            elif isinstance(event, ExecExit):
                 assert event.exit_code == 0
     assert len(chunks) > 1
     assert all(chunk.stream == "stdout" and 0 < len(chunk.data) <= EXEC_CHUNK for chunk in chunks)
@@ -458,6 +462,7 @@ async def test_closing_the_exec_early_kills_the_process(agent: Agent, client: Ag
     async with contextlib.aclosing(
         client.exec(ExecSpec(command="echo $$; exec sleep 60", cwd="/"))
     ) as events:
+        assert isinstance(await anext(events), ExecStarted)
         first = await anext(events)
         assert isinstance(first, OutputChunk)
         pid = int(first.data)
@@ -759,6 +764,7 @@ async def test_a_dying_agent_raises_agent_error(own_agent: Agent) -> None:
     async with contextlib.aclosing(
         client.exec(ExecSpec(command="echo $$; exec sleep 60", cwd="/"))
     ) as events:
+        assert isinstance(await anext(events), ExecStarted)
         first = await anext(events)
         assert isinstance(first, OutputChunk)
         own_agent.process.kill()
@@ -827,7 +833,26 @@ async def test_unreachable_agent(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_client_rejects_a_malformed_exit_report(tmp_path: Path) -> None:
+    started = encode_control(1, {"op": "started", "pid": 42})
     lie = encode_control(1, {"op": "exit", "exit_code": "zero", "timed_out": False})
-    async with fake_agent(tmp_path, lie) as path:
+    async with fake_agent(tmp_path, started + lie) as path:
         with pytest.raises(AgentError, match="malformed exit report"):
             await AgentClient(path).run(spec(("true",)))
+
+
+@pytest.mark.anyio
+async def test_client_rejects_a_start_report_without_a_pid(tmp_path: Path) -> None:
+    lie = encode_control(1, {"op": "started", "pid": "one"})
+    async with fake_agent(tmp_path, lie) as path:
+        with pytest.raises(AgentError, match="valid pid"):
+            await AgentClient(path).run(spec(("true",)))
+
+
+@pytest.mark.anyio
+async def test_an_exec_announces_its_pid_before_any_output(client: AgentClient) -> None:
+    async with contextlib.aclosing(client.exec(ExecSpec(command="echo $$", cwd="/"))) as events:
+        started = await anext(events)
+        assert isinstance(started, ExecStarted)
+        chunk = await anext(events)
+        assert isinstance(chunk, OutputChunk)
+        assert int(chunk.data) == started.pid

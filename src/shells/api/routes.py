@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..control.requests import CreateShellRequest, parse_exec
 from ..domain.errors import InvalidRequest, ShellsError
-from ..domain.execution import ExecEvent, ExecExit, FileEntry
+from ..domain.execution import ExecEvent, ExecExit, ExecStarted, FileEntry, OutputChunk
 from .deps import DOOR, BodyDep, ControlDep, PrincipalDep
 from .errors import error_body
 
@@ -115,7 +115,7 @@ async def exec_(
         async for ev in events:
             if isinstance(ev, ExecExit):
                 result = _exit(ev)
-            else:
+            elif isinstance(ev, OutputChunk):
                 (out if ev.stream == "stdout" else err).extend(ev.data)
         return JSONResponse(
             {"stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"), **result}
@@ -125,7 +125,8 @@ async def exec_(
 
 
 async def _first(events: AsyncIterator[ExecEvent]) -> ExecEvent | None:
-    """Pull the first event before answering, so a command that cannot start is a 4xx, not a stream."""
+    """Pull the first event (``started``, sent as soon as the process is spawned) before answering,
+    so a command that cannot start is a 4xx, not a stream."""
     try:
         return await anext(events)
     except StopAsyncIteration:
@@ -138,6 +139,8 @@ async def _ndjson(first: ExecEvent | None, events: AsyncIterator[ExecEvent]) -> 
     def line(ev: ExecEvent) -> bytes:
         if isinstance(ev, ExecExit):
             return json.dumps({"type": "exit", **_exit(ev)}).encode() + b"\n"
+        if isinstance(ev, ExecStarted):
+            return json.dumps({"type": "started", "pid": ev.pid}).encode() + b"\n"
         return json.dumps({"type": ev.stream, "data": decoders[ev.stream].decode(ev.data)}).encode() + b"\n"
 
     try:

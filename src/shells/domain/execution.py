@@ -78,6 +78,13 @@ class OutputChunk:
 
 
 @dataclass(frozen=True)
+class ExecStarted:
+    """The command was spawned (always the first event): a door may start answering now."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
 class ExecExit:
     """How a command ended. ``exit_code`` follows the shell convention: 128+N when killed by signal N."""
 
@@ -88,7 +95,7 @@ class ExecExit:
     duration_ms: float = 0.0
 
 
-ExecEvent = OutputChunk | ExecExit
+ExecEvent = ExecStarted | OutputChunk | ExecExit
 
 
 @dataclass(frozen=True)

@@ -652,6 +652,7 @@ class ExecChannel(Channel):
                 os.set_blocking(fd, False)
         self.agent.children[self.process.pid] = self
         self.agent.execs.add(self)
+        connection.send_control(channel_id, {"op": "started", "pid": self.process.pid})
         self.resume()
 
     # output

@@ -23,6 +23,7 @@ from shells.domain.execution import (
     ExecExit,
     ExecResult,
     ExecSpec,
+    ExecStarted,
     FileEntry,
     FileKind,
     OutputChunk,
@@ -81,6 +82,13 @@ def _error_from(message: Mapping[str, object]) -> ShellsError:
     if isinstance(code, str) and code in AGENT_ERROR_CODES:
         return ERRORS_BY_CODE.get(code, AgentError)(text)
     return AgentError(text)
+
+
+def _started_from(message: Mapping[str, object]) -> ExecStarted:
+    pid = message.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        raise AgentError("The shell agent reported a start without a valid pid.")
+    return ExecStarted(pid)
 
 
 def _exit_from(message: Mapping[str, object]) -> ExecExit:
@@ -162,11 +170,16 @@ class _Channel:
 
     def final(self, frame: Frame, op: str) -> dict[str, object]:
         """Check the channel's last frame: the expected op, or an error that is raised."""
+        self.finished = True
+        return self.expect(frame, op)
+
+    def expect(self, frame: Frame, op: str) -> dict[str, object]:
+        """Check a control frame: the expected op, or an error (which also ends the channel)."""
         if frame.kind is not Kind.CONTROL:
             raise AgentError(f"The shell agent sent an unexpected {frame.kind.name} frame.")
-        self.finished = True
         message = _decode(frame.payload)
         if message["op"] == "error":
+            self.finished = True
             raise _error_from(message)
         if message["op"] != op:
             raise AgentError(f"The shell agent answered {message['op']!r} where {op!r} was expected.")
@@ -342,6 +355,7 @@ class AgentClient:
             # writes before it reads would otherwise deadlock against our own backpressure.
             feeder = asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline)) if spec.stdin else None
             try:
+                yield _started_from(channel.expect(await channel.recv(deadline), "started"))
                 while True:
                     frame = await channel.recv(deadline)
                     if frame.kind is Kind.STDOUT:
@@ -361,7 +375,8 @@ class AgentClient:
             async for event in events:
                 if isinstance(event, ExecExit):
                     return ExecResult(bytes(output["stdout"]), bytes(output["stderr"]), event)
-                output[event.stream] += event.data
+                if isinstance(event, OutputChunk):
+                    output[event.stream] += event.data
         raise AgentError("The shell agent ended the command without an exit report.")
 
     async def read_file(self, path: str, max_bytes: int) -> AsyncGenerator[bytes, None]:
