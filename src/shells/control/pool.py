@@ -24,6 +24,9 @@ from .context import ControlContext
 
 log = logging.getLogger(__name__)
 POOL_OWNER = "pool"
+REFILL_DELAY_S = 0.25
+"""After a claim, wait this long before starting a replacement, so the claimer's first exec (the
+usual next call) does not queue behind the replacement's start on a small host."""
 
 
 class WarmPool:
@@ -66,6 +69,7 @@ class WarmPool:
                 continue
             self._wake.clear()
             await self._wake.wait()
+            await asyncio.sleep(REFILL_DELAY_S)
 
     async def _refill_once(self) -> None:
         backend = self.ctx.backend(Runtime.CONTAINER)

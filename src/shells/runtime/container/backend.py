@@ -178,46 +178,53 @@ class ContainerBackend:
 
     async def start(self, spec: ShellSpec) -> None:
         host_id = spec.host_id
-        rt = self._runtime_dir(host_id)
-        if rt.exists():  # leftovers of a crash between start and stop: release them first
+        if self._runtime_dir(host_id).exists():  # leftovers of a crash between start and stop
             await self.stop(host_id)
-        rootfs_mnt, ws_mnt, agent_run, bundle = rt / "rootfs", rt / "workspace", rt / "agent", rt / "bundle"
-        for d in (rootfs_mnt, ws_mnt, agent_run, bundle):
-            d.mkdir(parents=True)
-        block = self.uid_blocks.claim(host_id)
-        uid_base = uids.uid_base(block)
         try:
-            (rt / "runtime.json").write_text(json.dumps({"uid_block": block}), encoding="utf-8")
-            fd = idmap.userns_fd(uid_base)
-            try:
-                shell_dir = self._shell_dir(host_id)
-                idmap.idmapped_bind(str(shell_dir / "rootfs"), str(rootfs_mnt), fd)
-                idmap.idmapped_bind(str(shell_dir / "workspace"), str(ws_mnt), fd)
-            finally:
-                os.close(fd)
-            os.chown(agent_run, uid_base, uid_base)
-            ns_path = self.netns_dir / host_id
-            netns.create_sealed_netns(str(ns_path))
-            config = build_config(
-                paths=BundlePaths(
-                    rootfs=str(rootfs_mnt),
-                    workspace=str(ws_mnt),
-                    agent_code=str(self._agent_code),
-                    agent_run=str(agent_run),
-                    netns=str(ns_path),
-                ),
-                shape=spec.shape,
-                uid_base=uid_base,
-                cgroup_path=self._cgroup(host_id),
-                seccomp_bpf_b64=self._seccomp_b64,
-            )
-            (bundle / "config.json").write_text(json.dumps(config), encoding="utf-8")
+            # The host steps are blocking syscalls (~5 ms); a worker thread keeps the API responsive.
+            bundle = await anyio.to_thread.run_sync(self._prepare_bundle, spec)
             await self.crun.run_detached(host_id, bundle, self.logs_dir / f"{host_id}.log")
             await AgentClient(self._socket(host_id)).wait_ready(self.settings.agent_ready_timeout_s)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.stop(host_id)
             raise
+
+    def _prepare_bundle(self, spec: ShellSpec) -> Path:
+        """Claim a uid block, mount rootfs and /workspace idmapped, make the netns, write config.json."""
+        host_id = spec.host_id
+        rt = self._runtime_dir(host_id)
+        rootfs_mnt, ws_mnt, agent_run, bundle = rt / "rootfs", rt / "workspace", rt / "agent", rt / "bundle"
+        for d in (rootfs_mnt, ws_mnt, agent_run, bundle):
+            d.mkdir(parents=True)
+        block = self.uid_blocks.claim(host_id)
+        (rt / "runtime.json").write_text(json.dumps({"uid_block": block}), encoding="utf-8")
+        uid_base = uids.uid_base(block)
+        fd = idmap.userns_fd(uid_base)
+        try:
+            shell_dir = self._shell_dir(host_id)
+            idmap.idmapped_bind(str(shell_dir / "rootfs"), str(rootfs_mnt), fd)
+            idmap.idmapped_bind(str(shell_dir / "workspace"), str(ws_mnt), fd)
+        finally:
+            os.close(fd)
+        os.chown(agent_run, uid_base, uid_base)
+        ns_path = self.netns_dir / host_id
+        netns.create_sealed_netns(str(ns_path))
+        config = build_config(
+            paths=BundlePaths(
+                rootfs=str(rootfs_mnt),
+                workspace=str(ws_mnt),
+                agent_code=str(self._agent_code),
+                agent_run=str(agent_run),
+                netns=str(ns_path),
+            ),
+            shape=spec.shape,
+            uid_base=uid_base,
+            cgroup_path=self._cgroup(host_id),
+            seccomp_bpf_b64=self._seccomp_b64,
+        )
+        (bundle / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        return bundle
 
     async def stop(self, host_id: str) -> None:
         """Kill the container and release its runtime objects; the subvolumes stay. Idempotent."""
