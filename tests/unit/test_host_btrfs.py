@@ -5,11 +5,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,41 +15,11 @@ from shells.domain.errors import RuntimeFailure
 from shells.runtime.host import _libc, btrfs
 from shells.runtime.host.btrfs import BtrfsPool
 
+from .conftest import loops_backed_by
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop mounts, btrfs ioctls)")
 
 PROBE_ROOTFS = Path("/var/tmp/probe/rootfs")
-
-
-def _loops_backed_by(image: Path) -> list[str]:
-    target = os.path.realpath(image)
-    return [
-        b.parent.parent.name
-        for b in Path("/sys/block").glob("loop*/loop/backing_file")
-        if b.read_text().strip() == target
-    ]
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
-    """A private scratch dir; teardown unmounts anything left below it and removes it."""
-    top = Path(tempfile.mkdtemp(prefix="shells-test-btrfs-", dir="/var/tmp"))
-    try:
-        yield top
-    finally:
-        for mount_point in _libc.mounts_below(top):
-            _libc.umount2(mount_point, _libc.MNT_DETACH)
-        shutil.rmtree(top, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def pool(workdir: Path) -> Iterator[BtrfsPool]:
-    p = BtrfsPool(workdir / "pool", workdir / "pool.img", size_bytes=4 << 30)
-    p.ensure_mounted()
-    try:
-        yield p
-    finally:
-        p.unmount()
-        assert _loops_backed_by(workdir / "pool.img") == []
 
 
 def test_struct_layouts_and_ioctl_numbers_match_the_kernel_abi() -> None:
@@ -99,7 +66,7 @@ def test_ensure_mounted_remounts_an_existing_image_and_keeps_its_data(workdir: P
         (p.mount_dir / "kept" / "file").write_text("still here")
         p.unmount()
         assert not _libc.is_mount_point(p.mount_dir)
-        assert _loops_backed_by(p.image) == []  # type: ignore[arg-type]
+        assert loops_backed_by(p.image) == []  # type: ignore[arg-type]
         p.ensure_mounted()
         assert (p.mount_dir / "kept" / "file").read_text() == "still here"
     finally:

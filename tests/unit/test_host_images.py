@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,31 +18,10 @@ from shells.runtime.images import RootfsSpec
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (debootstrap, loop mounts)")
 
 
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[Path]:
-    top = Path(tempfile.mkdtemp(prefix="shells-test-images-", dir="/var/tmp"))
-    try:
-        yield top
-    finally:
-        for mount_point in _libc.mounts_below(top):
-            _libc.umount2(mount_point, _libc.MNT_DETACH)
-        shutil.rmtree(top, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def pool(scratch: Path) -> Iterator[BtrfsPool]:
-    p = BtrfsPool(scratch / "pool", scratch / "pool.img", size_bytes=4 << 30)
-    p.ensure_mounted()
-    try:
-        yield p
-    finally:
-        p.unmount()
-
-
 @pytest.fixture
-def small_tarball(scratch: Path) -> Path:
+def small_tarball(workdir: Path) -> Path:
     """A hand-made rootfs: a file of uid 1000, a setuid binary and a file with an xattr."""
-    src = scratch / "small-src"
+    src = workdir / "small-src"
     (src / "home" / "user").mkdir(parents=True, exist_ok=True)
     (src / "home" / "user" / "notes").write_text("mine")
     os.chown(src / "home" / "user" / "notes", 1000, 1001)
@@ -53,7 +29,7 @@ def small_tarball(scratch: Path) -> Path:
     (src / "bin" / "su").write_text("#!/bin/sh\n")
     (src / "bin" / "su").chmod(0o4755)
     os.setxattr(src / "bin" / "su", "user.shells", b"kept")
-    tarball = scratch / "small.tar.zst"
+    tarball = workdir / "small.tar.zst"
     subprocess.run(
         ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-I", "zstd", "-C", str(src), "-cf",
          str(tarball), "."],
@@ -115,15 +91,15 @@ def test_import_leaves_an_existing_readonly_template_alone(pool: BtrfsPool, smal
 
 
 def test_import_refuses_a_writable_destination_and_cleans_up_after_a_bad_tarball(
-    pool: BtrfsPool, scratch: Path
+    pool: BtrfsPool, workdir: Path
 ) -> None:
     pool.create_subvolume(pool.mount_dir / "writable")
     try:
         with pytest.raises(RuntimeFailure, match="writable subvolume"):
-            images.import_rootfs(pool, scratch / "whatever.tar.zst", pool.mount_dir / "writable")
+            images.import_rootfs(pool, workdir / "whatever.tar.zst", pool.mount_dir / "writable")
     finally:
         pool.delete_subvolume(pool.mount_dir / "writable")
-    broken = scratch / "broken.tar.zst"
+    broken = workdir / "broken.tar.zst"
     broken.write_bytes(b"not a tarball")
     with pytest.raises(RuntimeFailure, match=r"unpacking broken\.tar\.zst"):
         images.import_rootfs(pool, broken, pool.mount_dir / "broken")
@@ -132,13 +108,13 @@ def test_import_refuses_a_writable_destination_and_cleans_up_after_a_bad_tarball
 
 @pytest.mark.timeout(900)
 def test_build_rootfs_tarball_debootstraps_a_template_once_and_imports_it(
-    pool: BtrfsPool, scratch: Path
+    pool: BtrfsPool, workdir: Path
 ) -> None:
     """SLOW (~40-90 s, downloads from deb.debian.org): a real minbase debootstrap with no extra packages.
 
     Set SHELLS_TEST_CACHE_DIR to keep the tarball between runs; the build is then skipped.
     """
-    cache = Path(os.environ.get("SHELLS_TEST_CACHE_DIR") or scratch / "cache")
+    cache = Path(os.environ.get("SHELLS_TEST_CACHE_DIR") or workdir / "cache")
     spec = RootfsSpec(name="test-minbase", packages=())
 
     start = time.perf_counter()

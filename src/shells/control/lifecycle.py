@@ -21,6 +21,7 @@ from ..domain.isolation import PRESET_TEMPLATES, Runtime, parse_enum
 from ..domain.principal import Principal
 from ..domain.shell import ShellRecord, SnapshotRecord
 from ..domain.states import ShellState
+from ..store.repository import EventDraft
 from .auth import require, visible
 from .context import ControlContext
 from .pool import WarmPool
@@ -217,20 +218,34 @@ class Lifecycle:
             try:
                 shell, result = await self._do(principal, shell, cap, door, params or {})
             except ShellsError as exc:
-                self.ctx.store.add_event(
-                    self.ctx.draft(
-                        principal,
-                        shell,
-                        door=door,
-                        kind="action",
-                        action=cap.value,
-                        outcome="error",
-                        message=exc.message,
-                        details={"code": exc.code},
-                    )
+                draft = self._action_draft(
+                    principal, shell, door, cap, "error", exc.message, {"code": exc.code}
                 )
+                self.ctx.store.add_event(draft)
                 raise
         return shell, result
+
+    def _action_draft(
+        self,
+        principal: Principal,
+        shell: ShellRecord,
+        door: str,
+        cap: Capability,
+        outcome: str = "ok",
+        message: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> EventDraft:
+        """The audit event of one action; destructive ones say so."""
+        return self.ctx.draft(
+            principal,
+            shell,
+            door=door,
+            kind="action",
+            action=cap.value,
+            outcome=outcome,
+            message=message,
+            details={"destructive": cap in DESTRUCTIVE, **(details or {})},
+        )
 
     async def _do(
         self, principal: Principal, shell: ShellRecord, cap: Capability, door: str, params: dict[str, Any]
@@ -239,32 +254,11 @@ class Lifecycle:
         spec = self.ctx.spec(shell)
 
         def state(target: ShellState, reason: str = "") -> ShellRecord:
-            return self.ctx.store.change_state(
-                shell.id,
-                target,
-                reason,
-                self.ctx.draft(
-                    principal,
-                    shell,
-                    door=door,
-                    kind="action",
-                    action=cap.value,
-                    outcome=target.value,
-                    details={"destructive": cap in DESTRUCTIVE},
-                ),
-            )
+            draft = self._action_draft(principal, shell, door, cap, target.value)
+            return self.ctx.store.change_state(shell.id, target, reason, draft)
 
         def done(result: dict[str, Any] | None = None) -> tuple[ShellRecord, dict[str, Any]]:
-            self.ctx.store.add_event(
-                self.ctx.draft(
-                    principal,
-                    shell,
-                    door=door,
-                    kind="action",
-                    action=cap.value,
-                    details={"destructive": cap in DESTRUCTIVE},
-                )
-            )
+            self.ctx.store.add_event(self._action_draft(principal, shell, door, cap))
             return shell, result or {}
 
         match cap:
@@ -301,14 +295,7 @@ class Lifecycle:
                 await backend.snapshot(shell.id, snap.id)
                 self.ctx.store.add_snapshot(
                     snap,
-                    self.ctx.draft(
-                        principal,
-                        shell,
-                        door=door,
-                        kind="action",
-                        action=cap.value,
-                        details={"snapshot": snap.id},
-                    ),
+                    self._action_draft(principal, shell, door, cap, details={"snapshot": snap.id}),
                 )
                 return shell, {"snapshot": snap.to_public()}
             case _:

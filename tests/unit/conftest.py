@@ -1,0 +1,47 @@
+"""Shared fixtures for the host-primitive tests: a scratch dir and a real loop-mounted btrfs pool."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shells.runtime.host import _libc
+from shells.runtime.host.btrfs import BtrfsPool
+
+
+def loops_backed_by(image: Path) -> list[str]:
+    """Loop devices still attached to ``image`` (a test must leave none)."""
+    target = str(image.resolve())
+    return [
+        b.parent.parent.name
+        for b in Path("/sys/block").glob("loop*/loop/backing_file")
+        if b.read_text().strip() == target
+    ]
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    """A private scratch dir; teardown unmounts anything left below it and removes it."""
+    top = Path(tempfile.mkdtemp(prefix="shells-test-", dir="/var/tmp"))
+    try:
+        yield top
+    finally:
+        for mount_point in _libc.mounts_below(top):
+            _libc.umount2(mount_point, _libc.MNT_DETACH)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pool(workdir: Path) -> Iterator[BtrfsPool]:
+    """A 4 GiB sparse btrfs image, loop-mounted for one test module."""
+    p = BtrfsPool(workdir / "pool", workdir / "pool.img", size_bytes=4 << 30)
+    p.ensure_mounted()
+    try:
+        yield p
+    finally:
+        p.unmount()
+        assert loops_backed_by(workdir / "pool.img") == []
