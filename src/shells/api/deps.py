@@ -1,4 +1,9 @@
-"""Request-scoped dependencies shared by every route: the control plane and the caller."""
+"""Request-scoped dependencies shared by every route: the control plane and the caller.
+
+They are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies and routes in a worker
+thread, and those hops were the largest single cost of an exec round trip. Nothing here blocks for
+longer than an SQLite read.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,12 @@ MAX_JSON_BODY = 1024 * 1024
 DOOR = "rest"
 
 
-def get_control(request: Request) -> Control:
+async def get_control(request: Request) -> Control:
     return cast(Control, request.app.state.control)
 
 
-def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return get_control(request).auth.principal(authorization)
+async def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return cast(Control, request.app.state.control).auth.principal(authorization)
 
 
 async def json_body(request: Request) -> dict[str, Any]:

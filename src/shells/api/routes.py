@@ -43,7 +43,7 @@ def _exit(e: ExecExit) -> dict[str, Any]:
 
 
 @router.get("/v1/info")
-def info(control: ControlDep) -> dict[str, Any]:
+async def info(control: ControlDep) -> dict[str, Any]:
     return control.info()
 
 
@@ -54,7 +54,7 @@ async def create_shell(control: ControlDep, principal: PrincipalDep, body: BodyD
 
 
 @router.get("/v1/shells")
-def list_shells(
+async def list_shells(
     control: ControlDep,
     principal: PrincipalDep,
     state: str | None = None,
@@ -66,7 +66,7 @@ def list_shells(
 
 
 @router.get("/v1/shells/{shell_id}")
-def get_shell(control: ControlDep, principal: PrincipalDep, shell_id: str) -> dict[str, Any]:
+async def get_shell(control: ControlDep, principal: PrincipalDep, shell_id: str) -> dict[str, Any]:
     return control.shells.get(principal, shell_id).to_public()
 
 
@@ -85,7 +85,7 @@ async def act(control: ControlDep, principal: PrincipalDep, shell_id: str, body:
 
 
 @router.get("/v1/shells/{shell_id}/events")
-def events(
+async def events(
     control: ControlDep,
     principal: PrincipalDep,
     shell_id: str,
@@ -96,7 +96,9 @@ def events(
 
 
 @router.get("/v1/snapshots")
-def snapshots(control: ControlDep, principal: PrincipalDep, shell_id: str | None = None) -> dict[str, Any]:
+async def snapshots(
+    control: ControlDep, principal: PrincipalDep, shell_id: str | None = None
+) -> dict[str, Any]:
     return {"snapshots": [s.to_public() for s in control.snapshots(principal, shell_id)]}
 
 
