@@ -90,6 +90,12 @@ def test_unknown_and_deleted_shell_ids_are_404_everywhere(http: httpx.Client, cl
         _error(http.delete(f"/v1/shells/{sid}"), 404, "shell_not_found")
 
 
+def test_an_unknown_list_filter_is_a_400_even_with_no_shells_to_filter(http: httpx.Client) -> None:
+    err = _error(http.get("/v1/shells", params={"state": "sleeping"}), 400, "invalid_request")
+    assert "running" in err["message"]
+    _error(http.get("/v1/shells", params={"runtime": "vmware"}), 400, "invalid_request")
+
+
 def test_unknown_capability_and_bad_exec_bodies_are_400(http: httpx.Client, shell: dict[str, Any]) -> None:
     sid = shell["id"]
     err = _error(

@@ -35,7 +35,6 @@ def test_reconciliation_marks_vanished_shells_and_removes_orphans(data_root: Pat
             vanished = c.create("bash")["id"]
             half = c.create("bash")["id"]
         srv.kill9()
-        instance = Settings(data_dir=srv.data_dir).instance_id
         crun_root = Settings(data_dir=srv.data_dir).run_dir / "crun"
         # The host loses one shell's processes (as after a reboot) ...
         subprocess.run(["crun", "--root", str(crun_root), "delete", "--force", vanished], check=True)
@@ -56,7 +55,6 @@ def test_reconciliation_marks_vanished_shells_and_removes_orphans(data_root: Pat
             ["crun", "--root", str(crun_root), "list", "-q"], check=True, capture_output=True, text=True
         )
         assert half not in running.stdout
-        assert instance
 
 
 def test_two_instances_keep_to_their_own_shells_and_host_objects(

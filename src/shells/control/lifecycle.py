@@ -51,11 +51,13 @@ class Lifecycle:
         label: str | None = None,
     ) -> list[ShellRecord]:
         require(principal, "shells.read")
+        wanted_state = parse_enum(ShellState, state, "state") if state else None
+        wanted_runtime = parse_enum(Runtime, runtime, "runtime") if runtime else None
         shells = self.ctx.store.list_shells(principal.tenant)
-        if state:
-            shells = [s for s in shells if s.state.value == parse_enum(ShellState, state, "state").value]
-        if runtime:
-            shells = [s for s in shells if s.runtime is parse_enum(Runtime, runtime, "runtime")]
+        if wanted_state is not None:
+            shells = [s for s in shells if s.state is wanted_state]
+        if wanted_runtime is not None:
+            shells = [s for s in shells if s.runtime is wanted_runtime]
         if label:
             key, sep, value = label.partition("=")
             shells = [s for s in shells if key in s.labels and (not sep or s.labels[key] == value)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from .context import ControlContext
 
@@ -25,6 +26,14 @@ class ReconcileReport:
     orphans_removed: list[str] = field(default_factory=list)
 
 
+def _mark(ctx: ControlContext, shell: ShellRecord, target: ShellState, reason: str) -> None:
+    """Move a shell to ``target`` with the reason, recorded as the system's doing."""
+    draft = ctx.draft(
+        None, shell, door="system", kind="state", action="reconcile", outcome=target.value, message=reason
+    )
+    ctx.store.change_state(shell.id, target, reason, draft)
+
+
 async def reconcile(ctx: ControlContext) -> ReconcileReport:
     report = ReconcileReport()
     for runtime, backend in ctx.backends.items():
@@ -36,46 +45,32 @@ async def reconcile(ctx: ControlContext) -> ReconcileReport:
                 continue
             known.add(shell.id)
 
-            def mark(target: ShellState, reason: str, shell_id: str = shell.id) -> None:
-                current = ctx.store.get_shell(shell_id)
-                ctx.store.change_state(
-                    shell_id,
-                    target,
-                    reason,
-                    ctx.draft(
-                        None,
-                        current,
-                        door="system",
-                        kind="state",
-                        action="reconcile",
-                        outcome=target.value,
-                        message=reason,
-                    ),
-                )
-
-            if (shell.pooled and shell.state is not ShellState.RUNNING) or (
-                shell.pooled and shell.id not in live
-            ):
+            if shell.pooled and (shell.state is not ShellState.RUNNING or shell.id not in live):
                 await backend.destroy(shell.id)
                 ctx.store.purge_shell(shell.id)
                 continue
             match shell.state:
                 case ShellState.CREATING:
                     await backend.destroy(shell.id)
-                    mark(ShellState.FAILED, "the server stopped while this shell was being created")
+                    _mark(
+                        ctx, shell, ShellState.FAILED, "the server stopped while this shell was being created"
+                    )
                     report.failed.append(shell.id)
                 case ShellState.RUNNING | ShellState.PAUSED if shell.id in live:
                     report.adopted.append(shell.id)
                 case ShellState.RUNNING | ShellState.PAUSED if shell.id in inv.stored:
                     await backend.stop(shell.id)
-                    mark(
-                        ShellState.STOPPED, "its processes were gone when the server started (host restart?)"
+                    _mark(
+                        ctx,
+                        shell,
+                        ShellState.STOPPED,
+                        "its processes were gone when the server started (host restart?)",
                     )
                     report.stopped.append(shell.id)
                 case ShellState.RUNNING | ShellState.PAUSED | ShellState.STOPPED if (
                     shell.id not in inv.stored
                 ):
-                    mark(ShellState.LOST, "its filesystem is no longer on this host")
+                    _mark(ctx, shell, ShellState.LOST, "its filesystem is no longer on this host")
                     report.lost.append(shell.id)
                 case ShellState.STOPPED | ShellState.FAILED if shell.id in live:
                     await backend.stop(shell.id)
