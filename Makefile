@@ -37,3 +37,4 @@ test: system-deps $(STAMP) lint typecheck
 
 bench: system-deps $(STAMP)
 	$(PY) -m benchmarks.bench_container
+	$(PY) -m benchmarks.bench_btrfs
