@@ -161,7 +161,7 @@ class Store:
         cfg.attributes["connection"] = None
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
 
     def close(self) -> None:
         self.engine.dispose()
