@@ -14,6 +14,9 @@ from .runtime.container.backend import ContainerBackend
 from .settings import Settings
 from .store.repository import Store
 
+WS_MAX_MESSAGE = 1 << 20
+"""Largest WebSocket message (terminal input) the server accepts."""
+
 
 def build_control(settings: Settings) -> Control:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -28,4 +31,11 @@ def build_app(settings: Settings) -> FastAPI:
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = build_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        ws_max_size=WS_MAX_MESSAGE,
+    )

@@ -32,6 +32,13 @@ class Settings:
     pool_image_gib: int = 64
     btrfs_dir: Path | None = None
     agent_ready_timeout_s: float = 20.0
+    quota_max_shells: int = 20
+    quota_max_vcpus: float = 16.0
+    quota_max_memory_mib: int = 32768
+    quota_max_snapshots: int = 100
+    rate_limit_per_s: float = 100.0
+    rate_limit_burst: int = 200
+    """Defaults of every tenant's limits; ``POST /v1/tenants`` can set others per tenant."""
 
     @property
     def instance_id(self) -> str:
@@ -77,6 +84,10 @@ class Settings:
             "port": "SHELLS_PORT",
             "warm_pool_size": "SHELLS_WARM_POOL_SIZE",
             "pool_image_gib": "SHELLS_POOL_IMAGE_GIB",
+            "quota_max_shells": "SHELLS_QUOTA_MAX_SHELLS",
+            "quota_max_memory_mib": "SHELLS_QUOTA_MAX_MEMORY_MIB",
+            "quota_max_snapshots": "SHELLS_QUOTA_MAX_SNAPSHOTS",
+            "rate_limit_burst": "SHELLS_RATE_LIMIT_BURST",
         }
         for name, var in ints.items():
             if env.get(var):
@@ -84,5 +95,14 @@ class Settings:
                     values[name] = int(env[var])
                 except ValueError:
                     raise InvalidRequest(f"{var} must be a whole number, not {env[var]!r}.") from None
+        for name, var in {
+            "quota_max_vcpus": "SHELLS_QUOTA_MAX_VCPUS",
+            "rate_limit_per_s": "SHELLS_RATE_LIMIT_PER_S",
+        }.items():
+            if env.get(var):
+                try:
+                    values[name] = float(env[var])
+                except ValueError:
+                    raise InvalidRequest(f"{var} must be a number, not {env[var]!r}.") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(s, **values)  # type: ignore[arg-type]

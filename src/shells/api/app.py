@@ -9,7 +9,8 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..control.service import Control
-from . import errors
+from . import errors, routes_admin, terminal_ws
+from .request_context import RequestContext
 from .routes import router
 
 
@@ -25,5 +26,8 @@ def create_app(control: Control) -> FastAPI:
     app = FastAPI(title="Shells", version=__version__, lifespan=lifespan)
     app.state.control = control
     errors.install(app)
+    app.add_middleware(RequestContext)
     app.include_router(router)
+    app.include_router(routes_admin.router)
+    app.include_router(terminal_ws.router)
     return app

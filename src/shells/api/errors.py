@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,7 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..control.request_scope import current_request, note_outcome
 from ..domain import errors as e
+
+log = logging.getLogger(__name__)
 
 STATUS_BY_CLASS: list[tuple[type[e.ShellsError], int]] = [
     (e.InvalidRequest, 400),
@@ -19,7 +24,8 @@ STATUS_BY_CLASS: list[tuple[type[e.ShellsError], int]] = [
     (e.Conflict, 409),
     (e.CommandNotFound, 400),
     (e.PayloadTooLarge, 413),
-    (e.QuotaExceeded, 429),
+    (e.QuotaExceeded, 403),
+    (e.RateLimited, 429),
     (e.AgentError, 502),
     (e.RuntimeFailure, 500),
 ]
@@ -33,14 +39,39 @@ def status_for(exc: e.ShellsError) -> int:
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The wire form of every error; the request's audit record takes its outcome from here."""
+    note_outcome(code)
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _headers(exc: e.ShellsError) -> dict[str, str] | None:
+    if isinstance(exc, e.Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, e.RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(float(exc.details.get("retry_after_s", 1)))))}
+    return None
+
+
+def _redacted(exc: e.RuntimeFailure) -> e.RuntimeFailure:
+    """Host failures name host paths and devices: the log gets them, the caller a request id."""
+    info = current_request()
+    request_id = info.request_id if info is not None else "-"
+    log.error("request %s: runtime failure: %s %s", request_id, exc.message, exc.details)
+    return e.RuntimeFailure(
+        "The host runtime failed; an operator finds the cause in the server log under request id "
+        f"{request_id}.",
+        {"request_id": request_id},
+    )
 
 
 def install(app: FastAPI) -> None:
     async def shells_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.ShellsError)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, e.Unauthenticated) else None
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_for(exc), headers=headers)
+        if isinstance(exc, e.RuntimeFailure):
+            exc = _redacted(exc)
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), status_for(exc), headers=_headers(exc)
+        )
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

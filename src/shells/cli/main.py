@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.errors import ShellsError
+from . import admin, term
 
 EXIT_ERROR = 2
 
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("events", help="a shell's audit trail")
     s.add_argument("id")
     s.set_defaults(func=cmd_events)
+
+    admin.register(sub)
+    term.register(sub)
     return p
 
 

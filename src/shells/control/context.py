@@ -1,4 +1,4 @@
-"""What every use case shares: the store, the backends, per-shell locks, and the audit helper."""
+"""What every use case shares: the store, the backends, quotas, per-shell locks, and the audit helper."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..domain.audit import DEFAULT_DOOR
 from ..domain.errors import FeatureUnavailable
 from ..domain.isolation import Runtime
 from ..domain.principal import Principal
@@ -15,6 +16,8 @@ from ..domain.shell import ShellRecord
 from ..runtime.backend import Backend, ShellSpec
 from ..settings import Settings
 from ..store.repository import EventDraft, Store
+from .quotas import Quotas
+from .request_scope import current_request
 
 
 @dataclass
@@ -23,6 +26,10 @@ class ControlContext:
     store: Store
     backends: dict[Runtime, Backend]
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    quotas: Quotas = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.quotas = Quotas(self.settings, self.store)
 
     def backend(self, runtime: Runtime) -> Backend:
         try:
@@ -49,22 +56,28 @@ class ControlContext:
         principal: Principal | None,
         shell: ShellRecord | None,
         *,
-        door: str,
+        door: str = DEFAULT_DOOR,
         kind: str,
         action: str,
         outcome: str = "ok",
         message: str = "",
         details: dict[str, Any] | None = None,
         tenant: str | None = None,
+        target: str | None = None,
     ) -> EventDraft:
+        """The audit event of an action. Inside a request, the request's door (``X-Shells-Door``
+        through REST) and id win over ``door``, which in-process doors pass."""
+        request = current_request()
         return EventDraft(
             tenant=tenant or (shell.tenant if shell else principal.tenant if principal else ""),
             shell_id=shell.id if shell else None,
             principal=principal.id if principal else "system",
-            door=door,
+            door=request.door if request is not None else door,
             kind=kind,
             action=action,
             outcome=outcome,
             message=message,
             details=details or {},
+            target=target,
+            request=request,
         )

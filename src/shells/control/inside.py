@@ -7,32 +7,36 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from ..domain import access
 from ..domain.errors import InvalidState, ShellsError
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileEntry
 from ..domain.paths import normalize_shell_path
 from ..domain.principal import Principal
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
-from .auth import require, visible
+from .auth import authorize
 from .context import ControlContext
 
 MAX_READ_BYTES = 512 * 1024 * 1024
 
 
+def running(
+    ctx: ControlContext, principal: Principal, shell_id: str, permission: access.Permission
+) -> ShellRecord:
+    """The shell if the caller may do ``permission`` on it and it is running (else 403/404/409)."""
+    shell = authorize(ctx.store, principal, shell_id, permission)
+    if shell.state is not ShellState.RUNNING:
+        raise InvalidState(
+            f"The shell is {shell.state}; start it first (POST /v1/shells/{shell.id}/actions "
+            '{"capability": "start"}).',
+            {"state": shell.state.value},
+        )
+    return shell
+
+
 class Inside:
     def __init__(self, ctx: ControlContext) -> None:
         self.ctx = ctx
-
-    def _running(self, principal: Principal, shell_id: str, scope: str) -> ShellRecord:
-        require(principal, scope)
-        shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
-        if shell.state is not ShellState.RUNNING:
-            raise InvalidState(
-                f"The shell is {shell.state}; start it first (POST /v1/shells/{shell.id}/actions "
-                '{"capability": "start"}).',
-                {"state": shell.state.value},
-            )
-        return shell
 
     async def exec(
         self, principal: Principal, shell_id: str, spec: ExecSpec, door: str
@@ -42,7 +46,7 @@ class Inside:
         Access is checked before the first ``await`` of the caller, so a door can turn errors into
         a 4xx before it starts streaming.
         """
-        shell = self._running(principal, shell_id, "shells.exec")
+        shell = running(self.ctx, principal, shell_id, access.EXEC)
         spec = replace(spec, env={**shell.env, **spec.env}, cwd=normalize_shell_path(spec.cwd))
         events = self.ctx.backend(shell.runtime).exec(shell.id, spec)
         return self._audited(principal, shell, spec, events, door)
@@ -76,7 +80,7 @@ class Inside:
             )
 
     def read_file(self, principal: Principal, shell_id: str, path: str) -> AsyncIterator[bytes]:
-        shell = self._running(principal, shell_id, "shells.files")
+        shell = running(self.ctx, principal, shell_id, access.FILES_READ)
         return self.ctx.backend(shell.runtime).read_file(shell.id, normalize_shell_path(path), MAX_READ_BYTES)
 
     async def write_file(
@@ -88,7 +92,7 @@ class Inside:
         mode: int,
         door: str,
     ) -> int:
-        shell = self._running(principal, shell_id, "shells.files")
+        shell = running(self.ctx, principal, shell_id, access.FILES_WRITE)
         clean = normalize_shell_path(path)
         size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode)
         self.ctx.store.add_event(
@@ -104,15 +108,15 @@ class Inside:
         return size
 
     async def list_dir(self, principal: Principal, shell_id: str, path: str) -> list[FileEntry]:
-        shell = self._running(principal, shell_id, "shells.files")
+        shell = running(self.ctx, principal, shell_id, access.FILES_READ)
         return await self.ctx.backend(shell.runtime).list_dir(shell.id, normalize_shell_path(path))
 
     async def stat(self, principal: Principal, shell_id: str, path: str) -> FileEntry:
-        shell = self._running(principal, shell_id, "shells.files")
+        shell = running(self.ctx, principal, shell_id, access.FILES_READ)
         return await self.ctx.backend(shell.runtime).stat(shell.id, normalize_shell_path(path))
 
     async def mkdir(self, principal: Principal, shell_id: str, path: str, door: str) -> None:
-        shell = self._running(principal, shell_id, "shells.files")
+        shell = running(self.ctx, principal, shell_id, access.FILES_WRITE)
         clean = normalize_shell_path(path)
         await self.ctx.backend(shell.runtime).mkdir(shell.id, clean)
         self.ctx.store.add_event(
@@ -122,7 +126,7 @@ class Inside:
     async def remove(
         self, principal: Principal, shell_id: str, path: str, recursive: bool, door: str
     ) -> None:
-        shell = self._running(principal, shell_id, "shells.files")
+        shell = running(self.ctx, principal, shell_id, access.FILES_WRITE)
         clean = normalize_shell_path(path)
         await self.ctx.backend(shell.runtime).remove(shell.id, clean, recursive)
         self.ctx.store.add_event(

@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from ..domain import access
 from ..domain.capabilities import ALLOWED_STATES, DESTRUCTIVE, Capability
 from ..domain.errors import (
     ActionNotSupported,
@@ -14,15 +15,15 @@ from ..domain.errors import (
     InvalidRequest,
     InvalidState,
     ShellsError,
-    SnapshotNotFound,
 )
 from ..domain.ids import new_id
 from ..domain.isolation import PRESET_TEMPLATES, Runtime, parse_enum
 from ..domain.principal import Principal
+from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord, SnapshotRecord
 from ..domain.states import ShellState
 from ..store.repository import EventDraft
-from .auth import require, visible
+from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
 from .pool import WarmPool
 from .requests import CreateShellRequest
@@ -39,8 +40,7 @@ class Lifecycle:
 
     # reads ----------------------------------------------------------------------------------------
     def get(self, principal: Principal, shell_id: str) -> ShellRecord:
-        require(principal, "shells.read")
-        return visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+        return authorize(self.ctx.store, principal, shell_id, access.READ)
 
     def list(
         self,
@@ -53,7 +53,7 @@ class Lifecycle:
         require(principal, "shells.read")
         wanted_state = parse_enum(ShellState, state, "state") if state else None
         wanted_runtime = parse_enum(Runtime, runtime, "runtime") if runtime else None
-        shells = self.ctx.store.list_shells(principal.tenant)
+        shells = visible_shells(self.ctx.store, principal)
         if wanted_state is not None:
             shells = [s for s in shells if s.state is wanted_state]
         if wanted_runtime is not None:
@@ -76,9 +76,7 @@ class Lifecycle:
             )
         template = req.template or PRESET_TEMPLATES[req.language]
         if req.snapshot is not None:
-            snap = self.ctx.store.get_snapshot(req.snapshot)
-            if snap is None or snap.tenant != principal.tenant:
-                raise SnapshotNotFound(f"Snapshot '{req.snapshot}' does not exist.", {"id": req.snapshot})
+            snap = find_snapshot(self.ctx.store, principal, req.snapshot)
             if snap.runtime is not req.runtime:
                 raise InvalidRequest(
                     f"Snapshot '{snap.id}' was taken of a {snap.runtime} shell; "
@@ -87,6 +85,8 @@ class Lifecycle:
             template = snap.template
         elif template not in backend.templates():
             await backend.ensure_template(template)
+        # No await from the quota check to the record's insert: concurrent creates cannot overshoot.
+        self.ctx.quotas.check_shell(principal.tenant, get_shape(req.shape))
         now = datetime.now(UTC)
         fields: dict[str, Any] = {
             "tenant": principal.tenant,
@@ -162,8 +162,7 @@ class Lifecycle:
     async def delete(self, principal: Principal, shell_id: str, door: str) -> None:
         """Mark the shell deleted now; the host objects are reclaimed in the background (and, after
         a crash, by reconciliation), so the caller never waits for subvolume deletion."""
-        require(principal, "shells.destroy")
-        shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+        shell = authorize(self.ctx.store, principal, shell_id, access.DESTROY)
         async with self.ctx.locks[shell.id]:
             self.ctx.store.change_state(
                 shell.id,
@@ -202,8 +201,8 @@ class Lifecycle:
         params: dict[str, Any] | None = None,
     ) -> tuple[ShellRecord, dict[str, Any]]:
         cap = parse_enum(Capability, capability, "capability")
-        require(principal, "shells.read" if cap is Capability.LOGS else "shells.act")
-        shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+        permission = access.READ if cap is Capability.LOGS else access.ACT
+        shell = authorize(self.ctx.store, principal, shell_id, permission)
         backend = self.ctx.backend(shell.runtime)
         if cap not in backend.capabilities:
             raise ActionNotSupported(
@@ -211,7 +210,7 @@ class Lifecycle:
                 {"capability": cap.value, "runtime": shell.runtime.value},
             )
         async with self.ctx.locks[shell.id]:
-            shell = visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+            shell = authorize(self.ctx.store, principal, shell_id, permission)
             if shell.state not in ALLOWED_STATES[cap]:
                 raise InvalidState(
                     f"'{cap}' is not allowed while the shell is {shell.state}.",
@@ -294,11 +293,12 @@ class Lifecycle:
                     created_at=datetime.now(UTC),
                     name=str(params.get("name", "")),
                 )
-                await backend.snapshot(shell.id, snap.id)
-                self.ctx.store.add_snapshot(
-                    snap,
-                    self._action_draft(principal, shell, door, cap, details={"snapshot": snap.id}),
-                )
+                with self.ctx.quotas.snapshot_slot(shell.tenant):
+                    await backend.snapshot(shell.id, snap.id)
+                    self.ctx.store.add_snapshot(
+                        snap,
+                        self._action_draft(principal, shell, door, cap, details={"snapshot": snap.id}),
+                    )
                 return shell, {"snapshot": snap.to_public()}
             case _:
                 raise ActionNotSupported(f"'{cap}' is not implemented for {shell.runtime} shells yet.")

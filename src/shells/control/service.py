@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from .. import __version__
+from ..domain import access
 from ..domain.isolation import PRESET_TEMPLATES, Language
 from ..domain.principal import Principal
 from ..domain.shapes import SHAPES
@@ -13,12 +14,16 @@ from ..domain.shell import EventRecord, SnapshotRecord
 from ..runtime.backend import Backend
 from ..settings import Settings
 from ..store.repository import Store
-from .auth import Authenticator, require, visible
+from .audit import Audit
+from .auth import Authenticator, authorize, require, visible_snapshots
 from .context import ControlContext
 from .inside import Inside
 from .lifecycle import Lifecycle
 from .pool import WarmPool
 from .reconcile import ReconcileReport, reconcile
+from .tenancy import Tenancy
+from .terminal import Terminals
+from .tokens import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,11 @@ log = logging.getLogger(__name__)
 class Control:
     def __init__(self, settings: Settings, store: Store, backends: list[Backend]) -> None:
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
-        self.auth = Authenticator(store)
+        self.auth = Authenticator(store, self.ctx.quotas)
+        self.audit = Audit(store)
+        self.terminals = Terminals(self.ctx)
+        self.tokens = Tokens(self.ctx, self.terminals)
+        self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
         self.shells = Lifecycle(self.ctx, self.pool)
         self.inside = Inside(self.ctx)
@@ -71,12 +80,11 @@ class Control:
     def events(
         self, principal: Principal, shell_id: str, after: int = 0, limit: int = 500
     ) -> list[EventRecord]:
-        require(principal, "shells.read")
-        visible(principal, self.ctx.store.get_shell(shell_id), shell_id)
+        authorize(self.ctx.store, principal, shell_id, access.READ)
         return self.ctx.store.list_events(
             tenant=principal.tenant, shell_id=shell_id, after=after, limit=limit
         )
 
     def snapshots(self, principal: Principal, shell_id: str | None = None) -> list[SnapshotRecord]:
-        require(principal, "shells.read")
-        return self.ctx.store.list_snapshots(principal.tenant, shell_id)
+        require(principal, access.READ.scope)
+        return visible_snapshots(self.ctx.store, principal, shell_id)

@@ -3,20 +3,30 @@
     ShellsError                      code                    meaning
     ├── InvalidRequest               invalid_request         the input is malformed or out of range
     │   └── InvalidPath              invalid_path            a file path is unsafe or malformed
-    ├── Unauthenticated              unauthenticated         no token, or a token that is unknown/expired
-    ├── PermissionDenied             permission_denied       the token may not do this
+    ├── Unauthenticated              unauthenticated         no token, or a token that is unknown
+    │   ├── CredentialExpired        credential_expired      the token or terminal credential expired
+    │   └── CredentialRevoked        credential_revoked      the token or terminal credential was revoked
+    ├── PermissionDenied             permission_denied       the token (scope) or principal (role) may not
     ├── NotFound                     not_found               (abstract) something does not exist
     │   ├── ShellNotFound            shell_not_found
     │   ├── SnapshotNotFound         snapshot_not_found
     │   ├── TemplateNotFound         template_not_found
-    │   └── FileNotFound             file_not_found
+    │   ├── FileNotFound             file_not_found
+    │   ├── TenantNotFound           tenant_not_found
+    │   ├── PrincipalNotFound        principal_not_found
+    │   ├── TokenNotFound            token_not_found
+    │   ├── GrantNotFound            grant_not_found
+    │   └── CredentialNotFound       credential_not_found    (a terminal credential)
     ├── Conflict                     conflict                (abstract) the state does not allow it
     │   ├── InvalidState             invalid_state           the action is not allowed in this state
     │   ├── ActionNotSupported       action_not_supported    the isolation class cannot do this
-    │   └── FeatureUnavailable       feature_unavailable     this host cannot provide it (yet)
+    │   ├── FeatureUnavailable       feature_unavailable     this host cannot provide it (yet)
+    │   ├── AlreadyExists            already_exists          a tenant of that name exists
+    │   └── CredentialInUse          credential_in_use       a terminal credential is attached already
     ├── CommandNotFound              command_not_found       exec of a binary that does not exist
     ├── PayloadTooLarge              payload_too_large
-    ├── QuotaExceeded                quota_exceeded
+    ├── QuotaExceeded                quota_exceeded          a tenant quota (details: limit, value)
+    ├── RateLimited                  rate_limited            the token's request rate (details: limit, value)
     ├── RuntimeFailure               runtime_failure         the host runtime failed; the message says where
     └── AgentError                   agent_error             the in-shell agent misbehaved or went away
 
@@ -55,6 +65,14 @@ class Unauthenticated(ShellsError):
     code = "unauthenticated"
 
 
+class CredentialExpired(Unauthenticated):
+    code = "credential_expired"
+
+
+class CredentialRevoked(Unauthenticated):
+    code = "credential_revoked"
+
+
 class PermissionDenied(ShellsError):
     code = "permission_denied"
 
@@ -79,6 +97,26 @@ class FileNotFound(NotFound):
     code = "file_not_found"
 
 
+class TenantNotFound(NotFound):
+    code = "tenant_not_found"
+
+
+class PrincipalNotFound(NotFound):
+    code = "principal_not_found"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+
+
+class GrantNotFound(NotFound):
+    code = "grant_not_found"
+
+
+class CredentialNotFound(NotFound):
+    code = "credential_not_found"
+
+
 class Conflict(ShellsError):
     code = "conflict"
 
@@ -95,6 +133,14 @@ class FeatureUnavailable(Conflict):
     code = "feature_unavailable"
 
 
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class CredentialInUse(Conflict):
+    code = "credential_in_use"
+
+
 class CommandNotFound(ShellsError):
     code = "command_not_found"
 
@@ -105,6 +151,10 @@ class PayloadTooLarge(ShellsError):
 
 class QuotaExceeded(ShellsError):
     code = "quota_exceeded"
+
+
+class RateLimited(ShellsError):
+    code = "rate_limited"
 
 
 class RuntimeFailure(ShellsError):

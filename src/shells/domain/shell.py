@@ -65,11 +65,18 @@ class EventRecord:
     shell_id: str | None
     principal: str
     door: str
-    kind: str  # "action", "state", "exec", "files", "create", "delete"
+    kind: str  # "action", "state", "exec", "files", "create", "delete", "term", "admin", "read", "request"
     action: str
-    outcome: str  # "ok", "error", or a state name for kind="state"
+    outcome: str  # "ok", a state name for kind="state", or the error code
     message: str
     details: dict[str, Any]
+    target: str | None = None
+    """What the request was about (a shell, token, tenant, credential id), even when it failed."""
+    request_id: str | None = None
+
+    @property
+    def destructive(self) -> bool:
+        return self.kind == "delete" or bool(self.details.get("destructive"))
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -80,7 +87,10 @@ class EventRecord:
             "door": self.door,
             "kind": self.kind,
             "action": self.action,
+            "target": self.target,
             "outcome": self.outcome,
+            "destructive": self.destructive,
+            "request_id": self.request_id,
             "message": self.message,
             "details": self.details,
         }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fcntl
 import functools
 import os
 import secrets
@@ -25,12 +26,15 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import NamedTuple
 
 from .protocol import (
     EXEC_CHUNK,
@@ -67,6 +71,8 @@ MAX_CONNECTIONS = 256
 MAX_CHANNELS = 256
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_LIST_ENTRIES = 20_000
+MAX_WINDOW = 4096
+"""Largest terminal width or height (columns, rows) the agent accepts."""
 PUMP_CHUNKS = 16
 """File chunks read per loop turn, so one big download cannot starve the other channels."""
 UNWRITABLE_ROOTS = ("/proc", "/sys")
@@ -583,6 +589,74 @@ def _pipes(count: int) -> list[tuple[int, int]]:
     return pairs
 
 
+class _Stdio(NamedTuple):
+    """The descriptors of one process: its own stdin/stdout/stderr, and our ends of them."""
+
+    child: tuple[int, int, int]
+    outputs: dict[int, Kind]
+    stdin: int
+    """Our end of its input, or -1."""
+    terminal: bool
+
+    def close_child_side(self) -> None:
+        for fd in set(self.child):
+            if fd >= 0:
+                os.close(fd)
+
+    def close_our_side(self) -> None:
+        for fd in {*self.outputs, self.stdin}:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _pipe_stdio(wants_stdin: bool) -> _Stdio:
+    (out_r, out_w), (err_r, err_w), *stdin_pipe = _pipes(3 if wants_stdin else 2)
+    in_r, in_w = stdin_pipe[0] if stdin_pipe else (subprocess.DEVNULL, -1)
+    return _Stdio((in_r, out_w, err_w), {out_r: Kind.STDOUT, err_r: Kind.STDERR}, in_w, False)
+
+
+def _pty_stdio(cols: int, rows: int) -> _Stdio:
+    """A pseudo-terminal: the process gets its terminal side as stdin, stdout and stderr (and as its
+    controlling terminal); we read its output from the other side and write its input to a duplicate
+    of it, so that reading and writing wait in the selector independently. Output is one stream."""
+    main, terminal = os.openpty()
+    try:
+        set_window(main, cols, rows)
+        writer = os.dup(main)
+    except OSError:
+        os.close(main)
+        os.close(terminal)
+        raise
+    return _Stdio((terminal, terminal, terminal), {main: Kind.STDOUT}, writer, True)
+
+
+def set_window(fd: int, cols: int, rows: int) -> None:
+    """Set a terminal's size; the kernel sends SIGWINCH to its foreground process group."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _window(message: dict[str, object], key: str = "pty") -> tuple[int, int] | None:
+    """The ``{"cols", "rows"}`` of a terminal request, or None for plain pipes."""
+    value = message.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadMessage(f"field {key!r} must be an object with 'cols' and 'rows'")
+    return _window_size(value)
+
+
+def _window_size(message: dict[str, object]) -> tuple[int, int]:
+    cols, rows = get_int(message, "cols"), get_int(message, "rows")
+    if not (0 < cols <= MAX_WINDOW and 0 < rows <= MAX_WINDOW):
+        raise BadMessage(f"'cols' and 'rows' must be from 1 to {MAX_WINDOW}")
+    return cols, rows
+
+
+def _take_terminal() -> None:
+    """Run in the child after setsid(): make the terminal on stdin its controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def _spawn_error(exc: OSError, program: str, cwd: str) -> RequestError:
     if exc.filename == cwd:
         if isinstance(exc, FileNotFoundError):
@@ -594,7 +668,12 @@ def _spawn_error(exc: OSError, program: str, cwd: str) -> RequestError:
 
 
 class ExecChannel(Channel):
-    """One process in its own session, streaming its output until it exits and its pipes close."""
+    """One process in its own session, streaming its output until it exits and its pipes close.
+
+    With ``"pty": {"cols", "rows"}`` the process runs on a pseudo-terminal instead of pipes (an
+    interactive shell): stdin is always open, output comes as STDOUT frames only, and the host may
+    send ``{"op": "resize", "cols", "rows"}`` on the open channel.
+    """
 
     def __init__(self, connection: Connection, channel_id: int, message: dict[str, object]) -> None:
         argv = get_str_list(message, "argv")
@@ -602,7 +681,8 @@ class ExecChannel(Channel):
         cwd = get_str(message, "cwd", "/")
         timeout_s = get_float(message, "timeout_s", 600.0)
         self.cap = get_int(message, "output_cap_bytes", 64 * 1024 * 1024)
-        wants_stdin = get_bool(message, "stdin", False)
+        window = _window(message)
+        wants_stdin = window is not None or get_bool(message, "stdin", False)
         if not argv or not argv[0] or any("\0" in arg for arg in argv):
             raise RequestError("invalid_request", "'argv' must be a non-empty list of strings without NUL.")
         if any(not key or "=" in key or "\0" in key or "\0" in value for key, value in env.items()):
@@ -613,41 +693,38 @@ class ExecChannel(Channel):
             raise RequestError("invalid_request", "'timeout_s' and 'output_cap_bytes' must be positive.")
         env = {"PATH": STANDARD_PATH, **env}
 
-        (out_r, out_w), (err_r, err_w), *stdin_pipe = _pipes(3 if wants_stdin else 2)
-        in_r, in_w = stdin_pipe[0] if stdin_pipe else (subprocess.DEVNULL, -1)
+        stdio = _pipe_stdio(wants_stdin) if window is None else _pty_stdio(*window)
         self.started = time.monotonic()
         try:
             self.process = subprocess.Popen(
                 argv,
-                stdin=in_r,
-                stdout=out_w,
-                stderr=err_w,
+                stdin=stdio.child[0],
+                stdout=stdio.child[1],
+                stderr=stdio.child[2],
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=_take_terminal if stdio.terminal else None,  # noqa: PLW1509 (single-threaded)
             )
         except OSError as exc:
-            for fd in (out_r, err_r, in_w):
-                if fd >= 0:
-                    os.close(fd)
+            stdio.close_our_side()
             raise _spawn_error(exc, argv[0], cwd) from None
         finally:
-            for fd in (out_w, err_w, in_r):
-                if fd >= 0:
-                    os.close(fd)
+            stdio.close_child_side()
         super().__init__(connection, channel_id)
         self.deadline = self.started + timeout_s
         self.sent = 0
         self.truncated = self.timed_out = self.killed = False
         self.status: int | None = None
         self.ended = self.grace_deadline = 0.0
-        self.pipes: dict[int, Kind] = {out_r: Kind.STDOUT, err_r: Kind.STDERR}
+        self.pipes: dict[int, Kind] = dict(stdio.outputs)
         self._readers = {fd: functools.partial(self._on_pipe, fd) for fd in self.pipes}
-        self.stdin_fd: int | None = in_w if wants_stdin else None
+        self.stdin_fd: int | None = stdio.stdin if wants_stdin else None
         self.accepts_stdin = wants_stdin
+        self.terminal = stdio.terminal
         self.stdin_buffer = bytearray()
-        for fd in (out_r, err_r, in_w):
+        for fd in {*self.pipes, stdio.stdin}:
             if fd >= 0:
                 os.set_blocking(fd, False)
         self.agent.children[self.process.pid] = self
@@ -696,6 +773,15 @@ class ExecChannel(Channel):
         del self.pipes[fd]
 
     # input
+
+    def on_control(self, message: dict[str, object]) -> None:
+        if not (self.terminal and get_str(message, "op") == "resize"):
+            super().on_control(message)
+            return
+        cols, rows = _window_size(message)
+        if self.stdin_fd is not None:  # else the process is gone and its size no longer matters
+            with suppress(OSError):
+                set_window(self.stdin_fd, cols, rows)
 
     def on_data(self, kind: Kind, payload: bytes) -> None:
         if not self.accepts_stdin or kind not in (Kind.STDIN, Kind.EOF):

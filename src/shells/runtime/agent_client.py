@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
 
 from shells.domain.errors import ERRORS_BY_CODE, AgentError, PayloadTooLarge, ShellsError
 from shells.domain.execution import (
@@ -28,6 +29,7 @@ from shells.domain.execution import (
     FileKind,
     OutputChunk,
 )
+from shells.domain.terminal import TerminalSpec
 from shells.guest.protocol import (
     FILE_CHUNK,
     HEADER_SIZE,
@@ -48,6 +50,8 @@ from shells.guest.protocol import (
     get_str,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_OP_TIMEOUT_S = 30.0
 """Deadline for a control op, and for each step of progress of a file transfer."""
 EXIT_MARGIN_S = 15.0
@@ -65,6 +69,8 @@ AGENT_ERROR_CODES = frozenset({
     "agent_error",
 })  # fmt: skip
 MAX_ERROR_MESSAGE = 2000
+TERMINAL_OUTPUT_CAP = 1 << 62
+"""A terminal's output is not capped by bytes; its session ends by time instead."""
 _KINDS: dict[str, FileKind] = {"file": "file", "dir": "dir", "symlink": "symlink", "other": "other"}
 
 
@@ -223,9 +229,13 @@ class _Connection:
             async with asyncio.timeout_at(deadline):
                 reader, writer = await asyncio.open_unix_connection(path, limit=MAX_PAYLOAD + HEADER_SIZE)
         except TimeoutError:
-            raise AgentError(f"Connecting to the shell agent at {path} timed out.") from None
+            raise AgentError("Connecting to the shell agent timed out.") from None
         except OSError as exc:
-            raise AgentError(f"Cannot reach the shell agent at {path}: {exc.strerror or exc}.") from None
+            # The message reaches API callers, so it names no host path (the log does).
+            log.debug("cannot reach the shell agent at %s: %s", path, exc)
+            raise AgentError(
+                f"Cannot reach the shell agent: {exc.strerror or 'connection failed'}."
+            ) from None
         return cls(reader, writer)
 
     def open_channel(self) -> _Channel:
@@ -340,15 +350,14 @@ class AgentClient:
         Break out of it only inside ``contextlib.aclosing`` (or exhaust it) so that happens at once.
         """
         deadline = self._deadline(spec.timeout_s + EXIT_MARGIN_S)
-        request = {
-            "op": "exec",
-            "argv": list(spec.effective_argv),
-            "env": spec.env,
-            "cwd": spec.cwd,
-            "timeout_s": spec.timeout_s,
-            "output_cap_bytes": spec.output_cap_bytes,
-            "stdin": bool(spec.stdin),
-        }
+        request = _exec_request(
+            spec.effective_argv,
+            spec.env,
+            spec.cwd,
+            spec.timeout_s,
+            spec.output_cap_bytes,
+            stdin=bool(spec.stdin),
+        )
         async with self._channel(deadline) as channel:
             await channel.send_control(request, deadline)
             # Stdin goes in its own task so that output keeps flowing while it is sent: a process that
@@ -368,6 +377,19 @@ class AgentClient:
             finally:
                 if feeder is not None:
                     feeder.cancel()
+
+    @contextlib.asynccontextmanager
+    async def terminal(self, spec: TerminalSpec) -> AsyncIterator[AgentTerminal]:
+        """Start a process on a pseudo-terminal; leaving the context kills it (if it still runs)."""
+        deadline = self._deadline(spec.timeout_s + EXIT_MARGIN_S)
+        window = {"cols": spec.cols, "rows": spec.rows}
+        request = _exec_request(
+            spec.argv, spec.env, spec.cwd, spec.timeout_s, TERMINAL_OUTPUT_CAP, pty=window
+        )
+        async with self._channel(deadline) as channel:
+            await channel.send_control(request, deadline)
+            _started_from(channel.expect(await channel.recv(self._deadline()), "started"))
+            yield AgentTerminal(channel, deadline, self._deadline)
 
     async def run(self, spec: ExecSpec) -> ExecResult:
         output = {"stdout": bytearray(), "stderr": bytearray()}
@@ -434,6 +456,42 @@ class AgentClient:
 
     async def stats(self) -> dict[str, object]:
         return await self._call({"op": "stats"})
+
+
+def _exec_request(
+    argv: tuple[str, ...], env: Mapping[str, str], cwd: str, timeout_s: float, cap: int, **extra: object
+) -> dict[str, object]:
+    return {
+        "op": "exec",
+        "argv": list(argv),
+        "env": dict(env),
+        "cwd": cwd,
+        "timeout_s": timeout_s,
+        "output_cap_bytes": cap,
+        **extra,
+    }
+
+
+class AgentTerminal:
+    """The host's side of a process on a pseudo-terminal (``domain.terminal.TerminalIO``)."""
+
+    def __init__(self, channel: _Channel, deadline: float, op_deadline: Callable[[], float]) -> None:
+        self._channel = channel
+        self._deadline = deadline
+        self._op_deadline = op_deadline
+
+    async def read(self) -> bytes | ExecExit:
+        frame = await self._channel.recv(self._deadline)
+        if frame.kind is Kind.STDOUT:
+            return frame.payload
+        return _exit_from(self._channel.final(frame, "exit"))
+
+    async def write(self, data: bytes) -> None:
+        for offset in range(0, len(data), FILE_CHUNK):
+            await self._channel.send(Kind.STDIN, data[offset : offset + FILE_CHUNK], self._op_deadline())
+
+    async def resize(self, cols: int, rows: int) -> None:
+        await self._channel.send_control({"op": "resize", "cols": cols, "rows": rows}, self._op_deadline())
 
 
 async def _feed_stdin(channel: _Channel, data: bytes, deadline: float) -> None:

@@ -8,6 +8,7 @@ server restart without asking the store.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +17,7 @@ from ..domain.execution import ExecEvent, ExecSpec, FileEntry
 from ..domain.isolation import Runtime
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.shapes import Shape
+from ..domain.terminal import TerminalIO, TerminalSpec
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class Backend(Protocol):
     async def inventory(self) -> HostInventory: ...
 
     def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]: ...
+
+    def terminal(self, host_id: str, spec: TerminalSpec) -> AbstractAsyncContextManager[TerminalIO]:
+        """An interactive process on a pseudo-terminal, killed when the context is left. A class
+        without terminals (wasm) raises ActionNotSupported when the context is entered."""
 
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]: ...
 

@@ -9,15 +9,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..domain.audit import AuditQuery, RequestInfo
 from ..domain.errors import ShellNotFound
 from ..domain.isolation import Language, Runtime
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord
 from ..domain.states import ShellState, transition
-from .tables import EventRow, ShellRow, SnapshotRow, TokenRow
+from .tables import EventRow, ShellRow, SnapshotRow
+from .tenancy import TenancyStore
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -39,18 +41,10 @@ class EventDraft:
     outcome: str = "ok"
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    id: str
-    tenant: str
-    principal: str
-    prefix: str
-    scopes: frozenset[str]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    target: str | None = None
+    """Defaults to ``shell_id``."""
+    request: RequestInfo | None = field(default=None, compare=False)
+    """The request this event belongs to (its id is stored; it is marked recorded when written)."""
 
 
 def _shell_from_row(row: ShellRow) -> ShellRecord:
@@ -100,6 +94,8 @@ def _event_from_row(row: EventRow) -> EventRecord:
         outcome=row.outcome,
         message=row.message,
         details=dict(row.details),
+        target=row.target,
+        request_id=row.request_id,
     )
 
 
@@ -117,6 +113,8 @@ def _snapshot_from_row(row: SnapshotRow) -> SnapshotRecord:
 
 
 def _event_row(draft: EventDraft, at: datetime) -> EventRow:
+    if draft.request is not None:
+        draft.request.recorded = True
     return EventRow(
         at=at,
         tenant=draft.tenant,
@@ -128,6 +126,8 @@ def _event_row(draft: EventDraft, at: datetime) -> EventRow:
         outcome=draft.outcome,
         message=draft.message,
         details=draft.details,
+        target=draft.target or draft.shell_id,
+        request_id=draft.request.request_id if draft.request is not None else None,
     )
 
 
@@ -140,8 +140,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store:
-    """The record of every shell, event, snapshot and token. SQLite by default, PostgreSQL by URL."""
+class Store(TenancyStore):
+    """The record of every shell, event, snapshot and token (tenancy records: ``TenancyStore``).
+    SQLite by default, PostgreSQL by URL."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -170,6 +171,9 @@ class Store:
     def _tx(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    def _event(self, session: Session, draft: EventDraft, at: datetime) -> None:
+        session.add(_event_row(draft, at))
 
     # shells ---------------------------------------------------------------------------------------
     def add_shell(self, rec: ShellRecord, draft: EventDraft | None = None) -> None:
@@ -261,14 +265,37 @@ class Store:
             return _event_from_row(row)
 
     def list_events(
-        self, *, tenant: str | None, shell_id: str | None, after: int = 0, limit: int = 500
+        self,
+        *,
+        tenant: str | None,
+        shell_id: str | None,
+        after: int = 0,
+        limit: int = 500,
+        query: AuditQuery | None = None,
     ) -> list[EventRecord]:
+        """Events oldest first; ``query`` filters the audit trail (its ``shell`` also matches events
+        that only name the shell as their target, such as refused requests)."""
         with self._tx() as s:
             q = select(EventRow).where(EventRow.id > after)
             if tenant is not None:
                 q = q.where(EventRow.tenant == tenant)
             if shell_id is not None:
                 q = q.where(EventRow.shell_id == shell_id)
+            if query is not None:
+                if query.shell is not None:
+                    q = q.where(or_(EventRow.shell_id == query.shell, EventRow.target == query.shell))
+                for column, value in (
+                    (EventRow.principal, query.actor),
+                    (EventRow.action, query.action),
+                    (EventRow.door, query.door),
+                    (EventRow.outcome, query.outcome),
+                ):
+                    if value is not None:
+                        q = q.where(column == value)
+                if query.since is not None:
+                    q = q.where(EventRow.at >= query.since)
+                if query.until is not None:
+                    q = q.where(EventRow.at < query.until)
             rows = s.scalars(q.order_by(EventRow.id).limit(limit)).all()
             return [_event_from_row(r) for r in rows]
 
@@ -313,45 +340,3 @@ class Store:
             row = s.get(SnapshotRow, snap_id)
             if row is not None:
                 row.deleted_at = utcnow()
-
-    # tokens ---------------------------------------------------------------------------------------
-    def add_token(
-        self,
-        *,
-        token_id: str,
-        tenant: str,
-        principal: str,
-        token_hash: str,
-        prefix: str,
-        scopes: frozenset[str],
-        expires_at: datetime | None = None,
-    ) -> None:
-        with self._tx() as s:
-            s.add(
-                TokenRow(
-                    id=token_id,
-                    tenant=tenant,
-                    principal=principal,
-                    token_hash=token_hash,
-                    prefix=prefix,
-                    scopes={"scopes": sorted(scopes)},
-                    created_at=utcnow(),
-                    expires_at=expires_at,
-                )
-            )
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        with self._tx() as s:
-            row = s.scalars(select(TokenRow).where(TokenRow.token_hash == token_hash)).first()
-            if row is None:
-                return None
-            return TokenRecord(
-                id=row.id,
-                tenant=row.tenant,
-                principal=row.principal,
-                prefix=row.prefix,
-                scopes=frozenset(row.scopes.get("scopes", [])),
-                created_at=row.created_at,
-                expires_at=row.expires_at,
-                revoked_at=row.revoked_at,
-            )

@@ -57,7 +57,7 @@ class ShellRow(Base):
 
 class EventRow(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_shell_id_id", "shell_id", "id"),)
+    __table_args__ = (Index("ix_events_shell_id_id", "shell_id", "id"), Index("ix_events_target", "target"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime]
@@ -70,6 +70,8 @@ class EventRow(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]]
+    target: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
 
 class SnapshotRow(Base):

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from ...domain.errors import RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileEntry
 from ...domain.isolation import Runtime
 from ...domain.network import NetworkMode
+from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec
@@ -341,6 +343,9 @@ class ContainerBackend:
 
     def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
         return self._agent(host_id).exec(replace(spec, env={**DEFAULT_ENV, **spec.env}))
+
+    def terminal(self, host_id: str, spec: TerminalSpec) -> AbstractAsyncContextManager[TerminalIO]:
+        return self._agent(host_id).terminal(replace(spec, env={**DEFAULT_ENV, **spec.env}))
 
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]:
         return self._agent(host_id).read_file(path, max_bytes)

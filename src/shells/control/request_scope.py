@@ -1,0 +1,37 @@
+"""The request being served, as ambient context: its id, its door and (once authenticated) its caller.
+
+A door sets it when a request arrives (``begin_request``); authentication adds the principal; the
+error mapping adds the outcome; ``ControlContext.draft`` stamps events with it. Context variables
+follow the request into every task it spawns, so a streamed response still sees it.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+from ..domain.audit import RequestInfo
+from ..domain.principal import Principal
+
+_current: ContextVar[RequestInfo | None] = ContextVar("shells_request", default=None)
+
+
+def begin_request(request_id: str, door: str) -> RequestInfo:
+    info = RequestInfo(request_id=request_id, door=door)
+    _current.set(info)
+    return info
+
+
+def current_request() -> RequestInfo | None:
+    return _current.get()
+
+
+def note_principal(principal: Principal) -> None:
+    info = _current.get()
+    if info is not None:
+        info.principal = principal
+
+
+def note_outcome(code: str) -> None:
+    info = _current.get()
+    if info is not None:
+        info.outcome = code
