@@ -36,8 +36,8 @@ class Settings:
     quota_max_vcpus: float = 16.0
     quota_max_memory_mib: int = 32768
     quota_max_snapshots: int = 100
-    rate_limit_per_s: float = 100.0
-    rate_limit_burst: int = 200
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: int = 400
     """Defaults of every tenant's limits; ``POST /v1/tenants`` can set others per tenant."""
 
     @property

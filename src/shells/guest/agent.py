@@ -652,6 +652,33 @@ def _window_size(message: dict[str, object]) -> tuple[int, int]:
     return cols, rows
 
 
+def session_members(session: int) -> list[int]:
+    """Pids of the processes in ``session`` (from /proc/<pid>/stat: pid (comm) state ppid pgrp session)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as file:
+                fields = file.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 3 and int(fields[3]) == session:
+            members.append(int(entry.name))
+    return members
+
+
+def kill_session(session: int, passes: int = 3) -> None:
+    """SIGKILL every process of a session, again while new ones appear (a forking process)."""
+    for _ in range(passes):
+        members = session_members(session)
+        if not members:
+            return
+        for pid in members:
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _take_terminal() -> None:
     """Run in the child after setsid(): make the terminal on stdin its controlling terminal."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -821,13 +848,15 @@ class ExecChannel(Channel):
     # lifecycle
 
     def kill(self) -> None:
-        """SIGKILL the process group, but only while the leader is unreaped: after that its pid (and so
-        the group id) could belong to someone else."""
+        """SIGKILL the process's session (its process group, and the groups an interactive shell makes
+        for its jobs), but only while the leader is unreaped: after that its pid (and so the group and
+        session ids) could belong to someone else."""
         if self.status is None:
             self.killed = True
             for kill in (os.killpg, os.kill):
                 with suppress(ProcessLookupError, PermissionError):
                     kill(self.process.pid, signal.SIGKILL)
+            kill_session(self.process.pid)
 
     def cancel(self) -> None:
         self.kill()
