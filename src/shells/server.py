@@ -8,6 +8,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .api.app import create_app
+from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .runtime.backend import Backend
 from .runtime.container.backend import ContainerBackend
@@ -29,7 +30,13 @@ def build_app(settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s req=%(request_id)s tenant=%(tenant)s "
+        "principal=%(principal)s %(message)s",
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestLogFilter())
     app = build_app(settings)
     uvicorn.run(
         app,

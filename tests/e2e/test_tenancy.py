@@ -428,3 +428,23 @@ def test_a_shells_activity_marks_destructive_actions(world: World) -> None:
     marked = {(e["action"], e["outcome"]) for e in events if e["destructive"]}
     assert {("stop", "stopped"), ("wipe_state", "ok"), ("delete", "ok")} <= marked
     assert not any(e["destructive"] for e in events if e["action"] in ("create", "start"))
+
+
+def test_the_mcp_door_needs_the_agent_entitlement(world: World) -> None:
+    mcp = {"X-Shells-Door": "mcp"}
+    err = error(world.alice.http.get("/v1/shells", headers=mcp), 403, "permission_denied")
+    assert err["details"] == {"scope": "shells.agent.invoke"}
+    agent = world.tenancy.caller(world.a, "agent", [*MEMBER, "shells.agent.invoke"])
+    assert agent.http.get("/v1/shells", headers=mcp).status_code == 200
+    assert agent.http.get("/v1/shells").status_code == 200
+
+
+def test_requests_without_a_tenant_are_logged_not_stored(world: World, server: ServerProcess) -> None:
+    with world.tenancy.client("shl_nobody_knows", **{"X-Request-Id": "anon-probe-7"}) as http:
+        error(http.get(f"/v1/shells/{world.shell}"), 401, "unauthenticated")
+    deadline = time.monotonic() + 5
+    while "anon-probe-7" not in server.log_tail(20000):
+        assert time.monotonic() < deadline, "the refused request is not in the server log"
+        time.sleep(0.05)
+    trail = world.a_admin.http.get("/v1/audit", params={"shell": world.shell}).json()["events"]
+    assert all(e["request_id"] != "anon-probe-7" for e in trail)

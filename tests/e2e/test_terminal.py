@@ -61,6 +61,7 @@ def attached(
             ws.send(json.dumps({"type": "auth", "token": cred["token"]}))
         ready = json.loads(ws.recv(timeout=WAIT_S))
         assert ready["type"] == "ready" and ready["expires_at"] == cred["expires_at"], ready
+        screen_until(ws, rb"# $")  # bash's prompt: it reads keystrokes from now on (typeahead may be lost)
         yield ws
 
 
@@ -128,7 +129,6 @@ def test_type_a_command_read_its_output_resize_and_exit(terms: Terms) -> None:
 def test_ctrl_d_leaves_and_the_token_may_come_in_the_first_message(terms: Terms) -> None:
     cred = terms.mint()
     with attached(cred, in_url=False) as ws:
-        screen_until(ws, rb"# ")  # the prompt: bash reads the line now
         ws.send(b"\x04")
         message, code, _ = last_message(ws)
     assert (message["type"], message["exit_code"], code) == ("exit", 0, 1000)
@@ -139,20 +139,32 @@ def test_ctrl_d_leaves_and_the_token_may_come_in_the_first_message(terms: Terms)
 
 
 def test_expiry_closes_a_live_session_with_a_clear_reason(terms: Terms) -> None:
-    cred = terms.mint(ttl_s=2)
+    cred = terms.mint(ttl_s=3)
     started = time.monotonic()
     with attached(cred) as ws:
         ws.send(b"sleep 600\n")
+        assert "sleep 600" in processes(terms)
         message, code, reason = last_message(ws)
-    assert 1.0 < time.monotonic() - started < 8.0
+    assert 2.0 < time.monotonic() - started < 9.0
     assert message["type"] == "error" and message["error"]["code"] == "credential_expired"
     assert "expired" in message["error"]["message"] and "POST /v1/shells/" in message["error"]["message"]
     assert (code, reason) == (4401, "credential_expired")
     status, err = refused(cred)
     assert (status, err["code"]) == (401, "credential_expired")
-    ps = terms.alice.http.post(f"/v1/shells/{terms.shell}/exec", params={"wait": "true"},
-                               json={"command": "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"})  # fmt: skip
-    assert "sleep 600" not in ps.json()["stdout"]  # the session's processes went with it
+    assert "sleep 600" not in processes(terms)  # the session's processes went with it
+
+
+def processes(terms: Terms) -> str:
+    """The command lines running in the shell (bounded wait for a just-typed one to appear)."""
+    command = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done"
+    deadline = time.monotonic() + 2
+    while True:
+        body = {"command": command}
+        r = terms.alice.http.post(f"/v1/shells/{terms.shell}/exec", params={"wait": "true"}, json=body)
+        out = str(r.json()["stdout"])
+        if "sleep 600" in out or time.monotonic() > deadline:
+            return out
+        time.sleep(0.05)
 
 
 def test_revoking_a_credential_ends_its_session(terms: Terms) -> None:
@@ -248,9 +260,9 @@ def test_no_secret_is_inside_a_shell_to_steal(terms: Terms, server: ServerProces
     like a token (the search's own pattern does not match itself), and what is there is useless."""
     cred = terms.mint()
     search = (
-        f"grep -rIEoh '{TOKEN_SHAPE}' / --exclude-dir=proc --exclude-dir=sys 2>/dev/null; "
+        f"grep -rIEoh '{TOKEN_SHAPE}' / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | sed 's/^/file /'; "
         "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | "
-        f"grep -Eo '{TOKEN_SHAPE}'; echo searched"
+        f"grep -Eo '{TOKEN_SHAPE}' | sort -u | sed 's/^/process /'; echo searched"
     )
 
     def run(command: str) -> str:
@@ -260,7 +272,8 @@ def test_no_secret_is_inside_a_shell_to_steal(terms: Terms, server: ServerProces
 
     # A decoy shaped like a credential proves the search finds one: in a file and in a command line.
     decoy = "term_decoy000_" + "d" * 43
-    assert run(f"echo {decoy} > /tmp/decoy; {search}; rm /tmp/decoy") == f"{decoy}\n{decoy}\nsearched\n"
+    planted = run(f"echo {decoy} > /tmp/decoy; {search}; rm /tmp/decoy")
+    assert planted == f"file {decoy}\nprocess {decoy}\nsearched\n"
     with attached(cred) as ws:
         ws.send(b"env; echo END-$((7*6))\n")
         screen = screen_until(ws, rb"END-42")

@@ -4,7 +4,9 @@ drives it: keystrokes in, screen out, window changes, job control, exit and clea
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,11 +44,14 @@ def terminal_spec(**kwargs: object) -> TerminalSpec:
 async def read_until(term: AgentTerminal, needle: bytes) -> bytes:
     """Screen output up to and including ``needle`` (fails after WAIT_S)."""
     screen = b""
-    async with asyncio.timeout(WAIT_S):
-        while needle not in screen:
-            item = await term.read()
-            assert not isinstance(item, ExecExit), f"exited early: {item}, screen {screen!r}"
-            screen += item
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while needle not in screen:
+                item = await term.read()
+                assert not isinstance(item, ExecExit), f"exited early: {item}, screen {screen!r}"
+                screen += item
+    except TimeoutError:
+        raise AssertionError(f"no {needle!r} on the screen: {screen!r}") from None
     return screen
 
 
@@ -74,14 +79,28 @@ async def test_keystrokes_in_and_the_screen_out(sh: AgentTerminal) -> None:
 
 
 @pytest.mark.anyio
-async def test_the_window_size_is_set_and_changes_signal_the_process(client: AgentClient) -> None:
+async def test_the_window_size_is_set_and_changes_signal_the_process(
+    client: AgentClient, tmp_path: Path
+) -> None:
+    """The foreground job (here a Python that reports SIGWINCH) learns of a resize and sees the new size."""
+    watcher = tmp_path / "watch.py"
+    watcher.write_text(
+        "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGWINCH])\n"
+        "print('watching', *os.get_terminal_size(0), flush=True)\n"
+        "while signal.sigwait([signal.SIGWINCH]):\n"
+        "    print('size', *os.get_terminal_size(0), flush=True)\n"
+    )
     async with client.terminal(terminal_spec(cols=100, rows=30)) as term:
         await read_until(term, b"$ ")
-        await term.write(b"stty size; trap 'echo re''sized' WINCH; while :; do sleep 0.05; done\n")
-        await read_until(term, b"30 100\r\n")
+        await term.write(f"{sys.executable} {watcher}\n".encode())
+        await read_until(term, b"watching 100 30\r\n")
         await term.resize(120, 40)
-        await read_until(term, b"resized")
-        await term.write(b"\x03stty size\n")
+        await read_until(term, b"size 120 40\r\n")
+        await term.write(b"\x03")  # Ctrl-C also flushes what was typed ahead: wait for the prompt
+        await read_until(term, b"$ ")
+        await term.write(b"stty size\n")
         await read_until(term, b"40 120\r\n")
 
 
@@ -90,8 +109,9 @@ async def test_it_is_the_controlling_terminal_so_ctrl_c_interrupts(sh: AgentTerm
     await sh.write(b"sleep 60; echo fin''ished\n")
     await asyncio.sleep(0.2)
     await sh.write(b"\x03")
+    screen = await read_until(sh, b"$ ")
     await sh.write(b"echo interrupted\n")
-    screen = await read_until(sh, b"interrupted\r\n")
+    screen += await read_until(sh, b"interrupted\r\n")
     assert b"finished" not in screen
 
 

@@ -42,9 +42,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _client() -> Any:
-    from ..sdk import Shells
-
-    return Shells()
+    return admin.api_client()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

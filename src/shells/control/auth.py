@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..domain.access import PLATFORM_ADMIN, TENANT_ADMIN, Permission, Role
+from ..domain.access import AGENT_INVOKE, PLATFORM_ADMIN, TENANT_ADMIN, Permission, Role
 from ..domain.errors import (
     CredentialExpired,
     CredentialRevoked,
@@ -38,7 +38,7 @@ from ..domain.tenancy import DEFAULT_TENANT, TokenRecord
 from ..store.repository import Store
 from .quotas import Quotas
 from .ratelimit import RateLimiter
-from .request_scope import note_principal
+from .request_scope import current_request, note_principal
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,10 @@ class Authenticator:
         self._touch(token.id, now)
         principal = Principal(id=token.principal, tenant=token.tenant, scopes=token.scopes, token_id=token.id)
         note_principal(principal)
+        request = current_request()
+        if request is not None and request.door == "mcp":
+            # Agents act through the MCP door only with this entitlement, on top of each tool's own.
+            require(principal, AGENT_INVOKE)
         return principal
 
     def _touch(self, token_id: str, now: datetime) -> None:

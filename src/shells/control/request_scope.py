@@ -7,6 +7,7 @@ follow the request into every task it spawns, so a streamed response still sees 
 
 from __future__ import annotations
 
+import logging
 from contextvars import ContextVar
 
 from ..domain.audit import RequestInfo
@@ -35,3 +36,16 @@ def note_outcome(code: str) -> None:
     info = _current.get()
     if info is not None:
         info.outcome = code
+
+
+class RequestLogFilter(logging.Filter):
+    """Stamps every log record with the request being served (``-`` outside one): its id, tenant and
+    principal, so one request's lines can be found together."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = _current.get()
+        principal = info.principal if info is not None else None
+        record.request_id = info.request_id if info is not None else "-"
+        record.tenant = principal.tenant if principal is not None else "-"
+        record.principal = principal.id if principal is not None else "-"
+        return True
