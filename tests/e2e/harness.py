@@ -35,6 +35,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     warm_pool: int = 2
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of the server and its purge (e.g. PYTHONPATH of another build)."""
 
     @property
     def url(self) -> str:
@@ -63,7 +65,7 @@ class ServerProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env=os.environ | self.env,
             start_new_session=True,
         )
         log.close()
@@ -111,7 +113,10 @@ class ServerProcess:
     def purge(self) -> None:
         self.stop()
         subprocess.run(
-            [*SHELLS, "purge", "--data-dir", str(self.data_dir), "--yes"], check=True, capture_output=True
+            [*SHELLS, "purge", "--data-dir", str(self.data_dir), "--yes"],
+            check=True,
+            capture_output=True,
+            env=os.environ | self.env,
         )
 
 

@@ -175,10 +175,6 @@ def is_platform_admin(principal: Principal) -> bool:
     return principal.has(PLATFORM_ADMIN) and principal.tenant == DEFAULT_TENANT
 
 
-def missing_shell(shell_id: str) -> ShellNotFound:
-    return ShellNotFound(f"Shell '{shell_id}' does not exist (or was deleted).", {"id": shell_id})
-
-
 def role_on(store: Store, principal: Principal, shell: ShellRecord) -> Role | None:
     """The principal's role on a shell of any state; None for another tenant's or a pool shell."""
     if shell.pooled or shell.tenant != principal.tenant:
@@ -195,7 +191,7 @@ def authorize(store: Store, principal: Principal, shell_id: str, permission: Per
     shell = store.get_shell(shell_id)
     role = None if shell is None or shell.state == "deleted" else role_on(store, principal, shell)
     if shell is None or role is None:
-        raise missing_shell(shell_id)
+        raise ShellNotFound(f"Shell '{shell_id}' does not exist (or was deleted).", {"id": shell_id})
     if role < permission.role:
         raise PermissionDenied(
             f"Your role on this shell is {role.label}; '{permission.name}' needs {permission.role.label}. "

@@ -31,6 +31,3 @@ class RateLimiter:
             bucket.level -= 1.0
             return 0.0
         return (1.0 - bucket.level) / rate
-
-    def forget(self, key: str) -> None:
-        self._buckets.pop(key, None)

@@ -29,6 +29,16 @@ def _str_map(value: object, field_name: str) -> dict[str, str]:
     return dict(value)
 
 
+def reject_unknown(body: Mapping[str, Any], known: set[str]) -> None:
+    """InvalidRequest naming the fields of ``body`` outside ``known``, and the known ones."""
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}.",
+            {"fields": unknown},
+        )
+
+
 def _opt_str(value: object, field_name: str) -> str | None:
     if value is None:
         return None

@@ -27,15 +27,7 @@ from ..domain.tenancy import (
 )
 from .auth import authorize, is_platform_admin, require
 from .context import ControlContext
-
-
-def _only(body: Mapping[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(body) - known)
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}.",
-            {"fields": unknown},
-        )
+from .requests import reject_unknown
 
 
 def _platform_admin(principal: Principal) -> None:
@@ -52,7 +44,7 @@ class Tenancy:
     # tenants --------------------------------------------------------------------------------------
     def create_tenant(self, principal: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         _platform_admin(principal)
-        _only(body, {"name", "quotas"})
+        reject_unknown(body, {"name", "quotas"})
         record = TenantRecord(
             name=parse_tenant_name(body.get("name")),
             quotas=parse_limit_overrides(body.get("quotas")),
@@ -87,7 +79,7 @@ class Tenancy:
         """Replace a tenant's own limits (the ones not given fall back to the server's defaults)."""
         _platform_admin(principal)
         record = self._tenant(principal, name)
-        _only(body, {"quotas"})
+        reject_unknown(body, {"quotas"})
         quotas = parse_limit_overrides(body.get("quotas"))
         draft = self.ctx.draft(
             principal,
@@ -125,7 +117,7 @@ class Tenancy:
     # grants ---------------------------------------------------------------------------------------
     def grant(self, principal: Principal, shell_id: str, body: Mapping[str, Any]) -> GrantRecord:
         shell = authorize(self.ctx.store, principal, shell_id, access.SHARE)
-        _only(body, {"principal", "role"})
+        reject_unknown(body, {"principal", "role"})
         grantee = parse_principal_name(body.get("principal"))
         role = parse_role(body.get("role"))
         if self.ctx.store.get_principal(shell.tenant, grantee) is None:

@@ -44,6 +44,7 @@ from .auth import authorize, check_alive, hash_token, mint_secret, role_on
 from .context import ControlContext
 from .inside import running
 from .request_scope import note_principal
+from .requests import reject_unknown
 
 TERM_PREFIX = "term_"
 DEFAULT_TTL_S = 300
@@ -53,11 +54,7 @@ BACKSTOP_MARGIN_S = 60.0
 
 
 def parse_ttl(body: Mapping[str, Any]) -> int:
-    unknown = sorted(set(body) - {"ttl_s"})
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown field(s) {', '.join(unknown)}. Known fields: ttl_s.", {"fields": unknown}
-        )
+    reject_unknown(body, {"ttl_s"})
     ttl = body.get("ttl_s", DEFAULT_TTL_S)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_S:
         raise InvalidRequest(

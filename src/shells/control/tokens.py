@@ -29,6 +29,7 @@ from ..domain.tenancy import (
 )
 from .auth import TOKEN_PREFIX, is_platform_admin, mint_secret
 from .context import ControlContext
+from .requests import reject_unknown
 from .terminal import Terminals
 
 MAX_TOKEN_LIFETIME_S = 5 * 366 * 24 * 3600
@@ -44,13 +45,7 @@ class TokenRequest:
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> TokenRequest:
-        known = {"tenant", "principal", "scopes", "expires_in_s", "kind"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise InvalidRequest(
-                f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}.",
-                {"fields": unknown},
-            )
+        reject_unknown(body, {"tenant", "principal", "scopes", "expires_in_s", "kind"})
         if "scopes" not in body:
             raise InvalidRequest('\'scopes\' is required, e.g. ["shells.read", "shells.exec"].')
         expires = body.get("expires_in_s")

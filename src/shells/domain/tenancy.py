@@ -117,9 +117,6 @@ class TokenRecord:
     revoked_at: datetime | None
     last_used_at: datetime | None = None
 
-    def alive(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
     def to_public(self) -> dict[str, Any]:
         return {
             "id": self.id,
