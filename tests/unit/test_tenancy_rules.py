@@ -126,7 +126,15 @@ def test_the_bootstrap_admin_is_a_platform_admin_of_the_default_tenant(world: Wo
     assert {"platform.admin", "tenant.admin", "shells.agent.invoke"} <= world.admin.scopes
     path = world.control.ctx.settings.admin_token_path
     assert path.stat().st_mode & 0o777 == 0o600
-    assert world.control.auth.ensure_admin_token(path) == path.read_text().strip()  # stable across starts
+    token = path.read_text().strip()
+    assert world.control.auth.ensure_admin_token(path) == token  # stable across starts
+    assert world.admin.token_id is not None
+    world.control.tokens.revoke(world.admin, world.admin.token_id)  # locked out, until the next start
+    with pytest.raises(CredentialRevoked):
+        world.login(token)
+    fresh = world.control.auth.ensure_admin_token(path)
+    assert fresh != token and fresh == path.read_text().strip()
+    assert auth.is_platform_admin(world.login(fresh))
 
 
 def test_tenant_admins_mint_only_in_their_tenant_and_only_what_they_hold(world: World) -> None:

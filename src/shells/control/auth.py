@@ -133,12 +133,14 @@ class Authenticator:
 
     def ensure_admin_token(self, path: Path) -> str:
         """On first start, mint the bootstrap admin token (tenant ``default``, principal ``admin``, every
-        scope including platform admin) and write it to ``path`` (mode 0600)."""
+        scope including platform admin) and write it to ``path`` (mode 0600). A start finding that
+        token revoked mints a new one: whoever can read the data dir can always get back in."""
         self.store.ensure_tenant(DEFAULT_TENANT)
         self.store.ensure_principal(DEFAULT_TENANT, "admin", "person")
         if path.exists():
             token = path.read_text(encoding="utf-8").strip()
-            if self.store.find_token(hash_token(token)) is not None:
+            known = self.store.find_token(hash_token(token))
+            if known is not None and known.revoked_at is None:
                 return token
         secret = mint_secret(TOKEN_PREFIX)
         self.store.add_token(
