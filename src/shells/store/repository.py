@@ -116,7 +116,7 @@ def _snapshot_from_row(row: SnapshotRow) -> SnapshotRecord:
     )
 
 
-def _event_row(draft: EventDraft, at: datetime) -> EventRow:
+def event_row(draft: EventDraft, at: datetime) -> EventRow:
     return EventRow(
         at=at,
         tenant=draft.tenant,
@@ -167,21 +167,21 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Session]:
+    def tx(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
 
     # shells ---------------------------------------------------------------------------------------
     def add_shell(self, rec: ShellRecord, draft: EventDraft | None = None) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = ShellRow(id=rec.id)
             _copy_into_row(rec, row)
             s.add(row)
             if draft is not None:
-                s.add(_event_row(draft, rec.created_at))
+                s.add(event_row(draft, rec.created_at))
 
     def get_shell(self, shell_id: str) -> ShellRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(ShellRow, shell_id)
             return None if row is None else _shell_from_row(row)
 
@@ -192,7 +192,7 @@ class Store:
         pooled: bool = False,
         include_deleted: bool = False,
     ) -> list[ShellRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(ShellRow).where(ShellRow.pooled == pooled)
             if tenant is not None:
                 q = q.where(ShellRow.tenant == tenant)
@@ -203,7 +203,7 @@ class Store:
 
     def save_shell(self, rec: ShellRecord, draft: EventDraft | None = None) -> None:
         """Write the mutable fields of ``rec`` (not its state: that goes through change_state)."""
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(ShellRow, rec.id)
             if row is None:
                 raise ShellNotFound(f"Shell '{rec.id}' does not exist.")
@@ -212,23 +212,23 @@ class Store:
             _copy_into_row(rec, row)
             row.state = state
             if draft is not None:
-                s.add(_event_row(draft, rec.updated_at))
+                s.add(event_row(draft, rec.updated_at))
 
     def change_state(self, shell_id: str, target: ShellState, reason: str, draft: EventDraft) -> ShellRecord:
         """Move a shell through the state machine and record why, atomically."""
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(ShellRow, shell_id, with_for_update=True)
             if row is None:
                 raise ShellNotFound(f"Shell '{shell_id}' does not exist.")
             row.state = transition(ShellState(row.state), target).value
             row.state_reason = reason
             row.updated_at = utcnow()
-            s.add(_event_row(draft, row.updated_at))
+            s.add(event_row(draft, row.updated_at))
             return _shell_from_row(row)
 
     def claim_pooled(self, template: str, shape: str, mode: str) -> ShellRecord | None:
         """Take one running pool shell matching the request out of the pool, or None."""
-        with self._tx() as s:
+        with self.tx() as s:
             candidates = s.scalars(
                 select(ShellRow)
                 .where(
@@ -247,15 +247,15 @@ class Store:
 
     def purge_shell(self, shell_id: str) -> None:
         """Forget a pool shell that never reached a user (it has no history worth keeping)."""
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(ShellRow, shell_id)
             if row is not None and row.pooled:
                 s.delete(row)
 
     # events ---------------------------------------------------------------------------------------
     def add_event(self, draft: EventDraft) -> EventRecord:
-        with self._tx() as s:
-            row = _event_row(draft, utcnow())
+        with self.tx() as s:
+            row = event_row(draft, utcnow())
             s.add(row)
             s.flush()
             return _event_from_row(row)
@@ -263,7 +263,7 @@ class Store:
     def list_events(
         self, *, tenant: str | None, shell_id: str | None, after: int = 0, limit: int = 500
     ) -> list[EventRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(EventRow).where(EventRow.id > after)
             if tenant is not None:
                 q = q.where(EventRow.tenant == tenant)
@@ -274,7 +274,7 @@ class Store:
 
     # snapshots ------------------------------------------------------------------------------------
     def add_snapshot(self, snap: SnapshotRecord, draft: EventDraft) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             s.add(
                 SnapshotRow(
                     id=snap.id,
@@ -287,15 +287,15 @@ class Store:
                     created_at=snap.created_at,
                 )
             )
-            s.add(_event_row(draft, snap.created_at))
+            s.add(event_row(draft, snap.created_at))
 
     def get_snapshot(self, snap_id: str) -> SnapshotRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(SnapshotRow, snap_id)
             return None if row is None or row.deleted_at is not None else _snapshot_from_row(row)
 
     def list_snapshots(self, tenant: str | None, shell_id: str | None = None) -> list[SnapshotRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(SnapshotRow).where(SnapshotRow.deleted_at.is_(None))
             if tenant is not None:
                 q = q.where(SnapshotRow.tenant == tenant)
@@ -305,11 +305,11 @@ class Store:
 
     def all_snapshot_ids(self) -> set[str]:
         """Every snapshot still kept, of every tenant (for reconciliation)."""
-        with self._tx() as s:
+        with self.tx() as s:
             return set(s.scalars(select(SnapshotRow.id).where(SnapshotRow.deleted_at.is_(None))).all())
 
     def mark_snapshot_deleted(self, snap_id: str) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(SnapshotRow, snap_id)
             if row is not None:
                 row.deleted_at = utcnow()
@@ -326,7 +326,7 @@ class Store:
         scopes: frozenset[str],
         expires_at: datetime | None = None,
     ) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             s.add(
                 TokenRow(
                     id=token_id,
@@ -341,7 +341,7 @@ class Store:
             )
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.scalars(select(TokenRow).where(TokenRow.token_hash == token_hash)).first()
             if row is None:
                 return None
