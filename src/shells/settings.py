@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +33,16 @@ class Settings:
     pool_image_gib: int = 64
     btrfs_dir: Path | None = None
     agent_ready_timeout_s: float = 20.0
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = 8081
+    ingress_domain: str = "localhost"
+    """Exposed ports answer at ``http://{port}-{shell_id}.{ingress_domain}:{ingress_port}/``."""
+    dns_upstreams: tuple[str, ...] = ()
+    """Where the shells' DNS resolver forwards allowed names (``SHELLS_DNS_UPSTREAMS``, comma-separated
+    ``IP`` or ``IP:PORT``); empty uses the host's /etc/resolv.conf."""
+    network_cidr: ipaddress.IPv4Network | None = None
+    """The IPv4 range of this instance's shells (``SHELLS_NETWORK_CIDR``); None picks a free /16 of
+    10.128.0.0/9 (see ``runtime/network/addressing.py``)."""
 
     @property
     def instance_id(self) -> str:
@@ -70,6 +81,8 @@ class Settings:
             "host": "SHELLS_HOST",
             "region": "SHELLS_REGION",
             "database_url": "SHELLS_DATABASE_URL",
+            "ingress_host": "SHELLS_INGRESS_HOST",
+            "ingress_domain": "SHELLS_INGRESS_DOMAIN",
         }.items():
             if env.get(var):
                 values[name] = env[var]
@@ -77,6 +90,7 @@ class Settings:
             "port": "SHELLS_PORT",
             "warm_pool_size": "SHELLS_WARM_POOL_SIZE",
             "pool_image_gib": "SHELLS_POOL_IMAGE_GIB",
+            "ingress_port": "SHELLS_INGRESS_PORT",
         }
         for name, var in ints.items():
             if env.get(var):
@@ -84,5 +98,17 @@ class Settings:
                     values[name] = int(env[var])
                 except ValueError:
                     raise InvalidRequest(f"{var} must be a whole number, not {env[var]!r}.") from None
+        if env.get("SHELLS_NETWORK_CIDR"):
+            try:
+                values["network_cidr"] = ipaddress.IPv4Network(env["SHELLS_NETWORK_CIDR"])
+            except ValueError:
+                raise InvalidRequest(
+                    f"SHELLS_NETWORK_CIDR must be an IPv4 network like 10.200.0.0/16, "
+                    f"not {env['SHELLS_NETWORK_CIDR']!r}."
+                ) from None
+        if env.get("SHELLS_DNS_UPSTREAMS"):
+            values["dns_upstreams"] = tuple(
+                u.strip() for u in env["SHELLS_DNS_UPSTREAMS"].split(",") if u.strip()
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(s, **values)  # type: ignore[arg-type]

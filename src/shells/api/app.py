@@ -10,7 +10,11 @@ from fastapi import FastAPI
 from .. import __version__
 from ..control.service import Control
 from . import errors
+from .request_ids import RequestIdMiddleware
 from .routes import router
+from .routes_network import router as network_router
+from .routes_run import router as run_router
+from .routes_templates import router as templates_router
 
 
 def create_app(control: Control) -> FastAPI:
@@ -25,5 +29,9 @@ def create_app(control: Control) -> FastAPI:
     app = FastAPI(title="Shells", version=__version__, lifespan=lifespan)
     app.state.control = control
     errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(router)
+    app.include_router(templates_router)
+    app.include_router(run_router)
+    app.include_router(network_router)
     return app

@@ -14,6 +14,10 @@ from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
 
 MAX_NAME = 63
+SEALED_HAS_NO_NETWORK = (
+    "A sealed shell has no network at all, so it cannot be on a private network; use mode "
+    "'localhost' (private networks without internet) or 'internet'."
+)
 MAX_LABELS = 64
 
 
@@ -78,6 +82,8 @@ class CreateShellRequest:
         networks = body.get("networks") or []
         if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
             raise InvalidRequest("'networks' must be a list of private network names.", {"field": "networks"})
+        if networks and policy.mode is NetworkMode.SEALED:
+            raise InvalidRequest(SEALED_HAS_NO_NETWORK, {"field": "networks"})
         shape = body.get("shape") or DEFAULT_SHAPE
         if not isinstance(shape, str):
             raise InvalidRequest("'shape' must be a string such as s-1vcpu-512mb.", {"field": "shape"})
@@ -157,9 +163,9 @@ def parse_exec(body: Mapping[str, Any]) -> ExecSpec:
     timeout = body.get("timeout_s", DEFAULT_EXEC_TIMEOUT_S)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise InvalidRequest("'timeout_s' must be a number of seconds.")
-    cwd = body.get("cwd", "/workspace")
-    if not isinstance(cwd, str):
-        raise InvalidRequest("'cwd' must be a string.")
+    cwd = body.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise InvalidRequest("'cwd' must be a string (default: the template's working directory).")
     return ExecSpec(
         argv=tuple(cmd) if cmd is not None else None,
         command=command,

@@ -1,14 +1,17 @@
-"""Records of the networking features the control plane keeps: private networks, the blocked log,
-exposed ports. (The per-shell policy and its rules live in ``network``.)"""
+"""Records of the networking features the control plane keeps: private networks and exposed ports.
+(The per-shell policy, its rules, ``PrivateNetwork`` as the host sees it and ``BlockedAttempt`` live
+in ``network``.)"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from ipaddress import IPv4Network
 from typing import Any
 
 from .errors import InvalidRequest
+from .network import PrivateNetwork
 
 NETWORK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 MAX_BLOCKED_PER_SHELL = 1000
@@ -39,6 +42,10 @@ class NetworkRecord:
     members: dict[str, str] = field(default_factory=dict)
     """shell id → its address on this network."""
 
+    def private(self) -> PrivateNetwork:
+        """The network as the host sees it."""
+        return PrivateNetwork(self.id, self.name, IPv4Network(self.cidr))
+
     def to_public(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -46,28 +53,6 @@ class NetworkRecord:
             "cidr": self.cidr,
             "shells": [{"id": sid, "address": addr} for sid, addr in sorted(self.members.items())],
             "created_at": self.created_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True)
-class BlockedRecord:
-    """Connection attempts a shell made that the host dropped, aggregated per destination."""
-
-    destination: str
-    port: int | None
-    protocol: str
-    count: int
-    first_seen: datetime
-    last_seen: datetime
-
-    def to_public(self) -> dict[str, Any]:
-        return {
-            "destination": self.destination,
-            "port": self.port,
-            "protocol": self.protocol,
-            "count": self.count,
-            "first_seen": self.first_seen.isoformat(),
-            "last_seen": self.last_seen.isoformat(),
         }
 
 

@@ -344,7 +344,7 @@ class AgentClient:
             "op": "exec",
             "argv": list(spec.effective_argv),
             "env": spec.env,
-            "cwd": spec.cwd,
+            "cwd": spec.cwd or "/workspace",
             "timeout_s": spec.timeout_s,
             "output_cap_bytes": spec.output_cap_bytes,
             "stdin": bool(spec.stdin),

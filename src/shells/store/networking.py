@@ -8,10 +8,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..domain.network import BlockedAttempt
 from ..domain.networking import (
     MAX_BLOCKED_PER_SHELL,
     OVERFLOW_DESTINATION,
-    BlockedRecord,
     ExposedPort,
     NetworkRecord,
 )
@@ -62,8 +62,8 @@ class ExposedPortRow(Base):
     created_at: Mapped[datetime]
 
 
-def _blocked(row: BlockedRow) -> BlockedRecord:
-    return BlockedRecord(
+def _blocked(row: BlockedRow) -> BlockedAttempt:
+    return BlockedAttempt(
         destination=row.destination,
         port=row.port or None,
         protocol=row.protocol,
@@ -128,6 +128,10 @@ class NetworkingStore:
                 members[m.network_id][m.shell_id] = m.address
             return [NetworkRecord(r.id, r.tenant, r.name, r.cidr, r.created_at, members[r.id]) for r in rows]
 
+    def network_name(self, network_id: str) -> str | None:
+        with self._store.tx() as s:
+            return s.scalar(select(NetworkRow.name).where(NetworkRow.id == network_id))
+
     def used_cidrs(self) -> set[str]:
         with self._store.tx() as s:
             return set(s.scalars(select(NetworkRow.cidr)))
@@ -172,14 +176,14 @@ class NetworkingStore:
 
     # blocked attempts -----------------------------------------------------------------------------
     def record_blocked(
-        self, shell_id: str, attempts: Iterable[BlockedRecord], new_destination: EventDraft | None
-    ) -> list[BlockedRecord]:
+        self, shell_id: str, attempts: Iterable[BlockedAttempt], new_destination: EventDraft | None
+    ) -> list[BlockedAttempt]:
         """Add counts to the shell's aggregated log; return the destinations seen for the first time.
 
         ``new_destination`` is a template event; one event per first-seen destination is written
         with the destination in its details, so the activity feed shows what was tried without one
         row per packet."""
-        fresh: list[BlockedRecord] = []
+        fresh: list[BlockedAttempt] = []
         with self._store.tx() as s:
             distinct = (
                 s.scalar(select(func.count()).select_from(BlockedRow).where(BlockedRow.shell_id == shell_id))
@@ -205,7 +209,7 @@ class NetworkingStore:
                     distinct += 1
                     fresh.append(a)
                     if new_destination is not None:
-                        details = {**new_destination.details, **a.to_public()}
+                        details = {**new_destination.details, **a.to_dict()}
                         s.add(
                             event_row(
                                 EventDraft(**{**new_destination.__dict__, "details": details}), a.last_seen
@@ -216,7 +220,7 @@ class NetworkingStore:
                 row.last_seen = max(row.last_seen, a.last_seen)
         return fresh
 
-    def blocked(self, shell_id: str, limit: int = MAX_BLOCKED_PER_SHELL) -> list[BlockedRecord]:
+    def blocked(self, shell_id: str, limit: int = MAX_BLOCKED_PER_SHELL) -> list[BlockedAttempt]:
         with self._store.tx() as s:
             rows = s.scalars(
                 select(BlockedRow)
