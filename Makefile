@@ -20,8 +20,8 @@ down:
 	-@pid=$$(cat $${SHELLS_DATA_DIR:-$$HOME/.local/share/shells}/server.pid 2>/dev/null) && kill $$pid && echo "stopped server $$pid"
 
 lint: $(STAMP)
-	.venv/bin/ruff check src tests benchmarks
-	.venv/bin/ruff format --check src tests benchmarks
+	.venv/bin/ruff check src tests benchmarks scripts
+	.venv/bin/ruff format --check src tests benchmarks scripts
 
 typecheck: $(STAMP)
 	.venv/bin/mypy
@@ -38,3 +38,5 @@ test: system-deps $(STAMP) lint typecheck
 bench: system-deps $(STAMP)
 	$(PY) -m benchmarks.bench_container
 	$(PY) -m benchmarks.bench_btrfs
+	$(PY) -m benchmarks.bench_network
+	$(PY) -m benchmarks.bench_sdk

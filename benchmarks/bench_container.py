@@ -117,7 +117,7 @@ def main() -> None:
 
                 def warm() -> None:
                     nonlocal sid
-                    sid = first_output(http, {"language": "bash"})
+                    sid = first_output(http, {"language": "python"})  # the pool keeps python:1 shells
 
                 results["create+echo hi, REST (warm pool)"].append(ms(warm))
                 results["DELETE /v1/shells/{id} answers"].append(
@@ -126,7 +126,7 @@ def main() -> None:
 
                 def cold() -> None:
                     nonlocal sid
-                    sid = first_output(http, {"language": "bash", "shape": "s-1vcpu-1gb"})
+                    sid = first_output(http, {"language": "python", "shape": "s-1vcpu-1gb"})
 
                 results["create+echo hi, REST (cold, pool miss)"].append(ms(cold))
                 http.delete(f"/v1/shells/{sid}")

@@ -6,7 +6,10 @@ PACKAGES=(
   btrfs-progs     # mkfs.btrfs for the storage pool
   debootstrap     # builds template root filesystems from Debian's archive
   zstd            # compresses cached template tarballs
+  e2fsprogs       # mkfs.ext4 -d: a template as an ext4 image (microvm class); e2fsck/debugfs in tests
   nftables iproute2 util-linux procps psmisc
+  libnftables1    # the network dataplane applies nftables in-process (ctypes)
+  iperf3          # benchmarks/bench_network.py: throughput through the shells' NAT
   libseccomp2     # compiles the seccomp policy once (through ctypes)
   podman          # only as the benchmark baseline ("podman run --rm")
   curl ca-certificates

@@ -11,7 +11,7 @@ url="http://$HOST:$PORT"
 if curl -fsS "$url/v1/info" >/dev/null 2>&1; then
   echo "Shells is already running at $url"
 else
-  echo "Preparing the host and the base template (the first time takes about a minute)..."
+  echo "Preparing the host and the default template python:1 (the first time takes a few minutes)..."
   "$BIN" prepare --data-dir "$DATA_DIR"
   nohup "$BIN" serve --data-dir "$DATA_DIR" --host "$HOST" --port "$PORT" >>"$DATA_DIR/server.log" 2>&1 &
   echo $! >"$DATA_DIR/server.pid"

@@ -21,8 +21,9 @@ WS_MAX_MESSAGE = 1 << 20
 
 def build_control(settings: Settings) -> Control:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    backends: list[Backend] = [ContainerBackend(settings)]
-    return Control(settings, Store(settings.db_url), backends)
+    container = ContainerBackend(settings)
+    backends: list[Backend] = [container]
+    return Control(settings, Store(settings.db_url), backends, container.network)
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,16 @@ class Settings:
     rate_limit_per_s: float = 200.0
     rate_limit_burst: int = 400
     """Defaults of every tenant's limits; ``POST /v1/tenants`` can set others per tenant."""
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = 8081
+    ingress_domain: str = "localhost"
+    """Exposed ports answer at ``http://{port}-{shell_id}.{ingress_domain}:{ingress_port}/``."""
+    dns_upstreams: tuple[str, ...] = ()
+    """Where the shells' DNS resolver forwards allowed names (``SHELLS_DNS_UPSTREAMS``, comma-separated
+    ``IP`` or ``IP:PORT``); empty uses the host's /etc/resolv.conf."""
+    network_cidr: ipaddress.IPv4Network | None = None
+    """The IPv4 range of this instance's shells (``SHELLS_NETWORK_CIDR``); None picks a free /16 of
+    10.128.0.0/9 (see ``runtime/network/addressing.py``)."""
 
     @property
     def instance_id(self) -> str:
@@ -77,6 +88,8 @@ class Settings:
             "host": "SHELLS_HOST",
             "region": "SHELLS_REGION",
             "database_url": "SHELLS_DATABASE_URL",
+            "ingress_host": "SHELLS_INGRESS_HOST",
+            "ingress_domain": "SHELLS_INGRESS_DOMAIN",
         }.items():
             if env.get(var):
                 values[name] = env[var]
@@ -88,6 +101,7 @@ class Settings:
             "quota_max_memory_mib": "SHELLS_QUOTA_MAX_MEMORY_MIB",
             "quota_max_snapshots": "SHELLS_QUOTA_MAX_SNAPSHOTS",
             "rate_limit_burst": "SHELLS_RATE_LIMIT_BURST",
+            "ingress_port": "SHELLS_INGRESS_PORT",
         }
         for name, var in ints.items():
             if env.get(var):
@@ -104,5 +118,17 @@ class Settings:
                     values[name] = float(env[var])
                 except ValueError:
                     raise InvalidRequest(f"{var} must be a number, not {env[var]!r}.") from None
+        if env.get("SHELLS_NETWORK_CIDR"):
+            try:
+                values["network_cidr"] = ipaddress.IPv4Network(env["SHELLS_NETWORK_CIDR"])
+            except ValueError:
+                raise InvalidRequest(
+                    f"SHELLS_NETWORK_CIDR must be an IPv4 network like 10.200.0.0/16, "
+                    f"not {env['SHELLS_NETWORK_CIDR']!r}."
+                ) from None
+        if env.get("SHELLS_DNS_UPSTREAMS"):
+            values["dns_upstreams"] = tuple(
+                u.strip() for u in env["SHELLS_DNS_UPSTREAMS"].split(",") if u.strip()
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(s, **values)  # type: ignore[arg-type]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -10,13 +9,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from shells.domain.errors import ShellNotFound
-from shells.sdk import Shells
+from shells.sdk import Shell, Shells
 from shells.settings import Settings
 
 from .harness import ServerProcess, host_leaks
+from .rest import ShellMaker, rest_client, shell_maker
 
 
 def _host_missing() -> str | None:
@@ -49,9 +49,11 @@ def data_root() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def server(data_root: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(data_root / "main", warm_pool=2)
-    srv.start()
-    yield srv
-    srv.purge()
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.purge()
     instance = Settings(data_dir=srv.data_dir).instance_id
     leaks = host_leaks(srv.data_dir, instance)
     assert not leaks, f"host objects left behind: {leaks}"
@@ -64,21 +66,46 @@ def client(server: ServerProcess) -> Iterator[Shells]:
 
 
 @pytest.fixture
-def make_shell(client: Shells) -> Iterator[Callable[..., dict[str, Any]]]:
+def make_shell(client: Shells) -> Iterator[Callable[..., Shell]]:
     """Create shells for one test; every one of them is deleted when the test ends."""
-    created: list[str] = []
+    created: list[Shell] = []
 
-    def make(language: str = "python", **kwargs: Any) -> dict[str, Any]:
+    def make(language: str = "python", **kwargs: Any) -> Shell:
         shell = client.create(language, **kwargs)
-        created.append(shell["id"])
+        created.append(shell)
         return shell
 
     yield make
-    for shell_id in created:
-        with contextlib.suppress(ShellNotFound):
-            client.delete(shell_id)
+    for shell in created:
+        shell.kill()
 
 
 @pytest.fixture
-def shell(make_shell: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+def shell(make_shell: Callable[..., Shell]) -> Shell:
     return make_shell()
+
+
+@pytest.fixture(scope="session")
+def api(server: ServerProcess) -> Iterator[httpx.Client]:
+    """Plain HTTP to the session server as admin, for tests of the REST contract itself."""
+    with rest_client(server) as client:
+        yield client
+
+
+@pytest.fixture
+def new_shell(api: httpx.Client) -> Iterator[ShellMaker]:
+    """``new_shell(**body)`` creates a shell over plain HTTP; each is deleted when the test ends."""
+    with shell_maker(api) as make:
+        yield make
+
+
+@pytest.fixture(scope="session")
+def built_templates(api: httpx.Client) -> dict[str, dict[str, Any]]:
+    """Every built-in template ready on the session server, built (or imported from the host cache)
+    once per test run. python:1 is ready from the server's start."""
+    ready: dict[str, dict[str, Any]] = {}
+    for name in ("base:1", "node:1", "go:1", "rust:1", "devbox:1"):
+        r = api.post("/v1/templates/build", params={"wait": "true"}, json={"builtin": name})
+        assert r.status_code == 200, r.text
+        ready[name] = r.json()
+    return ready

@@ -3,6 +3,7 @@ leaves nothing behind on the host when it is purged."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -33,10 +34,12 @@ def free_port() -> int:
 class ServerProcess:
     data_dir: Path
     port: int = field(default_factory=free_port)
+    ingress_port: int = field(default_factory=free_port)
     warm_pool: int = 2
-    proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
-    """Extra environment of the server and its purge (e.g. PYTHONPATH of another build)."""
+    """Extra environment of the server and its purge (``SHELLS_*`` settings, the PYTHONPATH of
+    another build)."""
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -65,7 +68,7 @@ class ServerProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=os.environ | self.env,
+            env={**os.environ, "SHELLS_INGRESS_PORT": str(self.ingress_port), **self.env},
             start_new_session=True,
         )
         log.close()
@@ -121,7 +124,7 @@ class ServerProcess:
 
 
 def host_leaks(data_dir: Path, instance: str) -> list[str]:
-    """Everything of this instance still on the host: mounts, cgroups, uid claims."""
+    """Everything of this instance still on the host: mounts, cgroups, uid claims, nft table, links."""
     leaks: list[str] = []
     roots = (str(data_dir.resolve()), str(Settings(data_dir=data_dir).run_dir))
     for line in Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines():
@@ -136,6 +139,12 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
         for claim in claims.iterdir():
             if instance in claim.read_text(encoding="utf-8", errors="replace"):
                 leaks.append(f"uid claim {claim.name}")
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    leaks += [f"nft {line}" for line in tables.splitlines() if line.endswith(f"shells_{instance}")]
+    links = json.loads(
+        subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
+    )
+    leaks += [f"link {link['ifname']}" for link in links if instance in link["ifname"]]
     return leaks
 
 

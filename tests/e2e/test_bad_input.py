@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shells.sdk import Shells
+from shells.sdk import Shell, Shells
 
 from .harness import ServerProcess
 
@@ -49,13 +49,18 @@ def test_create_with_bad_fields_is_a_400_naming_the_fix(
     assert len(http.get("/v1/shells").json()["shells"]) == before
 
 
-def test_a_network_mode_not_built_yet_is_a_409_and_creates_nothing(http: httpx.Client) -> None:
+def test_a_bad_network_policy_is_a_400_and_creates_nothing(http: httpx.Client) -> None:
     before = len(http.get("/v1/shells").json()["shells"])
-    _error(
-        http.post("/v1/shells", json={"language": "python", "network": {"mode": "internet"}}),
-        409,
-        "feature_unavailable",
-    )
+    for network in (
+        {"mode": "internet", "allow": ["https://example.org/path"]},
+        {"mode": "internet", "allow": ["198.51.100.0/33"]},
+        {"mode": "sealed", "allow": ["example.org"]},
+        {"mode": "satellite"},
+        {"mode": "internet", "deny": []},
+    ):
+        _error(
+            http.post("/v1/shells", json={"language": "python", "network": network}), 400, "invalid_request"
+        )
     assert len(http.get("/v1/shells").json()["shells"]) == before
 
 
@@ -80,8 +85,9 @@ def test_requests_without_a_valid_token_are_401(server: ServerProcess) -> None:
 
 
 def test_unknown_and_deleted_shell_ids_are_404_everywhere(http: httpx.Client, client: Shells) -> None:
-    gone = client.create("bash")["id"]
-    client.delete(gone)
+    doomed = client.create("bash")
+    doomed.kill()
+    gone = doomed.id
     for sid in ("sh_doesnotexist0000000000", gone):
         _error(http.get(f"/v1/shells/{sid}"), 404, "shell_not_found")
         _error(http.post(f"/v1/shells/{sid}/exec", json={"cmd": ["true"]}), 404, "shell_not_found")
@@ -96,8 +102,8 @@ def test_an_unknown_list_filter_is_a_400_even_with_no_shells_to_filter(http: htt
     _error(http.get("/v1/shells", params={"runtime": "vmware"}), 400, "invalid_request")
 
 
-def test_unknown_capability_and_bad_exec_bodies_are_400(http: httpx.Client, shell: dict[str, Any]) -> None:
-    sid = shell["id"]
+def test_unknown_capability_and_bad_exec_bodies_are_400(http: httpx.Client, shell: Shell) -> None:
+    sid = shell.id
     err = _error(
         http.post(f"/v1/shells/{sid}/actions", json={"capability": "explode"}), 400, "invalid_request"
     )
@@ -110,10 +116,8 @@ def test_unknown_capability_and_bad_exec_bodies_are_400(http: httpx.Client, shel
     )
 
 
-def test_exec_of_a_missing_binary_is_a_typed_error_not_a_crash(
-    http: httpx.Client, shell: dict[str, Any]
-) -> None:
-    sid = shell["id"]
+def test_exec_of_a_missing_binary_is_a_typed_error_not_a_crash(http: httpx.Client, shell: Shell) -> None:
+    sid = shell.id
     r = http.post(f"/v1/shells/{sid}/exec", json={"cmd": ["/usr/bin/no-such-program"]})
     err = _error(r, 400, "command_not_found")
     assert "no-such-program" in err["message"]
@@ -130,35 +134,32 @@ def test_exec_of_a_missing_binary_is_a_typed_error_not_a_crash(
 @pytest.mark.parametrize(
     "path", ["/workspace/../../etc/passwd", "../etc/passwd", "/etc/\u0000passwd", "/" + "a" * 5000, ""]
 )
-def test_unsafe_paths_are_refused(http: httpx.Client, shell: dict[str, Any], path: str) -> None:
-    sid = shell["id"]
+def test_unsafe_paths_are_refused(http: httpx.Client, shell: Shell, path: str) -> None:
+    sid = shell.id
     _error(http.get(f"/v1/shells/{sid}/files", params={"path": path}), 400, "invalid_path")
     _error(http.put(f"/v1/shells/{sid}/files", params={"path": path}, content=b"x"), 400, "invalid_path")
 
 
 def test_a_symlink_pointing_out_of_the_shell_resolves_inside_it(
-    client: Shells, shell: dict[str, Any]
+    shell: Shell,
 ) -> None:
-    sid = shell["id"]
-    client.exec(sid, command="ln -s / /workspace/out && ln -s /proc/1/root /workspace/pid1root")
+    shell.commands.run("ln -s / /workspace/out && ln -s /proc/1/root /workspace/pid1root")
     host_hostname = Path("/etc/hostname").read_text(encoding="utf-8")
-    assert client.read_file(sid, "/workspace/out/etc/hostname") == b"shells\n"
-    assert client.read_file(sid, "/workspace/out/etc/hostname") != host_hostname.encode()
-    data = client.read_file(sid, "/workspace/pid1root/etc/hostname")
+    assert shell.files.read("/workspace/out/etc/hostname") == b"shells\n"
+    assert shell.files.read("/workspace/out/etc/hostname") != host_hostname.encode()
+    data = shell.files.read("/workspace/pid1root/etc/hostname")
     assert data == b"shells\n"
-    client.write_file(sid, "/workspace/out/tmp/through-link", "inside")
-    assert client.exec(sid, ["cat", "/tmp/through-link"])["stdout"] == "inside"
+    shell.files.write("/workspace/out/tmp/through-link", "inside")
+    assert shell.commands.run(["cat", "/tmp/through-link"]).stdout == "inside"
     assert not Path("/tmp/through-link").exists()
 
 
-def test_missing_files_are_404_and_directories_are_listed(
-    client: Shells, http: httpx.Client, shell: dict[str, Any]
-) -> None:
-    sid = shell["id"]
+def test_missing_files_are_404_and_directories_are_listed(http: httpx.Client, shell: Shell) -> None:
+    sid = shell.id
     _error(http.get(f"/v1/shells/{sid}/files", params={"path": "/workspace/nope"}), 404, "file_not_found")
-    client.write_file(sid, "b.txt", "2")
-    client.write_file(sid, "/workspace/a.txt", "1")
-    names = [e["name"] for e in client.list_files(sid)]
+    shell.files.write("b.txt", "2")
+    shell.files.write("/workspace/a.txt", "1")
+    names = [e.name for e in shell.files.list()]
     assert names == ["a.txt", "b.txt"]
-    client.remove_file(sid, "a.txt")
-    assert [e["name"] for e in client.list_files(sid)] == ["b.txt"]
+    shell.files.remove("a.txt")
+    assert [e.name for e in shell.files.list()] == ["b.txt"]

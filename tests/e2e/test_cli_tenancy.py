@@ -58,7 +58,8 @@ def test_tenants_tokens_and_the_audit_trail_from_the_command_line(server: Server
         assert sid not in ok(shells(server, other, "ls"))
         refused(shells(server, other, "get", sid), "shell_not_found")
         refused(shells(server, dev, "get", sid), "shell_not_found")  # dev holds no role on it yet
-        refused(shells(server, dev, "exec", sid, "--", "true"), "permission_denied")  # nor the scope
+        refused(shells(server, dev, "exec", sid, "--", "true"), "shell_not_found")  # looked up first
+        refused(shells(server, dev, "create", "--language", "bash"), "permission_denied")  # no scope
         refused(shells(server, ops, "admin", "tenant", "create", "sneaky"), "permission_denied")
         refused(shells(server, ops, "admin", "token", "create", "--scopes", "shells.root"), "invalid_request")
         refused(shells(server, dev, "audit"), "permission_denied")

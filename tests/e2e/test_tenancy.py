@@ -4,6 +4,7 @@ nothing: no other tenant's names, no host paths."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ class World:
     b_shell: str
     expired: str
     revoked: str
+    template: str = ""
+    """Saved from ``shell`` by alice: a template of tenant a."""
+    network: str = ""
+    """A private network of tenant a."""
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +70,17 @@ def world(server: ServerProcess) -> Iterator[World]:
             f"/v1/shells/{world.shell}/grants", json={"principal": grantee, "role": role}
         )
         assert r.status_code == 201, r.text
+    world.template = f"acme-{secrets.token_hex(3)}:1"
+    r = world.alice.http.post("/v1/templates", json={"from_shell": world.shell, "name": world.template})
+    assert r.status_code == 201, r.text
+    world.network = f"anet{secrets.token_hex(3)}"
+    assert world.a_admin.http.post("/v1/networks", json={"name": world.network}).status_code == 201
     time.sleep(1.1)  # the 1-second token has expired
     yield world
     for caller, shell in ((world.alice, world.shell), (world.b_admin, world.b_shell)):
         caller.http.delete(f"/v1/shells/{shell}")
+    world.alice.http.delete(f"/v1/templates/{world.template}")
+    world.a_admin.http.delete(f"/v1/networks/{world.network}")
     tenancy.close()
 
 
@@ -165,6 +177,8 @@ class Endpoint:
     foreign: str | None = "shell_not_found"
     """The code for another tenant's object (None: the endpoint names no object)."""
     foreign_status: int = 404
+    name: str = "name"
+    """Which id fills ``{name}``: a tenant's (``name``), a ``template``'s or a ``network``'s."""
 
 
 ENDPOINTS = [
@@ -173,9 +187,11 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/shells/{shell_id}"),
     Endpoint("DELETE", "/v1/shells/{shell_id}"),
     Endpoint("POST", "/v1/shells/{shell_id}/actions", {"capability": "stop"}),
+    Endpoint("POST", "/v1/shells/{shell_id}/actions/{action}", {}),
     Endpoint("GET", "/v1/shells/{shell_id}/events"),
     Endpoint("GET", "/v1/snapshots", foreign=None),
     Endpoint("POST", "/v1/shells/{shell_id}/exec", {"cmd": ["true"]}),
+    Endpoint("POST", "/v1/shells/{shell_id}/run", {"code": "true"}),
     Endpoint("GET", "/v1/shells/{shell_id}/files", params={"path": "/etc/hostname"}),
     Endpoint("PUT", "/v1/shells/{shell_id}/files", params={"path": "/workspace/f"}),
     Endpoint("DELETE", "/v1/shells/{shell_id}/files", params={"path": "/workspace/f"}),
@@ -188,6 +204,28 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/shells/{shell_id}/term", {}),
     Endpoint("GET", "/v1/shells/{shell_id}/term"),
     Endpoint("DELETE", "/v1/shells/{shell_id}/term/{credential_id}"),
+    Endpoint("GET", "/v1/shells/{shell_id}/network"),
+    Endpoint("PUT", "/v1/shells/{shell_id}/network", {"mode": "localhost"}),
+    Endpoint("POST", "/v1/shells/{shell_id}/ports", {"port": 8000}),
+    Endpoint("GET", "/v1/shells/{shell_id}/ports"),
+    Endpoint("DELETE", "/v1/shells/{shell_id}/ports/{port}"),
+    Endpoint("POST", "/v1/networks", {"name": "never"}, foreign=None),
+    Endpoint("GET", "/v1/networks", foreign=None),
+    Endpoint("GET", "/v1/networks/{name}", foreign="network_not_found", name="network"),
+    Endpoint("DELETE", "/v1/networks/{name}", foreign="network_not_found", name="network"),
+    Endpoint(
+        "POST",
+        "/v1/networks/{name}/shells",
+        {"shell_id": "{shell_id}"},
+        foreign="network_not_found",
+        name="network",
+    ),
+    Endpoint("DELETE", "/v1/networks/{name}/shells/{shell_id}", foreign="network_not_found", name="network"),
+    Endpoint("GET", "/v1/templates", foreign=None),
+    Endpoint("GET", "/v1/templates/{name}", foreign="template_not_found", name="template"),
+    Endpoint("DELETE", "/v1/templates/{name}", foreign="template_not_found", name="template"),
+    Endpoint("POST", "/v1/templates", {"from_shell": "{shell_id}", "name": "never:1"}),
+    Endpoint("POST", "/v1/templates/build", {"builtin": "python:1"}, foreign=None),
     Endpoint("POST", "/v1/tenants", {"name": "never"}, foreign=None),
     Endpoint("GET", "/v1/tenants", foreign=None),
     Endpoint("GET", "/v1/tenants/{name}", foreign="tenant_not_found"),
@@ -206,12 +244,13 @@ def test_the_table_covers_every_endpoint(server: ServerProcess) -> None:
     assert served == {(e.method, e.path) for e in ENDPOINTS}
 
 
-def _url(endpoint: Endpoint, ids: dict[str, str]) -> str:
-    return endpoint.path.format(**ids)
-
-
 def _call(http: httpx.Client, endpoint: Endpoint, ids: dict[str, str]) -> httpx.Response:
-    return http.request(endpoint.method, _url(endpoint, ids), json=endpoint.body, params=endpoint.params)
+    """The endpoint's request with ``ids`` filled into its path and its body's strings."""
+    fill = ids | {"name": ids[endpoint.name]}
+    body = endpoint.body and {
+        k: v.format(**fill) if isinstance(v, str) else v for k, v in endpoint.body.items()
+    }
+    return http.request(endpoint.method, endpoint.path.format(**fill), json=body, params=endpoint.params)
 
 
 def _ids(world: World, shell: str) -> dict[str, str]:
@@ -220,7 +259,21 @@ def _ids(world: World, shell: str) -> dict[str, str]:
         "grantee": "victor",
         "credential_id": "tc_" + "0" * 20,
         "name": world.a,
+        "template": world.template,
+        "network": world.network,
         "token_id": world.victor.token_id,
+        "port": "8000",
+        "action": "stop",
+    }
+
+
+def _missing_ids(world: World) -> dict[str, str]:
+    """Ids of the same shapes that name nothing at all."""
+    return _ids(world, new_id("sh")) | {
+        "name": "no-such-tenant",
+        "template": "no-such-template:1",
+        "network": "nosuchnet",
+        "token_id": new_id("tok"),
     }
 
 
@@ -264,7 +317,7 @@ def test_another_tenants_objects_are_answered_like_missing_ones(
 ) -> None:
     assert endpoint.foreign is not None
     foreign = _call(world.b_admin.http, endpoint, _ids(world, world.shell))
-    missing_ids = _ids(world, new_id("sh")) | {"name": "no-such-tenant", "token_id": new_id("tok")}
+    missing_ids = _missing_ids(world)
     missing = _call(world.b_admin.http, endpoint, missing_ids)
     assert foreign.status_code == missing.status_code == endpoint.foreign_status
     assert foreign.json()["error"]["code"] == endpoint.foreign

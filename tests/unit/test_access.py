@@ -61,7 +61,7 @@ def test_roles_are_ordered_and_each_permission_needs_the_least_role() -> None:
         p.name for p in vars(access).values() if isinstance(p, access.Permission) and p.role <= Role.OPERATOR
     }
     assert viewer_may == {"read", "files.read"}
-    assert operator_may == viewer_may | {"files.write", "exec", "act", "term"}
+    assert operator_may == viewer_may | {"files.write", "exec", "act", "term", "network", "save"}
     assert access.DESTROY.role is Role.OWNER and access.SHARE.role is Role.OWNER
     assert parse_role("viewer") is Role.VIEWER
     assert set(GRANTABLE) == {"viewer", "operator"}

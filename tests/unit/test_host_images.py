@@ -147,3 +147,17 @@ def test_build_rootfs_tarball_debootstraps_a_template_once_and_imports_it(
         assert _libc.mounts_below(dest) == []
     finally:
         pool.delete_subvolume(dest)
+
+
+def test_the_hosts_local_cas_are_trusted_in_the_rootfs_and_change_its_identity(tmp_path: Path) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    with_bundle, without = tmp_path / "a", tmp_path / "b"
+    (with_bundle / "etc/ssl/certs").mkdir(parents=True)
+    (with_bundle / "etc/ssl/certs/ca-certificates.crt").write_text("DEBIAN CAS\n")
+    (without / "etc").mkdir(parents=True)
+    for root in (with_bundle, without):
+        images._finish_rootfs(root, (pem,))
+        assert (root / "usr/local/share/ca-certificates/shells-host-0.crt").read_text() == pem
+    assert (with_bundle / "etc/ssl/certs/ca-certificates.crt").read_text() == "DEBIAN CAS\n\n" + pem
+    assert not (without / "etc/ssl/certs/ca-certificates.crt").exists()
+    assert RootfsSpec(local_cas=(pem,)).content_hash() != RootfsSpec(local_cas=()).content_hash()

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from shells.control.service import Control
 from shells.domain.audit import AuditQuery
+from shells.runtime.network.dataplane import HostNetwork
 from shells.settings import Settings
 from shells.store.repository import MIGRATIONS_DIR, Store
 
@@ -57,7 +58,7 @@ def test_an_instance_from_before_tenancy_upgrades_in_place(tmp_path: Path) -> No
         settings.admin_token_path.write_text(old_token + "\n")
         settings.admin_token_path.chmod(0o600)
 
-        control = Control(settings, store, [])
+        control = Control(settings, store, [], HostNetwork(settings))
         store.migrate()
         assert control.auth.ensure_admin_token(settings.admin_token_path) == old_token
         admin = control.auth.principal(f"Bearer {old_token}")

@@ -41,6 +41,7 @@ from shells.domain.shapes import get_shape
 from shells.domain.shell import ShellRecord, SnapshotRecord
 from shells.domain.states import ShellState
 from shells.domain.tenancy import TermCredentialRecord
+from shells.runtime.network.dataplane import HostNetwork
 from shells.settings import Settings
 from shells.store.repository import Store
 
@@ -100,7 +101,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     settings = Settings(data_dir=tmp_path)
     store = Store(settings.db_url)
     store.migrate()
-    control = Control(settings, store, [])
+    control = Control(settings, store, [], HostNetwork(settings))
     token = control.auth.ensure_admin_token(settings.admin_token_path)
     try:
         yield World(control, control.auth.principal(f"Bearer {token}"))

@@ -12,6 +12,9 @@ from ..control.service import Control
 from . import errors, routes_admin, terminal_ws
 from .request_context import RequestContext
 from .routes import router
+from .routes_network import router as network_router
+from .routes_run import router as run_router
+from .routes_templates import router as templates_router
 
 
 def create_app(control: Control) -> FastAPI:
@@ -30,4 +33,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(router)
     app.include_router(routes_admin.router)
     app.include_router(terminal_ws.router)
+    app.include_router(templates_router)
+    app.include_router(run_router)
+    app.include_router(network_router)
     return app

@@ -23,10 +23,13 @@ STATUS_BY_CLASS: list[tuple[type[e.ShellsError], int]] = [
     (e.NotFound, 404),
     (e.Conflict, 409),
     (e.CommandNotFound, 400),
+    (e.TemplateBuildFailed, 422),
     (e.PayloadTooLarge, 413),
     (e.QuotaExceeded, 403),
     (e.RateLimited, 429),
     (e.AgentError, 502),
+    (e.Unavailable, 503),
+    (e.Timeout, 504),
     (e.RuntimeFailure, 500),
 ]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,10 +9,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..control.requests import CreateShellRequest, parse_exec
-from ..domain.errors import InvalidRequest, ShellsError
-from ..domain.execution import ExecEvent, ExecExit, ExecStarted, FileEntry, OutputChunk
+from ..domain.errors import InvalidRequest
+from ..domain.execution import FileEntry
 from .deps import DOOR, BodyDep, ControlDep, PrincipalDep
-from .errors import error_body
+from .exec_stream import exec_response
 
 router = APIRouter()
 FILE_CHUNK = 256 * 1024
@@ -29,16 +27,6 @@ def _entry(e: FileEntry) -> dict[str, Any]:
         "mode": e.mode,
         "mtime": e.mtime,
         "link_target": e.link_target,
-    }
-
-
-def _exit(e: ExecExit) -> dict[str, Any]:
-    return {
-        "exit_code": e.exit_code,
-        "signal": e.signal,
-        "timed_out": e.timed_out,
-        "truncated": e.truncated,
-        "duration_ms": e.duration_ms,
     }
 
 
@@ -76,12 +64,22 @@ async def delete_shell(control: ControlDep, principal: PrincipalDep, shell_id: s
     return Response(status_code=204)
 
 
-@router.post("/v1/shells/{shell_id}/actions")
-async def act(control: ControlDep, principal: PrincipalDep, shell_id: str, body: BodyDep) -> dict[str, Any]:
-    capability = body.get("capability")
-    params = {k: v for k, v in body.items() if k != "capability"}
-    shell, result = await control.shells.act(principal, shell_id, str(capability), DOOR, params)
+@router.post("/v1/shells/{shell_id}/actions/{action}")
+async def act(
+    control: ControlDep, principal: PrincipalDep, shell_id: str, action: str, body: BodyDep
+) -> dict[str, Any]:
+    """Run one action; the body holds its parameters (``{"count": 2}`` for fork)."""
+    shell, result = await control.shells.act(principal, shell_id, action, DOOR, body)
     return {"shell": shell.to_public(), "result": result}
+
+
+@router.post("/v1/shells/{shell_id}/actions")
+async def act_by_body(
+    control: ControlDep, principal: PrincipalDep, shell_id: str, body: BodyDep
+) -> dict[str, Any]:
+    """The same, with the action named in the body: ``{"capability": "restart", ...}``."""
+    params = {k: v for k, v in body.items() if k != "capability"}
+    return await act(control, principal, shell_id, str(body.get("capability")), params)
 
 
 @router.get("/v1/shells/{shell_id}/events")
@@ -111,49 +109,7 @@ async def exec_(
     wait: bool = False,
 ) -> JSONResponse | StreamingResponse:
     events = await control.inside.exec(principal, shell_id, parse_exec(body), DOOR)
-    if wait:
-        out, err = bytearray(), bytearray()
-        result: dict[str, Any] = {}
-        async for ev in events:
-            if isinstance(ev, ExecExit):
-                result = _exit(ev)
-            elif isinstance(ev, OutputChunk):
-                (out if ev.stream == "stdout" else err).extend(ev.data)
-        return JSONResponse(
-            {"stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"), **result}
-        )
-    first = await _first(events)
-    return StreamingResponse(_ndjson(first, events), media_type="application/x-ndjson")
-
-
-async def _first(events: AsyncIterator[ExecEvent]) -> ExecEvent | None:
-    """Pull the first event (``started``, sent as soon as the process is spawned) before answering,
-    so a command that cannot start is a 4xx, not a stream."""
-    try:
-        return await anext(events)
-    except StopAsyncIteration:
-        return None
-
-
-async def _ndjson(first: ExecEvent | None, events: AsyncIterator[ExecEvent]) -> AsyncIterator[bytes]:
-    decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
-
-    def line(ev: ExecEvent) -> bytes:
-        if isinstance(ev, ExecExit):
-            return json.dumps({"type": "exit", **_exit(ev)}).encode() + b"\n"
-        if isinstance(ev, ExecStarted):
-            return json.dumps({"type": "started", "pid": ev.pid}).encode() + b"\n"
-        return json.dumps({"type": ev.stream, "data": decoders[ev.stream].decode(ev.data)}).encode() + b"\n"
-
-    try:
-        if first is not None:
-            yield line(first)
-        async for ev in events:
-            yield line(ev)
-    except ShellsError as exc:
-        yield json.dumps({"type": "error", **error_body(exc.code, exc.message, exc.details)}).encode() + b"\n"
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+    return await exec_response(events, wait)
 
 
 @router.get("/v1/shells/{shell_id}/files")

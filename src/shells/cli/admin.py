@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ..sdk import Shells
-
-DOOR = "cli"
-
-
-def api_client() -> Shells:
-    """The SDK client, announcing the CLI as its door so the audit trail says ``cli``."""
-    from ..sdk import Shells
-
-    client = Shells()
-    client._http.headers["X-Shells-Door"] = DOOR
-    return client
+from .args import Subparsers, connect
+from .output import print_json
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
@@ -31,62 +18,62 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
         "requests_per_s": args.requests_per_s,
         "burst": args.burst,
     }
-    body: dict[str, Any] = {"name": args.name, "quotas": {k: v for k, v in limits.items() if v is not None}}
-    tenant = api_client()._json("POST", "/v1/tenants", json=body)
-    print(json.dumps(tenant, indent=2) if args.json else tenant["name"])
+    with connect() as client:
+        tenant = client.tenants.create(args.name, quotas={k: v for k, v in limits.items() if v is not None})
+    if args.json:
+        print_json(tenant)
+    else:
+        print(tenant.name)
     return 0
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    scopes = [s for s in args.scopes.split(",") if s]
-    body: dict[str, Any] = {"scopes": scopes}
-    extra = {
-        "tenant": args.tenant,
-        "principal": args.principal,
-        "expires_in_s": args.expires_in,
-        "kind": args.kind,
-    }
-    body |= {k: v for k, v in extra.items() if v is not None}
-    token = api_client()._json("POST", "/v1/tokens", json=body)
-    if args.json:
-        print(json.dumps(token, indent=2))
-    else:
-        print(token["token"])
-        expiry = token["expires_at"] or "never"
-        print(
-            f"{token['id']} ({token['prefix']}…) for {token['principal']}@{token['tenant']}, "
-            f"expires {expiry}; the token is shown only now",
-            file=sys.stderr,
+    with connect() as client:
+        token = client.tokens.create(
+            [s for s in args.scopes.split(",") if s],
+            tenant=args.tenant,
+            principal=args.principal,
+            expires_in_s=args.expires_in,
+            kind=args.kind,
         )
+    if args.json:
+        print_json(token)
+        return 0
+    print(token.token)
+    expiry = token.expires_at.isoformat() if token.expires_at else "never"
+    print(
+        f"{token.id} ({token.prefix}…) for {token.principal}@{token.tenant}, "
+        f"expires {expiry}; the token is shown only now",
+        file=sys.stderr,
+    )
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    filters = {
-        "shell": args.shell,
-        "actor": args.actor,
-        "action": args.action,
-        "door": args.door,
-        "outcome": args.outcome,
-        "since": args.since,
-        "until": args.until,
-        "limit": args.limit,
-    }
-    params = {k: v for k, v in filters.items() if v is not None}
-    events = api_client()._json("GET", "/v1/audit", params=params)["events"]
+    with connect() as client:
+        events = client.audit(
+            shell=args.shell,
+            actor=args.actor,
+            action=args.action,
+            door=args.door,
+            outcome=args.outcome,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
+        )
     if args.json:
-        print(json.dumps(events, indent=2))
+        print_json(events)
         return 0
     for e in events:
-        mark = " DESTRUCTIVE" if e["destructive"] else ""
+        mark = " DESTRUCTIVE" if e.destructive else ""
         print(
-            f"{e['at']}  {e['door']:<7} {e['principal']:<12} {e['action']:<16} {e['target'] or '-':<26} "
-            f"{e['outcome']}{mark}  req={e['request_id'] or '-'}"
+            f"{e.at.isoformat()}  {e.door:<7} {e.principal:<12} {e.action:<16} {e.target or '-':<26} "
+            f"{e.outcome}{mark}  req={e.request_id or '-'}"
         )
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     admin = sub.add_parser("admin", help="tenants and tokens (admins)")
     groups = admin.add_subparsers(dest="admin_command", required=True)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ..domain.errors import ERRORS_BY_CODE, ShellsError
-from .admin import DOOR, api_client
+from .args import DOOR, Subparsers, connect
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -32,9 +32,9 @@ EXIT_ERROR = 2
 
 
 def cmd_term(args: argparse.Namespace) -> int:
-    body = {"ttl_s": args.ttl} if args.ttl else {}
-    cred = api_client()._json("POST", f"/v1/shells/{args.id}/term", json=body)
-    return attach(cred["url"], cred["token"])
+    with connect() as client:
+        cred = client.get(args.id).terminals.create(args.ttl)
+    return attach(cred.url, cred.token)
 
 
 @contextlib.contextmanager
@@ -147,7 +147,7 @@ def _error_of(body: bytes | dict[str, Any] | None) -> ShellsError:
     return cls(str(err.get("message", "The terminal was refused.")), dict(err.get("details") or {}))
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser("term", help="attach this terminal to a shell (Ctrl-D at an empty prompt leaves)")
     s.add_argument("id")
     s.add_argument("--ttl", type=int, default=None, metavar="SECONDS", help="credential lifetime (<= 900)")

@@ -15,6 +15,7 @@ from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord
 from ..runtime.backend import Backend, ShellSpec
 from ..settings import Settings
+from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
 from .quotas import Quotas
 from .request_scope import current_request
@@ -41,14 +42,16 @@ class ControlContext:
                 {"field": "runtime"},
             ) from None
 
-    @staticmethod
-    def spec(shell: ShellRecord) -> ShellSpec:
+    def spec(self, shell: ShellRecord) -> ShellSpec:
+        """What the backend needs to (re)start the shell, private networks included."""
         return ShellSpec(
             host_id=shell.id,
             template=shell.template,
             shape=get_shape(shell.shape),
             network=shell.network,
             source_snapshot=shell.source_snapshot,
+            networks=tuple(n.private() for n in NetworkingStore(self.store).memberships(shell.id)),
+            hostname=shell.name,
         )
 
     @staticmethod

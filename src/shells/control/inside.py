@@ -16,6 +16,7 @@ from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from .auth import authorize
 from .context import ControlContext
+from .templates import Templates
 
 MAX_READ_BYTES = 512 * 1024 * 1024
 
@@ -35,21 +36,25 @@ def running(
 
 
 class Inside:
-    def __init__(self, ctx: ControlContext) -> None:
+    def __init__(self, ctx: ControlContext, templates: Templates) -> None:
         self.ctx = ctx
+        self.templates = templates
 
     async def exec(
-        self, principal: Principal, shell_id: str, spec: ExecSpec, door: str
+        self, principal: Principal, shell_id: str, spec: ExecSpec, door: str, action: str = "exec"
     ) -> AsyncIterator[ExecEvent]:
         """Check access, then return the command's event stream; the audit event is written at the end.
 
         Access is checked before the first ``await`` of the caller, so a door can turn errors into
-        a 4xx before it starts streaming.
+        a 4xx before it starts streaming. The environment is the template's, then the shell's, then
+        the request's; the working directory defaults to the template's.
         """
         shell = running(self.ctx, principal, shell_id, access.EXEC)
-        spec = replace(spec, env={**shell.env, **spec.env}, cwd=normalize_shell_path(spec.cwd))
+        env, workdir = self.templates.exec_defaults(shell.template)
+        cwd = normalize_shell_path(spec.cwd) if spec.cwd is not None else workdir
+        spec = replace(spec, env={**env, **shell.env, **spec.env}, cwd=cwd)
         events = self.ctx.backend(shell.runtime).exec(shell.id, spec)
-        return self._audited(principal, shell, spec, events, door)
+        return self._audited(principal, shell, spec, events, door, action)
 
     async def _audited(
         self,
@@ -58,6 +63,7 @@ class Inside:
         spec: ExecSpec,
         events: AsyncIterator[ExecEvent],
         door: str,
+        action: str,
     ) -> AsyncIterator[ExecEvent]:
         started = time.monotonic()
         outcome = "cancelled"
@@ -75,7 +81,7 @@ class Inside:
             details["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
             self.ctx.store.add_event(
                 self.ctx.draft(
-                    principal, shell, door=door, kind="exec", action="exec", outcome=outcome, details=details
+                    principal, shell, door=door, kind="exec", action=action, outcome=outcome, details=details
                 )
             )
 

@@ -25,17 +25,23 @@ from ..domain.states import ShellState
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
+from .networking import Networking
 from .pool import WarmPool
 from .requests import CreateShellRequest
+from .templates import Templates
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 256 * 1024
 
 
 class Lifecycle:
-    def __init__(self, ctx: ControlContext, pool: WarmPool) -> None:
+    def __init__(
+        self, ctx: ControlContext, pool: WarmPool, templates: Templates, network: Networking
+    ) -> None:
         self.ctx = ctx
         self.pool = pool
+        self.templates = templates
+        self.network = network
         self._reclaim: set[asyncio.Task[None]] = set()
 
     # reads ----------------------------------------------------------------------------------------
@@ -83,8 +89,9 @@ class Lifecycle:
                     f"create it with runtime '{snap.runtime}'."
                 )
             template = snap.template
-        elif template not in backend.templates():
-            await backend.ensure_template(template)
+        else:
+            template = await self.templates.for_new_shell(principal, template)
+        networks = [self.network.get_network(principal, name) for name in req.networks]
         # No await from the quota check to the record's insert: concurrent creates cannot overshoot.
         self.ctx.quotas.check_shell(principal.tenant, get_shape(req.shape))
         now = datetime.now(UTC)
@@ -97,7 +104,7 @@ class Lifecycle:
             "created_at": now,
             "updated_at": now,
         }
-        if req.snapshot is None:
+        if req.snapshot is None and not networks:  # warm shells are on no private network
             claimed = self.pool.claim(
                 template=template, shape=req.shape, network=req.network, runtime=req.runtime
             )
@@ -128,6 +135,8 @@ class Lifecycle:
         self.ctx.store.add_shell(
             shell, self.ctx.draft(principal, shell, door=door, kind="create", action="create")
         )
+        for net in networks:  # recorded first, so the shell starts on them
+            self.network.record_member(principal, net, shell, "", door)
         return await self.boot(principal, shell, door)
 
     async def boot(self, principal: Principal | None, shell: ShellRecord, door: str) -> ShellRecord:
@@ -170,6 +179,7 @@ class Lifecycle:
                 "deleted by " + principal.id,
                 self.ctx.draft(principal, shell, door=door, kind="delete", action="delete"),
             )
+        self.network.records.forget_shell(shell.id)
         self.reclaim(shell)
 
     def reclaim(self, shell: ShellRecord) -> None:

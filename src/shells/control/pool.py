@@ -15,7 +15,7 @@ import logging
 from datetime import UTC, datetime
 
 from ..domain.ids import new_id
-from ..domain.isolation import Language, Runtime
+from ..domain.isolation import DEFAULT_LANGUAGE, PRESET_TEMPLATES, Language, Runtime
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.shapes import DEFAULT_SHAPE
 from ..domain.shell import ShellRecord
@@ -30,7 +30,12 @@ usual next call) does not queue behind the replacement's start on a small host."
 
 
 class WarmPool:
-    def __init__(self, ctx: ControlContext, size: int, templates: tuple[str, ...] = ("base",)) -> None:
+    def __init__(
+        self,
+        ctx: ControlContext,
+        size: int,
+        templates: tuple[str, ...] = (PRESET_TEMPLATES[DEFAULT_LANGUAGE],),
+    ) -> None:
         self.ctx = ctx
         self.size = max(0, size)
         self.templates = templates
@@ -74,6 +79,8 @@ class WarmPool:
     async def _refill_once(self) -> None:
         backend = self.ctx.backend(Runtime.CONTAINER)
         for template in self.templates:
+            if backend.template_meta(template) is None:  # deleted; refilled once it is built again
+                continue
             while True:
                 have = [s for s in self.ctx.store.list_shells(None, pooled=True) if s.template == template]
                 if len(have) >= self.size:

@@ -14,6 +14,10 @@ from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
 
 MAX_NAME = 63
+SEALED_HAS_NO_NETWORK = (
+    "A sealed shell has no network at all, so it cannot be on a private network; use mode "
+    "'localhost' (private networks without internet) or 'internet'."
+)
 MAX_LABELS = 64
 
 
@@ -58,10 +62,22 @@ class CreateShellRequest:
     name: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    networks: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
-        known = {"language", "runtime", "network", "shape", "template", "snapshot", "name", "env", "labels"}
+        known = {
+            "language",
+            "runtime",
+            "network",
+            "networks",
+            "shape",
+            "template",
+            "snapshot",
+            "name",
+            "env",
+            "labels",
+        }
         unknown = sorted(set(body) - known)
         if unknown:
             raise InvalidRequest(
@@ -72,25 +88,12 @@ class CreateShellRequest:
             raise InvalidRequest(
                 "'language' is required (bash, node, python, rust or go).", {"field": "language"}
             )
-        network = body.get("network")
-        if network is None:
-            policy = NetworkPolicy()
-        elif isinstance(network, str):
-            policy = NetworkPolicy(parse_enum(NetworkMode, network, "network.mode"))
-        elif isinstance(network, Mapping):
-            allow = network.get("allow") or []
-            if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
-                raise InvalidRequest("'network.allow' must be a list of strings.", {"field": "network.allow"})
-            mode = parse_enum(NetworkMode, network.get("mode", NetworkMode.SEALED.value), "network.mode")
-            if allow and mode is not NetworkMode.INTERNET:
-                raise InvalidRequest(
-                    "'network.allow' only applies to mode 'internet'.", {"field": "network.allow"}
-                )
-            policy = NetworkPolicy(mode, tuple(allow))
-        else:
-            raise InvalidRequest(
-                '\'network\' must be an object like {"mode": "sealed"}.', {"field": "network"}
-            )
+        policy = parse_network_policy(body.get("network"))
+        networks = body.get("networks") or []
+        if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
+            raise InvalidRequest("'networks' must be a list of private network names.", {"field": "networks"})
+        if networks and policy.mode is NetworkMode.SEALED:
+            raise InvalidRequest(SEALED_HAS_NO_NETWORK, {"field": "networks"})
         shape = body.get("shape") or DEFAULT_SHAPE
         if not isinstance(shape, str):
             raise InvalidRequest("'shape' must be a string such as s-1vcpu-512mb.", {"field": "shape"})
@@ -114,7 +117,33 @@ class CreateShellRequest:
             name=name,
             env=_str_map(body.get("env"), "env"),
             labels=labels,
+            networks=tuple(dict.fromkeys(networks)),
         )
+
+
+def parse_network_policy(value: object) -> NetworkPolicy:
+    """``"internet"`` or ``{"mode": "internet", "allow": ["example.org:443", ...]}``; absent → sealed."""
+    if value is None:
+        return NetworkPolicy()
+    if isinstance(value, str):
+        return NetworkPolicy(parse_enum(NetworkMode, value, "network.mode"))
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(
+            '\'network\' must be a mode or an object like {"mode": "sealed"}.', {"field": "network"}
+        )
+    unknown = sorted(set(value) - {"mode", "allow"})
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown field(s) in 'network': {', '.join(unknown)}. Known fields: allow, mode.",
+            {"field": "network", "fields": unknown},
+        )
+    allow = value.get("allow") or []
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise InvalidRequest("'network.allow' must be a list of strings.", {"field": "network.allow"})
+    mode = parse_enum(NetworkMode, value.get("mode", NetworkMode.SEALED.value), "network.mode")
+    if allow and mode is not NetworkMode.INTERNET:
+        raise InvalidRequest("'network.allow' only applies to mode 'internet'.", {"field": "network.allow"})
+    return NetworkPolicy(mode, tuple(allow))
 
 
 def parse_exec(body: Mapping[str, Any]) -> ExecSpec:
@@ -144,9 +173,9 @@ def parse_exec(body: Mapping[str, Any]) -> ExecSpec:
     timeout = body.get("timeout_s", DEFAULT_EXEC_TIMEOUT_S)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise InvalidRequest("'timeout_s' must be a number of seconds.")
-    cwd = body.get("cwd", "/workspace")
-    if not isinstance(cwd, str):
-        raise InvalidRequest("'cwd' must be a string.")
+    cwd = body.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise InvalidRequest("'cwd' must be a string (default: the template's working directory).")
     return ExecSpec(
         argv=tuple(cmd) if cmd is not None else None,
         command=command,

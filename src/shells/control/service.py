@@ -12,6 +12,7 @@ from ..domain.principal import Principal
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
 from ..runtime.backend import Backend
+from ..runtime.network.dataplane import HostNetwork
 from ..settings import Settings
 from ..store.repository import Store
 from .audit import Audit
@@ -19,8 +20,11 @@ from .auth import Authenticator, authorize, require, visible_snapshots
 from .context import ControlContext
 from .inside import Inside
 from .lifecycle import Lifecycle
+from .networking import Networking
 from .pool import WarmPool
 from .reconcile import ReconcileReport, reconcile
+from .run_code import RunCode
+from .templates import Templates
 from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
@@ -29,16 +33,21 @@ log = logging.getLogger(__name__)
 
 
 class Control:
-    def __init__(self, settings: Settings, store: Store, backends: list[Backend]) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, backends: list[Backend], network: HostNetwork
+    ) -> None:
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
+        self.network = Networking(self.ctx, network)
         self.auth = Authenticator(store, self.ctx.quotas)
         self.audit = Audit(store)
-        self.terminals = Terminals(self.ctx)
+        self.templates = Templates(self.ctx)
+        self.terminals = Terminals(self.ctx, self.templates)
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
-        self.shells = Lifecycle(self.ctx, self.pool)
-        self.inside = Inside(self.ctx)
+        self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network)
+        self.inside = Inside(self.ctx, self.templates)
+        self.run_code = RunCode(self.ctx, self.inside)
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
@@ -46,12 +55,15 @@ class Control:
         self.auth.ensure_admin_token(self.ctx.settings.admin_token_path)
         for backend in self.ctx.backends.values():
             await backend.prepare()
+        await self.templates.reconcile()
+        await self.network.start()
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         self.pool.start()
         return report
 
     async def close(self) -> None:
+        await self.network.stop()
         await self.pool.stop()
         await self.shells.drain()
 

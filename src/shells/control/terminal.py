@@ -45,6 +45,7 @@ from .context import ControlContext
 from .inside import running
 from .request_scope import note_principal
 from .requests import reject_unknown
+from .templates import Templates
 
 TERM_PREFIX = "term_"
 DEFAULT_TTL_S = 300
@@ -65,8 +66,9 @@ def parse_ttl(body: Mapping[str, Any]) -> int:
 
 
 class Terminals:
-    def __init__(self, ctx: ControlContext) -> None:
+    def __init__(self, ctx: ControlContext, templates: Templates) -> None:
         self.ctx = ctx
+        self.templates = templates
         self._live: dict[str, TerminalSession] = {}
 
     # credentials ----------------------------------------------------------------------------------
@@ -159,8 +161,13 @@ class Terminals:
         note_principal(principal)
         shell = running(self.ctx, principal, shell_id, access.TERM)
         remaining = (cred.expires_at - now).total_seconds()
+        env, workdir = self.templates.exec_defaults(shell.template)  # what an exec there would get
         spec = TerminalSpec(
-            env=dict(shell.env), cols=cols, rows=rows, timeout_s=remaining + BACKSTOP_MARGIN_S
+            env={**env, **shell.env},
+            cwd=workdir,
+            cols=cols,
+            rows=rows,
+            timeout_s=remaining + BACKSTOP_MARGIN_S,
         )
         return TerminalSession(self, cred, principal, shell, spec)
 

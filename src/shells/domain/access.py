@@ -60,6 +60,10 @@ TERM = Permission("term", "shells.term", Role.OPERATOR)
 DESTROY = Permission("destroy", "shells.destroy", Role.OWNER)
 SHARE = Permission("share", "shells.act", Role.OWNER)
 """Granting and revoking roles on a shell: owners and tenant admins only."""
+NETWORK = Permission("network", "shells.act", Role.OPERATOR)
+"""Changing a shell's network: its policy, its private networks, its exposed ports."""
+SAVE = Permission("save", "shells.create", Role.OPERATOR)
+"""Saving a shell as a template, which every principal of the tenant may then use."""
 
 
 def parse_scopes(value: object, field: str = "scopes") -> frozenset[str]:

@@ -2,11 +2,14 @@
 
     ShellsError                      code                    meaning
     ├── InvalidRequest               invalid_request         the input is malformed or out of range
-    │   └── InvalidPath              invalid_path            a file path is unsafe or malformed
-    ├── Unauthenticated              unauthenticated         no token, or a token that is unknown
-    │   ├── CredentialExpired        credential_expired      the token or terminal credential expired
-    │   └── CredentialRevoked        credential_revoked      the token or terminal credential was revoked
-    ├── PermissionDenied             permission_denied       the token (scope) or principal (role) may not
+    │   ├── InvalidPath              invalid_path            a file path is unsafe or malformed
+    │   ├── InvalidTemplateName      invalid_template_name   not 'name:tag', or illegal characters
+    │   └── InvalidTemplateSpec      invalid_template_spec   a template spec that does not parse or check
+    ├── AuthError                    auth_error              (abstract) who is asking, or what they may do
+    │   ├── Unauthenticated          unauthenticated         no token, or a token that is unknown
+    │   │   ├── CredentialExpired    credential_expired      the token or terminal credential expired
+    │   │   └── CredentialRevoked    credential_revoked      the token or terminal credential was revoked
+    │   └── PermissionDenied         permission_denied       the token (scope) or principal (role) may not
     ├── NotFound                     not_found               (abstract) something does not exist
     │   ├── ShellNotFound            shell_not_found
     │   ├── SnapshotNotFound         snapshot_not_found
@@ -16,19 +19,29 @@
     │   ├── PrincipalNotFound        principal_not_found
     │   ├── TokenNotFound            token_not_found
     │   ├── GrantNotFound            grant_not_found
-    │   └── CredentialNotFound       credential_not_found    (a terminal credential)
+    │   ├── CredentialNotFound       credential_not_found    (a terminal credential)
+    │   ├── NetworkNotFound          network_not_found
+    │   └── PortNotExposed           port_not_exposed
     ├── Conflict                     conflict                (abstract) the state does not allow it
     │   ├── InvalidState             invalid_state           the action is not allowed in this state
     │   ├── ActionNotSupported       action_not_supported    the isolation class cannot do this
     │   ├── FeatureUnavailable       feature_unavailable     this host cannot provide it (yet)
     │   ├── AlreadyExists            already_exists          a tenant of that name exists
-    │   └── CredentialInUse          credential_in_use       a terminal credential is attached already
+    │   ├── CredentialInUse          credential_in_use       a terminal credential is attached already
+    │   ├── TemplateExists           template_exists         the template name is taken
+    │   ├── TemplateInUse            template_in_use         shells or templates still use the template
+    │   ├── TemplateNotBuilt         template_not_built      a built-in template that must be built first
+    │   ├── NetworkExists            network_exists          the tenant already has a network of that name
+    │   └── NetworkInUse             network_in_use          shells are still attached to the network
+    ├── TemplateBuildFailed          template_build_failed   a build step failed (422); nothing registered
     ├── CommandNotFound              command_not_found       exec of a binary that does not exist
     ├── PayloadTooLarge              payload_too_large
     ├── QuotaExceeded                quota_exceeded          a tenant quota (details: limit, value)
     ├── RateLimited                  rate_limited            the token's request rate (details: limit, value)
     ├── RuntimeFailure               runtime_failure         the host runtime failed; the message says where
-    └── AgentError                   agent_error             the in-shell agent misbehaved or went away
+    ├── AgentError                   agent_error             the in-shell agent misbehaved or went away
+    ├── Timeout                      timeout                 no answer in time (also a client timeout)
+    └── Unavailable                  unavailable             server unreachable, or connection dropped
 
 Messages are written for the person who has to fix the input: they say what was wrong and what to
 send instead. Doors (REST, SDK, MCP) translate codes, never messages.
@@ -43,6 +56,8 @@ class ShellsError(Exception):
     """Root of every deliberate Shells error."""
 
     code: ClassVar[str] = "internal"
+    request_id: str | None = None
+    """The id of the request this error answered (set by the SDK from ``X-Request-Id``)."""
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -61,7 +76,19 @@ class InvalidPath(InvalidRequest):
     code = "invalid_path"
 
 
-class Unauthenticated(ShellsError):
+class InvalidTemplateName(InvalidRequest):
+    code = "invalid_template_name"
+
+
+class InvalidTemplateSpec(InvalidRequest):
+    code = "invalid_template_spec"
+
+
+class AuthError(ShellsError):
+    code = "auth_error"
+
+
+class Unauthenticated(AuthError):
     code = "unauthenticated"
 
 
@@ -73,7 +100,7 @@ class CredentialRevoked(Unauthenticated):
     code = "credential_revoked"
 
 
-class PermissionDenied(ShellsError):
+class PermissionDenied(AuthError):
     code = "permission_denied"
 
 
@@ -117,6 +144,14 @@ class CredentialNotFound(NotFound):
     code = "credential_not_found"
 
 
+class NetworkNotFound(NotFound):
+    code = "network_not_found"
+
+
+class PortNotExposed(NotFound):
+    code = "port_not_exposed"
+
+
 class Conflict(ShellsError):
     code = "conflict"
 
@@ -141,6 +176,30 @@ class CredentialInUse(Conflict):
     code = "credential_in_use"
 
 
+class TemplateExists(Conflict):
+    code = "template_exists"
+
+
+class TemplateInUse(Conflict):
+    code = "template_in_use"
+
+
+class TemplateNotBuilt(Conflict):
+    code = "template_not_built"
+
+
+class NetworkExists(Conflict):
+    code = "network_exists"
+
+
+class NetworkInUse(Conflict):
+    code = "network_in_use"
+
+
+class TemplateBuildFailed(ShellsError):
+    code = "template_build_failed"
+
+
 class CommandNotFound(ShellsError):
     code = "command_not_found"
 
@@ -163,6 +222,14 @@ class RuntimeFailure(ShellsError):
 
 class AgentError(ShellsError):
     code = "agent_error"
+
+
+class Timeout(ShellsError):
+    code = "timeout"
+
+
+class Unavailable(ShellsError):
+    code = "unavailable"
 
 
 def _all_error_classes() -> list[type[ShellsError]]:

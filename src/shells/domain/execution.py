@@ -20,12 +20,15 @@ MAX_ENV_ENTRIES = 4096
 
 @dataclass(frozen=True)
 class ExecSpec:
-    """One command to run. Exactly one of ``argv`` or ``command`` (run by ``/bin/sh -c``) is set."""
+    """One command to run. Exactly one of ``argv`` or ``command`` (run by ``/bin/sh -c``) is set.
+
+    ``cwd`` None means the shell's working directory: its template's ``workdir`` (/workspace unless
+    the template says otherwise)."""
 
     argv: tuple[str, ...] | None = None
     command: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    cwd: str = "/workspace"
+    cwd: str | None = None
     stdin: bytes = b""
     timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
@@ -51,7 +54,7 @@ class ExecSpec:
                 raise InvalidRequest(
                     f"'env' key {key!r} is invalid: names may not be empty or hold '=' or NUL."
                 )
-        if not self.cwd.startswith("/") or "\0" in self.cwd:
+        if self.cwd is not None and (not self.cwd.startswith("/") or "\0" in self.cwd):
             raise InvalidRequest("'cwd' must be an absolute path inside the shell, such as /workspace.")
         if not 0 < self.timeout_s <= MAX_EXEC_TIMEOUT_S:
             raise InvalidRequest(f"'timeout_s' must be between 0 and {MAX_EXEC_TIMEOUT_S:.0f} seconds.")

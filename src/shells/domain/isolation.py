@@ -27,13 +27,16 @@ class Language(StrEnum):
 DEFAULT_RUNTIME = Runtime.CONTAINER
 
 PRESET_TEMPLATES: dict[Language, str] = {
-    Language.BASH: "base",
-    Language.PYTHON: "base",
-    Language.NODE: "node",
-    Language.RUST: "rust",
-    Language.GO: "go",
+    Language.BASH: "base:1",
+    Language.PYTHON: "python:1",
+    Language.NODE: "node:1",
+    Language.RUST: "rust:1",
+    Language.GO: "go:1",
 }
 """Which template a language preset starts from when the request names none."""
+
+DEFAULT_LANGUAGE = Language.PYTHON
+"""The preset ``make up`` prepares and the warm pool keeps ready."""
 
 
 E = TypeVar("E", bound=StrEnum)

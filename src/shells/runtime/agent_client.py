@@ -353,7 +353,7 @@ class AgentClient:
         request = _exec_request(
             spec.effective_argv,
             spec.env,
-            spec.cwd,
+            spec.cwd or "/workspace",
             spec.timeout_s,
             spec.output_cap_bytes,
             stdin=bool(spec.stdin),

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from ..domain.capabilities import Capability
 from ..domain.execution import ExecEvent, ExecSpec, FileEntry
 from ..domain.isolation import Runtime
-from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
 from ..domain.shapes import Shape
+from ..domain.templates import BuildProgress, TemplateMeta
 from ..domain.terminal import TerminalIO, TerminalSpec
 
 
@@ -29,6 +31,13 @@ class ShellSpec:
     shape: Shape
     network: NetworkPolicy
     source_snapshot: str | None = None
+    cache_dirs: tuple[str, ...] = ()
+    """Directories inside the shell backed by a per-instance cache that every shell asking for the same
+    path shares (template builds share apt's downloads this way)."""
+    networks: tuple[PrivateNetwork, ...] = ()
+    """Private networks the shell is on from its start."""
+    hostname: str | None = None
+    """The shell's name on its private networks (peers resolve it); None uses ``host_id``."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,30 @@ class Backend(Protocol):
     def templates(self) -> dict[str, str]:
         """Template name → version description, for the templates this host has ready."""
 
-    async def ensure_template(self, name: str) -> None:
-        """Make template ``name`` ready, or raise TemplateNotFound saying how to get it."""
+    def template_meta(self, name: str) -> TemplateMeta | None:
+        """The metadata of template ``name`` if it is ready on this host."""
+
+    def list_templates(self) -> list[TemplateMeta]:
+        """Every template ready on this host."""
+
+    async def ensure_template(
+        self, name: str, progress: BuildProgress | None = None, *, allow_build: bool = True
+    ) -> TemplateMeta:
+        """Make the built-in ``name`` ready: import it from the host cache, or build it and its parents
+        (reporting to ``progress``; without ``allow_build``, raise TemplateNotBuilt instead). Any
+        other name must exist, else TemplateNotFound."""
+
+    async def capture_template(
+        self, host_id: str, meta: TemplateMeta, include_workspace: bool
+    ) -> TemplateMeta:
+        """Publish the shell's root filesystem (and /workspace if asked) as the read-only template
+        ``meta.name``; returns ``meta`` measured (size) and dated."""
+
+    async def delete_template(self, name: str) -> None:
+        """Remove template ``name`` from this host (idempotent). Shells made from it are unaffected."""
+
+    async def export_ext4(self, name: str, dest: Path) -> None:
+        """Write template ``name`` as an ext4 image file (for the microvm class)."""
 
     async def create(self, spec: ShellSpec) -> None:
         """Build the shell's filesystem from its template or snapshot and start it."""
@@ -62,6 +93,10 @@ class Backend(Protocol):
 
     async def stop(self, host_id: str) -> None:
         """End every process of the shell; keep its filesystem."""
+
+    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+        """Apply a new network policy to a running shell without restarting it (mode changes too);
+        for a shell that is not running this does nothing: its next start uses its spec."""
 
     async def destroy(self, host_id: str) -> None:
         """Release everything the shell holds on the host. Idempotent."""

@@ -12,16 +12,17 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shells.domain.errors import RuntimeFailure
 from shells.runtime.host import _libc
 from shells.runtime.host.btrfs import BtrfsPool
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 DEFAULT_PACKAGES = ("python3", "ca-certificates", "procps", "curl", "git", "less")
 
@@ -45,6 +46,18 @@ _TRIM = (
 
 _TAR_FLAGS = ["--numeric-owner", "--xattrs", "--xattrs-include=*"]
 
+HOST_LOCAL_CAS = Path("/usr/local/share/ca-certificates")
+
+
+def host_local_cas() -> tuple[str, ...]:
+    """The CA certificates this host trusts locally (Debian's place for them), as PEM text.
+
+    Templates trust them too, so downloads work where the host's own do, e.g. behind a
+    TLS-inspecting egress proxy whose CA the administrator added to the host."""
+    if not HOST_LOCAL_CAS.is_dir():
+        return ()
+    return tuple(p.read_text(encoding="utf-8") for p in sorted(HOST_LOCAL_CAS.rglob("*.crt")))
+
 
 @dataclass(frozen=True)
 class RootfsSpec:
@@ -55,6 +68,7 @@ class RootfsSpec:
     mirror: str = "http://deb.debian.org/debian"
     variant: str = "minbase"
     packages: tuple[str, ...] = DEFAULT_PACKAGES
+    local_cas: tuple[str, ...] = field(default_factory=host_local_cas)
 
     def content_hash(self) -> str:
         doc = {k: v for k, v in asdict(self).items() if k != "name"}
@@ -99,35 +113,74 @@ def build_rootfs_tarball(cache_dir: Path, spec: RootfsSpec | None = None) -> Pat
     work = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".build-{spec.name}-"))
     try:
         rootfs = work / "rootfs"
-        argv = ["debootstrap", f"--variant={spec.variant}"]
+        debs = cache_dir / "debootstrap"  # downloaded .debs, reused by the next build on this host
+        debs.mkdir(exist_ok=True)
+        argv = ["debootstrap", f"--variant={spec.variant}", f"--cache-dir={debs.resolve()}"]
         if spec.packages:
             argv.append("--include=" + ",".join(spec.packages))
         argv += [spec.suite, str(rootfs), spec.mirror]
         _run(f"debootstrap of {spec.suite}", argv)
-        _finish_rootfs(rootfs)
-        partial = work / tarball.name
-        _run(
-            "packing the rootfs template",
-            [
-                "tar",
-                *_TAR_FLAGS,
-                "--sort=name",
-                "-I",
-                "zstd -T0 -10",
-                "-C",
-                str(rootfs),
-                "-cf",
-                str(partial),
-                ".",
-            ],
-        )
-        partial.rename(tarball)
+        _finish_rootfs(rootfs, spec.local_cas)
+        pack_rootfs(rootfs, tarball, level=10)
     finally:
         _remove_build_dir(work)
     return tarball
 
 
-def _finish_rootfs(rootfs: Path) -> None:
+def pack_rootfs(rootfs: Path, tarball: Path, level: int = 3) -> None:
+    """Pack the tree ``rootfs`` into ``tarball`` (zstd), atomically: a partial file is never visible."""
+    _require("zstd")
+    partial = tarball.with_name(f".{tarball.name}.partial-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        _run(
+            f"packing {tarball.name}",
+            ["tar", *_TAR_FLAGS, "--sort=name", "-I", f"zstd -T0 -{level}", "-C", str(rootfs),
+             "-cf", str(partial), "."],
+        )  # fmt: skip
+        partial.rename(tarball)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def tree_usage(root: Path) -> tuple[int, int]:
+    """(apparent bytes of the regular files, number of inodes) below ``root``, not crossing mounts."""
+    size, inodes = 0, 1
+    dev = root.lstat().st_dev
+    pending = [str(root)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                inodes += 1
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if st.st_dev == dev:
+                        pending.append(entry.path)
+                elif stat.S_ISREG(st.st_mode):
+                    size += st.st_size
+    return size, inodes
+
+
+def make_ext4(tree: Path, image: Path) -> None:
+    """Write the tree ``tree`` into a new ext4 image file ``image`` (``mkfs.ext4 -d``), atomically.
+
+    Owners, modes, xattrs and hard links are kept; the image has ~25 % free space and spare inodes.
+    """
+    _require("mkfs.ext4")
+    size, inodes = tree_usage(tree)
+    size_mib = (size * 5 // 4 + inodes * 4096) // (1024 * 1024) + 64
+    partial = image.with_name(f".{image.name}.partial-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        _run(
+            f"making the ext4 image {image.name}",
+            ["mkfs.ext4", "-q", "-F", "-L", "shells-root", "-N", str(inodes * 5 // 4 + 1024),
+             "-E", "root_owner=0:0", "-d", str(tree), str(partial), f"{size_mib}M"],
+        )  # fmt: skip
+        partial.rename(image)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _finish_rootfs(rootfs: Path, local_cas: tuple[str, ...] = ()) -> None:
     """Trim what sandboxes never need and add what Shells expects in every template."""
     for rel in _TRIM:
         target = rootfs / rel
@@ -145,6 +198,14 @@ def _finish_rootfs(rootfs: Path) -> None:
         (rootfs / rel).chmod(0o755)
     (rootfs / "etc/hostname").write_text("shells\n")
     (rootfs / "etc/hosts").write_text(HOSTS)
+    local = rootfs / "usr/local/share/ca-certificates"
+    for i, pem in enumerate(local_cas):  # found by update-ca-certificates whenever it runs later
+        local.mkdir(parents=True, exist_ok=True)
+        (local / f"shells-host-{i}.crt").write_text(pem, encoding="utf-8")
+    bundle = rootfs / "etc/ssl/certs/ca-certificates.crt"
+    if local_cas and bundle.exists():  # what it would do now, without running anything of the rootfs
+        with bundle.open("a", encoding="utf-8") as out:
+            out.writelines("\n" + pem.strip() + "\n" for pem in local_cas)
 
 
 def _remove_build_dir(work: Path) -> None:

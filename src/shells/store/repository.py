@@ -112,7 +112,8 @@ def _snapshot_from_row(row: SnapshotRow) -> SnapshotRecord:
     )
 
 
-def _event_row(draft: EventDraft, at: datetime) -> EventRow:
+def event_row(draft: EventDraft, at: datetime) -> EventRow:
+    """The row of an audit event; the request it belongs to is marked recorded (see ``Audit.finish``)."""
     if draft.request is not None:
         draft.request.recorded = True
     return EventRow(
@@ -168,24 +169,24 @@ class Store(TenancyStore):
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Session]:
+    def tx(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
 
     def _event(self, session: Session, draft: EventDraft, at: datetime) -> None:
-        session.add(_event_row(draft, at))
+        session.add(event_row(draft, at))
 
     # shells ---------------------------------------------------------------------------------------
     def add_shell(self, rec: ShellRecord, draft: EventDraft | None = None) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = ShellRow(id=rec.id)
             _copy_into_row(rec, row)
             s.add(row)
             if draft is not None:
-                s.add(_event_row(draft, rec.created_at))
+                s.add(event_row(draft, rec.created_at))
 
     def get_shell(self, shell_id: str) -> ShellRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(ShellRow, shell_id)
             return None if row is None else _shell_from_row(row)
 
@@ -196,7 +197,7 @@ class Store(TenancyStore):
         pooled: bool = False,
         include_deleted: bool = False,
     ) -> list[ShellRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(ShellRow).where(ShellRow.pooled == pooled)
             if tenant is not None:
                 q = q.where(ShellRow.tenant == tenant)
@@ -207,7 +208,7 @@ class Store(TenancyStore):
 
     def save_shell(self, rec: ShellRecord, draft: EventDraft | None = None) -> None:
         """Write the mutable fields of ``rec`` (not its state: that goes through change_state)."""
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(ShellRow, rec.id)
             if row is None:
                 raise ShellNotFound(f"Shell '{rec.id}' does not exist.")
@@ -216,23 +217,23 @@ class Store(TenancyStore):
             _copy_into_row(rec, row)
             row.state = state
             if draft is not None:
-                s.add(_event_row(draft, rec.updated_at))
+                s.add(event_row(draft, rec.updated_at))
 
     def change_state(self, shell_id: str, target: ShellState, reason: str, draft: EventDraft) -> ShellRecord:
         """Move a shell through the state machine and record why, atomically."""
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(ShellRow, shell_id, with_for_update=True)
             if row is None:
                 raise ShellNotFound(f"Shell '{shell_id}' does not exist.")
             row.state = transition(ShellState(row.state), target).value
             row.state_reason = reason
             row.updated_at = utcnow()
-            s.add(_event_row(draft, row.updated_at))
+            s.add(event_row(draft, row.updated_at))
             return _shell_from_row(row)
 
     def claim_pooled(self, template: str, shape: str, mode: str) -> ShellRecord | None:
         """Take one running pool shell matching the request out of the pool, or None."""
-        with self._tx() as s:
+        with self.tx() as s:
             candidates = s.scalars(
                 select(ShellRow)
                 .where(
@@ -251,15 +252,15 @@ class Store(TenancyStore):
 
     def purge_shell(self, shell_id: str) -> None:
         """Forget a pool shell that never reached a user (it has no history worth keeping)."""
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(ShellRow, shell_id)
             if row is not None and row.pooled:
                 s.delete(row)
 
     # events ---------------------------------------------------------------------------------------
     def add_event(self, draft: EventDraft) -> EventRecord:
-        with self._tx() as s:
-            row = _event_row(draft, utcnow())
+        with self.tx() as s:
+            row = event_row(draft, utcnow())
             s.add(row)
             s.flush()
             return _event_from_row(row)
@@ -275,7 +276,7 @@ class Store(TenancyStore):
     ) -> list[EventRecord]:
         """Events oldest first; ``query`` filters the audit trail (its ``shell`` also matches events
         that only name the shell as their target, such as refused requests)."""
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(EventRow).where(EventRow.id > after)
             if tenant is not None:
                 q = q.where(EventRow.tenant == tenant)
@@ -301,7 +302,7 @@ class Store(TenancyStore):
 
     # snapshots ------------------------------------------------------------------------------------
     def add_snapshot(self, snap: SnapshotRecord, draft: EventDraft) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             s.add(
                 SnapshotRow(
                     id=snap.id,
@@ -314,15 +315,15 @@ class Store(TenancyStore):
                     created_at=snap.created_at,
                 )
             )
-            s.add(_event_row(draft, snap.created_at))
+            s.add(event_row(draft, snap.created_at))
 
     def get_snapshot(self, snap_id: str) -> SnapshotRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(SnapshotRow, snap_id)
             return None if row is None or row.deleted_at is not None else _snapshot_from_row(row)
 
     def list_snapshots(self, tenant: str | None, shell_id: str | None = None) -> list[SnapshotRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(SnapshotRow).where(SnapshotRow.deleted_at.is_(None))
             if tenant is not None:
                 q = q.where(SnapshotRow.tenant == tenant)
@@ -332,11 +333,11 @@ class Store(TenancyStore):
 
     def all_snapshot_ids(self) -> set[str]:
         """Every snapshot still kept, of every tenant (for reconciliation)."""
-        with self._tx() as s:
+        with self.tx() as s:
             return set(s.scalars(select(SnapshotRow.id).where(SnapshotRow.deleted_at.is_(None))).all())
 
     def mark_snapshot_deleted(self, snap_id: str) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(SnapshotRow, snap_id)
             if row is not None:
                 row.deleted_at = utcnow()

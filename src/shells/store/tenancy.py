@@ -80,7 +80,7 @@ def _credential(row: TermCredentialRow) -> TermCredentialRecord:
 
 
 class TenancyStore:
-    def _tx(self) -> AbstractContextManager[Session]:
+    def tx(self) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
     def _event(self, session: Session, draft: EventDraft, at: datetime) -> None:
@@ -88,28 +88,28 @@ class TenancyStore:
 
     # tenants and principals -------------------------------------------------------------------------
     def ensure_tenant(self, name: str) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             if s.get(TenantRow, name) is None:
                 s.add(TenantRow(name=name, quotas={}, created_at=_now()))
 
     def add_tenant(self, tenant: TenantRecord, draft: EventDraft) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             if s.get(TenantRow, tenant.name) is not None:
                 raise AlreadyExists(f"A tenant named '{tenant.name}' exists; choose another name.")
             s.add(TenantRow(name=tenant.name, quotas=dict(tenant.quotas), created_at=tenant.created_at))
             self._event(s, draft, tenant.created_at)
 
     def get_tenant(self, name: str) -> TenantRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(TenantRow, name)
             return None if row is None else _tenant(row)
 
     def list_tenants(self) -> list[TenantRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             return [_tenant(r) for r in s.scalars(select(TenantRow).order_by(TenantRow.name)).all()]
 
     def set_tenant_quotas(self, name: str, quotas: dict[str, float | int], draft: EventDraft) -> TenantRecord:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(TenantRow, name)
             assert row is not None, "callers check the tenant first"
             row.quotas = dict(quotas)
@@ -118,7 +118,7 @@ class TenancyStore:
 
     def ensure_principal(self, tenant: str, name: str, kind: str) -> PrincipalRecord:
         """The principal, created (of ``kind``) if it is new; an existing one keeps its kind."""
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(PrincipalRow, (tenant, name))
             if row is None:
                 row = PrincipalRow(tenant=tenant, name=name, kind=kind, created_at=_now())
@@ -126,12 +126,12 @@ class TenancyStore:
             return _principal(row)
 
     def get_principal(self, tenant: str, name: str) -> PrincipalRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(PrincipalRow, (tenant, name))
             return None if row is None else _principal(row)
 
     def list_principals(self, tenant: str) -> list[PrincipalRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(PrincipalRow).where(PrincipalRow.tenant == tenant).order_by(PrincipalRow.name)
             return [_principal(r) for r in s.scalars(q).all()]
 
@@ -142,7 +142,7 @@ class TenancyStore:
         token_hash: str,
         draft: EventDraft | None = None,
     ) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             s.add(
                 TokenRow(
                     id=token.id,
@@ -159,17 +159,17 @@ class TenancyStore:
                 self._event(s, draft, token.created_at)
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.scalars(select(TokenRow).where(TokenRow.token_hash == token_hash)).first()
             return None if row is None else _token(row)
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(TokenRow, token_id)
             return None if row is None else _token(row)
 
     def list_tokens(self, tenant: str, principal: str | None = None) -> list[TokenRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(TokenRow).where(TokenRow.tenant == tenant)
             if principal is not None:
                 q = q.where(TokenRow.principal == principal)
@@ -178,7 +178,7 @@ class TenancyStore:
     def revoke_token(self, token_id: str, draft: EventDraft) -> list[str]:
         """Revoke the token and every terminal credential minted with it; return those credentials."""
         now = _now()
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(TokenRow, token_id)
             assert row is not None, "callers check the token first"
             if row.revoked_at is None:
@@ -199,13 +199,13 @@ class TenancyStore:
             return credentials
 
     def touch_token(self, token_id: str, at: datetime) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             s.execute(update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=at))
 
     # grants ---------------------------------------------------------------------------------------
     def put_grant(self, grant: GrantRecord, draft: EventDraft) -> None:
         """Grant a role, replacing the principal's earlier role on that shell."""
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(GrantRow, (grant.shell_id, grant.principal))
             if row is None:
                 row = GrantRow(shell_id=grant.shell_id, principal=grant.principal, tenant=grant.tenant)
@@ -214,17 +214,17 @@ class TenancyStore:
             self._event(s, draft, grant.created_at)
 
     def get_grant(self, shell_id: str, principal: str) -> GrantRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(GrantRow, (shell_id, principal))
             return None if row is None else _grant(row)
 
     def list_grants(self, shell_id: str) -> list[GrantRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(GrantRow).where(GrantRow.shell_id == shell_id).order_by(GrantRow.principal)
             return [_grant(r) for r in s.scalars(q).all()]
 
     def delete_grant(self, shell_id: str, principal: str, draft: EventDraft) -> bool:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(GrantRow, (shell_id, principal))
             if row is None:
                 return False
@@ -233,13 +233,13 @@ class TenancyStore:
             return True
 
     def granted_shell_ids(self, tenant: str, principal: str) -> set[str]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(GrantRow.shell_id).where(GrantRow.tenant == tenant, GrantRow.principal == principal)
             return set(s.scalars(q).all())
 
     # terminal credentials -------------------------------------------------------------------------
     def add_term_credential(self, cred: TermCredentialRecord, token_hash: str, draft: EventDraft) -> None:
-        with self._tx() as s:
+        with self.tx() as s:
             s.add(
                 TermCredentialRow(
                     id=cred.id,
@@ -256,18 +256,18 @@ class TenancyStore:
             self._event(s, draft, cred.created_at)
 
     def find_term_credential(self, token_hash: str) -> TermCredentialRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(TermCredentialRow).where(TermCredentialRow.token_hash == token_hash)
             row = s.scalars(q).first()
             return None if row is None else _credential(row)
 
     def get_term_credential(self, credential_id: str) -> TermCredentialRecord | None:
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(TermCredentialRow, credential_id)
             return None if row is None else _credential(row)
 
     def list_term_credentials(self, shell_id: str) -> list[TermCredentialRecord]:
-        with self._tx() as s:
+        with self.tx() as s:
             q = (
                 select(TermCredentialRow)
                 .where(TermCredentialRow.shell_id == shell_id)
@@ -277,7 +277,7 @@ class TenancyStore:
 
     def revoke_term_credential(self, credential_id: str, draft: EventDraft) -> None:
         now = _now()
-        with self._tx() as s:
+        with self.tx() as s:
             row = s.get(TermCredentialRow, credential_id)
             assert row is not None, "callers check the credential first"
             if row.revoked_at is None:
@@ -287,7 +287,7 @@ class TenancyStore:
     # usage ----------------------------------------------------------------------------------------
     def shape_counts(self, tenant: str) -> dict[str, int]:
         """How many shells of each shape the tenant holds (every state but deleted counts)."""
-        with self._tx() as s:
+        with self.tx() as s:
             q = (
                 select(ShellRow.shape, func.count())
                 .where(
@@ -300,6 +300,6 @@ class TenancyStore:
             return {shape: int(n) for shape, n in s.execute(q).all()}
 
     def snapshot_count(self, tenant: str) -> int:
-        with self._tx() as s:
+        with self.tx() as s:
             q = select(func.count()).where(SnapshotRow.tenant == tenant, SnapshotRow.deleted_at.is_(None))
             return int(s.scalar(q) or 0)

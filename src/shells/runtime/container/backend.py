@@ -1,7 +1,8 @@
 """The container isolation class: crun, a btrfs pool, idmapped mounts and a guest agent as PID 1.
 
 Where things live (``D`` is the instance's data dir, ``P`` its btrfs pool):
-    P/templates/<name>                   read-only template root filesystems
+    P/templates/<name:tag>/              a template: read-only ``rootfs`` (+ ``workspace``), template.json
+    P/cache/<path>                       caches shared by the shells that ask for them (template builds)
     P/shells/<id>/{rootfs,workspace}     a shell's writable subvolumes
     P/snapshots/<snap>/{rootfs,workspace} read-only snapshots
     D/logs/<id>.log                      the agent's (PID 1's) stdout and stderr
@@ -21,7 +22,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterable, AsyncIterator
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -34,20 +36,25 @@ from ...domain.capabilities import Capability
 from ...domain.errors import RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileEntry
 from ...domain.isolation import Runtime
-from ...domain.network import NetworkMode
+from ...domain.network import NetworkMode, NetworkPolicy
+from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec
 from ..host import cgroups, idmap, netns, seccomp, uids
 from ..host.btrfs import BtrfsPool
-from ..images import RootfsSpec, build_rootfs_tarball, import_rootfs
+from ..network.dataplane import HostNetwork
+from ..templates.build_dns import dns_for_builds
+from ..templates.catalog import BASE_ROOTFS
+from ..templates.provision import BuiltinTemplates
 from .bundle import DEFAULT_PATH, BundlePaths, build_config
 from .crun import Crun
+from .template_store import TemplateStorage
 
 log = logging.getLogger(__name__)
 
-BASE_TEMPLATE = RootfsSpec()
+BASE_TEMPLATE = BASE_ROOTFS
 DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
 
 
@@ -65,10 +72,12 @@ class ContainerBackend:
         }
     )
 
-    network_modes = frozenset({NetworkMode.SEALED})
+    network_modes = frozenset(NetworkMode)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, say: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        self.say = say or _to_stderr
+        """Where long start-up work (template builds) reports progress to a person."""
         self.instance = settings.instance_id
         data = settings.data_dir
         storage = data / "storage"
@@ -82,20 +91,23 @@ class ContainerBackend:
             )
         self.run_dir = settings.run_dir
         self.netns_dir = self.run_dir / "netns"
+        self.network = HostNetwork(settings)
         self.logs_dir = data / "logs"
         self.crun = Crun(self.run_dir / "crun")
         self.cgroup_prefix = f"shells-{self.instance}"
         self.uid_blocks = uids.UidBlocks(self.instance)
         self._seccomp_b64 = ""
         self._agent_code = self.run_dir / "agent" / "guest"
+        self.template_bits = TemplateStorage(self.pool)
+        self._builtins = BuiltinTemplates(self, self.template_bits, settings.cache_dir)
 
     # paths ----------------------------------------------------------------------------------------
     @property
     def _p(self) -> Path:
         return self.pool.mount_dir
 
-    def _template_dir(self, name: str) -> Path:
-        return self._p / "templates" / name
+    def _cache_dir(self, path_inside: str) -> Path:
+        return self._p / "cache" / path_inside.strip("/").replace("/", "_")
 
     def _shell_dir(self, host_id: str) -> Path:
         return self._p / "shells" / host_id
@@ -116,19 +128,22 @@ class ContainerBackend:
     async def prepare(self) -> None:
         cgroups.ensure_hybrid_cgroup_fix()
         await anyio.to_thread.run_sync(self.pool.ensure_mounted)
-        for d in (self._p / "templates", self._p / "shells", self._p / "snapshots"):
+        for d in (self._p / "templates", self._p / "shells", self._p / "snapshots", self._p / "cache"):
             d.mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(self.template_bits.remove_leftovers)
         for d in (self.run_dir / "shells", self.netns_dir, self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)
         for d in (self.run_dir.parent, self.run_dir, self.run_dir / "shells"):
             d.chmod(0o711)
         self._install_agent_code()
         netns.ensure_private_mount(str(self.netns_dir))
+        await anyio.to_thread.run_sync(self.network.prepare)
         self._seccomp_b64 = seccomp.cached_bpf_b64(self.settings.cache_dir)
-        await self.ensure_template(BASE_TEMPLATE.name)
         for block, owner in self.uid_blocks.claims_of().items():
             if not self._runtime_dir(owner).exists():  # a claim whose shell is not running: a leftover
                 self.uid_blocks.release(block)
+        async with dns_for_builds(self.network):  # the server's own resolver is not running yet
+            await self._builtins.prepare_default(self.say)
 
     def _install_agent_code(self) -> None:
         """Copy the guest agent package where every shell can read it (fresh on each start-up)."""
@@ -142,21 +157,57 @@ class ContainerBackend:
         shutil.rmtree(self._agent_code, ignore_errors=True)
         staging.rename(self._agent_code)
 
-    async def ensure_template(self, name: str) -> None:
-        if name != BASE_TEMPLATE.name:
-            raise TemplateNotFound(
-                f"Template '{name}' is not available on this host yet; only '{BASE_TEMPLATE.name}' is built."
-            )
-        dest = self._template_dir(name)
-        if dest.exists():
-            return
-        tarball = await anyio.to_thread.run_sync(build_rootfs_tarball, self.settings.cache_dir, BASE_TEMPLATE)
-        await anyio.to_thread.run_sync(import_rootfs, self.pool, tarball, dest)
+    async def ensure_template(
+        self, name: str, progress: BuildProgress | None = None, *, allow_build: bool = True
+    ) -> TemplateMeta:
+        return await self._builtins.ensure(name, progress, allow_build=allow_build)
 
     def templates(self) -> dict[str, str]:
-        root = self._p / "templates"
-        version = f"debian {BASE_TEMPLATE.suite} {BASE_TEMPLATE.variant}, {BASE_TEMPLATE.content_hash()[:12]}"
-        return {p.name: version for p in sorted(root.iterdir())} if root.exists() else {}
+        return {
+            m.name: ", ".join(f"{k} {v}" for k, v in m.versions.items()) for m in self.template_bits.all()
+        }
+
+    def template_meta(self, name: str) -> TemplateMeta | None:
+        return self.template_bits.meta(name)
+
+    def list_templates(self) -> list[TemplateMeta]:
+        return self.template_bits.all()
+
+    async def capture_template(
+        self, host_id: str, meta: TemplateMeta, include_workspace: bool
+    ) -> TemplateMeta:
+        """Snapshot the shell's subvolumes (frozen meanwhile, so they agree) into a new template."""
+        shell_dir = self._shell_dir(host_id)
+        running = self._runtime_dir(host_id).exists()
+        with self.template_bits.staging(meta.name) as staging:
+            if running:
+                await self.crun.pause(host_id)
+            try:
+                self.pool.snapshot(shell_dir / "rootfs", staging / "rootfs", readonly=True)
+                if include_workspace:
+                    self.pool.snapshot(shell_dir / "workspace", staging / "workspace", readonly=True)
+            finally:
+                if running:
+                    await self.crun.resume(host_id)
+            return await anyio.to_thread.run_sync(self.template_bits.commit, staging, meta)
+
+    async def delete_template(self, name: str) -> None:
+        await anyio.to_thread.run_sync(self.template_bits.remove, name)
+
+    async def export_ext4(self, name: str, dest: Path) -> None:
+        await anyio.to_thread.run_sync(self.template_bits.export_ext4, name, Path(dest))
+
+    def _fill_from_template(self, template: str, shell_dir: Path, *, workspace: bool) -> None:
+        """Give a shell the template's root filesystem, and with ``workspace`` its /workspace too (the
+        template's saved one, or an empty one)."""
+        self.template_bits.require(template)
+        self.pool.snapshot(self.template_bits.rootfs(template), shell_dir / "rootfs", readonly=False)
+        if workspace:
+            saved = self.template_bits.workspace(template)
+            if saved is not None:
+                self.pool.snapshot(saved, shell_dir / "workspace", readonly=False)
+            else:
+                self.pool.create_subvolume(shell_dir / "workspace")
 
     # lifecycle ------------------------------------------------------------------------------------
     async def create(self, spec: ShellSpec) -> None:
@@ -168,11 +219,7 @@ class ContainerBackend:
                 self.pool.snapshot(snap / "rootfs", shell_dir / "rootfs", readonly=False)
                 self.pool.snapshot(snap / "workspace", shell_dir / "workspace", readonly=False)
             else:
-                template = self._template_dir(spec.template)
-                if not template.exists():
-                    raise TemplateNotFound(f"Template '{spec.template}' is not on this host.")
-                self.pool.snapshot(template, shell_dir / "rootfs", readonly=False)
-                self.pool.create_subvolume(shell_dir / "workspace")
+                self._fill_from_template(spec.template, shell_dir, workspace=True)
             await self.start(spec)
         except BaseException:
             await self.destroy(spec.host_id)
@@ -203,15 +250,26 @@ class ContainerBackend:
         (rt / "runtime.json").write_text(json.dumps({"uid_block": block}), encoding="utf-8")
         uid_base = uids.uid_base(block)
         fd = idmap.userns_fd(uid_base)
+        caches: list[tuple[str, str]] = []
         try:
             shell_dir = self._shell_dir(host_id)
             idmap.idmapped_bind(str(shell_dir / "rootfs"), str(rootfs_mnt), fd)
             idmap.idmapped_bind(str(shell_dir / "workspace"), str(ws_mnt), fd)
+            for i, inside in enumerate(spec.cache_dirs):
+                source, mnt = self._cache_dir(inside), rt / "cache" / str(i)
+                if not source.exists():
+                    self.pool.create_subvolume(source)
+                mnt.mkdir(parents=True)
+                idmap.idmapped_bind(str(source), str(mnt), fd)
+                caches.append((str(mnt), inside))
         finally:
             os.close(fd)
         os.chown(agent_run, uid_base, uid_base)
         ns_path = self.netns_dir / host_id
         netns.create_sealed_netns(str(ns_path))
+        addresses = self.network.attach(host_id, str(ns_path), spec.network, spec.networks, spec.hostname)
+        resolv_conf = rt / "resolv.conf"  # every mode: a live change to internet needs no restart
+        resolv_conf.write_text(f"nameserver {addresses.nameserver}\n", encoding="utf-8")
         config = build_config(
             paths=BundlePaths(
                 rootfs=str(rootfs_mnt),
@@ -219,6 +277,8 @@ class ContainerBackend:
                 agent_code=str(self._agent_code),
                 agent_run=str(agent_run),
                 netns=str(ns_path),
+                caches=tuple(caches),
+                resolv_conf=str(resolv_conf),
             ),
             shape=spec.shape,
             uid_base=uid_base,
@@ -233,8 +293,10 @@ class ContainerBackend:
         await self.crun.kill_and_delete(host_id)
         cgroups.remove_cgroup(self._cgroup(host_id))
         rt = self._runtime_dir(host_id)
-        for mnt in (rt / "rootfs", rt / "workspace"):
+        caches = sorted((rt / "cache").iterdir()) if (rt / "cache").exists() else []
+        for mnt in [rt / "rootfs", rt / "workspace", *caches]:
             idmap.unmount(str(mnt), lazy=True)
+        await anyio.to_thread.run_sync(self.network.detach, host_id)
         netns.remove_netns(str(self.netns_dir / host_id))
         meta = rt / "runtime.json"
         if meta.exists():
@@ -256,8 +318,7 @@ class ContainerBackend:
         (self.logs_dir / f"{host_id}.log").unlink(missing_ok=True)
 
     async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
-        template = self._template_dir(spec.template)
-        if not template.exists():
+        if self.template_bits.meta(spec.template) is None:
             raise TemplateNotFound(
                 f"Template '{spec.template}' is not on this host; it cannot be reinstalled."
             )
@@ -265,10 +326,9 @@ class ContainerBackend:
         await self.stop(spec.host_id)
         shell_dir = self._shell_dir(spec.host_id)
         self.pool.delete_subvolume(shell_dir / "rootfs")
-        self.pool.snapshot(template, shell_dir / "rootfs", readonly=False)
         if wipe_workspace:
             self.pool.delete_subvolume(shell_dir / "workspace")
-            self.pool.create_subvolume(shell_dir / "workspace")
+        self._fill_from_template(spec.template, shell_dir, workspace=wipe_workspace)
         if was_running:
             await self.start(spec)
 
@@ -320,6 +380,7 @@ class ContainerBackend:
         For uninstalling an instance (and for test teardown); records in the store are not touched.
         """
         if not self.pool.mount_dir.exists():
+            await anyio.to_thread.run_sync(self.network.purge)
             return
         self.pool.ensure_mounted()
         inv = await self.inventory()
@@ -327,13 +388,20 @@ class ContainerBackend:
             await self.destroy(host_id)
         for snap in sorted(inv.snapshots):
             await self.delete_snapshot(snap)
-        templates = self._p / "templates"
-        for template in sorted(templates.iterdir()) if templates.exists() else []:
-            self.pool.delete_subvolume(template)
+        self.template_bits.remove_all()
+        caches = self._p / "cache"
+        for cache in sorted(caches.iterdir()) if caches.exists() else []:
+            self.pool.delete_subvolume(cache)
         cgroups.remove_cgroup(f"/{self.cgroup_prefix}")
+        await anyio.to_thread.run_sync(self.network.purge)
         netns.release_private_mount(str(self.netns_dir))
         self.pool.unmount()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+        """Apply ``policy`` to a running shell at once; a stopped one gets it from its spec at start."""
+        if self.network.policy_of(host_id) is not None:
+            await anyio.to_thread.run_sync(self.network.set_policy, host_id, policy)
 
     # inside the shell -----------------------------------------------------------------------------
     def _agent(self, host_id: str) -> AgentClient:
@@ -364,3 +432,7 @@ class ContainerBackend:
 
     async def mkdir(self, host_id: str, path: str) -> None:
         await self._agent(host_id).mkdir(path, parents=True)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

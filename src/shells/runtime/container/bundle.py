@@ -64,6 +64,8 @@ class BundlePaths:
     agent_code: str  # the host's `shells/guest` package directory
     agent_run: str  # host directory that will hold the agent socket
     netns: str  # the network namespace file
+    caches: tuple[tuple[str, str], ...] = ()  # (idmapped host mount, directory inside): shared caches
+    resolv_conf: str | None = None  # the shell's resolv.conf (names the host-side DNS resolver)
 
 
 def build_config(
@@ -152,6 +154,27 @@ def build_config(
                 "source": paths.agent_run,
                 "options": ["rbind", "rw", "nosuid", "nodev", "noexec"],
             },
+            *(
+                {
+                    "destination": inside,
+                    "type": "bind",
+                    "source": source,
+                    "options": ["rbind", "rw", "nosuid", "nodev"],
+                }
+                for source, inside in paths.caches
+            ),
+            *(
+                [
+                    {
+                        "destination": "/etc/resolv.conf",
+                        "type": "bind",
+                        "source": paths.resolv_conf,
+                        "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+                    }
+                ]
+                if paths.resolv_conf
+                else []
+            ),
         ],
         "annotations": {"run.oci.seccomp_bpf_data": seccomp_bpf_b64},
         "linux": {

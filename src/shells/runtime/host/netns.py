@@ -20,7 +20,9 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from shells.domain.errors import RuntimeFailure
 from shells.runtime.host import _libc
@@ -30,6 +32,8 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 _THREAD_TIMEOUT_S = 5.0
+
+T = TypeVar("T")
 
 
 def ensure_private_mount(directory: str) -> None:
@@ -105,6 +109,34 @@ def _set_link_up(name: str) -> None:
         ifreq = struct.pack("16sH22x", name.encode(), 0)
         flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, ifreq))[1]
         fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", name.encode(), flags | IFF_UP))
+
+
+def run_in_netns(path: str, action: Callable[[], T], timeout_s: float = 30.0) -> T:
+    """Run ``action`` in a short-lived thread that has joined the netns bound at ``path`` and return
+    its result (or raise its exception). Sockets it creates stay in that netns; ``/proc/sys/net``
+    files it opens are that netns's."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def joined() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _libc.setns(fd, _libc.CLONE_NEWNET)
+            finally:
+                os.close(fd)
+            result.append(action())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=joined, name="shells-in-netns", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise RuntimeFailure(f"work inside netns {path} did not finish within {timeout_s} s")
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def remove_netns(path: str) -> None:

@@ -1,0 +1,82 @@
+"""The wire form of a running command, shared by exec and run: NDJSON events, or one JSON object.
+
+Stream: ``{"type":"started","pid"}``, then ``{"type":"stdout"|"stderr","data"}`` chunks, then
+``{"type":"exit",...}`` (or ``{"type":"error","error":{...}}`` if the shell failed mid-way). With
+``?wait=true``: ``{"stdout","stderr","exit_code","signal","timed_out","truncated","duration_ms"}``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..domain.errors import ShellsError
+from ..domain.execution import ExecEvent, ExecExit, ExecStarted, OutputChunk
+from .errors import error_body
+
+NDJSON = "application/x-ndjson"
+
+
+def exit_fields(e: ExecExit) -> dict[str, Any]:
+    return {
+        "exit_code": e.exit_code,
+        "signal": e.signal,
+        "timed_out": e.timed_out,
+        "truncated": e.truncated,
+        "duration_ms": e.duration_ms,
+    }
+
+
+def error_line(exc: ShellsError) -> bytes:
+    """An NDJSON line reporting an error after the response has started."""
+    return json.dumps({"type": "error", **error_body(exc.code, exc.message, exc.details)}).encode() + b"\n"
+
+
+async def exec_response(events: AsyncIterator[ExecEvent], wait: bool) -> JSONResponse | StreamingResponse:
+    if wait:
+        out, err = bytearray(), bytearray()
+        result: dict[str, Any] = {}
+        async for ev in events:
+            if isinstance(ev, ExecExit):
+                result = exit_fields(ev)
+            elif isinstance(ev, OutputChunk):
+                (out if ev.stream == "stdout" else err).extend(ev.data)
+        return JSONResponse(
+            {"stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"), **result}
+        )
+    first = await _first(events)
+    return StreamingResponse(_ndjson(first, events), media_type=NDJSON)
+
+
+async def _first(events: AsyncIterator[ExecEvent]) -> ExecEvent | None:
+    """Pull the first event (``started``, sent as soon as the process is spawned) before answering,
+    so a command that cannot start is a 4xx, not a stream."""
+    try:
+        return await anext(events)
+    except StopAsyncIteration:
+        return None
+
+
+async def _ndjson(first: ExecEvent | None, events: AsyncIterator[ExecEvent]) -> AsyncIterator[bytes]:
+    decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
+
+    def line(ev: ExecEvent) -> bytes:
+        if isinstance(ev, ExecExit):
+            return json.dumps({"type": "exit", **exit_fields(ev)}).encode() + b"\n"
+        if isinstance(ev, ExecStarted):
+            return json.dumps({"type": "started", "pid": ev.pid}).encode() + b"\n"
+        return json.dumps({"type": ev.stream, "data": decoders[ev.stream].decode(ev.data)}).encode() + b"\n"
+
+    try:
+        if first is not None:
+            yield line(first)
+        async for ev in events:
+            yield line(ev)
+    except ShellsError as exc:
+        yield error_line(exc)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,65 @@
+"""``shells serve | prepare | purge``: the commands that run server code on this host, not the SDK."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .args import Subparsers
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server import serve
+    from ..settings import Settings
+
+    serve(
+        Settings.from_env(
+            data_dir=args.data_dir, host=args.host, port=args.port, warm_pool_size=args.warm_pool
+        )
+    )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Build and import the base template without serving (``make up`` runs this first)."""
+    import anyio
+
+    from ..runtime.container.backend import ContainerBackend
+    from ..settings import Settings
+
+    backend = ContainerBackend(Settings.from_env(data_dir=args.data_dir))
+    anyio.run(backend.prepare)
+    print("templates ready:", ", ".join(backend.templates()))
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Destroy every shell and host object of one instance (its records stay in the database)."""
+    import anyio
+
+    from ..runtime.container.backend import ContainerBackend
+    from ..settings import Settings
+
+    if not args.yes:
+        raise SystemExit("shells: purge destroys every shell of the instance; add --yes to confirm")
+    anyio.run(ContainerBackend(Settings.from_env(data_dir=args.data_dir)).purge)
+    print("purged")
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    s = sub.add_parser("serve", help="run a Shells server")
+    s.add_argument("--data-dir", type=Path, default=None)
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--warm-pool", type=int, default=None, help="pre-started shells kept ready (default 2)")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("prepare", help="prepare the host and build the base template, then exit")
+    s.add_argument("--data-dir", type=Path, default=None)
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("purge", help="destroy every shell and host object of an instance (server stopped)")
+    s.add_argument("--data-dir", type=Path, default=None)
+    s.add_argument("--yes", action="store_true")
+    s.set_defaults(func=cmd_purge)

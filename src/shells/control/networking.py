@@ -1,0 +1,423 @@
+"""Use cases of the network: a shell's policy (changed live), private networks, exposed ports, and
+the blocked-connection log.
+
+The host side is one ``HostNetwork`` per instance (nftables, bridges, veths); this layer keeps the
+records, checks who may do what, and feeds the drops the host counted into the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from ipaddress import IPv4Network, ip_address
+from typing import Any
+
+import anyio
+
+from ..domain import access
+from ..domain.errors import (
+    InvalidRequest,
+    InvalidState,
+    NetworkExists,
+    NetworkInUse,
+    NetworkNotFound,
+    PortNotExposed,
+    ShellsError,
+)
+from ..domain.ids import new_id
+from ..domain.network import AllowKind, BlockedAttempt, IPAddress, NetworkMode
+from ..domain.networking import (
+    OVERFLOW_DESTINATION,
+    ExposedPort,
+    NetworkRecord,
+    check_network_name,
+    check_port,
+)
+from ..domain.principal import Principal
+from ..domain.shell import ShellRecord
+from ..domain.states import ShellState
+from ..runtime.network.dataplane import HostNetwork
+from ..runtime.network.dns_upstream import Upstream
+from ..runtime.network.ingress import Exposure, IngressProxy, new_port_token
+from ..runtime.network.resolver import DnsResolver, Peer
+from ..store.networking import NetworkingStore
+from .auth import authorize, require
+from .context import ControlContext
+from .requests import SEALED_HAS_NO_NETWORK, parse_network_policy
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_REFUSALS = 10_000
+BLOCKED_POLL_S = 1.0
+"""How often the host's drop counters are read into the store (the kernel aggregates meanwhile)."""
+
+
+def upstreams(configured: Sequence[str]) -> list[Upstream]:
+    """``["10.0.0.2", "127.0.0.1:5353", "[2001:db8::53]:53"]`` → upstream servers."""
+    found = []
+    for text in configured:
+        if text.startswith("["):
+            host, _, port = text[1:].partition("]:")
+            host = host.rstrip("]")
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
+        else:
+            host, port = text, ""
+        try:
+            ip_address(host)
+            found.append(Upstream(host, int(port or 53)))
+        except ValueError:
+            raise InvalidRequest(
+                f"DNS upstream {text!r} is not an IP address or IP:PORT (SHELLS_DNS_UPSTREAMS)."
+            ) from None
+    return found
+
+
+class Networking:
+    def __init__(self, ctx: ControlContext, host: HostNetwork) -> None:
+        self.ctx = ctx
+        self.host = host
+        self.records = NetworkingStore(ctx.store)
+        self._refusals: dict[tuple[str, str], BlockedAttempt] = {}
+        """Refused DNS questions since the last collection, aggregated per shell and name."""
+        self._poller: asyncio.Task[None] | None = None
+        self._resolver: DnsResolver | None = None
+        self._proxy: IngressProxy | None = None
+
+    # one shell's network ----------------------------------------------------------------------------
+    def describe(self, principal: Principal, shell_id: str) -> dict[str, Any]:
+        return self._describe(authorize(self.ctx.store, principal, shell_id, access.READ))
+
+    def _describe(self, shell: ShellRecord) -> dict[str, Any]:
+        addresses: dict[str, Any] = {}
+        nets = self.records.memberships(shell.id)
+        if shell.state is ShellState.RUNNING:
+            with contextlib.suppress(ShellsError):
+                found = self.host.addresses(shell.id)
+                addresses = {
+                    "ipv4": str(found.ipv4) if found.ipv4 else None,
+                    "gateway": str(found.gateway) if found.ipv4 else None,
+                    "networks": {n.name: str(found.networks[n.id]) for n in nets if n.id in found.networks},
+                }
+        return {
+            "policy": shell.network.to_dict(),
+            "networks": [n.name for n in nets],
+            "addresses": addresses,
+            "blocked": [b.to_dict() for b in self.records.blocked(shell.id)],
+        }
+
+    async def set_policy(
+        self, principal: Principal, shell_id: str, body: Mapping[str, Any], door: str
+    ) -> dict[str, Any]:
+        """Change a shell's mode and allow list; a running shell gets it at once, without a restart."""
+        require(principal, access.NETWORK.scope)
+        policy = parse_network_policy(dict(body))
+        shell = authorize(self.ctx.store, principal, shell_id, access.NETWORK)
+        async with self.ctx.locks[shell.id]:
+            shell = authorize(self.ctx.store, principal, shell_id, access.NETWORK)
+            if shell.state is ShellState.RUNNING:
+                await self.ctx.backend(shell.runtime).set_network(shell.id, policy)
+            before = shell.network
+            shell.network = policy
+            shell.updated_at = datetime.now(UTC)
+            details = {"from": before.to_dict(), "to": policy.to_dict()}
+            self.ctx.store.save_shell(
+                shell,
+                self.ctx.draft(
+                    principal, shell, door=door, kind="network", action="set_policy", details=details
+                ),
+            )
+        return self._describe(shell)
+
+    # private networks -------------------------------------------------------------------------------
+    def list_networks(self, principal: Principal) -> list[NetworkRecord]:
+        require(principal, "shells.read")
+        return [self._live(n) for n in self.records.list_networks(principal.tenant)]
+
+    def get_network(self, principal: Principal, name: str) -> NetworkRecord:
+        require(principal, "shells.read")
+        return self._network(principal, name)
+
+    def _network(self, principal: Principal, name: str) -> NetworkRecord:
+        rec = self.records.get_network(principal.tenant, name)
+        if rec is None:
+            raise NetworkNotFound(f"Private network '{name}' does not exist.", {"network": name})
+        return self._live(rec)
+
+    def _live(self, rec: NetworkRecord) -> NetworkRecord:
+        """The record with each running member's address as the host has it now."""
+        members = dict(rec.members)
+        for shell_id, recorded in rec.members.items():
+            with contextlib.suppress(ShellsError):
+                live = self.host.addresses(shell_id).networks.get(rec.id)
+                members[shell_id] = str(live) if live is not None else recorded
+        return replace(rec, members=members)
+
+    def create_network(self, principal: Principal, body: Mapping[str, Any], door: str) -> NetworkRecord:
+        require(principal, "shells.create")
+        unknown = sorted(set(body) - {"name"})
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown field(s) {', '.join(unknown)}. Known fields: name.", {"fields": unknown}
+            )
+        name = check_network_name(body.get("name"))
+        if self.records.get_network(principal.tenant, name) is not None:
+            raise NetworkExists(f"You already have a private network named '{name}'.", {"network": name})
+        cidr = self.host.range.free_network(IPv4Network(c) for c in self.records.used_cidrs())
+        rec = NetworkRecord(new_id("net"), principal.tenant, name, str(cidr), datetime.now(UTC))
+        self.host.create_network(rec.private())
+        try:
+            self.records.add_network(
+                rec,
+                self.ctx.draft(
+                    principal,
+                    None,
+                    door=door,
+                    kind="network",
+                    action="create_network",
+                    details=rec.to_public(),
+                ),
+            )
+        except BaseException:
+            self.host.delete_network(rec.id)
+            raise
+        return rec
+
+    def delete_network(self, principal: Principal, name: str, door: str) -> None:
+        require(principal, "shells.destroy")
+        rec = self._network(principal, name)
+        if rec.members:
+            raise NetworkInUse(
+                f"Private network '{name}' still has {len(rec.members)} shell(s) attached "
+                f"(e.g. {min(rec.members)}); detach or delete them first.",
+                {"network": name, "shells": sorted(rec.members)},
+            )
+        self.host.delete_network(rec.id)
+        self.records.delete_network(
+            rec.id,
+            self.ctx.draft(
+                principal,
+                None,
+                door=door,
+                kind="network",
+                action="delete_network",
+                details={"id": rec.id, "name": rec.name},
+            ),
+        )
+
+    async def attach(self, principal: Principal, name: str, shell_id: str, door: str) -> NetworkRecord:
+        """Put a shell on a private network (live if it runs, at its next start otherwise)."""
+        require(principal, access.NETWORK.scope)
+        rec = self._network(principal, name)
+        shell = authorize(self.ctx.store, principal, shell_id, access.NETWORK)
+        if shell.id in rec.members:
+            return rec
+        if shell.network.mode is NetworkMode.SEALED:
+            raise InvalidState(SEALED_HAS_NO_NETWORK, {"mode": shell.network.mode.value})
+        async with self.ctx.locks[shell.id]:
+            address = ""
+            if shell.state is ShellState.RUNNING:
+                address = await anyio.to_thread.run_sync(self.host.join, shell.id, rec.private(), shell.name)
+            self.record_member(principal, rec, shell, address, door)
+        return self._network(principal, name)
+
+    def record_member(
+        self, principal: Principal, rec: NetworkRecord, shell: ShellRecord, address: str, door: str
+    ) -> None:
+        """Write down (with its audit event) that ``shell`` is on ``rec``; ``address`` may be unknown yet."""
+        details = {"network": rec.name, "address": address}
+        draft = self.ctx.draft(principal, shell, door=door, kind="network", action="attach", details=details)
+        self.records.add_member(rec.id, shell.id, address, draft)
+
+    async def detach(self, principal: Principal, name: str, shell_id: str, door: str) -> None:
+        require(principal, access.NETWORK.scope)
+        rec = self._network(principal, name)
+        shell = authorize(self.ctx.store, principal, shell_id, access.NETWORK)
+        if shell.id not in rec.members:
+            raise NetworkNotFound(
+                f"Shell '{shell_id}' is not attached to private network '{name}'.",
+                {"network": name, "shell": shell_id},
+            )
+        async with self.ctx.locks[shell.id]:
+            await anyio.to_thread.run_sync(self.host.leave, shell.id, rec.id)
+            self.records.remove_member(
+                rec.id,
+                shell.id,
+                self.ctx.draft(
+                    principal,
+                    shell,
+                    door=door,
+                    kind="network",
+                    action="detach",
+                    details={"network": rec.name},
+                ),
+            )
+
+    # exposed ports ----------------------------------------------------------------------------------
+    def url(self, shell_id: str, port: int) -> str:
+        s = self.ctx.settings
+        return f"http://{port}-{shell_id}.{s.ingress_domain}:{s.ingress_port}/"
+
+    def expose(
+        self, principal: Principal, shell_id: str, body: Mapping[str, Any], door: str
+    ) -> dict[str, Any]:
+        require(principal, access.NETWORK.scope)
+        unknown = sorted(set(body) - {"port", "public"})
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown field(s) {', '.join(unknown)}. Known fields: port, public.", {"fields": unknown}
+            )
+        port = check_port(body.get("port"))
+        public = body.get("public", False)
+        if not isinstance(public, bool):
+            raise InvalidRequest("'public' must be true or false.", {"field": "public"})
+        shell = authorize(self.ctx.store, principal, shell_id, access.NETWORK)
+        if shell.network.mode is NetworkMode.SEALED:
+            raise InvalidState(
+                "A sealed shell has no network at all, not even loopback; switch it to 'localhost' or "
+                "'internet' first (PUT /v1/shells/{id}/network) to expose a port.",
+                {"mode": shell.network.mode.value},
+            )
+        token, token_hash = (None, None) if public else new_port_token()
+        rec = ExposedPort(shell.id, shell.tenant, port, public, token_hash, datetime.now(UTC))
+        self.records.add_port(
+            rec,
+            self.ctx.draft(
+                principal,
+                shell,
+                door=door,
+                kind="network",
+                action="expose_port",
+                details={"port": port, "public": public},
+            ),
+        )
+        return rec.to_public(self.url(shell.id, port), token)
+
+    def ports(self, principal: Principal, shell_id: str) -> list[dict[str, Any]]:
+        shell = authorize(self.ctx.store, principal, shell_id, access.READ)
+        return [p.to_public(self.url(shell.id, p.port)) for p in self.records.list_ports(shell.id)]
+
+    def close_port(self, principal: Principal, shell_id: str, port: int, door: str) -> None:
+        shell = authorize(self.ctx.store, principal, shell_id, access.NETWORK)
+        draft = self.ctx.draft(
+            principal, shell, door=door, kind="network", action="close_port", details={"port": port}
+        )
+        if not self.records.remove_port(shell.id, port, draft):
+            raise PortNotExposed(f"Port {port} of shell '{shell_id}' is not exposed.", {"port": port})
+
+    def lookup(self, shell_id: str, port: int) -> Exposure | None:
+        """The ingress proxy's view of one exposed port (it answers 404 for None)."""
+        rec = self.records.get_port(shell_id, port)
+        shell = self.ctx.store.get_shell(shell_id) if rec is not None else None
+        if rec is None or shell is None or shell.state is not ShellState.RUNNING:
+            return None
+        return Exposure(
+            netns=str(self.ctx.settings.run_dir / "netns" / shell_id),
+            public=rec.public,
+            token_hash=rec.token_hash,
+        )
+
+    # the blocked log ----------------------------------------------------------------------------------
+    def note_refusal(self, host_id: str, name: str, qtype: str) -> None:
+        """A DNS question the resolver refused: logged like a dropped connection (protocol ``dns``)."""
+        now = datetime.now(UTC)
+        key = (host_id, f"{name} ({qtype})")
+        known = self._refusals.get(key)
+        if known is None and len(self._refusals) >= MAX_PENDING_REFUSALS:
+            key = (host_id, OVERFLOW_DESTINATION)  # a flood of distinct names: counted, not kept
+            known = self._refusals.get(key)
+        fresh = BlockedAttempt(key[1], 53, "dns", 1, now, now)
+        self._refusals[key] = fresh if known is None else known.merged(fresh)
+
+    async def collect_blocked(self) -> int:
+        """Move what the host counted since the last call into the store; returns how many records."""
+        drained = await anyio.to_thread.run_sync(self.host.drain_blocked)
+        drained += [(host_id, attempt) for (host_id, _), attempt in self._refusals.items()]
+        self._refusals = {}
+        by_shell: defaultdict[str, list[BlockedAttempt]] = defaultdict(list)
+        for host_id, attempt in drained:
+            by_shell[host_id].append(attempt)
+        for host_id, attempts in by_shell.items():
+            shell = self.ctx.store.get_shell(host_id)
+            if shell is None:
+                continue
+            template = self.ctx.draft(
+                None, shell, door="host", kind="network", action="blocked", outcome="dropped"
+            )
+            self.records.record_blocked(shell.id, attempts, template)
+        return len(drained)
+
+    async def start(self) -> None:
+        """Serve DNS on the shells' gateway, the ingress proxy, and read the drop counters."""
+        settings = self.ctx.settings
+        self._resolver = DnsResolver(ShellDns(self), upstreams(settings.dns_upstreams) or None)
+        for address in self.host.gateway_addresses():
+            await self._resolver.listen(address)
+        self._proxy = IngressProxy(self, settings.ingress_domain)
+        await self._proxy.start(settings.ingress_host, settings.ingress_port)
+
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(BLOCKED_POLL_S)
+                try:
+                    await self.collect_blocked()
+                except Exception:
+                    log.exception("reading the blocked-connection counters failed; retrying")
+
+        self._poller = asyncio.get_running_loop().create_task(poll())
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._proxy is not None:
+            await self._proxy.close()
+        if self._resolver is not None:
+            await self._resolver.close()
+        self._poller = self._proxy = self._resolver = None
+
+
+class ShellDns:
+    """What the DNS resolver asks about its clients (a ``ResolverPolicy``): the host network knows
+    addresses and policies, the store knows network names, refusals go to the blocked log."""
+
+    def __init__(self, networking: Networking) -> None:
+        self.networking = networking
+        self.host = networking.host
+
+    def client_of(self, address: IPAddress) -> str | None:
+        return self.host.client_of(address)
+
+    def allowed_names(self, client: str) -> Sequence[str]:
+        policy = self.host.policy_of(client)
+        if policy is None or policy.mode is not NetworkMode.INTERNET:
+            return ()
+        if not policy.restricted:
+            return ("*",)
+        return [r.target for r in policy.rules if r.kind in (AllowKind.HOST, AllowKind.WILDCARD)]
+
+    def peers(self, client: str) -> Iterable[Peer]:
+        for net_id in self.host.memberships(client):
+            name = self.networking.records.network_name(net_id)
+            if name is None:
+                continue
+            for hostname, address in self.host.peers(net_id).items():
+                yield Peer(name, hostname, address)
+
+    async def record_answer(
+        self, client: str, patterns: Sequence[str], name: str, addresses: Sequence[IPAddress], ttl_s: int
+    ) -> None:
+        policy = self.host.policy_of(client)
+        if policy is None or not policy.restricted:
+            return  # every public address is allowed already
+        for rule in policy.rules:
+            if rule.target in patterns:
+                await anyio.to_thread.run_sync(self.host.allow_resolved, client, rule, addresses, ttl_s)
+
+    async def record_refusal(self, client: str, name: str, qtype: str) -> None:
+        self.networking.note_refusal(client, name, qtype)

@@ -1,0 +1,327 @@
+"""The nftables objects of one instance, as text for :class:`~.libnftables.Nftables`. Pure.
+
+One ``inet`` table ``shells_<instance>`` holds everything. Shell traffic is recognised by the
+host-side port it arrives on (``sh<instance>*``); nothing else on the host is touched (every base
+chain accepts foreign traffic first, and ``accept`` in one table does not bypass other tables).
+
+    spoof_guard  prerouting, raw    a port may only send from its own address (``sources``); IPv6
+                                    is not routed, so all of it is counted and dropped, before
+                                    conntrack ever sees the packet
+    to_host      input              only DNS to the gateway; the host's addresses and services,
+                                    the Shells API included, are refused
+    routed       forward            replies; members of one private network to each other
+                                    (``private_pairs``); then the shell's own policy chain
+                                    ``s<slot>`` (via ``policy_of``); anything else is counted by
+                                    ``d<slot>`` (via ``count_of``) and refused. Nothing outside
+                                    may open a connection to a shell.
+    nat_out      postrouting, nat   masquerade what leaves for the outside
+
+Per shell (``slot``): ``s<slot>`` accepts what the policy allows; ``d<slot>`` counts a refused
+packet in ``b<slot>`` (IPv4) or ``v<slot>`` (IPv6), dynamic sets keyed by destination, protocol
+and port, with a counter per element, a size cap (a flood of new destinations cannot grow them) and
+an idle timeout. Allow lists live in ``a<slot>`` (any protocol), ``q<slot>`` (one protocol) and
+``p<slot>`` (protocol and port): split by shape because interval elements of one set must not
+overlap, and CIDRs of one shape either nest (collapsed here) or are disjoint.
+
+Refused packets from a shell are answered, so a blocked ``connect()`` fails at once instead of
+hanging: TCP with a reset (ECONNREFUSED), anything else with ICMP "administratively prohibited"
+(EHOSTUNREACH; the kernel rate-limits ICMP errors per destination, a reset is not limited).
+Spoofed and IPv6 packets are only dropped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from shells.domain.network import AllowRule, NetworkMode, NetworkPolicy, Protocol
+
+IPv4Network = ipaddress.IPv4Network
+IPv4Address = ipaddress.IPv4Address
+
+FORBIDDEN4 = (
+    "0.0.0.0/8",  # "this network"
+    "127.0.0.0/8",  # loopback (martian on the wire anyway)
+    "169.254.0.0/16",  # link-local: every cloud's metadata service (169.254.169.254) lives here
+    "224.0.0.0/3",  # multicast, reserved and broadcast
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "168.63.129.16/32",  # Azure platform (wire server)
+)
+"""Never reachable from a shell, whatever its allow list says."""
+
+PRIVATE4 = (
+    "10.0.0.0/8",
+    "100.64.0.0/10",  # carrier-grade NAT
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "192.0.0.0/24",  # IETF protocol assignments
+    "198.18.0.0/15",  # benchmarking
+)
+"""Not "the internet": refused to an ``internet`` shell without an allow list, but an allow list may
+name them. The documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) count as public,
+which is what lets the tests stand up "the internet" on this machine."""
+
+BLOCKED_TIMEOUT_S = 3600
+BLOCKED_SIZE = 1024
+BLOCKED6_SIZE = 256
+MIN_RESOLVED_TTL_S = 30
+_PORTED = "{ tcp, udp, sctp }"
+
+
+@dataclass(frozen=True)
+class AllowElements:
+    """The allow-list set elements of one policy (IPv4 only: IPv6 is not routed)."""
+
+    any: tuple[IPv4Network, ...] = ()
+    proto: tuple[tuple[IPv4Network, Protocol], ...] = ()
+    port: tuple[tuple[IPv4Network, Protocol, int], ...] = ()
+
+    def holds(self, address: IPv4Address, proto: Protocol | None, port: int | None) -> bool:
+        """Whether the element of that shape for ``address`` is already there (adding it again
+        would overlap, which interval sets refuse)."""
+        if port is not None:
+            return any(address in n and p is proto and q == port for n, p, q in self.port)
+        if proto is not None:
+            return any(address in n and p is proto for n, p in self.proto)
+        return any(address in n for n in self.any)
+
+
+def allow_elements(rules: Iterable[AllowRule]) -> AllowElements:
+    """Group the address rules by shape and collapse nested CIDRs within each group."""
+    groups: dict[tuple[Protocol | None, int | None], list[IPv4Network]] = defaultdict(list)
+    for rule in rules:
+        net = rule.network
+        if not isinstance(net, IPv4Network):
+            continue
+        for proto in rule.protocols or (None,):
+            groups[(proto, rule.port)].append(net)
+    any_: list[IPv4Network] = []
+    proto_: list[tuple[IPv4Network, Protocol]] = []
+    port_: list[tuple[IPv4Network, Protocol, int]] = []
+    for (proto, port), nets in sorted(groups.items(), key=str):
+        for net in ipaddress.collapse_addresses(nets):
+            if proto is None:
+                any_.append(net)
+            elif port is None:
+                proto_.append((net, proto))
+            else:
+                port_.append((net, proto, port))
+    return AllowElements(tuple(any_), tuple(proto_), tuple(port_))
+
+
+def table_name(instance: str) -> str:
+    return f"inet shells_{instance}"
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    instance: str
+    gateway: IPv4Address
+    cidr: IPv4Network
+
+    @property
+    def table(self) -> str:
+        return table_name(self.instance)
+
+    @property
+    def ports(self) -> str:
+        return f'"sh{self.instance}*"'
+
+    # the instance -----------------------------------------------------------------------------
+    def base(self) -> str:
+        """Declare the table, then rewrite its base chains and the constant sets. Idempotent: run at
+        every start-up, it keeps per-shell objects (and their counters) as they are."""
+        t, ports = self.table, self.ports
+        forbidden = [*FORBIDDEN4, str(self.cidr)]
+        lines = [
+            f"add table {t}",
+            f"add set {t} forbidden4 {{ type ipv4_addr; flags interval; auto-merge; }}",
+            f"add set {t} nonpublic4 {{ type ipv4_addr; flags interval; auto-merge; }}",
+            f"add set {t} sources {{ type ifname . ipv4_addr; }}",
+            f"add set {t} private_pairs {{ type ipv4_addr . ipv4_addr; flags interval; }}",
+            f"add map {t} policy_of {{ type ifname : verdict; }}",
+            f"add map {t} count_of {{ type ifname : verdict; }}",
+            f"add chain {t} spoof_guard {{ type filter hook prerouting priority raw; policy accept; }}",
+            f"add chain {t} to_host {{ type filter hook input priority filter; policy accept; }}",
+            f"add chain {t} routed {{ type filter hook forward priority filter; policy accept; }}",
+            f"add chain {t} nat_out {{ type nat hook postrouting priority srcnat; policy accept; }}",
+            f"flush set {t} forbidden4",
+            f"flush set {t} nonpublic4",
+            f"add element {t} forbidden4 {{ {', '.join(forbidden)} }}",
+            f"add element {t} nonpublic4 {{ {', '.join([*forbidden, *PRIVATE4])} }}",
+        ]
+        for chain in ("spoof_guard", "to_host", "routed", "nat_out"):
+            lines.append(f"flush chain {t} {chain}")
+        rules = {
+            "spoof_guard": [
+                f"iifname != {ports} accept",
+                "meta nfproto ipv6 iifname vmap @count_of",
+                "meta nfproto ipv6 drop",
+                "iifname . ip saddr @sources accept",
+                "iifname vmap @count_of",
+                "drop",
+            ],
+            "to_host": [
+                f"iifname != {ports} accept",
+                "ct state established,related accept",
+                f"ip daddr {self.gateway} meta l4proto {{ tcp, udp }} th dport 53 accept",
+                "iifname vmap @count_of",
+                "meta l4proto tcp reject with tcp reset",
+                "reject with icmpx admin-prohibited",
+            ],
+            "routed": [
+                f"iifname != {ports} oifname != {ports} accept",
+                "ct state established,related accept",
+                f"iifname {ports} ip saddr . ip daddr @private_pairs accept",
+                f"iifname {ports} oifname != {ports} iifname vmap @policy_of",
+                f"iifname {ports} iifname vmap @count_of",
+                f"iifname {ports} meta l4proto tcp reject with tcp reset",
+                f"iifname {ports} reject with icmpx admin-prohibited",
+                "drop",
+            ],
+            "nat_out": [f"ip saddr {self.cidr} oifname != {ports} masquerade"],
+        }
+        for chain, body in rules.items():
+            lines.extend(f"add rule {t} {chain} {rule}" for rule in body)
+        return "\n".join(lines) + "\n"
+
+    def reset_shared(self) -> str:
+        """Empty the sets and maps that are rebuilt from the records at start-up."""
+        t = self.table
+        return (
+            "\n".join(
+                [
+                    f"flush set {t} sources",
+                    f"flush set {t} private_pairs",
+                    f"flush map {t} policy_of",
+                    f"flush map {t} count_of",
+                ]
+            )
+            + "\n"
+        )
+
+    def delete_table(self) -> str:
+        return f"delete table {self.table}\n"
+
+    # one shell --------------------------------------------------------------------------------
+    def shell_objects(self, slot: int) -> str:
+        """Create a shell's sets and chains (idempotent) and its counting rules."""
+        t = self.table
+        v4, v6 = "ipv4_addr . inet_proto . inet_service", "ipv6_addr . inet_proto . inet_service"
+        dynamic = f"flags dynamic, timeout; timeout {BLOCKED_TIMEOUT_S}s"
+        lines = [
+            f"add set {t} a{slot} {{ type ipv4_addr; flags interval, timeout; }}",
+            f"add set {t} q{slot} {{ type ipv4_addr . inet_proto; flags interval, timeout; }}",
+            f"add set {t} p{slot} {{ type {v4}; flags interval, timeout; }}",
+            f"add set {t} b{slot} {{ type {v4}; {dynamic}; size {BLOCKED_SIZE}; counter; }}",
+            f"add set {t} f{slot} {{ type {v4}; {dynamic}; size {BLOCKED_SIZE}; }}",
+            f"add set {t} v{slot} {{ type {v6}; {dynamic}; size {BLOCKED6_SIZE}; counter; }}",
+            f"add set {t} g{slot} {{ type {v6}; {dynamic}; size {BLOCKED6_SIZE}; }}",
+            f"add chain {t} s{slot}",
+            f"add chain {t} d{slot}",
+            f"flush chain {t} d{slot}",
+        ]
+        for family, daddr, counted, first in (("ipv4", "ip", "b", "f"), ("ipv6", "ip6", "v", "g")):
+            for match, port in ((_PORTED, "th dport"), (f"!= {_PORTED}", "0")):
+                for op, name in (("update", counted), ("add", first)):
+                    lines.append(
+                        f"add rule {t} d{slot} meta nfproto {family} meta l4proto {match} "
+                        f"{op} @{name}{slot} {{ {daddr} daddr . meta l4proto . {port} }}"
+                    )
+        return "\n".join(lines) + "\n"
+
+    def shell_chain(self, slot: int, policy: NetworkPolicy) -> str:
+        """Rewrite ``s<slot>``: what the shell may open to the outside under ``policy``."""
+        t = self.table
+        lines = [f"flush chain {t} s{slot}"]
+        if policy.mode is NetworkMode.INTERNET and not policy.restricted:
+            lines.append(f"add rule {t} s{slot} ip daddr != @nonpublic4 accept")
+        elif policy.mode is NetworkMode.INTERNET:
+            lines += [
+                f"add rule {t} s{slot} ip daddr @forbidden4 return",
+                f"add rule {t} s{slot} ip daddr @a{slot} accept",
+                f"add rule {t} s{slot} ip daddr . meta l4proto @q{slot} accept",
+                f"add rule {t} s{slot} meta l4proto {{ tcp, udp }} "
+                f"ip daddr . meta l4proto . th dport @p{slot} accept",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def shell_allow(self, slot: int, policy: NetworkPolicy) -> str:
+        """Refill the allow sets with ``policy``'s addresses and networks. Addresses resolved for
+        the old policy go too; the resolver adds them again at the next lookup."""
+        t = self.table
+        lines = [f"flush set {t} {k}{slot}" for k in "aqp"]
+        if policy.mode is NetworkMode.INTERNET:
+            elements = allow_elements(policy.rules)
+            lines += _elements(t, slot, elements.any, elements.proto, elements.port, timeout=None)
+        return "\n".join(lines) + "\n"
+
+    def resolved(
+        self, slot: int, rule: AllowRule, addresses: Sequence[IPv4Address], ttl_s: int, static: AllowElements
+    ) -> str:
+        """Elements that admit ``addresses`` (just resolved for host rule ``rule``) for ``ttl_s``;
+        those the static elements already hold are left out."""
+        any_: list[IPv4Network] = []
+        proto: list[tuple[IPv4Network, Protocol]] = []
+        port: list[tuple[IPv4Network, Protocol, int]] = []
+        port_ = rule.port
+        for address in addresses:
+            net = IPv4Network(address)
+            if port_ is not None:
+                port += [(net, p, port_) for p in rule.protocols if not static.holds(address, p, port_)]
+            elif rule.protocol is not None:
+                if not static.holds(address, rule.protocol, None):
+                    proto.append((net, rule.protocol))
+            elif not static.holds(address, None, None):
+                any_.append(net)
+        lines = _elements(self.table, slot, any_, proto, port, max(ttl_s, MIN_RESOLVED_TTL_S))
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def ports_change(self, verb: str, ports: Iterable[tuple[str, int, IPv4Address]]) -> str:
+        """``add`` or ``delete`` the shared entries of host-side ports (name, slot, address)."""
+        t, lines = self.table, []
+        for name, slot, address in ports:
+            if verb == "add":
+                lines += [
+                    f'add element {t} sources {{ "{name}" . {address} }}',
+                    f'add element {t} policy_of {{ "{name}" : jump s{slot} }}',
+                    f'add element {t} count_of {{ "{name}" : jump d{slot} }}',
+                ]
+            else:
+                lines += [
+                    f'delete element {t} sources {{ "{name}" . {address} }}',
+                    f'delete element {t} policy_of {{ "{name}" }}',
+                    f'delete element {t} count_of {{ "{name}" }}',
+                ]
+        return "\n".join(lines) + "\n" if lines else ""
+
+    @staticmethod
+    def shell_object_names(slot: int) -> list[str]:
+        """A shell's chains, then its sets (a set cannot go while a rule still uses it)."""
+        return [f"s{slot}", f"d{slot}", *(f"{k}{slot}" for k in "aqpbfvg")]
+
+    def drop_objects(self, name: str) -> str:
+        kind = "chain" if name[0] in "sd" else "set"
+        return f"delete {kind} {self.table} {name}\n"
+
+    def network_change(self, verb: str, cidr: IPv4Network) -> str:
+        return f"{verb} element {self.table} private_pairs {{ {cidr} . {cidr} }}\n"
+
+
+def _elements(
+    table: str,
+    slot: int,
+    any_: Iterable[IPv4Network],
+    proto: Iterable[tuple[IPv4Network, Protocol]],
+    port: Iterable[tuple[IPv4Network, Protocol, int]],
+    timeout: int | None,
+) -> list[str]:
+    suffix = f" timeout {timeout}s" if timeout else ""
+    groups = {
+        "a": [f"{n}{suffix}" for n in any_],
+        "q": [f"{n} . {p.value}{suffix}" for n, p in proto],
+        "p": [f"{n} . {p.value} . {q}{suffix}" for n, p, q in port],
+    }
+    return [f"add element {table} {k}{slot} {{ {', '.join(v)} }}" for k, v in groups.items() if v]

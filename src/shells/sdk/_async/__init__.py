@@ -1,0 +1,1 @@
+"""The SDK's source: ``scripts/unasync.py`` derives ``shells.sdk._sync`` from these modules."""

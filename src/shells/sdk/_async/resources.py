@@ -1,0 +1,176 @@
+"""What lives beside shells: templates, private networks and snapshots (``client.templates`` ...)."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from ...domain.errors import Unavailable
+from ..models import BuildDone, BuildEvent, Network, Snapshot, Template, from_wire
+from ..wire import BUILD_EVENTS, Json
+from .http import AsyncHTTP
+
+
+class AsyncTemplates:
+    """Templates: the root filesystems shells start from (``client.templates``)."""
+
+    def __init__(self, http: AsyncHTTP) -> None:
+        self._http = http
+
+    async def list(self) -> builtins.list[Template]:
+        """Every template this server has, built or not."""
+        answer = await self._http.call("GET", "/v1/templates")
+        return [from_wire(Template, t) for t in answer["templates"]]
+
+    async def presets(self) -> dict[str, str]:
+        """The template each language uses when ``create`` names none: ``{"python": "python:1"}``."""
+        answer = await self._http.call("GET", "/v1/templates")
+        return dict(answer["presets"])
+
+    async def get(self, name: str) -> Template:
+        """One template by ``name:tag`` (or ``name``, for its newest tag).
+
+        Raises:
+            TemplateNotFound: there is no such template.
+        """
+        return from_wire(Template, await self._http.call("GET", f"/v1/templates/{name}"))
+
+    async def delete(self, name: str) -> None:
+        """Delete a template.
+
+        Raises:
+            TemplateNotFound: there is no such template.
+            TemplateInUse: shells or other templates are built on it.
+        """
+        await self._http.call("DELETE", f"/v1/templates/{name}")
+
+    async def build(
+        self,
+        spec: str | None = None,
+        *,
+        builtin: str | None = None,
+        on_event: Callable[[BuildEvent], object] | None = None,
+    ) -> Template:
+        """Build a template from a TOML ``spec`` (text) or a ``builtin`` one (``"rust:1"``) and return
+        it. A template with the same content is not built again. ``on_event`` receives the steps and
+        their output as they happen.
+
+        Raises:
+            InvalidTemplateSpec: the spec does not parse or check; the message names the key.
+            TemplateExists: the name is taken by a template with other content.
+            TemplateBuildFailed: a step failed; its output is in the message.
+        """
+        if on_event is None:
+            answer = await self._http.call(
+                "POST",
+                "/v1/templates/build",
+                params={"wait": "true"},
+                body=_build_body(spec, builtin),
+                unbounded=True,
+            )
+            return from_wire(Template, answer)
+        async with self.build_stream(spec, builtin=builtin) as events:
+            async for event in events:
+                on_event(event)
+                if isinstance(event, BuildDone):
+                    return event.template
+        raise Unavailable("The build's event stream ended before it finished; the server may have restarted.")
+
+    @asynccontextmanager
+    async def build_stream(
+        self, spec: str | None = None, *, builtin: str | None = None
+    ) -> AsyncIterator[AsyncIterator[BuildEvent]]:
+        """Start a build and hand over its events: ``BuildStep``, ``BuildOutput``, then ``BuildDone``.
+
+        Raises:
+            The errors of :meth:`build`; a failing step raises from the iteration.
+        """
+        body = _build_body(spec, builtin)
+        async with self._http.ndjson("POST", "/v1/templates/build", BUILD_EVENTS, body=body) as events:
+            yield events
+
+    async def save(self, shell_id: str, name: str, *, include_workspace: bool = False) -> Template:
+        """Save a shell's system (and ``/workspace`` too with ``include_workspace``) as template
+        ``name`` (``"myenv:1"``).
+
+        Raises:
+            ShellNotFound: there is no such shell.
+            InvalidTemplateName: ``name`` is not ``name:tag``.
+            TemplateExists: the name is taken.
+        """
+        body = {"from_shell": shell_id, "name": name, "include_workspace": include_workspace}
+        return from_wire(Template, await self._http.call("POST", "/v1/templates", body=body))
+
+
+def _build_body(spec: str | None, builtin: str | None) -> Json:
+    return {"spec": spec} if spec is not None else {"builtin": builtin}
+
+
+class AsyncNetworks:
+    """Private networks between shells (``client.networks``)."""
+
+    def __init__(self, http: AsyncHTTP) -> None:
+        self._http = http
+
+    async def create(self, name: str) -> Network:
+        """Create a private network with an address range of its own.
+
+        Raises:
+            InvalidRequest: the name is not allowed.
+            Conflict: the name is taken.
+        """
+        return Network.parse(await self._http.call("POST", "/v1/networks", body={"name": name}))
+
+    async def list(self) -> builtins.list[Network]:
+        """Every private network of yours."""
+        answer = await self._http.call("GET", "/v1/networks")
+        return [Network.parse(n) for n in answer["networks"]]
+
+    async def get(self, name: str) -> Network:
+        """One network, with the shells attached to it.
+
+        Raises:
+            NotFound: there is no such network.
+        """
+        return Network.parse(await self._http.call("GET", f"/v1/networks/{name}"))
+
+    async def delete(self, name: str) -> None:
+        """Delete a network.
+
+        Raises:
+            NotFound: there is no such network.
+            Conflict: shells are still attached.
+        """
+        await self._http.call("DELETE", f"/v1/networks/{name}")
+
+    async def attach(self, name: str, shell_id: str) -> Network:
+        """Put a shell on the network (at once if it runs, at its next start otherwise) and return
+        the network with its members.
+
+        Raises:
+            NotFound: there is no such network or shell.
+        """
+        body = {"shell_id": shell_id}
+        return Network.parse(await self._http.call("POST", f"/v1/networks/{name}/shells", body=body))
+
+    async def detach(self, name: str, shell_id: str) -> None:
+        """Detach a shell from the network.
+
+        Raises:
+            NotFound: there is no such network, or the shell is not attached.
+        """
+        await self._http.call("DELETE", f"/v1/networks/{name}/shells/{shell_id}")
+
+
+class AsyncSnapshots:
+    """Snapshots of your shells (``client.snapshots``); take one with ``shell.snapshot()``."""
+
+    def __init__(self, http: AsyncHTTP) -> None:
+        self._http = http
+
+    async def list(self, shell_id: str | None = None) -> builtins.list[Snapshot]:
+        """Your snapshots, or those of one shell."""
+        params = {"shell_id": shell_id} if shell_id else {}
+        answer = await self._http.call("GET", "/v1/snapshots", params=params)
+        return [from_wire(Snapshot, s) for s in answer["snapshots"]]

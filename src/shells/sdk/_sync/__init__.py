@@ -1,0 +1,1 @@
+"""The synchronous SDK, generated from ``shells.sdk._async`` by ``scripts/unasync.py``: edit those."""

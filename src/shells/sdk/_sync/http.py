@@ -1,0 +1,140 @@
+# Generated from src/shells/sdk/_async/http.py by scripts/unasync.py; edit that file and run the script.
+"""One ``httpx.Client`` with the SDK's rules: auth, request ids, retries and error mapping."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypedDict, TypeVar, Unpack
+
+import httpx
+
+from ..connection import CONNECT_TIMEOUT_S, DEFAULT_DOOR, DOOR_HEADER, USER_AGENT, new_request_id, resolve
+from ..errors import REQUEST_ID_HEADER, error_from_response, error_from_transport, error_from_wire
+from ..retry import RetryPolicy
+
+T = TypeVar("T")
+Json = dict[str, Any]
+Params = Mapping[str, str | int | float | bool]
+Content = bytes | Callable[[], Iterator[bytes]]
+"""A request body: bytes, or a function that opens a fresh stream of chunks for every attempt."""
+
+
+class Options(TypedDict, total=False):
+    """What a call carries besides its method and path."""
+
+    params: Params
+    body: Json
+    """Sent as JSON."""
+    content: Content
+    """Sent as it is."""
+    unbounded: bool
+    """No read timeout: commands and builds run as long as their own timeout says."""
+
+
+class HTTP:
+    def __init__(
+        self,
+        base_url: str | None,
+        token: str | None,
+        *,
+        timeout: float,
+        retry: RetryPolicy,
+        transport: httpx.BaseTransport | None,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        self.base_url, token = resolve(base_url, token)
+        self.retry = retry
+        self._timeout = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S)
+        self._unbounded = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S, read=None)
+        sent = httpx.Headers({"User-Agent": USER_AGENT, DOOR_HEADER: DEFAULT_DOOR})
+        sent.update(headers or {})  # case-insensitive: the caller's own door replaces ours
+        sent["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=sent,
+            timeout=self._timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send(
+        self, method: str, path: str, *, stream: bool = False, **options: Unpack[Options]
+    ) -> httpx.Response:
+        """Send one call and return its successful answer, retrying only what ``RetryPolicy`` allows.
+
+        Raises:
+            ShellsError: the subclass named by the server's error code, or ``Unavailable`` /
+                ``Timeout`` when no answer came.
+        """
+        request_id = new_request_id()
+        retry = 0
+        while True:
+            content = options.get("content")
+            request = self._client.build_request(
+                method,
+                path,
+                params=options.get("params"),
+                json=options.get("body"),
+                content=content() if callable(content) else content,
+                headers={REQUEST_ID_HEADER: request_id},
+                timeout=self._unbounded if options.get("unbounded") else self._timeout,
+            )
+            try:
+                response = self._client.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                if not self.retry.allows(method, retry, error=exc):
+                    raise error_from_transport(exc, str(request.url), request_id) from exc
+            else:
+                if response.is_success:
+                    return response
+                if not self.retry.allows(method, retry, status=response.status_code):
+                    response.read()
+                    raise error_from_response(response)
+                response.close()
+            time.sleep(self.retry.delay(retry))
+            retry += 1
+
+    def call(self, method: str, path: str, **options: Unpack[Options]) -> Any:
+        """Send one call and decode its JSON answer (``None`` when it has no body)."""
+        response = self.send(method, path, **options)
+        return response.json() if response.content else None
+
+    @contextmanager
+    def stream(self, method: str, path: str, **options: Unpack[Options]) -> Iterator[httpx.Response]:
+        """Send one call and hand over its answer unread; a connection lost while reading it
+        becomes ``Unavailable``."""
+        response = self.send(method, path, stream=True, **options)
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            request = response.request
+            raise error_from_transport(exc, str(request.url), request.headers[REQUEST_ID_HEADER]) from exc
+        finally:
+            response.close()
+
+    @contextmanager
+    def ndjson(
+        self, method: str, path: str, parsers: Mapping[str, Callable[[Json], T]], *, body: Json
+    ) -> Iterator[Iterator[T]]:
+        """Send one call whose answer is a stream of JSON lines and hand over each line parsed by
+        ``parsers[line["type"]]``; lines of a type this SDK does not know are skipped."""
+        with self.stream(method, path, body=body, unbounded=True) as response:
+            yield _events(response, parsers)
+
+
+def _events(response: httpx.Response, parsers: Mapping[str, Callable[[Json], T]]) -> Iterator[T]:
+    """The parsed lines of an NDJSON answer; an ``{"type": "error"}`` line raises its exception."""
+    for line in response.iter_lines():
+        if not line:
+            continue
+        item = json.loads(line)
+        kind = item.get("type")
+        if kind == "error":
+            raise error_from_wire(response.status_code, item, response.headers.get(REQUEST_ID_HEADER))
+        if kind in parsers:
+            yield parsers[kind](item)

@@ -1,0 +1,329 @@
+# Generated from src/shells/sdk/_async/shell.py by scripts/unasync.py; edit that file and run the script.
+"""A handle on one shell: its record, its commands, files and ports, and its lifecycle."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Unpack
+
+from ...domain.errors import ShellNotFound
+from ..models import (
+    CommandResponse,
+    CommandResult,
+    Event,
+    NetworkStatus,
+    Port,
+    ShellInfo,
+    Snapshot,
+    TermCredential,
+    from_wire,
+)
+from ..wire import CreateOptions, Json
+from .commands import Commands, OutputCallback, run_to_end
+from .files import Files
+from .http import HTTP
+from .tenancy import Grants, Terminals
+
+if TYPE_CHECKING:
+    from .client import Shells
+
+
+class Shell:
+    """One shell. Get it from ``client.create()``, ``client.get(id)`` or ``client.list()``.
+
+    ``with`` deletes the shell when the block ends. ``info`` is the record as last seen;
+    actions update it and :meth:`refresh` reloads it.
+    """
+
+    def __init__(self, http: HTTP, info: ShellInfo) -> None:
+        self._http = http
+        self._owner: Shells | None = None  # the client Shell.create made for this shell alone
+        self._path = f"/v1/shells/{info.id}"
+        self.info = info
+        self.commands = Commands(http, info.id)
+        self.files = Files(http, info.id)
+        self.ports = Ports(http, info.id)
+        self.grants = Grants(http, info.id)
+        self.terminals = Terminals(http, info.id)
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.info.state}>"
+
+    @classmethod
+    def create(
+        cls,
+        language: str | None = None,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        **options: Unpack[CreateOptions],
+    ) -> Shell:
+        """Create a shell with a client of its own (``SHELLS_BASE_URL`` / ``SHELLS_API_TOKEN`` unless
+        given), closed when the shell is killed. Options as for ``Shells.create``.
+
+        Raises:
+            The errors of ``Shells.create``.
+        """
+        from .client import Shells
+
+        client = Shells(base_url, token)
+        try:
+            shell = client.create(language, **options)
+        except BaseException:
+            client.close()
+            raise
+        shell._owner = client
+        return shell
+
+    def __enter__(self) -> Shell:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.kill()
+
+    def refresh(self) -> ShellInfo:
+        """Reload the shell's record into ``info`` and return it.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+        """
+        self.info = ShellInfo.parse(self._http.call("GET", self._path))
+        return self.info
+
+    def kill(self) -> bool:
+        """Delete the shell and everything in it (its snapshots stay). Returns ``False`` if it was
+        already gone."""
+        try:
+            self._http.call("DELETE", self._path)
+        except ShellNotFound:
+            return False
+        finally:
+            if self._owner is not None:
+                self._owner.close()
+        return True
+
+    destroy = kill
+    """The CreateOS SDK's name for :meth:`kill`."""
+
+    # lifecycle ------------------------------------------------------------------------------------
+    def _act(self, action: str, **params: Any) -> Json:
+        answer = self._http.call("POST", f"{self._path}/actions/{action}", body=params)
+        self.info = ShellInfo.parse(answer["shell"])
+        return dict(answer["result"])
+
+    def restart(self) -> None:
+        """Stop and start the shell: processes end, files stay.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        self._act("restart")
+
+    def stop(self) -> None:
+        """Stop every process; the filesystem stays until :meth:`start`.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        self._act("stop")
+
+    def start(self) -> None:
+        """Start a stopped shell.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        self._act("start")
+
+    def reinstall_os(self) -> None:
+        """Put the template's system back; ``/workspace`` stays.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        self._act("reinstall_os")
+
+    def wipe_state(self) -> None:
+        """Put the template's system back and empty ``/workspace``.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        self._act("wipe_state")
+
+    def pause(self) -> None:
+        """Freeze the shell with its memory, to :meth:`resume` later.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        self._act("pause")
+
+    def resume(self) -> None:
+        """Continue a paused shell where it stopped.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        self._act("resume")
+
+    def fork(self, n: int = 1) -> builtins.list[Shell]:
+        """Make ``n`` running copies of the shell, memory included, and return them.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        result = self._act("fork", count=n)
+        return [Shell(self._http, ShellInfo.parse(s)) for s in result.get("shells", ())]
+
+    def snapshot(self, name: str | None = None) -> Snapshot:
+        """Save the filesystem; ``client.create(snapshot=snap.id)`` makes a new shell from it.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        result = self._act("snapshot", **({"name": name} if name else {}))
+        return from_wire(Snapshot, result["snapshot"])
+
+    def logs(self, max_bytes: int | None = None) -> str:
+        """The end of the shell's console log (at most 256 KiB).
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell's state does not allow it (the message says which states do).
+            ActionNotSupported: this kind of shell cannot do it (containers cannot pause or fork).
+        """
+        result = self._act("logs", **({"max_bytes": max_bytes} if max_bytes else {}))
+        return str(result["logs"])
+
+    # inside ---------------------------------------------------------------------------------------
+    def run_code(
+        self,
+        code: str,
+        language: str | None = None,
+        *,
+        timeout: float | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> CommandResult:
+        """Run a piece of code with the language's interpreter (or compiler, then the program).
+        ``language`` defaults to the shell's.
+
+        Raises:
+            InvalidRequest: the shell cannot run that language.
+            InvalidState: the shell is not running.
+            Unavailable: the connection failed; the code is never sent twice.
+        """
+        body: Json = {"code": code}
+        if language is not None:
+            body["language"] = language
+        if timeout is not None:
+            body["timeout_s"] = timeout
+        return run_to_end(self._http, f"{self._path}/run", body, on_stdout, on_stderr)
+
+    def run_command(
+        self,
+        command: str,
+        args: Sequence[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+    ) -> CommandResponse:
+        """CreateOS-style: run ``command`` with ``args`` (no shell) and return ``response.result``.
+
+        Raises:
+            The errors of ``commands.run``.
+        """
+        result = self.commands.run(command, list(args or ()), env=env, cwd=cwd, timeout=timeout)
+        return CommandResponse(result=result)
+
+    # around ---------------------------------------------------------------------------------------
+    def events(self, after: int = 0) -> builtins.list[Event]:
+        """The shell's activity (who changed it or ran what in it, through which door), oldest first,
+        after event id ``after``.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+        """
+        answer = self._http.call("GET", f"{self._path}/events", params={"after": after})
+        return [from_wire(Event, e) for e in answer["events"]]
+
+    def term(self, ttl_s: int | None = None) -> TermCredential:
+        """A short-lived credential for the shell's terminal: ``terminals.create(ttl_s)``.
+
+        Raises:
+            The errors of ``terminals.create``.
+        """
+        return self.terminals.create(ttl_s)
+
+    def network(self) -> NetworkStatus:
+        """The shell's network policy, private networks, addresses and blocked connections.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+        """
+        return NetworkStatus.parse(self._http.call("GET", f"{self._path}/network"))
+
+    def set_network(self, mode: str, allow: Sequence[str] | None = None) -> NetworkStatus:
+        """Change the network policy of the running shell at once.
+
+        Raises:
+            InvalidRequest: an unknown mode, or ``allow`` without ``internet``.
+            FeatureUnavailable: this host cannot give the shell that mode.
+        """
+        body: Json = {"mode": mode, "allow": list(allow or ())}
+        return NetworkStatus.parse(self._http.call("PUT", f"{self._path}/network", body=body))
+
+
+class Ports:
+    """Ports of one shell reachable from outside: ``shell.ports.expose(8000)``."""
+
+    def __init__(self, http: HTTP, shell_id: str) -> None:
+        self._http = http
+        self._path = f"/v1/shells/{shell_id}/ports"
+
+    def expose(self, port: int, *, public: bool = False) -> Port:
+        """Make ``port`` reachable at ``result.url``; without ``public`` a caller needs ``result.token``.
+
+        Raises:
+            InvalidRequest: not a port number from 1 to 65535.
+            InvalidState: the shell is not running.
+        """
+        return from_wire(Port, self._http.call("POST", self._path, body={"port": port, "public": public}))
+
+    def list(self) -> builtins.list[Port]:
+        """The exposed ports."""
+        answer = self._http.call("GET", self._path)
+        return [from_wire(Port, p) for p in answer["ports"]]
+
+    def close(self, port: int) -> None:
+        """Stop exposing ``port``.
+
+        Raises:
+            NotFound: the port is not exposed.
+        """
+        self._http.call("DELETE", f"{self._path}/{port}")

@@ -1,0 +1,183 @@
+# Generated from src/shells/sdk/_async/tenancy.py by scripts/unasync.py; edit that file and run the script.
+"""Who may do what: tenants, API tokens, principals (``client.tenants`` ...), a shell's grants and
+terminal credentials (``shell.grants``, ``shell.terminals``). See docs/security.md for the rules."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+
+from ..models import (
+    Grant,
+    NewToken,
+    PrincipalInfo,
+    Tenant,
+    TermCredential,
+    TermCredentialInfo,
+    Token,
+    from_wire,
+)
+from ..wire import Json
+from .http import HTTP
+
+
+class Tenants:
+    """Tenants and their limits (``client.tenants``): platform admins manage them; a tenant's own
+    admins may read theirs."""
+
+    def __init__(self, http: HTTP) -> None:
+        self._http = http
+
+    def create(self, name: str, *, quotas: Mapping[str, float] | None = None) -> Tenant:
+        """Create a tenant. ``quotas`` overrides the server's defaults: ``max_shells``, ``max_vcpus``,
+        ``max_memory_mib``, ``max_snapshots``, ``requests_per_s``, ``burst``.
+
+        Raises:
+            PermissionDenied: only a platform admin creates tenants.
+            InvalidRequest: a bad name or an unknown quota.
+            AlreadyExists: the name is taken.
+        """
+        body: Json = {"name": name, "quotas": dict(quotas or {})}
+        return from_wire(Tenant, self._http.call("POST", "/v1/tenants", body=body))
+
+    def list(self) -> builtins.list[Tenant]:
+        """Every tenant (platform admins)."""
+        answer = self._http.call("GET", "/v1/tenants")
+        return [from_wire(Tenant, t) for t in answer["tenants"]]
+
+    def get(self, name: str) -> Tenant:
+        """A tenant's limits and what it holds now (``usage``).
+
+        Raises:
+            TenantNotFound: there is no such tenant, or it is not yours.
+        """
+        return from_wire(Tenant, self._http.call("GET", f"/v1/tenants/{name}"))
+
+    def set_quotas(self, name: str, quotas: Mapping[str, float]) -> Tenant:
+        """Replace a tenant's own limits; those not given fall back to the server's defaults.
+
+        Raises:
+            PermissionDenied: only a platform admin changes limits.
+            TenantNotFound: there is no such tenant.
+        """
+        body: Json = {"quotas": dict(quotas)}
+        return from_wire(Tenant, self._http.call("PATCH", f"/v1/tenants/{name}", body=body))
+
+
+class Tokens:
+    """API tokens (``client.tokens``). Anyone mints narrower, shorter-lived tokens for themselves;
+    tenant admins mint for any principal of their tenant."""
+
+    def __init__(self, http: HTTP) -> None:
+        self._http = http
+
+    def create(
+        self,
+        scopes: Sequence[str],
+        *,
+        tenant: str | None = None,
+        principal: str | None = None,
+        expires_in_s: int | None = None,
+        kind: str | None = None,
+    ) -> NewToken:
+        """Mint a token with ``scopes`` (``["shells.read", "shells.exec"]``) for ``principal`` of
+        ``tenant`` (yourself when not given); ``kind`` (``person`` or ``service``) names a new
+        principal's kind. The secret is ``result.token``, shown only now.
+
+        Raises:
+            InvalidRequest: an unknown scope, or a bad name or lifetime.
+            PermissionDenied: a scope you lack, or a principal you may not mint for.
+            TenantNotFound: there is no such tenant, or it is not yours.
+        """
+        body: Json = {"scopes": list(scopes)}
+        extra = {"tenant": tenant, "principal": principal, "expires_in_s": expires_in_s, "kind": kind}
+        body |= {k: v for k, v in extra.items() if v is not None}
+        return NewToken.parse(self._http.call("POST", "/v1/tokens", body=body))
+
+    def list(self, *, tenant: str | None = None) -> builtins.list[Token]:
+        """The tokens you may see: your own, or every token of your tenant for tenant admins."""
+        params = {"tenant": tenant} if tenant else {}
+        answer = self._http.call("GET", "/v1/tokens", params=params)
+        return [Token.parse(t) for t in answer["tokens"]]
+
+    def revoke(self, token_id: str) -> None:
+        """Revoke a token at once (the terminal credentials minted with it too).
+
+        Raises:
+            TokenNotFound: there is no such token, or it is not one you may revoke.
+        """
+        self._http.call("DELETE", f"/v1/tokens/{token_id}")
+
+
+class Principals:
+    """The principals of your tenant (``client.principals``; tenant admins)."""
+
+    def __init__(self, http: HTTP) -> None:
+        self._http = http
+
+    def list(self) -> builtins.list[PrincipalInfo]:
+        answer = self._http.call("GET", "/v1/principals")
+        return [from_wire(PrincipalInfo, p) for p in answer["principals"]]
+
+
+class Grants:
+    """Roles of other principals on one shell (``shell.grants``); its owner and tenant admins grant."""
+
+    def __init__(self, http: HTTP, shell_id: str) -> None:
+        self._http = http
+        self._path = f"/v1/shells/{shell_id}/grants"
+
+    def add(self, principal: str, role: str) -> Grant:
+        """Give ``principal`` (of your tenant) the role ``viewer`` or ``operator`` on the shell.
+
+        Raises:
+            PrincipalNotFound: there is no such principal in your tenant.
+            PermissionDenied: you are not the shell's owner or a tenant admin.
+        """
+        body: Json = {"principal": principal, "role": role}
+        return from_wire(Grant, self._http.call("POST", self._path, body=body))
+
+    def list(self) -> builtins.list[Grant]:
+        answer = self._http.call("GET", self._path)
+        return [from_wire(Grant, g) for g in answer["grants"]]
+
+    def revoke(self, principal: str) -> None:
+        """Take ``principal``'s role on the shell away.
+
+        Raises:
+            GrantNotFound: the principal holds no role on the shell.
+        """
+        self._http.call("DELETE", f"{self._path}/{principal}")
+
+
+class Terminals:
+    """Credentials for one shell's terminal (``shell.terminals``)."""
+
+    def __init__(self, http: HTTP, shell_id: str) -> None:
+        self._http = http
+        self._path = f"/v1/shells/{shell_id}/term"
+
+    def create(self, ttl_s: int | None = None) -> TermCredential:
+        """A credential for the shell's terminal (a WebSocket at ``credential.url``), valid for
+        ``ttl_s`` seconds (5 minutes when not given, 15 at most).
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: the shell is not running.
+            PermissionDenied: your role on the shell is below operator.
+        """
+        body: Json = {} if ttl_s is None else {"ttl_s": ttl_s}
+        return from_wire(TermCredential, self._http.call("POST", self._path, body=body))
+
+    def list(self) -> builtins.list[TermCredentialInfo]:
+        """Your credentials for the shell (everyone's for its owner and tenant admins), masked."""
+        answer = self._http.call("GET", self._path)
+        return [from_wire(TermCredentialInfo, c) for c in answer["credentials"]]
+
+    def revoke(self, credential_id: str) -> None:
+        """Revoke a credential; a session attached with it ends at once.
+
+        Raises:
+            CredentialNotFound: there is no such credential of yours for this shell.
+        """
+        self._http.call("DELETE", f"{self._path}/{credential_id}")

