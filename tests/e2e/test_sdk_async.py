@@ -31,13 +31,16 @@ from shells.sdk import (
     CommandOutput,
     CommandStarted,
     Conflict,
+    CredentialRevoked,
     FileNotFound,
+    GrantNotFound,
     InvalidRequest,
     InvalidState,
     InvalidTemplateSpec,
     NetworkInUse,
     NetworkNotFound,
     NotFound,
+    PermissionDenied,
     PortNotExposed,
     RetryPolicy,
     ShellNotFound,
@@ -455,6 +458,82 @@ async def test_environment_variables_configure_the_client(
     async with AsyncShells() as client:
         assert client.base_url == server.url
         assert "version" in await client.info()
+
+
+# tenants, tokens, grants, terminals, the audit trail --------------------------------------------
+LEAD_SCOPES = ["shells.read", "shells.create", "shells.act", "shells.destroy", "shells.exec", "shells.term",
+               "tenant.admin"]  # fmt: skip
+
+
+async def test_tenants_tokens_grants_terminals_and_the_audit_trail(
+    sdk: AsyncShells, server: ServerProcess
+) -> None:
+    team = await sdk.tenants.create(f"sdk-{uuid.uuid4().hex[:8]}", quotas={"max_shells": 3})
+    assert (team.quotas["max_shells"], team.overrides) == (3, {"max_shells": 3})
+    assert team.name in {t.name for t in await sdk.tenants.list()}
+    lead = await sdk.tokens.create(LEAD_SCOPES, tenant=team.name, principal="lead", kind="person")
+    assert lead.token.startswith("shl_") and lead.token not in repr(lead)
+    assert (lead.tenant, lead.principal, sorted(lead.scopes)) == (team.name, "lead", sorted(LEAD_SCOPES))
+    reader = await sdk.tokens.create(
+        ["shells.read", "shells.exec"], tenant=team.name, principal="reader", expires_in_s=600
+    )
+    assert reader.expires_at is not None
+    async with AsyncShells(server.url, lead.token) as client:
+        assert {p.name for p in await client.principals.list()} == {"lead", "reader"}
+        async with await client.create("bash") as shell:
+            assert (await client.tenants.get(team.name)).usage == {
+                "shells": 1,
+                "vcpus": 1.0,
+                "memory_mib": 512,
+                "snapshots": 0,
+            }
+            grant = await shell.grants.add("reader", "viewer")
+            assert (grant.principal, grant.role, grant.granted_by) == ("reader", "viewer", "lead")
+            assert [g.principal for g in await shell.grants.list()] == ["reader"]
+            async with AsyncShells(server.url, reader.token) as viewer:
+                seen = await viewer.get(shell.id)
+                with pytest.raises(PermissionDenied) as denied:
+                    await seen.commands.run("true")
+                assert denied.value.details == {"role": "viewer", "needs": "operator"}
+            await shell.grants.revoke("reader")
+            with pytest.raises(GrantNotFound):
+                await shell.grants.revoke("reader")
+
+            cred = await shell.term(ttl_s=60)
+            assert cred.token.startswith("term_") and cred.token not in repr(cred)
+            assert cred.url.startswith("ws://") and cred.url.endswith(f"/v1/shells/{shell.id}/term/ws")
+            listed = await shell.terminals.list()
+            assert [(c.id, c.token, c.in_use) for c in listed] == [
+                (cred.id, f"term_…{cred.token[-4:]}", False)
+            ]
+            await shell.terminals.revoke(cred.id)
+            assert (await shell.terminals.list())[0].revoked_at is not None
+
+        trail = await client.audit(shell=shell.id)
+        assert {(e.principal, e.door, e.target) for e in trail} >= {("lead", "sdk", shell.id)}
+        assert [e.outcome for e in trail if e.principal == "reader"] == ["ok", "permission_denied"]
+        assert [e.action for e in trail if e.destructive] == ["delete"]
+        assert all(e.request_id for e in trail)
+        assert await client.audit(shell=shell.id, after=trail[-1].id) == []
+
+        await client.tokens.revoke(reader.id)
+        assert {t.id: t.revoked_at is not None for t in await client.tokens.list()}[reader.id]
+    async with AsyncShells(server.url, reader.token) as revoked:
+        with pytest.raises(CredentialRevoked):
+            await revoked.list()
+
+
+async def test_the_door_the_audit_trail_records_can_be_named(sdk: AsyncShells, server: ServerProcess) -> None:
+    team = await sdk.tenants.create(f"door-{uuid.uuid4().hex[:8]}")
+    admin = await sdk.tokens.create(["shells.read", "tenant.admin"], tenant=team.name, principal="ops")
+    async with AsyncShells(server.url, admin.token, headers={"x-shells-door": "console"}) as console:
+        await console.list()
+    async with AsyncShells(server.url, admin.token) as client:
+        doors = [e.door for e in await client.audit(action="list_shells")]
+    assert doors == ["console"]
+    async with AsyncShells(server.url, admin.token, headers={"X-Shells-Door": "backdoor"}) as bad:
+        with pytest.raises(InvalidRequest, match="X-Shells-Door"):
+            await bad.list()
 
 
 # retries ----------------------------------------------------------------------------------------

@@ -32,13 +32,16 @@ from shells.sdk import (
     CommandOutput,
     CommandStarted,
     Conflict,
+    CredentialRevoked,
     FileNotFound,
+    GrantNotFound,
     InvalidRequest,
     InvalidState,
     InvalidTemplateSpec,
     NetworkInUse,
     NetworkNotFound,
     NotFound,
+    PermissionDenied,
     PortNotExposed,
     RetryPolicy,
     ShellNotFound,
@@ -450,6 +453,80 @@ def test_environment_variables_configure_the_client(
     with Shells() as client:
         assert client.base_url == server.url
         assert "version" in client.info()
+
+
+# tenants, tokens, grants, terminals, the audit trail --------------------------------------------
+LEAD_SCOPES = ["shells.read", "shells.create", "shells.act", "shells.destroy", "shells.exec", "shells.term",
+               "tenant.admin"]  # fmt: skip
+
+
+def test_tenants_tokens_grants_terminals_and_the_audit_trail(sdk: Shells, server: ServerProcess) -> None:
+    team = sdk.tenants.create(f"sdk-{uuid.uuid4().hex[:8]}", quotas={"max_shells": 3})
+    assert (team.quotas["max_shells"], team.overrides) == (3, {"max_shells": 3})
+    assert team.name in {t.name for t in sdk.tenants.list()}
+    lead = sdk.tokens.create(LEAD_SCOPES, tenant=team.name, principal="lead", kind="person")
+    assert lead.token.startswith("shl_") and lead.token not in repr(lead)
+    assert (lead.tenant, lead.principal, sorted(lead.scopes)) == (team.name, "lead", sorted(LEAD_SCOPES))
+    reader = sdk.tokens.create(
+        ["shells.read", "shells.exec"], tenant=team.name, principal="reader", expires_in_s=600
+    )
+    assert reader.expires_at is not None
+    with Shells(server.url, lead.token) as client:
+        assert {p.name for p in client.principals.list()} == {"lead", "reader"}
+        with client.create("bash") as shell:
+            assert (client.tenants.get(team.name)).usage == {
+                "shells": 1,
+                "vcpus": 1.0,
+                "memory_mib": 512,
+                "snapshots": 0,
+            }
+            grant = shell.grants.add("reader", "viewer")
+            assert (grant.principal, grant.role, grant.granted_by) == ("reader", "viewer", "lead")
+            assert [g.principal for g in shell.grants.list()] == ["reader"]
+            with Shells(server.url, reader.token) as viewer:
+                seen = viewer.get(shell.id)
+                with pytest.raises(PermissionDenied) as denied:
+                    seen.commands.run("true")
+                assert denied.value.details == {"role": "viewer", "needs": "operator"}
+            shell.grants.revoke("reader")
+            with pytest.raises(GrantNotFound):
+                shell.grants.revoke("reader")
+
+            cred = shell.term(ttl_s=60)
+            assert cred.token.startswith("term_") and cred.token not in repr(cred)
+            assert cred.url.startswith("ws://") and cred.url.endswith(f"/v1/shells/{shell.id}/term/ws")
+            listed = shell.terminals.list()
+            assert [(c.id, c.token, c.in_use) for c in listed] == [
+                (cred.id, f"term_…{cred.token[-4:]}", False)
+            ]
+            shell.terminals.revoke(cred.id)
+            assert (shell.terminals.list())[0].revoked_at is not None
+
+        trail = client.audit(shell=shell.id)
+        assert {(e.principal, e.door, e.target) for e in trail} >= {("lead", "sdk", shell.id)}
+        assert [e.outcome for e in trail if e.principal == "reader"] == ["ok", "permission_denied"]
+        assert [e.action for e in trail if e.destructive] == ["delete"]
+        assert all(e.request_id for e in trail)
+        assert client.audit(shell=shell.id, after=trail[-1].id) == []
+
+        client.tokens.revoke(reader.id)
+        assert {t.id: t.revoked_at is not None for t in client.tokens.list()}[reader.id]
+    with Shells(server.url, reader.token) as revoked:
+        with pytest.raises(CredentialRevoked):
+            revoked.list()
+
+
+def test_the_door_the_audit_trail_records_can_be_named(sdk: Shells, server: ServerProcess) -> None:
+    team = sdk.tenants.create(f"door-{uuid.uuid4().hex[:8]}")
+    admin = sdk.tokens.create(["shells.read", "tenant.admin"], tenant=team.name, principal="ops")
+    with Shells(server.url, admin.token, headers={"x-shells-door": "console"}) as console:
+        console.list()
+    with Shells(server.url, admin.token) as client:
+        doors = [e.door for e in client.audit(action="list_shells")]
+    assert doors == ["console"]
+    with Shells(server.url, admin.token, headers={"X-Shells-Door": "backdoor"}) as bad:
+        with pytest.raises(InvalidRequest, match="X-Shells-Door"):
+            bad.list()
 
 
 # retries ----------------------------------------------------------------------------------------

@@ -163,6 +163,64 @@ def test_granting_across_tenants_or_to_strangers_is_refused(world: World) -> Non
     error(world.alice.http.delete(f"/v1/shells/{world.shell}/grants/zed"), 404, "grant_not_found")
 
 
+def test_networks_ports_and_run_follow_the_roles_on_the_shell(world: World) -> None:
+    sid, net = world.shell, world.network
+    viewer, operator = world.victor.http, world.otto.http
+    assert viewer.get(f"/v1/shells/{sid}/network").json()["policy"]["mode"] == "sealed"
+    assert viewer.get(f"/v1/shells/{sid}/ports").json() == {"ports": []}
+    refused = [
+        viewer.put(f"/v1/shells/{sid}/network", json={"mode": "localhost"}),
+        viewer.post(f"/v1/shells/{sid}/ports", json={"port": 8000}),
+        viewer.delete(f"/v1/shells/{sid}/ports/8000"),
+        viewer.post(f"/v1/networks/{net}/shells", json={"shell_id": sid}),
+        viewer.post(f"/v1/shells/{sid}/run", params={"wait": "true"}, json={"code": "echo hi"}),
+        viewer.post("/v1/templates", json={"from_shell": sid, "name": "viewers-copy:1"}),
+    ]
+    for r in refused:
+        assert error(r, 403, "permission_denied")["details"] == {"role": "viewer", "needs": "operator"}
+    ran = operator.post(f"/v1/shells/{sid}/run", params={"wait": "true"}, json={"code": "echo $((6*7))"})
+    assert ran.json()["stdout"] == "42\n"
+    try:
+        assert operator.put(f"/v1/shells/{sid}/network", json={"mode": "localhost"}).status_code == 200
+        port = operator.post(f"/v1/shells/{sid}/ports", json={"port": 8000})
+        assert port.status_code == 201, port.text
+        assert [p["port"] for p in viewer.get(f"/v1/shells/{sid}/ports").json()["ports"]] == [8000]
+        assert operator.delete(f"/v1/shells/{sid}/ports/8000").status_code == 204
+        joined = operator.post(f"/v1/networks/{net}/shells", json={"shell_id": sid})
+        assert sid in {m["id"] for m in joined.json()["shells"]}, joined.text
+        b_net = f"bnet{secrets.token_hex(3)}"
+        assert world.b_admin.http.post("/v1/networks", json={"name": b_net}).status_code == 201
+        try:  # another tenant's shell on one's own network: the shell is missing, as ever
+            r = world.b_admin.http.post(f"/v1/networks/{b_net}/shells", json={"shell_id": sid})
+            error(r, 404, "shell_not_found")
+            assert net not in {n["name"] for n in world.b_admin.http.get("/v1/networks").json()["networks"]}
+        finally:
+            world.b_admin.http.delete(f"/v1/networks/{b_net}")
+        assert operator.delete(f"/v1/networks/{net}/shells/{sid}").status_code == 204
+    finally:
+        assert operator.put(f"/v1/shells/{sid}/network", json={"mode": "sealed"}).status_code == 200
+
+
+def test_a_tenants_templates_are_its_own(world: World) -> None:
+    name = world.template
+    assert name in {t["name"] for t in world.victor.http.get("/v1/templates").json()["templates"]}
+    b_list = world.b_admin.http.get("/v1/templates").json()["templates"]
+    assert name not in {t["name"] for t in b_list}
+    assert {"python:1", "base:1"} <= {t["name"] for t in b_list}  # built-ins are everyone's
+    assert world.b_admin.http.get("/v1/templates/python:1").status_code == 200
+    error(world.b_admin.http.get(f"/v1/templates/{name}"), 404, "template_not_found")
+    r = world.b_admin.http.post("/v1/shells", json={"language": "bash", "template": name})
+    error(r, 404, "template_not_found")
+    spec = f'name = "globex-copy:1"\nparent = "{name}"\n'
+    r = world.b_admin.http.post("/v1/templates/build", params={"wait": "true"}, json={"spec": spec})
+    error(r, 404, "template_not_found")
+    err = error(world.victor.http.delete(f"/v1/templates/{name}"), 403, "permission_denied")
+    assert err["details"] == {"owner": "alice"}  # another member of the tenant: not theirs to delete
+    error(world.a_admin.http.delete("/v1/templates/python:1"), 403, "permission_denied")  # built-in
+    sid = create_shell(world.victor, template=name)  # but theirs to use
+    world.victor.http.delete(f"/v1/shells/{sid}")
+
+
 # every endpoint against every bad token -------------------------------------------------------------
 
 
