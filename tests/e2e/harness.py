@@ -151,8 +151,8 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
 @contextmanager
 def running_server(data_dir: Path, warm_pool: int = 2) -> Iterator[ServerProcess]:
     server = ServerProcess(data_dir, warm_pool=warm_pool)
-    server.start()
     try:
+        server.start()  # inside: a server that fails to start has set up the host too
         yield server
     finally:
         server.purge()

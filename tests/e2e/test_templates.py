@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from shells.runtime.templates.catalog import BASE_ROOTFS, artifact, builtins
 from shells.settings import Settings
 from shells.store.repository import Store
 
-from .harness import ServerProcess, running_server
+from .harness import SHELLS, ServerProcess, running_server
 from .rest import ShellMaker, error_of, exec_wait, ndjson, rest_client
 
 pytestmark = pytest.mark.usefixtures("built_templates")
@@ -377,20 +376,18 @@ def test_a_builtin_can_be_deleted_and_comes_back_from_the_host_cache(
 def test_prepare_builds_only_the_default_and_other_builtins_are_refused_until_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``new_shell up`` on a host whose cache holds only the debootstrapped base: ``shells prepare`` builds
+    """``make up`` on a host whose cache holds only the debootstrapped base: ``shells prepare`` builds
     python:1 in a build shell (with DNS served before any server runs) and names the rest; a shell of
     a built-in that would need a build is refused at once, saying how to build it."""
     cache = Path("/var/tmp") / f"shells-cache-{secrets.token_hex(4)}"
     cache.mkdir()
+    data = tmp_path / "fresh"
     try:
         base = Settings.from_env().cache_dir / BASE_ROOTFS.tarball_name()
         os.link(base, cache / base.name)
         monkeypatch.setenv("SHELLS_CACHE_DIR", str(cache))
-        data = tmp_path / "fresh"
-        prepare = subprocess.run(
-            [sys.executable, "-m", "shells.cli.main", "prepare", "--data-dir", str(data)],
-            capture_output=True, text=True, check=False, timeout=600,
-        )  # fmt: skip
+        argv = [*SHELLS, "prepare", "--data-dir", str(data)]
+        prepare = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
         assert prepare.returncode == 0, prepare.stderr
         assert "templates ready: base:1, python:1" in prepare.stdout
         assert "preparing the default template python:1" in prepare.stderr
@@ -405,5 +402,6 @@ def test_prepare_builds_only_the_default_and_other_builtins_are_refused_until_bu
             assert fresh.get("/v1/shells").json()["shells"] == []
             sh = fresh.post("/v1/shells", json={"language": "python"})
             assert sh.status_code == 201 and sh.json()["template"] == "python:1"
-    finally:
+    finally:  # `shells prepare` set the host up for this instance even if something above failed
+        subprocess.run([*SHELLS, "purge", "--data-dir", str(data), "--yes"], check=False, capture_output=True)
         shutil.rmtree(cache, ignore_errors=True)

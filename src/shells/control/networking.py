@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from ipaddress import IPv4Network, ip_address
+from ipaddress import IPv4Network
 from typing import Any
 
 import anyio
@@ -41,7 +41,7 @@ from ..domain.principal import Principal
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from ..runtime.network.dataplane import HostNetwork
-from ..runtime.network.dns_upstream import Upstream
+from ..runtime.network.dns_upstream import configured_upstreams
 from ..runtime.network.ingress import Exposure, IngressProxy, new_port_token
 from ..runtime.network.resolver import DnsResolver, Peer
 from ..store.networking import NetworkingStore
@@ -54,27 +54,6 @@ log = logging.getLogger(__name__)
 MAX_PENDING_REFUSALS = 10_000
 BLOCKED_POLL_S = 1.0
 """How often the host's drop counters are read into the store (the kernel aggregates meanwhile)."""
-
-
-def upstreams(configured: Sequence[str]) -> list[Upstream]:
-    """``["10.0.0.2", "127.0.0.1:5353", "[2001:db8::53]:53"]`` → upstream servers."""
-    found = []
-    for text in configured:
-        if text.startswith("["):
-            host, _, port = text[1:].partition("]:")
-            host = host.rstrip("]")
-        elif text.count(":") == 1:
-            host, _, port = text.partition(":")
-        else:
-            host, port = text, ""
-        try:
-            ip_address(host)
-            found.append(Upstream(host, int(port or 53)))
-        except ValueError:
-            raise InvalidRequest(
-                f"DNS upstream {text!r} is not an IP address or IP:PORT (SHELLS_DNS_UPSTREAMS)."
-            ) from None
-    return found
 
 
 class Networking:
@@ -354,7 +333,7 @@ class Networking:
     async def start(self) -> None:
         """Serve DNS on the shells' gateway, the ingress proxy, and read the drop counters."""
         settings = self.ctx.settings
-        self._resolver = DnsResolver(ShellDns(self), upstreams(settings.dns_upstreams) or None)
+        self._resolver = DnsResolver(ShellDns(self), configured_upstreams(settings.dns_upstreams))
         for address in self.host.gateway_addresses():
             await self._resolver.listen(address)
         self._proxy = IngressProxy(self, settings.ingress_domain)

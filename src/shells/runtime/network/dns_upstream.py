@@ -8,6 +8,7 @@ other sections, option fields or the case of the name reaches the upstream.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from shells.domain.errors import RuntimeFailure
+from shells.domain.errors import InvalidRequest, RuntimeFailure
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -146,3 +147,25 @@ async def _ask(
             continue
         return reply
     raise UpstreamFailed(f"no upstream answered {name} {dns.rdatatype.to_text(rdtype)}")
+
+
+def configured_upstreams(configured: Sequence[str]) -> list[Upstream] | None:
+    """``SHELLS_DNS_UPSTREAMS`` entries (``10.0.0.2``, ``127.0.0.1:5353``, ``[2001:db8::53]:53``) →
+    upstream servers; None when nothing is configured (use the host's, ``host_upstreams``)."""
+    found = []
+    for text in configured:
+        if text.startswith("["):
+            host, _, port = text[1:].partition("]:")
+            host = host.rstrip("]")
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
+        else:
+            host, port = text, ""
+        try:
+            ipaddress.ip_address(host)
+            found.append(Upstream(host, int(port or 53)))
+        except ValueError:
+            raise InvalidRequest(
+                f"DNS upstream {text!r} is not an IP address or IP:PORT (SHELLS_DNS_UPSTREAMS)."
+            ) from None
+    return found or None

@@ -8,7 +8,6 @@ resolver with a policy that answers build shells only, for as long as the prepar
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -16,7 +15,7 @@ from contextlib import asynccontextmanager
 
 from ...domain.network import NetworkMode
 from ..network.dataplane import HostNetwork
-from ..network.dns_upstream import IPAddress
+from ..network.dns_upstream import IPAddress, configured_upstreams
 from ..network.resolver import DnsResolver, Peer
 from .builder import BUILD_SHELL_PREFIX
 
@@ -54,7 +53,7 @@ class BuildShellDns:
 @asynccontextmanager
 async def dns_for_builds(host: HostNetwork) -> AsyncIterator[None]:
     """Serve build shells' DNS on the instance's gateway while the block runs (``host`` prepared)."""
-    resolver = DnsResolver(BuildShellDns(host))
+    resolver = DnsResolver(BuildShellDns(host), configured_upstreams(host.settings.dns_upstreams))
     try:
         for address in host.gateway_addresses():
             try:
@@ -66,4 +65,3 @@ async def dns_for_builds(host: HostNetwork) -> AsyncIterator[None]:
         yield
     finally:
         await resolver.close()
-        await asyncio.sleep(0)  # a closed UDP transport lets go of its socket one loop turn later
