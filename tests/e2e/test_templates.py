@@ -14,12 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shells.control.auth import hash_token
-from shells.domain.ids import new_id
 from shells.domain.principal import ADMIN_SCOPES
 from shells.runtime.templates.catalog import BASE_ROOTFS, artifact, builtins
 from shells.settings import Settings
-from shells.store.repository import Store
 
 from .harness import SHELLS, ServerProcess, running_server
 from .rest import ShellMaker, error_of, exec_wait, ndjson, rest_client
@@ -283,22 +280,14 @@ def test_a_saved_shell_relaunches_with_its_files_and_installed_packages(
     assert new_shell(language="python", template="myenv")["template"] == "myenv:2"  # the highest tag
 
 
-def other_tenant_token(server: ServerProcess) -> str:
-    """A token of another tenant, minted straight into the server's database."""
-    token = "shl_" + secrets.token_urlsafe(32)
-    store = Store(f"sqlite:///{server.data_dir / 'shells.db'}")
-    try:
-        store.add_token(
-            token_id=new_id("tok"),
-            tenant="other-tenant",
-            principal="mallory",
-            token_hash=hash_token(token),
-            prefix=token[:10],
-            scopes=ADMIN_SCOPES - {"platform.admin"},
-        )
-    finally:
-        store.close()
-    return token
+def other_tenant_token(api: httpx.Client) -> str:
+    """A tenant admin's token of a new tenant, minted through the REST API by the platform admin."""
+    tenant = f"other-{secrets.token_hex(4)}"
+    assert api.post("/v1/tenants", json={"name": tenant}).status_code == 201
+    scopes = sorted(ADMIN_SCOPES - {"platform.admin"})
+    r = api.post("/v1/tokens", json={"tenant": tenant, "principal": "mallory", "scopes": scopes})
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
 
 
 def test_saving_needs_a_running_shell_of_ones_own_and_a_free_legal_name(
@@ -317,7 +306,7 @@ def test_saving_needs_a_running_shell_of_ones_own_and_a_free_legal_name(
         404,
         "shell_not_found",
     )
-    with rest_client(server, other_tenant_token(server)) as mallory:
+    with rest_client(server, other_tenant_token(api)) as mallory:
         error_of(mallory.post("/v1/templates", json=save), 404, "shell_not_found")
         cleanup.append("mine:1")
         assert api.post("/v1/templates", json=save).status_code == 201
