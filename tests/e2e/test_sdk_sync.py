@@ -43,6 +43,7 @@ from shells.sdk import (
     NotFound,
     PermissionDenied,
     PortNotExposed,
+    RateLimited,
     RetryPolicy,
     ShellNotFound,
     TemplateNotFound,
@@ -530,6 +531,22 @@ def test_the_door_the_audit_trail_records_can_be_named(sdk: Shells, server: Serv
 
 
 # retries ----------------------------------------------------------------------------------------
+def test_a_rate_limited_call_waits_as_asked_and_is_sent_again(sdk: Shells, server: ServerProcess) -> None:
+    team = sdk.tenants.create(f"slow-{uuid.uuid4().hex[:8]}", quotas={"requests_per_s": 2, "burst": 1})
+    reader = sdk.tokens.create(["shells.read"], tenant=team.name, principal="reader")
+    with Shells(server.url, reader.token) as client:
+        started = time.monotonic()
+        for _ in range(2):
+            assert client.list() == []
+        narrower = client.tokens.create(["shells.read"], expires_in_s=60)  # a POST, retried too
+        assert time.monotonic() - started >= 0.8  # two waits of about 0.5 s for the bucket to refill
+    with Shells(server.url, narrower.token, retry=RetryPolicy(max_retries=0)) as impatient:
+        with pytest.raises(RateLimited) as limited:
+            for _ in range(3):
+                impatient.list()
+    assert limited.value.details["limit"] == "requests_per_s"
+
+
 class DropAfterSend(httpx.BaseTransport):
     """Delivers every request; for those ``drop`` picks, waits for the whole answer, then pretends
     the connection broke before it arrived."""

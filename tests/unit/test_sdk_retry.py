@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from shells.sdk.retry import RetryPolicy
+from shells.sdk.retry import RetryPolicy, retry_after
 
 REQUEST = httpx.Request("GET", "http://h/")
 NOT_SENT = [httpx.ConnectError("refused", request=REQUEST), httpx.ConnectTimeout("slow", request=REQUEST)]
@@ -32,12 +32,26 @@ def test_a_request_that_may_have_arrived_is_retried_only_if_idempotent(error: ht
 
 def test_statuses_worth_a_retry_are_gateway_trouble_on_idempotent_requests() -> None:
     policy = RetryPolicy()
-    assert [s for s in (400, 404, 409, 429, 500, 502, 503, 504) if policy.allows("GET", 0, status=s)] == [
+    assert [s for s in (400, 404, 409, 500, 502, 503, 504) if policy.allows("GET", 0, status=s)] == [
         502,
         503,
         504,
     ]
     assert not policy.allows("POST", 0, status=503)
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "GET", "PUT", "DELETE"])
+def test_a_rate_limited_request_never_ran_so_any_method_is_retried(method: str) -> None:
+    assert RetryPolicy().allows(method, 0, status=429)
+    assert not RetryPolicy(max_retries=1).allows(method, 1, status=429)
+
+
+def test_the_wait_a_429_asks_for_comes_from_its_details_or_its_header() -> None:
+    body = {"error": {"code": "rate_limited", "message": "m", "details": {"retry_after_s": 0.25}}}
+    assert retry_after(httpx.Response(429, json=body, headers={"Retry-After": "1"})) == 0.25
+    assert retry_after(httpx.Response(429, text="busy", headers={"Retry-After": "2"})) == 2.0
+    assert retry_after(httpx.Response(429, json={"error": {"details": {}}})) == 0.0
+    assert retry_after(httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"})) == 0.0
 
 
 def test_retries_stop_at_the_limit() -> None:

@@ -1,8 +1,9 @@
 """When the SDK sends a request again, and how long it waits first.
 
 The rule: a request is sent again only if it certainly never reached the server (the connection
-could not be made) or if sending it twice does no harm (GET, PUT, DELETE). A command, a code run, a
-create or an action is never replayed: the server may already be running it.
+could not be made), if the server refused it before doing anything (429: the token's rate limit), or
+if sending it twice does no harm (GET, PUT, DELETE). A command, a code run, a create or an action is
+otherwise never replayed: the server may already be running it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import httpx
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
+RATE_LIMITED = 429
+"""Refused by the rate limit at authentication, before anything ran: safe to send again, later."""
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Transport failures that happen before a single byte of the request left this process."""
 
@@ -45,8 +48,22 @@ class RetryPolicy:
         """Whether a request that failed with ``error`` (or answered ``status``) may be sent again."""
         if retry >= self.max_retries:
             return False
-        if isinstance(error, NOT_SENT):
+        if isinstance(error, NOT_SENT) or status == RATE_LIMITED:
             return True
         if method.upper() not in IDEMPOTENT_METHODS:
             return False
         return error is not None or status in RETRY_STATUSES
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds a read 429 answer asks the caller to wait: ``details.retry_after_s`` (precise), else the
+    ``Retry-After`` header (whole seconds), else 0."""
+    try:
+        details = response.json()["error"]["details"]
+        return max(0.0, float(details["retry_after_s"]))
+    except (ValueError, KeyError, TypeError):
+        pass
+    try:
+        return max(0.0, float(response.headers.get("retry-after", 0)))
+    except ValueError:
+        return 0.0

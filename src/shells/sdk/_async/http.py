@@ -12,7 +12,7 @@ import httpx
 
 from ..connection import CONNECT_TIMEOUT_S, DEFAULT_DOOR, DOOR_HEADER, USER_AGENT, new_request_id, resolve
 from ..errors import REQUEST_ID_HEADER, error_from_response, error_from_transport, error_from_wire
-from ..retry import RetryPolicy
+from ..retry import RATE_LIMITED, RetryPolicy, retry_after
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -73,6 +73,7 @@ class AsyncHTTP:
         request_id = new_request_id()
         retry = 0
         while True:
+            wait = 0.0
             content = options.get("content")
             request = self._client.build_request(
                 method,
@@ -94,8 +95,11 @@ class AsyncHTTP:
                 if not self.retry.allows(method, retry, status=response.status_code):
                     await response.aread()
                     raise error_from_response(response)
+                if response.status_code == RATE_LIMITED:
+                    await response.aread()
+                    wait = retry_after(response)
                 await response.aclose()
-            await anyio.sleep(self.retry.delay(retry))
+            await anyio.sleep(max(wait, self.retry.delay(retry)))
             retry += 1
 
     async def call(self, method: str, path: str, **options: Unpack[Options]) -> Any:

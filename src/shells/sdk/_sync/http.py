@@ -13,7 +13,7 @@ import httpx
 
 from ..connection import CONNECT_TIMEOUT_S, DEFAULT_DOOR, DOOR_HEADER, USER_AGENT, new_request_id, resolve
 from ..errors import REQUEST_ID_HEADER, error_from_response, error_from_transport, error_from_wire
-from ..retry import RetryPolicy
+from ..retry import RATE_LIMITED, RetryPolicy, retry_after
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -74,6 +74,7 @@ class HTTP:
         request_id = new_request_id()
         retry = 0
         while True:
+            wait = 0.0
             content = options.get("content")
             request = self._client.build_request(
                 method,
@@ -95,8 +96,11 @@ class HTTP:
                 if not self.retry.allows(method, retry, status=response.status_code):
                     response.read()
                     raise error_from_response(response)
+                if response.status_code == RATE_LIMITED:
+                    response.read()
+                    wait = retry_after(response)
                 response.close()
-            time.sleep(self.retry.delay(retry))
+            time.sleep(max(wait, self.retry.delay(retry)))
             retry += 1
 
     def call(self, method: str, path: str, **options: Unpack[Options]) -> Any:
