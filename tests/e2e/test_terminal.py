@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,6 +125,27 @@ def test_type_a_command_read_its_output_resize_and_exit(terms: Terms) -> None:
                if e["action"] == "term.session"][-1]  # fmt: skip
     assert (session["door"], session["outcome"], session["details"]["ended_by"]) == ("console", "ok", "exit")
     assert session["details"]["exit_code"] == 5
+
+
+def test_a_terminal_starts_where_an_exec_would_with_the_same_environment(terms: Terms) -> None:
+    """The template's env and workdir, then the shell's env: what an exec in that shell gets."""
+    http, name = terms.alice.http, f"termenv-{secrets.token_hex(3)}:1"
+    spec = f'name = "{name}"\nparent = "python:1"\nworkdir = "/srv"\n[env]\nFROM_TEMPLATE = "tpl"\n'
+    built = http.post("/v1/templates/build", params={"wait": "true"}, json={"spec": spec})
+    assert built.status_code == 200, built.text
+    sid = create_shell(terms.alice, language="python", template=name, env={"FROM_SHELL": "own"})
+    try:
+        ran = http.post(f"/v1/shells/{sid}/exec", params={"wait": "true"}, json={"command": PROBE})
+        assert ran.json()["stdout"] == "/srv tpl own 1\n", ran.text
+        with attached(terms.mint(sid)) as ws:
+            ws.send(PROBE.encode() + b"\n")
+            assert b"/srv tpl own 1\r\n" in screen_until(ws, rb"/srv tpl own 1\r\n")
+    finally:
+        http.delete(f"/v1/shells/{sid}")
+        http.delete(f"/v1/templates/{name}")
+
+
+PROBE = 'echo "$(pwd) $FROM_TEMPLATE $FROM_SHELL $PIP_BREAK_SYSTEM_PACKAGES"'
 
 
 def test_ctrl_d_leaves_and_the_token_may_come_in_the_first_message(terms: Terms) -> None:
