@@ -10,7 +10,6 @@ import socket
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,28 +41,7 @@ def nsdir() -> Iterator[Path]:
 
 
 def _inside(path: Path, action: Callable[[], T]) -> T:
-    """Run ``action`` in a thread that has joined the netns at ``path`` (the thread then exits)."""
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _libc.setns(fd, _libc.CLONE_NEWNET)
-            finally:
-                os.close(fd)
-            result.append(action())
-        except BaseException as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join(10)
-    assert not worker.is_alive()
-    if errors:
-        raise errors[0]
-    return result[0]
+    return netns.run_in_netns(str(path), action, timeout_s=10)
 
 
 def _connect_errno(port: int) -> int:

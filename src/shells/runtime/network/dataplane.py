@@ -56,6 +56,7 @@ from .addressing import (
     shell_mac,
 )
 from .blocked import counted_by_slot, growth
+from .dns_upstream import nameservers
 from .libnftables import Nftables, NftError
 from .links import Port, ensure_gateway, remove_gateway, shell_links
 from .reaper import Reaper
@@ -64,6 +65,7 @@ from .rtnl import Netlink, read_sysctl, write_sysctl
 from .ruleset import BLOCKED_TIMEOUT_S, Ruleset, allow_elements, table_name
 
 log = logging.getLogger(__name__)
+RESOLV_CONF = Path("/etc/resolv.conf")
 
 IPv4Address = ipaddress.IPv4Address
 IPv6Address = ipaddress.IPv6Address
@@ -190,7 +192,8 @@ class HostNetwork:
             fcntl.flock(lock, fcntl.LOCK_EX)
             with Netlink() as host:
                 taken = [r for r in host.routes() if r.prefixlen > 0 and r != stored]
-            taken += [IPv4Network(ns) for ns in _nameservers()]
+            # a range that holds one of the host's nameservers would cut the host off from DNS
+            taken += [IPv4Network(ns) for ns in nameservers(RESOLV_CONF) if ":" not in ns]
             if wanted is not None:
                 check_override(wanted, taken)
                 chosen = wanted
@@ -593,16 +596,3 @@ def _slot_of(name: str) -> int | None:
     if len(name) > 1 and name[0] in "sdaqpbvfg" and name[1:].isdigit():
         return int(name[1:])
     return None
-
-
-def _nameservers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
-    """The host's IPv4 nameservers: a range that contains one would cut the host off from DNS."""
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver":
-            try:
-                out.append(str(IPv4Address(parts[1])))
-            except ValueError:
-                continue
-    return out

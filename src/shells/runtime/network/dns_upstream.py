@@ -46,10 +46,10 @@ def host_upstreams(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[Upstrea
     servers behind it when systemd-resolved publishes them, since a stub may apply the host's own
     split-DNS view; other loopback servers (a local dnsmasq or unbound) are kept: the resolver runs in
     the host's network namespace, where they answer."""
-    servers = _nameservers(resolv_conf)
+    servers = nameservers(resolv_conf)
     if any(ipaddress.ip_address(s).is_loopback for s in servers) and SYSTEMD_RESOLVED_UPSTREAMS.exists():
         servers = [
-            s for s in _nameservers(SYSTEMD_RESOLVED_UPSTREAMS) if not ipaddress.ip_address(s).is_loopback
+            s for s in nameservers(SYSTEMD_RESOLVED_UPSTREAMS) if not ipaddress.ip_address(s).is_loopback
         ]
     if not servers:
         raise RuntimeFailure(
@@ -59,7 +59,8 @@ def host_upstreams(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[Upstrea
     return [Upstream(s) for s in servers]
 
 
-def _nameservers(path: Path) -> list[str]:
+def nameservers(path: Path) -> list[str]:
+    """The ``nameserver`` addresses of a resolv.conf-style file (none if it cannot be read)."""
     found: list[str] = []
     try:
         lines = path.read_text().splitlines()
