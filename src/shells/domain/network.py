@@ -82,15 +82,6 @@ class AllowRule:
             return (self.protocol,)
         return (Protocol.TCP, Protocol.UDP) if self.port is not None else ()
 
-    def matches_name(self, name: str) -> bool:
-        """Whether a DNS question for ``name`` is covered (host and wildcard rules only)."""
-        name = name.lower().rstrip(".")
-        if self.kind is AllowKind.HOST:
-            return name == self.target
-        if self.kind is AllowKind.WILDCARD:
-            return name.endswith(self.target[1:])
-        return False
-
     def __str__(self) -> str:
         text = self.target
         if self.port is not None:
