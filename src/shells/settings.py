@@ -33,6 +33,9 @@ class Settings:
     pool_image_gib: int = 64
     btrfs_dir: Path | None = None
     agent_ready_timeout_s: float = 20.0
+    idle_timeout_s: int = 900
+    """Default seconds without exec, terminal or port traffic before a shell of a class that can
+    pause pauses itself (``SHELLS_IDLE_TIMEOUT_S``; 0 never). A create may ask for another."""
     quota_max_shells: int = 20
     quota_max_vcpus: float = 16.0
     quota_max_memory_mib: int = 32768
@@ -102,6 +105,7 @@ class Settings:
             "quota_max_snapshots": "SHELLS_QUOTA_MAX_SNAPSHOTS",
             "rate_limit_burst": "SHELLS_RATE_LIMIT_BURST",
             "ingress_port": "SHELLS_INGRESS_PORT",
+            "idle_timeout_s": "SHELLS_IDLE_TIMEOUT_S",
         }
         for name, var in ints.items():
             if env.get(var):

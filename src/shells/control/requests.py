@@ -63,6 +63,8 @@ class CreateShellRequest:
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     networks: tuple[str, ...] = ()
+    idle_timeout_s: int | None = None
+    """None: the instance's default for classes that can pause; 0: never pause on idle."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -77,13 +79,9 @@ class CreateShellRequest:
             "name",
             "env",
             "labels",
+            "idle_timeout_s",
         }
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise InvalidRequest(
-                f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}.",
-                {"fields": unknown},
-            )
+        reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
             raise InvalidRequest(
                 "'language' is required (bash, node, python, rust or go).", {"field": "language"}
@@ -118,7 +116,23 @@ class CreateShellRequest:
             env=_str_map(body.get("env"), "env"),
             labels=labels,
             networks=tuple(dict.fromkeys(networks)),
+            idle_timeout_s=parse_idle_timeout(body.get("idle_timeout_s")),
         )
+
+
+MAX_IDLE_TIMEOUT_S = 7 * 24 * 3600
+
+
+def parse_idle_timeout(value: object) -> int | None:
+    """Whole seconds from 0 (never) to a week, or None for the instance's default."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_IDLE_TIMEOUT_S:
+        raise InvalidRequest(
+            f"'idle_timeout_s' must be whole seconds from 0 (never pause on idle) to {MAX_IDLE_TIMEOUT_S}.",
+            {"field": "idle_timeout_s"},
+        )
+    return value
 
 
 def parse_network_policy(value: object) -> NetworkPolicy:

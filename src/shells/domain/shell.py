@@ -31,6 +31,8 @@ class ShellRecord:
     state_reason: str = ""
     source_snapshot: str | None = None
     pooled: bool = False
+    idle_timeout_s: int | None = None
+    """Seconds without exec, terminal or port traffic after which the shell pauses itself; None never."""
 
     def to_public(self) -> dict[str, Any]:
         """The wire form every door returns (env values are the caller's own, so they are shown)."""
@@ -50,6 +52,7 @@ class ShellRecord:
             "owner": self.owner,
             "env": dict(self.env),
             "labels": dict(self.labels),
+            "idle_timeout_s": self.idle_timeout_s,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

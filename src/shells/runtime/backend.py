@@ -7,7 +7,7 @@ server restart without asking the store.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +104,23 @@ class Backend(Protocol):
     async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
         """Put the root filesystem (and with ``wipe_workspace`` also /workspace) back to the template."""
 
-    async def snapshot(self, host_id: str, snapshot_id: str) -> None: ...
+    async def snapshot(self, host_id: str, snapshot_id: str) -> None:
+        """Record the shell's state as snapshot ``snapshot_id`` (the filesystem; a class that can
+        pause also its memory), from which ``create`` with ``source_snapshot`` starts new shells."""
+
+    async def pause(self, host_id: str) -> None:
+        """Save the running shell's whole state to disk and end its processes: compute drops to zero.
+        Called only for a class with ``Capability.PAUSE``."""
+
+    async def resume(self, spec: ShellSpec) -> None:
+        """Bring a paused shell back exactly where it was paused: its processes, open files and
+        memory continue. Called only for a class with ``Capability.RESUME``."""
+
+    async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
+        """Start every one of ``children`` from the shell's current state (memory and files), each
+        independent from then on; the shell itself keeps running (or stays paused). All or nothing:
+        on failure every child started so far is destroyed before the error is raised. Called only
+        for a class with ``Capability.FORK``."""
 
     async def delete_snapshot(self, snapshot_id: str) -> None: ...
 

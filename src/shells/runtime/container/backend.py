@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +33,7 @@ import anyio
 import shells.guest
 
 from ...domain.capabilities import Capability
-from ...domain.errors import RuntimeFailure, TemplateNotFound
+from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileEntry
 from ...domain.isolation import Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
@@ -348,6 +348,15 @@ class ContainerBackend:
         finally:
             if running:
                 await self.crun.resume(host_id)
+
+    async def pause(self, host_id: str) -> None:
+        raise ActionNotSupported("Container shells cannot pause to zero; stop them instead.")
+
+    async def resume(self, spec: ShellSpec) -> None:
+        raise ActionNotSupported("Container shells cannot pause to zero, so there is nothing to resume.")
+
+    async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
+        raise ActionNotSupported("Container shells cannot fork; snapshot them and create from the snapshot.")
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         dest = self._snapshot_dir(snapshot_id)
