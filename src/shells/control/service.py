@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import __version__
 from ..domain import access
-from ..domain.isolation import PRESET_TEMPLATES, Language
+from ..domain.isolation import PRESET_TEMPLATES, Language, Runtime
 from ..domain.principal import Principal
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
@@ -17,9 +17,11 @@ from ..settings import Settings
 from ..store.repository import Store
 from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
+from .budgets import Budgets
 from .context import ControlContext
 from .inside import Inside
 from .lifecycle import Lifecycle
+from .metering import Metering
 from .networking import Networking
 from .pool import WarmPool
 from .reconcile import ReconcileReport, reconcile
@@ -48,6 +50,9 @@ class Control:
         self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network)
         self.inside = Inside(self.ctx, self.templates)
         self.run_code = RunCode(self.ctx, self.inside)
+        self.metering = Metering(self.ctx, self._runtime_matrix)
+        self.budgets = Budgets(self.ctx, self.metering)
+        self.ctx.quotas.check_budget = self.budgets.check
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
@@ -60,9 +65,11 @@ class Control:
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         self.pool.start()
+        self.budgets.start()
         return report
 
     async def close(self) -> None:
+        await self.budgets.stop()
         await self.network.stop()
         await self.pool.stop()
         await self.shells.drain()
@@ -88,6 +95,21 @@ class Control:
             "network_modes": sorted({m.value for b in self.ctx.backends.values() for m in b.network_modes}),
             "shapes": {s.name: {"vcpus": s.vcpus, "memory_mib": s.memory_mib} for s in SHAPES.values()},
         }
+
+    def _runtime_matrix(self) -> list[dict[str, Any]]:
+        """Language x class: which presets this host can run (pricing shows it beside the rates)."""
+        runtimes = self.info()["runtimes"]
+        return [
+            {
+                "language": lang.value,
+                "runtime": r.value,
+                "available": lang.value in runtimes.get(r.value, {}).get("languages", []),
+                "version": None,
+                "notes": "" if r.value in runtimes else f"no {r.value} backend on this host",
+            }
+            for lang in Language
+            for r in Runtime
+        ]
 
     def events(
         self, principal: Principal, shell_id: str, after: int = 0, limit: int = 500
