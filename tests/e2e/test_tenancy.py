@@ -293,6 +293,11 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/tokens", scopeless=200, foreign=None),
     Endpoint("DELETE", "/v1/tokens/{token_id}", scopeless=404, foreign="token_not_found"),
     Endpoint("GET", "/v1/audit", foreign=None),
+    Endpoint("GET", "/v1/usage", foreign=None),
+    Endpoint("GET", "/v1/pricing", foreign=None),
+    Endpoint("GET", "/v1/tenants/{name}/billing", foreign="tenant_not_found"),
+    Endpoint("PUT", "/v1/tenants/{name}/billing", {"budget_usd": 100}, foreign="tenant_not_found"),
+    Endpoint("GET", "/metrics", foreign=None),
 ]
 
 

@@ -158,8 +158,8 @@ def test_a_shape_change_mid_run_splits_the_interval(store: Store, clock: ManualC
     to(store, "sh_a", ShellState.STOPPED)
     intervals = store.intervals(*MONTH)
     assert [(iv.shape, iv.vcpus, iv.memory_mib) for iv in intervals] == [
-        ("s-4vcpu-4gb", 4, 4096),
-        ("s-1vcpu-512mb", 1, 512),
+        ("s-4vcpu-4gb", Decimal(4), 4096),
+        ("s-1vcpu-512mb", Decimal(1), 512),
     ]
     assert intervals[0].ended_at == intervals[1].started_at == MONDAY + timedelta(seconds=600)
     line = report(store, GroupBy.SHELL)["sh_a"]

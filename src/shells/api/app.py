@@ -9,9 +9,10 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..control.service import Control
-from . import errors, routes_admin, terminal_ws
+from . import errors, metrics, routes_admin, terminal_ws
 from .request_context import RequestContext
 from .routes import router
+from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_run import router as run_router
 from .routes_templates import router as templates_router
@@ -30,10 +31,12 @@ def create_app(control: Control) -> FastAPI:
     app.state.control = control
     errors.install(app)
     app.add_middleware(RequestContext)
+    metrics.install(app, control)
     app.include_router(router)
     app.include_router(routes_admin.router)
     app.include_router(terminal_ws.router)
     app.include_router(templates_router)
     app.include_router(run_router)
     app.include_router(network_router)
+    app.include_router(metering_router)
     return app

@@ -18,7 +18,7 @@ from ..domain.access import TENANT_ADMIN
 from ..domain.audit import parse_time
 from ..domain.errors import InvalidRequest, PermissionDenied, TenantNotFound
 from ..domain.isolation import Runtime, parse_enum
-from ..domain.pricing import RateCard, money
+from ..domain.pricing import RateCard, money, rate
 from ..domain.principal import Principal
 from ..domain.shapes import SHAPES
 from ..domain.usage import Billing, GroupBy, UsageLine, month_start, parse_usd, summarize
@@ -184,7 +184,7 @@ class Metering:
             "billing": "per second of running, at the shape's vCPUs and memory; nothing while paused "
             "or stopped",
             "classes": {r.value: self.rates.rates(r).to_public() for r in Runtime},
-            "snapshot_gib_month_usd": str(self.rates.snapshot_gib_month),
+            "snapshot_gib_month_usd": rate(self.rates.snapshot_gib_month),
             "free_tier_usd": money(self.ctx.settings.free_tier_usd),
             "shapes": [
                 {

@@ -22,6 +22,7 @@ from .context import ControlContext
 from .inside import Inside
 from .lifecycle import Lifecycle
 from .metering import Metering
+from .metrics import ShellsCollector
 from .networking import Networking
 from .pool import WarmPool
 from .reconcile import ReconcileReport, reconcile
@@ -52,6 +53,7 @@ class Control:
         self.run_code = RunCode(self.ctx, self.inside)
         self.metering = Metering(self.ctx, self._runtime_matrix)
         self.budgets = Budgets(self.ctx, self.metering)
+        self.metrics = ShellsCollector(self.ctx, self.metering)
         self.ctx.quotas.check_budget = self.budgets.check
 
     async def start(self) -> ReconcileReport:

@@ -38,10 +38,10 @@ class ClassRates:
 
     def to_public(self) -> dict[str, str]:
         return {
-            "vcpu_hour_usd": str(self.vcpu_hour),
-            "gib_hour_usd": str(self.gib_hour),
-            "vcpu_second_usd": str(self.vcpu_hour / SECONDS_PER_HOUR),
-            "gib_second_usd": str(self.gib_hour / SECONDS_PER_HOUR),
+            "vcpu_hour_usd": rate(self.vcpu_hour),
+            "gib_hour_usd": rate(self.gib_hour),
+            "vcpu_second_usd": rate(self.vcpu_hour / SECONDS_PER_HOUR),
+            "gib_second_usd": rate(self.gib_hour / SECONDS_PER_HOUR),
         }
 
 
@@ -80,3 +80,8 @@ class RateCard:
 def money(amount: Decimal) -> str:
     """The wire form of an amount of dollars: six decimal places, rounded half up."""
     return str(amount.quantize(MICRO, rounding="ROUND_HALF_UP"))
+
+
+def rate(amount: Decimal) -> str:
+    """The wire form of a rate: every significant digit, no exponent, no trailing zeros."""
+    return format(amount.normalize(), "f")

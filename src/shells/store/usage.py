@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..domain.clock import Clock
@@ -188,6 +188,16 @@ class UsageStore:
     @staticmethod
     def _open_query() -> Select[UsageIntervalRow]:
         return select(UsageIntervalRow).where(UsageIntervalRow.ended_at.is_(None))
+
+    def shell_counts(self) -> dict[tuple[str, str], int]:
+        """How many shells there are by (state, runtime), deleted and warm-pool ones apart."""
+        with self.tx() as s:
+            q = (
+                select(ShellRow.state, ShellRow.runtime, func.count())
+                .where(ShellRow.pooled.is_(False), ShellRow.state != ShellState.DELETED.value)
+                .group_by(ShellRow.state, ShellRow.runtime)
+            )
+            return {(state, runtime): int(n) for state, runtime, n in s.execute(q).all()}
 
     # billing terms --------------------------------------------------------------------------------
     def billing_terms(self, tenant: str) -> BillingTerms:
