@@ -15,6 +15,7 @@ from sqlalchemy import delete
 from shells.control.budgets import Budgets
 from shells.control.context import ControlContext
 from shells.control.metering import Metering, rate_card
+from shells.control.suspend import Suspension
 from shells.domain.errors import BudgetExceeded, InvalidRequest, PermissionDenied, TenantNotFound
 from shells.domain.isolation import Language, Runtime
 from shells.domain.network import NetworkMode, NetworkPolicy
@@ -338,7 +339,7 @@ def test_members_see_their_own_usage_and_admins_the_tenants(
 def test_the_free_tier_is_spent_first_and_the_cap_triggers_at_free_tier_plus_budget(
     store: Store, clock: ManualClock, ctx: ControlContext, metering: Metering
 ) -> None:
-    budgets = Budgets(ctx, metering)
+    budgets = Budgets(ctx, metering, Suspension(ctx))
     store.add_tenant(TenantRecord("default", {}, MONDAY), draft("-"))
     metering.set_terms(ADMIN, "default", {"free_tier_usd": "0.1332", "budget_usd": 0.0666})
     new_shell(store, "sh_vm", Runtime.MICROVM, "s-2vcpu-2gb")  # $0.1332 an hour

@@ -22,6 +22,7 @@ from ..domain.states import ShellState
 from ..domain.usage import Billing
 from .context import ControlContext
 from .metering import Metering
+from .suspend import Suspension
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,10 @@ def _why(tenant: str, billing: Billing, cost: Decimal) -> str:
 
 
 class Budgets:
-    def __init__(self, ctx: ControlContext, metering: Metering) -> None:
+    def __init__(self, ctx: ControlContext, metering: Metering, suspension: Suspension) -> None:
         self.ctx = ctx
         self.metering = metering
+        self.suspension = suspension
         self._task: asyncio.Task[None] | None = None
 
     def check(self, tenant: str) -> None:
@@ -80,23 +82,13 @@ class Budgets:
             shell = self.ctx.store.get_shell(shell_id)
             if shell is None or shell.state is not ShellState.RUNNING:
                 return None
-            backend = self.ctx.backend(shell.runtime)
-            if Capability.PAUSE in backend.capabilities:
-                await backend.pause(shell.id)
-                target = ShellState.PAUSED
-            else:
-                await backend.stop(shell.id)
-                target = ShellState.STOPPED
+            if self.suspension.can(shell, Capability.PAUSE):
+                return await self.suspension.pause(None, shell, "system", reason)
+            await self.ctx.backend(shell.runtime).stop(shell.id)
             draft = self.ctx.draft(
-                None,
-                shell,
-                door="system",
-                kind="state",
-                action="budget",
-                outcome=target.value,
-                message=reason,
+                None, shell, door="system", kind="state", action="budget", outcome="stopped", message=reason
             )
-            return self.ctx.store.change_state(shell.id, target, reason, draft)
+            return self.ctx.store.change_state(shell.id, ShellState.STOPPED, reason, draft)
 
     async def check_all(self) -> None:
         """One pass over every tenant that set a budget."""
