@@ -298,9 +298,7 @@ def test_a_week_across_classes_costs_exactly_the_hand_computed_bill(
     by_principal = report(store, GroupBy.PRINCIPAL, week)
     assert by_principal["bob"].cost == Decimal("0.999")
     by_day = report(store, GroupBy.DAY, week)
-    assert by_day["2026-03-06"].cost == Decimal("8") * Decimal("0.1332") + 24 * Decimal("0.02925") + Decimal(
-        "0.0666"
-    )
+    assert by_day["2026-03-06"].cost == Decimal("1.8342")  # docs/pricing.md: 8 h + 24 h + 1 h
     assert sum(v.cost for k, v in by_day.items() if k != "total") == Decimal("11.3068125")
     # What the API shows: rounded once, half up, to the micro-dollar.
     shown = metering.usage(ADMIN, start=MONDAY.isoformat(), end=at(7, 0).isoformat(), group_by="class")
