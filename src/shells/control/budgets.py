@@ -9,8 +9,6 @@ the cap (at most ``budget_check_s`` seconds of its rate), and never is billed fo
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from decimal import Decimal
 
@@ -22,6 +20,7 @@ from ..domain.states import ShellState
 from ..domain.usage import Billing
 from .context import ControlContext
 from .metering import Metering
+from .periodic import Periodic
 from .suspend import Suspension
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ class Budgets:
         self.ctx = ctx
         self.metering = metering
         self.suspension = suspension
-        self._task: asyncio.Task[None] | None = None
+        self._check = Periodic("the budget check", ctx.settings.budget_check_s, self.check_all)
 
     def check(self, tenant: str) -> None:
         """Raise BudgetExceeded if the tenant's cap is reached (before anything new runs)."""
@@ -97,21 +96,7 @@ class Budgets:
 
     # the background check -------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._check.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.ctx.settings.budget_check_s)
-            try:
-                await self.check_all()
-            except Exception:
-                log.exception(
-                    "the budget check failed; it runs again in %s s", self.ctx.settings.budget_check_s
-                )
+        await self._check.stop()
