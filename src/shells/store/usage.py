@@ -9,11 +9,12 @@ closes or splits an interval in the same commit, and a crash can never leave one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
@@ -27,8 +28,6 @@ from .tables import ShellRow
 from .usage_tables import TenantBillingRow, UsageIntervalRow
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from .repository import EventDraft
 
 _MILLI = Decimal(1000)
@@ -80,18 +79,34 @@ def follow_shell(session: Session, row: ShellRow, at: datetime) -> None:
         )
 
 
-def _interval(row: UsageIntervalRow) -> UsageInterval:
+_INTERVAL_COLUMNS = (
+    UsageIntervalRow.id,
+    UsageIntervalRow.shell_id,
+    UsageIntervalRow.tenant,
+    UsageIntervalRow.owner,
+    UsageIntervalRow.runtime,
+    UsageIntervalRow.shape,
+    UsageIntervalRow.vcpus_milli,
+    UsageIntervalRow.memory_mib,
+    UsageIntervalRow.started_at,
+    UsageIntervalRow.ended_at,
+)
+"""Read as plain rows, not ORM objects: a month's bill reads thousands and objects cost 4x."""
+
+
+def _interval(row: Sequence[Any]) -> UsageInterval:
+    iv_id, shell_id, tenant, owner, runtime, shape, vcpus_milli, memory_mib, started_at, ended_at = row
     return UsageInterval(
-        id=row.id,
-        shell_id=row.shell_id,
-        tenant=row.tenant,
-        owner=row.owner,
-        runtime=Runtime(row.runtime),
-        shape=row.shape,
-        vcpus=Decimal(row.vcpus_milli) / _MILLI,
-        memory_mib=row.memory_mib,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
+        id=iv_id,
+        shell_id=shell_id,
+        tenant=tenant,
+        owner=owner,
+        runtime=Runtime(runtime),
+        shape=shape,
+        vcpus=Decimal(vcpus_milli) / _MILLI,
+        memory_mib=memory_mib,
+        started_at=started_at,
+        ended_at=ended_at,
     )
 
 
@@ -139,7 +154,7 @@ class UsageStore:
     ) -> list[UsageInterval]:
         """Intervals that overlap ``[start, end)``, oldest first (open ones included)."""
         with self.tx() as s:
-            q = select(UsageIntervalRow).where(
+            q = select(*_INTERVAL_COLUMNS).where(
                 UsageIntervalRow.started_at < end,
                 or_(UsageIntervalRow.ended_at.is_(None), UsageIntervalRow.ended_at > start),
             )
@@ -147,7 +162,7 @@ class UsageStore:
                 q = q.where(UsageIntervalRow.tenant == tenant)
             if owner is not None:
                 q = q.where(UsageIntervalRow.owner == owner)
-            return [_interval(r) for r in s.scalars(q.order_by(UsageIntervalRow.id)).all()]
+            return [_interval(r) for r in s.execute(q.order_by(UsageIntervalRow.id)).all()]
 
     def billed_tenants(self, since: datetime) -> set[str]:
         """Tenants with an interval open now or since ``since``."""
