@@ -7,11 +7,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from ..sdk import Pricing, UsageLine, UsageReport
-from ..sdk.wire import UNSET, Unset
 from .args import Subparsers, connect
 from .output import print_json, table
+
+if TYPE_CHECKING:  # the CLI loads the SDK only to run a command
+    from ..sdk import Pricing, UsageLine, UsageReport
+    from ..sdk.wire import Unset
 
 GROUPS = ("shell", "class", "day", "principal")
 BAR_WIDTH = 40
@@ -98,12 +101,16 @@ def cmd_pricing(args: argparse.Namespace) -> int:
 
 def _amount(value: str | None, unset_word: str) -> str | Unset | None:
     """A command-line amount: not given (kept), the word that removes it (None), or dollars."""
+    from ..sdk.wire import UNSET
+
     if value is None:
         return UNSET
     return None if value == unset_word else value
 
 
 def cmd_billing(args: argparse.Namespace) -> int:
+    from ..sdk.wire import Unset
+
     budget, free_tier = _amount(args.budget, "none"), _amount(args.free_tier, "default")
     with connect() as client:
         if isinstance(budget, Unset) and isinstance(free_tier, Unset):
