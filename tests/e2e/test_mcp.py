@@ -33,8 +33,8 @@ ENDPOINT = "/api/agent/invoke"
 REPO = Path(__file__).resolve().parents[2]
 TRANSPORTS = ["http", "stdio"]
 TOOLS = {
-    "shells_list", "shells_create", "shells_delete", "shells_action", "shells_term", "shells_exec",
-    "shells_run_code", "shells_files_read", "shells_files_write", "shells_files_list",
+    "shells_runtimes", "shells_list", "shells_create", "shells_delete", "shells_action", "shells_term",
+    "shells_exec", "shells_run_code", "shells_files_read", "shells_files_write", "shells_files_list",
 }  # fmt: skip
 
 
@@ -105,7 +105,8 @@ async def test_the_tools_are_listed_with_schemas_and_honest_annotations(
         name: (t.annotations.read_only_hint, t.annotations.destructive_hint)  # type: ignore[union-attr]
         for name, t in listed.items()
     }
-    assert hints["shells_list"] == hints["shells_files_read"] == hints["shells_files_list"] == (True, False)
+    for read_only in ("shells_runtimes", "shells_list", "shells_files_read", "shells_files_list"):
+        assert hints[read_only] == (True, False)
     assert hints["shells_create"] == hints["shells_term"] == (False, False)
     for destructive in ("shells_delete", "shells_action", "shells_exec", "shells_files_write"):
         assert hints[destructive] == (False, True)
@@ -117,6 +118,10 @@ async def test_an_agent_creates_runs_writes_reads_snapshots_wipes_and_deletes_a_
     server: ServerProcess, agent: Caller, transport: str
 ) -> None:
     async with connect(server, agent.token, transport) as client:
+        matrix = ok(await client.call_tool("shells_runtimes", {}))["runtimes"]
+        assert {"language": "python", "runtime": "container", "available": True}.items() <= next(
+            r for r in matrix if (r["language"], r["runtime"]) == ("python", "container")
+        ).items()
         shell = ok(await client.call_tool("shells_create", {"language": "python", "labels": {"by": "mcp"}}))
         sid = shell["shell"]["id"]
         try:
@@ -158,6 +163,8 @@ async def test_an_agent_creates_runs_writes_reads_snapshots_wipes_and_deletes_a_
             )
             assert ok(snap)["result"]["snapshot"]["id"].startswith("snap_") and not ok(snap)["destructive"]
             assert "DESTRUCTIVE" not in text(snap)
+            paused = await client.call_tool("shells_action", {"shell_id": sid, "action": "pause"})
+            assert "container" in tool_error(paused, "action_not_supported")["message"]
             wiped = await client.call_tool("shells_action", {"shell_id": sid, "action": "wipe_state"})
             assert ok(wiped)["destructive"] and "DESTRUCTIVE:" in text(wiped)
             gone = await client.call_tool("shells_files_read", {"shell_id": sid, "path": "notes.txt"})

@@ -10,6 +10,10 @@ Json = dict[str, Any]
 
 
 class Gateway(Protocol):
+    async def runtimes(self) -> list[Json]:
+        """``GET /v1/runtimes``: every language in every isolation class, available or why not."""
+        ...
+
     async def list_shells(self, filters: dict[str, str]) -> list[Json]:
         """``GET /v1/shells``: the records the caller may see (``state``, ``runtime``, ``label``)."""
         ...

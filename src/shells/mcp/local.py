@@ -25,20 +25,23 @@ class ControlGateway:
         self.principal = principal
         self.terminal_url = terminal_url
 
+    async def runtimes(self) -> list[Json]:
+        return self.control.runtimes()
+
     async def list_shells(self, filters: dict[str, str]) -> list[Json]:
         shells = self.control.shells.list(self.principal, **filters)
-        return [s.to_public() for s in shells]
+        return [self.control.ctx.public(s) for s in shells]
 
     async def create_shell(self, body: Json) -> Json:
         shell = await self.control.shells.create(self.principal, CreateShellRequest.parse(body), DOOR)
-        return shell.to_public()
+        return self.control.ctx.public(shell)
 
     async def delete_shell(self, shell_id: str) -> None:
         await self.control.shells.delete(self.principal, shell_id, DOOR)
 
     async def act(self, shell_id: str, capability: str, params: Json) -> Json:
         shell, result = await self.control.shells.act(self.principal, shell_id, capability, DOOR, params)
-        return {"shell": shell.to_public(), "result": result}
+        return {"shell": self.control.ctx.public(shell), "result": result}
 
     async def mint_terminal(self, shell_id: str, body: Json) -> Json:
         cred, token = self.control.terminals.mint(self.principal, shell_id, body)
@@ -58,7 +61,7 @@ class ControlGateway:
         return (await collect(events)).to_public()
 
     async def read_file(self, shell_id: str, path: str, max_bytes: int) -> bytes:
-        chunks = self.control.inside.read_file(self.principal, shell_id, path)
+        chunks = await self.control.inside.read_file(self.principal, shell_id, path)
         return await _head(chunks, max_bytes)
 
     async def write_file(self, shell_id: str, path: str, data: bytes, mode: int) -> Json:

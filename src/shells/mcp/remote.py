@@ -35,6 +35,9 @@ class SdkGateway:
     def _shell(shell_id: str) -> str:
         return f"/v1/shells/{quote(shell_id, safe='')}"
 
+    async def runtimes(self) -> list[Json]:
+        return list((await self.http.call("GET", "/v1/runtimes"))["runtimes"])
+
     async def list_shells(self, filters: dict[str, str]) -> list[Json]:
         return list((await self.http.call("GET", "/v1/shells", params=filters))["shells"])
 

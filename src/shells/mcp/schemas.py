@@ -95,6 +95,24 @@ COMMAND_RESULT = obj(
     stderr_cut=integer("Characters of stderr left out of this result (0: none)."),
 )
 
+RUNTIMES_INPUT = obj()
+RUNTIMES_OUTPUT = obj(
+    ["runtimes"],
+    closed=False,
+    runtimes={
+        "type": "array",
+        "items": obj(
+            ["language", "runtime", "available"],
+            closed=False,
+            language=string("A language preset."),
+            runtime=string("An isolation class."),
+            available=boolean("shells_create can make this combination on this server."),
+            version=string("The language's version there."),
+            notes=string("Why it is not available, or what to know."),
+        ),
+    },
+)
+
 LIST_INPUT = obj(
     state=string("Only shells in this state (running, paused, stopped, failed, …)."),
     runtime=string("Only shells of this isolation class.", enum=[r.value for r in Runtime]),

@@ -69,6 +69,17 @@ def _line(shell: Json) -> str:
     )
 
 
+async def _runtimes(gw: Gateway, args: Args) -> types.CallToolResult:
+    rows = await gw.runtimes()
+    lines = [
+        f"{r['language']:<7} {r['runtime']:<10} "
+        + (f"available {r.get('version') or ''}".rstrip() if r["available"] else "unavailable")
+        + (f" ({r['notes']})" if r.get("notes") else "")
+        for r in rows
+    ]
+    return ok("\n".join(lines), {"runtimes": rows})
+
+
 async def _list(gw: Gateway, args: Args) -> types.CallToolResult:
     shells = await gw.list_shells({k: str(v) for k, v in args.items()})
     text = "\n".join(_line(sh) for sh in shells) if shells else "No shells."
@@ -202,6 +213,14 @@ async def _list_files(gw: Gateway, args: Args) -> types.CallToolResult:
 
 
 TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "shells_runtimes",
+        "List runtimes",
+        "Which language presets each isolation class (container, microvm, wasm) can run on this "
+        "server, with versions, or why not: what shells_create accepts.",
+        s.RUNTIMES_INPUT, s.RUNTIMES_OUTPUT, read_only=True, destructive=False, idempotent=True,
+        open_world=False, run=_runtimes,
+    ),
     ToolSpec(
         "shells_list",
         "List shells",
