@@ -21,7 +21,7 @@ def test_every_tool_has_valid_schemas_and_a_consistent_annotation() -> None:
         jsonschema.Draft202012Validator.check_schema(tool.input_schema)
         jsonschema.Draft202012Validator.check_schema(tool.output_schema)
         assert tool.input_schema["additionalProperties"] is False  # a misspelt argument is refused
-        assert not (tool.read_only and tool.destructive)
+        assert not (tool.hints.read_only and tool.hints.destructive)
         listed = tool.to_mcp()
         assert listed.annotations is not None and listed.annotations.read_only_hint is tool.read_only
 

@@ -22,18 +22,38 @@ Run = Callable[[Gateway, Args], Awaitable[types.CallToolResult]]
 
 
 @dataclass(frozen=True)
+class Hints:
+    """A tool's annotations: what it does to the world, as MCP clients read them."""
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool
+    """May reach beyond Shells: commands run in a shell whose network may be the internet."""
+
+
+READS = Hints(read_only=True, destructive=False, idempotent=True, open_world=False)
+ADDS = Hints(read_only=False, destructive=False, idempotent=False, open_world=False)
+REPLACES = Hints(read_only=False, destructive=True, idempotent=True, open_world=False)
+"""Destroys what was there, and doing it twice does no more (delete, overwrite a file)."""
+ACTS = Hints(read_only=False, destructive=True, idempotent=False, open_world=False)
+RUNS = Hints(read_only=False, destructive=True, idempotent=False, open_world=True)
+"""Arbitrary code: it may delete files in the shell, and reach the internet if the shell may."""
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     name: str
     title: str
     description: str
     input_schema: s.Schema
     output_schema: s.Schema
-    read_only: bool
-    destructive: bool
-    idempotent: bool
-    open_world: bool
-    """May reach beyond Shells: commands run in a shell whose network may be the internet."""
+    hints: Hints
     run: Run
+
+    @property
+    def read_only(self) -> bool:
+        return self.hints.read_only
 
     def to_mcp(self) -> types.Tool:
         return types.Tool(
@@ -44,10 +64,10 @@ class ToolSpec:
             output_schema=self.output_schema,
             annotations=types.ToolAnnotations(
                 title=self.title,
-                read_only_hint=self.read_only,
-                destructive_hint=self.destructive,
-                idempotent_hint=self.idempotent,
-                open_world_hint=self.open_world,
+                read_only_hint=self.hints.read_only,
+                destructive_hint=self.hints.destructive,
+                idempotent_hint=self.hints.idempotent,
+                open_world_hint=self.hints.open_world,
             ),
         )
 
@@ -218,30 +238,26 @@ TOOLS: tuple[ToolSpec, ...] = (
         "List runtimes",
         "Which language presets each isolation class (container, microvm, wasm) can run on this "
         "server, with versions, or why not: what shells_create accepts.",
-        s.RUNTIMES_INPUT, s.RUNTIMES_OUTPUT, read_only=True, destructive=False, idempotent=True,
-        open_world=False, run=_runtimes,
+        s.RUNTIMES_INPUT, s.RUNTIMES_OUTPUT, READS, _runtimes,
     ),
     ToolSpec(
         "shells_list",
         "List shells",
         "Every shell you can see (your own and those shared with you), optionally filtered.",
-        s.LIST_INPUT, s.LIST_OUTPUT, read_only=True, destructive=False, idempotent=True, open_world=False,
-        run=_list,
+        s.LIST_INPUT, s.LIST_OUTPUT, READS, _list,
     ),
     ToolSpec(
         "shells_create",
         "Create a shell",
         "Create and start a sandbox: a language preset (or template), an isolation class, a network "
         "mode (sealed by default) and a shape. Returns when it is running.",
-        s.CREATE_INPUT, s.SHELL_OUTPUT, read_only=False, destructive=False, idempotent=False,
-        open_world=False, run=_create,
+        s.CREATE_INPUT, s.SHELL_OUTPUT, ADDS, _create,
     ),
     ToolSpec(
         "shells_delete",
         "Delete a shell",
         "Delete a shell and everything in it (DESTRUCTIVE; its snapshots stay).",
-        s.DELETE_INPUT, s.DELETE_OUTPUT, read_only=False, destructive=True, idempotent=True,
-        open_world=False, run=_delete,
+        s.DELETE_INPUT, s.DELETE_OUTPUT, REPLACES, _delete,
     ),
     ToolSpec(
         "shells_action",
@@ -249,54 +265,47 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Run one lifecycle action. stop, reinstall_os and wipe_state are DESTRUCTIVE (processes or "
         "files are gone for good) and say so in the result; pause, resume and fork need a class "
         "that can (microvm).",
-        s.ACTION_INPUT, s.ACTION_OUTPUT, read_only=False, destructive=True, idempotent=False,
-        open_world=False, run=_action,
+        s.ACTION_INPUT, s.ACTION_OUTPUT, ACTS, _action,
     ),
     ToolSpec(
         "shells_term",
         "Open a terminal credential",
         "Mint a short-lived credential for the shell's interactive terminal (a WebSocket). The token "
         "is masked in the text and whole in the structured result.",
-        s.TERM_INPUT, s.TERM_OUTPUT, read_only=False, destructive=False, idempotent=False,
-        open_world=False, run=_term,
+        s.TERM_INPUT, s.TERM_OUTPUT, ADDS, _term,
     ),
     ToolSpec(
         "shells_exec",
         "Run a command",
         "Run a command in a running shell to its end and return stdout, stderr and the exit code "
         "(a non-zero exit is a result, not an error). Long output is cut in the middle, marked.",
-        s.EXEC_INPUT, s.COMMAND_RESULT, read_only=False, destructive=True, idempotent=False,
-        open_world=True, run=_exec,
+        s.EXEC_INPUT, s.COMMAND_RESULT, RUNS, _exec,
     ),
     ToolSpec(
         "shells_run_code",
         "Run a code snippet",
         "Run source code with its language's interpreter or compiler (python, node, bash, go, rust) "
         "and return stdout, stderr and the exit code; a compile error is output, not a tool error.",
-        s.RUN_CODE_INPUT, s.COMMAND_RESULT, read_only=False, destructive=True, idempotent=False,
-        open_world=True, run=_run_code,
+        s.RUN_CODE_INPUT, s.COMMAND_RESULT, RUNS, _run_code,
     ),
     ToolSpec(
         "shells_files_read",
         "Read a file",
         "Read a file of a running shell (text, or base64 for binary files).",
-        s.READ_INPUT, s.READ_OUTPUT, read_only=True, destructive=False, idempotent=True,
-        open_world=False, run=_read,
+        s.READ_INPUT, s.READ_OUTPUT, READS, _read,
     ),
     ToolSpec(
         "shells_files_write",
         "Write a file",
         "Create or replace a file in a running shell (replacing overwrites it). It appears whole or "
         "not at all.",
-        s.WRITE_INPUT, s.WRITE_OUTPUT, read_only=False, destructive=True, idempotent=True,
-        open_world=False, run=_write,
+        s.WRITE_INPUT, s.WRITE_OUTPUT, REPLACES, _write,
     ),
     ToolSpec(
         "shells_files_list",
         "List a directory",
         "The entries of a directory of a running shell.",
-        s.LIST_FILES_INPUT, s.LIST_FILES_OUTPUT, read_only=True, destructive=False, idempotent=True,
-        open_world=False, run=_list_files,
+        s.LIST_FILES_INPUT, s.LIST_FILES_OUTPUT, READS, _list_files,
     ),
 )  # fmt: skip
 BY_NAME = {t.name: t for t in TOOLS}
