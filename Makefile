@@ -40,3 +40,4 @@ bench: system-deps $(STAMP)
 	$(PY) -m benchmarks.bench_btrfs
 	$(PY) -m benchmarks.bench_network
 	$(PY) -m benchmarks.bench_sdk
+	$(PY) -m benchmarks.bench_mcp

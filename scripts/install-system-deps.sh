@@ -14,6 +14,9 @@ PACKAGES=(
   podman          # only as the benchmark baseline ("podman run --rm")
   curl ca-certificates
 )
+# npm installs the MCP Inspector for the tests (scripts/install-mcp-inspector.sh); a host with a Node.js
+# of its own (and its npm) keeps it.
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

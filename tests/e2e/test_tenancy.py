@@ -294,6 +294,8 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/tokens", scopeless=200, foreign=None),
     Endpoint("DELETE", "/v1/tokens/{token_id}", scopeless=404, foreign="token_not_found"),
     Endpoint("GET", "/v1/audit", foreign=None),
+    # MCP over HTTP: its tools' own refusals are tool errors, tested in test_mcp.py.
+    Endpoint("POST", "/api/agent/invoke", {"jsonrpc": "2.0", "id": 1, "method": "ping"}, foreign=None),
 ]
 
 

@@ -9,7 +9,8 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..control.service import Control
-from . import errors, routes_admin, terminal_ws
+from ..mcp.http import McpHttp
+from . import errors, routes_admin, routes_mcp, terminal_ws
 from .request_context import RequestContext
 from .routes import router
 from .routes_network import router as network_router
@@ -18,16 +19,20 @@ from .routes_templates import router as templates_router
 
 
 def create_app(control: Control) -> FastAPI:
+    mcp = McpHttp(control)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await control.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await control.close()
 
     app = FastAPI(title="Shells", version=__version__, lifespan=lifespan)
     app.state.control = control
+    app.state.mcp = mcp
     errors.install(app)
     app.add_middleware(RequestContext)
     app.include_router(router)
@@ -36,4 +41,5 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(templates_router)
     app.include_router(run_router)
     app.include_router(network_router)
+    app.include_router(routes_mcp.router)
     return app
