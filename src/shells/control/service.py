@@ -18,6 +18,7 @@ from ..store.repository import Store
 from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
 from .context import ControlContext
+from .feed import Feed
 from .inside import Inside
 from .lifecycle import Lifecycle
 from .networking import Networking
@@ -48,6 +49,7 @@ class Control:
         self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network)
         self.inside = Inside(self.ctx, self.templates)
         self.run_code = RunCode(self.ctx, self.inside)
+        self.feed = Feed(store)
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
@@ -63,6 +65,7 @@ class Control:
         return report
 
     async def close(self) -> None:
+        self.feed.close()
         await self.network.stop()
         await self.pool.stop()
         await self.shells.drain()
