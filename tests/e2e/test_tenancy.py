@@ -294,6 +294,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/tokens", scopeless=200, foreign=None),
     Endpoint("DELETE", "/v1/tokens/{token_id}", scopeless=404, foreign="token_not_found"),
     Endpoint("GET", "/v1/audit", foreign=None),
+    Endpoint("GET", "/v1/events/stream", foreign=None),
 ]
 
 

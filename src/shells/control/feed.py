@@ -22,9 +22,9 @@ from typing import Any
 from ..domain import access
 from ..domain.errors import Unauthenticated
 from ..domain.principal import Principal
-from ..domain.shell import EventRecord, ShellRecord
-from ..store.repository import Store
+from ..domain.shell import EventRecord
 from .auth import check_alive, require, role_on
+from .context import ControlContext
 
 POLL_S = 0.2
 """How often the watcher looks for new events while someone follows."""
@@ -35,18 +35,19 @@ HEARTBEAT_S = 15.0
 
 @dataclass(frozen=True)
 class FeedItem:
-    """One event and the shell it is about, as the shell is now."""
+    """One event and the shell it is about, as the shell is now (in its wire form)."""
 
     event: EventRecord
-    shell: ShellRecord
+    shell: dict[str, Any]
 
     def to_public(self) -> dict[str, Any]:
-        return {"event": self.event.to_public(), "shell": self.shell.to_public()}
+        return {"event": self.event.to_public(), "shell": self.shell}
 
 
 class Feed:
-    def __init__(self, store: Store, poll_s: float = POLL_S) -> None:
-        self.store = store
+    def __init__(self, ctx: ControlContext, poll_s: float = POLL_S) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
         self.poll_s = poll_s
         self._tick = asyncio.Event()
         self._followers = 0
@@ -91,15 +92,15 @@ class Feed:
 
     def _read(self, principal: Principal, cursor: int) -> tuple[list[FeedItem], int, bool]:
         events = self.store.list_events(tenant=principal.tenant, shell_id=None, after=cursor, limit=PAGE)
-        visible: dict[str, ShellRecord | None] = {}
+        visible: dict[str, dict[str, Any] | None] = {}
         items: list[FeedItem] = []
         for event in events:
             if event.shell_id is None:
                 continue
             if event.shell_id not in visible:
-                shell = self.store.get_shell(event.shell_id)
-                seen = shell is not None and role_on(self.store, principal, shell) is not None
-                visible[event.shell_id] = shell if seen else None
+                record = self.store.get_shell(event.shell_id)
+                seen = record is not None and role_on(self.store, principal, record) is not None
+                visible[event.shell_id] = self.ctx.public(record) if record is not None and seen else None
             shell = visible[event.shell_id]
             if shell is not None:
                 items.append(FeedItem(event, shell))

@@ -53,7 +53,7 @@ class Control:
         self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network, self.suspension)
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.run_code = RunCode(self.ctx, self.inside)
-        self.feed = Feed(store)
+        self.feed = Feed(self.ctx)
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
