@@ -59,11 +59,11 @@ export function CredentialsDialog({ api, shell, onClose }) {
     ${cred &&
     html`<div class="credential ${dead ? "dead" : ""}" id="credential" data-expired=${dead ? "true" : "false"}>
       <div class="cred-id">id <code>${cred.id}</code></div>
-      <code class="secret" id="cred-token" aria-label=${revealed ? "Credential" : "Credential (hidden)"}>
-        ${revealed ? cred.token : "•".repeat(24) + cred.token.slice(-4)}
+      <code class="secret" id="cred-token" aria-label=${revealed && !dead ? "Credential" : "Credential (hidden)"}>
+        ${revealed && !dead ? cred.token : "•".repeat(24) + cred.token.slice(-4)}
       </code>
       <div class="row">
-        <button type="button" id="cred-reveal" aria-pressed=${revealed} disabled=${dead}
+        <button type="button" id="cred-reveal" aria-pressed=${revealed && !dead} disabled=${dead}
           onClick=${() => setRevealed(!revealed)}>${revealed ? "Hide" : "Reveal"}</button>
         <button type="button" id="cred-copy" disabled=${dead} onClick=${copy}>${copied ? "Copied" : "Copy"}</button>
         <span class="countdown" id="cred-countdown" role="timer" aria-live="off">
