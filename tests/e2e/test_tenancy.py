@@ -296,6 +296,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/audit", foreign=None),
     # MCP over HTTP: its tools' own refusals are tool errors, tested in test_mcp.py.
     Endpoint("POST", "/api/agent/invoke", {"jsonrpc": "2.0", "id": 1, "method": "ping"}, foreign=None),
+    Endpoint("GET", "/v1/events/stream", foreign=None),
 ]
 
 

@@ -19,6 +19,7 @@ from ..store.repository import Store
 from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
 from .context import ControlContext
+from .feed import Feed
 from .inside import Inside
 from .lifecycle import Lifecycle
 from .networking import Networking
@@ -52,6 +53,7 @@ class Control:
         self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network, self.suspension)
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.run_code = RunCode(self.ctx, self.inside)
+        self.feed = Feed(self.ctx)
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
@@ -68,6 +70,7 @@ class Control:
         return report
 
     async def close(self) -> None:
+        self.feed.close()
         await self.suspension.stop()
         await self.network.stop()
         await self.pool.stop()
