@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: up down test lint typecheck unit e2e bench system-deps
+.PHONY: up down test lint typecheck unit e2e bench system-deps console console-check screenshots
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -40,3 +40,16 @@ bench: system-deps $(STAMP)
 	$(PY) -m benchmarks.bench_btrfs
 	$(PY) -m benchmarks.bench_network
 	$(PY) -m benchmarks.bench_sdk
+	$(PY) -m benchmarks.bench_mcp
+
+# The web console's bundle is committed (so `make up` and CI need no npm); this rebuilds it from the
+# lockfile. console-check proves the committed bundle is what the build makes.
+console:
+	cd console && npm ci --no-audit --no-fund && node build.mjs
+
+console-check: console
+	git diff --exit-code -- src/shells/console
+
+# Retake the README's console screenshots (docs/screenshots/) against a real server and browser.
+screenshots: system-deps $(STAMP)
+	SHELLS_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots .venv/bin/pytest -q tests/e2e/test_console.py -k screenshots

@@ -13,7 +13,11 @@ PACKAGES=(
   libseccomp2     # compiles the seccomp policy once (through ctypes)
   podman          # only as the benchmark baseline ("podman run --rm")
   curl ca-certificates
+  chromium        # tests/e2e/test_console.py drives the web console headless (Playwright, executable_path)
 )
+# npm installs the MCP Inspector for the tests (scripts/install-mcp-inspector.sh); a host with a Node.js
+# of its own (and its npm) keeps it.
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

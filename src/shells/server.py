@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,7 +40,7 @@ def serve(settings: Settings) -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestLogFilter())
     app = build_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -47,3 +48,17 @@ def serve(settings: Settings) -> None:
         access_log=False,
         ws_max_size=WS_MAX_MESSAGE,
     )
+    _Server(config, app.state.control).run()
+
+
+class _Server(uvicorn.Server):
+    """Ends the live feed's streams when shutdown begins: uvicorn waits for every open answer to
+    finish before it runs the app's own shutdown, and a feed's stream never finishes by itself."""
+
+    def __init__(self, config: uvicorn.Config, control: Control) -> None:
+        super().__init__(config)
+        self.control = control
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.control.feed.close()
+        await super().shutdown(sockets)

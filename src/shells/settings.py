@@ -51,6 +51,9 @@ class Settings:
     dns_upstreams: tuple[str, ...] = ()
     """Where the shells' DNS resolver forwards allowed names (``SHELLS_DNS_UPSTREAMS``, comma-separated
     ``IP`` or ``IP:PORT``); empty uses the host's /etc/resolv.conf."""
+    mcp_allowed_hosts: tuple[str, ...] = ()
+    """Host names (besides loopback and ``host``) under which MCP clients reach ``/api/agent/invoke``
+    (``SHELLS_MCP_ALLOWED_HOSTS``, comma-separated); other Host or Origin headers are refused."""
     network_cidr: ipaddress.IPv4Network | None = None
     """The IPv4 range of this instance's shells (``SHELLS_NETWORK_CIDR``); None picks a free /16 of
     10.128.0.0/9 (see ``runtime/network/addressing.py``)."""
@@ -160,6 +163,10 @@ class Settings:
         if env.get("SHELLS_DNS_UPSTREAMS"):
             values["dns_upstreams"] = tuple(
                 u.strip() for u in env["SHELLS_DNS_UPSTREAMS"].split(",") if u.strip()
+            )
+        if env.get("SHELLS_MCP_ALLOWED_HOSTS"):
+            values["mcp_allowed_hosts"] = tuple(
+                h.strip() for h in env["SHELLS_MCP_ALLOWED_HOSTS"].split(",") if h.strip()
             )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(s, **values)  # type: ignore[arg-type]

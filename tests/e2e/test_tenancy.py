@@ -299,6 +299,9 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/tenants/{name}/billing", foreign="tenant_not_found"),
     Endpoint("PUT", "/v1/tenants/{name}/billing", {"budget_usd": 100}, foreign="tenant_not_found"),
     Endpoint("GET", "/metrics", foreign=None),
+    # MCP over HTTP: its tools' own refusals are tool errors, tested in test_mcp.py.
+    Endpoint("POST", "/api/agent/invoke", {"jsonrpc": "2.0", "id": 1, "method": "ping"}, foreign=None),
+    Endpoint("GET", "/v1/events/stream", foreign=None),
 ]
 
 

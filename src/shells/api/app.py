@@ -9,9 +9,11 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..control.service import Control
-from . import errors, metrics, routes_admin, terminal_ws
+from ..mcp.http import McpHttp
+from . import console, errors, metrics, routes_admin, routes_mcp, terminal_ws
 from .request_context import RequestContext
 from .routes import router
+from .routes_events import router as events_router
 from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_run import router as run_router
@@ -19,16 +21,20 @@ from .routes_templates import router as templates_router
 
 
 def create_app(control: Control) -> FastAPI:
+    mcp = McpHttp(control)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await control.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await control.close()
 
     app = FastAPI(title="Shells", version=__version__, lifespan=lifespan)
     app.state.control = control
+    app.state.mcp = mcp
     errors.install(app)
     app.add_middleware(RequestContext)
     metrics.install(app, control)
@@ -39,4 +45,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(run_router)
     app.include_router(network_router)
     app.include_router(metering_router)
+    app.include_router(routes_mcp.router)
+    app.include_router(events_router)
+    console.install(app)
     return app

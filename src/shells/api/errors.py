@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -11,10 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..control.request_scope import current_request, note_outcome
+from ..control.request_scope import note_outcome, redacted
 from ..domain import errors as e
-
-log = logging.getLogger(__name__)
 
 STATUS_BY_CLASS: list[tuple[type[e.ShellsError], int]] = [
     (e.InvalidRequest, 400),
@@ -55,23 +52,11 @@ def _headers(exc: e.ShellsError) -> dict[str, str] | None:
     return None
 
 
-def _redacted(exc: e.RuntimeFailure) -> e.RuntimeFailure:
-    """Host failures name host paths and devices: the log gets them, the caller a request id."""
-    info = current_request()
-    request_id = info.request_id if info is not None else "-"
-    log.error("request %s: runtime failure: %s %s", request_id, exc.message, exc.details)
-    return e.RuntimeFailure(
-        "The host runtime failed; an operator finds the cause in the server log under request id "
-        f"{request_id}.",
-        {"request_id": request_id},
-    )
-
-
 def install(app: FastAPI) -> None:
     async def shells_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.ShellsError)
         if isinstance(exc, e.RuntimeFailure):
-            exc = _redacted(exc)
+            exc = redacted(exc)
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details), status_for(exc), headers=_headers(exc)
         )

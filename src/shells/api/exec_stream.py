@@ -10,25 +10,14 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..domain.errors import ShellsError
-from ..domain.execution import ExecEvent, ExecExit, ExecStarted, OutputChunk
+from ..domain.execution import ExecEvent, ExecExit, ExecStarted, collect
 from .errors import error_body
 
 NDJSON = "application/x-ndjson"
-
-
-def exit_fields(e: ExecExit) -> dict[str, Any]:
-    return {
-        "exit_code": e.exit_code,
-        "signal": e.signal,
-        "timed_out": e.timed_out,
-        "truncated": e.truncated,
-        "duration_ms": e.duration_ms,
-    }
 
 
 def error_line(exc: ShellsError) -> bytes:
@@ -38,16 +27,7 @@ def error_line(exc: ShellsError) -> bytes:
 
 async def exec_response(events: AsyncIterator[ExecEvent], wait: bool) -> JSONResponse | StreamingResponse:
     if wait:
-        out, err = bytearray(), bytearray()
-        result: dict[str, Any] = {}
-        async for ev in events:
-            if isinstance(ev, ExecExit):
-                result = exit_fields(ev)
-            elif isinstance(ev, OutputChunk):
-                (out if ev.stream == "stdout" else err).extend(ev.data)
-        return JSONResponse(
-            {"stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"), **result}
-        )
+        return JSONResponse((await collect(events)).to_public())
     first = await _first(events)
     return StreamingResponse(_ndjson(first, events), media_type=NDJSON)
 
@@ -66,7 +46,7 @@ async def _ndjson(first: ExecEvent | None, events: AsyncIterator[ExecEvent]) -> 
 
     def line(ev: ExecEvent) -> bytes:
         if isinstance(ev, ExecExit):
-            return json.dumps({"type": "exit", **exit_fields(ev)}).encode() + b"\n"
+            return json.dumps({"type": "exit", **ev.to_public()}).encode() + b"\n"
         if isinstance(ev, ExecStarted):
             return json.dumps({"type": "started", "pid": ev.pid}).encode() + b"\n"
         return json.dumps({"type": ev.stream, "data": decoders[ev.stream].decode(ev.data)}).encode() + b"\n"

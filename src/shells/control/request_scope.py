@@ -11,8 +11,10 @@ import logging
 from contextvars import ContextVar
 
 from ..domain.audit import RequestInfo
+from ..domain.errors import RuntimeFailure
 from ..domain.principal import Principal
 
+log = logging.getLogger(__name__)
 _current: ContextVar[RequestInfo | None] = ContextVar("shells_request", default=None)
 
 
@@ -20,6 +22,12 @@ def begin_request(request_id: str, door: str) -> RequestInfo:
     info = RequestInfo(request_id=request_id, door=door)
     _current.set(info)
     return info
+
+
+def resume_request(info: RequestInfo) -> None:
+    """Serve ``info`` in this task too: for a door whose work runs in tasks it did not spawn (the MCP
+    transport's)."""
+    _current.set(info)
 
 
 def current_request() -> RequestInfo | None:
@@ -36,6 +44,19 @@ def note_outcome(code: str) -> None:
     info = _current.get()
     if info is not None:
         info.outcome = code
+
+
+def redacted(exc: RuntimeFailure) -> RuntimeFailure:
+    """Host failures name host paths and devices: the log gets them, the caller a request id. Every
+    door answers a runtime failure with this."""
+    info = _current.get()
+    request_id = info.request_id if info is not None else "-"
+    log.error("request %s: runtime failure: %s %s", request_id, exc.message, exc.details)
+    return RuntimeFailure(
+        "The host runtime failed; an operator finds the cause in the server log under request id "
+        f"{request_id}.",
+        {"request_id": request_id},
+    )
 
 
 class RequestLogFilter(logging.Filter):

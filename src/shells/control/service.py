@@ -20,6 +20,7 @@ from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
+from .feed import Feed
 from .inside import Inside
 from .lifecycle import Lifecycle
 from .metering import Metering
@@ -59,6 +60,7 @@ class Control:
         self.budgets = Budgets(self.ctx, self.metering, self.suspension)
         self.metrics = ShellsCollector(self.ctx, self.metering)
         self.ctx.quotas.check_budget = self.budgets.check
+        self.feed = Feed(self.ctx)
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
@@ -77,6 +79,7 @@ class Control:
 
     async def close(self) -> None:
         await self.budgets.stop()
+        self.feed.close()
         await self.suspension.stop()
         await self.network.stop()
         await self.pool.stop()

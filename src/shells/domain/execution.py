@@ -6,8 +6,9 @@ dataclasses with no behaviour beyond validation.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import InvalidRequest
 
@@ -97,6 +98,15 @@ class ExecExit:
     truncated: bool = False
     duration_ms: float = 0.0
 
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "timed_out": self.timed_out,
+            "truncated": self.truncated,
+            "duration_ms": self.duration_ms,
+        }
+
 
 ExecEvent = ExecStarted | OutputChunk | ExecExit
 
@@ -108,6 +118,26 @@ class ExecResult:
     stdout: bytes
     stderr: bytes
     exit: ExecExit
+
+    def to_public(self) -> dict[str, Any]:
+        """The wire form of a command run to its end (``?wait=true``, the MCP exec tools)."""
+        return {
+            "stdout": self.stdout.decode(errors="replace"),
+            "stderr": self.stderr.decode(errors="replace"),
+            **self.exit.to_public(),
+        }
+
+
+async def collect(events: AsyncIterator[ExecEvent]) -> ExecResult:
+    """Run a command's event stream to its end, keeping its output."""
+    out, err = bytearray(), bytearray()
+    exit_ = ExecExit(exit_code=-1)
+    async for ev in events:
+        if isinstance(ev, ExecExit):
+            exit_ = ev
+        elif isinstance(ev, OutputChunk):
+            (out if ev.stream == "stdout" else err).extend(ev.data)
+    return ExecResult(stdout=bytes(out), stderr=bytes(err), exit=exit_)
 
 
 FileKind = Literal["file", "dir", "symlink", "other"]

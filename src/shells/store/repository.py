@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, or_, select
+from sqlalchemy import Engine, create_engine, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..domain.audit import AuditQuery, RequestInfo
@@ -273,6 +273,11 @@ class Store(TenancyStore, UsageStore):
             s.add(row)
             s.flush()
             return _event_from_row(row)
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 when there is none): where a live feed starts."""
+        with self.tx() as s:
+            return int(s.scalar(select(func.max(EventRow.id))) or 0)
 
     def list_events(
         self,

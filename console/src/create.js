@@ -1,0 +1,130 @@
+// The create dialog: language preset, isolation class, network (sealed by default) and shape.
+import { html } from "htm/preact";
+import { useState } from "preact/hooks";
+import { Dialog } from "./dialog.js";
+import { CLASSES } from "./fleet.js";
+import { errorText } from "./format.js";
+import { LANGUAGES, offer } from "./matrix.js";
+
+const MODES = [
+  ["sealed", "No network at all. The default."],
+  ["localhost", "Loopback only: services talk to themselves."],
+  ["internet", "Outbound access, optionally limited to an allow list."],
+];
+
+function AllowList({ entries, setEntries }) {
+  const [draft, setDraft] = useState("");
+  function add() {
+    const v = draft.trim();
+    if (v && !entries.includes(v)) setEntries([...entries, v]);
+    setDraft("");
+  }
+  return html`<fieldset class="allowlist">
+    <legend>Allow list <span class="hint">(empty: every public address)</span></legend>
+    <ul aria-label="Allowed destinations">
+      ${entries.map(
+        (e) => html`<li key=${e}>
+          <code>${e}</code>
+          <button type="button" class="icon" aria-label=${`Remove ${e}`}
+            onClick=${() => setEntries(entries.filter((x) => x !== e))}>✕</button>
+        </li>`,
+      )}
+    </ul>
+    <div class="row">
+      <input id="allow-entry" aria-label="Destination to allow" placeholder="pypi.org, 1.2.3.0/24:443/tcp"
+        value=${draft} onInput=${(e) => setDraft(e.target.value)}
+        onKeyDown=${(e) => { if (e.key === "Enter") { e.preventDefault(); add(); } }} />
+      <button type="button" onClick=${add}>Add</button>
+    </div>
+  </fieldset>`;
+}
+
+export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
+  const firstClass = CLASSES.find((c) => offer(info, runtimes, "python", c).available) || "container";
+  const [language, setLanguage] = useState("python");
+  const [klass, setKlass] = useState(firstClass);
+  const [mode, setMode] = useState("sealed");
+  const [allow, setAllow] = useState([]);
+  const [shape, setShape] = useState(Object.keys(info.shapes)[0]);
+  const [name, setName] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const chosen = offer(info, runtimes, language, klass);
+
+  async function submit(e) {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    const network = mode === "internet" ? { mode, allow } : { mode };
+    try {
+      const shell = await api.create({ language, runtime: klass, network, shape, ...(name ? { name } : {}) });
+      onCreated(shell);
+    } catch (err) {
+      setError(errorText(err));
+      setBusy(false);
+    }
+  }
+
+  return html`<${Dialog} id="create" title="New shell" onClose=${onClose}>
+    <form class="create" onSubmit=${submit}>
+      <fieldset>
+        <legend>Language</legend>
+        <div class="choices">
+          ${LANGUAGES.map(
+            (l) => html`<label class="choice">
+              <input type="radio" name="language" value=${l} checked=${language === l}
+                onChange=${() => setLanguage(l)} /> ${l}
+            </label>`,
+          )}
+        </div>
+      </fieldset>
+      <fieldset>
+        <legend>Isolation class</legend>
+        <div class="choices">
+          ${CLASSES.map((c) => {
+            const o = offer(info, runtimes, language, c);
+            return html`<label class="choice ${o.available ? "" : "disabled"}" title=${o.reason}>
+              <input type="radio" name="runtime" value=${c} checked=${klass === c} disabled=${!o.available}
+                aria-describedby=${`why-${c}`} onChange=${() => setKlass(c)} /> ${c}
+              <span class="why" id=${`why-${c}`}>${o.available ? o.version || "" : o.reason}</span>
+            </label>`;
+          })}
+        </div>
+        ${chosen.available && chosen.reason && html`<p class="hint">${chosen.reason}</p>`}
+      </fieldset>
+      <fieldset>
+        <legend>Network</legend>
+        <div class="choices column">
+          ${MODES.map(
+            ([m, what]) => html`<label class="choice">
+              <input type="radio" name="network" value=${m} checked=${mode === m}
+                disabled=${!info.network_modes.includes(m)} onChange=${() => setMode(m)} />
+              <strong>${m}</strong> <span class="why">${what}</span>
+            </label>`,
+          )}
+        </div>
+        ${mode === "internet" && html`<${AllowList} entries=${allow} setEntries=${setAllow} />`}
+      </fieldset>
+      <div class="grid2">
+        <label>Shape
+          <select id="shape" value=${shape} onChange=${(e) => setShape(e.target.value)}>
+            ${Object.entries(info.shapes).map(
+              ([n, s]) => html`<option value=${n}>${n} (${s.vcpus} vCPU, ${s.memory_mib} MiB)</option>`,
+            )}
+          </select>
+        </label>
+        <label>Name <span class="hint">(optional)</span>
+          <input id="shell-name" value=${name} maxlength="63" pattern="[A-Za-z0-9._\\-]*"
+            onInput=${(e) => setName(e.target.value)} />
+        </label>
+      </div>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <div class="actions">
+        <button type="button" onClick=${onClose}>Cancel</button>
+        <button class="primary" type="submit" id="create-submit" disabled=${busy || !chosen.available}>
+          ${busy ? "Starting…" : "Create"}
+        </button>
+      </div>
+    </form>
+  </${Dialog}>`;
+}

@@ -1,0 +1,19 @@
+"""The MCP door over HTTP (``mcp.http``): one route, so the endpoint table and the request context
+(request id, audit row) see it like any other."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from fastapi import APIRouter, Request, Response
+
+from ..mcp.http import PATH, McpHttp
+
+router = APIRouter()
+
+
+@router.post(PATH, response_model=None, summary="MCP (streamable HTTP): the agents' door")
+async def agent_invoke(request: Request) -> Response:
+    """JSON-RPC messages of the Model Context Protocol (tools/list, tools/call, …); see docs/mcp.md.
+    Needs a bearer token holding ``shells.agent.invoke``."""
+    return await cast(McpHttp, request.app.state.mcp).invoke(request)
