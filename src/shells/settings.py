@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from .domain.errors import InvalidRequest
@@ -56,6 +57,17 @@ class Settings:
     network_cidr: ipaddress.IPv4Network | None = None
     """The IPv4 range of this instance's shells (``SHELLS_NETWORK_CIDR``); None picks a free /16 of
     10.128.0.0/9 (see ``runtime/network/addressing.py``)."""
+    rate_vcpu_hour: Decimal = Decimal("0.0504")
+    rate_gib_hour: Decimal = Decimal("0.0162")
+    rate_container_factor: Decimal = Decimal("0.5")
+    rate_wasm_factor: Decimal = Decimal("0.25")
+    rate_snapshot_gib_month: Decimal = Decimal("0.05")
+    """Prices (docs/pricing.md): microvm per vCPU-hour and per GiB-hour (``SHELLS_RATE_VCPU_HOUR``,
+    ``SHELLS_RATE_GIB_HOUR``), container and wasm as factors of it, snapshot storage per GiB-month."""
+    free_tier_usd: Decimal = Decimal(0)
+    """Every tenant's monthly free allowance unless set for the tenant (``SHELLS_FREE_TIER_USD``)."""
+    budget_check_s: float = 10.0
+    """How often budget caps are checked against the month's cost (``SHELLS_BUDGET_CHECK_S``)."""
 
     @property
     def instance_id(self) -> str:
@@ -119,12 +131,27 @@ class Settings:
         for name, var in {
             "quota_max_vcpus": "SHELLS_QUOTA_MAX_VCPUS",
             "rate_limit_per_s": "SHELLS_RATE_LIMIT_PER_S",
+            "budget_check_s": "SHELLS_BUDGET_CHECK_S",
         }.items():
             if env.get(var):
                 try:
                     values[name] = float(env[var])
                 except ValueError:
                     raise InvalidRequest(f"{var} must be a number, not {env[var]!r}.") from None
+        for name in (
+            "rate_vcpu_hour",
+            "rate_gib_hour",
+            "rate_container_factor",
+            "rate_wasm_factor",
+            "rate_snapshot_gib_month",
+            "free_tier_usd",
+        ):
+            var = "SHELLS_" + name.upper()
+            if env.get(var):
+                try:
+                    values[name] = Decimal(env[var])
+                except InvalidOperation:
+                    raise InvalidRequest(f"{var} must be a decimal number, not {env[var]!r}.") from None
         if env.get("SHELLS_NETWORK_CIDR"):
             try:
                 values["network_cidr"] = ipaddress.IPv4Network(env["SHELLS_NETWORK_CIDR"])

@@ -200,3 +200,31 @@ def test_network_port_and_private_network_commands(server: ServerProcess) -> Non
     finally:
         _shells(server, "rm", sid, other)
     assert _shells(server, "network", "rm", net).returncode == 0
+
+
+def test_usage_pricing_and_billing_commands(server: ServerProcess) -> None:
+    created = _shells(server, "create", "--language", "bash")
+    assert created.returncode == 0, created.stderr
+    sid = created.stdout.strip()
+    assert _shells(server, "action", sid, "stop").returncode == 0
+    usage = _shells(server, "usage", "--by", "class")
+    assert usage.returncode == 0, usage.stderr
+    lines = usage.stdout.splitlines()
+    assert lines[1].split() == ["CLASS", "HOURS", "VCPU-HOURS", "GIB-HOURS", "COST", "USD"]
+    assert any(line.startswith("container ") for line in lines)
+    assert any("█" in line and line.startswith("20") for line in lines)  # the per-day chart
+    assert lines[-1].startswith("this month: $")
+    csv_out = _shells(server, "usage", "--by", "shell", "--csv")
+    assert csv_out.stdout.splitlines()[0] == "shell,seconds,vcpu_seconds,gib_seconds,cost_usd"
+    assert any(row.startswith(f"{sid},") for row in csv_out.stdout.splitlines())
+    pricing = _shells(server, "pricing")
+    assert pricing.returncode == 0, pricing.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in pricing.stdout.splitlines() if line.strip()}
+    assert rows["SHAPE"] == ["VCPUS", "MEMORY", "MIB", "WASM", "$/H", "CONTAINER", "$/H", "MICROVM", "$/H"]
+    assert rows["s-2vcpu-2gb"] == ["2", "2048", "0.033300", "0.066600", "0.133200"]
+    billing = _shells(server, "billing", "default", "--budget", "1000")
+    assert billing.returncode == 0 and "budget $1000" in billing.stdout, billing.stderr
+    assert "budget none" in _shells(server, "billing", "default", "--budget", "none").stdout
+    bad = _shells(server, "billing", "default", "--budget", "-3")
+    assert (bad.returncode, bad.stderr.split(":")[1].strip()) == (2, "invalid_request")
+    assert _shells(server, "rm", sid).returncode == 0

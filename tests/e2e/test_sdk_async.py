@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -530,6 +531,36 @@ async def test_tenants_tokens_grants_terminals_and_the_audit_trail(
     async with AsyncShells(server.url, reader.token) as revoked:
         with pytest.raises(CredentialRevoked):
             await revoked.list()
+
+
+async def test_usage_pricing_and_billing_terms(sdk: AsyncShells, server: ServerProcess) -> None:
+    team = await sdk.tenants.create(f"bill-{uuid.uuid4().hex[:8]}")
+    lead = await sdk.tokens.create(LEAD_SCOPES, tenant=team.name, principal="lead")
+    async with AsyncShells(server.url, lead.token) as client:
+        pricing = await client.pricing()
+        assert pricing.classes["microvm"]["vcpu_hour_usd"] == "0.0504"
+        assert ("bash", "container") in {(o.language, o.runtime) for o in pricing.runtimes if o.available}
+        shell = await client.create("bash")
+        time.sleep(0.5)
+        await shell.stop()
+        report = await client.usage(group_by="class")
+        [line] = report.lines
+        assert (line.key, report.tenant, report.owner) == ("container", team.name, None)
+        assert line.seconds >= 0.5 and line.cost_usd == report.total.cost_usd > 0
+        assert report.month is not None and report.month.cost_usd == report.total.cost_usd
+        csv_text = await client.usage_csv(group_by="shell", start=report.start)
+        assert csv_text.splitlines()[1].startswith(f"{shell.id},")
+        with pytest.raises(InvalidRequest):
+            await client.usage(group_by="fortnight")
+        terms = await client.tenants.set_billing(team.name, budget_usd="2.5")
+        assert (terms.budget_usd, terms.cap_reached) == (Decimal("2.5"), False)
+        with pytest.raises(PermissionDenied):
+            await client.tenants.set_billing(team.name, free_tier_usd=1)
+        assert (await sdk.tenants.set_billing(team.name, free_tier_usd=1)).free_tier_usd == 1
+        terms = await client.tenants.billing(team.name)
+        assert (terms.budget_usd, terms.free_tier_usd, terms.charged_usd) == (Decimal("2.5"), 1, 0)
+        assert (await client.tenants.set_billing(team.name, budget_usd=None)).budget_usd is None
+        await shell.kill()
 
 
 async def test_the_door_the_audit_trail_records_can_be_named(sdk: AsyncShells, server: ServerProcess) -> None:

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -523,6 +524,36 @@ def test_tenants_tokens_grants_terminals_and_the_audit_trail(sdk: Shells, server
     with Shells(server.url, reader.token) as revoked:
         with pytest.raises(CredentialRevoked):
             revoked.list()
+
+
+def test_usage_pricing_and_billing_terms(sdk: Shells, server: ServerProcess) -> None:
+    team = sdk.tenants.create(f"bill-{uuid.uuid4().hex[:8]}")
+    lead = sdk.tokens.create(LEAD_SCOPES, tenant=team.name, principal="lead")
+    with Shells(server.url, lead.token) as client:
+        pricing = client.pricing()
+        assert pricing.classes["microvm"]["vcpu_hour_usd"] == "0.0504"
+        assert ("bash", "container") in {(o.language, o.runtime) for o in pricing.runtimes if o.available}
+        shell = client.create("bash")
+        time.sleep(0.5)
+        shell.stop()
+        report = client.usage(group_by="class")
+        [line] = report.lines
+        assert (line.key, report.tenant, report.owner) == ("container", team.name, None)
+        assert line.seconds >= 0.5 and line.cost_usd == report.total.cost_usd > 0
+        assert report.month is not None and report.month.cost_usd == report.total.cost_usd
+        csv_text = client.usage_csv(group_by="shell", start=report.start)
+        assert csv_text.splitlines()[1].startswith(f"{shell.id},")
+        with pytest.raises(InvalidRequest):
+            client.usage(group_by="fortnight")
+        terms = client.tenants.set_billing(team.name, budget_usd="2.5")
+        assert (terms.budget_usd, terms.cap_reached) == (Decimal("2.5"), False)
+        with pytest.raises(PermissionDenied):
+            client.tenants.set_billing(team.name, free_tier_usd=1)
+        assert (sdk.tenants.set_billing(team.name, free_tier_usd=1)).free_tier_usd == 1
+        terms = client.tenants.billing(team.name)
+        assert (terms.budget_usd, terms.free_tier_usd, terms.charged_usd) == (Decimal("2.5"), 1, 0)
+        assert (client.tenants.set_billing(team.name, budget_usd=None)).budget_usd is None
+        shell.kill()
 
 
 def test_the_door_the_audit_trail_records_can_be_named(sdk: Shells, server: ServerProcess) -> None:

@@ -294,6 +294,11 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/tokens", scopeless=200, foreign=None),
     Endpoint("DELETE", "/v1/tokens/{token_id}", scopeless=404, foreign="token_not_found"),
     Endpoint("GET", "/v1/audit", foreign=None),
+    Endpoint("GET", "/v1/usage", foreign=None),
+    Endpoint("GET", "/v1/pricing", foreign=None),
+    Endpoint("GET", "/v1/tenants/{name}/billing", foreign="tenant_not_found"),
+    Endpoint("PUT", "/v1/tenants/{name}/billing", {"budget_usd": 100}, foreign="tenant_not_found"),
+    Endpoint("GET", "/metrics", foreign=None),
     # MCP over HTTP: its tools' own refusals are tool errors, tested in test_mcp.py.
     Endpoint("POST", "/api/agent/invoke", {"jsonrpc": "2.0", "id": 1, "method": "ping"}, foreign=None),
     Endpoint("GET", "/v1/events/stream", foreign=None),

@@ -6,6 +6,7 @@ import io
 import json
 import tomllib
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from shells.cli.output import age, key_values, plain, table
 from shells.cli.progress import BuildProgress, bar
 from shells.cli.template_commands import inline_sources
-from shells.sdk import BuildDone, BuildOutput, BuildStep, ShellInfo, Template
+from shells.cli.usage_commands import day_chart, usage_table
+from shells.sdk import BuildDone, BuildOutput, BuildStep, ShellInfo, Template, UsageLine, UsageReport
 
 
 def test_key_values_and_their_errors() -> None:
@@ -95,3 +97,41 @@ def test_local_file_sources_are_inlined_and_the_rest_kept(tmp_path: Path) -> Non
     (tmp_path / "bad.toml").write_text('[[files]]\npath = "/x"\nsource = "missing.txt"\n')
     with pytest.raises(SystemExit, match=r"missing\.txt"):
         inline_sources(tmp_path / "bad.toml")
+
+
+def test_usage_table_and_day_chart() -> None:
+    def line(key: str, seconds: float, cost: str) -> UsageLine:
+        return UsageLine(
+            key=key, seconds=seconds, vcpu_seconds=2 * seconds, gib_seconds=seconds, cost_usd=Decimal(cost)
+        )
+
+    days = [
+        line("2026-03-02", 7200, "0.266400"),
+        line("2026-03-03", 3600, "0.133200"),
+        line("2026-03-04", 1, "0.000001"),
+    ]
+    days.append(line("2026-03-05", 0, "0"))
+    chart = day_chart(days, width=10).splitlines()
+    assert chart == [
+        "2026-03-02  ██████████  $0.266400",
+        "2026-03-03  █████       $0.133200",
+        "2026-03-04  █           $0.000001",  # a day that cost anything shows
+        "2026-03-05              $0",
+    ]
+    report = UsageReport(
+        tenant="t",
+        start=datetime(2026, 3, 2, tzinfo=UTC),
+        end=datetime(2026, 3, 6, tzinfo=UTC),
+        group_by="day",
+        owner=None,
+        lines=days[:2],
+        total=line("total", 10800, "0.399600"),
+        month=None,
+    )
+    assert usage_table(report).splitlines() == [
+        "DAY         HOURS  VCPU-HOURS  GIB-HOURS  COST USD",
+        "2026-03-02  2.000  4.000       2.000      0.266400",
+        "2026-03-03  1.000  2.000       1.000      0.133200",
+        "total       3.000  6.000       3.000      0.399600",
+    ]
+    assert plain(days[0])["cost_usd"] == "0.266400"  # --json keeps money exact

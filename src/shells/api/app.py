@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from .. import __version__
 from ..control.service import Control
 from ..mcp.http import McpHttp
-from . import console, errors, routes_admin, routes_mcp, terminal_ws
+from . import console, errors, metrics, routes_admin, routes_mcp, terminal_ws
 from .request_context import RequestContext
 from .routes import router
 from .routes_events import router as events_router
+from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_run import router as run_router
 from .routes_templates import router as templates_router
@@ -36,12 +37,14 @@ def create_app(control: Control) -> FastAPI:
     app.state.mcp = mcp
     errors.install(app)
     app.add_middleware(RequestContext)
+    metrics.install(app, control)
     app.include_router(router)
     app.include_router(routes_admin.router)
     app.include_router(terminal_ws.router)
     app.include_router(templates_router)
     app.include_router(run_router)
     app.include_router(network_router)
+    app.include_router(metering_router)
     app.include_router(routes_mcp.router)
     app.include_router(events_router)
     console.install(app)

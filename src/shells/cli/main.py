@@ -7,7 +7,16 @@ import argparse
 import sys
 
 from ..domain.errors import ShellsError
-from . import admin, mcp_command, network_commands, server, shell_commands, template_commands, term
+from . import (
+    admin,
+    mcp_command,
+    network_commands,
+    server,
+    shell_commands,
+    template_commands,
+    term,
+    usage_commands,
+)
 
 EXIT_ERROR = 2
 
@@ -19,7 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
         "with the token in SHELLS_API_TOKEN.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (server, shell_commands, template_commands, network_commands, admin, term, mcp_command):
+    for module in (
+        server,
+        shell_commands,
+        template_commands,
+        network_commands,
+        admin,
+        term,
+        mcp_command,
+        usage_commands,
+    ):
         module.register(sub)
     return parser
 

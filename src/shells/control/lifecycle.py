@@ -307,6 +307,7 @@ class Lifecycle:
                 await backend.stop(shell.id)
                 return state(ShellState.STOPPED, "stopped by " + principal.id), {}
             case Capability.START:
+                self.ctx.quotas.check_budget(shell.tenant)
                 await backend.start(spec)
                 return state(ShellState.RUNNING), {}
             case Capability.RESTART:

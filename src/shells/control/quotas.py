@@ -13,7 +13,7 @@ copies the files), so a slot is reserved in memory while one is in flight.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -58,6 +58,9 @@ class Quotas:
         self.store = store
         self._cache: dict[str, Limits] = {}
         self._snapshots_in_flight: Counter[str] = Counter()
+        self.check_budget: Callable[[str], None] = lambda _tenant: None
+        """Raises BudgetExceeded once the tenant's monthly budget cap is reached (``control.budgets``
+        installs it); every check of a new shell runs it first."""
 
     def limits(self, tenant: str) -> Limits:
         cached = self._cache.get(tenant)
@@ -81,7 +84,9 @@ class Quotas:
         )
 
     def check_shell(self, tenant: str, shape: Shape, count: int = 1) -> None:
-        """Raise QuotaExceeded if ``count`` more shells of ``shape`` do not fit the tenant's quotas."""
+        """Raise QuotaExceeded if ``count`` more shells of ``shape`` do not fit the tenant's quotas (or
+        BudgetExceeded if the tenant's budget cap is reached)."""
+        self.check_budget(tenant)
         limits = self.limits(tenant)
         used = self.shell_usage(tenant)
         fix = "delete shells you no longer need, or ask for a larger quota."

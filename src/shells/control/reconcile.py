@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
+from ..store.usage import UsageRepair
 from .context import ControlContext
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class ReconcileReport:
     lost: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
+    usage: UsageRepair | None = None
 
 
 def _mark(ctx: ControlContext, shell: ShellRecord, target: ShellState, reason: str) -> None:
@@ -82,4 +84,5 @@ async def reconcile(ctx: ControlContext) -> ReconcileReport:
         for snap in sorted(inv.snapshots - kept):
             await backend.delete_snapshot(snap)
             report.orphans_removed.append(snap)
+    report.usage = ctx.store.repair_intervals()
     return report

@@ -18,10 +18,13 @@ from ..settings import Settings
 from ..store.repository import Store
 from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
+from .budgets import Budgets
 from .context import ControlContext
 from .feed import Feed
 from .inside import Inside
 from .lifecycle import Lifecycle
+from .metering import Metering
+from .metrics import ShellsCollector
 from .networking import Networking
 from .pool import WarmPool
 from .reconcile import ReconcileReport, reconcile
@@ -53,6 +56,10 @@ class Control:
         self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network, self.suspension)
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.run_code = RunCode(self.ctx, self.inside)
+        self.metering = Metering(self.ctx, self.runtimes)
+        self.budgets = Budgets(self.ctx, self.metering, self.suspension)
+        self.metrics = ShellsCollector(self.ctx, self.metering)
+        self.ctx.quotas.check_budget = self.budgets.check
         self.feed = Feed(self.ctx)
 
     async def start(self) -> ReconcileReport:
@@ -67,9 +74,11 @@ class Control:
         log.info("reconciled: %s", report)
         self.pool.start()
         self.suspension.start()
+        self.budgets.start()
         return report
 
     async def close(self) -> None:
+        await self.budgets.stop()
         self.feed.close()
         await self.suspension.stop()
         await self.network.stop()

@@ -107,6 +107,7 @@ class Suspension:
     async def resume(
         self, principal: Principal | None, shell: ShellRecord, door: str, reason: str
     ) -> ShellRecord:
+        self.ctx.quotas.check_budget(shell.tenant)
         await self.ctx.backend(shell.runtime).resume(self.ctx.spec(shell))
         self.touch(shell.id)
         return self._moved(principal, shell, door, Capability.RESUME, ShellState.RUNNING, reason)

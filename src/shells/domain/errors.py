@@ -37,6 +37,7 @@
     ├── CommandNotFound              command_not_found       exec of a binary that does not exist
     ├── PayloadTooLarge              payload_too_large
     ├── QuotaExceeded                quota_exceeded          a tenant quota (details: limit, value)
+    │   └── BudgetExceeded           budget_exceeded         the tenant's monthly budget cap is reached
     ├── RateLimited                  rate_limited            the token's request rate (details: limit, value)
     ├── RuntimeFailure               runtime_failure         the host runtime failed; the message says where
     ├── AgentError                   agent_error             the in-shell agent misbehaved or went away
@@ -210,6 +211,10 @@ class PayloadTooLarge(ShellsError):
 
 class QuotaExceeded(ShellsError):
     code = "quota_exceeded"
+
+
+class BudgetExceeded(QuotaExceeded):
+    code = "budget_exceeded"
 
 
 class RateLimited(ShellsError):

@@ -9,6 +9,7 @@ from ..domain.errors import (
     AgentError,
     AlreadyExists,
     AuthError,
+    BudgetExceeded,
     CommandNotFound,
     Conflict,
     CredentialExpired,
@@ -61,6 +62,7 @@ from ._sync.resources import Networks, Snapshots, Templates
 from ._sync.shell import Ports, Shell
 from ._sync.tenancy import Grants, Principals, Tenants, Terminals, Tokens
 from .models import (
+    BillingTerms,
     BlockedConnection,
     BuildDone,
     BuildEvent,
@@ -81,6 +83,7 @@ from .models import (
     NetworkStatus,
     NewToken,
     Port,
+    Pricing,
     PrincipalInfo,
     RuntimeOffer,
     ShellInfo,
@@ -90,6 +93,8 @@ from .models import (
     TermCredential,
     TermCredentialInfo,
     Token,
+    UsageLine,
+    UsageReport,
 )
 from .retry import RetryPolicy
 from .wire import CreateOptions
@@ -112,7 +117,9 @@ __all__ = [
     "AsyncTerminals",
     "AsyncTokens",
     "AuthError",
+    "BillingTerms",
     "BlockedConnection",
+    "BudgetExceeded",
     "BuildDone",
     "BuildEvent",
     "BuildOutput",
@@ -160,6 +167,7 @@ __all__ = [
     "PortNotExposed",
     "Ports",
     "PrincipalInfo",
+    "Pricing",
     "PrincipalNotFound",
     "Principals",
     "QuotaExceeded",
@@ -194,4 +202,6 @@ __all__ = [
     "Tokens",
     "Unauthenticated",
     "Unavailable",
+    "UsageLine",
+    "UsageReport",
 ]

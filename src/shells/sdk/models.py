@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from ..domain.execution import FileEntry
@@ -101,6 +102,92 @@ class RuntimeOffer:
     version: str = ""
     notes: str = ""
     """How it is provided, what is missing, or why it is unavailable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageLine:
+    """One row of a usage report: what the shells under ``key`` (a shell id, a class, a day or a
+    principal) ran, and what it cost (exact to the micro-dollar)."""
+
+    key: str
+    seconds: float
+    vcpu_seconds: float
+    gib_seconds: float
+    cost_usd: Decimal
+
+    @classmethod
+    def parse(cls, data: Json) -> UsageLine:
+        return from_wire(cls, data, cost_usd=Decimal(str(data["cost_usd"])))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BillingTerms:
+    """A tenant's month so far: its cost, the free tier spent first, what is charged beyond it, and
+    the budget cap (None: no cap) that, once reached, halts its shells."""
+
+    cost_usd: Decimal
+    free_tier_usd: Decimal
+    charged_usd: Decimal
+    budget_usd: Decimal | None
+    cap_reached: bool
+
+    @classmethod
+    def parse(cls, data: Json) -> BillingTerms:
+        budget = data.get("budget_usd")
+        return cls(
+            cost_usd=Decimal(data["cost_usd"]),
+            free_tier_usd=Decimal(data["free_tier_usd"]),
+            charged_usd=Decimal(data["charged_usd"]),
+            budget_usd=None if budget is None else Decimal(budget),
+            cap_reached=bool(data["cap_reached"]),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageReport:
+    """Usage over ``[start, end)`` grouped by ``group_by``. ``owner`` is set when it covers only the
+    caller's own shells; ``month`` is the tenant's bill so far this month (tenant admins)."""
+
+    tenant: str
+    start: datetime
+    end: datetime
+    group_by: str
+    owner: str | None
+    lines: list[UsageLine]
+    total: UsageLine
+    month: BillingTerms | None
+
+    @classmethod
+    def parse(cls, data: Json) -> UsageReport:
+        month = data.get("month")
+        return cls(
+            tenant=str(data["tenant"]),
+            start=datetime.fromisoformat(data["from"]),
+            end=datetime.fromisoformat(data["to"]),
+            group_by=str(data["group_by"]),
+            owner=data.get("owner"),
+            lines=[UsageLine.parse(line) for line in data["lines"]],
+            total=UsageLine.parse(data["total"]),
+            month=None if month is None else BillingTerms.parse(month),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pricing:
+    """The rates (``classes``: per vCPU and GiB, per hour and per second, as decimal strings), each
+    shape's hourly price in every class, snapshot storage, and the runtime matrix they apply to."""
+
+    currency: str
+    classes: dict[str, dict[str, str]]
+    shapes: list[dict[str, Any]]
+    snapshot_gib_month_usd: str
+    free_tier_usd: str
+    runtimes: list[RuntimeOffer]
+
+    @classmethod
+    def parse(cls, data: Json) -> Pricing:
+        offers = [from_wire(RuntimeOffer, row) for row in data.get("runtimes") or ()]
+        return from_wire(cls, data, runtimes=offers)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypedDict
 
 from .models import (
@@ -110,3 +111,26 @@ BUILD_EVENTS: dict[str, Callable[[Json], BuildEvent]] = {
     "cached": lambda line: BuildDone(template=from_wire(Template, line["template"]), cached=True),
 }
 """How each line type of a template build stream becomes an event."""
+
+
+def usage_params(
+    start: datetime | str | None, end: datetime | str | None, group_by: str, tenant: str | None
+) -> dict[str, str]:
+    """The query of ``GET /v1/usage``: times as ISO 8601, what is not given left out."""
+    given = {
+        "from": start.isoformat() if isinstance(start, datetime) else start,
+        "to": end.isoformat() if isinstance(end, datetime) else end,
+        "group_by": group_by,
+        "tenant": tenant,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+class Unset:
+    """The default of an argument that was not given, where ``None`` has a meaning of its own."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()

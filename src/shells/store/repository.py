@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..domain.audit import AuditQuery, RequestInfo
+from ..domain.clock import SYSTEM_CLOCK, Clock
 from ..domain.errors import ShellNotFound
 from ..domain.isolation import Language, Runtime
 from ..domain.network import NetworkMode, NetworkPolicy
@@ -20,6 +21,7 @@ from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord
 from ..domain.states import ShellState, transition
 from .tables import EventRow, ShellRow, SnapshotRow
 from .tenancy import TenancyStore
+from .usage import UsageStore, follow_shell
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -143,12 +145,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store(TenancyStore):
-    """The record of every shell, event, snapshot and token (tenancy records: ``TenancyStore``).
-    SQLite by default, PostgreSQL by URL."""
+class Store(TenancyStore, UsageStore):
+    """The record of every shell, event, snapshot and token (tenancy records: ``TenancyStore``; usage
+    intervals: ``UsageStore``, which every write of a shell row keeps in step). SQLite by default,
+    PostgreSQL by URL. ``clock`` times the usage intervals (tests pass one they control)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Clock = SYSTEM_CLOCK) -> None:
         self.url = url
+        self.clock = clock
         self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -184,6 +188,7 @@ class Store(TenancyStore):
             row = ShellRow(id=rec.id)
             _copy_into_row(rec, row)
             s.add(row)
+            follow_shell(s, row, self.clock.now())
             if draft is not None:
                 s.add(event_row(draft, rec.created_at))
 
@@ -218,6 +223,7 @@ class Store(TenancyStore):
             rec.updated_at = utcnow()
             _copy_into_row(rec, row)
             row.state = state
+            follow_shell(s, row, self.clock.now())
             if draft is not None:
                 s.add(event_row(draft, rec.updated_at))
 
@@ -230,6 +236,7 @@ class Store(TenancyStore):
             row.state = transition(ShellState(row.state), target).value
             row.state_reason = reason
             row.updated_at = utcnow()
+            follow_shell(s, row, self.clock.now())
             s.add(event_row(draft, row.updated_at))
             return _shell_from_row(row)
 

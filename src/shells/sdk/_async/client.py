@@ -10,9 +10,9 @@ from typing import Any, Unpack
 import httpx
 
 from ..connection import DEFAULT_TIMEOUT_S
-from ..models import Event, RuntimeOffer, ShellInfo, from_wire
+from ..models import Event, Pricing, RuntimeOffer, ShellInfo, UsageReport, from_wire
 from ..retry import RetryPolicy
-from ..wire import CreateOptions, create_body
+from ..wire import CreateOptions, create_body, usage_params
 from .http import AsyncHTTP
 from .resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates
 from .shell import AsyncShell
@@ -79,6 +79,42 @@ class AsyncShells:
         """The runtime matrix: every language preset in every isolation class, available or why not."""
         data = await self._http.call("GET", "/v1/runtimes")
         return [from_wire(RuntimeOffer, row) for row in data.get("runtimes") or ()]
+
+    async def pricing(self) -> Pricing:
+        """The rates of every isolation class and shape, with the runtime matrix they apply to."""
+        return Pricing.parse(await self._http.call("GET", "/v1/pricing"))
+
+    async def usage(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        group_by: str = "shell",
+        tenant: str | None = None,
+    ) -> UsageReport:
+        """What shells ran and cost from ``start`` (default: the first of this month, UTC) to
+        ``end`` (default: now), by ``shell``, ``class``, ``day`` or ``principal``. Members see their
+        own shells; tenant admins their whole tenant; platform admins may name a ``tenant``.
+
+        Raises:
+            InvalidRequest: an unknown ``group_by``, a time that is not ISO 8601, or ``end`` before ``start``.
+            TenantNotFound: ``tenant`` is not one you may see.
+        """
+        params = usage_params(start, end, group_by, tenant)
+        return UsageReport.parse(await self._http.call("GET", "/v1/usage", params=params))
+
+    async def usage_csv(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        group_by: str = "shell",
+        tenant: str | None = None,
+    ) -> str:
+        """The same report as :meth:`usage`, as CSV text (a header, one row per line, the total last)."""
+        params = usage_params(start, end, group_by, tenant) | {"format": "csv"}
+        response = await self._http.send("GET", "/v1/usage", params=params)
+        return response.text
 
     async def create(self, language: str | None = None, **options: Unpack[CreateOptions]) -> AsyncShell:
         """Create a running shell and return its handle; ``async with await client.create(...)``

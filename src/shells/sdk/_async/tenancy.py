@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 from ..models import (
+    BillingTerms,
     Grant,
     NewToken,
     PrincipalInfo,
@@ -16,7 +18,7 @@ from ..models import (
     Token,
     from_wire,
 )
-from ..wire import Json
+from ..wire import UNSET, Json, Unset
 from .http import AsyncHTTP
 
 
@@ -61,6 +63,35 @@ class AsyncTenants:
         """
         body: Json = {"quotas": dict(quotas)}
         return from_wire(Tenant, await self._http.call("PATCH", f"/v1/tenants/{name}", body=body))
+
+    async def billing(self, name: str) -> BillingTerms:
+        """The tenant's month so far: cost, free tier, what is charged, its budget cap.
+
+        Raises:
+            TenantNotFound: there is no such tenant, or it is not yours.
+            PermissionDenied: only tenant admins (and platform admins) read it.
+        """
+        return BillingTerms.parse(await self._http.call("GET", f"/v1/tenants/{name}/billing"))
+
+    async def set_billing(
+        self,
+        name: str,
+        *,
+        budget_usd: Decimal | float | str | Unset | None = UNSET,
+        free_tier_usd: Decimal | float | str | Unset | None = UNSET,
+    ) -> BillingTerms:
+        """Set the tenant's monthly budget cap (tenant admins; ``None`` removes it) or its free tier
+        (platform admins; ``None`` returns to the server's default). What is not given is kept.
+
+        Raises:
+            PermissionDenied: a tenant admin setting the free tier, or a member setting anything.
+            InvalidRequest: a negative or malformed amount.
+        """
+        body: Json = {}
+        for key, value in (("budget_usd", budget_usd), ("free_tier_usd", free_tier_usd)):
+            if not isinstance(value, Unset):
+                body[key] = None if value is None else str(value)
+        return BillingTerms.parse(await self._http.call("PUT", f"/v1/tenants/{name}/billing", body=body))
 
 
 class AsyncTokens:
