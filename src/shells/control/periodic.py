@@ -1,5 +1,5 @@
-"""A background step run every N seconds for the life of the server (the budget check uses it; the
-idle monitor and the warm pool's refill have the same shape and could)."""
+"""A background step run every N seconds for the life of the server (the budget check, the idle
+monitor)."""
 
 from __future__ import annotations
 

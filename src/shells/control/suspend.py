@@ -9,12 +9,11 @@ restart every shell starts a fresh idle period, which errs on the side of not pa
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from ..domain import access
 from ..domain.capabilities import Capability
@@ -24,6 +23,7 @@ from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from .auth import authorize
 from .context import ControlContext
+from .periodic import Periodic
 
 log = logging.getLogger(__name__)
 IDLE_SWEEP_S = 1.0
@@ -39,7 +39,7 @@ class Suspension:
         self.ctx = ctx
         self._last_active: dict[str, float] = {}
         self._busy: Counter[str] = Counter()
-        self._monitor: asyncio.Task[None] | None = None
+        self._monitor = Periodic("the idle sweep", IDLE_SWEEP_S, self.sweep)
 
     # activity -------------------------------------------------------------------------------------
     def touch(self, shell_id: str) -> None:
@@ -137,22 +137,10 @@ class Suspension:
     # the idle monitor -----------------------------------------------------------------------------
     def start(self) -> None:
         if any(Capability.PAUSE in b.capabilities for b in self.ctx.backends.values()):
-            self._monitor = asyncio.get_running_loop().create_task(self._watch())
+            self._monitor.start()
 
     async def stop(self) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._monitor
-            self._monitor = None
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(IDLE_SWEEP_S)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("the idle sweep failed; trying again in %s s", IDLE_SWEEP_S)
+        await self._monitor.stop()
 
     async def sweep(self) -> list[str]:
         """Pause every running shell that has been idle for its timeout; returns their ids."""
