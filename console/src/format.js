@@ -57,3 +57,6 @@ export function duration(seconds) {
   if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
   return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
+
+/** The human duration next to an exact count of seconds, where it adds something (a minute or more). */
+export const longDuration = (seconds) => (seconds >= 60 ? duration(seconds) : "");

@@ -25,7 +25,7 @@ function Rates({ pricing }) {
         </tr>`;
       })}</tbody>
     </table>
-    <p class="sub">${pricing.billing}. Snapshot storage ${usd(pricing.snapshot_gib_month_usd)} per GiB-month; free tier ${usd(pricing.free_tier_usd)} a month unless your tenant has its own.</p>
+    <p class="sub">Billed ${pricing.billing}. Snapshot storage ${usd(pricing.snapshot_gib_month_usd)} per GiB-month; free tier ${usd(pricing.free_tier_usd)} a month unless your tenant has its own.</p>
   </section>`;
 }
 

@@ -3,7 +3,7 @@
 // while it runs, because a running shell's bill grows by the second.
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
-import { duration, errorText, usd } from "./format.js";
+import { errorText, longDuration, usd } from "./format.js";
 
 const RUNNING_REFRESH_MS = 5000;
 
@@ -35,9 +35,10 @@ export function ShellUsage({ api, shell }) {
     return html`<p class="sub">Only the shell's owner or a tenant admin sees its usage.</p>`;
   }
   const line = usage.line || { seconds: 0, cost_usd: "0.000000" };
-  return html`<dl class="facts" id="shell-usage" data-seconds=${line.seconds} data-cost=${line.cost_usd}>
-    <dt>Billed</dt><dd><span id="shell-usage-seconds">${line.seconds.toFixed(3)} s</span> <span class="sub">${duration(line.seconds)}</span></dd>
-    <dt>Cost so far</dt><dd id="shell-usage-cost">${usd(line.cost_usd)}</dd>
-  </dl>
-  <p class="sub">Per second while running, at the ${shell.runtime} rate for ${shell.shape}; nothing while paused or stopped.</p>`;
+  return html`<p class="usage-line" id="shell-usage" data-seconds=${line.seconds} data-cost=${line.cost_usd}
+    title="Billed per second while running; nothing while paused or stopped.">
+    <span>Billed <strong id="shell-usage-seconds">${line.seconds.toFixed(3)} s</strong> <span class="sub">${longDuration(line.seconds)}</span></span>
+    <span>Cost so far <strong id="shell-usage-cost">${usd(line.cost_usd)}</strong></span>
+    <span class="sub">${shell.runtime} rate, ${shell.shape}</span>
+  </p>`;
 }

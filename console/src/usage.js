@@ -5,7 +5,7 @@
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { DayChart } from "./chart.js";
-import { duration, errorText, fromMicros, micros, usd } from "./format.js";
+import { duration, errorText, fromMicros, longDuration, micros, usd } from "./format.js";
 
 const REFRESH_MS = 15000;
 const GROUPS = ["shell", "class", "day", "principal"];
@@ -17,20 +17,25 @@ async function loadUsage(api) {
     api.usage({ ...period, group_by: "day" }),
     api.usage({ ...period, group_by: "shell" }),
   ]);
-  let billing;
+  return { period, byClass, byDay, byShell, billing: await loadBilling(api, byClass) };
+}
+
+/** The month's terms as the report saw them (same instant, so its numbers agree with the report's),
+ * or, when the report has none, why not: the billing endpoint's answer to this token. */
+async function loadBilling(api, report) {
+  if (report.month) return { terms: { ...report.month, tenant: report.tenant } };
   try {
-    billing = { terms: await api.billing(byClass.tenant) };
+    return { terms: await api.billing(report.tenant) };
   } catch (err) {
-    billing = { hidden: err };
+    return { hidden: err };
   }
-  return { period, byClass, byDay, byShell, billing };
 }
 
 function Summary({ report }) {
   const total = report.total;
   return html`<dl class="stats" id="usage-summary">
     <div><dt>Cost, month to date</dt><dd id="usage-cost">${usd(total.cost_usd)}</dd></div>
-    <div><dt>Billed seconds</dt><dd id="usage-seconds">${total.seconds.toFixed(3)} s <span class="sub">${duration(total.seconds)}</span></dd></div>
+    <div><dt>Billed seconds</dt><dd id="usage-seconds">${total.seconds.toFixed(3)} s <span class="sub">${longDuration(total.seconds)}</span></dd></div>
     <div><dt>vCPU-seconds</dt><dd>${total.vcpu_seconds.toFixed(3)}</dd></div>
     <div><dt>GiB-seconds</dt><dd>${total.gib_seconds.toFixed(3)}</dd></div>
   </dl>
@@ -172,7 +177,7 @@ export function UsageView({ api, shells }) {
     ${data &&
     html`<${Summary} report=${data.byClass} />
       <${Billing} billing=${data.billing} />
-      <div class="grid2">
+      <div class="grid2 top">
         <${ByClass} report=${data.byClass} />
         <${DayChart} report=${data.byDay} />
       </div>

@@ -194,6 +194,9 @@ def test_the_console_fits_a_laptop_window_and_takes_its_screenshots(
     page.get_by_role("button", name="Usage", exact=True).click()
     expect(page.locator("#usage-view")).to_have_attribute("aria-busy", "false")
     page.screenshot(path=str(screenshots / "console-usage-dark.png"))
+    page.get_by_role("button", name="Pricing", exact=True).click()
+    expect(page.locator("#pricing-view")).to_have_attribute("aria-busy", "false")
+    page.screenshot(path=str(screenshots / "console-pricing-dark.png"), full_page=True)
     page.get_by_role("button", name="Fleet", exact=True).click()
     page.get_by_role("button", name="New shell").click()
     page.get_by_role("dialog", name="New shell").get_by_role("radio", name="internet").check()
@@ -210,5 +213,6 @@ def test_the_console_fits_a_laptop_window_and_takes_its_screenshots(
         "console-dark.png",
         "console-create-dark.png",
         "console-usage-dark.png",
+        "console-pricing-dark.png",
     ):
         assert (screenshots / name).stat().st_size > 10_000, name
