@@ -22,18 +22,23 @@ export class Api {
     return { Authorization: `Bearer ${this.token}`, "X-Shells-Door": "console", ...extra };
   }
 
-  async request(method, path, body) {
+  async send(method, path, body) {
     const init = { method, headers: this.headers() };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
     const r = await fetch(this.base + path, init);
-    const requestId = r.headers.get("x-request-id");
-    const text = await r.text();
-    const data = text ? JSON.parse(text) : null;
-    if (!r.ok) throw new ApiError(r.status, data, requestId);
-    return data;
+    if (!r.ok) {
+      const text = await r.text();
+      throw new ApiError(r.status, text ? JSON.parse(text) : null, r.headers.get("x-request-id"));
+    }
+    return r;
+  }
+
+  async request(method, path, body) {
+    const text = await (await this.send(method, path, body)).text();
+    return text ? JSON.parse(text) : null;
   }
 
   get(path) {
@@ -80,6 +85,23 @@ export class Api {
   }
   network(id) {
     return this.get(`/v1/shells/${encodeURIComponent(id)}/network`);
+  }
+  /** GET /v1/usage: `params` are from, to, group_by (shell, class, day, principal). */
+  usage(params = {}) {
+    return this.get(`/v1/usage?${new URLSearchParams(params)}`);
+  }
+  /** The same report as a CSV file: a Blob, and the file name the server suggests. */
+  async usageCsv(params = {}) {
+    const r = await this.send("GET", `/v1/usage?${new URLSearchParams({ ...params, format: "csv" })}`);
+    const match = /filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "");
+    return { blob: await r.blob(), name: match ? match[1] : "usage.csv" };
+  }
+  pricing() {
+    return this.get("/v1/pricing");
+  }
+  /** A tenant's month: cost, free tier, budget cap (tenant admins of it, and platform admins). */
+  billing(tenant) {
+    return this.get(`/v1/tenants/${encodeURIComponent(tenant)}/billing`);
   }
   mintTerm(id, ttl_s) {
     return this.post(`/v1/shells/${encodeURIComponent(id)}/term`, ttl_s ? { ttl_s } : {});

@@ -1,5 +1,5 @@
-// The console: sign-in, then the fleet (kept live by the event feed), the create dialog and the
-// detail sheet of the selected shell. Only public endpoints are used.
+// The console: sign-in, then three views: the fleet (kept live by the event feed) with the create
+// dialog and the detail sheet of the selected shell, usage, and pricing. Only public endpoints are used.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Api } from "./api.js";
@@ -7,8 +7,25 @@ import { CreateDialog } from "./create.js";
 import { DetailSheet } from "./detail.js";
 import { follow } from "./feed.js";
 import { Fleet } from "./fleet.js";
+import { PricingView } from "./pricing.js";
 import { forgetToken, savedToken, SignIn } from "./signin.js";
 import { preference, setPreference } from "./theme.js";
+import { UsageView } from "./usage.js";
+
+const VIEWS = [
+  ["fleet", "Fleet"],
+  ["usage", "Usage"],
+  ["pricing", "Pricing"],
+];
+
+function ViewNav({ view, onView }) {
+  return html`<nav class="views" aria-label="Views">
+    ${VIEWS.map(
+      ([key, label]) => html`<button type="button" id=${`view-${key}`} aria-current=${view === key ? "page" : undefined}
+        onClick=${() => onView(key)}>${label}</button>`,
+    )}
+  </nav>`;
+}
 
 function ThemePicker() {
   const [pref, setPref] = useState(preference());
@@ -29,6 +46,7 @@ function Console({ api, onSignOut }) {
   const [selected, setSelected] = useState(null);
   const [creating, setCreating] = useState(false);
   const [message, setMessage] = useState("");
+  const [view, setView] = useState("fleet");
   const listeners = useRef(new Set());
 
   const subscribe = (fn) => {
@@ -67,18 +85,22 @@ function Console({ api, onSignOut }) {
     <header class="topbar">
       <h1><span class="logo" aria-hidden="true">❯_</span> Shells</h1>
       <span class="live live-${status}" id="feed-status" role="status">${status === "live" ? "● live" : status}</span>
+      <${ViewNav} view=${view} onView=${setView} />
       <div class="spacer"></div>
       <${ThemePicker} />
       <span class="sub mono" title="Signed in with this token">${api.token.slice(0, 12)}…</span>
       <button type="button" id="sign-out" onClick=${onSignOut}>Sign out</button>
     </header>
     <div class="sr-only" aria-live="polite" id="announce">${message}</div>
-    <main class="layout ${shell ? "with-sheet" : ""}">
+    ${view === "usage" && html`<main class="layout"><${UsageView} api=${api} shells=${shells} /></main>`}
+    ${view === "pricing" && html`<main class="layout"><${PricingView} api=${api} /></main>`}
+    ${view === "fleet" &&
+    html`<main class="layout ${shell ? "with-sheet" : ""}">
       <${Fleet} shells=${shells} selected=${selected} onSelect=${setSelected} onCreate=${() => setCreating(true)} />
       ${shell && info &&
       html`<${DetailSheet} key=${shell.id} api=${api} info=${info} shell=${shell} subscribe=${subscribe}
         announce=${setMessage} onClose=${() => setSelected(null)} />`}
-    </main>
+    </main>`}
     ${creating && info &&
     html`<${CreateDialog} api=${api} info=${info} runtimes=${runtimes} onClose=${() => setCreating(false)}
       onCreated=${(s) => {

@@ -1,5 +1,5 @@
 // The detail sheet of one shell: its facts, network policy and blocked attempts, resources, the
-// actions, the activity terminal, an interactive terminal, credentials and the danger zone.
+// usage so far, the actions, the activity terminal, an interactive terminal, credentials and the danger zone.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Activity } from "./activity.js";
@@ -7,6 +7,7 @@ import { CredentialsDialog } from "./credentials.js";
 import { DangerZone } from "./danger.js";
 import { Badge } from "./fleet.js";
 import { clock, errorText, eventLine } from "./format.js";
+import { ShellUsage } from "./sheetusage.js";
 import { ShellTerminal } from "./terminal.js";
 
 const ACTIONS = [
@@ -134,7 +135,7 @@ export function DetailSheet({ api, info, shell, subscribe, onClose, announce }) 
     <section aria-labelledby="res-title">
       <h3 id="res-title">Resources</h3>
       <div class="usage-slot" data-slot="usage" id="usage-slot">
-        <p class="sub">Live usage and metering appear here (issue 11).</p>
+        <${ShellUsage} api=${api} shell=${shell} />
       </div>
     </section>
     <${Network} api=${api} shell=${shell} version=${lines.length} />

@@ -8,73 +8,19 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from shells.sdk import Shell, Shells
 
+from .console_page import SCREENSHOTS_ENV, browser, open_page, open_sheet, row, sign_in
 from .harness import SHELLS, ServerProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS_ENV = "SHELLS_SCREENSHOTS_DIR"
-"""Where the screenshots go: ``make screenshots`` points it at docs/screenshots (the README's);
-otherwise the test's own temporary directory, so a test run leaves the checkout untouched."""
+__all__ = ["browser", "open_page"]  # fixtures, used by name
+
 TERMINAL_BLACK = "rgb(11, 13, 16)"
-WAIT_MS = 60_000
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        "needs Debian's chromium (scripts/install-system-deps.sh installs it)", allow_module_level=True
-    )
-
-expect.set_options(timeout=WAIT_MS)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def open_page(browser: Browser, server: ServerProcess) -> Iterator[Callable[..., Page]]:
-    """``open_page(scheme="light", width=1440)``: a fresh browser context at the console, not signed in."""
-    contexts: list[BrowserContext] = []
-
-    def open_(scheme: str = "light", width: int = 1440, height: int = 900) -> Page:
-        context = browser.new_context(
-            viewport={"width": width, "height": height},
-            color_scheme=scheme,  # type: ignore[arg-type]
-            permissions=["clipboard-read", "clipboard-write"],
-        )
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(server.url + "/")
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-
-
-def sign_in(page: Page, token: str) -> None:
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#feed-status")).to_have_text("● live")
-
-
-def row(page: Page, shell_id: str) -> Locator:
-    return page.locator(f'#fleet-table tr[data-shell="{shell_id}"]')
-
-
-def open_sheet(page: Page, shell: Shell) -> None:
-    row(page, shell.id).get_by_role("button", name=shell.info.name).click()
-    expect(page.locator("#detail")).to_have_attribute("data-shell", shell.id)
 
 
 def test_sign_in_sees_what_the_token_sees_and_sign_out_forgets_it(
@@ -245,6 +191,13 @@ def test_the_console_fits_a_laptop_window_and_takes_its_screenshots(
         assert (
             page.get_by_role("log").evaluate("el => getComputedStyle(el).backgroundColor") == TERMINAL_BLACK
         )
+    page.get_by_role("button", name="Usage", exact=True).click()
+    expect(page.locator("#usage-view")).to_have_attribute("aria-busy", "false")
+    page.screenshot(path=str(screenshots / "console-usage-dark.png"))
+    page.get_by_role("button", name="Pricing", exact=True).click()
+    expect(page.locator("#pricing-view")).to_have_attribute("aria-busy", "false")
+    page.screenshot(path=str(screenshots / "console-pricing-dark.png"), full_page=True)
+    page.get_by_role("button", name="Fleet", exact=True).click()
     page.get_by_role("button", name="New shell").click()
     page.get_by_role("dialog", name="New shell").get_by_role("radio", name="internet").check()
     page.get_by_label("Destination to allow").fill("pypi.org")
@@ -255,5 +208,11 @@ def test_the_console_fits_a_laptop_window_and_takes_its_screenshots(
     open_sheet(laptop, shells[0])
     assert laptop.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scrolling
     expect(laptop.get_by_role("button", name="Open terminal")).to_be_in_viewport()
-    for name in ("console-light.png", "console-dark.png", "console-create-dark.png"):
+    for name in (
+        "console-light.png",
+        "console-dark.png",
+        "console-create-dark.png",
+        "console-usage-dark.png",
+        "console-pricing-dark.png",
+    ):
         assert (screenshots / name).stat().st_size > 10_000, name
