@@ -51,7 +51,8 @@ export PATH=/bin
 mount -t devtmpfs dev /dev
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_console; do
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+         virtio_blk virtio_console; do
   insmod /modules/$m.ko
 done
 case " $(cat /proc/cmdline) " in
@@ -81,7 +82,8 @@ mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 hostname shell
 exec switch_root /newroot /usr/bin/python3 -E -s -c \
-  "import sys; sys.path.insert(0, '/.shells'); from guest.agent import main; sys.exit(main())" --serial "$port"
+  "import sys; sys.path.insert(0, '/.shells'); from guest.agent import main; sys.exit(main())" \
+  --serial "$port"
 """
 
 
@@ -117,7 +119,8 @@ def kernel_package() -> str:
     found = re.search(r"Depends:\s*(linux-image-\S+-cloud-amd64)", out)
     if found is None:
         raise RuntimeFailure(
-            f"apt knows no {KERNEL_META_PACKAGE}; run apt-get update (the microvm class needs Debian's kernel)."
+            f"apt knows no {KERNEL_META_PACKAGE}; run apt-get update "
+            "(the microvm class needs Debian's kernel)."
         )
     return found.group(1)
 
@@ -152,7 +155,7 @@ def _install_kernel(dest: Path) -> str:
     package = kernel_package()
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         work = Path(tmp)
-        os.chmod(work, 0o755)  # apt's download user must be able to write here
+        work.chmod(0o755)  # apt's download user must be able to write here
         _run(f"apt-get download {package}", ["apt-get", "download", "-q", package], cwd=work)
         deb = next(work.glob("*.deb"))
         _run("unpacking the kernel package", ["dpkg-deb", "-x", str(deb), str(work / "x")])
