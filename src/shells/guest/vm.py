@@ -11,11 +11,13 @@ the next host that attaches: host and guest treat the port as one byte stream ac
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
 import struct
 import time
+from pathlib import Path
 
 from .agent import CONNECTION_OPS, SIMPLE_OPS, Agent, Connection, RequestError, log
 from .protocol import FrameDecoder, get_int, get_str
@@ -124,7 +126,9 @@ def op_sync(message: dict[str, object]) -> dict[str, object]:
 def serve_serial(agent: Agent, device: str) -> None:
     CONNECTION_OPS["resync"] = op_resync
     SIMPLE_OPS["sync"] = op_sync
+    with contextlib.suppress(OSError):  # the guest's OOM killer must pick the bomb, never the agent
+        Path("/proc/self/oom_score_adj").write_text("-1000")
     fd = os.open(device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     SerialConnection(agent, fd)
-    log(f"serving {device}")
+    print(f"shells-agent ready on {device}", flush=True)
     agent.run()

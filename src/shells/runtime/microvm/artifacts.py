@@ -81,6 +81,7 @@ mount --move /dev /newroot/dev
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 hostname shell
+ip link set lo up  # loopback lives inside the guest kernel; sealed means no NIC
 exec switch_root /newroot /usr/bin/python3 -E -s -c \
   "import sys; sys.path.insert(0, '/.shells'); from guest.agent import main; sys.exit(main())" \
   --serial "$port"
