@@ -170,6 +170,14 @@ def test_snapshot_holds_memory_and_disk_and_new_shells_start_from_it(
     )
 
 
+def test_a_stopped_shell_snapshots_its_disks_and_shells_from_it_boot(make_vm: Callable[..., Shell]) -> None:
+    shell = make_vm()
+    sh(shell, "echo kept > /workspace/state; echo sys > /etc/marker")
+    shell.stop()
+    restored = make_vm(snapshot=shell.snapshot().id)
+    assert sh(restored, "cat /workspace/state /etc/marker") == "kept\nsys\n"
+
+
 def test_an_idle_shell_pauses_itself_and_an_exec_resumes_it(make_vm: Callable[..., Shell]) -> None:
     shell = make_vm(idle_timeout_s=2)
     sh(shell, f"echo 41 > {COUNTER}")

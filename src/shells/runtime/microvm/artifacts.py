@@ -101,7 +101,7 @@ class Artifacts:
     def key(self) -> str:
         """Changes whenever anything a booted guest's memory depends on changes (the agent too)."""
         digest = hashlib.sha256()
-        for part in (self.kernel_release, str(self.tsc_khz), self.initramfs.name):
+        for part in (self.kernel_release, str(self.tsc_khz), self.initramfs.name, self.blank_disk.name):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()[:16]
 
@@ -189,9 +189,11 @@ def _initramfs(modules: Path) -> bytes:
 
 
 def _blank_disk(path: Path, size: str) -> None:
+    """An empty ext4 image, without even ``lost+found`` (a fresh /workspace lists nothing)."""
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     _run("making a blank ext4 image", ["mkfs.ext4", "-q", "-F", "-L", "shells-ws", "-E", "root_owner=0:0",
                                        str(partial), size])  # fmt: skip
+    _run("emptying the blank ext4 image", ["debugfs", "-w", "-R", "rmdir lost+found", str(partial)])
     partial.rename(path)
 
 
@@ -213,7 +215,7 @@ def ensure_artifacts(cache_dir: Path) -> Artifacts:
         partial = initramfs.with_name(f".{initramfs.name}.{os.getpid()}")
         partial.write_bytes(image)
         partial.rename(initramfs)
-    blank = root / "blank-workspace-8g.ext4"
+    blank = root / "blank-workspace-8g-v2.ext4"
     if not blank.exists():
         _blank_disk(blank, "8G")
     tsc_file = root / "tsc_khz"

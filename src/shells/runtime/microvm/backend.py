@@ -312,6 +312,12 @@ class MicrovmBackend:
         machine = image.machine()
         await anyio.to_thread.run_sync(overlay, image.root, files.root)
         await anyio.to_thread.run_sync(overlay, image.workspace, files.workspace)
+        if (image.dir / "console.log").exists():  # the boot this machine came from is its history too
+            shutil.copyfile(image.dir / "console.log", files.console)
+        if not image.state.exists():  # a snapshot of a stopped shell: disks only, so boot them
+            self._save_record(host_id, VmRecord(asdict(machine), str(image.dir)))
+            self._links[host_id] = await self._boot(files, machine)
+            return
         self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), ram="private"))
         qmp = await self._restore(files, machine, image.ram, share=False, state=image.state, device_only=True)
         await qmp.close()
@@ -478,8 +484,7 @@ class MicrovmBackend:
             else:
                 await anyio.to_thread.run_sync(copy_file, files.state, image.state)
             # The disks are flushed and quiet now: the stopped VM's block layer was inactivated.
-            await anyio.to_thread.run_sync(copy_file, files.root, image.root)
-            await anyio.to_thread.run_sync(copy_file, files.workspace, image.workspace)
+            await self._copy_disks(files, image)
             if not full.exists():
                 await anyio.to_thread.run_sync(copy_file, files.ram, image.ram)
         finally:
@@ -488,6 +493,13 @@ class MicrovmBackend:
         if full.exists():
             await self._materialize(image, machine, full)
         image.seal(machine)
+
+    async def _copy_disks(self, files: VmFiles, image: Image) -> None:
+        image.dir.mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(copy_file, files.root, image.root)
+        await anyio.to_thread.run_sync(copy_file, files.workspace, image.workspace)
+        if files.console.exists():
+            shutil.copyfile(files.console, image.dir / "console.log")
 
     async def _continue(self, files: VmFiles) -> None:
         qmp = await Qmp.connect(files.qmp)
@@ -527,9 +539,11 @@ class MicrovmBackend:
     async def snapshot(self, host_id: str, snapshot_id: str) -> None:
         image = Image(self.root / "images" / snapshot_id)
         files = self._files(host_id)
-        if qemu.pid_of(files) is None and not self._record(host_id).paused:
-            raise ActionNotSupported("A stopped microvm shell has no memory to snapshot; start it first.")
         try:
+            if qemu.pid_of(files) is None and not self._record(host_id).paused:
+                await self._copy_disks(files, image)  # stopped: nothing but its disks to keep
+                image.seal(Machine(**self._record(host_id).machine))  # type: ignore[arg-type]
+                return
             await self._freeze(host_id, image)
         except BaseException:
             shutil.rmtree(image.dir, ignore_errors=True)

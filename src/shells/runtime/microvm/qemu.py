@@ -114,7 +114,7 @@ def device_args(files: VmFiles, ram: Path, *, share: bool, memory_mib: int) -> l
         "-chardev", f"socket,id=agent,path={files.agent},server=on,wait=off",
         "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
         "-qmp", f"unix:{files.qmp},server=on,wait=off",
-        "-serial", f"file:{files.console}",
+        "-chardev", f"file,id=console,path={files.console},append=on", "-serial", "chardev:console",
         "-daemonize", "-pidfile", str(files.pidfile),
     ]  # fmt: skip
 
