@@ -18,6 +18,7 @@ import pytest
 from shells.domain.errors import AgentError
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import CommandExit, CommandOutput, Shell, Shells
+from tests.support.fake_internet import FakeInternet
 
 from .harness import ServerProcess, host_leaks
 
@@ -54,6 +55,12 @@ def vm_server(data_root: Path) -> Iterator[ServerProcess]:
 
     leaks = host_leaks(srv.data_dir, Settings(data_dir=srv.data_dir).instance_id)
     assert not leaks, f"host objects left behind: {leaks}"
+
+
+@pytest.fixture(scope="module")
+def internet() -> Iterator[FakeInternet]:
+    with FakeInternet() as net:
+        yield net
 
 
 @pytest.fixture(scope="module")
@@ -193,14 +200,38 @@ def test_an_idle_shell_pauses_itself_and_an_exec_resumes_it(make_vm: Callable[..
 # the walls -----------------------------------------------------------------------------------------
 
 
-def test_a_sealed_vm_has_no_network_interface_and_reaches_nothing(make_vm: Callable[..., Shell]) -> None:
-    shell = make_vm()
-    assert sh(shell, "ls /sys/class/net") == "lo\n"
-    for target in ("169.254.169.254", "1.1.1.1", "10.0.2.2"):
-        out = shell.commands.run(
-            ["python3", "-c", f"import socket; socket.create_connection(('{target}', 80), timeout=3)"]
-        )
-        assert out.exit_code != 0 and "unreachable" in out.stderr.lower(), (target, out.stderr)
+def fetch(shell: Shell, host: str, port: int) -> str:
+    """What a TCP connection from inside the guest gets: the first line, or the error's name."""
+    script = (
+        "import socket, sys\n"
+        "try: print(socket.create_connection(tuple([sys.argv[1], int(sys.argv[2])]), 3).recv(200).decode())\n"
+        "except OSError as e: print(type(e).__name__, e.errno)"
+    )
+    return str(shell.commands.run(["python3", "-c", script, host, str(port)]).stdout).strip()
+
+
+def test_a_vm_gets_its_shells_network_policy_live(
+    make_vm: Callable[..., Shell], internet: FakeInternet
+) -> None:
+    sealed = make_vm()
+    for target in ("169.254.169.254", "198.51.100.10", "10.0.2.2"):
+        # no route out of its namespace: ENETUNREACH, or a timeout once the ICMP errors are rate-limited
+        assert fetch(sealed, target, 80) in ("OSError 101", "TimeoutError None"), target
+        assert not internet.arrivals(target, 80)
+    online = make_vm(network="internet")
+    assert fetch(online, "198.51.100.10", 80).startswith("198.51.100.10:80 from")
+    assert fetch(online, "169.254.169.254", 80).startswith("ConnectionRefusedError")  # the host's wall
+    assert not internet.arrivals("169.254.169.254", 80)
+    online.set_network("sealed")  # live, the guest untouched
+    assert fetch(online, "198.51.100.10", 80) == "OSError 101"
+    online.set_network("internet")
+    online.pause()
+    child = online.fork(1)[0]
+    try:
+        for shell in (online, child):  # after a restore, and in a fork with its own namespace
+            assert fetch(shell, "198.51.100.10", 80).startswith("198.51.100.10:80 from")
+    finally:
+        child.kill()
 
 
 def test_the_host_is_invisible_from_inside(make_vm: Callable[..., Shell]) -> None:

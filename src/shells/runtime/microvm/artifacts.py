@@ -25,6 +25,7 @@ import shells.guest
 
 from ...domain.errors import RuntimeFailure
 from . import cpio
+from .vmnet import GUEST_SETUP
 
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
@@ -57,8 +58,8 @@ for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
 done
 case " $(cat /proc/cmdline) " in
   *" shells.probe=1 "*) echo shells-probe-ok > /dev/ttyS0; poweroff -f ;;
-  *" shells.net=1 "*) for m in failover net_failover virtio_net; do insmod /modules/$m.ko; done ;;
 esac
+for m in failover net_failover virtio_net; do insmod /modules/$m.ko; done
 wait_for() { n=0; while [ ! -e "$1" ] && [ $n -lt 2000 ]; do usleep 2000; n=$((n+1)); done; }
 wait_for /dev/vda
 mount -t ext4 -o noatime /dev/vda /newroot || { echo "shells-init: cannot mount the root disk"; poweroff -f; }
@@ -81,6 +82,8 @@ mount --move /dev /newroot/dev
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 hostname shell
+wait_for /sys/class/net/eth0
+@NET@
 ip link set lo up  # loopback lives inside the guest kernel; sealed means no NIC
 exec switch_root /newroot /usr/bin/python3 -E -s -c \
   "import sys; sys.path.insert(0, '/.shells'); from guest.agent import main; sys.exit(main())" \
@@ -179,7 +182,9 @@ def _initramfs(modules: Path) -> bytes:
         raise RuntimeFailure("busybox is missing; run scripts/install-system-deps.sh (busybox-static).")
     entries = [cpio.directory(d) for d in ("bin", "dev", "proc", "sys", "newroot", "modules", "guest")]
     entries.append(cpio.file("bin/busybox", Path(busybox).read_bytes(), 0o755))
-    entries.append(cpio.file("init", INIT.replace("@PORT@", AGENT_PORT).encode(), 0o755))
+    entries.append(
+        cpio.file("init", INIT.replace("@PORT@", AGENT_PORT).replace("@NET@", GUEST_SETUP).encode(), 0o755)
+    )
     for ko in sorted(modules.iterdir()):
         entries.append(cpio.file(f"modules/{ko.name}", ko.read_bytes()))
     guest = Path(shells.guest.__file__).resolve().parent

@@ -47,6 +47,7 @@ from .artifacts import Artifacts, ensure_artifacts
 from .images import Image, copy_file, grow_ext4, overlay
 from .link import AgentLink, LinkedAgentClient
 from .qemu import Machine, Qmp, VmFiles
+from .vmnet import VmNetwork
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class MicrovmBackend:
             Capability.FORK,
         }
     )
-    network_modes = frozenset({NetworkMode.SEALED})
+    network_modes = frozenset(NetworkMode)
 
     def __init__(self, settings: Settings, container: ContainerBackend) -> None:
         self.settings = settings
@@ -100,6 +101,7 @@ class MicrovmBackend:
         self._accel = ""
         self._links: dict[str, AgentLink] = {}
         self._template_locks: dict[str, asyncio.Lock] = {}
+        self.vmnet = VmNetwork(container.network, container.netns_dir)
 
     @staticmethod
     def available() -> str | None:
@@ -215,7 +217,7 @@ class MicrovmBackend:
             await anyio.to_thread.run_sync(grow_ext4, staging / "root.ext4", ROOT_DISK_BYTES)
             await anyio.to_thread.run_sync(overlay, staging / "root.ext4", files.root, "raw", None)
             await anyio.to_thread.run_sync(overlay, self.artifacts.blank_disk, files.workspace, "raw", None)
-            link = await self._boot(files, machine)
+            link = await self._boot(files, machine, None)
             try:
                 await self._save(files, link, files.state, device_only=True)
             finally:
@@ -237,13 +239,19 @@ class MicrovmBackend:
             *qemu.device_args(files, ram, share=share, memory_mib=machine.memory_mib),
         ]
 
-    async def _boot(self, files: VmFiles, machine: Machine) -> AgentLink:
+    async def _launch(self, argv: list[str], host_id: str | None) -> None:
+        """Start QEMU in the shell's network namespace and wire its tap (None: a throwaway one)."""
+        await qemu.launch(argv, self.vmnet.netns(host_id) if host_id else None)
+        if host_id:
+            await anyio.to_thread.run_sync(self.vmnet.wire, host_id)
+
+    async def _boot(self, files: VmFiles, machine: Machine, host_id: str | None) -> AgentLink:
         """Cold boot on the disks in ``files`` with a fresh own RAM file; returns a ready link."""
         files.sock_dir.mkdir(parents=True, exist_ok=True)
         files.ram.unlink(missing_ok=True)
         with files.ram.open("wb") as f:
             f.truncate(machine.memory_mib * 1024 * 1024)
-        await qemu.launch(self._argv(files, machine, files.ram, share=True))
+        await self._launch(self._argv(files, machine, files.ram, share=True), host_id)
         link = AgentLink()
         try:
             await link.attach(str(files.agent), 10, resync=False)
@@ -282,12 +290,13 @@ class MicrovmBackend:
         share: bool,
         state: Path,
         device_only: bool,
+        host_id: str | None,
         start: bool = True,
     ) -> Qmp:
         """Start a QEMU that loads ``state``; returns its QMP connection (the VM runs if ``start``)."""
         files.sock_dir.mkdir(parents=True, exist_ok=True)
         argv = [*self._argv(files, machine, ram, share=share), "-incoming", "defer"]
-        await qemu.launch(argv)
+        await self._launch(argv, host_id)
         qmp = await Qmp.connect(files.qmp)
         try:
             capabilities = [{"capability": "x-ignore-shared", "state": device_only}]
@@ -306,9 +315,11 @@ class MicrovmBackend:
         """Tell the guest the time and give it fresh randomness (after every boot and restore)."""
         await LinkedAgentClient(link).sync(time.time_ns(), os.urandom(SEED_BYTES))
 
-    async def _start_from_image(self, host_id: str, image: Image) -> None:
+    async def _start_from_image(self, spec: ShellSpec, image: Image) -> None:
         """A new VM restored from ``image``: overlays over its disks, its RAM copy-on-write."""
+        host_id = spec.host_id
         files = self._files(host_id)
+        await anyio.to_thread.run_sync(self.vmnet.attach, spec)
         machine = image.machine()
         await anyio.to_thread.run_sync(overlay, image.root, files.root)
         await anyio.to_thread.run_sync(overlay, image.workspace, files.workspace)
@@ -316,10 +327,12 @@ class MicrovmBackend:
             shutil.copyfile(image.dir / "console.log", files.console)
         if not image.state.exists():  # a snapshot of a stopped shell: disks only, so boot them
             self._save_record(host_id, VmRecord(asdict(machine), str(image.dir)))
-            self._links[host_id] = await self._boot(files, machine)
+            self._links[host_id] = await self._boot(files, machine, host_id)
             return
         self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), ram="private"))
-        qmp = await self._restore(files, machine, image.ram, share=False, state=image.state, device_only=True)
+        qmp = await self._restore(
+            files, machine, image.ram, share=False, state=image.state, device_only=True, host_id=host_id
+        )
         await qmp.close()
         await self._attach(host_id, resync=True)
 
@@ -353,7 +366,7 @@ class MicrovmBackend:
                     raise RuntimeFailure(f"Snapshot {spec.source_snapshot} has no VM image on this host.")
             else:
                 image = await self._template_image(spec.template, self._machine(spec))
-            await self._start_from_image(spec.host_id, image)
+            await self._start_from_image(spec, image)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.destroy(spec.host_id)
@@ -366,7 +379,8 @@ class MicrovmBackend:
         await self.stop(spec.host_id)
         machine = Machine(**record.machine)  # type: ignore[arg-type]
         try:
-            link = await self._boot(files, machine)
+            await anyio.to_thread.run_sync(self.vmnet.attach, spec)
+            link = await self._boot(files, machine, spec.host_id)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.stop(spec.host_id)
@@ -385,6 +399,7 @@ class MicrovmBackend:
                 log.warning("could not flush the disks of %s before stopping it: %s", host_id, exc)
         await self._drop_link(host_id)
         await qemu.kill(files)
+        await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
         shutil.rmtree(files.sock_dir, ignore_errors=True)
         for path in (files.ram, files.state):
             path.unlink(missing_ok=True)
@@ -398,6 +413,7 @@ class MicrovmBackend:
         files = self._files(host_id)
         await self._drop_link(host_id)
         await qemu.kill(files)
+        await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
         shutil.rmtree(files.sock_dir, ignore_errors=True)
         shutil.rmtree(files.disk_dir, ignore_errors=True)
         await anyio.to_thread.run_sync(self._collect_fork_points)
@@ -422,7 +438,7 @@ class MicrovmBackend:
         if wipe_workspace:
             files.workspace.unlink(missing_ok=True)
             if was_running:
-                await self._start_from_image(spec.host_id, image)
+                await self._start_from_image(spec, image)
                 return
             await anyio.to_thread.run_sync(overlay, image.workspace, files.workspace)
         self._save_record(spec.host_id, replace(record, backing=str(image.dir), ram="own", paused=""))
@@ -454,8 +470,9 @@ class MicrovmBackend:
             files.ram.unlink(missing_ok=True)
             with files.ram.open("wb") as f:
                 f.truncate(machine.memory_mib * 1024 * 1024)
+        await anyio.to_thread.run_sync(self.vmnet.attach, spec)
         qmp = await self._restore(
-            files, machine, files.ram, share=True, state=files.state, device_only=device_only
+            files, machine, files.ram, share=True, state=files.state, device_only=device_only, host_id=host_id
         )
         await qmp.close()
         self._save_record(host_id, replace(record, ram="own", paused=""))
@@ -521,7 +538,14 @@ class MicrovmBackend:
             for disk in ("root.qcow2", "workspace.qcow2"):
                 (scratch / disk).symlink_to(image.dir / disk)
             qmp = await self._restore(
-                files, machine, image.ram, share=True, state=full, device_only=False, start=False
+                files,
+                machine,
+                image.ram,
+                share=True,
+                state=full,
+                device_only=False,
+                host_id=None,
+                start=False,
             )
             try:
                 ignore_shared = [{"capability": "x-ignore-shared", "state": True}]
@@ -558,7 +582,7 @@ class MicrovmBackend:
                 for child in children:
                     self._files(child.host_id).disk_dir.mkdir(parents=True)
                     started.append(child.host_id)
-                    group.start_soon(self._start_from_image, child.host_id, image)
+                    group.start_soon(self._start_from_image, child, image)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 for child_id in started:
@@ -631,8 +655,9 @@ class MicrovmBackend:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
-        if policy.mode is not NetworkMode.SEALED:
-            raise ActionNotSupported("Microvm shells are sealed for now: they have no network interface.")
+        """Like a container: the shell's namespace changes at once, the guest is not touched."""
+        if self.vmnet.network.policy_of(host_id) is not None:
+            await anyio.to_thread.run_sync(self.vmnet.network.set_policy, host_id, policy)
 
     # inside the shell -----------------------------------------------------------------------------
     async def _client(self, host_id: str) -> LinkedAgentClient:

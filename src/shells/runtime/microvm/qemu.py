@@ -24,6 +24,7 @@ import anyio
 
 from ...domain.errors import RuntimeFailure
 from .artifacts import AGENT_PORT, Artifacts
+from .vmnet import GUEST_MAC, TAP
 
 QEMU = "qemu-system-x86_64"
 CMDLINE = (
@@ -43,13 +44,10 @@ class Machine:
     memory_mib: int
     accel: str
     """``tcg`` or ``kvm``."""
-    net: bool = False
 
     def args(self, artifacts: Artifacts, *, probe: bool = False) -> list[str]:
         khz = artifacts.tsc_khz
         cmdline = f"{CMDLINE} tsc_early_khz={khz} lpj={khz * 1000 // HZ}"
-        if self.net:
-            cmdline += " shells.net=1"
         if probe:
             cmdline += " shells.probe=1"
         accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if self.accel == "kvm" else [
@@ -110,6 +108,8 @@ def device_args(files: VmFiles, ram: Path, *, share: bool, memory_mib: int) -> l
         "-device", "virtio-blk-pci,drive=root",
         "-drive", f"id=ws,file={files.workspace},format=qcow2,if=none,discard=unmap",
         "-device", "virtio-blk-pci,drive=ws",
+        "-netdev", f"tap,id=net0,ifname={TAP},script=no,downscript=no",
+        "-device", f"virtio-net-pci,netdev=net0,mac={GUEST_MAC}",
         "-device", "virtio-serial-pci,id=vs0",
         "-chardev", f"socket,id=agent,path={files.agent},server=on,wait=off",
         "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
@@ -119,17 +119,20 @@ def device_args(files: VmFiles, ram: Path, *, share: bool, memory_mib: int) -> l
     ]  # fmt: skip
 
 
-def _run_qemu(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+def _run_qemu(argv: list[str], netns: Path | None) -> subprocess.CompletedProcess[bytes]:
+    inside = ["nsenter", f"--net={netns}"] if netns is not None else ["unshare", "--net"]
     return subprocess.run(
-        [QEMU, *argv], stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True, check=False
-    )
+        [*inside, QEMU, *argv], stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True,
+        check=False,
+    )  # fmt: skip
 
 
-async def launch(argv: list[str]) -> int:
-    """Start QEMU (it daemonizes once ready to serve QMP); returns the VM's pid.
+async def launch(argv: list[str], netns: Path | None = None) -> int:
+    """Start QEMU in the network namespace ``netns`` (None: a throwaway one, for VMs that only boot
+    or convert images). It daemonizes once ready to serve QMP; returns the VM's pid.
 
     A blocking run in a worker thread: under uvloop, awaiting a child that daemonizes did not return."""
-    proc = await anyio.to_thread.run_sync(_run_qemu, argv)
+    proc = await anyio.to_thread.run_sync(_run_qemu, argv, netns)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).decode(errors="replace").strip()[-1500:]
         raise RuntimeFailure(f"QEMU did not start: {detail}")
