@@ -78,13 +78,13 @@ for p in /sys/class/virtio-ports/*; do
   [ "$(cat $p/name 2>/dev/null)" = "@PORT@" ] && port=/dev/${p##*/}
 done
 wait_for "$port"
+wait_for /sys/class/net/eth0
+@NET@
 mount --move /dev /newroot/dev
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 hostname shell
-wait_for /sys/class/net/eth0
-@NET@
-ip link set lo up  # loopback lives inside the guest kernel; sealed means no NIC
+ip link set lo up  # the guest's own loopback; what leaves eth0 is the shell's netns's business
 exec switch_root /newroot /usr/bin/python3 -E -s -c \
   "import sys; sys.path.insert(0, '/.shells'); from guest.agent import main; sys.exit(main())" \
   --serial "$port"
