@@ -530,10 +530,9 @@ class MicrovmBackend:
         copy-on-write: load it into a stopped QEMU whose RAM is the image's file, save it again."""
         with image.ram.open("wb") as f:
             f.truncate(machine.memory_mib * 1024 * 1024)
-        files = VmFiles(image.dir, self.run_dir / f"freeze-{secrets.token_hex(4)}")
-        scratch = image.dir / "scratch"
+        scratch = image.dir / "scratch"  # its disks are the image's; its console and sockets are not
         scratch.mkdir()
-        files = VmFiles(scratch, files.sock_dir)
+        files = VmFiles(scratch, self.run_dir / f"freeze-{secrets.token_hex(4)}")
         try:
             for disk in ("root.qcow2", "workspace.qcow2"):
                 (scratch / disk).symlink_to(image.dir / disk)
