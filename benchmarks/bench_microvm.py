@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import statistics
 import tempfile
 import time
@@ -154,6 +155,7 @@ def main() -> None:
             with contextlib.suppress(Exception):  # already gone
                 shell.kill()
         server.purge()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
