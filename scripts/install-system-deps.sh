@@ -12,6 +12,8 @@ PACKAGES=(
   iperf3          # benchmarks/bench_network.py: throughput through the shells' NAT
   libseccomp2     # compiles the seccomp policy once (through ctypes)
   podman          # only as the benchmark baseline ("podman run --rm")
+  qemu-system-x86 qemu-utils  # the microvm class: the VMM and qcow2 overlays
+  busybox-static lz4          # the microvm initramfs; unpacking the guest kernel
   curl ca-certificates
   chromium        # tests/e2e/test_console.py drives the web console headless (Playwright, executable_path)
 )

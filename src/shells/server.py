@@ -13,6 +13,7 @@ from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .runtime.backend import Backend
 from .runtime.container.backend import ContainerBackend
+from .runtime.microvm.backend import MicrovmBackend
 from .settings import Settings
 from .store.repository import Store
 
@@ -24,6 +25,11 @@ def build_control(settings: Settings) -> Control:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     container = ContainerBackend(settings)
     backends: list[Backend] = [container]
+    missing = MicrovmBackend.available()
+    if missing is None:
+        backends.append(MicrovmBackend(settings, container))
+    else:
+        logging.getLogger(__name__).warning("no microvm class on this host: %s", missing)
     return Control(settings, Store(settings.db_url), backends, container.network)
 
 

@@ -145,6 +145,15 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
         subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
     )
     leaks += [f"link {link['ifname']}" for link in links if instance in link["ifname"]]
+    microvm_run = str(Settings(data_dir=data_dir).run_dir / "microvm")
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("qemu-system") and (microvm_run in cmdline or roots[0] in cmdline):
+                leaks.append(f"qemu pid {proc.name}")
     return leaks
 
 

@@ -38,11 +38,15 @@ def cmd_purge(args: argparse.Namespace) -> int:
     import anyio
 
     from ..runtime.container.backend import ContainerBackend
+    from ..runtime.microvm.backend import MicrovmBackend
     from ..settings import Settings
 
     if not args.yes:
         raise SystemExit("shells: purge destroys every shell of the instance; add --yes to confirm")
-    anyio.run(ContainerBackend(Settings.from_env(data_dir=args.data_dir)).purge)
+    settings = Settings.from_env(data_dir=args.data_dir)
+    container = ContainerBackend(settings)
+    anyio.run(MicrovmBackend(settings, container).purge)
+    anyio.run(container.purge)
     print("purged")
     return 0
 

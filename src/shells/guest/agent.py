@@ -7,8 +7,9 @@ Design: a single thread around one ``selectors`` loop; every registered fd carri
 selector key's data. No thread is needed because nothing blocks for long: pipes and connections are
 non-blocking and file operations are local syscalls (``remove`` of a huge tree is the one slow case).
 
-A connection is a bare fd read and written with os.read/os.write, so a later ``--serial DEVICE`` (one
-virtio-serial port for the microvm class) only needs to open the device and hand its fd to ``Connection``.
+A connection is a bare fd read and written with os.read/os.write, so ``--serial DEVICE`` (the one
+virtio-serial port of a microvm, see ``guest/vm.py``) opens the device and hands its fd to a ``Connection``
+that outlives the host's visits.
 The agent treats the host as untrusted too: frames are bounded, and every buffer it fills on the host's
 behalf has a high-water mark at which it stops reading from the source (flow control, not buffering).
 """
@@ -19,6 +20,8 @@ import argparse
 import errno
 import fcntl
 import functools
+import heapq
+import itertools
 import os
 import secrets
 import selectors
@@ -263,9 +266,15 @@ class Agent:
         """Exec channels still reporting to a connection: the ones with timers."""
         self.connections: set[Connection] = set()
         self.soon: list[Callable[[], None]] = []
+        self.timers: list[tuple[float, int, Callable[[], None]]] = []
+        """Callbacks due at a monotonic time (a heap; the int keeps equal times in order)."""
+        self._timer_ids = itertools.count()
         self.stopping = False
         self._connection_count = 0
         self._install_signals()
+
+    def later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self.timers, (time.monotonic() + delay_s, next(self._timer_ids), callback))
 
     def set_interest(self, fd: int, events: int, callback: Callback | None = None) -> None:
         """Register, modify or (events=0) unregister fd, skipping the syscall when nothing changes."""
@@ -314,6 +323,10 @@ class Agent:
     def serve(self, listener: socket.socket) -> None:
         listener.setblocking(False)
         self.set_interest(listener.fileno(), READ, lambda mask: self._accept(listener))
+        self.run()
+
+    def run(self) -> None:
+        """The loop: until SIGTERM, dispatch ready fds, then due callbacks and timers."""
         while not self.stopping:
             for key, mask in self.selector.select(self._timeout()):
                 # An earlier callback in this batch may have closed this fd (and it may even be reused).
@@ -343,6 +356,8 @@ class Agent:
         if self.soon:
             return 0
         deadlines = [d for channel in self.execs if (d := channel.next_deadline()) is not None]
+        if self.timers:
+            deadlines.append(self.timers[0][0])
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def _run_due(self) -> None:
@@ -350,6 +365,8 @@ class Agent:
         for callback in due:
             callback()
         now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            heapq.heappop(self.timers)[2]()
         for channel in list(self.execs):
             channel.on_timer(now)
 
@@ -414,13 +431,20 @@ class Connection:
             self.close(_io_error("read", exc))
             return
         if not data:
-            self.close(None)
+            self.on_hangup()
             return
         try:
             for frame in self._decoder.feed(data):
                 self._dispatch(frame)
         except (ProtocolError, BadMessage) as exc:
-            self.close(f"protocol error: {exc}")
+            self.on_protocol_error(f"protocol error: {exc}")
+
+    def on_hangup(self) -> None:
+        """The host closed its end."""
+        self.close(None)
+
+    def on_protocol_error(self, error: str) -> None:
+        self.close(error)
 
     def _dispatch(self, frame: Frame) -> None:
         channel = self.channels.get(frame.channel)
@@ -452,6 +476,8 @@ class Connection:
             if op == "ping":
                 uptime = time.monotonic() - self.agent.started
                 reply = {"version": PROTOCOL_VERSION, "pid": os.getpid(), "uptime_s": uptime}
+            elif op in CONNECTION_OPS:
+                reply = CONNECTION_OPS[op](self, message)
             elif op in SIMPLE_OPS:
                 reply = SIMPLE_OPS[op](message)
             else:
@@ -1040,6 +1066,8 @@ CHANNEL_OPS: dict[str, Callable[[Connection, int, dict[str, object]], Channel]] 
     "read_file": ReadFileChannel,
     "write_file": WriteFileChannel,
 }
+CONNECTION_OPS: dict[str, Callable[[Connection, dict[str, object]], dict[str, object]]] = {}
+"""Ops that act on the connection they arrive on (the microvm's ``resync``, see ``guest/vm.py``)."""
 SIMPLE_OPS: dict[str, Callable[[dict[str, object]], dict[str, object]]] = {
     "stat": op_stat,
     "list_dir": op_list_dir,
@@ -1063,9 +1091,16 @@ def listen_unix(path: str) -> socket.socket:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shells-agent", description="The Shells in-shell agent.")
-    parser.add_argument("--listen", required=True, metavar="PATH", help="unix socket path to serve on")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", metavar="PATH", help="unix socket path to serve on")
+    where.add_argument("--serial", metavar="DEVICE", help="virtio-serial port to serve on (microvm)")
     args = parser.parse_args(argv)
     agent = Agent()
+    if args.serial:
+        from .vm import serve_serial
+
+        serve_serial(agent, args.serial)
+        return 0
     listener = listen_unix(args.listen)
     with suppress(OSError):  # nobody may be reading our stdout; the socket is what counts
         print("shells-agent ready", flush=True)

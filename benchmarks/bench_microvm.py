@@ -1,0 +1,162 @@
+"""The microvm class end to end through a real server: restore vs cold boot, pause, resume, fork.
+
+    python -m benchmarks.bench_microvm [--runs 5]
+
+Starts its own server (no warm pool) and pre-boots the python template once (not timed). Then, in
+the same run, medians of:
+- create → first output: a shell restored from the pre-booted template, until ``echo`` answers;
+- cold boot → first output: ``stop`` + ``start`` of the same shell (start boots the kernel), the
+  baseline the restore is compared with;
+- pause: the API call, until the VM's QEMU is gone (the first pause of a restored shell also writes
+  its copy-on-write RAM; later ones save device state only — both are shown);
+- resume → first output;
+- fork x4 → all four children answered an exec;
+- PSS (host memory) per idle fork and idle CPU per VM (% of one core, over 10 s);
+- exec round trip of ``true`` in a running shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.e2e.harness import ServerProcess
+
+from shells.sdk import Shell
+from shells.settings import Settings
+
+CLK_TCK = 100
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def first_output(shell: Shell) -> None:
+    out = shell.commands.run(["echo", "hi"])
+    assert out.stdout == "hi\n", out
+
+
+def resume_to_output(shell: Shell) -> float:
+    clock = time.perf_counter()
+    shell.resume()
+    first_output(shell)
+    return time.perf_counter() - clock
+
+
+def qemu_pid(run_dir: Path, shell_id: str) -> int:
+    return int((run_dir / "microvm" / shell_id / "qemu.pid").read_text(encoding="utf-8"))
+
+
+def pss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text(encoding="utf-8").splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no Pss line")
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def report(name: str, values: list[float], unit: str = "s") -> float:
+    med = statistics.median(values)
+    spread = f"min {min(values):.3f}, max {max(values):.3f}, n={len(values)}"
+    print(f"{name:<36} median {med:8.3f} {unit}  ({spread})")
+    return med
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="shells-bench-microvm-", dir="/var/tmp"))
+    server = ServerProcess(data / "srv", warm_pool=0, env={"SHELLS_QUOTA_MAX_VCPUS": "40"})
+    server.start()
+    run_dir = Settings(data_dir=server.data_dir).run_dir
+    created: list[Shell] = []
+    try:
+        with server.client() as client:
+
+            def create() -> Shell:
+                shell = client.create("python", runtime="microvm", idle_timeout_s=0)
+                created.append(shell)
+                return shell
+
+            print("accel:", client.info()["runtimes"]["microvm"]["details"]["accel"])
+            first_output(create())  # pre-boots the template image once
+            names = (
+                "create -> first output", "cold boot -> first output", "first pause (CoW RAM)",
+                "pause (own RAM file)", "first resume -> first output", "resume -> first output",
+                "fork x4 -> all answer", "exec true",
+            )  # fmt: skip
+            t: dict[str, list[float]] = {k: [] for k in names}
+            for _ in range(args.runs):
+                clock = time.perf_counter()
+                shell = create()
+                first_output(shell)
+                t["create -> first output"].append(time.perf_counter() - clock)
+                t["first pause (CoW RAM)"].append(timed(shell.pause))
+                t["first resume -> first output"].append(resume_to_output(shell))
+                t["pause (own RAM file)"].append(timed(shell.pause))
+                t["resume -> first output"].append(resume_to_output(shell))
+                for _ in range(10):
+                    clock = time.perf_counter()
+                    shell.commands.run(["true"])
+                    t["exec true"].append((time.perf_counter() - clock) * 1000)
+                shell.stop()
+                clock = time.perf_counter()
+                shell.start()
+                first_output(shell)
+                t["cold boot -> first output"].append(time.perf_counter() - clock)
+                shell.kill()
+            parent = create()
+            first_output(parent)
+            children: list[Shell] = []
+            for _ in range(max(1, args.runs // 2)):
+                clock = time.perf_counter()
+                kids = parent.fork(4)
+                for kid in kids:
+                    first_output(kid)
+                t["fork x4 -> all answer"].append(time.perf_counter() - clock)
+                children.extend(kids)
+            time.sleep(5)  # let them settle before measuring idle cost
+            kid_pids = [qemu_pid(run_dir, k.id) for k in children[:4]]
+            pss = [pss_mb(pid) for pid in kid_pids]
+            before = [cpu_ticks(pid) for pid in kid_pids]
+            time.sleep(10)
+            idle = [
+                (cpu_ticks(pid) - b) / CLK_TCK / 10 * 100 for pid, b in zip(kid_pids, before, strict=True)
+            ]
+            print(f"runs: {args.runs}")
+            create_med = report("create -> first output", t["create -> first output"])
+            cold_med = report("cold boot -> first output", t["cold boot -> first output"])
+            print(f"{'':<36} cold boot / create = {cold_med / create_med:.1f}x")
+            shown = ("first pause (CoW RAM)", "pause (own RAM file)", "first resume -> first output",
+                     "resume -> first output", "fork x4 -> all answer")  # fmt: skip
+            for name in shown:
+                report(name, t[name])
+            report("exec true round trip", t["exec true"], "ms")
+            report("PSS per idle fork", pss, "MB")
+            report("idle CPU per fork", idle, "% of a core")
+            for child in children:
+                child.kill()
+    finally:
+        for shell in created:
+            with contextlib.suppress(Exception):  # already gone
+                shell.kill()
+        server.purge()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""What the agent does only inside a microvm: serve one virtio-serial port that outlives the host's
+connections, and the ops a host needs after restoring or forking a VM (``sync``, ``resync``).
+
+The port is not a socket. When the host goes (its QEMU is paused and exits, the server restarts) the
+guest sees ``read() == 0`` and then, until a host is attached again, ``poll()`` reports ``IN|HUP`` at
+once, so the fd cannot stay in the selector (it would spin). Instead the port is taken out of the loop
+and checked on a timer with backoff. Channels stay open meanwhile and their output queues (producers
+pause at the high-water mark), so a command still running when the VM was paused keeps streaming to
+the next host that attaches: host and guest treat the port as one byte stream across visits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import struct
+import time
+from pathlib import Path
+
+from .agent import CONNECTION_OPS, SIMPLE_OPS, Agent, Connection, RequestError, log
+from .protocol import FrameDecoder, get_int, get_str
+
+RECHECK_FIRST_S = 0.002
+RECHECK_MAX_S = 0.1
+RNDADDENTROPY = 0x40085203  # _IOW('R', 0x03, int[2])
+RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07)
+MAX_SEED_BYTES = 512
+
+
+def host_attached(fd: int) -> bool:
+    """Whether a host has the other end of the port open (virtio_console reports POLLHUP otherwise)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLOUT)
+    return not any(events & select.POLLHUP for _, events in poller.poll(0))
+
+
+class SerialConnection(Connection):
+    """The port: never closed; a hang-up detaches it until a host attaches again."""
+
+    def __init__(self, agent: Agent, fd: int) -> None:
+        self.attached = False
+        self._recheck_s = RECHECK_FIRST_S
+        super().__init__(agent, fd, "serial port")
+        agent.later(0, self._check_attached)
+
+    def _update_interest(self) -> None:
+        if self.attached:
+            super()._update_interest()
+        else:
+            self.agent.set_interest(self.fd, 0)
+
+    def _check_attached(self) -> None:
+        if host_attached(self.fd):
+            self.attached = True
+            self._recheck_s = RECHECK_FIRST_S
+            self._update_interest()  # and flush what queued meanwhile
+            return
+        self.agent.later(self._recheck_s, self._check_attached)
+        self._recheck_s = min(self._recheck_s * 2, RECHECK_MAX_S)
+
+    def on_hangup(self) -> None:
+        if self.attached:
+            self.attached = False
+            self._update_interest()
+            self.agent.later(0, self._check_attached)
+
+    def on_protocol_error(self, error: str) -> None:
+        """A host that broke the framing (it died mid-frame) loses its channels, not the port."""
+        log(f"{self.name}: {error}; dropping its channels")
+        self.reset()
+
+    def close(self, error: str | None) -> None:
+        if error:
+            log(f"{self.name}: {error}")
+        self._broken = False
+        self.on_hangup()
+
+    def reset(self) -> None:
+        """Abandon every channel and queued byte; the next frame starts a fresh stream."""
+        for channel in list(self.channels.values()):
+            channel.abandon()
+        self.channels.clear()
+        self._read_blockers.clear()
+        self._decoder = FrameDecoder()
+        self._out.clear()
+        self.congested = False
+        self._update_interest()
+
+
+def op_resync(connection: Connection, message: dict[str, object]) -> dict[str, object]:
+    """A host that does not know this stream's past (a fork's, or one after a server restart) starts
+    over: every older channel is abandoned and the reply echoes ``token``, which the host looks for
+    in the bytes it receives to find where the new stream begins."""
+    token = get_str(message, "token")
+    if not isinstance(connection, SerialConnection):
+        raise RequestError("invalid_request", "resync is only for the serial port of a microvm.")
+    connection.reset()
+    return {"token": token}
+
+
+def op_sync(message: dict[str, object]) -> dict[str, object]:
+    """Set the clock and mix fresh host randomness into the kernel's generator, then reseed it: after
+    a restore the clock stood still and every fork of one snapshot would share the same RNG state."""
+    time_ns = get_int(message, "time_ns")
+    try:
+        seed = bytes.fromhex(get_str(message, "seed"))
+    except ValueError:
+        raise RequestError("invalid_request", "'seed' must be hex.") from None
+    if not 0 < len(seed) <= MAX_SEED_BYTES:
+        raise RequestError("invalid_request", f"'seed' must hold 1 to {MAX_SEED_BYTES} bytes.")
+    try:
+        time.clock_settime_ns(time.CLOCK_REALTIME, time_ns)
+        fd = os.open("/dev/urandom", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, RNDADDENTROPY, struct.pack("ii", len(seed) * 8, len(seed)) + seed)
+            fcntl.ioctl(fd, RNDRESEEDCRNG)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise RequestError("permission_denied", f"Cannot set the clock or seed the RNG: {exc}.") from None
+    return {}
+
+
+def serve_serial(agent: Agent, device: str) -> None:
+    CONNECTION_OPS["resync"] = op_resync
+    SIMPLE_OPS["sync"] = op_sync
+    with contextlib.suppress(OSError):  # the guest's OOM killer must pick the bomb, never the agent
+        Path("/proc/self/oom_score_adj").write_text("-1000")
+    fd = os.open(device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    SerialConnection(agent, fd)
+    print(f"shells-agent ready on {device}", flush=True)
+    agent.run()

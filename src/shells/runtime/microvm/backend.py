@@ -1,0 +1,704 @@
+"""The microvm isolation class: every shell is a QEMU virtual machine with its own Linux kernel.
+
+Templates are shared with the container class (its template store exports them as ext4 images) and
+pre-booted once per template x shape: creating a shell restores that saved machine (a qcow2 overlay
+per disk, the template's RAM file mapped copy-on-write), never boots one. See docs/microvm.md.
+
+Where things live (``D`` data dir, ``C`` cache dir, ``R`` run dir):
+    C/microvm/kernel, initramfs-*.cpio     boot artifacts (``artifacts.py``)
+    C/microvm/templates/<key>/             pre-booted template images (``images.py``), host-wide
+    D/microvm/shells/<id>/                 a shell: root.qcow2, workspace.qcow2, vm.json, console.log,
+                                           and while paused (or running on its own RAM file) ram, state
+    D/microvm/images/<id>/                 snapshots and fork points
+    R/microvm/<id>/                        QEMU's pid file and its QMP and agent sockets
+/workspace is the second disk, so reinstall_os replaces only the root disk and wipe_state both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import anyio
+
+from ...domain.capabilities import Capability
+from ...domain.errors import ActionNotSupported, AgentError, RuntimeFailure, TemplateNotFound
+from ...domain.execution import ExecEvent, ExecSpec, FileEntry
+from ...domain.isolation import PRESET_TEMPLATES, Runtime
+from ...domain.network import NetworkMode, NetworkPolicy
+from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
+from ...domain.templates import BuildProgress, TemplateMeta
+from ...domain.terminal import TerminalIO, TerminalSpec
+from ...settings import Settings
+from ..backend import HostInventory, ShellSpec
+from ..container.backend import DEFAULT_ENV, ContainerBackend
+from . import qemu
+from .accel import probe_accel
+from .artifacts import Artifacts, ensure_artifacts
+from .images import Image, copy_file, grow_ext4, overlay
+from .link import AgentLink, LinkedAgentClient
+from .qemu import Machine, Qmp, VmFiles
+from .vmnet import VmNetwork
+
+log = logging.getLogger(__name__)
+
+ROOT_DISK_BYTES = 4 << 30
+"""Size of a template's root filesystem in a VM (sparse: unused space costs nothing)."""
+BOOT_TIMEOUT_S = 120.0
+RESTORE_TIMEOUT_S = 30.0
+SEED_BYTES = 64
+
+
+@dataclass
+class VmRecord:
+    """``vm.json``: how a shell's VM is put together; survives server restarts."""
+
+    machine: dict[str, object]
+    backing: str
+    """The image directory its disks back onto (a template image, a snapshot, a fork point)."""
+    ram: str = "own"
+    """``own``: guest RAM is the shell's ``ram`` file (``share=on``; a pause saves device state only).
+    ``private``: mapped copy-on-write from the backing image's RAM, so a pause must save RAM too."""
+    paused: str = ""
+    """``""`` not paused; ``device``: ``state`` holds device state and ``ram`` the memory;
+    ``full``: ``state`` holds both (a VM whose RAM was private)."""
+
+
+class MicrovmBackend:
+    runtime = Runtime.MICROVM
+    capabilities = frozenset(
+        {
+            Capability.LOGS,
+            Capability.RESTART,
+            Capability.SNAPSHOT,
+            Capability.STOP,
+            Capability.START,
+            Capability.REINSTALL_OS,
+            Capability.WIPE_STATE,
+            Capability.PAUSE,
+            Capability.RESUME,
+            Capability.FORK,
+        }
+    )
+    network_modes = frozenset(NetworkMode)
+
+    def __init__(self, settings: Settings, container: ContainerBackend) -> None:
+        self.settings = settings
+        self.container = container
+        self.root = settings.data_dir / "microvm"
+        self.run_dir = settings.run_dir / "microvm"
+        self.templates_dir = settings.cache_dir / "microvm" / "templates"
+        self._artifacts: Artifacts | None = None
+        self._accel = ""
+        self._links: dict[str, AgentLink] = {}
+        self._template_locks: dict[str, asyncio.Lock] = {}
+        self.vmnet = VmNetwork(container.network, container.netns_dir)
+
+    @staticmethod
+    def available() -> str | None:
+        """Why this class cannot run on this host, or None."""
+        for tool in (qemu.QEMU, "qemu-img", "busybox", "lz4", "apt-get"):
+            if shutil.which(tool) is None:
+                return f"{tool} is missing (run scripts/install-system-deps.sh)"
+        return None
+
+    # start-up -------------------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        for d in (self.root / "shells", self.root / "images", self.run_dir, self.templates_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._artifacts = await anyio.to_thread.run_sync(ensure_artifacts, self.settings.cache_dir)
+        self._accel = await probe_accel(self._artifacts, self.settings.cache_dir)
+
+    @property
+    def artifacts(self) -> Artifacts:
+        if self._artifacts is None:
+            raise RuntimeFailure("The microvm class is not prepared.")
+        return self._artifacts
+
+    def details(self) -> dict[str, str]:
+        a = self._artifacts
+        return {
+            "accel": self._accel or "unknown",
+            "vmm": "qemu q35",
+            "guest_kernel": a.kernel_release if a else "",
+        }
+
+    def offers(self) -> list[RuntimeOffer]:
+        accel = self._accel or "tcg"
+        offers = []
+        for language, template in PRESET_TEMPLATES.items():
+            meta = self.container.template_meta(template)
+            version = meta.versions.get(VERSION_KEYS[language], "") if meta else ""
+            notes = f"template {template} in a VM with its own kernel ({accel}); pre-booted on first use"
+            offers.append(RuntimeOffer(language, True, version, notes))
+        return offers
+
+    # templates are the container class's -----------------------------------------------------------
+    def templates(self) -> dict[str, str]:
+        return self.container.templates()
+
+    def template_meta(self, name: str) -> TemplateMeta | None:
+        return self.container.template_meta(name)
+
+    def list_templates(self) -> list[TemplateMeta]:
+        return self.container.list_templates()
+
+    async def ensure_template(
+        self, name: str, progress: BuildProgress | None = None, *, allow_build: bool = True
+    ) -> TemplateMeta:
+        return await self.container.ensure_template(name, progress, allow_build=allow_build)
+
+    async def capture_template(
+        self, host_id: str, meta: TemplateMeta, include_workspace: bool
+    ) -> TemplateMeta:
+        raise ActionNotSupported(
+            "A microvm shell cannot be captured as a template yet; capture a container shell."
+        )
+
+    async def delete_template(self, name: str) -> None:
+        await self.container.delete_template(name)
+
+    async def export_ext4(self, name: str, dest: Path) -> None:
+        await self.container.export_ext4(name, dest)
+
+    # paths ----------------------------------------------------------------------------------------
+    def _files(self, host_id: str) -> VmFiles:
+        return VmFiles(self.root / "shells" / host_id, self.run_dir / host_id)
+
+    def _record(self, host_id: str) -> VmRecord:
+        path = self._files(host_id).disk_dir / "vm.json"
+        try:
+            return VmRecord(**json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise RuntimeFailure("The shell's VM is not on this host.") from None
+
+    def _save_record(self, host_id: str, record: VmRecord) -> None:
+        path = self._files(host_id).disk_dir / "vm.json"
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(asdict(record)), encoding="utf-8")
+        partial.replace(path)
+
+    def _machine(self, spec: ShellSpec) -> Machine:
+        return Machine(
+            vcpus=max(1, int(spec.shape.vcpus)), memory_mib=spec.shape.memory_mib, accel=self._accel
+        )
+
+    # template images ------------------------------------------------------------------------------
+    async def _template_image(self, template: str, machine: Machine) -> Image:
+        """The pre-booted image of ``template`` on ``machine``: found, or booted and saved now."""
+        meta = self.container.template_meta(template)
+        if meta is None:
+            raise TemplateNotFound(f"Template '{template}' is not on this host.")
+        shape = f"{machine.vcpus}c{machine.memory_mib}m-{machine.accel}"
+        key = f"{meta.content_hash[:16]}-{shape}-{self.artifacts.key}"
+        image = Image(self.templates_dir / key)
+        lock = self._template_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if not image.complete:
+                await self._preboot(template, image, machine)
+        return image
+
+    async def _preboot(self, template: str, image: Image, machine: Machine) -> None:
+        staging = image.dir.with_name(f".{image.dir.name}.{os.getpid()}-{secrets.token_hex(3)}")
+        staging.mkdir(parents=True)
+        host_id = f"preboot-{secrets.token_hex(4)}"
+        files = VmFiles(staging, self.run_dir / host_id)
+        try:
+            await self.container.export_ext4(template, staging / "root.ext4")
+            await anyio.to_thread.run_sync(grow_ext4, staging / "root.ext4", ROOT_DISK_BYTES)
+            await anyio.to_thread.run_sync(overlay, staging / "root.ext4", files.root, "raw", None)
+            await anyio.to_thread.run_sync(overlay, self.artifacts.blank_disk, files.workspace, "raw", None)
+            link = await self._boot(files, machine, None)
+            try:
+                await self._save(files, link, files.state, device_only=True)
+            finally:
+                await link.aclose()
+                await qemu.kill(files)
+            Image(staging).seal(machine)
+            shutil.rmtree(files.sock_dir, ignore_errors=True)
+            staging.rename(image.dir)
+        except BaseException:
+            await qemu.kill(files)
+            shutil.rmtree(files.sock_dir, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    # booting, saving, restoring -------------------------------------------------------------------
+    def _argv(self, files: VmFiles, machine: Machine, ram: Path, *, share: bool) -> list[str]:
+        return [
+            *machine.args(self.artifacts),
+            *qemu.device_args(files, ram, share=share, memory_mib=machine.memory_mib),
+        ]
+
+    async def _launch(self, argv: list[str], host_id: str | None) -> None:
+        """Start QEMU in the shell's network namespace and wire its tap (None: a throwaway one)."""
+        await qemu.launch(argv, self.vmnet.netns(host_id) if host_id else None)
+        if host_id:
+            await anyio.to_thread.run_sync(self.vmnet.wire, host_id)
+
+    async def _boot(self, files: VmFiles, machine: Machine, host_id: str | None) -> AgentLink:
+        """Cold boot on the disks in ``files`` with a fresh own RAM file; returns a ready link."""
+        files.sock_dir.mkdir(parents=True, exist_ok=True)
+        files.ram.unlink(missing_ok=True)
+        with files.ram.open("wb") as f:
+            f.truncate(machine.memory_mib * 1024 * 1024)
+        await self._launch(self._argv(files, machine, files.ram, share=True), host_id)
+        link = AgentLink()
+        try:
+            await link.attach(str(files.agent), 10, resync=False)
+            await LinkedAgentClient(link).wait_ready(BOOT_TIMEOUT_S)
+            await self._sync(link)
+        except BaseException:
+            await link.aclose()
+            await qemu.kill(files)
+            raise
+        return link
+
+    async def _save(self, files: VmFiles, link: AgentLink, dest: Path, *, device_only: bool) -> None:
+        """Stop the VM and write its state to ``dest`` (RAM too unless ``device_only``); the VM stays
+        stopped (``cont`` it or kill it). The link is quiesced first and released after."""
+        await link.quiesce()
+        try:
+            qmp = await Qmp.connect(files.qmp)
+            try:
+                await qmp.execute("stop")
+                capabilities = [{"capability": "x-ignore-shared", "state": device_only}]
+                await qmp.execute("migrate-set-capabilities", capabilities=capabilities)
+                await qmp.execute("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+                await qmp.execute("migrate", uri=f"exec:cat > {dest}")
+                await qmp.wait_migration()
+            finally:
+                await qmp.close()
+        finally:
+            link.release()
+
+    async def _restore(
+        self,
+        files: VmFiles,
+        machine: Machine,
+        ram: Path,
+        *,
+        share: bool,
+        state: Path,
+        device_only: bool,
+        host_id: str | None,
+        start: bool = True,
+    ) -> Qmp:
+        """Start a QEMU that loads ``state``; returns its QMP connection (the VM runs if ``start``)."""
+        files.sock_dir.mkdir(parents=True, exist_ok=True)
+        argv = [*self._argv(files, machine, ram, share=share), "-incoming", "defer"]
+        await self._launch(argv, host_id)
+        qmp = await Qmp.connect(files.qmp)
+        try:
+            capabilities = [{"capability": "x-ignore-shared", "state": device_only}]
+            await qmp.execute("migrate-set-capabilities", capabilities=capabilities)
+            await qmp.execute("migrate-incoming", uri=f"exec:cat {state}")
+            await qmp.wait_incoming(RESTORE_TIMEOUT_S)
+            if start:  # the state was saved stopped, and a restored VM keeps that run state
+                await qmp.execute("cont")
+        except BaseException:
+            await qmp.close()
+            await qemu.kill(files)
+            raise
+        return qmp
+
+    async def _sync(self, link: AgentLink) -> None:
+        """Tell the guest the time and give it fresh randomness (after every boot and restore)."""
+        await LinkedAgentClient(link).sync(time.time_ns(), os.urandom(SEED_BYTES))
+
+    async def _start_from_image(self, spec: ShellSpec, image: Image) -> None:
+        """A new VM restored from ``image``: overlays over its disks, its RAM copy-on-write."""
+        host_id = spec.host_id
+        files = self._files(host_id)
+        await anyio.to_thread.run_sync(self.vmnet.attach, spec)
+        machine = image.machine()
+        await anyio.to_thread.run_sync(overlay, image.root, files.root)
+        await anyio.to_thread.run_sync(overlay, image.workspace, files.workspace)
+        if (image.dir / "console.log").exists():  # the boot this machine came from is its history too
+            shutil.copyfile(image.dir / "console.log", files.console)
+        if not image.state.exists():  # a snapshot of a stopped shell: disks only, so boot them
+            self._save_record(host_id, VmRecord(asdict(machine), str(image.dir)))
+            self._links[host_id] = await self._boot(files, machine, host_id)
+            return
+        self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), ram="private"))
+        qmp = await self._restore(
+            files, machine, image.ram, share=False, state=image.state, device_only=True, host_id=host_id
+        )
+        await qmp.close()
+        await self._attach(host_id, resync=True)
+
+    async def _attach(self, host_id: str, *, resync: bool) -> AgentLink:
+        files = self._files(host_id)
+        link = self._links.get(host_id)
+        if link is None:
+            link = self._links[host_id] = AgentLink()
+            resync = True
+        try:
+            await link.attach(str(files.agent), RESTORE_TIMEOUT_S, resync=resync)
+            await self._sync(link)
+        except BaseException:
+            await self._drop_link(host_id)
+            raise
+        return link
+
+    async def _drop_link(self, host_id: str) -> None:
+        link = self._links.pop(host_id, None)
+        if link is not None:
+            await link.aclose()
+
+    # lifecycle ------------------------------------------------------------------------------------
+    async def create(self, spec: ShellSpec) -> None:
+        files = self._files(spec.host_id)
+        files.disk_dir.mkdir(parents=True, exist_ok=False)
+        try:
+            if spec.source_snapshot is not None:
+                image = Image(self.root / "images" / spec.source_snapshot)
+                if not image.complete:
+                    raise RuntimeFailure(f"Snapshot {spec.source_snapshot} has no VM image on this host.")
+            else:
+                image = await self._template_image(spec.template, self._machine(spec))
+            await self._start_from_image(spec, image)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.destroy(spec.host_id)
+            raise
+
+    async def start(self, spec: ShellSpec) -> None:
+        """Cold boot the shell's disks (a stopped VM has no memory to restore)."""
+        files = self._files(spec.host_id)
+        record = self._record(spec.host_id)
+        await self.stop(spec.host_id)
+        machine = Machine(**record.machine)  # type: ignore[arg-type]
+        try:
+            await anyio.to_thread.run_sync(self.vmnet.attach, spec)
+            link = await self._boot(files, machine, spec.host_id)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.stop(spec.host_id)
+            raise
+        self._links[spec.host_id] = link
+        self._save_record(spec.host_id, replace(record, ram="own", paused=""))
+
+    async def stop(self, host_id: str) -> None:
+        """Flush the guest's disks, end its QEMU; the disks stay, memory and saved state go."""
+        files = self._files(host_id)
+        link = self._links.get(host_id)
+        if link is not None and qemu.pid_of(files) is not None:
+            try:
+                await LinkedAgentClient(link, op_timeout_s=10).run(ExecSpec(argv=("sync",), timeout_s=10))
+            except AgentError as exc:
+                log.warning("could not flush the disks of %s before stopping it: %s", host_id, exc)
+        await self._drop_link(host_id)
+        await qemu.kill(files)
+        await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
+        shutil.rmtree(files.sock_dir, ignore_errors=True)
+        for path in (files.ram, files.state):
+            path.unlink(missing_ok=True)
+        try:
+            record = self._record(host_id)
+        except RuntimeFailure:
+            return
+        self._save_record(host_id, replace(record, ram="own", paused=""))
+
+    async def destroy(self, host_id: str) -> None:
+        files = self._files(host_id)
+        await self._drop_link(host_id)
+        await qemu.kill(files)
+        await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
+        shutil.rmtree(files.sock_dir, ignore_errors=True)
+        shutil.rmtree(files.disk_dir, ignore_errors=True)
+        await anyio.to_thread.run_sync(self._collect_fork_points)
+
+    async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
+        """A new root disk from the template (and with ``wipe_workspace`` a new /workspace too).
+
+        Wiping both restores the template's pre-booted machine; keeping /workspace cold-boots, as no
+        saved memory matches that disk."""
+        if self.container.template_meta(spec.template) is None:
+            raise TemplateNotFound(
+                f"Template '{spec.template}' is not on this host; it cannot be reinstalled."
+            )
+        record = self._record(spec.host_id)
+        machine = Machine(**record.machine)  # type: ignore[arg-type]
+        image = await self._template_image(spec.template, machine)
+        was_running = qemu.pid_of(self._files(spec.host_id)) is not None or record.paused != ""
+        await self.stop(spec.host_id)
+        files = self._files(spec.host_id)
+        files.root.unlink(missing_ok=True)
+        await anyio.to_thread.run_sync(overlay, image.root, files.root)
+        if wipe_workspace:
+            files.workspace.unlink(missing_ok=True)
+            if was_running:
+                await self._start_from_image(spec, image)
+                return
+            await anyio.to_thread.run_sync(overlay, image.workspace, files.workspace)
+        self._save_record(spec.host_id, replace(record, backing=str(image.dir), ram="own", paused=""))
+        await anyio.to_thread.run_sync(self._collect_fork_points)
+        if was_running:
+            await self.start(spec)
+
+    # pause, resume, snapshot, fork ----------------------------------------------------------------
+    async def pause(self, host_id: str) -> None:
+        files = self._files(host_id)
+        record = self._record(host_id)
+        link = self._links.get(host_id) or await self._attach(host_id, resync=True)
+        device_only = record.ram == "own"
+        await self._save(files, link, files.state, device_only=device_only)
+        self._save_record(host_id, replace(record, paused="device" if device_only else "full"))
+        await qemu.kill(files)
+        await link.detach()
+        shutil.rmtree(files.sock_dir, ignore_errors=True)
+
+    async def resume(self, spec: ShellSpec) -> None:
+        host_id = spec.host_id
+        files = self._files(host_id)
+        record = self._record(host_id)
+        if not record.paused:
+            raise RuntimeFailure("The shell's VM is not paused.")
+        machine = Machine(**record.machine)  # type: ignore[arg-type]
+        device_only = record.paused == "device"
+        if not device_only:  # the RAM comes from the state; from now on it lives in an own file
+            files.ram.unlink(missing_ok=True)
+            with files.ram.open("wb") as f:
+                f.truncate(machine.memory_mib * 1024 * 1024)
+        await anyio.to_thread.run_sync(self.vmnet.attach, spec)
+        qmp = await self._restore(
+            files, machine, files.ram, share=True, state=files.state, device_only=device_only, host_id=host_id
+        )
+        await qmp.close()
+        self._save_record(host_id, replace(record, ram="own", paused=""))
+        files.state.unlink(missing_ok=True)
+        await self._attach(host_id, resync=False)
+
+    async def _freeze(self, host_id: str, image: Image) -> None:
+        """Write the shell's current memory and disks into ``image`` (the shell keeps its state: a
+        running one continues, a paused one stays paused)."""
+        files = self._files(host_id)
+        record = self._record(host_id)
+        machine = Machine(**record.machine)  # type: ignore[arg-type]
+        image.dir.mkdir(parents=True)
+        running = not record.paused
+        link = self._links.get(host_id)
+        if running and link is None:
+            link = await self._attach(host_id, resync=True)
+        full = image.dir / "state.full"
+        try:
+            if running:
+                assert link is not None
+                await self._save(files, link, full if record.ram == "private" else image.state,
+                                 device_only=record.ram == "own")  # fmt: skip
+            elif record.paused == "full":
+                await anyio.to_thread.run_sync(copy_file, files.state, full)
+            else:
+                await anyio.to_thread.run_sync(copy_file, files.state, image.state)
+            # The disks are flushed and quiet now: the stopped VM's block layer was inactivated.
+            await self._copy_disks(files, image)
+            if not full.exists():
+                await anyio.to_thread.run_sync(copy_file, files.ram, image.ram)
+        finally:
+            if running:
+                await self._continue(files)
+        if full.exists():
+            await self._materialize(image, machine, full)
+        image.seal(machine)
+
+    async def _copy_disks(self, files: VmFiles, image: Image) -> None:
+        image.dir.mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(copy_file, files.root, image.root)
+        await anyio.to_thread.run_sync(copy_file, files.workspace, image.workspace)
+        if files.console.exists():
+            shutil.copyfile(files.console, image.dir / "console.log")
+
+    async def _continue(self, files: VmFiles) -> None:
+        qmp = await Qmp.connect(files.qmp)
+        try:
+            await qmp.execute("cont")
+        finally:
+            await qmp.close()
+
+    async def _materialize(self, image: Image, machine: Machine, full: Path) -> None:
+        """Turn a state holding RAM into a RAM file plus device state, so children can map the RAM
+        copy-on-write: load it into a stopped QEMU whose RAM is the image's file, save it again."""
+        with image.ram.open("wb") as f:
+            f.truncate(machine.memory_mib * 1024 * 1024)
+        scratch = image.dir / "scratch"  # its disks are the image's; its console and sockets are not
+        scratch.mkdir()
+        files = VmFiles(scratch, self.run_dir / f"freeze-{secrets.token_hex(4)}")
+        try:
+            for disk in ("root.qcow2", "workspace.qcow2"):
+                (scratch / disk).symlink_to(image.dir / disk)
+            qmp = await self._restore(
+                files,
+                machine,
+                image.ram,
+                share=True,
+                state=full,
+                device_only=False,
+                host_id=None,
+                start=False,
+            )
+            try:
+                ignore_shared = [{"capability": "x-ignore-shared", "state": True}]
+                await qmp.execute("migrate-set-capabilities", capabilities=ignore_shared)
+                await qmp.execute("migrate", uri=f"exec:cat > {image.state}")
+                await qmp.wait_migration()
+            finally:
+                await qmp.close()
+        finally:
+            await qemu.kill(files)
+            shutil.rmtree(files.sock_dir, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
+            full.unlink(missing_ok=True)
+
+    async def snapshot(self, host_id: str, snapshot_id: str) -> None:
+        image = Image(self.root / "images" / snapshot_id)
+        files = self._files(host_id)
+        try:
+            if qemu.pid_of(files) is None and not self._record(host_id).paused:
+                await self._copy_disks(files, image)  # stopped: nothing but its disks to keep
+                image.seal(Machine(**self._record(host_id).machine))  # type: ignore[arg-type]
+                return
+            await self._freeze(host_id, image)
+        except BaseException:
+            shutil.rmtree(image.dir, ignore_errors=True)
+            raise
+
+    async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
+        image = Image(self.root / "images" / f"fork-{host_id}-{secrets.token_hex(4)}")
+        started: list[str] = []
+        try:
+            await self._freeze(host_id, image)
+            async with anyio.create_task_group() as group:
+                for child in children:
+                    self._files(child.host_id).disk_dir.mkdir(parents=True)
+                    started.append(child.host_id)
+                    group.start_soon(self._start_from_image, child, image)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for child_id in started:
+                    await self.destroy(child_id)
+                if image.dir.exists():
+                    shutil.rmtree(image.dir, ignore_errors=True)
+            raise
+
+    def _collect_fork_points(self) -> None:
+        """Delete fork points (and retired snapshots) no shell's disks back onto any more."""
+        images = self.root / "images"
+        if not images.exists():
+            return
+        used = set()
+        for vm_json in (self.root / "shells").glob("*/vm.json"):
+            try:
+                used.add(Path(json.loads(vm_json.read_text(encoding="utf-8"))["backing"]).name)
+            except (OSError, ValueError, KeyError):
+                continue
+        for image in images.iterdir():
+            if image.name.startswith(("fork-", "retired-")) and image.name not in used:
+                shutil.rmtree(image, ignore_errors=True)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Shells created from the snapshot still read its disks: then it is retired, not deleted."""
+        image = self.root / "images" / snapshot_id
+        if image.exists():
+            retired = image.with_name(f"retired-{snapshot_id}")
+            image.rename(retired)
+            for vm_json in (self.root / "shells").glob("*/vm.json"):
+                record = json.loads(vm_json.read_text(encoding="utf-8"))
+                if record.get("backing") == str(image):
+                    record["backing"] = str(retired)
+                    vm_json.write_text(json.dumps(record), encoding="utf-8")
+            await anyio.to_thread.run_sync(self._collect_fork_points)
+
+    async def logs(self, host_id: str, max_bytes: int) -> bytes:
+        path = self._files(host_id).console
+        if not path.exists():
+            return b""
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - max_bytes))
+            return f.read()
+
+    async def inventory(self) -> HostInventory:
+        running, paused, stored = set(), set(), set()
+        shells = self.root / "shells"
+        for disk_dir in shells.iterdir() if shells.exists() else []:
+            host_id = disk_dir.name
+            stored.add(host_id)
+            if qemu.pid_of(self._files(host_id)) is not None:
+                running.add(host_id)
+            else:
+                try:
+                    if self._record(host_id).paused:
+                        paused.add(host_id)
+                except (RuntimeFailure, ValueError, TypeError):
+                    continue
+        images = self.root / "images"
+        snapshots = {p.name for p in images.iterdir() if not p.name.startswith(("fork-", "retired-"))} \
+            if images.exists() else set()  # fmt: skip
+        return HostInventory(running=running, paused=paused, stored=stored, snapshots=snapshots)
+
+    async def purge(self) -> None:
+        """Destroy every shell and image of this instance (the host-wide template cache stays)."""
+        inv = await self.inventory()
+        for host_id in sorted(inv.stored | inv.running):
+            await self.destroy(host_id)
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+        """Like a container: the shell's namespace changes at once, the guest is not touched."""
+        if self.vmnet.network.policy_of(host_id) is not None:
+            await anyio.to_thread.run_sync(self.vmnet.network.set_policy, host_id, policy)
+
+    # inside the shell -----------------------------------------------------------------------------
+    async def _client(self, host_id: str) -> LinkedAgentClient:
+        link = self._links.get(host_id)
+        if link is None:
+            if qemu.pid_of(self._files(host_id)) is None:
+                raise RuntimeFailure("The shell's VM is not running on this host.")
+            link = await self._attach(host_id, resync=True)  # found again after a server restart
+        return LinkedAgentClient(link)
+
+    async def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
+        client = await self._client(host_id)
+        async with aclosing(client.exec(replace(spec, env={**DEFAULT_ENV, **spec.env}))) as events:
+            async for event in events:
+                yield event
+
+    @asynccontextmanager
+    async def _terminal(self, host_id: str, spec: TerminalSpec) -> AsyncIterator[TerminalIO]:
+        client = await self._client(host_id)
+        async with client.terminal(replace(spec, env={**DEFAULT_ENV, **spec.env})) as io:
+            yield io
+
+    def terminal(self, host_id: str, spec: TerminalSpec) -> AbstractAsyncContextManager[TerminalIO]:
+        return self._terminal(host_id, spec)
+
+    async def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]:
+        client = await self._client(host_id)
+        async with aclosing(client.read_file(path, max_bytes)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
+        return await (await self._client(host_id)).write_file(path, chunks, mode=mode)
+
+    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
+        return await (await self._client(host_id)).list_dir(path)
+
+    async def stat(self, host_id: str, path: str) -> FileEntry:
+        return await (await self._client(host_id)).stat(path)
+
+    async def remove(self, host_id: str, path: str, recursive: bool) -> None:
+        await (await self._client(host_id)).remove(path, recursive=recursive)
+
+    async def mkdir(self, host_id: str, path: str) -> None:
+        await (await self._client(host_id)).mkdir(path, parents=True)

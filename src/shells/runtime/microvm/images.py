@@ -1,0 +1,90 @@
+"""Frozen VM images: a saved machine from which any number of VMs are restored.
+
+An image directory holds ``root.qcow2`` and ``workspace.qcow2`` (never written again), ``ram`` (the
+guest memory, mapped copy-on-write by every VM restored from it: ``share=off``) and ``state`` (the
+device state, saved with ``x-ignore-shared`` so it holds no RAM), plus ``image.json`` (the machine it
+was saved on). Three kinds:
+
+- a template image, per template content x vCPUs x memory x boot artifacts, pre-booted once and
+  shared by every instance on the host (``cache_dir/microvm/templates/<key>``);
+- a snapshot (``data_dir/microvm/images/<snapshot id>``);
+- a fork point (``data_dir/microvm/images/fork-…``), kept while a fork's disk still backs onto it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ...domain.errors import RuntimeFailure
+from .qemu import Machine
+
+
+@dataclass(frozen=True)
+class Image:
+    dir: Path
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "root.qcow2"
+
+    @property
+    def workspace(self) -> Path:
+        return self.dir / "workspace.qcow2"
+
+    @property
+    def ram(self) -> Path:
+        return self.dir / "ram"
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state"
+
+    @property
+    def complete(self) -> bool:
+        return (self.dir / "image.json").exists()
+
+    def machine(self) -> Machine:
+        return Machine(**json.loads((self.dir / "image.json").read_text(encoding="utf-8")))
+
+    def seal(self, machine: Machine) -> None:
+        """Mark the image complete (written last, so a crash mid-way leaves no usable half)."""
+        (self.dir / "image.json").write_text(json.dumps(asdict(machine)), encoding="utf-8")
+
+
+def qemu_img(*args: str) -> None:
+    proc = subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"qemu-img {args[0]} failed: {proc.stderr.strip()[-1000:]}")
+
+
+def overlay(backing: Path, dest: Path, backing_format: str = "qcow2", size: str | None = None) -> None:
+    """A new qcow2 disk ``dest`` whose unwritten blocks read from ``backing`` (named relative to
+    ``dest`` when both share a directory, so the pair can be moved together)."""
+    name = backing.name if backing.parent == dest.parent else str(backing)
+    args = ["create", "-q", "-f", "qcow2", "-b", name, "-F", backing_format, str(dest)]
+    qemu_img(*args, *([size] if size else []))
+
+
+def copy_file(src: Path, dest: Path) -> None:
+    """A copy that shares blocks where the filesystem can (reflink) and keeps holes."""
+    proc = subprocess.run(
+        ["cp", "--reflink=auto", "--sparse=always", str(src), str(dest)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"copying {src.name} failed: {proc.stderr.strip()[-1000:]}")
+
+
+def grow_ext4(image: Path, size_bytes: int) -> None:
+    """Grow an ext4 image file (sparsely) and its filesystem to ``size_bytes``."""
+    if image.stat().st_size >= size_bytes:
+        return
+    with image.open("r+b") as f:
+        f.truncate(size_bytes)
+    for argv in (["e2fsck", "-fy", str(image)], ["resize2fs", str(image)]):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode not in (0, 1):  # e2fsck: 1 means it fixed something
+            raise RuntimeFailure(f"{argv[0]} failed: {proc.stderr.strip()[-1000:]}")

@@ -1,0 +1,243 @@
+"""Starting QEMU for one VM, and talking QMP to it.
+
+Every VM runs the same machine (the args must match between saving and restoring a state; only file
+paths and the RAM mapping's ``share`` may differ): q35 with SeaBIOS booting the ELF ``vmlinux``
+through its PVH entry, the kernel command line tuned for a fast TCG boot, guest RAM in a file
+(``memory-backend-file``) so that pausing saves only the device state (``x-ignore-shared``), two
+virtio disks (root, /workspace) and one virtio-serial port for the agent. QEMU daemonizes, so a VM
+outlives a server restart; it is found again through its pid file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from ...domain.errors import RuntimeFailure
+from .artifacts import AGENT_PORT, Artifacts
+from .vmnet import GUEST_MAC, TAP
+
+QEMU = "qemu-system-x86_64"
+CMDLINE = (
+    "console=ttyS0 quiet loglevel=1 tsc=reliable no_timer_check i8042.noaux i8042.nokbd i8042.nopnp "
+    "i8042.dumbkbd mitigations=off nokaslr random.trust_cpu=on cryptomgr.notests audit=0 apparmor=0 "
+    "security=none ima_appraise=off lsm= 8250.nr_uarts=1 reboot=t panic=-1 raid=noautodetect "
+    "initcall_blacklist=cmos_init,init_kprobe_trace,load_system_certificate_list,add_rtc_cmos"
+)
+HZ = 250
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What must be identical between saving a VM and restoring it."""
+
+    vcpus: int
+    memory_mib: int
+    accel: str
+    """``tcg`` or ``kvm``."""
+
+    def args(self, artifacts: Artifacts, *, probe: bool = False) -> list[str]:
+        khz = artifacts.tsc_khz
+        cmdline = f"{CMDLINE} tsc_early_khz={khz} lpj={khz * 1000 // HZ}"
+        if probe:
+            cmdline += " shells.probe=1"
+        accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if self.accel == "kvm" else [
+            "-accel", "tcg,thread=single,tb-size=64", "-cpu", "max"]  # fmt: skip
+        return [
+            "-M", "q35,memory-backend=mem0", *accel,
+            "-smp", str(self.vcpus), "-m", f"{self.memory_mib}M",
+            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
+            "-kernel", str(artifacts.vmlinux), "-initrd", str(artifacts.initramfs), "-append", cmdline,
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VmFiles:
+    """Where one running VM's files are: ``disk_dir`` (persistent) and ``sock_dir`` (runtime)."""
+
+    disk_dir: Path
+    sock_dir: Path
+
+    @property
+    def root(self) -> Path:
+        return self.disk_dir / "root.qcow2"
+
+    @property
+    def workspace(self) -> Path:
+        return self.disk_dir / "workspace.qcow2"
+
+    @property
+    def ram(self) -> Path:
+        return self.disk_dir / "ram"
+
+    @property
+    def state(self) -> Path:
+        return self.disk_dir / "state"
+
+    @property
+    def console(self) -> Path:
+        return self.disk_dir / "console.log"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.sock_dir / "qemu.pid"
+
+    @property
+    def qmp(self) -> Path:
+        return self.sock_dir / "qmp.sock"
+
+    @property
+    def agent(self) -> Path:
+        return self.sock_dir / "agent.sock"
+
+
+def device_args(files: VmFiles, ram: Path, *, share: bool, memory_mib: int) -> list[str]:
+    return [
+        "-object", f"memory-backend-file,id=mem0,size={memory_mib}M,mem-path={ram},"
+                   f"share={'on' if share else 'off'}",
+        "-drive", f"id=root,file={files.root},format=qcow2,if=none,discard=unmap",
+        "-device", "virtio-blk-pci,drive=root",
+        "-drive", f"id=ws,file={files.workspace},format=qcow2,if=none,discard=unmap",
+        "-device", "virtio-blk-pci,drive=ws",
+        "-netdev", f"tap,id=net0,ifname={TAP},script=no,downscript=no",
+        "-device", f"virtio-net-pci,netdev=net0,mac={GUEST_MAC}",
+        "-device", "virtio-serial-pci,id=vs0",
+        "-chardev", f"socket,id=agent,path={files.agent},server=on,wait=off",
+        "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
+        "-qmp", f"unix:{files.qmp},server=on,wait=off",
+        "-chardev", f"file,id=console,path={files.console},append=on", "-serial", "chardev:console",
+        "-daemonize", "-pidfile", str(files.pidfile),
+    ]  # fmt: skip
+
+
+def _run_qemu(argv: list[str], netns: Path | None) -> subprocess.CompletedProcess[bytes]:
+    inside = ["nsenter", f"--net={netns}"] if netns is not None else ["unshare", "--net"]
+    return subprocess.run(
+        [*inside, QEMU, *argv], stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True,
+        check=False,
+    )  # fmt: skip
+
+
+async def launch(argv: list[str], netns: Path | None = None) -> int:
+    """Start QEMU in the network namespace ``netns`` (None: a throwaway one, for VMs that only boot
+    or convert images). It daemonizes once ready to serve QMP; returns the VM's pid.
+
+    A blocking run in a worker thread: under uvloop, awaiting a child that daemonizes did not return."""
+    proc = await anyio.to_thread.run_sync(_run_qemu, argv, netns)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).decode(errors="replace").strip()[-1500:]
+        raise RuntimeFailure(f"QEMU did not start: {detail}")
+    pidfile = Path(argv[argv.index("-pidfile") + 1])
+    return int(pidfile.read_text(encoding="utf-8").strip())
+
+
+def pid_of(files: VmFiles) -> int | None:
+    """The pid of the VM's QEMU if it is running."""
+    try:
+        pid = int(files.pidfile.read_text(encoding="utf-8").strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if str(files.pidfile).encode() in cmdline else None
+
+
+async def kill(files: VmFiles, timeout_s: float = 5.0) -> None:
+    """SIGKILL the VM's QEMU (if running) and wait until it is gone."""
+    pid = pid_of(files)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    await wait_gone(pid, timeout_s)
+
+
+async def wait_gone(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}").exists():
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace") if Path(f"/proc/{pid}").exists() else ""
+        if ") Z " in stat or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.002)
+
+
+class Qmp:
+    """A minimal QMP client: one command at a time, events skipped."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def connect(cls, path: Path, timeout_s: float = 10.0) -> Qmp:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 20)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeFailure("QEMU's control socket did not appear.") from None
+                await asyncio.sleep(0.002)
+        qmp = cls(reader, writer)
+        await qmp._message()  # the greeting
+        await qmp.execute("qmp_capabilities")
+        return qmp
+
+    async def _message(self) -> dict[str, object]:
+        line = await asyncio.wait_for(self._reader.readline(), 30)
+        if not line:
+            raise RuntimeFailure("QEMU closed its control socket.")
+        message = json.loads(line)
+        assert isinstance(message, dict)
+        return message
+
+    async def execute(self, command: str, **arguments: object) -> object:
+        request: dict[str, object] = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        self._writer.write(json.dumps(request).encode() + b"\n")
+        await self._writer.drain()
+        while True:
+            message = await self._message()
+            if "return" in message:
+                return message["return"]
+            if "error" in message:
+                raise RuntimeFailure(f"QEMU refused {command}: {message['error']}")
+
+    async def wait_migration(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            info = await self.execute("query-migrate")
+            status = info.get("status") if isinstance(info, dict) else None
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled") or time.monotonic() > deadline:
+                raise RuntimeFailure(f"Saving the VM's state failed ({status}): {info}")
+            await asyncio.sleep(0.001)
+
+    async def wait_incoming(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            info = await self.execute("query-status")
+            status = info.get("status") if isinstance(info, dict) else None
+            if status not in ("inmigrate", None):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeFailure("Restoring the VM's state did not finish.")
+            await asyncio.sleep(0.001)
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
