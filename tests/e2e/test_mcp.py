@@ -183,6 +183,31 @@ async def test_an_agent_creates_runs_writes_reads_snapshots_wipes_and_deletes_a_
         )
 
 
+async def test_the_one_line_stdio_config_creates_a_go_microvm_runs_code_wipes_and_deletes_it(
+    server: ServerProcess, agent: Caller
+) -> None:
+    """The issue's walk-through: an agent with only the README's stdio config and a token."""
+    async with connect(server, agent.token, "stdio") as client:
+        created = ok(await client.call_tool("shells_create", {"language": "go", "runtime": "microvm"}))
+        sid = created["shell"]["id"]
+        try:
+            assert created["shell"]["runtime"] == "microvm" and created["shell"]["state"] == "running"
+            assert created["shell"]["runtime_details"]["accel"] in {"kvm", "tcg"}
+            program = 'package main\nimport "fmt"\nfunc main() { fmt.Println("hello from", 6*7) }\n'
+            ran = ok(await client.call_tool("shells_run_code", {"shell_id": sid, "code": program}))
+            assert (ran["stdout"], ran["exit_code"]) == ("hello from 42\n", 0), ran
+            ok(await client.call_tool(
+                "shells_files_write", {"shell_id": sid, "path": "state.txt", "content": "kept?"}
+            ))  # fmt: skip
+            wiped = await client.call_tool("shells_action", {"shell_id": sid, "action": "wipe_state"})
+            assert ok(wiped)["destructive"]
+            gone = await client.call_tool("shells_files_read", {"shell_id": sid, "path": "state.txt"})
+            tool_error(gone, "file_not_found")
+        finally:
+            deleted = await client.call_tool("shells_delete", {"shell_id": sid})
+        assert ok(deleted) == {"deleted": sid}
+
+
 async def test_long_output_is_cut_in_the_middle_with_a_marker(server: ServerProcess, agent: Caller) -> None:
     sid = create_shell(agent)
     try:
