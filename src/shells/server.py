@@ -12,6 +12,7 @@ from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .runtime.backend import Backend
 from .runtime.container.backend import ContainerBackend
+from .runtime.wasm.backend import WasmBackend
 from .settings import Settings
 from .store.repository import Store
 
@@ -22,7 +23,7 @@ WS_MAX_MESSAGE = 1 << 20
 def build_control(settings: Settings) -> Control:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     container = ContainerBackend(settings)
-    backends: list[Backend] = [container]
+    backends: list[Backend] = [container, WasmBackend(settings, container.pool)]
     return Control(settings, Store(settings.db_url), backends, container.network)
 
 

@@ -38,11 +38,20 @@ def cmd_purge(args: argparse.Namespace) -> int:
     import anyio
 
     from ..runtime.container.backend import ContainerBackend
+    from ..runtime.wasm.backend import WasmBackend
     from ..settings import Settings
 
     if not args.yes:
         raise SystemExit("shells: purge destroys every shell of the instance; add --yes to confirm")
-    anyio.run(ContainerBackend(Settings.from_env(data_dir=args.data_dir)).purge)
+    container = ContainerBackend(Settings.from_env(data_dir=args.data_dir))
+
+    async def purge() -> None:
+        if container.pool.mount_dir.exists():
+            container.pool.ensure_mounted()
+            await WasmBackend(container.settings, container.pool).purge()
+        await container.purge()
+
+    anyio.run(purge)
     print("purged")
     return 0
 

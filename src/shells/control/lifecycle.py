@@ -29,6 +29,7 @@ from .networking import Networking
 from .pool import WarmPool
 from .requests import CreateShellRequest
 from .templates import Templates
+from .wasm_shells import wasm_template
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 256 * 1024
@@ -89,6 +90,8 @@ class Lifecycle:
                     f"create it with runtime '{snap.runtime}'."
                 )
             template = snap.template
+        elif req.runtime is Runtime.WASM:
+            template = wasm_template(req)
         else:
             template = await self.templates.for_new_shell(principal, template)
         networks = [self.network.get_network(principal, name) for name in req.networks]
