@@ -38,6 +38,8 @@ def _error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
         ({"runtime": "container"}, "invalid_request", "language"),
         ({"language": "python", "env": {"A": 1}}, "invalid_request", "env"),
         ({"language": "python", "name": "../../etc"}, "invalid_request", "name"),
+        ({"language": "python", "idle_timeout_s": -1}, "invalid_request", "idle_timeout_s"),
+        ({"language": "python", "idle_timeout_s": "5m"}, "invalid_request", "idle_timeout_s"),
     ],
 )
 def test_create_with_bad_fields_is_a_400_naming_the_fix(
@@ -46,6 +48,16 @@ def test_create_with_bad_fields_is_a_400_naming_the_fix(
     before = len(http.get("/v1/shells").json()["shells"])
     err = _error(http.post("/v1/shells", json=body), 400, code)
     assert needle in err["message"]
+    assert len(http.get("/v1/shells").json()["shells"]) == before
+
+
+def test_an_idle_timeout_for_a_class_that_cannot_pause_is_refused_and_creates_nothing(
+    http: httpx.Client,
+) -> None:
+    before = len(http.get("/v1/shells").json()["shells"])
+    body = {"language": "bash", "runtime": "container", "idle_timeout_s": 60}
+    err = _error(http.post("/v1/shells", json=body), 409, "feature_unavailable")
+    assert err["details"] == {"field": "idle_timeout_s"}
     assert len(http.get("/v1/shells").json()["shells"]) == before
 
 

@@ -112,6 +112,14 @@ def test_get_list_and_filters(sdk: Shells) -> None:
     assert "container" in info["runtimes"] and "python" in info["languages"]
 
 
+def test_the_runtime_matrix_and_a_shells_runtime_details(sdk: Shells, box: Shell) -> None:
+    offers = {(o.language, o.runtime): o for o in sdk.runtimes()}
+    assert offers[("python", "container")].available and offers[("python", "container")].version
+    assert len(offers) == 15 and all(o.available or o.notes for o in offers.values())
+    assert box.info.runtime_details["oci_runtime"].startswith("crun ")
+    assert box.info.idle_timeout_s is None
+
+
 def test_create_sandbox_and_run_command_map_createos_code(sdk: Shells, box: Shell) -> None:
     sandbox = sdk.create_sandbox(shape="s-1vcpu-512mb", rootfs=box.info.template)
     try:

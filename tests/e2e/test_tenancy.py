@@ -248,6 +248,7 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/shells/{shell_id}/actions/{action}", {}),
     Endpoint("GET", "/v1/shells/{shell_id}/events"),
     Endpoint("GET", "/v1/snapshots", foreign=None),
+    Endpoint("GET", "/v1/runtimes", scopeless=200, foreign=None),
     Endpoint("POST", "/v1/shells/{shell_id}/exec", {"cmd": ["true"]}),
     Endpoint("POST", "/v1/shells/{shell_id}/run", {"code": "true"}),
     Endpoint("GET", "/v1/shells/{shell_id}/files", params={"path": "/etc/hostname"}),

@@ -35,10 +35,16 @@ async def info(control: ControlDep) -> dict[str, Any]:
     return control.info()
 
 
+@router.get("/v1/runtimes")
+async def runtimes(control: ControlDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The runtime matrix: every language in every isolation class → available, version, notes."""
+    return {"runtimes": control.runtimes()}
+
+
 @router.post("/v1/shells", status_code=201)
 async def create_shell(control: ControlDep, principal: PrincipalDep, body: BodyDep) -> dict[str, Any]:
     shell = await control.shells.create(principal, CreateShellRequest.parse(body), DOOR)
-    return shell.to_public()
+    return control.ctx.public(shell)
 
 
 @router.get("/v1/shells")
@@ -50,12 +56,12 @@ async def list_shells(
     label: str | None = None,
 ) -> dict[str, Any]:
     shells = control.shells.list(principal, state=state, runtime=runtime, label=label)
-    return {"shells": [s.to_public() for s in shells]}
+    return {"shells": [control.ctx.public(s) for s in shells]}
 
 
 @router.get("/v1/shells/{shell_id}")
 async def get_shell(control: ControlDep, principal: PrincipalDep, shell_id: str) -> dict[str, Any]:
-    return control.shells.get(principal, shell_id).to_public()
+    return control.ctx.public(control.shells.get(principal, shell_id))
 
 
 @router.delete("/v1/shells/{shell_id}", status_code=204)
@@ -70,7 +76,7 @@ async def act(
 ) -> dict[str, Any]:
     """Run one action; the body holds its parameters (``{"count": 2}`` for fork)."""
     shell, result = await control.shells.act(principal, shell_id, action, DOOR, body)
-    return {"shell": shell.to_public(), "result": result}
+    return {"shell": control.ctx.public(shell), "result": result}
 
 
 @router.post("/v1/shells/{shell_id}/actions")
@@ -116,7 +122,7 @@ async def exec_(
 async def read_file(
     control: ControlDep, principal: PrincipalDep, shell_id: str, path: str
 ) -> StreamingResponse:
-    chunks = control.inside.read_file(principal, shell_id, path)
+    chunks = await control.inside.read_file(principal, shell_id, path)
     first = await anext(chunks, b"")
     return StreamingResponse(_prepend(first, chunks), media_type="application/octet-stream")
 

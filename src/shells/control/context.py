@@ -42,6 +42,11 @@ class ControlContext:
                 {"field": "runtime"},
             ) from None
 
+    def public(self, shell: ShellRecord) -> dict[str, Any]:
+        """The shell's wire form plus how its class runs here (``runtime_details``)."""
+        backend = self.backends.get(shell.runtime)
+        return shell.to_public() | {"runtime_details": backend.details() if backend else {}}
+
     def spec(self, shell: ShellRecord) -> ShellSpec:
         """What the backend needs to (re)start the shell, private networks included."""
         return ShellSpec(

@@ -8,37 +8,29 @@ from dataclasses import replace
 from typing import Any
 
 from ..domain import access
-from ..domain.errors import InvalidState, ShellsError
+from ..domain.audit import DEFAULT_DOOR
+from ..domain.errors import ShellsError
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileEntry
 from ..domain.paths import normalize_shell_path
 from ..domain.principal import Principal
 from ..domain.shell import ShellRecord
-from ..domain.states import ShellState
-from .auth import authorize
 from .context import ControlContext
+from .suspend import Suspension
 from .templates import Templates
 
 MAX_READ_BYTES = 512 * 1024 * 1024
 
 
-def running(
-    ctx: ControlContext, principal: Principal, shell_id: str, permission: access.Permission
-) -> ShellRecord:
-    """The shell if the caller may do ``permission`` on it and it is running (else 403/404/409)."""
-    shell = authorize(ctx.store, principal, shell_id, permission)
-    if shell.state is not ShellState.RUNNING:
-        raise InvalidState(
-            f"The shell is {shell.state}; start it first (POST /v1/shells/{shell.id}/actions "
-            '{"capability": "start"}).',
-            {"state": shell.state.value},
-        )
-    return shell
-
-
 class Inside:
-    def __init__(self, ctx: ControlContext, templates: Templates) -> None:
+    def __init__(self, ctx: ControlContext, templates: Templates, suspension: Suspension) -> None:
         self.ctx = ctx
         self.templates = templates
+        self.suspension = suspension
+
+    async def _ready(
+        self, principal: Principal, shell_id: str, permission: access.Permission, why: str
+    ) -> ShellRecord:
+        return await self.suspension.ready(principal, shell_id, permission, DEFAULT_DOOR, why)
 
     async def exec(
         self, principal: Principal, shell_id: str, spec: ExecSpec, door: str, action: str = "exec"
@@ -49,7 +41,7 @@ class Inside:
         a 4xx before it starts streaming. The environment is the template's, then the shell's, then
         the request's; the working directory defaults to the template's.
         """
-        shell = running(self.ctx, principal, shell_id, access.EXEC)
+        shell = await self.suspension.ready(principal, shell_id, access.EXEC, door, action)
         env, workdir = self.templates.exec_defaults(shell.template)
         cwd = normalize_shell_path(spec.cwd) if spec.cwd is not None else workdir
         spec = replace(spec, env={**env, **shell.env, **spec.env}, cwd=cwd)
@@ -69,11 +61,12 @@ class Inside:
         outcome = "cancelled"
         details: dict[str, Any] = {"argv": list(spec.effective_argv)[:16]}
         try:
-            async for event in events:
-                if isinstance(event, ExecExit):
-                    outcome = "ok"
-                    details |= {"exit_code": event.exit_code, "timed_out": event.timed_out}
-                yield event
+            with self.suspension.busy(shell.id):
+                async for event in events:
+                    if isinstance(event, ExecExit):
+                        outcome = "ok"
+                        details |= {"exit_code": event.exit_code, "timed_out": event.timed_out}
+                    yield event
         except ShellsError as exc:
             outcome, details = "error", details | {"code": exc.code}
             raise
@@ -85,8 +78,8 @@ class Inside:
                 )
             )
 
-    def read_file(self, principal: Principal, shell_id: str, path: str) -> AsyncIterator[bytes]:
-        shell = running(self.ctx, principal, shell_id, access.FILES_READ)
+    async def read_file(self, principal: Principal, shell_id: str, path: str) -> AsyncIterator[bytes]:
+        shell = await self._ready(principal, shell_id, access.FILES_READ, "a file read")
         return self.ctx.backend(shell.runtime).read_file(shell.id, normalize_shell_path(path), MAX_READ_BYTES)
 
     async def write_file(
@@ -98,7 +91,7 @@ class Inside:
         mode: int,
         door: str,
     ) -> int:
-        shell = running(self.ctx, principal, shell_id, access.FILES_WRITE)
+        shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a file write")
         clean = normalize_shell_path(path)
         size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode)
         self.ctx.store.add_event(
@@ -114,15 +107,15 @@ class Inside:
         return size
 
     async def list_dir(self, principal: Principal, shell_id: str, path: str) -> list[FileEntry]:
-        shell = running(self.ctx, principal, shell_id, access.FILES_READ)
+        shell = await self._ready(principal, shell_id, access.FILES_READ, "a file listing")
         return await self.ctx.backend(shell.runtime).list_dir(shell.id, normalize_shell_path(path))
 
     async def stat(self, principal: Principal, shell_id: str, path: str) -> FileEntry:
-        shell = running(self.ctx, principal, shell_id, access.FILES_READ)
+        shell = await self._ready(principal, shell_id, access.FILES_READ, "a file stat")
         return await self.ctx.backend(shell.runtime).stat(shell.id, normalize_shell_path(path))
 
     async def mkdir(self, principal: Principal, shell_id: str, path: str, door: str) -> None:
-        shell = running(self.ctx, principal, shell_id, access.FILES_WRITE)
+        shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a mkdir")
         clean = normalize_shell_path(path)
         await self.ctx.backend(shell.runtime).mkdir(shell.id, clean)
         self.ctx.store.add_event(
@@ -132,7 +125,7 @@ class Inside:
     async def remove(
         self, principal: Principal, shell_id: str, path: str, recursive: bool, door: str
     ) -> None:
-        shell = running(self.ctx, principal, shell_id, access.FILES_WRITE)
+        shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a file removal")
         clean = normalize_shell_path(path)
         await self.ctx.backend(shell.runtime).remove(shell.id, clean, recursive)
         self.ctx.store.add_event(

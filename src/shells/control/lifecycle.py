@@ -22,12 +22,15 @@ from ..domain.principal import Principal
 from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord, SnapshotRecord
 from ..domain.states import ShellState
+from ..runtime.backend import Backend
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
+from .fork import fork_shell
 from .networking import Networking
 from .pool import WarmPool
-from .requests import CreateShellRequest
+from .requests import CreateShellRequest, parse_fork_count
+from .suspend import Suspension
 from .templates import Templates
 from .wasm_shells import wasm_template
 
@@ -37,12 +40,18 @@ MAX_LOG_BYTES = 256 * 1024
 
 class Lifecycle:
     def __init__(
-        self, ctx: ControlContext, pool: WarmPool, templates: Templates, network: Networking
+        self,
+        ctx: ControlContext,
+        pool: WarmPool,
+        templates: Templates,
+        network: Networking,
+        suspension: Suspension,
     ) -> None:
         self.ctx = ctx
         self.pool = pool
         self.templates = templates
         self.network = network
+        self.suspension = suspension
         self._reclaim: set[asyncio.Task[None]] = set()
 
     # reads ----------------------------------------------------------------------------------------
@@ -95,6 +104,7 @@ class Lifecycle:
         else:
             template = await self.templates.for_new_shell(principal, template)
         networks = [self.network.get_network(principal, name) for name in req.networks]
+        idle_timeout = self._idle_timeout(req, backend)
         # No await from the quota check to the record's insert: concurrent creates cannot overshoot.
         self.ctx.quotas.check_shell(principal.tenant, get_shape(req.shape))
         now = datetime.now(UTC)
@@ -104,6 +114,7 @@ class Lifecycle:
             "language": req.language,
             "env": req.env,
             "labels": req.labels,
+            "idle_timeout_s": idle_timeout,
             "created_at": now,
             "updated_at": now,
         }
@@ -141,6 +152,21 @@ class Lifecycle:
         for net in networks:  # recorded first, so the shell starts on them
             self.network.record_member(principal, net, shell, "", door)
         return await self.boot(principal, shell, door)
+
+    def _idle_timeout(self, req: CreateShellRequest, backend: Backend) -> int | None:
+        """The shell's idle timeout: the request's, else the instance's default where the class can
+        pause; None (never) for classes that cannot."""
+        if Capability.PAUSE not in backend.capabilities:
+            if req.idle_timeout_s:
+                raise FeatureUnavailable(
+                    f"{req.runtime} shells cannot pause, so they cannot pause on idle; leave "
+                    "'idle_timeout_s' out or use a class that can pause.",
+                    {"field": "idle_timeout_s"},
+                )
+            return None
+        if req.idle_timeout_s is None:
+            return self.ctx.settings.idle_timeout_s or None
+        return req.idle_timeout_s or None
 
     async def boot(self, principal: Principal | None, shell: ShellRecord, door: str) -> ShellRecord:
         """Build and start a shell that is in ``creating``; on failure it ends ``failed`` with the reason."""
@@ -295,6 +321,16 @@ class Lifecycle:
             case Capability.REINSTALL_OS | Capability.WIPE_STATE:
                 await backend.reset(spec, wipe_workspace=cap is Capability.WIPE_STATE)
                 return done()
+            case Capability.PAUSE:
+                return await self.suspension.pause(principal, shell, door, "paused by " + principal.id), {}
+            case Capability.RESUME:
+                return await self.suspension.resume(principal, shell, door, "resumed by " + principal.id), {}
+            case Capability.FORK:
+                count = parse_fork_count(params)
+                children = await fork_shell(self.ctx, self.suspension, principal, shell, door, count)
+                draft = self._action_draft(principal, shell, door, cap, details={"children": children})
+                self.ctx.store.add_event(draft)
+                return shell, {"shells": [self.ctx.public(c) for c in children]}
             case Capability.SNAPSHOT:
                 snap = SnapshotRecord(
                     id=new_id("snap"),

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
@@ -66,6 +66,8 @@ class Networking:
         self._poller: asyncio.Task[None] | None = None
         self._resolver: DnsResolver | None = None
         self._proxy: IngressProxy | None = None
+        self.on_port_use: Callable[[str], None] = lambda shell_id: None
+        """Called with a shell's id for every request the ingress proxy routes to it (activity)."""
 
     # one shell's network ----------------------------------------------------------------------------
     def describe(self, principal: Principal, shell_id: str) -> dict[str, Any]:
@@ -294,6 +296,7 @@ class Networking:
         shell = self.ctx.store.get_shell(shell_id) if rec is not None else None
         if rec is None or shell is None or shell.state is not ShellState.RUNNING:
             return None
+        self.on_port_use(shell_id)
         return Exposure(
             netns=str(self.ctx.settings.run_dir / "netns" / shell_id),
             public=rec.public,

@@ -80,16 +80,16 @@ class Quotas:
             memory_mib=sum(shape.memory_mib * n for shape, n in known.items()),
         )
 
-    def check_shell(self, tenant: str, shape: Shape) -> None:
-        """Raise QuotaExceeded if one more shell of ``shape`` does not fit the tenant's quotas."""
+    def check_shell(self, tenant: str, shape: Shape, count: int = 1) -> None:
+        """Raise QuotaExceeded if ``count`` more shells of ``shape`` do not fit the tenant's quotas."""
         limits = self.limits(tenant)
         used = self.shell_usage(tenant)
         fix = "delete shells you no longer need, or ask for a larger quota."
-        if used.shells + 1 > limits.max_shells:
+        if used.shells + count > limits.max_shells:
             raise _exceeded("max_shells", limits.max_shells, used.shells, fix)
-        if used.vcpus + shape.vcpus > limits.max_vcpus:
+        if used.vcpus + shape.vcpus * count > limits.max_vcpus:
             raise _exceeded("max_vcpus", limits.max_vcpus, used.vcpus, "use a smaller shape or " + fix)
-        if used.memory_mib + shape.memory_mib > limits.max_memory_mib:
+        if used.memory_mib + shape.memory_mib * count > limits.max_memory_mib:
             raise _exceeded(
                 "max_memory_mib", limits.max_memory_mib, used.memory_mib, "use a smaller shape or " + fix
             )

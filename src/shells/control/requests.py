@@ -121,6 +121,18 @@ class CreateShellRequest:
 
 
 MAX_IDLE_TIMEOUT_S = 7 * 24 * 3600
+MAX_FORKS = 16
+
+
+def parse_fork_count(params: Mapping[str, Any]) -> int:
+    """The ``count`` of a fork action: 1 (the default) to MAX_FORKS."""
+    reject_unknown(params, {"count"})
+    count = params.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FORKS:
+        raise InvalidRequest(
+            f"'count' must be a whole number of forks from 1 to {MAX_FORKS}.", {"field": "count"}
+        )
+    return count
 
 
 def parse_idle_timeout(value: object) -> int | None:

@@ -7,8 +7,9 @@ from typing import Any
 
 from .. import __version__
 from ..domain import access
-from ..domain.isolation import PRESET_TEMPLATES, Language
+from ..domain.isolation import PRESET_TEMPLATES, Language, Runtime
 from ..domain.principal import Principal
+from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
 from ..runtime.backend import Backend
@@ -24,6 +25,7 @@ from .networking import Networking
 from .pool import WarmPool
 from .reconcile import ReconcileReport, reconcile
 from .run_code import RunCode
+from .suspend import Suspension
 from .templates import Templates
 from .tenancy import Tenancy
 from .terminal import Terminals
@@ -41,12 +43,14 @@ class Control:
         self.auth = Authenticator(store, self.ctx.quotas)
         self.audit = Audit(store)
         self.templates = Templates(self.ctx)
-        self.terminals = Terminals(self.ctx, self.templates)
+        self.suspension = Suspension(self.ctx)
+        self.network.on_port_use = self.suspension.touch
+        self.terminals = Terminals(self.ctx, self.templates, self.suspension)
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
-        self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network)
-        self.inside = Inside(self.ctx, self.templates)
+        self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network, self.suspension)
+        self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.run_code = RunCode(self.ctx, self.inside)
 
     async def start(self) -> ReconcileReport:
@@ -60,9 +64,11 @@ class Control:
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         self.pool.start()
+        self.suspension.start()
         return report
 
     async def close(self) -> None:
+        await self.suspension.stop()
         await self.network.stop()
         await self.pool.stop()
         await self.shells.drain()
@@ -76,6 +82,7 @@ class Control:
             "runtimes": {
                 r.value: {
                     "available": True,
+                    "details": b.details(),
                     "capabilities": sorted(c.value for c in b.capabilities),
                     "templates": templates[r.value],
                     "languages": sorted(
@@ -88,6 +95,19 @@ class Control:
             "network_modes": sorted({m.value for b in self.ctx.backends.values() for m in b.network_modes}),
             "shapes": {s.name: {"vcpus": s.vcpus, "memory_mib": s.memory_mib} for s in SHAPES.values()},
         }
+
+    def runtimes(self) -> list[dict[str, Any]]:
+        """The runtime matrix: every language preset in every isolation class, available or why not."""
+        rows: list[dict[str, Any]] = []
+        for runtime in Runtime:
+            backend = self.ctx.backends.get(runtime)
+            offers = (
+                backend.offers()
+                if backend is not None
+                else absent_class(runtime, f"the {runtime} class is not installed on this host")
+            )
+            rows += [offer.to_public(runtime) for offer in offers]
+        return rows
 
     def events(
         self, principal: Principal, shell_id: str, after: int = 0, limit: int = 500

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..domain import access
 from ..domain.access import Role
+from ..domain.audit import DEFAULT_DOOR
 from ..domain.errors import (
     CredentialExpired,
     CredentialInUse,
@@ -42,9 +43,9 @@ from ..domain.tenancy import TermCredentialRecord
 from ..domain.terminal import TerminalIO, TerminalSpec, check_window
 from .auth import authorize, check_alive, hash_token, mint_secret, role_on
 from .context import ControlContext
-from .inside import running
 from .request_scope import note_principal
 from .requests import reject_unknown
+from .suspend import Suspension
 from .templates import Templates
 
 TERM_PREFIX = "term_"
@@ -66,9 +67,10 @@ def parse_ttl(body: Mapping[str, Any]) -> int:
 
 
 class Terminals:
-    def __init__(self, ctx: ControlContext, templates: Templates) -> None:
+    def __init__(self, ctx: ControlContext, templates: Templates, suspension: Suspension) -> None:
         self.ctx = ctx
         self.templates = templates
+        self.suspension = suspension
         self._live: dict[str, TerminalSession] = {}
 
     # credentials ----------------------------------------------------------------------------------
@@ -77,7 +79,7 @@ class Terminals:
     ) -> tuple[TermCredentialRecord, str]:
         """A new credential for the caller on this shell, and its secret (shown only now)."""
         ttl = parse_ttl(body)
-        shell = running(self.ctx, principal, shell_id, access.TERM)
+        shell = self.suspension.usable(principal, shell_id, access.TERM)
         secret = mint_secret(TERM_PREFIX)
         now = datetime.now(UTC)
         cred = TermCredentialRecord(
@@ -159,7 +161,7 @@ class Terminals:
             ) from None
         principal = Principal(cred.principal, cred.tenant, api_token.scopes, api_token.id)
         note_principal(principal)
-        shell = running(self.ctx, principal, shell_id, access.TERM)
+        shell = self.suspension.usable(principal, shell_id, access.TERM)
         remaining = (cred.expires_at - now).total_seconds()
         env, workdir = self.templates.exec_defaults(shell.template)  # what an exec there would get
         spec = TerminalSpec(
@@ -193,6 +195,7 @@ class TerminalSession:
         self._context: AbstractAsyncContextManager[TerminalIO] | None = None
         self._io: TerminalIO | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._in_use = False
         self._started = 0.0
         self.outcome = "ok"
         self.ended_by = "client"
@@ -210,13 +213,19 @@ class TerminalSession:
                 "session at a time."
             )
         live[self.credential.id] = self  # before the first await: a parallel attach sees it
+        suspension = self._terminals.suspension
         try:
+            self.shell = await suspension.ready(
+                self.principal, self.shell.id, access.TERM, DEFAULT_DOOR, "a terminal"
+            )
             backend = self._terminals.ctx.backend(self.shell.runtime)
             self._context = backend.terminal(self.shell.id, self._spec)
             self._io = await self._context.__aenter__()
         except BaseException:
             del live[self.credential.id]
             raise
+        suspension.begin_use(self.shell.id)
+        self._in_use = True
         self._started = time.monotonic()
         delay = (self.credential.expires_at - datetime.now(UTC)).total_seconds()
         expired = CredentialExpired(
@@ -238,6 +247,8 @@ class TerminalSession:
                 await self._context.__aexit__(None, None, None)  # closes the channel: the process is killed
         finally:
             self._terminals._live.pop(self.credential.id, None)
+            if self._in_use:
+                self._terminals.suspension.end_use(self.shell.id)
             self._record()
 
     def _record(self) -> None:

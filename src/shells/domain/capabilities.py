@@ -33,7 +33,7 @@ ALLOWED_STATES: dict[Capability, frozenset[ShellState]] = {
     Capability.WIPE_STATE: frozenset({ShellState.RUNNING, ShellState.STOPPED, ShellState.FAILED}),
     Capability.PAUSE: _RUNNING,
     Capability.RESUME: frozenset({ShellState.PAUSED}),
-    Capability.FORK: _RUNNING,
+    Capability.FORK: frozenset({ShellState.RUNNING, ShellState.PAUSED}),
 }
 
 DESTRUCTIVE: frozenset[Capability] = frozenset(

@@ -17,6 +17,7 @@ from ..domain.capabilities import Capability
 from ..domain.execution import ExecEvent, ExecSpec, FileEntry
 from ..domain.isolation import Runtime
 from ..domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
+from ..domain.runtimes import RuntimeOffer
 from ..domain.shapes import Shape
 from ..domain.templates import BuildProgress, TemplateMeta
 from ..domain.terminal import TerminalIO, TerminalSpec
@@ -57,6 +58,13 @@ class Backend(Protocol):
 
     async def prepare(self) -> None:
         """Make the host ready (mounts, cgroup fixes, templates). Idempotent; called at start-up."""
+
+    def details(self) -> dict[str, str]:
+        """Facts about how this class runs on this host (e.g. the OCI runtime, or a microVM's
+        acceleration), shown in ``GET /v1/info`` and on every shell of the class."""
+
+    def offers(self) -> list[RuntimeOffer]:
+        """One entry per language preset: available here or not, its version, and notes."""
 
     def templates(self) -> dict[str, str]:
         """Template name → version description, for the templates this host has ready."""

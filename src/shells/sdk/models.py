@@ -79,12 +79,28 @@ class ShellInfo:
     owner: str = ""
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    idle_timeout_s: int | None = None
+    """Seconds without use after which the shell pauses itself; None never."""
+    runtime_details: dict[str, str] = field(default_factory=dict)
+    """How the shell's isolation class runs on this host (e.g. a microVM's acceleration)."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
     @classmethod
     def parse(cls, data: Json) -> ShellInfo:
         return from_wire(cls, data, network=NetworkPolicy.parse(data.get("network") or {}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeOffer:
+    """One cell of the runtime matrix: a language preset in one isolation class on this server."""
+
+    language: str
+    runtime: str
+    available: bool
+    version: str = ""
+    notes: str = ""
+    """How it is provided, what is missing, or why it is unavailable."""
 
 
 @dataclass(frozen=True, kw_only=True)

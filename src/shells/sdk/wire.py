@@ -44,8 +44,8 @@ class CreateOptions(TypedDict, total=False):
     """Environment variables of every command in the shell."""
     labels: Mapping[str, str] | None
     """Free-form ``key: value`` tags; ``list(label="key=value")`` finds them."""
-    idle_timeout_s: float | None
-    """Pause the shell after this many seconds without activity."""
+    idle_timeout_s: int | None
+    """Pause the shell after this many seconds without activity (0: never; classes that can pause)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:

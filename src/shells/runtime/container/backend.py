@@ -35,8 +35,9 @@ import shells.guest
 from ...domain.capabilities import Capability
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileEntry
-from ...domain.isolation import Runtime
+from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
+from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
@@ -97,6 +98,7 @@ class ContainerBackend:
         self.cgroup_prefix = f"shells-{self.instance}"
         self.uid_blocks = uids.UidBlocks(self.instance)
         self._seccomp_b64 = ""
+        self._details: dict[str, str] = {}
         self._agent_code = self.run_dir / "agent" / "guest"
         self.template_bits = TemplateStorage(self.pool)
         self._builtins = BuiltinTemplates(self, self.template_bits, settings.cache_dir)
@@ -142,8 +144,25 @@ class ContainerBackend:
         for block, owner in self.uid_blocks.claims_of().items():
             if not self._runtime_dir(owner).exists():  # a claim whose shell is not running: a leftover
                 self.uid_blocks.release(block)
+        self._details = {"oci_runtime": await self.crun.version(), "seccomp": "precompiled BPF"}
         async with dns_for_builds(self.network):  # the server's own resolver is not running yet
             await self._builtins.prepare_default(self.say)
+
+    def details(self) -> dict[str, str]:
+        return dict(self._details)
+
+    def offers(self) -> list[RuntimeOffer]:
+        """Every preset runs here: its template is ready, or it is a built-in built on first use."""
+        offers = []
+        for language, template in PRESET_TEMPLATES.items():
+            meta = self.template_meta(template)
+            if meta is None:
+                notes = f"template {template} is built on first use (minutes, once per host)"
+                offers.append(RuntimeOffer(language, True, "", notes))
+            else:
+                version = meta.versions.get(VERSION_KEYS[language], "")
+                offers.append(RuntimeOffer(language, True, version, f"template {template}"))
+        return offers
 
     def _install_agent_code(self) -> None:
         """Copy the guest agent package where every shell can read it (fresh on each start-up)."""

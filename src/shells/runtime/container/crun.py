@@ -67,6 +67,11 @@ class Crun:
     async def resume(self, container_id: str) -> None:
         await self._run("resume", container_id)
 
+    async def version(self) -> str:
+        """``crun 1.8.1`` (the first line of ``crun --version``)."""
+        _, out, _ = await self._run("--version")
+        return out.decode(errors="replace").splitlines()[0].replace(" version ", " ").strip()
+
     async def list(self) -> list[ContainerState]:
         if not self.state_root.exists():
             return []

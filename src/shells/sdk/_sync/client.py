@@ -11,7 +11,7 @@ from typing import Any, Unpack
 import httpx
 
 from ..connection import DEFAULT_TIMEOUT_S
-from ..models import Event, ShellInfo, from_wire
+from ..models import Event, RuntimeOffer, ShellInfo, from_wire
 from ..retry import RetryPolicy
 from ..wire import CreateOptions, create_body
 from .http import HTTP
@@ -75,6 +75,11 @@ class Shells:
     def info(self) -> dict[str, Any]:
         """What the server runs: version, runtimes with their capabilities, languages, shapes."""
         return dict(self._http.call("GET", "/v1/info"))
+
+    def runtimes(self) -> list[RuntimeOffer]:
+        """The runtime matrix: every language preset in every isolation class, available or why not."""
+        data = self._http.call("GET", "/v1/runtimes")
+        return [from_wire(RuntimeOffer, row) for row in data.get("runtimes") or ()]
 
     def create(self, language: str | None = None, **options: Unpack[CreateOptions]) -> Shell:
         """Create a running shell and return its handle; ``with client.create(...)``

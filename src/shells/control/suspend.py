@@ -1,0 +1,190 @@
+"""Pause to zero, resume in place, and the idle monitor that pauses shells nobody is using.
+
+One place decides when a paused shell comes back: an explicit ``resume``, or any request that needs
+the shell's processes (exec, run, files, terminal), which waits for the resume and then runs. The
+idle monitor pauses a running shell of a class that can pause once no exec, terminal, file or port
+traffic has touched it for its ``idle_timeout_s``. Activity is kept in memory: after a server
+restart every shell starts a fresh idle period, which errs on the side of not pausing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from ..domain import access
+from ..domain.capabilities import Capability
+from ..domain.errors import InvalidState, ShellsError
+from ..domain.principal import Principal
+from ..domain.shell import ShellRecord
+from ..domain.states import ShellState
+from .auth import authorize
+from .context import ControlContext
+
+log = logging.getLogger(__name__)
+IDLE_SWEEP_S = 1.0
+
+
+def idle_due(last_active: float, now: float, timeout_s: int | None) -> bool:
+    """Whether a shell last active at ``last_active`` (monotonic seconds) should pause at ``now``."""
+    return bool(timeout_s) and now - last_active >= float(timeout_s or 0)
+
+
+class Suspension:
+    def __init__(self, ctx: ControlContext) -> None:
+        self.ctx = ctx
+        self._last_active: dict[str, float] = {}
+        self._busy: Counter[str] = Counter()
+        self._monitor: asyncio.Task[None] | None = None
+
+    # activity -------------------------------------------------------------------------------------
+    def touch(self, shell_id: str) -> None:
+        """Note use of the shell now: its idle period starts again."""
+        self._last_active[shell_id] = time.monotonic()
+
+    def begin_use(self, shell_id: str) -> None:
+        """While an exec streams or a terminal is attached the shell is in use, however quiet."""
+        self._busy[shell_id] += 1
+
+    def end_use(self, shell_id: str) -> None:
+        self._busy[shell_id] -= 1
+        if self._busy[shell_id] <= 0:
+            del self._busy[shell_id]
+        self.touch(shell_id)
+
+    @contextmanager
+    def busy(self, shell_id: str) -> Iterator[None]:
+        self.begin_use(shell_id)
+        try:
+            yield
+        finally:
+            self.end_use(shell_id)
+
+    def can(self, shell: ShellRecord, capability: Capability) -> bool:
+        backend = self.ctx.backends.get(shell.runtime)
+        return backend is not None and capability in backend.capabilities
+
+    # who may use a shell now ----------------------------------------------------------------------
+    def usable(self, principal: Principal, shell_id: str, permission: access.Permission) -> ShellRecord:
+        """The shell if the caller may do ``permission`` on it and it is running, or paused in a
+        class that resumes on demand (else 403/404/409)."""
+        shell = authorize(self.ctx.store, principal, shell_id, permission)
+        if shell.state is ShellState.RUNNING:
+            return shell
+        if shell.state is ShellState.PAUSED and self.can(shell, Capability.RESUME):
+            return shell
+        raise InvalidState(
+            f"The shell is {shell.state}; start it first (POST /v1/shells/{shell.id}/actions "
+            '{"capability": "start"}).',
+            {"state": shell.state.value},
+        )
+
+    async def ready(
+        self, principal: Principal, shell_id: str, permission: access.Permission, door: str, why: str
+    ) -> ShellRecord:
+        """``usable``, then a paused shell is resumed (the caller waits) so the request can run."""
+        shell = self.usable(principal, shell_id, permission)
+        if shell.state is ShellState.PAUSED:
+            async with self.ctx.locks[shell.id]:
+                shell = self.usable(principal, shell_id, permission)
+                if shell.state is ShellState.PAUSED:
+                    shell = await self.resume(principal, shell, door, f"resumed for {why}")
+        self.touch(shell.id)
+        return shell
+
+    # the two transitions (the caller holds the shell's lock) -------------------------------------
+    async def pause(
+        self, principal: Principal | None, shell: ShellRecord, door: str, reason: str
+    ) -> ShellRecord:
+        await self.ctx.backend(shell.runtime).pause(shell.id)
+        self._last_active.pop(shell.id, None)
+        return self._moved(principal, shell, door, Capability.PAUSE, ShellState.PAUSED, reason)
+
+    async def resume(
+        self, principal: Principal | None, shell: ShellRecord, door: str, reason: str
+    ) -> ShellRecord:
+        await self.ctx.backend(shell.runtime).resume(self.ctx.spec(shell))
+        self.touch(shell.id)
+        return self._moved(principal, shell, door, Capability.RESUME, ShellState.RUNNING, reason)
+
+    def _moved(
+        self,
+        principal: Principal | None,
+        shell: ShellRecord,
+        door: str,
+        cap: Capability,
+        target: ShellState,
+        reason: str,
+    ) -> ShellRecord:
+        draft = self.ctx.draft(
+            principal,
+            shell,
+            door=door,
+            kind="action",
+            action=cap.value,
+            outcome=target.value,
+            message=reason,
+            details={"destructive": False},
+        )
+        state_reason = reason if target is ShellState.PAUSED else ""
+        return self.ctx.store.change_state(shell.id, target, state_reason, draft)
+
+    # the idle monitor -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if any(Capability.PAUSE in b.capabilities for b in self.ctx.backends.values()):
+            self._monitor = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_SWEEP_S)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("the idle sweep failed; trying again in %s s", IDLE_SWEEP_S)
+
+    async def sweep(self) -> list[str]:
+        """Pause every running shell that has been idle for its timeout; returns their ids."""
+        paused: list[str] = []
+        now = time.monotonic()
+        for shell in self.ctx.store.list_shells(None):
+            if (
+                shell.state is not ShellState.RUNNING
+                or not shell.idle_timeout_s
+                or shell.id in self._busy
+                or not self.can(shell, Capability.PAUSE)
+            ):
+                continue
+            last = self._last_active.setdefault(shell.id, now)
+            lock = self.ctx.locks[shell.id]
+            if not idle_due(last, now, shell.idle_timeout_s) or lock.locked():
+                continue
+            async with lock:
+                fresh = self.ctx.store.get_shell(shell.id)
+                if (
+                    fresh is None
+                    or fresh.state is not ShellState.RUNNING
+                    or shell.id in self._busy
+                    or not idle_due(
+                        self._last_active.get(shell.id, now), time.monotonic(), fresh.idle_timeout_s
+                    )
+                ):
+                    continue
+                try:
+                    await self.pause(None, fresh, "system", f"idle for {fresh.idle_timeout_s} s")
+                except ShellsError as exc:
+                    log.warning("pausing idle shell %s failed: %s", shell.id, exc.message)
+                    self.touch(shell.id)  # try again after another idle period, not every second
+                    continue
+            paused.append(shell.id)
+        return paused
