@@ -171,3 +171,50 @@ def test_what_the_class_does_not_have_is_a_typed_error(api: httpx.Client, new_sh
         api.post(f"/v1/shells/{sh['id']}/exec", json={"cmd": ["bad.wasm"]}), 400, "invalid_request"
     )
     assert "WebAssembly" in err["message"]
+
+
+def test_pause_resume_and_fork_carry_the_workspace(api: httpx.Client, new_shell: ShellMaker) -> None:
+    sh = wasm_shell(new_shell)
+    put(api, sh["id"], "/workspace/state.txt", b"parent")
+    r = api.post(f"/v1/shells/{sh['id']}/actions", json={"capability": "pause"})
+    assert r.status_code == 200 and r.json()["shell"]["state"] == "paused", r.text
+    out = execw(api, sh["id"], ["python", "-c", "print(open('state.txt').read())"])  # resumes it first
+    assert out["stdout"] == "parent\n", out
+    assert api.get(f"/v1/shells/{sh['id']}").json()["state"] == "running"
+    r = api.post(f"/v1/shells/{sh['id']}/actions", json={"capability": "fork", "count": 2})
+    assert r.status_code == 200, r.text
+    children = r.json()["result"]["shells"]
+    try:
+        assert [c["state"] for c in children] == ["running", "running"]
+        assert all(c["runtime"] == "wasm" for c in children)
+        put(api, children[0]["id"], "/workspace/state.txt", b"child 1")
+        assert get(api, children[1]["id"], "/workspace/state.txt").content == b"parent"
+        assert get(api, sh["id"], "/workspace/state.txt").content == b"parent"
+    finally:
+        for child in children:
+            api.delete(f"/v1/shells/{child['id']}")
+
+
+def test_pause_while_a_program_runs_is_refused(api: httpx.Client, new_shell: ShellMaker) -> None:
+    sh = wasm_shell(new_shell)
+    body = {"cmd": ["python", "-c", "print('up', flush=True)\nwhile True: pass"], "timeout_s": 20}
+    with api.stream("POST", f"/v1/shells/{sh['id']}/exec", json=body) as r:
+        lines = r.iter_lines()
+        for raw in lines:
+            if json.loads(raw)["type"] == "stdout":
+                break
+        refused = api.post(f"/v1/shells/{sh['id']}/actions", json={"capability": "pause"})
+        error_of(refused, 409, "invalid_state")
+        stop = api.post(f"/v1/shells/{sh['id']}/actions", json={"capability": "stop"})
+        assert stop.status_code == 200, stop.text
+        tail = [json.loads(raw) for raw in lines]
+    assert tail and tail[-1]["type"] == "error", tail
+
+
+def test_the_runtime_matrix_tells_the_wasm_truth(api: httpx.Client) -> None:
+    rows = {r["language"]: r for r in api.get("/v1/runtimes").json()["runtimes"] if r["runtime"] == "wasm"}
+    assert rows["python"]["available"] and rows["python"]["version"] == "3.12.0"
+    assert rows["node"]["available"] and "not Node.js" in rows["node"]["notes"]
+    assert not rows["bash"]["available"] and "container" in rows["bash"]["notes"]
+    details = api.get("/v1/info").json()["runtimes"]["wasm"]["details"]
+    assert details["engine"].startswith("wasmtime ") and details["wasi"] == "preview1"

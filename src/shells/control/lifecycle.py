@@ -328,7 +328,9 @@ class Lifecycle:
             case Capability.FORK:
                 count = parse_fork_count(params)
                 children = await fork_shell(self.ctx, self.suspension, principal, shell, door, count)
-                draft = self._action_draft(principal, shell, door, cap, details={"children": children})
+                draft = self._action_draft(
+                    principal, shell, door, cap, details={"children": [c.id for c in children]}
+                )
                 self.ctx.store.add_event(draft)
                 return shell, {"shells": [self.ctx.public(c) for c in children]}
             case Capability.SNAPSHOT:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from .errors import CommandNotFound, FeatureUnavailable
 from .isolation import Language
+from .runtimes import RuntimeOffer
+
+PYTHON_VERSION = "3.12.0"
+QUICKJS_VERSION = "0.11.0"
 
 WASM_TEMPLATE = "wasm:1"
 """The template name recorded on every wasm shell: the class has no root filesystems to choose from,
@@ -62,3 +66,28 @@ def program_for(argv0: str) -> str | None:
         "or a WASI command module: a path to a .wasm file under /workspace.",
         {"program": argv0, "available": sorted(PROGRAMS)},
     )
+
+
+PYTHON_NOTES = (
+    "CPython for WASI (WebAssembly Language Runtimes build, -O0: CPU-bound code runs several times "
+    "slower than native). The standard library is there except ssl, ctypes, lzma, multiprocessing; "
+    "no threads, subprocesses, sockets or pip installs of C extensions."
+)
+NODE_NOTES = (
+    "JavaScript via QuickJS-NG, not Node.js: no require/process/npm/Buffer; ES2023 with the "
+    "qjs:std and qjs:os modules. No network, no subprocesses."
+)
+
+
+def wasm_offers() -> list[RuntimeOffer]:
+    """The wasm class's row of the runtime matrix, told as it is."""
+    offers = {
+        Language.PYTHON: RuntimeOffer(Language.PYTHON, True, PYTHON_VERSION, PYTHON_NOTES),
+        Language.NODE: RuntimeOffer(Language.NODE, True, f"QuickJS-NG {QUICKJS_VERSION}", NODE_NOTES),
+        Language.BASH: RuntimeOffer(Language.BASH, False, "", NO_SHELL),
+    }
+    for language in (Language.RUST, Language.GO):
+        offers[language] = RuntimeOffer(
+            language, False, "", NOT_COMPILED_HERE.format(language=language.value)
+        )
+    return [offers[language] for language in Language]

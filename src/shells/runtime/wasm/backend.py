@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from importlib import metadata
 from pathlib import Path
 
 import anyio
@@ -39,10 +40,11 @@ from ...domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, File
 from ...domain.isolation import Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.paths import WORKSPACE, normalize_shell_path
+from ...domain.runtimes import RuntimeOffer
 from ...domain.shapes import DEFAULT_SHAPE, Shape, get_shape
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
-from ...domain.wasm_presets import WASM_TEMPLATE, program_for
+from ...domain.wasm_presets import PYTHON_VERSION, QUICKJS_VERSION, WASM_TEMPLATE, program_for, wasm_offers
 from ...settings import Settings
 from ..backend import HostInventory, ShellSpec
 from ..host import btrfs_quota
@@ -74,8 +76,13 @@ class WasmBackend:
             Capability.START,
             Capability.REINSTALL_OS,
             Capability.WIPE_STATE,
+            Capability.PAUSE,
+            Capability.RESUME,
+            Capability.FORK,
         }
     )
+    """Pause and fork are honest here because between execs a wasm shell *is* its /workspace: no
+    process or memory exists to lose. While a program runs they are refused (InvalidState)."""
     network_modes = frozenset({NetworkMode.SEALED})
 
     def __init__(self, settings: Settings, pool: BtrfsPool, warm_workers: int = 2) -> None:
@@ -125,7 +132,7 @@ class WasmBackend:
 
     # templates: the class has exactly one, its pinned interpreters ----------------------------------
     def templates(self) -> dict[str, str]:
-        return {WASM_TEMPLATE: "CPython 3.12.0 (WASI), QuickJS-NG 0.11.0"}
+        return {WASM_TEMPLATE: f"CPython {PYTHON_VERSION} (WASI), QuickJS-NG {QUICKJS_VERSION}"}
 
     def template_meta(self, name: str) -> TemplateMeta | None:
         return None
@@ -213,14 +220,46 @@ class WasmBackend:
             await self.delete_snapshot(snapshot_id)
             raise
 
+    def _refuse_while_running(self, host_id: str, action: str) -> None:
+        if self._running.get(host_id):
+            raise InvalidState(
+                f"A program is running in this wasm shell; {action} once it ends, or stop the shell. "
+                "A running WebAssembly program's memory cannot be saved.",
+                {"running_execs": len(self._running[host_id])},
+            )
+
     async def pause(self, host_id: str) -> None:
-        raise ActionNotSupported("wasm shells cannot pause yet.")
+        """Nothing runs between execs, so pausing only records it: /workspace is already on disk."""
+        self._refuse_while_running(host_id, "pause")
+        (self._shell_dir(host_id) / "paused").touch()
 
     async def resume(self, spec: ShellSpec) -> None:
-        raise ActionNotSupported("wasm shells cannot pause yet, so there is nothing to resume.")
+        (self._shell_dir(spec.host_id) / "paused").unlink(missing_ok=True)
 
     async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
-        raise ActionNotSupported("wasm shells cannot fork yet; snapshot them and create from the snapshot.")
+        """Each child gets a writable snapshot of the parent's /workspace (all of its state)."""
+        self._refuse_while_running(host_id, "fork")
+        made: list[str] = []
+        try:
+            for child in children:
+                self._shell_dir(child.host_id).mkdir(parents=True, exist_ok=False)
+                made.append(child.host_id)
+                self._new_workspace(child.host_id, child.shape, self._workspace(host_id))
+        except BaseException:
+            for child_id in made:
+                await self.destroy(child_id)
+            raise
+
+    def details(self) -> dict[str, str]:
+        return {
+            "engine": f"wasmtime {metadata.version('wasmtime')}",
+            "wasi": "preview1",
+            "python": f"CPython {PYTHON_VERSION}",
+            "javascript": f"QuickJS-NG {QUICKJS_VERSION}",
+        }
+
+    def offers(self) -> list[RuntimeOffer]:
+        return wasm_offers()
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         dest = self._snapshot_dir(snapshot_id)

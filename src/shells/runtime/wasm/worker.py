@@ -215,7 +215,11 @@ def _invalid(message: str) -> ShellsError:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    """wasmtime's message without its backtrace: the first line, or the cause when it names one."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if "Caused by:" in lines[:-1]:
+        return lines[lines.index("Caused by:") + 1][:300]
+    return (lines or [type(exc).__name__])[0][:300]
 
 
 def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:

@@ -74,6 +74,8 @@ def dir_fd(root: Path, parts: list[str], path: str) -> Iterator[int]:
             try:
                 nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except NotADirectoryError:
+                if stat.S_ISLNK(_lstat_mode(fd, part)):  # O_NOFOLLOW|O_DIRECTORY on a link: ENOTDIR
+                    raise os_error(OSError(errno.ELOOP, "symbolic link"), path) from None
                 raise InvalidRequest(f"{path}: {part} is not a directory.", {"path": path}) from None
             except OSError as exc:
                 raise os_error(exc, path) from None
