@@ -215,7 +215,10 @@ def mkdir(root: Path, path: str) -> None:
             try:
                 os.mkdir(parts[i - 1], 0o755, dir_fd=parent)
             except FileExistsError:
-                if not stat.S_ISDIR(_lstat_mode(parent, parts[i - 1])):
+                existing = _lstat_mode(parent, parts[i - 1])
+                if stat.S_ISLNK(existing):
+                    raise os_error(OSError(errno.ELOOP, "symbolic link"), path) from None
+                if not stat.S_ISDIR(existing):
                     raise InvalidRequest(f"{path} exists and is not a directory.", {"path": path}) from None
             except OSError as exc:
                 raise os_error(exc, path) from None
