@@ -13,6 +13,7 @@ from .control.service import Control
 from .runtime.backend import Backend
 from .runtime.container.backend import ContainerBackend
 from .runtime.wasm.backend import WasmBackend
+from .runtime.wasm.compiler import ContainerCompiler
 from .settings import Settings
 from .store.repository import Store
 
@@ -23,7 +24,8 @@ WS_MAX_MESSAGE = 1 << 20
 def build_control(settings: Settings) -> Control:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     container = ContainerBackend(settings)
-    backends: list[Backend] = [container, WasmBackend(settings, container.pool)]
+    wasm = WasmBackend(settings, container.pool, ContainerCompiler(container))
+    backends: list[Backend] = [container, wasm]
     return Control(settings, Store(settings.db_url), backends, container.network)
 
 

@@ -5,9 +5,11 @@ typed refusals of what the class does not have."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from .rest import ShellMaker, error_of, ndjson
 
@@ -218,3 +220,43 @@ def test_the_runtime_matrix_tells_the_wasm_truth(api: httpx.Client) -> None:
     assert not rows["bash"]["available"] and "container" in rows["bash"]["notes"]
     details = api.get("/v1/info").json()["runtimes"]["wasm"]["details"]
     assert details["engine"].startswith("wasmtime ") and details["wasi"] == "preview1"
+
+
+@pytest.fixture(scope="module")
+def build_template(api: httpx.Client) -> None:
+    """The container template rust and go are compiled in (built once, or imported from the cache)."""
+    r = api.post("/v1/templates/build", params={"wait": "true"}, json={"builtin": "wasm-build:1"})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.usefixtures("build_template")
+def test_rust_and_go_compile_in_a_container_and_run_here(api: httpx.Client, new_shell: ShellMaker) -> None:
+    rows = {r["language"]: r for r in api.get("/v1/runtimes").json()["runtimes"] if r["runtime"] == "wasm"}
+    assert rows["rust"]["available"] and rows["go"]["available"], rows
+    sh = wasm_shell(new_shell, language="rust")
+    rust = (
+        "fn main() {\n"
+        '    println!("{} {}", 6 * 7, std::env::args().count());\n'
+        "    std::process::exit(3);\n"
+        "}\n"
+    )
+    out = api.post(f"/v1/shells/{sh['id']}/run", params={"wait": "true"}, json={"code": rust}).json()
+    assert (out["stdout"], out["exit_code"]) == ("42 1\n", 3), out
+    go = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("go", 6*7) }\n'
+    out = api.post(f"/v1/shells/{sh['id']}/run", params={"wait": "true"}, json={"code": go, "language": "go"})
+    assert (out.json()["stdout"], out.json()["exit_code"]) == ("go 42\n", 0), out.text
+    broken = api.post(f"/v1/shells/{sh['id']}/run", params={"wait": "true"}, json={"code": "fn main() { x }"})
+    assert broken.json()["exit_code"] != 0 and "error" in broken.json()["stderr"], broken.text
+
+
+@pytest.mark.usefixtures("build_template")
+def test_the_compiler_never_reads_host_files(
+    api: httpx.Client, new_shell: ShellMaker, tmp_path: Path
+) -> None:
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("the host's secret 7f3a")
+    sh = wasm_shell(new_shell, language="rust")
+    leak = f'fn main() {{ print!("{{}}", include_str!("{secret}")); }}\n'
+    out = api.post(f"/v1/shells/{sh['id']}/run", params={"wait": "true"}, json={"code": leak}).json()
+    assert out["exit_code"] != 0 and "7f3a" not in out["stdout"] + out["stderr"], out
+    assert "couldn't read" in out["stderr"] or "No such file" in out["stderr"], out

@@ -27,17 +27,20 @@ def test_argv0_names_an_interpreter_or_a_wasm_file() -> None:
         program_for("ls")
 
 
-def test_languages_without_a_wasm_preset_say_where_they_run() -> None:
-    check_language(Language.PYTHON)
-    check_language(Language.NODE)
-    for language in (Language.BASH, Language.RUST, Language.GO):
-        with pytest.raises(FeatureUnavailable) as err:
-            check_language(language)
-        assert err.value.details["runtimes"] == ["container", "microvm"]
-    offers = {o.language: o for o in wasm_offers()}
+def test_bash_is_refused_and_compiled_languages_need_the_build_template() -> None:
+    for language in (Language.PYTHON, Language.NODE, Language.RUST, Language.GO):
+        check_language(language)
+    with pytest.raises(FeatureUnavailable) as err:
+        check_language(Language.BASH)
+    assert err.value.details["runtimes"] == ["container", "microvm"]
+    offers = {o.language: o for o in wasm_offers(None)}
     assert set(offers) == set(Language)
     assert offers[Language.NODE].available and "not Node.js" in offers[Language.NODE].notes
     assert not offers[Language.BASH].available
+    assert not offers[Language.RUST].available and "wasm-build:1" in offers[Language.RUST].notes
+    built = {o.language: o for o in wasm_offers({"rustc": "1.85.1", "go": "1.24.4"})}
+    assert (built[Language.RUST].available, built[Language.RUST].version) == (True, "1.85.1")
+    assert (built[Language.GO].available, built[Language.GO].version) == (True, "1.24.4")
 
 
 def test_the_files_api_never_follows_a_guest_symlink(tmp_path: Path) -> None:

@@ -20,36 +20,34 @@ only the pinned interpreters (docs/wasm.md), so there is one."""
 PROGRAMS: dict[str, str] = {"python": "python", "python3": "python", "node": "qjs", "qjs": "qjs"}
 """``argv[0]`` → the interpreter (artifact name) that runs it."""
 
-LANGUAGES: dict[Language, str] = {Language.PYTHON: "python", Language.NODE: "qjs"}
-"""Languages whose snippets run in a wasm shell, and their interpreter."""
+COMPILE_PROGRAM = "shells-compile"
+"""``[COMPILE_PROGRAM, "rust"|"go"]`` with the source on stdin: compile it to WASI in a container
+shell (template ``BUILD_TEMPLATE``), then run the module here. What ``run`` uses for rust and go."""
+BUILD_TEMPLATE = "wasm-build:1"
+COMPILED: dict[str, Language] = {"rust": Language.RUST, "go": Language.GO}
+
+LANGUAGES = frozenset({Language.PYTHON, Language.NODE, Language.RUST, Language.GO})
+"""Languages whose snippets run in a wasm shell."""
 
 NO_SHELL = (
     "bash and sh are not available in wasm shells: there is no POSIX shell for WASI preview 1 "
     "(which cannot start processes). Run python or node (QuickJS) here, or create a 'container' "
     "or 'microvm' shell for bash."
 )
-NOT_COMPILED_HERE = (
-    "{language} programs do not run in wasm shells on this host yet: compile them to wasm32-wasip1 "
-    "in a 'container' shell and run the .wasm file here, or create a 'container' or 'microvm' shell."
-)
 
 RUN_ARGV: dict[Language, tuple[str, ...]] = {
     Language.PYTHON: ("python", "-"),
     Language.NODE: ("qjs", "--std", "-e", "std.evalScript(std.in.readAsString())"),
+    Language.RUST: (COMPILE_PROGRAM, "rust"),
+    Language.GO: (COMPILE_PROGRAM, "go"),
 }
 """How ``run`` runs a snippet given on stdin (never in argv, so no quoting can break it)."""
 
 
 def check_language(language: Language) -> None:
     """Raise FeatureUnavailable (naming where it runs) for a language wasm shells do not offer."""
-    if language in LANGUAGES:
-        return
-    if language is Language.BASH:
+    if language not in LANGUAGES:
         raise FeatureUnavailable(NO_SHELL, {"field": "language", "runtimes": ["container", "microvm"]})
-    raise FeatureUnavailable(
-        NOT_COMPILED_HERE.format(language=language.value),
-        {"field": "language", "runtimes": ["container", "microvm"]},
-    )
 
 
 def program_for(argv0: str) -> str | None:
@@ -79,15 +77,31 @@ NODE_NOTES = (
 )
 
 
-def wasm_offers() -> list[RuntimeOffer]:
-    """The wasm class's row of the runtime matrix, told as it is."""
+COMPILED_NOTES = {
+    Language.RUST: "Debian's rustc for wasm32-wasip1: std only (no crates), no threads, network or processes",
+    Language.GO: "Go for GOOS=wasip1: standard library only, one OS thread, no network or os/exec",
+}
+
+
+def wasm_offers(build_versions: dict[str, str] | None) -> list[RuntimeOffer]:
+    """The wasm class's row of the runtime matrix, told as it is. ``build_versions`` are the
+    versions of the ``BUILD_TEMPLATE`` template when it is ready on this host, else None."""
     offers = {
         Language.PYTHON: RuntimeOffer(Language.PYTHON, True, PYTHON_VERSION, PYTHON_NOTES),
         Language.NODE: RuntimeOffer(Language.NODE, True, f"QuickJS-NG {QUICKJS_VERSION}", NODE_NOTES),
         Language.BASH: RuntimeOffer(Language.BASH, False, "", NO_SHELL),
     }
-    for language in (Language.RUST, Language.GO):
-        offers[language] = RuntimeOffer(
-            language, False, "", NOT_COMPILED_HERE.format(language=language.value)
-        )
+    for language, key in ((Language.RUST, "rustc"), (Language.GO, "go")):
+        how = f"run only: compiled in a throwaway container shell (template {BUILD_TEMPLATE}), then run here"
+        if build_versions is None:
+            offers[language] = RuntimeOffer(
+                language,
+                False,
+                "",
+                f"needs template {BUILD_TEMPLATE}, not built on this server yet: POST /v1/templates/build "
+                f'{{"builtin": "{BUILD_TEMPLATE}"}}; then {how}',
+            )
+        else:
+            notes = f"{how}. {COMPILED_NOTES[language]}"
+            offers[language] = RuntimeOffer(language, True, build_versions.get(key, ""), notes)
     return [offers[language] for language in Language]

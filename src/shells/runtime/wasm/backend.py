@@ -31,25 +31,36 @@ from ...domain.capabilities import Capability
 from ...domain.errors import (
     ERRORS_BY_CODE,
     ActionNotSupported,
+    FeatureUnavailable,
+    InvalidRequest,
     InvalidState,
     RuntimeFailure,
     ShellsError,
     TemplateNotFound,
 )
 from ...domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, FileEntry, OutputChunk
-from ...domain.isolation import Runtime
+from ...domain.isolation import Language, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.paths import WORKSPACE, normalize_shell_path
 from ...domain.runtimes import RuntimeOffer
 from ...domain.shapes import DEFAULT_SHAPE, Shape, get_shape
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
-from ...domain.wasm_presets import PYTHON_VERSION, QUICKJS_VERSION, WASM_TEMPLATE, program_for, wasm_offers
+from ...domain.wasm_presets import (
+    COMPILE_PROGRAM,
+    COMPILED,
+    PYTHON_VERSION,
+    QUICKJS_VERSION,
+    WASM_TEMPLATE,
+    program_for,
+    wasm_offers,
+)
 from ...settings import Settings
 from ..backend import HostInventory, ShellSpec
 from ..host import btrfs_quota
 from ..host.btrfs import BtrfsPool
 from . import artifacts, workspace_fs
+from .compiler import Compiled, ContainerCompiler
 from .pool import WorkerPool, exit_message
 from .protocol import Kind
 
@@ -85,8 +96,15 @@ class WasmBackend:
     process or memory exists to lose. While a program runs they are refused (InvalidState)."""
     network_modes = frozenset({NetworkMode.SEALED})
 
-    def __init__(self, settings: Settings, pool: BtrfsPool, warm_workers: int = 2) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: BtrfsPool,
+        compiler: ContainerCompiler | None = None,
+        warm_workers: int = 2,
+    ) -> None:
         self.settings = settings
+        self.compiler = compiler
         self.pool = pool
         self.logs_dir = settings.data_dir / "logs"
         self.cache_dir = settings.cache_dir / "wasm"
@@ -259,7 +277,8 @@ class WasmBackend:
         }
 
     def offers(self) -> list[RuntimeOffer]:
-        return wasm_offers()
+        build = self.compiler.build_template() if self.compiler is not None else None
+        return wasm_offers(dict(build.versions) if build is not None else None)
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         dest = self._snapshot_dir(snapshot_id)
@@ -308,7 +327,6 @@ class WasmBackend:
 
     async def _exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
         argv = spec.effective_argv
-        program = program_for(argv[0])
         request: dict[str, object] = {
             "argv": list(argv),
             "env": {**DEFAULT_ENV, **spec.env},
@@ -318,21 +336,40 @@ class WasmBackend:
             "output_cap_bytes": spec.output_cap_bytes,
             "memory_bytes": self._shape(host_id).memory_bytes,
         }
-        if program is None:
-            request["wasm_path"] = _workspace_path(argv[0], spec.cwd or WORKSPACE)
-        else:
-            request["preset"] = program
+        compile_language = _compile_request(argv)
+        if compile_language is None:
+            program = program_for(argv[0])
+            if program is None:
+                request["wasm_path"] = _workspace_path(argv[0], spec.cwd or WORKSPACE)
+            else:
+                request["preset"] = program
         if not self._workspace(host_id).is_dir():
             raise RuntimeFailure("The shell's /workspace is not on this host.")
-        if self.workers is None:
+        workers = self.workers
+        if workers is None:
             raise RuntimeFailure("The wasm class is not prepared on this host.")
         deadline = time.monotonic() + spec.timeout_s + HOST_GRACE_S
         scope = anyio.CancelScope()
         self._running[host_id].add(scope)
         exit_event: ExecExit | None = None
+        stdin, module, compiler_output = spec.stdin, None, b""
         try:
-            async with self.workers.worker() as worker:
-                await worker.send_run(request, spec.stdin)
+            if compile_language is not None:
+                with scope:
+                    compiled = await self._compile(compile_language, spec)
+                if scope.cancel_called:
+                    raise InvalidState("The shell was stopped while its program compiled.")
+                if compiled.module is None:
+                    yield ExecStarted(pid=0)
+                    yield OutputChunk("stderr", compiled.output)
+                    exit_event = ExecExit(exit_code=compiled.exit_code, duration_ms=compiled.duration_ms)
+                    yield exit_event
+                    return
+                stdin, module, compiler_output = b"", compiled.module, compiled.output
+                request["argv"] = ["main.wasm"]
+                request["timeout_s"] = max(0.001, spec.timeout_s - compiled.duration_ms / 1000)
+            async with workers.worker() as worker:
+                await worker.send_run(request, stdin, module)
                 while True:
                     with scope, anyio.fail_after(max(0.0, deadline - time.monotonic())):
                         kind, payload = await worker.recv()
@@ -341,6 +378,8 @@ class WasmBackend:
                         raise InvalidState("The shell was stopped while the program ran.")
                     if kind is Kind.STARTED:
                         yield ExecStarted(pid=worker.pid)
+                        if compiler_output:  # warnings
+                            yield OutputChunk("stderr", compiler_output)
                     elif kind is Kind.STDOUT or kind is Kind.STDERR:
                         yield OutputChunk("stdout" if kind is Kind.STDOUT else "stderr", payload)
                     elif kind is Kind.FAIL:
@@ -366,6 +405,14 @@ class WasmBackend:
             if not self._running[host_id]:
                 self._running.pop(host_id, None)
             self._append_log(host_id, argv[0], exit_event)
+
+    async def _compile(self, language: Language, spec: ExecSpec) -> Compiled:
+        if self.compiler is None:
+            raise FeatureUnavailable(
+                f"{language.value} needs a container class to compile in, and this host has none.",
+                {"language": language.value},
+            )
+        return await self.compiler.compile(language, spec.stdin, spec.timeout_s)
 
     def _shape(self, host_id: str) -> Shape:
         """The shape recorded at create (the memory limit and disk quota of its runs)."""
@@ -419,6 +466,19 @@ class WasmBackend:
 
     async def mkdir(self, host_id: str, path: str) -> None:
         await anyio.to_thread.run_sync(workspace_fs.mkdir, self._workspace(host_id), path)
+
+
+def _compile_request(argv: tuple[str, ...]) -> Language | None:
+    """The language of a ``[COMPILE_PROGRAM, language]`` exec (what ``run`` sends for rust and go)."""
+    if argv[0] != COMPILE_PROGRAM:
+        return None
+    if len(argv) != 2 or argv[1] not in COMPILED:
+        raise InvalidRequest(
+            f"{COMPILE_PROGRAM} takes one argument, the language ({', '.join(COMPILED)}), and the "
+            "source on stdin.",
+            {"field": "cmd"},
+        )
+    return COMPILED[argv[1]]
 
 
 def _workspace_path(argv0: str, cwd: str) -> str:

@@ -58,9 +58,13 @@ class WorkerProcess:
             raise
         return worker
 
-    async def send_run(self, request: dict[str, Any], stdin: bytes) -> None:
+    async def send_run(self, request: dict[str, Any], stdin: bytes, module: bytes | None = None) -> None:
+        message = json_frame(Kind.RUN, {**request, "inline_module": module is not None})
+        message += frame(Kind.STDIN, stdin)
+        if module is not None:
+            message += frame(Kind.MODULE, module)
         try:
-            await self.writer.send(json_frame(Kind.RUN, request) + frame(Kind.STDIN, stdin))
+            await self.writer.send(message)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self.alive = False
             raise RuntimeFailure("The wasm worker is gone; try the command again.") from None

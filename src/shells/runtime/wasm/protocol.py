@@ -1,7 +1,8 @@
 """Frames between the server and a wasm worker process, over the worker's stdin and stdout pipes.
 
 A frame is a 5-byte header (payload length, kind) and the payload. The server sends ``RUN`` (a JSON
-request) followed by ``STDIN`` (the guest's whole stdin); the worker answers ``STARTED`` once the
+request) followed by ``STDIN`` (the guest's whole stdin) and, when the request says
+``inline_module``, ``MODULE`` (the program's bytes); the worker answers ``STARTED`` once the
 guest is instantiated, ``STDOUT`` and ``STDERR`` chunks as the guest writes them, then one ``EXIT``
 (JSON); or, for a request it could not start, one ``FAIL`` (JSON: an error code and message).
 ``READY`` is the worker's first frame.
@@ -22,6 +23,7 @@ class Kind(IntEnum):
     READY = ord("H")
     RUN = ord("R")
     STDIN = ord("I")
+    MODULE = ord("M")
     STARTED = ord("S")
     STDOUT = ord("O")
     STDERR = ord("E")

@@ -97,21 +97,24 @@ class Worker:
         self.out.flush()
 
     # one run ---------------------------------------------------------------------------------------
-    def run(self, request: dict[str, Any], stdin: bytes) -> None:
+    def run(self, request: dict[str, Any], stdin: bytes, inline: bytes | None) -> None:
         try:
-            module = self._module(request)
+            module = self._module(request, inline)
             self._run(module, request, stdin)
         except ShellsError as exc:
             self.send(json_frame(Kind.FAIL, {"code": exc.code, "message": exc.message}))
 
-    def _module(self, request: dict[str, Any]) -> wasmtime.Module:
+    def _module(self, request: dict[str, Any], inline: bytes | None) -> wasmtime.Module:
         preset = request.get("preset")
         if preset is not None:
             return self.modules[preset]
-        root, path = Path(request["workspace"]), str(request["wasm_path"])
-        fd = workspace_fs.open_file(root, path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as f:
-            data = f.read(MAX_USER_MODULE_BYTES + 1)
+        path = str(request.get("wasm_path", "the compiled program"))
+        if inline is not None:
+            data = inline
+        else:
+            fd = workspace_fs.open_file(Path(request["workspace"]), path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(MAX_USER_MODULE_BYTES + 1)
         if len(data) > MAX_USER_MODULE_BYTES:
             raise _invalid(f"{path} is larger than {MAX_USER_MODULE_BYTES >> 20} MiB.")
         digest = hashlib.sha256(data).hexdigest()
@@ -227,6 +230,12 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
     return data if len(data) == n else None
 
 
+def _read_frame(stream: BinaryIO) -> bytes | None:
+    """The payload of the next frame (STDIN or MODULE follow a RUN)."""
+    header = _read_exactly(stream, HEADER.size)
+    return None if header is None else _read_exactly(stream, HEADER.unpack(header)[0])
+
+
 def serve(worker: Worker, stream: BinaryIO) -> None:
     while (header := _read_exactly(stream, HEADER.size)) is not None:
         size, kind = HEADER.unpack(header)
@@ -234,13 +243,13 @@ def serve(worker: Worker, stream: BinaryIO) -> None:
         if payload is None or kind != Kind.RUN:
             return
         request = json.loads(payload)
-        stdin_header = _read_exactly(stream, HEADER.size)
-        if stdin_header is None:
-            return
-        stdin = _read_exactly(stream, HEADER.unpack(stdin_header)[0])
+        stdin = _read_frame(stream)
         if stdin is None:
             return
-        worker.run(request, stdin)
+        inline = _read_frame(stream) if request.get("inline_module") else None
+        if request.get("inline_module") and inline is None:
+            return
+        worker.run(request, stdin, inline)
 
 
 def main() -> None:
