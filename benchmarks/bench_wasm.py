@@ -4,10 +4,12 @@
 
 Medians over ``--runs`` of, through REST on a real server:
 - create a wasm shell → first stdout chunk of ``python -c 'print(1+1)'`` (streamed exec), and of
-  ``node -e 'console.log(1+1)'`` (QuickJS), against native ``python3 -c`` / ``node -e`` fork/exec and
+  ``node -e 'console.log(1+1)'`` (QuickJS), against native ``/usr/bin/python3 -c`` / ``node -e`` fork/exec and
   a container-class shell (a warm-pool claim) doing the same ``python3 -c``;
 - a second exec of ``print(1+1)`` in the same wasm shell (``?wait=true`` round trip), against the
   same exec in a container shell;
+with ``--compiled``, also ``run`` of a rust and a go hello world in a wasm shell (compiled in a
+throwaway container shell from ``wasm-build:1``, which is built first, then run here);
 then the memory an idle wasm shell costs: the PSS of the server and its wasm workers before and
 after creating ``--idle-shells`` shells (each having run one program), divided by their number.
 """
@@ -28,6 +30,8 @@ from tests.e2e.harness import ServerProcess
 from benchmarks.bench_container import ms, table
 
 PY = ["python", "-c", "print(1+1)"]
+NATIVE_PYTHON = "/usr/bin/python3"
+"""Debian's own interpreter: ``python3`` on PATH may be a version manager's shell-script shim."""
 JS = ["node", "-e", "console.log(1+1)"]
 
 
@@ -72,10 +76,31 @@ def server_pids(server: ServerProcess) -> list[int]:
     return [server.proc.pid, *(pid for pid, ppid in pairs if ppid == server.proc.pid)]
 
 
+RUST = 'fn main() { println!("hi"); }\n'
+GO = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hi") }\n'
+
+
+def compiled_runs(http: httpx.Client, runs: int, rows: dict[str, list[float]]) -> None:
+    build = http.post("/v1/templates/build", params={"wait": "true"}, json={"builtin": "wasm-build:1"})
+    build.raise_for_status()
+    sid = str(http.post("/v1/shells", json={"runtime": "wasm", "language": "rust"}).json()["id"])
+    for _ in range(runs):
+        for name, code, language in (("rust", RUST, "rust"), ("go", GO, "go")):
+
+            def run(code: str = code, language: str = language) -> None:
+                body = {"code": code, "language": language}
+                r = http.post(f"/v1/shells/{sid}/run", params={"wait": "true"}, json=body)
+                assert r.json()["stdout"] == "hi\n", r.text
+
+            rows[f"wasm: run {name} hello (compile in container + run)"].append(ms(run))
+    http.delete(f"/v1/shells/{sid}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--idle-shells", type=int, default=50)
+    ap.add_argument("--compiled", action="store_true", help="also time rust and go runs")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="shells-bench-", dir="/var/tmp"))
     server = ServerProcess(root / "data", warm_pool=2)
@@ -92,10 +117,12 @@ def main() -> None:
             "wasm: create + first output of print(1+1)",
             "wasm: create + first output of JS console.log",
             "wasm: second exec print(1+1), REST",
-            "native fork/exec python3 -c print(1+1)",
+            "native fork/exec /usr/bin/python3 -c print(1+1)",
             "native fork/exec node -e console.log",
             "container: create + first output of print(1+1)",
             "container: second exec print(1+1), REST",
+            "wasm: run rust hello (compile in container + run)",
+            "wasm: run go hello (compile in container + run)",
         )
     }
     idle_kib = 0.0
@@ -123,10 +150,10 @@ def main() -> None:
 
                 rows["wasm: create + first output of JS console.log"].append(ms(js))
                 http.delete(f"/v1/shells/{sid}")
-                rows["native fork/exec python3 -c print(1+1)"].append(
+                rows["native fork/exec /usr/bin/python3 -c print(1+1)"].append(
                     ms(
                         lambda: subprocess.run(
-                            ["python3", "-c", "print(1+1)"], check=True, capture_output=True
+                            [NATIVE_PYTHON, "-c", "print(1+1)"], check=True, capture_output=True
                         )
                     )
                 )
@@ -149,6 +176,8 @@ def main() -> None:
                     ms(lambda sid=sid: exec_wait(http, sid, ["python3", "-c", "print(1+1)"]))  # type: ignore[misc]
                 )
                 http.delete(f"/v1/shells/{sid}")
+            if args.compiled:
+                compiled_runs(http, args.runs, rows)
             time.sleep(2)
             before = pss_kib(server_pids(server))
             idle = [create_then_output(http, wasm, PY) for _ in range(args.idle_shells)]

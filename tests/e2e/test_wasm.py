@@ -5,13 +5,15 @@ typed refusals of what the class does not have."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from .rest import ShellMaker, error_of, ndjson
+from .harness import running_server
+from .rest import ShellMaker, error_of, ndjson, rest_client
 
 
 def wasm_shell(new_shell: ShellMaker, language: str = "python", **extra: Any) -> dict[str, Any]:
@@ -260,3 +262,36 @@ def test_the_compiler_never_reads_host_files(
     out = api.post(f"/v1/shells/{sh['id']}/run", params={"wait": "true"}, json={"code": leak}).json()
     assert out["exit_code"] != 0 and "7f3a" not in out["stdout"] + out["stderr"], out
     assert "couldn't read" in out["stderr"] or "No such file" in out["stderr"], out
+
+
+def gone_or_zombie(pid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_server_crash_loses_no_wasm_shell_and_leaves_no_worker(data_root: Path) -> None:
+    with running_server(data_root / "wasm-crash", warm_pool=0) as srv, rest_client(srv) as api:
+        kept = wasm_shell(lambda **b: api.post("/v1/shells", json=b).json())
+        stopped = wasm_shell(lambda **b: api.post("/v1/shells", json=b).json())
+        put(api, kept["id"], "/workspace/note.txt", b"still here")
+        api.post(f"/v1/shells/{stopped['id']}/actions", json={"capability": "stop"})
+        lines = ndjson(api, f"/v1/shells/{kept['id']}/exec", {"cmd": ["python", "-c", "print(1)"]})
+        worker = int(lines[0]["pid"])
+        srv.kill9()
+        assert gone_or_zombie(worker, within_s=10)  # workers die with the server
+        orphan = srv.data_dir / "storage" / "pool" / "wasm" / "shells" / "sh_orphan"
+        orphan.mkdir()
+        srv.start()
+        assert api.get(f"/v1/shells/{kept['id']}").json()["state"] == "running"
+        assert get(api, kept["id"], "/workspace/note.txt").content == b"still here"
+        assert execw(api, kept["id"], ["python", "-c", "print(1+1)"])["stdout"] == "2\n"
+        assert api.get(f"/v1/shells/{stopped['id']}").json()["state"] == "stopped"
+        assert not orphan.exists()

@@ -142,15 +142,19 @@ def test_no_socket_no_subprocess_no_host_env(api: httpx.Client, new_shell: Shell
         "    subprocess.run(['ls']); r['proc'] = 'ran'\n"
         "except OSError as e:\n"
         "    r['proc'] = type(e).__name__\n"
+        "try:\n"
+        "    open('/stdlib/lib/python3.12/os.pyc', 'wb').write(b'x'); r['stdlib'] = 'written'\n"
+        "except OSError as e:\n"
+        "    r['stdlib'] = type(e).__name__\n"
         "r['env'] = sorted(os.environ)\n"
         "r['root'] = sorted(os.listdir('/'))\n"
         "print(json.dumps(r))\n"
     )
     out = execw(api, sh["id"], ["python", "-c", probe])
     got = json.loads(out["stdout"])
-    assert got["net"] != "connected" and got["proc"] != "ran", got
-    assert got["env"] == ["HOME", "LANG"], got
-    assert got["root"] in ([], ["workspace"]), got
+    assert got["net"] != "connected" and got["proc"] != "ran" and got["stdlib"] != "written", got
+    assert got["env"] == ["HOME", "LANG", "PYTHONHOME"], got  # PYTHONHOME: the read-only /stdlib
+    assert got["root"] in ([], ["stdlib", "workspace"]), got
 
 
 def test_a_symlink_out_of_workspace_is_never_followed(api: httpx.Client, new_shell: ShellMaker) -> None:

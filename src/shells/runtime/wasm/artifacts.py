@@ -60,6 +60,11 @@ QUICKJS = Artifact(
 )
 ARTIFACTS: tuple[Artifact, ...] = (PYTHON, QUICKJS)
 
+PYTHON_STDLIB_ZIP = "/usr/local/lib/python312.zip"
+PYTHON_STDLIB_ZIP_SHA256 = "8bfdca871d7f94b19eac07787c6d8e72ccc30cda8b2047e4739406da0708589b"
+"""The standard library zip packed inside ``PYTHON`` (wasi-vfs), compiled .pyc only. It is copied out
+once by the pinned interpreter itself and unpacked as plain read-only files (``python_stdlib``)."""
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -127,3 +132,22 @@ def _extract(archive: zipfile.ZipFile, artifact: Artifact, dest: Path) -> None:
         )
     extracted.chmod(0o644)
     extracted.replace(dest)
+
+
+def python_stdlib_dir(cache_dir: Path) -> Path:
+    """Where the unpacked standard library lives (``<dir>/lib/python3.12``); ready when it exists."""
+    return cache_dir / "wasm" / f"python-stdlib-{PYTHON_STDLIB_ZIP_SHA256[:16]}"
+
+
+def unpack_python_stdlib(zip_path: Path, dest: Path) -> None:
+    """Check the copied-out zip against its pin and unpack it as ``dest/lib/python3.12``, atomically."""
+    if sha256_of(zip_path) != PYTHON_STDLIB_ZIP_SHA256:
+        raise RuntimeFailure(
+            "The standard library inside the pinned CPython does not have its pinned sha256."
+        )
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".stdlib-"))
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(staging / "lib" / "python3.12")
+    for path in [staging, *staging.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    staging.rename(dest)

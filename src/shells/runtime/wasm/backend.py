@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
@@ -110,6 +111,7 @@ class WasmBackend:
         self.cache_dir = settings.cache_dir / "wasm"
         self.warm_workers = warm_workers
         self.workers: WorkerPool | None = None
+        self.python_stdlib: Path | None = None
         self._running: defaultdict[str, set[anyio.CancelScope]] = defaultdict(set)
 
     # paths ----------------------------------------------------------------------------------------
@@ -142,6 +144,33 @@ class WasmBackend:
                 self.cache_dir / "compiled", modules, self.logs_dir / "wasm-workers.log", self.warm_workers
             )
             await self.workers.start()
+        if self.python_stdlib is None:
+            self.python_stdlib = await self._python_stdlib(self.workers)
+
+    async def _python_stdlib(self, workers: WorkerPool) -> Path:
+        """The pinned CPython's standard library as plain files: copied out of the module by the
+        interpreter itself on first start, checked against its pin, and kept in the cache dir."""
+        dest = artifacts.python_stdlib_dir(self.settings.cache_dir)
+        if dest.is_dir():
+            return dest
+        with tempfile.TemporaryDirectory(dir=self.cache_dir) as scratch:
+            copy = f"import shutil; shutil.copyfile({artifacts.PYTHON_STDLIB_ZIP!r}, 'stdlib.zip')"
+            request = {
+                "preset": "python",
+                "argv": ["python", "-c", copy],
+                "env": {},
+                "workspace": scratch,
+                "cwd": WORKSPACE,
+                "timeout_s": 120.0,
+                "output_cap_bytes": 1 << 20,
+                "memory_bytes": 256 << 20,
+            }
+            async with workers.worker() as worker:
+                await worker.send_run(request, b"")
+                while (await worker.recv())[0] not in (Kind.EXIT, Kind.FAIL):
+                    pass
+            await anyio.to_thread.run_sync(artifacts.unpack_python_stdlib, Path(scratch) / "stdlib.zip", dest)
+        return dest
 
     async def close(self) -> None:
         if self.workers is not None:
@@ -335,6 +364,7 @@ class WasmBackend:
             "timeout_s": spec.timeout_s,
             "output_cap_bytes": spec.output_cap_bytes,
             "memory_bytes": self._shape(host_id).memory_bytes,
+            "python_stdlib": str(self.python_stdlib) if self.python_stdlib is not None else None,
         }
         compile_language = _compile_request(argv)
         if compile_language is None:

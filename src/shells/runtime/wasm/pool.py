@@ -2,8 +2,10 @@
 
 ``WorkerPool.worker()`` lends one idle worker for one run (starting one if none is idle, up to
 ``max_workers`` at once; more callers wait). A worker that finished its run cleanly goes back to the
-idle list; one whose run was cut short (caller gone, shell stopped, a protocol fault) is killed,
-since a guest may still be running in it, and a fresh one is started in the background.
+idle list while it holds fewer than ``warm``, else it exits; one whose run was cut short (caller
+gone, shell stopped, a protocol fault) is killed, since a guest may still be running in it, and a
+fresh one is started in the background. Sequential runs therefore reuse one worker and never pay
+for a process start, even in the background.
 """
 
 from __future__ import annotations
@@ -153,7 +155,6 @@ class WorkerPool:
         """A worker for one run: back to the pool if the body ends normally, else killed."""
         async with self.slots:
             worker = self.idle.pop() if self.idle else await self._spawn()
-            self._refill()
             clean = False
             try:
                 yield worker

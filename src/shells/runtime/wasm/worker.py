@@ -40,6 +40,7 @@ from . import workspace_fs
 from .protocol import HEADER, Kind, frame, json_frame
 
 TICK_S = 0.01
+STDLIB_GUEST_DIR = "/stdlib"
 PR_SET_PDEATHSIG = 1
 MAX_USER_MODULE_BYTES = 64 * 1024 * 1024
 USER_MODULES_KEPT = 4
@@ -161,7 +162,14 @@ class Worker:
 
         wasi = wasmtime.WasiConfig()
         wasi.argv = list(request["argv"])
-        wasi.env = [[k, v] for k, v in request["env"].items()]
+        env = dict(request["env"])
+        stdlib = request.get("python_stdlib")
+        if stdlib is not None and request.get("preset") == "python":
+            # The standard library as plain files (read-only) instead of the zip packed inside the
+            # module: CPython's start-up then skips zipimport, a third of its CPU time.
+            wasi.preopen_dir(str(stdlib), STDLIB_GUEST_DIR, False)
+            env = {"PYTHONHOME": STDLIB_GUEST_DIR, **env}
+        wasi.env = [[k, v] for k, v in env.items()]
         wasi.preopen_dir(request["workspace"], "/workspace")
         wasi.stdout_custom = output(Kind.STDOUT)
         wasi.stderr_custom = output(Kind.STDERR)
