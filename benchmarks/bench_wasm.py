@@ -7,7 +7,8 @@ Medians over ``--runs`` of, through REST on a real server:
   ``node -e 'console.log(1+1)'`` (QuickJS), against native ``/usr/bin/python3 -c`` / ``node -e`` fork/exec and
   a container-class shell (a warm-pool claim) doing the same ``python3 -c``;
 - a second exec of ``print(1+1)`` in the same wasm shell (``?wait=true`` round trip), against the
-  same exec in a container shell;
+  same exec in a container shell, and the CPU time that exec costs its worker (not inflated by
+  other load on the host, which the wall-clock rows are);
 with ``--compiled``, also ``run`` of a rust and a go hello world in a wasm shell (compiled in a
 throwaway container shell from ``wasm-build:1``, which is built first, then run here);
 then the memory an idle wasm shell costs: the PSS of the server and its wasm workers before and
@@ -55,6 +56,32 @@ def exec_wait(http: httpx.Client, sid: str, cmd: list[str]) -> None:
     r = http.post(f"/v1/shells/{sid}/exec", params={"wait": "true"}, json={"cmd": cmd})
     r.raise_for_status()
     assert r.json()["stdout"] == "2\n", r.text
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time used so far by every thread of ``pid`` (schedstat: nanoseconds on the CPU)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        total += int((task / "schedstat").read_text(encoding="utf-8").split()[0])
+    return total / 1e6
+
+
+def worker_cpu_per_exec(http: httpx.Client, runs: int) -> list[float]:
+    """The CPU one ``print(1+1)`` costs its worker (load-independent, unlike the wall-clock rows):
+    sequential execs reuse one worker, so its CPU time is read around each."""
+    sid = str(http.post("/v1/shells", json={"runtime": "wasm", "language": "python"}).json()["id"])
+    with http.stream("POST", f"/v1/shells/{sid}/exec", json={"cmd": PY}) as s:
+        lines = s.iter_lines()
+        pid = int(json.loads(next(lines))["pid"])
+        for _ in lines:
+            pass
+    costs = []
+    for _ in range(runs):
+        before = cpu_ms(pid)
+        exec_wait(http, sid, PY)
+        costs.append(cpu_ms(pid) - before)
+    http.delete(f"/v1/shells/{sid}")
+    return costs
 
 
 def pss_kib(pids: list[int]) -> int:
@@ -117,6 +144,7 @@ def main() -> None:
             "wasm: create + first output of print(1+1)",
             "wasm: create + first output of JS console.log",
             "wasm: second exec print(1+1), REST",
+            "wasm: worker CPU per print(1+1) exec",
             "native fork/exec /usr/bin/python3 -c print(1+1)",
             "native fork/exec node -e console.log",
             "container: create + first output of print(1+1)",
@@ -176,6 +204,7 @@ def main() -> None:
                     ms(lambda sid=sid: exec_wait(http, sid, ["python3", "-c", "print(1+1)"]))  # type: ignore[misc]
                 )
                 http.delete(f"/v1/shells/{sid}")
+            rows["wasm: worker CPU per print(1+1) exec"] = worker_cpu_per_exec(http, args.runs)
             if args.compiled:
                 compiled_runs(http, args.runs, rows)
             time.sleep(2)
