@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from shells.sdk import CommandNotFound, Shell
 
 from .harness import running_server
 from .rest import ShellMaker, error_of, ndjson, rest_client
@@ -170,6 +173,7 @@ def test_what_the_class_does_not_have_is_a_typed_error(api: httpx.Client, new_sh
         "feature_unavailable",
     )
     error_of(api.post(f"/v1/shells/{sh['id']}/exec", json={"cmd": ["nope.wasm"]}), 404, "file_not_found")
+    error_of(api.post(f"/v1/shells/{sh['id']}/term", json={}), 409, "action_not_supported")
     put(api, sh["id"], "/workspace/bad.wasm", b"\0asm garbage")
     err = error_of(
         api.post(f"/v1/shells/{sh['id']}/exec", json={"cmd": ["bad.wasm"]}), 400, "invalid_request"
@@ -295,3 +299,15 @@ def test_a_server_crash_loses_no_wasm_shell_and_leaves_no_worker(data_root: Path
         assert execw(api, kept["id"], ["python", "-c", "print(1+1)"])["stdout"] == "2\n"
         assert api.get(f"/v1/shells/{stopped['id']}").json()["state"] == "stopped"
         assert not orphan.exists()
+
+
+def test_the_sdk_drives_a_wasm_shell(make_shell: Callable[..., Shell]) -> None:
+    shell = make_shell("python", runtime="wasm")
+    assert shell.info.runtime == "wasm"
+    shell.files.write("/workspace/data.txt", "6 7")
+    result = shell.commands.run(
+        ["python", "-c", "a, b = open('data.txt').read().split(); print(int(a) * int(b))"]
+    )
+    assert (result.stdout, result.exit_code) == ("42\n", 0)
+    with pytest.raises(CommandNotFound):
+        shell.commands.run("ls -la")

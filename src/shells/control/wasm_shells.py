@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..domain.errors import InvalidRequest
+from ..domain.errors import ActionNotSupported, InvalidRequest
 from ..domain.isolation import Language, Runtime
 from ..domain.templates import run_code_argv
 from ..domain.wasm_presets import RUN_ARGV, WASM_TEMPLATE, check_language
@@ -19,6 +19,16 @@ def wasm_template(req: CreateShellRequest) -> str:
         )
     check_language(req.language)
     return WASM_TEMPLATE
+
+
+def refuse_terminal(runtime: Runtime) -> None:
+    """A wasm shell has no terminal (WASI has no TTY): say so before a credential is minted."""
+    if runtime is Runtime.WASM:
+        raise ActionNotSupported(
+            "wasm shells have no terminal: WASI has no TTY or processes. Use exec, or a 'container' "
+            "or 'microvm' shell for a terminal.",
+            {"runtime": runtime.value},
+        )
 
 
 def run_argv(runtime: Runtime, language: Language) -> tuple[str, ...]:
