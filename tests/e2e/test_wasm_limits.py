@@ -93,10 +93,12 @@ def test_filling_the_disk_stops_at_the_workspace_quota(api: httpx.Client, new_sh
         "    with open('big', 'wb') as f:\n"
         "        while n < 2048:\n"
         "            f.write(b'x' * (1 << 20)); f.flush(); n += 1\n"
+        "    print(json.dumps({'mib': n, 'err': None}))\n"
         "except OSError as e:\n"
         "    print(json.dumps({'mib': n, 'err': errno.errorcode.get(e.errno)}))\n"
     )
     out = execw(api, sh["id"], ["python", "-c", fill], timeout_s=120)
+    assert out["exit_code"] == 0, out
     result = json.loads(out["stdout"])
     assert result["err"] in ("EDQUOT", "ENOSPC", "EIO"), out  # wasmtime reports EDQUOT as EIO
     assert 256 <= result["mib"] <= 512, result

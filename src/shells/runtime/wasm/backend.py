@@ -112,6 +112,7 @@ class WasmBackend:
         self.warm_workers = warm_workers
         self.workers: WorkerPool | None = None
         self.python_stdlib: Path | None = None
+        self.quota_mode = "unknown"
         self._running: defaultdict[str, set[anyio.CancelScope]] = defaultdict(set)
 
     # paths ----------------------------------------------------------------------------------------
@@ -136,7 +137,11 @@ class WasmBackend:
         await anyio.to_thread.run_sync(self.pool.ensure_mounted)
         for d in (self._root / "shells", self._root / "snapshots", self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)
-        btrfs_quota.enable_quota(self.pool.mount_dir)
+        self.quota_mode = btrfs_quota.enable_simple_quota(self.pool.mount_dir)
+        for shell_dir in (self._root / "shells").iterdir():  # limits are dropped by a mode switch
+            if self.pool.is_subvolume(shell_dir / "workspace"):
+                limit = workspace_quota_bytes(self._shape(shell_dir.name))
+                btrfs_quota.limit_subvolume(shell_dir / "workspace", limit)
         paths = await anyio.to_thread.run_sync(artifacts.ensure_artifacts, self.settings.cache_dir)
         modules = {a.name: (paths[a.name], a.sha256) for a in artifacts.ARTIFACTS}
         if self.workers is None:
@@ -301,6 +306,7 @@ class WasmBackend:
         return {
             "engine": f"wasmtime {metadata.version('wasmtime')}",
             "wasi": "preview1",
+            "disk_quota": f"btrfs {self.quota_mode}",
             "python": f"CPython {PYTHON_VERSION}",
             "javascript": f"QuickJS-NG {QUICKJS_VERSION}",
         }
