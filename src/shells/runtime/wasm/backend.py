@@ -43,7 +43,7 @@ from ...domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, File
 from ...domain.isolation import Language, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.paths import WORKSPACE, normalize_shell_path
-from ...domain.runtimes import RuntimeOffer
+from ...domain.runtimes import RuntimeOffer, absent_class
 from ...domain.shapes import DEFAULT_SHAPE, Shape, get_shape
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
@@ -113,6 +113,8 @@ class WasmBackend:
         self.workers: WorkerPool | None = None
         self.python_stdlib: Path | None = None
         self.quota_mode = "unknown"
+        self.unavailable: str | None = None
+        """Why the runtime could not start (artifacts, workers), or None when it runs."""
         self._running: defaultdict[str, set[anyio.CancelScope]] = defaultdict(set)
 
     # paths ----------------------------------------------------------------------------------------
@@ -142,6 +144,16 @@ class WasmBackend:
             if self.pool.is_subvolume(shell_dir / "workspace"):
                 limit = workspace_quota_bytes(self._shape(shell_dir.name))
                 btrfs_quota.limit_subvolume(shell_dir / "workspace", limit)
+        try:
+            await self._start_runtime()
+        except (ShellsError, OSError, TimeoutError) as exc:
+            # The other classes still serve: this one says why it cannot (matrix, create, exec).
+            reason = exc.message if isinstance(exc, ShellsError) else f"{type(exc).__name__}: {exc}"
+            self.unavailable = f"the wasm runtime did not start on this host: {reason}"
+            log.error("%s", self.unavailable)
+            await self.close()
+
+    async def _start_runtime(self) -> None:
         paths = await anyio.to_thread.run_sync(artifacts.ensure_artifacts, self.settings.cache_dir)
         modules = {a.name: (paths[a.name], a.sha256) for a in artifacts.ARTIFACTS}
         if self.workers is None:
@@ -151,6 +163,16 @@ class WasmBackend:
             await self.workers.start()
         if self.python_stdlib is None:
             self.python_stdlib = await self._python_stdlib(self.workers)
+        self.unavailable = None
+
+    def _require_runtime(self) -> WorkerPool:
+        if self.workers is None:
+            raise FeatureUnavailable(
+                f"wasm shells cannot run here now: {self.unavailable or 'the class is not prepared'}. "
+                "Use a 'container' shell, or ask the operator to check the server log.",
+                {"runtime": Runtime.WASM.value},
+            )
+        return self.workers
 
     async def _python_stdlib(self, workers: WorkerPool) -> Path:
         """The pinned CPython's standard library as plain files: copied out of the module by the
@@ -219,6 +241,7 @@ class WasmBackend:
         (self._shell_dir(host_id) / "shape").write_text(shape.name, encoding="utf-8")
 
     async def create(self, spec: ShellSpec) -> None:
+        self._require_runtime()
         shell_dir = self._shell_dir(spec.host_id)
         shell_dir.mkdir(parents=True, exist_ok=False)
         try:
@@ -309,9 +332,12 @@ class WasmBackend:
             "disk_quota": f"btrfs {self.quota_mode}",
             "python": f"CPython {PYTHON_VERSION}",
             "javascript": f"QuickJS-NG {QUICKJS_VERSION}",
+            **({"unavailable": self.unavailable} if self.unavailable is not None else {}),
         }
 
     def offers(self) -> list[RuntimeOffer]:
+        if self.unavailable is not None:
+            return absent_class(Runtime.WASM, self.unavailable)
         build = self.compiler.build_template() if self.compiler is not None else None
         return wasm_offers(dict(build.versions) if build is not None else None)
 
@@ -381,9 +407,7 @@ class WasmBackend:
                 request["preset"] = program
         if not self._workspace(host_id).is_dir():
             raise RuntimeFailure("The shell's /workspace is not on this host.")
-        workers = self.workers
-        if workers is None:
-            raise RuntimeFailure("The wasm class is not prepared on this host.")
+        workers = self._require_runtime()
         deadline = time.monotonic() + spec.timeout_s + HOST_GRACE_S
         scope = anyio.CancelScope()
         self._running[host_id].add(scope)
