@@ -14,6 +14,8 @@ from .control.service import Control
 from .runtime.backend import Backend
 from .runtime.container.backend import ContainerBackend
 from .runtime.microvm.backend import MicrovmBackend
+from .runtime.wasm.backend import WasmBackend
+from .runtime.wasm.compiler import ContainerCompiler
 from .settings import Settings
 from .store.repository import Store
 
@@ -24,7 +26,8 @@ WS_MAX_MESSAGE = 1 << 20
 def build_control(settings: Settings) -> Control:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     container = ContainerBackend(settings)
-    backends: list[Backend] = [container]
+    wasm = WasmBackend(settings, container.pool, ContainerCompiler(container))
+    backends: list[Backend] = [container, wasm]
     missing = MicrovmBackend.available()
     if missing is None:
         backends.append(MicrovmBackend(settings, container))

@@ -39,14 +39,21 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
     from ..runtime.container.backend import ContainerBackend
     from ..runtime.microvm.backend import MicrovmBackend
+    from ..runtime.wasm.backend import WasmBackend
     from ..settings import Settings
 
     if not args.yes:
         raise SystemExit("shells: purge destroys every shell of the instance; add --yes to confirm")
-    settings = Settings.from_env(data_dir=args.data_dir)
-    container = ContainerBackend(settings)
-    anyio.run(MicrovmBackend(settings, container).purge)
-    anyio.run(container.purge)
+    container = ContainerBackend(Settings.from_env(data_dir=args.data_dir))
+
+    async def purge() -> None:
+        await MicrovmBackend(container.settings, container).purge()
+        if container.pool.mount_dir.exists():
+            container.pool.ensure_mounted()
+            await WasmBackend(container.settings, container.pool).purge()
+        await container.purge()
+
+    anyio.run(purge)
     print("purged")
     return 0
 

@@ -32,6 +32,7 @@ from .pool import WarmPool
 from .requests import CreateShellRequest, parse_fork_count
 from .suspend import Suspension
 from .templates import Templates
+from .wasm_shells import wasm_template
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 256 * 1024
@@ -98,6 +99,8 @@ class Lifecycle:
                     f"create it with runtime '{snap.runtime}'."
                 )
             template = snap.template
+        elif req.runtime is Runtime.WASM:
+            template = wasm_template(req)
         else:
             template = await self.templates.for_new_shell(principal, template)
         networks = [self.network.get_network(principal, name) for name in req.networks]

@@ -17,10 +17,10 @@ from ..domain.errors import InvalidRequest
 from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, ExecEvent, ExecSpec
 from ..domain.isolation import Language, parse_enum
 from ..domain.principal import Principal
-from ..domain.templates import run_code_argv
 from .auth import authorize
 from .context import ControlContext
 from .inside import Inside
+from .wasm_shells import run_argv
 
 
 @dataclass(frozen=True)
@@ -66,5 +66,6 @@ class RunCode:
         to the shell's own."""
         shell = authorize(self.ctx.store, principal, shell_id, access.EXEC)
         language = req.language or shell.language
-        spec = ExecSpec(argv=run_code_argv(language), stdin=req.code.encode(), timeout_s=req.timeout_s)
+        argv = run_argv(shell.runtime, language)
+        spec = ExecSpec(argv=argv, stdin=req.code.encode(), timeout_s=req.timeout_s)
         return await self.inside.exec(principal, shell_id, spec, door, action=f"run {language}")

@@ -47,6 +47,7 @@ from .request_scope import note_principal
 from .requests import reject_unknown
 from .suspend import Suspension
 from .templates import Templates
+from .wasm_shells import refuse_terminal
 
 TERM_PREFIX = "term_"
 DEFAULT_TTL_S = 300
@@ -80,6 +81,7 @@ class Terminals:
         """A new credential for the caller on this shell, and its secret (shown only now)."""
         ttl = parse_ttl(body)
         shell = self.suspension.usable(principal, shell_id, access.TERM)
+        refuse_terminal(shell.runtime)
         secret = mint_secret(TERM_PREFIX)
         now = datetime.now(UTC)
         cred = TermCredentialRecord(

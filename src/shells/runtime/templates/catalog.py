@@ -31,6 +31,7 @@ MEASURED_BUILD_S: dict[str, int] = {
     "go:1": 30,
     "rust:1": 35,
     "devbox:1": 120,
+    "wasm-build:1": 90,
 }
 """Build times of each built-in on a 2-core host with its parent ready (rounded up from
 ``benchmarks/bench_templates.py --cold``; see docs/templates.md), for the messages that say what a
