@@ -46,16 +46,19 @@ def test_a_shell_created_in_the_dialog_appears_and_turns_running_without_a_reloa
     page.evaluate("window.__same_page = true")
     page.get_by_role("button", name="New shell").click()
     dialog = page.get_by_role("dialog", name="New shell")
-    matrix = client.runtimes()
-    for klass in ("wasm", "microvm"):
-        radio = dialog.get_by_role("radio", name=klass)
-        offered = any(r.runtime == klass and r.language == "bash" and r.available for r in matrix)
-        if not offered:  # a class this host does not run is disabled, with the reason beside it
-            expect(radio).to_be_disabled()
-            expect(dialog.locator(f"#why-{klass}")).not_to_be_empty()
-    expect(dialog.get_by_role("radio", name="sealed")).to_be_checked()
     dialog.get_by_role("radio", name="bash").check()
-    dialog.get_by_role("radio", name="container").check()
+    matrix = {(r.language, r.runtime): r for r in client.runtimes()}
+    assert not matrix[("bash", "wasm")].available  # WASI has no real POSIX shell
+    for klass in ("wasm", "microvm", "container"):
+        radio = dialog.locator(f'input[name="runtime"][value="{klass}"]')
+        offer = matrix[("bash", klass)]
+        if offer.available:
+            expect(radio).to_be_enabled()
+        else:  # a combination the matrix does not offer is disabled, with the server's reason beside it
+            expect(radio).to_be_disabled()
+            expect(dialog.locator(f"#why-{klass}")).to_have_text(offer.notes)
+    expect(dialog.get_by_role("radio", name="sealed")).to_be_checked()
+    dialog.locator('input[name="runtime"][value="container"]').check()
     name = f"from-dialog-{secrets.token_hex(3)}"
     dialog.get_by_label("Name").fill(name)
     dialog.get_by_role("button", name="Create").click()
