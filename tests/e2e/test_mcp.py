@@ -184,9 +184,10 @@ async def test_an_agent_creates_runs_writes_reads_snapshots_wipes_and_deletes_a_
 
 
 async def test_the_one_line_stdio_config_creates_a_go_microvm_runs_code_wipes_and_deletes_it(
-    server: ServerProcess, agent: Caller
+    server: ServerProcess, agent: Caller, built_templates: dict[str, Any]
 ) -> None:
-    """The issue's walk-through: an agent with only the README's stdio config and a token."""
+    """The issue's walk-through: an agent with only the README's stdio config and a token, on a
+    server whose operator has built the go preset (``shells template build go:1``)."""
     async with connect(server, agent.token, "stdio") as client:
         created = ok(await client.call_tool("shells_create", {"language": "go", "runtime": "microvm"}))
         sid = created["shell"]["id"]
