@@ -36,6 +36,22 @@ ALLOWED_STATES: dict[Capability, frozenset[ShellState]] = {
     Capability.FORK: frozenset({ShellState.RUNNING, ShellState.PAUSED}),
 }
 
+EVERY_CLASS: frozenset[Capability] = frozenset(
+    {
+        Capability.LOGS,
+        Capability.RESTART,
+        Capability.SNAPSHOT,
+        Capability.STOP,
+        Capability.START,
+        Capability.REINSTALL_OS,
+        Capability.WIPE_STATE,
+    }
+)
+"""What every isolation class can do."""
+
+SUSPENDABLE: frozenset[Capability] = EVERY_CLASS | {Capability.PAUSE, Capability.RESUME, Capability.FORK}
+"""What a class that can save a shell's whole state (pause to zero, fork) can do."""
+
 DESTRUCTIVE: frozenset[Capability] = frozenset(
     {Capability.STOP, Capability.WIPE_STATE, Capability.REINSTALL_OS}
 )

@@ -32,7 +32,7 @@ import anyio
 
 import shells.guest
 
-from ...domain.capabilities import Capability
+from ...domain.capabilities import EVERY_CLASS
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileEntry
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
@@ -61,17 +61,7 @@ DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM":
 
 class ContainerBackend:
     runtime = Runtime.CONTAINER
-    capabilities = frozenset(
-        {
-            Capability.LOGS,
-            Capability.RESTART,
-            Capability.SNAPSHOT,
-            Capability.STOP,
-            Capability.START,
-            Capability.REINSTALL_OS,
-            Capability.WIPE_STATE,
-        }
-    )
+    capabilities = EVERY_CLASS
 
     network_modes = frozenset(NetworkMode)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import anyio
 
-from ...domain.capabilities import Capability
+from ...domain.capabilities import SUSPENDABLE
 from ...domain.errors import ActionNotSupported, AgentError, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileEntry
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
@@ -75,20 +75,7 @@ class VmRecord:
 
 class MicrovmBackend:
     runtime = Runtime.MICROVM
-    capabilities = frozenset(
-        {
-            Capability.LOGS,
-            Capability.RESTART,
-            Capability.SNAPSHOT,
-            Capability.STOP,
-            Capability.START,
-            Capability.REINSTALL_OS,
-            Capability.WIPE_STATE,
-            Capability.PAUSE,
-            Capability.RESUME,
-            Capability.FORK,
-        }
-    )
+    capabilities = SUSPENDABLE
     network_modes = frozenset(NetworkMode)
 
     def __init__(self, settings: Settings, container: ContainerBackend) -> None:

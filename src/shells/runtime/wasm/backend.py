@@ -28,7 +28,7 @@ from pathlib import Path
 
 import anyio
 
-from ...domain.capabilities import Capability
+from ...domain.capabilities import SUSPENDABLE
 from ...domain.errors import (
     ERRORS_BY_CODE,
     ActionNotSupported,
@@ -79,20 +79,7 @@ def workspace_quota_bytes(shape: Shape) -> int:
 
 class WasmBackend:
     runtime = Runtime.WASM
-    capabilities = frozenset(
-        {
-            Capability.LOGS,
-            Capability.RESTART,
-            Capability.SNAPSHOT,
-            Capability.STOP,
-            Capability.START,
-            Capability.REINSTALL_OS,
-            Capability.WIPE_STATE,
-            Capability.PAUSE,
-            Capability.RESUME,
-            Capability.FORK,
-        }
-    )
+    capabilities = SUSPENDABLE
     """Pause and fork are honest here because between execs a wasm shell *is* its /workspace: no
     process or memory exists to lose. While a program runs they are refused (InvalidState)."""
     network_modes = frozenset({NetworkMode.SEALED})
