@@ -134,7 +134,7 @@ def _entry_from(value: object) -> FileEntry:
 class _Channel:
     """One request/response exchange on a connection, with a bounded inbox."""
 
-    def __init__(self, connection: _Connection, channel_id: int) -> None:
+    def __init__(self, connection: ChannelTable, channel_id: int) -> None:
         self.id = channel_id
         self.finished = False
         self._connection = connection
@@ -212,31 +212,14 @@ class _Channel:
             self._connection.write_nowait(encode_control(self.id, {"op": "cancel"}))
 
 
-class _Connection:
-    """One byte stream to the agent; a reader task routes incoming frames to their channels."""
+class ChannelTable:
+    """The channels multiplexed on one byte stream to an agent: their ids, the routing of incoming
+    frames to them, and the failure that ends them all. A subclass owns the stream (``write``)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self) -> None:
         self._channels: dict[int, _Channel] = {}
         self._next_id = 0
         self._failure: str | None = None
-        self._task = asyncio.get_running_loop().create_task(self._read_frames())
-
-    @classmethod
-    async def open_unix(cls, path: str, deadline: float) -> _Connection:
-        try:
-            async with asyncio.timeout_at(deadline):
-                reader, writer = await asyncio.open_unix_connection(path, limit=MAX_PAYLOAD + HEADER_SIZE)
-        except TimeoutError:
-            raise AgentError("Connecting to the shell agent timed out.") from None
-        except OSError as exc:
-            # The message reaches API callers, so it names no host path (the log does).
-            log.debug("cannot reach the shell agent at %s: %s", path, exc)
-            raise AgentError(
-                f"Cannot reach the shell agent: {exc.strerror or 'connection failed'}."
-            ) from None
-        return cls(reader, writer)
 
     def open_channel(self) -> _Channel:
         self.raise_if_failed()
@@ -254,6 +237,51 @@ class _Connection:
     def raise_if_failed(self) -> None:
         if self._failure is not None:
             raise AgentError(self._failure)
+
+    async def route(self, frame: Frame) -> None:
+        channel = self._channels.get(frame.channel)
+        if channel is not None:  # else: a late frame for a channel we gave up on
+            await channel.deliver(frame)
+
+    def fail(self, reason: str) -> None:
+        """Every channel's pending and later calls raise AgentError(``reason``)."""
+        self._failure = reason
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        for channel in list(self._channels.values()):
+            channel.wake()
+
+    async def write(self, data: bytes, deadline: float) -> None:
+        raise NotImplementedError
+
+    def write_nowait(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class _Connection(ChannelTable):
+    """One byte stream to the agent; a reader task routes incoming frames to their channels."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__()
+        self._reader = reader
+        self._writer = writer
+        self._task = asyncio.get_running_loop().create_task(self._read_frames())
+
+    @classmethod
+    async def open_unix(cls, path: str, deadline: float) -> _Connection:
+        try:
+            async with asyncio.timeout_at(deadline):
+                reader, writer = await asyncio.open_unix_connection(path, limit=MAX_PAYLOAD + HEADER_SIZE)
+        except TimeoutError:
+            raise AgentError("Connecting to the shell agent timed out.") from None
+        except OSError as exc:
+            # The message reaches API callers, so it names no host path (the log does).
+            log.debug("cannot reach the shell agent at %s: %s", path, exc)
+            raise AgentError(
+                f"Cannot reach the shell agent: {exc.strerror or 'connection failed'}."
+            ) from None
+        return cls(reader, writer)
 
     async def write(self, data: bytes, deadline: float) -> None:
         self.raise_if_failed()
@@ -275,9 +303,7 @@ class _Connection:
             while True:
                 size, channel_id, kind = decode_header(await self._reader.readexactly(HEADER_SIZE))
                 payload = await self._reader.readexactly(size) if size else b""
-                channel = self._channels.get(channel_id)
-                if channel is not None:  # else: a late frame for a channel we gave up on
-                    await channel.deliver(Frame(channel_id, kind, payload))
+                await self.route(Frame(channel_id, kind, payload))
         except asyncio.IncompleteReadError:
             failure = "The shell agent closed the connection."
         except ProtocolError as exc:
@@ -285,9 +311,7 @@ class _Connection:
             self._writer.close()
         except OSError as exc:
             failure = f"Lost the connection to the shell agent: {exc}."
-        self._failure = failure
-        for channel in list(self._channels.values()):
-            channel.wake()
+        self.fail(failure)
 
     async def aclose(self) -> None:
         self._task.cancel()

@@ -26,8 +26,8 @@ import struct
 from collections.abc import AsyncIterator
 
 from ...domain.errors import AgentError
-from ...guest.protocol import MAX_CHANNEL, Frame, FrameDecoder, ProtocolError, encode_control
-from ..agent_client import DEFAULT_OP_TIMEOUT_S, AgentClient, _Channel
+from ...guest.protocol import MAX_CHANNEL, FrameDecoder, ProtocolError, encode_control
+from ..agent_client import DEFAULT_OP_TIMEOUT_S, AgentClient, ChannelTable, _Channel
 
 SIOCOUTQ = 0x5411
 READ_SIZE = 256 * 1024
@@ -43,41 +43,22 @@ def _unsent_bytes(writer: asyncio.StreamWriter) -> int:
     return int(struct.unpack("i", value)[0])
 
 
-class AgentLink:
-    """Implements what ``_Channel`` needs from a connection, on top of changing sockets."""
+class AgentLink(ChannelTable):
+    """The channel table of one VM, its stream carried over changing sockets."""
 
     def __init__(self) -> None:
-        self._channels: dict[int, _Channel] = {}
-        self._next_id = 0
+        super().__init__()
         self._decoder = FrameDecoder()
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._attached = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._pending = bytearray()
-        self._failure: str | None = None
         self._hunt: bytes | None = None
         self._hunt_buffer = bytearray()
         self._found = asyncio.Event()
 
-    # what _Channel uses --------------------------------------------------------------------------
-    def open_channel(self) -> _Channel:
-        self.raise_if_failed()
-        while True:
-            self._next_id = self._next_id % MAX_CHANNEL + 1
-            if self._next_id not in self._channels:
-                break
-        channel = _Channel(self, self._next_id)  # type: ignore[arg-type]
-        self._channels[channel.id] = channel
-        return channel
-
-    def forget(self, channel_id: int) -> None:
-        self._channels.pop(channel_id, None)
-
-    def raise_if_failed(self) -> None:
-        if self._failure is not None:
-            raise AgentError(self._failure)
-
+    # the stream _Channel writes to ----------------------------------------------------------------
     async def write(self, data: bytes, deadline: float) -> None:
         self.raise_if_failed()
         try:
@@ -115,8 +96,7 @@ class AgentLink:
         self._writer = writer
         if resync:
             self._decoder = FrameDecoder()
-            for channel in list(self._channels.values()):
-                channel.wake()
+            self.wake_all()
             self._channels.clear()
             self._pending.clear()
         self._reader_task = loop.create_task(self._read(reader))
@@ -170,10 +150,8 @@ class AgentLink:
 
     def fail(self, reason: str) -> None:
         """The VM is gone for good: every waiting call fails with ``reason``."""
-        self._failure = reason
         self._attached.set()  # writers waiting for an attach wake up and raise
-        for channel in list(self._channels.values()):
-            channel.wake()
+        super().fail(reason)
 
     async def aclose(self) -> None:
         self.fail("The shell's VM is no longer running.")
@@ -200,7 +178,7 @@ class AgentLink:
                     if not data:
                         continue
                 for frame in self._decoder.feed(data):
-                    await self._deliver(frame)
+                    await self.route(frame)
         except ProtocolError as exc:
             self.fail(f"The shell's agent broke the protocol: {exc}.")
         except OSError:
@@ -222,11 +200,6 @@ class AgentLink:
         self._decoder = FrameDecoder()
         self._found.set()
         return rest
-
-    async def _deliver(self, frame: Frame) -> None:
-        channel = self._channels.get(frame.channel)
-        if channel is not None:  # else: a late frame for a channel we gave up on
-            await channel.deliver(frame)
 
 
 class LinkedAgentClient(AgentClient):
