@@ -186,7 +186,7 @@ class MicrovmBackend:
         if meta is None:
             raise TemplateNotFound(f"Template '{template}' is not on this host.")
         shape = f"{machine.vcpus}c{machine.memory_mib}m-{machine.accel}"
-        key = f"{meta.content_hash[:16]}-{shape}-{self.artifacts.key}"
+        key = f"{meta.content_hash[:16]}-{shape}-{machine.fingerprint(self.artifacts)}"
         image = Image(self.templates_dir / key)
         lock = self._template_locks.setdefault(key, asyncio.Lock())
         async with lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -34,6 +35,14 @@ CMDLINE = (
     "initcall_blacklist=cmos_init,init_kprobe_trace,load_system_certificate_list,add_rtc_cmos"
 )
 HZ = 250
+TCG_CMDLINE = "norandmaps init_on_alloc=0"
+"""Under TCG only. ``norandmaps``: QEMU finds translated code by virtual address, so with address
+space randomization every exec re-translates ld.so and libc (an ``exec true`` cost 25 ms instead of 5
+in the guest). ``init_on_alloc=0``: zeroing every kernel allocation is emulated too. Neither guards
+anything here: the VM is the boundary, and the tenant is already root inside it."""
+TCG_CPU = "max,-erms"
+"""Without ERMS the guest clears and copies pages with ``rep stosq``/``movsq`` (8 bytes an emulated
+iteration) instead of ``rep stosb`` (one byte)."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +59,23 @@ class Machine:
         cmdline = f"{CMDLINE} tsc_early_khz={khz} lpj={khz * 1000 // HZ}"
         if probe:
             cmdline += " shells.probe=1"
-        accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if self.accel == "kvm" else [
-            "-accel", "tcg,thread=single,tb-size=64", "-cpu", "max"]  # fmt: skip
+        if self.accel == "kvm":
+            accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
+        else:
+            accel = ["-accel", "tcg,thread=single,tb-size=64", "-cpu", TCG_CPU]
+            cmdline += f" {TCG_CMDLINE}"
         return [
             "-M", "q35,memory-backend=mem0", *accel,
             "-smp", str(self.vcpus), "-m", f"{self.memory_mib}M",
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
             "-kernel", str(artifacts.vmlinux), "-initrd", str(artifacts.initramfs), "-append", cmdline,
         ]  # fmt: skip
+
+    def fingerprint(self, artifacts: Artifacts) -> str:
+        """Changes whenever anything a saved state depends on changes: the boot artifacts (the agent
+        too), the CPU model, the kernel command line."""
+        parts = [artifacts.key, *self.args(artifacts)]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
