@@ -30,6 +30,7 @@ def test_resync_skips_what_came_before_the_echoed_token(tmp_path: Path) -> None:
         writer.write(b"\x00\x00\x00\x09half-a-frame-from-the-parent")  # junk a fork inherits
         channel, message = await _next_control(reader, decoder)
         assert message["op"] == "resync"
+        assert message["seed"] == "00ff"  # what the caller adds to the request travels with it
         writer.write(b"more junk" + encode_control(channel, {"op": "ok", "token": message["token"]}))
         channel, message = await _next_control(reader, decoder)
         assert message["op"] == "ping"
@@ -41,7 +42,7 @@ def test_resync_skips_what_came_before_the_echoed_token(tmp_path: Path) -> None:
         server = await _serve(tmp_path / "a.sock", peer)
         link = AgentLink()
         try:
-            await link.attach(str(tmp_path / "a.sock"), 5, resync=True)
+            await link.attach(str(tmp_path / "a.sock"), 5, resync=True, extra=lambda: {"seed": "00ff"})
             assert await LinkedAgentClient(link).ping() == {"version": 1}
         finally:
             await link.aclose()

@@ -92,11 +92,15 @@ class SerialConnection(Connection):
 def op_resync(connection: Connection, message: dict[str, object]) -> dict[str, object]:
     """A host that does not know this stream's past (a fork's, or one after a server restart) starts
     over: every older channel is abandoned and the reply echoes ``token``, which the host looks for
-    in the bytes it receives to find where the new stream begins."""
+    in the bytes it receives to find where the new stream begins. With ``time_ns`` and ``seed`` it is
+    a ``sync`` too (a restored guest then needs one round trip, not two); if that fails, the reply
+    is an error, which the host does not take for the token."""
     token = get_str(message, "token")
     if not isinstance(connection, SerialConnection):
         raise RequestError("invalid_request", "resync is only for the serial port of a microvm.")
     connection.reset()
+    if "time_ns" in message:
+        op_sync(message)
     return {"token": token}
 
 

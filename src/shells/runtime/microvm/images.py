@@ -14,6 +14,9 @@ was saved on). Three kinds:
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +56,16 @@ class Image:
         """Mark the image complete (written last, so a crash mid-way leaves no usable half)."""
         (self.dir / "image.json").write_text(json.dumps(asdict(machine)), encoding="utf-8")
 
+    def new_disk(self, disk: Path, dest: Path) -> None:
+        """A qcow2 overlay at ``dest`` over ``disk`` (this image's root or workspace): a copy of one
+        blank overlay made per image, since starting ``qemu-img`` costs ~8 ms and the copy far less."""
+        seed = disk.with_name(f".{disk.stem}.overlay")
+        if not seed.exists():
+            partial = seed.with_name(f"{seed.name}.{os.getpid()}-{secrets.token_hex(3)}")
+            overlay(disk, partial, relative=False)
+            partial.replace(seed)
+        shutil.copyfile(seed, dest)
+
 
 def qemu_img(*args: str) -> None:
     proc = subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
@@ -60,10 +73,17 @@ def qemu_img(*args: str) -> None:
         raise RuntimeFailure(f"qemu-img {args[0]} failed: {proc.stderr.strip()[-1000:]}")
 
 
-def overlay(backing: Path, dest: Path, backing_format: str = "qcow2", size: str | None = None) -> None:
+def overlay(
+    backing: Path,
+    dest: Path,
+    backing_format: str = "qcow2",
+    size: str | None = None,
+    *,
+    relative: bool = True,
+) -> None:
     """A new qcow2 disk ``dest`` whose unwritten blocks read from ``backing`` (named relative to
-    ``dest`` when both share a directory, so the pair can be moved together)."""
-    name = backing.name if backing.parent == dest.parent else str(backing)
+    ``dest`` when both share a directory and ``relative``, so the pair can be moved together)."""
+    name = backing.name if relative and backing.parent == dest.parent else str(backing)
     args = ["create", "-q", "-f", "qcow2", "-b", name, "-F", backing_format, str(dest)]
     qemu_img(*args, *([size] if size else []))
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
 import secrets
 import struct
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from ...domain.errors import AgentError
 from ...guest.protocol import MAX_CHANNEL, FrameDecoder, ProtocolError, encode_control
@@ -33,6 +35,12 @@ SIOCOUTQ = 0x5411
 READ_SIZE = 256 * 1024
 DRAIN_TIMEOUT_S = 2.0
 RESYNC_TRIES = 3
+SEED_BYTES = 64
+
+
+def sync_fields() -> dict[str, object]:
+    """What a guest needs after every boot, restore and fork: the time, and randomness of its own."""
+    return {"time_ns": time.time_ns(), "seed": os.urandom(SEED_BYTES).hex()}
 
 
 def _unsent_bytes(writer: asyncio.StreamWriter) -> int:
@@ -83,8 +91,16 @@ class AgentLink(ChannelTable):
             self._pending += data
 
     # attaching and detaching ---------------------------------------------------------------------
-    async def attach(self, socket_path: str, timeout_s: float, *, resync: bool) -> None:
-        """Connect to a (new) QEMU's agent socket; with ``resync`` start a fresh stream (see above)."""
+    async def attach(
+        self,
+        socket_path: str,
+        timeout_s: float,
+        *,
+        resync: bool,
+        extra: Callable[[], dict[str, object]] | None = None,
+    ) -> None:
+        """Connect to a (new) QEMU's agent socket; with ``resync`` start a fresh stream (see above),
+        the request carrying what ``extra`` returns (called anew for each try)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         await self._close_socket()
@@ -101,13 +117,15 @@ class AgentLink(ChannelTable):
             self._pending.clear()
         self._reader_task = loop.create_task(self._read(reader))
         if resync:
-            await self._resync(writer, deadline)
+            await self._resync(writer, deadline, extra or dict)
         if self._pending:
             writer.write(bytes(self._pending))
             self._pending.clear()
         self._attached.set()
 
-    async def _resync(self, writer: asyncio.StreamWriter, deadline: float) -> None:
+    async def _resync(
+        self, writer: asyncio.StreamWriter, deadline: float, extra: Callable[[], dict[str, object]]
+    ) -> None:
         loop = asyncio.get_running_loop()
         for attempt in range(RESYNC_TRIES):
             token = secrets.token_hex(12)
@@ -115,7 +133,7 @@ class AgentLink(ChannelTable):
             self._found.clear()
             self._hunt_buffer.clear()
             self._hunt = encode_control(channel_id, {"op": "ok", "token": token})
-            writer.write(encode_control(channel_id, {"op": "resync", "token": token}))
+            writer.write(encode_control(channel_id, {**extra(), "op": "resync", "token": token}))
             try:
                 await writer.drain()
                 wait = min(deadline, loop.time() + 2.0 * (attempt + 1))
@@ -217,5 +235,5 @@ class LinkedAgentClient(AgentClient):
         finally:
             channel.close()
 
-    async def sync(self, time_ns: int, seed: bytes) -> None:
-        await self._call({"op": "sync", "time_ns": time_ns, "seed": seed.hex()})
+    async def sync(self) -> None:
+        await self._call({"op": "sync", **sync_fields()})
