@@ -62,10 +62,13 @@ esac
 for m in failover net_failover virtio_net; do insmod /modules/$m.ko; done
 wait_for() { n=0; while [ ! -e "$1" ] && [ $n -lt 2000 ]; do usleep 2000; n=$((n+1)); done; }
 wait_for /dev/vda
-mount -t ext4 -o noatime /dev/vda /newroot || { echo "shells-init: cannot mount the root disk"; poweroff -f; }
+# noinit_itable: no kernel thread zeroing a fresh filesystem's inode tables, again after every restore
+mount -t ext4 -o noatime,noinit_itable /dev/vda /newroot ||
+  { echo "shells-init: cannot mount the root disk"; poweroff -f; }
 mkdir -p /newroot/workspace /newroot/.shells /newroot/dev /newroot/proc /newroot/sys /newroot/tmp /newroot/run
 wait_for /dev/vdb
-mount -t ext4 -o noatime /dev/vdb /newroot/workspace
+mount -t ext4 -o noatime,noinit_itable /dev/vdb /newroot/workspace
+for q in /sys/block/vd*/queue/scheduler; do echo none > "$q"; done  # the host's disk queues decide
 mount -t tmpfs -o mode=0755,size=16m tmpfs /newroot/.shells
 cp -r /guest /newroot/.shells/guest
 mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp

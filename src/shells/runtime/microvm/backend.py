@@ -282,7 +282,8 @@ class MicrovmBackend:
                 capabilities = [{"capability": "x-ignore-shared", "state": device_only}]
                 await qmp.execute("migrate-set-capabilities", capabilities=capabilities)
                 await qmp.execute("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
-                await qmp.execute("migrate", uri=f"exec:cat > {dest}")
+                await qmp.pass_file("state", dest, write=True)
+                await qmp.execute("migrate", uri="fd:state")
                 await qmp.wait_migration()
             finally:
                 await qmp.close()
@@ -318,7 +319,8 @@ class MicrovmBackend:
             try:
                 capabilities = [{"capability": "x-ignore-shared", "state": device_only}]
                 await qmp.execute("migrate-set-capabilities", capabilities=capabilities)
-                await qmp.execute("migrate-incoming", uri=f"exec:cat {loaded}")
+                await qmp.pass_file("state", loaded, write=False)
+                await qmp.execute("migrate-incoming", uri="fd:state")
                 await qmp.wait_incoming(RESTORE_TIMEOUT_S)
                 if start:  # the state was saved stopped, and a restored VM keeps that run state
                     await qmp.execute("cont")
@@ -354,21 +356,27 @@ class MicrovmBackend:
         """A new VM restored from ``image``: overlays over its disks, its RAM copy-on-write."""
         host_id = spec.host_id
         files = self._files(host_id)
-        await anyio.to_thread.run_sync(self.vmnet.attach, spec)
-        machine = image.machine()
-        await anyio.to_thread.run_sync(image.new_disk, image.root, files.root)
-        await anyio.to_thread.run_sync(image.new_disk, image.workspace, files.workspace)
-        if (image.dir / "console.log").exists():  # the boot this machine came from is its history too
-            shutil.copyfile(image.dir / "console.log", files.console)
-        if not image.state.exists():  # a snapshot of a stopped shell: disks only, so boot them
-            self._save_record(host_id, VmRecord(asdict(machine), str(image.dir)))
-            self._links[host_id] = await self._boot(files, machine, host_id)
-            return
-        self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), ram="private"))
-        qmp = await self._restore(
-            files, machine, image.ram, share=False, state=image.state, device_only=True, host_id=host_id
-        )
-        await qmp.close()
+        await anyio.to_thread.run_sync(self.vmnet.make_netns, host_id)
+        # The namespace's ports and rules are set up while QEMU starts in it.
+        attaching = asyncio.ensure_future(anyio.to_thread.run_sync(self.vmnet.attach, spec))
+        try:
+            machine = image.machine()
+            await anyio.to_thread.run_sync(image.new_disk, image.root, files.root)
+            await anyio.to_thread.run_sync(image.new_disk, image.workspace, files.workspace)
+            if (image.dir / "console.log").exists():  # the boot this machine came from is its history too
+                shutil.copyfile(image.dir / "console.log", files.console)
+            if not image.state.exists():  # a snapshot of a stopped shell: disks only, so boot them
+                self._save_record(host_id, VmRecord(asdict(machine), str(image.dir)))
+                await attaching
+                self._links[host_id] = await self._boot(files, machine, host_id)
+                return
+            self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), ram="private"))
+            qmp = await self._restore(
+                files, machine, image.ram, share=False, state=image.state, device_only=True, host_id=host_id
+            )
+            await qmp.close()
+        finally:
+            await attaching
         await self._while_wiring(host_id, self._attach(host_id, resync=True))
 
     async def _attach(self, host_id: str, *, resync: bool) -> AgentLink:
@@ -587,7 +595,8 @@ class MicrovmBackend:
             try:
                 ignore_shared = [{"capability": "x-ignore-shared", "state": True}]
                 await qmp.execute("migrate-set-capabilities", capabilities=ignore_shared)
-                await qmp.execute("migrate", uri=f"exec:cat > {image.state}")
+                await qmp.pass_file("state", image.state, write=True)
+                await qmp.execute("migrate", uri="fd:state")
                 await qmp.wait_migration()
             finally:
                 await qmp.close()

@@ -28,6 +28,7 @@ GUEST_MAC = "52:54:00:5e:11:02"
 TAP_MAC = "52:54:00:5e:11:01"
 """Fixed, because a restored or forked guest still has the tap's address in its ARP cache."""
 GUEST_SETUP = (
+    "echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; "  # not routed; spares DAD after each restore
     f"ip link set eth0 up; ip addr add {GUEST_IP}/{PREFIX} dev eth0; "
     f"ip route add default via {TAP_IP}; "
     f"rm -f /newroot/etc/resolv.conf; echo 'nameserver {TAP_IP}' > /newroot/etc/resolv.conf"
@@ -60,14 +61,20 @@ class VmNetwork:
     def netns(self, host_id: str) -> Path:
         return self.netns_dir / host_id
 
+    def make_netns(self, host_id: str) -> None:
+        """The shell's namespace, bare (QEMU can start in it); ``attach`` gives it the rest."""
+        path = self.netns(host_id)
+        if not path.exists():
+            netns.create_sealed_netns(str(path))
+
     def attach(self, spec: ShellSpec) -> None:
         """The shell's namespace with what its policy allows (idempotent: kept across pauses)."""
         if self.network.policy_of(spec.host_id) is not None:
             return
-        path = self.netns(spec.host_id)
-        if not path.exists():
-            netns.create_sealed_netns(str(path))
-        self.network.attach(spec.host_id, str(path), spec.network, spec.networks, spec.hostname)
+        self.make_netns(spec.host_id)
+        self.network.attach(
+            spec.host_id, str(self.netns(spec.host_id)), spec.network, spec.networks, spec.hostname
+        )
 
     def wire(self, host_id: str) -> None:
         """After QEMU created its tap in the namespace: address it, route and forward to the guest."""
