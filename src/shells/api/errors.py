@@ -78,6 +78,12 @@ def install(app: FastAPI) -> None:
         )
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code)
 
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        """A bug still answers in the error format (the traceback goes to the log as well)."""
+        failure = redacted(e.RuntimeFailure(f"unexpected {type(exc).__name__}: {exc}"))
+        return JSONResponse(error_body(failure.code, failure.message, failure.details), 500)
+
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(e.ShellsError, shells_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
