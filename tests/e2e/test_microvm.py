@@ -164,6 +164,26 @@ def test_20_forks_are_independent_with_their_own_randomness_and_the_right_time(
             child.kill()
 
 
+def test_a_fork_keeps_the_commands_its_parent_was_running(make_vm: Callable[..., Shell]) -> None:
+    """The command's process is part of the machine: it runs on in the child, unheard (its output
+    has no reader there), while the parent's caller keeps receiving the parent's output."""
+    parent = make_vm(idle_timeout_s=0)
+    loop = "while :; do date +%s%N > /tmp/tick; echo tick; sleep 0.2; done"
+    with parent.commands.stream(["sh", "-c", loop], timeout=120) as stream:
+        events = iter(stream)
+        next(e for e in events if isinstance(e, CommandOutput))
+        (child,) = parent.fork(1)
+        try:
+            first = sh(child, "cat /tmp/tick")
+            time.sleep(1.0)
+            assert sh(child, "cat /tmp/tick") != first, "the loop did not survive the fork"
+            assert "sh -c while" in sh(child, "ps -eo args")
+            seen_after = next(e for e in events if isinstance(e, CommandOutput))
+            assert seen_after.data.startswith("tick")  # the parent's stream goes on
+        finally:
+            child.kill()
+
+
 def test_snapshot_holds_memory_and_disk_and_new_shells_start_from_it(
     make_vm: Callable[..., Shell],
 ) -> None:

@@ -559,6 +559,9 @@ class Connection:
 class Channel:
     """A request that outlives its first frame. It ends with finish() or, if the host goes, abandon()."""
 
+    orphaned = False
+    """Nobody will hear from it again (see ``orphan``): it reports nothing."""
+
     def __init__(self, connection: Connection, channel_id: int) -> None:
         self.connection = connection
         self.id = channel_id
@@ -591,11 +594,18 @@ class Channel:
         self.active = False
         self.release()
 
+    def orphan(self) -> None:
+        """The stream it belongs to was started over by a host that never knew it (a fork's, a shell
+        made from a snapshot). A request ends like an abandoned one; a process lives on (ExecChannel)."""
+        self.abandon()
+
     def release(self) -> None:
         """Free the channel's resources (fds, temp files). Must be idempotent."""
 
     def finish(self, message: dict[str, object]) -> None:
         self.active = False
+        if self.orphaned:
+            return
         if self.connection.channels.get(self.id) is self:
             del self.connection.channels[self.id]
         self.connection.block_reading(self.id, False)
@@ -791,8 +801,12 @@ class ExecChannel(Channel):
         for fd in self.pipes:
             self.agent.set_interest(fd, 0)
 
+    @property
+    def congested(self) -> bool:
+        return self.connection.congested and not self.orphaned
+
     def resume(self) -> None:
-        if self.connection.congested:
+        if self.congested:
             return
         for fd, reader in self._readers.items():
             if fd in self.pipes:
@@ -810,6 +824,8 @@ class ExecChannel(Channel):
         if not data:
             self._close_pipe(fd)
             self._maybe_finish()
+            return
+        if self.orphaned:  # read and dropped: a full pipe would stop the process
             return
         room = self.cap - self.sent
         if len(data) > room:  # past the cap output is read and dropped, never buffered
@@ -861,7 +877,8 @@ class ExecChannel(Channel):
             self._close_stdin()
             return
         self.agent.set_interest(fd, WRITE if self.stdin_buffer else 0, self._write_stdin)
-        self.connection.block_reading(self.id, len(self.stdin_buffer) > STDIN_HIGH_WATER)
+        if not self.orphaned:
+            self.connection.block_reading(self.id, len(self.stdin_buffer) > STDIN_HIGH_WATER)
 
     def _close_stdin(self) -> None:
         if self.stdin_fd is not None:
@@ -869,7 +886,8 @@ class ExecChannel(Channel):
             os.close(self.stdin_fd)
             self.stdin_fd = None
             self.stdin_buffer.clear()
-            self.connection.block_reading(self.id, False)
+            if not self.orphaned:
+                self.connection.block_reading(self.id, False)
 
     # lifecycle
 
@@ -893,6 +911,16 @@ class ExecChannel(Channel):
         self.kill()
         super().abandon()
 
+    def orphan(self) -> None:
+        """Run on unheard: output is read and dropped, input never comes (a terminal stays open, so
+        its shell waits rather than hangs up), and the end is reaped but reported to no one. The
+        timeout still applies."""
+        self.orphaned = True
+        self.accepts_stdin = False
+        if not self.terminal:
+            self._close_stdin()
+        self.resume()
+
     def on_exit(self, status: int) -> None:
         self.status = status
         self.ended = time.monotonic()
@@ -904,7 +932,7 @@ class ExecChannel(Channel):
     def next_deadline(self) -> float | None:
         if self.status is None:
             return None if self.killed else self.deadline
-        return self.grace_deadline if self.pipes and not self.connection.congested else None
+        return self.grace_deadline if self.pipes and not self.congested else None
 
     def on_timer(self, now: float) -> None:
         if self.status is None and not self.killed and now >= self.deadline:
@@ -915,7 +943,7 @@ class ExecChannel(Channel):
     def _maybe_finish(self) -> None:
         if not self.active or self.status is None:
             return
-        if self.pipes and (self.connection.congested or time.monotonic() < self.grace_deadline):
+        if self.pipes and (self.congested or time.monotonic() < self.grace_deadline):
             return
         self.release()
         code = os.waitstatus_to_exitcode(self.status)

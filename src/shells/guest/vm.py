@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .agent import CONNECTION_OPS, SIMPLE_OPS, Agent, Connection, RequestError, log
-from .protocol import FrameDecoder, get_int, get_str
+from .protocol import FrameDecoder, get_bool, get_int, get_str
 
 RECHECK_FIRST_S = 0.002
 RECHECK_MAX_S = 0.1
@@ -77,10 +77,14 @@ class SerialConnection(Connection):
         self._broken = False
         self.on_hangup()
 
-    def reset(self) -> None:
-        """Abandon every channel and queued byte; the next frame starts a fresh stream."""
+    def reset(self, *, keep_processes: bool = False) -> None:
+        """Abandon every channel and queued byte; the next frame starts a fresh stream. With
+        ``keep_processes`` the processes of exec channels are orphaned instead of killed."""
         for channel in list(self.channels.values()):
-            channel.abandon()
+            if keep_processes:
+                channel.orphan()
+            else:
+                channel.abandon()
         self.channels.clear()
         self._read_blockers.clear()
         self._decoder = FrameDecoder()
@@ -92,13 +96,15 @@ class SerialConnection(Connection):
 def op_resync(connection: Connection, message: dict[str, object]) -> dict[str, object]:
     """A host that does not know this stream's past (a fork's, or one after a server restart) starts
     over: every older channel is abandoned and the reply echoes ``token``, which the host looks for
-    in the bytes it receives to find where the new stream begins. With ``time_ns`` and ``seed`` it is
-    a ``sync`` too (a restored guest then needs one round trip, not two); if that fails, the reply
-    is an error, which the host does not take for the token."""
+    in the bytes it receives to find where the new stream begins. With ``keep_processes`` (a fork,
+    a shell made from a snapshot: the commands running then are part of the machine) processes
+    run on unheard instead of being killed. With ``time_ns`` and ``seed`` it is a ``sync`` too (a
+    restored guest then needs one round trip, not two); if that fails, the reply is an error,
+    which the host does not take for the token."""
     token = get_str(message, "token")
     if not isinstance(connection, SerialConnection):
         raise RequestError("invalid_request", "resync is only for the serial port of a microvm.")
-    connection.reset()
+    connection.reset(keep_processes=get_bool(message, "keep_processes", False))
     if "time_ns" in message:
         op_sync(message)
     return {"token": token}

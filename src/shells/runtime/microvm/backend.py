@@ -17,6 +17,7 @@ Where things live (``D`` data dir, ``C`` cache dir, ``R`` run dir):
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -377,17 +378,22 @@ class MicrovmBackend:
             await qmp.close()
         finally:
             await attaching
-        await self._while_wiring(host_id, self._attach(host_id, resync=True))
+        # What ran in the VM when the image was made runs on in this one (its output unheard).
+        await self._while_wiring(host_id, self._attach(host_id, resync=True, keep_processes=True))
 
-    async def _attach(self, host_id: str, *, resync: bool) -> AgentLink:
+    async def _attach(self, host_id: str, *, resync: bool, keep_processes: bool = False) -> AgentLink:
+        """The link to a VM that runs. ``resync`` starts a fresh stream: the guest forgets the old
+        one's commands, killing their processes unless ``keep_processes``; the request also sets
+        the clock and seeds the RNG. Without it the stream continues and a ``sync`` follows."""
         files = self._files(host_id)
         link = self._links.get(host_id)
         if link is None:
             link = self._links[host_id] = AgentLink()
             resync = True
         try:
-            if resync:  # the resync request syncs the clock and the RNG as well
-                await link.attach(str(files.agent), RESTORE_TIMEOUT_S, resync=True, extra=sync_fields)
+            if resync:
+                fields = functools.partial(sync_fields, keep_processes=keep_processes)
+                await link.attach(str(files.agent), RESTORE_TIMEOUT_S, resync=True, extra=fields)
             else:
                 await link.attach(str(files.agent), RESTORE_TIMEOUT_S, resync=False)
                 await self._sync(link)

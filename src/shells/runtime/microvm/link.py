@@ -38,9 +38,9 @@ RESYNC_TRIES = 3
 SEED_BYTES = 64
 
 
-def sync_fields() -> dict[str, object]:
+def sync_fields(**extra: object) -> dict[str, object]:
     """What a guest needs after every boot, restore and fork: the time, and randomness of its own."""
-    return {"time_ns": time.time_ns(), "seed": os.urandom(SEED_BYTES).hex()}
+    return {"time_ns": time.time_ns(), "seed": os.urandom(SEED_BYTES).hex(), **extra}
 
 
 def _unsent_bytes(writer: asyncio.StreamWriter) -> int:
