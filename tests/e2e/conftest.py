@@ -13,9 +13,8 @@ import httpx
 import pytest
 
 from shells.sdk import Shell, Shells
-from shells.settings import Settings
 
-from .harness import ServerProcess, host_leaks
+from .harness import ServerProcess, leak_checked_server
 from .rest import ShellMaker, rest_client, shell_maker
 
 
@@ -48,15 +47,8 @@ def data_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def server(data_root: Path) -> Iterator[ServerProcess]:
-    srv = ServerProcess(data_root / "main", warm_pool=2)
-    try:
-        srv.start()
+    with leak_checked_server(data_root / "main", warm_pool=2) as srv:
         yield srv
-    finally:
-        srv.purge()
-    instance = Settings(data_dir=srv.data_dir).instance_id
-    leaks = host_leaks(srv.data_dir, instance)
-    assert not leaks, f"host objects left behind: {leaks}"
 
 
 @pytest.fixture(scope="session")

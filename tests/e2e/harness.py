@@ -158,10 +158,23 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
 
 
 @contextmanager
-def running_server(data_dir: Path, warm_pool: int = 2) -> Iterator[ServerProcess]:
-    server = ServerProcess(data_dir, warm_pool=warm_pool)
+def running_server(
+    data_dir: Path, warm_pool: int = 2, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(data_dir, warm_pool=warm_pool, env=env or {})
     try:
         server.start()  # inside: a server that fails to start has set up the host too
         yield server
     finally:
         server.purge()
+
+
+@contextmanager
+def leak_checked_server(
+    data_dir: Path, warm_pool: int = 2, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A running server that, once purged, must have left nothing of its own on the host."""
+    with running_server(data_dir, warm_pool, env) as server:
+        yield server
+    leaks = host_leaks(server.data_dir, Settings(data_dir=server.data_dir).instance_id)
+    assert not leaks, f"host objects left behind: {leaks}"

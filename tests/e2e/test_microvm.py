@@ -20,7 +20,7 @@ from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import CommandExit, CommandOutput, Shell, Shells
 from tests.support.fake_internet import FakeInternet
 
-from .harness import ServerProcess, host_leaks
+from .harness import ServerProcess, leak_checked_server
 
 MISSING = MicrovmBackend.available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class on this host: {MISSING}")
@@ -41,20 +41,9 @@ PROBE = (
 
 @pytest.fixture(scope="module")
 def vm_server(data_root: Path) -> Iterator[ServerProcess]:
-    srv = ServerProcess(
-        data_root / "microvm",
-        warm_pool=0,
-        env={"SHELLS_QUOTA_MAX_SHELLS": "40", "SHELLS_QUOTA_MAX_VCPUS": "40"},
-    )
-    try:
-        srv.start()
+    env = {"SHELLS_QUOTA_MAX_SHELLS": "40", "SHELLS_QUOTA_MAX_VCPUS": "40"}
+    with leak_checked_server(data_root / "microvm", warm_pool=0, env=env) as srv:
         yield srv
-    finally:
-        srv.purge()
-    from shells.settings import Settings
-
-    leaks = host_leaks(srv.data_dir, Settings(data_dir=srv.data_dir).instance_id)
-    assert not leaks, f"host objects left behind: {leaks}"
 
 
 @pytest.fixture(scope="module")

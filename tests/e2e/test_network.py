@@ -19,11 +19,10 @@ import dns.rdatatype
 import httpx
 import pytest
 
-from shells.settings import Settings
 from tests.support.dns_zone_server import ZoneServer
 from tests.support.fake_internet import FakeInternet
 
-from .harness import ServerProcess, free_port, host_leaks
+from .harness import ServerProcess, free_port, leak_checked_server
 from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker
 
 A = dns.rdatatype.A
@@ -95,16 +94,9 @@ def zone() -> Iterator[Zone]:
 @pytest.fixture(scope="module")
 def netserver(data_root: Path, internet: FakeInternet, zone: Zone) -> Iterator[ServerProcess]:
     """A server of its own: its shells' DNS goes to the test zone."""
-    srv = ServerProcess(
-        data_root / "net", warm_pool=0, env={"SHELLS_DNS_UPSTREAMS": f"127.0.0.1:{zone.port}"}
-    )
-    try:
-        srv.start()
+    env = {"SHELLS_DNS_UPSTREAMS": f"127.0.0.1:{zone.port}"}
+    with leak_checked_server(data_root / "net", warm_pool=0, env=env) as srv:
         yield srv
-    finally:
-        srv.purge()
-    leaks = host_leaks(srv.data_dir, Settings(data_dir=srv.data_dir).instance_id)
-    assert not leaks, f"host objects left behind: {leaks}"
 
 
 @pytest.fixture

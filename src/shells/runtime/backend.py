@@ -23,6 +23,15 @@ from ..domain.templates import BuildProgress, TemplateMeta
 from ..domain.terminal import TerminalIO, TerminalSpec
 
 
+def read_tail(path: Path, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` of a log file (nothing if it is not there): every backend's ``logs``."""
+    if not path.exists():
+        return b""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - max_bytes))
+        return f.read()
+
+
 @dataclass(frozen=True)
 class ShellSpec:
     """What a backend needs to build and run one shell."""

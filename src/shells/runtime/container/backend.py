@@ -42,7 +42,7 @@ from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..agent_client import AgentClient
-from ..backend import HostInventory, ShellSpec
+from ..backend import HostInventory, ShellSpec, read_tail
 from ..host import cgroups, idmap, netns, seccomp, uids
 from ..host.btrfs import BtrfsPool
 from ..network.dataplane import HostNetwork
@@ -375,12 +375,7 @@ class ContainerBackend:
         shutil.rmtree(dest, ignore_errors=True)
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
-        path = self.logs_dir / f"{host_id}.log"
-        if not path.exists():
-            return b""
-        with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - max_bytes))
-            return f.read()
+        return read_tail(self.logs_dir / f"{host_id}.log", max_bytes)
 
     async def inventory(self) -> HostInventory:
         states = await self.crun.list()

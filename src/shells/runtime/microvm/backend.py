@@ -41,7 +41,7 @@ from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
-from ..backend import HostInventory, ShellSpec
+from ..backend import HostInventory, ShellSpec, read_tail
 from ..container.backend import DEFAULT_ENV, ContainerBackend
 from . import qemu
 from .accel import probe_accel
@@ -672,12 +672,7 @@ class MicrovmBackend:
             await anyio.to_thread.run_sync(self._collect_fork_points)
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
-        path = self._files(host_id).console
-        if not path.exists():
-            return b""
-        with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - max_bytes))
-            return f.read()
+        return read_tail(self._files(host_id).console, max_bytes)
 
     async def inventory(self) -> HostInventory:
         running, paused, stored = set(), set(), set()

@@ -57,7 +57,7 @@ from ...domain.wasm_presets import (
     wasm_offers,
 )
 from ...settings import Settings
-from ..backend import HostInventory, ShellSpec
+from ..backend import HostInventory, ShellSpec, read_tail
 from ..host import btrfs_quota
 from ..host.btrfs import BtrfsPool
 from . import artifacts, workspace_fs
@@ -335,12 +335,7 @@ class WasmBackend:
         shutil.rmtree(dest, ignore_errors=True)
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
-        path = self._log(host_id)
-        if not path.exists():
-            return b""
-        with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - max_bytes))
-            return f.read()
+        return read_tail(self._log(host_id), max_bytes)
 
     async def inventory(self) -> HostInventory:
         shells_root, snaps_root = self._root / "shells", self._root / "snapshots"
