@@ -29,17 +29,15 @@ class Crun:
         """The directory ``crun run`` sees as /dev, to bind device nodes from (``host_view.py``)."""
         self.binary = binary
 
-    async def _run(
-        self, *args: str, stdout_fd: int | None = None, check: bool = True
-    ) -> tuple[int, bytes, bytes]:
+    async def _run(self, *args: str, check: bool = True) -> tuple[int, bytes, bytes]:
         proc = await asyncio.create_subprocess_exec(
             self.binary,
             "--root",
             str(self.state_root),
             *args,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=stdout_fd if stdout_fd is not None else asyncio.subprocess.PIPE,
-            stderr=stdout_fd if stdout_fd is not None else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await proc.communicate()
         rc = proc.returncode if proc.returncode is not None else -1
