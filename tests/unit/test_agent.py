@@ -97,6 +97,24 @@ class Agent:
         return code
 
 
+def start_agent(
+    sock: str, wrapper: tuple[str, ...] = (), *, stdout: int, stderr: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the agent the way the container backend does: on a listening socket made for it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(sock)
+        listener.listen(128)
+        fd = listener.fileno()
+        return subprocess.Popen(
+            [*wrapper, AGENT_PYTHON, "-E", "-s", "-m", "guest.agent", "--listen-fd", str(fd)],
+            cwd=AGENT_CWD,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            pass_fds=(fd,),
+        )
+
+
 @contextlib.contextmanager
 def running_agent(wrapper: tuple[str, ...] = ()) -> Iterator[Agent]:
     # Unix socket paths are limited to 108 bytes, so not under pytest's long tmp_path.
@@ -104,13 +122,7 @@ def running_agent(wrapper: tuple[str, ...] = ()) -> Iterator[Agent]:
     sock = f"{directory}/agent.sock"
     log = Path(directory) / "agent.log"
     with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [*wrapper, AGENT_PYTHON, "-E", "-s", "-m", "guest.agent", "--listen", sock],
-            cwd=AGENT_CWD,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
+        process = start_agent(sock, wrapper, stdout=subprocess.PIPE, stderr=stderr)
     agent = Agent(process, sock, log)
     try:
         assert process.stdout is not None
@@ -130,7 +142,6 @@ def shared_agent() -> Iterator[Agent]:
         yield agent
         assert agent.process.poll() is None, "the agent died during the tests"
         assert agent.stop() == 0
-        assert not Path(agent.socket).exists()
 
 
 @pytest.fixture
@@ -259,11 +270,7 @@ async def test_ping_and_stats(agent: Agent, client: AgentClient) -> None:
 async def test_wait_ready_waits_for_a_starting_agent() -> None:
     directory = tempfile.mkdtemp(prefix="shells-agent-", dir="/tmp")
     sock = f"{directory}/agent.sock"
-    process = subprocess.Popen(
-        [AGENT_PYTHON, "-E", "-s", "-m", "guest.agent", "--listen", sock],
-        cwd=AGENT_CWD,
-        stdout=subprocess.DEVNULL,
-    )
+    process = start_agent(sock, stdout=subprocess.DEVNULL)
     try:
         await AgentClient(sock).wait_ready(WAIT_S)
         assert (await AgentClient(sock).ping())["pid"] == process.pid
@@ -736,7 +743,9 @@ def test_sigterm_kills_children_and_exits_zero(own_agent: Agent) -> None:
         child = int(connection.recv().payload)
         assert own_agent.stop() == 0
         wait_dead(child)
-    assert not Path(own_agent.socket).exists()
+    # The agent held the only copy of the listening socket (none leaked to its children).
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(own_agent.socket)
 
 
 @pytest.mark.anyio

@@ -74,7 +74,7 @@ def test_every_shape_resolves_and_unknown_shapes_list_the_choices() -> None:
 
 
 def test_the_bundle_isolates_every_namespace_and_limits_every_resource() -> None:
-    paths = BundlePaths("/r", "/w", "/g", "/a", "/n")
+    paths = BundlePaths("/r", "/w", "/g", "/n")
     cfg = build_config(
         paths=paths,
         shape=get_shape("s-2vcpu-2gb"),
@@ -93,6 +93,11 @@ def test_the_bundle_isolates_every_namespace_and_limits_every_resource() -> None
     assert cfg["annotations"]["run.oci.seccomp_bpf_data"] == "AAAA"
     sys_mount = next(m for m in cfg["mounts"] if m["destination"] == "/sys")
     assert sys_mount["type"] == "tmpfs" and "ro" in sys_mount["options"]
+    # The agent gets its listening socket as fd 3; nothing of the host's agent side is mounted.
+    assert cfg["process"]["args"][-2:] == ["--listen-fd", "3"]
+    agent_mounts = [m for m in cfg["mounts"] if m["destination"].startswith("/.shells")]
+    assert [m["destination"] for m in agent_mounts] == ["/.shells/guest"]
+    assert {"ro", "nosuid", "nodev", "noexec"} <= set(agent_mounts[0]["options"])
 
 
 def test_every_error_code_maps_to_one_class_and_a_4xx_or_5xx() -> None:

@@ -100,6 +100,14 @@ def test_a_file_owned_by_root_on_disk_shows_as_uid_base_through_the_mount(
     assert (src / "etc" / "passwd").stat().st_uid == 0  # the disk is untouched
 
 
+def test_the_mount_is_nosuid_and_nodev(tree: tuple[Path, Path], userns: int) -> None:
+    src, mnt = tree
+    idmap.idmapped_bind(str(src), str(mnt), userns)
+    flags = os.statvfs(mnt).f_flag
+    assert flags & os.ST_NOSUID and flags & os.ST_NODEV
+    assert not flags & os.ST_RDONLY
+
+
 def test_a_file_created_through_the_mount_by_uid_base_lands_as_root_on_disk(
     tree: tuple[Path, Path], userns: int
 ) -> None:

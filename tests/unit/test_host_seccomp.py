@@ -58,6 +58,18 @@ if what == "probe":
         "keyctl": sc(250, 0, 0, 0, 0, 0),
         "io_uring_setup": sc(425, 1, 0),
         "getpid": sc(39),
+        "pidfd_getfd": sc(438, -1, 0, 0),
+        "socket_unix": sc(41, 1, 1, 0),
+        "socket_inet": sc(41, 2, 2, 0),
+        "socket_inet6": sc(41, 10, 2, 0),
+        "socket_netlink": sc(41, 16, 3, 0),
+        "socket_vsock": sc(41, 40, 1, 0),
+        "socket_vsock_high_bits": sc(41, 0x100000028, 1, 0),
+        "socket_alg": sc(41, 38, 5, 0),
+        "socket_key": sc(41, 15, 3, 2),
+        "socket_beyond_every_family": sc(41, 0x7FFFFFFF, 1, 0),
+        "socketpair_unix": sc(53, 1, 1, 0, ctypes.addressof((ctypes.c_int * 2)())),
+        "socketpair_vsock": sc(53, 40, 1, 0, ctypes.addressof((ctypes.c_int * 2)())),
     }
     unshare = subprocess.run(["unshare", "-U", "true"], capture_output=True, text=True)
     out["unshare_cli"] = [unshare.returncode, unshare.stderr.strip()]
@@ -145,6 +157,19 @@ def test_bpf_keyctl_and_io_uring_fail_with_eperm(confined: dict[str, Any]) -> No
     assert confined["io_uring_setup"] == "EPERM"
 
 
+def test_pidfd_getfd_fails_with_eperm(confined: dict[str, Any]) -> None:
+    assert confined["pidfd_getfd"] == "EPERM"
+
+
+def test_only_unix_inet_netlink_and_packet_sockets_can_be_made(confined: dict[str, Any]) -> None:
+    for family in ("unix", "inet", "inet6", "netlink"):
+        assert confined[f"socket_{family}"] == "OK", family
+    assert confined["socketpair_unix"] == "OK"
+    for probe in ("vsock", "vsock_high_bits", "alg", "key", "beyond_every_family"):
+        assert confined[f"socket_{probe}"] == "EAFNOSUPPORT", probe
+    assert confined["socketpair_vsock"] == "EAFNOSUPPORT"
+
+
 def test_personality_can_be_queried_but_not_changed(confined: dict[str, Any]) -> None:
     assert confined["personality_query"] == "OK"
     assert confined["personality_linux32"] == "EPERM"
@@ -158,6 +183,9 @@ def test_without_the_filter_the_same_probes_reach_the_kernel() -> None:
     assert free["bpf"] != "EPERM"
     assert free["clone3"] != "ENOSYS"
     assert free["tiocsti_high_bits"] == "ENOTTY"
+    assert free["pidfd_getfd"] == "EBADF"
+    assert free["socket_vsock"] == "OK"
+    assert free["socket_vsock_high_bits"] == "OK"  # the kernel reads the family as 32 bits
 
 
 @pytest.mark.parametrize("abi", ["x32", "int80"])

@@ -1,6 +1,7 @@
 """The Shells agent: runs inside every shell and serves the host over the guest protocol.
 
-Started by the runtime as ``cd /.shells && python3 -E -s -m guest.agent --listen /.shells/run/agent.sock``.
+Started by the runtime as ``cd /.shells && python3 -E -s -m guest.agent --listen-fd 3``, fd 3 being the
+listening socket the host made (``runtime/container/backend.py``).
 It is PID 1 of a container, so besides serving requests it reaps every process that ends up as its child.
 
 Design: a single thread around one ``selectors`` loop; every registered fd carries its callback as the
@@ -76,6 +77,7 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_LIST_ENTRIES = 20_000
 MAX_WINDOW = 4096
 """Largest terminal width or height (columns, rows) the agent accepts."""
+PR_SET_DUMPABLE = 4
 PUMP_CHUNKS = 16
 """File chunks read per loop turn, so one big download cannot starve the other channels."""
 UNWRITABLE_ROOTS = ("/proc", "/sys")
@@ -1105,39 +1107,51 @@ SIMPLE_OPS: dict[str, Callable[[dict[str, object]], dict[str, object]]] = {
 }
 
 
-def listen_unix(path: str) -> socket.socket:
-    """Bind under a temp name and rename into place, so the socket path appears only once it accepts."""
-    temp = Path(path).with_name(f".agent-{os.getpid()}.sock")
-    temp.unlink(missing_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(temp))
-    temp.chmod(0o600)  # the host is root; processes in the shell need not be
-    listener.listen(128)
-    temp.replace(path)
+def adopt_listener(fd: int) -> socket.socket:
+    """The listening unix socket the host made and passed as ``fd``.
+
+    Its path lives in a host directory the shell cannot see, so nothing inside can put another
+    socket in its place; only this process holds it (close-on-exec from here on, so no child does).
+    """
+    listener = socket.socket(fileno=fd)
+    listener.set_inheritable(False)
+    if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_STREAM:
+        raise SystemExit(f"shells-agent: fd {fd} is not a listening unix stream socket")
     return listener
+
+
+def refuse_inspection() -> None:
+    """Make this process non-dumpable, so code in the shell (same uid, no ``CAP_SYS_PTRACE``) cannot
+    reach into it: /proc/1/mem, environ, fd links, maps, and pidfd_getfd all need ptrace access,
+    which the kernel refuses for a non-dumpable process. Its children become dumpable again at exec.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shells-agent", description="The Shells in-shell agent.")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--listen", metavar="PATH", help="unix socket path to serve on")
+    where.add_argument("--listen-fd", metavar="FD", type=int, help="inherited listening unix socket")
     where.add_argument("--serial", metavar="DEVICE", help="virtio-serial port to serve on (microvm)")
     args = parser.parse_args(argv)
+    refuse_inspection()
     agent = Agent()
     if args.serial:
         from .vm import serve_serial
 
         serve_serial(agent, args.serial)
         return 0
-    listener = listen_unix(args.listen)
+    listener = adopt_listener(args.listen_fd)
     with suppress(OSError):  # nobody may be reading our stdout; the socket is what counts
         print("shells-agent ready", flush=True)
     try:
         agent.serve(listener)
     finally:
         listener.close()
-        with suppress(OSError):
-            Path(args.listen).unlink()
     return 0
 
 

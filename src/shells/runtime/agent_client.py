@@ -352,7 +352,8 @@ class AgentClient:
         return await self._call({"op": "ping"}, timeout_s)
 
     async def wait_ready(self, timeout_s: float) -> None:
-        """Retry connect + ping until the agent answers; its socket appears only once it listens."""
+        """Retry connect + ping until the agent answers (a container's socket exists before its agent
+        runs: a connection then waits in its backlog, or is refused if the agent died)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         delay = 0.005

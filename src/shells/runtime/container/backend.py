@@ -6,12 +6,18 @@ Where things live (``D`` is the instance's data dir, ``P`` its btrfs pool):
     P/shells/<id>/{rootfs,workspace}     a shell's writable subvolumes
     P/snapshots/<snap>/{rootfs,workspace} read-only snapshots
     D/logs/<id>.log                      the agent's (PID 1's) stdout and stderr
-    R/shells/<id>/                       runtime-only: bundle, idmapped mounts, agent socket dir
+    R/shells/<id>/                       runtime-only: bundle, idmapped mounts, the agent's socket
     R/netns/<id>                         the shell's network namespace
-    R/agent/guest/                       a copy of the guest agent, bind-mounted into every shell
+    R/shared/                            a small tmpfs of the instance's own, bound into shells:
+    R/shared/guest/                        a copy of the guest agent (every shell's /.shells/guest)
+    R/shared/resolv/<id>                   each shell's /etc/resolv.conf
+    R/devices/                           a tmpfs with the device nodes crun binds into shells
 ``R`` is ``/run/shells/<instance>``: it vanishes on reboot together with the shells' processes, and
 every directory on the way is traversable by the shells' unprivileged host uids (which crun needs
 while it sets up their mounts).
+The host creates each agent's listening socket at ``R/shells/<id>/agent.sock`` and passes it to the
+agent as fd 3: no shell sees that directory, so none can replace the socket the host connects to,
+and the path (and the agent holding the socket) survives a server restart.
 Host-wide names carry the instance id (cgroups ``/shells-<instance>/<id>``, uid-block claims), so two
 instances on one host never touch each other's objects.
 """
@@ -22,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -49,6 +56,7 @@ from ..network.dataplane import HostNetwork
 from ..templates.build_dns import dns_for_builds
 from ..templates.catalog import BASE_ROOTFS
 from ..templates.provision import BuiltinTemplates
+from . import host_view
 from .bundle import DEFAULT_PATH, BundlePaths, build_config
 from .crun import Crun
 from .template_store import TemplateStorage
@@ -84,12 +92,13 @@ class ContainerBackend:
         self.netns_dir = self.run_dir / "netns"
         self.network = HostNetwork(settings)
         self.logs_dir = data / "logs"
-        self.crun = Crun(self.run_dir / "crun")
+        self.crun = Crun(self.run_dir / "crun", devices=self.run_dir / "devices")
         self.cgroup_prefix = f"shells-{self.instance}"
         self.uid_blocks = uids.UidBlocks(self.instance)
         self._seccomp_b64 = ""
         self._details: dict[str, str] = {}
-        self._agent_code = self.run_dir / "agent" / "guest"
+        self._shared = self.run_dir / "shared"
+        self._agent_code = self._shared / "guest"
         self.template_bits = TemplateStorage(self.pool)
         self._builtins = BuiltinTemplates(self, self.template_bits, settings.cache_dir)
 
@@ -111,7 +120,10 @@ class ContainerBackend:
         return self.run_dir / "shells" / host_id
 
     def _socket(self, host_id: str) -> str:
-        return str(self._runtime_dir(host_id) / "agent" / "agent.sock")
+        return str(self._runtime_dir(host_id) / "agent.sock")
+
+    def _resolv_conf(self, host_id: str) -> Path:
+        return self._shared / "resolv" / host_id
 
     def _cgroup(self, host_id: str) -> str:
         return f"/{self.cgroup_prefix}/{host_id}"
@@ -127,6 +139,8 @@ class ContainerBackend:
             d.mkdir(parents=True, exist_ok=True)
         for d in (self.run_dir.parent, self.run_dir, self.run_dir / "shells"):
             d.chmod(0o711)
+        host_view.mount_shared(self._shared)
+        host_view.mount_devices(self.crun.devices)
         self._install_agent_code()
         netns.ensure_private_mount(str(self.netns_dir))
         await anyio.to_thread.run_sync(self.network.prepare)
@@ -162,7 +176,6 @@ class ContainerBackend:
         shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
         for path in [staging, *staging.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        self._agent_code.parent.chmod(0o755)
         shutil.rmtree(self._agent_code, ignore_errors=True)
         staging.rename(self._agent_code)
 
@@ -240,20 +253,24 @@ class ContainerBackend:
             await self.stop(host_id)
         try:
             # The host steps are blocking syscalls (~5 ms); a worker thread keeps the API responsive.
-            bundle = await anyio.to_thread.run_sync(self._prepare_bundle, spec)
-            await self.crun.run_detached(host_id, bundle, self.logs_dir / f"{host_id}.log")
+            bundle, listener = await anyio.to_thread.run_sync(self._prepare_bundle, spec)
+            # Once the agent holds the socket, ours must go: a connection must fail when it dies.
+            with listener:
+                log_path = self.logs_dir / f"{host_id}.log"
+                await self.crun.run_detached(host_id, bundle, log_path, listener.fileno())
             await AgentClient(self._socket(host_id)).wait_ready(self.settings.agent_ready_timeout_s)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.stop(host_id)
             raise
 
-    def _prepare_bundle(self, spec: ShellSpec) -> Path:
-        """Claim a uid block, mount rootfs and /workspace idmapped, make the netns, write config.json."""
+    def _prepare_bundle(self, spec: ShellSpec) -> tuple[Path, socket.socket]:
+        """Claim a uid block, mount rootfs and /workspace idmapped, make the netns, write config.json,
+        and make the agent's listening socket (returned, for crun to pass on)."""
         host_id = spec.host_id
         rt = self._runtime_dir(host_id)
-        rootfs_mnt, ws_mnt, agent_run, bundle = rt / "rootfs", rt / "workspace", rt / "agent", rt / "bundle"
-        for d in (rootfs_mnt, ws_mnt, agent_run, bundle):
+        rootfs_mnt, ws_mnt, bundle = rt / "rootfs", rt / "workspace", rt / "bundle"
+        for d in (rootfs_mnt, ws_mnt, bundle):
             d.mkdir(parents=True)
         block = self.uid_blocks.claim(host_id)
         (rt / "runtime.json").write_text(json.dumps({"uid_block": block}), encoding="utf-8")
@@ -273,18 +290,16 @@ class ContainerBackend:
                 caches.append((str(mnt), inside))
         finally:
             os.close(fd)
-        os.chown(agent_run, uid_base, uid_base)
         ns_path = self.netns_dir / host_id
         netns.create_sealed_netns(str(ns_path))
         addresses = self.network.attach(host_id, str(ns_path), spec.network, spec.networks, spec.hostname)
-        resolv_conf = rt / "resolv.conf"  # every mode: a live change to internet needs no restart
+        resolv_conf = self._resolv_conf(host_id)  # every mode: a live change to internet needs no restart
         resolv_conf.write_text(f"nameserver {addresses.nameserver}\n", encoding="utf-8")
         config = build_config(
             paths=BundlePaths(
                 rootfs=str(rootfs_mnt),
                 workspace=str(ws_mnt),
                 agent_code=str(self._agent_code),
-                agent_run=str(agent_run),
                 netns=str(ns_path),
                 caches=tuple(caches),
                 resolv_conf=str(resolv_conf),
@@ -295,7 +310,7 @@ class ContainerBackend:
             seccomp_bpf_b64=self._seccomp_b64,
         )
         (bundle / "config.json").write_text(json.dumps(config), encoding="utf-8")
-        return bundle
+        return bundle, _listen(self._socket(host_id))
 
     async def stop(self, host_id: str) -> None:
         """Kill the container and release its runtime objects; the subvolumes stay. Idempotent."""
@@ -307,6 +322,7 @@ class ContainerBackend:
             idmap.unmount(str(mnt), lazy=True)
         await anyio.to_thread.run_sync(self.network.detach, host_id)
         netns.remove_netns(str(self.netns_dir / host_id))
+        self._resolv_conf(host_id).unlink(missing_ok=True)
         meta = rt / "runtime.json"
         if meta.exists():
             try:
@@ -408,6 +424,8 @@ class ContainerBackend:
         cgroups.remove_cgroup(f"/{self.cgroup_prefix}")
         await anyio.to_thread.run_sync(self.network.purge)
         netns.release_private_mount(str(self.netns_dir))
+        for view in (self._shared, self.crun.devices):
+            idmap.unmount(str(view), lazy=True)
         self.pool.unmount()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -445,6 +463,19 @@ class ContainerBackend:
 
     async def mkdir(self, host_id: str, path: str) -> None:
         await self._agent(host_id).mkdir(path, parents=True)
+
+
+def _listen(path: str) -> socket.socket:
+    """A listening unix socket at ``path``, reachable by root only (the host connects as root)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        Path(path).chmod(0o600)
+        listener.listen(128)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 def _to_stderr(line: str) -> None:

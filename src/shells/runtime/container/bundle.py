@@ -10,7 +10,14 @@ What the config promises, and why:
   profile on every start, ~35 ms), ``noNewPrivileges``, a small capability set that only has
   meaning inside the user namespace, masked /proc paths, read-only /proc/sys, and an empty
   read-only /sys (a sysfs cannot be mounted for a netns the shell does not own, and crun's fallback
-  would bind the host's own /sys).
+  would bind the host's own /sys);
+- the agent (PID 1) serves the host on a listening socket the host made and passes as fd 3
+  (``crun run --preserve-fds 1``): its path is in a host directory no shell sees, so nothing inside
+  can put another socket in its place;
+- nothing host-specific in /proc/self/mountinfo: the root filesystem and /workspace are idmapped
+  mounts the host made ``nosuid,nodev`` (crun cannot remount an idmapped mount, so the flags it is
+  asked for here would not take), and the agent code and resolv.conf come from the instance's own
+  small tmpfs, not from the host's root filesystem.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from typing import Any
 from ...domain.shapes import Shape
 
 AGENT_DIR = "/.shells"
-AGENT_SOCKET = f"{AGENT_DIR}/run/agent.sock"
+AGENT_LISTEN_FD = 3
+"""The agent's listening socket: the first fd after stdio, as ``crun --preserve-fds 1`` passes it."""
 HOSTNAME = "shells"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD_US = 100_000
@@ -61,11 +69,10 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"]
 class BundlePaths:
     rootfs: str  # the idmapped root filesystem mount
     workspace: str  # the idmapped /workspace mount
-    agent_code: str  # the host's `shells/guest` package directory
-    agent_run: str  # host directory that will hold the agent socket
+    agent_code: str  # a copy of the `shells/guest` package on the instance's shared tmpfs
     netns: str  # the network namespace file
     caches: tuple[tuple[str, str], ...] = ()  # (idmapped host mount, directory inside): shared caches
-    resolv_conf: str | None = None  # the shell's resolv.conf (names the host-side DNS resolver)
+    resolv_conf: str | None = None  # the shell's resolv.conf on the shared tmpfs (names the resolver)
 
 
 def build_config(
@@ -83,7 +90,7 @@ def build_config(
         "process": {
             "terminal": False,
             "user": {"uid": 0, "gid": 0},
-            "args": ["python3", "-E", "-s", "-m", "guest.agent", "--listen", AGENT_SOCKET],
+            "args": ["python3", "-E", "-s", "-m", "guest.agent", "--listen-fd", str(AGENT_LISTEN_FD)],
             "env": [f"PATH={DEFAULT_PATH}", "LANG=C.UTF-8", "HOME=/root"],
             "cwd": AGENT_DIR,
             "noNewPrivileges": True,
@@ -146,13 +153,7 @@ def build_config(
                 "destination": f"{AGENT_DIR}/guest",
                 "type": "bind",
                 "source": paths.agent_code,
-                "options": ["rbind", "ro", "nosuid", "nodev"],
-            },
-            {
-                "destination": f"{AGENT_DIR}/run",
-                "type": "bind",
-                "source": paths.agent_run,
-                "options": ["rbind", "rw", "nosuid", "nodev", "noexec"],
+                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
             },
             *(
                 {

@@ -88,6 +88,12 @@ NAMESPACE_CLONE_FLAGS = {
     # denying it only turns an EINVAL into EPERM. clone3 (where it means CLONE_NEWTIME) is ENOSYS.
     "CLONE_NEWTIME": 0x00000080,
 }
+SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17}
+"""The address families a shell may create sockets of (gVisor's set). Every other one answers
+EAFNOSUPPORT, as from a kernel built without it: ``AF_VSOCK`` is not network-namespaced (it reaches
+the hypervisor and the host past every nft rule), and the rest (``AF_ALG``, ``AF_KEY``, ``AF_RDS``,
+``AF_TIPC``, ``AF_CAN``, ...) are kernel surface a shell never needs, many autoloaded on first use.
+``AF_PACKET`` stays so tools get the kernel's own EPERM (a shell has no ``CAP_NET_RAW`` in its netns)."""
 
 
 def _personality_rules() -> tuple[Rule, ...]:
@@ -102,6 +108,23 @@ def _personality_rules() -> tuple[Rule, ...]:
         one, zero = 1 << bit, 1 << ((bit + 1) % 32)
         rules.append(Rule(("personality",), when=(Arg(0, Op.MASKED_EQ, one, mask=one | zero),)))
     return tuple(rules)
+
+
+def _socket_family_rules() -> tuple[Rule, ...]:
+    """EAFNOSUPPORT from socket(2) and socketpair(2) for every family outside ``SOCKET_FAMILIES``.
+
+    The kernel reads the family as a 32-bit int, so a value with high bits set is caught by the one
+    ``GT`` rule above the largest allowed family (nobody passes such a value honestly); every family
+    below it that is not allowed gets its own ``EQ`` rule.
+    """
+    allowed = set(SOCKET_FAMILIES.values())
+    top = max(allowed)
+    denied = [f for f in range(top) if f not in allowed]
+    return tuple(
+        Rule((call,), error=errno.EAFNOSUPPORT, when=(arg,))
+        for call in ("socket", "socketpair")
+        for arg in (Arg(0, Op.GT, top), *(Arg(0, Op.EQ, f) for f in denied))
+    )
 
 
 DEFAULT_POLICY = Policy(
@@ -124,8 +147,8 @@ DEFAULT_POLICY = Policy(
                 "open_by_handle_at", "name_to_handle_at",
                 "mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsmount",
                 "fspick", "mount_setattr", "setns", "unshare",
-                # looking into other processes
-                "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
+                # looking into other processes (or copying their fds: the agent's connections)
+                "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
             ),
         ),
         # Terminal injection. The kernel compares the request as 32 bits, so compare only those:
@@ -137,6 +160,7 @@ DEFAULT_POLICY = Policy(
         *(Rule(("clone",), when=(Arg(0, Op.MASKED_EQ, f, mask=f),)) for f in NAMESPACE_CLONE_FLAGS.values()),
         Rule(("clone3",), error=errno.ENOSYS),
         *_personality_rules(),
+        *_socket_family_rules(),
     )
 )  # fmt: skip
 
