@@ -35,7 +35,11 @@ class ShellRecord:
     """Seconds without exec, terminal or port traffic after which the shell pauses itself; None never."""
 
     def to_public(self) -> dict[str, Any]:
-        """The wire form every door returns (env values are the caller's own, so they are shown)."""
+        """The wire form every door returns.
+
+        Environment values are never shown back, only their names: whoever may read a shell (a
+        viewer granted one shell, a read-only token) must not learn the secrets it was created with.
+        """
         return {
             "id": self.id,
             "name": self.name,
@@ -50,7 +54,7 @@ class ShellRecord:
             "region": self.region,
             "tenant": self.tenant,
             "owner": self.owner,
-            "env": dict(self.env),
+            "env_names": sorted(self.env),
             "labels": dict(self.labels),
             "idle_timeout_s": self.idle_timeout_s,
             "created_at": self.created_at.isoformat(),

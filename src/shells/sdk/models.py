@@ -78,7 +78,8 @@ class ShellInfo:
     region: str = ""
     tenant: str = ""
     owner: str = ""
-    env: dict[str, str] = field(default_factory=dict)
+    env_names: list[str] = field(default_factory=list)
+    """The names of the environment variables the shell was created with (values are never shown)."""
     labels: dict[str, str] = field(default_factory=dict)
     idle_timeout_s: int | None = None
     """Seconds without use after which the shell pauses itself; None never."""
