@@ -1,0 +1,125 @@
+"""Stopping in bounded time: once SIGTERM arrives new requests answer 503 ``shutting_down`` (the API
+keeps listening rather than refusing connections), open command streams get a grace period to end
+on their own, and those still running then end with a final ``shutting_down`` event.
+
+uvicorn alone stops listening first and then waits for every open answer without limit, so one
+endless stream (``tail -f``) kept a server from ever stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import TypeVar
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
+
+from ..domain.errors import ShuttingDown
+from .errors import error_response
+
+T = TypeVar("T")
+FINAL_EVENT_S = 2.0
+"""How long streams ended by the drain get to send their final event before uvicorn takes over."""
+RETRY_AFTER_S = 5
+WS_SERVICE_RESTART = 1012
+
+
+def shutting_down() -> ShuttingDown:
+    return ShuttingDown(
+        "The server is shutting down; send the request again in a few seconds.",
+        {"retry_after_s": RETRY_AFTER_S},
+    )
+
+
+class Drain:
+    """The shutdown state every request and command stream of one app consults."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.draining = False
+        self._ending = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = 0
+
+    async def finish(self) -> None:
+        """Refuse new requests, give open streams ``grace_s``, then end the rest and let their
+        final events go out."""
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.grace_s):
+                await self._idle.wait()
+        self._ending.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FINAL_EVENT_S):
+                await self._idle.wait()
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        self._open += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._open -= 1
+            if not self._open:
+                self._idle.set()
+
+    async def run(self, work: Awaitable[T]) -> T:
+        """``work`` to its end, or ShuttingDown once the grace is over (``work`` is cancelled)."""
+        with self._held():
+            task = asyncio.ensure_future(work)
+            ending = asyncio.ensure_future(self._ending.wait())
+            try:
+                await asyncio.wait((task, ending), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ending.cancel()
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if task.cancelled():
+                raise shutting_down()
+            return task.result()
+
+    async def stream(self, items: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``items`` until they end, or until the grace is over: then ``items`` is cancelled where it
+        waits (a command is killed by closing its channel) and ShuttingDown is raised."""
+        with self._held():
+            ending = asyncio.ensure_future(self._ending.wait())
+            try:
+                while True:
+                    step = asyncio.ensure_future(anext(items))
+                    await asyncio.wait((step, ending), return_when=asyncio.FIRST_COMPLETED)
+                    if not step.done():
+                        step.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                            await step
+                        raise shutting_down()
+                    try:
+                        item = step.result()
+                    except StopAsyncIteration:
+                        return
+                    yield item
+            finally:
+                ending.cancel()
+
+
+class Draining:
+    """The ASGI middleware that answers 503 ``shutting_down`` (with Retry-After) once draining."""
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app = app
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.drain.draining or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            response = error_response(shutting_down())
+            response.headers["connection"] = "close"
+            await response(scope, receive, send)
+        else:
+            await WebSocketClose(WS_SERVICE_RESTART, "the server is shutting down")(scope, receive, send)
