@@ -138,6 +138,22 @@ async def test_the_drain_ends_an_endless_stream_after_its_grace() -> None:
         await answer
 
 
+@pytest.mark.anyio
+async def test_a_caller_leaving_a_stream_closes_its_source() -> None:
+    ended.clear()
+    drain = Drain(grace_s=10)
+    stream = drain.stream(endless())
+    assert await anext(stream) == 0
+    reader = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    reader.cancel()  # the client went away while the next item was awaited
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await stream.aclose()
+    assert ended
+    await asyncio.wait_for(drain.finish(), 1)  # nothing is left open
+
+
 def test_a_draining_server_answers_503_with_retry_after() -> None:
     app = FastAPI()
     install(app)

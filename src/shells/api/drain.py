@@ -89,22 +89,26 @@ class Drain:
         waits (a command is killed by closing its channel) and ShuttingDown is raised."""
         with self._held():
             ending = asyncio.ensure_future(self._ending.wait())
+            step: asyncio.Future[T] | None = None
             try:
                 while True:
                     step = asyncio.ensure_future(anext(items))
                     await asyncio.wait((step, ending), return_when=asyncio.FIRST_COMPLETED)
                     if not step.done():
-                        step.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                            await step
                         raise shutting_down()
                     try:
                         item = step.result()
                     except StopAsyncIteration:
                         return
+                    step = None
                     yield item
             finally:
                 ending.cancel()
+                if step is not None and not step.done():  # ended by the drain, or the caller left
+                    step.cancel()
+                    await asyncio.wait((step,))
+                    if not step.cancelled():
+                        step.exception()  # retrieved: whatever the cancelled step ended with is moot
 
 
 class Draining:
