@@ -153,7 +153,8 @@ def _partial_request(port: int, request_line: str, token: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=BODY_IDLE_TIMEOUT_S + 30)
     head = (
         f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+        "Content-Length: 100\r\n\r\n"
     )
     sock.sendall(head.encode() + b'{"name": ')  # 9 of the 100 bytes promised
     return sock
@@ -170,15 +171,16 @@ def test_a_body_shorter_than_its_length_is_408(server: ServerProcess, new_shell:
     sh = new_shell(language="bash")
     json_body = _partial_request(server.port, "POST /v1/tenants", server.token)
     upload = _partial_request(server.port, f"PUT /v1/shells/{sh['id']}/files?path=/workspace/f", server.token)
+    mcp = _partial_request(server.port, "POST /api/agent/invoke", server.token)
     started = time.monotonic()
     try:
-        for sock in (json_body, upload):
+        for sock in (json_body, upload, mcp):
             answer = _read_all(sock)  # the server answers, then closes the connection
             assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
             assert b'"request_timeout"' in answer
     finally:
-        json_body.close()
-        upload.close()
+        for sock in (json_body, upload, mcp):
+            sock.close()
     assert time.monotonic() - started < BODY_IDLE_TIMEOUT_S + 15
     with rest_client(server) as api:
         listing = api.get(f"/v1/shells/{sh['id']}/files/list", params={"path": "/workspace"}).json()

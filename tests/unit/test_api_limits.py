@@ -13,11 +13,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from shells.api import deps
+from shells.api.body_timeout import BodyTimeout
 from shells.api.drain import Drain, Draining
 from shells.api.errors import install
 from shells.control.requests import CreateShellRequest, parse_exec
 from shells.control.restarts import Restarts
-from shells.domain.errors import InvalidRequest, RequestTimeout, ShellBusy, ShuttingDown
+from shells.domain.errors import InvalidRequest, ShellBusy, ShuttingDown
 from shells.domain.execution import ExecExit, ExecStarted, OutputChunk, collect
 
 
@@ -56,9 +57,17 @@ def test_a_json_integer_past_64_bits_is_a_400() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_body_that_stops_arriving_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deps, "BODY_IDLE_TIMEOUT_S", 0.2)
+async def test_a_body_that_stops_arriving_times_out() -> None:
+    app = FastAPI()
+    install(app)
+    app.add_middleware(BodyTimeout, idle_s=0.2)
+
+    @app.post("/echo")
+    async def echo(body: deps.BodyDep) -> dict[str, Any]:
+        return body
+
     pieces = [{"type": "http.request", "body": b'{"a":', "more_body": True}]
+    sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         if pieces:
@@ -66,11 +75,14 @@ async def test_a_body_that_stops_arriving_times_out(monkeypatch: pytest.MonkeyPa
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
 
-    from starlette.requests import Request
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
 
-    request = Request({"type": "http", "method": "POST", "headers": [(b"content-length", b"100")]}, receive)
-    with pytest.raises(RequestTimeout):
-        await asyncio.wait_for(deps.json_body(request), 5)
+    headers = [(b"content-length", b"100"), (b"host", b"x")]
+    scope = {"type": "http", "method": "POST", "path": "/echo", "headers": headers, "query_string": b""}
+    await asyncio.wait_for(app(scope | {"app": app}, receive, send), 5)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 408
+    assert b"request_timeout" in sent[1]["body"]
 
 
 def test_env_that_no_exec_could_pass_is_refused_at_create() -> None:

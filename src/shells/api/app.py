@@ -11,6 +11,7 @@ from .. import __version__
 from ..control.service import Control
 from ..mcp.http import McpHttp
 from . import console, errors, metrics, routes_admin, routes_mcp, terminal_ws
+from .body_timeout import BodyTimeout
 from .drain import Drain, Draining
 from .request_context import RequestContext
 from .routes import router
@@ -38,6 +39,7 @@ def create_app(control: Control) -> FastAPI:
     app.state.mcp = mcp
     app.state.drain = drain = Drain(control.ctx.settings.shutdown_grace_s)
     app.add_middleware(Draining, drain=drain)
+    app.add_middleware(BodyTimeout)
     app.add_middleware(RequestContext)
     metrics.install(app, control)
     errors.install(app)  # last, so outermost: nothing raised below it reaches uvicorn

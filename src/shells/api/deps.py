@@ -7,16 +7,14 @@ longer than an SQLite read.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Header, Query, Request
 
 from ..control.service import Control
-from ..domain.errors import InvalidRequest, PayloadTooLarge, RequestTimeout
-from ..domain.limits import BODY_IDLE_TIMEOUT_S, MAX_API_INT, MAX_JSON_BODY_BYTES
+from ..domain.errors import InvalidRequest, PayloadTooLarge
+from ..domain.limits import MAX_API_INT, MAX_JSON_BODY_BYTES
 from ..domain.principal import Principal
 from .drain import Drain
 
@@ -40,24 +38,6 @@ async def get_principal(request: Request, authorization: Annotated[str | None, H
     return cast(Control, request.app.state.control).auth.principal(authorization)
 
 
-async def body_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The request body, each piece within BODY_IDLE_TIMEOUT_S of the last (uvicorn has no body
-    timeout: a body shorter than its Content-Length would hold the request open for ever)."""
-    chunks = aiter(request.stream())
-    while True:
-        try:
-            async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
-                chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise RequestTimeout(
-                f"The request body stopped arriving: nothing for {BODY_IDLE_TIMEOUT_S:.0f} s. "
-                "Send as many bytes as Content-Length says."
-            ) from None
-        yield chunk
-
-
 def _bounded_int(text: str) -> int:
     value = int(text)
     if abs(value) > MAX_API_INT:
@@ -66,13 +46,13 @@ def _bounded_int(text: str) -> int:
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """Read a JSON object body with a size cap, a time limit, integers that fit in 64 bits, and a
-    clear error for anything else."""
+    """Read a JSON object body with a size cap, integers that fit in 64 bits, and a clear error for
+    anything else (a body that stops arriving is ``api.body_timeout``'s)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BODY_BYTES:
         raise PayloadTooLarge(f"The JSON body is larger than {MAX_JSON_BODY_BYTES} bytes.")
     raw = bytearray()
-    async for chunk in body_chunks(request):
+    async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_JSON_BODY_BYTES:
             raise PayloadTooLarge(f"The JSON body is larger than {MAX_JSON_BODY_BYTES} bytes.")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..control.requests import CreateShellRequest, parse_exec
 from ..domain.errors import InvalidRequest
 from ..domain.execution import FileEntry
-from .deps import DOOR, BodyDep, ControlDep, Cursor, DrainDep, PageSize, PrincipalDep, body_chunks
+from .deps import DOOR, BodyDep, ControlDep, Cursor, DrainDep, PageSize, PrincipalDep
 from .exec_stream import exec_response
 
 router = APIRouter()
@@ -150,7 +150,7 @@ async def write_file(
         file_mode = -1
     if not 0 <= file_mode <= 0o7777:
         raise InvalidRequest("'mode' must be octal permission bits such as 644.")
-    size = await control.inside.write_file(principal, shell_id, path, body_chunks(request), file_mode, DOOR)
+    size = await control.inside.write_file(principal, shell_id, path, request.stream(), file_mode, DOOR)
     return {"path": path, "size": size}
 
 
