@@ -39,7 +39,7 @@ class Drain:
     def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
         self.draining = False
-        self._ending = asyncio.Event()
+        self._ending: asyncio.Future[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._open = 0
@@ -51,10 +51,18 @@ class Drain:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.grace_s):
                 await self._idle.wait()
-        self._ending.set()
+        if not self.ending.done():
+            self.ending.set_result(None)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FINAL_EVENT_S):
                 await self._idle.wait()
+
+    @property
+    def ending(self) -> asyncio.Future[None]:
+        """Done once the grace is over; one future every stream waits on (made in the loop)."""
+        if self._ending is None:
+            self._ending = asyncio.get_running_loop().create_future()
+        return self._ending
 
     @contextlib.contextmanager
     def _held(self) -> Iterator[None]:
@@ -71,11 +79,9 @@ class Drain:
         """``work`` to its end, or ShuttingDown once the grace is over (``work`` is cancelled)."""
         with self._held():
             task = asyncio.ensure_future(work)
-            ending = asyncio.ensure_future(self._ending.wait())
             try:
-                await asyncio.wait((task, ending), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((task, self.ending), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                ending.cancel()
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -88,12 +94,11 @@ class Drain:
         """``items`` until they end, or until the grace is over: then ``items`` is cancelled where it
         waits (a command is killed by closing its channel) and ShuttingDown is raised."""
         with self._held():
-            ending = asyncio.ensure_future(self._ending.wait())
             step: asyncio.Future[T] | None = None
             try:
                 while True:
                     step = asyncio.ensure_future(anext(items))
-                    await asyncio.wait((step, ending), return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait((step, self.ending), return_when=asyncio.FIRST_COMPLETED)
                     if not step.done():
                         raise shutting_down()
                     try:
@@ -103,7 +108,6 @@ class Drain:
                     step = None
                     yield item
             finally:
-                ending.cancel()
                 if step is not None and not step.done():  # ended by the drain, or the caller left
                     step.cancel()
                     await asyncio.wait((step,))
