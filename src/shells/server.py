@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .api.app import create_app
+from .api.drain import Drain
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .runtime.backend import Backend
@@ -21,6 +22,8 @@ from .store.repository import Store
 
 WS_MAX_MESSAGE = 1 << 20
 """Largest WebSocket message (terminal input) the server accepts."""
+SHUTDOWN_BACKSTOP_S = 5
+"""After the drain, how long uvicorn waits for other open answers (downloads, terminals)."""
 
 
 def build_control(settings: Settings) -> Control:
@@ -56,18 +59,23 @@ def serve(settings: Settings) -> None:
         log_level="warning",
         access_log=False,
         ws_max_size=WS_MAX_MESSAGE,
+        timeout_graceful_shutdown=SHUTDOWN_BACKSTOP_S,
     )
-    _Server(config, app.state.control).run()
+    _Server(config, app.state.control, app.state.drain).run()
 
 
 class _Server(uvicorn.Server):
-    """Ends the live feed's streams when shutdown begins: uvicorn waits for every open answer to
-    finish before it runs the app's own shutdown, and a feed's stream never finishes by itself."""
+    """Stops in bounded time. uvicorn stops listening, then waits for every open answer to finish
+    before it runs the app's own shutdown: first the live feed's streams are ended (they never end
+    by themselves) and the API drains (``api.drain``: 503 to new requests, command streams end after
+    the grace); what still runs after that gets SHUTDOWN_BACKSTOP_S, then is cancelled."""
 
-    def __init__(self, config: uvicorn.Config, control: Control) -> None:
+    def __init__(self, config: uvicorn.Config, control: Control, drain: Drain) -> None:
         super().__init__(config)
         self.control = control
+        self.drain = drain
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.control.feed.close()
+        await self.drain.finish()
         await super().shutdown(sockets)

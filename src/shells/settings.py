@@ -68,6 +68,9 @@ class Settings:
     """Every tenant's monthly free allowance unless set for the tenant (``SHELLS_FREE_TIER_USD``)."""
     budget_check_s: float = 10.0
     """How often budget caps are checked against the month's cost (``SHELLS_BUDGET_CHECK_S``)."""
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM, how long open command streams may run on before they end with a final
+    ``shutting_down`` event (``SHELLS_SHUTDOWN_GRACE_S``); new requests answer 503 meanwhile."""
 
     @property
     def instance_id(self) -> str:
@@ -132,6 +135,7 @@ class Settings:
             "quota_max_vcpus": "SHELLS_QUOTA_MAX_VCPUS",
             "rate_limit_per_s": "SHELLS_RATE_LIMIT_PER_S",
             "budget_check_s": "SHELLS_BUDGET_CHECK_S",
+            "shutdown_grace_s": "SHELLS_SHUTDOWN_GRACE_S",
         }.items():
             if env.get(var):
                 try:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import wasmtime
 
-from shells.domain.execution import DEFAULT_OUTPUT_CAP_BYTES
+from shells.domain.limits import EXEC_OUTPUT_CAP_BYTES
 
 from .rest import ShellMaker, error_of
 from .test_wasm import execw, get, put, wasm_shell
@@ -125,10 +125,10 @@ def test_an_output_flood_is_capped(api: httpx.Client, new_shell: ShellMaker) -> 
     sh = wasm_shell(new_shell)
     total, done = flood(api, sh["id"], ["python", "-c", "while True: print('x' * 999)"], 60)
     assert done["type"] == "exit" and done["truncated"] is True, done
-    assert total <= DEFAULT_OUTPUT_CAP_BYTES and done["timed_out"] is False, done  # writes fail past the cap
+    assert total <= EXEC_OUTPUT_CAP_BYTES and done["timed_out"] is False, done  # writes fail past the cap
     total, done = flood(api, sh["id"], ["node", "-e", "for (;;) console.log('y'.repeat(1 << 20))"], 4)
     assert done["type"] == "exit" and done["truncated"] is True, done  # QuickJS ignores EPIPE: the timeout
-    assert total <= DEFAULT_OUTPUT_CAP_BYTES
+    assert total <= EXEC_OUTPUT_CAP_BYTES
 
 
 def test_no_socket_no_subprocess_no_host_env(api: httpx.Client, new_shell: ShellMaker) -> None:

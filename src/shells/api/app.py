@@ -11,6 +11,8 @@ from .. import __version__
 from ..control.service import Control
 from ..mcp.http import McpHttp
 from . import console, errors, metrics, routes_admin, routes_mcp, terminal_ws
+from .body_timeout import BodyTimeout
+from .drain import Drain, Draining
 from .request_context import RequestContext
 from .routes import router
 from .routes_events import router as events_router
@@ -35,9 +37,12 @@ def create_app(control: Control) -> FastAPI:
     app = FastAPI(title="Shells", version=__version__, lifespan=lifespan)
     app.state.control = control
     app.state.mcp = mcp
-    errors.install(app)
+    app.state.drain = drain = Drain(control.ctx.settings.shutdown_grace_s)
+    app.add_middleware(Draining, drain=drain)
+    app.add_middleware(BodyTimeout)
     app.add_middleware(RequestContext)
     metrics.install(app, control)
+    errors.install(app)  # last, so outermost: nothing raised below it reaches uvicorn
     app.include_router(router)
     app.include_router(routes_admin.router)
     app.include_router(terminal_ws.router)

@@ -1,8 +1,10 @@
 """The wire form of a running command, shared by exec and run: NDJSON events, or one JSON object.
 
 Stream: ``{"type":"started","pid"}``, then ``{"type":"stdout"|"stderr","data"}`` chunks, then
-``{"type":"exit",...}`` (or ``{"type":"error","error":{...}}`` if the shell failed mid-way). With
-``?wait=true``: ``{"stdout","stderr","exit_code","signal","timed_out","truncated","duration_ms"}``.
+``{"type":"exit",...}`` (or ``{"type":"error","error":{...}}`` if the shell failed mid-way, or the
+server is shutting down: code ``shutting_down``). With ``?wait=true``:
+``{"stdout","stderr","exit_code","signal","timed_out","truncated","duration_ms"}``, the output cut at
+``WAIT_OUTPUT_CAP_BYTES`` (``truncated``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..domain.errors import ShellsError
 from ..domain.execution import ExecEvent, ExecExit, ExecStarted, collect
+from .drain import Drain
 from .errors import error_body
 
 NDJSON = "application/x-ndjson"
@@ -25,11 +28,13 @@ def error_line(exc: ShellsError) -> bytes:
     return json.dumps({"type": "error", **error_body(exc.code, exc.message, exc.details)}).encode() + b"\n"
 
 
-async def exec_response(events: AsyncIterator[ExecEvent], wait: bool) -> JSONResponse | StreamingResponse:
+async def exec_response(
+    events: AsyncIterator[ExecEvent], wait: bool, drain: Drain
+) -> JSONResponse | StreamingResponse:
     if wait:
-        return JSONResponse((await collect(events)).to_public())
+        return JSONResponse((await drain.run(collect(events))).to_public())
     first = await _first(events)
-    return StreamingResponse(_ndjson(first, events), media_type=NDJSON)
+    return StreamingResponse(_ndjson(first, events, drain), media_type=NDJSON)
 
 
 async def _first(events: AsyncIterator[ExecEvent]) -> ExecEvent | None:
@@ -41,7 +46,9 @@ async def _first(events: AsyncIterator[ExecEvent]) -> ExecEvent | None:
         return None
 
 
-async def _ndjson(first: ExecEvent | None, events: AsyncIterator[ExecEvent]) -> AsyncIterator[bytes]:
+async def _ndjson(
+    first: ExecEvent | None, events: AsyncIterator[ExecEvent], drain: Drain
+) -> AsyncIterator[bytes]:
     decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
 
     def line(ev: ExecEvent) -> bytes:
@@ -54,7 +61,7 @@ async def _ndjson(first: ExecEvent | None, events: AsyncIterator[ExecEvent]) -> 
     try:
         if first is not None:
             yield line(first)
-        async for ev in events:
+        async for ev in drain.stream(events):
             yield line(ev)
     except ShellsError as exc:
         yield error_line(exc)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..control.requests import CreateShellRequest, parse_exec
 from ..domain.errors import InvalidRequest
 from ..domain.execution import FileEntry
-from .deps import DOOR, BodyDep, ControlDep, PrincipalDep
+from .deps import DOOR, BodyDep, ControlDep, Cursor, DrainDep, PageSize, PrincipalDep
 from .exec_stream import exec_response
 
 router = APIRouter()
@@ -93,8 +93,8 @@ async def events(
     control: ControlDep,
     principal: PrincipalDep,
     shell_id: str,
-    after: int = 0,
-    limit: int = Query(500, le=5000),
+    after: Cursor = 0,
+    limit: PageSize = 500,
 ) -> dict[str, Any]:
     return {"events": [e.to_public() for e in control.events(principal, shell_id, after, limit)]}
 
@@ -112,10 +112,11 @@ async def exec_(
     principal: PrincipalDep,
     shell_id: str,
     body: BodyDep,
+    drain: DrainDep,
     wait: bool = False,
 ) -> JSONResponse | StreamingResponse:
     events = await control.inside.exec(principal, shell_id, parse_exec(body), DOOR)
-    return await exec_response(events, wait)
+    return await exec_response(events, wait, drain)
 
 
 @router.get("/v1/shells/{shell_id}/files")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from ..control.tokens import TokenRequest
 from ..domain.audit import AuditQuery, parse_time
-from .deps import BodyDep, ControlDep, PrincipalDep
+from .deps import BodyDep, ControlDep, Cursor, PageSize, PrincipalDep
 
 router = APIRouter()
 
@@ -87,8 +87,8 @@ async def audit(
     outcome: str | None = None,
     since: str | None = None,
     until: str | None = None,
-    after: int = 0,
-    limit: int = Query(500, ge=1, le=5000),
+    after: Cursor = 0,
+    limit: PageSize = 500,
 ) -> dict[str, Any]:
     query = AuditQuery(
         shell=shell,

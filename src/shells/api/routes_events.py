@@ -21,13 +21,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
 from ..control.feed import Feed
 from ..domain.errors import InvalidRequest, ShellsError
+from ..domain.limits import MAX_API_INT
 from ..domain.principal import Principal
-from .deps import ControlDep, PrincipalDep
+from .deps import ControlDep, Cursor, PrincipalDep
 from .errors import error_body
 
 router = APIRouter()
@@ -43,16 +44,17 @@ def _message(kind: str, data: dict[str, Any], event_id: int | None = None) -> st
 def _after(after: int | None, last_event_id: str | None) -> int | None:
     if after is not None or last_event_id is None:
         return after
-    if not last_event_id.strip().isdigit():
+    text = last_event_id.strip()
+    if not (text.isdigit() and int(text) <= MAX_API_INT):
         raise InvalidRequest("'Last-Event-ID' must be the id of an event, a whole number.")
-    return int(last_event_id)
+    return int(text)
 
 
 @router.get("/v1/events/stream")
 async def event_stream(
     control: ControlDep,
     principal: PrincipalDep,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Cursor | None = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Every event of every shell the caller can see, as it happens (Server-Sent Events)."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from ..domain.errors import InvalidRequest
 from .deps import DOOR, BodyDep, ControlDep, PrincipalDep
@@ -78,6 +78,8 @@ async def list_ports(control: ControlDep, principal: PrincipalDep, shell_id: str
 
 
 @router.delete("/v1/shells/{shell_id}/ports/{port}", status_code=204)
-async def close_port(control: ControlDep, principal: PrincipalDep, shell_id: str, port: int) -> Response:
+async def close_port(
+    control: ControlDep, principal: PrincipalDep, shell_id: str, port: Annotated[int, Path(ge=1, le=65535)]
+) -> Response:
     control.network.close_port(principal, shell_id, port, DOOR)
     return Response(status_code=204)

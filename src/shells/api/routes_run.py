@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..control.run_code import RunRequest
-from .deps import DOOR, BodyDep, ControlDep, PrincipalDep
+from .deps import DOOR, BodyDep, ControlDep, DrainDep, PrincipalDep
 from .exec_stream import exec_response
 
 router = APIRouter()
@@ -14,7 +14,12 @@ router = APIRouter()
 
 @router.post("/v1/shells/{shell_id}/run", response_model=None)
 async def run_code(
-    control: ControlDep, principal: PrincipalDep, shell_id: str, body: BodyDep, wait: bool = False
+    control: ControlDep,
+    principal: PrincipalDep,
+    shell_id: str,
+    body: BodyDep,
+    drain: DrainDep,
+    wait: bool = False,
 ) -> JSONResponse | StreamingResponse:
     events = await control.run_code.run(principal, shell_id, RunRequest.parse(body), DOOR)
-    return await exec_response(events, wait)
+    return await exec_response(events, wait, drain)

@@ -1,4 +1,5 @@
-"""What every use case shares: the store, the backends, quotas, per-shell locks, and the audit helper."""
+"""What every use case shares: the store, the backends, quotas, per-shell locks, the restarts under
+way, and the audit helper."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
 from .quotas import Quotas
 from .request_scope import current_request
+from .restarts import Restarts
 
 
 @dataclass
@@ -27,6 +29,7 @@ class ControlContext:
     store: Store
     backends: dict[Runtime, Backend]
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    restarts: Restarts = field(default_factory=Restarts)
     quotas: Quotas = field(init=False)
 
     def __post_init__(self) -> None:

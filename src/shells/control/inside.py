@@ -11,14 +11,13 @@ from ..domain import access
 from ..domain.audit import DEFAULT_DOOR
 from ..domain.errors import ShellsError
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileEntry
+from ..domain.limits import MAX_FILE_READ_BYTES
 from ..domain.paths import normalize_shell_path
 from ..domain.principal import Principal
 from ..domain.shell import ShellRecord
 from .context import ControlContext
 from .suspend import Suspension
 from .templates import Templates
-
-MAX_READ_BYTES = 512 * 1024 * 1024
 
 
 class Inside:
@@ -80,7 +79,9 @@ class Inside:
 
     async def read_file(self, principal: Principal, shell_id: str, path: str) -> AsyncIterator[bytes]:
         shell = await self._ready(principal, shell_id, access.FILES_READ, "a file read")
-        return self.ctx.backend(shell.runtime).read_file(shell.id, normalize_shell_path(path), MAX_READ_BYTES)
+        return self.ctx.backend(shell.runtime).read_file(
+            shell.id, normalize_shell_path(path), MAX_FILE_READ_BYTES
+        )
 
     async def write_file(
         self,

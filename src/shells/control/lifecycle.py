@@ -29,7 +29,7 @@ from .context import ControlContext
 from .fork import fork_shell
 from .networking import Networking
 from .pool import WarmPool
-from .requests import CreateShellRequest, parse_fork_count
+from .requests import CreateShellRequest, parse_fork_count, parse_log_bytes
 from .suspend import Suspension
 from .templates import Templates
 from .wasm_shells import wasm_template
@@ -303,8 +303,7 @@ class Lifecycle:
 
         match cap:
             case Capability.LOGS:
-                max_bytes = int(params.get("max_bytes", MAX_LOG_BYTES))
-                data = await backend.logs(shell.id, max(1, min(max_bytes, MAX_LOG_BYTES)))
+                data = await backend.logs(shell.id, parse_log_bytes(params, MAX_LOG_BYTES))
                 return done({"logs": data.decode(errors="replace")})
             case Capability.STOP:
                 await backend.stop(shell.id)
@@ -314,8 +313,9 @@ class Lifecycle:
                 await backend.start(spec)
                 return state(ShellState.RUNNING), {}
             case Capability.RESTART:
-                await backend.stop(shell.id)
-                await backend.start(spec)
+                with self.ctx.restarts.running(shell.id):  # requests wait for it (control.restarts)
+                    await backend.stop(shell.id)
+                    await backend.start(spec)
                 if shell.state is ShellState.RUNNING:
                     return done()
                 return state(ShellState.RUNNING), {}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.errors import InvalidRequest
-from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, ExecSpec
+from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, ExecSpec, check_env
 from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
@@ -31,6 +31,12 @@ def _str_map(value: object, field_name: str) -> dict[str, str]:
             f"'{field_name}' must be an object of string keys to string values.", {"field": field_name}
         )
     return dict(value)
+
+
+def _env(value: object) -> dict[str, str]:
+    env = _str_map(value, "env")
+    check_env(env)
+    return env
 
 
 def reject_unknown(body: Mapping[str, Any], known: set[str]) -> None:
@@ -113,7 +119,7 @@ class CreateShellRequest:
             template=_opt_str(body.get("template"), "template"),
             snapshot=_opt_str(body.get("snapshot"), "snapshot"),
             name=name,
-            env=_str_map(body.get("env"), "env"),
+            env=_env(body.get("env")),
             labels=labels,
             networks=tuple(dict.fromkeys(networks)),
             idle_timeout_s=parse_idle_timeout(body.get("idle_timeout_s")),
@@ -133,6 +139,14 @@ def parse_fork_count(params: Mapping[str, Any]) -> int:
             f"'count' must be a whole number of forks from 1 to {MAX_FORKS}.", {"field": "count"}
         )
     return count
+
+
+def parse_log_bytes(params: Mapping[str, Any], most: int) -> int:
+    """The ``max_bytes`` of a logs action: a whole number, clamped to 1..``most``."""
+    value = params.get("max_bytes", most)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest("'max_bytes' must be a whole number of bytes.", {"field": "max_bytes"})
+    return max(1, min(value, most))
 
 
 def parse_idle_timeout(value: object) -> int | None:

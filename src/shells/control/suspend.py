@@ -86,8 +86,11 @@ class Suspension:
     async def ready(
         self, principal: Principal, shell_id: str, permission: access.Permission, door: str, why: str
     ) -> ShellRecord:
-        """``usable``, then a paused shell is resumed (the caller waits) so the request can run."""
+        """``usable``, then a paused shell is resumed (the caller waits) so the request can run; a
+        restart under way is waited for too."""
         shell = self.usable(principal, shell_id, permission)
+        if await self.ctx.restarts.wait(shell.id):
+            shell = self.usable(principal, shell_id, permission)
         if shell.state is ShellState.PAUSED:
             async with self.ctx.locks[shell.id]:
                 shell = self.usable(principal, shell_id, permission)

@@ -32,7 +32,9 @@
     │   ├── TemplateInUse            template_in_use         shells or templates still use the template
     │   ├── TemplateNotBuilt         template_not_built      a built-in template that must be built first
     │   ├── NetworkExists            network_exists          the tenant already has a network of that name
-    │   └── NetworkInUse             network_in_use          shells are still attached to the network
+    │   ├── NetworkInUse             network_in_use          shells are still attached to the network
+    │   └── ShellBusy                shell_busy              too many calls open on the shell, or its restart
+    │                                                        outlasted the wait; try again shortly
     ├── TemplateBuildFailed          template_build_failed   a build step failed (422); nothing registered
     ├── CommandNotFound              command_not_found       exec of a binary that does not exist
     ├── PayloadTooLarge              payload_too_large
@@ -42,7 +44,9 @@
     ├── RuntimeFailure               runtime_failure         the host runtime failed; the message says where
     ├── AgentError                   agent_error             the in-shell agent misbehaved or went away
     ├── Timeout                      timeout                 no answer in time (also a client timeout)
+    │   └── RequestTimeout           request_timeout         the request body did not arrive in time (408)
     └── Unavailable                  unavailable             server unreachable, or connection dropped
+        └── ShuttingDown             shutting_down           the server is stopping; try again (Retry-After)
 
 Messages are written for the person who has to fix the input: they say what was wrong and what to
 send instead. Doors (REST, SDK, MCP) translate codes, never messages.
@@ -197,6 +201,10 @@ class NetworkInUse(Conflict):
     code = "network_in_use"
 
 
+class ShellBusy(Conflict):
+    code = "shell_busy"
+
+
 class TemplateBuildFailed(ShellsError):
     code = "template_build_failed"
 
@@ -233,8 +241,16 @@ class Timeout(ShellsError):
     code = "timeout"
 
 
+class RequestTimeout(Timeout):
+    code = "request_timeout"
+
+
 class Unavailable(ShellsError):
     code = "unavailable"
+
+
+class ShuttingDown(Unavailable):
+    code = "shutting_down"
 
 
 def _all_error_classes() -> list[type[ShellsError]]:

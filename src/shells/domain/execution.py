@@ -7,16 +7,31 @@ dataclasses with no behaviour beyond validation.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import InvalidRequest
+from .limits import EXEC_OUTPUT_CAP_BYTES, WAIT_OUTPUT_CAP_BYTES
 
 DEFAULT_EXEC_TIMEOUT_S = 600.0
 MAX_EXEC_TIMEOUT_S = 24 * 3600.0
-DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
 MAX_ARGV_BYTES = 256 * 1024
 MAX_ENV_ENTRIES = 4096
+
+
+def check_env(env: dict[str, str]) -> None:
+    """The rule for environment variables wherever they are given (a create, an exec): what
+    ``execve`` can pass. Checked when given, so a shell never holds an env that fails every exec."""
+    if len(env) > MAX_ENV_ENTRIES:
+        raise InvalidRequest(f"'env' has more than {MAX_ENV_ENTRIES} entries.", {"field": "env"})
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key:
+            raise InvalidRequest(
+                f"'env' name {key!r} is invalid: names may not be empty or hold '=' or NUL.",
+                {"field": "env"},
+            )
+        if "\0" in value:
+            raise InvalidRequest(f"'env' value of {key!r} holds a NUL byte.", {"field": "env"})
 
 
 @dataclass(frozen=True)
@@ -32,7 +47,7 @@ class ExecSpec:
     cwd: str | None = None
     stdin: bytes = b""
     timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
-    output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
+    output_cap_bytes: int = EXEC_OUTPUT_CAP_BYTES
 
     def __post_init__(self) -> None:
         if (self.argv is None) == (self.command is None):
@@ -48,13 +63,7 @@ class ExecSpec:
                 raise InvalidRequest("'cmd' arguments may not contain NUL bytes.")
         if self.command is not None and ("\0" in self.command or not self.command.strip()):
             raise InvalidRequest("'command' must be a non-empty shell string without NUL bytes.")
-        if len(self.env) > MAX_ENV_ENTRIES:
-            raise InvalidRequest(f"'env' has more than {MAX_ENV_ENTRIES} entries.")
-        for key, value in self.env.items():
-            if not key or "=" in key or "\0" in key or "\0" in value:
-                raise InvalidRequest(
-                    f"'env' key {key!r} is invalid: names may not be empty or hold '=' or NUL."
-                )
+        check_env(self.env)
         if self.cwd is not None and (not self.cwd.startswith("/") or "\0" in self.cwd):
             raise InvalidRequest("'cwd' must be an absolute path inside the shell, such as /workspace.")
         if not 0 < self.timeout_s <= MAX_EXEC_TIMEOUT_S:
@@ -128,15 +137,21 @@ class ExecResult:
         }
 
 
-async def collect(events: AsyncIterator[ExecEvent]) -> ExecResult:
-    """Run a command's event stream to its end, keeping its output."""
+async def collect(events: AsyncIterator[ExecEvent], cap: int = WAIT_OUTPUT_CAP_BYTES) -> ExecResult:
+    """Run a command's event stream to its end, keeping its first ``cap`` bytes of output (stdout
+    and stderr together, as the agent counts); past it output is dropped and the exit says
+    ``truncated``, so an answer given whole never holds more than the cap."""
     out, err = bytearray(), bytearray()
+    room = cap
     exit_ = ExecExit(exit_code=-1)
     async for ev in events:
         if isinstance(ev, ExecExit):
             exit_ = ev
         elif isinstance(ev, OutputChunk):
-            (out if ev.stream == "stdout" else err).extend(ev.data)
+            (out if ev.stream == "stdout" else err).extend(ev.data[: max(room, 0)])
+            room -= len(ev.data)
+    if room < 0:
+        exit_ = replace(exit_, truncated=True)
     return ExecResult(stdout=bytes(out), stderr=bytes(err), exit=exit_)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .access import Role
 from .errors import InvalidRequest
+from .limits import MAX_API_INT
 
 DEFAULT_TENANT = "default"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -73,7 +74,7 @@ def parse_limit_overrides(value: object) -> dict[str, float | int]:
         if (
             isinstance(number, bool)
             or not isinstance(number, int | float)
-            or number <= 0
+            or not 0 < number <= MAX_API_INT
             or (whole and not float(number).is_integer())
         ):
             kind = "a positive whole number" if whole else "a positive number"

@@ -8,6 +8,9 @@ every call over one virtio-serial stream with the same channel code.
 The agent runs inside the sandbox, so everything it sends is untrusted: frames are bounded by the
 protocol decoder, replies are type-checked, only the error codes an agent may legitimately send map to
 their ``shells.domain.errors`` class (anything else is an ``AgentError``), and every wait has a deadline.
+Every limit that protects the server is counted here, whatever the agent says: a command's output
+(``ExecSpec.output_cap_bytes``), a file's size, a listing's length, the bytes queued per channel and
+the calls open to one agent (``domain.limits``).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
+from dataclasses import replace
 
-from shells.domain.errors import ERRORS_BY_CODE, AgentError, PayloadTooLarge, ShellsError
+from shells.domain.errors import ERRORS_BY_CODE, AgentError, PayloadTooLarge, ShellBusy, ShellsError
 from shells.domain.execution import (
     ExecEvent,
     ExecExit,
@@ -29,6 +33,7 @@ from shells.domain.execution import (
     FileKind,
     OutputChunk,
 )
+from shells.domain.limits import MAX_AGENT_CHANNELS, MAX_LIST_ENTRIES
 from shells.domain.terminal import TerminalSpec
 from shells.guest.protocol import (
     FILE_CHUNK,
@@ -57,7 +62,9 @@ DEFAULT_OP_TIMEOUT_S = 30.0
 EXIT_MARGIN_S = 15.0
 """How long past an exec's own timeout (which the agent enforces) we wait for its exit report."""
 INBOX_FRAMES = 32
-"""Frames queued per channel before the connection stops reading: backpressure reaches the agent."""
+INBOX_BYTES = 2 * 1024 * 1024
+"""Frames, and payload bytes, queued per channel before the connection stops reading: backpressure
+reaches the agent, and a channel holds at most INBOX_BYTES plus one frame."""
 AGENT_ERROR_CODES = frozenset({
     "invalid_request",
     "invalid_path",
@@ -139,6 +146,7 @@ class _Channel:
         self.finished = False
         self._connection = connection
         self._frames: deque[Frame] = deque()
+        self._queued = 0
         self._readable = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -146,12 +154,17 @@ class _Channel:
 
     async def deliver(self, frame: Frame) -> None:
         """Called by the connection's reader; waits while the inbox is full."""
-        while len(self._frames) >= INBOX_FRAMES and not self._closed:
+        while self._full and not self._closed:
             self._room.clear()
             await self._room.wait()
         if not self._closed:
             self._frames.append(frame)
+            self._queued += len(frame.payload)
             self._readable.set()
+
+    @property
+    def _full(self) -> bool:
+        return len(self._frames) >= INBOX_FRAMES or self._queued >= INBOX_BYTES
 
     def wake(self) -> None:
         self._readable.set()
@@ -170,7 +183,8 @@ class _Channel:
             except TimeoutError:
                 raise AgentError("The shell agent did not answer in time.") from None
         frame = self._frames.popleft()
-        if len(self._frames) < INBOX_FRAMES:
+        self._queued -= len(frame.payload)
+        if not self._full:
             self._room.set()
         return frame
 
@@ -223,6 +237,8 @@ class ChannelTable:
 
     def open_channel(self) -> _Channel:
         self.raise_if_failed()
+        if len(self._channels) >= MAX_AGENT_CHANNELS:
+            raise _too_many_calls()
         while True:
             self._next_id = self._next_id % MAX_CHANNEL + 1
             if self._next_id not in self._channels:
@@ -320,6 +336,18 @@ class _Connection(ChannelTable):
             await self._writer.wait_closed()
 
 
+def _too_many_calls() -> ShellBusy:
+    return ShellBusy(
+        f"The shell already has {MAX_AGENT_CHANNELS} commands, file transfers or terminals open; "
+        "wait for some to finish.",
+        {"limit": MAX_AGENT_CHANNELS},
+    )
+
+
+_OPEN_BY_PATH: Counter[str] = Counter()
+"""Calls open to each agent reached by path: a container's agent gets one connection per call."""
+
+
 class AgentClient:
     """Talks to the agent of one shell through its unix socket."""
 
@@ -332,13 +360,21 @@ class AgentClient:
 
     @contextlib.asynccontextmanager
     async def _channel(self, deadline: float) -> AsyncIterator[_Channel]:
-        connection = await _Connection.open_unix(self._path, deadline)
-        channel = connection.open_channel()
+        if _OPEN_BY_PATH[self._path] >= MAX_AGENT_CHANNELS:
+            raise _too_many_calls()
+        _OPEN_BY_PATH[self._path] += 1
         try:
-            yield channel
+            connection = await _Connection.open_unix(self._path, deadline)
+            channel = connection.open_channel()
+            try:
+                yield channel
+            finally:
+                channel.close()
+                await connection.aclose()
         finally:
-            channel.close()
-            await connection.aclose()
+            _OPEN_BY_PATH[self._path] -= 1
+            if not _OPEN_BY_PATH[self._path]:
+                del _OPEN_BY_PATH[self._path]
 
     async def _call(self, request: Mapping[str, object], timeout_s: float | None = None) -> dict[str, object]:
         deadline = self._deadline(timeout_s)
@@ -388,16 +424,19 @@ class AgentClient:
             # Stdin goes in its own task so that output keeps flowing while it is sent: a process that
             # writes before it reads would otherwise deadlock against our own backpressure.
             feeder = asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline)) if spec.stdin else None
+            room = spec.output_cap_bytes  # counted here too: the agent may not stop at the cap
             try:
                 yield _started_from(channel.expect(await channel.recv(deadline), "started"))
                 while True:
                     frame = await channel.recv(deadline)
-                    if frame.kind is Kind.STDOUT:
-                        yield OutputChunk("stdout", frame.payload)
-                    elif frame.kind is Kind.STDERR:
-                        yield OutputChunk("stderr", frame.payload)
+                    if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
+                        data = frame.payload[: max(room, 0)]
+                        room -= len(frame.payload)
+                        if data:
+                            yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
                     else:
-                        yield _exit_from(channel.final(frame, "exit"))
+                        exit_ = _exit_from(channel.final(frame, "exit"))
+                        yield replace(exit_, truncated=True) if room < 0 else exit_
                         return
             finally:
                 if feeder is not None:
@@ -466,7 +505,7 @@ class AgentClient:
 
     async def list_dir(self, path: str) -> list[FileEntry]:
         entries = (await self._call({"op": "list_dir", "path": path})).get("entries")
-        if not isinstance(entries, list):
+        if not isinstance(entries, list) or len(entries) > MAX_LIST_ENTRIES:
             raise AgentError("The shell agent sent a malformed directory listing.")
         return [_entry_from(entry) for entry in entries]
 
