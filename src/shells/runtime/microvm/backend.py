@@ -50,7 +50,7 @@ from .images import Image, copy_file, grow_ext4, overlay
 from .link import AgentLink, LinkedAgentClient, sync_fields
 from .qemu import Machine, Qmp, VmFiles
 from .ramsplit import Unsupported, split_ram
-from .vmnet import VmNetwork
+from .vmnet import GUEST_IP, VmNetwork
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +83,7 @@ class MicrovmBackend:
     runtime = Runtime.MICROVM
     capabilities = SUSPENDABLE
     network_modes = frozenset(NetworkMode)
+    port_address = GUEST_IP
 
     def __init__(self, settings: Settings, container: ContainerBackend) -> None:
         self.settings = settings
