@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from shells.runtime.microvm.backend import MicrovmBackend
+from shells.runtime.microvm.console import CONSOLE_BYTES
 from shells.sdk import Shell, Shells
 
 from .harness import ServerProcess, leak_checked_server
@@ -81,3 +82,20 @@ def test_an_exposed_port_of_a_vm_serves_through_the_ingress(
             vm.resume()
         again = web.get("/", headers=with_token)
         assert again.status_code == 200 and PAGE in again.text
+
+
+def test_a_console_flood_is_capped_on_the_host_and_logs_show_its_end(
+    vm_server: ServerProcess, vm: Shell
+) -> None:
+    console = vm_server.data_dir / "microvm" / "shells" / vm.id / "console.log"
+    line = "flood " * 12
+    written = int(sh(vm, f"yes '{line}' | timeout 15 tee /dev/ttyS0 | wc -c; echo THE-END > /dev/ttyS0"))
+    assert written > 3 * CONSOLE_BYTES, f"the flood wrote only {written} bytes: it proves nothing"
+    assert console.stat().st_size <= CONSOLE_BYTES
+    logs = vm.logs()
+    assert "THE-END" in logs[-200:]
+    assert line.strip() in logs
+    assert console.stat().st_size <= CONSOLE_BYTES
+    sizes = sorted(p.stat().st_size for p in console.parent.iterdir() if p.is_file())
+    assert [p.name for p in console.parent.iterdir() if p.name.endswith(".partial")] == []
+    print(f"flood of {written} bytes; files of the shell's dir: {sizes}")
