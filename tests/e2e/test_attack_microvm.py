@@ -6,12 +6,15 @@ the agent's virtio port, floods ``ttyS0``, and serves a page through the ingress
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from shells.guest.protocol import HEADER_SIZE, MAX_CHANNEL, MAX_PAYLOAD, Kind, encode_control, encode_frame
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.runtime.microvm.console import CONSOLE_BYTES
 from shells.sdk import Shell, Shells
@@ -44,7 +47,7 @@ def vm(vm_client: Shells) -> Iterator[Shell]:
 
 
 def sh(shell: Shell, script: str, timeout_s: float = 60) -> str:
-    out = shell.commands.run(script, timeout_s=timeout_s)
+    out = shell.commands.run(script, timeout=timeout_s)
     assert out.exit_code == 0, (out.stdout, out.stderr)
     return str(out.stdout)
 
@@ -99,3 +102,92 @@ def test_a_console_flood_is_capped_on_the_host_and_logs_show_its_end(
     sizes = sorted(p.stat().st_size for p in console.parent.iterdir() if p.is_file())
     assert [p.name for p in console.parent.iterdir() if p.name.endswith(".partial")] == []
     print(f"flood of {written} bytes; files of the shell's dir: {sizes}")
+
+
+ATTACK = r"""
+import ctypes, os, random, select, sys, time
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def agent_port():
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/dev/vport"):
+                    return int(pid), int(fd)
+        except OSError:
+            pass
+    raise SystemExit("no process holds a virtio port")
+
+
+pid, target = agent_port()
+port = libc.syscall(438, os.pidfd_open(pid), target, 0)  # pidfd_getfd: the agent's own port
+if port < 0:
+    raise SystemExit(f"pidfd_getfd failed: errno {ctypes.get_errno()}")
+written = 0
+
+
+def put(data):
+    global written
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(port, view[: random.randint(1, 32768)])
+        except BlockingIOError:
+            select.select([], [port], [], 1)
+            continue
+        view = view[n:]
+        written += n
+
+
+time.sleep(1)
+forged = open("/workspace/forged.bin", "rb").read()
+for _ in range(2):
+    put(forged)  # every guessed channel's output and end
+    put(os.urandom(1 << 20))  # garbage
+    put(bytes.fromhex(sys.argv[1]))  # a header promising a 1 MiB frame, then nothing
+    time.sleep(0.5)  # the agent's frames follow it
+    put(bytes.fromhex(sys.argv[1])[:5])  # half a header
+    time.sleep(0.5)
+print(f"wrote {written} bytes through the agent's port", flush=True)
+open("/workspace/attack.done", "w").write(str(written))
+"""
+
+
+def _forgeries() -> tuple[bytes, str]:
+    """Frames in the host's own format for guessed channels (sequential ids, then random ones), and a
+    header that promises a 1 MiB frame on a random channel."""
+    lie = {"op": "exit", "exit_code": 0, "signal": None, "timed_out": False, "truncated": False}
+    ids = [*range(1, 3001), *(random.randrange(1, MAX_CHANNEL) for _ in range(2000))]
+    frames = b"".join(
+        encode_frame(guess, Kind.STDOUT, b"FORGED\n") + encode_control(guess, {**lie, "duration_ms": 1.0})
+        for guess in ids
+    )
+    promise = encode_frame(random.randrange(1, MAX_CHANNEL), Kind.STDOUT, b"x" * MAX_PAYLOAD)[:HEADER_SIZE]
+    return frames, promise.hex()
+
+
+def test_frames_forged_from_inside_the_guest_reach_no_call_and_the_vm_stays_usable(vm: Shell) -> None:
+    forged, promise = _forgeries()
+    vm.files.write("/workspace/forged.bin", forged)
+    vm.files.write("/workspace/attack.py", ATTACK)
+    sh(vm, f"rm -f /workspace/attack.done; setsid nohup python3 /workspace/attack.py {promise} "
+           "> /workspace/attack.log 2>&1 < /dev/null &")  # fmt: skip
+    started = time.monotonic()
+    legit = vm.commands.run("for i in $(seq 1 40); do echo legit-$i; sleep 0.2; done; exit 7", timeout=120)
+    print(f"the legitimate command took {time.monotonic() - started:.1f} s")
+    assert legit.stdout == "".join(f"legit-{i}\n" for i in range(1, 41))
+    assert legit.exit_code == 7 and "FORGED" not in legit.stdout
+    deadline = time.monotonic() + 120
+    while (done := vm.commands.run("cat /workspace/attack.done 2>/dev/null || true").stdout) == "":
+        assert time.monotonic() < deadline, vm.files.read_text("/workspace/attack.log")
+        time.sleep(1)
+    assert int(done) > 2 * len(forged) + (2 << 20), "the attack did not write everything"
+    print(vm.files.read_text("/workspace/attack.log"))
+    # The link is whole: commands, files and their outputs are true.
+    for n in range(3):
+        out = vm.commands.run(f"echo still-{n}; exit {n}")
+        assert (out.stdout, out.exit_code) == (f"still-{n}\n", n)
+    vm.files.write("/workspace/after.txt", b"x" * 200_000)
+    assert vm.files.read("/workspace/after.txt") == b"x" * 200_000
