@@ -191,3 +191,17 @@ def test_frames_forged_from_inside_the_guest_reach_no_call_and_the_vm_stays_usab
         assert (out.stdout, out.exit_code) == (f"still-{n}\n", n)
     vm.files.write("/workspace/after.txt", b"x" * 200_000)
     assert vm.files.read("/workspace/after.txt") == b"x" * 200_000
+
+
+def test_after_a_server_crash_the_link_starts_over_and_the_console_ring_is_kept(
+    vm_server: ServerProcess, vm: Shell
+) -> None:
+    """QEMU outlives the server: its console ring still holds what the guest wrote, and the new
+    server's link reaches the agent with a resync (behind the mark)."""
+    sh(vm, "echo BEFORE-THE-CRASH > /dev/ttyS0")
+    vm_server.kill9()
+    vm_server.start()
+    with vm_server.client() as client:
+        again = client.get(vm.id)
+        assert sh(again, "echo alive") == "alive\n"
+        assert "BEFORE-THE-CRASH" in again.logs()
