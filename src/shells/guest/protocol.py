@@ -17,7 +17,9 @@ one final CONTROL frame from the agent: "exit" for exec, "ok" for other ops, or 
 
 Both ends treat the other as untrusted, so decoding is strict: framing faults raise ``ProtocolError`` (the
 receiver drops the whole connection) and malformed JSON or fields raise ``BadMessage`` (the agent answers
-that one channel with an error; the host raises).
+that one channel with an error; the host raises). A microvm's port is the exception, since it is never
+dropped: there the agent's decoder hunts for the next ``RESYNC_MARK`` after a fault, and the host keeps
+only frames of channels it opened (``runtime/microvm/framescan.py``).
 
 Stdlib only: this module is also imported inside the sandbox, by an interpreter that only sees ``guest``.
 """
@@ -121,14 +123,13 @@ class FrameDecoder:
     It holds at most one partial frame, so its memory is bounded by MAX_PAYLOAD + HEADER_SIZE plus the
     last read; an oversized length is rejected as soon as its header is complete. With ``hunt_resync``
     a framing fault does not raise: the decoder drops bytes up to the next ``RESYNC_MARK`` and goes on
-    from there (``hunting`` says it is looking; ``faults`` counts the faults).
+    from there (``hunting`` says it is looking).
     """
 
     def __init__(self, *, hunt_resync: bool = False) -> None:
         self._buffer = bytearray()
         self._hunt_resync = hunt_resync
         self.hunting = False
-        self.faults = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buffer += data
@@ -146,7 +147,6 @@ class FrameDecoder:
             except ProtocolError:
                 if not self._hunt_resync:
                     raise
-                self.faults += 1
                 self.hunting = True
                 continue
             end = offset + HEADER_SIZE + size
