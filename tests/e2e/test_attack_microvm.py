@@ -17,7 +17,7 @@ import pytest
 from shells.guest.protocol import HEADER_SIZE, MAX_CHANNEL, MAX_PAYLOAD, Kind, encode_control, encode_frame
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.runtime.microvm.console import CONSOLE_BYTES
-from shells.sdk import Shell, Shells
+from shells.sdk import Shell, Shells, ShellsError
 
 from .harness import ServerProcess, leak_checked_server
 
@@ -104,7 +104,7 @@ def test_a_console_flood_is_capped_on_the_host_and_logs_show_its_end(
     print(f"flood of {written} bytes; files of the shell's dir: {sizes}")
 
 
-ATTACK = r"""
+GRAB_PORT = r"""
 import ctypes, os, random, select, sys, time
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -125,6 +125,12 @@ pid, target = agent_port()
 port = libc.syscall(438, os.pidfd_open(pid), target, 0)  # pidfd_getfd: the agent's own port
 if port < 0:
     raise SystemExit(f"pidfd_getfd failed: errno {ctypes.get_errno()}")
+"""
+"""Root in the guest takes a copy of the agent's virtio port fd (``pid``, ``port``)."""
+
+ATTACK = (
+    GRAB_PORT
+    + r"""
 written = 0
 
 
@@ -153,6 +159,7 @@ for _ in range(2):
 print(f"wrote {written} bytes through the agent's port", flush=True)
 open("/workspace/attack.done", "w").write(str(written))
 """
+)
 
 
 def _forgeries() -> tuple[bytes, str]:
@@ -205,3 +212,52 @@ def test_after_a_server_crash_the_link_starts_over_and_the_console_ring_is_kept(
         again = client.get(vm.id)
         assert sh(again, "echo alive") == "alive\n"
         assert "BEFORE-THE-CRASH" in again.logs()
+
+
+STEAL = (
+    GRAB_PORT
+    + r"""
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_DETACH, WALL = 0x4206, 0x4207, 17, 0x40000000
+time.sleep(1)
+if libc.ptrace(PTRACE_SEIZE, pid, None, None) or libc.ptrace(PTRACE_INTERRUPT, pid, None, None):
+    raise SystemExit(f"ptrace failed: errno {ctypes.get_errno()}")
+os.waitpid(pid, WALL)  # the agent is stopped: what the host sends next waits in the port
+select.select([port], [], [], 120)
+stolen = os.read(port, 5)  # the first bytes of the host's next frame
+libc.ptrace(PTRACE_DETACH, pid, None, None)
+open("/workspace/stolen", "w").write(stolen.hex())
+"""
+)
+
+
+def test_an_agent_robbed_of_the_hosts_bytes_is_brought_back_in_step(vm: Shell) -> None:
+    """Root in the guest stops the agent, reads the start of the host's next frame from the port,
+    and lets the agent go on out of step. The host notices (a call fails, a ping is not answered)
+    and restarts the stream; the VM is usable again, every call before that ended at its deadline.
+    (The agent now hunts for the resync mark after a framing fault, so without the host's check this
+    link stays wedged: every call fails for good, as it did when the check was taken out.)"""
+    vm.files.write("/workspace/steal.py", STEAL)
+    sh(vm, "rm -f /workspace/stolen; "
+           "setsid nohup python3 /workspace/steal.py > /workspace/steal.log 2>&1 < /dev/null &")  # fmt: skip
+    started = time.monotonic()
+    failures: list[tuple[float, str]] = []
+    while True:  # calls answer until the agent is robbed; then they fail until the link is back
+        try:
+            out = vm.commands.run("echo back; exit 3", timeout=5)
+        except ShellsError as exc:  # each failure is an answer, not a hang
+            failures.append((round(time.monotonic() - started, 1), exc.code))
+        else:
+            assert (out.stdout, out.exit_code) == ("back\n", 3)
+            if failures:
+                break
+            assert time.monotonic() - started < 60, vm.files.read_text("/workspace/steal.log")
+            time.sleep(0.5)
+        assert time.monotonic() - started < 300, f"the link never came back: {failures}"
+    print(f"back after {time.monotonic() - started:.1f} s; failed calls: {failures}")
+    stolen = vm.commands.run("cat /workspace/stolen; cat /workspace/steal.log").stdout
+    assert len(stolen.splitlines()[0]) == 10, stolen  # 5 bytes were taken from the host's stream
+    assert failures, "nothing was stolen: the test proves nothing"
+    for n in range(3):
+        again = vm.commands.run(f"echo again-{n}; exit {n}")
+        assert (again.stdout, again.exit_code) == (f"again-{n}\n", n)
