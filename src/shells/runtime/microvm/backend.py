@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ROOT_DISK_BYTES = 4 << 30
+CONSOLE_MOVE_TIMEOUT_S = 5.0
 """Size of a template's root filesystem in a VM (sparse: unused space costs nothing)."""
 BOOT_TIMEOUT_S = 120.0
 WARM_UP = (("echo", "hi"), ("true",), ("sh", "-c", "echo hi; ls / > /dev/null"))
@@ -686,11 +687,12 @@ class MicrovmBackend:
         if qemu.pid_of(files) is None:
             return
         with contextlib.suppress(RuntimeFailure, OSError, TimeoutError):
-            qmp = await Qmp.connect(files.qmp, timeout_s=1.0)
-            try:
-                await console.move_to_log(qmp, files.console)
-            finally:
-                await qmp.close()
+            async with asyncio.timeout(CONSOLE_MOVE_TIMEOUT_S):  # a hung QEMU delays nothing for long
+                qmp = await Qmp.connect(files.qmp, timeout_s=1.0)
+                try:
+                    await console.move_to_log(qmp, files.console)
+                finally:
+                    await qmp.close()
 
     async def inventory(self) -> HostInventory:
         running, paused, stored = set(), set(), set()
