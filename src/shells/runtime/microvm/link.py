@@ -135,7 +135,7 @@ class AgentLink(ChannelTable):
         except (OSError, TimeoutError) as exc:
             raise AgentError(f"Cannot reach the shell's agent: {exc}.") from None
         self._writer = writer
-        self._heard = False
+        self._heard = self._routing = False
         if resync:
             self._restart_stream("The shell's VM was restored; calls made before ended.")
         self._reader_task = loop.create_task(self._read(reader))
@@ -274,7 +274,8 @@ class AgentLink(ChannelTable):
         except AgentError as exc:
             log.warning("a VM's agent did not answer the resync yet (%s); the link waits for it", exc)
         finally:
-            self._attached.set()
+            if self._writer is writer:  # not detached meanwhile (a pause): writes may go on
+                self._attached.set()
 
     def _hunted(self, data: bytes) -> bytes:
         """Skip bytes until the resync reply; return what follows it."""
