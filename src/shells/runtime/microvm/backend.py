@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ROOT_DISK_BYTES = 4 << 30
-CONSOLE_MOVE_TIMEOUT_S = 5.0
 """Size of a template's root filesystem in a VM (sparse: unused space costs nothing)."""
+CONSOLE_MOVE_TIMEOUT_S = 5.0
+"""How long moving the console ring into ``console.log`` may take before it is given up."""
 BOOT_TIMEOUT_S = 120.0
 WARM_UP = (("echo", "hi"), ("true",), ("sh", "-c", "echo hi; ls / > /dev/null"))
 """Run in a template's VM before it is saved, so every shell restored from it finds the agent's exec
