@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import tempfile
@@ -45,11 +44,13 @@ from shells.guest.agent import STANDARD_PATH
 from shells.guest.protocol import (
     EXEC_CHUNK,
     FILE_CHUNK,
+    HEADER,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
     Frame,
     FrameDecoder,
     Kind,
+    ProtocolError,
     decode_control,
     encode_control,
     encode_frame,
@@ -672,9 +673,9 @@ async def test_write_errors(client: AgentClient, tmp_path: Path) -> None:
 
 
 BAD_FRAMES = {
-    "oversized": struct.pack(">IIB", MAX_PAYLOAD + 6, 1, Kind.DATA),
-    "too short": struct.pack(">IIB", 4, 1, Kind.CONTROL),
-    "unknown kind": struct.pack(">IIB", 5, 1, 42),
+    "oversized": HEADER.pack(MAX_PAYLOAD + 10, 1, Kind.DATA),
+    "too short": HEADER.pack(8, 1, Kind.CONTROL),
+    "unknown kind": HEADER.pack(9, 1, 42),
     "wrong direction": encode_frame(1, Kind.STDOUT, b"x"),
     "channel already open": encode_control(1, {"op": "exec", "argv": ["sleep", "60"], "cwd": "/"})
     + encode_control(1, {"op": "ping"}),
@@ -785,18 +786,28 @@ async def test_a_dying_agent_raises_agent_error(own_agent: Agent) -> None:
         await client.ping()
 
 
+def _on_channel(reply: bytes, channel: int) -> bytes:
+    """``reply``'s frames moved to ``channel``; what is not whole frames stays as it is."""
+    try:
+        frames = FrameDecoder().feed(reply)
+    except ProtocolError:
+        return reply
+    return b"".join(encode_frame(channel, f.kind, f.payload) for f in frames) if frames else reply
+
+
 @contextlib.asynccontextmanager
 async def fake_agent(tmp_path: Path, reply: bytes | None) -> AsyncIterator[str]:
-    """A unix server that answers the first request with ``reply`` and hangs up (None: stays silent)."""
+    """A unix server that answers the first request with ``reply`` and hangs up (None: stays silent).
+    A reply's frame header gets the request's (random) channel id."""
     path = str(tmp_path / "fake.sock")
     done = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1 << 16)
+        request = await reader.read(1 << 16)
         if reply is None:
             await done.wait()
         else:
-            writer.write(reply)
+            writer.write(_on_channel(reply, HEADER.unpack_from(request)[1]))
         writer.close()
 
     server = await asyncio.start_unix_server(handle, path)
@@ -809,7 +820,7 @@ async def fake_agent(tmp_path: Path, reply: bytes | None) -> AsyncIterator[str]:
 
 
 LIES = {
-    "oversized frame": (struct.pack(">IIB", MAX_PAYLOAD + 6, 1, Kind.CONTROL), "broke the protocol"),
+    "oversized frame": (HEADER.pack(MAX_PAYLOAD + 10, 1, Kind.CONTROL), "broke the protocol"),
     "not json": (encode_frame(1, Kind.CONTROL, b"{"), "malformed"),
     "wrong op": (encode_control(1, {"op": "exit", "exit_code": 0}), "'exit' where 'ok'"),
     "foreign error code": (

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 import tempfile
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +17,7 @@ from shells.domain.errors import AgentError, PayloadTooLarge, ShellBusy
 from shells.domain.execution import ExecExit, ExecSpec, OutputChunk, collect
 from shells.domain.limits import MAX_AGENT_CHANNELS
 from shells.guest.protocol import (
+    HEADER,
     MAX_PAYLOAD,
     FrameDecoder,
     Kind,
@@ -105,7 +105,7 @@ async def test_an_answer_given_whole_holds_at_most_its_cap() -> None:
 @pytest.mark.anyio
 async def test_a_frame_larger_than_the_protocol_allows_ends_the_connection_unread() -> None:
     async def huge_frame(channel: int, message: dict[str, object], writer: asyncio.StreamWriter) -> None:
-        writer.write(struct.pack(">IIB", 2**32 - 1, channel, Kind.CONTROL))  # 4 GiB announced
+        writer.write(HEADER.pack(2**32 - 1, channel, Kind.CONTROL))  # 4 GiB announced
         await writer.drain()
 
     async with forged_agent(huge_frame) as path:

@@ -10,6 +10,7 @@ from shells.guest.protocol import (
     HEADER_SIZE,
     MAX_CHANNEL,
     MAX_PAYLOAD,
+    RESYNC_MARK,
     BadMessage,
     Frame,
     FrameDecoder,
@@ -26,17 +27,18 @@ from shells.guest.protocol import (
     get_str,
     get_str_list,
     get_str_map,
+    new_channel_id,
 )
 
 
 def header(length: int, channel: int, kind: int) -> bytes:
-    return struct.pack(">IIB", length, channel, kind)
+    return struct.pack(">IQB", length, channel, kind)
 
 
 def test_frame_layout_is_pinned() -> None:
-    frame = encode_frame(0x01020304, Kind.STDOUT, b"hi")
-    assert frame == b"\x00\x00\x00\x07" + b"\x01\x02\x03\x04" + b"\x02" + b"hi"
-    assert HEADER_SIZE == 9
+    frame = encode_frame(0x0102030405060708, Kind.STDOUT, b"hi")
+    assert frame == b"\x00\x00\x00\x0b" + b"\x01\x02\x03\x04\x05\x06\x07\x08" + b"\x02" + b"hi"
+    assert HEADER_SIZE == 13
     assert [kind.value for kind in Kind] == [1, 2, 3, 4, 5, 6]
 
 
@@ -57,17 +59,17 @@ def test_decoder_reassembles_frames_split_at_every_byte() -> None:
 
 
 def test_oversized_length_is_rejected_as_soon_as_the_header_arrives() -> None:
-    oversized = header(MAX_PAYLOAD + 6, 1, Kind.DATA)  # length counts channel + kind + payload
+    oversized = header(MAX_PAYLOAD + 10, 1, Kind.DATA)  # length counts channel + kind + payload
     decoder = FrameDecoder()
-    assert decoder.feed(oversized[:8]) == []
+    assert decoder.feed(oversized[:12]) == []
     with pytest.raises(ProtocolError, match="exceeds"):
-        decoder.feed(oversized[8:])
+        decoder.feed(oversized[12:])
     with pytest.raises(ProtocolError, match="exceeds"):
         decode_header(header(2**32 - 1, 1, Kind.DATA))
-    assert decode_header(header(MAX_PAYLOAD + 5, 1, Kind.DATA)) == (MAX_PAYLOAD, 1, Kind.DATA)
+    assert decode_header(header(MAX_PAYLOAD + 9, 1, Kind.DATA)) == (MAX_PAYLOAD, 1, Kind.DATA)
 
 
-@pytest.mark.parametrize("length", [0, 1, 4])
+@pytest.mark.parametrize("length", [0, 1, 8])
 def test_length_shorter_than_the_header_is_rejected(length: int) -> None:
     with pytest.raises(ProtocolError, match="shorter"):
         FrameDecoder().feed(header(length, 1, Kind.CONTROL))
@@ -76,7 +78,37 @@ def test_length_shorter_than_the_header_is_rejected(length: int) -> None:
 @pytest.mark.parametrize("kind", [0, 7, 255])
 def test_unknown_kind_is_rejected(kind: int) -> None:
     with pytest.raises(ProtocolError, match="kind"):
-        FrameDecoder().feed(header(5, 1, kind))
+        FrameDecoder().feed(header(9, 1, kind))
+
+
+def test_channel_ids_are_random_63_bit_numbers() -> None:
+    ids = {new_channel_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(0 < i < 2**63 for i in ids)
+    assert max(ids) > 2**60  # not small, not sequential
+
+
+def test_a_hunting_decoder_skips_to_the_resync_mark_after_a_framing_fault() -> None:
+    resync = encode_control(5, {"op": "resync", "token": "t"})
+    in_step = FrameDecoder(hunt_resync=True)
+    before = encode_frame(9, Kind.STDIN, b"abc")
+    assert in_step.feed(before + RESYNC_MARK + resync) == [
+        Frame(9, Kind.STDIN, b"abc"),
+        Frame(5, Kind.CONTROL, resync[HEADER_SIZE:]),
+    ]
+    assert not in_step.hunting
+    # A decoder out of step (waiting for a bogus payload) is filled by zeros, faults on them, then hunts.
+    lost = FrameDecoder(hunt_resync=True)
+    assert lost.feed(header(MAX_PAYLOAD // 2, 77, Kind.DATA) + b"partial") == []
+    filler = bytes(MAX_PAYLOAD + HEADER_SIZE)
+    got = [f for i in range(0, len(filler), 4096) for f in lost.feed(filler[i : i + 4096])]
+    assert got[:1] == [Frame(77, Kind.DATA, (b"partial" + filler)[: MAX_PAYLOAD // 2 - 9])]
+    assert lost.hunting
+    assert lost.feed(RESYNC_MARK[:7]) + lost.feed(RESYNC_MARK[7:] + resync) == [
+        Frame(5, Kind.CONTROL, resync[HEADER_SIZE:])
+    ]
+    with pytest.raises(ProtocolError):
+        FrameDecoder().feed(RESYNC_MARK)
 
 
 def test_encoder_refuses_what_the_decoder_would_reject() -> None:

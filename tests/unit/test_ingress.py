@@ -89,6 +89,8 @@ async def ingress(shell: Shell) -> AsyncIterator[Ingress]:
     ports.expose("sh_public", SERVICE_PORT, Exposure(str(shell.netns), public=True))
     ports.expose("sh_closed", CLOSED_PORT, Exposure(str(shell.netns), public=True))
     ports.expose("sh_gone", SERVICE_PORT, Exposure(str(shell.netns.parent / "no-such-netns"), public=True))
+    ports.expose("sh_vm", SERVICE_PORT, Exposure(str(shell.netns), address="127.0.0.2", public=True))
+    ports.expose("sh_paused", SERVICE_PORT, Exposure(str(shell.netns), public=True, not_running="paused"))
     proxy = IngressProxy(ports)
     await proxy.start("127.0.0.1", 0)
     try:
@@ -247,6 +249,28 @@ async def test_a_port_nobody_listens_on_or_a_vanished_netns_is_502(ingress: Ingr
         gone = await client.get(f"{ingress.base}/", headers={"Host": ingress.host("sh_gone")})
     assert closed.status_code == 502 and _error(closed) == "port_unreachable"
     assert gone.status_code == 502 and _error(gone) == "port_unreachable"
+
+
+@pytest.mark.anyio
+async def test_the_proxy_connects_to_the_exposures_address(ingress: Ingress) -> None:
+    """The service listens on 127.0.0.1 only; an exposure elsewhere (a VM's guest) is not it."""
+    before = await _served(ingress)
+    async with httpx.AsyncClient() as client:
+        elsewhere = await client.get(f"{ingress.base}/", headers={"Host": ingress.host("sh_vm")})
+    assert elsewhere.status_code == 502 and _error(elsewhere) == "port_unreachable"
+    assert "0.0.0.0" in elsewhere.json()["error"]["message"]
+    assert "127.0.0.1" not in elsewhere.json()["error"]["message"]
+    assert await _served(ingress) == before + 1  # only the count request itself
+
+
+@pytest.mark.anyio
+async def test_a_port_of_a_shell_that_is_not_running_is_409_and_never_reaches_it(ingress: Ingress) -> None:
+    before = await _served(ingress)
+    async with httpx.AsyncClient() as client:
+        paused = await client.get(f"{ingress.base}/", headers={"Host": ingress.host("sh_paused")})
+    assert paused.status_code == 409 and _error(paused) == "invalid_state"
+    assert "paused" in paused.json()["error"]["message"]
+    assert await _served(ingress) == before + 1
 
 
 async def _raw_exchange(ingress: Ingress, data: bytes) -> bytes:

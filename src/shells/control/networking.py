@@ -291,16 +291,22 @@ class Networking:
             raise PortNotExposed(f"Port {port} of shell '{shell_id}' is not exposed.", {"port": port})
 
     def lookup(self, shell_id: str, port: int) -> Exposure | None:
-        """The ingress proxy's view of one exposed port (it answers 404 for None)."""
+        """The ingress proxy's view of one exposed port (it answers 404 for None, 409 for a shell
+        that is not running)."""
         rec = self.records.get_port(shell_id, port)
         shell = self.ctx.store.get_shell(shell_id) if rec is not None else None
-        if rec is None or shell is None or shell.state is not ShellState.RUNNING:
+        backend = self.ctx.backends.get(shell.runtime) if shell is not None else None
+        if rec is None or shell is None or backend is None:
             return None
-        self.on_port_use(shell_id)
+        running = shell.state is ShellState.RUNNING
+        if running:
+            self.on_port_use(shell_id)
         return Exposure(
             netns=str(self.ctx.settings.run_dir / "netns" / shell_id),
+            address=backend.port_address,
             public=rec.public,
             token_hash=rec.token_hash,
+            not_running=None if running else shell.state.value,
         )
 
     # the blocked log ----------------------------------------------------------------------------------

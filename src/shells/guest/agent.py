@@ -506,7 +506,7 @@ class Connection:
             return
         if not self._out:
             try:
-                written = os.write(self.fd, data)
+                written = self._write_some(data)
             except BlockingIOError:
                 written = 0
             except OSError as exc:
@@ -524,9 +524,13 @@ class Connection:
                 channel.pause()
         self._update_interest()
 
+    def _write_some(self, data: bytes | bytearray) -> int:
+        """One write of the head of ``data`` (the next frames to send); a subclass may write less."""
+        return os.write(self.fd, data)
+
     def _flush(self) -> None:
         try:
-            written = os.write(self.fd, self._out)
+            written = self._write_some(self._out)
         except BlockingIOError:
             return
         except OSError as exc:

@@ -1,18 +1,25 @@
 """The wire protocol between the host and the in-shell agent.
 
-One byte stream (a unix socket today, a virtio-serial port later) carries many channels. Every frame is::
+One byte stream (a container's unix socket, a microvm's virtio-serial port) carries many channels.
+Every frame is::
 
-    uint32 length   big-endian, counts everything after itself: 4 + 1 + len(payload)
-    uint32 channel  big-endian, chosen by the host, unique per connection while open
+    uint32 length   big-endian, counts everything after itself: 8 + 1 + len(payload)
+    uint64 channel  big-endian, chosen by the host at random (``new_channel_id``), unique while open
     uint8  kind     one of Kind
     bytes  payload  at most MAX_PAYLOAD bytes
+
+Channel ids are random, not sequential, because inside a microvm the guest's root can write into the
+agent's port too: it cannot guess the id of a channel it was not told, so it cannot forge another
+command's output or end (the host drops frames for channels it does not know, ``runtime/microvm``).
 
 A channel starts with a CONTROL frame from the host (a JSON object with an "op" key) and ends with exactly
 one final CONTROL frame from the agent: "exit" for exec, "ok" for other ops, or "error" with a code.
 
 Both ends treat the other as untrusted, so decoding is strict: framing faults raise ``ProtocolError`` (the
 receiver drops the whole connection) and malformed JSON or fields raise ``BadMessage`` (the agent answers
-that one channel with an error; the host raises).
+that one channel with an error; the host raises). A microvm's port is the exception, since it is never
+dropped: there the agent's decoder hunts for the next ``RESYNC_MARK`` after a fault, and the host keeps
+only frames of channels it opened (``runtime/microvm/framescan.py``).
 
 Stdlib only: this module is also imported inside the sandbox, by an interpreter that only sees ``guest``.
 """
@@ -21,21 +28,28 @@ from __future__ import annotations
 
 import enum
 import json
+import secrets
 import struct
 from collections.abc import Mapping
 from typing import NamedTuple
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_PAYLOAD = 1024 * 1024
 """Largest payload of a single frame; a longer length field is a protocol error."""
 EXEC_CHUNK = 64 * 1024
 """Largest STDOUT/STDERR payload the agent sends."""
 FILE_CHUNK = 256 * 1024
 """Largest DATA payload either side sends for file content."""
-MAX_CHANNEL = 2**32 - 1
+MAX_CHANNEL = 2**64 - 1
+CHANNEL_ID_BITS = 63
+"""The host's channel ids are random in [1, 2**63): unguessable, and still a signed 64-bit integer."""
+RESYNC_MARK = bytes(4) + b"\xffshells-resync\xff"
+"""What the host sends right before a ``resync`` request. Its zero length field is a framing fault to
+a decoder in step, and a decoder that lost its step (a desynchronised port) hunts for the mark, so the
+request after it is read from its first byte in either case (``FrameDecoder(hunt_resync=True)``)."""
 
-_HEADER = struct.Struct(">IIB")
-HEADER_SIZE = _HEADER.size
+HEADER = struct.Struct(">IQB")
+HEADER_SIZE = HEADER.size
 _LENGTH_OVERHEAD = HEADER_SIZE - 4  # channel + kind, counted by the length field
 
 
@@ -62,12 +76,24 @@ class Frame(NamedTuple):
     payload: bytes
 
 
+def new_channel_id() -> int:
+    """A fresh random channel id (the caller retries on the rare clash with an open one)."""
+    return secrets.randbits(CHANNEL_ID_BITS) or 1
+
+
+def frame_parts(frames: bytes | bytearray, offset: int = 0) -> tuple[int, int, int]:
+    """(channel, kind, total size) of the frame encoded at ``offset``, read without validation: for
+    a writer that walks or re-chunks its own frames."""
+    length, channel, kind = HEADER.unpack_from(frames, offset)
+    return channel, kind, 4 + length
+
+
 def encode_frame(channel: int, kind: Kind, payload: bytes = b"") -> bytes:
     if not 0 <= channel <= MAX_CHANNEL:
         raise ValueError(f"channel {channel} is out of range")
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds MAX_PAYLOAD")
-    return _HEADER.pack(len(payload) + _LENGTH_OVERHEAD, channel, kind) + payload
+    return HEADER.pack(len(payload) + _LENGTH_OVERHEAD, channel, kind) + payload
 
 
 def encode_control(channel: int, message: Mapping[str, object]) -> bytes:
@@ -77,7 +103,7 @@ def encode_control(channel: int, message: Mapping[str, object]) -> bytes:
 
 def decode_header(header: bytes) -> tuple[int, int, Kind]:
     """Validate a frame header; return (payload length, channel, kind)."""
-    return _validate_header(*_HEADER.unpack(header))
+    return _validate_header(*HEADER.unpack(header))
 
 
 def _validate_header(length: int, channel: int, kind: int) -> tuple[int, int, Kind]:
@@ -95,18 +121,34 @@ class FrameDecoder:
     """Incremental decoder for a non-blocking reader: feed it whatever arrived, get whole frames back.
 
     It holds at most one partial frame, so its memory is bounded by MAX_PAYLOAD + HEADER_SIZE plus the
-    last read; an oversized length is rejected as soon as its header is complete.
+    last read; an oversized length is rejected as soon as its header is complete. With ``hunt_resync``
+    a framing fault does not raise: the decoder drops bytes up to the next ``RESYNC_MARK`` and goes on
+    from there (``hunting`` says it is looking).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, hunt_resync: bool = False) -> None:
         self._buffer = bytearray()
+        self._hunt_resync = hunt_resync
+        self.hunting = False
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buffer += data
         frames: list[Frame] = []
         offset = 0
-        while len(self._buffer) - offset >= HEADER_SIZE:
-            size, channel, kind = _validate_header(*_HEADER.unpack_from(self._buffer, offset))
+        while True:
+            if self.hunting:
+                offset = self._hunt(offset)
+                if self.hunting:
+                    break
+            if len(self._buffer) - offset < HEADER_SIZE:
+                break
+            try:
+                size, channel, kind = _validate_header(*HEADER.unpack_from(self._buffer, offset))
+            except ProtocolError:
+                if not self._hunt_resync:
+                    raise
+                self.hunting = True
+                continue
             end = offset + HEADER_SIZE + size
             if len(self._buffer) < end:
                 break
@@ -114,6 +156,14 @@ class FrameDecoder:
             offset = end
         del self._buffer[:offset]
         return frames
+
+    def _hunt(self, offset: int) -> int:
+        """Past the next RESYNC_MARK (and no longer hunting), or as far as the mark cannot start."""
+        at = self._buffer.find(RESYNC_MARK, offset)
+        if at < 0:
+            return max(offset, len(self._buffer) - len(RESYNC_MARK) + 1)
+        self.hunting = False
+        return at + len(RESYNC_MARK)
 
 
 def _reject_constant(name: str) -> object:

@@ -20,13 +20,42 @@ import time
 from pathlib import Path
 
 from .agent import CONNECTION_OPS, SIMPLE_OPS, Agent, Connection, RequestError, log
-from .protocol import FrameDecoder, get_bool, get_int, get_str
+from .protocol import (
+    HEADER_SIZE,
+    FrameDecoder,
+    Kind,
+    encode_frame,
+    frame_parts,
+    get_bool,
+    get_int,
+    get_str,
+)
 
 RECHECK_FIRST_S = 0.002
 RECHECK_MAX_S = 0.1
 RNDADDENTROPY = 0x40085203  # _IOW('R', 0x03, int[2])
 RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07)
 MAX_SEED_BYTES = 512
+ATOMIC_WRITE = 32 * 1024
+"""The most one ``write()`` to a virtio port moves as one buffer (virtio_console's limit). The guest's
+root can write to the port too (it can copy the agent's fd), so the agent writes whole frames of at
+most this size per call: another writer's bytes then fall between frames, never inside one, and the
+host, which drops what is not a frame of a channel it opened, reads every frame of ours intact."""
+_SPLITTABLE = frozenset({Kind.STDOUT, Kind.STDERR, Kind.DATA})
+
+
+def atomic_frames(frame: bytes) -> list[bytes]:
+    """``frame`` as frames of at most ATOMIC_WRITE bytes: output and file data split into several
+    frames of the same channel and kind (the host concatenates them); a larger CONTROL frame cannot
+    be split and stays whole (another writer may cut into it: the host then fails that one call)."""
+    channel, kind, size = frame_parts(frame)
+    if size <= ATOMIC_WRITE or kind not in _SPLITTABLE:
+        return [frame]
+    payload = memoryview(frame)[HEADER_SIZE:]
+    step = ATOMIC_WRITE - HEADER_SIZE
+    return [
+        encode_frame(channel, Kind(kind), bytes(payload[i : i + step])) for i in range(0, len(payload), step)
+    ]
 
 
 def host_attached(fd: int) -> bool:
@@ -42,8 +71,34 @@ class SerialConnection(Connection):
     def __init__(self, agent: Agent, fd: int) -> None:
         self.attached = False
         self._recheck_s = RECHECK_FIRST_S
+        self._head_left = 0
+        """Bytes of a frame cut by a short write still at the head of the queue (0: at a boundary)."""
         super().__init__(agent, fd, "serial port")
+        self._decoder = FrameDecoder(hunt_resync=True)
         agent.later(0, self._check_attached)
+
+    def send(self, data: bytes) -> None:
+        for frame in atomic_frames(data):
+            super().send(frame)
+
+    def _write_some(self, data: bytes | bytearray) -> int:
+        """Whole frames only, at most ATOMIC_WRITE bytes of them (a larger frame alone)."""
+        end = self._head_left
+        if not end:
+            while end < len(data):
+                size = frame_parts(data, end)[2]
+                if end and end + size > ATOMIC_WRITE:
+                    break
+                end += size
+        written = os.write(self.fd, memoryview(data)[:end])
+        if self._head_left:
+            self._head_left -= written
+        else:
+            boundary = 0
+            while boundary < written:
+                boundary += frame_parts(data, boundary)[2]
+            self._head_left = boundary - written
+        return written
 
     def _update_interest(self) -> None:
         if self.attached:
@@ -87,8 +142,9 @@ class SerialConnection(Connection):
                 channel.abandon()
         self.channels.clear()
         self._read_blockers.clear()
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(hunt_resync=True)
         self._out.clear()
+        self._head_left = 0
         self.congested = False
         self._update_interest()
 

@@ -38,7 +38,6 @@ from shells.domain.terminal import TerminalSpec
 from shells.guest.protocol import (
     FILE_CHUNK,
     HEADER_SIZE,
-    MAX_CHANNEL,
     MAX_PAYLOAD,
     BadMessage,
     Frame,
@@ -53,6 +52,7 @@ from shells.guest.protocol import (
     get_int,
     get_optional_int,
     get_str,
+    new_channel_id,
 )
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ class _Channel:
         self._room = asyncio.Event()
         self._room.set()
         self._closed = False
+        self._failure: str | None = None
 
     async def deliver(self, frame: Frame) -> None:
         """Called by the connection's reader; waits while the inbox is full."""
@@ -169,6 +170,11 @@ class _Channel:
     def wake(self) -> None:
         self._readable.set()
 
+    def fail(self, reason: str) -> None:
+        """This channel's pending and later receives raise AgentError(``reason``)."""
+        self._failure = reason
+        self.wake()
+
     @property
     def has_frames(self) -> bool:
         return bool(self._frames)
@@ -176,6 +182,8 @@ class _Channel:
     async def recv(self, deadline: float) -> Frame:
         while not self._frames:
             self._connection.raise_if_failed()
+            if self._failure is not None:
+                raise AgentError(self._failure)
             self._readable.clear()
             try:
                 async with asyncio.timeout_at(deadline):
@@ -232,18 +240,17 @@ class ChannelTable:
 
     def __init__(self) -> None:
         self._channels: dict[int, _Channel] = {}
-        self._next_id = 0
         self._failure: str | None = None
 
     def open_channel(self) -> _Channel:
+        """A channel with a fresh random id: the agent's peer cannot guess it (``guest.protocol``)."""
         self.raise_if_failed()
         if len(self._channels) >= MAX_AGENT_CHANNELS:
             raise _too_many_calls()
-        while True:
-            self._next_id = self._next_id % MAX_CHANNEL + 1
-            if self._next_id not in self._channels:
-                break
-        channel = _Channel(self, self._next_id)
+        channel_id = new_channel_id()
+        while channel_id in self._channels:
+            channel_id = new_channel_id()
+        channel = _Channel(self, channel_id)
         self._channels[channel.id] = channel
         return channel
 
@@ -267,6 +274,13 @@ class ChannelTable:
     def wake_all(self) -> None:
         for channel in list(self._channels.values()):
             channel.wake()
+
+    def drop_all(self, reason: str) -> None:
+        """End every open channel with ``reason`` (the stream they were on starts over)."""
+        channels = list(self._channels.values())
+        self._channels.clear()
+        for channel in channels:
+            channel.fail(reason)
 
     async def write(self, data: bytes, deadline: float) -> None:
         raise NotImplementedError
@@ -426,7 +440,8 @@ class AgentClient:
             feeder = asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline)) if spec.stdin else None
             room = spec.output_cap_bytes  # counted here too: the agent may not stop at the cap
             try:
-                yield _started_from(channel.expect(await channel.recv(deadline), "started"))
+                started = await channel.recv(min(deadline, self._deadline()))
+                yield _started_from(channel.expect(started, "started"))
                 while True:
                     frame = await channel.recv(deadline)
                     if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:

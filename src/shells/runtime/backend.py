@@ -64,6 +64,10 @@ class Backend(Protocol):
     runtime: Runtime
     capabilities: frozenset[Capability]
     network_modes: frozenset[NetworkMode]
+    port_address: str
+    """Where a shell's servers are reached from inside its network namespace (the ingress connects
+    there for an exposed port): ``127.0.0.1`` when the processes share the namespace (containers),
+    the guest's address behind its tap for a VM."""
 
     async def prepare(self) -> None:
         """Make the host ready (mounts, cgroup fixes, templates). Idempotent; called at start-up."""

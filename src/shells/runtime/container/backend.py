@@ -53,6 +53,7 @@ from ..backend import HostInventory, ShellSpec, read_tail
 from ..host import cgroups, idmap, netns, seccomp, uids
 from ..host.btrfs import BtrfsPool
 from ..network.dataplane import HostNetwork
+from ..network.inside import LOOPBACK
 from ..templates.build_dns import dns_for_builds
 from ..templates.catalog import BASE_ROOTFS
 from ..templates.provision import BuiltinTemplates
@@ -72,6 +73,7 @@ class ContainerBackend:
     capabilities = EVERY_CLASS
 
     network_modes = frozenset(NetworkMode)
+    port_address = LOOPBACK
 
     def __init__(self, settings: Settings, say: Callable[[str], None] | None = None) -> None:
         self.settings = settings

@@ -7,8 +7,8 @@ per disk, the template's RAM file mapped copy-on-write), never boots one. See do
 Where things live (``D`` data dir, ``C`` cache dir, ``R`` run dir):
     C/microvm/kernel, initramfs-*.cpio     boot artifacts (``artifacts.py``)
     C/microvm/templates/<key>/             pre-booted template images (``images.py``), host-wide
-    D/microvm/shells/<id>/                 a shell: root.qcow2, workspace.qcow2, vm.json, console.log,
-                                           and while paused (or running on its own RAM file) ram, state
+    D/microvm/shells/<id>/                 a shell: root.qcow2, workspace.qcow2, vm.json, console.log (capped)
+                                           and, while paused (or on its own RAM file), ram and state
     D/microvm/images/<id>/                 snapshots and fork points
     R/microvm/<id>/                        QEMU's pid file and its QMP and agent sockets
 /workspace is the second disk, so reinstall_os replaces only the root disk and wipe_state both.
@@ -17,6 +17,7 @@ Where things live (``D`` data dir, ``C`` cache dir, ``R`` run dir):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -43,20 +44,22 @@ from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..backend import HostInventory, ShellSpec, read_tail
 from ..container.backend import DEFAULT_ENV, ContainerBackend
-from . import qemu
+from . import console, qemu
 from .accel import probe_accel
 from .artifacts import Artifacts, ensure_artifacts
 from .images import Image, copy_file, grow_ext4, overlay
 from .link import AgentLink, LinkedAgentClient, sync_fields
 from .qemu import Machine, Qmp, VmFiles
 from .ramsplit import Unsupported, split_ram
-from .vmnet import VmNetwork
+from .vmnet import GUEST_IP, VmNetwork
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ROOT_DISK_BYTES = 4 << 30
 """Size of a template's root filesystem in a VM (sparse: unused space costs nothing)."""
+CONSOLE_MOVE_TIMEOUT_S = 5.0
+"""How long moving the console ring into ``console.log`` may take before it is given up."""
 BOOT_TIMEOUT_S = 120.0
 WARM_UP = (("echo", "hi"), ("true",), ("sh", "-c", "echo hi; ls / > /dev/null"))
 """Run in a template's VM before it is saved, so every shell restored from it finds the agent's exec
@@ -83,6 +86,7 @@ class MicrovmBackend:
     runtime = Runtime.MICROVM
     capabilities = SUSPENDABLE
     network_modes = frozenset(NetworkMode)
+    port_address = GUEST_IP
 
     def __init__(self, settings: Settings, container: ContainerBackend) -> None:
         self.settings = settings
@@ -280,6 +284,7 @@ class MicrovmBackend:
             qmp = await Qmp.connect(files.qmp)
             try:
                 await qmp.execute("stop")
+                await console.move_to_log(qmp, files.console)
                 capabilities = [{"capability": "x-ignore-shared", "state": device_only}]
                 await qmp.execute("migrate-set-capabilities", capabilities=capabilities)
                 await qmp.execute("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
@@ -449,6 +454,7 @@ class MicrovmBackend:
                 await LinkedAgentClient(link, op_timeout_s=10).run(ExecSpec(argv=("sync",), timeout_s=10))
             except AgentError as exc:
                 log.warning("could not flush the disks of %s before stopping it: %s", host_id, exc)
+        await self._keep_console(files)
         await self._drop_link(host_id)
         await qemu.kill(files)
         await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
@@ -672,7 +678,22 @@ class MicrovmBackend:
             await anyio.to_thread.run_sync(self._collect_fork_points)
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
-        return read_tail(self._files(host_id).console, max_bytes)
+        files = self._files(host_id)
+        await self._keep_console(files)
+        return read_tail(files.console, max_bytes)
+
+    @staticmethod
+    async def _keep_console(files: VmFiles) -> None:
+        """Move what the VM's QEMU holds of its console into ``console.log`` (``console.py``)."""
+        if qemu.pid_of(files) is None:
+            return
+        with contextlib.suppress(RuntimeFailure, OSError, TimeoutError):
+            async with asyncio.timeout(CONSOLE_MOVE_TIMEOUT_S):  # a hung QEMU delays nothing for long
+                qmp = await Qmp.connect(files.qmp, timeout_s=1.0)
+                try:
+                    await console.move_to_log(qmp, files.console)
+                finally:
+                    await qmp.close()
 
     async def inventory(self) -> HostInventory:
         running, paused, stored = set(), set(), set()

@@ -14,6 +14,16 @@ that was streaming when the VM paused keeps streaming to the same caller after t
 A link to a VM whose past it does not know (a fork, a shell created from a snapshot, any VM after a
 server restart) starts with ``resync``: the agent drops every older channel and echoes a token, and
 the link discards incoming bytes until that exact reply, where the new stream begins.
+
+The guest's root can write into the port too, and read from it. What it writes cannot reach a call:
+frames are taken only for channels the host opened, under ids it cannot guess (``framescan.py``).
+What it reads is lost to the agent, whose decoder then loses its step and hunts for the next resync
+mark (``guest/protocol.py``). So a call that fails with ``AgentError`` makes the link check itself:
+if a ping on a fresh channel does not come back within ``PING_TIMEOUT_S`` the stream is restarted in
+place with a resync that reaches an agent out of step (open calls end with an error saying so). If
+the agent does not answer that either, the link keeps waiting for the answer, every call still ends
+at its deadline, and the next failed call checks again. No check runs before the agent was first
+heard (a booting VM) or while the host itself holds the stream back (a consumer that does not read).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import struct
@@ -28,14 +39,23 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from ...domain.errors import AgentError
-from ...guest.protocol import MAX_CHANNEL, FrameDecoder, ProtocolError, encode_control
+from ...guest.protocol import HEADER_SIZE, MAX_PAYLOAD, RESYNC_MARK, encode_control, new_channel_id
 from ..agent_client import DEFAULT_OP_TIMEOUT_S, AgentClient, ChannelTable, _Channel
+from .framescan import FrameScanner
+
+log = logging.getLogger(__name__)
 
 SIOCOUTQ = 0x5411
 READ_SIZE = 256 * 1024
 DRAIN_TIMEOUT_S = 2.0
 RESYNC_TRIES = 3
 SEED_BYTES = 64
+PING_TIMEOUT_S = 10.0
+"""How long a link that just failed a call gets to answer a ping before its stream is restarted."""
+RECOVER_TIMEOUT_S = 30.0
+FILLER_BYTES = MAX_PAYLOAD + HEADER_SIZE
+"""Zeros sent before the mark when the agent may be out of step: they complete whatever frame its
+decoder thinks it is in, after which they are a framing fault and it hunts for the mark."""
 
 
 def sync_fields(**extra: object) -> dict[str, object]:
@@ -56,8 +76,13 @@ class AgentLink(ChannelTable):
 
     def __init__(self) -> None:
         super().__init__()
-        self._decoder = FrameDecoder()
+        self._decoder = FrameScanner(self._channels)
         self._writer: asyncio.StreamWriter | None = None
+        self._checking: asyncio.Task[None] | None = None
+        self._heard = False
+        """Whether a frame arrived since the last attach: no check before the agent was ever heard."""
+        self._routing = False
+        """Whether the reader waits for a channel's full inbox (the host holds the stream back)."""
         self._reader_task: asyncio.Task[None] | None = None
         self._attached = asyncio.Event()
         self._write_lock = asyncio.Lock()
@@ -110,11 +135,9 @@ class AgentLink(ChannelTable):
         except (OSError, TimeoutError) as exc:
             raise AgentError(f"Cannot reach the shell's agent: {exc}.") from None
         self._writer = writer
+        self._heard = self._routing = False
         if resync:
-            self._decoder = FrameDecoder()
-            self.wake_all()
-            self._channels.clear()
-            self._pending.clear()
+            self._restart_stream("The shell's VM was restored; calls made before ended.")
         self._reader_task = loop.create_task(self._read(reader))
         if resync:
             await self._resync(writer, deadline, extra or dict)
@@ -123,17 +146,33 @@ class AgentLink(ChannelTable):
             self._pending.clear()
         self._attached.set()
 
+    def _restart_stream(self, reason: str) -> None:
+        self._decoder = FrameScanner(self._channels)
+        self.drop_all(reason)
+        self._pending.clear()
+
     async def _resync(
-        self, writer: asyncio.StreamWriter, deadline: float, extra: Callable[[], dict[str, object]]
+        self,
+        writer: asyncio.StreamWriter,
+        deadline: float,
+        extra: Callable[[], dict[str, object]],
+        *,
+        lost_step: bool = False,
     ) -> None:
+        """Send resync requests until one is answered. Each comes after the mark, and after the filler
+        too once the agent may have lost its step (``lost_step``, or an unanswered try)."""
         loop = asyncio.get_running_loop()
         for attempt in range(RESYNC_TRIES):
             token = secrets.token_hex(12)
-            channel_id = MAX_CHANNEL - attempt  # never used by open_channel before it wraps
+            channel_id = new_channel_id()
             self._found.clear()
             self._hunt_buffer.clear()
             self._hunt = encode_control(channel_id, {"op": "ok", "token": token})
-            writer.write(encode_control(channel_id, {**extra(), "op": "resync", "token": token}))
+            if lost_step or attempt:
+                writer.write(bytes(FILLER_BYTES))
+            writer.write(
+                RESYNC_MARK + encode_control(channel_id, {**extra(), "op": "resync", "token": token})
+            )
             try:
                 await writer.drain()
                 wait = min(deadline, loop.time() + 2.0 * (attempt + 1))
@@ -173,6 +212,8 @@ class AgentLink(ChannelTable):
 
     async def aclose(self) -> None:
         self.fail("The shell's VM is no longer running.")
+        if self._checking is not None:
+            self._checking.cancel()
         await self._close_socket()
         self.release()
 
@@ -189,19 +230,52 @@ class AgentLink(ChannelTable):
                 await writer.wait_closed()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while data := await reader.read(READ_SIZE):
                 if self._hunt is not None:
                     data = self._hunted(data)
                     if not data:
                         continue
                 for frame in self._decoder.feed(data):
+                    self._heard = self._routing = True
                     await self.route(frame)
-        except ProtocolError as exc:
-            self.fail(f"The shell's agent broke the protocol: {exc}.")
-        except OSError:
-            pass
+                    self._routing = False
         self._attached.clear()
+
+    # keeping the link alive -------------------------------------------------------------------------
+    def check_soon(self) -> None:
+        """A call failed: make sure the agent still answers (one check at a time)."""
+        idle = self._checking is None or self._checking.done()
+        if self._failure is None and self._heard and idle:
+            self._checking = asyncio.get_running_loop().create_task(self._check())
+
+    def _checkable(self) -> bool:
+        attached = self._writer is not None and self._attached.is_set()
+        return self._failure is None and attached and not self._routing
+
+    async def _check(self) -> None:
+        if not self._checkable():
+            return  # gone, between QEMU processes, or held back by us: not a wedge
+        try:
+            await LinkedAgentClient(self, check=False).ping(PING_TIMEOUT_S)
+            return
+        except AgentError:
+            pass
+        writer = self._writer
+        if writer is None or not self._checkable():
+            return
+        log.warning("a VM's agent link stopped answering (%d bytes skipped); restarting its stream",
+                    self._decoder.skipped)  # fmt: skip
+        self._attached.clear()  # new writes wait for the new stream
+        self._restart_stream("The link to the shell's agent stopped answering and was reset; the call ended.")
+        loop = asyncio.get_running_loop()
+        try:
+            await self._resync(writer, loop.time() + RECOVER_TIMEOUT_S, sync_fields, lost_step=True)
+        except AgentError as exc:
+            log.warning("a VM's agent did not answer the resync yet (%s); the link waits for it", exc)
+        finally:
+            if self._writer is writer:  # not detached meanwhile (a pause): writes may go on
+                self._attached.set()
 
     def _hunted(self, data: bytes) -> bytes:
         """Skip bytes until the resync reply; return what follows it."""
@@ -215,7 +289,7 @@ class AgentLink(ChannelTable):
         rest = bytes(self._hunt_buffer[at + len(self._hunt) :])
         self._hunt = None
         self._hunt_buffer.clear()
-        self._decoder = FrameDecoder()
+        self._decoder = FrameScanner(self._channels)
         self._found.set()
         return rest
 
@@ -223,15 +297,22 @@ class AgentLink(ChannelTable):
 class LinkedAgentClient(AgentClient):
     """The agent client of a microvm: every call is a channel on the VM's one ``AgentLink``."""
 
-    def __init__(self, link: AgentLink, op_timeout_s: float = DEFAULT_OP_TIMEOUT_S) -> None:
+    def __init__(
+        self, link: AgentLink, op_timeout_s: float = DEFAULT_OP_TIMEOUT_S, *, check: bool = True
+    ) -> None:
         super().__init__("", op_timeout_s)
         self._link = link
+        self._check = check
 
     @contextlib.asynccontextmanager
     async def _channel(self, deadline: float) -> AsyncIterator[_Channel]:
         channel = self._link.open_channel()
         try:
             yield channel
+        except AgentError:
+            if self._check:
+                self._link.check_soon()
+            raise
         finally:
             channel.close()
 

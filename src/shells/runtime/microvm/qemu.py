@@ -25,6 +25,7 @@ from pathlib import Path
 import anyio
 
 from ...domain.errors import RuntimeFailure
+from . import console
 from .artifacts import AGENT_PORT, Artifacts
 from .vmnet import GUEST_MAC, TAP
 
@@ -104,6 +105,7 @@ class VmFiles:
 
     @property
     def console(self) -> Path:
+        """What the host kept of the guest's serial console (``console.py``)."""
         return self.disk_dir / "console.log"
 
     @property
@@ -133,7 +135,7 @@ def device_args(files: VmFiles, ram: Path, *, share: bool, memory_mib: int) -> l
         "-chardev", f"socket,id=agent,path={files.agent},server=on,wait=off",
         "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
         "-qmp", f"unix:{files.qmp},server=on,wait=off",
-        "-chardev", f"file,id=console,path={files.console},append=on", "-serial", "chardev:console",
+        *console.chardev_args(),
         "-daemonize", "-pidfile", str(files.pidfile),
     ]  # fmt: skip
 

@@ -16,9 +16,11 @@ SHA-256 hashes and compared in constant time; they are 256-bit random, so a fast
 Each client connection carries one request: its head is read (capped at ``HEAD_LIMIT`` bytes and
 ``HEAD_TIMEOUT_S``), checked, rewritten (token header and cookie removed, ``Connection: close`` unless
 it is an upgrade) and sent to the service over a socket created inside the shell's network namespace
-(:mod:`.inside`). From then on bytes are copied both ways with backpressure until the service closes,
-so bodies stream and WebSocket upgrades work. One request per connection keeps every request checked
-and routed on its own: a pipelined second request cannot ride along to another shell.
+(:mod:`.inside`), connected to where the shell's class puts its servers (``Exposure.address``: its
+loopback for a container, the guest behind the tap for a VM); a shell that is not running answers 409.
+From then on bytes are copied both ways with backpressure until the service closes, so bodies stream
+and WebSocket upgrades work. One request per connection keeps every request checked and routed on its
+own: a pipelined second request cannot ride along to another shell.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from shells.runtime.network.httphead import (
     parse_request_head,
     render_request_head,
 )
-from shells.runtime.network.inside import open_connection_inside
+from shells.runtime.network.inside import LOOPBACK, open_connection_inside
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ _REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    409: "Conflict",
     431: "Request Header Fields Too Large",
     502: "Bad Gateway",
 }
@@ -74,9 +77,13 @@ class Exposure:
 
     netns: str
     """The shell's network namespace file (``/run/shells/<instance>/netns/<host id>``)."""
+    address: str = LOOPBACK
+    """Where the port is, seen from inside that namespace: the backend's ``port_address``."""
     public: bool = False
     token_hash: str | None = None
     """``hash_port_token(token)``; None only for a public port."""
+    not_running: str | None = None
+    """The shell's state when it is not running (paused, stopped, …): nothing can answer then."""
 
 
 class ExposedPorts(Protocol):
@@ -249,15 +256,24 @@ class IngressProxy:
             )
         if not exposure.public:
             _authorize(head, where, exposure)
+        if exposure.not_running is not None:
+            raise _Answer(
+                409,
+                "invalid_state",
+                f"Shell {where.shell_id} is {exposure.not_running}, so nothing answers on its port "
+                f"{where.port}: start or resume it (POST /v1/shells/{where.shell_id}/actions/resume).",
+            )
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                up_reader, up_writer = await open_connection_inside(exposure.netns, where.port, limit=CHUNK)
+                up_reader, up_writer = await open_connection_inside(
+                    exposure.netns, where.port, host=exposure.address, limit=CHUNK
+                )
         except (OSError, RuntimeFailure, TimeoutError):
             raise _Answer(
                 502,
                 "port_unreachable",
                 f"Nothing in shell {where.shell_id} accepted a connection on port {where.port}: "
-                f"start a server listening on 127.0.0.1:{where.port} or 0.0.0.0:{where.port} in it.",
+                f"start a server listening on {_listen_hint(exposure.address, where.port)} in it.",
             ) from None
         try:
             peer = writer.get_extra_info("peername")
@@ -265,6 +281,13 @@ class IngressProxy:
             await _copy_both_ways(reader, writer, up_reader, up_writer)
         finally:
             up_writer.close()
+
+
+def _listen_hint(address: str, port: int) -> str:
+    """A server on the shell's loopback is reachable only where the proxy connects to loopback."""
+    if address == LOOPBACK:
+        return f"{LOOPBACK}:{port} or 0.0.0.0:{port}"
+    return f"0.0.0.0:{port} (its loopback is not reachable from outside the VM)"
 
 
 def _authorize(head: RequestHead, where: Route, exposure: Exposure) -> None:

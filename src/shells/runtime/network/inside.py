@@ -18,6 +18,8 @@ from shells.domain.errors import RuntimeFailure
 from shells.runtime.host import netns
 
 _JOIN_TIMEOUT_S = 5.0
+LOOPBACK = "127.0.0.1"
+"""Where a container's servers are reached from inside its namespace (``Backend.port_address``)."""
 
 
 async def socket_inside(
@@ -40,7 +42,7 @@ async def socket_inside(
 
 
 async def open_connection_inside(
-    netns_path: str, port: int, *, host: str = "127.0.0.1", limit: int = 64 * 1024
+    netns_path: str, port: int, *, host: str = LOOPBACK, limit: int = 64 * 1024
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to ``host:port`` as seen from inside the netns at ``netns_path``.
 

@@ -60,6 +60,7 @@ from ...settings import Settings
 from ..backend import HostInventory, ShellSpec, read_tail
 from ..host import btrfs_quota
 from ..host.btrfs import BtrfsPool
+from ..network.inside import LOOPBACK
 from . import artifacts, workspace_fs
 from .compiler import Compiled, ContainerCompiler
 from .pool import WorkerPool, exit_message
@@ -83,6 +84,8 @@ class WasmBackend:
     """Pause and fork are honest here because between execs a wasm shell *is* its /workspace: no
     process or memory exists to lose. While a program runs they are refused (InvalidState)."""
     network_modes = frozenset({NetworkMode.SEALED})
+    port_address = LOOPBACK
+    """Never used: a sealed shell exposes no port."""
 
     def __init__(
         self,
