@@ -1068,11 +1068,15 @@ class WriteFileChannel(Channel):
                     view = view[os.write(self.fd, view) :]
                 self.size += len(payload)
                 return
+            # Acknowledged means on the disk: a microvm's page cache is guest memory, which a host
+            # may yet have to drop (its QEMU killed); both the data and the new name are synced.
+            os.fsync(self.fd)
             os.close(self.fd)
             self.fd = None
             if self.temp is not None:
                 Path(self.temp).replace(self.path)
                 self.temp = None
+                fsync_dir(str(Path(self.path).parent))
         except OSError as exc:
             self.release()
             self.finish(os_error(exc, self.path).as_message())
@@ -1087,6 +1091,14 @@ class WriteFileChannel(Channel):
             with suppress(OSError):
                 Path(self.temp).unlink()
             self.temp = None
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 CHANNEL_OPS: dict[str, Callable[[Connection, int, dict[str, object]], Channel]] = {
