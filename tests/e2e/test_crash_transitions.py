@@ -8,6 +8,8 @@ its data dir after each crash, and few VMs: they run under TCG here."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,18 +75,23 @@ def _crash_during(server: ServerProcess, moment: str, action: Callable[[Shells],
     _restart(server)
 
 
-def _qemus_of(server: ServerProcess, shell_id: str) -> int:
-    """How many QEMU processes run for this shell (its run dir is in their command line)."""
+def _qemu_pids_of(server: ServerProcess, shell_id: str) -> list[int]:
+    """The QEMU processes that run for this shell (its run dir is in their command line)."""
     needle = f"{Settings(data_dir=server.data_dir).run_dir}/microvm/{shell_id}/".encode()
-    count = 0
+    pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            count += cmdline.startswith(b"qemu-system") and needle in cmdline
-    return count
+            if cmdline.startswith(b"qemu-system") and needle in cmdline:
+                pids.append(int(proc.name))
+    return pids
+
+
+def _qemus_of(server: ServerProcess, shell_id: str) -> int:
+    return len(_qemu_pids_of(server, shell_id))
 
 
 def _run(shell: Shell, script: str) -> str:
@@ -125,6 +132,21 @@ def test_stopping_a_paused_vm_keeps_every_write(srv: ServerProcess, make_vm: Cal
             assert shell.info.state == "stopped" and _qemus_of(srv, shell_id) == 0
             shell.start()
             _assert_both_written(shell, tag)
+
+
+def test_an_acknowledged_write_survives_its_vm_being_killed(
+    srv: ServerProcess, make_vm: Callable[..., Shell]
+) -> None:
+    """The host may lose a VM's memory with no warning (QEMU killed, the host's OOM killer): what the
+    file API acknowledged was on the disk already."""
+    vm = make_vm(idle_timeout_s=0)
+    vm.files.write("/workspace/acked.txt", "acknowledged")
+    os.kill(_qemu_pids_of(srv, vm.id)[0], signal.SIGKILL)
+    with srv.client() as c:
+        shell = c.get(vm.id)
+        shell.stop()
+        shell.start()
+        assert shell.files.read("/workspace/acked.txt") == b"acknowledged"
 
 
 # item 11 and the pause ------------------------------------------------------------------------------
