@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from shells.runtime.faults import CRASH_ENV, FAIL_ENV
 from shells.runtime.microvm.backend import MicrovmBackend
+from shells.runtime.microvm.vmnet import TAP, TAP_IP
 from shells.sdk import Shell, Shells
 from shells.settings import Settings
 from shells.store.repository import Store
@@ -92,6 +94,16 @@ def _qemu_pids_of(server: ServerProcess, shell_id: str) -> list[int]:
 
 def _qemus_of(server: ServerProcess, shell_id: str) -> int:
     return len(_qemu_pids_of(server, shell_id))
+
+
+def _tap_wired(server: ServerProcess, shell_id: str) -> bool:
+    """Whether the VM's tap in the shell's network namespace has its address (the guest's route)."""
+    netns = Settings(data_dir=server.data_dir).run_dir / "netns" / shell_id
+    shown = subprocess.run(
+        ["nsenter", f"--net={netns}", "ip", "-4", "-o", "addr", "show", "dev", TAP],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return TAP_IP in shown.stdout
 
 
 def _run(shell: Shell, script: str) -> str:
@@ -171,6 +183,7 @@ def test_kill_9_during_a_transparent_resume_leaves_a_usable_shell(
         assert _run(again, "echo usable") == "usable\n"
         _assert_both_written(again, "before")
         assert _qemus_of(srv, shell.id) == 1
+        assert _tap_wired(srv, shell.id)
         again.pause()  # and its transitions work again
         again.resume()
         assert _run(again, "echo still") == "still\n"

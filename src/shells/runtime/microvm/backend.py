@@ -159,6 +159,7 @@ class MicrovmBackend:
                 if record.paused:
                     record = replace(record, ram="own", paused="")
                     self._save_record(host_id, record)
+                    await self._rewire(host_id)  # the resume may have died before wiring its tap
             elif record.paused or status not in CONTINUABLE or not await self._run_on(files):
                 await qemu.kill(files)
                 alive = False
@@ -183,6 +184,12 @@ class MicrovmBackend:
                 yield qmp
             finally:
                 await qmp.close()
+
+    async def _rewire(self, host_id: str) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.vmnet.wire, host_id)
+        except RuntimeFailure as exc:
+            log.warning("could not wire the network of %s again: %s", host_id, exc.message)
 
     async def _run_state(self, files: VmFiles) -> str:
         """QEMU's run state (``running``, ``paused``, ``inmigrate``, …), or "" if it does not answer."""
