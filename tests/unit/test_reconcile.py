@@ -191,3 +191,13 @@ async def test_without_an_entry_vanished_processes_still_mean_stopped(store: Sto
     await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
     state, reason = state_of(store, "sh_v")
     assert state is ShellState.STOPPED and "host restart?" in reason
+
+
+async def test_an_action_whose_outcome_was_recorded_is_not_done_twice(store: Store, tmp_path: Path) -> None:
+    """The crash came after the record changed, before the entry was removed."""
+    shell_in(store, "sh_started", ShellState.RUNNING)
+    crashed_during(tmp_path, "sh_started", Capability.START)
+    backend = HostBackend(HostInventory(running={"sh_started"}, stored={"sh_started"}))
+    report = await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    assert backend.calls == [] and report.adopted == ["sh_started"]
+    assert Inflight(tmp_path).pending() == {}

@@ -74,6 +74,8 @@ async def reconcile(ctx: ControlContext) -> ReconcileReport:
                 ctx.store.purge_shell(shell.id)
                 continue
             intent = intents.get(shell.id)
+            if intent is not None and _recorded(intent, shell, inv):
+                intent = None  # the crash came after the record changed: nothing is left to do
             if intent is not None and shell.id in inv.stored and shell.state in _FINISHABLE:
                 await _finish(ctx, backend, shell, intent)
                 report.finished.append(shell.id)
@@ -118,6 +120,16 @@ async def reconcile(ctx: ControlContext) -> ReconcileReport:
         inflight.done(shell_id)
     report.usage = ctx.store.repair_intervals()
     return report
+
+
+def _recorded(intent: Intent, shell: ShellRecord, inv: HostInventory) -> bool:
+    """Whether the record and the host already show the action's outcome (a restart, reinstall or
+    wipe shows none, so those are always done again)."""
+    if intent.action is Capability.STOP:
+        return shell.state is ShellState.STOPPED and shell.id not in inv.running | inv.paused
+    if intent.action is Capability.START:
+        return shell.state is ShellState.RUNNING and shell.id in inv.running
+    return False
 
 
 async def _finish(ctx: ControlContext, backend: Backend, shell: ShellRecord, intent: Intent) -> None:
