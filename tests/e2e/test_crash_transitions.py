@@ -204,6 +204,23 @@ def test_kill_9_during_a_pause_leaves_a_usable_shell(
         assert _qemus_of(srv, shell.id) == 1
 
 
+def test_kill_9_while_stopping_a_paused_vm_finishes_the_stop_and_keeps_its_writes(
+    srv: ServerProcess, make_vm: Callable[..., Shell]
+) -> None:
+    """The stop had restored the VM to flush it (in a throwaway network namespace) when the server
+    died: start-up must finish that stop, not adopt the half-stopped VM as running."""
+    shell = make_vm(idle_timeout_s=0)
+    _write_both_ways(shell, "before")
+    shell.pause()
+    _crash_during(srv, "microvm.paused.restored", lambda c: c.get(shell.id).stop())
+    with srv.client() as c:
+        again = c.get(shell.id)
+        assert again.info.state == "stopped", again.info.state_reason
+        assert _qemus_of(srv, shell.id) == 0
+        again.start()
+        _assert_both_written(again, "before")
+
+
 # item 16 --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("runtime", ["container", "microvm"])
 def test_kill_9_in_the_middle_of_a_restart_finishes_it_at_start_up(
