@@ -221,6 +221,24 @@ def test_kill_9_while_stopping_a_paused_vm_finishes_the_stop_and_keeps_its_write
         _assert_both_written(again, "before")
 
 
+def test_kill_9_during_a_snapshot_leaves_the_shell_running_and_no_half_image(
+    srv: ServerProcess, make_vm: Callable[..., Shell]
+) -> None:
+    """The VM was halted and its state saved into the new image when the server died."""
+    shell = make_vm(idle_timeout_s=0)
+    _write_both_ways(shell, "before")
+    images = srv.data_dir / "microvm" / "images"
+    before = set(images.iterdir())
+    _crash_during(srv, "microvm.freeze.saved", lambda c: c.get(shell.id).snapshot())
+    with srv.client() as c:
+        again = c.get(shell.id)
+        assert again.info.state == "running"
+        assert _run(again, "echo usable") == "usable\n"
+        _assert_both_written(again, "before")
+        assert c.snapshots.list(shell.id) == []
+    assert set(images.iterdir()) == before
+
+
 # item 16 --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("runtime", ["container", "microvm"])
 def test_kill_9_in_the_middle_of_a_restart_finishes_it_at_start_up(

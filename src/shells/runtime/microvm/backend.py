@@ -703,6 +703,7 @@ class MicrovmBackend:
                 await anyio.to_thread.run_sync(copy_file, files.state, full)
             else:
                 await anyio.to_thread.run_sync(copy_file, files.state, image.state)
+            reached("microvm.freeze.saved")
             # The disks are flushed and quiet now: the stopped VM's block layer was inactivated.
             await self._copy_disks(files, image)
             if not full.exists():
