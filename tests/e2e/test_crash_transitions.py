@@ -189,21 +189,6 @@ def test_kill_9_during_a_transparent_resume_leaves_a_usable_shell(
         assert _run(again, "echo still") == "still\n"
 
 
-def test_kill_9_during_a_pause_leaves_a_usable_shell(
-    srv: ServerProcess, make_vm: Callable[..., Shell]
-) -> None:
-    """The state was saved and QEMU halted, but neither the VM's record nor the store said paused."""
-    shell = make_vm(idle_timeout_s=0)
-    _write_both_ways(shell, "before")
-    _crash_during(srv, "microvm.pause.saved", lambda c: c.get(shell.id).pause())
-    with srv.client() as c:
-        again = c.get(shell.id)
-        assert again.info.state == "running"
-        assert _run(again, "echo usable") == "usable\n"
-        _assert_both_written(again, "before")
-        assert _qemus_of(srv, shell.id) == 1
-
-
 def test_kill_9_while_stopping_a_paused_vm_finishes_the_stop_and_keeps_its_writes(
     srv: ServerProcess, make_vm: Callable[..., Shell]
 ) -> None:
@@ -221,20 +206,26 @@ def test_kill_9_while_stopping_a_paused_vm_finishes_the_stop_and_keeps_its_write
         _assert_both_written(again, "before")
 
 
-def test_kill_9_during_a_snapshot_leaves_the_shell_running_and_no_half_image(
-    srv: ServerProcess, make_vm: Callable[..., Shell]
+@pytest.mark.parametrize(
+    ("moment", "action"),
+    [("microvm.pause.saved", "pause"), ("microvm.freeze.saved", "snapshot")],
+)
+def test_kill_9_once_a_save_halted_the_vm_leaves_it_running_and_no_half_image(
+    srv: ServerProcess, make_vm: Callable[..., Shell], moment: str, action: str
 ) -> None:
-    """The VM was halted and its state saved into the new image when the server died."""
+    """The VM was halted and its state saved (for a pause, or into a snapshot's image), but nothing
+    recorded the pause or the snapshot, when the server died."""
     shell = make_vm(idle_timeout_s=0)
     _write_both_ways(shell, "before")
     images = srv.data_dir / "microvm" / "images"
     before = set(images.iterdir())
-    _crash_during(srv, "microvm.freeze.saved", lambda c: c.get(shell.id).snapshot())
+    _crash_during(srv, moment, lambda c: getattr(c.get(shell.id), action)())
     with srv.client() as c:
         again = c.get(shell.id)
         assert again.info.state == "running"
         assert _run(again, "echo usable") == "usable\n"
         _assert_both_written(again, "before")
+        assert _qemus_of(srv, shell.id) == 1
         assert c.snapshots.list(shell.id) == []
     assert set(images.iterdir()) == before
 
