@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from .context import ControlContext
 from .requests import MAX_NAME
 from .suspend import Suspension
 
+log = logging.getLogger(__name__)
 FORK_SUFFIX = "-fork-{}"
 
 
@@ -46,7 +48,8 @@ async def fork_shell(
     count: int,
 ) -> list[ShellRecord]:
     """Record ``count`` children in ``creating``, let the backend start them all from the parent's
-    state, then mark them running; if the backend fails, every child ends ``failed`` with why."""
+    state, then mark them running. All or nothing: if the backend fails, however, it has removed
+    what it started, and every child is recorded ``deleted`` with why (so none holds quota)."""
     ctx.quotas.check_shell(parent.tenant, get_shape(parent.shape), count)
     now = datetime.now(UTC)
     children = [child_record(parent, principal.id, i, now) for i in range(1, count + 1)]
@@ -57,9 +60,12 @@ async def fork_shell(
         )
     try:
         await ctx.backend(parent.runtime).fork(parent.id, [ctx.spec(c) for c in children])
-    except ShellsError as exc:
+    except BaseException as exc:
+        if not isinstance(exc, ShellsError):
+            log.error("forking %s failed on the host", parent.id, exc_info=exc)
+        why = exc.message if isinstance(exc, ShellsError) else "an unexpected host error (see the server log)"
         for child in children:
-            _settle(ctx, principal, child, door, ShellState.FAILED, exc.message)
+            _settle(ctx, principal, child, door, ShellState.DELETED, f"the fork failed: {why}")
         raise
     started = [_settle(ctx, principal, c, door, ShellState.RUNNING, "") for c in children]
     for child in started:

@@ -23,10 +23,12 @@ from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord, SnapshotRecord
 from ..domain.states import ShellState
 from ..runtime.backend import Backend
+from ..runtime.faults import reached
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
 from .fork import fork_shell
+from .inflight import Inflight
 from .networking import Networking
 from .pool import WarmPool
 from .requests import CreateShellRequest, parse_fork_count, parse_log_bytes
@@ -53,6 +55,7 @@ class Lifecycle:
         self.network = network
         self.suspension = suspension
         self._reclaim: set[asyncio.Task[None]] = set()
+        self._inflight = Inflight(ctx.settings.data_dir)
 
     # reads ----------------------------------------------------------------------------------------
     def get(self, principal: Principal, shell_id: str) -> ShellRecord:
@@ -256,7 +259,8 @@ class Lifecycle:
                     {"capability": cap.value, "state": shell.state.value},
                 )
             try:
-                shell, result = await self._do(principal, shell, cap, door, params or {})
+                with self._inflight.recording(shell.id, cap, principal.id):
+                    shell, result = await self._do(principal, shell, cap, door, params or {})
             except ShellsError as exc:
                 draft = self._action_draft(
                     principal, shell, door, cap, "error", exc.message, {"code": exc.code}
@@ -315,6 +319,7 @@ class Lifecycle:
             case Capability.RESTART:
                 with self.ctx.restarts.running(shell.id):  # requests wait for it (control.restarts)
                     await backend.stop(shell.id)
+                    reached("lifecycle.restart.stopped")
                     await backend.start(spec)
                 if shell.state is ShellState.RUNNING:
                     return done()

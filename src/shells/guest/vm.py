@@ -192,6 +192,7 @@ def op_sync(message: dict[str, object]) -> dict[str, object]:
 def serve_serial(agent: Agent, device: str) -> None:
     CONNECTION_OPS["resync"] = op_resync
     SIMPLE_OPS["sync"] = op_sync
+    agent.sync_writes = True  # acknowledged writes must not live only in memory a host may drop
     with contextlib.suppress(OSError):  # the guest's OOM killer must pick the bomb, never the agent
         Path("/proc/self/oom_score_adj").write_text("-1000")
     fd = os.open(device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)

@@ -44,10 +44,11 @@ from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..backend import HostInventory, ShellSpec, read_tail
 from ..container.backend import DEFAULT_ENV, ContainerBackend
+from ..faults import reached
 from . import console, qemu
 from .accel import probe_accel
 from .artifacts import Artifacts, ensure_artifacts
-from .images import Image, copy_file, grow_ext4, overlay
+from .images import Image, copy_file, grow_ext4, overlay, set_aside_unused
 from .link import AgentLink, LinkedAgentClient, sync_fields
 from .qemu import Machine, Qmp, VmFiles
 from .ramsplit import Unsupported, split_ram
@@ -65,6 +66,12 @@ WARM_UP = (("echo", "hi"), ("true",), ("sh", "-c", "echo hi; ls / > /dev/null"))
 """Run in a template's VM before it is saved, so every shell restored from it finds the agent's exec
 path and the usual programs in its page cache (a first exec after create: 168 → 150 ms under TCG)."""
 RESTORE_TIMEOUT_S = 30.0
+FLUSH_TIMEOUT_S = 15.0
+"""How long a stop waits for the guest to write its page cache to its disks (then it stops anyway)."""
+QUIT_TIMEOUT_S = 5.0
+CONTINUABLE = frozenset({"paused", "postmigrate", "finish-migrate"})
+"""QEMU run states of a VM our own ``stop`` halted for a save (pause, snapshot, fork): its memory is
+whole, so a save cut short by a crash is undone by letting it run on."""
 
 
 @dataclass
@@ -98,6 +105,8 @@ class MicrovmBackend:
         self._accel = ""
         self._links: dict[str, AgentLink] = {}
         self._template_locks: dict[str, asyncio.Lock] = {}
+        self._pinned: set[str] = set()
+        """Fork points being written: no shell's disks back onto them yet, but they are in use."""
         self.vmnet = VmNetwork(container.network, container.netns_dir)
 
     @staticmethod
@@ -114,6 +123,103 @@ class MicrovmBackend:
             d.mkdir(parents=True, exist_ok=True)
         self._artifacts = await anyio.to_thread.run_sync(ensure_artifacts, self.settings.cache_dir)
         self._accel = await probe_accel(self._artifacts, self.settings.cache_dir)
+        await self._settle_all()
+
+    async def _settle_all(self) -> None:
+        """Bring every VM a crash caught mid-transition to a consistent state (see ``_settle``), end
+        QEMUs that belong to no shell (a pre-boot or a fork point's conversion cut short), and collect
+        fork points no shell uses."""
+        shells = self.root / "shells"
+        ids = {d.name for d in shells.iterdir()} if shells.exists() else set()
+        for host_id in sorted(ids):
+            await self._settle(host_id)
+        for sock_dir in self.run_dir.iterdir():
+            if sock_dir.name not in ids:
+                await qemu.kill(VmFiles(sock_dir, sock_dir))
+                shutil.rmtree(sock_dir, ignore_errors=True)
+        await self._collect_images()
+
+    async def _settle(self, host_id: str) -> None:
+        """Make one VM's host state agree with its ``vm.json``, the backend's commit point.
+
+        - QEMU running the guest: the VM runs. If the record still says paused, a resume got past
+          ``cont`` before it was recorded; the guest has run on its RAM file since, so the saved
+          device state no longer matches it: the VM is adopted as running, never rolled back.
+        - QEMU alive but halted: with the record paused (a resume still loading, or a pause that had
+          saved but not yet ended its QEMU) the saved state is whole, so the QEMU goes and the VM
+          stays paused; otherwise a save for a pause, snapshot or fork was cut short and the VM runs on.
+        - No QEMU (a pid file without its process): the VM is stopped unless it is paused with its
+          saved state, and files only a live or paused VM needs are removed.
+        """
+        files = self._files(host_id)
+        try:
+            record = self._record(host_id)
+        except (RuntimeFailure, ValueError, TypeError):
+            return  # never finished being created: reconciliation destroys it
+        alive = qemu.pid_of(files) is not None
+        if alive:
+            status = await self._run_state(files)
+            if status == "running":
+                if record.paused:
+                    record = replace(record, ram="own", paused="")
+                    self._save_record(host_id, record)
+                    await self._rewire(host_id)  # the resume may have died before wiring its tap
+            elif record.paused or status not in CONTINUABLE or not await self._run_on(files):
+                await qemu.kill(files)
+                alive = False
+        if not alive:
+            shutil.rmtree(files.sock_dir, ignore_errors=True)
+            if record.paused and not files.state.exists():
+                record = replace(record, ram="own", paused="")
+                self._save_record(host_id, record)
+            if record.paused != "device":  # only a device-state pause keeps its memory in ``ram``
+                files.ram.unlink(missing_ok=True)
+        if not record.paused:
+            files.state.unlink(missing_ok=True)  # a pause's save cut short
+        files.state.with_name(f"{files.state.name}.devices").unlink(missing_ok=True)  # a resume's
+
+    @staticmethod
+    @asynccontextmanager
+    async def _bounded_qmp(files: VmFiles) -> AsyncIterator[Qmp]:
+        """QMP to a QEMU that may be hung: connecting and all that is done within is bounded."""
+        async with asyncio.timeout(QUIT_TIMEOUT_S):
+            qmp = await Qmp.connect(files.qmp, timeout_s=QUIT_TIMEOUT_S)
+            try:
+                yield qmp
+            finally:
+                await qmp.close()
+
+    async def _rewire(self, host_id: str) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.vmnet.wire, host_id)
+        except RuntimeFailure as exc:
+            log.warning("could not wire the network of %s again: %s", host_id, exc.message)
+
+    async def _run_state(self, files: VmFiles) -> str:
+        """QEMU's run state (``running``, ``paused``, ``inmigrate``, …), or "" if it does not answer."""
+        try:
+            async with self._bounded_qmp(files) as qmp:
+                info = await qmp.execute("query-status")
+        except (RuntimeFailure, OSError, TimeoutError, ValueError):
+            return ""
+        status = info.get("status") if isinstance(info, dict) else None
+        return status if isinstance(status, str) else ""
+
+    async def _run_on(self, files: VmFiles) -> bool:
+        """Cancel a save still being written and let the halted VM run again; False if QEMU refuses."""
+        try:
+            async with self._bounded_qmp(files) as qmp:
+                await qmp.execute("migrate_cancel")
+                while True:
+                    info = await qmp.execute("query-migrate")
+                    if not isinstance(info, dict) or info.get("status") not in ("active", "cancelling"):
+                        break
+                    await asyncio.sleep(0.01)
+                await qmp.execute("cont")
+        except (RuntimeFailure, OSError, TimeoutError, ValueError) as exc:
+            log.warning("a VM halted mid-save could not run on (%s); it is stopped", exc)
+            return False
+        return True
 
     @property
     def artifacts(self) -> Artifacts:
@@ -319,6 +425,7 @@ class MicrovmBackend:
         loaded = state
         try:
             await self._launch(argv, host_id)
+            reached("microvm.restore.launched")
             qmp = await Qmp.connect(files.qmp)
             if filtering is not None:
                 loaded = await filtering
@@ -446,26 +553,52 @@ class MicrovmBackend:
         self._save_record(spec.host_id, replace(record, ram="own", paused=""))
 
     async def stop(self, host_id: str) -> None:
-        """Flush the guest's disks, end its QEMU; the disks stay, memory and saved state go."""
+        """End the VM with its disks holding everything the guest wrote; the disks stay, memory and
+        saved state go. A paused VM is restored first: its unflushed writes (acknowledged ones too)
+        live in the saved memory, which the host must not throw away unwritten."""
         files = self._files(host_id)
-        link = self._links.get(host_id)
-        if link is not None and qemu.pid_of(files) is not None:
+        try:
+            record: VmRecord | None = self._record(host_id)
+        except RuntimeFailure:
+            record = None
+        if record is not None and record.paused and qemu.pid_of(files) is None:
             try:
-                await LinkedAgentClient(link, op_timeout_s=10).run(ExecSpec(argv=("sync",), timeout_s=10))
-            except AgentError as exc:
-                log.warning("could not flush the disks of %s before stopping it: %s", host_id, exc)
-        await self._keep_console(files)
+                await self._restore_paused(host_id, record, None)
+                await self._attach(host_id, resync=True)
+            except (RuntimeFailure, AgentError, OSError) as exc:
+                log.warning("could not restore paused %s to flush its disks: %s", host_id, exc)
+        if qemu.pid_of(files) is not None:
+            await self._flush(host_id)
         await self._drop_link(host_id)
         await qemu.kill(files)
         await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
         shutil.rmtree(files.sock_dir, ignore_errors=True)
+        if record is not None:  # first: a crash now leaves a stopped VM, not a paused one without state
+            self._save_record(host_id, replace(self._record(host_id), ram="own", paused=""))
         for path in (files.ram, files.state):
             path.unlink(missing_ok=True)
+
+    async def _flush(self, host_id: str) -> None:
+        """Have the guest write its page cache to its disks (bounded: a guest that will not is only
+        losing its own data), then let QEMU write its own caches and exit cleanly."""
+        files = self._files(host_id)
         try:
-            record = self._record(host_id)
-        except RuntimeFailure:
-            return
-        self._save_record(host_id, replace(record, ram="own", paused=""))
+            async with asyncio.timeout(FLUSH_TIMEOUT_S):
+                link = self._links.get(host_id) or await self._attach(host_id, resync=True)
+                await LinkedAgentClient(link, op_timeout_s=FLUSH_TIMEOUT_S).run(
+                    ExecSpec(argv=("sync",), timeout_s=FLUSH_TIMEOUT_S)
+                )
+        except (AgentError, RuntimeFailure, TimeoutError) as exc:
+            log.warning("could not flush the disks of %s before stopping it: %s", host_id, exc)
+        await self._keep_console(files)
+        pid = qemu.pid_of(files)
+        try:
+            async with self._bounded_qmp(files) as qmp:
+                await qmp.execute("quit")
+        except (RuntimeFailure, OSError, TimeoutError) as exc:
+            log.warning("QEMU of %s did not quit cleanly (%s); it is killed", host_id, exc)
+        if pid is not None:
+            await qemu.wait_gone(pid, QUIT_TIMEOUT_S)
 
     async def destroy(self, host_id: str) -> None:
         files = self._files(host_id)
@@ -474,7 +607,7 @@ class MicrovmBackend:
         await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
         shutil.rmtree(files.sock_dir, ignore_errors=True)
         shutil.rmtree(files.disk_dir, ignore_errors=True)
-        await anyio.to_thread.run_sync(self._collect_fork_points)
+        await self._collect_images()
 
     async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
         """A new root disk from the template (and with ``wipe_workspace`` a new /workspace too).
@@ -500,7 +633,7 @@ class MicrovmBackend:
                 return
             await anyio.to_thread.run_sync(image.new_disk, image.workspace, files.workspace)
         self._save_record(spec.host_id, replace(record, backing=str(image.dir), ram="own", paused=""))
-        await anyio.to_thread.run_sync(self._collect_fork_points)
+        await self._collect_images()
         if was_running:
             await self.start(spec)
 
@@ -511,6 +644,7 @@ class MicrovmBackend:
         link = self._links.get(host_id) or await self._attach(host_id, resync=True)
         device_only = record.ram == "own"
         await self._save(files, link, files.state, device_only=device_only)
+        reached("microvm.pause.saved")
         self._save_record(host_id, replace(record, paused="device" if device_only else "full"))
         await qemu.kill(files)
         await link.detach()
@@ -518,24 +652,41 @@ class MicrovmBackend:
 
     async def resume(self, spec: ShellSpec) -> None:
         host_id = spec.host_id
-        files = self._files(host_id)
         record = self._record(host_id)
         if not record.paused:
-            raise RuntimeFailure("The shell's VM is not paused.")
+            if qemu.pid_of(self._files(host_id)) is None:
+                raise RuntimeFailure("The shell's VM is not paused.")
+            # Restored by an earlier resume that failed after it (its link): only the link is missing.
+            await self._attach(host_id, resync=True)
+            return
+        await anyio.to_thread.run_sync(self.vmnet.attach, spec)
+        await self._restore_paused(host_id, record, host_id)
+        await self._while_wiring(host_id, self._attach(host_id, resync=False))
+
+    async def _restore_paused(self, host_id: str, record: VmRecord, netns_of: str | None) -> None:
+        """Start a paused VM again from its saved state, in the shell's network namespace (or, with
+        ``netns_of`` None, a throwaway one: to flush it, its network does not matter). Recorded as
+        running once QEMU runs it; the saved state goes after that."""
+        files = self._files(host_id)
         machine = Machine(**record.machine)  # type: ignore[arg-type]
         device_only = record.paused == "device"
         if not device_only:  # the RAM comes from the state; from now on it lives in an own file
             files.ram.unlink(missing_ok=True)
             with files.ram.open("wb") as f:
                 f.truncate(machine.memory_mib * 1024 * 1024)
-        await anyio.to_thread.run_sync(self.vmnet.attach, spec)
         qmp = await self._restore(
-            files, machine, files.ram, share=True, state=files.state, device_only=device_only, host_id=host_id
+            files,
+            machine,
+            files.ram,
+            share=True,
+            state=files.state,
+            device_only=device_only,
+            host_id=netns_of,
         )
         await qmp.close()
+        reached("microvm.paused.restored")
         self._save_record(host_id, replace(record, ram="own", paused=""))
         files.state.unlink(missing_ok=True)
-        await self._while_wiring(host_id, self._attach(host_id, resync=False))
 
     async def _freeze(self, host_id: str, image: Image) -> None:
         """Write the shell's current memory and disks into ``image`` (the shell keeps its state: a
@@ -558,6 +709,7 @@ class MicrovmBackend:
                 await anyio.to_thread.run_sync(copy_file, files.state, full)
             else:
                 await anyio.to_thread.run_sync(copy_file, files.state, image.state)
+            reached("microvm.freeze.saved")
             # The disks are flushed and quiet now: the stopped VM's block layer was inactivated.
             await self._copy_disks(files, image)
             if not full.exists():
@@ -634,8 +786,10 @@ class MicrovmBackend:
     async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
         image = Image(self.root / "images" / f"fork-{host_id}-{secrets.token_hex(4)}")
         started: list[str] = []
+        self._pinned.add(image.dir.name)  # until the children's records name it (or it is removed)
         try:
             await self._freeze(host_id, image)
+            reached("microvm.fork.frozen")
             async with anyio.create_task_group() as group:
                 for child in children:
                     self._files(child.host_id).disk_dir.mkdir(parents=True)
@@ -648,21 +802,18 @@ class MicrovmBackend:
                 if image.dir.exists():
                     shutil.rmtree(image.dir, ignore_errors=True)
             raise
+        finally:
+            self._pinned.discard(image.dir.name)
 
-    def _collect_fork_points(self) -> None:
-        """Delete fork points (and retired snapshots) no shell's disks back onto any more."""
-        images = self.root / "images"
-        if not images.exists():
-            return
-        used = set()
-        for vm_json in (self.root / "shells").glob("*/vm.json"):
-            try:
-                used.add(Path(json.loads(vm_json.read_text(encoding="utf-8"))["backing"]).name)
-            except (OSError, ValueError, KeyError):
-                continue
-        for image in images.iterdir():
-            if image.name.startswith(("fork-", "retired-")) and image.name not in used:
-                shutil.rmtree(image, ignore_errors=True)
+    async def _collect_images(self) -> None:
+        """Delete fork points (and retired snapshots) no shell's disks back onto any more.
+
+        The choice is made and acted on without awaiting, on the event loop, as is every change to
+        what uses an image (a fork pins its fork point before creating it and unpins it once its
+        children's records name it; ``delete_snapshot`` rewrites records), so no image can come
+        into use between the check and the move aside; only the deletion runs in a thread."""
+        for doomed in set_aside_unused(self.root / "images", self.root / "shells", self._pinned):
+            await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, doomed, ignore_errors=True))
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         """Shells created from the snapshot still read its disks: then it is retired, not deleted."""
@@ -675,7 +826,7 @@ class MicrovmBackend:
                 if record.get("backing") == str(image):
                     record["backing"] = str(retired)
                     vm_json.write_text(json.dumps(record), encoding="utf-8")
-            await anyio.to_thread.run_sync(self._collect_fork_points)
+            await self._collect_images()
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         files = self._files(host_id)
@@ -710,7 +861,7 @@ class MicrovmBackend:
                 except (RuntimeFailure, ValueError, TypeError):
                     continue
         images = self.root / "images"
-        snapshots = {p.name for p in images.iterdir() if not p.name.startswith(("fork-", "retired-"))} \
+        snapshots = {p.name for p in images.iterdir() if not p.name.startswith(("fork-", "retired-", "."))} \
             if images.exists() else set()  # fmt: skip
         return HostInventory(running=running, paused=paused, stored=stored, snapshots=snapshots)
 

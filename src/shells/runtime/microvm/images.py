@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,3 +109,24 @@ def grow_ext4(image: Path, size_bytes: int) -> None:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode not in (0, 1):  # e2fsck: 1 means it fixed something
             raise RuntimeFailure(f"{argv[0]} failed: {proc.stderr.strip()[-1000:]}")
+
+
+def set_aside_unused(images: Path, shells: Path, in_use: Collection[str]) -> list[Path]:
+    """Rename the fork points and retired snapshots in ``images`` that no shell's ``vm.json`` (under
+    ``shells``) backs onto and that are not ``in_use`` to ``.doomed-<name>``; return those, with any
+    ``.doomed-*`` a crash left, for deletion. Snapshots are never touched."""
+    if not images.exists():
+        return []
+    used = set(in_use)
+    for vm_json in shells.glob("*/vm.json"):
+        try:
+            used.add(Path(json.loads(vm_json.read_text(encoding="utf-8"))["backing"]).name)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    doomed = []
+    for image in images.iterdir():
+        if image.name.startswith(".doomed-"):
+            doomed.append(image)
+        elif image.name.startswith(("fork-", "retired-")) and image.name not in used:
+            doomed.append(image.rename(image.with_name(f".doomed-{image.name}")))
+    return doomed
