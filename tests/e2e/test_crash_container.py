@@ -1,12 +1,15 @@
-"""Container shells after a crash at the worst moment, and what a shell can do to the host's disk."""
+"""Container shells after a crash at the worst moment, what a shell can do to the host's disk, and
+templates that do not depend on the host's CA certificates."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
+from shells.runtime.templates.catalog import BASE_ROOTFS, artifact, builtins
 from shells.sdk import CommandResult, Shell, Shells
 from shells.settings import Settings
 
@@ -50,6 +53,7 @@ def test_a_server_killed_mid_snapshot_leaves_no_frozen_shell_and_no_half_snapsho
                 freezer.write_text("THAWED")
 
 
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 DISK_MIB = 2048  # the default shape's disk
 
 
@@ -123,3 +127,40 @@ def test_the_disk_limit_survives_every_change_of_the_shells_subvolumes(data_root
         srv.start()
         with srv.client() as c:
             _assert_capped(c.get(shell.id))
+
+
+def _new_ca(where: Path) -> str:
+    """A real self-signed CA certificate (PEM), unlike any the host has."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(where / "extra.key"), "-out", str(where / "extra.pem"), "-days", "1",
+         "-subj", "/CN=shells test extra CA"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (where / "extra.pem").read_text(encoding="utf-8")
+
+
+def test_a_ca_added_on_the_host_makes_no_template_rebuild(data_root: Path) -> None:
+    cas = data_root / "host-cas"  # the host's own CAs: a build may need them (a TLS-inspecting proxy)
+    real = Path("/usr/local/share/ca-certificates")
+    if real.is_dir():
+        shutil.copytree(real, cas)
+    else:
+        cas.mkdir()
+    env = {"SHELLS_HOST_CA_DIR": str(cas)}
+    with running_server(data_root / "ca-first", warm_pool=0, env=env) as first, first.client() as c:
+        bundle = c.create("bash").files.read(CA_BUNDLE).decode()
+        assert all(p.read_text().strip() in bundle for p in cas.rglob("*.crt"))
+    cache = Settings().cache_dir
+    built = [cache / BASE_ROOTFS.tarball_name(), artifact(cache, builtins()["python:1"])]
+    stamps = [p.stat().st_mtime_ns for p in built]
+
+    extra = _new_ca(data_root)
+    (cas / "shells-test-extra.crt").write_text(extra, encoding="utf-8")
+    with running_server(data_root / "ca-second", warm_pool=0, env=env) as second:
+        assert "built earlier on this host" in second.log_tail(20_000)
+        with second.client() as c:
+            for language in ("bash", "python"):
+                bundle = c.create(language).files.read(CA_BUNDLE).decode()
+                assert extra.strip() in bundle, language
+    assert [p.stat().st_mtime_ns for p in built] == stamps, "a cached template was built again"

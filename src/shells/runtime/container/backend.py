@@ -94,7 +94,7 @@ class ContainerBackend:
         self._seccomp_b64 = ""
         self._details: dict[str, str] = {}
         self._agent_code = self.run_dir / "agent" / "guest"
-        self.template_bits = TemplateStorage(self.pool)
+        self.template_bits = TemplateStorage(self.pool, settings.host_ca_dir)
         self.disk = ShellDisk(self.pool)
         self._builtins = BuiltinTemplates(self, self.template_bits, settings.cache_dir)
 
