@@ -33,6 +33,9 @@ class Settings:
     warm_pool_size: int = 2
     pool_image_gib: int = 64
     btrfs_dir: Path | None = None
+    host_ca_dir: Path = Path("/usr/local/share/ca-certificates")
+    """The CA certificates (``*.crt``) this host trusts locally, which templates trust too when they
+    are imported into this instance (``SHELLS_HOST_CA_DIR``)."""
     agent_ready_timeout_s: float = 20.0
     idle_timeout_s: int = 900
     """Default seconds without exec, terminal or port traffic before a shell of a class that can
@@ -101,6 +104,7 @@ class Settings:
             "data_dir": "SHELLS_DATA_DIR",
             "cache_dir": "SHELLS_CACHE_DIR",
             "btrfs_dir": "SHELLS_BTRFS_DIR",
+            "host_ca_dir": "SHELLS_HOST_CA_DIR",
         }
         for name, var in paths.items():
             if env.get(var):

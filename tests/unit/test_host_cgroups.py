@@ -121,6 +121,25 @@ def test_remove_cgroup_kills_a_paused_cgroup_with_nested_children(prefix: str) -
     assert cgroups.instance_cgroup_children(prefix) == set()
 
 
+def test_thaw_lets_a_frozen_cgroup_run_again_and_leaves_others_alone(prefix: str) -> None:
+    frozen_dirs = _make(f"/{prefix}/frozen")
+    _make(f"/{prefix}/running")
+    proc = _spawn_in(frozen_dirs, "read line; echo got")
+    state = cgroups.CGROUP_ROOT / "freezer" / prefix / "frozen" / "freezer.state"
+    state.write_text("FROZEN")  # what crun pause does mid-snapshot
+    assert proc.stdin is not None
+    proc.stdin.write(b"x\n")
+    proc.stdin.flush()
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.3)
+
+    assert cgroups.thaw_cgroup(f"/{prefix}/frozen") is True
+    assert proc.wait(timeout=5) == 0
+    assert state.read_text().strip() == "THAWED"
+    assert cgroups.thaw_cgroup(f"/{prefix}/running") is False
+    assert cgroups.thaw_cgroup(f"/{prefix}/missing") is False
+
+
 def test_remove_cgroup_also_works_without_a_freezer_cgroup(prefix: str) -> None:
     dirs = _make(f"/{prefix}/nofreezer", ("pids", "memory"))
     proc = _spawn_in(dirs, "sleep 300 & sleep 300 & wait")

@@ -14,6 +14,9 @@ from shells.runtime import images
 from shells.runtime.host import _libc
 from shells.runtime.host.btrfs import BtrfsPool
 from shells.runtime.images import RootfsSpec
+from shells.runtime.templates import catalog
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (debootstrap, loop mounts)")
 
@@ -149,15 +152,43 @@ def test_build_rootfs_tarball_debootstraps_a_template_once_and_imports_it(
         pool.delete_subvolume(dest)
 
 
-def test_the_hosts_local_cas_are_trusted_in_the_rootfs_and_change_its_identity(tmp_path: Path) -> None:
-    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    with_bundle, without = tmp_path / "a", tmp_path / "b"
-    (with_bundle / "etc/ssl/certs").mkdir(parents=True)
-    (with_bundle / "etc/ssl/certs/ca-certificates.crt").write_text("DEBIAN CAS\n")
-    (without / "etc").mkdir(parents=True)
-    for root in (with_bundle, without):
-        images._finish_rootfs(root, (pem,))
-        assert (root / "usr/local/share/ca-certificates/shells-host-0.crt").read_text() == pem
-    assert (with_bundle / "etc/ssl/certs/ca-certificates.crt").read_text() == "DEBIAN CAS\n\n" + pem
-    assert not (without / "etc/ssl/certs/ca-certificates.crt").exists()
-    assert RootfsSpec(local_cas=(pem,)).content_hash() != RootfsSpec(local_cas=()).content_hash()
+def test_no_template_identity_depends_on_the_hosts_cas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # where older versions read the host's CAs from, into base:1's identity and so into every one
+    monkeypatch.setattr(images, "HOST_LOCAL_CAS", tmp_path / "cas", raising=False)
+    (tmp_path / "cas").mkdir()
+    catalog.builtins.cache_clear()
+    before = {name: b.content_hash for name, b in catalog.builtins().items()}
+    (tmp_path / "cas" / "unrelated.crt").write_text(PEM)
+    catalog.builtins.cache_clear()
+    assert {name: b.content_hash for name, b in catalog.builtins().items()} == before
+    assert RootfsSpec().content_hash() == before["base:1"]
+
+
+def test_the_hosts_cas_are_trusted_and_untrusted_without_following_links(tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    (root / "etc/ssl/certs").mkdir(parents=True)
+    bundle = root / images.CA_BUNDLE
+    bundle.write_text("DEBIAN CAS\n")
+    images.trust_host_cas(root, (PEM,))
+    assert (root / "usr/local/share/ca-certificates/shells-host-0.crt").read_text() == PEM
+    assert bundle.read_text() == "DEBIAN CAS\n\n" + PEM
+    # as update-ca-certificates would rebuild it, with the host's file among the others
+    bundle.write_text("DEBIAN CAS\n" + PEM + "LOCAL CA\n")
+    images.untrust_host_cas(root)
+    assert bundle.read_text() == "DEBIAN CAS\nLOCAL CA\n"
+    assert list((root / "usr/local/share/ca-certificates").iterdir()) == []
+
+    hostile = tmp_path / "hostile"
+    (hostile / "etc/ssl").mkdir(parents=True)
+    outside = tmp_path / "host-file"
+    outside.write_text("HOST\n")
+    (hostile / "etc/ssl/certs").symlink_to(tmp_path)  # a build shell's link to somewhere on the host
+    (tmp_path / "ca-certificates.crt").symlink_to(outside)
+    (hostile / "usr/local/share").mkdir(parents=True)
+    (hostile / "usr/local/share/ca-certificates").symlink_to(tmp_path)
+    images.trust_host_cas(hostile, (PEM,))
+    images.untrust_host_cas(hostile)
+    assert outside.read_text() == "HOST\n"
+    assert not list(tmp_path.glob("shells-host-*"))

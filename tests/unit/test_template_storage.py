@@ -12,6 +12,7 @@ import pytest
 
 from shells.domain.errors import TemplateExists, TemplateNotFound
 from shells.domain.templates import TemplateKind, TemplateMeta
+from shells.runtime import images
 from shells.runtime.container.template_store import TemplateStorage
 from shells.runtime.host.btrfs import BtrfsPool
 
@@ -24,6 +25,8 @@ def tarball(workdir: Path) -> Path:
     src = workdir / "tpl-src"
     (src / "etc").mkdir(parents=True)
     (src / "etc" / "debian_version").write_text("13.7\n")
+    (src / "etc" / "ssl" / "certs").mkdir(parents=True)
+    (src / "etc" / "ssl" / "certs" / "ca-certificates.crt").write_text(DEBIAN_CAS)
     (src / "home" / "user").mkdir(parents=True)
     (src / "home" / "user" / "notes").write_text("mine")
     os.chown(src / "home" / "user" / "notes", 1000, 1001)
@@ -38,9 +41,19 @@ def tarball(workdir: Path) -> Path:
     return out
 
 
+DEBIAN_CAS = "-----BEGIN CERTIFICATE-----\nDEBIAN\n-----END CERTIFICATE-----\n"
+PEM = "-----BEGIN CERTIFICATE-----\nHOST{}\n-----END CERTIFICATE-----\n"
+
+
 @pytest.fixture
-def storage(pool: BtrfsPool) -> Iterator[TemplateStorage]:
-    store = TemplateStorage(pool)
+def host_cas(tmp_path: Path) -> Path:
+    """The host's local CA directory, empty unless a test puts certificates in it."""
+    return tmp_path / "host-cas"
+
+
+@pytest.fixture
+def storage(pool: BtrfsPool, host_cas: Path) -> Iterator[TemplateStorage]:
+    store = TemplateStorage(pool, host_cas)
     yield store
     store.remove_all()
     assert list(store.root.iterdir()) == []
@@ -57,7 +70,7 @@ def test_an_imported_template_is_published_whole_measured_and_described(
 ) -> None:
     published = storage.import_tarball(tarball, meta("t:1"))
     assert storage.pool.is_readonly(storage.rootfs("t:1"))
-    assert published.size_bytes == len("13.7\n") + len("mine") + len("#!/bin/sh\n")
+    assert published.size_bytes == len("13.7\n") + len(DEBIAN_CAS) + len("mine") + len("#!/bin/sh\n")
     assert published.versions == {"debian": "13.7", "tool": "1.0"}  # read from the bits themselves
     assert published.created_at is not None and not published.has_workspace
     assert storage.meta("t:1") == published and [m.name for m in storage.all()] == ["t:1"]
@@ -109,6 +122,37 @@ def test_a_cached_export_round_trips_through_another_pool_layout(
     assert (notes.stat().st_uid, notes.stat().st_gid) == (1000, 1001)
     assert (storage.rootfs("copy:1") / "bin" / "su").stat().st_mode & 0o7777 == 0o4755
     assert copy.content_hash == "h" * 64
+
+
+def test_the_hosts_cas_are_trusted_in_the_pool_but_never_packed_for_the_cache(
+    storage: TemplateStorage, tarball: Path, workdir: Path, host_cas: Path
+) -> None:
+    host_cas.mkdir()
+    (host_cas / "proxy.crt").write_text(PEM.format(1))
+    storage.import_tarball(tarball, meta("ca:1"))
+    bundle = storage.rootfs("ca:1") / images.CA_BUNDLE
+    assert bundle.read_text() == DEBIAN_CAS + "\n" + PEM.format(1)
+    local = storage.rootfs("ca:1") / "usr/local/share/ca-certificates"
+    assert [p.read_text() for p in local.iterdir()] == [PEM.format(1)]
+
+    out = workdir / "cache" / "ca-1-hhhh.tar.zst"
+    storage.export_tarball("ca:1", out)
+    listing = subprocess.run(
+        ["tar", "-I", "zstd", "-tf", str(out)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "shells-host-" not in listing
+    unpacked = workdir / "ca-unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-I", "zstd", "-C", str(unpacked), "-xf", str(out)], check=True)
+    assert (unpacked / images.CA_BUNDLE).read_text() == DEBIAN_CAS
+    assert bundle.read_text() == DEBIAN_CAS + "\n" + PEM.format(1)  # the pool's template is unchanged
+
+    # Another instance, after the host's CAs changed: the import trusts what the host trusts now.
+    (host_cas / "proxy.crt").unlink()
+    (host_cas / "other.crt").write_text(PEM.format(2))
+    storage.import_tarball(out, meta("ca-copy:1"))
+    copied = storage.rootfs("ca-copy:1") / images.CA_BUNDLE
+    assert copied.read_text() == DEBIAN_CAS + "\n" + PEM.format(2)
 
 
 def debugfs(image: Path, request: str) -> str:

@@ -105,7 +105,10 @@ class Control:
             },
             "languages": [lang.value for lang in Language],
             "network_modes": sorted({m.value for b in self.ctx.backends.values() for m in b.network_modes}),
-            "shapes": {s.name: {"vcpus": s.vcpus, "memory_mib": s.memory_mib} for s in SHAPES.values()},
+            "shapes": {
+                s.name: {"vcpus": s.vcpus, "memory_mib": s.memory_mib, "disk_mib": s.disk_mib}
+                for s in SHAPES.values()
+            },
         }
 
     def runtimes(self) -> list[dict[str, Any]]:

@@ -88,7 +88,8 @@ Callback = Callable[[int], None]
 
 
 def log(message: str) -> None:
-    print(f"shells-agent: {message}", file=sys.stderr, flush=True)
+    with suppress(OSError):  # a full log (the host limits it) must not end the agent
+        print(f"shells-agent: {message}", file=sys.stderr, flush=True)
 
 
 class RequestError(Exception):

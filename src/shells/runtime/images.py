@@ -1,9 +1,13 @@
 """Base rootfs templates: debootstrap once into a cached ``.tar.zst``, import into the btrfs pool.
 
 A template is identified by the hash of its spec and of ``BUILDER_VERSION`` (bump it whenever the
-build steps change), so a cached tarball is reused as long as both match. Tarballs keep numeric
-owners and all xattrs (file capabilities such as ping's ``security.capability``); the files are
-stored unshifted (owned by 0..65535) and shown shifted through idmapped mounts at run time.
+build steps change), so a cached tarball is reused as long as both match. Nothing of the host is in
+the identity or in a cached tarball: the CA certificates the host trusts locally are added to a
+template when it is imported into an instance's pool and taken out when it is packed for the cache
+(``trust_host_cas``, ``untrust_host_cas``), so a change of them never makes a template rebuild.
+Tarballs keep numeric owners and all xattrs (file capabilities such as ping's
+``security.capability``); the files are stored unshifted (owned by 0..65535) and shown shifted
+through idmapped mounts at run time.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shells.domain.errors import RuntimeFailure
@@ -46,17 +50,18 @@ _TRIM = (
 
 _TAR_FLAGS = ["--numeric-owner", "--xattrs", "--xattrs-include=*"]
 
-HOST_LOCAL_CAS = Path("/usr/local/share/ca-certificates")
+HOST_CA_PREFIX = "shells-host-"
+"""Names of the host's CA files in a template's ``usr/local/share/ca-certificates``."""
+CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 
 
-def host_local_cas() -> tuple[str, ...]:
-    """The CA certificates this host trusts locally (Debian's place for them), as PEM text.
-
-    Templates trust them too, so downloads work where the host's own do, e.g. behind a
+def host_local_cas(directory: Path) -> tuple[str, ...]:
+    """The CA certificates this host trusts locally (``directory``: Debian's place for them), as PEM
+    text. Templates trust them too, so downloads work where the host's own do, e.g. behind a
     TLS-inspecting egress proxy whose CA the administrator added to the host."""
-    if not HOST_LOCAL_CAS.is_dir():
+    if not directory.is_dir():
         return ()
-    return tuple(p.read_text(encoding="utf-8") for p in sorted(HOST_LOCAL_CAS.rglob("*.crt")))
+    return tuple(p.read_text(encoding="utf-8") for p in sorted(directory.rglob("*.crt")))
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,6 @@ class RootfsSpec:
     mirror: str = "http://deb.debian.org/debian"
     variant: str = "minbase"
     packages: tuple[str, ...] = DEFAULT_PACKAGES
-    local_cas: tuple[str, ...] = field(default_factory=host_local_cas)
 
     def content_hash(self) -> str:
         doc = {k: v for k, v in asdict(self).items() if k != "name"}
@@ -120,7 +124,7 @@ def build_rootfs_tarball(cache_dir: Path, spec: RootfsSpec | None = None) -> Pat
             argv.append("--include=" + ",".join(spec.packages))
         argv += [spec.suite, str(rootfs), spec.mirror]
         _run(f"debootstrap of {spec.suite}", argv)
-        _finish_rootfs(rootfs, spec.local_cas)
+        _finish_rootfs(rootfs)
         pack_rootfs(rootfs, tarball, level=10)
     finally:
         _remove_build_dir(work)
@@ -180,7 +184,7 @@ def make_ext4(tree: Path, image: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _finish_rootfs(rootfs: Path, local_cas: tuple[str, ...] = ()) -> None:
+def _finish_rootfs(rootfs: Path) -> None:
     """Trim what sandboxes never need and add what Shells expects in every template."""
     for rel in _TRIM:
         target = rootfs / rel
@@ -198,14 +202,53 @@ def _finish_rootfs(rootfs: Path, local_cas: tuple[str, ...] = ()) -> None:
         (rootfs / rel).chmod(0o755)
     (rootfs / "etc/hostname").write_text("shells\n")
     (rootfs / "etc/hosts").write_text(HOSTS)
-    local = rootfs / "usr/local/share/ca-certificates"
-    for i, pem in enumerate(local_cas):  # found by update-ca-certificates whenever it runs later
-        local.mkdir(parents=True, exist_ok=True)
-        (local / f"shells-host-{i}.crt").write_text(pem, encoding="utf-8")
-    bundle = rootfs / "etc/ssl/certs/ca-certificates.crt"
-    if local_cas and bundle.exists():  # what it would do now, without running anything of the rootfs
+
+
+def _inside(rootfs: Path, rel: str) -> Path | None:
+    """``rootfs/rel`` if no component of it below ``rootfs`` is a symbolic link (else None): a
+    template's files were made by build shells, and the host follows none of their links."""
+    path = rootfs
+    for part in Path(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            return None
+    return path
+
+
+def trust_host_cas(rootfs: Path, pems: tuple[str, ...]) -> None:
+    """Make the unpacked template ``rootfs`` trust ``pems`` (the host's local CAs) as Debian's
+    ``update-ca-certificates`` would: one file each in ``/usr/local/share/ca-certificates`` (found
+    again whenever it runs later) and appended to the bundle now, without running anything of the
+    rootfs. Only for a tree no shell can reach (an import's scratch subvolume)."""
+    local = _inside(rootfs, "usr/local/share/ca-certificates")
+    bundle = _inside(rootfs, CA_BUNDLE)
+    if not pems or local is None:
+        return
+    local.mkdir(parents=True, exist_ok=True)
+    for i, pem in enumerate(pems):
+        (local / f"{HOST_CA_PREFIX}{i}.crt").write_text(pem, encoding="utf-8")
+    if bundle is not None and bundle.is_file():
         with bundle.open("a", encoding="utf-8") as out:
-            out.writelines("\n" + pem.strip() + "\n" for pem in local_cas)
+            out.writelines("\n" + pem.strip() + "\n" for pem in pems)
+
+
+def untrust_host_cas(rootfs: Path) -> None:
+    """Undo ``trust_host_cas`` on ``rootfs`` (whichever CAs it added then), before a template is
+    packed for the host-wide cache. Only for a tree no shell can reach."""
+    local = _inside(rootfs, "usr/local/share/ca-certificates")
+    if local is None or not local.is_dir():
+        return
+    added = sorted(local.glob(f"{HOST_CA_PREFIX}*.crt"))
+    pems = [p.read_text(encoding="utf-8").strip() for p in added if not p.is_symlink()]
+    bundle = _inside(rootfs, CA_BUNDLE)
+    if pems and bundle is not None and bundle.is_file():
+        text = bundle.read_text(encoding="utf-8")
+        for pem in pems:  # appended by trust_host_cas, or where update-ca-certificates put it
+            block = "\n\n" + pem + "\n" if "\n\n" + pem + "\n" in text else "\n" + pem + "\n"
+            text = text.replace(block, "\n", 1)
+        bundle.write_text(text, encoding="utf-8")
+    for path in added:
+        path.unlink()
 
 
 def _remove_build_dir(work: Path) -> None:
@@ -220,8 +263,9 @@ def _remove_build_dir(work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def import_rootfs(pool: BtrfsPool, tarball: Path, dest: Path) -> None:
-    """Unpack ``tarball`` into the read-only subvolume ``dest`` in ``pool`` (idempotent).
+def import_rootfs(pool: BtrfsPool, tarball: Path, dest: Path, local_cas: tuple[str, ...] = ()) -> None:
+    """Unpack ``tarball`` into the read-only subvolume ``dest`` in ``pool`` (idempotent), trusting
+    ``local_cas`` (see ``trust_host_cas``).
 
     Extraction goes into a temporary writable subvolume next to ``dest``, which is then snapshotted
     read-only to ``dest``: ``dest`` either does not exist or is complete.
@@ -250,6 +294,7 @@ def import_rootfs(pool: BtrfsPool, tarball: Path, dest: Path) -> None:
                 str(tarball),
             ],
         )
+        trust_host_cas(scratch, local_cas)
         pool.snapshot(scratch, dest, readonly=True)
     finally:
         pool.delete_subvolume(scratch)

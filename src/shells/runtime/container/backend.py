@@ -4,8 +4,8 @@ Where things live (``D`` is the instance's data dir, ``P`` its btrfs pool):
     P/templates/<name:tag>/              a template: read-only ``rootfs`` (+ ``workspace``), template.json
     P/cache/<path>                       caches shared by the shells that ask for them (template builds)
     P/shells/<id>/{rootfs,workspace}     a shell's writable subvolumes
+    P/shells/<id>/log/agent.log          the agent's (PID 1's) stdout and stderr, in a subvolume of its own
     P/snapshots/<snap>/{rootfs,workspace} read-only snapshots
-    D/logs/<id>.log                      the agent's (PID 1's) stdout and stderr
     R/shells/<id>/                       runtime-only: bundle, idmapped mounts, the agent's socket
     R/netns/<id>                         the shell's network namespace
     R/shared/                            a small tmpfs of the instance's own, bound into shells:
@@ -18,6 +18,8 @@ while it sets up their mounts).
 The host creates each agent's listening socket at ``R/shells/<id>/agent.sock`` and passes it to the
 agent as fd 3: no shell sees that directory, so none can replace the socket the host connects to,
 and the path (and the agent holding the socket) survives a server restart.
+Everything a shell writes to the host's disk is in its three subvolumes, which share one btrfs
+quota group limited to the shape's disk (``shell_disk``).
 Host-wide names carry the instance id (cgroups ``/shells-<instance>/<id>``, uid-block claims), so two
 instances on one host never touch each other's objects.
 """
@@ -50,7 +52,7 @@ from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec, read_tail
-from ..host import cgroups, idmap, netns, seccomp, uids
+from ..host import btrfs_quota, cgroups, idmap, netns, seccomp, uids
 from ..host.btrfs import BtrfsPool
 from ..network.dataplane import HostNetwork
 from ..network.inside import LOOPBACK
@@ -60,6 +62,7 @@ from ..templates.provision import BuiltinTemplates
 from . import host_view
 from .bundle import DEFAULT_PATH, BundlePaths, build_config
 from .crun import Crun
+from .shell_disk import ShellDisk
 from .template_store import TemplateStorage
 
 log = logging.getLogger(__name__)
@@ -93,7 +96,8 @@ class ContainerBackend:
         self.run_dir = settings.run_dir
         self.netns_dir = self.run_dir / "netns"
         self.network = HostNetwork(settings)
-        self.logs_dir = data / "logs"
+        self.legacy_logs_dir = data / "logs"
+        """Where logs were before they moved into the pool: a shell made then has its log here."""
         self.crun = Crun(self.run_dir / "crun", devices=self.run_dir / "devices")
         self.cgroup_prefix = f"shells-{self.instance}"
         self.uid_blocks = uids.UidBlocks(self.instance)
@@ -101,7 +105,8 @@ class ContainerBackend:
         self._details: dict[str, str] = {}
         self._shared = self.run_dir / "shared"
         self._agent_code = self._shared / "guest"
-        self.template_bits = TemplateStorage(self.pool)
+        self.template_bits = TemplateStorage(self.pool, settings.host_ca_dir)
+        self.disk = ShellDisk(self.pool)
         self._builtins = BuiltinTemplates(self, self.template_bits, settings.cache_dir)
 
     # paths ----------------------------------------------------------------------------------------
@@ -137,7 +142,8 @@ class ContainerBackend:
         for d in (self._p / "templates", self._p / "shells", self._p / "snapshots", self._p / "cache"):
             d.mkdir(parents=True, exist_ok=True)
         await anyio.to_thread.run_sync(self.template_bits.remove_leftovers)
-        for d in (self.run_dir / "shells", self.netns_dir, self.logs_dir):
+        quota_mode = await anyio.to_thread.run_sync(btrfs_quota.enable_simple_quota, self._p)
+        for d in (self.run_dir / "shells", self.netns_dir):
             d.mkdir(parents=True, exist_ok=True)
         for d in (self.run_dir.parent, self.run_dir, self.run_dir / "shells"):
             d.chmod(0o711)
@@ -150,9 +156,22 @@ class ContainerBackend:
         for block, owner in self.uid_blocks.claims_of().items():
             if not self._runtime_dir(owner).exists():  # a claim whose shell is not running: a leftover
                 self.uid_blocks.release(block)
-        self._details = {"oci_runtime": await self.crun.version(), "seccomp": "precompiled BPF"}
+        self._thaw_leftovers()
+        self._details = {
+            "oci_runtime": await self.crun.version(),
+            "seccomp": "precompiled BPF",
+            "disk_quota": f"btrfs {quota_mode}",
+        }
         async with dns_for_builds(self.network):  # the server's own resolver is not running yet
             await self._builtins.prepare_default(self.say)
+
+    def _thaw_leftovers(self) -> None:
+        """Thaw every shell a killed server left frozen: a container shell is frozen only in the middle
+        of a snapshot or a capture, which this start-up is not (the half-taken snapshot is an orphan
+        reconciliation removes). Adopted frozen, it would answer nothing until a restart."""
+        for host_id in sorted(cgroups.instance_cgroup_children(self.cgroup_prefix)):
+            if cgroups.thaw_cgroup(self._cgroup(host_id)):
+                log.warning("thawed shell %s, left frozen by a server that stopped mid-snapshot", host_id)
 
     def details(self) -> dict[str, str]:
         return dict(self._details)
@@ -258,8 +277,7 @@ class ContainerBackend:
             bundle, listener = await anyio.to_thread.run_sync(self._prepare_bundle, spec)
             # Once the agent holds the socket, ours must go: a connection must fail when it dies.
             with listener:
-                log_path = self.logs_dir / f"{host_id}.log"
-                await self.crun.run_detached(host_id, bundle, log_path, listener.fileno())
+                await self.crun.run_detached(host_id, bundle, self.disk.log(host_id), listener.fileno())
             await AgentClient(self._socket(host_id)).wait_ready(self.settings.agent_ready_timeout_s)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -281,12 +299,14 @@ class ContainerBackend:
         caches: list[tuple[str, str]] = []
         try:
             shell_dir = self._shell_dir(host_id)
+            self.disk.limit(host_id, spec.shape)
             idmap.idmapped_bind(str(shell_dir / "rootfs"), str(rootfs_mnt), fd)
             idmap.idmapped_bind(str(shell_dir / "workspace"), str(ws_mnt), fd)
             for i, inside in enumerate(spec.cache_dirs):
                 source, mnt = self._cache_dir(inside), rt / "cache" / str(i)
                 if not source.exists():
                     self.pool.create_subvolume(source)
+                btrfs_quota.limit_subvolume(source, spec.shape.disk_bytes)  # shared, so a limit of its own
                 mnt.mkdir(parents=True)
                 idmap.idmapped_bind(str(source), str(mnt), fd)
                 caches.append((str(mnt), inside))
@@ -337,12 +357,9 @@ class ContainerBackend:
 
     async def destroy(self, host_id: str) -> None:
         await self.stop(host_id)
-        shell_dir = self._shell_dir(host_id)
-        for sub in ("rootfs", "workspace"):
-            if self.pool.is_subvolume(shell_dir / sub):
-                self.pool.delete_subvolume(shell_dir / sub)
-        shutil.rmtree(shell_dir, ignore_errors=True)
-        (self.logs_dir / f"{host_id}.log").unlink(missing_ok=True)
+        self.disk.delete(host_id)
+        shutil.rmtree(self._shell_dir(host_id), ignore_errors=True)
+        (self.legacy_logs_dir / f"{host_id}.log").unlink(missing_ok=True)
 
     async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
         if self.template_bits.meta(spec.template) is None:
@@ -352,9 +369,9 @@ class ContainerBackend:
         was_running = self._runtime_dir(spec.host_id).exists()
         await self.stop(spec.host_id)
         shell_dir = self._shell_dir(spec.host_id)
-        self.pool.delete_subvolume(shell_dir / "rootfs")
+        self.disk.delete_subvolume(spec.host_id, "rootfs")
         if wipe_workspace:
-            self.pool.delete_subvolume(shell_dir / "workspace")
+            self.disk.delete_subvolume(spec.host_id, "workspace")
         self._fill_from_template(spec.template, shell_dir, workspace=wipe_workspace)
         if was_running:
             await self.start(spec)
@@ -393,7 +410,7 @@ class ContainerBackend:
         shutil.rmtree(dest, ignore_errors=True)
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
-        return read_tail(self.logs_dir / f"{host_id}.log", max_bytes)
+        return read_tail(self.disk.log(host_id), max_bytes)
 
     async def inventory(self) -> HostInventory:
         states = await self.crun.list()

@@ -24,7 +24,7 @@ from pathlib import Path
 from ...domain.errors import RuntimeFailure, TemplateExists, TemplateNotFound
 from ...domain.templates import TemplateMeta
 from ..host.btrfs import BtrfsPool
-from ..images import import_rootfs, make_ext4, pack_rootfs, tree_usage
+from ..images import host_local_cas, import_rootfs, make_ext4, pack_rootfs, tree_usage, untrust_host_cas
 
 META_FILE = "template.json"
 
@@ -36,8 +36,10 @@ def write_json_atomic(path: Path, doc: dict[str, object]) -> None:
 
 
 class TemplateStorage:
-    def __init__(self, pool: BtrfsPool) -> None:
+    def __init__(self, pool: BtrfsPool, host_ca_dir: Path) -> None:
         self.pool = pool
+        self.host_ca_dir = host_ca_dir
+        """The host's local CAs, trusted by every template imported here (see ``images``)."""
 
     @property
     def root(self) -> Path:
@@ -115,9 +117,10 @@ class TemplateStorage:
         return meta
 
     def import_tarball(self, tarball: Path, meta: TemplateMeta) -> TemplateMeta:
-        """Publish ``tarball`` (a packed rootfs) as template ``meta.name``."""
+        """Publish ``tarball`` (a packed rootfs) as template ``meta.name``, trusting the CAs the host
+        trusts locally now."""
         with self.staging(meta.name) as staging:
-            import_rootfs(self.pool, tarball, staging / "rootfs")
+            import_rootfs(self.pool, tarball, staging / "rootfs", host_local_cas(self.host_ca_dir))
             return self.commit(staging, meta)
 
     def remove(self, name: str) -> None:
@@ -154,11 +157,18 @@ class TemplateStorage:
 
     # exporting --------------------------------------------------------------------------------------
     def export_tarball(self, name: str, tarball: Path) -> None:
-        """Pack the rootfs to ``tarball`` and its metadata to ``tarball`` + ``.json`` (written last, so
-        its presence means the pair is complete)."""
+        """Pack the rootfs, without the host's CAs (each import adds the host's own), to ``tarball`` and
+        its metadata to ``tarball`` + ``.json`` (written last, so its presence means the pair is
+        complete)."""
         meta = self.require(name)
         tarball.parent.mkdir(parents=True, exist_ok=True)
-        pack_rootfs(self.rootfs(name), tarball)
+        scratch = self.root / f".{name}.export-{os.urandom(6).hex()}"
+        self.pool.snapshot(self.rootfs(name), scratch, readonly=False)
+        try:
+            untrust_host_cas(scratch)
+            pack_rootfs(scratch, tarball)
+        finally:
+            self.pool.delete_subvolume(scratch)
         write_json_atomic(tarball.with_name(tarball.name + ".json"), meta.to_json())
 
     def export_ext4(self, name: str, image: Path) -> None:

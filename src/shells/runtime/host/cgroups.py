@@ -146,6 +146,33 @@ def _thaw(directory: Path) -> None:
             continue
 
 
+def thaw_cgroup(path: str, root: Path = CGROUP_ROOT) -> bool:
+    """Thaw cgroup ``path`` (and below) if the freezer holds it; returns whether it was frozen.
+
+    A frozen cgroup's processes never run again by themselves, so start-up thaws what a server
+    killed in the middle of a freeze (a snapshot, a capture) left frozen.
+    """
+    rel = _rel(path)
+    freezer = _hierarchy_of("freezer", root)
+    if freezer is not None:
+        try:
+            frozen = (freezer / rel / "freezer.state").read_text().strip() != "THAWED"
+        except FileNotFoundError:
+            frozen = False
+        if frozen:
+            _thaw(freezer / rel)
+        return frozen
+    for hierarchy in unified_hierarchies(root) + ([root] if (root / "cgroup.controllers").exists() else []):
+        control = hierarchy / rel / "cgroup.freeze"
+        try:
+            if control.read_text().strip() == "1":
+                control.write_text("0")
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def remove_cgroup(path: str, root: Path = CGROUP_ROOT) -> None:
     """Kill every process left in cgroup ``path`` (and below) and remove it from every v1 hierarchy.
 
