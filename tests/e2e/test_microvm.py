@@ -186,6 +186,20 @@ def test_snapshot_holds_memory_and_disk_and_new_shells_start_from_it(
     )
 
 
+def test_a_snapshot_of_a_fork_outlives_the_fork_and_its_parent(make_vm: Callable[..., Shell]) -> None:
+    """A fork child's disks read its fork point: so do a snapshot's copies of them, after every
+    shell that used the fork point is gone (it was collected with them, and the snapshot broke)."""
+    parent = make_vm(idle_timeout_s=0)
+    sh(parent, "echo from-parent > /workspace/state")
+    (child,) = parent.fork(1)
+    sh(child, "echo from-child >> /workspace/state")
+    snap = child.snapshot()
+    child.kill()
+    parent.kill()
+    restored = make_vm(snapshot=snap.id)
+    assert sh(restored, "cat /workspace/state") == "from-parent\nfrom-child\n"
+
+
 def test_a_stopped_shell_snapshots_its_disks_and_shells_from_it_boot(make_vm: Callable[..., Shell]) -> None:
     shell = make_vm()
     sh(shell, "echo kept > /workspace/state; echo sys > /etc/marker")

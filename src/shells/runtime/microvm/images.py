@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import struct
 import subprocess
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
@@ -24,6 +25,11 @@ from pathlib import Path
 
 from ...domain.errors import RuntimeFailure
 from .qemu import Machine
+
+_QCOW2_HEADER = struct.Struct(">4sIQI")
+"""The start of a qcow2 header: magic, version, backing file name's offset and length."""
+_QCOW2_MAGIC = b"QFI\xfb"
+_QCOW2_MAX_BACKING_NAME = 1023  # QEMU's own limit
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,24 @@ class Image:
             overlay(disk, partial, relative=False)
             partial.replace(seed)
         shutil.copyfile(seed, dest)
+
+
+def qcow2_backing(disk: Path) -> Path | None:
+    """The file a qcow2 disk reads its unwritten blocks from, as its header names it (resolved
+    against the disk's directory, resolved), or None: no backing, not qcow2, or unreadable."""
+    try:
+        with disk.open("rb") as f:
+            header = f.read(_QCOW2_HEADER.size)
+            if len(header) < _QCOW2_HEADER.size:
+                return None
+            magic, _, offset, size = _QCOW2_HEADER.unpack(header)
+            if magic != _QCOW2_MAGIC or offset == 0 or not 0 < size <= _QCOW2_MAX_BACKING_NAME:
+                return None
+            f.seek(offset)
+            name = f.read(size).decode(errors="replace")
+    except OSError:
+        return None
+    return (disk.parent / name).resolve()  # an absolute name stays as it is
 
 
 def qemu_img(*args: str) -> None:
@@ -112,9 +136,15 @@ def grow_ext4(image: Path, size_bytes: int) -> None:
 
 
 def set_aside_unused(images: Path, shells: Path, in_use: Collection[str]) -> list[Path]:
-    """Rename the fork points and retired snapshots in ``images`` that no shell's ``vm.json`` (under
-    ``shells``) backs onto and that are not ``in_use`` to ``.doomed-<name>``; return those, with any
-    ``.doomed-*`` a crash left, for deletion. Snapshots are never touched."""
+    """Rename the fork points and retired snapshots in ``images`` that nothing backs onto and that
+    are not ``in_use`` to ``.doomed-<name>``; return those, with any ``.doomed-*`` a crash left, for
+    deletion. Snapshots are never touched.
+
+    Backing onto an image: a shell whose ``vm.json`` (under ``shells``) names it, or an image whose
+    disks' qcow2 headers name one of its disks: a snapshot of a fork's child copies the child's
+    overlay, so it reads the fork point for as long as the snapshot is kept (and a fork point taken
+    of a shell made from a snapshot reads that one). Followed transitively from every shell and
+    every kept snapshot."""
     if not images.exists():
         return []
     used = set(in_use)
@@ -123,6 +153,14 @@ def set_aside_unused(images: Path, shells: Path, in_use: Collection[str]) -> lis
             used.add(Path(json.loads(vm_json.read_text(encoding="utf-8"))["backing"]).name)
         except (OSError, ValueError, KeyError, TypeError):
             continue
+    snapshots = {i.name for i in images.iterdir() if not i.name.startswith((".doomed-", "fork-", "retired-"))}
+    frontier, root = list(used | snapshots), images.resolve()
+    while frontier:
+        for disk in (images / frontier.pop()).glob("*.qcow2"):
+            backing = qcow2_backing(disk)
+            if backing is not None and backing.parent.parent == root and backing.parent.name not in used:
+                used.add(backing.parent.name)
+                frontier.append(backing.parent.name)
     doomed = []
     for image in images.iterdir():
         if image.name.startswith(".doomed-"):
