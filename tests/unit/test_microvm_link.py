@@ -207,3 +207,36 @@ def test_the_scanner_takes_only_frames_of_open_channels_split_anywhere() -> None
     scanner = FrameScanner(open_channels)
     assert [f for i in range(0, len(data), 7) for f in scanner.feed(data[i : i + 7])] == good
     assert scanner.skipped >= len(data) - sum(len(encode_frame(*f)) for f in good) - HEADER_SIZE
+
+
+def test_a_resync_unanswered_on_one_connection_is_sent_again_on_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first connection's peer never answers (a guest that missed the host's arrival); the link
+    connects anew before its deadline and the second connection's peer answers."""
+    monkeypatch.setattr(link_module, "RECONNECT_AFTER_S", 0.5)
+    connections = 0
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            await reader.read()  # reads everything, answers nothing, until the host hangs up
+            return
+        channel, message = await _next_control(reader, FrameDecoder(hunt_resync=True))
+        assert message["op"] == "resync"
+        writer.write(encode_control(channel, {"op": "ok", "token": message["token"]}))
+        await writer.drain()
+        await reader.read()
+
+    async def main() -> None:
+        server = await _serve(tmp_path / "a.sock", peer)
+        link = AgentLink()
+        try:
+            await link.attach(str(tmp_path / "a.sock"), 5, resync=True)
+            assert connections == 2
+        finally:
+            await link.aclose()
+            server.close()
+
+    asyncio.run(main())

@@ -48,11 +48,15 @@ log = logging.getLogger(__name__)
 SIOCOUTQ = 0x5411
 READ_SIZE = 256 * 1024
 DRAIN_TIMEOUT_S = 2.0
-RESYNC_TRIES = 3
+RESYNC_WAIT_S = 2.0
+"""How long the first resync request is given; each later one one more such step, up to three (a
+busy guest under TCG may take seconds), until the caller's deadline."""
 SEED_BYTES = 64
 PING_TIMEOUT_S = 10.0
 """How long a link that just failed a call gets to answer a ping before its stream is restarted."""
 RECOVER_TIMEOUT_S = 30.0
+RECONNECT_AFTER_S = 8.0
+"""How long resync requests go unanswered on one connection before the link connects anew."""
 FILLER_BYTES = MAX_PAYLOAD + HEADER_SIZE
 """Zeros sent before the mark when the agent may be out of step: they complete whatever frame its
 decoder thinks it is in, after which they are a framing fault and it hunts for the mark."""
@@ -128,6 +132,26 @@ class AgentLink(ChannelTable):
         the request carrying what ``extra`` returns (called anew for each try)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        writer = await self._connect(socket_path, deadline, resync=resync)
+        while resync:
+            try:
+                await self._resync(writer, min(deadline, loop.time() + RECONNECT_AFTER_S), extra or dict)
+                break
+            except AgentError:
+                if loop.time() >= deadline:
+                    raise
+            # Unanswered on this connection: a new one makes QEMU tell the guest a host came (a guest
+            # restored just before a server crash was seen to miss that until the next connection).
+            log.info("no resync answer from the agent at %s; connecting anew", socket_path)
+            writer = await self._connect(socket_path, deadline, resync=resync)
+        if self._pending:
+            writer.write(bytes(self._pending))
+            self._pending.clear()
+        self._attached.set()
+
+    async def _connect(self, socket_path: str, deadline: float, *, resync: bool) -> asyncio.StreamWriter:
+        """A new connection to the VM's agent socket (the old one closed), read by a new task; with
+        ``resync`` the stream starts over (its calls end)."""
         await self._close_socket()
         try:
             async with asyncio.timeout_at(deadline):
@@ -138,13 +162,8 @@ class AgentLink(ChannelTable):
         self._heard = self._routing = False
         if resync:
             self._restart_stream("The shell's VM was restored; calls made before ended.")
-        self._reader_task = loop.create_task(self._read(reader))
-        if resync:
-            await self._resync(writer, deadline, extra or dict)
-        if self._pending:
-            writer.write(bytes(self._pending))
-            self._pending.clear()
-        self._attached.set()
+        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+        return writer
 
     def _restart_stream(self, reason: str) -> None:
         self._decoder = FrameScanner(self._channels)
@@ -159,10 +178,12 @@ class AgentLink(ChannelTable):
         *,
         lost_step: bool = False,
     ) -> None:
-        """Send resync requests until one is answered. Each comes after the mark, and after the filler
-        too once the agent may have lost its step (``lost_step``, or an unanswered try)."""
+        """Send resync requests until one is answered or ``deadline`` passes. Each comes after the
+        mark, and after the filler too once the agent may have lost its step (``lost_step``, or an
+        unanswered try)."""
         loop = asyncio.get_running_loop()
-        for attempt in range(RESYNC_TRIES):
+        attempt = 0
+        while loop.time() < deadline:
             token = secrets.token_hex(12)
             channel_id = new_channel_id()
             self._found.clear()
@@ -173,9 +194,10 @@ class AgentLink(ChannelTable):
             writer.write(
                 RESYNC_MARK + encode_control(channel_id, {**extra(), "op": "resync", "token": token})
             )
+            attempt += 1
             try:
                 await writer.drain()
-                wait = min(deadline, loop.time() + 2.0 * (attempt + 1))
+                wait = min(deadline, loop.time() + RESYNC_WAIT_S * min(attempt, 3))
                 async with asyncio.timeout_at(wait):
                     await self._found.wait()
                 return
