@@ -137,22 +137,37 @@ class ExecResult:
         }
 
 
+class OutputCap:
+    """A command's output counted against a cap (stdout and stderr together, as the agent counts):
+    what fits is kept, the rest dropped, and the exit then says ``truncated``."""
+
+    def __init__(self, cap: int) -> None:
+        self._room = cap
+
+    def keep(self, data: bytes) -> bytes:
+        """The part of ``data`` still within the cap (all of it, some, or none)."""
+        kept = data[: max(self._room, 0)]
+        self._room -= len(data)
+        return kept
+
+    def mark(self, exit_: ExecExit) -> ExecExit:
+        """``exit_``, marked ``truncated`` if any output was dropped."""
+        return replace(exit_, truncated=True) if self._room < 0 else exit_
+
+
 async def collect(events: AsyncIterator[ExecEvent], cap: int = WAIT_OUTPUT_CAP_BYTES) -> ExecResult:
-    """Run a command's event stream to its end, keeping its first ``cap`` bytes of output (stdout
-    and stderr together, as the agent counts); past it output is dropped and the exit says
-    ``truncated``, so an answer given whole never holds more than the cap."""
+    """Run a command's event stream to its end, keeping its first ``cap`` bytes of output; past it
+    output is dropped and the exit says ``truncated``, so an answer given whole never holds more
+    than the cap."""
     out, err = bytearray(), bytearray()
-    room = cap
+    output = OutputCap(cap)
     exit_ = ExecExit(exit_code=-1)
     async for ev in events:
         if isinstance(ev, ExecExit):
             exit_ = ev
         elif isinstance(ev, OutputChunk):
-            (out if ev.stream == "stdout" else err).extend(ev.data[: max(room, 0)])
-            room -= len(ev.data)
-    if room < 0:
-        exit_ = replace(exit_, truncated=True)
-    return ExecResult(stdout=bytes(out), stderr=bytes(err), exit=exit_)
+            (out if ev.stream == "stdout" else err).extend(output.keep(ev.data))
+    return ExecResult(stdout=bytes(out), stderr=bytes(err), exit=output.mark(exit_))
 
 
 FileKind = Literal["file", "dir", "symlink", "other"]

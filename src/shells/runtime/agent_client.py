@@ -20,7 +20,6 @@ import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
-from dataclasses import replace
 
 from shells.domain.errors import ERRORS_BY_CODE, AgentError, PayloadTooLarge, ShellBusy, ShellsError
 from shells.domain.execution import (
@@ -31,6 +30,7 @@ from shells.domain.execution import (
     ExecStarted,
     FileEntry,
     FileKind,
+    OutputCap,
     OutputChunk,
 )
 from shells.domain.limits import MAX_AGENT_CHANNELS, MAX_LIST_ENTRIES
@@ -438,20 +438,17 @@ class AgentClient:
             # Stdin goes in its own task so that output keeps flowing while it is sent: a process that
             # writes before it reads would otherwise deadlock against our own backpressure.
             feeder = asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline)) if spec.stdin else None
-            room = spec.output_cap_bytes  # counted here too: the agent may not stop at the cap
+            output = OutputCap(spec.output_cap_bytes)  # counted here too: the agent may not stop at it
             try:
                 started = await channel.recv(min(deadline, self._deadline()))
                 yield _started_from(channel.expect(started, "started"))
                 while True:
                     frame = await channel.recv(deadline)
                     if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
-                        data = frame.payload[: max(room, 0)]
-                        room -= len(frame.payload)
-                        if data:
+                        if data := output.keep(frame.payload):
                             yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
                     else:
-                        exit_ = _exit_from(channel.final(frame, "exit"))
-                        yield replace(exit_, truncated=True) if room < 0 else exit_
+                        yield output.mark(_exit_from(channel.final(frame, "exit")))
                         return
             finally:
                 if feeder is not None:
