@@ -48,7 +48,7 @@ from ..faults import reached
 from . import console, qemu
 from .accel import probe_accel
 from .artifacts import Artifacts, ensure_artifacts
-from .images import Image, copy_file, grow_ext4, overlay, set_aside_unused
+from .images import Image, copy_file, grow_ext4, overlay, set_aside_unused, snapshot_names
 from .link import AgentLink, LinkedAgentClient, sync_fields
 from .qemu import Machine, Qmp, VmFiles
 from .ramsplit import Unsupported, split_ram
@@ -860,9 +860,7 @@ class MicrovmBackend:
                         paused.add(host_id)
                 except (RuntimeFailure, ValueError, TypeError):
                     continue
-        images = self.root / "images"
-        snapshots = {p.name for p in images.iterdir() if not p.name.startswith(("fork-", "retired-", "."))} \
-            if images.exists() else set()  # fmt: skip
+        snapshots = snapshot_names(self.root / "images")
         return HostInventory(running=running, paused=paused, stored=stored, snapshots=snapshots)
 
     async def purge(self) -> None:

@@ -135,6 +135,14 @@ def grow_ext4(image: Path, size_bytes: int) -> None:
             raise RuntimeFailure(f"{argv[0]} failed: {proc.stderr.strip()[-1000:]}")
 
 
+def snapshot_names(images: Path) -> set[str]:
+    """The snapshots among the images in ``images``: not fork points, retired snapshots or images
+    being deleted (``.doomed-*``)."""
+    if not images.exists():
+        return set()
+    return {i.name for i in images.iterdir() if not i.name.startswith(("fork-", "retired-", "."))}
+
+
 def set_aside_unused(images: Path, shells: Path, in_use: Collection[str]) -> list[Path]:
     """Rename the fork points and retired snapshots in ``images`` that nothing backs onto and that
     are not ``in_use`` to ``.doomed-<name>``; return those, with any ``.doomed-*`` a crash left, for
@@ -153,8 +161,7 @@ def set_aside_unused(images: Path, shells: Path, in_use: Collection[str]) -> lis
             used.add(Path(json.loads(vm_json.read_text(encoding="utf-8"))["backing"]).name)
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    snapshots = {i.name for i in images.iterdir() if not i.name.startswith((".doomed-", "fork-", "retired-"))}
-    frontier, root = list(used | snapshots), images.resolve()
+    frontier, root = list(used | snapshot_names(images)), images.resolve()
     while frontier:
         for disk in (images / frontier.pop()).glob("*.qcow2"):
             backing = qcow2_backing(disk)
