@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import os
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,18 @@ async def _serve(path: Path, peer: Peer) -> asyncio.Server:
     return await asyncio.start_unix_server(peer, path=str(path))
 
 
+@contextlib.asynccontextmanager
+async def _link_to(path: Path, peer: Peer) -> AsyncIterator[AgentLink]:
+    """A new link (not attached yet) and ``peer`` serving ``path``; both closed at the end."""
+    server = await _serve(path, peer)
+    link = AgentLink()
+    try:
+        yield link
+    finally:
+        await link.aclose()
+        server.close()
+
+
 async def _next_control(reader: asyncio.StreamReader, decoder: FrameDecoder) -> tuple[int, dict[str, object]]:
     while True:
         frames = decoder.feed(await reader.read(4096))
@@ -58,14 +70,9 @@ def test_resync_skips_what_came_before_the_echoed_token(tmp_path: Path) -> None:
         await reader.read()
 
     async def main() -> None:
-        server = await _serve(tmp_path / "a.sock", peer)
-        link = AgentLink()
-        try:
+        async with _link_to(tmp_path / "a.sock", peer) as link:
             await link.attach(str(tmp_path / "a.sock"), 5, resync=True, extra=lambda: {"seed": "00ff"})
             assert await LinkedAgentClient(link).ping() == {"version": 1}
-        finally:
-            await link.aclose()
-            server.close()
 
     asyncio.run(main())
 
@@ -126,16 +133,11 @@ def test_forged_frames_and_garbage_never_reach_a_call_nor_end_the_link(tmp_path:
         await reader.read()
 
     async def main() -> None:
-        server = await _serve(tmp_path / "a.sock", peer)
-        link = AgentLink()
-        try:
+        async with _link_to(tmp_path / "a.sock", peer) as link:
             await link.attach(str(tmp_path / "a.sock"), 5, resync=False)
             for _ in range(3):
                 reply = await asyncio.wait_for(LinkedAgentClient(link)._call({"op": "stat", "path": "/"}), 5)
                 assert reply == {"entry": None}
-        finally:
-            await link.aclose()
-            server.close()
 
     asyncio.run(main())
 
@@ -166,9 +168,7 @@ def test_a_link_whose_agent_lost_its_step_is_reset_and_works_again(
                         decoder.feed(struct.pack(">IQB", MAX_PAYLOAD, 1, 5))  # stolen: waits for 1 MiB
 
     async def main() -> None:
-        server = await _serve(tmp_path / "a.sock", peer)
-        link = AgentLink()
-        try:
+        async with _link_to(tmp_path / "a.sock", peer) as link:
             await link.attach(str(tmp_path / "a.sock"), 5, resync=False)
             assert await LinkedAgentClient(link).ping() == {"version": 2}
             with pytest.raises(AgentError, match="in time"):
@@ -182,9 +182,6 @@ def test_a_link_whose_agent_lost_its_step_is_reset_and_works_again(
                         break
             else:
                 raise AssertionError("the link never came back")
-        finally:
-            await link.aclose()
-            server.close()
 
     asyncio.run(main())
 
@@ -230,13 +227,8 @@ def test_a_resync_unanswered_on_one_connection_is_sent_again_on_a_new_one(
         await reader.read()
 
     async def main() -> None:
-        server = await _serve(tmp_path / "a.sock", peer)
-        link = AgentLink()
-        try:
+        async with _link_to(tmp_path / "a.sock", peer) as link:
             await link.attach(str(tmp_path / "a.sock"), 5, resync=True)
             assert connections == 2
-        finally:
-            await link.aclose()
-            server.close()
 
     asyncio.run(main())
