@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import replace
 
 import uvicorn
 from fastapi import FastAPI
@@ -12,6 +13,7 @@ from .api.app import create_app
 from .api.drain import Drain
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
+from .domain.errors import InvalidRequest
 from .runtime.backend import Backend
 from .runtime.container.backend import ContainerBackend
 from .runtime.microvm.backend import MicrovmBackend
@@ -43,6 +45,35 @@ def build_app(settings: Settings) -> FastAPI:
     return create_app(build_control(settings))
 
 
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_ingress_port(settings: Settings) -> int:
+    """The ingress proxy's port: the one set (refused with a sentence naming the setting when it is
+    taken), else the API port + 1 when free (8081 beside the default 8080), else any free port."""
+    host, wanted = settings.ingress_host, settings.ingress_port
+    if wanted is not None:
+        if not _bindable(host, wanted):
+            raise InvalidRequest(
+                f"The ingress port {host}:{wanted} (SHELLS_INGRESS_PORT) is in use, perhaps by another "
+                "Shells instance; set SHELLS_INGRESS_PORT to a free port, or leave it unset to pick one."
+            )
+        return wanted
+    if settings.port + 1 < 65536 and _bindable(host, settings.port + 1):
+        return settings.port + 1
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -51,6 +82,14 @@ def serve(settings: Settings) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestLogFilter())
+    if not _bindable(settings.host, settings.port):
+        raise InvalidRequest(
+            f"The API port {settings.host}:{settings.port} (--port, SHELLS_PORT) is in use, perhaps by "
+            "another Shells instance; choose another port."
+        )
+    settings = replace(settings, ingress_port=choose_ingress_port(settings))
+    log = logging.getLogger(__name__)
+    log.info("exposed ports answer on %s:%d", settings.ingress_host, settings.ingress_port)
     app = build_app(settings)
     config = uvicorn.Config(
         app,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import get_args, get_origin, get_type_hints
 
 from .domain.errors import InvalidRequest
 
@@ -48,7 +50,10 @@ class Settings:
     rate_limit_burst: int = 400
     """Defaults of every tenant's limits; ``POST /v1/tenants`` can set others per tenant."""
     ingress_host: str = "127.0.0.1"
-    ingress_port: int = 8081
+    ingress_port: int | None = None
+    """Where the ingress proxy listens (``SHELLS_INGRESS_PORT``). None: the API port + 1 when it is
+    free, else any free port, so a second instance started with only ``--port`` runs beside the first
+    (``server.choose_ingress_port``); a port set explicitly is used or the start is refused."""
     ingress_domain: str = "localhost"
     """Exposed ports answer at ``http://{port}-{shell_id}.{ingress_domain}:{ingress_port}/``."""
     dns_upstreams: tuple[str, ...] = ()
@@ -97,84 +102,45 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
-        s = cls()
+        """The defaults, then every ``SHELLS_<FIELD>`` variable that is set (parsed by the field's
+        type, see ``env_var``), then ``overrides`` that are not None."""
+        hints = get_type_hints(cls)
         values: dict[str, object] = {}
-        paths = {
-            "data_dir": "SHELLS_DATA_DIR",
-            "cache_dir": "SHELLS_CACHE_DIR",
-            "btrfs_dir": "SHELLS_BTRFS_DIR",
-            "host_ca_dir": "SHELLS_HOST_CA_DIR",
-        }
-        for name, var in paths.items():
-            if env.get(var):
-                values[name] = Path(env[var])
-        for name, var in {
-            "host": "SHELLS_HOST",
-            "region": "SHELLS_REGION",
-            "database_url": "SHELLS_DATABASE_URL",
-            "ingress_host": "SHELLS_INGRESS_HOST",
-            "ingress_domain": "SHELLS_INGRESS_DOMAIN",
-        }.items():
-            if env.get(var):
-                values[name] = env[var]
-        ints = {
-            "port": "SHELLS_PORT",
-            "warm_pool_size": "SHELLS_WARM_POOL_SIZE",
-            "pool_image_gib": "SHELLS_POOL_IMAGE_GIB",
-            "quota_max_shells": "SHELLS_QUOTA_MAX_SHELLS",
-            "quota_max_memory_mib": "SHELLS_QUOTA_MAX_MEMORY_MIB",
-            "quota_max_snapshots": "SHELLS_QUOTA_MAX_SNAPSHOTS",
-            "rate_limit_burst": "SHELLS_RATE_LIMIT_BURST",
-            "ingress_port": "SHELLS_INGRESS_PORT",
-            "idle_timeout_s": "SHELLS_IDLE_TIMEOUT_S",
-        }
-        for name, var in ints.items():
-            if env.get(var):
-                try:
-                    values[name] = int(env[var])
-                except ValueError:
-                    raise InvalidRequest(f"{var} must be a whole number, not {env[var]!r}.") from None
-        for name, var in {
-            "quota_max_vcpus": "SHELLS_QUOTA_MAX_VCPUS",
-            "rate_limit_per_s": "SHELLS_RATE_LIMIT_PER_S",
-            "budget_check_s": "SHELLS_BUDGET_CHECK_S",
-            "shutdown_grace_s": "SHELLS_SHUTDOWN_GRACE_S",
-        }.items():
-            if env.get(var):
-                try:
-                    values[name] = float(env[var])
-                except ValueError:
-                    raise InvalidRequest(f"{var} must be a number, not {env[var]!r}.") from None
-        for name in (
-            "rate_vcpu_hour",
-            "rate_gib_hour",
-            "rate_container_factor",
-            "rate_wasm_factor",
-            "rate_snapshot_gib_month",
-            "free_tier_usd",
-        ):
-            var = "SHELLS_" + name.upper()
-            if env.get(var):
-                try:
-                    values[name] = Decimal(env[var])
-                except InvalidOperation:
-                    raise InvalidRequest(f"{var} must be a decimal number, not {env[var]!r}.") from None
-        if env.get("SHELLS_NETWORK_CIDR"):
-            try:
-                values["network_cidr"] = ipaddress.IPv4Network(env["SHELLS_NETWORK_CIDR"])
-            except ValueError:
-                raise InvalidRequest(
-                    f"SHELLS_NETWORK_CIDR must be an IPv4 network like 10.200.0.0/16, "
-                    f"not {env['SHELLS_NETWORK_CIDR']!r}."
-                ) from None
-        if env.get("SHELLS_DNS_UPSTREAMS"):
-            values["dns_upstreams"] = tuple(
-                u.strip() for u in env["SHELLS_DNS_UPSTREAMS"].split(",") if u.strip()
-            )
-        if env.get("SHELLS_MCP_ALLOWED_HOSTS"):
-            values["mcp_allowed_hosts"] = tuple(
-                h.strip() for h in env["SHELLS_MCP_ALLOWED_HOSTS"].split(",") if h.strip()
-            )
+        for f in fields(cls):
+            var = env_var(f.name)
+            text = os.environ.get(var)
+            if text:
+                values[f.name] = _parse(var, text, hints[f.name])
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(s, **values)  # type: ignore[arg-type]
+        return replace(cls(), **values)  # type: ignore[arg-type]
+
+
+def env_var(name: str) -> str:
+    """The environment variable of setting ``name``: one rule, so a setting is declared only once."""
+    return "SHELLS_" + name.upper()
+
+
+_PARSERS: dict[object, tuple[Callable[[str], object], str]] = {
+    str: (str, "text"),
+    Path: (Path, "a path"),
+    int: (int, "a whole number"),
+    float: (float, "a number"),
+    Decimal: (Decimal, "a decimal number"),
+    ipaddress.IPv4Network: (ipaddress.IPv4Network, "an IPv4 network like 10.200.0.0/16"),
+}
+"""How a setting's text becomes its type, and what to call a valid value in the refusal."""
+
+
+def _parse(var: str, text: str, kind: object) -> object:
+    """``text`` of variable ``var`` as a value of type ``kind`` (``X | None`` as X; a tuple of
+    strings is comma-separated), or InvalidRequest naming the variable."""
+    options = [a for a in get_args(kind) if a is not type(None)]
+    if options and get_origin(kind) is not tuple:
+        kind = options[0]
+    if get_origin(kind) is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    parse, what = _PARSERS[kind]
+    try:
+        return parse(text)
+    except (ValueError, InvalidOperation):
+        raise InvalidRequest(f"{var} must be {what}, not {text!r}.") from None

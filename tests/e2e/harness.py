@@ -34,7 +34,8 @@ def free_port() -> int:
 class ServerProcess:
     data_dir: Path
     port: int = field(default_factory=free_port)
-    ingress_port: int = field(default_factory=free_port)
+    ingress_port: int | None = field(default_factory=free_port)
+    """``SHELLS_INGRESS_PORT``; None starts the server as the README does, without it."""
     warm_pool: int = 2
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment of the server and its purge (``SHELLS_*`` settings, the PYTHONPATH of
@@ -68,7 +69,7 @@ class ServerProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "SHELLS_INGRESS_PORT": str(self.ingress_port), **self.env},
+            env={**os.environ, **self._ingress_env(), **self.env},
             start_new_session=True,
         )
         log.close()
@@ -83,6 +84,9 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not answer within {START_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def _ingress_env(self) -> dict[str, str]:
+        return {} if self.ingress_port is None else {"SHELLS_INGRESS_PORT": str(self.ingress_port)}
 
     def log_tail(self, n: int = 4000) -> str:
         path = self.data_dir / "server.log"
@@ -123,6 +127,16 @@ class ServerProcess:
         )
 
 
+STORAGE_IMAGE_SUFFIXES = (".img", ".qcow2", ".ext4", ".partial")
+
+
+def storage_images(data_dir: Path) -> list[Path]:
+    """Disk images an instance keeps in its data dir (the btrfs pool's, the microvm class's)."""
+    if not data_dir.exists():
+        return []
+    return sorted(p for p in data_dir.rglob("*") if p.is_file() and p.name.endswith(STORAGE_IMAGE_SUFFIXES))
+
+
 def host_leaks(data_dir: Path, instance: str) -> list[str]:
     """Everything of this instance still on the host: mounts, cgroups, uid claims, nft table, links."""
     leaks: list[str] = []
@@ -145,6 +159,7 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
         subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
     )
     leaks += [f"link {link['ifname']}" for link in links if instance in link["ifname"]]
+    leaks += [f"storage image {path}" for path in storage_images(data_dir)]
     microvm_run = str(Settings(data_dir=data_dir).run_dir / "microvm")
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -158,10 +173,17 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
 
 
 @contextmanager
-def running_server(
-    data_dir: Path, warm_pool: int = 2, env: dict[str, str] | None = None
-) -> Iterator[ServerProcess]:
-    server = ServerProcess(data_dir, warm_pool=warm_pool, env=env or {})
+def serving(server: ServerProcess) -> Iterator[ServerProcess]:
+    """Start ``server``; when the block ends, purge it and fail if it left anything of its own on
+    the host (``host_leaks``)."""
+    with purged(server):
+        yield server
+    leaks = host_leaks(server.data_dir, Settings(data_dir=server.data_dir).instance_id)
+    assert not leaks, f"host objects left behind: {leaks}"
+
+
+@contextmanager
+def purged(server: ServerProcess) -> Iterator[ServerProcess]:
     try:
         server.start()  # inside: a server that fails to start has set up the host too
         yield server
@@ -170,11 +192,17 @@ def running_server(
 
 
 @contextmanager
+def running_server(
+    data_dir: Path, warm_pool: int = 2, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    with purged(ServerProcess(data_dir, warm_pool=warm_pool, env=env or {})) as server:
+        yield server
+
+
+@contextmanager
 def leak_checked_server(
     data_dir: Path, warm_pool: int = 2, env: dict[str, str] | None = None
 ) -> Iterator[ServerProcess]:
     """A running server that, once purged, must have left nothing of its own on the host."""
-    with running_server(data_dir, warm_pool, env) as server:
+    with serving(ServerProcess(data_dir, warm_pool=warm_pool, env=env or {})) as server:
         yield server
-    leaks = host_leaks(server.data_dir, Settings(data_dir=server.data_dir).instance_id)
-    assert not leaks, f"host objects left behind: {leaks}"

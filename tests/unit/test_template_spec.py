@@ -249,7 +249,7 @@ def test_the_builtins_form_a_tree_over_base_and_cover_every_preset() -> None:
         assert b.meta().content_hash == b.content_hash
     assert len({b.content_hash for b in catalog.values()}) == len(catalog)
     devbox = catalog["devbox:1"]
-    assert devbox.spec is not None and {"node", "bun", "go", "rustc"} <= set(devbox.spec.versions)
+    assert devbox.spec is not None and {"node", "bun", "pi", "go", "rustc"} <= set(devbox.spec.versions)
     assert devbox.meta().env["GOTOOLCHAIN"] == "local" and "PIP_BREAK_SYSTEM_PACKAGES" in devbox.meta().env
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,8 @@ from .args import Subparsers, connect
 from .output import age, key_values, print_json, table
 
 if TYPE_CHECKING:
-    from ..sdk import CommandResult
+    from ..domain.errors import TemplateNotBuilt
+    from ..sdk import CommandResult, Shell, Shells
 
 ACTIONS = (
     "logs",
@@ -37,26 +39,57 @@ def cmd_info(_: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from ..domain.errors import TemplateNotBuilt
+
     with connect() as client:
-        shell = client.create(
-            args.language,
-            runtime=args.runtime,
-            network=args.network,
-            allow=args.allow,
-            networks=args.net,
-            shape=args.shape,
-            template=args.template,
-            snapshot=args.snapshot,
-            name=args.name,
-            env=key_values(args.env, "--env") or None,
-            labels=key_values(args.label, "--label") or None,
-            idle_timeout_s=args.idle_timeout,
-        )
+
+        def create() -> Shell:
+            return client.create(
+                args.language,
+                runtime=args.runtime,
+                network=args.network,
+                allow=args.allow,
+                networks=args.net,
+                shape=args.shape,
+                template=args.template,
+                snapshot=args.snapshot,
+                name=args.name,
+                env=key_values(args.env, "--env") or None,
+                labels=key_values(args.label, "--label") or None,
+                idle_timeout_s=args.idle_timeout,
+            )
+
+        try:
+            shell = create()
+        except TemplateNotBuilt as exc:
+            build_on_first_use(client, exc, sys.stderr)
+            shell = create()
     if args.json:
         print_json(shell.info)
     else:
         print(shell.id)
     return 0
+
+
+def build_on_first_use(client: Shells, refusal: TemplateNotBuilt, out: TextIO) -> None:
+    """Build the built-in template a create was refused for, showing its progress on ``out``.
+
+    The API answers a create at once (``template_not_built`` with the template and an estimate) rather
+    than holding the request open for minutes; the CLI, which has a person watching, builds it
+    through the build endpoint's progress stream and then creates the shell."""
+    from .progress import BuildProgress
+
+    name = str(refusal.details.get("template", ""))
+    if not name:
+        raise refusal
+    estimate = refusal.details.get("estimated_seconds")
+    about = f" (about {estimate} s, once per host)" if estimate else ""
+    print(f"shells: {name} is not built on this server yet; building it now{about}", file=out)
+    progress = BuildProgress(out, verbose=False, width=shutil.get_terminal_size().columns)
+    try:
+        client.templates.build(builtin=name, on_event=progress)
+    finally:
+        progress.end_line()
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

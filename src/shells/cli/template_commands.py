@@ -78,6 +78,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from ..domain.isolation import DEVBOX_TEMPLATE
     from .progress import BuildProgress
 
     if sum(bool(x) for x in (args.spec, args.builtin, args.all)) != 1:
@@ -86,7 +87,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     with connect() as client:
         builds: list[tuple[str | None, str | None]]  # (spec, builtin)
         if args.all:
-            builds = [(None, name) for name in sorted(set(client.templates.presets().values()))]
+            wanted = set(client.templates.presets().values()) | {DEVBOX_TEMPLATE}
+            builds = [(None, name) for name in sorted(wanted)]
         elif args.builtin:
             builds = [(None, args.builtin)]
         else:
@@ -129,7 +131,7 @@ def register(sub: Subparsers) -> None:
     s = tsub.add_parser("build", help="build from SPEC.toml, a builtin, or every builtin")
     s.add_argument("spec", nargs="?", metavar="SPEC.toml")
     s.add_argument("--builtin", default=None, metavar="NAME", help="e.g. rust:1")
-    s.add_argument("--all", action="store_true", help="every language's builtin template")
+    s.add_argument("--all", action="store_true", help="every language's builtin template and devbox:1")
     s.add_argument("-v", "--verbose", action="store_true", help="show the steps' output")
     s.set_defaults(func=cmd_build)
 

@@ -241,7 +241,14 @@ class Networking:
     # exposed ports ----------------------------------------------------------------------------------
     def url(self, shell_id: str, port: int) -> str:
         s = self.ctx.settings
-        return f"http://{port}-{shell_id}.{s.ingress_domain}:{s.ingress_port}/"
+        return f"http://{port}-{shell_id}.{s.ingress_domain}:{self.ingress_port}/"
+
+    @property
+    def ingress_port(self) -> int:
+        """The port the ingress proxy listens on (the setting, or the one it was given when unset)."""
+        if self._proxy is not None:
+            return self._proxy.port
+        return self.ctx.settings.ingress_port or 0
 
     def expose(
         self, principal: Principal, shell_id: str, body: Mapping[str, Any], door: str
@@ -346,7 +353,7 @@ class Networking:
         for address in self.host.gateway_addresses():
             await self._resolver.listen(address)
         self._proxy = IngressProxy(self, settings.ingress_domain)
-        await self._proxy.start(settings.ingress_host, settings.ingress_port)
+        await self._proxy.start(settings.ingress_host, settings.ingress_port or 0)
 
         async def poll() -> None:
             while True:

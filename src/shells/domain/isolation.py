@@ -35,6 +35,10 @@ PRESET_TEMPLATES: dict[Language, str] = {
 }
 """Which template a language preset starts from when the request names none."""
 
+DEVBOX_TEMPLATE = "devbox:1"
+"""The template with every preset's toolchain plus Bun and the Pi coding agent; ``shells template
+build --all`` builds it with the presets."""
+
 DEFAULT_LANGUAGE = Language.PYTHON
 """The preset ``make up`` prepares and the warm pool keeps ready."""
 

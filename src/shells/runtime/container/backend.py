@@ -429,6 +429,7 @@ class ContainerBackend:
         """
         if not self.pool.mount_dir.exists():
             await anyio.to_thread.run_sync(self.network.purge)
+            self.pool.discard()
             return
         self.pool.ensure_mounted()
         inv = await self.inventory()
@@ -445,7 +446,7 @@ class ContainerBackend:
         netns.release_private_mount(str(self.netns_dir))
         for view in (self._shared, self.crun.devices):
             idmap.unmount(str(view), lazy=True)
-        self.pool.unmount()
+        self.pool.discard()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:

@@ -181,6 +181,15 @@ class BtrfsPool:
             raise _fail(f"unmount of {self.mount_dir}", exc) from exc
         _detach_loops_of(self.image)
 
+    def discard(self) -> None:
+        """Unmount the pool and delete its image file: what an instance's purge leaves of its storage
+        is nothing. A plain btrfs dir is left alone (it is not ours)."""
+        if self.image is None:
+            return
+        self.unmount()
+        self.image.unlink(missing_ok=True)
+        self.image.with_name(self.image.name + ".partial").unlink(missing_ok=True)
+
     # -- subvolumes --------------------------------------------------------------------------------
 
     def create_subvolume(self, path: Path) -> None:
