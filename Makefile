@@ -26,8 +26,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	.venv/bin/mypy
 
+# Unit and in-process tests (the control layer, REST, MCP, both SDKs and the CLI on a fake node):
+# no root needed; what needs root skips with its reason.
 unit: $(STAMP)
-	.venv/bin/pytest -q tests/unit
+	.venv/bin/pytest -q tests/unit tests/inprocess
 
 e2e: system-deps $(STAMP)
 	.venv/bin/pytest -q tests/e2e

@@ -32,7 +32,7 @@ from ..domain.errors import (
     Unauthenticated,
 )
 from ..domain.ids import new_id
-from ..domain.principal import ADMIN_SCOPES, Principal
+from ..domain.principal import ADMIN_SCOPES, Principal, Scope
 from ..domain.shell import ShellRecord, SnapshotRecord
 from ..domain.tenancy import DEFAULT_TENANT, TokenRecord
 from ..store.repository import Store
@@ -168,7 +168,7 @@ class Authenticator:
 # authorisation ------------------------------------------------------------------------------------
 
 
-def require(principal: Principal, scope: str) -> None:
+def require(principal: Principal, scope: Scope) -> None:
     if not principal.has(scope):
         raise PermissionDenied(f"This token lacks the '{scope}' entitlement.", {"scope": scope})
 

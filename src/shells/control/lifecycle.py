@@ -18,7 +18,7 @@ from ..domain.errors import (
 )
 from ..domain.ids import new_id
 from ..domain.isolation import PRESET_TEMPLATES, Runtime, parse_enum
-from ..domain.principal import Principal
+from ..domain.principal import Principal, Scope
 from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord, SnapshotRecord
 from ..domain.states import ShellState
@@ -69,7 +69,7 @@ class Lifecycle:
         runtime: str | None = None,
         label: str | None = None,
     ) -> list[ShellRecord]:
-        require(principal, "shells.read")
+        require(principal, Scope.READ)
         wanted_state = parse_enum(ShellState, state, "state") if state else None
         wanted_runtime = parse_enum(Runtime, runtime, "runtime") if runtime else None
         shells = visible_shells(self.ctx.store, principal)
@@ -84,7 +84,7 @@ class Lifecycle:
 
     # create ---------------------------------------------------------------------------------------
     async def create(self, principal: Principal, req: CreateShellRequest, door: str) -> ShellRecord:
-        require(principal, "shells.create")
+        require(principal, Scope.CREATE)
         backend = self.ctx.backend(req.runtime)
         if req.network.mode not in backend.network_modes:
             offered = ", ".join(sorted(m.value for m in backend.network_modes))

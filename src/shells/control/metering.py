@@ -19,7 +19,7 @@ from ..domain.audit import parse_time
 from ..domain.errors import InvalidRequest, PermissionDenied, TenantNotFound
 from ..domain.isolation import Runtime, parse_enum
 from ..domain.pricing import RateCard, money, rate
-from ..domain.principal import Principal
+from ..domain.principal import Principal, Scope
 from ..domain.shapes import SHAPES
 from ..domain.usage import Billing, GroupBy, UsageLine, month_start, parse_usd, summarize
 from ..settings import Settings
@@ -98,7 +98,7 @@ class Metering:
         group_by: str | None = None,
         tenant: str | None = None,
     ) -> UsageReport:
-        require(principal, "shells.read")
+        require(principal, Scope.READ)
         name = self._tenant(principal, tenant)
         now = self.ctx.store.clock.now()
         lo = parse_time(start, "from") or month_start(now)
@@ -144,7 +144,7 @@ class Metering:
             if not is_platform_admin(principal):
                 raise PermissionDenied(
                     "Only a platform admin sets a tenant's free tier; tenant admins set its budget_usd.",
-                    {"scope": "platform.admin"},
+                    {"scope": Scope.PLATFORM_ADMIN},
                 )
             free = parse_usd(body["free_tier_usd"], "free_tier_usd", allow_none=True)
         terms = BillingTerms(free_tier=free, budget=budget)
@@ -177,7 +177,7 @@ class Metering:
     # pricing --------------------------------------------------------------------------------------
     def pricing(self, principal: Principal) -> dict[str, Any]:
         """The runtime matrix (language x class) with every class's rates and each shape's hourly price."""
-        require(principal, "shells.read")
+        require(principal, Scope.READ)
         hour = Decimal(3600)
         return {
             "currency": "USD",

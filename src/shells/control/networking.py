@@ -37,10 +37,10 @@ from ..domain.networking import (
     check_network_name,
     check_port,
 )
-from ..domain.principal import Principal
+from ..domain.principal import Principal, Scope
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
-from ..runtime.network.dataplane import HostNetwork
+from ..runtime.network.contract import InstanceNetwork
 from ..runtime.network.dns_upstream import configured_upstreams
 from ..runtime.network.ingress import Exposure, IngressProxy, new_port_token
 from ..runtime.network.resolver import DnsResolver, Peer
@@ -57,7 +57,7 @@ BLOCKED_POLL_S = 1.0
 
 
 class Networking:
-    def __init__(self, ctx: ControlContext, host: HostNetwork) -> None:
+    def __init__(self, ctx: ControlContext, host: InstanceNetwork) -> None:
         self.ctx = ctx
         self.host = host
         self.records = NetworkingStore(ctx.store)
@@ -116,11 +116,11 @@ class Networking:
 
     # private networks -------------------------------------------------------------------------------
     def list_networks(self, principal: Principal) -> list[NetworkRecord]:
-        require(principal, "shells.read")
+        require(principal, Scope.READ)
         return [self._live(n) for n in self.records.list_networks(principal.tenant)]
 
     def get_network(self, principal: Principal, name: str) -> NetworkRecord:
-        require(principal, "shells.read")
+        require(principal, Scope.READ)
         return self._network(principal, name)
 
     def _network(self, principal: Principal, name: str) -> NetworkRecord:
@@ -139,7 +139,7 @@ class Networking:
         return replace(rec, members=members)
 
     def create_network(self, principal: Principal, body: Mapping[str, Any], door: str) -> NetworkRecord:
-        require(principal, "shells.create")
+        require(principal, Scope.CREATE)
         unknown = sorted(set(body) - {"name"})
         if unknown:
             raise InvalidRequest(
@@ -169,7 +169,7 @@ class Networking:
         return rec
 
     def delete_network(self, principal: Principal, name: str, door: str) -> None:
-        require(principal, "shells.destroy")
+        require(principal, Scope.DESTROY)
         rec = self._network(principal, name)
         if rec.members:
             raise NetworkInUse(

@@ -13,7 +13,7 @@ from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
 from ..runtime.backend import Backend
-from ..runtime.network.dataplane import HostNetwork
+from ..runtime.network.contract import InstanceNetwork
 from ..settings import Settings
 from ..store.repository import Store
 from .audit import Audit
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 class Control:
     def __init__(
-        self, settings: Settings, store: Store, backends: list[Backend], network: HostNetwork
+        self, settings: Settings, store: Store, backends: list[Backend], network: InstanceNetwork
     ) -> None:
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
         self.network = Networking(self.ctx, network)

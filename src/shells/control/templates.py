@@ -36,7 +36,7 @@ from ..domain.errors import (
     TemplateNotFound,
 )
 from ..domain.isolation import DEFAULT_RUNTIME
-from ..domain.principal import Principal
+from ..domain.principal import Principal, Scope
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from ..domain.templates import (
@@ -196,14 +196,14 @@ class Templates:
 
     # reads ----------------------------------------------------------------------------------------
     def list(self, principal: Principal) -> list[TemplateRecord]:
-        require(principal, "shells.read")
+        require(principal, Scope.READ)
         found = {r.name: r for r in self.records.list(principal.tenant)}
         for name, b in builtins().items():
             found.setdefault(name, TemplateRecord(b.meta(), TemplateStatus.NOT_BUILT))
         return [found[n] for n in sorted(found)]
 
     def get(self, principal: Principal, ref: str) -> TemplateRecord:
-        require(principal, "shells.read")
+        require(principal, Scope.READ)
         name = self.resolve(principal, ref)
         rec = self._visible(principal, name)
         if rec is not None:
@@ -269,7 +269,7 @@ class Templates:
         """Check the request, then return the build's updates. Problems with the request (bad spec,
         unknown parent, name taken) raise here, before the caller starts streaming; a failing step
         raises TemplateBuildFailed from the stream."""
-        require(principal, "shells.create")
+        require(principal, Scope.CREATE)
         if req.builtin is not None:
             name = req.builtin
 
@@ -404,7 +404,7 @@ class Templates:
 
     # delete ---------------------------------------------------------------------------------------
     async def delete(self, principal: Principal, ref: str, door: str) -> None:
-        require(principal, "shells.destroy")
+        require(principal, Scope.DESTROY)
         name = parse_template_name(ref, "name")
         async with self._locks[name]:
             rec = self._visible(principal, name)
@@ -413,7 +413,7 @@ class Templates:
             if rec.tenant == "" and not is_platform_admin(principal):
                 raise PermissionDenied(
                     "Built-in templates are shared by every tenant; deleting one needs 'platform.admin'.",
-                    {"scope": "platform.admin"},
+                    {"scope": Scope.PLATFORM_ADMIN},
                 )
             if rec.tenant != "" and rec.owner != principal.id and not principal.has(TENANT_ADMIN):
                 raise PermissionDenied(

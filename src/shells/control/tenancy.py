@@ -15,7 +15,7 @@ from typing import Any
 from ..domain import access
 from ..domain.access import TENANT_ADMIN, parse_role
 from ..domain.errors import GrantNotFound, InvalidRequest, PermissionDenied, PrincipalNotFound, TenantNotFound
-from ..domain.principal import Principal
+from ..domain.principal import Principal, Scope
 from ..domain.tenancy import (
     GrantRecord,
     Limits,
@@ -33,7 +33,8 @@ from .requests import reject_unknown
 def _platform_admin(principal: Principal) -> None:
     if not is_platform_admin(principal):
         raise PermissionDenied(
-            "Only a platform admin (the bootstrap admin token) manages tenants.", {"scope": "platform.admin"}
+            "Only a platform admin (the bootstrap admin token) manages tenants.",
+            {"scope": Scope.PLATFORM_ADMIN},
         )
 
 

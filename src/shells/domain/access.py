@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from .errors import InvalidRequest
-from .principal import ADMIN_SCOPES
+from .principal import ADMIN_SCOPES, Scope
 
-PLATFORM_ADMIN = "platform.admin"
-TENANT_ADMIN = "tenant.admin"
-AGENT_INVOKE = "shells.agent.invoke"
+PLATFORM_ADMIN = Scope.PLATFORM_ADMIN
+TENANT_ADMIN = Scope.TENANT_ADMIN
+AGENT_INVOKE = Scope.AGENT_INVOKE
 """Needed for any call through the MCP door, on top of the tool's own permission (see docs/security.md)."""
 
 KNOWN_SCOPES: frozenset[str] = ADMIN_SCOPES
@@ -47,22 +47,22 @@ class Permission:
     """One kind of operation on a shell: the scope its token needs and the least role it needs."""
 
     name: str
-    scope: str
+    scope: Scope
     role: Role
 
 
-READ = Permission("read", "shells.read", Role.VIEWER)
-FILES_READ = Permission("files.read", "shells.files", Role.VIEWER)
-FILES_WRITE = Permission("files.write", "shells.files", Role.OPERATOR)
-EXEC = Permission("exec", "shells.exec", Role.OPERATOR)
-ACT = Permission("act", "shells.act", Role.OPERATOR)
-TERM = Permission("term", "shells.term", Role.OPERATOR)
-DESTROY = Permission("destroy", "shells.destroy", Role.OWNER)
-SHARE = Permission("share", "shells.act", Role.OWNER)
+READ = Permission("read", Scope.READ, Role.VIEWER)
+FILES_READ = Permission("files.read", Scope.FILES, Role.VIEWER)
+FILES_WRITE = Permission("files.write", Scope.FILES, Role.OPERATOR)
+EXEC = Permission("exec", Scope.EXEC, Role.OPERATOR)
+ACT = Permission("act", Scope.ACT, Role.OPERATOR)
+TERM = Permission("term", Scope.TERM, Role.OPERATOR)
+DESTROY = Permission("destroy", Scope.DESTROY, Role.OWNER)
+SHARE = Permission("share", Scope.ACT, Role.OWNER)
 """Granting and revoking roles on a shell: owners and tenant admins only."""
-NETWORK = Permission("network", "shells.act", Role.OPERATOR)
+NETWORK = Permission("network", Scope.ACT, Role.OPERATOR)
 """Changing a shell's network: its policy, its private networks, its exposed ports."""
-SAVE = Permission("save", "shells.create", Role.OPERATOR)
+SAVE = Permission("save", Scope.CREATE, Role.OPERATOR)
 """Saving a shell as a template, which every principal of the tenant may then use."""
 
 

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-ADMIN_SCOPES: frozenset[str] = frozenset(
-    {
-        "shells.read",
-        "shells.create",
-        "shells.act",
-        "shells.destroy",
-        "shells.exec",
-        "shells.files",
-        "shells.term",
-        "shells.agent.invoke",
-        "tenant.admin",
-        "platform.admin",
-    }
-)
+
+class Scope(StrEnum):
+    """Every entitlement a token can carry, named once (docs/security.md says what each allows);
+    call sites name these, never the strings."""
+
+    READ = "shells.read"
+    CREATE = "shells.create"
+    ACT = "shells.act"
+    DESTROY = "shells.destroy"
+    EXEC = "shells.exec"
+    FILES = "shells.files"
+    TERM = "shells.term"
+    AGENT_INVOKE = "shells.agent.invoke"
+    TENANT_ADMIN = "tenant.admin"
+    PLATFORM_ADMIN = "platform.admin"
+
+
+ADMIN_SCOPES: frozenset[str] = frozenset(Scope)
 
 
 @dataclass(frozen=True)

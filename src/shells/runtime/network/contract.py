@@ -1,0 +1,52 @@
+"""What the control layer asks of an instance's network: the part of ``HostNetwork`` the use cases
+and the DNS resolver's policy call. ``HostNetwork`` is the real one; a test node without root
+supplies its own (``tests/support/fake_node.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING, Protocol
+
+from shells.domain.network import AllowRule, BlockedAttempt, NetworkPolicy, PrivateNetwork
+
+from .addressing import InstanceRange
+
+if TYPE_CHECKING:
+    from .dataplane import ShellAddresses
+
+
+class InstanceNetwork(Protocol):
+    @property
+    def range(self) -> InstanceRange:
+        """The instance's IPv4 range (private networks are carved out of it)."""
+
+    def addresses(self, host_id: str) -> ShellAddresses:
+        """Where a running shell is on the network (RuntimeFailure for one the network does not hold)."""
+
+    def gateway_addresses(self) -> list[IPv4Address]:
+        """Where the instance's DNS resolver listens."""
+
+    def create_network(self, net: PrivateNetwork) -> None: ...
+
+    def delete_network(self, net_id: str) -> None: ...
+
+    def join(self, host_id: str, net: PrivateNetwork, hostname: str) -> str:
+        """Put a running shell on ``net``; its address there."""
+
+    def leave(self, host_id: str, net_id: str) -> None: ...
+
+    def peers(self, net_id: str) -> dict[str, IPv4Address]: ...
+
+    def memberships(self, host_id: str) -> list[str]: ...
+
+    def client_of(self, ip: IPv4Address | IPv6Address) -> str | None: ...
+
+    def policy_of(self, host_id: str) -> NetworkPolicy | None: ...
+
+    def drain_blocked(self) -> list[tuple[str, BlockedAttempt]]:
+        """Refused attempts since the previous drain."""
+
+    def allow_resolved(
+        self, host_id: str, rule: AllowRule, addresses: Sequence[IPv4Address | IPv6Address], ttl_s: int
+    ) -> None: ...
