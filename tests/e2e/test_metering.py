@@ -37,7 +37,7 @@ def running_time(http: httpx.Client, shell_id: str) -> float:
 
 def billed_seconds(http: httpx.Client, shell_id: str, **params: str) -> float:
     lines = http.get("/v1/usage", params={"group_by": "shell", **params}).json()["lines"]
-    return sum(line["seconds"] for line in lines if line["key"] == shell_id)
+    return float(sum(line["seconds"] for line in lines if line["key"] == shell_id))
 
 
 def test_usage_follows_the_shells_state_changes(tenancy: Tenancy) -> None:

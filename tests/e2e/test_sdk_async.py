@@ -558,7 +558,11 @@ async def test_usage_pricing_and_billing_terms(sdk: AsyncShells, server: ServerP
             await client.tenants.set_billing(team.name, free_tier_usd=1)
         assert (await sdk.tenants.set_billing(team.name, free_tier_usd=1)).free_tier_usd == 1
         terms = await client.tenants.billing(team.name)
-        assert (terms.budget_usd, terms.free_tier_usd, terms.charged_usd) == (Decimal("2.5"), 1, 0)
+        assert (terms.budget_usd, terms.free_tier_usd, terms.charged_usd) == (
+            Decimal("2.5"),
+            Decimal(1),
+            Decimal(0),
+        )
         assert (await client.tenants.set_billing(team.name, budget_usd=None)).budget_usd is None
         await shell.kill()
 

@@ -81,10 +81,15 @@ async def test_a_token_without_the_agent_entitlement_cannot_use_the_door(
 ) -> None:
     await admin.tenants.create("bots")
     minted = await admin.tokens.create(AGENT, tenant="bots", principal="bot")
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=instance.app), base_url=BASE_URL) as http:
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=instance.app), base_url=BASE_URL
+    ) as http:
         answer = await http.post(
             "/api/agent/invoke",
-            headers={"Authorization": f"Bearer {minted.token}", "Accept": "application/json, text/event-stream"},
+            headers={
+                "Authorization": f"Bearer {minted.token}",
+                "Accept": "application/json, text/event-stream",
+            },
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
         )
     assert answer.status_code == 403

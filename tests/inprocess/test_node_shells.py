@@ -21,7 +21,9 @@ pytestmark = pytest.mark.anyio
 MEMBER = ["shells.read", "shells.create", "shells.act", "shells.destroy", "shells.exec", "shells.files"]
 
 
-async def test_a_shell_is_created_runs_a_command_and_is_deleted(admin: AsyncShells, instance: Instance) -> None:
+async def test_a_shell_is_created_runs_a_command_and_is_deleted(
+    admin: AsyncShells, instance: Instance
+) -> None:
     shell = await admin.create("python", labels={"team": "a"})
     assert shell.info.state == "running" and shell.info.template == "python:1"
     ran = await shell.commands.run("echo out; echo err >&2; exit 3")

@@ -90,7 +90,7 @@ class FakeNode:
 
     # templates ------------------------------------------------------------------------------------
     def templates(self) -> dict[str, str]:
-        return {name: "fake" for name in self.ready}
+        return dict.fromkeys(self.ready, "fake")
 
     def template_meta(self, name: str) -> TemplateMeta | None:
         return self.ready.get(name)

@@ -22,6 +22,11 @@ T = TypeVar("T")
 Outcome = bytes | int | str
 
 
+def answered(outcome: Outcome, prefix: bytes) -> bool:
+    """Whether a probe got an answer (bytes) that starts with ``prefix`` (not an errno or a timeout)."""
+    return isinstance(outcome, bytes) and outcome.startswith(prefix)
+
+
 def inside(netns_path: str, action: Callable[[], T]) -> T:
     """Run ``action`` in a thread that joined the netns at ``netns_path``."""
     return run_in_netns(netns_path, action)
@@ -100,7 +105,7 @@ def _checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 class Listener:

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -99,7 +99,7 @@ class Agent:
 
 
 def start_agent(
-    sock: str, wrapper: tuple[str, ...] = (), *, stdout: int, stderr: int | None = None
+    sock: str, wrapper: tuple[str, ...] = (), *, stdout: int, stderr: int | IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start the agent the way the container backend does: on a listening socket made for it."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:

@@ -5,8 +5,8 @@ exec could pass is refused at create, and a request waits for a restart under wa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 import pytest
 from fastapi import FastAPI
@@ -161,7 +161,7 @@ async def test_a_caller_leaving_a_stream_closes_its_source() -> None:
     reader.cancel()  # the client went away while the next item was awaited
     with pytest.raises(asyncio.CancelledError):
         await reader
-    await stream.aclose()
+    await cast(AsyncGenerator[int], stream).aclose()
     assert ended
     await asyncio.wait_for(drain.finish(), 1)  # nothing is left open
 

@@ -159,7 +159,7 @@ def test_memory_readers_report_peak_usage_and_oom_kills(prefix: str) -> None:
     proc = _spawn_in([memory], "head -c 200M /dev/zero | tail > /dev/null")
     proc.wait(timeout=30)
 
-    assert cgroups.cgroup_oom_kills(f"/{prefix}/hog") >= 1  # tail, and sometimes its shell too
+    assert (cgroups.cgroup_oom_kills(f"/{prefix}/hog") or 0) >= 1  # tail, and sometimes its shell too
     peak = cgroups.cgroup_memory_peak(f"/{prefix}/hog")
     assert peak is not None and 16 << 20 < peak <= 32 << 20
 

@@ -29,7 +29,7 @@ from shells.runtime.network.dataplane import HostNetwork, ShellAddresses
 from shells.runtime.network.rtnl import Netlink
 from shells.settings import Settings
 from tests.support.fake_internet import FakeInternet
-from tests.support.netprobe import Listener, inside, ping, tcp, udp
+from tests.support.netprobe import Listener, answered, inside, ping, tcp, udp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, nftables)")
 
@@ -190,8 +190,8 @@ def test_internet_without_a_list_refuses_private_ranges_at_once(
 
 def test_an_ip_rule_admits_that_address_only(shells: Callable[..., Shell], internet: FakeInternet) -> None:
     s = shells(allow("198.51.100.10"))
-    assert tcp(s.netns, "198.51.100.10", 8080).startswith(b"198.51.100.10:8080")  # type: ignore[union-attr]
-    assert udp(s.netns, "198.51.100.10", 5353).startswith(b"198.51.100.10:5353")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "198.51.100.10", 8080), b"198.51.100.10:8080")
+    assert answered(udp(s.netns, "198.51.100.10", 5353), b"198.51.100.10:5353")
     assert ping(s.netns, "198.51.100.10") == b"pong"
     before = len(internet.arrivals("198.51.100.11", 80))
     assert tcp(s.netns, "198.51.100.11", 80) == REFUSED
@@ -202,21 +202,21 @@ def test_an_ip_rule_admits_that_address_only(shells: Callable[..., Shell], inter
 
 def test_cidr_rules_with_port_and_protocol(shells: Callable[..., Shell]) -> None:
     s = shells(allow("203.0.113.0/24:443/tcp", "198.51.100.0/24:53/udp", "198.51.100.11/tcp"))
-    assert tcp(s.netns, "203.0.113.10", 443).startswith(b"203.0.113.10:443")  # type: ignore[union-attr]
-    assert tcp(s.netns, "203.0.113.11", 443).startswith(b"203.0.113.11:443")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "203.0.113.10", 443), b"203.0.113.10:443")
+    assert answered(tcp(s.netns, "203.0.113.11", 443), b"203.0.113.11:443")
     assert tcp(s.netns, "203.0.113.10", 80) == REFUSED
-    assert udp(s.netns, "198.51.100.10", 53).startswith(b"198.51.100.10:53")  # type: ignore[union-attr]
+    assert answered(udp(s.netns, "198.51.100.10", 53), b"198.51.100.10:53")
     assert udp(s.netns, "198.51.100.10", 5353) == errno.EHOSTUNREACH
     assert tcp(s.netns, "198.51.100.10", 53) == REFUSED  # UDP only
-    assert tcp(s.netns, "198.51.100.11", 80).startswith(b"198.51.100.11:80")  # type: ignore[union-attr]
-    assert tcp(s.netns, "198.51.100.11", 8080).startswith(b"198.51.100.11:8080")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "198.51.100.11", 80), b"198.51.100.11:80")
+    assert answered(tcp(s.netns, "198.51.100.11", 8080), b"198.51.100.11:8080")
     assert ping(s.netns, "198.51.100.11") == "unreachable/13"  # TCP only
 
 
 def test_a_port_without_protocol_admits_tcp_and_udp(shells: Callable[..., Shell]) -> None:
     s = shells(allow("203.0.113.10:53"))
-    assert udp(s.netns, "203.0.113.10", 53).startswith(b"203.0.113.10:53")  # type: ignore[union-attr]
-    assert tcp(s.netns, "203.0.113.10", 53).startswith(b"203.0.113.10:53")  # type: ignore[union-attr]
+    assert answered(udp(s.netns, "203.0.113.10", 53), b"203.0.113.10:53")
+    assert answered(tcp(s.netns, "203.0.113.10", 53), b"203.0.113.10:53")
     assert tcp(s.netns, "203.0.113.10", 80) == REFUSED
 
 
@@ -228,7 +228,7 @@ def test_a_direct_connection_to_an_address_no_allowed_name_resolved_to_is_refuse
     network.allow_resolved(
         s.host_id, parse_allow_rule("pypi.example.org:80"), [ipaddress.ip_address("198.51.100.10")], 60
     )
-    assert tcp(s.netns, "198.51.100.10", 80).startswith(b"198.51.100.10:80")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "198.51.100.10", 80), b"198.51.100.10:80")
     assert tcp(s.netns, "198.51.100.10", 8080) == REFUSED  # the rule's port only
     assert tcp(s.netns, "198.51.100.11", 80) == REFUSED  # not resolved through an allowed name
     wildcard = parse_allow_rule("*.cdn.example.org")
@@ -337,7 +337,7 @@ def test_a_spoofed_source_address_is_dropped_and_counted(
     assert udp(attacker.netns, "198.51.100.10", 5353, timeout=0.5, source=victim.ip) == "timeout"
     assert udp(attacker.netns, "198.51.100.10", 5353, timeout=0.5, source="198.51.100.77") == "timeout"
     assert len(internet.seen) == before
-    assert udp(attacker.netns, "198.51.100.10", 5353, source=attacker.ip).startswith(b"198.51.100.10")  # type: ignore[union-attr]
+    assert answered(udp(attacker.netns, "198.51.100.10", 5353, source=attacker.ip), b"198.51.100.10")
     counted = [a for h, a in network.drain_blocked() if h == attacker.host_id]
     assert [(a.destination, a.port, a.count) for a in counted] == [("198.51.100.10", 5353, 2)]
 
@@ -349,17 +349,17 @@ def test_policy_changes_apply_at_once_on_a_running_shell(
     s = shells(SEALED)
     assert tcp(s.netns, "198.51.100.10", 80) == errno.ENETUNREACH
     network.set_policy(s.host_id, INTERNET)
-    assert tcp(s.netns, "198.51.100.10", 80).startswith(b"198.51.100.10:80")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "198.51.100.10", 80), b"198.51.100.10:80")
     network.set_policy(s.host_id, allow("198.51.100.11"))
     assert tcp(s.netns, "198.51.100.10", 80) == REFUSED
-    assert tcp(s.netns, "198.51.100.11", 80).startswith(b"198.51.100.11:80")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "198.51.100.11", 80), b"198.51.100.11:80")
     network.set_policy(s.host_id, LOCALHOST)
     assert tcp(s.netns, "198.51.100.11", 80) == errno.ENETUNREACH
     assert inside(s.netns, lambda: [name for _, name in socket.if_nameindex()]) == ["lo"]
     network.set_policy(s.host_id, SEALED)
     assert tcp(s.netns, "127.0.0.1", 80) == errno.ENETUNREACH
     network.set_policy(s.host_id, INTERNET)
-    assert tcp(s.netns, "198.51.100.10", 80).startswith(b"198.51.100.10:80")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "198.51.100.10", 80), b"198.51.100.10:80")
     assert network.addresses(s.host_id).ipv4 is not None
 
 
@@ -367,7 +367,7 @@ def test_a_policy_change_forgets_the_shells_tracked_connections(
     network: HostNetwork, shells: Callable[..., Shell]
 ) -> None:
     s = shells(INTERNET)
-    assert udp(s.netns, "203.0.113.10", 53).startswith(b"203.0.113.10")  # type: ignore[union-attr]
+    assert answered(udp(s.netns, "203.0.113.10", 53), b"203.0.113.10")
     assert conntrack.count({ipaddress.IPv4Address(s.ip)}) >= 1
     network.set_policy(s.host_id, allow("203.0.113.11"))
     assert conntrack.count({ipaddress.IPv4Address(s.ip)}) == 0
@@ -490,12 +490,12 @@ def test_a_restarted_server_adopts_running_shells_repairs_ports_and_removes_orph
     successor.prepare()
     with Netlink() as nl:
         assert nl.index(orphan) is None
-    assert tcp(s.netns, "198.51.100.10", 80).startswith(b"198.51.100.10:80")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "198.51.100.10", 80), b"198.51.100.10:80")
     assert [(a.destination, a.count) for h, a in successor.drain_blocked() if h == s.host_id] == [
         ("198.51.100.11", 1)
     ]
     successor.set_policy(s.host_id, allow("198.51.100.11"))
-    assert tcp(s.netns, "198.51.100.11", 80).startswith(b"198.51.100.11:80")  # type: ignore[union-attr]
+    assert answered(tcp(s.netns, "198.51.100.11", 80), b"198.51.100.11:80")
     network.prepare()  # the fixture's object takes over again, with the successor's records
 
 
@@ -548,9 +548,9 @@ def test_attaching_a_netns_again_right_after_a_detach_replaces_its_stale_port(
         network.attach("again", path, INTERNET)
         network.detach("again")  # its port is still queued for deletion
         network.attach("again", path, INTERNET)
-        assert tcp(path, "198.51.100.10", 80).startswith(b"198.51.100.10:80")  # type: ignore[union-attr]
+        assert answered(tcp(path, "198.51.100.10", 80), b"198.51.100.10:80")
         network.attach("again", path, INTERNET)  # attaching an attached shell starts it afresh
-        assert tcp(path, "198.51.100.10", 80).startswith(b"198.51.100.10:80")  # type: ignore[union-attr]
+        assert answered(tcp(path, "198.51.100.10", 80), b"198.51.100.10:80")
     finally:
         network.detach("again")
         netns.remove_netns(path)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -20,7 +21,7 @@ from shells.domain.isolation import Language, Runtime
 from shells.domain.network import NetworkMode, NetworkPolicy
 from shells.domain.shell import ShellRecord
 from shells.domain.states import ShellState
-from shells.runtime.backend import HostInventory, ShellSpec
+from shells.runtime.backend import Backend, HostInventory, ShellSpec
 from shells.settings import Settings
 from shells.store.repository import EventDraft, Store
 
@@ -73,6 +74,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
+def context(tmp_path: Path, store: Store, backend: HostBackend) -> ControlContext:
+    """A control context over the partial backend (it has what reconciliation calls)."""
+    return ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: cast(Backend, backend)})
+
+
 def shell_in(store: Store, shell_id: str, state: ShellState) -> None:
     now = datetime.now(UTC)
     store.add_shell(
@@ -122,7 +128,7 @@ async def test_a_restart_cut_short_is_finished_not_reported_as_a_host_restart(
     shell_in(store, "sh_r", ShellState.RUNNING)
     crashed_during(tmp_path, "sh_r", Capability.RESTART)
     backend = HostBackend(HostInventory(stored={"sh_r"}))  # stopped, not started again yet
-    report = await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    report = await reconcile(context(tmp_path, store, backend))
     assert backend.calls == ["stop sh_r", "start sh_r"]
     assert state_of(store, "sh_r") == (ShellState.RUNNING, "")
     assert report.finished == ["sh_r"] and report.stopped == []
@@ -133,7 +139,7 @@ async def test_a_stop_cut_short_on_a_paused_shell_is_finished(store: Store, tmp_
     shell_in(store, "sh_p", ShellState.PAUSED)
     crashed_during(tmp_path, "sh_p", Capability.STOP)
     backend = HostBackend(HostInventory(paused={"sh_p"}, stored={"sh_p"}))
-    await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    await reconcile(context(tmp_path, store, backend))
     assert backend.calls == ["stop sh_p"]
     assert state_of(store, "sh_p") == (ShellState.STOPPED, "stopped by alice")
 
@@ -145,7 +151,7 @@ async def test_a_start_that_cannot_be_finished_fails_the_shell_with_the_true_rea
     crashed_during(tmp_path, "sh_s", Capability.START)
     backend = HostBackend(HostInventory(stored={"sh_s"}))
     backend.fail_start = True
-    await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    await reconcile(context(tmp_path, store, backend))
     state, reason = state_of(store, "sh_s")
     assert state is ShellState.FAILED
     assert "'start' was cut short by a server crash" in reason and "out of memory" in reason
@@ -157,7 +163,7 @@ async def test_a_wipe_cut_short_is_done_again_and_a_running_shell_started(
     shell_in(store, "sh_w", ShellState.RUNNING)
     crashed_during(tmp_path, "sh_w", Capability.WIPE_STATE)
     backend = HostBackend(HostInventory(stored={"sh_w"}))
-    await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    await reconcile(context(tmp_path, store, backend))
     assert backend.calls == ["stop sh_w", "reset sh_w wipe=True", "start sh_w"]
     assert state_of(store, "sh_w") == (ShellState.RUNNING, "")
 
@@ -171,7 +177,7 @@ async def test_a_pause_or_resume_the_host_completed_is_recorded(store: Store, tm
         stored={"sh_paused_on_host", "sh_resumed_on_host"},
     )
     backend = HostBackend(inv)
-    await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    await reconcile(context(tmp_path, store, backend))
     assert state_of(store, "sh_paused_on_host")[0] is ShellState.PAUSED
     assert state_of(store, "sh_resumed_on_host") == (ShellState.RUNNING, "")
     assert backend.calls == []
@@ -181,14 +187,14 @@ async def test_a_class_that_cannot_pause_is_not_taken_for_paused(store: Store, t
     """A container reported ``paused`` is frozen (mid-snapshot), not paused by anyone."""
     shell_in(store, "sh_c", ShellState.RUNNING)
     backend = HostBackend(HostInventory(paused={"sh_c"}, stored={"sh_c"}), capabilities=EVERY_CLASS)
-    await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    await reconcile(context(tmp_path, store, backend))
     assert state_of(store, "sh_c")[0] is ShellState.RUNNING
 
 
 async def test_without_an_entry_vanished_processes_still_mean_stopped(store: Store, tmp_path: Path) -> None:
     shell_in(store, "sh_v", ShellState.RUNNING)
     backend = HostBackend(HostInventory(stored={"sh_v"}))
-    await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    await reconcile(context(tmp_path, store, backend))
     state, reason = state_of(store, "sh_v")
     assert state is ShellState.STOPPED and "host restart?" in reason
 
@@ -198,6 +204,6 @@ async def test_an_action_whose_outcome_was_recorded_is_not_done_twice(store: Sto
     shell_in(store, "sh_started", ShellState.RUNNING)
     crashed_during(tmp_path, "sh_started", Capability.START)
     backend = HostBackend(HostInventory(running={"sh_started"}, stored={"sh_started"}))
-    report = await reconcile(ControlContext(Settings(data_dir=tmp_path), store, {Runtime.MICROVM: backend}))
+    report = await reconcile(context(tmp_path, store, backend))
     assert backend.calls == [] and report.adopted == ["sh_started"]
     assert Inflight(tmp_path).pending() == {}
