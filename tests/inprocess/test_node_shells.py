@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from shells.domain.errors import (
@@ -14,7 +16,7 @@ from shells.domain.errors import (
 from shells.sdk import AsyncShells
 from shells.sdk.models import BuildEvent
 
-from ..support.inprocess import Instance
+from ..support.inprocess import Instance, serving
 from ..support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -134,3 +136,13 @@ async def test_bad_input_is_a_typed_400_naming_the_field(instance: Instance) -> 
         assert answer.json()["error"]["code"] == "invalid_request"
         assert "language" in answer.json()["error"]["message"]
         assert (await http.get("/v1/shells")).json()["shells"] == []  # nothing half-created
+
+
+async def test_the_background_loops_run_while_serving_and_stop_with_the_server(tmp_path: Path) -> None:
+    async with serving(tmp_path, warm_pool_size=1) as running:
+        loops = running.control.ctx.background
+        await eventually(
+            lambda: running.control.ctx.store.list_shells(None, pooled=True), what="a pool shell"
+        )
+        assert {"the idle sweep", "the budget check", "reading the drop counters"} <= set(loops.names())
+    assert loops.names() == []

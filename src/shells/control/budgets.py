@@ -20,7 +20,6 @@ from ..domain.states import ShellState
 from ..domain.usage import Billing
 from .context import ControlContext
 from .metering import Metering
-from .periodic import Periodic
 from .suspend import Suspension
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,6 @@ class Budgets:
         self.ctx = ctx
         self.metering = metering
         self.suspension = suspension
-        self._check = Periodic("the budget check", ctx.settings.budget_check_s, self.check_all)
 
     def check(self, tenant: str) -> None:
         """Raise BudgetExceeded if the tenant's cap is reached (before anything new runs)."""
@@ -96,7 +94,4 @@ class Budgets:
 
     # the background check -------------------------------------------------------------------------
     def start(self) -> None:
-        self._check.start()
-
-    async def stop(self) -> None:
-        await self._check.stop()
+        self.ctx.background.every("the budget check", self.ctx.settings.budget_check_s, self.check_all)

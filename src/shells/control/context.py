@@ -18,6 +18,7 @@ from ..runtime.backend import Backend, ShellSpec
 from ..settings import Settings
 from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
+from .background import Background
 from .quotas import Quotas
 from .request_scope import current_request
 from .restarts import Restarts
@@ -30,6 +31,8 @@ class ControlContext:
     backends: dict[Runtime, Backend]
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     restarts: Restarts = field(default_factory=Restarts)
+    background: Background = field(default_factory=Background)
+    """Every loop beside requests (``control.background``): started by the use cases, stopped once."""
     quotas: Quotas = field(init=False)
 
     def __post_init__(self) -> None:

@@ -51,7 +51,6 @@ class Feed:
         self.poll_s = poll_s
         self._tick = asyncio.Event()
         self._followers = 0
-        self._watcher: asyncio.Task[None] | None = None
         self._closed = False
 
     def cursor(self, principal: Principal, after: int | None) -> int:
@@ -64,8 +63,7 @@ class Feed:
         """The caller's items after ``cursor`` as they are written; ``None`` is a heartbeat. Ends when
         the server closes the feed; raises when the caller's token is revoked or expires."""
         self._followers += 1
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self.ctx.background.run("the feed watcher", self._watch)
         try:
             while not self._closed:
                 tick = self._tick  # taken before reading, so a write during the read wakes us again
@@ -87,8 +85,6 @@ class Feed:
         """End every follower (the server is stopping: it waits for open answers to finish)."""
         self._closed = True
         self._wake()
-        if self._watcher is not None:
-            self._watcher.cancel()
 
     def _read(self, principal: Principal, cursor: int) -> tuple[list[FeedItem], int, bool]:
         events = self.store.list_events(tenant=principal.tenant, shell_id=None, after=cursor, limit=PAGE)

@@ -6,7 +6,6 @@ records, checks who may do what, and feeds the drops the host counted into the s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections import defaultdict
@@ -63,7 +62,6 @@ class Networking:
         self.records = NetworkingStore(ctx.store)
         self._refusals: dict[tuple[str, str], BlockedAttempt] = {}
         """Refused DNS questions since the last collection, aggregated per shell and name."""
-        self._poller: asyncio.Task[None] | None = None
         self._resolver: DnsResolver | None = None
         self._proxy: IngressProxy | None = None
         self.on_port_use: Callable[[str], None] = lambda shell_id: None
@@ -354,27 +352,14 @@ class Networking:
             await self._resolver.listen(address)
         self._proxy = IngressProxy(self, settings.ingress_domain)
         await self._proxy.start(settings.ingress_host, settings.ingress_port or 0)
-
-        async def poll() -> None:
-            while True:
-                await asyncio.sleep(BLOCKED_POLL_S)
-                try:
-                    await self.collect_blocked()
-                except Exception:
-                    log.exception("reading the blocked-connection counters failed; retrying")
-
-        self._poller = asyncio.get_running_loop().create_task(poll())
+        self.ctx.background.every("reading the drop counters", BLOCKED_POLL_S, self.collect_blocked)
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
         if self._proxy is not None:
             await self._proxy.close()
         if self._resolver is not None:
             await self._resolver.close()
-        self._poller = self._proxy = self._resolver = None
+        self._proxy = self._resolver = None
 
 
 class ShellDns:

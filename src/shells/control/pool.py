@@ -10,7 +10,6 @@ template in ``templates``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -40,7 +39,6 @@ class WarmPool:
         self.size = max(0, size)
         self.templates = templates
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def claim(
         self, *, template: str, shape: str, network: NetworkPolicy, runtime: Runtime
@@ -52,15 +50,8 @@ class WarmPool:
         return shell
 
     def start(self) -> None:
-        if self.size > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._refill_forever())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self.size > 0:
+            self.ctx.background.run("the warm pool refill", self._refill_forever)
 
     async def _refill_forever(self) -> None:
         while True:

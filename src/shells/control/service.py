@@ -78,11 +78,9 @@ class Control:
         return report
 
     async def close(self) -> None:
-        await self.budgets.stop()
         self.feed.close()
-        await self.suspension.stop()
+        await self.ctx.background.stop()
         await self.network.stop()
-        await self.pool.stop()
         await self.shells.drain()
 
     def info(self) -> dict[str, Any]:

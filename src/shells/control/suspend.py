@@ -23,7 +23,6 @@ from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from .auth import authorize
 from .context import ControlContext
-from .periodic import Periodic
 
 log = logging.getLogger(__name__)
 IDLE_SWEEP_S = 1.0
@@ -39,7 +38,6 @@ class Suspension:
         self.ctx = ctx
         self._last_active: dict[str, float] = {}
         self._busy: Counter[str] = Counter()
-        self._monitor = Periodic("the idle sweep", IDLE_SWEEP_S, self.sweep)
 
     # activity -------------------------------------------------------------------------------------
     def touch(self, shell_id: str) -> None:
@@ -140,10 +138,7 @@ class Suspension:
     # the idle monitor -----------------------------------------------------------------------------
     def start(self) -> None:
         if any(Capability.PAUSE in b.capabilities for b in self.ctx.backends.values()):
-            self._monitor.start()
-
-    async def stop(self) -> None:
-        await self._monitor.stop()
+            self.ctx.background.every("the idle sweep", IDLE_SWEEP_S, self.sweep)
 
     async def sweep(self) -> list[str]:
         """Pause every running shell that has been idle for its timeout; returns their ids."""

@@ -1,0 +1,62 @@
+"""The one owner of the loops the control plane runs beside requests: the warm pool's refill, the
+idle sweep, the budget check, the host's drop counters and the live feed's watcher.
+
+Each use case says what to run (``every`` for a step each N seconds, ``run`` for a loop of its own);
+``Background`` starts it on the server's event loop and ``stop`` ends them all, once, at shutdown,
+so no use case keeps a task handle or a stop method of its own and none can outlive the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class Background:
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopped = False
+
+    def run(self, name: str, loop: Callable[[], Awaitable[object]]) -> None:
+        """Run ``loop()`` as the task ``name``, unless a task of that name still runs (a loop that
+        ended, like the feed's watcher without followers, is started again). After ``stop``,
+        nothing starts."""
+        running = self._tasks.get(name)
+        if self._stopped or (running is not None and not running.done()):
+            return
+
+        async def body() -> None:
+            await loop()
+
+        self._tasks[name] = asyncio.get_running_loop().create_task(body(), name=name)
+
+    def every(self, name: str, interval_s: float, step: Callable[[], Awaitable[object]]) -> None:
+        """Run ``step`` every ``interval_s``; a step that fails is logged and tried again the next
+        period, so one bad pass never ends the loop."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await step()
+                except Exception:
+                    log.exception("%s failed; it runs again in %s s", name, interval_s)
+
+        self.run(name, loop)
+
+    def names(self) -> list[str]:
+        """The loops running now (for tests and diagnostics)."""
+        return sorted(name for name, task in self._tasks.items() if not task.done())
+
+    async def stop(self) -> None:
+        """Cancel every loop and wait until each has ended."""
+        self._stopped = True
+        tasks, self._tasks = list(self._tasks.values()), {}
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,55 @@
+"""The one owner of the control plane's background loops."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shells.control.background import Background
+
+from ..support.waiting import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_a_failing_step_is_tried_again_and_stop_ends_every_loop() -> None:
+    loops = Background()
+    calls: list[int] = []
+
+    async def flaky() -> None:
+        calls.append(1)
+        raise RuntimeError("one bad pass")
+
+    loops.every("flaky", 0.001, flaky)
+    loops.run("forever", lambda: asyncio.Event().wait())
+    await eventually(lambda: len(calls) >= 3, what="three passes of a failing step")
+    assert loops.names() == ["flaky", "forever"]
+    await loops.stop()
+    assert loops.names() == []
+    loops.run("late", lambda: asyncio.Event().wait())  # a use case asking after shutdown
+    assert loops.names() == []
+
+
+async def test_a_loop_that_ended_is_started_again_but_never_twice_at_once() -> None:
+    loops = Background()
+    runs: list[int] = []
+    release = asyncio.Event()
+
+    async def once() -> None:
+        runs.append(1)
+        await release.wait()
+
+    loops.run("watcher", once)
+    loops.run("watcher", once)
+    await eventually(lambda: runs == [1], what="the first run")
+    release.set()
+    await eventually(lambda: loops.names() == [], what="the loop's end")
+    loops.run("watcher", once)
+    await eventually(lambda: runs == [1, 1], what="the second run")
+    await loops.stop()
