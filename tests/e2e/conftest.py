@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,12 @@ import pytest
 
 from shells.sdk import Shell, Shells
 
-from .harness import ServerProcess, leak_checked_server
+from .harness import ServerProcess, serving
 from .rest import ShellMaker, rest_client, shell_maker
+from .tenancy import Tenancy
+
+KEPT_LOGS = Path("/var/tmp/shells-e2e-logs")
+"""Where the server logs of a failed test are kept (the data dirs go when the session ends)."""
 
 
 def _host_missing() -> str | None:
@@ -45,10 +50,69 @@ def data_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember each phase's outcome on the test, so fixtures can tell whether it failed."""
+    report = yield
+    item.stash.setdefault(FAILED, False)
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+def keep_log(server: ServerProcess, test_name: str) -> Path:
+    """Copy the server's log where it outlives the session; the path, for the report."""
+    KEPT_LOGS.mkdir(parents=True, exist_ok=True)
+    kept = KEPT_LOGS / f"{test_name.replace('/', '_')}--{server.data_dir.name}.log"
+    shutil.copyfile(server.data_dir / "server.log", kept)
+    return kept
+
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def start_server(data_root: Path, request: pytest.FixtureRequest) -> Iterator[StartServer]:
+    """``start_server(name, **fields)`` starts a ``ServerProcess`` of its own for this test (fields as
+    the dataclass's: ``warm_pool``, ``env``, ``ingress_port``...). When the test ends, each is purged
+    and must have left nothing on the host (``harness.serving``); the logs of a failed test's
+    servers are kept in KEPT_LOGS."""
+    made: list[ServerProcess] = []
+    with ExitStack() as stack:
+
+        def start(name: str, **fields: Any) -> ServerProcess:
+            server = ServerProcess(data_root / name, **fields)
+            made.append(server)
+            return stack.enter_context(serving(server))
+
+        try:
+            yield start
+        finally:
+            if request.node.stash.get(FAILED, False):
+                for server in made:
+                    if (server.data_dir / "server.log").exists():
+                        print(f"server log kept: {keep_log(server, request.node.nodeid)}")
+
+
 @pytest.fixture(scope="session")
-def server(data_root: Path) -> Iterator[ServerProcess]:
-    with leak_checked_server(data_root / "main", warm_pool=2) as srv:
-        yield srv
+def server(data_root: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """The session's server (most tests share it); its log is kept when any test failed."""
+    main = ServerProcess(data_root / "main", warm_pool=2)
+    with serving(main):
+        yield main
+        if request.session.testsfailed:
+            print(f"server log kept: {keep_log(main, 'session')}")
+
+
+@pytest.fixture(scope="module")
+def tenancy(server: ServerProcess) -> Iterator[Tenancy]:
+    """Tenants and their callers on the session server, each a real token minted through REST."""
+    t = Tenancy(server)
+    yield t
+    t.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from shells.runtime.host import cgroups, uids
+from shells.runtime.network.addressing import gateway_link, port_prefix
+from shells.runtime.network.ruleset import table_name
 from shells.sdk import Shells
 from shells.settings import Settings
 
@@ -138,29 +141,31 @@ def storage_images(data_dir: Path) -> list[Path]:
 
 
 def host_leaks(data_dir: Path, instance: str) -> list[str]:
-    """Everything of this instance still on the host: mounts, cgroups, uid claims, nft table, links."""
+    """Everything of this instance still on the host: mounts, cgroups, uid claims, nft table, links
+    (named as the runtime names them)."""
     leaks: list[str] = []
-    roots = (str(data_dir.resolve()), str(Settings(data_dir=data_dir).run_dir))
+    settings = Settings(data_dir=data_dir)
+    roots = (str(data_dir.resolve()), str(settings.run_dir))
     for line in Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines():
         mount_point = line.split()[4]
         if mount_point.startswith(roots):
             leaks.append(f"mount {mount_point}")
-    for controller in Path("/sys/fs/cgroup").iterdir():
-        if (controller / f"shells-{instance}").exists():
-            leaks.append(f"cgroup {controller.name}/shells-{instance}")
-    claims = Path("/run/shells/uid-blocks")
-    if claims.exists():
-        for claim in claims.iterdir():
+    for controller in cgroups.CGROUP_ROOT.iterdir():
+        if (controller / cgroups.instance_cgroup(instance)).exists():
+            leaks.append(f"cgroup {controller.name}/{cgroups.instance_cgroup(instance)}")
+    if uids.DEFAULT_DIR.exists():
+        for claim in uids.DEFAULT_DIR.iterdir():
             if instance in claim.read_text(encoding="utf-8", errors="replace"):
                 leaks.append(f"uid claim {claim.name}")
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
-    leaks += [f"nft {line}" for line in tables.splitlines() if line.endswith(f"shells_{instance}")]
+    leaks += [f"nft {line}" for line in tables.splitlines() if line.endswith(table_name(instance))]
     links = json.loads(
         subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
     )
-    leaks += [f"link {link['ifname']}" for link in links if instance in link["ifname"]]
+    ours = (port_prefix(instance), gateway_link(instance))
+    leaks += [f"link {link['ifname']}" for link in links if link["ifname"].startswith(ours)]
     leaks += [f"storage image {path}" for path in storage_images(data_dir)]
-    microvm_run = str(Settings(data_dir=data_dir).run_dir / "microvm")
+    microvm_run = str(settings.run_dir / "microvm")
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:

@@ -3,19 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
-import pytest
-
-from .harness import ServerProcess
 from .tenancy import MEMBER, Tenancy, create_shell
-
-
-@pytest.fixture
-def tenancy(server: ServerProcess) -> Iterator[Tenancy]:
-    t = Tenancy(server)
-    yield t
-    t.close()
 
 
 def test_no_one_reads_a_shells_env_values_back(tenancy: Tenancy) -> None:

@@ -9,14 +9,13 @@ import csv
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from playwright.sync_api import Page, expect
 
 from shells.sdk import Shell
@@ -47,13 +46,6 @@ def show(page: Page, view: str) -> None:
     page.get_by_role("button", name=view, exact=True).click()
     expect(page.locator(f"#view-{view.lower()}")).to_have_attribute("aria-current", "page")
     expect(page.locator(f"#{view.lower()}-view")).to_have_attribute("aria-busy", "false")
-
-
-@pytest.fixture
-def tenancy(server: ServerProcess) -> Iterator[Tenancy]:
-    t = Tenancy(server)
-    yield t
-    t.close()
 
 
 def test_the_usage_view_shows_a_shells_cost_as_get_usage_does(

@@ -5,21 +5,11 @@ its token dies, and does not hold up the server's shutdown."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from .harness import ServerProcess, running_server
 from .sse import FeedReader, about, running
 from .tenancy import MEMBER, Tenancy, create_shell, error
-
-
-@pytest.fixture(scope="module")
-def tenancy(server: ServerProcess) -> Iterator[Tenancy]:
-    t = Tenancy(server)
-    yield t
-    t.close()
 
 
 def _ready(feed: FeedReader) -> int:

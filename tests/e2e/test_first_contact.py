@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from .conftest import StartServer
 from .harness import SHELLS, ServerProcess, free_port, serving, storage_images
 from .rest import BUILD_TIMEOUT_S
 
@@ -42,17 +43,20 @@ def exposed_port_url(server: ServerProcess) -> str:
             shell.kill()
 
 
-def test_a_second_instance_started_as_the_readme_shows_takes_a_free_ingress_port(data_root: Path) -> None:
-    first = ServerProcess(data_root / "readme-first", ingress_port=None, warm_pool=0)
-    second = ServerProcess(data_root / "readme-second", ingress_port=None, warm_pool=0)
-    with serving(first), holding(second.port + 1), serving(second):
-        first_url, second_url = exposed_port_url(first), exposed_port_url(second)
-        assert f".localhost:{first.port + 1}/" in first_url  # beside the API port when that is free
-        second_ingress = int(second_url.rsplit(":", 1)[1].rstrip("/"))
-        assert second_ingress not in (first.port + 1, second.port + 1)
-        # the proxy really listens there: an unknown shell is its own 404, not a refused connection
-        answer = httpx.get(f"http://127.0.0.1:{second_ingress}/sh_nope/8000/", timeout=10)
-        assert answer.status_code == 404
+def test_a_second_instance_started_as_the_readme_shows_takes_a_free_ingress_port(
+    start_server: StartServer,
+) -> None:
+    first = start_server("readme-first", ingress_port=None, warm_pool=0)
+    api_port = free_port()
+    with holding(api_port + 1):  # the ingress port the second instance would take by default
+        second = start_server("readme-second", port=api_port, ingress_port=None, warm_pool=0)
+    first_url, second_url = exposed_port_url(first), exposed_port_url(second)
+    assert f".localhost:{first.port + 1}/" in first_url  # beside the API port when that is free
+    second_ingress = int(second_url.rsplit(":", 1)[1].rstrip("/"))
+    assert second_ingress not in (first.port + 1, second.port + 1)
+    # the proxy really listens there: an unknown shell is its own 404, not a refused connection
+    answer = httpx.get(f"http://127.0.0.1:{second_ingress}/sh_nope/8000/", timeout=10)
+    assert answer.status_code == 404
 
 
 def test_a_taken_port_refuses_the_start_with_one_sentence_naming_the_setting(tmp_path: Path) -> None:
@@ -78,7 +82,7 @@ def test_a_taken_port_refuses_the_start_with_one_sentence_naming_the_setting(tmp
 
 def test_a_fresh_server_builds_what_the_readme_promises_and_purge_leaves_no_image(data_root: Path) -> None:
     server = ServerProcess(data_root / "fresh", ingress_port=None, warm_pool=0)
-    with serving(server):
+    with serving(server):  # not start_server: this test checks the purge itself, below
         assert storage_images(server.data_dir)  # the btrfs pool's image is in use
         made = cli(server, "create", "--language", "node")
         assert made.returncode == 0, made.stderr

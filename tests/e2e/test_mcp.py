@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,6 @@ TOOLS = {
     "shells_runtimes", "shells_list", "shells_create", "shells_delete", "shells_action", "shells_term",
     "shells_exec", "shells_run_code", "shells_files_read", "shells_files_write", "shells_files_list",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tenancy(server: ServerProcess) -> Iterator[Tenancy]:
-    t = Tenancy(server)
-    yield t
-    t.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +18,6 @@ from prometheus_client.samples import Sample
 
 from .harness import ServerProcess, running_server
 from .tenancy import ADMIN, Tenancy, create_shell, error
-
-
-@pytest.fixture
-def tenancy(server: ServerProcess) -> Iterator[Tenancy]:
-    t = Tenancy(server)
-    yield t
-    t.close()
 
 
 def running_time(http: httpx.Client, shell_id: str) -> float:

@@ -100,37 +100,39 @@ def netserver(data_root: Path, internet: FakeInternet, zone: Zone) -> Iterator[S
 
 
 @pytest.fixture
-def api(netserver: ServerProcess) -> Iterator[httpx.Client]:
+def net_api(netserver: ServerProcess) -> Iterator[httpx.Client]:
     with rest_client(netserver) as c:
         yield c
 
 
 @pytest.fixture
-def make(api: httpx.Client) -> Iterator[ShellMaker]:
-    with shell_maker(api) as m:
+def make(net_api: httpx.Client) -> Iterator[ShellMaker]:
+    with shell_maker(net_api) as m:
         yield m
 
 
-def probe(api: httpx.Client, shell_id: str, kind: str, host: str, port: int = 0) -> str:
+def probe(net_api: httpx.Client, shell_id: str, kind: str, host: str, port: int = 0) -> str:
     """``ok …`` or ``blocked <error>`` for one attempt made from inside the shell."""
-    r = exec_wait(api, shell_id, f"python3 /workspace/probe.py {kind} {host} {port}", timeout_s=20)
+    r = exec_wait(net_api, shell_id, f"python3 /workspace/probe.py {kind} {host} {port}", timeout_s=20)
     return str(r["stdout"]).strip()
 
 
-def shell_with_probe(make: ShellMaker, api: httpx.Client, **body: Any) -> dict[str, Any]:
+def shell_with_probe(make: ShellMaker, net_api: httpx.Client, **body: Any) -> dict[str, Any]:
     shell = make(language="bash", **body)
-    r = api.put(
+    r = net_api.put(
         f"/v1/shells/{shell['id']}/files", params={"path": "/workspace/probe.py"}, content=PROBE.encode()
     )
     assert r.status_code in (200, 201, 204), r.text
     return shell
 
 
-def blocked_log(api: httpx.Client, shell_id: str, want: str, timeout_s: float = 10) -> list[dict[str, Any]]:
+def blocked_log(
+    net_api: httpx.Client, shell_id: str, want: str, timeout_s: float = 10
+) -> list[dict[str, Any]]:
     """The shell's blocked list once an entry for destination ``want`` appears in it."""
     deadline = time.monotonic() + timeout_s
     while True:
-        blocked = api.get(f"/v1/shells/{shell_id}/network").json()["blocked"]
+        blocked = net_api.get(f"/v1/shells/{shell_id}/network").json()["blocked"]
         if (
             any(b["destination"].lower().startswith(want.lower()) for b in blocked)
             or time.monotonic() > deadline
@@ -141,9 +143,9 @@ def blocked_log(api: httpx.Client, shell_id: str, want: str, timeout_s: float = 
 
 # modes ----------------------------------------------------------------------------------------------
 def test_sealed_reaches_nothing_not_even_loopback(
-    api: httpx.Client, make: ShellMaker, internet: FakeInternet, zone: Zone
+    net_api: httpx.Client, make: ShellMaker, internet: FakeInternet, zone: Zone
 ) -> None:
-    shell = shell_with_probe(make, api)
+    shell = shell_with_probe(make, net_api)
     sid = shell["id"]
     assert shell["network"] == {"mode": "sealed", "allow": []}
     for kind, host, port in [
@@ -153,40 +155,42 @@ def test_sealed_reaches_nothing_not_even_loopback(
         ("tcp", "127.0.0.1", 22),
         ("tcp", "169.254.169.254", 80),
     ]:
-        out = probe(api, sid, kind, host, port)
+        out = probe(net_api, sid, kind, host, port)
         assert out == "blocked OSError 101", (kind, host, out)  # ENETUNREACH: no route at all
-    assert probe(api, sid, "dns", "secret-data.evil.test").startswith("blocked")
+    assert probe(net_api, sid, "dns", "secret-data.evil.test").startswith("blocked")
     assert not internet.arrivals("198.51.100.10", 80)
     assert "secret-data.evil.test" not in zone.server.names()
 
 
-def test_localhost_reaches_itself_only(api: httpx.Client, make: ShellMaker, internet: FakeInternet) -> None:
-    sid = shell_with_probe(make, api, network="localhost")["id"]
+def test_localhost_reaches_itself_only(
+    net_api: httpx.Client, make: ShellMaker, internet: FakeInternet
+) -> None:
+    sid = shell_with_probe(make, net_api, network="localhost")["id"]
     server = exec_wait(
-        api,
+        net_api,
         sid,
         "nohup python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & "
         "for i in $(seq 50); do curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/ && break; "
         "sleep 0.1; done",
     )
     assert server["stdout"].endswith("200"), server
-    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
 
 
 def test_internet_without_list_reaches_public_addresses_only(
-    api: httpx.Client, make: ShellMaker, internet: FakeInternet, netserver: ServerProcess
+    net_api: httpx.Client, make: ShellMaker, internet: FakeInternet, netserver: ServerProcess
 ) -> None:
-    sid = shell_with_probe(make, api, network="internet")["id"]
-    other = shell_with_probe(make, api, network="internet")
-    described = api.get(f"/v1/shells/{sid}/network").json()
+    sid = shell_with_probe(make, net_api, network="internet")["id"]
+    other = shell_with_probe(make, net_api, network="internet")
+    described = net_api.get(f"/v1/shells/{sid}/network").json()
     gateway = described["addresses"]["gateway"]
-    other_ip = api.get(f"/v1/shells/{other['id']}/network").json()["addresses"]["ipv4"]
+    other_ip = net_api.get(f"/v1/shells/{other['id']}/network").json()["addresses"]["ipv4"]
 
-    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("ok 198.51.100.10:80")
-    assert probe(api, sid, "tcp", "203.0.113.10", 8080).startswith("ok 203.0.113.10:8080")
-    assert probe(api, sid, "udp", "198.51.100.11", 5353).startswith("ok")
-    assert probe(api, sid, "ping", "198.51.100.11").startswith("ok")
-    assert probe(api, sid, "dns", "anything.wild.example.org") == "ok 203.0.113.11"
+    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("ok 198.51.100.10:80")
+    assert probe(net_api, sid, "tcp", "203.0.113.10", 8080).startswith("ok 203.0.113.10:8080")
+    assert probe(net_api, sid, "udp", "198.51.100.11", 5353).startswith("ok")
+    assert probe(net_api, sid, "ping", "198.51.100.11").startswith("ok")
+    assert probe(net_api, sid, "dns", "anything.wild.example.org") == "ok 203.0.113.11"
     # never: metadata, the host (its API port on the gateway and on its own address), another shell, IPv6
     for host, port in [
         ("169.254.169.254", 80),
@@ -195,140 +199,144 @@ def test_internet_without_list_reaches_public_addresses_only(
         (other_ip, 22),
         ("2001:db8::10", 80),
     ]:
-        assert probe(api, sid, "tcp", host, port).startswith("blocked"), (host, port)
+        assert probe(net_api, sid, "tcp", host, port).startswith("blocked"), (host, port)
     assert not internet.arrivals("169.254.169.254", 80)
-    blocked = blocked_log(api, sid, "169.254.169.254")
+    blocked = blocked_log(net_api, sid, "169.254.169.254")
     entry = next(b for b in blocked if b["destination"] == "169.254.169.254")
     assert entry["port"] == 80 and entry["protocol"] == "tcp" and entry["count"] >= 1
-    events = api.get(f"/v1/shells/{sid}/events").json()["events"]
+    events = net_api.get(f"/v1/shells/{sid}/events").json()["events"]
     assert any(e["action"] == "blocked" and e["details"]["destination"] == "169.254.169.254" for e in events)
 
 
 def test_allow_list_by_ip_cidr_name_and_wildcard(
-    api: httpx.Client, make: ShellMaker, internet: FakeInternet, zone: Zone
+    net_api: httpx.Client, make: ShellMaker, internet: FakeInternet, zone: Zone
 ) -> None:
     allow = ["198.51.100.10:80", "203.0.113.0/28/udp", "api.example.org", "*.wild.example.org:8080"]
-    shell = shell_with_probe(make, api, network={"mode": "internet", "allow": allow})
+    shell = shell_with_probe(make, net_api, network={"mode": "internet", "allow": allow})
     sid = shell["id"]
     assert shell["network"]["allow"] == allow
-    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
-    assert probe(api, sid, "tcp", "198.51.100.10", 8080).startswith("blocked")
-    assert probe(api, sid, "udp", "203.0.113.10", 53).startswith("ok")
-    assert probe(api, sid, "tcp", "203.0.113.10", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
+    assert probe(net_api, sid, "tcp", "198.51.100.10", 8080).startswith("blocked")
+    assert probe(net_api, sid, "udp", "203.0.113.10", 53).startswith("ok")
+    assert probe(net_api, sid, "tcp", "203.0.113.10", 80).startswith("blocked")
     # a direct connection to the address behind an allowed name, before resolving it: dropped
-    assert probe(api, sid, "tcp", "198.51.100.11", 443).startswith("blocked")
-    assert probe(api, sid, "dns", "api.example.org") == "ok 198.51.100.11"
-    assert probe(api, sid, "tcp", "198.51.100.11", 443).startswith("ok")
-    assert probe(api, sid, "dns", "x.wild.example.org") == "ok 203.0.113.11"
-    assert probe(api, sid, "tcp", "203.0.113.11", 8080).startswith("ok")
-    assert probe(api, sid, "tcp", "203.0.113.11", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", "198.51.100.11", 443).startswith("blocked")
+    assert probe(net_api, sid, "dns", "api.example.org") == "ok 198.51.100.11"
+    assert probe(net_api, sid, "tcp", "198.51.100.11", 443).startswith("ok")
+    assert probe(net_api, sid, "dns", "x.wild.example.org") == "ok 203.0.113.11"
+    assert probe(net_api, sid, "tcp", "203.0.113.11", 8080).startswith("ok")
+    assert probe(net_api, sid, "tcp", "203.0.113.11", 80).startswith("blocked")
     # a name not on the list is refused and never asked upstream (no exfiltration through DNS)
-    assert probe(api, sid, "dns", "c2VjcmV0.evil.test").startswith("blocked")
+    assert probe(net_api, sid, "dns", "c2VjcmV0.evil.test").startswith("blocked")
     assert not any("c2vjcmv0" in n for n in zone.server.names())
-    blocked = blocked_log(api, sid, "c2VjcmV0.evil.test")
+    blocked = blocked_log(net_api, sid, "c2VjcmV0.evil.test")
     assert any(
         b["protocol"] == "dns" and b["destination"].lower().startswith("c2vjcmv0.evil.test") for b in blocked
     )
     assert any(b["destination"] == "198.51.100.10" and b["port"] == 8080 for b in blocked)
 
 
-def test_policy_changes_live_without_restart(api: httpx.Client, make: ShellMaker) -> None:
-    sid = shell_with_probe(make, api)["id"]
-    boot = exec_wait(api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"]
-    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
-    r = api.put(f"/v1/shells/{sid}/network", json={"mode": "internet", "allow": ["198.51.100.0/24"]})
+def test_policy_changes_live_without_restart(net_api: httpx.Client, make: ShellMaker) -> None:
+    sid = shell_with_probe(make, net_api)["id"]
+    boot = exec_wait(net_api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"]
+    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+    r = net_api.put(f"/v1/shells/{sid}/network", json={"mode": "internet", "allow": ["198.51.100.0/24"]})
     assert r.status_code == 200, r.text
     assert r.json()["policy"] == {"mode": "internet", "allow": ["198.51.100.0/24"]}
-    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
-    assert probe(api, sid, "tcp", "203.0.113.10", 80).startswith("blocked")
-    assert api.put(f"/v1/shells/{sid}/network", json={"mode": "sealed"}).status_code == 200
-    assert probe(api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
-    assert exec_wait(api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"] == boot
-    assert api.get(f"/v1/shells/{sid}").json()["network"]["mode"] == "sealed"
+    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
+    assert probe(net_api, sid, "tcp", "203.0.113.10", 80).startswith("blocked")
+    assert net_api.put(f"/v1/shells/{sid}/network", json={"mode": "sealed"}).status_code == 200
+    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+    assert exec_wait(net_api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"] == boot
+    assert net_api.get(f"/v1/shells/{sid}").json()["network"]["mode"] == "sealed"
     error_of(
-        api.put(f"/v1/shells/{sid}/network", json={"mode": "internet", "allow": ["http://x"]}),
+        net_api.put(f"/v1/shells/{sid}/network", json={"mode": "internet", "allow": ["http://x"]}),
         400,
         "invalid_request",
     )
     error_of(
-        api.put(f"/v1/shells/{sid}/network", json={"mode": "sealed", "allow": ["1.2.3.4"]}),
+        net_api.put(f"/v1/shells/{sid}/network", json={"mode": "sealed", "allow": ["1.2.3.4"]}),
         400,
         "invalid_request",
     )
 
 
 # private networks ------------------------------------------------------------------------------------
-def test_private_networks_connect_members_only(api: httpx.Client, make: ShellMaker) -> None:
+def test_private_networks_connect_members_only(net_api: httpx.Client, make: ShellMaker) -> None:
     for name in ("team-a", "team-b"):
-        assert api.post("/v1/networks", json={"name": name}).status_code == 201
+        assert net_api.post("/v1/networks", json={"name": name}).status_code == 201
     try:
-        x = shell_with_probe(make, api, name="x", network="localhost", networks=["team-a"])
-        y = shell_with_probe(make, api, name="y", network="internet", networks=["team-a"])
-        z = shell_with_probe(make, api, name="z", network="localhost", networks=["team-b"])
+        x = shell_with_probe(make, net_api, name="x", network="localhost", networks=["team-a"])
+        y = shell_with_probe(make, net_api, name="y", network="internet", networks=["team-a"])
+        z = shell_with_probe(make, net_api, name="z", network="localhost", networks=["team-b"])
         for s in (x, y, z):
-            exec_wait(api, s["id"], "nohup python3 /workspace/probe.py serve 0.0.0.0 7000 >/dev/null 2>&1 &")
-        net = api.get("/v1/networks/team-a").json()
+            exec_wait(
+                net_api, s["id"], "nohup python3 /workspace/probe.py serve 0.0.0.0 7000 >/dev/null 2>&1 &"
+            )
+        net = net_api.get("/v1/networks/team-a").json()
         ips = {m["id"]: m["address"] for m in net["shells"]}
-        assert probe(api, x["id"], "dns", "y") == f"ok {ips[y['id']]}"
-        assert probe(api, x["id"], "dns", "y.team-a") == f"ok {ips[y['id']]}"
-        assert probe(api, x["id"], "tcp", ips[y["id"]], 7000).startswith("ok")
-        assert probe(api, y["id"], "tcp", ips[x["id"]], 7000).startswith("ok")
-        assert probe(api, z["id"], "tcp", ips[x["id"]], 7000).startswith("blocked")
-        assert probe(api, z["id"], "dns", "x").startswith("blocked")
-        error_of(api.delete("/v1/networks/team-a"), 409, "network_in_use")
+        assert probe(net_api, x["id"], "dns", "y") == f"ok {ips[y['id']]}"
+        assert probe(net_api, x["id"], "dns", "y.team-a") == f"ok {ips[y['id']]}"
+        assert probe(net_api, x["id"], "tcp", ips[y["id"]], 7000).startswith("ok")
+        assert probe(net_api, y["id"], "tcp", ips[x["id"]], 7000).startswith("ok")
+        assert probe(net_api, z["id"], "tcp", ips[x["id"]], 7000).startswith("blocked")
+        assert probe(net_api, z["id"], "dns", "x").startswith("blocked")
+        error_of(net_api.delete("/v1/networks/team-a"), 409, "network_in_use")
         # detach live: y no longer reaches x; attach z live: z reaches x
-        assert api.delete(f"/v1/networks/team-a/shells/{y['id']}").status_code == 204
-        assert probe(api, y["id"], "tcp", ips[x["id"]], 7000).startswith("blocked")
-        r = api.post("/v1/networks/team-a/shells", json={"shell_id": z["id"]})
+        assert net_api.delete(f"/v1/networks/team-a/shells/{y['id']}").status_code == 204
+        assert probe(net_api, y["id"], "tcp", ips[x["id"]], 7000).startswith("blocked")
+        r = net_api.post("/v1/networks/team-a/shells", json={"shell_id": z["id"]})
         assert r.status_code == 200, r.text
-        assert probe(api, z["id"], "tcp", ips[x["id"]], 7000).startswith("ok")
+        assert probe(net_api, z["id"], "tcp", ips[x["id"]], 7000).startswith("ok")
     finally:
-        for s in api.get("/v1/shells").json()["shells"]:
-            api.delete(f"/v1/shells/{s['id']}")
+        for s in net_api.get("/v1/shells").json()["shells"]:
+            net_api.delete(f"/v1/shells/{s['id']}")
         for name in ("team-a", "team-b"):
-            api.delete(f"/v1/networks/{name}")
-    assert api.get("/v1/networks").json()["networks"] == []
+            net_api.delete(f"/v1/networks/{name}")
+    assert net_api.get("/v1/networks").json()["networks"] == []
 
 
-def test_network_bad_input(api: httpx.Client, make: ShellMaker) -> None:
-    error_of(api.post("/v1/networks", json={"name": "Bad Name"}), 400, "invalid_request")
-    error_of(api.post("/v1/networks", json={"name": "ok", "cidr": "10.0.0.0/8"}), 400, "invalid_request")
-    error_of(api.get("/v1/networks/nope"), 404, "network_not_found")
+def test_network_bad_input(net_api: httpx.Client, make: ShellMaker) -> None:
+    error_of(net_api.post("/v1/networks", json={"name": "Bad Name"}), 400, "invalid_request")
+    error_of(net_api.post("/v1/networks", json={"name": "ok", "cidr": "10.0.0.0/8"}), 400, "invalid_request")
+    error_of(net_api.get("/v1/networks/nope"), 404, "network_not_found")
     error_of(
-        api.post("/v1/shells", json={"language": "bash", "network": "localhost", "networks": ["nope"]}),
+        net_api.post("/v1/shells", json={"language": "bash", "network": "localhost", "networks": ["nope"]}),
         404,
         "network_not_found",
     )
     # a sealed shell has no network at all, so it cannot be on a private one
-    error_of(api.post("/v1/shells", json={"language": "bash", "networks": ["dup"]}), 400, "invalid_request")
-    assert api.post("/v1/networks", json={"name": "dup"}).status_code == 201
+    error_of(
+        net_api.post("/v1/shells", json={"language": "bash", "networks": ["dup"]}), 400, "invalid_request"
+    )
+    assert net_api.post("/v1/networks", json={"name": "dup"}).status_code == 201
     try:
-        error_of(api.post("/v1/networks", json={"name": "dup"}), 409, "network_exists")
+        error_of(net_api.post("/v1/networks", json={"name": "dup"}), 409, "network_exists")
     finally:
-        assert api.delete("/v1/networks/dup").status_code == 204
+        assert net_api.delete("/v1/networks/dup").status_code == 204
 
 
 # ingress --------------------------------------------------------------------------------------------
 def test_exposed_port_needs_its_token_unless_public(
-    api: httpx.Client, make: ShellMaker, netserver: ServerProcess
+    net_api: httpx.Client, make: ShellMaker, netserver: ServerProcess
 ) -> None:
     sealed = make(language="bash")
-    error_of(api.post(f"/v1/shells/{sealed['id']}/ports", json={"port": 8000}), 409, "invalid_state")
+    error_of(net_api.post(f"/v1/shells/{sealed['id']}/ports", json={"port": 8000}), 409, "invalid_state")
     sid = make(language="bash", network="localhost")["id"]
     exec_wait(
-        api,
+        net_api,
         sid,
         "mkdir -p /srv && echo hello-from-the-shell > /srv/index.html && "
         "nohup python3 -m http.server 8000 --bind 127.0.0.1 --directory /srv >/dev/null 2>&1 & "
         "for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:8000/ && break; sleep 0.1; done",
     )
-    r = api.post(f"/v1/shells/{sid}/ports", json={"port": 8000})
+    r = net_api.post(f"/v1/shells/{sid}/ports", json={"port": 8000})
     assert r.status_code == 201, r.text
     exposed = r.json()
     token = exposed["token"]
     assert token and not exposed["public"]
     assert exposed["url"] == f"http://8000-{sid}.localhost:{netserver.ingress_port}/"
-    assert api.get(f"/v1/shells/{sid}/ports").json()["ports"][0]["token"] is None  # shown once
+    assert net_api.get(f"/v1/shells/{sid}/ports").json()["ports"][0]["token"] is None  # shown once
 
     base = f"http://127.0.0.1:{netserver.ingress_port}"
     host = {"Host": f"8000-{sid}.localhost"}
@@ -339,16 +347,16 @@ def test_exposed_port_needs_its_token_unless_public(
         assert ok.status_code == 200 and "hello-from-the-shell" in ok.text
         assert web.get(f"/{sid}/8000/", headers={"X-Shells-Port-Token": token}).status_code == 200
         assert web.get("/", headers={"Host": f"8001-{sid}.localhost"}).status_code == 404
-        assert api.post(f"/v1/shells/{sid}/ports", json={"port": 8000, "public": True}).status_code == 201
+        assert net_api.post(f"/v1/shells/{sid}/ports", json={"port": 8000, "public": True}).status_code == 201
         assert web.get("/", headers=host).status_code == 200
-        assert api.delete(f"/v1/shells/{sid}/ports/8000").status_code == 204
+        assert net_api.delete(f"/v1/shells/{sid}/ports/8000").status_code == 204
         assert web.get("/", headers=host).status_code == 404
-    error_of(api.delete(f"/v1/shells/{sid}/ports/8000"), 404, "port_not_exposed")
-    error_of(api.post(f"/v1/shells/{sid}/ports", json={"port": 70000}), 400, "invalid_request")
+    error_of(net_api.delete(f"/v1/shells/{sid}/ports/8000"), 404, "port_not_exposed")
+    error_of(net_api.post(f"/v1/shells/{sid}/ports", json={"port": 70000}), 400, "invalid_request")
 
 
 def test_teardown_leaves_no_network_objects(
-    api: httpx.Client, make: ShellMaker, netserver: ServerProcess
+    net_api: httpx.Client, make: ShellMaker, netserver: ServerProcess
 ) -> None:
     import subprocess
 
@@ -357,10 +365,10 @@ def test_teardown_leaves_no_network_objects(
         return {link["ifname"] for link in json.loads(out)}
 
     before = links()
-    r = api.post("/v1/shells", json={"language": "bash", "network": "internet"})
+    r = net_api.post("/v1/shells", json={"language": "bash", "network": "internet"})
     sid = r.json()["id"]
     assert links() - before, "an internet shell has a host-side veth"
-    assert api.delete(f"/v1/shells/{sid}").status_code == 204
+    assert net_api.delete(f"/v1/shells/{sid}").status_code == 204
     deadline = time.monotonic() + 10
     while links() - before and time.monotonic() < deadline:
         time.sleep(0.1)

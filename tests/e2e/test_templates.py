@@ -381,7 +381,7 @@ def test_prepare_builds_only_the_default_and_other_builtins_are_refused_until_bu
         assert "templates ready: base:1, python:1" in prepare.stdout
         assert "preparing the default template python:1" in prepare.stderr
         assert "apt install python3-pip python3-venv" in prepare.stderr
-        assert "built on first request" in prepare.stderr and "rust:1 ~" in prepare.stderr
+        assert "builds one on first use" in prepare.stderr and "rust:1 ~" in prepare.stderr
         python = artifact(cache, builtins()["python:1"])
         assert python.exists() and python.with_name(python.name + ".json").exists()  # for other instances
         with running_server(data, warm_pool=0) as srv, rest_client(srv) as fresh:

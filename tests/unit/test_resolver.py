@@ -40,6 +40,7 @@ from shells.runtime.network.resolver import (
 )
 from tests.support.dns_zone_server import ZoneServer
 from tests.support.scratch_netns import scratch_netns
+from tests.support.waiting import eventually
 
 RESOLVER = "127.53.0.1"
 UPSTREAM = "127.53.0.2"
@@ -278,7 +279,9 @@ async def test_crafted_names_from_an_allowlisted_shell_are_refused_and_never_lea
         assert [o.code for o in _ede(reply)] == [dns.edns.EDECode.PROHIBITED]
         assert reply.answer == []
     assert world.upstream.log == []
-    await asyncio.sleep(0.05)  # refusals are recorded after the answer
+    await eventually(  # refusals are recorded after the answer
+        lambda: len(world.policy.refusals) == len(CRAFTED), timeout_s=5, what="every refusal recorded"
+    )
     assert [r[1] for r in world.policy.refusals] == [
         dns.name.from_text(n).canonicalize().to_text(omit_final_dot=True) for n in CRAFTED
     ]

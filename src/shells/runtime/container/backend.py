@@ -99,7 +99,7 @@ class ContainerBackend:
         self.legacy_logs_dir = data / "logs"
         """Where logs were before they moved into the pool: a shell made then has its log here."""
         self.crun = Crun(self.run_dir / "crun", devices=self.run_dir / "devices")
-        self.cgroup_prefix = f"shells-{self.instance}"
+        self.cgroup_prefix = cgroups.instance_cgroup(self.instance)
         self.uid_blocks = uids.UidBlocks(self.instance)
         self._seccomp_b64 = ""
         self._details: dict[str, str] = {}
@@ -182,7 +182,10 @@ class ContainerBackend:
         for language, template in PRESET_TEMPLATES.items():
             meta = self.template_meta(template)
             if meta is None:
-                notes = f"template {template} is built on first use (minutes, once per host)"
+                notes = (
+                    f"template {template} is not built yet: `shells create` builds it first (minutes, "
+                    f"once per host), the API answers template_not_built until then"
+                )
                 offers.append(RuntimeOffer(language, True, "", notes))
             else:
                 version = meta.versions.get(VERSION_KEYS[language], "")

@@ -22,6 +22,11 @@ _KILL_DEADLINE_S = 5.0
 """Upper bound on how long remove_cgroup waits for killed processes to leave the cgroup."""
 
 
+def instance_cgroup(instance_id: str) -> str:
+    """The cgroup (below each hierarchy's root) that holds every shell of one instance."""
+    return f"shells-{instance_id}"
+
+
 def ensure_hybrid_cgroup_fix(root: Path = CGROUP_ROOT) -> bool:
     """Move controllers that sit in the hybrid host's cgroup2 mount onto v1 mounts of their own.
 

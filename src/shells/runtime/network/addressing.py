@@ -107,13 +107,23 @@ def check_override(cidr: IPv4Network, taken: Iterable[IPv4Network]) -> None:
             )
 
 
+def port_prefix(instance_id: str) -> str:
+    """What every host-side port name of one instance starts with."""
+    return f"sh{instance_id}"
+
+
+def gateway_link(instance_id: str) -> str:
+    """The instance's (empty) bridge that holds the gateway address."""
+    return f"sg{instance_id}"
+
+
 def port_name(instance_id: str, slot: int, index: int) -> str:
-    return f"sh{instance_id}{slot * PORTS_PER_SHELL + index:05x}"
+    return f"{port_prefix(instance_id)}{slot * PORTS_PER_SHELL + index:05x}"
 
 
 def parse_port_name(instance_id: str, name: str) -> tuple[int, int] | None:
     """(slot, index) of one of this instance's port names, else None."""
-    prefix = f"sh{instance_id}"
+    prefix = port_prefix(instance_id)
     if not name.startswith(prefix) or len(name) != len(prefix) + 5:
         return None
     try:

@@ -50,6 +50,7 @@ from .addressing import (
     InstanceRange,
     check_override,
     choose_range,
+    gateway_link,
     lowest_free,
     parse_port_name,
     port_name,
@@ -93,7 +94,7 @@ class HostNetwork:
         self.settings = settings
         self.instance = settings.instance_id
         self.ledger = Ledger(settings.run_dir / "network")
-        self.gateway_link = f"sg{self.instance}"
+        self.gateway_link = gateway_link(self.instance)
         self._lock = threading.RLock()
         self._range: InstanceRange | None = None
         self._nft: Nftables | None = None

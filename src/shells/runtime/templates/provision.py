@@ -126,4 +126,7 @@ class BuiltinTemplates:
         missing = [n for n in builtins() if self.archive.meta(n) is None]
         if missing:
             costs = ", ".join(f"{n} ~{MEASURED_BUILD_S[n]} s" for n in missing)
-            say(f"built on first request (or all at once: shells template build --all): {costs}")
+            say(
+                "not built yet; `shells create` builds one on first use, with progress (or all at once: "
+                f"shells template build --all): {costs}"
+            )
