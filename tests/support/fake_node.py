@@ -37,7 +37,7 @@ from shells.domain.paths import WORKSPACE
 from shells.domain.runtimes import RuntimeOffer
 from shells.domain.templates import BuildOutput, BuildProgress, BuildStepStarted, TemplateMeta
 from shells.domain.terminal import TerminalIO, TerminalSpec
-from shells.runtime.backend import HostInventory, ShellSpec, read_tail
+from shells.runtime.backend import HostInventory, ShellSpec, marked_inventory, read_tail
 from shells.runtime.network.addressing import InstanceRange
 from shells.runtime.network.dataplane import ShellAddresses
 from shells.runtime.templates.catalog import builtins
@@ -187,16 +187,7 @@ class FakeNode:
         return read_tail(self.shell_dir(host_id) / "log", max_bytes)
 
     async def inventory(self) -> HostInventory:
-        shells, snaps = self.root / "shells", self.root / "snapshots"
-        stored = {p.name for p in shells.iterdir()} if shells.exists() else set()
-        stopped = {s for s in stored if (shells / s / "stopped").exists()}
-        paused = {s for s in stored - stopped if (shells / s / "paused").exists()}
-        return HostInventory(
-            running=stored - stopped - paused,
-            paused=paused,
-            stored=stored,
-            snapshots={p.name for p in snaps.iterdir()} if snaps.exists() else set(),
-        )
+        return marked_inventory(self.root / "shells", self.root / "snapshots")
 
     # inside ---------------------------------------------------------------------------------------
     def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:

@@ -32,6 +32,20 @@ def read_tail(path: Path, max_bytes: int) -> bytes:
         return f.read()
 
 
+def marked_inventory(shells: Path, snapshots: Path) -> HostInventory:
+    """The inventory of a class whose shell is a directory under ``shells`` with ``stopped`` or
+    ``paused`` marker files (nothing runs between requests), and a snapshot one under ``snapshots``."""
+    stored = {p.name for p in shells.iterdir()} if shells.exists() else set()
+    stopped = {s for s in stored if (shells / s / "stopped").exists()}
+    paused = {s for s in stored - stopped if (shells / s / "paused").exists()}
+    return HostInventory(
+        running=stored - stopped - paused,
+        paused=paused,
+        stored=stored,
+        snapshots={p.name for p in snapshots.iterdir()} if snapshots.exists() else set(),
+    )
+
+
 @dataclass(frozen=True)
 class ShellSpec:
     """What a backend needs to build and run one shell."""

@@ -57,7 +57,7 @@ from ...domain.wasm_presets import (
     wasm_offers,
 )
 from ...settings import Settings
-from ..backend import HostInventory, ShellSpec, read_tail
+from ..backend import HostInventory, ShellSpec, marked_inventory, read_tail
 from ..host import btrfs_quota
 from ..host.btrfs import BtrfsPool
 from ..network.inside import LOOPBACK
@@ -341,16 +341,7 @@ class WasmBackend:
         return read_tail(self._log(host_id), max_bytes)
 
     async def inventory(self) -> HostInventory:
-        shells_root, snaps_root = self._root / "shells", self._root / "snapshots"
-        stored = {p.name for p in shells_root.iterdir()} if shells_root.exists() else set()
-        stopped = {s for s in stored if (shells_root / s / "stopped").exists()}
-        paused = {s for s in stored - stopped if (shells_root / s / "paused").exists()}
-        return HostInventory(
-            running=stored - stopped - paused,
-            paused=paused,
-            stored=stored,
-            snapshots={p.name for p in snaps_root.iterdir()} if snaps_root.exists() else set(),
-        )
+        return marked_inventory(self._root / "shells", self._root / "snapshots")
 
     async def purge(self) -> None:
         """Destroy every wasm shell and snapshot of this instance (before the pool is unmounted)."""
