@@ -149,8 +149,8 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def new_shell(api: httpx.Client) -> Iterator[ShellMaker]:
-    """``new_shell(**body)`` creates a shell over plain HTTP; each is deleted when the test ends."""
+def make_rest_shell(api: httpx.Client) -> Iterator[ShellMaker]:
+    """``make_rest_shell(**body)`` creates a shell over plain HTTP; each is deleted when the test ends."""
     with shell_maker(api) as make:
         yield make
 

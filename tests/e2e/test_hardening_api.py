@@ -57,9 +57,9 @@ class PeakRss:
 
 
 def test_a_flood_with_wait_is_truncated_and_the_server_stays_small(
-    server: ServerProcess, api: httpx.Client, new_shell: ShellMaker
+    server: ServerProcess, api: httpx.Client, make_rest_shell: ShellMaker
 ) -> None:
-    sh = new_shell(language="bash")
+    sh = make_rest_shell(language="bash")
     assert server.proc is not None
     with PeakRss(server.proc.pid) as rss:
         answer = exec_wait(api, sh["id"], "yes | head -c 500M", timeout_s=300)
@@ -104,8 +104,8 @@ def test_a_500_keeps_the_connection_usable(server: ServerProcess, db_locked: sql
         conn.close()
 
 
-def test_integers_past_64_bits_are_400(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = new_shell(language="bash")
+def test_integers_past_64_bits_are_400(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = make_rest_shell(language="bash")
     huge = "99999999999999999999"
     for path in (f"/v1/shells/{sh['id']}/events", "/v1/audit"):
         error_of(api.get(path, params={"after": huge}), 400, "invalid_request")
@@ -127,8 +127,8 @@ def test_an_env_no_exec_could_pass_is_refused_at_create(api: httpx.Client) -> No
         assert "'env'" in error_of(r, 400, "invalid_request")["message"]
 
 
-def test_requests_during_a_restart_wait_for_it(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = new_shell(language="bash")
+def test_requests_during_a_restart_wait_for_it(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = make_rest_shell(language="bash")
     assert exec_wait(api, sh["id"], "echo before")["stdout"] == "before\n"
     restart: dict[str, Any] = {}
 
@@ -167,8 +167,8 @@ def _read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def test_a_body_shorter_than_its_length_is_408(server: ServerProcess, new_shell: ShellMaker) -> None:
-    sh = new_shell(language="bash")
+def test_a_body_shorter_than_its_length_is_408(server: ServerProcess, make_rest_shell: ShellMaker) -> None:
+    sh = make_rest_shell(language="bash")
     json_body = _partial_request(server.port, "POST /v1/tenants", server.token)
     upload = _partial_request(server.port, f"PUT /v1/shells/{sh['id']}/files?path=/workspace/f", server.token)
     mcp = _partial_request(server.port, "POST /api/agent/invoke", server.token)

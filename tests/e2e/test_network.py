@@ -106,7 +106,7 @@ def net_api(netserver: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def make(net_api: httpx.Client) -> Iterator[ShellMaker]:
+def make_net_shell(net_api: httpx.Client) -> Iterator[ShellMaker]:
     with shell_maker(net_api) as m:
         yield m
 
@@ -117,8 +117,8 @@ def probe(net_api: httpx.Client, shell_id: str, kind: str, host: str, port: int 
     return str(r["stdout"]).strip()
 
 
-def shell_with_probe(make: ShellMaker, net_api: httpx.Client, **body: Any) -> dict[str, Any]:
-    shell = make(language="bash", **body)
+def shell_with_probe(make_net_shell: ShellMaker, net_api: httpx.Client, **body: Any) -> dict[str, Any]:
+    shell = make_net_shell(language="bash", **body)
     r = net_api.put(
         f"/v1/shells/{shell['id']}/files", params={"path": "/workspace/probe.py"}, content=PROBE.encode()
     )
@@ -143,9 +143,9 @@ def blocked_log(
 
 # modes ----------------------------------------------------------------------------------------------
 def test_sealed_reaches_nothing_not_even_loopback(
-    net_api: httpx.Client, make: ShellMaker, internet: FakeInternet, zone: Zone
+    net_api: httpx.Client, make_net_shell: ShellMaker, internet: FakeInternet, zone: Zone
 ) -> None:
-    shell = shell_with_probe(make, net_api)
+    shell = shell_with_probe(make_net_shell, net_api)
     sid = shell["id"]
     assert shell["network"] == {"mode": "sealed", "allow": []}
     for kind, host, port in [
@@ -163,9 +163,9 @@ def test_sealed_reaches_nothing_not_even_loopback(
 
 
 def test_localhost_reaches_itself_only(
-    net_api: httpx.Client, make: ShellMaker, internet: FakeInternet
+    net_api: httpx.Client, make_net_shell: ShellMaker, internet: FakeInternet
 ) -> None:
-    sid = shell_with_probe(make, net_api, network="localhost")["id"]
+    sid = shell_with_probe(make_net_shell, net_api, network="localhost")["id"]
     server = exec_wait(
         net_api,
         sid,
@@ -178,10 +178,10 @@ def test_localhost_reaches_itself_only(
 
 
 def test_internet_without_list_reaches_public_addresses_only(
-    net_api: httpx.Client, make: ShellMaker, internet: FakeInternet, netserver: ServerProcess
+    net_api: httpx.Client, make_net_shell: ShellMaker, internet: FakeInternet, netserver: ServerProcess
 ) -> None:
-    sid = shell_with_probe(make, net_api, network="internet")["id"]
-    other = shell_with_probe(make, net_api, network="internet")
+    sid = shell_with_probe(make_net_shell, net_api, network="internet")["id"]
+    other = shell_with_probe(make_net_shell, net_api, network="internet")
     described = net_api.get(f"/v1/shells/{sid}/network").json()
     gateway = described["addresses"]["gateway"]
     other_ip = net_api.get(f"/v1/shells/{other['id']}/network").json()["addresses"]["ipv4"]
@@ -209,10 +209,10 @@ def test_internet_without_list_reaches_public_addresses_only(
 
 
 def test_allow_list_by_ip_cidr_name_and_wildcard(
-    net_api: httpx.Client, make: ShellMaker, internet: FakeInternet, zone: Zone
+    net_api: httpx.Client, make_net_shell: ShellMaker, internet: FakeInternet, zone: Zone
 ) -> None:
     allow = ["198.51.100.10:80", "203.0.113.0/28/udp", "api.example.org", "*.wild.example.org:8080"]
-    shell = shell_with_probe(make, net_api, network={"mode": "internet", "allow": allow})
+    shell = shell_with_probe(make_net_shell, net_api, network={"mode": "internet", "allow": allow})
     sid = shell["id"]
     assert shell["network"]["allow"] == allow
     assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
@@ -236,8 +236,8 @@ def test_allow_list_by_ip_cidr_name_and_wildcard(
     assert any(b["destination"] == "198.51.100.10" and b["port"] == 8080 for b in blocked)
 
 
-def test_policy_changes_live_without_restart(net_api: httpx.Client, make: ShellMaker) -> None:
-    sid = shell_with_probe(make, net_api)["id"]
+def test_policy_changes_live_without_restart(net_api: httpx.Client, make_net_shell: ShellMaker) -> None:
+    sid = shell_with_probe(make_net_shell, net_api)["id"]
     boot = exec_wait(net_api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"]
     assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
     r = net_api.put(f"/v1/shells/{sid}/network", json={"mode": "internet", "allow": ["198.51.100.0/24"]})
@@ -262,13 +262,13 @@ def test_policy_changes_live_without_restart(net_api: httpx.Client, make: ShellM
 
 
 # private networks ------------------------------------------------------------------------------------
-def test_private_networks_connect_members_only(net_api: httpx.Client, make: ShellMaker) -> None:
+def test_private_networks_connect_members_only(net_api: httpx.Client, make_net_shell: ShellMaker) -> None:
     for name in ("team-a", "team-b"):
         assert net_api.post("/v1/networks", json={"name": name}).status_code == 201
     try:
-        x = shell_with_probe(make, net_api, name="x", network="localhost", networks=["team-a"])
-        y = shell_with_probe(make, net_api, name="y", network="internet", networks=["team-a"])
-        z = shell_with_probe(make, net_api, name="z", network="localhost", networks=["team-b"])
+        x = shell_with_probe(make_net_shell, net_api, name="x", network="localhost", networks=["team-a"])
+        y = shell_with_probe(make_net_shell, net_api, name="y", network="internet", networks=["team-a"])
+        z = shell_with_probe(make_net_shell, net_api, name="z", network="localhost", networks=["team-b"])
         for s in (x, y, z):
             exec_wait(
                 net_api, s["id"], "nohup python3 /workspace/probe.py serve 0.0.0.0 7000 >/dev/null 2>&1 &"
@@ -296,7 +296,7 @@ def test_private_networks_connect_members_only(net_api: httpx.Client, make: Shel
     assert net_api.get("/v1/networks").json()["networks"] == []
 
 
-def test_network_bad_input(net_api: httpx.Client, make: ShellMaker) -> None:
+def test_network_bad_input(net_api: httpx.Client, make_net_shell: ShellMaker) -> None:
     error_of(net_api.post("/v1/networks", json={"name": "Bad Name"}), 400, "invalid_request")
     error_of(net_api.post("/v1/networks", json={"name": "ok", "cidr": "10.0.0.0/8"}), 400, "invalid_request")
     error_of(net_api.get("/v1/networks/nope"), 404, "network_not_found")
@@ -318,11 +318,11 @@ def test_network_bad_input(net_api: httpx.Client, make: ShellMaker) -> None:
 
 # ingress --------------------------------------------------------------------------------------------
 def test_exposed_port_needs_its_token_unless_public(
-    net_api: httpx.Client, make: ShellMaker, netserver: ServerProcess
+    net_api: httpx.Client, make_net_shell: ShellMaker, netserver: ServerProcess
 ) -> None:
-    sealed = make(language="bash")
+    sealed = make_net_shell(language="bash")
     error_of(net_api.post(f"/v1/shells/{sealed['id']}/ports", json={"port": 8000}), 409, "invalid_state")
-    sid = make(language="bash", network="localhost")["id"]
+    sid = make_net_shell(language="bash", network="localhost")["id"]
     exec_wait(
         net_api,
         sid,
@@ -356,7 +356,7 @@ def test_exposed_port_needs_its_token_unless_public(
 
 
 def test_teardown_leaves_no_network_objects(
-    net_api: httpx.Client, make: ShellMaker, netserver: ServerProcess
+    net_api: httpx.Client, make_net_shell: ShellMaker, netserver: ServerProcess
 ) -> None:
     import subprocess
 

@@ -27,9 +27,9 @@ def run(api: httpx.Client, shell_id: str, code: str, **extra: Any) -> dict[str, 
 
 
 def test_the_python_preset_runs_a_script_importing_the_standard_library(
-    api: httpx.Client, new_shell: ShellMaker
+    api: httpx.Client, make_rest_shell: ShellMaker
 ) -> None:
-    sh = new_shell(language="python")
+    sh = make_rest_shell(language="python")
     assert sh["template"] == "python:1"
     put(
         api,
@@ -45,8 +45,8 @@ def test_the_python_preset_runs_a_script_importing_the_standard_library(
     assert pip["exit_code"] == 0, pip
 
 
-def test_the_node_preset_runs_a_script_using_fs(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = new_shell(language="node")
+def test_the_node_preset_runs_a_script_using_fs(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = make_rest_shell(language="node")
     assert sh["template"] == "node:1"
     script = (
         "const fs = require('fs');\n"
@@ -59,8 +59,8 @@ def test_the_node_preset_runs_a_script_using_fs(api: httpx.Client, new_shell: Sh
     assert out["stdout"].splitlines()[0] == "A-B-C"
 
 
-def test_the_bash_preset_runs_a_pipeline(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = new_shell(language="bash")
+def test_the_bash_preset_runs_a_pipeline(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = make_rest_shell(language="bash")
     assert sh["template"] == "base:1"
     pipeline = "seq 1 100 | grep -E '[05]$' | sort -rn | head -n 3 | awk '{ s += $1 } END { print s }'"
     r = api.post(
@@ -90,8 +90,10 @@ func Hello(name string) string { return "hello, " + strings.ToUpper(name) }
 """
 
 
-def test_the_go_preset_runs_a_program_with_two_packages(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = new_shell(language="go")  # sealed network: nothing may be downloaded
+def test_the_go_preset_runs_a_program_with_two_packages(
+    api: httpx.Client, make_rest_shell: ShellMaker
+) -> None:
+    sh = make_rest_shell(language="go")  # sealed network: nothing may be downloaded
     assert sh["template"] == "go:1"
     put(api, sh["id"], "/workspace/hello/go.mod", "module example.com/hello\n\ngo 1.22\n")
     put(api, sh["id"], "/workspace/hello/main.go", GO_MAIN)
@@ -101,9 +103,9 @@ def test_the_go_preset_runs_a_program_with_two_packages(api: httpx.Client, new_s
 
 
 def test_the_rust_preset_builds_a_crate_with_a_local_dependency_offline(
-    api: httpx.Client, new_shell: ShellMaker
+    api: httpx.Client, make_rest_shell: ShellMaker
 ) -> None:
-    sh = new_shell(language="rust")
+    sh = make_rest_shell(language="rust")
     assert sh["template"] == "rust:1"
     package = '[package]\nname = "{}"\nversion = "0.1.0"\nedition = "2021"\n'
     app = package.format("app") + '\n[dependencies]\nshout = { path = "../shout" }\n'
@@ -122,8 +124,8 @@ def test_the_rust_preset_builds_a_crate_with_a_local_dependency_offline(
     assert (out["stdout"], out["exit_code"]) == ("CARGO!\n", 0), out
 
 
-def test_devbox_has_every_toolchain_in_one_shell(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = new_shell(language="python", template="devbox")  # a bare name resolves to its newest tag
+def test_devbox_has_every_toolchain_in_one_shell(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = make_rest_shell(language="python", template="devbox")  # a bare name resolves to its newest tag
     assert sh["template"] == "devbox:1"
     out = exec_wait(
         api, sh["id"], "node --version; bun --version; python3 --version; go version; rustc --version"
@@ -155,9 +157,9 @@ BROKEN = {
 
 @pytest.mark.parametrize("language", list(SNIPPETS))
 def test_run_runs_a_snippet_with_the_shells_own_language(
-    api: httpx.Client, new_shell: ShellMaker, language: str
+    api: httpx.Client, make_rest_shell: ShellMaker, language: str
 ) -> None:
-    sh = new_shell(language=language)
+    sh = make_rest_shell(language=language)
     code, expected = SNIPPETS[language]
     out = run(api, sh["id"], code, timeout_s=300)
     assert (out["stdout"], out["exit_code"]) == (expected, 0), out
@@ -168,8 +170,10 @@ def test_run_runs_a_snippet_with_the_shells_own_language(
     assert leftovers["stdout"] == "0\n"
 
 
-def test_run_streams_like_exec_and_takes_another_language(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = new_shell(language="bash")
+def test_run_streams_like_exec_and_takes_another_language(
+    api: httpx.Client, make_rest_shell: ShellMaker
+) -> None:
+    sh = make_rest_shell(language="bash")
     events = ndjson(
         api,
         f"/v1/shells/{sh['id']}/run",
@@ -197,9 +201,9 @@ def test_run_streams_like_exec_and_takes_another_language(api: httpx.Client, new
     ],
 )
 def test_bad_run_requests_are_typed_4xx(
-    api: httpx.Client, new_shell: ShellMaker, body: dict[str, Any], status: int, code: str
+    api: httpx.Client, make_rest_shell: ShellMaker, body: dict[str, Any], status: int, code: str
 ) -> None:
-    sh = new_shell(language="bash")
+    sh = make_rest_shell(language="bash")
     error_of(api.post(f"/v1/shells/{sh['id']}/run", json=body), status, code)
 
 
@@ -210,9 +214,9 @@ def test_run_in_a_missing_shell_is_a_404(api: httpx.Client) -> None:
 
 
 def test_templates_give_shells_their_env_and_a_request_overrides_it(
-    api: httpx.Client, new_shell: ShellMaker
+    api: httpx.Client, make_rest_shell: ShellMaker
 ) -> None:
-    sh = new_shell(language="go", env={"MINE": "1"})
+    sh = make_rest_shell(language="go", env={"MINE": "1"})
     out = exec_wait(api, sh["id"], 'echo "$GOTOOLCHAIN $MINE $HOME"; pwd')
     assert out["stdout"] == "local 1 /root\n/workspace\n"
     over = exec_wait(api, sh["id"], 'echo "$GOTOOLCHAIN"', env={"GOTOOLCHAIN": "auto"})

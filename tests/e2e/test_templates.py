@@ -100,7 +100,7 @@ BUILD_LINES = (
 
 
 def test_a_spec_build_streams_its_steps_and_shells_start_from_the_result(
-    api: httpx.Client, new_shell: ShellMaker, cleanup: list[str], server: ServerProcess
+    api: httpx.Client, make_rest_shell: ShellMaker, cleanup: list[str], server: ServerProcess
 ) -> None:
     cleanup.append("webapp:1")
     events = ndjson(api, "/v1/templates/build", {"spec": spec("webapp:1", *BUILD_LINES)})
@@ -131,7 +131,7 @@ def test_a_spec_build_streams_its_steps_and_shells_start_from_the_result(
     assert tpl["workdir"] == "/srv/app"
     assert build_shells(server) == []
 
-    sh = new_shell(language="python", template="webapp:1", env={"MINE": "yes"})
+    sh = make_rest_shell(language="python", template="webapp:1", env={"MINE": "yes"})
     out = exec_wait(
         api, sh["id"], 'pwd; cat /etc/spec-marker /workspace/s; greet; echo "$APP_ENV $MINE"; cat jq.txt'
     )
@@ -236,9 +236,9 @@ DEB = (
 
 
 def test_a_saved_shell_relaunches_with_its_files_and_installed_packages(
-    api: httpx.Client, new_shell: ShellMaker, cleanup: list[str]
+    api: httpx.Client, make_rest_shell: ShellMaker, cleanup: list[str]
 ) -> None:
-    src = new_shell(language="python", env={"SAVED_ENV": "kept"})
+    src = make_rest_shell(language="python", env={"SAVED_ENV": "kept"})
     assert (
         api.post(f"/v1/shells/{src['id']}/run", params={"wait": "true"}, json={"code": WHEEL}).json()[
             "stdout"
@@ -261,7 +261,7 @@ def test_a_saved_shell_relaunches_with_its_files_and_installed_packages(
         exec_wait(api, src["id"], "echo still running")["stdout"] == "still running\n"
     )  # resumed after the capture
 
-    again = new_shell(language="python", template="myenv:1")
+    again = make_rest_shell(language="python", template="myenv:1")
     check = (
         "cat /etc/marker /workspace/data.txt; shells-demo; "
         "python3 -c 'import shellsdemo as d; print(d.VALUE)'; "
@@ -274,10 +274,10 @@ def test_a_saved_shell_relaunches_with_its_files_and_installed_packages(
 
     r = api.post("/v1/templates", json={"from_shell": src["id"], "name": "myenv:2"})
     assert r.status_code == 201, r.text
-    bare = new_shell(language="python", template="myenv:2")
+    bare = make_rest_shell(language="python", template="myenv:2")
     out = exec_wait(api, bare["id"], "cat /etc/marker; ls -A /workspace | wc -l")
     assert out["stdout"] == "system\n0\n"
-    assert new_shell(language="python", template="myenv")["template"] == "myenv:2"  # the highest tag
+    assert make_rest_shell(language="python", template="myenv")["template"] == "myenv:2"  # the highest tag
 
 
 def other_tenant_token(api: httpx.Client) -> str:
@@ -291,9 +291,9 @@ def other_tenant_token(api: httpx.Client) -> str:
 
 
 def test_saving_needs_a_running_shell_of_ones_own_and_a_free_legal_name(
-    api: httpx.Client, new_shell: ShellMaker, server: ServerProcess, cleanup: list[str]
+    api: httpx.Client, make_rest_shell: ShellMaker, server: ServerProcess, cleanup: list[str]
 ) -> None:
-    sh = new_shell(language="python")
+    sh = make_rest_shell(language="python")
     save = {"from_shell": sh["id"], "name": "mine:1"}
     error_of(api.post("/v1/templates", json={**save, "name": "mine"}), 400, "invalid_template_name")
     error_of(api.post("/v1/templates", json={**save, "name": "Mine!:1"}), 400, "invalid_template_name")
@@ -326,13 +326,13 @@ def test_saving_needs_a_running_shell_of_ones_own_and_a_free_legal_name(
 
 
 def test_a_template_in_use_cannot_be_deleted_until_its_users_are_gone(
-    api: httpx.Client, new_shell: ShellMaker, server: ServerProcess
+    api: httpx.Client, make_rest_shell: ShellMaker, server: ServerProcess
 ) -> None:
-    sh = new_shell(language="python")
+    sh = make_rest_shell(language="python")
     assert api.post("/v1/templates", json={"from_shell": sh["id"], "name": "layer:1"}).status_code == 201
     child = spec("layer-child:1", 'commands = ["touch /etc/child"]', parent="layer:1")
     assert api.post("/v1/templates/build", params={"wait": "true"}, json={"spec": child}).status_code == 200
-    user = new_shell(language="python", template="layer:1")
+    user = make_rest_shell(language="python", template="layer:1")
     err = error_of(api.delete("/v1/templates/layer:1"), 409, "template_in_use")
     assert err["details"]["used_by"] == f"shell {user['id']}" and user["id"] in err["message"]
     api.delete(f"/v1/shells/{user['id']}")
@@ -350,12 +350,12 @@ def test_a_template_in_use_cannot_be_deleted_until_its_users_are_gone(
 
 
 def test_a_builtin_can_be_deleted_and_comes_back_from_the_host_cache(
-    api: httpx.Client, new_shell: ShellMaker
+    api: httpx.Client, make_rest_shell: ShellMaker
 ) -> None:
     assert api.delete("/v1/templates/go:1").status_code == 204
     listed = {t["name"]: t for t in api.get("/v1/templates").json()["templates"]}
     assert listed["go:1"]["status"] == "not_built" and listed["go:1"]["versions"] == {}
-    sh = new_shell(language="go")  # this host has go:1 cached, so creation imports it in seconds
+    sh = make_rest_shell(language="go")  # this host has go:1 cached, so creation imports it in seconds
     assert sh["template"] == "go:1"
     assert api.get("/v1/templates/go:1").json()["status"] == "ready"
     events = ndjson(api, "/v1/templates/build", {"builtin": "go:1"})

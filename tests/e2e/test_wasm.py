@@ -19,8 +19,8 @@ from .harness import running_server
 from .rest import ShellMaker, error_of, ndjson, rest_client
 
 
-def wasm_shell(new_shell: ShellMaker, language: str = "python", **extra: Any) -> dict[str, Any]:
-    sh = new_shell(runtime="wasm", language=language, **extra)
+def wasm_shell(make_rest_shell: ShellMaker, language: str = "python", **extra: Any) -> dict[str, Any]:
+    sh = make_rest_shell(runtime="wasm", language=language, **extra)
     assert (sh["runtime"], sh["state"], sh["template"]) == ("wasm", "running", "wasm:1")
     return sh
 
@@ -41,9 +41,9 @@ def get(api: httpx.Client, shell_id: str, path: str) -> httpx.Response:
 
 
 def test_a_python_program_gets_argv_env_stdin_and_its_exit_code(
-    api: httpx.Client, new_shell: ShellMaker
+    api: httpx.Client, make_rest_shell: ShellMaker
 ) -> None:
-    sh = wasm_shell(new_shell, env={"FROM_SHELL": "s"})
+    sh = wasm_shell(make_rest_shell, env={"FROM_SHELL": "s"})
     code = (
         "import sys, os, json, sqlite3, hashlib\n"
         "data = sys.stdin.read()\n"
@@ -69,9 +69,9 @@ def test_a_python_program_gets_argv_env_stdin_and_its_exit_code(
 
 
 def test_a_python_program_writes_files_the_files_api_reads_and_lists(
-    api: httpx.Client, new_shell: ShellMaker
+    api: httpx.Client, make_rest_shell: ShellMaker
 ) -> None:
-    sh = wasm_shell(new_shell)
+    sh = wasm_shell(make_rest_shell)
     assert (
         api.post(f"/v1/shells/{sh['id']}/files/mkdir", params={"path": "/workspace/d/e"}).status_code == 201
     )
@@ -101,8 +101,10 @@ def test_a_python_program_writes_files_the_files_api_reads_and_lists(
     error_of(get(api, sh["id"], "/etc/passwd"), 400, "invalid_path")
 
 
-def test_javascript_runs_on_quickjs_and_says_it_is_not_node(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell, language="node")
+def test_javascript_runs_on_quickjs_and_says_it_is_not_node(
+    api: httpx.Client, make_rest_shell: ShellMaker
+) -> None:
+    sh = wasm_shell(make_rest_shell, language="node")
     put(
         api,
         sh["id"],
@@ -117,22 +119,22 @@ def test_javascript_runs_on_quickjs_and_says_it_is_not_node(api: httpx.Client, n
     assert "wasm" in runtimes
 
 
-def test_run_python_streams_started_output_and_exit(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_run_python_streams_started_output_and_exit(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     lines = ndjson(api, f"/v1/shells/{sh['id']}/run", {"code": "import sys\nprint(1 + 1)\nsys.exit(3)\n"})
     assert lines[0]["type"] == "started"
     assert [line["data"] for line in lines if line["type"] == "stdout"] == ["2\n"]
     assert lines[-1]["type"] == "exit" and lines[-1]["exit_code"] == 3
 
 
-def test_snapshot_then_create_from_it_and_wipe_state(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_snapshot_then_create_from_it_and_wipe_state(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     put(api, sh["id"], "/workspace/keep.txt", b"v1")
     r = api.post(f"/v1/shells/{sh['id']}/actions", json={"capability": "snapshot"})
     assert r.status_code == 200, r.text
     snap = r.json()["result"]["snapshot"]["id"]
     put(api, sh["id"], "/workspace/keep.txt", b"v2")
-    copy = new_shell(runtime="wasm", snapshot=snap)
+    copy = make_rest_shell(runtime="wasm", snapshot=snap)
     assert copy["runtime"] == "wasm"
     assert get(api, copy["id"], "/workspace/keep.txt").content == b"v1"
     assert get(api, sh["id"], "/workspace/keep.txt").content == b"v2"
@@ -151,8 +153,10 @@ def test_snapshot_then_create_from_it_and_wipe_state(api: httpx.Client, new_shel
     assert logs.status_code == 200, logs.text
 
 
-def test_what_the_class_does_not_have_is_a_typed_error(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_what_the_class_does_not_have_is_a_typed_error(
+    api: httpx.Client, make_rest_shell: ShellMaker
+) -> None:
+    sh = wasm_shell(make_rest_shell)
     err = error_of(
         api.post(f"/v1/shells/{sh['id']}/exec", json={"command": "echo hi"}), 400, "command_not_found"
     )
@@ -181,8 +185,8 @@ def test_what_the_class_does_not_have_is_a_typed_error(api: httpx.Client, new_sh
     assert "WebAssembly" in err["message"]
 
 
-def test_pause_resume_and_fork_carry_the_workspace(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_pause_resume_and_fork_carry_the_workspace(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     put(api, sh["id"], "/workspace/state.txt", b"parent")
     r = api.post(f"/v1/shells/{sh['id']}/actions", json={"capability": "pause"})
     assert r.status_code == 200 and r.json()["shell"]["state"] == "paused", r.text
@@ -203,8 +207,8 @@ def test_pause_resume_and_fork_carry_the_workspace(api: httpx.Client, new_shell:
             api.delete(f"/v1/shells/{child['id']}")
 
 
-def test_pause_while_a_program_runs_is_refused(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_pause_while_a_program_runs_is_refused(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     body = {"cmd": ["python", "-c", "print('up', flush=True)\nwhile True: pass"], "timeout_s": 20}
     with api.stream("POST", f"/v1/shells/{sh['id']}/exec", json=body) as r:
         lines = r.iter_lines()
@@ -237,10 +241,12 @@ def build_template(api: httpx.Client) -> None:
 
 
 @pytest.mark.usefixtures("build_template")
-def test_rust_and_go_compile_in_a_container_and_run_here(api: httpx.Client, new_shell: ShellMaker) -> None:
+def test_rust_and_go_compile_in_a_container_and_run_here(
+    api: httpx.Client, make_rest_shell: ShellMaker
+) -> None:
     rows = {r["language"]: r for r in api.get("/v1/runtimes").json()["runtimes"] if r["runtime"] == "wasm"}
     assert rows["rust"]["available"] and rows["go"]["available"], rows
-    sh = wasm_shell(new_shell, language="rust")
+    sh = wasm_shell(make_rest_shell, language="rust")
     rust = (
         "fn main() {\n"
         '    println!("{} {}", 6 * 7, std::env::args().count());\n'
@@ -258,11 +264,11 @@ def test_rust_and_go_compile_in_a_container_and_run_here(api: httpx.Client, new_
 
 @pytest.mark.usefixtures("build_template")
 def test_the_compiler_never_reads_host_files(
-    api: httpx.Client, new_shell: ShellMaker, tmp_path: Path
+    api: httpx.Client, make_rest_shell: ShellMaker, tmp_path: Path
 ) -> None:
     secret = tmp_path / "host-secret.txt"
     secret.write_text("the host's secret 7f3a")
-    sh = wasm_shell(new_shell, language="rust")
+    sh = wasm_shell(make_rest_shell, language="rust")
     leak = f'fn main() {{ print!("{{}}", include_str!("{secret}")); }}\n'
     out = api.post(f"/v1/shells/{sh['id']}/run", params={"wait": "true"}, json={"code": leak}).json()
     assert out["exit_code"] != 0 and "7f3a" not in out["stdout"] + out["stderr"], out

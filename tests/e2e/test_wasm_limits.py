@@ -26,8 +26,8 @@ def upload_wat(api: httpx.Client, shell_id: str, path: str, wat: str) -> None:
     put(api, shell_id, path, bytes(wasmtime.wat2wasm(wat)))
 
 
-def test_an_infinite_loop_ends_at_the_timeout(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_an_infinite_loop_ends_at_the_timeout(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     out = execw(api, sh["id"], ["python", "-c", "while True: pass"], timeout_s=1)
     assert (out["timed_out"], out["exit_code"]) == (True, 137), out
     assert 900 < out["duration_ms"] < 5000, out
@@ -37,8 +37,8 @@ def test_an_infinite_loop_ends_at_the_timeout(api: httpx.Client, new_shell: Shel
     assert again["stdout"] == "still fine\n"
 
 
-def test_a_memory_bomb_meets_the_shape_memory_limit(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell, shape="s-1vcpu-512mb")
+def test_a_memory_bomb_meets_the_shape_memory_limit(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell, shape="s-1vcpu-512mb")
     bomb = "x = []\nwhile True: x.append(bytearray(16 << 20))\n"
     out = execw(api, sh["id"], ["python", "-c", bomb])
     assert out["exit_code"] == 1 and "MemoryError" in out["stderr"], out
@@ -62,8 +62,8 @@ def test_a_memory_bomb_meets_the_shape_memory_limit(api: httpx.Client, new_shell
     assert 62 <= grown["exit_code"] <= 64, grown
 
 
-def test_a_trap_is_an_exit_code_and_a_message(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_a_trap_is_an_exit_code_and_a_message(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     upload_wat(api, sh["id"], "/workspace/trap.wasm", '(module (func (export "_start") unreachable))')
     out = execw(api, sh["id"], ["/workspace/trap.wasm"])
     assert out["exit_code"] == 134 and "wasm trap" in out["stderr"], out
@@ -84,8 +84,10 @@ def test_a_trap_is_an_exit_code_and_a_message(api: httpx.Client, new_shell: Shel
     assert "cannot start" in err["message"]
 
 
-def test_filling_the_disk_stops_at_the_workspace_quota(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell, shape="s-1vcpu-512mb")
+def test_filling_the_disk_stops_at_the_workspace_quota(
+    api: httpx.Client, make_rest_shell: ShellMaker
+) -> None:
+    sh = wasm_shell(make_rest_shell, shape="s-1vcpu-512mb")
     fill = (
         "import errno, json\n"
         "n = 0\n"
@@ -121,8 +123,8 @@ def flood(api: httpx.Client, shell_id: str, cmd: list[str], timeout_s: float) ->
     return total, last
 
 
-def test_an_output_flood_is_capped(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_an_output_flood_is_capped(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     total, done = flood(api, sh["id"], ["python", "-c", "while True: print('x' * 999)"], 60)
     assert done["type"] == "exit" and done["truncated"] is True, done
     assert total <= EXEC_OUTPUT_CAP_BYTES and done["timed_out"] is False, done  # writes fail past the cap
@@ -131,8 +133,8 @@ def test_an_output_flood_is_capped(api: httpx.Client, new_shell: ShellMaker) -> 
     assert total <= EXEC_OUTPUT_CAP_BYTES
 
 
-def test_no_socket_no_subprocess_no_host_env(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_no_socket_no_subprocess_no_host_env(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     probe = (
         "import json, os, socket, subprocess\n"
         "r = {}\n"
@@ -159,8 +161,8 @@ def test_no_socket_no_subprocess_no_host_env(api: httpx.Client, new_shell: Shell
     assert got["root"] in ([], ["stdlib", "workspace"]), got
 
 
-def test_a_symlink_out_of_workspace_is_never_followed(api: httpx.Client, new_shell: ShellMaker) -> None:
-    sh = wasm_shell(new_shell)
+def test_a_symlink_out_of_workspace_is_never_followed(api: httpx.Client, make_rest_shell: ShellMaker) -> None:
+    sh = wasm_shell(make_rest_shell)
     passwd = Path("/etc/passwd")
     before = hashlib.sha256(passwd.read_bytes()).hexdigest()
     make = (
@@ -205,9 +207,9 @@ def test_a_symlink_out_of_workspace_is_never_followed(api: httpx.Client, new_she
 
 
 def test_a_worker_that_dies_mid_run_is_a_typed_error_and_is_replaced(
-    api: httpx.Client, new_shell: ShellMaker
+    api: httpx.Client, make_rest_shell: ShellMaker
 ) -> None:
-    sh = wasm_shell(new_shell)
+    sh = wasm_shell(make_rest_shell)
     lines: list[dict[str, Any]] = []
     body = {"cmd": ["python", "-c", "import time\nprint('up', flush=True)\nwhile True: pass"]}
     with api.stream("POST", f"/v1/shells/{sh['id']}/exec", json=body) as r:
