@@ -15,12 +15,9 @@ import pytest
 
 from shells.sdk import Shell, Shells
 
-from .harness import ServerProcess, serving
+from .harness import ServerProcess, keep_log, serving
 from .rest import ShellMaker, rest_client, shell_maker
 from .tenancy import Tenancy
-
-KEPT_LOGS = Path("/var/tmp/shells-e2e-logs")
-"""Where the server logs of a failed test are kept (the data dirs go when the session ends)."""
 
 
 def _host_missing() -> str | None:
@@ -63,14 +60,6 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
 FAILED = pytest.StashKey[bool]()
 
 
-def keep_log(server: ServerProcess, test_name: str) -> Path:
-    """Copy the server's log where it outlives the session; the path, for the report."""
-    KEPT_LOGS.mkdir(parents=True, exist_ok=True)
-    kept = KEPT_LOGS / f"{test_name.replace('/', '_')}--{server.data_dir.name}.log"
-    shutil.copyfile(server.data_dir / "server.log", kept)
-    return kept
-
-
 StartServer = Callable[..., ServerProcess]
 
 
@@ -79,7 +68,7 @@ def start_server(data_root: Path, request: pytest.FixtureRequest) -> Iterator[St
     """``start_server(name, **fields)`` starts a ``ServerProcess`` of its own for this test (fields as
     the dataclass's: ``warm_pool``, ``env``, ``ingress_port``...). When the test ends, each is purged
     and must have left nothing on the host (``harness.serving``); the logs of a failed test's
-    servers are kept in KEPT_LOGS."""
+    servers are kept in ``KEPT_LOGS``."""
     made: list[ServerProcess] = []
     with ExitStack() as stack:
 
@@ -93,8 +82,7 @@ def start_server(data_root: Path, request: pytest.FixtureRequest) -> Iterator[St
         finally:
             if request.node.stash.get(FAILED, False):
                 for server in made:
-                    if (server.data_dir / "server.log").exists():
-                        print(f"server log kept: {keep_log(server, request.node.nodeid)}")
+                    print(f"server log kept: {keep_log(server, request.node.nodeid)}")
 
 
 @pytest.fixture(scope="session")

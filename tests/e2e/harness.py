@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -177,37 +178,42 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
     return leaks
 
 
-@contextmanager
-def serving(server: ServerProcess) -> Iterator[ServerProcess]:
-    """Start ``server``; when the block ends, purge it and fail if it left anything of its own on
-    the host (``host_leaks``)."""
-    with purged(server):
-        yield server
-    leaks = host_leaks(server.data_dir, Settings(data_dir=server.data_dir).instance_id)
-    assert not leaks, f"host objects left behind: {leaks}"
+KEPT_LOGS = Path("/var/tmp/shells-e2e-logs")
+"""Where the server log of a failed test is kept (the data dirs go when the session ends)."""
+
+
+def keep_log(server: ServerProcess, label: str) -> Path | None:
+    """Copy the server's log where it outlives the session; its path (None when there is no log)."""
+    log = server.data_dir / "server.log"
+    if not log.exists():
+        return None
+    KEPT_LOGS.mkdir(parents=True, exist_ok=True)
+    kept = KEPT_LOGS / f"{label.replace('/', '_').replace('::', '--')}--{server.data_dir.name}.log"
+    shutil.copyfile(log, kept)
+    return kept
 
 
 @contextmanager
-def purged(server: ServerProcess) -> Iterator[ServerProcess]:
+def serving(server: ServerProcess, label: str = "") -> Iterator[ServerProcess]:
+    """The one way a test runs a server: start ``server``; when the block ends, purge it and fail if
+    it left anything of its own on the host (``host_leaks``). If the block raised (a failed test),
+    the server's log is kept in KEPT_LOGS first."""
     try:
         server.start()  # inside: a server that fails to start has set up the host too
         yield server
+    except BaseException:
+        print(f"server log kept: {keep_log(server, label or server.data_dir.name)}")
+        raise
     finally:
         server.purge()
+    leaks = host_leaks(server.data_dir, Settings(data_dir=server.data_dir).instance_id)
+    assert not leaks, f"host objects left behind: {leaks}"
 
 
 @contextmanager
 def running_server(
     data_dir: Path, warm_pool: int = 2, env: dict[str, str] | None = None
 ) -> Iterator[ServerProcess]:
-    with purged(ServerProcess(data_dir, warm_pool=warm_pool, env=env or {})) as server:
-        yield server
-
-
-@contextmanager
-def leak_checked_server(
-    data_dir: Path, warm_pool: int = 2, env: dict[str, str] | None = None
-) -> Iterator[ServerProcess]:
-    """A running server that, once purged, must have left nothing of its own on the host."""
+    """``serving`` a new ``ServerProcess`` (for tests that name a data dir of their own)."""
     with serving(ServerProcess(data_dir, warm_pool=warm_pool, env=env or {})) as server:
         yield server

@@ -19,7 +19,7 @@ from shells.runtime.microvm.backend import MicrovmBackend
 from shells.runtime.microvm.console import CONSOLE_BYTES
 from shells.sdk import Shell, Shells, ShellsError
 
-from .harness import ServerProcess, leak_checked_server
+from .harness import ServerProcess, running_server
 
 MISSING = MicrovmBackend.available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class on this host: {MISSING}")
@@ -29,7 +29,7 @@ PAGE = "hello-from-the-vm"
 
 @pytest.fixture(scope="module")
 def vm_server(data_root: Path) -> Iterator[ServerProcess]:
-    with leak_checked_server(data_root / "attack-microvm", warm_pool=0) as srv:
+    with running_server(data_root / "attack-microvm", warm_pool=0) as srv:
         yield srv
 
 

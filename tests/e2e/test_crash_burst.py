@@ -23,7 +23,7 @@ import pytest
 from shells.settings import Settings
 from shells.store.repository import Store
 
-from .harness import ServerProcess, leak_checked_server
+from .harness import ServerProcess, running_server
 
 KILL_AFTER_S = (0.5, 1.5, 3.0)
 """Moments of the burst when the server is killed, one round each, on the same data dir."""
@@ -261,7 +261,7 @@ def _check_after_restart(server: ServerProcess, ledger: Ledger) -> None:
 
 @pytest.fixture(scope="module")
 def crash_server(data_root: Path) -> Iterator[ServerProcess]:
-    with leak_checked_server(data_root / "crash-burst", warm_pool=1) as srv:
+    with running_server(data_root / "crash-burst", warm_pool=1) as srv:
         yield srv
 
 

@@ -25,7 +25,7 @@ from shells.sdk import Shell, Shells
 from shells.settings import Settings
 from shells.store.repository import Store
 
-from .harness import ServerProcess, leak_checked_server
+from .harness import ServerProcess, running_server
 
 MISSING = MicrovmBackend.available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class on this host: {MISSING}")
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class o
 @pytest.fixture(scope="module")
 def srv(data_root: Path) -> Iterator[ServerProcess]:
     env = {"SHELLS_QUOTA_MAX_SHELLS": "12", "SHELLS_QUOTA_MAX_VCPUS": "12"}
-    with leak_checked_server(data_root / "crash-transitions", warm_pool=0, env=env) as server:
+    with running_server(data_root / "crash-transitions", warm_pool=0, env=env) as server:
         yield server
         _restart(server)  # no fault left set for the purge
 

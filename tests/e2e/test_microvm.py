@@ -20,7 +20,7 @@ from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import CommandExit, CommandOutput, Shell, Shells
 from tests.support.fake_internet import FakeInternet
 
-from .harness import ServerProcess, leak_checked_server
+from .harness import ServerProcess, running_server
 
 MISSING = MicrovmBackend.available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class on this host: {MISSING}")
@@ -42,7 +42,7 @@ PROBE = (
 @pytest.fixture(scope="module")
 def vm_server(data_root: Path) -> Iterator[ServerProcess]:
     env = {"SHELLS_QUOTA_MAX_SHELLS": "40", "SHELLS_QUOTA_MAX_VCPUS": "40"}
-    with leak_checked_server(data_root / "microvm", warm_pool=0, env=env) as srv:
+    with running_server(data_root / "microvm", warm_pool=0, env=env) as srv:
         yield srv
 
 

@@ -22,7 +22,7 @@ import pytest
 from tests.support.dns_zone_server import ZoneServer
 from tests.support.fake_internet import FakeInternet
 
-from .harness import ServerProcess, free_port, leak_checked_server
+from .harness import ServerProcess, free_port, running_server
 from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker
 
 A = dns.rdatatype.A
@@ -95,7 +95,7 @@ def zone() -> Iterator[Zone]:
 def netserver(data_root: Path, internet: FakeInternet, zone: Zone) -> Iterator[ServerProcess]:
     """A server of its own: its shells' DNS goes to the test zone."""
     env = {"SHELLS_DNS_UPSTREAMS": f"127.0.0.1:{zone.port}"}
-    with leak_checked_server(data_root / "net", warm_pool=0, env=env) as srv:
+    with running_server(data_root / "net", warm_pool=0, env=env) as srv:
         yield srv
 
 
