@@ -22,6 +22,7 @@ import pytest
 from tests.support.dns_zone_server import ZoneServer
 from tests.support.fake_internet import FakeInternet
 
+from ..support.waiting import wait_until
 from .harness import ServerProcess, free_port, running_server
 from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker
 
@@ -369,7 +370,4 @@ def test_teardown_leaves_no_network_objects(
     sid = r.json()["id"]
     assert links() - before, "an internet shell has a host-side veth"
     assert net_api.delete(f"/v1/shells/{sid}").status_code == 204
-    deadline = time.monotonic() + 10
-    while links() - before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert links() - before == set()
+    wait_until(lambda: links() - before == set(), what="the deleted shell's veth going")

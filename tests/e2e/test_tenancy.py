@@ -16,6 +16,7 @@ import pytest
 from shells.domain.ids import new_id
 from shells.settings import Settings
 
+from ..support.waiting import wait_until
 from .harness import ServerProcess
 from .tenancy import ADMIN, MEMBER, Caller, Tenancy, create_shell, error
 
@@ -562,9 +563,6 @@ def test_the_mcp_door_needs_the_agent_entitlement(world: World) -> None:
 def test_requests_without_a_tenant_are_logged_not_stored(world: World, server: ServerProcess) -> None:
     with world.tenancy.client("shl_nobody_knows", **{"X-Request-Id": "anon-probe-7"}) as http:
         error(http.get(f"/v1/shells/{world.shell}"), 401, "unauthenticated")
-    deadline = time.monotonic() + 5
-    while "anon-probe-7" not in server.log_tail(20000):
-        assert time.monotonic() < deadline, "the refused request is not in the server log"
-        time.sleep(0.05)
+    wait_until(lambda: "anon-probe-7" in server.log_tail(20000), 5, "the refused request in the server log")
     trail = world.a_admin.http.get("/v1/audit", params={"shell": world.shell}).json()["events"]
     assert all(e["request_id"] != "anon-probe-7" for e in trail)
