@@ -23,6 +23,12 @@ def loops_backed_by(image: Path) -> list[str]:
     ]
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """The event loop of every async unit test (``@pytest.mark.anyio``): asyncio."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
     """A private scratch dir; teardown unmounts anything left below it and removes it."""

@@ -62,11 +62,6 @@ AGENT_CWD = Path(shells.guest.__file__).parent.parent
 WAIT_S = 10.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Agent:
     process: subprocess.Popen[bytes]

@@ -19,11 +19,6 @@ from .test_agent import WAIT_S, Agent, raw, running_agent, wait_dead
 SH = ("/bin/sh",)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def agent() -> Iterator[Agent]:
     with running_agent() as running:

@@ -22,11 +22,6 @@ from shells.domain.errors import InvalidRequest, ShellBusy, ShuttingDown
 from shells.domain.execution import ExecExit, ExecStarted, OutputChunk, collect
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_an_unexpected_exception_is_answered_and_goes_no_further() -> None:
     app = FastAPI()
     install(app)

@@ -13,11 +13,6 @@ from ..support.waiting import eventually
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_a_failing_step_is_tried_again_and_stop_ends_every_loop() -> None:
     loops = Background()
     calls: list[int] = []

@@ -32,11 +32,6 @@ MIB = 1024 * 1024
 FLOOD_BYTES = 96 * MIB
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @contextlib.asynccontextmanager
 async def forged_agent(lie: Lie) -> AsyncIterator[str]:
     """A unix socket whose peer answers every call's first CONTROL frame with ``lie``."""

@@ -22,7 +22,7 @@ UID_BASE = 3 << 20
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[BtrfsPool]:
+def idmap_pool() -> Iterator[BtrfsPool]:
     top = Path(tempfile.mkdtemp(prefix="shells-test-idmap-", dir="/var/tmp"))
     top.chmod(0o755)  # the shifted uids must be able to reach the mount point
     p = BtrfsPool(top / "pool", top / "pool.img", size_bytes=1 << 30)
@@ -37,18 +37,18 @@ def pool() -> Iterator[BtrfsPool]:
 
 
 @pytest.fixture
-def tree(pool: BtrfsPool, request: pytest.FixtureRequest) -> Iterator[tuple[Path, Path]]:
+def tree(idmap_pool: BtrfsPool, request: pytest.FixtureRequest) -> Iterator[tuple[Path, Path]]:
     """An unshifted subvolume (``src``) and an empty mount point (``mnt``), cleaned up afterwards."""
     name = request.node.name.replace("[", "-").replace("]", "")
-    src, mnt = pool.mount_dir / f"{name}-src", pool.mount_dir / f"{name}-mnt"
-    pool.create_subvolume(src)
+    src, mnt = idmap_pool.mount_dir / f"{name}-src", idmap_pool.mount_dir / f"{name}-mnt"
+    idmap_pool.create_subvolume(src)
     mnt.mkdir()
     try:
         yield src, mnt
     finally:
         for mount_point in _libc.mounts_below(mnt):
             _libc.umount2(mount_point, _libc.MNT_DETACH)
-        pool.delete_subvolume(src)
+        idmap_pool.delete_subvolume(src)
         mnt.rmdir()
 
 

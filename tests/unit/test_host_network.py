@@ -76,7 +76,7 @@ def internet() -> Iterator[FakeInternet]:
 
 
 @pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
+def net_workdir() -> Iterator[Path]:
     top = Path(tempfile.mkdtemp(prefix="shells-test-net-", dir="/var/tmp"))
     (top / "ns").mkdir()
     netns.ensure_private_mount(str(top / "ns"))
@@ -94,8 +94,8 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def network(workdir: Path, internet: FakeInternet) -> Iterator[HostNetwork]:
-    hn = HostNetwork(Settings(data_dir=workdir / "data"))
+def network(net_workdir: Path, internet: FakeInternet) -> Iterator[HostNetwork]:
+    hn = HostNetwork(Settings(data_dir=net_workdir / "data"))
     assert objects_of(hn.instance) == []
     hn.prepare()
     cidr = hn.range.cidr
@@ -110,12 +110,12 @@ def network(workdir: Path, internet: FakeInternet) -> Iterator[HostNetwork]:
 
 
 @pytest.fixture
-def shells(network: HostNetwork, workdir: Path) -> Iterator[Callable[..., Shell]]:
+def shells(network: HostNetwork, net_workdir: Path) -> Iterator[Callable[..., Shell]]:
     made: list[Shell] = []
 
     def make(policy: NetworkPolicy, networks: tuple[PrivateNetwork, ...] = (), name: str = "") -> Shell:
         host_id = f"t{len(made)}{os.urandom(3).hex()}"
-        path = str(workdir / "ns" / host_id)
+        path = str(net_workdir / "ns" / host_id)
         netns.create_sealed_netns(path)
         shell = Shell(host_id, path, network.attach(host_id, path, policy, networks, name or host_id))
         made.append(shell)
@@ -461,8 +461,8 @@ def test_blocked_attempts_aggregate_per_destination_and_stay_bounded(
     assert network.drain_blocked() == []
 
 
-def test_attempts_not_yet_drained_survive_the_detach(network: HostNetwork, workdir: Path) -> None:
-    path = str(workdir / "ns" / "late")
+def test_attempts_not_yet_drained_survive_the_detach(network: HostNetwork, net_workdir: Path) -> None:
+    path = str(net_workdir / "ns" / "late")
     netns.create_sealed_netns(path)
     try:
         network.attach("late", path, allow("203.0.113.10"))
@@ -476,7 +476,7 @@ def test_attempts_not_yet_drained_survive_the_detach(network: HostNetwork, workd
 
 # restart and instances ----------------------------------------------------------------------------------
 def test_a_restarted_server_adopts_running_shells_repairs_ports_and_removes_orphans(
-    network: HostNetwork, shells: Callable[..., Shell], workdir: Path
+    network: HostNetwork, shells: Callable[..., Shell], net_workdir: Path
 ) -> None:
     s = shells(allow("198.51.100.10"))
     assert tcp(s.netns, "198.51.100.11", 80) == REFUSED
@@ -486,7 +486,7 @@ def test_a_restarted_server_adopts_running_shells_repairs_ports_and_removes_orph
     )
     port = f"sh{network.instance}{network._shell(s.host_id).slot * 16:05x}"
     subprocess.run(["ip", "link", "del", port], check=True)  # lost while the server was away
-    successor = HostNetwork(Settings(data_dir=workdir / "data"))
+    successor = HostNetwork(Settings(data_dir=net_workdir / "data"))
     successor.prepare()
     with Netlink() as nl:
         assert nl.index(orphan) is None
@@ -499,8 +499,8 @@ def test_a_restarted_server_adopts_running_shells_repairs_ports_and_removes_orph
     network.prepare()  # the fixture's object takes over again, with the successor's records
 
 
-def test_two_instances_get_separate_ranges_and_objects(workdir: Path, network: HostNetwork) -> None:
-    other = HostNetwork(Settings(data_dir=workdir / "other-data"))
+def test_two_instances_get_separate_ranges_and_objects(net_workdir: Path, network: HostNetwork) -> None:
+    other = HostNetwork(Settings(data_dir=net_workdir / "other-data"))
     other.prepare()
     try:
         assert not other.range.cidr.overlaps(network.range.cidr)
@@ -512,22 +512,24 @@ def test_two_instances_get_separate_ranges_and_objects(workdir: Path, network: H
 
 
 def test_a_configured_range_that_the_host_already_routes_is_refused(
-    workdir: Path, network: HostNetwork
+    net_workdir: Path, network: HostNetwork
 ) -> None:
-    clash = Settings(data_dir=workdir / "clash-data", network_cidr=network.range.cidr)
+    clash = Settings(data_dir=net_workdir / "clash-data", network_cidr=network.range.cidr)
     with pytest.raises(InvalidRequest, match="SHELLS_NETWORK_CIDR"):
         HostNetwork(clash).prepare()
     shutil.rmtree(clash.run_dir, ignore_errors=True)
 
 
-def test_a_restarted_server_releases_shells_whose_netns_vanished(network: HostNetwork, workdir: Path) -> None:
-    path = str(workdir / "ns" / "vanished")
+def test_a_restarted_server_releases_shells_whose_netns_vanished(
+    network: HostNetwork, net_workdir: Path
+) -> None:
+    path = str(net_workdir / "ns" / "vanished")
     netns.create_sealed_netns(path)
     network.attach("vanished", path, allow("203.0.113.10"))
     assert tcp(path, "198.51.100.10", 80) == REFUSED
     slot = network._shell("vanished").slot
     netns.remove_netns(path)  # the shell died with the server away
-    successor = HostNetwork(Settings(data_dir=workdir / "data"))
+    successor = HostNetwork(Settings(data_dir=net_workdir / "data"))
     successor.prepare()
     successor.settle()
     assert successor.policy_of("vanished") is None
@@ -540,9 +542,9 @@ def test_a_restarted_server_releases_shells_whose_netns_vanished(network: HostNe
 
 
 def test_attaching_a_netns_again_right_after_a_detach_replaces_its_stale_port(
-    network: HostNetwork, workdir: Path
+    network: HostNetwork, net_workdir: Path
 ) -> None:
-    path = str(workdir / "ns" / "again")
+    path = str(net_workdir / "ns" / "again")
     netns.create_sealed_netns(path)
     try:
         network.attach("again", path, INTERNET)
@@ -557,8 +559,8 @@ def test_attaching_a_netns_again_right_after_a_detach_replaces_its_stale_port(
         network.settle()
 
 
-def test_purge_finds_the_range_in_the_table_when_the_run_dir_is_gone(workdir: Path) -> None:
-    settings = Settings(data_dir=workdir / "forgetful-data")
+def test_purge_finds_the_range_in_the_table_when_the_run_dir_is_gone(net_workdir: Path) -> None:
+    settings = Settings(data_dir=net_workdir / "forgetful-data")
     first = HostNetwork(settings)
     first.prepare()
     cidr = first.range.cidr

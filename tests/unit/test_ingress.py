@@ -48,11 +48,6 @@ CLOSED_PORT = 1
 WAIT_S = 10.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Shell:
     netns: Path

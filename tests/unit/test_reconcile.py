@@ -28,11 +28,6 @@ from shells.store.repository import EventDraft, Store
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class HostBackend:
     """Just enough of a backend: a host state to report and a log of what was asked of it."""
 

@@ -125,11 +125,6 @@ class World:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def world() -> AsyncIterator[World]:
     upstream = ZoneServer()
     upstream_port = _free_port(UPSTREAM)
