@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from ..support.waiting import wait_until
 from .harness import ServerProcess, running_server
 from .tenancy import ADMIN, Tenancy, create_shell, error
 
@@ -131,13 +132,12 @@ def test_a_budget_cap_stops_the_tenants_shells_and_refuses_new_ones(tenancy: Ten
     error(
         owner.http.put(f"/v1/tenants/{tenant}/billing", json={"free_tier_usd": 5}), 403, "permission_denied"
     )
-    deadline = time.monotonic() + 30  # the check runs every SHELLS_BUDGET_CHECK_S (10 s)
-    state = ""
-    while time.monotonic() < deadline and state != "stopped":
-        time.sleep(0.5)
-        state = owner.http.get(f"/v1/shells/{big}").json()["state"]
+    wait_until(  # the check runs every SHELLS_BUDGET_CHECK_S (10 s)
+        lambda: owner.http.get(f"/v1/shells/{big}").json()["state"] == "stopped",
+        30,
+        "the budget cap stopping the shell",
+    )
     shell = owner.http.get(f"/v1/shells/{big}").json()
-    assert shell["state"] == "stopped", shell
     assert "budget cap" in shell["state_reason"]
     [halt] = [
         e for e in owner.http.get(f"/v1/shells/{big}/events").json()["events"] if e["action"] == "budget"
