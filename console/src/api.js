@@ -72,6 +72,27 @@ export class Api {
   create(body) {
     return this.post("/v1/shells", body);
   }
+  /** Build the built-in template `name`, calling `onStep({index, total, name})` as each step starts;
+   * resolves with the template when the build's NDJSON stream says done (or cached). */
+  async buildTemplate(name, onStep) {
+    const r = await this.send("POST", "/v1/templates/build", { builtin: name });
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let pending = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      pending += value;
+      const lines = pending.split("\n");
+      pending = lines.pop();
+      for (const line of lines.filter(Boolean)) {
+        const event = JSON.parse(line);
+        if (event.type === "step") onStep(event);
+        else if (event.type === "error") throw new ApiError(500, event, r.headers.get("x-request-id"));
+        else if (event.type === "done" || event.type === "cached") return event.template;
+      }
+    }
+    throw new ApiError(503, null, r.headers.get("x-request-id"));
+  }
   act(id, capability, params = {}) {
     return this.post(`/v1/shells/${encodeURIComponent(id)}/actions`, { capability, ...params });
   }

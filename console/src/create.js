@@ -39,6 +39,23 @@ function AllowList({ entries, setEntries }) {
   </fieldset>`;
 }
 
+/** Create the shell; if its built-in template is not built yet (409 template_not_built), build it
+ * first through the build stream, saying which step runs, then create. The API answers a create at
+ * once rather than holding it open for minutes; a person watching the console can wait. */
+async function createBuildingFirst(api, body, say) {
+  try {
+    return await api.create(body);
+  } catch (err) {
+    if (err.code !== "template_not_built" || !err.details.template) throw err;
+    const t = err.details.template;
+    const about = err.details.estimated_seconds ? ` (about ${err.details.estimated_seconds} s, once)` : "";
+    say(`Building ${t}${about}…`);
+    await api.buildTemplate(t, (s) => say(`Building ${t}: step ${s.index} of ${s.total}, ${s.name}`));
+    say(`Built ${t}; starting the shell…`);
+    return api.create(body);
+  }
+}
+
 export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
   const firstClass = CLASSES.find((c) => offer(info, runtimes, "python", c).available) || "container";
   const [language, setLanguage] = useState("python");
@@ -49,6 +66,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
   const [name, setName] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const [building, setBuilding] = useState(null);
   const chosen = offer(info, runtimes, language, klass);
 
   async function submit(e) {
@@ -56,11 +74,12 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
     setBusy(true);
     setError(null);
     const network = mode === "internet" ? { mode, allow } : { mode };
+    const body = { language, runtime: klass, network, shape, ...(name ? { name } : {}) };
     try {
-      const shell = await api.create({ language, runtime: klass, network, shape, ...(name ? { name } : {}) });
-      onCreated(shell);
+      onCreated(await createBuildingFirst(api, body, setBuilding));
     } catch (err) {
       setError(errorText(err));
+      setBuilding(null);
       setBusy(false);
     }
   }
@@ -118,6 +137,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
             onInput=${(e) => setName(e.target.value)} />
         </label>
       </div>
+      ${building && html`<p class="building" role="status" id="create-building">${building}</p>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <div class="actions">
         <button type="button" onClick=${onClose}>Cancel</button>

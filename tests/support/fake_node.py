@@ -59,6 +59,8 @@ class FakeNode:
     ready: dict[str, TemplateMeta] = field(default_factory=dict)
     builds: list[str] = field(default_factory=list)
     """Every built-in this node built, in order (a test can tell an import from a build)."""
+    build_step_s: float = 0.0
+    """How long each of a build's two steps takes (a browser test needs time to see the progress)."""
 
     def __post_init__(self) -> None:
         for name in READY_AT_START:
@@ -113,9 +115,11 @@ class FakeNode:
             )
         if builtin.parent is not None and builtin.parent not in self.ready:
             await self.ensure_template(builtin.parent, progress)
-        if progress is not None:
-            progress(BuildStepStarted(1, 1, f"fake build of {name}"))
-            progress(BuildOutput(f"built {name}\n"))
+        for index, step in enumerate(("install packages", "record versions"), 1):
+            if progress is not None:
+                progress(BuildStepStarted(index, 2, step))
+                progress(BuildOutput(f"{step} of {name}\n"))
+            await asyncio.sleep(self.build_step_s)
         self.builds.append(name)
         self.ready[name] = _built(builtin.meta())
         return self.ready[name]

@@ -4,12 +4,15 @@ shutdown) run as a server runs it. No root, no ports, no subprocess server."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
+import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 
@@ -20,6 +23,7 @@ from shells.settings import Settings
 from shells.store.repository import Store
 
 from .fake_node import FakeNode, NullNetwork
+from .waiting import wait_until
 
 BASE_URL = "http://127.0.0.1"
 """Loopback, which the MCP transport's Host check accepts as this server."""
@@ -46,9 +50,9 @@ class Instance:
         return AsyncShells(BASE_URL, token or self.token, transport=httpx.ASGITransport(app=self.app))
 
 
-@asynccontextmanager
-async def serving(root: Path, **settings: object) -> AsyncIterator[Instance]:
-    """An instance whose data lives under ``root``; ``settings`` override the test defaults."""
+def build(root: Path, **settings: object) -> Instance:
+    """An instance whose data lives under ``root`` (not started); ``settings`` override the test
+    defaults. Its token is read once it has started (``Instance.token`` is empty until then)."""
     config = Settings(
         data_dir=root / "data",
         cache_dir=root / "cache",
@@ -61,10 +65,41 @@ async def serving(root: Path, **settings: object) -> AsyncIterator[Instance]:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     node = FakeNode(root / "node")
     control = Control(config, Store(config.db_url), [node], NullNetwork())
-    app = create_app(control)
-    async with app.router.lifespan_context(app):
-        token = config.admin_token_path.read_text(encoding="utf-8").strip()
-        yield Instance(app, control, node, token)
+    return Instance(create_app(control), control, node, "")
+
+
+def _admin_token(instance: Instance) -> str:
+    return instance.control.ctx.settings.admin_token_path.read_text(encoding="utf-8").strip()
+
+
+@asynccontextmanager
+async def serving(root: Path, **settings: object) -> AsyncIterator[Instance]:
+    """An instance whose data lives under ``root``, started and stopped as a server does."""
+    instance = build(root, **settings)
+    async with instance.app.router.lifespan_context(instance.app):
+        instance.token = _admin_token(instance)
+        yield instance
+
+
+@contextmanager
+def serving_http(root: Path, **settings: object) -> Iterator[tuple[str, Instance]]:
+    """The instance behind a real HTTP listener on loopback (uvicorn in a thread), for a browser;
+    yields its base URL."""
+    instance = build(root, **settings)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(instance.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="in-process server")
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), 30, "the in-process server's start")
+        assert server.started, "the in-process server did not start"
+        instance.token = _admin_token(instance)
+        yield f"http://127.0.0.1:{port}", instance
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 class PortalTransport(httpx.BaseTransport):
