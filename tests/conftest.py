@@ -1,0 +1,20 @@
+"""Fixtures both test trees use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.postgres import missing as postgres_missing
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session; each test takes its own database from it."""
+    reason = postgres_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with postgres_server() as server:
+        yield server
