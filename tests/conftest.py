@@ -6,6 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.kube import KubeAPI
+from tests.support.kube import kube_api as kube_api_server
+from tests.support.kube import missing as kube_missing
 from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.postgres import missing as postgres_missing
 
@@ -18,3 +21,13 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(reason)
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def kube_api() -> Iterator[KubeAPI]:
+    """One real Kubernetes API server (etcd + kube-apiserver) for the session."""
+    reason = kube_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with kube_api_server() as api:
+        yield api
