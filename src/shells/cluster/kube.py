@@ -7,6 +7,7 @@ token and CA (``in_cluster``); elsewhere an explicit URL, token and CA (tests, `
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ class Kube:
         self._http = httpx.AsyncClient(
             base_url=config.url,
             headers={"Authorization": f"Bearer {config.token}"},
-            verify=config.ca_file or True,
+            verify=ssl.create_default_context(cafile=config.ca_file),
             timeout=timeout_s,
         )
 
@@ -88,11 +89,13 @@ class Kube:
     async def get_lease(self, name: str) -> dict[str, Any]:
         return await self._call("GET", f"{self._leases()}/{name}")
 
-    async def create_lease(self, name: str, spec: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    async def create_lease(
+        self, name: str, spec: dict[str, Any], labels: dict[str, str], annotations: dict[str, str]
+    ) -> dict[str, Any]:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
             "spec": spec,
         }
         return await self._call("POST", self._leases(), body)

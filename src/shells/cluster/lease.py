@@ -99,7 +99,9 @@ class LeaseHolder:
             lease = await self.kube.get_lease(self.name)
         except NotFound:
             with contextlib.suppress(Conflict):  # another contender created it first
-                await self.kube.create_lease(self.name, self._spec(transitions=0), self.labels)
+                await self.kube.create_lease(
+                    self.name, self._spec(transitions=0), self.labels, self.annotations()
+                )
                 self._won(started)
             return
         spec = lease.get("spec", {})
