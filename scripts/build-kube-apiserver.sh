@@ -8,12 +8,20 @@ VERSION=1.20.2
 SRC_VERSION=1.20.5+really1.20.2-1.1+deb12u1
 CACHE=${SHELLS_CACHE_DIR:-$HOME/.cache/shells}/kubernetes-$VERSION
 OUT=$CACHE/bin/kube-apiserver
+mkdir -p "$CACHE"
+# One build at a time: `make test` starts one in the background and the tests' fixture waits for it.
+exec 8>"$CACHE.lock"
+flock 8
 if [ -x "$OUT" ]; then
   echo "kube-apiserver $VERSION: cached at $OUT"
   exit 0
 fi
 W=$(mktemp -d /var/tmp/shells-k8sbuild.XXXXXX)
 trap 'rm -rf "$W"' EXIT
+command -v go >/dev/null && command -v rsync >/dev/null || {
+  echo "kube-apiserver: needs golang-go and rsync (scripts/install-system-deps.sh)" >&2
+  exit 1
+}
 mkdir -p "$W/apt/lists/partial" "$W/apt/cache/archives/partial"
 echo "deb-src http://deb.debian.org/debian bookworm main" >"$W/apt/sources.list"
 O=(-o "Dir::Etc::SourceList=$W/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null

@@ -31,3 +31,9 @@ def kube_api() -> Iterator[KubeAPI]:
         pytest.skip(reason)
     with kube_api_server() as api:
         yield api
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the Kubernetes API run last: its server may still be building (``make test``
+    starts that build in the background) while everything else runs."""
+    items.sort(key=lambda item: "kube_api" in getattr(item, "fixturenames", ()))
