@@ -16,6 +16,8 @@ PACKAGES=(
   busybox-static lz4          # the microvm initramfs; unpacking the guest kernel
   curl ca-certificates
   chromium        # tests/e2e/test_console.py drives the web console headless (Playwright, executable_path)
+  postgresql-15   # tests: the record on PostgreSQL (a cluster's control plane); one box keeps SQLite
+  etcd-server golang-go rsync  # tests: a real Kubernetes API (scripts/build-kube-apiserver.sh builds it)
 )
 # npm installs the MCP Inspector for the tests (scripts/install-mcp-inspector.sh); a host with a Node.js
 # of its own (and its npm) keeps it.

@@ -54,6 +54,11 @@ class ServerProcess:
     def token(self) -> str:
         return (self.data_dir / "admin-token").read_text(encoding="utf-8").strip()
 
+    @property
+    def record_url(self) -> str:
+        """Where this server keeps its record (``SHELLS_DATABASE_URL``, else its SQLite file)."""
+        return self.env.get("SHELLS_DATABASE_URL") or f"sqlite:///{self.data_dir / 'shells.db'}"
+
     def client(self, token: str | None = None) -> Shells:
         return Shells(self.url, token or self.token)
 
@@ -109,7 +114,7 @@ class ServerProcess:
         """Wait until the warm pool is full, so the measured creates claim pre-started shells."""
         from shells.store.repository import Store
 
-        store = Store(f"sqlite:///{self.data_dir / 'shells.db'}")
+        store = Store(self.record_url)
         try:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ import pytest
 
 from shells.runtime.host import _libc
 from shells.runtime.host.btrfs import BtrfsPool
+from tests.support.postgres import PostgresServer
 
 
 def loops_backed_by(image: Path) -> list[str]:
@@ -51,3 +52,12 @@ def pool(workdir: Path) -> Iterator[BtrfsPool]:
     finally:
         p.unmount()
         assert loops_backed_by(workdir / "pool.img") == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty record, once on SQLite (one box) and once on PostgreSQL (a cluster)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'record.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()

@@ -39,8 +39,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: ManualClock) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'm.db'}", clock=clock)
+def store(record_url: str, clock: ManualClock) -> Iterator[Store]:
+    s = Store(record_url, clock=clock)
     s.migrate()
     yield s
     s.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -21,9 +20,9 @@ def _import_every_store_module() -> None:
             importlib.import_module(f"shells.store.{mod.name}")
 
 
-def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
+def test_migrated_schema_matches_the_models(record_url: str) -> None:
     _import_every_store_module()
-    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    store = Store(record_url)
     store.migrate()
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -31,8 +30,8 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
     assert diff == [], f"models and migrations disagree: {diff}"
 
 
-def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+def test_migrating_twice_is_a_no_op(record_url: str) -> None:
+    store = Store(record_url)
     store.migrate()
     store.migrate()
     store.close()

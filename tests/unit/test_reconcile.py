@@ -62,8 +62,8 @@ class HostBackend:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'r.db'}")
+def store(record_url: str) -> Iterator[Store]:
+    s = Store(record_url)
     s.migrate()
     yield s
     s.close()

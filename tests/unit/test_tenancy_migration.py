@@ -27,8 +27,8 @@ def _upgrade_to(store: Store, revision: str) -> None:
         command.upgrade(cfg, revision)
 
 
-def test_an_instance_from_before_tenancy_upgrades_in_place(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_an_instance_from_before_tenancy_upgrades_in_place(tmp_path: Path, record_url: str) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=record_url)
     store = Store(settings.db_url)
     try:
         _upgrade_to(store, "0001")

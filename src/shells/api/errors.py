@@ -52,7 +52,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 def _headers(exc: e.ShellsError) -> dict[str, str] | None:
     if isinstance(exc, e.Unauthenticated):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, e.RateLimited | e.ShuttingDown):
+    if isinstance(exc, e.RateLimited | e.ShuttingDown | e.RecordUnavailable):
         return {"Retry-After": str(max(1, math.ceil(float(exc.details.get("retry_after_s", 1)))))}
     return None
 

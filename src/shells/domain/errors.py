@@ -46,6 +46,8 @@
     ├── Timeout                      timeout                 no answer in time (also a client timeout)
     │   └── RequestTimeout           request_timeout         the request body did not arrive in time (408)
     └── Unavailable                  unavailable             server unreachable, or connection dropped
+        ├── ShuttingDown             shutting_down           the server is draining before it stops
+        └── RecordUnavailable        record_unavailable      the database did not answer; retry
         └── ShuttingDown             shutting_down           the server is stopping; try again (Retry-After)
 
 Messages are written for the person who has to fix the input: they say what was wrong and what to
@@ -251,6 +253,13 @@ class Unavailable(ShellsError):
 
 class ShuttingDown(Unavailable):
     code = "shutting_down"
+
+
+class RecordUnavailable(Unavailable):
+    """The database behind the record did not answer (restarting, failing over, unreachable). The
+    transaction that met it was rolled back, so sending the request again is safe once it is back."""
+
+    code = "record_unavailable"
 
 
 def _all_error_classes() -> list[type[ShellsError]]:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, or_, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..domain.audit import AuditQuery, RequestInfo
 from ..domain.clock import SYSTEM_CLOCK, Clock
-from ..domain.errors import ShellNotFound
+from ..domain.errors import RecordUnavailable, ShellNotFound
 from ..domain.isolation import Language, Runtime
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord
@@ -153,9 +154,13 @@ class Store(TenancyStore, UsageStore):
     def __init__(self, url: str, clock: Clock = SYSTEM_CLOCK) -> None:
         self.url = url
         self.clock = clock
-        self.engine: Engine = create_engine(url)
-        if self.engine.dialect.name == "sqlite":
+        if url.startswith("sqlite"):
+            self.engine: Engine = create_engine(url)
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            # A server database restarts or fails over: a pooled connection is checked before use,
+            # so a restart costs the requests in flight at that moment, not every later one.
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
@@ -176,8 +181,23 @@ class Store(TenancyStore, UsageStore):
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        """One transaction. A database that cannot be reached (or drops the connection) is
+        ``RecordUnavailable``: the transaction was rolled back and may be sent again."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except DBAPIError as exc:
+            if exc.connection_invalidated or self._unreachable(exc):
+                raise RecordUnavailable(
+                    "The record's database did not answer; nothing was written. Try again shortly.",
+                    {"retry_after_s": 1},
+                ) from exc
+            raise
+
+    def _unreachable(self, exc: DBAPIError) -> bool:
+        """A server database that refused, reset or shut down the connection (SQLite's own
+        operational errors, such as a full disk, stay what they are)."""
+        return self.engine.dialect.name != "sqlite" and isinstance(exc, OperationalError | InterfaceError)
 
     def _event(self, session: Session, draft: EventDraft, at: datetime) -> None:
         session.add(event_row(draft, at))

