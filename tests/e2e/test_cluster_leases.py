@@ -30,7 +30,8 @@ async def kube(kube_api: KubeAPI) -> AsyncIterator[Kube]:
 
 
 def _lease_name(request: pytest.FixtureRequest) -> str:
-    return "t-" + request.node.name.replace("_", "-")[:50].strip("-").lower()
+    name: str = request.node.name
+    return "t-" + name.replace("_", "-")[:50].strip("-").lower()
 
 
 async def _wait_until(predicate: object, timeout_s: float) -> float:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.postgres import PostgresServer
 
-from .harness import ServerProcess, leak_checked_server
+from .harness import ServerProcess, running_server
 from .rest import exec_wait
 from .tenancy import MEMBER, Tenancy
 
@@ -22,7 +22,7 @@ NOTE = "/workspace/note.txt"
 @pytest.fixture(scope="module")
 def pg_server(data_root: Path, postgres: PostgresServer) -> Iterator[ServerProcess]:
     env = {"SHELLS_DATABASE_URL": postgres.new_database("record")}
-    with leak_checked_server(data_root / "pg", warm_pool=1, env=env) as srv:
+    with running_server(data_root / "pg", warm_pool=1, env=env) as srv:
         yield srv
 
 

@@ -135,11 +135,9 @@ def kube_api() -> Iterator[KubeAPI]:
         api = KubeAPI(f"https://127.0.0.1:{secure}", str(pki / "ca.crt"), procs)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _ready(api.url, api.ca_file):
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{proc.args[0]} exited: {(top / 'apiserver.log').read_text()[-3000:]}"
-                    )
+            if any(proc.poll() is not None for proc in procs):
+                logs = (top / "etcd.log").read_text()[-1500:] + (top / "apiserver.log").read_text()[-3000:]
+                raise RuntimeError(f"etcd or kube-apiserver exited: {logs}")
             if time.monotonic() > deadline:
                 raise RuntimeError("the Kubernetes API did not become ready in time")
             time.sleep(0.2)
