@@ -86,10 +86,10 @@ def main() -> None:
             try:
                 ca = api.ca_file.read_text()
                 for shell in (brokered, plain):
-                    shell.commands.run("cat > /tmp/fake-ca.pem", stdin=ca)
+                    shell.commands.run("cat > /workspace/fake-ca.pem", stdin=ca)
                 paths = {
-                    "direct": (plain, "api.fake.test", "/tmp/fake-ca.pem"),
-                    "relayed": (brokered, "other.fake.test", "/tmp/fake-ca.pem"),
+                    "direct": (plain, "api.fake.test", "/workspace/fake-ca.pem"),
+                    "relayed": (brokered, "other.fake.test", "/workspace/fake-ca.pem"),
                     "brokered": (brokered, "api.fake.test", ""),
                 }
                 ms: dict[str, list[float]] = {name: [] for name in paths}
