@@ -60,7 +60,7 @@ def measure(shell: Shell, host: str, address: str, cafile: str, runs: int, size:
     out = shell.commands.run(
         ["python3", "-c", CLIENT, host, address, cafile, str(runs), str(size)], timeout=600
     )
-    assert out.exit_code == 0, out.stderr
+    assert out.exit_code == 0, f"{host} via {shell.id}: {out.stderr}"
     return dict(json.loads(str(out.stdout)))
 
 

@@ -111,6 +111,8 @@ class FakeHttps:
                 while size > 0:
                     conn.sendall(block[: min(size, _CHUNK)])
                     size -= _CHUNK
+                while conn.recv(_CHUNK):  # until the client is done: closing with unread input
+                    pass  # would reset the connection and lose the answer's end in flight
         except (OSError, ssl.SSLError, ValueError):
             pass
         finally:
@@ -129,6 +131,7 @@ class FakeHttps:
             .not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
             .add_extension(
                 x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
             )
