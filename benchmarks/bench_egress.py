@@ -100,6 +100,9 @@ def main() -> None:
                         ms[name] += got["ms"]
                         mib_s[name].append(got["mib_s"])
                 report(ms, mib_s, args)
+            except AssertionError:
+                print(server.log_tail())
+                raise
             finally:
                 brokered.kill()
                 plain.kill()

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shells.domain.limits import EGRESS_MAX_CONNECTIONS_PER_SHELL
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import Shell, Shells
 from tests.support.fake_https import FakeHttps
@@ -245,3 +246,20 @@ def test_secrets_refuse_bad_input_and_never_show_a_value(
     finally:
         assert http.delete("/v1/secrets/KEEP").status_code == 204
         http.close()
+
+
+def test_brokered_connections_end_when_the_shells_client_hangs_up(
+    make: Callable[..., Shell], egress_client: Shells, api: FakeHttps
+) -> None:
+    """More requests, one after another, than a shell may hold through the proxy at once: each
+    connection must end when the client is done, even with a host that waits for the client to
+    hang up (TLS cannot pass a half-close on, so the proxy closes upstream)."""
+    name = f"LOOP_{secrets.token_hex(4).upper()}"
+    egress_client.secrets.create(name, "real" + secrets.token_hex(16), [API])
+    try:
+        shell = make("container", network="internet", secrets=[name])
+        one = CURL.format(host=API, address=api.address, extra="-o /dev/null -w '%{http_code}\\n'", name=name)
+        codes = run(shell, f"for i in $(seq {EGRESS_MAX_CONNECTIONS_PER_SHELL + 6}); do {one}; done").split()
+        assert codes == ["200"] * (EGRESS_MAX_CONNECTIONS_PER_SHELL + 6)
+    finally:
+        egress_client.secrets.delete(name)

@@ -43,13 +43,13 @@ from ...domain.secrets import Brokered
 from .connections import Connections
 from .egress_ca import EgressCA
 from .headsub import substitute
-from .ingress import _copy_both_ways
 from .inside import socket_inside
 from .ruleset import PROXY_DSCP, PROXY_PORT
 from .tlshello import RECORD_HEADER, record_length, server_name
 
 log = logging.getLogger(__name__)
 
+_CHUNK = 64 * 1024
 _SO_ORIGINAL_DST = 80
 _IP_FREEBIND = 15
 _TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -130,8 +130,8 @@ class EgressProxy:
             self._open[shell_id] += 1
             try:
                 await self._route(conn, shell_id, netns, dest)
-            except (OSError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError, RuntimeFailure):
-                pass
+            except (OSError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError, RuntimeFailure) as exc:
+                log.info("egress of %s to %s:%d ended: %r", shell_id, *dest, exc)
             finally:
                 self._open[shell_id] -= 1
                 if not self._open[shell_id]:
@@ -155,7 +155,7 @@ class EgressProxy:
         up_reader, up_writer = await asyncio.open_connection(sock=up)
         reader, writer = await asyncio.open_connection(sock=conn.dup())
         try:
-            await _copy_both_ways(reader, writer, up_reader, up_writer)
+            await _splice(reader, writer, up_reader, up_writer)
         finally:
             for w in (writer, up_writer):
                 w.close()
@@ -195,7 +195,7 @@ class EgressProxy:
             if used:
                 self.policy.used(shell_id, host, used)
             up_writer.write(head)
-            await _copy_both_ways(reader, writer, up_reader, up_writer)
+            await _splice(reader, writer, up_reader, up_writer)
         finally:
             for w in (writer, up_writer):
                 if w is not None:
@@ -252,6 +252,31 @@ async def _peek(conn: socket.socket, size: int) -> bytes:
             await ready
         finally:
             loop.remove_reader(conn.fileno())
+
+
+async def _splice(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+) -> None:
+    """Copy both ways until both inputs end. The end of one input is passed on as a half-close
+    where the transport has one (TCP) and as a close where it has not (TLS): a shell's client that
+    hung up after its answer must not leave the upstream connection waiting for it."""
+    await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer), return_exceptions=True)
+
+
+async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await src.read(_CHUNK):
+            dst.write(chunk)
+            await dst.drain()
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            if dst.can_write_eof() and not dst.is_closing():
+                dst.write_eof()
+            else:
+                dst.close()
 
 
 def _settle(ready: asyncio.Future[None]) -> None:
