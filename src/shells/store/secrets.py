@@ -19,8 +19,10 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..domain.errors import AlreadyExists
 from ..domain.secrets import SecretRecord
 from .repository import EventDraft, Store, event_row, utcnow
 from .tables import Base, ShellRow
@@ -82,6 +84,13 @@ class SecretsStore:
         self._store = store
 
     def add(self, rec: SecretRecord, sealed: bytes, draft: EventDraft) -> None:
+        """Raises ``AlreadyExists`` when the tenant has a secret of that name (a concurrent create)."""
+        try:
+            self._add(rec, sealed, draft)
+        except IntegrityError:
+            raise AlreadyExists(f"A secret named {rec.name!r} exists already.", {"field": "name"}) from None
+
+    def _add(self, rec: SecretRecord, sealed: bytes, draft: EventDraft) -> None:
         with self._store.tx() as s:
             s.add(
                 SecretRow(

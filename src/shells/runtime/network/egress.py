@@ -288,7 +288,8 @@ async def _connect_inside(netns: str, dest: tuple[str, int]) -> socket.socket:
     sock = await socket_inside(netns)
     try:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, PROXY_DSCP << 2)
-        await asyncio.get_running_loop().sock_connect(sock, dest)
+        async with asyncio.timeout(EGRESS_HANDSHAKE_TIMEOUT_S):
+            await asyncio.get_running_loop().sock_connect(sock, dest)
     except BaseException:
         sock.close()
         raise
