@@ -243,6 +243,10 @@ def test_secrets_refuse_bad_input_and_never_show_a_value(
         )
         assert answer.status_code == 400 and "NOPE" in answer.text
         assert not [s for s in egress_client.list() if s.info.state != "deleted"]
+        # sealed with a key file outside the database: the database holds no value
+        key = egress_server.data_dir / "secrets.key"
+        assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
+        assert value.encode() not in (egress_server.data_dir / "shells.db").read_bytes()
     finally:
         assert http.delete("/v1/secrets/KEEP").status_code == 204
         http.close()
@@ -261,5 +265,24 @@ def test_brokered_connections_end_when_the_shells_client_hangs_up(
         one = CURL.format(host=API, address=api.address, extra="-o /dev/null -w '%{http_code}\\n'", name=name)
         codes = run(shell, f"for i in $(seq {EGRESS_MAX_CONNECTIONS_PER_SHELL + 6}); do {one}; done").split()
         assert codes == ["200"] * (EGRESS_MAX_CONNECTIONS_PER_SHELL + 6)
+    finally:
+        egress_client.secrets.delete(name)
+
+
+def test_a_shell_keeps_its_secrets_across_a_server_kill(
+    make: Callable[..., Shell], egress_server: ServerProcess, egress_client: Shells, api: FakeHttps
+) -> None:
+    """kill -9 of the server: the shell runs on, its redirect stays in the kernel, and the next
+    server's proxy serves it (the dataplane's records say it is brokered)."""
+    name = f"KILL_{secrets.token_hex(4).upper()}"
+    value = "real" + secrets.token_hex(16)
+    egress_client.secrets.create(name, value, [API])
+    try:
+        shell = make("container", network="internet", secrets=[name])
+        egress_server.kill9()
+        egress_server.start()
+        with egress_server.client() as again:
+            first, _ = call_api(again.get(shell.id), api, name)
+        assert f"Bearer {value}".encode() in first
     finally:
         egress_client.secrets.delete(name)
