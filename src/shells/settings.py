@@ -80,6 +80,13 @@ class Settings:
     """On SIGTERM, how long open command streams may run on before they end with a final
     ``shutting_down`` event (``SHELLS_SHUTDOWN_GRACE_S``); new requests answer 503 meanwhile."""
 
+    secrets_key_file: Path | None = None
+    """The key that seals tenant secrets: 32 random bytes, made with mode 0600 at first start.
+    None: ``data_dir/secrets.key``. Keep it out of database backups."""
+    egress_ca_file: Path | None = None
+    """Extra CA certificates (PEM) the egress proxy trusts for the real hosts it forwards secrets
+    to, beside the system's, e.g. for a private API."""
+
     @property
     def instance_id(self) -> str:
         """Short stable name of this instance; every host object (cgroup, netns, uid claim) carries it."""

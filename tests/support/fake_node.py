@@ -313,6 +313,9 @@ class NullNetwork:
     def client_of(self, ip: IPv4Address | IPv6Address) -> str | None:
         return None
 
+    def netns_of(self, host_id: str) -> str | None:
+        return None
+
     def policy_of(self, host_id: str) -> NetworkPolicy | None:
         return None
 

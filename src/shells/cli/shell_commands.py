@@ -57,6 +57,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                 env=key_values(args.env, "--env") or None,
                 labels=key_values(args.label, "--label") or None,
                 idle_timeout_s=args.idle_timeout,
+                secrets=args.secret,
             )
 
         try:
@@ -260,6 +261,7 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--env", action="append", metavar="KEY=VALUE")
     s.add_argument("--label", action="append", metavar="KEY=VALUE")
     s.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS", help="pause when idle")
+    s.add_argument("--secret", action="append", metavar="NAME", help="a secret it may use (internet)")
     s.add_argument("--json", action="store_true", help="print the whole record")
     s.set_defaults(func=cmd_create)
 

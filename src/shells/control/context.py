@@ -18,6 +18,7 @@ from ..runtime.backend import Backend, ShellSpec
 from ..settings import Settings
 from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
+from ..store.secrets import SecretsStore
 from .background import Background
 from .quotas import Quotas
 from .request_scope import current_request
@@ -63,6 +64,7 @@ class ControlContext:
             source_snapshot=shell.source_snapshot,
             networks=tuple(n.private() for n in NetworkingStore(self.store).memberships(shell.id)),
             hostname=shell.name,
+            brokered=SecretsStore(self.store).has_secrets(shell.id),
         )
 
     @staticmethod

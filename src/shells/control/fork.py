@@ -12,6 +12,7 @@ from ..domain.principal import Principal
 from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
+from ..store.secrets import SecretsStore
 from .context import ControlContext
 from .requests import MAX_NAME
 from .suspend import Suspension
@@ -58,6 +59,7 @@ async def fork_shell(
         ctx.store.add_shell(
             child, ctx.draft(principal, child, door=door, kind="create", action="fork", details=details)
         )
+    SecretsStore(ctx.store).copy_to(parent.id, [c.id for c in children])  # same secrets, same placeholders
     try:
         await ctx.backend(parent.runtime).fork(parent.id, [ctx.spec(c) for c in children])
     except BaseException as exc:

@@ -32,6 +32,7 @@ from .inflight import Inflight
 from .networking import Networking
 from .pool import WarmPool
 from .requests import CreateShellRequest, parse_fork_count, parse_log_bytes
+from .secrets import Secrets
 from .suspend import Suspension
 from .templates import Templates
 from .wasm_shells import wasm_template
@@ -48,8 +49,10 @@ class Lifecycle:
         templates: Templates,
         network: Networking,
         suspension: Suspension,
+        secrets: Secrets | None = None,
     ) -> None:
         self.ctx = ctx
+        self.secrets = secrets
         self.pool = pool
         self.templates = templates
         self.network = network
@@ -107,6 +110,7 @@ class Lifecycle:
         else:
             template = await self.templates.for_new_shell(principal, template)
         networks = [self.network.get_network(principal, name) for name in req.networks]
+        placeholders = self._placeholders(principal, req)
         idle_timeout = self._idle_timeout(req, backend)
         # No await from the quota check to the record's insert: concurrent creates cannot overshoot.
         self.ctx.quotas.check_shell(principal.tenant, get_shape(req.shape))
@@ -115,13 +119,13 @@ class Lifecycle:
             "tenant": principal.tenant,
             "owner": principal.id,
             "language": req.language,
-            "env": req.env,
+            "env": {**req.env, **placeholders},
             "labels": req.labels,
             "idle_timeout_s": idle_timeout,
             "created_at": now,
             "updated_at": now,
         }
-        if req.snapshot is None and not networks:  # warm shells are on no private network
+        if req.snapshot is None and not networks and not placeholders:  # warm shells: no network, no secret
             claimed = self.pool.claim(
                 template=template, shape=req.shape, network=req.network, runtime=req.runtime
             )
@@ -154,7 +158,16 @@ class Lifecycle:
         )
         for net in networks:  # recorded first, so the shell starts on them
             self.network.record_member(principal, net, shell, "", door)
+        if self.secrets is not None and placeholders:  # recorded first, so its HTTPS is brokered
+            self.secrets.give(shell.id, placeholders)
         return await self.boot(principal, shell, door)
+
+    def _placeholders(self, principal: Principal, req: CreateShellRequest) -> dict[str, str]:
+        if not req.secrets:
+            return {}
+        if self.secrets is None:
+            raise FeatureUnavailable("Secrets are not available on this server.", {"field": "secrets"})
+        return self.secrets.placeholders(principal, req.secrets)
 
     def _idle_timeout(self, req: CreateShellRequest, backend: Backend) -> int | None:
         """The shell's idle timeout: the request's, else the instance's default where the class can
@@ -175,7 +188,10 @@ class Lifecycle:
         """Build and start a shell that is in ``creating``; on failure it ends ``failed`` with the reason."""
         backend = self.ctx.backend(shell.runtime)
         try:
-            await backend.create(self.ctx.spec(shell))
+            spec = self.ctx.spec(shell)
+            await backend.create(spec)
+            if spec.brokered and self.secrets is not None:
+                await self.secrets.trust_ca(shell)
         except ShellsError as exc:
             self.ctx.store.change_state(
                 shell.id,
@@ -212,6 +228,8 @@ class Lifecycle:
                 self.ctx.draft(principal, shell, door=door, kind="delete", action="delete"),
             )
         self.network.records.forget_shell(shell.id)
+        if self.secrets is not None:
+            self.secrets.forget_shell(shell.id)
         self.reclaim(shell)
 
     def reclaim(self, shell: ShellRecord) -> None:
@@ -326,6 +344,8 @@ class Lifecycle:
                 return state(ShellState.RUNNING), {}
             case Capability.REINSTALL_OS | Capability.WIPE_STATE:
                 await backend.reset(spec, wipe_workspace=cap is Capability.WIPE_STATE)
+                if spec.brokered and self.secrets is not None:  # fresh OS files: trust the CA again
+                    await self.secrets.trust_ca(shell)
                 return done()
             case Capability.PAUSE:
                 return await self.suspension.pause(principal, shell, door, "paused by " + principal.id), {}

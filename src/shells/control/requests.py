@@ -11,6 +11,7 @@ from ..domain.errors import InvalidRequest
 from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, ExecSpec, check_env
 from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
 from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.secrets import check_secret_name
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
 
 MAX_NAME = 63
@@ -71,6 +72,8 @@ class CreateShellRequest:
     networks: tuple[str, ...] = ()
     idle_timeout_s: int | None = None
     """None: the instance's default for classes that can pause; 0: never pause on idle."""
+    secrets: tuple[str, ...] = ()
+    """Names of the tenant's secrets the shell gets placeholders for (docs/secrets.md)."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -86,6 +89,7 @@ class CreateShellRequest:
             "env",
             "labels",
             "idle_timeout_s",
+            "secrets",
         }
         reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
@@ -123,7 +127,23 @@ class CreateShellRequest:
             labels=labels,
             networks=tuple(dict.fromkeys(networks)),
             idle_timeout_s=parse_idle_timeout(body.get("idle_timeout_s")),
+            secrets=parse_secret_names(body.get("secrets"), policy),
         )
+
+
+def parse_secret_names(value: object, policy: NetworkPolicy) -> tuple[str, ...]:
+    """A list of secret names; only for shells in mode ``internet`` (the values go out over HTTPS)."""
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequest("'secrets' must be a list of secret names.", {"field": "secrets"})
+    names = tuple(dict.fromkeys(check_secret_name(v, "secrets") for v in value))
+    if policy.mode is not NetworkMode.INTERNET:
+        raise InvalidRequest(
+            "'secrets' need network mode 'internet': they are used on the shell's HTTPS requests.",
+            {"field": "secrets"},
+        )
+    return names
 
 
 MAX_IDLE_TIMEOUT_S = 7 * 24 * 3600

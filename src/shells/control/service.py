@@ -14,6 +14,8 @@ from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
 from ..runtime.backend import Backend
 from ..runtime.network.contract import InstanceNetwork
+from ..runtime.network.egress import EgressProxy, upstream_context
+from ..runtime.network.egress_ca import EgressCA
 from ..settings import Settings
 from ..store.repository import Store
 from .audit import Audit
@@ -29,6 +31,8 @@ from .networking import Networking
 from .pool import WarmPool
 from .reconcile import ReconcileReport, reconcile
 from .run_code import RunCode
+from .secret_box import SecretBox, load_or_create_key
+from .secrets import Secrets, ShellEgress
 from .suspend import Suspension
 from .templates import Templates
 from .tenancy import Tenancy
@@ -44,6 +48,15 @@ class Control:
     ) -> None:
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
         self.network = Networking(self.ctx, network)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
+        egress_ca = EgressCA(settings.data_dir / "egress-ca", settings.instance_id)
+        self.secrets = Secrets(self.ctx, box, egress_ca)
+        self.egress = EgressProxy(
+            ShellEgress(self.ctx, network, box),
+            egress_ca,
+            upstream_context(str(settings.egress_ca_file) if settings.egress_ca_file else None),
+        )
         self.auth = Authenticator(store, self.ctx.quotas)
         self.audit = Audit(store)
         self.templates = Templates(self.ctx)
@@ -53,7 +66,9 @@ class Control:
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
-        self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network, self.suspension)
+        self.shells = Lifecycle(
+            self.ctx, self.pool, self.templates, self.network, self.suspension, secrets=self.secrets
+        )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.run_code = RunCode(self.ctx, self.inside)
         self.metering = Metering(self.ctx, self.runtimes)
@@ -70,6 +85,8 @@ class Control:
             await backend.prepare()
         await self.templates.reconcile()
         await self.network.start()
+        for address in self.network.host.gateway_addresses():
+            await self.egress.listen(address)
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         self.pool.start()
@@ -80,6 +97,7 @@ class Control:
     async def close(self) -> None:
         self.feed.close()
         await self.ctx.background.stop()
+        await self.egress.close()
         await self.network.stop()
         await self.shells.drain()
 

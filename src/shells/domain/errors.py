@@ -159,6 +159,10 @@ class PortNotExposed(NotFound):
     code = "port_not_exposed"
 
 
+class SecretNotFound(NotFound):
+    code = "secret_not_found"
+
+
 class Conflict(ShellsError):
     code = "conflict"
 

@@ -27,3 +27,22 @@ MAX_API_INT = 2**63 - 1
 """Largest integer any query or body parameter may carry (what the store can hold)."""
 RESTART_WAIT_S = 120.0
 """How long a request to a shell whose restart runs waits for it before answering 409."""
+
+MAX_SECRET_VALUE_BYTES = 16 * 1024
+"""Largest secret value a tenant may store (a token, a key; not a file)."""
+MAX_SECRETS_PER_TENANT = 256
+"""Secrets one tenant may hold."""
+MAX_SECRET_HOSTS = 32
+"""Host patterns of one secret."""
+MAX_SHELL_SECRETS = 32
+"""Secrets one shell may be created with."""
+EGRESS_MAX_CLIENT_HELLO_BYTES = 16 * 1024 + 5
+"""The TLS record the egress proxy reads to find a shell's SNI: one record, at most 16 KiB of
+payload (RFC 8446's own bound) plus its header. A hello split over more records is passed through."""
+EGRESS_MAX_HEAD_BYTES = 64 * 1024
+"""A request head (request line plus headers) the egress proxy holds to substitute placeholders;
+a longer one is refused with 431 and the connection closed."""
+EGRESS_MAX_CONNECTIONS_PER_SHELL = 64
+"""HTTPS connections one shell may hold open through the egress proxy at once; more are reset."""
+EGRESS_HANDSHAKE_TIMEOUT_S = 15.0
+"""How long the egress proxy waits for a shell's TLS hello, its handshake or its request head."""

@@ -18,6 +18,10 @@ class Gateway(Protocol):
         """``GET /v1/shells``: the records the caller may see (``state``, ``runtime``, ``label``)."""
         ...
 
+    async def list_secrets(self) -> list[Json]:
+        """``GET /v1/secrets``: the tenant's secrets by name, never a value."""
+        ...
+
     async def create_shell(self, body: Json) -> Json:
         """``POST /v1/shells``: the running shell's record."""
         ...

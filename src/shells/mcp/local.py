@@ -32,6 +32,9 @@ class ControlGateway:
         shells = self.control.shells.list(self.principal, **filters)
         return [self.control.ctx.public(s) for s in shells]
 
+    async def list_secrets(self) -> list[Json]:
+        return [s.to_public() for s in self.control.secrets.list_secrets(self.principal)]
+
     async def create_shell(self, body: Json) -> Json:
         shell = await self.control.shells.create(self.principal, CreateShellRequest.parse(body), DOOR)
         return self.control.ctx.public(shell)

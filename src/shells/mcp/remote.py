@@ -41,6 +41,9 @@ class SdkGateway:
     async def list_shells(self, filters: dict[str, str]) -> list[Json]:
         return list((await self.http.call("GET", "/v1/shells", params=filters))["shells"])
 
+    async def list_secrets(self) -> list[Json]:
+        return list((await self.http.call("GET", "/v1/secrets"))["secrets"])
+
     async def create_shell(self, body: Json) -> Json:
         return dict(await self.http.call("POST", "/v1/shells", body=body))
 

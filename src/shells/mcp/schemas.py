@@ -140,6 +140,23 @@ CREATE_INPUT = obj(
     idle_timeout_s=integer(
         "Seconds without activity before a shell that can pause pauses itself (0: never).", minimum=0
     ),
+    secrets={
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Names of secrets (shells_secrets_list) the shell may use: each env variable of "
+        "that name holds a placeholder the host swaps for the value in HTTPS requests to the secret's "
+        "hosts. Needs network mode internet. The value never enters the shell.",
+    },
+)
+SECRETS_INPUT = obj()
+SECRETS_OUTPUT = obj(
+    ["secrets"],
+    closed=False,
+    secrets={
+        "type": "array",
+        "items": {"type": "object"},
+        "description": "name, hosts, header, version of each secret (never a value).",
+    },
 )
 SHELL_OUTPUT = obj(["shell"], closed=False, shell=SHELL)
 

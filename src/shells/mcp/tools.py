@@ -106,6 +106,12 @@ async def _list(gw: Gateway, args: Args) -> types.CallToolResult:
     return ok(text, {"shells": shells})
 
 
+async def _secrets(gw: Gateway, args: Args) -> types.CallToolResult:
+    found = await gw.list_secrets()
+    lines = [f"{s['name']}: for {', '.join(s['hosts'])}" for s in found]
+    return ok("\n".join(lines) if lines else "No secrets.", {"secrets": found})
+
+
 async def _create(gw: Gateway, args: Args) -> types.CallToolResult:
     shell = await gw.create_shell(args)
     return ok(f"Created and started {_line(shell)}", {"shell": shell})
@@ -245,6 +251,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         "List shells",
         "Every shell you can see (your own and those shared with you), optionally filtered.",
         s.LIST_INPUT, s.LIST_OUTPUT, READS, _list,
+    ),
+    ToolSpec(
+        "shells_secrets_list",
+        "List secrets",
+        "The secrets a shell can be created with (shells_create secrets=[name]), with the hosts each "
+        "may be sent to. Values are never shown: the host adds them to HTTPS requests at egress.",
+        s.SECRETS_INPUT, s.SECRETS_OUTPUT, READS, _secrets,
     ),
     ToolSpec(
         "shells_create",

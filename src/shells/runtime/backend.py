@@ -62,6 +62,8 @@ class ShellSpec:
     """Private networks the shell is on from its start."""
     hostname: str | None = None
     """The shell's name on its private networks (peers resolve it); None uses ``host_id``."""
+    brokered: bool = False
+    """The shell has secrets: its HTTPS goes through the host's egress proxy (docs/secrets.md)."""
 
 
 @dataclass(frozen=True)

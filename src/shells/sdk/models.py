@@ -291,6 +291,19 @@ class Template:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Secret:
+    """A secret of your tenant, without its value (no answer ever holds one)."""
+
+    id: str
+    name: str
+    hosts: list[str] = field(default_factory=list)
+    header: str | None = None
+    version: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class BuildStep:
     """A template build started step ``index`` of ``total``."""
 
@@ -504,6 +517,7 @@ __all__ = [
     "NewToken",
     "Port",
     "PrincipalInfo",
+    "Secret",
     "ShellInfo",
     "Snapshot",
     "Template",

@@ -47,6 +47,9 @@ class CreateOptions(TypedDict, total=False):
     """Free-form ``key: value`` tags; ``list(label="key=value")`` finds them."""
     idle_timeout_s: int | None
     """Pause the shell after this many seconds without activity (0: never; classes that can pause)."""
+    secrets: Sequence[str] | None
+    """Names of your secrets: each becomes a placeholder in the shell's environment, swapped for the
+    value only in HTTPS requests to the secret's hosts (needs ``network="internet"``)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:
@@ -60,8 +63,9 @@ def create_body(language: str | None, options: CreateOptions) -> Json:
         body["network"] = {"mode": network or "internet", "allow": list(allow)}
     elif network is not None:
         body["network"] = network
-    if "networks" in body:
-        body["networks"] = list(body["networks"])
+    for key in ("networks", "secrets"):
+        if key in body:
+            body[key] = list(body[key])
     for key in ("env", "labels"):
         if key in body:
             body[key] = dict(body[key])

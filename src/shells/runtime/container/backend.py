@@ -317,7 +317,9 @@ class ContainerBackend:
             os.close(fd)
         ns_path = self.netns_dir / host_id
         netns.create_sealed_netns(str(ns_path))
-        addresses = self.network.attach(host_id, str(ns_path), spec.network, spec.networks, spec.hostname)
+        addresses = self.network.attach(
+            host_id, str(ns_path), spec.network, spec.networks, spec.hostname, brokered=spec.brokered
+        )
         resolv_conf = self._resolv_conf(host_id)  # every mode: a live change to internet needs no restart
         resolv_conf.write_text(f"nameserver {addresses.nameserver}\n", encoding="utf-8")
         config = build_config(

@@ -73,7 +73,12 @@ class VmNetwork:
             return
         self.make_netns(spec.host_id)
         self.network.attach(
-            spec.host_id, str(self.netns(spec.host_id)), spec.network, spec.networks, spec.hostname
+            spec.host_id,
+            str(self.netns(spec.host_id)),
+            spec.network,
+            spec.networks,
+            spec.hostname,
+            brokered=spec.brokered,
         )
 
     def wire(self, host_id: str) -> None:

@@ -44,6 +44,9 @@ class InstanceNetwork(Protocol):
 
     def policy_of(self, host_id: str) -> NetworkPolicy | None: ...
 
+    def netns_of(self, host_id: str) -> str | None:
+        """The name of the shell's network namespace (the egress proxy dials from inside it)."""
+
     def drain_blocked(self) -> list[tuple[str, BlockedAttempt]]:
         """Refused attempts since the previous drain."""
 

@@ -215,12 +215,13 @@ class HostNetwork:
         batch += "".join(rules.network_change("add", n.cidr) for n in self._networks.values())
         for shell in alive:
             batch += rules.shell_objects(shell.slot) + rules.shell_chain(shell.slot, shell.policy)
+            batch += rules.shell_egress(shell.slot, shell.brokered)
             if f"a{shell.slot}" not in existing:
                 batch += rules.shell_allow(shell.slot, shell.policy)
             batch += rules.ports_change("add", self._port_entries(shell, self._ports(shell)))
         slots = {s.slot for s in alive}
         orphans = [name for name in existing if _slot_of(name) not in slots]
-        batch += "".join(rules.drop_objects(n) for n in sorted(orphans, key=lambda n: n[0] not in "sd"))
+        batch += "".join(rules.drop_objects(n) for n in sorted(orphans, key=lambda n: n[0] not in "sde"))
         self.nft.run(batch)
         claimed = {p.name for s in alive for p in self._ports(s)}
         with Netlink() as host:
@@ -254,15 +255,17 @@ class HostNetwork:
         policy: NetworkPolicy,
         networks: Sequence[PrivateNetwork] = (),
         hostname: str | None = None,
+        brokered: bool = False,
     ) -> ShellAddresses:
         """Give the shell whose netns is bound at ``netns_path`` what ``policy`` allows, and put it
-        on ``networks`` (known to peers as ``hostname``, by default ``host_id``)."""
+        on ``networks`` (known to peers as ``hostname``, by default ``host_id``). A ``brokered``
+        shell's HTTPS goes through the egress proxy (it has secrets)."""
         with self._lock:
             if host_id in self._shells:
                 self.detach(host_id)
             used = {s.slot for s in self._shells.values()} | self._reaping
             slot = lowest_free(used, 0, self.range.slots, "shell address of this instance")
-            shell = ShellNet(host_id, slot, netns_path, policy)
+            shell = ShellNet(host_id, slot, netns_path, policy, brokered=brokered)
             self._shells[host_id] = shell
             try:
                 for net in networks:
@@ -272,6 +275,7 @@ class HostNetwork:
                     rules.shell_objects(slot)
                     + rules.shell_chain(slot, policy)
                     + rules.shell_allow(slot, policy)
+                    + rules.shell_egress(slot, brokered)
                 )
                 self._converge(shell, before=[])
                 self.ledger.save_shell(shell)
@@ -495,6 +499,12 @@ class HostNetwork:
                 if any(p.address == ip for p in self._ports(shell)):
                     return shell.host_id
             return None
+
+    def netns_of(self, host_id: str) -> str | None:
+        """Where the shell's network namespace is bound (for sockets made inside it)."""
+        with self._lock:
+            shell = self._shells.get(host_id)
+            return shell.netns if shell is not None else None
 
     def gateway_addresses(self) -> list[IPv4Address]:
         """Where the instance's DNS resolver must listen (port 53, UDP and TCP): the one gateway."""

@@ -35,6 +35,8 @@ class ShellNet:
     memberships: dict[str, Membership] = field(default_factory=dict)
     blocked_seen: dict[str, int] = field(default_factory=dict)
     """Packets per blocked-set key at the last drain (see :mod:`.blocked`)."""
+    brokered: bool = False
+    """Its HTTPS goes through the egress proxy (see :mod:`.egress`)."""
 
     @property
     def uplink_open(self) -> bool:
@@ -56,6 +58,7 @@ class ShellNet:
                 for m in self.memberships.values()
             },
             "blocked_seen": self.blocked_seen,
+            "brokered": self.brokered,
         }
 
     @classmethod
@@ -73,6 +76,7 @@ class ShellNet:
                 for net_id, m in data["memberships"].items()
             },
             blocked_seen=data.get("blocked_seen", {}),
+            brokered=bool(data.get("brokered", False)),
         )
 
 

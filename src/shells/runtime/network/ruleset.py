@@ -15,6 +15,9 @@ chain accepts foreign traffic first, and ``accept`` in one table does not bypass
                                     ``d<slot>`` (via ``count_of``) and refused. Nothing outside
                                     may open a connection to a shell.
     nat_out      postrouting, nat   masquerade what leaves for the outside
+    egress_in    prerouting, nat    a shell's chain ``e<slot>`` (via ``egress_of``): for a shell
+                                    with secrets, TCP to port 443 outside the refused ranges goes
+                                    to the egress proxy on the gateway (``runtime/network/egress``)
 
 Per shell (``slot``): ``s<slot>`` accepts what the policy allows; ``d<slot>`` counts a refused
 packet in ``b<slot>`` (IPv4) or ``v<slot>`` (IPv6), dynamic sets keyed by destination, protocol
@@ -68,6 +71,10 @@ BLOCKED_SIZE = 1024
 BLOCKED6_SIZE = 256
 MIN_RESOLVED_TTL_S = 30
 _PORTED = "{ tcp, udp, sctp }"
+PROXY_PORT = 15443
+"""Where the egress proxy listens on the gateway address (reached only through the DNAT)."""
+PROXY_DSCP = 0x2D
+"""The DSCP of the egress proxy's own upstream packets, which the DNAT lets by."""
 
 
 @dataclass(frozen=True)
@@ -143,16 +150,18 @@ class Ruleset:
             f"add set {t} private_pairs {{ type ipv4_addr . ipv4_addr; flags interval; }}",
             f"add map {t} policy_of {{ type ifname : verdict; }}",
             f"add map {t} count_of {{ type ifname : verdict; }}",
+            f"add map {t} egress_of {{ type ifname : verdict; }}",
             f"add chain {t} spoof_guard {{ type filter hook prerouting priority raw; policy accept; }}",
             f"add chain {t} to_host {{ type filter hook input priority filter; policy accept; }}",
             f"add chain {t} routed {{ type filter hook forward priority filter; policy accept; }}",
             f"add chain {t} nat_out {{ type nat hook postrouting priority srcnat; policy accept; }}",
+            f"add chain {t} egress_in {{ type nat hook prerouting priority dstnat; policy accept; }}",
             f"flush set {t} forbidden4",
             f"flush set {t} nonpublic4",
             f"add element {t} forbidden4 {{ {', '.join(forbidden)} }}",
             f"add element {t} nonpublic4 {{ {', '.join([*forbidden, *PRIVATE4])} }}",
         ]
-        for chain in ("spoof_guard", "to_host", "routed", "nat_out"):
+        for chain in ("spoof_guard", "to_host", "routed", "nat_out", "egress_in"):
             lines.append(f"flush chain {t} {chain}")
         rules = {
             "spoof_guard": [
@@ -167,6 +176,7 @@ class Ruleset:
                 f"iifname != {ports} accept",
                 "ct state established,related accept",
                 f"ip daddr {self.gateway} meta l4proto {{ tcp, udp }} th dport 53 accept",
+                f"ip daddr {self.gateway} tcp dport {PROXY_PORT} ct status dnat accept",
                 "iifname vmap @count_of",
                 "meta l4proto tcp reject with tcp reset",
                 "reject with icmpx admin-prohibited",
@@ -182,6 +192,7 @@ class Ruleset:
                 "drop",
             ],
             "nat_out": [f"ip saddr {self.cidr} oifname != {ports} masquerade"],
+            "egress_in": [f"iifname {ports} iifname vmap @egress_of"],
         }
         for chain, body in rules.items():
             lines.extend(f"add rule {t} {chain} {rule}" for rule in body)
@@ -197,6 +208,7 @@ class Ruleset:
                     f"flush set {t} private_pairs",
                     f"flush map {t} policy_of",
                     f"flush map {t} count_of",
+                    f"flush map {t} egress_of",
                 ]
             )
             + "\n"
@@ -221,6 +233,7 @@ class Ruleset:
             f"add set {t} g{slot} {{ type {v6}; {dynamic}; size {BLOCKED6_SIZE}; }}",
             f"add chain {t} s{slot}",
             f"add chain {t} d{slot}",
+            f"add chain {t} e{slot}",
             f"flush chain {t} d{slot}",
         ]
         for family, daddr, counted, first in (("ipv4", "ip", "b", "f"), ("ipv6", "ip6", "v", "g")):
@@ -246,6 +259,17 @@ class Ruleset:
                 f"add rule {t} s{slot} meta l4proto {{ tcp, udp }} "
                 f"ip daddr . meta l4proto . th dport @p{slot} accept",
             ]
+        return "\n".join(lines) + "\n"
+
+    def shell_egress(self, slot: int, brokered: bool) -> str:
+        """Rewrite ``e<slot>``: whether the shell's HTTPS goes through the egress proxy."""
+        t = self.table
+        lines = [f"flush chain {t} e{slot}"]
+        if brokered:
+            lines.append(
+                f"add rule {t} e{slot} meta l4proto tcp th dport 443 ip dscp != {PROXY_DSCP:#x} "
+                f"ip daddr != @forbidden4 dnat ip to {self.gateway}:{PROXY_PORT}"
+            )
         return "\n".join(lines) + "\n"
 
     def shell_allow(self, slot: int, policy: NetworkPolicy) -> str:
@@ -288,22 +312,24 @@ class Ruleset:
                     f'add element {t} sources {{ "{name}" . {address} }}',
                     f'add element {t} policy_of {{ "{name}" : jump s{slot} }}',
                     f'add element {t} count_of {{ "{name}" : jump d{slot} }}',
+                    f'add element {t} egress_of {{ "{name}" : jump e{slot} }}',
                 ]
             else:
                 lines += [
                     f'delete element {t} sources {{ "{name}" . {address} }}',
                     f'delete element {t} policy_of {{ "{name}" }}',
                     f'delete element {t} count_of {{ "{name}" }}',
+                    f'delete element {t} egress_of {{ "{name}" }}',
                 ]
         return "\n".join(lines) + "\n" if lines else ""
 
     @staticmethod
     def shell_object_names(slot: int) -> list[str]:
         """A shell's chains, then its sets (a set cannot go while a rule still uses it)."""
-        return [f"s{slot}", f"d{slot}", *(f"{k}{slot}" for k in "aqpbfvg")]
+        return [f"s{slot}", f"d{slot}", f"e{slot}", *(f"{k}{slot}" for k in "aqpbfvg")]
 
     def drop_objects(self, name: str) -> str:
-        kind = "chain" if name[0] in "sd" else "set"
+        kind = "chain" if name[0] in "sde" else "set"
         return f"delete {kind} {self.table} {name}\n"
 
     def network_change(self, verb: str, cidr: IPv4Network) -> str:

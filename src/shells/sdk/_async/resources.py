@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from ...domain.errors import Unavailable
-from ..models import BuildDone, BuildEvent, Network, Snapshot, Template, from_wire
+from ..models import BuildDone, BuildEvent, Network, Secret, Snapshot, Template, from_wire
 from ..wire import BUILD_EVENTS, Json
 from .http import AsyncHTTP
 
@@ -105,6 +105,73 @@ class AsyncTemplates:
 
 def _build_body(spec: str | None, builtin: str | None) -> Json:
     return {"spec": spec} if spec is not None else {"builtin": builtin}
+
+
+class AsyncSecrets:
+    """Your tenant's secrets (``client.secrets``): values go in, never come out."""
+
+    def __init__(self, http: AsyncHTTP) -> None:
+        self._http = http
+
+    async def create(
+        self, name: str, value: str, hosts: builtins.list[str], *, header: str | None = None
+    ) -> Secret:
+        """Store a secret that shells created with ``secrets=[name]`` may use on HTTPS requests to
+        ``hosts`` (names such as ``api.github.com`` or wildcards such as ``*.example.org``).
+
+        Raises:
+            InvalidRequest: a field is wrong (an empty host list or a bare ``*`` included).
+            Conflict: the name is taken.
+            PermissionDenied: writing secrets needs ``tenant.admin``.
+        """
+        body: Json = {"name": name, "value": value, "hosts": list(hosts)}
+        if header is not None:
+            body["header"] = header
+        return from_wire(Secret, await self._http.call("POST", "/v1/secrets", body=body))
+
+    async def list(self) -> builtins.list[Secret]:
+        """Every secret of your tenant (names and hosts; never values)."""
+        answer = await self._http.call("GET", "/v1/secrets")
+        return [from_wire(Secret, s) for s in answer["secrets"]]
+
+    async def get(self, name: str) -> Secret:
+        """One secret, without its value.
+
+        Raises:
+            NotFound: there is no such secret.
+        """
+        return from_wire(Secret, await self._http.call("GET", f"/v1/secrets/{name}"))
+
+    async def update(
+        self,
+        name: str,
+        *,
+        value: str | None = None,
+        hosts: builtins.list[str] | None = None,
+        header: str | None = None,
+    ) -> Secret:
+        """Rotate the value and/or change the hosts or the header; running shells use the change
+        on their next request.
+
+        Raises:
+            NotFound: there is no such secret.
+        """
+        body: Json = {}
+        if value is not None:
+            body["value"] = value
+        if hosts is not None:
+            body["hosts"] = list(hosts)
+        if header is not None:
+            body["header"] = header
+        return from_wire(Secret, await self._http.call("PUT", f"/v1/secrets/{name}", body=body))
+
+    async def delete(self, name: str) -> None:
+        """Delete a secret; shells that had it send their placeholder unchanged from then on.
+
+        Raises:
+            NotFound: there is no such secret.
+        """
+        await self._http.call("DELETE", f"/v1/secrets/{name}")
 
 
 class AsyncNetworks:

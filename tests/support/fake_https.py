@@ -1,0 +1,163 @@
+"""An HTTPS server on "the internet" (a ``FakeInternet``'s netns), with a certificate for a few names
+signed by a test CA of its own, that records every request head it reads.
+
+    with FakeInternet() as net, FakeHttps(net) as api:
+        api.address        # 198.51.100.20, port 443
+        api.ca_file        # the test CA (what a server under test must trust to verify it)
+        api.heads()        # request heads received so far, as bytes
+
+``GET /bytes/N`` answers N bytes (for throughput); anything else answers ``ok``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from shells.runtime.host import netns
+from tests.support.fake_internet import FakeInternet, _ip
+
+NAMES = ("api.fake.test", "other.fake.test")
+_CHUNK = 64 * 1024
+
+
+class FakeHttps:
+    def __init__(
+        self, internet: FakeInternet, address: str = "198.51.100.20", names: tuple[str, ...] = NAMES
+    ):
+        self.internet, self.address, self.names = internet, address, names
+        self._dir = Path(tempfile.mkdtemp(prefix="shells-fakehttps-", dir="/var/tmp"))
+        self.ca_file = self._dir / "ca.pem"
+        self._heads: list[bytes] = []
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> FakeHttps:
+        _ip("addr", "add", f"{self.address}/32", "dev", "lo", netns_path=self.internet.netns_path)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self._make_certificates())
+
+        def bound() -> socket.socket:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.address, 443))
+            sock.listen(128)
+            return sock
+
+        self._sock = netns.run_in_netns(self.internet.netns_path, bound)
+        self._thread = threading.Thread(target=self._accept, args=(self._sock, ctx), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._sock is not None:
+            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+        if self._thread is not None:
+            self._thread.join(5)
+        for path in self._dir.iterdir():
+            path.unlink()
+        self._dir.rmdir()
+
+    def heads(self) -> list[bytes]:
+        with self._lock:
+            return list(self._heads)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._heads.clear()
+
+    # serving --------------------------------------------------------------------------------------
+    def _accept(self, sock: socket.socket, ctx: ssl.SSLContext) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn, ctx), daemon=True).start()
+
+    def _answer(self, raw: socket.socket, ctx: ssl.SSLContext) -> None:
+        raw.settimeout(20)
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as conn:
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 256 * 1024:
+                    chunk = conn.recv(_CHUNK)
+                    if not chunk:
+                        return
+                    head += chunk
+                with self._lock:
+                    self._heads.append(head.split(b"\r\n\r\n")[0])
+                target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
+                size = int(target[len(b"/bytes/") :]) if target.startswith(b"/bytes/") else 0
+                body_head = f"HTTP/1.1 200 OK\r\nContent-Length: {size or 3}\r\nConnection: close\r\n\r\n"
+                conn.sendall(body_head.encode())
+                if not size:
+                    conn.sendall(b"ok\n")
+                block = b"x" * _CHUNK
+                while size > 0:
+                    conn.sendall(block[: min(size, _CHUNK)])
+                    size -= _CHUNK
+                while conn.recv(_CHUNK):  # until the client is done: closing with unread input
+                    pass  # would reset the connection and lose the answer's end in flight
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            raw.close()
+
+    def _make_certificates(self) -> Path:
+        now = dt.datetime.now(dt.UTC)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake internet test CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.names[0])]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in self.names]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        chain = self._dir / "server.pem"
+        chain.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            + leaf.public_bytes(serialization.Encoding.PEM)
+        )
+        return chain
