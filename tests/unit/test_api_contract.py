@@ -207,3 +207,19 @@ def test_an_undeclared_status_is_caught() -> None:
     with TestClient(check) as client:  # type: ignore[arg-type]
         assert client.post("/v1/shells", json={"colour": "red"}).status_code == 400
     assert check.undeclared == ["POST /v1/shells answered 400"]
+
+
+def test_the_mcp_tools_take_their_arguments_from_the_same_models() -> None:
+    from shells.control.bodies import ActionParams, CreateShellBody, RunBody, TermBody
+    from shells.mcp import schemas
+
+    for schema, model, extra in [
+        (schemas.CREATE_INPUT, CreateShellBody, set()),
+        (schemas.ACTION_INPUT, ActionParams, {"shell_id", "action"}),
+        (schemas.TERM_INPUT, TermBody, {"shell_id"}),
+        (schemas.RUN_CODE_INPUT, RunBody, {"shell_id", "max_output_chars"}),
+    ]:
+        assert set(schema["properties"]) == set(model.model_fields) | extra
+        assert schema["additionalProperties"] is False
+        assert "$ref" not in str(schema) and "'title'" not in str(schema)
+    assert schemas.CREATE_INPUT["properties"]["language"]["enum"] == ["bash", "node", "python", "rust", "go"]

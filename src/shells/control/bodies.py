@@ -80,7 +80,8 @@ class CreateShellBody(Body):
     )
     runtime: choice(Runtime, "runtime") = Field(  # type: ignore[valid-type]
         DEFAULT_RUNTIME,
-        description="The isolation class: container (crun), microvm (QEMU) or wasm (wasmtime).",
+        description="The isolation class: container (crun, namespaces, seccomp), microvm (its own "
+        "kernel under QEMU) or wasm (WASI, no sockets).",
     )
     network: choice(NetworkMode, "network.mode") | NetworkPolicyBody | None = Field(  # type: ignore[valid-type]
         None, description="The network policy, or only its mode (default sealed)."
@@ -94,7 +95,9 @@ class CreateShellBody(Body):
         json_schema_extra={"enum": [*SHAPES]},
     )
     template: StrictStr | None = Field(
-        default=None, min_length=1, description="A template name:tag instead of the language's preset."
+        default=None,
+        min_length=1,
+        description="A template name:tag instead of the language's preset (python:1, devbox:1, …).",
     )
     snapshot: StrictStr | None = Field(
         default=None,
