@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..control.service import Control
 from ..mcp.http import McpHttp
-from . import console, errors, metrics, routes_admin, routes_mcp, terminal_ws
+from . import console, errors, metrics, openapi_doc, routes_admin, routes_mcp, terminal_ws
 from .body_timeout import BodyTimeout
 from .drain import Drain, Draining
 from .request_context import RequestContext
@@ -35,7 +35,12 @@ def create_app(control: Control) -> FastAPI:
         finally:
             await control.close()
 
-    app = FastAPI(title="Shells", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Shells",
+        version=__version__,
+        lifespan=lifespan,
+        generate_unique_id_function=openapi_doc.operation_id,
+    )
     app.state.control = control
     app.state.mcp = mcp
     app.state.drain = drain = Drain(control.ctx.settings.shutdown_grace_s)
@@ -55,4 +60,5 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(routes_mcp.router)
     app.include_router(events_router)
     console.install(app)
+    openapi_doc.install(app)
     return app
