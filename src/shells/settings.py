@@ -71,6 +71,9 @@ class Settings:
     """Every tenant's monthly free allowance unless set for the tenant (``SHELLS_FREE_TIER_USD``)."""
     budget_check_s: float = 10.0
     """How often budget caps are checked against the month's cost (``SHELLS_BUDGET_CHECK_S``)."""
+    e2b_port: int = 0
+    """The port of the E2B door (``shells serve --e2b-port``, ``SHELLS_E2B_PORT``; docs/e2b.md): E2B's
+    control plane and in-sandbox protocol on one listener of ``host``. 0 (the default) serves no door."""
     shutdown_grace_s: float = 10.0
     """On SIGTERM, how long open command streams may run on before they end with a final
     ``shutting_down`` event (``SHELLS_SHUTDOWN_GRACE_S``); new requests answer 503 meanwhile."""
@@ -128,6 +131,7 @@ class Settings:
             "rate_limit_burst": "SHELLS_RATE_LIMIT_BURST",
             "ingress_port": "SHELLS_INGRESS_PORT",
             "idle_timeout_s": "SHELLS_IDLE_TIMEOUT_S",
+            "e2b_port": "SHELLS_E2B_PORT",
         }
         for name, var in ints.items():
             if env.get(var):

@@ -91,10 +91,12 @@ class Inside:
         chunks: AsyncIterable[bytes],
         mode: int,
         door: str,
+        owner: str | None = None,
     ) -> int:
+        """Write a file (owned by the shell's user ``owner`` if given, else root)."""
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a file write")
         clean = normalize_shell_path(path)
-        size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode)
+        size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode, owner)
         self.ctx.store.add_event(
             self.ctx.draft(
                 principal,
@@ -115,10 +117,12 @@ class Inside:
         shell = await self._ready(principal, shell_id, access.FILES_READ, "a file stat")
         return await self.ctx.backend(shell.runtime).stat(shell.id, normalize_shell_path(path))
 
-    async def mkdir(self, principal: Principal, shell_id: str, path: str, door: str) -> None:
+    async def mkdir(
+        self, principal: Principal, shell_id: str, path: str, door: str, owner: str | None = None
+    ) -> None:
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a mkdir")
         clean = normalize_shell_path(path)
-        await self.ctx.backend(shell.runtime).mkdir(shell.id, clean)
+        await self.ctx.backend(shell.runtime).mkdir(shell.id, clean, owner)
         self.ctx.store.add_event(
             self.ctx.draft(principal, shell, door=door, kind="files", action="mkdir", details={"path": clean})
         )
@@ -132,5 +136,38 @@ class Inside:
         self.ctx.store.add_event(
             self.ctx.draft(
                 principal, shell, door=door, kind="files", action="remove", details={"path": clean}
+            )
+        )
+
+    async def rename(
+        self, principal: Principal, shell_id: str, source: str, destination: str, door: str
+    ) -> FileEntry:
+        shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a rename")
+        src, dst = normalize_shell_path(source), normalize_shell_path(destination)
+        entry = await self.ctx.backend(shell.runtime).rename(shell.id, src, dst)
+        self.ctx.store.add_event(
+            self.ctx.draft(
+                principal,
+                shell,
+                door=door,
+                kind="files",
+                action="rename",
+                details={"path": src, "destination": dst},
+            )
+        )
+        return entry
+
+    async def signal(self, principal: Principal, shell_id: str, pid: int, signum: int, door: str) -> None:
+        """Signal one of the shell's running commands (by the pid its start reported)."""
+        shell = await self._ready(principal, shell_id, access.EXEC, "a signal")
+        await self.ctx.backend(shell.runtime).signal(shell.id, pid, signum)
+        self.ctx.store.add_event(
+            self.ctx.draft(
+                principal,
+                shell,
+                door=door,
+                kind="exec",
+                action="signal",
+                details={"pid": pid, "signal": signum},
             )
         )

@@ -6,7 +6,7 @@ dataclasses with no behaviour beyond validation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -48,6 +48,11 @@ class ExecSpec:
     stdin: bytes = b""
     timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
     output_cap_bytes: int = EXEC_OUTPUT_CAP_BYTES
+    user: str | None = None
+    """The Linux user of the shell to run as (its uid, gid, groups, HOME); None runs as root."""
+    stdin_stream: AsyncIterable[bytes] | None = field(default=None, compare=False)
+    """Input that arrives while the command runs (after ``stdin``); its end closes the command's
+    stdin. None: stdin is ``stdin`` alone (or nothing)."""
 
     def __post_init__(self) -> None:
         if (self.argv is None) == (self.command is None):
@@ -70,6 +75,8 @@ class ExecSpec:
             raise InvalidRequest(f"'timeout_s' must be between 0 and {MAX_EXEC_TIMEOUT_S:.0f} seconds.")
         if self.output_cap_bytes <= 0:
             raise InvalidRequest("'output_cap_bytes' must be positive.")
+        if self.user is not None and not is_user_name(self.user):
+            raise InvalidRequest(f"'user' {self.user!r} is not a Linux user name.", {"field": "user"})
 
     @property
     def effective_argv(self) -> tuple[str, ...]:
@@ -77,6 +84,11 @@ class ExecSpec:
             return self.argv
         assert self.command is not None
         return ("/bin/sh", "-c", self.command)
+
+
+def is_user_name(name: str) -> bool:
+    """A portable Linux user name (what useradd accepts by default)."""
+    return 0 < len(name) <= 32 and name[0] != "-" and all(c.isalnum() or c in "._-" for c in name)
 
 
 Stream = Literal["stdout", "stderr"]

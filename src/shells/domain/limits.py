@@ -27,3 +27,14 @@ MAX_API_INT = 2**63 - 1
 """Largest integer any query or body parameter may carry (what the store can hold)."""
 RESTART_WAIT_S = 120.0
 """How long a request to a shell whose restart runs waits for it before answering 409."""
+
+E2B_MAX_METADATA = 64
+"""Entries of an E2B sandbox's ``metadata`` or ``envVars`` (the metadata become the shell's labels)."""
+E2B_MAX_PAGE = 100
+"""Sandboxes in one page of the E2B door's list."""
+E2B_MAX_PROCESSES = 64
+"""Commands the E2B door keeps running for one shell beyond the requests that started them."""
+E2B_MAX_SUBSCRIBER_CHUNKS = 256
+"""Output chunks queued for one listener of a command before the command waits for it."""
+E2B_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+"""Bytes of one ``POST /files`` on the E2B door (all its parts)."""

@@ -24,6 +24,7 @@ import functools
 import heapq
 import itertools
 import os
+import pwd
 import secrets
 import selectors
 import shutil
@@ -206,8 +207,12 @@ def op_list_dir(message: dict[str, object]) -> dict[str, object]:
 def op_mkdir(message: dict[str, object]) -> dict[str, object]:
     path = check_writable(get_str(message, "path"))
     parents = get_bool(message, "parents", False)
+    account = account_of(message)
     try:
+        missing = [p for p in (Path(path), *Path(path).parents) if not p.exists()]
         Path(path).mkdir(0o755, parents=parents, exist_ok=True)
+        for made in missing:
+            chown_to(str(made), account)
     except FileExistsError:
         raise RequestError("invalid_request", f"{path} exists and is not a directory.") from None
     except OSError as exc:
@@ -231,6 +236,50 @@ def op_remove(message: dict[str, object]) -> dict[str, object]:
     except OSError as exc:
         raise os_error(exc, path) from None
     return {}
+
+
+def op_rename(message: dict[str, object]) -> dict[str, object]:
+    """Move ``source`` to ``destination`` (one rename(2): both inside the same file system)."""
+    source = check_writable(get_str(message, "source"))
+    destination = check_writable(get_str(message, "destination"))
+    if "/" in (source, destination):
+        raise RequestError("invalid_path", "Refusing to move '/'.")
+    try:
+        Path(source).rename(destination)
+        return {"entry": entry_of(destination, os.lstat(destination))}
+    except OSError as exc:
+        raise os_error(exc, source if exc.filename == source else destination) from None
+
+
+class Account(NamedTuple):
+    """A Linux user of the shell that a request runs as (``"user": NAME``)."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+
+    @classmethod
+    def named(cls, name: str) -> Account:
+        try:
+            entry = pwd.getpwnam(name)
+        except (KeyError, ValueError):
+            raise RequestError("invalid_request", f"There is no user {name!r} in this shell.") from None
+        return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell or "/bin/sh")
+
+    def environment(self) -> dict[str, str]:
+        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell}
+
+
+def account_of(message: dict[str, object]) -> Account | None:
+    name = get_str(message, "user", "")
+    return Account.named(name) if name else None
+
+
+def chown_to(path: str, account: Account | None) -> None:
+    if account is not None:
+        os.chown(path, account.uid, account.gid, follow_symlinks=False)
 
 
 def op_stats(message: dict[str, object]) -> dict[str, object]:
@@ -767,7 +816,9 @@ class ExecChannel(Channel):
             raise RequestError("invalid_request", "'cwd' must be an absolute path.")
         if not 0 < timeout_s <= MAX_TIMEOUT_S or self.cap <= 0:
             raise RequestError("invalid_request", "'timeout_s' and 'output_cap_bytes' must be positive.")
-        env = {"PATH": STANDARD_PATH, **env}
+        account = account_of(message)
+        # As a user, its identity (HOME, USER, LOGNAME, SHELL) wins over the host's defaults (HOME=/root).
+        env = {"PATH": STANDARD_PATH, **env, **(account.environment() if account else {})}
 
         stdio = _pipe_stdio(wants_stdin) if window is None else _pty_stdio(*window)
         self.started = time.monotonic()
@@ -782,6 +833,9 @@ class ExecChannel(Channel):
                 start_new_session=True,
                 close_fds=True,
                 preexec_fn=_take_terminal if stdio.terminal else None,  # noqa: PLW1509 (single-threaded)
+                user=account.uid if account else None,
+                group=account.gid if account else None,
+                extra_groups=os.getgrouplist(account.name, account.gid) if account else None,
             )
         except OSError as exc:
             stdio.close_our_side()
@@ -1047,6 +1101,7 @@ class WriteFileChannel(Channel):
         self.path = check_writable(get_str(message, "path"))
         mode = get_int(message, "mode", 0o644)
         append = get_bool(message, "append", False)
+        account = account_of(message)
         if not 0 <= mode <= 0o7777:
             raise RequestError("invalid_request", "'mode' must be a permission number such as 0o644.")
         flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
@@ -1061,6 +1116,8 @@ class WriteFileChannel(Channel):
                 self.temp = str(Path(self.path).with_name(f".shells-upload-{secrets.token_hex(8)}"))
                 fd = os.open(self.temp, flags | os.O_CREAT | os.O_EXCL, 0o600)
                 os.fchmod(fd, mode)
+                if account is not None:
+                    os.fchown(fd, account.uid, account.gid)
         except OSError as exc:
             raise os_error(exc, self.path) from None
         self.fd: int | None = fd
@@ -1119,13 +1176,35 @@ CHANNEL_OPS: dict[str, Callable[[Connection, int, dict[str, object]], Channel]] 
     "read_file": ReadFileChannel,
     "write_file": WriteFileChannel,
 }
-CONNECTION_OPS: dict[str, Callable[[Connection, dict[str, object]], dict[str, object]]] = {}
+SIGNALS = frozenset({signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+"""The signals the host may send to a process the agent started."""
+
+
+def op_signal(connection: Connection, message: dict[str, object]) -> dict[str, object]:
+    """Send a signal to the process group of a running command the agent started (never to any other
+    pid: the number could belong to anything, including the agent)."""
+    pid, signum = get_int(message, "pid"), get_int(message, "signal")
+    if signum not in SIGNALS:
+        raise RequestError("invalid_request", f"Signal {signum} is not one of {sorted(SIGNALS)}.")
+    channel = connection.agent.children.get(pid)
+    if channel is None or channel.status is not None:
+        raise RequestError("process_not_found", f"No running process with pid {pid}.")
+    for kill in (os.killpg, os.kill):
+        with suppress(ProcessLookupError, PermissionError):
+            kill(pid, signum)
+    return {}
+
+
+CONNECTION_OPS: dict[str, Callable[[Connection, dict[str, object]], dict[str, object]]] = {
+    "signal": op_signal,
+}
 """Ops that act on the connection they arrive on (the microvm's ``resync``, see ``guest/vm.py``)."""
 SIMPLE_OPS: dict[str, Callable[[dict[str, object]], dict[str, object]]] = {
     "stat": op_stat,
     "list_dir": op_list_dir,
     "mkdir": op_mkdir,
     "remove": op_remove,
+    "rename": op_rename,
     "stats": op_stats,
 }
 

@@ -431,13 +431,18 @@ class AgentClient:
             spec.cwd or "/workspace",
             spec.timeout_s,
             spec.output_cap_bytes,
-            stdin=bool(spec.stdin),
+            stdin=bool(spec.stdin) or spec.stdin_stream is not None,
+            **({"user": spec.user} if spec.user else {}),
         )
         async with self._channel(deadline) as channel:
             await channel.send_control(request, deadline)
             # Stdin goes in its own task so that output keeps flowing while it is sent: a process that
             # writes before it reads would otherwise deadlock against our own backpressure.
-            feeder = asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline)) if spec.stdin else None
+            feeder = (
+                asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline, spec.stdin_stream))
+                if request["stdin"]
+                else None
+            )
             output = OutputCap(spec.output_cap_bytes)  # counted here too: the agent may not stop at it
             try:
                 started = await channel.recv(min(deadline, self._deadline()))
@@ -496,11 +501,19 @@ class AgentClient:
                 raise AgentError(f"The shell agent reported a size for {path} that does not match its data.")
 
     async def write_file(
-        self, path: str, chunks: AsyncIterable[bytes], mode: int = 0o644, append: bool = False
+        self,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int = 0o644,
+        append: bool = False,
+        owner: str | None = None,
     ) -> int:
-        """Upload a file; the agent renames it into place only once all of it arrived (unless append)."""
+        """Upload a file; the agent renames it into place only once all of it arrived (unless append).
+        With ``owner`` the file belongs to that user of the shell."""
         async with self._channel(self._deadline()) as channel:
-            request = {"op": "write_file", "path": path, "mode": mode, "append": append}
+            request: dict[str, object] = {"op": "write_file", "path": path, "mode": mode, "append": append}
+            if owner:
+                request["user"] = owner
             await channel.send_control(request, self._deadline())
             async for chunk in chunks:
                 if channel.has_frames:
@@ -524,8 +537,19 @@ class AgentClient:
     async def stat(self, path: str) -> FileEntry:
         return _entry_from((await self._call({"op": "stat", "path": path})).get("entry"))
 
-    async def mkdir(self, path: str, parents: bool = True) -> None:
-        await self._call({"op": "mkdir", "path": path, "parents": parents})
+    async def mkdir(self, path: str, parents: bool = True, owner: str | None = None) -> None:
+        request: dict[str, object] = {"op": "mkdir", "path": path, "parents": parents}
+        if owner:
+            request["user"] = owner
+        await self._call(request)
+
+    async def rename(self, source: str, destination: str) -> FileEntry:
+        reply = await self._call({"op": "rename", "source": source, "destination": destination})
+        return _entry_from(reply.get("entry"))
+
+    async def signal(self, pid: int, signum: int) -> None:
+        """Send ``signum`` to a running command the agent started (ProcessNotFound otherwise)."""
+        await self._call({"op": "signal", "pid": pid, "signal": signum})
 
     async def remove(self, path: str, recursive: bool = False) -> None:
         await self._call({"op": "remove", "path": path, "recursive": recursive})
@@ -570,9 +594,19 @@ class AgentTerminal:
         await self._channel.send_control({"op": "resize", "cols": cols, "rows": rows}, self._op_deadline())
 
 
-async def _feed_stdin(channel: _Channel, data: bytes, deadline: float) -> None:
-    """Send stdin then EOF. A failure here also shows on the receiving side, which reports it."""
+async def _feed_stdin(
+    channel: _Channel, data: bytes, deadline: float, more: AsyncIterable[bytes] | None = None
+) -> None:
+    """Send stdin (``data``, then what ``more`` yields until it ends) then EOF. A failure here also
+    shows on the receiving side, which reports it."""
+
+    async def send(chunk: bytes) -> None:
+        for offset in range(0, len(chunk), FILE_CHUNK):
+            await channel.send(Kind.STDIN, chunk[offset : offset + FILE_CHUNK], deadline)
+
     with contextlib.suppress(AgentError):
-        for offset in range(0, len(data), FILE_CHUNK):
-            await channel.send(Kind.STDIN, data[offset : offset + FILE_CHUNK], deadline)
+        await send(data)
+        if more is not None:
+            async for chunk in more:
+                await send(chunk)
         await channel.send(Kind.EOF, b"", deadline)

@@ -157,7 +157,11 @@ class Backend(Protocol):
 
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]: ...
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int: ...
+    async def write_file(
+        self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, owner: str | None = None
+    ) -> int:
+        """Write a file; with ``owner`` it belongs to that Linux user of the shell (a class without
+        users, wasm, raises ActionNotSupported)."""
 
     async def list_dir(self, host_id: str, path: str) -> list[FileEntry]: ...
 
@@ -165,4 +169,12 @@ class Backend(Protocol):
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None: ...
 
-    async def mkdir(self, host_id: str, path: str) -> None: ...
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        """Make a directory and its missing parents (owned by ``owner`` if given, as in write_file)."""
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        """Move a file or directory within the shell; returns the entry at its new path."""
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        """Signal a running command of the shell by the pid its ExecStarted named (ProcessNotFound if
+        it is not one; ActionNotSupported for a class whose commands have no pids)."""

@@ -468,8 +468,10 @@ class ContainerBackend:
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]:
         return self._agent(host_id).read_file(path, max_bytes)
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
-        return await self._agent(host_id).write_file(path, chunks, mode=mode)
+    async def write_file(
+        self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, owner: str | None = None
+    ) -> int:
+        return await self._agent(host_id).write_file(path, chunks, mode=mode, owner=owner)
 
     async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
         return await self._agent(host_id).list_dir(path)
@@ -480,8 +482,14 @@ class ContainerBackend:
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         await self._agent(host_id).remove(path, recursive=recursive)
 
-    async def mkdir(self, host_id: str, path: str) -> None:
-        await self._agent(host_id).mkdir(path, parents=True)
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        await self._agent(host_id).mkdir(path, parents=True, owner=owner)
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        return await self._agent(host_id).rename(source, destination)
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        await self._agent(host_id).signal(pid, signum)
 
 
 def _listen(path: str) -> socket.socket:

@@ -906,8 +906,10 @@ class MicrovmBackend:
             async for chunk in chunks:
                 yield chunk
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
-        return await (await self._client(host_id)).write_file(path, chunks, mode=mode)
+    async def write_file(
+        self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, owner: str | None = None
+    ) -> int:
+        return await (await self._client(host_id)).write_file(path, chunks, mode=mode, owner=owner)
 
     async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
         return await (await self._client(host_id)).list_dir(path)
@@ -918,5 +920,11 @@ class MicrovmBackend:
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         await (await self._client(host_id)).remove(path, recursive=recursive)
 
-    async def mkdir(self, host_id: str, path: str) -> None:
-        await (await self._client(host_id)).mkdir(path, parents=True)
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        await (await self._client(host_id)).mkdir(path, parents=True, owner=owner)
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        return await (await self._client(host_id)).rename(source, destination)
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        await (await self._client(host_id)).signal(pid, signum)

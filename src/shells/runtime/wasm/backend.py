@@ -489,7 +489,10 @@ class WasmBackend:
         while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
             yield chunk
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
+    async def write_file(
+        self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, owner: str | None = None
+    ) -> int:
+        _no_users(owner)
         source = aiter(chunks)
 
         def pull() -> Iterator[bytes]:  # runs in the worker thread, pulling the upload as it arrives
@@ -509,8 +512,20 @@ class WasmBackend:
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         await anyio.to_thread.run_sync(workspace_fs.remove, self._workspace(host_id), path, recursive)
 
-    async def mkdir(self, host_id: str, path: str) -> None:
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        _no_users(owner)
         await anyio.to_thread.run_sync(workspace_fs.mkdir, self._workspace(host_id), path)
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        raise ActionNotSupported("The wasm class cannot rename files yet; copy and remove instead.")
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        raise ActionNotSupported("A wasm command has no process to signal; it ends at its timeout.")
+
+
+def _no_users(owner: str | None) -> None:
+    if owner is not None:
+        raise ActionNotSupported("A wasm shell has no Linux users to own files.")
 
 
 def _compile_request(argv: tuple[str, ...]) -> Language | None:

@@ -1,0 +1,251 @@
+"""envd's ``process.Process`` service over Shells: commands that outlive their stream
+(``e2b.processes``), re-attached by pid or tag, with stdin, signals and close-stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+from protobuf import Oneof
+
+from ...control.auth import authorize
+from ...domain import access as permissions
+from ...domain.errors import InvalidRequest, ShellsError
+from ...domain.execution import MAX_EXEC_TIMEOUT_S, ExecEvent, ExecExit, ExecSpec, OutputChunk
+from ..access import DoorAccess
+from ..errors import connect_error
+from ..processes import Command, CommandConfig, Commands
+from ..sandboxes import DOOR
+from .caller import Caller, caller
+from .gen.process import process_pb as pb
+from .gen.process.process_connect import Process
+
+KEEPALIVE_S = 50.0
+"""Default seconds between keepalive events on a quiet stream (the SDK's
+``Keepalive-Ping-Interval`` overrides it), so proxies and read timeouts see traffic."""
+SIGNALS = {pb.Signal.SIGTERM: signal.SIGTERM, pb.Signal.SIGKILL: signal.SIGKILL}
+
+
+def _started(pid: int) -> pb.ProcessEvent:
+    event: Oneof[Literal["start"], pb.ProcessEvent.StartEvent] = Oneof(
+        field="start", value=pb.ProcessEvent.StartEvent(pid=pid)
+    )
+    return pb.ProcessEvent(event=event)
+
+
+def _output(chunk: OutputChunk) -> pb.ProcessEvent:
+    stdout: Oneof[Literal["stdout"], bytes] = Oneof(field="stdout", value=chunk.data)
+    stderr: Oneof[Literal["stderr"], bytes] = Oneof(field="stderr", value=chunk.data)
+    data = pb.ProcessEvent.DataEvent(output=stdout if chunk.stream == "stdout" else stderr)
+    event: Oneof[Literal["data"], pb.ProcessEvent.DataEvent] = Oneof(field="data", value=data)
+    return pb.ProcessEvent(event=event)
+
+
+def _keepalive() -> pb.ProcessEvent:
+    event: Oneof[Literal["keepalive"], pb.ProcessEvent.KeepAlive] = Oneof(
+        field="keepalive", value=pb.ProcessEvent.KeepAlive()
+    )
+    return pb.ProcessEvent(event=event)
+
+
+KEEPALIVE = _keepalive()
+
+
+def _end(exit_: ExecExit | None, error: str | None = None) -> pb.ProcessEvent:
+    """envd's end event: ``exited`` false and ``signal: …`` status for a killed process, as Go's
+    ProcessState reports it."""
+    if exit_ is None:
+        end = pb.ProcessEvent.EndEvent(exit_code=-1, exited=False, status="error", error=error)
+    elif exit_.signal:
+        name = signal.strsignal(exit_.signal) or str(exit_.signal)
+        end = pb.ProcessEvent.EndEvent(exit_code=-1, exited=False, status=f"signal: {name.lower()}")
+    else:
+        status = f"exit status {exit_.exit_code}"
+        end = pb.ProcessEvent.EndEvent(exit_code=exit_.exit_code, exited=True, status=status)
+    event: Oneof[Literal["end"], pb.ProcessEvent.EndEvent] = Oneof(field="end", value=end)
+    return pb.ProcessEvent(event=event)
+
+
+def _interval(ctx: RequestContext[Any, Any]) -> float:
+    try:
+        return max(1.0, float(ctx.request_headers.get("keepalive-ping-interval", KEEPALIVE_S)))
+    except ValueError:
+        return KEEPALIVE_S
+
+
+async def _stream(events: AsyncIterator[ExecEvent], interval: float) -> AsyncIterator[pb.ProcessEvent]:
+    """A command's events as envd events, with a keepalive after every ``interval`` of silence."""
+    iterator = aiter(events)
+    pending: asyncio.Future[ExecEvent] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield KEEPALIVE
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            except ShellsError as exc:
+                yield _end(None, exc.message)
+                return
+            pending = None
+            if isinstance(event, OutputChunk):
+                yield _output(event)
+            elif isinstance(event, ExecExit):
+                yield _end(event)
+                return
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+
+def _selector(selector: pb.ProcessSelector | None) -> tuple[int | None, str | None]:
+    match selector.selector if selector is not None else None:
+        case Oneof(field="pid", value=int(pid)):
+            return pid, None
+        case Oneof(field="tag", value=str(tag)):
+            return None, tag
+    raise InvalidRequest("Name the process by 'pid' or 'tag'.", {"field": "process"})
+
+
+class ProcessService(Process):
+    def __init__(self, access: DoorAccess, commands: Commands) -> None:
+        self.access = access
+        self.commands = commands
+
+    def _caller(self, ctx: RequestContext[Any, Any]) -> Caller:
+        return caller(self.access, ctx.request_headers)
+
+    def _command(
+        self, ctx: RequestContext[Any, Any], selector: pb.ProcessSelector | None
+    ) -> tuple[Caller, Command]:
+        who = self._caller(ctx)
+        authorize(self.commands.control.ctx.store, who.principal, who.shell_id, permissions.EXEC)
+        pid, tag = _selector(selector)
+        return who, self.commands.find(who.shell_id, pid, tag)
+
+    async def start(
+        self, request: pb.StartRequest, ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[pb.StartResponse]:
+        try:
+            who = self._caller(ctx)
+            if request.has_field("pty"):
+                raise ConnectError(Code.UNIMPLEMENTED, "PTY processes are not served by this door yet.")
+            config = request.process
+            if config is None or not config.cmd:
+                raise InvalidRequest("'process.cmd' is required.", {"field": "process.cmd"})
+            remaining = ctx.timeout_ms
+            timeout_s = min(remaining / 1000, MAX_EXEC_TIMEOUT_S) if remaining else MAX_EXEC_TIMEOUT_S
+            cwd = who.path(config.cwd) if config.has_field("cwd") and config.cwd else who.home
+            spec = ExecSpec(
+                argv=(config.cmd, *config.args),
+                env=dict(config.envs),
+                cwd=cwd,
+                timeout_s=max(timeout_s, 0.001),
+                user=who.run_as,
+            )
+            tag = request.tag if request.has_field("tag") else None
+            wants_stdin = request.stdin if request.has_field("stdin") else True
+            command, listener = await self.commands.start(
+                who.principal,
+                who.shell_id,
+                spec,
+                CommandConfig(config.cmd, tuple(config.args), dict(config.envs), config.cwd or None),
+                tag,
+                wants_stdin,
+            )
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        yield pb.StartResponse(event=_started(command.pid))
+        async for event in _stream(command.follow(listener), _interval(ctx)):
+            yield pb.StartResponse(event=event)
+
+    async def connect(
+        self, request: pb.ConnectRequest, ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[pb.ConnectResponse]:
+        try:
+            _, command = self._command(ctx, request.process)
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        listener = command.listen()
+        yield pb.ConnectResponse(event=_started(command.pid))
+        async for event in _stream(command.follow(listener), _interval(ctx)):
+            yield pb.ConnectResponse(event=event)
+
+    async def list(self, request: pb.ListRequest, ctx: RequestContext[Any, Any]) -> pb.ListResponse:
+        try:
+            who = self._caller(ctx)
+            authorize(self.commands.control.ctx.store, who.principal, who.shell_id, permissions.EXEC)
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        return pb.ListResponse(
+            processes=[
+                pb.ProcessInfo(
+                    config=pb.ProcessConfig(
+                        cmd=c.config.cmd, args=list(c.config.args), envs=c.config.envs, cwd=c.config.cwd
+                    ),
+                    pid=c.pid,
+                    tag=c.tag,
+                )
+                for c in self.commands.list(who.shell_id)
+            ]
+        )
+
+    async def send_input(
+        self, request: pb.SendInputRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.SendInputResponse:
+        try:
+            _, command = self._command(ctx, request.process)
+            match request.input.input if request.input is not None else None:
+                case Oneof(field="stdin", value=bytes(data)):
+                    await command.send(data)
+                case _:
+                    raise InvalidRequest("Send 'stdin' bytes (this door serves no PTY).", {"field": "input"})
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        return pb.SendInputResponse()
+
+    async def close_stdin(
+        self, request: pb.CloseStdinRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.CloseStdinResponse:
+        try:
+            _, command = self._command(ctx, request.process)
+            await command.close_stdin()
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        return pb.CloseStdinResponse()
+
+    async def send_signal(
+        self, request: pb.SendSignalRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.SendSignalResponse:
+        try:
+            who, command = self._command(ctx, request.process)
+            signum = SIGNALS.get(request.signal) if request.signal is not None else None
+            if signum is None:
+                raise InvalidRequest("'signal' must be SIGTERM or SIGKILL.", {"field": "signal"})
+            await self.commands.control.inside.signal(who.principal, who.shell_id, command.pid, signum, DOOR)
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        return pb.SendSignalResponse()
+
+    async def update(self, request: pb.UpdateRequest, ctx: RequestContext[Any, Any]) -> pb.UpdateResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "PTY processes are not served by this door yet.")
+
+    async def stream_input(
+        self, request: AsyncIterator[pb.StreamInputRequest], ctx: RequestContext[Any, Any]
+    ) -> pb.StreamInputResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Use SendInput; StreamInput is not served by this door.")

@@ -1,0 +1,269 @@
+"""E2B's control plane (``spec/openapi.yml`` of e2b-dev/E2B): sandboxes created, read, listed,
+connected to, paused and killed, answered in E2B's JSON shapes and status codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..control.requests import CreateShellRequest
+from ..control.service import Control
+from ..domain.capabilities import Capability
+from ..domain.errors import InvalidRequest, ShellsError
+from ..domain.execution import ExecSpec, collect
+from ..domain.isolation import Language, Runtime, parse_enum
+from ..domain.limits import E2B_MAX_METADATA, E2B_MAX_PAGE
+from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.principal import Principal
+from ..domain.shapes import get_shape
+from ..domain.shell import ShellRecord
+from ..domain.states import ShellState
+from .access import DoorAccess
+from .errors import api_error
+from .ids import sandbox_id, shell_id
+
+DOOR = "e2b"
+ENVD_VERSION = "0.5.7+shells"
+"""The envd version the SDK is told: the newest whose features the door implements (stdin, the
+default user, close-stdin, octet-stream uploads). The ``+local`` part keeps it valid PEP 440."""
+BASE_TEMPLATE_ALIAS = "base"
+BASE_TEMPLATE = "python:1"
+"""What E2B's ``base`` resolves to."""
+DEFAULT_USER = "user"
+RUNTIME_METADATA = "shells.runtime"
+"""Metadata key choosing the isolation class of a new sandbox (``container`` unless given)."""
+ENSURE_USER = (
+    f"id -u {DEFAULT_USER} >/dev/null 2>&1 || useradd -m -s /bin/bash {DEFAULT_USER} && "
+    f"if [ -d /etc/sudoers.d ]; then echo '{DEFAULT_USER} ALL=(ALL:ALL) NOPASSWD: ALL' "
+    "> /etc/sudoers.d/e2b-user && chmod 0440 /etc/sudoers.d/e2b-user; fi"
+)
+"""Every E2B sandbox has the user ``user`` (home /home/user, passwordless sudo where sudo is
+installed); a template that lacks it gets it at create."""
+
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _state(shell: ShellRecord) -> str:
+    return "paused" if shell.state in (ShellState.PAUSED, ShellState.STOPPED) else "running"
+
+
+def _template_id(shell: ShellRecord) -> str:
+    return BASE_TEMPLATE_ALIAS if shell.template == BASE_TEMPLATE else shell.source_snapshot or shell.template
+
+
+def _str_map(body: Mapping[str, Any], name: str) -> dict[str, str]:
+    value = body.get(name) or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidRequest(f"'{name}' must be an object of string keys to string values.", {"field": name})
+    if len(value) > E2B_MAX_METADATA:
+        raise InvalidRequest(f"'{name}' has more than {E2B_MAX_METADATA} entries.", {"field": name})
+    return value
+
+
+def _timeout(body: Mapping[str, Any], default: int | None = None) -> int:
+    value = body.get("timeout", default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequest("'timeout' must be a whole number of seconds, 0 or more.", {"field": "timeout"})
+    return value
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def parse_new_sandbox(body: Mapping[str, Any]) -> CreateShellRequest:
+    """E2B's ``NewSandbox`` as a Shells create. Internet access follows E2B (allowed unless
+    ``allow_internet_access`` is false, which leaves the shell its loopback: mode ``localhost``)."""
+    template = body.get("templateID")
+    if not isinstance(template, str) or not template:
+        raise InvalidRequest(
+            "'templateID' is required: a template name such as 'base'.", {"field": "templateID"}
+        )
+    _timeout(body, 0)
+    metadata = _str_map(body, "metadata")
+    env = _str_map(body, "envVars")
+    internet = body.get("allow_internet_access", True)
+    if not isinstance(internet, bool):
+        raise InvalidRequest(
+            "'allow_internet_access' must be true or false.", {"field": "allow_internet_access"}
+        )
+    runtime = parse_enum(Runtime, metadata.get(RUNTIME_METADATA, Runtime.CONTAINER.value), RUNTIME_METADATA)
+    snapshot = template if template.startswith("snap_") else None
+    return CreateShellRequest(
+        language=Language.BASH,
+        runtime=runtime,
+        network=NetworkPolicy(NetworkMode.INTERNET if internet else NetworkMode.LOCALHOST),
+        template=None if snapshot else BASE_TEMPLATE if template == BASE_TEMPLATE_ALIAS else template,
+        snapshot=snapshot,
+        env=env,
+        labels=metadata,
+    )
+
+
+class Sandboxes:
+    def __init__(self, control: Control, access: DoorAccess) -> None:
+        self.control = control
+        self.access = access
+
+    def routes(self) -> list[Route]:
+        def route(path: str, handler: Handler, method: str) -> Route:
+            async def endpoint(request: Request) -> Response:
+                try:
+                    principal = self.access.api_key(request.headers.get("x-api-key"))
+                    return await handler(request, principal)
+                except ShellsError as exc:
+                    return api_error(exc)
+
+            return Route(path, endpoint, methods=[method])
+
+        return [
+            route("/sandboxes", self.create, "POST"),
+            route("/v2/sandboxes", self.list, "GET"),
+            route("/sandboxes/{sandbox}", self.get, "GET"),
+            route("/sandboxes/{sandbox}", self.kill, "DELETE"),
+            route("/sandboxes/{sandbox}/timeout", self.set_timeout, "POST"),
+            route("/sandboxes/{sandbox}/connect", self.connect, "POST"),
+            route("/sandboxes/{sandbox}/pause", self.pause, "POST"),
+        ]
+
+    def _sandbox(self, shell: ShellRecord, principal: Principal) -> dict[str, Any]:
+        sandbox = sandbox_id(shell.id)
+        return {
+            "templateID": _template_id(shell),
+            "sandboxID": sandbox,
+            "clientID": "shells",
+            "envdVersion": ENVD_VERSION,
+            "envdAccessToken": self.access.mint(sandbox, principal),
+            "trafficAccessToken": None,
+            "domain": None,
+        }
+
+    def _listed(self, shell: ShellRecord) -> dict[str, Any]:
+        shape = get_shape(shell.shape)
+        return {
+            "templateID": _template_id(shell),
+            "sandboxID": sandbox_id(shell.id),
+            "clientID": "shells",
+            "startedAt": _iso(shell.created_at),
+            "endAt": _iso(shell.created_at),
+            "cpuCount": max(1, round(shape.vcpus)),
+            "memoryMB": shape.memory_mib,
+            "diskSizeMB": shape.disk_mib,
+            "metadata": dict(shell.labels),
+            "state": _state(shell),
+            "envdVersion": ENVD_VERSION,
+        }
+
+    async def create(self, request: Request, principal: Principal) -> Response:
+        req = parse_new_sandbox(await _json(request))
+        shell = await self.control.shells.create(principal, req, DOOR)
+        try:
+            setup = ExecSpec(argv=("/bin/sh", "-c", ENSURE_USER), cwd="/", timeout_s=60)
+            result = await collect(
+                await self.control.inside.exec(principal, shell.id, setup, DOOR, "e2b-setup")
+            )
+            if result.exit.exit_code != 0:
+                raise InvalidRequest(
+                    f"Template '{shell.template}' cannot have the user '{DEFAULT_USER}' E2B code expects "
+                    f"(useradd failed: {result.stderr.decode(errors='replace')[:200]}).",
+                    {"field": "templateID"},
+                )
+        except ShellsError:
+            await self.control.shells.delete(principal, shell.id, DOOR)  # nothing half-created
+            raise
+        return JSONResponse(self._sandbox(shell, principal), 201)
+
+    async def get(self, request: Request, principal: Principal) -> Response:
+        shell = self.control.shells.get(principal, shell_id(request.path_params["sandbox"]))
+        sandbox = self._sandbox(shell, principal)
+        return JSONResponse(
+            {
+                **self._listed(shell),
+                "envdAccessToken": sandbox["envdAccessToken"],
+                "domain": None,
+                "allowInternetAccess": shell.network.mode is NetworkMode.INTERNET,
+            }
+        )
+
+    async def list(self, request: Request, principal: Principal) -> Response:
+        params = request.query_params
+        states = {s for s in params.get("state", "running,paused").split(",") if s}
+        if not states <= {"running", "paused"}:
+            raise InvalidRequest("'state' must list running and/or paused.", {"field": "state"})
+        wanted = dict(parse_qsl(params.get("metadata", ""), keep_blank_values=True))
+        try:
+            limit = int(params.get("limit", E2B_MAX_PAGE))
+        except ValueError:
+            raise InvalidRequest("'limit' must be a whole number.", {"field": "limit"}) from None
+        if not 1 <= limit <= E2B_MAX_PAGE:
+            raise InvalidRequest(f"'limit' must be from 1 to {E2B_MAX_PAGE}.", {"field": "limit"})
+        shells = [
+            s
+            for s in self.control.shells.list(principal)
+            if s.state in (ShellState.RUNNING, ShellState.PAUSED, ShellState.STOPPED)
+            and _state(s) in states
+            and all(s.labels.get(k) == v for k, v in wanted.items())
+        ]
+        shells.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+        after = params.get("nextToken")
+        if after:
+            ids = [s.id for s in shells]
+            start = ids.index(shell_id(after)) + 1 if shell_id(after) in ids else len(ids)
+            shells = shells[start:]
+        page, more = shells[:limit], len(shells) > limit
+        headers = {"X-Next-Token": sandbox_id(page[-1].id)} if more else {}
+        return JSONResponse([self._listed(s) for s in page], headers=headers)
+
+    async def kill(self, request: Request, principal: Principal) -> Response:
+        await self.control.shells.delete(principal, shell_id(request.path_params["sandbox"]), DOOR)
+        return Response(status_code=204)
+
+    async def set_timeout(self, request: Request, principal: Principal) -> Response:
+        _timeout(await _json(request))
+        self.control.shells.get(principal, shell_id(request.path_params["sandbox"]))
+        return Response(status_code=204)
+
+    async def connect(self, request: Request, principal: Principal) -> Response:
+        _timeout(await _json(request), 0)
+        target = shell_id(request.path_params["sandbox"])
+        shell = self.control.shells.get(principal, target)
+        status = 200
+        if shell.state is ShellState.PAUSED:
+            shell, _ = await self.control.shells.act(principal, target, Capability.RESUME.value, DOOR)
+            status = 201
+        elif shell.state is ShellState.STOPPED:
+            shell, _ = await self.control.shells.act(principal, target, Capability.START.value, DOOR)
+            status = 201
+        return JSONResponse(self._sandbox(shell, principal), status)
+
+    async def pause(self, request: Request, principal: Principal) -> Response:
+        """Pause with memory where the class can (microvm), else stop keeping the filesystem
+        (E2B's filesystem-only pause): either way ``connect`` brings it back."""
+        target = shell_id(request.path_params["sandbox"])
+        shell = self.control.shells.get(principal, target)
+        can_pause = Capability.PAUSE in self.control.ctx.backend(shell.runtime).capabilities
+        capability = Capability.PAUSE if can_pause else Capability.STOP
+        await self.control.shells.act(principal, target, capability.value, DOOR)
+        return Response(status_code=204)
