@@ -20,6 +20,7 @@ from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_run import router as run_router
 from .routes_templates import router as templates_router
+from .routes_ttl import router as ttl_router
 
 
 def create_app(control: Control) -> FastAPI:
@@ -49,6 +50,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(templates_router)
     app.include_router(run_router)
     app.include_router(network_router)
+    app.include_router(ttl_router)
     app.include_router(metering_router)
     app.include_router(routes_mcp.router)
     app.include_router(events_router)

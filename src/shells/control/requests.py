@@ -71,6 +71,9 @@ class CreateShellRequest:
     networks: tuple[str, ...] = ()
     idle_timeout_s: int | None = None
     """None: the instance's default for classes that can pause; 0: never pause on idle."""
+    timeout_s: int | None = None
+    """The hard time-to-live from now (None: none); ``on_timeout`` says what it does."""
+    on_timeout: str = "kill"
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -86,6 +89,8 @@ class CreateShellRequest:
             "env",
             "labels",
             "idle_timeout_s",
+            "timeout_s",
+            "on_timeout",
         }
         reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
@@ -123,6 +128,8 @@ class CreateShellRequest:
             labels=labels,
             networks=tuple(dict.fromkeys(networks)),
             idle_timeout_s=parse_idle_timeout(body.get("idle_timeout_s")),
+            timeout_s=None if body.get("timeout_s") is None else parse_ttl(body["timeout_s"]),
+            on_timeout=parse_on_timeout(body.get("on_timeout", "kill")),
         )
 
 
@@ -159,6 +166,27 @@ def parse_idle_timeout(value: object) -> int | None:
             {"field": "idle_timeout_s"},
         )
     return value
+
+
+MAX_TTL_S = 30 * 24 * 3600
+ON_TIMEOUT = ("kill", "pause")
+
+
+def parse_ttl(value: object, field_name: str = "timeout_s") -> int:
+    """A time-to-live: whole seconds from 0 (end now) to MAX_TTL_S."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TTL_S:
+        raise InvalidRequest(
+            f"'{field_name}' must be whole seconds from 0 (end now) to {MAX_TTL_S}.", {"field": field_name}
+        )
+    return value
+
+
+def parse_on_timeout(value: object) -> str:
+    if value not in ON_TIMEOUT:
+        raise InvalidRequest(
+            f"'on_timeout' must be one of: {', '.join(ON_TIMEOUT)}.", {"field": "on_timeout"}
+        )
+    return str(value)
 
 
 def parse_network_policy(value: object) -> NetworkPolicy:

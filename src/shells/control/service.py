@@ -20,6 +20,7 @@ from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
+from .expiry import Expiry
 from .feed import Feed
 from .inside import Inside
 from .lifecycle import Lifecycle
@@ -55,6 +56,7 @@ class Control:
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
         self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network, self.suspension)
         self.inside = Inside(self.ctx, self.templates, self.suspension)
+        self.expiry = Expiry(self.ctx, self.shells, self.suspension)
         self.run_code = RunCode(self.ctx, self.inside)
         self.metering = Metering(self.ctx, self.runtimes)
         self.budgets = Budgets(self.ctx, self.metering, self.suspension)
@@ -74,11 +76,13 @@ class Control:
         log.info("reconciled: %s", report)
         self.pool.start()
         self.suspension.start()
+        self.expiry.start()
         self.budgets.start()
         return report
 
     async def close(self) -> None:
         await self.budgets.stop()
+        await self.expiry.stop()
         self.feed.close()
         await self.suspension.stop()
         await self.network.stop()

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..control.requests import CreateShellRequest
+from ..control.requests import CreateShellRequest, parse_ttl
 from ..control.service import Control
 from ..domain.capabilities import Capability
 from ..domain.errors import InvalidRequest, ShellsError
@@ -33,6 +33,8 @@ DOOR = "e2b"
 ENVD_VERSION = "0.5.7+shells"
 """The envd version the SDK is told: the newest whose features the door implements (stdin, the
 default user, close-stdin, octet-stream uploads). The ``+local`` part keeps it valid PEP 440."""
+DEFAULT_TIMEOUT_S = 15
+"""E2B's default time-to-live when a create gives none (its SDKs send 300)."""
 BASE_TEMPLATE_ALIAS = "base"
 BASE_TEMPLATE = "python:1"
 """What E2B's ``base`` resolves to."""
@@ -75,9 +77,9 @@ def _str_map(body: Mapping[str, Any], name: str) -> dict[str, str]:
 
 def _timeout(body: Mapping[str, Any], default: int | None = None) -> int:
     value = body.get("timeout", default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidRequest("'timeout' must be a whole number of seconds, 0 or more.", {"field": "timeout"})
-    return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest("'timeout' must be a whole number of seconds.", {"field": "timeout"})
+    return parse_ttl(value, "timeout")
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -101,7 +103,10 @@ def parse_new_sandbox(body: Mapping[str, Any]) -> CreateShellRequest:
         raise InvalidRequest(
             "'templateID' is required: a template name such as 'base'.", {"field": "templateID"}
         )
-    _timeout(body, 0)
+    timeout = _timeout(body, DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S
+    auto_pause = body.get("autoPause", False)
+    if not isinstance(auto_pause, bool):
+        raise InvalidRequest("'autoPause' must be true or false.", {"field": "autoPause"})
     metadata = _str_map(body, "metadata")
     env = _str_map(body, "envVars")
     internet = body.get("allow_internet_access", True)
@@ -119,6 +124,8 @@ def parse_new_sandbox(body: Mapping[str, Any]) -> CreateShellRequest:
         snapshot=snapshot,
         env=env,
         labels=metadata,
+        timeout_s=timeout,
+        on_timeout="pause" if auto_pause else "kill",
     )
 
 
@@ -167,7 +174,7 @@ class Sandboxes:
             "sandboxID": sandbox_id(shell.id),
             "clientID": "shells",
             "startedAt": _iso(shell.created_at),
-            "endAt": _iso(shell.created_at),
+            "endAt": _iso(shell.expires_at or shell.created_at),
             "cpuCount": max(1, round(shape.vcpus)),
             "memoryMB": shape.memory_mib,
             "diskSizeMB": shape.disk_mib,
@@ -241,14 +248,18 @@ class Sandboxes:
         return Response(status_code=204)
 
     async def set_timeout(self, request: Request, principal: Principal) -> Response:
-        _timeout(await _json(request))
-        self.control.shells.get(principal, shell_id(request.path_params["sandbox"]))
+        """The sandbox ends ``timeout`` seconds from now (0: at once), as its create asked."""
+        timeout = _timeout(await _json(request))
+        self.control.shells.set_timeout(principal, shell_id(request.path_params["sandbox"]), timeout, DOOR)
         return Response(status_code=204)
 
     async def connect(self, request: Request, principal: Principal) -> Response:
-        _timeout(await _json(request), 0)
+        """Resume (or start) the sandbox if it is paused (201), else 200; ``timeout`` only extends."""
+        timeout = _timeout(await _json(request), 0)
         target = shell_id(request.path_params["sandbox"])
         shell = self.control.shells.get(principal, target)
+        if timeout:
+            shell = self.control.shells.set_timeout(principal, target, timeout, DOOR, extend_only=True)
         status = 200
         if shell.state is ShellState.PAUSED:
             shell, _ = await self.control.shells.act(principal, target, Capability.RESUME.value, DOOR)
@@ -259,11 +270,15 @@ class Sandboxes:
         return JSONResponse(self._sandbox(shell, principal), status)
 
     async def pause(self, request: Request, principal: Principal) -> Response:
-        """Pause with memory where the class can (microvm), else stop keeping the filesystem
-        (E2B's filesystem-only pause): either way ``connect`` brings it back."""
+        """Pause with memory where the class can and ``memory`` is not false, else stop keeping the
+        filesystem (E2B's filesystem-only pause): either way ``connect`` brings it back. 409 if it
+        is already paused."""
+        memory = (await _json(request)).get("memory", True)
+        if not isinstance(memory, bool):
+            raise InvalidRequest("'memory' must be true or false.", {"field": "memory"})
         target = shell_id(request.path_params["sandbox"])
         shell = self.control.shells.get(principal, target)
         can_pause = Capability.PAUSE in self.control.ctx.backend(shell.runtime).capabilities
-        capability = Capability.PAUSE if can_pause else Capability.STOP
+        capability = Capability.PAUSE if memory and can_pause else Capability.STOP
         await self.control.shells.act(principal, target, capability.value, DOOR)
         return Response(status_code=204)

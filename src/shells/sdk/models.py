@@ -83,6 +83,9 @@ class ShellInfo:
     labels: dict[str, str] = field(default_factory=dict)
     idle_timeout_s: int | None = None
     """Seconds without use after which the shell pauses itself; None never."""
+    expires_at: datetime | None = None
+    """When the shell's hard time-to-live ends it (None: never); see ``on_timeout``."""
+    on_timeout: str = "kill"
     runtime_details: dict[str, str] = field(default_factory=dict)
     """How the shell's isolation class runs on this host (e.g. a microVM's acceleration)."""
     created_at: datetime | None = None

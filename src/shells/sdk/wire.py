@@ -47,6 +47,10 @@ class CreateOptions(TypedDict, total=False):
     """Free-form ``key: value`` tags; ``list(label="key=value")`` finds them."""
     idle_timeout_s: int | None
     """Pause the shell after this many seconds without activity (0: never; classes that can pause)."""
+    timeout_s: int | None
+    """The hard time-to-live: the shell ends this many seconds after its creation, whatever it does."""
+    on_timeout: str | None
+    """What the time-to-live does: ``kill`` (default, delete) or ``pause`` (pause, or stop keeping files)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:

@@ -94,6 +94,18 @@ class AsyncShell:
         self.info = ShellInfo.parse(await self._http.call("GET", self._path))
         return self.info
 
+    async def set_timeout(self, timeout_s: int, *, extend_only: bool = False) -> ShellInfo:
+        """End the shell ``timeout_s`` seconds from now (0: at once), as its ``on_timeout`` says
+        (``kill`` deletes it, ``pause`` pauses or stops it); ``extend_only`` keeps a later end.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidRequest: a negative or too long timeout.
+        """
+        body = {"timeout_s": timeout_s, "extend_only": extend_only}
+        self.info = ShellInfo.parse(await self._http.call("POST", self._path + "/timeout", body=body))
+        return self.info
+
     async def kill(self) -> bool:
         """Delete the shell and everything in it (its snapshots stay). Returns ``False`` if it was
         already gone."""

@@ -1,0 +1,303 @@
+"""The E2B door, driven by E2B's own Python SDK from PyPI (unchanged, in its own virtualenv): the
+scenarios are written once against ``AsyncSandbox`` and run both as written and turned sync (the
+same substitution the project's own SDK uses), so both of the SDK's clients are exercised."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .e2b_sdk import run_e2b
+from .harness import ServerProcess, free_port, leak_checked_server
+
+SCOPES = ["shells.read", "shells.create", "shells.act", "shells.destroy", "shells.exec", "shells.files"]
+FLAVOURS = ["async", "sync"]
+
+
+def as_flavour(script: str, flavour: str) -> str:
+    if flavour == "async":
+        return script
+    for a, b in (
+        ("AsyncSandbox", "Sandbox"),
+        ("await ", ""),
+        ("async def ", "def "),
+        ("asyncio.run(main())", "main()"),
+    ):
+        script = script.replace(a, b)
+    return script
+
+
+class Door:
+    def __init__(self, server: ServerProcess, port: int) -> None:
+        self.server = server
+        self.url = f"http://127.0.0.1:{port}"
+        self.admin = httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=60
+        )
+
+    def key(self, tenant: str | None = None, scopes: list[str] | None = None) -> str:
+        body: dict[str, Any] = {"scopes": scopes or SCOPES, "format": "e2b"}
+        if tenant is not None:
+            self.admin.post("/v1/tenants", json={"name": tenant}).raise_for_status()
+            body |= {"tenant": tenant, "principal": "e2b-user"}
+        r = self.admin.post("/v1/tokens", json=body)
+        assert r.status_code == 201, r.text
+        token = str(r.json()["token"])
+        assert token.startswith("e2b_") and all(c in "0123456789abcdef" for c in token[4:])
+        return token
+
+    def env(self, key: str) -> dict[str, str]:
+        return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_API_KEY": key}
+
+    def run(self, script: str, flavour: str, key: str, **values: str) -> Any:
+        header = "".join(f"{name} = {value!r}\n" for name, value in values.items())
+        return run_e2b(header + as_flavour(script, flavour), self.env(key))
+
+
+@pytest.fixture(scope="module")
+def door(data_root: Path) -> Iterator[Door]:
+    port = free_port()
+    with leak_checked_server(data_root / "e2b", warm_pool=0, env={"SHELLS_E2B_PORT": str(port)}) as srv:
+        d = Door(srv, port)
+        yield d
+        d.admin.close()
+
+
+COMMANDS_AND_FILES = """
+import asyncio, json
+from e2b import AsyncSandbox, CommandExitException, FileNotFoundException, NotFoundException
+
+async def main():
+    out = {}
+    sbx = await AsyncSandbox.create(metadata={"case": "commands"})
+    out["id"] = sbx.sandbox_id
+    try:
+        r = await sbx.commands.run("echo hello; id -un; pwd; echo err >&2")
+        out["run"] = [r.stdout, r.stderr, r.exit_code]
+        out["root"] = (await sbx.commands.run("whoami", user="root")).stdout
+        try:
+            await sbx.commands.run("echo bye; exit 3")
+        except CommandExitException as e:
+            out["exit3"] = [e.exit_code, e.stdout]
+        cat = await sbx.commands.run("cat", background=True, stdin=True)
+        out["listed"] = [p.pid for p in await sbx.commands.list()] == [cat.pid]
+        await sbx.commands.send_stdin(cat.pid, "line one\\n")
+        await sbx.commands.close_stdin(cat.pid)
+        out["cat"] = (await cat.wait()).stdout
+        sleeper = await sbx.commands.run("sleep 300", background=True)
+        out["kill"] = await sbx.commands.kill(sleeper.pid)
+        try:
+            await sleeper.wait()
+        except CommandExitException as e:
+            out["killed_exit"] = e.exit_code
+        out["after_kill"] = [p.pid for p in await sbx.commands.list()]
+        slow = await sbx.commands.run("sleep 1; echo done", background=True)
+        out["reattached"] = (await (await sbx.commands.connect(slow.pid)).wait()).stdout
+        out["kill_unknown"] = await sbx.commands.kill(999999)
+        try:
+            await sbx.commands.connect(999999)
+        except NotFoundException:
+            out["connect_unknown"] = "NotFoundException"
+
+        await sbx.files.write("notes/a.txt", "hi there")
+        out["read"] = await sbx.files.read("notes/a.txt")
+        owners = await sbx.commands.run("stat -c %U:%G /home/user/notes /home/user/notes/a.txt")
+        out["owner"] = owners.stdout
+        await sbx.files.write("/tmp/r.txt", "x", user="root")
+        out["root_write_owner"] = (await sbx.commands.run("stat -c %U /tmp/r.txt")).stdout
+        out["list"] = [e.name for e in await sbx.files.list("notes")]
+        info = await sbx.files.get_info("notes/a.txt")
+        out["info"] = [info.name, info.type.value, info.path, info.size, info.permissions]
+        out["mkdir"] = [await sbx.files.make_dir("d/e"), await sbx.files.make_dir("d/e")]
+        moved = await sbx.files.rename("notes/a.txt", "notes/b.txt")
+        old, new = await sbx.files.exists("notes/a.txt"), await sbx.files.exists("notes/b.txt")
+        out["moved"] = [moved.path, old, new]
+        await sbx.files.remove("notes")
+        out["removed"] = await sbx.files.exists("notes")
+        try:
+            await sbx.files.read("notes/b.txt")
+        except FileNotFoundException:
+            out["read_missing"] = "FileNotFoundException"
+        await sbx.files.write_files([
+            {"path": "many/one.txt", "data": "1"},
+            {"path": "/home/user/many/two.txt", "data": b"2"},
+        ])
+        out["many"] = sorted(e.name for e in await sbx.files.list("many"))
+        out["running"] = await sbx.is_running()
+    finally:
+        out["killed"] = await sbx.kill()
+    out["running_after_kill"] = await sbx.is_running()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_commands_and_files_through_the_e2b_sdk(door: Door, flavour: str) -> None:
+    out = door.run(COMMANDS_AND_FILES, flavour, door.key())
+    assert out["run"] == ["hello\nuser\n/home/user\n", "err\n", 0]
+    assert out["root"] == "root\n"
+    assert out["exit3"] == [3, "bye\n"]
+    assert out["listed"] is True
+    assert out["cat"] == "line one\n"
+    assert out["kill"] is True and out["killed_exit"] == -1 and out["after_kill"] == []
+    assert out["reattached"] == "done\n"
+    assert out["kill_unknown"] is False and out["connect_unknown"] == "NotFoundException"
+    assert out["read"] == "hi there"
+    assert out["owner"] == "user:user\nuser:user\n"
+    assert out["root_write_owner"] == "root\n"
+    assert out["list"] == ["a.txt"]
+    assert out["info"] == ["a.txt", "file", "/home/user/notes/a.txt", 8, "-rw-r--r--"]
+    assert out["mkdir"] == [True, False]
+    assert out["moved"] == ["/home/user/notes/b.txt", False, True]
+    assert out["removed"] is False and out["read_missing"] == "FileNotFoundException"
+    assert out["many"] == ["one.txt", "two.txt"]
+    assert out["running"] is True and out["killed"] is True and out["running_after_kill"] is False
+    events = door.admin.get("/v1/audit", params={"door": "e2b", "shell": f"sh_{out['id']}"}).json()
+    actions = {e["action"] for e in events["events"]}
+    assert {"create", "exec", "signal", "write", "rename"} <= actions, actions
+
+
+LIFECYCLE = """
+import asyncio, json, time
+from e2b import AsyncSandbox, SandboxQuery, SandboxState, SandboxNotFoundException
+
+async def main():
+    out = {}
+    a = await AsyncSandbox.create(metadata={"suite": SUITE, "n": "1"})
+    b = await AsyncSandbox.create(metadata={"suite": SUITE, "n": "2"})
+    try:
+        pages = AsyncSandbox.list(query=SandboxQuery(metadata={"suite": SUITE}), limit=1)
+        ids = []
+        while pages.has_next:
+            ids += [s.sandbox_id for s in await pages.next_items()]
+        out["listed"] = sorted(ids) == sorted([a.sandbox_id, b.sandbox_id])
+        one = await AsyncSandbox.list(query=SandboxQuery(metadata={"suite": SUITE, "n": "2"})).next_items()
+        out["filtered"] = [s.sandbox_id for s in one] == [b.sandbox_id]
+        info = await a.get_info()
+        out["info"] = [info.template_id, info.state.value, info.metadata]
+        await a.files.write("kept.txt", "still here")
+        out["paused"] = await a.pause()
+        out["paused_again"] = await a.pause()
+        out["paused_running"] = await a.is_running()
+        paused = SandboxQuery(metadata={"suite": SUITE}, state=[SandboxState.PAUSED])
+        listed = await AsyncSandbox.list(query=paused).next_items()
+        out["paused_listed"] = [s.sandbox_id for s in listed] == [a.sandbox_id]
+        again = await AsyncSandbox.connect(a.sandbox_id)
+        out["resumed"] = await again.files.read("kept.txt")
+        await b.set_timeout(1)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "expired" not in out:
+            try:
+                await AsyncSandbox.get_info(b.sandbox_id)
+                time.sleep(0.2)
+            except SandboxNotFoundException:
+                out["expired"] = True
+    finally:
+        out["kill"] = [await a.kill(), await b.kill(), await AsyncSandbox.kill(b.sandbox_id)]
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_lifecycle_and_listing_through_the_e2b_sdk(door: Door, flavour: str) -> None:
+    out = door.run(LIFECYCLE, flavour, door.key(), SUITE=secrets.token_hex(4))
+    assert out["listed"] is True and out["filtered"] is True
+    assert out["info"][:2] == ["base", "running"] and out["info"][2]["n"] == "1"
+    assert out["paused"] is True and out["paused_again"] is False and out["paused_running"] is False
+    assert out["paused_listed"] is True
+    assert out["resumed"] == "still here"
+    assert out["expired"] is True
+    assert out["kill"] == [True, False, False]
+
+
+BAD_INPUT = """
+import asyncio, json
+from e2b import AsyncSandbox
+from e2b.exceptions import SandboxException
+
+async def main():
+    out = {}
+    async def outcome(make):
+        try:
+            await make()
+        except SandboxException as e:  # every SDK exception is one
+            return type(e).__name__
+        return "no error"
+    out["template"] = await outcome(lambda: AsyncSandbox.create(template="no-such-template"))
+    out["bad_key"] = await outcome(lambda: AsyncSandbox.create(api_key="e2b_" + "0" * 40))
+    out["foreign"] = await outcome(lambda: AsyncSandbox.connect(FOREIGN, api_key=OTHER_KEY))
+    out["foreign_info"] = await outcome(lambda: AsyncSandbox.get_info(FOREIGN, api_key=OTHER_KEY))
+    out["foreign_kill"] = await AsyncSandbox.kill(FOREIGN, api_key=OTHER_KEY)
+    out["no_such_id"] = await outcome(lambda: AsyncSandbox.get_info("abcdefghij0123456789"))
+    out["malformed_id"] = await outcome(lambda: AsyncSandbox.get_info("no-such_id"))
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_bad_input_raises_the_sdks_own_exceptions(door: Door, flavour: str) -> None:
+    owner_key = door.key()
+    env = door.env(owner_key)
+    mine = run_e2b(
+        "import json\nfrom e2b import Sandbox\nprint(json.dumps(Sandbox.create().sandbox_id))", env
+    )
+    try:
+        other = door.key(tenant=f"e2b-{secrets.token_hex(3)}")
+        out = door.run(BAD_INPUT, flavour, owner_key, FOREIGN=mine, OTHER_KEY=other)
+    finally:
+        httpx.delete(f"{door.url}/sandboxes/{mine}", headers={"X-API-KEY": owner_key}, timeout=60)
+    assert out["template"] == "NotFoundException"
+    assert out["bad_key"] == "AuthenticationException"
+    assert out["foreign"] == "SandboxNotFoundException"
+    assert out["foreign_info"] == "SandboxNotFoundException"
+    assert out["foreign_kill"] is False
+    assert out["no_such_id"] == out["malformed_id"] == "SandboxNotFoundException"
+
+
+def test_the_door_answers_bad_requests_in_e2b_shapes_never_500(door: Door) -> None:
+    key = door.key()
+    api = httpx.Client(base_url=door.url, headers={"X-API-KEY": key}, timeout=60)
+    with api:
+        assert api.post("/sandboxes", content=b"{not json").json()["code"] == 400
+        for body in ({}, {"templateID": 7}, {"templateID": "base", "timeout": -1},
+                     {"templateID": "base", "metadata": {"a": 1}},
+                     {"templateID": "base", "allow_internet_access": "yes"}):  # fmt: skip
+            r = api.post("/sandboxes", json=body)
+            assert r.status_code == 400 and r.json()["code"] == 400 and r.json()["message"], body
+        assert api.get("/v2/sandboxes", params={"limit": "x"}).status_code == 400
+        assert api.get("/v2/sandboxes", params={"state": "gone"}).status_code == 400
+        r = httpx.get(f"{door.url}/v2/sandboxes", timeout=10)
+        assert r.status_code == 401 and r.json()["code"] == 401
+        created = api.post("/sandboxes", json={"templateID": "base"})
+        assert created.status_code == 201, created.text
+        sandbox = created.json()
+        assert "_" not in sandbox["sandboxID"] and "-" not in sandbox["sandboxID"]
+        try:
+            envd = {"E2b-Sandbox-Id": sandbox["sandboxID"], "E2b-Sandbox-Port": "49983"}
+            token = {"X-Access-Token": sandbox["envdAccessToken"]}
+            forged = sandbox["envdAccessToken"].rsplit(".", 1)[0] + ".00"
+            assert httpx.get(f"{door.url}/health", headers=envd | token).status_code == 204
+            r = httpx.get(f"{door.url}/health", headers=envd | {"X-Access-Token": forged})
+            assert r.status_code == 401
+            stat = f"{door.url}/filesystem.Filesystem/Stat"
+            r = httpx.post(stat, headers=envd | {"X-Access-Token": forged}, json={"path": "/etc"})
+            assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+            r = httpx.post(stat, headers=envd | token, json={"path": "/etc/../x"})
+            assert r.status_code == 400 and r.json()["code"] == "invalid_argument"
+            r = httpx.get(f"{door.url}/files", headers=envd | token, params={"path": "/no/such"})
+            assert r.status_code == 404 and r.json()["code"] == 404
+            r = httpx.post(f"{door.url}/files", headers=envd | token | {"Content-Type": "text/plain"})
+            assert r.status_code == 400
+        finally:
+            api.delete(f"/sandboxes/{sandbox['sandboxID']}")
