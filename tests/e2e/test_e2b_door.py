@@ -300,3 +300,121 @@ def test_the_door_answers_bad_requests_in_e2b_shapes_never_500(door: Door) -> No
             assert r.status_code == 400
         finally:
             api.delete(f"/sandboxes/{sandbox['sandboxID']}")
+
+
+MICROVM = """
+import asyncio, json
+from e2b import AsyncSandbox
+
+async def main():
+    out = {}
+    sbx = await AsyncSandbox.create(metadata={"shells.runtime": "microvm"})
+    try:
+        out["run"] = (await sbx.commands.run("id -un; echo $HOME")).stdout
+        sleeper = await sbx.commands.run("sleep 300", background=True)
+        await sbx.files.write("f.txt", "in the vm")
+        out["paused"] = [await sbx.pause(), await sbx.is_running()]
+        again = await AsyncSandbox.connect(sbx.sandbox_id)
+        pids = [p.pid for p in await again.commands.list()]
+        out["resumed"] = [await again.files.read("f.txt"), pids == [sleeper.pid]]
+        out["kill"] = await again.commands.kill(sleeper.pid)
+    finally:
+        await sbx.kill()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_microvm_sandbox_pauses_with_its_processes_and_resumes_on_connect(door: Door, flavour: str) -> None:
+    runtimes = door.admin.get("/v1/info").json()["runtimes"]
+    if "microvm" not in runtimes:
+        pytest.skip("no microvm class on this host (QEMU missing)")
+    out = door.run(MICROVM, flavour, door.key())
+    assert out["run"] == "user\n/home/user\n"
+    assert out["paused"] == [True, False]
+    assert out["resumed"] == ["in the vm", True]
+    assert out["kill"] is True
+
+
+WATCH = {
+    "sync": """
+import json, time
+from e2b import Sandbox
+
+sbx = Sandbox.create()
+try:
+    sbx.files.make_dir("w")
+    handle = sbx.files.watch_dir("w", recursive=True)
+    sbx.files.write("w/a.txt", "1")
+    sbx.files.make_dir("w/sub")
+    time.sleep(0.3)
+    sbx.files.write("w/sub/b.txt", "2")
+    sbx.files.rename("w/a.txt", "w/c.txt")
+    sbx.files.remove("w/c.txt")
+    time.sleep(0.5)
+    events = [[e.name, e.type.name] for e in handle.get_new_events()]
+    handle.stop()
+    try:
+        sbx.files.watch_dir("nope")
+        missing = "no error"
+    except Exception as e:
+        missing = type(e).__name__
+finally:
+    sbx.kill()
+print(json.dumps({"events": events, "missing": missing}))
+""",
+    "async": """
+import asyncio, json
+from e2b import AsyncSandbox
+
+async def main():
+    sbx = await AsyncSandbox.create()
+    events = []
+    try:
+        await sbx.files.make_dir("w")
+        handle = await sbx.files.watch_dir(
+            "w", recursive=True, on_event=lambda e: events.append([e.name, e.type.name])
+        )
+        await sbx.files.write("w/a.txt", "1")
+        await sbx.files.make_dir("w/sub")
+        await asyncio.sleep(0.3)
+        await sbx.files.write("w/sub/b.txt", "2")
+        await sbx.files.rename("w/a.txt", "w/c.txt")
+        await sbx.files.remove("w/c.txt")
+        await asyncio.sleep(0.5)
+        await handle.stop()
+        try:
+            await sbx.files.watch_dir("nope", on_event=print)
+            missing = "no error"
+        except Exception as e:
+            missing = type(e).__name__
+    finally:
+        await sbx.kill()
+    print(json.dumps({"events": events, "missing": missing}))
+
+asyncio.run(main())
+""",
+}
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_directory_watch_reports_changes_below_it(door: Door, flavour: str) -> None:
+    out = run_e2b(WATCH[flavour], door.env(door.key()))
+    changes = [tuple(e) for e in out["events"]]
+    expected = [
+        ("a.txt", "CREATE"),
+        ("a.txt", "WRITE"),
+        ("sub", "CREATE"),
+        ("sub/b.txt", "CREATE"),
+        ("sub/b.txt", "WRITE"),
+        ("a.txt", "RENAME"),
+        ("c.txt", "CREATE"),
+        ("c.txt", "REMOVE"),
+    ]
+    for change in expected:
+        assert change in changes, (change, changes)
+    assert changes.index(("a.txt", "RENAME")) < changes.index(("c.txt", "REMOVE"))
+    assert not any(".shells-upload" in name for name, _ in changes)
+    assert out["missing"] == "FileNotFoundException"

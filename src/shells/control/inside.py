@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from ..domain import access
 from ..domain.audit import DEFAULT_DOOR
-from ..domain.errors import ShellsError
-from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileEntry
+from ..domain.errors import AgentError, ShellsError
+from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileChange, FileEntry
 from ..domain.limits import MAX_FILE_READ_BYTES
 from ..domain.paths import normalize_shell_path
 from ..domain.principal import Principal
@@ -171,3 +172,31 @@ class Inside:
                 details={"pid": pid, "signal": signum},
             )
         )
+
+    async def watch(
+        self, principal: Principal, shell_id: str, path: str, recursive: bool
+    ) -> AsyncIterator[FileChange]:
+        """Changes in a directory of the shell until the iterator is closed. Returns once the watch
+        is in place (errors such as a missing directory are raised here); the shell counts as busy
+        while it runs (the idle monitor leaves it running)."""
+        shell = await self._ready(principal, shell_id, access.FILES_READ, "a directory watch")
+        changes = cast(
+            AsyncGenerator[FileChange | None, None],
+            self.ctx.backend(shell.runtime).watch(shell.id, normalize_shell_path(path), recursive),
+        )
+        try:
+            if await anext(changes) is not None:
+                raise AgentError("The shell agent reported a change before its watch started.")
+        except BaseException:
+            await changes.aclose()
+            raise
+        return self._busy_while(shell.id, changes)
+
+    async def _busy_while(
+        self, shell_id: str, changes: AsyncGenerator[FileChange | None, None]
+    ) -> AsyncIterator[FileChange]:
+        with self.suspension.busy(shell_id):
+            async with contextlib.aclosing(changes):
+                async for change in changes:
+                    if change is not None:
+                        yield change

@@ -196,3 +196,16 @@ class FileEntry:
     mode: int
     mtime: float
     link_target: str | None = None
+
+
+FileChangeKind = Literal["create", "write", "remove", "rename", "chmod"]
+FILE_CHANGES: frozenset[str] = frozenset({"create", "write", "remove", "rename", "chmod"})
+MAX_PATH = 4096
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One change in a watched directory: ``name`` is relative to it (``sub/file`` when recursive)."""
+
+    name: str
+    kind: FileChangeKind

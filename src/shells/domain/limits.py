@@ -38,3 +38,7 @@ E2B_MAX_SUBSCRIBER_CHUNKS = 256
 """Output chunks queued for one listener of a command before the command waits for it."""
 E2B_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 """Bytes of one ``POST /files`` on the E2B door (all its parts)."""
+E2B_MAX_WATCHERS = 32
+"""Polling directory watchers one sandbox may hold on the E2B door."""
+E2B_MAX_WATCHER_EVENTS = 10_000
+"""Changes a polling watcher keeps between two polls (the oldest are dropped past it)."""

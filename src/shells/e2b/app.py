@@ -19,6 +19,7 @@ from .envd.gen.process.process_connect import ProcessASGIApplication
 from .envd.process_service import ProcessService
 from .processes import Commands
 from .sandboxes import DOOR, Sandboxes
+from .watchers import Watchers
 
 ENVD_PORT = "49983"
 """The port E2B's SDK names for envd (``E2b-Sandbox-Port``); any other is a user port."""
@@ -28,10 +29,11 @@ class E2bDoor:
     def __init__(self, control: Control) -> None:
         access = DoorAccess(control, load_secret(control.ctx.settings.data_dir / "e2b-secret"))
         self.commands = Commands(control, DOOR)
+        self.watchers = Watchers()
         self.control_plane = Starlette(routes=Sandboxes(control, access).routes())
         self.envd_http = Starlette(routes=EnvdFiles(control, access).routes())
         self.process = ProcessASGIApplication(ProcessService(access, self.commands))
-        self.filesystem = FilesystemASGIApplication(FilesystemService(control, access))
+        self.filesystem = FilesystemASGIApplication(FilesystemService(control, access, self.watchers))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,4 +56,5 @@ class E2bDoor:
             await self.envd_http(scope, receive, send)
 
     async def close(self) -> None:
+        await self.watchers.close()
         await self.commands.close()

@@ -20,14 +20,19 @@ import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
+from typing import cast
 
 from shells.domain.errors import ERRORS_BY_CODE, AgentError, PayloadTooLarge, ShellBusy, ShellsError
 from shells.domain.execution import (
+    FILE_CHANGES,
+    MAX_PATH,
     ExecEvent,
     ExecExit,
     ExecResult,
     ExecSpec,
     ExecStarted,
+    FileChange,
+    FileChangeKind,
     FileEntry,
     FileKind,
     OutputCap,
@@ -58,6 +63,8 @@ from shells.guest.protocol import (
 log = logging.getLogger(__name__)
 
 DEFAULT_OP_TIMEOUT_S = 30.0
+WATCH_DEADLINE_S = 7 * 24 * 3600.0
+"""A directory watch runs until its caller ends it; this only bounds a forgotten one."""
 """Deadline for a control op, and for each step of progress of a file transfer."""
 EXIT_MARGIN_S = 15.0
 """How long past an exec's own timeout (which the agent enforces) we wait for its exit report."""
@@ -553,6 +560,23 @@ class AgentClient:
 
     async def remove(self, path: str, recursive: bool = False) -> None:
         await self._call({"op": "remove", "path": path, "recursive": recursive})
+
+    async def watch(self, path: str, recursive: bool = False) -> AsyncGenerator[FileChange | None, None]:
+        """None once the watch is in place, then the changes in directory ``path`` (and below with
+        ``recursive``) as they happen, until the generator is closed (which ends the agent's watch)."""
+        async with self._channel(self._deadline()) as channel:
+            await channel.send_control(
+                {"op": "watch", "path": path, "recursive": recursive}, self._deadline()
+            )
+            channel.expect(await channel.recv(self._deadline()), "started")
+            yield None
+            forever = self._deadline(WATCH_DEADLINE_S)
+            while True:
+                message = channel.expect(await channel.recv(forever), "event")
+                name, kind = message.get("name"), message.get("type")
+                if not isinstance(name, str) or len(name) > MAX_PATH or kind not in FILE_CHANGES:
+                    raise AgentError("The shell agent sent a malformed change event.")
+                yield FileChange(name, cast(FileChangeKind, kind))
 
     async def stats(self) -> dict[str, object]:
         return await self._call({"op": "stats"})

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..domain.capabilities import Capability
-from ..domain.execution import ExecEvent, ExecSpec, FileEntry
+from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry
 from ..domain.isolation import Runtime
 from ..domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
 from ..domain.runtimes import RuntimeOffer
@@ -174,6 +174,10 @@ class Backend(Protocol):
 
     async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
         """Move a file or directory within the shell; returns the entry at its new path."""
+
+    def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        """None once the watch is in place, then the changes in a directory of the shell as they
+        happen, until the iterator is closed (ActionNotSupported for a class without an agent, wasm)."""
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         """Signal a running command of the shell by the pid its ExecStarted named (ProcessNotFound if

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 import stat as stat_module
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
+from protobuf import Oneof
 from protobuf.wkt.google.protobuf.timestamp_pb import Timestamp
 
 from ...control.service import Control
 from ...domain.errors import AlreadyExists, FileNotFound, InvalidRequest, PayloadTooLarge, ShellsError
-from ...domain.execution import FileEntry
+from ...domain.execution import FileChange, FileEntry
 from ...domain.limits import MAX_LIST_ENTRIES
 from ..access import DoorAccess
 from ..errors import connect_error
 from ..sandboxes import DOOR
+from ..watchers import Watchers
 from .caller import Caller, caller
 from .gen.filesystem import filesystem_pb as fs
 from .gen.filesystem.filesystem_connect import Filesystem
+from .keepalive import interval, with_keepalive
 
 MAX_DEPTH = 32
 _TYPES = {"file": fs.FileType.FILE, "dir": fs.FileType.DIRECTORY, "symlink": fs.FileType.SYMLINK}
 _KIND_BITS = {"file": stat_module.S_IFREG, "dir": stat_module.S_IFDIR, "symlink": stat_module.S_IFLNK}
-WATCH_UNSERVED = "Directory watch is not served by this door yet."
+_CHANGES = {
+    "create": fs.EventType.CREATE,
+    "write": fs.EventType.WRITE,
+    "remove": fs.EventType.REMOVE,
+    "rename": fs.EventType.RENAME,
+    "chmod": fs.EventType.CHMOD,
+}
 
 
 def entry_info(entry: FileEntry) -> fs.EntryInfo:
@@ -42,9 +50,10 @@ def entry_info(entry: FileEntry) -> fs.EntryInfo:
 
 
 class FilesystemService(Filesystem):
-    def __init__(self, control: Control, access: DoorAccess) -> None:
+    def __init__(self, control: Control, access: DoorAccess, watchers: Watchers) -> None:
         self.control = control
         self.access = access
+        self.watchers = watchers
 
     def _caller(self, ctx: RequestContext[Any, Any]) -> Caller:
         return caller(self.access, ctx.request_headers)
@@ -114,20 +123,65 @@ class FilesystemService(Filesystem):
             raise connect_error(exc) from None
         return fs.RemoveResponse()
 
-    def watch_dir(self, request: fs.WatchDirRequest, ctx: RequestContext[Any, Any]) -> Any:
-        raise ConnectError(Code.UNIMPLEMENTED, WATCH_UNSERVED)
+    async def watch_dir(
+        self, request: fs.WatchDirRequest, ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[fs.WatchDirResponse]:
+        try:
+            who = self._caller(ctx)
+            changes = await self.control.inside.watch(
+                who.principal, who.shell_id, who.path(request.path), request.recursive
+            )
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        start: Oneof[Literal["start"], fs.WatchDirResponse.StartEvent] = Oneof(
+            field="start", value=fs.WatchDirResponse.StartEvent()
+        )
+        yield fs.WatchDirResponse(event=start)
+        async for change in with_keepalive(changes, interval(ctx.request_headers)):
+            if change is None:
+                keepalive: Oneof[Literal["keepalive"], fs.WatchDirResponse.KeepAlive] = Oneof(
+                    field="keepalive", value=fs.WatchDirResponse.KeepAlive()
+                )
+                yield fs.WatchDirResponse(event=keepalive)
+            else:
+                event: Oneof[Literal["filesystem"], fs.FilesystemEvent] = Oneof(
+                    field="filesystem", value=_event(change)
+                )
+                yield fs.WatchDirResponse(event=event)
 
     async def create_watcher(
         self, request: fs.CreateWatcherRequest, ctx: RequestContext[Any, Any]
     ) -> fs.CreateWatcherResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, WATCH_UNSERVED)
+        try:
+            who = self._caller(ctx)
+            changes = await self.control.inside.watch(
+                who.principal, who.shell_id, who.path(request.path), request.recursive
+            )
+            watcher_id = self.watchers.add(who.shell_id, changes)
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        return fs.CreateWatcherResponse(watcher_id=watcher_id)
 
     async def get_watcher_events(
         self, request: fs.GetWatcherEventsRequest, ctx: RequestContext[Any, Any]
     ) -> fs.GetWatcherEventsResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, WATCH_UNSERVED)
+        try:
+            who = self._caller(ctx)
+            changes = self.watchers.take(who.shell_id, request.watcher_id)
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        return fs.GetWatcherEventsResponse(events=[_event(c) for c in changes])
 
     async def remove_watcher(
         self, request: fs.RemoveWatcherRequest, ctx: RequestContext[Any, Any]
     ) -> fs.RemoveWatcherResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, WATCH_UNSERVED)
+        try:
+            who = self._caller(ctx)
+            await self.watchers.remove(who.shell_id, request.watcher_id)
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        return fs.RemoveWatcherResponse()
+
+
+def _event(change: FileChange) -> fs.FilesystemEvent:
+    return fs.FilesystemEvent(name=change.name, type=_CHANGES[change.kind])

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -25,10 +23,8 @@ from ..sandboxes import DOOR
 from .caller import Caller, caller
 from .gen.process import process_pb as pb
 from .gen.process.process_connect import Process
+from .keepalive import interval, with_keepalive
 
-KEEPALIVE_S = 50.0
-"""Default seconds between keepalive events on a quiet stream (the SDK's
-``Keepalive-Ping-Interval`` overrides it), so proxies and read timeouts see traffic."""
 SIGNALS = {pb.Signal.SIGTERM: signal.SIGTERM, pb.Signal.SIGKILL: signal.SIGKILL}
 
 
@@ -72,45 +68,19 @@ def _end(exit_: ExecExit | None, error: str | None = None) -> pb.ProcessEvent:
     return pb.ProcessEvent(event=event)
 
 
-def _interval(ctx: RequestContext[Any, Any]) -> float:
+async def _stream(events: AsyncIterator[ExecEvent], every: float) -> AsyncIterator[pb.ProcessEvent]:
+    """A command's events as envd events, with keepalives on a quiet stream."""
     try:
-        return max(1.0, float(ctx.request_headers.get("keepalive-ping-interval", KEEPALIVE_S)))
-    except ValueError:
-        return KEEPALIVE_S
-
-
-async def _stream(events: AsyncIterator[ExecEvent], interval: float) -> AsyncIterator[pb.ProcessEvent]:
-    """A command's events as envd events, with a keepalive after every ``interval`` of silence."""
-    iterator = aiter(events)
-    pending: asyncio.Future[ExecEvent] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
+        async for event in with_keepalive(events, every):
+            if event is None:
                 yield KEEPALIVE
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            except ShellsError as exc:
-                yield _end(None, exc.message)
-                return
-            pending = None
-            if isinstance(event, OutputChunk):
+            elif isinstance(event, OutputChunk):
                 yield _output(event)
             elif isinstance(event, ExecExit):
                 yield _end(event)
                 return
-    finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-        with contextlib.suppress(Exception):
-            await iterator.aclose()  # type: ignore[attr-defined]
+    except ShellsError as exc:
+        yield _end(None, exc.message)
 
 
 def _selector(selector: pb.ProcessSelector | None) -> tuple[int | None, str | None]:
@@ -171,7 +141,7 @@ class ProcessService(Process):
         except ShellsError as exc:
             raise connect_error(exc) from None
         yield pb.StartResponse(event=_started(command.pid))
-        async for event in _stream(command.follow(listener), _interval(ctx)):
+        async for event in _stream(command.follow(listener), interval(ctx.request_headers)):
             yield pb.StartResponse(event=event)
 
     async def connect(
@@ -183,7 +153,7 @@ class ProcessService(Process):
             raise connect_error(exc) from None
         listener = command.listen()
         yield pb.ConnectResponse(event=_started(command.pid))
-        async for event in _stream(command.follow(listener), _interval(ctx)):
+        async for event in _stream(command.follow(listener), interval(ctx.request_headers)):
             yield pb.ConnectResponse(event=event)
 
     async def list(self, request: pb.ListRequest, ctx: RequestContext[Any, Any]) -> pb.ListResponse:

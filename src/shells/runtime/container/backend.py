@@ -43,7 +43,7 @@ import shells.guest
 
 from ...domain.capabilities import EVERY_CLASS
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
-from ...domain.execution import ExecEvent, ExecSpec, FileEntry
+from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
@@ -490,6 +490,9 @@ class ContainerBackend:
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         await self._agent(host_id).signal(pid, signum)
+
+    def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        return self._agent(host_id).watch(path, recursive)
 
 
 def _listen(path: str) -> socket.socket:

@@ -35,7 +35,7 @@ import anyio
 
 from ...domain.capabilities import SUSPENDABLE
 from ...domain.errors import ActionNotSupported, AgentError, RuntimeFailure, TemplateNotFound
-from ...domain.execution import ExecEvent, ExecSpec, FileEntry
+from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
@@ -928,3 +928,9 @@ class MicrovmBackend:
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         await (await self._client(host_id)).signal(pid, signum)
+
+    async def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        client = await self._client(host_id)
+        async with aclosing(client.watch(path, recursive)) as changes:
+            async for change in changes:
+                yield change

@@ -39,7 +39,7 @@ from ...domain.errors import (
     ShellsError,
     TemplateNotFound,
 )
-from ...domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, FileEntry, OutputChunk
+from ...domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, FileChange, FileEntry, OutputChunk
 from ...domain.isolation import Language, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.paths import WORKSPACE, normalize_shell_path
@@ -521,6 +521,10 @@ class WasmBackend:
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         raise ActionNotSupported("A wasm command has no process to signal; it ends at its timeout.")
+
+    async def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        raise ActionNotSupported("A wasm shell cannot watch directories yet.")
+        yield  # an async generator, as the contract says
 
 
 def _no_users(owner: str | None) -> None:
