@@ -64,6 +64,10 @@ def door(data_root: Path) -> Iterator[Door]:
     port = free_port()
     with leak_checked_server(data_root / "e2b", warm_pool=0, env={"SHELLS_E2B_PORT": str(port)}) as srv:
         d = Door(srv, port)
+        built = d.admin.post(  # E2B's `base`: imported from the host cache, or built once (~90 s)
+            "/v1/templates/build", params={"wait": "true"}, json={"builtin": "e2b-base:1"}, timeout=900
+        )
+        assert built.status_code in (200, 201) and built.json()["status"] == "ready", built.text
         yield d
         d.admin.close()
 
@@ -80,6 +84,8 @@ async def main():
         r = await sbx.commands.run("echo hello; id -un; pwd; echo err >&2")
         out["run"] = [r.stdout, r.stderr, r.exit_code]
         out["root"] = (await sbx.commands.run("whoami", user="root")).stdout
+        tools = "command -v sudo && git --version && curl --version && node --version && python3 --version"
+        out["tools"] = (await sbx.commands.run(tools)).exit_code
         try:
             await sbx.commands.run("echo bye; exit 3")
         except CommandExitException as e:
@@ -142,7 +148,7 @@ asyncio.run(main())
 def test_commands_and_files_through_the_e2b_sdk(door: Door, flavour: str) -> None:
     out = door.run(COMMANDS_AND_FILES, flavour, door.key())
     assert out["run"] == ["hello\nuser\n/home/user\n", "err\n", 0]
-    assert out["root"] == "root\n"
+    assert out["root"] == "root\n" and out["tools"] == 0
     assert out["exit3"] == [3, "bye\n"]
     assert out["listed"] is True
     assert out["cat"] == "line one\n"
@@ -191,6 +197,9 @@ async def main():
         out["paused_listed"] = [s.sandbox_id for s in listed] == [a.sandbox_id]
         again = await AsyncSandbox.connect(a.sandbox_id)
         out["resumed"] = await again.files.read("kept.txt")
+        other = await AsyncSandbox.create(template="python:1")
+        out["other_template"] = (await other.commands.run("id -un; pwd")).stdout
+        await other.kill()
         await b.set_timeout(1)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and "expired" not in out:
@@ -215,6 +224,7 @@ def test_lifecycle_and_listing_through_the_e2b_sdk(door: Door, flavour: str) -> 
     assert out["paused"] is True and out["paused_again"] is False and out["paused_running"] is False
     assert out["paused_listed"] is True
     assert out["resumed"] == "still here"
+    assert out["other_template"] == "user\n/home/user\n"
     assert out["expired"] is True
     assert out["kill"] == [True, False, False]
 
@@ -310,7 +320,7 @@ async def main():
     out = {}
     sbx = await AsyncSandbox.create(metadata={"shells.runtime": "microvm"})
     try:
-        out["run"] = (await sbx.commands.run("id -un; echo $HOME")).stdout
+        out["run"] = (await sbx.commands.run("id -un; echo $HOME; sudo -n id -un")).stdout
         sleeper = await sbx.commands.run("sleep 300", background=True)
         await sbx.files.write("f.txt", "in the vm")
         out["paused"] = [await sbx.pause(), await sbx.is_running()]
@@ -332,7 +342,7 @@ def test_a_microvm_sandbox_pauses_with_its_processes_and_resumes_on_connect(door
     if "microvm" not in runtimes:
         pytest.skip("no microvm class on this host (QEMU missing)")
     out = door.run(MICROVM, flavour, door.key())
-    assert out["run"] == "user\n/home/user\n"
+    assert out["run"] == "user\n/home/user\nroot\n"  # sudo works in a VM (containers are no_new_privs)
     assert out["paused"] == [True, False]
     assert out["resumed"] == ["in the vm", True]
     assert out["kill"] is True

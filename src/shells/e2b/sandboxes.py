@@ -36,8 +36,9 @@ default user, close-stdin, octet-stream uploads). The ``+local`` part keeps it v
 DEFAULT_TIMEOUT_S = 15
 """E2B's default time-to-live when a create gives none (its SDKs send 300)."""
 BASE_TEMPLATE_ALIAS = "base"
-BASE_TEMPLATE = "python:1"
-"""What E2B's ``base`` resolves to."""
+BASE_TEMPLATE = "e2b-base:1"
+"""What E2B's ``base`` resolves to: the built-in with E2B's user, sudo, bash, curl, git, python3 and
+Node (``runtime/templates/builtin/e2b-base.toml``)."""
 DEFAULT_USER = "user"
 RUNTIME_METADATA = "shells.runtime"
 """Metadata key choosing the isolation class of a new sandbox (``container`` unless given)."""
@@ -47,7 +48,7 @@ ENSURE_USER = (
     "> /etc/sudoers.d/e2b-user && chmod 0440 /etc/sudoers.d/e2b-user; fi"
 )
 """Every E2B sandbox has the user ``user`` (home /home/user, passwordless sudo where sudo is
-installed); a template that lacks it gets it at create."""
+installed): ``base`` is built with it, any other template gets it at create."""
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
@@ -186,6 +187,8 @@ class Sandboxes:
     async def create(self, request: Request, principal: Principal) -> Response:
         req = parse_new_sandbox(await _json(request))
         shell = await self.control.shells.create(principal, req, DOOR)
+        if shell.template == BASE_TEMPLATE:
+            return JSONResponse(self._sandbox(shell, principal), 201)
         try:
             setup = ExecSpec(argv=("/bin/sh", "-c", ENSURE_USER), cwd="/", timeout_s=60)
             result = await collect(
