@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..domain.errors import InvalidRequest
@@ -212,6 +212,47 @@ def parse_network_policy(value: object) -> NetworkPolicy:
     if allow and mode is not NetworkMode.INTERNET:
         raise InvalidRequest("'network.allow' only applies to mode 'internet'.", {"field": "network.allow"})
     return NetworkPolicy(mode, tuple(allow))
+
+
+@dataclass(frozen=True)
+class StartProcess:
+    """``POST /v1/shells/{id}/processes``: a command that outlives the request (``control.processes``)."""
+
+    spec: ExecSpec
+    tag: str | None
+    stdin: bool
+    """Keep its stdin open for later writes (``…/stdin``) until ``…/stdin/close``."""
+
+
+MAX_TAG = 128
+
+
+def parse_process(body: Mapping[str, Any]) -> StartProcess:
+    """An exec body (``cmd`` or ``command``, env, cwd, timeout_s) plus ``user``, ``tag`` and
+    ``stdin`` (true: stdin stays open)."""
+    reject_unknown(body, {"cmd", "command", "env", "cwd", "timeout_s", "user", "tag", "stdin"})
+    spec = parse_exec({k: v for k, v in body.items() if k not in ("user", "tag", "stdin")})
+    user, tag, stdin = body.get("user"), body.get("tag"), body.get("stdin", False)
+    if user is not None and not isinstance(user, str):
+        raise InvalidRequest("'user' must be the name of a user of the shell.", {"field": "user"})
+    if tag is not None and (not isinstance(tag, str) or not 0 < len(tag) <= MAX_TAG):
+        raise InvalidRequest(f"'tag' must be a string of 1 to {MAX_TAG} characters.", {"field": "tag"})
+    if not isinstance(stdin, bool):
+        raise InvalidRequest("'stdin' must be true (keep it open) or false.", {"field": "stdin"})
+    return StartProcess(replace(spec, user=user or None), tag, stdin)
+
+
+def parse_signal(body: Mapping[str, Any]) -> int:
+    """``{"signal": "TERM"}`` (TERM, KILL, INT, HUP or QUIT, with or without SIG)."""
+    reject_unknown(body, {"signal"})
+    name = body.get("signal", "TERM")
+    number = SIGNALS.get(name.upper().removeprefix("SIG")) if isinstance(name, str) else None
+    if number is None:
+        raise InvalidRequest(f"'signal' must be one of: {', '.join(SIGNALS)}.", {"field": "signal"})
+    return number
+
+
+SIGNALS = {"TERM": 15, "KILL": 9, "INT": 2, "HUP": 1, "QUIT": 3}
 
 
 def parse_exec(body: Mapping[str, Any]) -> ExecSpec:

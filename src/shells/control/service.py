@@ -28,6 +28,7 @@ from .metering import Metering
 from .metrics import ShellsCollector
 from .networking import Networking
 from .pool import WarmPool
+from .processes import Processes
 from .reconcile import ReconcileReport, reconcile
 from .run_code import RunCode
 from .suspend import Suspension
@@ -57,6 +58,7 @@ class Control:
         self.shells = Lifecycle(self.ctx, self.pool, self.templates, self.network, self.suspension)
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)
+        self.processes = Processes(self.ctx, self.inside)
         self.run_code = RunCode(self.ctx, self.inside)
         self.metering = Metering(self.ctx, self.runtimes)
         self.budgets = Budgets(self.ctx, self.metering, self.suspension)
@@ -83,6 +85,7 @@ class Control:
     async def close(self) -> None:
         await self.budgets.stop()
         await self.expiry.stop()
+        await self.processes.close()
         self.feed.close()
         await self.suspension.stop()
         await self.network.stop()

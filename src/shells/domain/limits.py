@@ -32,9 +32,9 @@ E2B_MAX_METADATA = 64
 """Entries of an E2B sandbox's ``metadata`` or ``envVars`` (the metadata become the shell's labels)."""
 E2B_MAX_PAGE = 100
 """Sandboxes in one page of the E2B door's list."""
-E2B_MAX_PROCESSES = 64
-"""Commands the E2B door keeps running for one shell beyond the requests that started them."""
-E2B_MAX_SUBSCRIBER_CHUNKS = 256
+MAX_PROCESSES = 64
+"""Processes (commands that outlive their request) one shell keeps running at once."""
+MAX_SUBSCRIBER_CHUNKS = 256
 """Output chunks queued for one listener of a command before the command waits for it."""
 E2B_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 """Bytes of one ``POST /files`` on the E2B door (all its parts)."""

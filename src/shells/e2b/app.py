@@ -17,7 +17,6 @@ from .envd.filesystem_service import FilesystemService
 from .envd.gen.filesystem.filesystem_connect import FilesystemASGIApplication
 from .envd.gen.process.process_connect import ProcessASGIApplication
 from .envd.process_service import ProcessService
-from .processes import Commands
 from .sandboxes import DOOR, Sandboxes
 from .watchers import Watchers
 
@@ -28,11 +27,10 @@ ENVD_PORT = "49983"
 class E2bDoor:
     def __init__(self, control: Control) -> None:
         access = DoorAccess(control, load_secret(control.ctx.settings.data_dir / "e2b-secret"))
-        self.commands = Commands(control, DOOR)
         self.watchers = Watchers()
         self.control_plane = Starlette(routes=Sandboxes(control, access).routes())
         self.envd_http = Starlette(routes=EnvdFiles(control, access).routes())
-        self.process = ProcessASGIApplication(ProcessService(access, self.commands))
+        self.process = ProcessASGIApplication(ProcessService(control, access))
         self.filesystem = FilesystemASGIApplication(FilesystemService(control, access, self.watchers))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,4 +55,3 @@ class E2bDoor:
 
     async def close(self) -> None:
         await self.watchers.close()
-        await self.commands.close()

@@ -221,6 +221,19 @@ class CommandExit:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProcessInfo:
+    """A process that outlives the call that started it (``shell.processes``)."""
+
+    pid: int
+    tag: str | None = None
+    argv: list[str] = field(default_factory=list)
+    env_names: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    user: str | None = None
+    stdin_open: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class CommandResult(CommandExit):
     """A finished command: its whole output and how it ended."""
 

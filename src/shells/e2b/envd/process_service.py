@@ -12,13 +12,12 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from protobuf import Oneof
 
-from ...control.auth import authorize
-from ...domain import access as permissions
+from ...control.processes import Process as Running
+from ...control.service import Control
 from ...domain.errors import InvalidRequest, ShellsError
 from ...domain.execution import MAX_EXEC_TIMEOUT_S, ExecEvent, ExecExit, ExecSpec, OutputChunk
 from ..access import DoorAccess
 from ..errors import connect_error
-from ..processes import Command, CommandConfig, Commands
 from ..sandboxes import DOOR
 from .caller import Caller, caller
 from .gen.process import process_pb as pb
@@ -83,6 +82,12 @@ async def _stream(events: AsyncIterator[ExecEvent], every: float) -> AsyncIterat
         yield _end(None, exc.message)
 
 
+def _info(process: Running) -> pb.ProcessInfo:
+    cmd, *args = process.spec.effective_argv
+    config = pb.ProcessConfig(cmd=cmd, args=args, envs=dict(process.spec.env), cwd=process.spec.cwd)
+    return pb.ProcessInfo(config=config, pid=process.pid, tag=process.tag)
+
+
 def _selector(selector: pb.ProcessSelector | None) -> tuple[int | None, str | None]:
     match selector.selector if selector is not None else None:
         case Oneof(field="pid", value=int(pid)):
@@ -93,20 +98,19 @@ def _selector(selector: pb.ProcessSelector | None) -> tuple[int | None, str | No
 
 
 class ProcessService(Process):
-    def __init__(self, access: DoorAccess, commands: Commands) -> None:
+    def __init__(self, control: Control, access: DoorAccess) -> None:
+        self.control = control
         self.access = access
-        self.commands = commands
 
     def _caller(self, ctx: RequestContext[Any, Any]) -> Caller:
         return caller(self.access, ctx.request_headers)
 
     def _command(
         self, ctx: RequestContext[Any, Any], selector: pb.ProcessSelector | None
-    ) -> tuple[Caller, Command]:
+    ) -> tuple[Caller, Running]:
         who = self._caller(ctx)
-        authorize(self.commands.control.ctx.store, who.principal, who.shell_id, permissions.EXEC)
         pid, tag = _selector(selector)
-        return who, self.commands.find(who.shell_id, pid, tag)
+        return who, self.control.processes.find(who.principal, who.shell_id, pid, tag)
 
     async def start(
         self, request: pb.StartRequest, ctx: RequestContext[Any, Any]
@@ -130,13 +134,8 @@ class ProcessService(Process):
             )
             tag = request.tag if request.has_field("tag") else None
             wants_stdin = request.stdin if request.has_field("stdin") else True
-            command, listener = await self.commands.start(
-                who.principal,
-                who.shell_id,
-                spec,
-                CommandConfig(config.cmd, tuple(config.args), dict(config.envs), config.cwd or None),
-                tag,
-                wants_stdin,
+            command, listener = await self.control.processes.start(
+                who.principal, who.shell_id, spec, DOOR, tag=tag, wants_stdin=wants_stdin
             )
         except ShellsError as exc:
             raise connect_error(exc) from None
@@ -159,21 +158,10 @@ class ProcessService(Process):
     async def list(self, request: pb.ListRequest, ctx: RequestContext[Any, Any]) -> pb.ListResponse:
         try:
             who = self._caller(ctx)
-            authorize(self.commands.control.ctx.store, who.principal, who.shell_id, permissions.EXEC)
+            running = self.control.processes.list(who.principal, who.shell_id)
         except ShellsError as exc:
             raise connect_error(exc) from None
-        return pb.ListResponse(
-            processes=[
-                pb.ProcessInfo(
-                    config=pb.ProcessConfig(
-                        cmd=c.config.cmd, args=list(c.config.args), envs=c.config.envs, cwd=c.config.cwd
-                    ),
-                    pid=c.pid,
-                    tag=c.tag,
-                )
-                for c in self.commands.list(who.shell_id)
-            ]
-        )
+        return pb.ListResponse(processes=[_info(p) for p in running])
 
     async def send_input(
         self, request: pb.SendInputRequest, ctx: RequestContext[Any, Any]
@@ -207,7 +195,7 @@ class ProcessService(Process):
             signum = SIGNALS.get(request.signal) if request.signal is not None else None
             if signum is None:
                 raise InvalidRequest("'signal' must be SIGTERM or SIGKILL.", {"field": "signal"})
-            await self.commands.control.inside.signal(who.principal, who.shell_id, command.pid, signum, DOOR)
+            await self.control.processes.signal(who.principal, who.shell_id, command.pid, signum, DOOR)
         except ShellsError as exc:
             raise connect_error(exc) from None
         return pb.SendSignalResponse()

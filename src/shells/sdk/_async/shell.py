@@ -22,6 +22,7 @@ from ..wire import CreateOptions, Json
 from .commands import AsyncCommands, OutputCallback, run_to_end
 from .files import AsyncFiles
 from .http import AsyncHTTP
+from .processes import AsyncProcesses
 from .tenancy import AsyncGrants, AsyncTerminals
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class AsyncShell:
         self._path = f"/v1/shells/{info.id}"
         self.info = info
         self.commands = AsyncCommands(http, info.id)
+        self.processes = AsyncProcesses(http, info.id)
         self.files = AsyncFiles(http, info.id)
         self.ports = AsyncPorts(http, info.id)
         self.grants = AsyncGrants(http, info.id)

@@ -23,6 +23,7 @@ from ..wire import CreateOptions, Json
 from .commands import Commands, OutputCallback, run_to_end
 from .files import Files
 from .http import HTTP
+from .processes import Processes
 from .tenancy import Grants, Terminals
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Shell:
         self._path = f"/v1/shells/{info.id}"
         self.info = info
         self.commands = Commands(http, info.id)
+        self.processes = Processes(http, info.id)
         self.files = Files(http, info.id)
         self.ports = Ports(http, info.id)
         self.grants = Grants(http, info.id)

@@ -1,9 +1,10 @@
-"""Commands that outlive the request that started them, as E2B's envd keeps them: a table per shell
-of running commands (pid, tag, config), each read by one task and fanned out to whoever follows it
-(the stream that started it, later ``Connect``s), with stdin that stays open after the start.
+"""Processes: commands that outlive the request that started them (``POST /v1/shells/{id}/processes``,
+the E2B door's ``Process.Start``). A table per shell of running commands (pid, tag, what started
+them), each read by one task and fanned out to whoever follows it (the request that started it,
+later attaches), with stdin that stays open after the start, signals and close-stdin.
 
-The command itself runs over the shell's agent like any exec (``control.inside``: access, audit,
-busy for the idle monitor); this table only holds the open stream. A server restart ends it.
+The command itself runs over the shell's agent like any exec (``Inside.exec``: access, audit,
+busy for the idle monitor); this table holds its open stream, so a server restart ends it.
 """
 
 from __future__ import annotations
@@ -14,39 +15,48 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import cast
 
-from ..control.service import Control
+from ..domain import access
 from ..domain.errors import FeatureUnavailable, InvalidRequest, ProcessNotFound, QuotaExceeded, ShellsError
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted
-from ..domain.limits import E2B_MAX_PROCESSES, E2B_MAX_SUBSCRIBER_CHUNKS
+from ..domain.limits import MAX_PROCESSES, MAX_SUBSCRIBER_CHUNKS
 from ..domain.principal import Principal
+from .auth import authorize
+from .context import ControlContext
+from .inside import Inside
 
 STDIN_QUEUE = 64
 """Input chunks queued for a command before ``SendInput`` waits for it to read."""
 
 
-@dataclass(frozen=True)
-class CommandConfig:
-    """What started a command, as ``Process.List`` reports it."""
-
-    cmd: str
-    args: tuple[str, ...]
-    envs: dict[str, str]
-    cwd: str | None
-
-
 @dataclass
-class Command:
+class Process:
     pid: int
     tag: str | None
-    config: CommandConfig
+    spec: ExecSpec
+    """What started it (its own env and cwd, before the template's are merged in)."""
     stdin: asyncio.Queue[bytes | None] | None
     listeners: set[asyncio.Queue[ExecEvent | ShellsError | None]] = field(default_factory=set)
     stdin_closed: bool = False
 
+    def to_public(self) -> dict[str, object]:
+        return {
+            "pid": self.pid,
+            "tag": self.tag,
+            "argv": list(self.spec.effective_argv),
+            "env_names": sorted(self.spec.env),
+            "cwd": self.spec.cwd,
+            "user": self.spec.user,
+            "stdin_open": self.stdin is not None and not self.stdin_closed,
+        }
+
     def listen(self) -> asyncio.Queue[ExecEvent | ShellsError | None]:
-        queue: asyncio.Queue[ExecEvent | ShellsError | None] = asyncio.Queue(E2B_MAX_SUBSCRIBER_CHUNKS)
+        queue: asyncio.Queue[ExecEvent | ShellsError | None] = asyncio.Queue(MAX_SUBSCRIBER_CHUNKS)
         self.listeners.add(queue)
         return queue
+
+    def unlisten(self, queue: asyncio.Queue[ExecEvent | ShellsError | None]) -> None:
+        """Stop listening without reading (the request that started it answers at once)."""
+        self.listeners.discard(queue)
 
     async def follow(self, queue: asyncio.Queue[ExecEvent | ShellsError | None]) -> AsyncIterator[ExecEvent]:
         """The command's events from now on; leaving early stops listening, never the command."""
@@ -74,45 +84,54 @@ async def _drain(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-class Commands:
-    def __init__(self, control: Control, door: str) -> None:
-        self.control = control
-        self.door = door
-        self._table: dict[str, dict[int, Command]] = {}
+class Processes:
+    def __init__(self, ctx: ControlContext, inside: Inside) -> None:
+        self.ctx = ctx
+        self.inside = inside
+        self._table: dict[str, dict[int, Process]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def list(self, shell_id: str) -> list[Command]:
-        return list(self._table.get(shell_id, {}).values())
+    def list(self, principal: Principal, shell_id: str) -> list[Process]:
+        """The shell's running processes (the ``shells.exec`` scope and a role on the shell)."""
+        shell = authorize(self.ctx.store, principal, shell_id, access.EXEC)
+        return list(self._table.get(shell.id, {}).values())
 
-    def find(self, shell_id: str, pid: int | None = None, tag: str | None = None) -> Command:
-        for command in self.list(shell_id):
+    def find(
+        self, principal: Principal, shell_id: str, pid: int | None = None, tag: str | None = None
+    ) -> Process:
+        for command in self.list(principal, shell_id):
             if (pid is not None and command.pid == pid) or (tag is not None and command.tag == tag):
                 return command
         what = f"pid {pid}" if pid is not None else f"tag {tag!r}"
         raise ProcessNotFound(f"No running process with {what}.", {"pid": pid, "tag": tag})
+
+    async def signal(self, principal: Principal, shell_id: str, pid: int, signum: int, door: str) -> None:
+        process = self.find(principal, shell_id, pid)
+        await self.inside.signal(principal, shell_id, process.pid, signum, door)
 
     async def start(
         self,
         principal: Principal,
         shell_id: str,
         spec: ExecSpec,
-        config: CommandConfig,
-        tag: str | None,
-        wants_stdin: bool,
-    ) -> tuple[Command, asyncio.Queue[ExecEvent | ShellsError | None]]:
+        door: str,
+        *,
+        tag: str | None = None,
+        wants_stdin: bool = False,
+    ) -> tuple[Process, asyncio.Queue[ExecEvent | ShellsError | None]]:
         """Start a command and return it with a listener subscribed before its first output."""
-        if len(self._table.get(shell_id, {})) >= E2B_MAX_PROCESSES:
+        if len(self._table.get(shell_id, {})) >= MAX_PROCESSES:
             raise QuotaExceeded(
-                f"A sandbox runs at most {E2B_MAX_PROCESSES} commands at once through this door.",
-                {"limit": "e2b_processes", "value": E2B_MAX_PROCESSES},
+                f"A shell keeps at most {MAX_PROCESSES} processes running at once.",
+                {"limit": "processes", "value": MAX_PROCESSES},
             )
-        if tag is not None and any(c.tag == tag for c in self.list(shell_id)):
+        if tag is not None and any(c.tag == tag for c in self._table.get(shell_id, {}).values()):
             raise InvalidRequest(f"A running process already has the tag {tag!r}.", {"field": "tag"})
         stdin: asyncio.Queue[bytes | None] | None = asyncio.Queue(STDIN_QUEUE) if wants_stdin else None
-        spec = replace(spec, stdin_stream=_drain(stdin) if stdin is not None else None)
+        started = replace(spec, stdin_stream=_drain(stdin) if stdin is not None else None)
         events = cast(
             AsyncGenerator[ExecEvent, None],
-            await self.control.inside.exec(principal, shell_id, spec, self.door),
+            await self.inside.exec(principal, shell_id, started, door, "process"),
         )
         try:
             first = await anext(events)
@@ -121,8 +140,8 @@ class Commands:
             raise
         if not isinstance(first, ExecStarted):
             await events.aclose()
-            raise FeatureUnavailable("This sandbox's commands report no process id.")
-        command = Command(first.pid, tag, config, stdin)
+            raise FeatureUnavailable("This shell's commands report no process id.")
+        command = Process(first.pid, tag, spec, stdin)
         listener = command.listen()
         self._table.setdefault(shell_id, {})[command.pid] = command
         task = asyncio.create_task(self._pump(shell_id, command, events))
@@ -130,7 +149,7 @@ class Commands:
         task.add_done_callback(self._tasks.discard)
         return command, listener
 
-    async def _pump(self, shell_id: str, command: Command, events: AsyncGenerator[ExecEvent, None]) -> None:
+    async def _pump(self, shell_id: str, command: Process, events: AsyncGenerator[ExecEvent, None]) -> None:
         """Hand every event to every listener (waiting for slow ones: the command's output then waits
         too, as a pipe would), then end their streams: with the exit, or with the error that ended it."""
         end: ShellsError | None = None
@@ -154,7 +173,7 @@ class Commands:
             await queue.put(None)
 
     async def close(self) -> None:
-        """End every command (server shutdown): each stream's close kills its process."""
+        """End every process (server shutdown): each stream's close kills its process."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
