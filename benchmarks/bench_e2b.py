@@ -4,12 +4,15 @@ one server, in the same run.
     python -m benchmarks.bench_e2b [--runs 40] [--creates 8]
 
 - create → first output: ``Sandbox.create()`` then ``commands.run("echo hi")`` against
-  ``client.create("python", network="internet")`` then ``commands.run(...)`` of the same argv
-  (both make a container shell of the same template with internet; the door also makes sure the
-  ``user`` account exists, one exec);
+  ``client.create(template="e2b-base:1", network="internet")`` then ``commands.run(...)`` of the
+  same argv (both make a container shell of E2B's ``base`` with internet);
 - a command round trip: ``sbx.commands.run("true", user="root")`` (E2B runs it as
   ``/bin/bash -l -c true``) against ``shell.commands.run(["/bin/bash", "-l", "-c", "true"])``, so
   both run the same process as the same user.
+
+- the same round trip over plain HTTP from this process (httpx): the door's ``Process.Start`` (a
+  Connect stream) against REST's ``exec?wait=true``, which separates what the door's server side
+  adds from what E2B's client library costs.
 
 The E2B side runs in a worker process of the SDK's virtualenv, driven one operation at a time and
 timing itself; the two sides alternate, so both see the same server and machine state. Prints
@@ -19,21 +22,25 @@ medians and the difference (goal: the door adds under 2 ms to a round trip).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import shutil
 import statistics
+import struct
 import subprocess
 import tempfile
 import textwrap
 import time
 from pathlib import Path
 
+import httpx
 from tests.e2e.e2b_sdk import sdk_python
 from tests.e2e.harness import ServerProcess, free_port
 
 from shells import Shells
 
 TARGET_MS = 2.0
+BASE = "e2b-base:1"
 ROUND_TRIP = ["/bin/bash", "-l", "-c", "true"]
 WORKER = textwrap.dedent(
     """
@@ -85,13 +92,60 @@ class E2bWorker:
         self.proc.wait(timeout=60)
 
 
+def connect_start_body(argv: list[str]) -> bytes:
+    """One Connect envelope (flags, length, JSON) holding a ``StartRequest`` for ``argv``."""
+    message = json.dumps({"process": {"cmd": argv[0], "args": argv[1:]}, "stdin": False}).encode()
+    return struct.pack(">BI", 0, len(message)) + message
+
+
+def raw_pairs(door_url: str, server: ServerProcess, key: str, runs: int) -> tuple[list[float], list[float]]:
+    """Round trips over plain HTTP: the door's Process.Start against REST's exec, alternating."""
+    api = httpx.Client(base_url=door_url, headers={"X-API-KEY": key}, timeout=60)
+    sandbox = api.post("/sandboxes", json={"templateID": "base", "timeout": 3600}).json()
+    root = base64.b64encode(b"root:").decode()
+    envd = httpx.Client(
+        base_url=door_url,
+        timeout=60,
+        headers={
+            "E2b-Sandbox-Id": sandbox["sandboxID"],
+            "X-Access-Token": sandbox["envdAccessToken"],
+            "Authorization": f"Basic {root}",
+            "Content-Type": "application/connect+json",
+        },
+    )
+    rest = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=60)
+    body = connect_start_body(ROUND_TRIP)
+    exec_path = f"/v1/shells/sh_{sandbox['sandboxID']}/exec"
+
+    def door() -> float:
+        t = time.perf_counter()
+        envd.post("/process.Process/Start", content=body).raise_for_status()
+        return ms_since(t)
+
+    def own() -> float:
+        t = time.perf_counter()
+        rest.post(exec_path, params={"wait": "true"}, json={"cmd": ROUND_TRIP}).raise_for_status()
+        return ms_since(t)
+
+    door(), own()
+    door_ms, own_ms = [], []
+    for i in range(runs):
+        pair = (door, own) if i % 2 else (own, door)
+        for fn in pair:
+            (door_ms if fn is door else own_ms).append(fn())
+    api.delete(f"/sandboxes/{sandbox['sandboxID']}")
+    for client in (api, envd, rest):
+        client.close()
+    return door_ms, own_ms
+
+
 def ms_since(t: float) -> float:
     return (time.perf_counter() - t) * 1000
 
 
 def shells_create(client: Shells) -> float:
     t = time.perf_counter()
-    shell = client.create("python", network="internet")
+    shell = client.create(template=BASE, network="internet")
     shell.commands.run(["/bin/bash", "-l", "-c", "echo hi"])
     took = ms_since(t)
     shell.kill()
@@ -115,6 +169,7 @@ def main() -> None:
     server.start()
     try:
         with Shells(server.url, server.token) as client:
+            client.templates.build(builtin=BASE)  # imported from the host cache, or built once
             scopes = [
                 "shells.read",
                 "shells.create",
@@ -125,7 +180,7 @@ def main() -> None:
             ]
             key = client.tokens.create(scopes, e2b=True).token
             worker = E2bWorker(f"http://127.0.0.1:{port}", key)
-            shell = client.create("python", network="internet")
+            shell = client.create(template=BASE, network="internet")
             try:
                 door_rt: list[float] = []
                 own_rt: list[float] = []
@@ -143,6 +198,7 @@ def main() -> None:
                         t = time.perf_counter()
                         shell.commands.run(ROUND_TRIP)
                         own_rt.append(ms_since(t))
+                raw_door, raw_own = raw_pairs(f"http://127.0.0.1:{port}", server, key, args.runs)
                 door_create = [worker.time("create") for _ in range(args.creates)]
                 own_create = [shells_create(client) for _ in range(args.creates)]
             finally:
@@ -150,6 +206,7 @@ def main() -> None:
                 worker.close()
         print(f"{'median ms':<32} {'shells sdk':>10} {'e2b door':>10} {'diff':>10} {'ratio':>8}")
         print(row("commands.run round trip", door_rt, own_rt))
+        print(row("same, plain HTTP (server side)", raw_door, raw_own))
         print(row("create -> first output", door_create, own_create))
         added = statistics.median(door_rt) - statistics.median(own_rt)
         print(f"round trip: the door adds {added:+.2f} ms (goal < {TARGET_MS} ms)")

@@ -197,6 +197,14 @@ async def main():
         out["paused_listed"] = [s.sandbox_id for s in listed] == [a.sandbox_id]
         again = await AsyncSandbox.connect(a.sandbox_id)
         out["resumed"] = await again.files.read("kept.txt")
+        snap = await again.create_snapshot(name="kept")
+        listed = await AsyncSandbox.list_snapshots(sandbox_id=a.sandbox_id).next_items()
+        copy = await AsyncSandbox.create(template=snap.snapshot_id)
+        out["snapshot"] = [
+            snap.names, [s.snapshot_id for s in listed] == [snap.snapshot_id],
+            await copy.files.read("kept.txt"), (await copy.get_info()).template_id == snap.snapshot_id,
+        ]  # fmt: skip
+        await copy.kill()
         other = await AsyncSandbox.create(template="python:1")
         out["other_template"] = (await other.commands.run("id -un; pwd")).stdout
         await other.kill()
@@ -224,6 +232,7 @@ def test_lifecycle_and_listing_through_the_e2b_sdk(door: Door, flavour: str) -> 
     assert out["paused"] is True and out["paused_again"] is False and out["paused_running"] is False
     assert out["paused_listed"] is True
     assert out["resumed"] == "still here"
+    assert out["snapshot"] == [["kept"], True, "still here", True]
     assert out["other_template"] == "user\n/home/user\n"
     assert out["expired"] is True
     assert out["kill"] == [True, False, False]
@@ -328,6 +337,10 @@ async def main():
         pids = [p.pid for p in await again.commands.list()]
         out["resumed"] = [await again.files.read("f.txt"), pids == [sleeper.pid]]
         out["kill"] = await again.commands.kill(sleeper.pid)
+        children = await again.fork(count=2)
+        out["forks"] = [await c.files.read("f.txt") for c in children]
+        for child in children:
+            await child.kill()
     finally:
         await sbx.kill()
     print(json.dumps(out))
@@ -346,6 +359,7 @@ def test_a_microvm_sandbox_pauses_with_its_processes_and_resumes_on_connect(door
     assert out["paused"] == [True, False]
     assert out["resumed"] == ["in the vm", True]
     assert out["kill"] is True
+    assert out["forks"] == ["in the vm", "in the vm"]
 
 
 WATCH = {

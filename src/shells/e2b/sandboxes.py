@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -13,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..control.auth import find_snapshot
 from ..control.requests import CreateShellRequest, parse_ttl
 from ..control.service import Control
 from ..domain.capabilities import Capability
-from ..domain.errors import InvalidRequest, ShellsError
+from ..domain.errors import Conflict, InvalidRequest, ShellsError
 from ..domain.execution import ExecSpec, collect
 from ..domain.isolation import Language, Runtime, parse_enum
 from ..domain.limits import E2B_MAX_METADATA, E2B_MAX_PAGE
@@ -40,6 +42,7 @@ BASE_TEMPLATE = "e2b-base:1"
 """What E2B's ``base`` resolves to: the built-in with E2B's user, sudo, bash, curl, git, python3 and
 Node (``runtime/templates/builtin/e2b-base.toml``)."""
 DEFAULT_USER = "user"
+MAX_SNAPSHOT_NAME = 128
 RUNTIME_METADATA = "shells.runtime"
 """Metadata key choosing the isolation class of a new sandbox (``container`` unless given)."""
 ENSURE_USER = (
@@ -62,7 +65,9 @@ def _state(shell: ShellRecord) -> str:
 
 
 def _template_id(shell: ShellRecord) -> str:
-    return BASE_TEMPLATE_ALIAS if shell.template == BASE_TEMPLATE else shell.source_snapshot or shell.template
+    if shell.source_snapshot:
+        return shell.source_snapshot
+    return BASE_TEMPLATE_ALIAS if shell.template == BASE_TEMPLATE else shell.template
 
 
 def _str_map(body: Mapping[str, Any], name: str) -> dict[str, str]:
@@ -81,6 +86,16 @@ def _timeout(body: Mapping[str, Any], default: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest("'timeout' must be a whole number of seconds.", {"field": "timeout"})
     return parse_ttl(value, "timeout")
+
+
+def _limit(request: Request) -> int:
+    try:
+        limit = int(request.query_params.get("limit", E2B_MAX_PAGE))
+    except ValueError:
+        raise InvalidRequest("'limit' must be a whole number.", {"field": "limit"}) from None
+    if not 1 <= limit <= E2B_MAX_PAGE:
+        raise InvalidRequest(f"'limit' must be from 1 to {E2B_MAX_PAGE}.", {"field": "limit"})
+    return limit
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -154,6 +169,10 @@ class Sandboxes:
             route("/sandboxes/{sandbox}/timeout", self.set_timeout, "POST"),
             route("/sandboxes/{sandbox}/connect", self.connect, "POST"),
             route("/sandboxes/{sandbox}/pause", self.pause, "POST"),
+            route("/sandboxes/{sandbox}/snapshots", self.snapshot, "POST"),
+            route("/snapshots", self.snapshots, "GET"),
+            route("/templates/{template}", self.delete_template, "DELETE"),
+            route("/sandboxes/{sandbox}/fork", self.fork, "POST"),
         ]
 
     def _sandbox(self, shell: ShellRecord, principal: Principal) -> dict[str, Any]:
@@ -186,6 +205,8 @@ class Sandboxes:
 
     async def create(self, request: Request, principal: Principal) -> Response:
         req = parse_new_sandbox(await _json(request))
+        if req.snapshot is not None:  # a snapshot starts in the class it was taken in
+            req = replace(req, runtime=find_snapshot(self.control.ctx.store, principal, req.snapshot).runtime)
         shell = await self.control.shells.create(principal, req, DOOR)
         if shell.template == BASE_TEMPLATE:
             return JSONResponse(self._sandbox(shell, principal), 201)
@@ -223,12 +244,7 @@ class Sandboxes:
         if not states <= {"running", "paused"}:
             raise InvalidRequest("'state' must list running and/or paused.", {"field": "state"})
         wanted = dict(parse_qsl(params.get("metadata", ""), keep_blank_values=True))
-        try:
-            limit = int(params.get("limit", E2B_MAX_PAGE))
-        except ValueError:
-            raise InvalidRequest("'limit' must be a whole number.", {"field": "limit"}) from None
-        if not 1 <= limit <= E2B_MAX_PAGE:
-            raise InvalidRequest(f"'limit' must be from 1 to {E2B_MAX_PAGE}.", {"field": "limit"})
+        limit = _limit(request)
         shells = [
             s
             for s in self.control.shells.list(principal)
@@ -271,6 +287,57 @@ class Sandboxes:
             shell, _ = await self.control.shells.act(principal, target, Capability.START.value, DOOR)
             status = 201
         return JSONResponse(self._sandbox(shell, principal), status)
+
+    async def snapshot(self, request: Request, principal: Principal) -> Response:
+        """A Shells snapshot of the sandbox (files; with memory for a microvm); its id works as a
+        ``templateID``."""
+        name = (await _json(request)).get("name") or ""
+        if not isinstance(name, str) or len(name) > MAX_SNAPSHOT_NAME:
+            raise InvalidRequest(f"'name' must be a string of at most {MAX_SNAPSHOT_NAME} characters.")
+        target = shell_id(request.path_params["sandbox"])
+        params = {"name": name} if name else {}
+        _, result = await self.control.shells.act(principal, target, Capability.SNAPSHOT.value, DOOR, params)
+        snap = result["snapshot"]
+        return JSONResponse({"snapshotID": snap["id"], "names": [name or snap["id"]]}, 201)
+
+    async def snapshots(self, request: Request, principal: Principal) -> Response:
+        sandbox = request.query_params.get("sandboxID")
+        name = request.query_params.get("name")
+        snaps = self.control.snapshots(principal, shell_id(sandbox) if sandbox else None)
+        if name:
+            snaps = [s for s in snaps if name in (s.id, s.name)]
+        snaps.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+        after = request.query_params.get("nextToken")
+        if after:
+            ids = [s.id for s in snaps]
+            snaps = snaps[ids.index(after) + 1 :] if after in ids else []
+        limit = _limit(request)
+        page = snaps[:limit]
+        headers = {"X-Next-Token": page[-1].id} if len(snaps) > limit else {}
+        body = [{"snapshotID": s.id, "names": [s.name or s.id]} for s in page]
+        return JSONResponse(body, headers=headers)
+
+    async def delete_template(self, request: Request, principal: Principal) -> Response:
+        raise Conflict(
+            "Deleting templates or snapshots is not served by the E2B door yet; they stay until the "
+            "Shells API removes them.",
+            {"template": request.path_params["template"][:80]},
+        )
+
+    async def fork(self, request: Request, principal: Principal) -> Response:
+        """``count`` children of the sandbox from its current state (a microvm; a container class
+        answers 409). Shells forks all or none, so every result is a sandbox, or the call fails."""
+        body = await _json(request)
+        count = body.get("count", 1)
+        timeout = _timeout(body, DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S
+        target = shell_id(request.path_params["sandbox"])
+        _, result = await self.control.shells.act(
+            principal, target, Capability.FORK.value, DOOR, {"count": count}
+        )
+        children = [
+            self.control.shells.set_timeout(principal, c["id"], timeout, DOOR) for c in result["shells"]
+        ]
+        return JSONResponse([{"sandbox": self._sandbox(child, principal)} for child in children], 201)
 
     async def pause(self, request: Request, principal: Principal) -> Response:
         """Pause with memory where the class can and ``memory`` is not false, else stop keeping the
