@@ -167,7 +167,7 @@ def test_commands_and_files_through_the_e2b_sdk(door: Door, flavour: str) -> Non
     assert out["running"] is True and out["killed"] is True and out["running_after_kill"] is False
     events = door.admin.get("/v1/audit", params={"door": "e2b", "shell": f"sh_{out['id']}"}).json()
     actions = {e["action"] for e in events["events"]}
-    assert {"create", "exec", "signal", "write", "rename"} <= actions, actions
+    assert {"create", "process", "signal", "write", "rename", "delete"} <= actions, actions
 
 
 LIFECYCLE = """
@@ -442,3 +442,60 @@ def test_directory_watch_reports_changes_below_it(door: Door, flavour: str) -> N
     assert changes.index(("a.txt", "RENAME")) < changes.index(("c.txt", "REMOVE"))
     assert not any(".shells-upload" in name for name, _ in changes)
     assert out["missing"] == "FileNotFoundException"
+
+
+PTY = {
+    "sync": """
+import json, time
+from e2b import Sandbox, PtySize
+
+sbx = Sandbox.create()
+try:
+    out = []
+    handle = sbx.pty.create(PtySize(rows=24, cols=80))
+    sbx.pty.send_stdin(handle.pid, b"stty size; id -un\\n")
+    time.sleep(0.5)
+    sbx.pty.resize(handle.pid, PtySize(rows=30, cols=100))
+    sbx.pty.send_stdin(handle.pid, b"stty size; exit 4\\n")
+    try:
+        handle.wait(on_pty=out.append)
+        code = 0
+    except Exception as e:
+        code = e.exit_code
+finally:
+    sbx.kill()
+print(json.dumps({"text": b"".join(out).decode(errors="replace"), "exit": code}))
+""",
+    "async": """
+import asyncio, json
+from e2b import AsyncSandbox, PtySize
+
+async def main():
+    sbx = await AsyncSandbox.create()
+    out = []
+    try:
+        handle = await sbx.pty.create(PtySize(rows=24, cols=80), on_data=out.append)
+        await sbx.pty.send_stdin(handle.pid, b"stty size; id -un\\n")
+        await asyncio.sleep(0.5)
+        await sbx.pty.resize(handle.pid, PtySize(rows=30, cols=100))
+        await sbx.pty.send_stdin(handle.pid, b"stty size; exit 4\\n")
+        try:
+            await handle.wait()
+            code = 0
+        except Exception as e:
+            code = e.exit_code
+    finally:
+        await sbx.kill()
+    print(json.dumps({"text": b"".join(out).decode(errors="replace"), "exit": code}))
+
+asyncio.run(main())
+""",
+}
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_pty_runs_an_interactive_shell_that_resizes(door: Door, flavour: str) -> None:
+    out = run_e2b(PTY[flavour], door.env(door.key()))
+    text = out["text"].replace("\r", "")
+    assert "24 80\nuser\n" in text and "30 100\n" in text, text
+    assert out["exit"] == 4

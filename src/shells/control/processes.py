@@ -17,7 +17,7 @@ from typing import cast
 
 from ..domain import access
 from ..domain.errors import FeatureUnavailable, InvalidRequest, ProcessNotFound, QuotaExceeded, ShellsError
-from ..domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted
+from ..domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, WindowSize
 from ..domain.limits import MAX_PROCESSES, MAX_SUBSCRIBER_CHUNKS
 from ..domain.principal import Principal
 from .auth import authorize
@@ -28,14 +28,18 @@ STDIN_QUEUE = 64
 """Input chunks queued for a command before ``SendInput`` waits for it to read."""
 
 
+Listener = asyncio.Queue[ExecEvent | ShellsError | None]
+"""One follower's queue of a process's events (None ends it)."""
+
+
 @dataclass
 class Process:
     pid: int
     tag: str | None
     spec: ExecSpec
     """What started it (its own env and cwd, before the template's are merged in)."""
-    stdin: asyncio.Queue[bytes | None] | None
-    listeners: set[asyncio.Queue[ExecEvent | ShellsError | None]] = field(default_factory=set)
+    stdin: asyncio.Queue[bytes | WindowSize | None] | None
+    listeners: set[Listener] = field(default_factory=set)
     stdin_closed: bool = False
 
     def to_public(self) -> dict[str, object]:
@@ -47,18 +51,21 @@ class Process:
             "cwd": self.spec.cwd,
             "user": self.spec.user,
             "stdin_open": self.stdin is not None and not self.stdin_closed,
+            "pty": None
+            if self.spec.pty is None
+            else {"cols": self.spec.pty.cols, "rows": self.spec.pty.rows},
         }
 
-    def listen(self) -> asyncio.Queue[ExecEvent | ShellsError | None]:
-        queue: asyncio.Queue[ExecEvent | ShellsError | None] = asyncio.Queue(MAX_SUBSCRIBER_CHUNKS)
+    def listen(self) -> Listener:
+        queue: Listener = asyncio.Queue(MAX_SUBSCRIBER_CHUNKS)
         self.listeners.add(queue)
         return queue
 
-    def unlisten(self, queue: asyncio.Queue[ExecEvent | ShellsError | None]) -> None:
+    def unlisten(self, queue: Listener) -> None:
         """Stop listening without reading (the request that started it answers at once)."""
         self.listeners.discard(queue)
 
-    async def follow(self, queue: asyncio.Queue[ExecEvent | ShellsError | None]) -> AsyncIterator[ExecEvent]:
+    async def follow(self, queue: Listener) -> AsyncIterator[ExecEvent]:
         """The command's events from now on; leaving early stops listening, never the command."""
         try:
             while (event := await queue.get()) is not None:
@@ -73,13 +80,19 @@ class Process:
             raise InvalidRequest(f"Process {self.pid} has no open stdin (start it with stdin=True).")
         await self.stdin.put(data)
 
+    async def resize(self, cols: int, rows: int) -> None:
+        """Resize the terminal of a process started with ``pty``."""
+        if self.spec.pty is None or self.stdin is None or self.stdin_closed:
+            raise InvalidRequest(f"Process {self.pid} has no terminal to resize.")
+        await self.stdin.put(WindowSize(cols, rows))
+
     async def close_stdin(self) -> None:
         if self.stdin is not None and not self.stdin_closed:
             self.stdin_closed = True
             await self.stdin.put(None)
 
 
-async def _drain(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+async def _drain(queue: asyncio.Queue[bytes | WindowSize | None]) -> AsyncIterator[bytes | WindowSize]:
     while (chunk := await queue.get()) is not None:
         yield chunk
 
@@ -118,7 +131,7 @@ class Processes:
         *,
         tag: str | None = None,
         wants_stdin: bool = False,
-    ) -> tuple[Process, asyncio.Queue[ExecEvent | ShellsError | None]]:
+    ) -> tuple[Process, Listener]:
         """Start a command and return it with a listener subscribed before its first output."""
         if len(self._table.get(shell_id, {})) >= MAX_PROCESSES:
             raise QuotaExceeded(
@@ -127,7 +140,10 @@ class Processes:
             )
         if tag is not None and any(c.tag == tag for c in self._table.get(shell_id, {}).values()):
             raise InvalidRequest(f"A running process already has the tag {tag!r}.", {"field": "tag"})
-        stdin: asyncio.Queue[bytes | None] | None = asyncio.Queue(STDIN_QUEUE) if wants_stdin else None
+        wants_stdin = wants_stdin or spec.pty is not None  # a terminal always takes input
+        stdin: asyncio.Queue[bytes | WindowSize | None] | None = (
+            asyncio.Queue(STDIN_QUEUE) if wants_stdin else None
+        )
         started = replace(spec, stdin_stream=_drain(stdin) if stdin is not None else None)
         events = cast(
             AsyncGenerator[ExecEvent, None],

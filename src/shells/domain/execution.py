@@ -35,6 +35,21 @@ def check_env(env: dict[str, str]) -> None:
 
 
 @dataclass(frozen=True)
+class WindowSize:
+    """A terminal's size in characters."""
+
+    cols: int
+    rows: int
+
+    def __post_init__(self) -> None:
+        if not (0 < self.cols <= MAX_WINDOW and 0 < self.rows <= MAX_WINDOW):
+            raise InvalidRequest(f"A terminal's 'cols' and 'rows' must be from 1 to {MAX_WINDOW}.")
+
+
+MAX_WINDOW = 4096
+
+
+@dataclass(frozen=True)
 class ExecSpec:
     """One command to run. Exactly one of ``argv`` or ``command`` (run by ``/bin/sh -c``) is set.
 
@@ -50,9 +65,12 @@ class ExecSpec:
     output_cap_bytes: int = EXEC_OUTPUT_CAP_BYTES
     user: str | None = None
     """The Linux user of the shell to run as (its uid, gid, groups, HOME); None runs as root."""
-    stdin_stream: AsyncIterable[bytes] | None = field(default=None, compare=False)
+    stdin_stream: AsyncIterable[bytes | WindowSize] | None = field(default=None, compare=False)
     """Input that arrives while the command runs (after ``stdin``); its end closes the command's
-    stdin. None: stdin is ``stdin`` alone (or nothing)."""
+    stdin. A ``WindowSize`` in it resizes the terminal of a ``pty`` command. None: stdin is
+    ``stdin`` alone (or nothing)."""
+    pty: WindowSize | None = None
+    """Run on a pseudo-terminal of this size (one output stream, ``stdout``; stdin always open)."""
 
     def __post_init__(self) -> None:
         if (self.argv is None) == (self.command is None):

@@ -37,6 +37,7 @@ from shells.domain.execution import (
     FileKind,
     OutputCap,
     OutputChunk,
+    WindowSize,
 )
 from shells.domain.limits import MAX_AGENT_CHANNELS, MAX_LIST_ENTRIES
 from shells.domain.terminal import TerminalSpec
@@ -438,8 +439,9 @@ class AgentClient:
             spec.cwd or "/workspace",
             spec.timeout_s,
             spec.output_cap_bytes,
-            stdin=bool(spec.stdin) or spec.stdin_stream is not None,
+            stdin=bool(spec.stdin) or spec.stdin_stream is not None or spec.pty is not None,
             **({"user": spec.user} if spec.user else {}),
+            **({"pty": {"cols": spec.pty.cols, "rows": spec.pty.rows}} if spec.pty else {}),
         )
         async with self._channel(deadline) as channel:
             await channel.send_control(request, deadline)
@@ -619,10 +621,10 @@ class AgentTerminal:
 
 
 async def _feed_stdin(
-    channel: _Channel, data: bytes, deadline: float, more: AsyncIterable[bytes] | None = None
+    channel: _Channel, data: bytes, deadline: float, more: AsyncIterable[bytes | WindowSize] | None = None
 ) -> None:
-    """Send stdin (``data``, then what ``more`` yields until it ends) then EOF. A failure here also
-    shows on the receiving side, which reports it."""
+    """Send stdin (``data``, then what ``more`` yields until it ends: bytes, or a terminal's new
+    size) then EOF. A failure here also shows on the receiving side, which reports it."""
 
     async def send(chunk: bytes) -> None:
         for offset in range(0, len(chunk), FILE_CHUNK):
@@ -631,6 +633,11 @@ async def _feed_stdin(
     with contextlib.suppress(AgentError):
         await send(data)
         if more is not None:
-            async for chunk in more:
-                await send(chunk)
+            async for item in more:
+                if isinstance(item, WindowSize):
+                    await channel.send_control(
+                        {"op": "resize", "cols": item.cols, "rows": item.rows}, deadline
+                    )
+                else:
+                    await send(item)
         await channel.send(Kind.EOF, b"", deadline)

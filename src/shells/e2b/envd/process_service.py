@@ -12,10 +12,11 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from protobuf import Oneof
 
+from ...control.processes import Listener
 from ...control.processes import Process as Running
 from ...control.service import Control
 from ...domain.errors import InvalidRequest, ShellsError
-from ...domain.execution import MAX_EXEC_TIMEOUT_S, ExecEvent, ExecExit, ExecSpec, OutputChunk
+from ...domain.execution import MAX_EXEC_TIMEOUT_S, ExecExit, ExecSpec, OutputChunk, WindowSize
 from ..access import DoorAccess
 from ..errors import connect_error
 from ..sandboxes import DOOR
@@ -34,10 +35,13 @@ def _started(pid: int) -> pb.ProcessEvent:
     return pb.ProcessEvent(event=event)
 
 
-def _output(chunk: OutputChunk) -> pb.ProcessEvent:
+def _output(chunk: OutputChunk, terminal: bool) -> pb.ProcessEvent:
+    """Output as envd sends it: a terminal's is ``pty``, else ``stdout`` or ``stderr``."""
+    pty: Oneof[Literal["pty"], bytes] = Oneof(field="pty", value=chunk.data)
     stdout: Oneof[Literal["stdout"], bytes] = Oneof(field="stdout", value=chunk.data)
     stderr: Oneof[Literal["stderr"], bytes] = Oneof(field="stderr", value=chunk.data)
-    data = pb.ProcessEvent.DataEvent(output=stdout if chunk.stream == "stdout" else stderr)
+    output = pty if terminal else stdout if chunk.stream == "stdout" else stderr
+    data = pb.ProcessEvent.DataEvent(output=output)
     event: Oneof[Literal["data"], pb.ProcessEvent.DataEvent] = Oneof(field="data", value=data)
     return pb.ProcessEvent(event=event)
 
@@ -67,19 +71,32 @@ def _end(exit_: ExecExit | None, error: str | None = None) -> pb.ProcessEvent:
     return pb.ProcessEvent(event=event)
 
 
-async def _stream(events: AsyncIterator[ExecEvent], every: float) -> AsyncIterator[pb.ProcessEvent]:
-    """A command's events as envd events, with keepalives on a quiet stream."""
+async def _stream(process: Running, listener: Listener, every: float) -> AsyncIterator[pb.ProcessEvent]:
+    """A process's events (from ``listener``, subscribed before) as envd events, with keepalives
+    on a quiet stream."""
+    terminal = process.spec.pty is not None
     try:
-        async for event in with_keepalive(events, every):
+        async for event in with_keepalive(process.follow(listener), every):
             if event is None:
                 yield KEEPALIVE
             elif isinstance(event, OutputChunk):
-                yield _output(event)
+                yield _output(event, terminal)
             elif isinstance(event, ExecExit):
                 yield _end(event)
                 return
     except ShellsError as exc:
         yield _end(None, exc.message)
+
+
+STREAMED_OUTPUT_CAP = 1 << 62
+"""A process's output is streamed to its listeners (never held), so it has no cap of its own."""
+
+
+def _window(pty: pb.PTY | None) -> WindowSize:
+    size = pty.size if pty is not None else None
+    if size is None:
+        raise InvalidRequest("'pty.size' needs 'cols' and 'rows'.", {"field": "pty.size"})
+    return WindowSize(size.cols, size.rows)
 
 
 def _info(process: Running) -> pb.ProcessInfo:
@@ -117,8 +134,6 @@ class ProcessService(Process):
     ) -> AsyncIterator[pb.StartResponse]:
         try:
             who = self._caller(ctx)
-            if request.has_field("pty"):
-                raise ConnectError(Code.UNIMPLEMENTED, "PTY processes are not served by this door yet.")
             config = request.process
             if config is None or not config.cmd:
                 raise InvalidRequest("'process.cmd' is required.", {"field": "process.cmd"})
@@ -131,6 +146,8 @@ class ProcessService(Process):
                 cwd=cwd,
                 timeout_s=max(timeout_s, 0.001),
                 user=who.run_as,
+                output_cap_bytes=STREAMED_OUTPUT_CAP,
+                pty=_window(request.pty) if request.has_field("pty") else None,
             )
             tag = request.tag if request.has_field("tag") else None
             wants_stdin = request.stdin if request.has_field("stdin") else True
@@ -140,7 +157,7 @@ class ProcessService(Process):
         except ShellsError as exc:
             raise connect_error(exc) from None
         yield pb.StartResponse(event=_started(command.pid))
-        async for event in _stream(command.follow(listener), interval(ctx.request_headers)):
+        async for event in _stream(command, listener, interval(ctx.request_headers)):
             yield pb.StartResponse(event=event)
 
     async def connect(
@@ -152,7 +169,7 @@ class ProcessService(Process):
             raise connect_error(exc) from None
         listener = command.listen()
         yield pb.ConnectResponse(event=_started(command.pid))
-        async for event in _stream(command.follow(listener), interval(ctx.request_headers)):
+        async for event in _stream(command, listener, interval(ctx.request_headers)):
             yield pb.ConnectResponse(event=event)
 
     async def list(self, request: pb.ListRequest, ctx: RequestContext[Any, Any]) -> pb.ListResponse:
@@ -169,10 +186,10 @@ class ProcessService(Process):
         try:
             _, command = self._command(ctx, request.process)
             match request.input.input if request.input is not None else None:
-                case Oneof(field="stdin", value=bytes(data)):
+                case Oneof(field="stdin" | "pty", value=bytes(data)):
                     await command.send(data)
                 case _:
-                    raise InvalidRequest("Send 'stdin' bytes (this door serves no PTY).", {"field": "input"})
+                    raise InvalidRequest("Send 'stdin' or 'pty' bytes.", {"field": "input"})
         except ShellsError as exc:
             raise connect_error(exc) from None
         return pb.SendInputResponse()
@@ -201,7 +218,16 @@ class ProcessService(Process):
         return pb.SendSignalResponse()
 
     async def update(self, request: pb.UpdateRequest, ctx: RequestContext[Any, Any]) -> pb.UpdateResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, "PTY processes are not served by this door yet.")
+        """Resize a process's terminal."""
+        try:
+            _, command = self._command(ctx, request.process)
+            if not request.has_field("pty") or request.pty is None:
+                raise InvalidRequest("Give the terminal's new 'pty.size'.", {"field": "pty"})
+            size = _window(request.pty)
+            await command.resize(size.cols, size.rows)
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+        return pb.UpdateResponse()
 
     async def stream_input(
         self, request: AsyncIterator[pb.StreamInputRequest], ctx: RequestContext[Any, Any]
