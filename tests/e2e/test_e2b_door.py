@@ -134,6 +134,11 @@ async def main():
             {"path": "/home/user/many/two.txt", "data": b"2"},
         ])
         out["many"] = sorted(e.name for e in await sbx.files.list("many"))
+        await sbx.files.write("tagged.txt", "x", metadata={"Owner": "alice", "stage": "draft"})
+        out["metadata"] = [
+            (await sbx.files.get_info("tagged.txt")).metadata,
+            (await sbx.files.get_info("many/one.txt")).metadata,
+        ]
         out["running"] = await sbx.is_running()
     finally:
         out["killed"] = await sbx.kill()
@@ -164,6 +169,7 @@ def test_commands_and_files_through_the_e2b_sdk(door: Door, flavour: str) -> Non
     assert out["moved"] == ["/home/user/notes/b.txt", False, True]
     assert out["removed"] is False and out["read_missing"] == "FileNotFoundException"
     assert out["many"] == ["one.txt", "two.txt"]
+    assert out["metadata"] == [{"owner": "alice", "stage": "draft"}, None]
     assert out["running"] is True and out["killed"] is True and out["running_after_kill"] is False
     events = door.admin.get("/v1/audit", params={"door": "e2b", "shell": f"sh_{out['id']}"}).json()
     actions = {e["action"] for e in events["events"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -93,11 +93,12 @@ class Inside:
         mode: int,
         door: str,
         owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
     ) -> int:
-        """Write a file (owned by the shell's user ``owner`` if given, else root)."""
+        """Write a file (owned by the shell's user ``owner`` if given, else root; with ``xattrs``)."""
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a file write")
         clean = normalize_shell_path(path)
-        size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode, owner)
+        size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode, owner, xattrs)
         self.ctx.store.add_event(
             self.ctx.draft(
                 principal,
@@ -114,9 +115,11 @@ class Inside:
         shell = await self._ready(principal, shell_id, access.FILES_READ, "a file listing")
         return await self.ctx.backend(shell.runtime).list_dir(shell.id, normalize_shell_path(path))
 
-    async def stat(self, principal: Principal, shell_id: str, path: str) -> FileEntry:
+    async def stat(
+        self, principal: Principal, shell_id: str, path: str, xattr_prefix: str | None = None
+    ) -> FileEntry:
         shell = await self._ready(principal, shell_id, access.FILES_READ, "a file stat")
-        return await self.ctx.backend(shell.runtime).stat(shell.id, normalize_shell_path(path))
+        return await self.ctx.backend(shell.runtime).stat(shell.id, normalize_shell_path(path), xattr_prefix)
 
     async def mkdir(
         self, principal: Principal, shell_id: str, path: str, door: str, owner: str | None = None

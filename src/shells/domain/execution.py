@@ -214,6 +214,9 @@ class FileEntry:
     mode: int
     mtime: float
     link_target: str | None = None
+    metadata: dict[str, str] | None = None
+    """Extended attributes under a prefix the caller asked for (``user.e2b.`` for the E2B door),
+    without it; None when not asked."""
 
 
 FileChangeKind = Literal["create", "write", "remove", "rename", "chmod"]

@@ -32,9 +32,10 @@ from .errors import api_error
 from .ids import sandbox_id, shell_id
 
 DOOR = "e2b"
-ENVD_VERSION = "0.5.7+shells"
+ENVD_VERSION = "0.6.2+shells"
 """The envd version the SDK is told: the newest whose features the door implements (stdin, the
-default user, close-stdin, octet-stream uploads). The ``+local`` part keeps it valid PEP 440."""
+default user, close-stdin, octet-stream uploads, file metadata). The ``+local`` part keeps it valid
+PEP 440."""
 DEFAULT_TIMEOUT_S = 15
 """E2B's default time-to-live when a create gives none (its SDKs send 300)."""
 BASE_TEMPLATE_ALIAS = "base"

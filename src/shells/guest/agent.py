@@ -180,12 +180,62 @@ def entry_of(path: str, st: os.stat_result) -> dict[str, object]:
     }
 
 
+MAX_XATTRS = 64
+MAX_XATTR_NAME = 255
+MAX_XATTR_VALUE = 4096
+"""Extended attributes: how many a request sets or a stat reports, and their sizes (the kernel's
+own limit for a name; a value larger than this is cut in a stat and refused in a write)."""
+
+
+def _xattr_prefix(message: dict[str, object]) -> str | None:
+    prefix = message.get("xattr_prefix")
+    if prefix is None:
+        return None
+    if not isinstance(prefix, str) or not prefix.startswith("user.") or len(prefix) > MAX_XATTR_NAME:
+        raise RequestError("invalid_request", "'xattr_prefix' must start with 'user.'.")
+    return prefix
+
+
+def xattrs_of(path: str, prefix: str) -> dict[str, str]:
+    """The extended attributes of ``path`` (not followed) named ``prefix…``, without the prefix."""
+    found: dict[str, str] = {}
+    with suppress(OSError):
+        for name in os.listxattr(path, follow_symlinks=False):
+            if name.startswith(prefix) and len(found) < MAX_XATTRS:
+                with suppress(OSError):
+                    value = os.getxattr(path, name, follow_symlinks=False)[:MAX_XATTR_VALUE]
+                    found[name[len(prefix) :]] = value.decode(errors="replace")
+    return found
+
+
+def xattrs_to_set(message: dict[str, object]) -> dict[str, bytes]:
+    """A write's ``"xattrs": {"user.…": value}``, checked."""
+    wanted = get_str_map(message, "xattrs", {})
+    if len(wanted) > MAX_XATTRS:
+        raise RequestError("invalid_request", f"At most {MAX_XATTRS} extended attributes at once.")
+    checked: dict[str, bytes] = {}
+    for name, value in wanted.items():
+        data = value.encode()
+        if not name.startswith("user.") or len(name) > MAX_XATTR_NAME or "\0" in name:
+            raise RequestError("invalid_request", f"Extended attribute {name[:60]!r} must be 'user.…'.")
+        if len(data) > MAX_XATTR_VALUE:
+            raise RequestError(
+                "invalid_request", f"Extended attribute {name!r} is over {MAX_XATTR_VALUE} bytes."
+            )
+        checked[name] = data
+    return checked
+
+
 def op_stat(message: dict[str, object]) -> dict[str, object]:
     path = check_path(get_str(message, "path"))
+    prefix = _xattr_prefix(message)
     try:
-        return {"entry": entry_of(path, os.lstat(path))}
+        entry = entry_of(path, os.lstat(path))
     except OSError as exc:
         raise os_error(exc, path) from None
+    if prefix is not None:
+        entry["xattrs"] = xattrs_of(path, prefix)
+    return {"entry": entry}
 
 
 def op_list_dir(message: dict[str, object]) -> dict[str, object]:
@@ -1106,6 +1156,7 @@ class WriteFileChannel(Channel):
         mode = get_int(message, "mode", 0o644)
         append = get_bool(message, "append", False)
         account = account_of(message)
+        xattrs = xattrs_to_set(message)
         if not 0 <= mode <= 0o7777:
             raise RequestError("invalid_request", "'mode' must be a permission number such as 0o644.")
         flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
@@ -1122,6 +1173,8 @@ class WriteFileChannel(Channel):
                 os.fchmod(fd, mode)
                 if account is not None:
                     os.fchown(fd, account.uid, account.gid)
+            for name, value in xattrs.items():
+                os.setxattr(fd, name, value)
         except OSError as exc:
             raise os_error(exc, self.path) from None
         self.fd: int | None = fd

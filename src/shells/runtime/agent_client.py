@@ -125,6 +125,24 @@ def _exit_from(message: Mapping[str, object]) -> ExecExit:
         raise AgentError(f"The shell agent sent a malformed exit report: {exc}") from None
 
 
+MAX_XATTRS = 64
+MAX_XATTR_TEXT = 4096
+
+
+def _xattrs_from(value: object) -> dict[str, str] | None:
+    """A stat's extended attributes, checked: the agent is not trusted to bound them."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or len(value) > MAX_XATTRS
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        or any(len(k) > MAX_XATTR_TEXT or len(v) > MAX_XATTR_TEXT for k, v in value.items())
+    ):
+        raise BadMessage("bad 'xattrs'")
+    return dict(value)
+
+
 def _entry_from(value: object) -> FileEntry:
     try:
         if not isinstance(value, dict):
@@ -141,6 +159,7 @@ def _entry_from(value: object) -> FileEntry:
             mode=get_int(value, "mode"),
             mtime=get_float(value, "mtime"),
             link_target=link_target,
+            metadata=_xattrs_from(value.get("xattrs")),
         )
     except BadMessage as exc:
         raise AgentError(f"The shell agent sent a malformed file entry: {exc}") from None
@@ -516,13 +535,17 @@ class AgentClient:
         mode: int = 0o644,
         append: bool = False,
         owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
     ) -> int:
         """Upload a file; the agent renames it into place only once all of it arrived (unless append).
-        With ``owner`` the file belongs to that user of the shell."""
+        With ``owner`` the file belongs to that user of the shell; ``xattrs`` (``user.…`` names) are
+        set on it."""
         async with self._channel(self._deadline()) as channel:
             request: dict[str, object] = {"op": "write_file", "path": path, "mode": mode, "append": append}
             if owner:
                 request["user"] = owner
+            if xattrs:
+                request["xattrs"] = dict(xattrs)
             await channel.send_control(request, self._deadline())
             async for chunk in chunks:
                 if channel.has_frames:
@@ -543,8 +566,12 @@ class AgentClient:
             raise AgentError("The shell agent sent a malformed directory listing.")
         return [_entry_from(entry) for entry in entries]
 
-    async def stat(self, path: str) -> FileEntry:
-        return _entry_from((await self._call({"op": "stat", "path": path})).get("entry"))
+    async def stat(self, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        """The entry at ``path``; with ``xattr_prefix`` also its extended attributes so named."""
+        request: dict[str, object] = {"op": "stat", "path": path}
+        if xattr_prefix:
+            request["xattr_prefix"] = xattr_prefix
+        return _entry_from((await self._call(request)).get("entry"))
 
     async def mkdir(self, path: str, parents: bool = True, owner: str | None = None) -> None:
         request: dict[str, object] = {"op": "mkdir", "path": path, "parents": parents}

@@ -7,7 +7,7 @@ server restart without asking the store.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,14 +158,22 @@ class Backend(Protocol):
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]: ...
 
     async def write_file(
-        self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, owner: str | None = None
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
     ) -> int:
-        """Write a file; with ``owner`` it belongs to that Linux user of the shell (a class without
-        users, wasm, raises ActionNotSupported)."""
+        """Write a file; with ``owner`` it belongs to that Linux user of the shell, ``xattrs``
+        (``user.…``) are set on it (a class without users or xattrs, wasm, raises ActionNotSupported)."""
 
     async def list_dir(self, host_id: str, path: str) -> list[FileEntry]: ...
 
-    async def stat(self, host_id: str, path: str) -> FileEntry: ...
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        """The entry at ``path``; with ``xattr_prefix`` its extended attributes so named in
+        ``metadata`` (a class without them reports none)."""
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None: ...
 

@@ -14,7 +14,7 @@ from starlette.types import Message
 
 from ...control.service import Control
 from ...domain.errors import InvalidRequest, PayloadTooLarge, ShellsError
-from ...domain.limits import E2B_MAX_UPLOAD_BYTES
+from ...domain.limits import E2B_MAX_METADATA, E2B_MAX_UPLOAD_BYTES
 from ...domain.states import ShellState
 from ..access import DoorAccess
 from ..errors import envd_http_error
@@ -22,6 +22,9 @@ from ..sandboxes import DOOR
 from .caller import Caller, caller
 
 UPLOAD_CHUNK = 1024 * 1024
+METADATA_HEADER = "x-metadata-"
+METADATA_XATTR = "user.e2b."
+"""E2B file metadata lives in these extended attributes."""
 MAX_UPLOAD_PARTS = 1000
 
 
@@ -39,6 +42,21 @@ def _capped(request: Request) -> Request:
         return message
 
     return Request(request.scope, counted)
+
+
+def _metadata(request: Request) -> dict[str, str]:
+    """``X-Metadata-<key>: value`` headers as the extended attributes ``user.e2b.<key>`` (keys
+    lowercased, as envd does)."""
+    found: dict[str, str] = {}
+    for name, value in request.headers.items():
+        if name.startswith(METADATA_HEADER):
+            key = name[len(METADATA_HEADER) :]
+            if not key or not all(c.isalnum() or c in "-_." for c in key):
+                raise InvalidRequest(f"Metadata key {key[:60]!r} may hold letters, digits, '-', '_', '.'.")
+            found[METADATA_XATTR + key] = value
+    if len(found) > E2B_MAX_METADATA:
+        raise InvalidRequest(f"At most {E2B_MAX_METADATA} metadata entries on a file.")
+    return found
 
 
 async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -90,6 +108,7 @@ class EnvdFiles:
         try:
             who = self._caller(request)
             request = _capped(request)
+            metadata = _metadata(request)
             content_type = request.headers.get("content-type", "")
             target = request.query_params.get("path")
             written: list[dict[str, str]] = []
@@ -100,22 +119,26 @@ class EnvdFiles:
                         raise InvalidRequest("The multipart body holds no file.", {"field": "file"})
                     for upload in uploads:
                         path = target if target and len(uploads) == 1 else upload.filename
-                        written.append(await self._write(who, path or "", _upload_chunks(upload)))
+                        written.append(await self._write(who, path or "", _upload_chunks(upload), metadata))
             elif content_type.startswith("application/octet-stream"):
                 if request.headers.get("content-encoding", "identity") != "identity":
                     raise InvalidRequest("Compressed uploads are not served by this door; send identity.")
-                written.append(await self._write(who, target or "", request.stream()))
+                written.append(await self._write(who, target or "", request.stream(), metadata))
             else:
                 raise InvalidRequest("Send multipart/form-data or application/octet-stream.")
         except ShellsError as exc:
             return envd_http_error(exc)
         return JSONResponse(written)
 
-    async def _write(self, who: Caller, path: str, chunks: AsyncIterator[bytes]) -> dict[str, str]:
+    async def _write(
+        self, who: Caller, path: str, chunks: AsyncIterator[bytes], metadata: dict[str, str]
+    ) -> dict[str, str]:
         full = who.path(path)
         inside = self.control.inside
         await inside.mkdir(
             who.principal, who.shell_id, posixpath.dirname(full) or "/", DOOR, owner=who.run_as
         )
-        await inside.write_file(who.principal, who.shell_id, full, chunks, 0o644, DOOR, owner=who.run_as)
+        await inside.write_file(
+            who.principal, who.shell_id, full, chunks, 0o644, DOOR, owner=who.run_as, xattrs=metadata
+        )
         return {"path": full, "name": posixpath.basename(full), "type": "file"}

@@ -20,6 +20,7 @@ from ..errors import connect_error
 from ..sandboxes import DOOR
 from ..watchers import Watchers
 from .caller import Caller, caller
+from .files import METADATA_XATTR
 from .gen.filesystem import filesystem_pb as fs
 from .gen.filesystem.filesystem_connect import Filesystem
 from .keepalive import interval, with_keepalive
@@ -46,6 +47,7 @@ def entry_info(entry: FileEntry) -> fs.EntryInfo:
         permissions=stat_module.filemode(_KIND_BITS.get(entry.kind, 0) | entry.mode),
         modified_time=Timestamp.from_datetime(datetime.fromtimestamp(entry.mtime, UTC)),
         symlink_target=entry.link_target,
+        metadata=entry.metadata,
     )
 
 
@@ -61,7 +63,8 @@ class FilesystemService(Filesystem):
     async def stat(self, request: fs.StatRequest, ctx: RequestContext[Any, Any]) -> fs.StatResponse:
         try:
             who = self._caller(ctx)
-            entry = await self.control.inside.stat(who.principal, who.shell_id, who.path(request.path))
+            path = who.path(request.path)
+            entry = await self.control.inside.stat(who.principal, who.shell_id, path, METADATA_XATTR)
         except ShellsError as exc:
             raise connect_error(exc) from None
         return fs.StatResponse(entry=entry_info(entry))

@@ -32,7 +32,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -469,15 +469,21 @@ class ContainerBackend:
         return self._agent(host_id).read_file(path, max_bytes)
 
     async def write_file(
-        self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, owner: str | None = None
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
     ) -> int:
-        return await self._agent(host_id).write_file(path, chunks, mode=mode, owner=owner)
+        return await self._agent(host_id).write_file(path, chunks, mode=mode, owner=owner, xattrs=xattrs)
 
     async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
         return await self._agent(host_id).list_dir(path)
 
-    async def stat(self, host_id: str, path: str) -> FileEntry:
-        return await self._agent(host_id).stat(path)
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        return await self._agent(host_id).stat(path, xattr_prefix)
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         await self._agent(host_id).remove(path, recursive=recursive)

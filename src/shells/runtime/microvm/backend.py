@@ -25,7 +25,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -907,15 +907,22 @@ class MicrovmBackend:
                 yield chunk
 
     async def write_file(
-        self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, owner: str | None = None
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
     ) -> int:
-        return await (await self._client(host_id)).write_file(path, chunks, mode=mode, owner=owner)
+        client = await self._client(host_id)
+        return await client.write_file(path, chunks, mode=mode, owner=owner, xattrs=xattrs)
 
     async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
         return await (await self._client(host_id)).list_dir(path)
 
-    async def stat(self, host_id: str, path: str) -> FileEntry:
-        return await (await self._client(host_id)).stat(path)
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        return await (await self._client(host_id)).stat(path, xattr_prefix)
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         await (await self._client(host_id)).remove(path, recursive=recursive)

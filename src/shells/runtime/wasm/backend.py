@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
 from pathlib import Path
@@ -490,9 +490,17 @@ class WasmBackend:
             yield chunk
 
     async def write_file(
-        self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int, owner: str | None = None
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
     ) -> int:
         _no_users(owner)
+        if xattrs:
+            raise ActionNotSupported("A wasm shell's files have no extended attributes.")
         source = aiter(chunks)
 
         def pull() -> Iterator[bytes]:  # runs in the worker thread, pulling the upload as it arrives
@@ -506,7 +514,7 @@ class WasmBackend:
     async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
         return await anyio.to_thread.run_sync(workspace_fs.list_dir, self._workspace(host_id), path)
 
-    async def stat(self, host_id: str, path: str) -> FileEntry:
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
         return await anyio.to_thread.run_sync(workspace_fs.stat_path, self._workspace(host_id), path)
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
