@@ -82,6 +82,7 @@ AGENT_ERROR_CODES = frozenset({
     "permission_denied",
     "quota_exceeded",
     "agent_error",
+    "process_not_found",
 })  # fmt: skip
 MAX_ERROR_MESSAGE = 2000
 TERMINAL_OUTPUT_CAP = 1 << 62
