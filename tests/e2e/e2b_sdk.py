@@ -34,10 +34,15 @@ def sdk_python(version: str = E2B_VERSION) -> Path:
     return python
 
 
+EXIT_NOW = "\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n"
+"""Appended to every scenario that got to its end: the SDK's HTTP library (pyqwest, Rust threads)
+now and then aborts while the interpreter finalizes, after the scenario is done; skip finalizing."""
+
+
 def run_e2b(script: str, env: dict[str, str], timeout_s: float = 240.0) -> Any:
     """Run ``script`` (Python, dedented) with the E2B SDK; it prints one JSON document last."""
     done = subprocess.run(
-        [str(sdk_python()), "-c", textwrap.dedent(script)],
+        [str(sdk_python()), "-c", textwrap.dedent(script) + EXIT_NOW],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home()), **env},
         capture_output=True,
         text=True,
