@@ -27,6 +27,19 @@ class Inside:
         self.templates = templates
         self.suspension = suspension
 
+    def _record(
+        self,
+        principal: Principal,
+        shell: ShellRecord,
+        door: str,
+        kind: str,
+        action: str,
+        details: dict[str, Any],
+    ) -> None:
+        """The audit event of one change inside a shell."""
+        draft = self.ctx.draft(principal, shell, door=door, kind=kind, action=action, details=details)
+        self.ctx.store.add_event(draft)
+
     async def _ready(
         self, principal: Principal, shell_id: str, permission: access.Permission, why: str
     ) -> ShellRecord:
@@ -99,16 +112,7 @@ class Inside:
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a file write")
         clean = normalize_shell_path(path)
         size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode, owner, xattrs)
-        self.ctx.store.add_event(
-            self.ctx.draft(
-                principal,
-                shell,
-                door=door,
-                kind="files",
-                action="write",
-                details={"path": clean, "size": size},
-            )
-        )
+        self._record(principal, shell, door, "files", "write", {"path": clean, "size": size})
         return size
 
     async def list_dir(self, principal: Principal, shell_id: str, path: str) -> list[FileEntry]:
@@ -127,9 +131,7 @@ class Inside:
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a mkdir")
         clean = normalize_shell_path(path)
         await self.ctx.backend(shell.runtime).mkdir(shell.id, clean, owner)
-        self.ctx.store.add_event(
-            self.ctx.draft(principal, shell, door=door, kind="files", action="mkdir", details={"path": clean})
-        )
+        self._record(principal, shell, door, "files", "mkdir", {"path": clean})
 
     async def remove(
         self, principal: Principal, shell_id: str, path: str, recursive: bool, door: str
@@ -137,11 +139,7 @@ class Inside:
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a file removal")
         clean = normalize_shell_path(path)
         await self.ctx.backend(shell.runtime).remove(shell.id, clean, recursive)
-        self.ctx.store.add_event(
-            self.ctx.draft(
-                principal, shell, door=door, kind="files", action="remove", details={"path": clean}
-            )
-        )
+        self._record(principal, shell, door, "files", "remove", {"path": clean})
 
     async def rename(
         self, principal: Principal, shell_id: str, source: str, destination: str, door: str
@@ -149,32 +147,14 @@ class Inside:
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a rename")
         src, dst = normalize_shell_path(source), normalize_shell_path(destination)
         entry = await self.ctx.backend(shell.runtime).rename(shell.id, src, dst)
-        self.ctx.store.add_event(
-            self.ctx.draft(
-                principal,
-                shell,
-                door=door,
-                kind="files",
-                action="rename",
-                details={"path": src, "destination": dst},
-            )
-        )
+        self._record(principal, shell, door, "files", "rename", {"path": src, "destination": dst})
         return entry
 
     async def signal(self, principal: Principal, shell_id: str, pid: int, signum: int, door: str) -> None:
         """Signal one of the shell's running commands (by the pid its start reported)."""
         shell = await self._ready(principal, shell_id, access.EXEC, "a signal")
         await self.ctx.backend(shell.runtime).signal(shell.id, pid, signum)
-        self.ctx.store.add_event(
-            self.ctx.draft(
-                principal,
-                shell,
-                door=door,
-                kind="exec",
-                action="signal",
-                details={"pid": pid, "signal": signum},
-            )
-        )
+        self._record(principal, shell, door, "exec", "signal", {"pid": pid, "signal": signum})
 
     async def watch(
         self, principal: Principal, shell_id: str, path: str, recursive: bool

@@ -4,6 +4,10 @@ same way, and Connect codes for envd RPCs (NOT_FOUND, INVALID_ARGUMENT, UNAVAILA
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from starlette.responses import JSONResponse
@@ -11,6 +15,7 @@ from starlette.responses import JSONResponse
 from ..api.errors import status_for
 from ..control.request_scope import note_outcome
 from ..domain import errors as e
+from ..domain.errors import ShellsError
 
 _CODES: list[tuple[type[e.ShellsError], Code]] = [
     (e.Unauthenticated, Code.UNAUTHENTICATED),
@@ -61,3 +66,20 @@ def envd_http_error(exc: e.ShellsError) -> JSONResponse:
     else:
         status = status_for(exc)
     return JSONResponse({"code": status, "message": exc.message}, status)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def rpc(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A unary envd method whose Shells errors leave as the Connect errors the SDK maps."""
+
+    @functools.wraps(method)
+    async def answer(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except ShellsError as exc:
+            raise connect_error(exc) from None
+
+    return answer

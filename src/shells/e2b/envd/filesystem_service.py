@@ -16,7 +16,7 @@ from ...domain.errors import AlreadyExists, FileNotFound, InvalidRequest, Payloa
 from ...domain.execution import FileChange, FileEntry
 from ...domain.limits import MAX_LIST_ENTRIES
 from ..access import DoorAccess
-from ..errors import connect_error
+from ..errors import connect_error, rpc
 from ..sandboxes import DOOR
 from ..watchers import Watchers
 from .caller import Caller, caller
@@ -60,70 +60,60 @@ class FilesystemService(Filesystem):
     def _caller(self, ctx: RequestContext[Any, Any]) -> Caller:
         return caller(self.access, ctx.request_headers)
 
+    @rpc
     async def stat(self, request: fs.StatRequest, ctx: RequestContext[Any, Any]) -> fs.StatResponse:
-        try:
-            who = self._caller(ctx)
-            path = who.path(request.path)
-            entry = await self.control.inside.stat(who.principal, who.shell_id, path, METADATA_XATTR)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who = self._caller(ctx)
+        path = who.path(request.path)
+        entry = await self.control.inside.stat(who.principal, who.shell_id, path, METADATA_XATTR)
         return fs.StatResponse(entry=entry_info(entry))
 
+    @rpc
     async def list_dir(self, request: fs.ListDirRequest, ctx: RequestContext[Any, Any]) -> fs.ListDirResponse:
         """Entries down to ``depth`` levels (1: the directory's own), breadth first, at most
         MAX_LIST_ENTRIES in all."""
-        try:
-            who = self._caller(ctx)
-            depth = request.depth or 1
-            if depth > MAX_DEPTH:
-                raise InvalidRequest(f"'depth' must be from 1 to {MAX_DEPTH}.", {"field": "depth"})
-            found: list[FileEntry] = []
-            level = [who.path(request.path)]
-            for _ in range(depth):
-                below: list[str] = []
-                for directory in level:
-                    entries = await self.control.inside.list_dir(who.principal, who.shell_id, directory)
-                    found += entries
-                    below += [e.path for e in entries if e.kind == "dir"]
-                    if len(found) > MAX_LIST_ENTRIES:
-                        raise PayloadTooLarge(f"More than {MAX_LIST_ENTRIES} entries; list a smaller depth.")
-                level = below
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who = self._caller(ctx)
+        depth = request.depth or 1
+        if depth > MAX_DEPTH:
+            raise InvalidRequest(f"'depth' must be from 1 to {MAX_DEPTH}.", {"field": "depth"})
+        found: list[FileEntry] = []
+        level = [who.path(request.path)]
+        for _ in range(depth):
+            below: list[str] = []
+            for directory in level:
+                entries = await self.control.inside.list_dir(who.principal, who.shell_id, directory)
+                found += entries
+                below += [e.path for e in entries if e.kind == "dir"]
+                if len(found) > MAX_LIST_ENTRIES:
+                    raise PayloadTooLarge(f"More than {MAX_LIST_ENTRIES} entries; list a smaller depth.")
+            level = below
         return fs.ListDirResponse(entries=[entry_info(e) for e in found])
 
+    @rpc
     async def make_dir(self, request: fs.MakeDirRequest, ctx: RequestContext[Any, Any]) -> fs.MakeDirResponse:
+        who = self._caller(ctx)
+        path = who.path(request.path)
         try:
-            who = self._caller(ctx)
-            path = who.path(request.path)
-            try:
-                await self.control.inside.stat(who.principal, who.shell_id, path)
-            except FileNotFound:
-                pass
-            else:
-                raise AlreadyExists(f"{path} already exists.", {"path": path})
-            await self.control.inside.mkdir(who.principal, who.shell_id, path, DOOR, owner=who.run_as)
-            entry = await self.control.inside.stat(who.principal, who.shell_id, path)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+            await self.control.inside.stat(who.principal, who.shell_id, path)
+        except FileNotFound:
+            pass
+        else:
+            raise AlreadyExists(f"{path} already exists.", {"path": path})
+        await self.control.inside.mkdir(who.principal, who.shell_id, path, DOOR, owner=who.run_as)
+        entry = await self.control.inside.stat(who.principal, who.shell_id, path)
         return fs.MakeDirResponse(entry=entry_info(entry))
 
+    @rpc
     async def move(self, request: fs.MoveRequest, ctx: RequestContext[Any, Any]) -> fs.MoveResponse:
-        try:
-            who = self._caller(ctx)
-            entry = await self.control.inside.rename(
-                who.principal, who.shell_id, who.path(request.source), who.path(request.destination), DOOR
-            )
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who = self._caller(ctx)
+        entry = await self.control.inside.rename(
+            who.principal, who.shell_id, who.path(request.source), who.path(request.destination), DOOR
+        )
         return fs.MoveResponse(entry=entry_info(entry))
 
+    @rpc
     async def remove(self, request: fs.RemoveRequest, ctx: RequestContext[Any, Any]) -> fs.RemoveResponse:
-        try:
-            who = self._caller(ctx)
-            await self.control.inside.remove(who.principal, who.shell_id, who.path(request.path), True, DOOR)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who = self._caller(ctx)
+        await self.control.inside.remove(who.principal, who.shell_id, who.path(request.path), True, DOOR)
         return fs.RemoveResponse()
 
     async def watch_dir(
@@ -152,37 +142,31 @@ class FilesystemService(Filesystem):
                 )
                 yield fs.WatchDirResponse(event=event)
 
+    @rpc
     async def create_watcher(
         self, request: fs.CreateWatcherRequest, ctx: RequestContext[Any, Any]
     ) -> fs.CreateWatcherResponse:
-        try:
-            who = self._caller(ctx)
-            changes = await self.control.inside.watch(
-                who.principal, who.shell_id, who.path(request.path), request.recursive
-            )
-            watcher_id = self.watchers.add(who.shell_id, changes)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who = self._caller(ctx)
+        changes = await self.control.inside.watch(
+            who.principal, who.shell_id, who.path(request.path), request.recursive
+        )
+        watcher_id = self.watchers.add(who.shell_id, changes)
         return fs.CreateWatcherResponse(watcher_id=watcher_id)
 
+    @rpc
     async def get_watcher_events(
         self, request: fs.GetWatcherEventsRequest, ctx: RequestContext[Any, Any]
     ) -> fs.GetWatcherEventsResponse:
-        try:
-            who = self._caller(ctx)
-            changes = self.watchers.take(who.shell_id, request.watcher_id)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who = self._caller(ctx)
+        changes = self.watchers.take(who.shell_id, request.watcher_id)
         return fs.GetWatcherEventsResponse(events=[_event(c) for c in changes])
 
+    @rpc
     async def remove_watcher(
         self, request: fs.RemoveWatcherRequest, ctx: RequestContext[Any, Any]
     ) -> fs.RemoveWatcherResponse:
-        try:
-            who = self._caller(ctx)
-            await self.watchers.remove(who.shell_id, request.watcher_id)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who = self._caller(ctx)
+        await self.watchers.remove(who.shell_id, request.watcher_id)
         return fs.RemoveWatcherResponse()
 
 

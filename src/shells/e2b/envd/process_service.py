@@ -18,7 +18,7 @@ from ...control.service import Control
 from ...domain.errors import InvalidRequest, ShellsError
 from ...domain.execution import MAX_EXEC_TIMEOUT_S, ExecExit, ExecSpec, OutputChunk, WindowSize
 from ..access import DoorAccess
-from ..errors import connect_error
+from ..errors import connect_error, rpc
 from ..sandboxes import DOOR
 from .caller import Caller, caller
 from .gen.process import process_pb as pb
@@ -172,61 +172,51 @@ class ProcessService(Process):
         async for event in _stream(command, listener, interval(ctx.request_headers)):
             yield pb.ConnectResponse(event=event)
 
+    @rpc
     async def list(self, request: pb.ListRequest, ctx: RequestContext[Any, Any]) -> pb.ListResponse:
-        try:
-            who = self._caller(ctx)
-            running = self.control.processes.list(who.principal, who.shell_id)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who = self._caller(ctx)
+        running = self.control.processes.list(who.principal, who.shell_id)
         return pb.ListResponse(processes=[_info(p) for p in running])
 
+    @rpc
     async def send_input(
         self, request: pb.SendInputRequest, ctx: RequestContext[Any, Any]
     ) -> pb.SendInputResponse:
-        try:
-            _, command = self._command(ctx, request.process)
-            match request.input.input if request.input is not None else None:
-                case Oneof(field="stdin" | "pty", value=bytes(data)):
-                    await command.send(data)
-                case _:
-                    raise InvalidRequest("Send 'stdin' or 'pty' bytes.", {"field": "input"})
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        _, command = self._command(ctx, request.process)
+        match request.input.input if request.input is not None else None:
+            case Oneof(field="stdin" | "pty", value=bytes(data)):
+                await command.send(data)
+            case _:
+                raise InvalidRequest("Send 'stdin' or 'pty' bytes.", {"field": "input"})
         return pb.SendInputResponse()
 
+    @rpc
     async def close_stdin(
         self, request: pb.CloseStdinRequest, ctx: RequestContext[Any, Any]
     ) -> pb.CloseStdinResponse:
-        try:
-            _, command = self._command(ctx, request.process)
-            await command.close_stdin()
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        _, command = self._command(ctx, request.process)
+        await command.close_stdin()
         return pb.CloseStdinResponse()
 
+    @rpc
     async def send_signal(
         self, request: pb.SendSignalRequest, ctx: RequestContext[Any, Any]
     ) -> pb.SendSignalResponse:
-        try:
-            who, command = self._command(ctx, request.process)
-            signum = SIGNALS.get(request.signal) if request.signal is not None else None
-            if signum is None:
-                raise InvalidRequest("'signal' must be SIGTERM or SIGKILL.", {"field": "signal"})
-            await self.control.processes.signal(who.principal, who.shell_id, command.pid, signum, DOOR)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        who, command = self._command(ctx, request.process)
+        signum = SIGNALS.get(request.signal) if request.signal is not None else None
+        if signum is None:
+            raise InvalidRequest("'signal' must be SIGTERM or SIGKILL.", {"field": "signal"})
+        await self.control.processes.signal(who.principal, who.shell_id, command.pid, signum, DOOR)
         return pb.SendSignalResponse()
 
+    @rpc
     async def update(self, request: pb.UpdateRequest, ctx: RequestContext[Any, Any]) -> pb.UpdateResponse:
         """Resize a process's terminal."""
-        try:
-            _, command = self._command(ctx, request.process)
-            if not request.has_field("pty") or request.pty is None:
-                raise InvalidRequest("Give the terminal's new 'pty.size'.", {"field": "pty"})
-            size = _window(request.pty)
-            await command.resize(size.cols, size.rows)
-        except ShellsError as exc:
-            raise connect_error(exc) from None
+        _, command = self._command(ctx, request.process)
+        if not request.has_field("pty") or request.pty is None:
+            raise InvalidRequest("Give the terminal's new 'pty.size'.", {"field": "pty"})
+        size = _window(request.pty)
+        await command.resize(size.cols, size.rows)
         return pb.UpdateResponse()
 
     async def stream_input(
