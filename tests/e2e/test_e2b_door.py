@@ -4,7 +4,10 @@ same substitution the project's own SDK uses), so both of the SDK's clients are 
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import httpx
 import pytest
 
 from .e2b_sdk import run_e2b
-from .harness import ServerProcess, free_port, leak_checked_server
+from .harness import SHELLS, ServerProcess, free_port, leak_checked_server
 
 SCOPES = ["shells.read", "shells.create", "shells.act", "shells.destroy", "shells.exec", "shells.files"]
 FLAVOURS = ["async", "sync"]
@@ -505,3 +508,32 @@ def test_a_pty_runs_an_interactive_shell_that_resizes(door: Door, flavour: str) 
     text = out["text"].replace("\r", "")
     assert "24 80\nuser\n" in text and "30 100\n" in text, text
     assert out["exit"] == 4
+
+
+KEY_LIFE = """
+import json
+from e2b import Sandbox
+
+try:
+    Sandbox.list().next_items()
+    print(json.dumps("ok"))
+except Exception as e:
+    print(json.dumps(type(e).__name__))
+"""
+
+
+def test_a_key_minted_by_the_cli_works_until_revoked(door: Door) -> None:
+    env = {**os.environ, "SHELLS_BASE_URL": door.server.url, "SHELLS_API_TOKEN": door.server.token}
+    done = subprocess.run(
+        [*SHELLS, "admin", "token", "create", "--scopes", "shells.read", "--e2b", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    minted = json.loads(done.stdout)
+    assert minted["token"].startswith("e2b_")
+    assert run_e2b(KEY_LIFE, door.env(minted["token"])) == "ok"
+    door.admin.delete(f"/v1/tokens/{minted['id']}").raise_for_status()
+    assert run_e2b(KEY_LIFE, door.env(minted["token"])) == "AuthenticationException"
