@@ -141,6 +141,7 @@ async def main():
         out["metadata"] = [
             (await sbx.files.get_info("tagged.txt")).metadata,
             (await sbx.files.get_info("many/one.txt")).metadata,
+            [e.metadata for e in await sbx.files.list("/home/user") if e.name == "tagged.txt"],
         ]
         out["running"] = await sbx.is_running()
     finally:
@@ -172,7 +173,8 @@ def test_commands_and_files_through_the_e2b_sdk(door: Door, flavour: str) -> Non
     assert out["moved"] == ["/home/user/notes/b.txt", False, True]
     assert out["removed"] is False and out["read_missing"] == "FileNotFoundException"
     assert out["many"] == ["one.txt", "two.txt"]
-    assert out["metadata"] == [{"owner": "alice", "stage": "draft"}, None]
+    tagged = {"owner": "alice", "stage": "draft"}
+    assert out["metadata"] == [tagged, None, [tagged]]
     assert out["running"] is True and out["killed"] is True and out["running_after_kill"] is False
     events = door.admin.get("/v1/audit", params={"door": "e2b", "shell": f"sh_{out['id']}"}).json()
     actions = {e["action"] for e in events["events"]}

@@ -940,6 +940,8 @@ async def test_rename_and_extended_attributes(client: AgentClient, tmp_path: Pat
     assert moved.path == str(tmp_path / "b") and not (tmp_path / "a").exists()
     assert (await client.stat(str(tmp_path / "b"), "user.e2b.")).metadata == {"k": "v"}
     assert (await client.stat(str(tmp_path / "b"))).metadata is None
+    listed = await client.list_dir(str(tmp_path), "user.e2b.")
+    assert [(e.name, e.metadata) for e in listed] == [("b", {"k": "v"})]
     with pytest.raises(FileNotFound):
         await client.rename(str(tmp_path / "missing"), str(tmp_path / "c"))
     with pytest.raises(InvalidRequest):

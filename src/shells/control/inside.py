@@ -115,9 +115,13 @@ class Inside:
         self._record(principal, shell, door, "files", "write", {"path": clean, "size": size})
         return size
 
-    async def list_dir(self, principal: Principal, shell_id: str, path: str) -> list[FileEntry]:
+    async def list_dir(
+        self, principal: Principal, shell_id: str, path: str, xattr_prefix: str | None = None
+    ) -> list[FileEntry]:
         shell = await self._ready(principal, shell_id, access.FILES_READ, "a file listing")
-        return await self.ctx.backend(shell.runtime).list_dir(shell.id, normalize_shell_path(path))
+        return await self.ctx.backend(shell.runtime).list_dir(
+            shell.id, normalize_shell_path(path), xattr_prefix
+        )
 
     async def stat(
         self, principal: Principal, shell_id: str, path: str, xattr_prefix: str | None = None

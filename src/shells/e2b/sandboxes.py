@@ -89,6 +89,18 @@ def _timeout(body: Mapping[str, Any], default: int | None = None) -> int:
     return parse_ttl(value, "timeout")
 
 
+def _started_after(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            "'startedAfter' must be an RFC 3339 date-time.", {"field": "startedAfter"}
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def _limit(request: Request) -> int:
     try:
         limit = int(request.query_params.get("limit", E2B_MAX_PAGE))
@@ -246,14 +258,21 @@ class Sandboxes:
             raise InvalidRequest("'state' must list running and/or paused.", {"field": "state"})
         wanted = dict(parse_qsl(params.get("metadata", ""), keep_blank_values=True))
         limit = _limit(request)
+        order = params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("'order' must be asc or desc.", {"field": "order"})
+        after_time = _started_after(params.get("startedAfter"))
+        template = params.get("template")
         shells = [
             s
             for s in self.control.shells.list(principal)
             if s.state in (ShellState.RUNNING, ShellState.PAUSED, ShellState.STOPPED)
             and _state(s) in states
             and all(s.labels.get(k) == v for k, v in wanted.items())
+            and (after_time is None or s.created_at >= after_time)
+            and (template is None or template in (_template_id(s), s.template))
         ]
-        shells.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+        shells.sort(key=lambda s: (s.created_at, s.id), reverse=order == "desc")
         after = params.get("nextToken")
         if after:
             ids = [s.id for s in shells]

@@ -240,6 +240,7 @@ def op_stat(message: dict[str, object]) -> dict[str, object]:
 
 def op_list_dir(message: dict[str, object]) -> dict[str, object]:
     path = check_path(get_str(message, "path"))
+    prefix = _xattr_prefix(message)
     entries: list[dict[str, object]] = []
     try:
         with os.scandir(path) as listing:
@@ -249,7 +250,10 @@ def op_list_dir(message: dict[str, object]) -> dict[str, object]:
                         "payload_too_large", f"{path} has more than {MAX_LIST_ENTRIES} entries; use exec."
                     )
                 with suppress(FileNotFoundError):  # removed while we listed
-                    entries.append(entry_of(item.path, item.stat(follow_symlinks=False)))
+                    entry = entry_of(item.path, item.stat(follow_symlinks=False))
+                    if prefix is not None:
+                        entry["xattrs"] = xattrs_of(item.path, prefix)
+                    entries.append(entry)
     except NotADirectoryError:
         raise RequestError("invalid_request", f"{path} is not a directory.") from None
     except OSError as exc:

@@ -561,8 +561,11 @@ class AgentClient:
         except BadMessage as exc:
             raise AgentError(f"The shell agent sent a malformed reply: {exc}") from None
 
-    async def list_dir(self, path: str) -> list[FileEntry]:
-        entries = (await self._call({"op": "list_dir", "path": path})).get("entries")
+    async def list_dir(self, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
+        request: dict[str, object] = {"op": "list_dir", "path": path}
+        if xattr_prefix:
+            request["xattr_prefix"] = xattr_prefix
+        entries = (await self._call(request)).get("entries")
         if not isinstance(entries, list) or len(entries) > MAX_LIST_ENTRIES:
             raise AgentError("The shell agent sent a malformed directory listing.")
         return [_entry_from(entry) for entry in entries]

@@ -169,7 +169,8 @@ class Backend(Protocol):
         """Write a file; with ``owner`` it belongs to that Linux user of the shell, ``xattrs``
         (``user.…``) are set on it (a class without users or xattrs, wasm, raises ActionNotSupported)."""
 
-    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]: ...
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
+        """A directory's entries (with ``xattr_prefix``, as in ``stat``)."""
 
     async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
         """The entry at ``path``; with ``xattr_prefix`` its extended attributes so named in

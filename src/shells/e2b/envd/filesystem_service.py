@@ -80,7 +80,9 @@ class FilesystemService(Filesystem):
         for _ in range(depth):
             below: list[str] = []
             for directory in level:
-                entries = await self.control.inside.list_dir(who.principal, who.shell_id, directory)
+                entries = await self.control.inside.list_dir(
+                    who.principal, who.shell_id, directory, METADATA_XATTR
+                )
                 found += entries
                 below += [e.path for e in entries if e.kind == "dir"]
                 if len(found) > MAX_LIST_ENTRIES:

@@ -479,8 +479,8 @@ class ContainerBackend:
     ) -> int:
         return await self._agent(host_id).write_file(path, chunks, mode=mode, owner=owner, xattrs=xattrs)
 
-    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
-        return await self._agent(host_id).list_dir(path)
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
+        return await self._agent(host_id).list_dir(path, xattr_prefix)
 
     async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
         return await self._agent(host_id).stat(path, xattr_prefix)

@@ -511,7 +511,7 @@ class WasmBackend:
             workspace_fs.write_file, self._workspace(host_id), path, pull(), mode
         )
 
-    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
         return await anyio.to_thread.run_sync(workspace_fs.list_dir, self._workspace(host_id), path)
 
     async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
