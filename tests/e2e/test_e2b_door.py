@@ -306,6 +306,9 @@ def test_the_door_answers_bad_requests_in_e2b_shapes_never_500(door: Door) -> No
             assert r.status_code == 400 and r.json()["code"] == 400 and r.json()["message"], body
         assert api.get("/v2/sandboxes", params={"limit": "x"}).status_code == 400
         assert api.get("/v2/sandboxes", params={"state": "gone"}).status_code == 400
+        assert api.get("/v2/sandboxes").status_code == 200
+        trail = door.admin.get("/v1/audit", params={"door": "e2b", "action": "e2b.list"}).json()["events"]
+        assert {e["outcome"] for e in trail} >= {"ok", "invalid_request"}, trail
         r = httpx.get(f"{door.url}/v2/sandboxes", timeout=10)
         assert r.status_code == 401 and r.json()["code"] == 401
         created = api.post("/sandboxes", json={"templateID": "base"})

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..control.auth import find_snapshot
+from ..control.request_scope import current_request
 from ..control.requests import CreateShellRequest, parse_ttl
 from ..control.service import Control
 from ..domain.capabilities import Capability
@@ -168,9 +169,20 @@ class Sandboxes:
             async def endpoint(request: Request) -> Response:
                 try:
                     principal = self.access.api_key(request.headers.get("x-api-key"))
-                    return await handler(request, principal)
+                    response = await handler(request, principal)
                 except ShellsError as exc:
-                    return api_error(exc)
+                    response = api_error(exc)
+                info = current_request()
+                if info is not None:  # the audit row of a call nothing else recorded (reads, refusals)
+                    target = request.path_params.get("sandbox")
+                    self.control.audit.finish(
+                        info,
+                        action=f"e2b.{handler.__name__}",
+                        target=None if target is None else f"sh_{str(target)[:64]}",
+                        read=method == "GET",
+                        status=response.status_code,
+                    )
+                return response
 
             return Route(path, endpoint, methods=[method])
 
