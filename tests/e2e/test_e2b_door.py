@@ -311,6 +311,26 @@ def test_the_door_answers_bad_requests_in_e2b_shapes_never_500(door: Door) -> No
         assert {e["outcome"] for e in trail} >= {"ok", "invalid_request"}, trail
         r = httpx.get(f"{door.url}/v2/sandboxes", timeout=10)
         assert r.status_code == 401 and r.json()["code"] == 401
+        sealed = api.post("/sandboxes", json={"templateID": "base", "allow_internet_access": False}).json()
+        listed = {"templateID": "base", "network": {"allowOut": ["example.org"], "denyOut": ["0.0.0.0/0"]}}
+        limited = api.post("/sandboxes", json=listed).json()
+        try:
+            policies = [
+                door.admin.get(f"/v1/shells/sh_{s['sandboxID']}").json()["network"] for s in (sealed, limited)
+            ]
+            assert policies == [
+                {"mode": "localhost", "allow": []},
+                {"mode": "internet", "allow": ["example.org"]},
+            ]
+            update = {"allowOut": ["example.com"], "denyOut": ["0.0.0.0/0"]}
+            assert api.put(f"/sandboxes/{sealed['sandboxID']}/network", json=update).status_code == 204
+            policy = door.admin.get(f"/v1/shells/sh_{sealed['sandboxID']}").json()["network"]
+            assert policy == {"mode": "internet", "allow": ["example.com"]}
+            r = api.put(f"/sandboxes/{sealed['sandboxID']}/network", json={"denyOut": ["8.8.8.8/32"]})
+            assert r.status_code == 400 and "allowOut" in r.json()["message"]
+        finally:
+            for s in (sealed, limited):
+                api.delete(f"/sandboxes/{s['sandboxID']}")
         created = api.post("/sandboxes", json={"templateID": "base"})
         assert created.status_code == 201, created.text
         sandbox = created.json()

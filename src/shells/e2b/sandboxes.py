@@ -16,14 +16,14 @@ from starlette.routing import Route
 
 from ..control.auth import find_snapshot
 from ..control.request_scope import current_request
-from ..control.requests import CreateShellRequest, parse_ttl
+from ..control.requests import CreateShellRequest, parse_network_policy, parse_ttl
 from ..control.service import Control
 from ..domain.capabilities import Capability
 from ..domain.errors import Conflict, InvalidRequest, ShellsError
 from ..domain.execution import ExecSpec, collect
 from ..domain.isolation import Language, Runtime, parse_enum
 from ..domain.limits import E2B_MAX_METADATA, E2B_MAX_PAGE
-from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.network import NetworkMode
 from ..domain.principal import Principal
 from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord
@@ -125,6 +125,44 @@ async def _json(request: Request) -> dict[str, Any]:
     return body
 
 
+DENY_ALL = frozenset({"0.0.0.0/0", "::/0"})
+
+
+def network_body(network: object, internet: object) -> dict[str, Any]:
+    """E2B's egress settings as a Shells network policy body. Shells is allow-list based: no rule
+    is the internet (public destinations); ``denyOut`` of everything (or ``allow_internet_access``
+    false) with ``allowOut`` is the internet limited to those; without ``allowOut``, the loopback
+    and private networks only (mode ``localhost``). Denying some destinations only, proxies and
+    per-domain rules cannot be expressed and are refused."""
+    if not isinstance(internet, bool):
+        raise InvalidRequest(
+            "'allow_internet_access' must be true or false.", {"field": "allow_internet_access"}
+        )
+    network = network or {}
+    if not isinstance(network, dict):
+        raise InvalidRequest("'network' must be an object.", {"field": "network"})
+    unsupported = sorted(
+        k for k, v in network.items() if v and k in ("rules", "egressProxy", "maskRequestHost")
+    )
+    if unsupported:
+        raise InvalidRequest(f"Shells does not serve network {', '.join(unsupported)}.", {"field": "network"})
+    allow, deny = network.get("allowOut") or [], network.get("denyOut") or []
+    if (
+        not isinstance(allow, list)
+        or not isinstance(deny, list)
+        or not all(isinstance(x, str) for x in [*allow, *deny])
+    ):
+        raise InvalidRequest("'allowOut' and 'denyOut' must be lists of strings.", {"field": "network"})
+    if set(deny) - DENY_ALL:
+        raise InvalidRequest(
+            "Shells allows destinations rather than denying some: use allowOut with denyOut ['0.0.0.0/0'].",
+            {"field": "network.denyOut"},
+        )
+    if not internet or deny:
+        return {"mode": "internet", "allow": list(allow)} if allow else {"mode": "localhost"}
+    return {"mode": "internet"}
+
+
 def parse_new_sandbox(body: Mapping[str, Any]) -> CreateShellRequest:
     """E2B's ``NewSandbox`` as a Shells create. Internet access follows E2B (allowed unless
     ``allow_internet_access`` is false, which leaves the shell its loopback: mode ``localhost``)."""
@@ -139,17 +177,13 @@ def parse_new_sandbox(body: Mapping[str, Any]) -> CreateShellRequest:
         raise InvalidRequest("'autoPause' must be true or false.", {"field": "autoPause"})
     metadata = _str_map(body, "metadata")
     env = _str_map(body, "envVars")
-    internet = body.get("allow_internet_access", True)
-    if not isinstance(internet, bool):
-        raise InvalidRequest(
-            "'allow_internet_access' must be true or false.", {"field": "allow_internet_access"}
-        )
+    policy = parse_network_policy(network_body(body.get("network"), body.get("allow_internet_access", True)))
     runtime = parse_enum(Runtime, metadata.get(RUNTIME_METADATA, Runtime.CONTAINER.value), RUNTIME_METADATA)
     snapshot = template if template.startswith("snap_") else None
     return CreateShellRequest(
         language=Language.BASH,
         runtime=runtime,
-        network=NetworkPolicy(NetworkMode.INTERNET if internet else NetworkMode.LOCALHOST),
+        network=policy,
         template=None if snapshot else BASE_TEMPLATE if template == BASE_TEMPLATE_ALIAS else template,
         snapshot=snapshot,
         env=env,
@@ -198,6 +232,7 @@ class Sandboxes:
             route("/snapshots", self.snapshots, "GET"),
             route("/templates/{template}", self.delete_template, "DELETE"),
             route("/sandboxes/{sandbox}/fork", self.fork, "POST"),
+            route("/sandboxes/{sandbox}/network", self.update_network, "PUT"),
         ]
 
     def _sandbox(self, shell: ShellRecord, principal: Principal) -> dict[str, Any]:
@@ -370,6 +405,15 @@ class Sandboxes:
             self.control.shells.set_timeout(principal, c["id"], timeout, DOOR) for c in result["shells"]
         ]
         return JSONResponse([{"sandbox": self._sandbox(child, principal)} for child in children], 201)
+
+    async def update_network(self, request: Request, principal: Principal) -> Response:
+        """Replace the sandbox's egress rules (as at create), applied at once to a running one."""
+        body = await _json(request)
+        policy = network_body(body, body.get("allow_internet_access", True))
+        await self.control.network.set_policy(
+            principal, shell_id(request.path_params["sandbox"]), policy, DOOR
+        )
+        return Response(status_code=204)
 
     async def pause(self, request: Request, principal: Principal) -> Response:
         """Pause with memory where the class can and ``memory`` is not false, else stop keeping the
