@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from shells import AsyncShell, AsyncShells, Shells
 from shells.sdk import CommandExit, CommandOutput, InvalidRequest, ProcessNotFound
 
-from .harness import ServerProcess
+from .harness import ServerProcess, leak_checked_server
 
 
 @pytest.fixture
@@ -59,3 +60,34 @@ def test_a_process_is_signalled_and_gone_from_the_list(server: ServerProcess) ->
         with pytest.raises(InvalidRequest):  # no stdin was asked for
             shell.processes.send_stdin(other.pid, "x")
         shell.processes.signal(other.pid)
+
+
+def test_processes_outlive_a_server_restart(data_root: Path) -> None:
+    """The agent keeps them; the new server finds them, re-attaches and signals them."""
+    with leak_checked_server(data_root / "processes-restart", warm_pool=0) as server:
+        with server.client() as client:
+            shell = client.create("python")
+            ticker = shell.processes.start("while true; do echo tick; sleep 0.2; done", tag="ticker")
+            cat = shell.processes.start("cat", stdin=True, tag="cat")
+        server.stop()
+        server.start()
+        with server.client() as client:
+            shell = client.get(shell.id)
+            assert {(p.pid, p.tag) for p in shell.processes.list()} == {
+                (ticker.pid, "ticker"),
+                (cat.pid, "cat"),
+            }
+            with shell.processes.attach(cat.pid) as events:
+                shell.processes.send_stdin(cat.pid, "after the restart\n")
+                shell.processes.close_stdin(cat.pid)
+                seen = list(events)
+            assert [e.data for e in seen if isinstance(e, CommandOutput)] == ["after the restart\n"]
+            with shell.processes.attach(ticker.pid) as events:
+                assert any(isinstance(e, CommandOutput) for _, e in zip(range(3), events, strict=False))
+            shell.processes.signal(ticker.pid, "KILL")
+            for _ in range(50):
+                if not shell.processes.list():
+                    break
+                time.sleep(0.1)
+            assert shell.processes.list() == []
+            shell.kill()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import pwd
 import secrets
@@ -983,3 +984,37 @@ async def test_the_host_refuses_unbounded_xattrs_and_unknown_changes(tmp_path: P
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+@pytest.mark.anyio
+async def test_a_kept_process_outlives_its_call_and_is_attached_again(client: AgentClient) -> None:
+    spec = ExecSpec(command="read line; echo got $line", cwd="/", keep=True, tag="reader", stdin=b"")
+    spec = dataclasses.replace(spec, stdin_stream=_forever())
+    events = client.exec(spec)
+    started = await anext(events)
+    assert isinstance(started, ExecStarted)
+    await events.aclose()  # the call ends; the process does not
+    listed = await client.processes()
+    assert [(p.pid, p.tag, p.attached) for p in listed] == [(started.pid, "reader", False)]
+    feed: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def more() -> AsyncIterator[bytes]:
+        while (chunk := await feed.get()) is not None:
+            yield chunk
+
+    again = client.attach(started.pid, more())
+    assert await anext(again) == ExecStarted(started.pid)
+    with pytest.raises(InvalidRequest, match="attached to another"):
+        await anext(client.attach(started.pid))
+    await feed.put(b"hello\n")
+    rest = [e async for e in again]
+    assert b"".join(e.data for e in rest if isinstance(e, OutputChunk)) == b"got hello\n"
+    assert isinstance(rest[-1], ExecExit) and rest[-1].exit_code == 0
+    assert await client.processes() == []
+    with pytest.raises(ProcessNotFound):
+        await anext(client.attach(started.pid))
+
+
+async def _forever() -> AsyncIterator[bytes]:
+    await asyncio.Event().wait()
+    yield b""

@@ -41,7 +41,7 @@ async def start_process(
 
 @router.get("/v1/shells/{shell_id}/processes", responses=ERRORS)
 async def list_processes(control: ControlDep, principal: PrincipalDep, shell_id: str) -> dict[str, Any]:
-    return {"processes": [p.to_public() for p in control.processes.list(principal, shell_id)]}
+    return {"processes": [p.to_public() for p in await control.processes.list(principal, shell_id)]}
 
 
 @router.post("/v1/shells/{shell_id}/processes/{pid}/attach", response_model=None, responses=ERRORS)
@@ -49,7 +49,7 @@ async def attach_process(
     control: ControlDep, principal: PrincipalDep, drain: DrainDep, shell_id: str, pid: int
 ) -> JSONResponse | StreamingResponse:
     """The process's events from now on: ``started`` (its pid), output, then its ``exit``."""
-    process = control.processes.find(principal, shell_id, pid)
+    process = await control.processes.find(principal, shell_id, pid)
     return await exec_response(_from_now(process), False, drain)
 
 
@@ -65,7 +65,7 @@ async def write_stdin(
     control: ControlDep, principal: PrincipalDep, shell_id: str, pid: int, request: Request
 ) -> Response:
     """The body, as it is, to the process's stdin (at most 1 MiB a call)."""
-    process = control.processes.find(principal, shell_id, pid)
+    process = await control.processes.find(principal, shell_id, pid)
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
@@ -77,7 +77,7 @@ async def write_stdin(
 
 @router.post("/v1/shells/{shell_id}/processes/{pid}/stdin/close", status_code=204, responses=ERRORS)
 async def close_stdin(control: ControlDep, principal: PrincipalDep, shell_id: str, pid: int) -> Response:
-    await control.processes.find(principal, shell_id, pid).close_stdin()
+    await (await control.processes.find(principal, shell_id, pid)).close_stdin()
     return Response(status_code=204)
 
 

@@ -4,13 +4,15 @@ them), each read by one task and fanned out to whoever follows it (the request t
 later attaches), with stdin that stays open after the start, signals and close-stdin.
 
 The command itself runs over the shell's agent like any exec (``Inside.exec``: access, audit,
-busy for the idle monitor); this table holds its open stream, so a server restart ends it.
+busy for the idle monitor), started with ``keep``: the agent lists it and detaches rather than kills
+it when its stream ends, so after a server restart the next server adopts it (``_adopt``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -20,10 +22,13 @@ from ..domain.errors import FeatureUnavailable, InvalidRequest, ProcessNotFound,
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, WindowSize
 from ..domain.limits import MAX_PROCESSES, MAX_SUBSCRIBER_CHUNKS
 from ..domain.principal import Principal
+from ..domain.shell import ShellRecord
+from ..domain.states import ShellState
 from .auth import authorize
 from .context import ControlContext
 from .inside import Inside
 
+log = logging.getLogger(__name__)
 STDIN_QUEUE = 64
 """Input chunks queued for a command before ``SendInput`` waits for it to read."""
 
@@ -103,23 +108,54 @@ class Processes:
         self.inside = inside
         self._table: dict[str, dict[int, Process]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._adopted: set[str] = set()
 
-    def list(self, principal: Principal, shell_id: str) -> list[Process]:
+    async def list(self, principal: Principal, shell_id: str) -> list[Process]:
         """The shell's running processes (the ``shells.exec`` scope and a role on the shell)."""
         shell = authorize(self.ctx.store, principal, shell_id, access.EXEC)
+        await self._adopt(shell)
         return list(self._table.get(shell.id, {}).values())
 
-    def find(
+    async def _adopt(self, shell: ShellRecord) -> None:
+        """Once per server life, follow again the processes the shell's agent kept running without
+        us (this server started after the one that started them): detached, they wait for it."""
+        if shell.id in self._adopted or shell.state is not ShellState.RUNNING:
+            return
+        self._adopted.add(shell.id)
+        backend = self.ctx.backend(shell.runtime)
+        try:
+            kept = await backend.processes(shell.id)
+        except ShellsError as exc:
+            log.warning("listing the kept processes of %s failed: %s", shell.id, exc.message)
+            return
+        for found in kept:
+            if found.attached or found.pid in self._table.get(shell.id, {}):
+                continue
+            window = WindowSize(80, 24) if found.pty else None
+            spec = ExecSpec(
+                argv=found.argv, cwd=found.cwd, user=found.user, pty=window, keep=True, tag=found.tag
+            )
+            stdin: asyncio.Queue[bytes | WindowSize | None] = asyncio.Queue(STDIN_QUEUE)
+            events = cast(AsyncGenerator[ExecEvent, None], backend.attach(shell.id, found.pid, _drain(stdin)))
+            try:
+                process, listener = await self._follow(
+                    shell.id, Process(found.pid, found.tag, spec, stdin), events
+                )
+                process.unlisten(listener)
+            except ShellsError as exc:  # it ended meanwhile
+                log.info("adopting process %s of %s failed: %s", found.pid, shell.id, exc.message)
+
+    async def find(
         self, principal: Principal, shell_id: str, pid: int | None = None, tag: str | None = None
     ) -> Process:
-        for command in self.list(principal, shell_id):
+        for command in await self.list(principal, shell_id):
             if (pid is not None and command.pid == pid) or (tag is not None and command.tag == tag):
                 return command
         what = f"pid {pid}" if pid is not None else f"tag {tag!r}"
         raise ProcessNotFound(f"No running process with {what}.", {"pid": pid, "tag": tag})
 
     async def signal(self, principal: Principal, shell_id: str, pid: int, signum: int, door: str) -> None:
-        process = self.find(principal, shell_id, pid)
+        process = await self.find(principal, shell_id, pid)
         await self.inside.signal(principal, shell_id, process.pid, signum, door)
 
     async def start(
@@ -144,11 +180,19 @@ class Processes:
         stdin: asyncio.Queue[bytes | WindowSize | None] | None = (
             asyncio.Queue(STDIN_QUEUE) if wants_stdin else None
         )
+        spec = replace(spec, keep=True, tag=tag)
         started = replace(spec, stdin_stream=_drain(stdin) if stdin is not None else None)
         events = cast(
             AsyncGenerator[ExecEvent, None],
             await self.inside.exec(principal, shell_id, started, door, "process"),
         )
+        return await self._follow(shell_id, Process(0, tag, spec, stdin), events)
+
+    async def _follow(
+        self, shell_id: str, process: Process, events: AsyncGenerator[ExecEvent, None]
+    ) -> tuple[Process, Listener]:
+        """Enter a process in the table once its stream says it started, and read it from then on;
+        returns it with a listener subscribed before its first output."""
         try:
             first = await anext(events)
         except BaseException:
@@ -157,13 +201,13 @@ class Processes:
         if not isinstance(first, ExecStarted):
             await events.aclose()
             raise FeatureUnavailable("This shell's commands report no process id.")
-        command = Process(first.pid, tag, spec, stdin)
-        listener = command.listen()
-        self._table.setdefault(shell_id, {})[command.pid] = command
-        task = asyncio.create_task(self._pump(shell_id, command, events))
+        process.pid = first.pid
+        listener = process.listen()
+        self._table.setdefault(shell_id, {})[process.pid] = process
+        task = asyncio.create_task(self._pump(shell_id, process, events))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return command, listener
+        return process, listener
 
     async def _pump(self, shell_id: str, command: Process, events: AsyncGenerator[ExecEvent, None]) -> None:
         """Hand every event to every listener (waiting for slow ones: the command's output then waits

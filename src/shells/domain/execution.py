@@ -71,6 +71,11 @@ class ExecSpec:
     ``stdin`` alone (or nothing)."""
     pty: WindowSize | None = None
     """Run on a pseudo-terminal of this size (one output stream, ``stdout``; stdin always open)."""
+    keep: bool = False
+    """The process outlives this call: when it ends early the process is detached, not killed, and
+    the agent lists it and lets a later call attach to it (``control.processes``)."""
+    tag: str | None = None
+    """A name the agent lists a kept process under."""
 
     def __post_init__(self) -> None:
         if (self.argv is None) == (self.command is None):
@@ -230,3 +235,16 @@ class FileChange:
 
     name: str
     kind: FileChangeKind
+
+
+@dataclass(frozen=True)
+class KeptProcess:
+    """A running process an agent keeps (``ExecSpec.keep``), as it lists it."""
+
+    pid: int
+    tag: str | None
+    argv: tuple[str, ...]
+    cwd: str
+    user: str | None
+    pty: bool
+    attached: bool

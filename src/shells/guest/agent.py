@@ -379,6 +379,9 @@ class Agent:
         self.children: dict[int, ExecChannel] = {}
         """Spawned processes by pid, until reaped."""
         self.execs: set[ExecChannel] = set()
+        self.kept: dict[int, ExecChannel] = {}
+        """Running processes started with ``keep``: they outlive their channel and can be attached
+        again (``attach``) and listed (``processes``)."""
         """Exec channels still reporting to a connection: the ones with timers."""
         self.connections: set[Connection] = set()
         self.soon: list[Callable[[], None]] = []
@@ -874,6 +877,17 @@ class ExecChannel(Channel):
             raise RequestError("invalid_request", "'cwd' must be an absolute path.")
         if not 0 < timeout_s <= MAX_TIMEOUT_S or self.cap <= 0:
             raise RequestError("invalid_request", "'timeout_s' and 'output_cap_bytes' must be positive.")
+        self.keep = get_bool(message, "keep", False)
+        if self.keep and len(connection.agent.kept) >= MAX_KEPT:
+            raise RequestError("quota_exceeded", f"At most {MAX_KEPT} kept processes run at once.")
+        tag = get_str(message, "tag", "")
+        self.listing: dict[str, object] = {
+            "tag": tag or None,
+            "argv": argv,
+            "cwd": cwd,
+            "user": get_str(message, "user", "") or None,
+            "pty": window is not None,
+        }
         account = account_of(message)
         # As a user, its identity (HOME, USER, LOGNAME, SHELL) wins over the host's defaults (HOME=/root).
         env = {"PATH": STANDARD_PATH, **env, **(account.environment() if account else {})}
@@ -917,6 +931,8 @@ class ExecChannel(Channel):
                 os.set_blocking(fd, False)
         self.agent.children[self.process.pid] = self
         self.agent.execs.add(self)
+        if self.keep:
+            self.agent.kept[self.process.pid] = self
         connection.send_control(channel_id, {"op": "started", "pid": self.process.pid})
         self.resume()
 
@@ -969,6 +985,12 @@ class ExecChannel(Channel):
     # input
 
     def on_control(self, message: dict[str, object]) -> None:
+        if self.keep and get_str(message, "op") == "detach":
+            if self.connection.channels.get(self.id) is self:
+                del self.connection.channels[self.id]
+            self.connection.block_reading(self.id, False)
+            self.detach()
+            return
         if not (self.terminal and get_str(message, "op") == "resize"):
             super().on_control(message)
             return
@@ -1033,13 +1055,34 @@ class ExecChannel(Channel):
         self._maybe_finish()
 
     def abandon(self) -> None:
+        if self.keep and self.status is None:
+            self.detach()
+            return
         self.kill()
         super().abandon()
+
+    def detach(self) -> None:
+        """A kept process whose host went (or asked): it runs on unheard, its output read and
+        dropped, its stdin still open, until ``attach`` gives it a channel again."""
+        self.orphaned = True
+        self.resume()
+
+    def attach(self, connection: Connection, channel_id: int) -> None:
+        self.connection = connection
+        self.id = channel_id
+        self.orphaned = False
+        self.active = True
+        connection.channels[channel_id] = self
+        connection.send_control(channel_id, {"op": "started", "pid": self.process.pid})
+        self.resume()
 
     def orphan(self) -> None:
         """Run on unheard: output is read and dropped, input never comes (a terminal stays open, so
         its shell waits rather than hangs up), and the end is reaped but reported to no one. The
-        timeout still applies."""
+        timeout still applies. A kept process is detached instead (its input stays open)."""
+        if self.keep:
+            self.detach()
+            return
         self.orphaned = True
         self.accepts_stdin = False
         if not self.terminal:
@@ -1047,6 +1090,7 @@ class ExecChannel(Channel):
         self.resume()
 
     def on_exit(self, status: int) -> None:
+        self.agent.kept.pop(self.process.pid, None)
         self.status = status
         self.ended = time.monotonic()
         self.process.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits on its own
@@ -1230,6 +1274,8 @@ _IN_CREATE, _IN_DELETE, _IN_IGNORED, _IN_Q_OVERFLOW, _IN_ISDIR = 0x100, 0x200, 0
 _IN_DONT_FOLLOW, _IN_ONLYDIR = 0x02000000, 0x01000000
 _WATCH_MASK = _IN_MODIFY | _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
 _EVENT_HEADER = struct.Struct("iIII")
+MAX_KEPT = 256
+"""Kept processes (``keep``) one agent runs at once."""
 MAX_WATCHES = 4096
 """Directories one watch follows (a recursive watch of a bigger tree fails at start)."""
 _KINDS = (
@@ -1354,11 +1400,35 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def op_processes(connection: Connection, message: dict[str, object]) -> dict[str, object]:
+    """The running kept processes: pid, tag, argv, cwd, pty, and whether a channel follows them."""
+    return {
+        "processes": [
+            {"pid": pid, **channel.listing, "attached": not channel.orphaned}
+            for pid, channel in connection.agent.kept.items()
+            if channel.status is None
+        ]
+    }
+
+
+def attach_channel(connection: Connection, channel_id: int, message: dict[str, object]) -> Channel:
+    """Give a detached kept process this channel: ``started``, then its output from now on."""
+    pid = get_int(message, "pid")
+    channel = connection.agent.kept.get(pid)
+    if channel is None or channel.status is not None:
+        raise RequestError("process_not_found", f"No running kept process with pid {pid}.")
+    if not channel.orphaned:
+        raise RequestError("invalid_request", f"Process {pid} is attached to another call.")
+    channel.attach(connection, channel_id)
+    return channel
+
+
 CHANNEL_OPS: dict[str, Callable[[Connection, int, dict[str, object]], Channel]] = {
     "exec": ExecChannel,
     "read_file": ReadFileChannel,
     "write_file": WriteFileChannel,
     "watch": WatchChannel,
+    "attach": attach_channel,
 }
 SIGNALS = frozenset({signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
 """The signals the host may send to a process the agent started."""
@@ -1381,6 +1451,7 @@ def op_signal(connection: Connection, message: dict[str, object]) -> dict[str, o
 
 CONNECTION_OPS: dict[str, Callable[[Connection, dict[str, object]], dict[str, object]]] = {
     "signal": op_signal,
+    "processes": op_processes,
 }
 """Ops that act on the connection they arrive on (the microvm's ``resync``, see ``guest/vm.py``)."""
 SIMPLE_OPS: dict[str, Callable[[dict[str, object]], dict[str, object]]] = {

@@ -35,6 +35,7 @@ from shells.domain.execution import (
     FileChangeKind,
     FileEntry,
     FileKind,
+    KeptProcess,
     OutputCap,
     OutputChunk,
     WindowSize,
@@ -58,6 +59,7 @@ from shells.guest.protocol import (
     get_int,
     get_optional_int,
     get_str,
+    get_str_list,
     new_channel_id,
 )
 
@@ -142,6 +144,35 @@ def _xattrs_from(value: object) -> dict[str, str] | None:
     ):
         raise BadMessage("bad 'xattrs'")
     return dict(value)
+
+
+MAX_KEPT_PROCESSES = 256
+
+
+def _kept_from(value: object) -> KeptProcess:
+    try:
+        if not isinstance(value, dict):
+            raise BadMessage("a process must be an object")
+        tag, user = value.get("tag"), value.get("user")
+        if not (tag is None or isinstance(tag, str)) or not (user is None or isinstance(user, str)):
+            raise BadMessage("bad 'tag' or 'user'")
+        argv = tuple(get_str_list(value, "argv"))
+        if len(argv) > MAX_KEPT_ARGV or any(len(a) > MAX_PATH for a in argv):
+            raise BadMessage("argv too long")
+        return KeptProcess(
+            pid=get_int(value, "pid"),
+            tag=tag,
+            argv=argv,
+            cwd=get_str(value, "cwd"),
+            user=user,
+            pty=get_bool(value, "pty"),
+            attached=get_bool(value, "attached"),
+        )
+    except BadMessage as exc:
+        raise AgentError(f"The shell agent sent a malformed process: {exc}") from None
+
+
+MAX_KEPT_ARGV = 4096
 
 
 def _entry_from(value: object) -> FileEntry:
@@ -250,6 +281,12 @@ class _Channel:
         except ValueError:
             raise PayloadTooLarge(f"The request is larger than {MAX_PAYLOAD} bytes.") from None
         await self._connection.write(frame, deadline)
+
+    def detach(self) -> None:
+        """Leave a kept process running: ask the agent to detach it rather than cancel it."""
+        if not self.finished and not self._closed:
+            self.finished = True
+            self._connection.write_nowait(encode_control(self.id, {"op": "detach"}))
 
     def close(self) -> None:
         """Forget the channel; if it has not finished, ask the agent to cancel it."""
@@ -462,6 +499,7 @@ class AgentClient:
             stdin=bool(spec.stdin) or spec.stdin_stream is not None or spec.pty is not None,
             **({"user": spec.user} if spec.user else {}),
             **({"pty": {"cols": spec.pty.cols, "rows": spec.pty.rows}} if spec.pty else {}),
+            **({"keep": True, "tag": spec.tag or ""} if spec.keep else {}),
         )
         async with self._channel(deadline) as channel:
             await channel.send_control(request, deadline)
@@ -487,6 +525,40 @@ class AgentClient:
             finally:
                 if feeder is not None:
                     feeder.cancel()
+                if spec.keep:
+                    channel.detach()  # a kept process runs on; the agent lists it for a later attach
+
+    async def attach(
+        self, pid: int, more: AsyncIterable[bytes | WindowSize] | None = None
+    ) -> AsyncGenerator[ExecEvent, None]:
+        """Follow a kept process again (``ExecSpec.keep``): ExecStarted, its output from now on, its
+        exit; ``more`` feeds its stdin. Closing the generator detaches it again."""
+        deadline = self._deadline(WATCH_DEADLINE_S)
+        async with self._channel(deadline) as channel:
+            await channel.send_control({"op": "attach", "pid": pid}, self._deadline())
+            feeder = asyncio.create_task(_feed_stdin(channel, b"", deadline, more)) if more else None
+            output = OutputCap(TERMINAL_OUTPUT_CAP)
+            try:
+                yield _started_from(channel.expect(await channel.recv(self._deadline()), "started"))
+                while True:
+                    frame = await channel.recv(deadline)
+                    if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
+                        if data := output.keep(frame.payload):
+                            yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
+                    else:
+                        yield _exit_from(channel.final(frame, "exit"))
+                        return
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+                channel.detach()
+
+    async def processes(self) -> list[KeptProcess]:
+        """The agent's running kept processes."""
+        listed = (await self._call({"op": "processes"})).get("processes")
+        if not isinstance(listed, list) or len(listed) > MAX_KEPT_PROCESSES:
+            raise AgentError("The shell agent sent a malformed process list.")
+        return [_kept_from(item) for item in listed]
 
     @contextlib.asynccontextmanager
     async def terminal(self, spec: TerminalSpec) -> AsyncIterator[AgentTerminal]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..domain.capabilities import Capability
-from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry
+from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
 from ..domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
 from ..domain.runtimes import RuntimeOffer
@@ -187,6 +187,15 @@ class Backend(Protocol):
     def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
         """None once the watch is in place, then the changes in a directory of the shell as they
         happen, until the iterator is closed (ActionNotSupported for a class without an agent, wasm)."""
+
+    def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        """Follow a kept process again (``ExecSpec.keep``) as ``exec`` follows a new one, ``more``
+        feeding its stdin; closing the iterator detaches it again."""
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        """The shell's running kept processes (none for a class without them)."""
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         """Signal a running command of the shell by the pid its ExecStarted named (ProcessNotFound if

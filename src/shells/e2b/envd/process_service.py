@@ -122,12 +122,12 @@ class ProcessService(Process):
     def _caller(self, ctx: RequestContext[Any, Any]) -> Caller:
         return caller(self.access, ctx.request_headers)
 
-    def _command(
+    async def _command(
         self, ctx: RequestContext[Any, Any], selector: pb.ProcessSelector | None
     ) -> tuple[Caller, Running]:
         who = self._caller(ctx)
         pid, tag = _selector(selector)
-        return who, self.control.processes.find(who.principal, who.shell_id, pid, tag)
+        return who, await self.control.processes.find(who.principal, who.shell_id, pid, tag)
 
     async def start(
         self, request: pb.StartRequest, ctx: RequestContext[Any, Any]
@@ -164,7 +164,7 @@ class ProcessService(Process):
         self, request: pb.ConnectRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[pb.ConnectResponse]:
         try:
-            _, command = self._command(ctx, request.process)
+            _, command = await self._command(ctx, request.process)
         except ShellsError as exc:
             raise connect_error(exc) from None
         listener = command.listen()
@@ -175,14 +175,14 @@ class ProcessService(Process):
     @rpc
     async def list(self, request: pb.ListRequest, ctx: RequestContext[Any, Any]) -> pb.ListResponse:
         who = self._caller(ctx)
-        running = self.control.processes.list(who.principal, who.shell_id)
+        running = await self.control.processes.list(who.principal, who.shell_id)
         return pb.ListResponse(processes=[_info(p) for p in running])
 
     @rpc
     async def send_input(
         self, request: pb.SendInputRequest, ctx: RequestContext[Any, Any]
     ) -> pb.SendInputResponse:
-        _, command = self._command(ctx, request.process)
+        _, command = await self._command(ctx, request.process)
         match request.input.input if request.input is not None else None:
             case Oneof(field="stdin" | "pty", value=bytes(data)):
                 await command.send(data)
@@ -194,7 +194,7 @@ class ProcessService(Process):
     async def close_stdin(
         self, request: pb.CloseStdinRequest, ctx: RequestContext[Any, Any]
     ) -> pb.CloseStdinResponse:
-        _, command = self._command(ctx, request.process)
+        _, command = await self._command(ctx, request.process)
         await command.close_stdin()
         return pb.CloseStdinResponse()
 
@@ -202,7 +202,7 @@ class ProcessService(Process):
     async def send_signal(
         self, request: pb.SendSignalRequest, ctx: RequestContext[Any, Any]
     ) -> pb.SendSignalResponse:
-        who, command = self._command(ctx, request.process)
+        who, command = await self._command(ctx, request.process)
         signum = SIGNALS.get(request.signal) if request.signal is not None else None
         if signum is None:
             raise InvalidRequest("'signal' must be SIGTERM or SIGKILL.", {"field": "signal"})
@@ -212,7 +212,7 @@ class ProcessService(Process):
     @rpc
     async def update(self, request: pb.UpdateRequest, ctx: RequestContext[Any, Any]) -> pb.UpdateResponse:
         """Resize a process's terminal."""
-        _, command = self._command(ctx, request.process)
+        _, command = await self._command(ctx, request.process)
         if not request.has_field("pty") or request.pty is None:
             raise InvalidRequest("Give the terminal's new 'pty.size'.", {"field": "pty"})
         size = _window(request.pty)

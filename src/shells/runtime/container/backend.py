@@ -43,7 +43,7 @@ import shells.guest
 
 from ...domain.capabilities import EVERY_CLASS
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
-from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry
+from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
@@ -496,6 +496,14 @@ class ContainerBackend:
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         await self._agent(host_id).signal(pid, signum)
+
+    def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        return self._agent(host_id).attach(pid, more)
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        return await self._agent(host_id).processes()
 
     def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
         return self._agent(host_id).watch(path, recursive)

@@ -35,7 +35,7 @@ import anyio
 
 from ...domain.capabilities import SUSPENDABLE
 from ...domain.errors import ActionNotSupported, AgentError, RuntimeFailure, TemplateNotFound
-from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry
+from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
@@ -935,6 +935,17 @@ class MicrovmBackend:
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         await (await self._client(host_id)).signal(pid, signum)
+
+    async def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        client = await self._client(host_id)
+        async with aclosing(client.attach(pid, more)) as events:
+            async for event in events:
+                yield event
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        return await (await self._client(host_id)).processes()
 
     async def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
         client = await self._client(host_id)

@@ -39,7 +39,17 @@ from ...domain.errors import (
     ShellsError,
     TemplateNotFound,
 )
-from ...domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, FileChange, FileEntry, OutputChunk
+from ...domain.execution import (
+    ExecEvent,
+    ExecExit,
+    ExecSpec,
+    ExecStarted,
+    FileChange,
+    FileEntry,
+    KeptProcess,
+    OutputChunk,
+    WindowSize,
+)
 from ...domain.isolation import Language, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.paths import WORKSPACE, normalize_shell_path
@@ -529,6 +539,15 @@ class WasmBackend:
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         raise ActionNotSupported("A wasm command has no process to signal; it ends at its timeout.")
+
+    async def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        raise ActionNotSupported("A wasm command does not outlive its call.")
+        yield  # an async generator, as the contract says
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        return []
 
     async def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
         raise ActionNotSupported("A wasm shell cannot watch directories yet.")
