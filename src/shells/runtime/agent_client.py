@@ -512,16 +512,10 @@ class AgentClient:
             )
             output = OutputCap(spec.output_cap_bytes)  # counted here too: the agent may not stop at it
             try:
-                started = await channel.recv(min(deadline, self._deadline()))
-                yield _started_from(channel.expect(started, "started"))
-                while True:
-                    frame = await channel.recv(deadline)
-                    if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
-                        if data := output.keep(frame.payload):
-                            yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
-                    else:
-                        yield output.mark(_exit_from(channel.final(frame, "exit")))
-                        return
+                events = _process_events(channel, min(deadline, self._deadline()), deadline, output)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield event
             finally:
                 if feeder is not None:
                     feeder.cancel()
@@ -537,17 +531,11 @@ class AgentClient:
         async with self._channel(deadline) as channel:
             await channel.send_control({"op": "attach", "pid": pid}, self._deadline())
             feeder = asyncio.create_task(_feed_stdin(channel, b"", deadline, more)) if more else None
-            output = OutputCap(TERMINAL_OUTPUT_CAP)
             try:
-                yield _started_from(channel.expect(await channel.recv(self._deadline()), "started"))
-                while True:
-                    frame = await channel.recv(deadline)
-                    if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
-                        if data := output.keep(frame.payload):
-                            yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
-                    else:
-                        yield _exit_from(channel.final(frame, "exit"))
-                        return
+                events = _process_events(channel, self._deadline(), deadline, OutputCap(TERMINAL_OUTPUT_CAP))
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield event
             finally:
                 if feeder is not None:
                     feeder.cancel()
@@ -721,6 +709,22 @@ class AgentTerminal:
 
     async def resize(self, cols: int, rows: int) -> None:
         await self._channel.send_control({"op": "resize", "cols": cols, "rows": rows}, self._op_deadline())
+
+
+async def _process_events(
+    channel: _Channel, start_deadline: float, deadline: float, output: OutputCap
+) -> AsyncGenerator[ExecEvent, None]:
+    """A process's events on its channel: ``started``, its output (counted against ``output``: the
+    agent may not stop at its cap), then its exit."""
+    yield _started_from(channel.expect(await channel.recv(start_deadline), "started"))
+    while True:
+        frame = await channel.recv(deadline)
+        if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
+            if data := output.keep(frame.payload):
+                yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
+        else:
+            yield output.mark(_exit_from(channel.final(frame, "exit")))
+            return
 
 
 async def _feed_stdin(
