@@ -299,6 +299,7 @@ def test_the_door_answers_bad_requests_in_e2b_shapes_never_500(door: Door) -> No
     api = httpx.Client(base_url=door.url, headers={"X-API-KEY": key}, timeout=60)
     with api:
         assert api.post("/sandboxes", content=b"{not json").json()["code"] == 400
+        assert api.post("/sandboxes", content=b" " * (2 << 20)).json()["code"] == 413
         for body in ({}, {"templateID": 7}, {"templateID": "base", "timeout": -1},
                      {"templateID": "base", "metadata": {"a": 1}},
                      {"templateID": "base", "allow_internet_access": "yes"}):  # fmt: skip

@@ -19,10 +19,10 @@ from ..control.request_scope import current_request
 from ..control.requests import CreateShellRequest, parse_network_policy, parse_ttl
 from ..control.service import Control
 from ..domain.capabilities import Capability
-from ..domain.errors import Conflict, InvalidRequest, ShellsError
+from ..domain.errors import Conflict, InvalidRequest, PayloadTooLarge, ShellsError
 from ..domain.execution import ExecSpec, collect
 from ..domain.isolation import Language, Runtime, parse_enum
-from ..domain.limits import E2B_MAX_METADATA, E2B_MAX_PAGE
+from ..domain.limits import E2B_MAX_METADATA, E2B_MAX_PAGE, MAX_JSON_BODY_BYTES
 from ..domain.network import NetworkMode
 from ..domain.principal import Principal
 from ..domain.shapes import get_shape
@@ -113,7 +113,12 @@ def _limit(request: Request) -> int:
 
 
 async def _json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    """The body as a JSON object, read to at most MAX_JSON_BODY_BYTES (413 past it)."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BODY_BYTES:
+            raise PayloadTooLarge(f"A request body may hold at most {MAX_JSON_BODY_BYTES} bytes.")
     if not raw:
         return {}
     try:
