@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api.app import create_app
 from .api.drain import Drain
@@ -21,6 +23,9 @@ from .runtime.wasm.backend import WasmBackend
 from .runtime.wasm.compiler import ContainerCompiler
 from .settings import Settings
 from .store.repository import Store
+
+if TYPE_CHECKING:
+    from .e2b.app import E2bDoor
 
 WS_MAX_MESSAGE = 1 << 20
 """Largest WebSocket message (terminal input) the server accepts."""
@@ -91,8 +96,18 @@ def serve(settings: Settings) -> None:
     log = logging.getLogger(__name__)
     log.info("exposed ports answer on %s:%d", settings.ingress_host, settings.ingress_port)
     app = build_app(settings)
+    control: Control = app.state.control
+    door = None
+    served: ASGIApp = app
+    sockets: list[socket.socket] | None = None
+    if settings.e2b_port:
+        from .e2b.app import E2bDoor
+
+        door = E2bDoor(control)
+        served = ByPort(app, {settings.e2b_port: door})
+        sockets = [_bind(settings.host, settings.port), _bind(settings.host, settings.e2b_port)]
     config = uvicorn.Config(
-        app,
+        served,
         host=settings.host,
         port=settings.port,
         log_level="warning",
@@ -100,7 +115,30 @@ def serve(settings: Settings) -> None:
         ws_max_size=WS_MAX_MESSAGE,
         timeout_graceful_shutdown=SHUTDOWN_BACKSTOP_S,
     )
-    _Server(config, app.state.control, app.state.drain).run()
+    _Server(config, control, app.state.drain, door).run(sockets=sockets)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+class ByPort:
+    """One server, several listeners: a request goes to the app of the port it arrived on (the E2B
+    door has its own), anything else and the lifespan to the main app."""
+
+    def __init__(self, main: ASGIApp, by_port: dict[int, ASGIApp]) -> None:
+        self.main = main
+        self.by_port = by_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        app = self.by_port.get(server[1], self.main) if scope["type"] != "lifespan" and server else self.main
+        await app(scope, receive, send)
 
 
 class _Server(uvicorn.Server):
@@ -109,12 +147,15 @@ class _Server(uvicorn.Server):
     by themselves) and the API drains (``api.drain``: 503 to new requests, command streams end after
     the grace); what still runs after that gets SHUTDOWN_BACKSTOP_S, then is cancelled."""
 
-    def __init__(self, config: uvicorn.Config, control: Control, drain: Drain) -> None:
+    def __init__(self, config: uvicorn.Config, control: Control, drain: Drain, door: E2bDoor | None) -> None:
         super().__init__(config)
         self.control = control
         self.drain = drain
+        self.door = door
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.control.feed.close()
         await self.drain.finish()
+        if self.door is not None:
+            await self.door.close()
         await super().shutdown(sockets)

@@ -80,6 +80,9 @@ class Settings:
     """On SIGTERM, how long open command streams may run on before they end with a final
     ``shutting_down`` event (``SHELLS_SHUTDOWN_GRACE_S``); new requests answer 503 meanwhile."""
 
+    e2b_port: int = 0
+    """The port of the E2B door (``shells serve --e2b-port``; docs/e2b.md): E2B's control plane and
+    in-sandbox protocol on one listener of ``host``. 0 (the default) serves no door."""
     secrets_key_file: Path | None = None
     """The key that seals tenant secrets: 32 random bytes, made with mode 0600 at first start.
     None: ``data_dir/secrets.key``. Keep it out of database backups."""

@@ -19,7 +19,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,7 +30,17 @@ import anyio
 
 from shells.domain.capabilities import SUSPENDABLE, Capability
 from shells.domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotBuilt, TemplateNotFound
-from shells.domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, FileEntry, OutputChunk
+from shells.domain.execution import (
+    ExecEvent,
+    ExecExit,
+    ExecSpec,
+    ExecStarted,
+    FileChange,
+    FileEntry,
+    KeptProcess,
+    OutputChunk,
+    WindowSize,
+)
 from shells.domain.isolation import PRESET_TEMPLATES, Runtime
 from shells.domain.network import AllowRule, BlockedAttempt, NetworkMode, NetworkPolicy, PrivateNetwork
 from shells.domain.paths import WORKSPACE
@@ -255,23 +265,54 @@ class FakeNode:
         for chunk in workspace_fs.read_chunks(self.workspace(host_id), path, max_bytes):
             yield chunk
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
+    async def write_file(
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
+    ) -> int:
+        if owner is not None or xattrs:
+            raise ActionNotSupported("The fake node has no Linux users or extended attributes.")
         data = [chunk async for chunk in chunks]
         return await anyio.to_thread.run_sync(
             workspace_fs.write_file, self.workspace(host_id), path, iter(data), mode
         )
 
-    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
         return workspace_fs.list_dir(self.workspace(host_id), path)
 
-    async def stat(self, host_id: str, path: str) -> FileEntry:
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
         return workspace_fs.stat_path(self.workspace(host_id), path)
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         workspace_fs.remove(self.workspace(host_id), path, recursive)
 
-    async def mkdir(self, host_id: str, path: str) -> None:
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        if owner is not None:
+            raise ActionNotSupported("The fake node has no Linux users to own files.")
         workspace_fs.mkdir(self.workspace(host_id), path)
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        raise ActionNotSupported("The fake node cannot rename files.")
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        raise ActionNotSupported("The fake node keeps no processes to signal.")
+
+    async def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        raise ActionNotSupported("The fake node keeps no processes to attach to.")
+        yield  # an async generator, as the contract says
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        return []
+
+    async def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        raise ActionNotSupported("The fake node cannot watch directories.")
+        yield  # an async generator, as the contract says
 
 
 class NullNetwork:

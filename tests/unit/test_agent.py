@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import pwd
 import secrets
 import select
 import shutil
@@ -38,8 +40,9 @@ from shells.domain.errors import (
     InvalidPath,
     InvalidRequest,
     PayloadTooLarge,
+    ProcessNotFound,
 )
-from shells.domain.execution import ExecExit, ExecSpec, ExecStarted, OutputChunk
+from shells.domain.execution import ExecExit, ExecSpec, ExecStarted, FileChange, OutputChunk, WindowSize
 from shells.guest.agent import STANDARD_PATH
 from shells.guest.protocol import (
     EXEC_CHUNK,
@@ -871,3 +874,142 @@ async def test_an_exec_announces_its_pid_before_any_output(client: AgentClient) 
         chunk = await anext(events)
         assert isinstance(chunk, OutputChunk)
         assert int(chunk.data) == started.pid
+
+
+# --- what E2B code relies on: users, signals, later stdin, terminals, rename, xattrs, watches ----------
+
+
+@pytest.mark.anyio
+async def test_a_command_runs_as_a_named_user_with_its_identity(client: AgentClient, tmp_path: Path) -> None:
+    nobody = pwd.getpwnam("nobody")
+    result = await client.run(ExecSpec(command="id -u; id -g; echo $HOME $USER", cwd="/", user="nobody"))
+    assert result.stdout.decode().split() == [str(nobody.pw_uid), str(nobody.pw_gid), nobody.pw_dir, "nobody"]
+    with pytest.raises(InvalidRequest, match="no user"):
+        await client.run(ExecSpec(command="true", cwd="/", user="no-such-user"))
+    await client.write_file(str(tmp_path / "f"), _one_chunk(b"x"), owner="nobody")
+    assert (tmp_path / "f").stat().st_uid == nobody.pw_uid
+
+
+@pytest.mark.anyio
+async def test_signals_reach_only_the_agents_own_running_processes(client: AgentClient) -> None:
+    events = client.exec(ExecSpec(argv=("sleep", "30"), cwd="/"))
+    started = await anext(events)
+    assert isinstance(started, ExecStarted)
+    with pytest.raises(ProcessNotFound):
+        await client.signal(os.getpid(), signal.SIGTERM)  # not one it started
+    with pytest.raises(InvalidRequest):
+        await client.signal(started.pid, signal.SIGSTOP)
+    await client.signal(started.pid, signal.SIGTERM)
+    rest = [e async for e in events]
+    assert isinstance(rest[-1], ExecExit) and rest[-1].signal == signal.SIGTERM
+    with pytest.raises(ProcessNotFound):
+        await client.signal(started.pid, signal.SIGTERM)  # reaped: its pid is no longer its
+
+
+@pytest.mark.anyio
+async def test_stdin_arrives_while_it_runs_and_a_terminal_resizes(client: AgentClient) -> None:
+    queue: asyncio.Queue[bytes | WindowSize | None] = asyncio.Queue()
+
+    async def more() -> AsyncIterator[bytes | WindowSize]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    spec = ExecSpec(
+        command="read a; stty size; read b; stty size", cwd="/", pty=WindowSize(80, 24), stdin_stream=more()
+    )
+    events = client.exec(spec)
+    await anext(events)
+    await queue.put(b"one\n")
+    await asyncio.sleep(0.3)
+    await queue.put(WindowSize(100, 30))
+    await queue.put(b"two\n")
+    output = b"".join([e.data async for e in events if isinstance(e, OutputChunk)])
+    assert b"24 80" in output and b"30 100" in output, output
+
+
+@pytest.mark.anyio
+async def test_rename_and_extended_attributes(client: AgentClient, tmp_path: Path) -> None:
+    await client.write_file(
+        str(tmp_path / "a"), _one_chunk(b"1"), xattrs={"user.e2b.k": "v", "user.other": "o"}
+    )
+    moved = await client.rename(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert moved.path == str(tmp_path / "b") and not (tmp_path / "a").exists()
+    assert (await client.stat(str(tmp_path / "b"), "user.e2b.")).metadata == {"k": "v"}
+    assert (await client.stat(str(tmp_path / "b"))).metadata is None
+    listed = await client.list_dir(str(tmp_path), "user.e2b.")
+    assert [(e.name, e.metadata) for e in listed] == [("b", {"k": "v"})]
+    with pytest.raises(FileNotFound):
+        await client.rename(str(tmp_path / "missing"), str(tmp_path / "c"))
+    with pytest.raises(InvalidRequest):
+        await client.write_file(str(tmp_path / "c"), _one_chunk(b"1"), xattrs={"trusted.x": "v"})
+
+
+@pytest.mark.anyio
+async def test_a_watch_reports_changes_below_it_until_closed(client: AgentClient, tmp_path: Path) -> None:
+    changes = client.watch(str(tmp_path), recursive=True)
+    assert await anext(changes) is None  # in place
+    (tmp_path / "sub").mkdir()
+    await asyncio.sleep(0.2)
+    await client.write_file(str(tmp_path / "sub" / "f"), _one_chunk(b"x"))
+    (tmp_path / "sub" / "f").unlink()
+    seen: list[FileChange] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(2):
+            async for change in changes:
+                if change is not None:
+                    seen.append(change)
+                if change is not None and change.kind == "remove":
+                    break
+    await changes.aclose()
+    assert [(c.name, c.kind) for c in seen] == [
+        ("sub", "create"), ("sub/f", "create"), ("sub/f", "write"), ("sub/f", "remove")
+    ]  # fmt: skip
+    with pytest.raises(FileNotFound):
+        await anext(client.watch(str(tmp_path / "missing")))
+
+
+@pytest.mark.anyio
+async def test_the_host_refuses_unbounded_xattrs_and_unknown_changes(tmp_path: Path) -> None:
+    entry = {"path": "/f", "name": "f", "kind": "file", "size": 0, "mode": 420, "mtime": 0.0}
+    huge = encode_control(1, {"op": "ok", "entry": entry | {"xattrs": {f"k{i}": "v" for i in range(65)}}})
+    async with fake_agent(tmp_path, huge) as path:
+        with pytest.raises(AgentError, match="malformed"):
+            await AgentClient(path).stat("/f", "user.e2b.")
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+@pytest.mark.anyio
+async def test_a_kept_process_outlives_its_call_and_is_attached_again(client: AgentClient) -> None:
+    spec = ExecSpec(command="read line; echo got $line", cwd="/", keep=True, tag="reader", stdin=b"")
+    spec = dataclasses.replace(spec, stdin_stream=_forever())
+    events = client.exec(spec)
+    started = await anext(events)
+    assert isinstance(started, ExecStarted)
+    await events.aclose()  # the call ends; the process does not
+    listed = await client.processes()
+    assert [(p.pid, p.tag, p.attached) for p in listed] == [(started.pid, "reader", False)]
+    feed: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def more() -> AsyncIterator[bytes]:
+        while (chunk := await feed.get()) is not None:
+            yield chunk
+
+    again = client.attach(started.pid, more())
+    assert await anext(again) == ExecStarted(started.pid)
+    with pytest.raises(InvalidRequest, match="attached to another"):
+        await anext(client.attach(started.pid))
+    await feed.put(b"hello\n")
+    rest = [e async for e in again]
+    assert b"".join(e.data for e in rest if isinstance(e, OutputChunk)) == b"got hello\n"
+    assert isinstance(rest[-1], ExecExit) and rest[-1].exit_code == 0
+    assert await client.processes() == []
+    with pytest.raises(ProcessNotFound):
+        await anext(client.attach(started.pid))
+
+
+async def _forever() -> AsyncIterator[bytes]:
+    await asyncio.Event().wait()
+    yield b""

@@ -26,9 +26,11 @@ from shells.api import (
     routes_mcp,
     routes_metering,
     routes_network,
+    routes_processes,
     routes_run,
     routes_secrets,
     routes_templates,
+    routes_ttl,
     terminal_ws,
 )
 from shells.api.contract import body_model
@@ -38,7 +40,8 @@ from shells.domain.principal import Principal
 from tests.support.contract import DeclaredStatuses
 
 ROUTERS: tuple[ModuleType, ...] = (routes, routes_admin, routes_events, routes_metering, routes_mcp)
-ROUTERS += (routes_network, routes_run, routes_secrets, routes_templates, terminal_ws)
+ROUTERS += (routes_network, routes_processes, routes_run, routes_secrets, routes_templates, routes_ttl)
+ROUTERS += (terminal_ws,)
 NO_BODY = {"/api/agent/invoke", "/v1/shells/{shell_id}/files"}
 """Operations whose body is not JSON: MCP's JSON-RPC (its own SDK reads it) and a file's bytes."""
 

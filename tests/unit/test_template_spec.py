@@ -241,7 +241,16 @@ def test_metadata_survives_its_json_form() -> None:
 
 def test_the_builtins_form_a_tree_over_base_and_cover_every_preset() -> None:
     catalog = builtins()
-    assert set(catalog) == {"base:1", "python:1", "node:1", "go:1", "rust:1", "devbox:1", "wasm-build:1"}
+    assert set(catalog) == {
+        "base:1",
+        "python:1",
+        "node:1",
+        "go:1",
+        "rust:1",
+        "devbox:1",
+        "wasm-build:1",
+        "e2b-base:1",
+    }
     assert set(PRESET_TEMPLATES.values()) <= set(catalog)
     assert PRESET_TEMPLATES[Language.BASH] == BASE and PRESET_TEMPLATES[Language.PYTHON] == "python:1"
     for name, b in catalog.items():

@@ -18,9 +18,11 @@ from .routes import router
 from .routes_events import router as events_router
 from .routes_metering import router as metering_router
 from .routes_network import router as network_router
+from .routes_processes import router as processes_router
 from .routes_run import router as run_router
 from .routes_secrets import router as secrets_router
 from .routes_templates import router as templates_router
+from .routes_ttl import router as ttl_router
 
 
 def create_app(control: Control) -> FastAPI:
@@ -56,6 +58,8 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(run_router)
     app.include_router(network_router)
     app.include_router(secrets_router)
+    app.include_router(ttl_router)
+    app.include_router(processes_router)
     app.include_router(metering_router)
     app.include_router(routes_mcp.router)
     app.include_router(events_router)

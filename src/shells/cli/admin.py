@@ -35,6 +35,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
             principal=args.principal,
             expires_in_s=args.expires_in,
             kind=args.kind,
+            e2b=args.e2b,
         )
     if args.json:
         print_json(token)
@@ -98,6 +99,7 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--scopes", required=True, help="comma-separated, e.g. shells.read,shells.exec")
     s.add_argument("--expires-in", type=int, default=None, metavar="SECONDS")
     s.add_argument("--kind", default=None, help="person or service (for a new principal)")
+    s.add_argument("--e2b", action="store_true", help="mint it in E2B's key form (e2b_…), see docs/e2b.md")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_token_create)
 

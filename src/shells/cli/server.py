@@ -14,7 +14,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(
         Settings.from_env(
-            data_dir=args.data_dir, host=args.host, port=args.port, warm_pool_size=args.warm_pool
+            data_dir=args.data_dir,
+            host=args.host,
+            port=args.port,
+            warm_pool_size=args.warm_pool,
+            e2b_port=args.e2b_port,
         )
     )
     return 0
@@ -64,6 +68,7 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--host", default=None)
     s.add_argument("--port", type=int, default=None)
     s.add_argument("--warm-pool", type=int, default=None, help="pre-started shells kept ready (default 2)")
+    s.add_argument("--e2b-port", type=int, default=None, help="serve the E2B door on this port (docs/e2b.md)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("prepare", help="prepare the host and build the base template, then exit")

@@ -68,6 +68,17 @@ def mint_secret(kind: str) -> Secret:
     return Secret(token=token, hash=hash_token(token), prefix=prefix)
 
 
+E2B_KEY_PREFIX = "e2b_"
+"""Tokens in E2B's key form (``e2b_`` + hex), for the E2B door (docs/e2b.md): the SDK checks the
+form before it sends anything."""
+
+
+def mint_e2b_secret() -> Secret:
+    """An E2B-form key (``e2b_`` + 256 random bits in hex), its hash, and its visible prefix."""
+    token = E2B_KEY_PREFIX + secrets.token_hex(32)
+    return Secret(token=token, hash=hash_token(token), prefix=token[:12])
+
+
 def bearer(authorization: str | None) -> str:
     if not authorization:
         raise Unauthenticated(
@@ -100,7 +111,15 @@ class Authenticator:
     def principal(self, authorization: str | None) -> Principal:
         """Turn an ``Authorization: Bearer <token>`` header value into a principal, or raise 401/429."""
         now = datetime.now(UTC)
-        token = check_alive(self.store.find_token(hash_token(bearer(authorization))), now)
+        return self._admit(check_alive(self.store.find_token(hash_token(bearer(authorization))), now), now)
+
+    def principal_of_token(self, token_id: str) -> Principal:
+        """The principal of token ``token_id`` for a credential derived from it (the E2B door's
+        sandbox access tokens), with the same liveness check and rate limit as the token itself."""
+        now = datetime.now(UTC)
+        return self._admit(check_alive(self.store.get_token(token_id), now), now)
+
+    def _admit(self, token: TokenRecord, now: datetime) -> Principal:
         limits = self.quotas.limits(token.tenant)
         wait = self.rates.take(token.id, limits.requests_per_s, limits.burst)
         if wait:

@@ -29,7 +29,16 @@ from ..domain.limits import MAX_API_INT, MAX_SECRET_HOSTS, MAX_SHELL_SECRETS, MA
 from ..domain.network import NetworkMode
 from ..domain.shapes import DEFAULT_SHAPE, SHAPES
 from ..domain.tenancy import PRINCIPAL_KINDS
-from .requests import MAX_FORKS, MAX_IDLE_TIMEOUT_S, MAX_LABELS, MAX_NAME
+from .requests import (
+    MAX_FORKS,
+    MAX_IDLE_TIMEOUT_S,
+    MAX_LABELS,
+    MAX_NAME,
+    MAX_SHELL_TTL_S,
+    MAX_TAG,
+    ON_TIMEOUT,
+    SIGNALS,
+)
 from .terminal import DEFAULT_TTL_S, MAX_TTL_S
 from .tokens import MAX_TOKEN_LIFETIME_S
 
@@ -123,6 +132,16 @@ class CreateShellBody(Body):
         description="Seconds without activity before a shell that can pause pauses itself "
         "(0: never; absent: the server's default).",
     )
+    timeout_s: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SHELL_TTL_S,
+        description="A hard time-to-live: the shell ends this many seconds after its creation, "
+        "whatever it does (absent: none).",
+    )
+    on_timeout: Literal[ON_TIMEOUT] = Field(  # type: ignore[valid-type]
+        default="kill", description="What the time-to-live does: kill (delete) or pause."
+    )
     secrets: list[StrictStr] | None = Field(
         default=None,
         max_length=MAX_SHELL_SECRETS,
@@ -154,8 +173,8 @@ class ActionBody(ActionParams):
     )
 
 
-class ExecBody(Body):
-    """``POST /v1/shells/{id}/exec``: one of ``cmd`` or ``command``."""
+class CommandBody(Body):
+    """What every command names: one of ``cmd`` or ``command``, its environment, directory, timeout."""
 
     cmd: list[StrictStr] | None = Field(
         default=None,
@@ -164,15 +183,52 @@ class ExecBody(Body):
     command: StrictStr | None = Field(default=None, description="A command line run by /bin/sh -c.")
     env: StrMap | None = Field(default=None, description="Extra environment variables.")
     cwd: StrictStr | None = Field(default=None, description="Working directory (default: the template's).")
-    stdin: StrictStr | None = Field(default=None, description="Text sent to standard input.")
-    stdin_b64: StrictStr | None = Field(
-        default=None, description="Bytes sent to standard input, base64 (instead of stdin)."
-    )
     timeout_s: Number = Field(
         default=DEFAULT_EXEC_TIMEOUT_S,
         gt=0,
         le=MAX_EXEC_TIMEOUT_S,
         description="Seconds before the command is killed.",
+    )
+
+
+class ExecBody(CommandBody):
+    """``POST /v1/shells/{id}/exec``: one of ``cmd`` or ``command``."""
+
+    stdin: StrictStr | None = Field(default=None, description="Text sent to standard input.")
+    stdin_b64: StrictStr | None = Field(
+        default=None, description="Bytes sent to standard input, base64 (instead of stdin)."
+    )
+
+
+class ProcessBody(CommandBody):
+    """``POST /v1/shells/{id}/processes``: a command that outlives the request that starts it."""
+
+    user: StrictStr | None = Field(default=None, description="Run as this Linux user of the shell.")
+    tag: StrictStr | None = Field(
+        default=None, min_length=1, max_length=MAX_TAG, description="A name to find it again by."
+    )
+    stdin: StrictBool = Field(
+        default=False, description="true: keep standard input open for later writes (…/stdin)."
+    )
+
+
+class SignalBody(Body):
+    """``POST /v1/shells/{id}/processes/{pid}/signal``."""
+
+    signal: StrictStr = Field(
+        default="TERM",
+        description=f"The signal sent to the process's group: one of {', '.join(SIGNALS)} (SIG… too).",
+    )
+
+
+class TimeoutBody(Body):
+    """``POST /v1/shells/{id}/timeout``: the shell's hard time-to-live from now."""
+
+    timeout_s: StrictInt = Field(
+        ge=0, le=MAX_SHELL_TTL_S, description="Seconds from now (0: end it at once, by its on_timeout)."
+    )
+    extend_only: StrictBool = Field(
+        default=False, description="Keep a later expiry already set instead of shortening it."
     )
 
 

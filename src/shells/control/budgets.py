@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from ..domain.capabilities import Capability
 from ..domain.errors import BudgetExceeded, ShellsError
 from ..domain.pricing import money
 from ..domain.shell import ShellRecord
@@ -75,17 +74,7 @@ class Budgets:
         return [s for s in halted if s is not None]
 
     async def _halt(self, shell_id: str, reason: str) -> ShellRecord | None:
-        async with self.ctx.locks[shell_id]:
-            shell = self.ctx.store.get_shell(shell_id)
-            if shell is None or shell.state is not ShellState.RUNNING:
-                return None
-            if self.suspension.can(shell, Capability.PAUSE):
-                return await self.suspension.pause(None, shell, "system", reason)
-            await self.ctx.backend(shell.runtime).stop(shell.id)
-            draft = self.ctx.draft(
-                None, shell, door="system", kind="state", action="budget", outcome="stopped", message=reason
-            )
-            return self.ctx.store.change_state(shell.id, ShellState.STOPPED, reason, draft)
+        return await self.suspension.halt(shell_id, reason, "budget")
 
     async def check_all(self) -> None:
         """One pass over every tenant that set a budget."""

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from ..domain import access
 from ..domain.audit import DEFAULT_DOOR
-from ..domain.errors import ShellsError
-from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileEntry
+from ..domain.errors import AgentError, ShellsError
+from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileChange, FileEntry
 from ..domain.limits import MAX_FILE_READ_BYTES
 from ..domain.paths import normalize_shell_path
 from ..domain.principal import Principal
@@ -25,6 +26,19 @@ class Inside:
         self.ctx = ctx
         self.templates = templates
         self.suspension = suspension
+
+    def _record(
+        self,
+        principal: Principal,
+        shell: ShellRecord,
+        door: str,
+        kind: str,
+        action: str,
+        details: dict[str, Any],
+    ) -> None:
+        """The audit event of one change inside a shell."""
+        draft = self.ctx.draft(principal, shell, door=door, kind=kind, action=action, details=details)
+        self.ctx.store.add_event(draft)
 
     async def _ready(
         self, principal: Principal, shell_id: str, permission: access.Permission, why: str
@@ -91,37 +105,37 @@ class Inside:
         chunks: AsyncIterable[bytes],
         mode: int,
         door: str,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
     ) -> int:
+        """Write a file (owned by the shell's user ``owner`` if given, else root; with ``xattrs``)."""
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a file write")
         clean = normalize_shell_path(path)
-        size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode)
-        self.ctx.store.add_event(
-            self.ctx.draft(
-                principal,
-                shell,
-                door=door,
-                kind="files",
-                action="write",
-                details={"path": clean, "size": size},
-            )
-        )
+        size = await self.ctx.backend(shell.runtime).write_file(shell.id, clean, chunks, mode, owner, xattrs)
+        self._record(principal, shell, door, "files", "write", {"path": clean, "size": size})
         return size
 
-    async def list_dir(self, principal: Principal, shell_id: str, path: str) -> list[FileEntry]:
+    async def list_dir(
+        self, principal: Principal, shell_id: str, path: str, xattr_prefix: str | None = None
+    ) -> list[FileEntry]:
         shell = await self._ready(principal, shell_id, access.FILES_READ, "a file listing")
-        return await self.ctx.backend(shell.runtime).list_dir(shell.id, normalize_shell_path(path))
+        return await self.ctx.backend(shell.runtime).list_dir(
+            shell.id, normalize_shell_path(path), xattr_prefix
+        )
 
-    async def stat(self, principal: Principal, shell_id: str, path: str) -> FileEntry:
+    async def stat(
+        self, principal: Principal, shell_id: str, path: str, xattr_prefix: str | None = None
+    ) -> FileEntry:
         shell = await self._ready(principal, shell_id, access.FILES_READ, "a file stat")
-        return await self.ctx.backend(shell.runtime).stat(shell.id, normalize_shell_path(path))
+        return await self.ctx.backend(shell.runtime).stat(shell.id, normalize_shell_path(path), xattr_prefix)
 
-    async def mkdir(self, principal: Principal, shell_id: str, path: str, door: str) -> None:
+    async def mkdir(
+        self, principal: Principal, shell_id: str, path: str, door: str, owner: str | None = None
+    ) -> None:
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a mkdir")
         clean = normalize_shell_path(path)
-        await self.ctx.backend(shell.runtime).mkdir(shell.id, clean)
-        self.ctx.store.add_event(
-            self.ctx.draft(principal, shell, door=door, kind="files", action="mkdir", details={"path": clean})
-        )
+        await self.ctx.backend(shell.runtime).mkdir(shell.id, clean, owner)
+        self._record(principal, shell, door, "files", "mkdir", {"path": clean})
 
     async def remove(
         self, principal: Principal, shell_id: str, path: str, recursive: bool, door: str
@@ -129,8 +143,47 @@ class Inside:
         shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a file removal")
         clean = normalize_shell_path(path)
         await self.ctx.backend(shell.runtime).remove(shell.id, clean, recursive)
-        self.ctx.store.add_event(
-            self.ctx.draft(
-                principal, shell, door=door, kind="files", action="remove", details={"path": clean}
-            )
+        self._record(principal, shell, door, "files", "remove", {"path": clean})
+
+    async def rename(
+        self, principal: Principal, shell_id: str, source: str, destination: str, door: str
+    ) -> FileEntry:
+        shell = await self._ready(principal, shell_id, access.FILES_WRITE, "a rename")
+        src, dst = normalize_shell_path(source), normalize_shell_path(destination)
+        entry = await self.ctx.backend(shell.runtime).rename(shell.id, src, dst)
+        self._record(principal, shell, door, "files", "rename", {"path": src, "destination": dst})
+        return entry
+
+    async def signal(self, principal: Principal, shell_id: str, pid: int, signum: int, door: str) -> None:
+        """Signal one of the shell's running commands (by the pid its start reported)."""
+        shell = await self._ready(principal, shell_id, access.EXEC, "a signal")
+        await self.ctx.backend(shell.runtime).signal(shell.id, pid, signum)
+        self._record(principal, shell, door, "exec", "signal", {"pid": pid, "signal": signum})
+
+    async def watch(
+        self, principal: Principal, shell_id: str, path: str, recursive: bool
+    ) -> AsyncIterator[FileChange]:
+        """Changes in a directory of the shell until the iterator is closed. Returns once the watch
+        is in place (errors such as a missing directory are raised here); the shell counts as busy
+        while it runs (the idle monitor leaves it running)."""
+        shell = await self._ready(principal, shell_id, access.FILES_READ, "a directory watch")
+        changes = cast(
+            AsyncGenerator[FileChange | None, None],
+            self.ctx.backend(shell.runtime).watch(shell.id, normalize_shell_path(path), recursive),
         )
+        try:
+            if await anext(changes) is not None:
+                raise AgentError("The shell agent reported a change before its watch started.")
+        except BaseException:
+            await changes.aclose()
+            raise
+        return self._busy_while(shell.id, changes)
+
+    async def _busy_while(
+        self, shell_id: str, changes: AsyncGenerator[FileChange | None, None]
+    ) -> AsyncIterator[FileChange]:
+        with self.suspension.busy(shell_id):
+            async with contextlib.aclosing(changes):
+                async for change in changes:
+                    if change is not None:
+                        yield change

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..domain import access
@@ -122,6 +122,8 @@ class Lifecycle:
             "env": {**req.env, **placeholders},
             "labels": req.labels,
             "idle_timeout_s": idle_timeout,
+            "expires_at": None if req.timeout_s is None else now + timedelta(seconds=req.timeout_s),
+            "on_timeout": req.on_timeout,
             "created_at": now,
             "updated_at": now,
         }
@@ -215,18 +217,34 @@ class Lifecycle:
             self.ctx.draft(principal, shell, door=door, kind="state", action="create", outcome="running"),
         )
 
+    # time-to-live ---------------------------------------------------------------------------------
+    def set_timeout(
+        self, principal: Principal, shell_id: str, timeout_s: int, door: str, *, extend_only: bool = False
+    ) -> ShellRecord:
+        """Move the shell's time-to-live to ``timeout_s`` from now (0: now); with ``extend_only`` a
+        later expiry already set is kept."""
+        shell = authorize(self.ctx.store, principal, shell_id, access.ACT)
+        expires = datetime.now(UTC) + timedelta(seconds=timeout_s)
+        if extend_only and (shell.expires_at is None or shell.expires_at >= expires):
+            return shell
+        shell.expires_at = expires
+        details = {"timeout_s": timeout_s, "expires_at": expires.isoformat(), "on_timeout": shell.on_timeout}
+        draft = self.ctx.draft(principal, shell, door=door, kind="action", action="timeout", details=details)
+        self.ctx.store.save_shell(shell, draft)
+        return shell
+
     # delete ---------------------------------------------------------------------------------------
     async def delete(self, principal: Principal, shell_id: str, door: str) -> None:
         """Mark the shell deleted now; the host objects are reclaimed in the background (and, after
         a crash, by reconciliation), so the caller never waits for subvolume deletion."""
         shell = authorize(self.ctx.store, principal, shell_id, access.DESTROY)
+        draft = self.ctx.draft(principal, shell, door=door, kind="delete", action="delete")
+        await self.remove(shell, "deleted by " + principal.id, draft)
+
+    async def remove(self, shell: ShellRecord, reason: str, draft: EventDraft) -> None:
+        """Delete ``shell`` (already authorized, or the system's own decision such as its time-to-live)."""
         async with self.ctx.locks[shell.id]:
-            self.ctx.store.change_state(
-                shell.id,
-                ShellState.DELETED,
-                "deleted by " + principal.id,
-                self.ctx.draft(principal, shell, door=door, kind="delete", action="delete"),
-            )
+            self.ctx.store.change_state(shell.id, ShellState.DELETED, reason, draft)
         self.network.records.forget_shell(shell.id)
         if self.secrets is not None:
             self.secrets.forget_shell(shell.id)

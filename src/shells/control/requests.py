@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..domain.errors import InvalidRequest
@@ -74,6 +74,9 @@ class CreateShellRequest:
     """None: the instance's default for classes that can pause; 0: never pause on idle."""
     secrets: tuple[str, ...] = ()
     """Names of the tenant's secrets the shell gets placeholders for (docs/secrets.md)."""
+    timeout_s: int | None = None
+    """The hard time-to-live from now (None: none); ``on_timeout`` says what it does."""
+    on_timeout: str = "kill"
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -90,6 +93,8 @@ class CreateShellRequest:
             "labels",
             "idle_timeout_s",
             "secrets",
+            "timeout_s",
+            "on_timeout",
         }
         reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
@@ -128,6 +133,8 @@ class CreateShellRequest:
             networks=tuple(dict.fromkeys(networks)),
             idle_timeout_s=parse_idle_timeout(body.get("idle_timeout_s")),
             secrets=parse_secret_names(body.get("secrets"), policy),
+            timeout_s=None if body.get("timeout_s") is None else parse_ttl(body["timeout_s"]),
+            on_timeout=parse_on_timeout(body.get("on_timeout", "kill")),
         )
 
 
@@ -181,6 +188,28 @@ def parse_idle_timeout(value: object) -> int | None:
     return value
 
 
+MAX_SHELL_TTL_S = 30 * 24 * 3600
+ON_TIMEOUT = ("kill", "pause")
+
+
+def parse_ttl(value: object, field_name: str = "timeout_s") -> int:
+    """A time-to-live: whole seconds from 0 (end now) to MAX_SHELL_TTL_S."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SHELL_TTL_S:
+        raise InvalidRequest(
+            f"'{field_name}' must be whole seconds from 0 (end now) to {MAX_SHELL_TTL_S}.",
+            {"field": field_name},
+        )
+    return value
+
+
+def parse_on_timeout(value: object) -> str:
+    if value not in ON_TIMEOUT:
+        raise InvalidRequest(
+            f"'on_timeout' must be one of: {', '.join(ON_TIMEOUT)}.", {"field": "on_timeout"}
+        )
+    return str(value)
+
+
 def parse_network_policy(value: object) -> NetworkPolicy:
     """``"internet"`` or ``{"mode": "internet", "allow": ["example.org:443", ...]}``; absent → sealed."""
     if value is None:
@@ -204,6 +233,47 @@ def parse_network_policy(value: object) -> NetworkPolicy:
     if allow and mode is not NetworkMode.INTERNET:
         raise InvalidRequest("'network.allow' only applies to mode 'internet'.", {"field": "network.allow"})
     return NetworkPolicy(mode, tuple(allow))
+
+
+@dataclass(frozen=True)
+class StartProcess:
+    """``POST /v1/shells/{id}/processes``: a command that outlives the request (``control.processes``)."""
+
+    spec: ExecSpec
+    tag: str | None
+    stdin: bool
+    """Keep its stdin open for later writes (``…/stdin``) until ``…/stdin/close``."""
+
+
+MAX_TAG = 128
+
+
+def parse_process(body: Mapping[str, Any]) -> StartProcess:
+    """An exec body (``cmd`` or ``command``, env, cwd, timeout_s) plus ``user``, ``tag`` and
+    ``stdin`` (true: stdin stays open)."""
+    reject_unknown(body, {"cmd", "command", "env", "cwd", "timeout_s", "user", "tag", "stdin"})
+    spec = parse_exec({k: v for k, v in body.items() if k not in ("user", "tag", "stdin")})
+    user, tag, stdin = body.get("user"), body.get("tag"), body.get("stdin", False)
+    if user is not None and not isinstance(user, str):
+        raise InvalidRequest("'user' must be the name of a user of the shell.", {"field": "user"})
+    if tag is not None and (not isinstance(tag, str) or not 0 < len(tag) <= MAX_TAG):
+        raise InvalidRequest(f"'tag' must be a string of 1 to {MAX_TAG} characters.", {"field": "tag"})
+    if not isinstance(stdin, bool):
+        raise InvalidRequest("'stdin' must be true (keep it open) or false.", {"field": "stdin"})
+    return StartProcess(replace(spec, user=user or None), tag, stdin)
+
+
+def parse_signal(body: Mapping[str, Any]) -> int:
+    """``{"signal": "TERM"}`` (TERM, KILL, INT, HUP or QUIT, with or without SIG)."""
+    reject_unknown(body, {"signal"})
+    name = body.get("signal", "TERM")
+    number = SIGNALS.get(name.upper().removeprefix("SIG")) if isinstance(name, str) else None
+    if number is None:
+        raise InvalidRequest(f"'signal' must be one of: {', '.join(SIGNALS)}.", {"field": "signal"})
+    return number
+
+
+SIGNALS = {"TERM": 15, "KILL": 9, "INT": 2, "HUP": 1, "QUIT": 3}
 
 
 def parse_exec(body: Mapping[str, Any]) -> ExecSpec:

@@ -22,6 +22,7 @@ from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
+from .expiry import Expiry
 from .feed import Feed
 from .inside import Inside
 from .lifecycle import Lifecycle
@@ -29,6 +30,7 @@ from .metering import Metering
 from .metrics import ShellsCollector
 from .networking import Networking
 from .pool import WarmPool
+from .processes import Processes
 from .reconcile import ReconcileReport, reconcile
 from .run_code import RunCode
 from .secret_box import SecretBox, load_or_create_key
@@ -70,6 +72,8 @@ class Control:
             self.ctx, self.pool, self.templates, self.network, self.suspension, secrets=self.secrets
         )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
+        self.expiry = Expiry(self.ctx, self.shells, self.suspension)
+        self.processes = Processes(self.ctx, self.inside)
         self.run_code = RunCode(self.ctx, self.inside)
         self.metering = Metering(self.ctx, self.runtimes)
         self.budgets = Budgets(self.ctx, self.metering, self.suspension)
@@ -91,10 +95,12 @@ class Control:
         log.info("reconciled: %s", report)
         self.pool.start()
         self.suspension.start()
+        self.expiry.start()
         self.budgets.start()
         return report
 
     async def close(self) -> None:
+        await self.processes.close()
         self.feed.close()
         await self.ctx.background.stop()
         await self.egress.close()

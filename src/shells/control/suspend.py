@@ -135,6 +135,22 @@ class Suspension:
         state_reason = reason if target is ShellState.PAUSED else ""
         return self.ctx.store.change_state(shell.id, target, state_reason, draft)
 
+    async def halt(self, shell_id: str, reason: str, action: str) -> ShellRecord | None:
+        """The system ends a running shell's compute (a budget cap, a time-to-live): pause it where
+        its class can, else stop it keeping its files; recorded as ``action``. None if it was not
+        running."""
+        async with self.ctx.locks[shell_id]:
+            shell = self.ctx.store.get_shell(shell_id)
+            if shell is None or shell.state is not ShellState.RUNNING:
+                return None
+            if self.can(shell, Capability.PAUSE):
+                return await self.pause(None, shell, "system", reason)
+            await self.ctx.backend(shell.runtime).stop(shell.id)
+            draft = self.ctx.draft(
+                None, shell, door="system", kind="state", action=action, outcome="stopped", message=reason
+            )
+            return self.ctx.store.change_state(shell.id, ShellState.STOPPED, reason, draft)
+
     # the idle monitor -----------------------------------------------------------------------------
     def start(self) -> None:
         if any(Capability.PAUSE in b.capabilities for b in self.ctx.backends.values()):

@@ -27,12 +27,13 @@ from ..domain.tenancy import (
     parse_principal_name,
     parse_tenant_name,
 )
-from .auth import TOKEN_PREFIX, is_platform_admin, mint_secret
+from .auth import TOKEN_PREFIX, is_platform_admin, mint_e2b_secret, mint_secret
 from .context import ControlContext
 from .requests import reject_unknown
 from .terminal import Terminals
 
 MAX_TOKEN_LIFETIME_S = 5 * 366 * 24 * 3600
+TOKEN_FORMATS = ("shells", "e2b")
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,12 @@ class TokenRequest:
     scopes: frozenset[str]
     expires_in_s: int | None
     kind: str
+    format: str = "shells"
+    """``shells`` (``shl_…``) or ``e2b`` (``e2b_`` + hex, the form E2B's SDKs accept as an API key)."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> TokenRequest:
-        reject_unknown(body, {"tenant", "principal", "scopes", "expires_in_s", "kind"})
+        reject_unknown(body, {"tenant", "principal", "scopes", "expires_in_s", "kind", "format"})
         if "scopes" not in body:
             raise InvalidRequest('\'scopes\' is required, e.g. ["shells.read", "shells.exec"].')
         expires = body.get("expires_in_s")
@@ -61,6 +64,9 @@ class TokenRequest:
         kind = body.get("kind", "service")
         if kind not in PRINCIPAL_KINDS:
             raise InvalidRequest(f"'kind' must be one of: {', '.join(PRINCIPAL_KINDS)}.", {"field": "kind"})
+        token_format = body.get("format", "shells")
+        if token_format not in TOKEN_FORMATS:
+            raise InvalidRequest(f"'format' must be one of: {', '.join(TOKEN_FORMATS)}.", {"field": "format"})
         tenant, principal = body.get("tenant"), body.get("principal")
         return cls(
             tenant=None if tenant is None else parse_tenant_name(tenant),
@@ -68,6 +74,7 @@ class TokenRequest:
             scopes=parse_scopes(body["scopes"]),
             expires_in_s=expires,
             kind=str(kind),
+            format=str(token_format),
         )
 
 
@@ -106,7 +113,7 @@ class Tokens:
         if for_self:
             self._outlives_own(principal, expires_at)
         store.ensure_principal(tenant, target, req.kind)
-        secret = mint_secret(TOKEN_PREFIX)
+        secret = mint_e2b_secret() if req.format == "e2b" else mint_secret(TOKEN_PREFIX)
         record = TokenRecord(
             id=new_id("tok"),
             tenant=tenant,

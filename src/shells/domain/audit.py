@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from .errors import InvalidRequest
 from .principal import Principal
 
-DOORS: tuple[str, ...] = ("rest", "cli", "sdk", "mcp", "console")
+DOORS: tuple[str, ...] = ("rest", "cli", "sdk", "mcp", "console", "e2b")
 DEFAULT_DOOR = "rest"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 

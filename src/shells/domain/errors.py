@@ -161,6 +161,10 @@ class NetworkNotFound(NotFound):
     code = "network_not_found"
 
 
+class ProcessNotFound(NotFound):
+    code = "process_not_found"
+
+
 class PortNotExposed(NotFound):
     code = "port_not_exposed"
 

@@ -6,7 +6,7 @@ dataclasses with no behaviour beyond validation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -35,6 +35,21 @@ def check_env(env: dict[str, str]) -> None:
 
 
 @dataclass(frozen=True)
+class WindowSize:
+    """A terminal's size in characters."""
+
+    cols: int
+    rows: int
+
+    def __post_init__(self) -> None:
+        if not (0 < self.cols <= MAX_WINDOW and 0 < self.rows <= MAX_WINDOW):
+            raise InvalidRequest(f"A terminal's 'cols' and 'rows' must be from 1 to {MAX_WINDOW}.")
+
+
+MAX_WINDOW = 4096
+
+
+@dataclass(frozen=True)
 class ExecSpec:
     """One command to run. Exactly one of ``argv`` or ``command`` (run by ``/bin/sh -c``) is set.
 
@@ -48,6 +63,19 @@ class ExecSpec:
     stdin: bytes = b""
     timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
     output_cap_bytes: int = EXEC_OUTPUT_CAP_BYTES
+    user: str | None = None
+    """The Linux user of the shell to run as (its uid, gid, groups, HOME); None runs as root."""
+    stdin_stream: AsyncIterable[bytes | WindowSize] | None = field(default=None, compare=False)
+    """Input that arrives while the command runs (after ``stdin``); its end closes the command's
+    stdin. A ``WindowSize`` in it resizes the terminal of a ``pty`` command. None: stdin is
+    ``stdin`` alone (or nothing)."""
+    pty: WindowSize | None = None
+    """Run on a pseudo-terminal of this size (one output stream, ``stdout``; stdin always open)."""
+    keep: bool = False
+    """The process outlives this call: when it ends early the process is detached, not killed, and
+    the agent lists it and lets a later call attach to it (``control.processes``)."""
+    tag: str | None = None
+    """A name the agent lists a kept process under."""
 
     def __post_init__(self) -> None:
         if (self.argv is None) == (self.command is None):
@@ -70,6 +98,8 @@ class ExecSpec:
             raise InvalidRequest(f"'timeout_s' must be between 0 and {MAX_EXEC_TIMEOUT_S:.0f} seconds.")
         if self.output_cap_bytes <= 0:
             raise InvalidRequest("'output_cap_bytes' must be positive.")
+        if self.user is not None and not is_user_name(self.user):
+            raise InvalidRequest(f"'user' {self.user!r} is not a Linux user name.", {"field": "user"})
 
     @property
     def effective_argv(self) -> tuple[str, ...]:
@@ -77,6 +107,11 @@ class ExecSpec:
             return self.argv
         assert self.command is not None
         return ("/bin/sh", "-c", self.command)
+
+
+def is_user_name(name: str) -> bool:
+    """A portable Linux user name (what useradd accepts by default)."""
+    return 0 < len(name) <= 32 and name[0] != "-" and all(c.isalnum() or c in "._-" for c in name)
 
 
 Stream = Literal["stdout", "stderr"]
@@ -184,3 +219,32 @@ class FileEntry:
     mode: int
     mtime: float
     link_target: str | None = None
+    metadata: dict[str, str] | None = None
+    """Extended attributes under a prefix the caller asked for (``user.e2b.`` for the E2B door),
+    without it; None when not asked."""
+
+
+FileChangeKind = Literal["create", "write", "remove", "rename", "chmod"]
+FILE_CHANGES: frozenset[str] = frozenset({"create", "write", "remove", "rename", "chmod"})
+MAX_PATH = 4096
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One change in a watched directory: ``name`` is relative to it (``sub/file`` when recursive)."""
+
+    name: str
+    kind: FileChangeKind
+
+
+@dataclass(frozen=True)
+class KeptProcess:
+    """A running process an agent keeps (``ExecSpec.keep``), as it lists it."""
+
+    pid: int
+    tag: str | None
+    argv: tuple[str, ...]
+    cwd: str
+    user: str | None
+    pty: bool
+    attached: bool

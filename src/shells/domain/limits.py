@@ -49,3 +49,17 @@ EGRESS_MAX_CONNECTIONS_PER_SHELL = 64
 """HTTPS connections one shell may hold open through the egress proxy at once; more are reset."""
 EGRESS_HANDSHAKE_TIMEOUT_S = 15.0
 """How long the egress proxy waits for a shell's TLS hello, its handshake or its request head."""
+E2B_MAX_METADATA = 64
+"""Entries of an E2B sandbox's ``metadata`` or ``envVars`` (the metadata become the shell's labels)."""
+E2B_MAX_PAGE = 100
+"""Sandboxes in one page of the E2B door's list."""
+MAX_PROCESSES = 64
+"""Processes (commands that outlive their request) one shell keeps running at once."""
+MAX_SUBSCRIBER_CHUNKS = 256
+"""Output chunks queued for one listener of a command before the command waits for it."""
+E2B_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+"""Bytes of one ``POST /files`` on the E2B door (all its parts)."""
+E2B_MAX_WATCHERS = 32
+"""Polling directory watchers one sandbox may hold on the E2B door."""
+E2B_MAX_WATCHER_EVENTS = 10_000
+"""Changes a polling watcher keeps between two polls (the oldest are dropped past it)."""

@@ -33,6 +33,12 @@ class ShellRecord:
     pooled: bool = False
     idle_timeout_s: int | None = None
     """Seconds without exec, terminal or port traffic after which the shell pauses itself; None never."""
+    expires_at: datetime | None = None
+    """The hard time-to-live: when the shell ends whatever it is doing (None: never). Set with
+    ``timeout_s`` at create and moved by ``set_timeout``; see ``on_timeout``."""
+    on_timeout: str = "kill"
+    """What the time-to-live does: ``kill`` (delete the shell) or ``pause`` (pause it, or stop it
+    keeping its files where the class cannot pause)."""
 
     def to_public(self) -> dict[str, Any]:
         """The wire form every door returns.
@@ -57,6 +63,8 @@ class ShellRecord:
             "env_names": sorted(self.env),
             "labels": dict(self.labels),
             "idle_timeout_s": self.idle_timeout_s,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "on_timeout": self.on_timeout,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

@@ -18,12 +18,14 @@ behalf has a high-water mark at which it stops reading from the source (flow con
 from __future__ import annotations
 
 import argparse
+import ctypes
 import errno
 import fcntl
 import functools
 import heapq
 import itertools
 import os
+import pwd
 import secrets
 import selectors
 import shutil
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -81,6 +84,8 @@ PR_SET_DUMPABLE = 4
 PUMP_CHUNKS = 16
 """File chunks read per loop turn, so one big download cannot starve the other channels."""
 UNWRITABLE_ROOTS = ("/proc", "/sys")
+UPLOAD_PREFIX = ".shells-upload-"
+"""Name prefix of the temp file an upload is written to before it is renamed into place."""
 
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
@@ -175,16 +180,67 @@ def entry_of(path: str, st: os.stat_result) -> dict[str, object]:
     }
 
 
+MAX_XATTRS = 64
+MAX_XATTR_NAME = 255
+MAX_XATTR_VALUE = 4096
+"""Extended attributes: how many a request sets or a stat reports, and their sizes (the kernel's
+own limit for a name; a value larger than this is cut in a stat and refused in a write)."""
+
+
+def _xattr_prefix(message: dict[str, object]) -> str | None:
+    prefix = message.get("xattr_prefix")
+    if prefix is None:
+        return None
+    if not isinstance(prefix, str) or not prefix.startswith("user.") or len(prefix) > MAX_XATTR_NAME:
+        raise RequestError("invalid_request", "'xattr_prefix' must start with 'user.'.")
+    return prefix
+
+
+def xattrs_of(path: str, prefix: str) -> dict[str, str]:
+    """The extended attributes of ``path`` (not followed) named ``prefix…``, without the prefix."""
+    found: dict[str, str] = {}
+    with suppress(OSError):
+        for name in os.listxattr(path, follow_symlinks=False):
+            if name.startswith(prefix) and len(found) < MAX_XATTRS:
+                with suppress(OSError):
+                    value = os.getxattr(path, name, follow_symlinks=False)[:MAX_XATTR_VALUE]
+                    found[name[len(prefix) :]] = value.decode(errors="replace")
+    return found
+
+
+def xattrs_to_set(message: dict[str, object]) -> dict[str, bytes]:
+    """A write's ``"xattrs": {"user.…": value}``, checked."""
+    wanted = get_str_map(message, "xattrs", {})
+    if len(wanted) > MAX_XATTRS:
+        raise RequestError("invalid_request", f"At most {MAX_XATTRS} extended attributes at once.")
+    checked: dict[str, bytes] = {}
+    for name, value in wanted.items():
+        data = value.encode()
+        if not name.startswith("user.") or len(name) > MAX_XATTR_NAME or "\0" in name:
+            raise RequestError("invalid_request", f"Extended attribute {name[:60]!r} must be 'user.…'.")
+        if len(data) > MAX_XATTR_VALUE:
+            raise RequestError(
+                "invalid_request", f"Extended attribute {name!r} is over {MAX_XATTR_VALUE} bytes."
+            )
+        checked[name] = data
+    return checked
+
+
 def op_stat(message: dict[str, object]) -> dict[str, object]:
     path = check_path(get_str(message, "path"))
+    prefix = _xattr_prefix(message)
     try:
-        return {"entry": entry_of(path, os.lstat(path))}
+        entry = entry_of(path, os.lstat(path))
     except OSError as exc:
         raise os_error(exc, path) from None
+    if prefix is not None:
+        entry["xattrs"] = xattrs_of(path, prefix)
+    return {"entry": entry}
 
 
 def op_list_dir(message: dict[str, object]) -> dict[str, object]:
     path = check_path(get_str(message, "path"))
+    prefix = _xattr_prefix(message)
     entries: list[dict[str, object]] = []
     try:
         with os.scandir(path) as listing:
@@ -194,7 +250,10 @@ def op_list_dir(message: dict[str, object]) -> dict[str, object]:
                         "payload_too_large", f"{path} has more than {MAX_LIST_ENTRIES} entries; use exec."
                     )
                 with suppress(FileNotFoundError):  # removed while we listed
-                    entries.append(entry_of(item.path, item.stat(follow_symlinks=False)))
+                    entry = entry_of(item.path, item.stat(follow_symlinks=False))
+                    if prefix is not None:
+                        entry["xattrs"] = xattrs_of(item.path, prefix)
+                    entries.append(entry)
     except NotADirectoryError:
         raise RequestError("invalid_request", f"{path} is not a directory.") from None
     except OSError as exc:
@@ -206,8 +265,12 @@ def op_list_dir(message: dict[str, object]) -> dict[str, object]:
 def op_mkdir(message: dict[str, object]) -> dict[str, object]:
     path = check_writable(get_str(message, "path"))
     parents = get_bool(message, "parents", False)
+    account = account_of(message)
     try:
+        missing = [p for p in (Path(path), *Path(path).parents) if not p.exists()]
         Path(path).mkdir(0o755, parents=parents, exist_ok=True)
+        for made in missing:
+            chown_to(str(made), account)
     except FileExistsError:
         raise RequestError("invalid_request", f"{path} exists and is not a directory.") from None
     except OSError as exc:
@@ -231,6 +294,50 @@ def op_remove(message: dict[str, object]) -> dict[str, object]:
     except OSError as exc:
         raise os_error(exc, path) from None
     return {}
+
+
+def op_rename(message: dict[str, object]) -> dict[str, object]:
+    """Move ``source`` to ``destination`` (one rename(2): both inside the same file system)."""
+    source = check_writable(get_str(message, "source"))
+    destination = check_writable(get_str(message, "destination"))
+    if "/" in (source, destination):
+        raise RequestError("invalid_path", "Refusing to move '/'.")
+    try:
+        Path(source).rename(destination)
+        return {"entry": entry_of(destination, os.lstat(destination))}
+    except OSError as exc:
+        raise os_error(exc, source if exc.filename == source else destination) from None
+
+
+class Account(NamedTuple):
+    """A Linux user of the shell that a request runs as (``"user": NAME``)."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+
+    @classmethod
+    def named(cls, name: str) -> Account:
+        try:
+            entry = pwd.getpwnam(name)
+        except (KeyError, ValueError):
+            raise RequestError("invalid_request", f"There is no user {name!r} in this shell.") from None
+        return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell or "/bin/sh")
+
+    def environment(self) -> dict[str, str]:
+        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell}
+
+
+def account_of(message: dict[str, object]) -> Account | None:
+    name = get_str(message, "user", "")
+    return Account.named(name) if name else None
+
+
+def chown_to(path: str, account: Account | None) -> None:
+    if account is not None:
+        os.chown(path, account.uid, account.gid, follow_symlinks=False)
 
 
 def op_stats(message: dict[str, object]) -> dict[str, object]:
@@ -272,6 +379,9 @@ class Agent:
         self.children: dict[int, ExecChannel] = {}
         """Spawned processes by pid, until reaped."""
         self.execs: set[ExecChannel] = set()
+        self.kept: dict[int, ExecChannel] = {}
+        """Running processes started with ``keep``: they outlive their channel and can be attached
+        again (``attach``) and listed (``processes``)."""
         """Exec channels still reporting to a connection: the ones with timers."""
         self.connections: set[Connection] = set()
         self.soon: list[Callable[[], None]] = []
@@ -767,7 +877,20 @@ class ExecChannel(Channel):
             raise RequestError("invalid_request", "'cwd' must be an absolute path.")
         if not 0 < timeout_s <= MAX_TIMEOUT_S or self.cap <= 0:
             raise RequestError("invalid_request", "'timeout_s' and 'output_cap_bytes' must be positive.")
-        env = {"PATH": STANDARD_PATH, **env}
+        self.keep = get_bool(message, "keep", False)
+        if self.keep and len(connection.agent.kept) >= MAX_KEPT:
+            raise RequestError("quota_exceeded", f"At most {MAX_KEPT} kept processes run at once.")
+        tag = get_str(message, "tag", "")
+        self.listing: dict[str, object] = {
+            "tag": tag or None,
+            "argv": argv,
+            "cwd": cwd,
+            "user": get_str(message, "user", "") or None,
+            "pty": window is not None,
+        }
+        account = account_of(message)
+        # As a user, its identity (HOME, USER, LOGNAME, SHELL) wins over the host's defaults (HOME=/root).
+        env = {"PATH": STANDARD_PATH, **env, **(account.environment() if account else {})}
 
         stdio = _pipe_stdio(wants_stdin) if window is None else _pty_stdio(*window)
         self.started = time.monotonic()
@@ -782,6 +905,9 @@ class ExecChannel(Channel):
                 start_new_session=True,
                 close_fds=True,
                 preexec_fn=_take_terminal if stdio.terminal else None,  # noqa: PLW1509 (single-threaded)
+                user=account.uid if account else None,
+                group=account.gid if account else None,
+                extra_groups=os.getgrouplist(account.name, account.gid) if account else None,
             )
         except OSError as exc:
             stdio.close_our_side()
@@ -805,6 +931,8 @@ class ExecChannel(Channel):
                 os.set_blocking(fd, False)
         self.agent.children[self.process.pid] = self
         self.agent.execs.add(self)
+        if self.keep:
+            self.agent.kept[self.process.pid] = self
         connection.send_control(channel_id, {"op": "started", "pid": self.process.pid})
         self.resume()
 
@@ -857,6 +985,12 @@ class ExecChannel(Channel):
     # input
 
     def on_control(self, message: dict[str, object]) -> None:
+        if self.keep and get_str(message, "op") == "detach":
+            if self.connection.channels.get(self.id) is self:
+                del self.connection.channels[self.id]
+            self.connection.block_reading(self.id, False)
+            self.detach()
+            return
         if not (self.terminal and get_str(message, "op") == "resize"):
             super().on_control(message)
             return
@@ -921,13 +1055,34 @@ class ExecChannel(Channel):
         self._maybe_finish()
 
     def abandon(self) -> None:
+        if self.keep and self.status is None:
+            self.detach()
+            return
         self.kill()
         super().abandon()
+
+    def detach(self) -> None:
+        """A kept process whose host went (or asked): it runs on unheard, its output read and
+        dropped, its stdin still open, until ``attach`` gives it a channel again."""
+        self.orphaned = True
+        self.resume()
+
+    def attach(self, connection: Connection, channel_id: int) -> None:
+        self.connection = connection
+        self.id = channel_id
+        self.orphaned = False
+        self.active = True
+        connection.channels[channel_id] = self
+        connection.send_control(channel_id, {"op": "started", "pid": self.process.pid})
+        self.resume()
 
     def orphan(self) -> None:
         """Run on unheard: output is read and dropped, input never comes (a terminal stays open, so
         its shell waits rather than hangs up), and the end is reaped but reported to no one. The
-        timeout still applies."""
+        timeout still applies. A kept process is detached instead (its input stays open)."""
+        if self.keep:
+            self.detach()
+            return
         self.orphaned = True
         self.accepts_stdin = False
         if not self.terminal:
@@ -935,6 +1090,7 @@ class ExecChannel(Channel):
         self.resume()
 
     def on_exit(self, status: int) -> None:
+        self.agent.kept.pop(self.process.pid, None)
         self.status = status
         self.ended = time.monotonic()
         self.process.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits on its own
@@ -1047,6 +1203,8 @@ class WriteFileChannel(Channel):
         self.path = check_writable(get_str(message, "path"))
         mode = get_int(message, "mode", 0o644)
         append = get_bool(message, "append", False)
+        account = account_of(message)
+        xattrs = xattrs_to_set(message)
         if not 0 <= mode <= 0o7777:
             raise RequestError("invalid_request", "'mode' must be a permission number such as 0o644.")
         flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
@@ -1058,9 +1216,13 @@ class WriteFileChannel(Channel):
             else:
                 if Path(self.path).is_dir():
                     raise RequestError("invalid_request", f"{self.path} is a directory.")
-                self.temp = str(Path(self.path).with_name(f".shells-upload-{secrets.token_hex(8)}"))
+                self.temp = str(Path(self.path).with_name(f"{UPLOAD_PREFIX}{secrets.token_hex(8)}"))
                 fd = os.open(self.temp, flags | os.O_CREAT | os.O_EXCL, 0o600)
                 os.fchmod(fd, mode)
+                if account is not None:
+                    os.fchown(fd, account.uid, account.gid)
+            for name, value in xattrs.items():
+                os.setxattr(fd, name, value)
         except OSError as exc:
             raise os_error(exc, self.path) from None
         self.fd: int | None = fd
@@ -1106,6 +1268,130 @@ class WriteFileChannel(Channel):
             self.temp = None
 
 
+_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
+_IN_MODIFY, _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+_IN_CREATE, _IN_DELETE, _IN_IGNORED, _IN_Q_OVERFLOW, _IN_ISDIR = 0x100, 0x200, 0x8000, 0x4000, 0x40000000
+_IN_DONT_FOLLOW, _IN_ONLYDIR = 0x02000000, 0x01000000
+_WATCH_MASK = _IN_MODIFY | _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+_EVENT_HEADER = struct.Struct("iIII")
+MAX_KEPT = 256
+"""Kept processes (``keep``) one agent runs at once."""
+MAX_WATCHES = 4096
+"""Directories one watch follows (a recursive watch of a bigger tree fails at start)."""
+_KINDS = (
+    (_IN_CREATE | _IN_MOVED_TO, "create"),
+    (_IN_DELETE, "remove"),
+    (_IN_MOVED_FROM, "rename"),
+    (_IN_MODIFY, "write"),
+    (_IN_ATTRIB, "chmod"),
+)
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _inotify_add(fd: int, path: str) -> int:
+    wd = int(_libc.inotify_add_watch(fd, os.fsencode(path), _WATCH_MASK | _IN_DONT_FOLLOW | _IN_ONLYDIR))
+    if wd < 0:
+        err = ctypes.get_errno()
+        raise os_error(OSError(err, os.strerror(err)), path)
+    return wd
+
+
+class WatchChannel(Channel):
+    """Reports changes in a directory (and with ``recursive`` its subdirectories, new ones too) as
+    ``{"op": "event", "name": <path relative to it>, "type": create|write|remove|rename|chmod}``
+    until the host cancels it. Uses inotify; never follows a symlink."""
+
+    def __init__(self, connection: Connection, channel_id: int, message: dict[str, object]) -> None:
+        self.root = check_path(get_str(message, "path"))
+        self.recursive = get_bool(message, "recursive", False)
+        try:
+            if not stat.S_ISDIR(os.lstat(self.root).st_mode):
+                raise RequestError("invalid_request", f"{self.root} is not a directory.")
+        except OSError as exc:
+            raise os_error(exc, self.root) from None
+        fd = int(_libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
+        if fd < 0:
+            raise RequestError("agent_error", f"inotify: {os.strerror(ctypes.get_errno())}.")
+        self.fd: int | None = fd
+        self.dirs: dict[int, str] = {}
+        self.uploads: deque[int] = deque(maxlen=64)
+        """Rename cookies of the agent's own upload temp files: their arrival is a file written."""
+        try:
+            self._add(self.root)
+            if self.recursive:
+                for top, subdirs, _ in os.walk(self.root):
+                    for sub in subdirs:
+                        self._add(f"{top}/{sub}")
+        except RequestError:
+            self.release()
+            raise
+        super().__init__(connection, channel_id)
+        connection.send_control(channel_id, {"op": "started"})
+        self.resume()
+
+    def _add(self, path: str) -> None:
+        assert self.fd is not None
+        if len(self.dirs) >= MAX_WATCHES:
+            raise RequestError("payload_too_large", f"More than {MAX_WATCHES} directories to watch.")
+        self.dirs[_inotify_add(self.fd, path)] = os.path.relpath(path, self.root)
+
+    def pause(self) -> None:
+        if self.fd is not None:
+            self.agent.set_interest(self.fd, 0)
+
+    def resume(self) -> None:
+        if self.fd is not None and not self.connection.congested:
+            self.agent.set_interest(self.fd, READ, self._on_ready)
+
+    def _on_ready(self, mask: int) -> None:
+        assert self.fd is not None
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        offset = 0
+        while offset + _EVENT_HEADER.size <= len(data):
+            wd, event_mask, cookie, size = _EVENT_HEADER.unpack_from(data, offset)
+            raw = data[offset + _EVENT_HEADER.size : offset + _EVENT_HEADER.size + size]
+            offset += _EVENT_HEADER.size + size
+            if event_mask & _IN_Q_OVERFLOW:
+                self.release()
+                self.finish(
+                    RequestError("agent_error", "Too many changes at once; watch again.").as_message()
+                )
+                return
+            if event_mask & _IN_IGNORED:
+                self.dirs.pop(wd, None)
+                continue
+            base = self.dirs.get(wd)
+            if base is None:
+                continue
+            leaf = os.fsdecode(raw.rstrip(b"\0"))
+            name = os.path.normpath(f"{base}/{leaf}")
+            if leaf.startswith(UPLOAD_PREFIX):  # the file API's own temp file: not a change to report
+                if event_mask & _IN_MOVED_FROM:
+                    self.uploads.append(cookie)
+                continue
+            if event_mask & _IN_MOVED_TO and cookie in self.uploads:
+                self.uploads.remove(cookie)
+                for kind in ("create", "write"):  # an upload landed: a file made and written
+                    self.connection.send_control(self.id, {"op": "event", "name": name, "type": kind})
+                continue
+            if self.recursive and event_mask & _IN_ISDIR and event_mask & (_IN_CREATE | _IN_MOVED_TO):
+                with suppress(RequestError):
+                    self._add(f"{self.root}/{name}")
+            for bits, kind in _KINDS:
+                if event_mask & bits:
+                    self.connection.send_control(self.id, {"op": "event", "name": name, "type": kind})
+                    break
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.agent.set_interest(self.fd, 0)
+            os.close(self.fd)
+            self.fd = None
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -1114,18 +1400,66 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def op_processes(connection: Connection, message: dict[str, object]) -> dict[str, object]:
+    """The running kept processes: pid, tag, argv, cwd, pty, and whether a channel follows them."""
+    return {
+        "processes": [
+            {"pid": pid, **channel.listing, "attached": not channel.orphaned}
+            for pid, channel in connection.agent.kept.items()
+            if channel.status is None
+        ]
+    }
+
+
+def attach_channel(connection: Connection, channel_id: int, message: dict[str, object]) -> Channel:
+    """Give a detached kept process this channel: ``started``, then its output from now on."""
+    pid = get_int(message, "pid")
+    channel = connection.agent.kept.get(pid)
+    if channel is None or channel.status is not None:
+        raise RequestError("process_not_found", f"No running kept process with pid {pid}.")
+    if not channel.orphaned:
+        raise RequestError("invalid_request", f"Process {pid} is attached to another call.")
+    channel.attach(connection, channel_id)
+    return channel
+
+
 CHANNEL_OPS: dict[str, Callable[[Connection, int, dict[str, object]], Channel]] = {
     "exec": ExecChannel,
     "read_file": ReadFileChannel,
     "write_file": WriteFileChannel,
+    "watch": WatchChannel,
+    "attach": attach_channel,
 }
-CONNECTION_OPS: dict[str, Callable[[Connection, dict[str, object]], dict[str, object]]] = {}
+SIGNALS = frozenset({signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+"""The signals the host may send to a process the agent started."""
+
+
+def op_signal(connection: Connection, message: dict[str, object]) -> dict[str, object]:
+    """Send a signal to the process group of a running command the agent started (never to any other
+    pid: the number could belong to anything, including the agent)."""
+    pid, signum = get_int(message, "pid"), get_int(message, "signal")
+    if signum not in SIGNALS:
+        raise RequestError("invalid_request", f"Signal {signum} is not one of {sorted(SIGNALS)}.")
+    channel = connection.agent.children.get(pid)
+    if channel is None or channel.status is not None:
+        raise RequestError("process_not_found", f"No running process with pid {pid}.")
+    for kill in (os.killpg, os.kill):
+        with suppress(ProcessLookupError, PermissionError):
+            kill(pid, signum)
+    return {}
+
+
+CONNECTION_OPS: dict[str, Callable[[Connection, dict[str, object]], dict[str, object]]] = {
+    "signal": op_signal,
+    "processes": op_processes,
+}
 """Ops that act on the connection they arrive on (the microvm's ``resync``, see ``guest/vm.py``)."""
 SIMPLE_OPS: dict[str, Callable[[dict[str, object]], dict[str, object]]] = {
     "stat": op_stat,
     "list_dir": op_list_dir,
     "mkdir": op_mkdir,
     "remove": op_remove,
+    "rename": op_rename,
     "stats": op_stats,
 }
 

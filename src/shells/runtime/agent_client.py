@@ -20,18 +20,25 @@ import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
+from typing import cast
 
 from shells.domain.errors import ERRORS_BY_CODE, AgentError, PayloadTooLarge, ShellBusy, ShellsError
 from shells.domain.execution import (
+    FILE_CHANGES,
+    MAX_PATH,
     ExecEvent,
     ExecExit,
     ExecResult,
     ExecSpec,
     ExecStarted,
+    FileChange,
+    FileChangeKind,
     FileEntry,
     FileKind,
+    KeptProcess,
     OutputCap,
     OutputChunk,
+    WindowSize,
 )
 from shells.domain.limits import MAX_AGENT_CHANNELS, MAX_LIST_ENTRIES
 from shells.domain.terminal import TerminalSpec
@@ -52,12 +59,15 @@ from shells.guest.protocol import (
     get_int,
     get_optional_int,
     get_str,
+    get_str_list,
     new_channel_id,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OP_TIMEOUT_S = 30.0
+WATCH_DEADLINE_S = 7 * 24 * 3600.0
+"""A directory watch runs until its caller ends it; this only bounds a forgotten one."""
 """Deadline for a control op, and for each step of progress of a file transfer."""
 EXIT_MARGIN_S = 15.0
 """How long past an exec's own timeout (which the agent enforces) we wait for its exit report."""
@@ -74,6 +84,7 @@ AGENT_ERROR_CODES = frozenset({
     "permission_denied",
     "quota_exceeded",
     "agent_error",
+    "process_not_found",
 })  # fmt: skip
 MAX_ERROR_MESSAGE = 2000
 TERMINAL_OUTPUT_CAP = 1 << 62
@@ -117,6 +128,53 @@ def _exit_from(message: Mapping[str, object]) -> ExecExit:
         raise AgentError(f"The shell agent sent a malformed exit report: {exc}") from None
 
 
+MAX_XATTRS = 64
+MAX_XATTR_TEXT = 4096
+
+
+def _xattrs_from(value: object) -> dict[str, str] | None:
+    """A stat's extended attributes, checked: the agent is not trusted to bound them."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or len(value) > MAX_XATTRS
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        or any(len(k) > MAX_XATTR_TEXT or len(v) > MAX_XATTR_TEXT for k, v in value.items())
+    ):
+        raise BadMessage("bad 'xattrs'")
+    return dict(value)
+
+
+MAX_KEPT_PROCESSES = 256
+
+
+def _kept_from(value: object) -> KeptProcess:
+    try:
+        if not isinstance(value, dict):
+            raise BadMessage("a process must be an object")
+        tag, user = value.get("tag"), value.get("user")
+        if not (tag is None or isinstance(tag, str)) or not (user is None or isinstance(user, str)):
+            raise BadMessage("bad 'tag' or 'user'")
+        argv = tuple(get_str_list(value, "argv"))
+        if len(argv) > MAX_KEPT_ARGV or any(len(a) > MAX_PATH for a in argv):
+            raise BadMessage("argv too long")
+        return KeptProcess(
+            pid=get_int(value, "pid"),
+            tag=tag,
+            argv=argv,
+            cwd=get_str(value, "cwd"),
+            user=user,
+            pty=get_bool(value, "pty"),
+            attached=get_bool(value, "attached"),
+        )
+    except BadMessage as exc:
+        raise AgentError(f"The shell agent sent a malformed process: {exc}") from None
+
+
+MAX_KEPT_ARGV = 4096
+
+
 def _entry_from(value: object) -> FileEntry:
     try:
         if not isinstance(value, dict):
@@ -133,6 +191,7 @@ def _entry_from(value: object) -> FileEntry:
             mode=get_int(value, "mode"),
             mtime=get_float(value, "mtime"),
             link_target=link_target,
+            metadata=_xattrs_from(value.get("xattrs")),
         )
     except BadMessage as exc:
         raise AgentError(f"The shell agent sent a malformed file entry: {exc}") from None
@@ -222,6 +281,12 @@ class _Channel:
         except ValueError:
             raise PayloadTooLarge(f"The request is larger than {MAX_PAYLOAD} bytes.") from None
         await self._connection.write(frame, deadline)
+
+    def detach(self) -> None:
+        """Leave a kept process running: ask the agent to detach it rather than cancel it."""
+        if not self.finished and not self._closed:
+            self.finished = True
+            self._connection.write_nowait(encode_control(self.id, {"op": "detach"}))
 
     def close(self) -> None:
         """Forget the channel; if it has not finished, ask the agent to cancel it."""
@@ -431,28 +496,57 @@ class AgentClient:
             spec.cwd or "/workspace",
             spec.timeout_s,
             spec.output_cap_bytes,
-            stdin=bool(spec.stdin),
+            stdin=bool(spec.stdin) or spec.stdin_stream is not None or spec.pty is not None,
+            **({"user": spec.user} if spec.user else {}),
+            **({"pty": {"cols": spec.pty.cols, "rows": spec.pty.rows}} if spec.pty else {}),
+            **({"keep": True, "tag": spec.tag or ""} if spec.keep else {}),
         )
         async with self._channel(deadline) as channel:
             await channel.send_control(request, deadline)
             # Stdin goes in its own task so that output keeps flowing while it is sent: a process that
             # writes before it reads would otherwise deadlock against our own backpressure.
-            feeder = asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline)) if spec.stdin else None
+            feeder = (
+                asyncio.create_task(_feed_stdin(channel, spec.stdin, deadline, spec.stdin_stream))
+                if request["stdin"]
+                else None
+            )
             output = OutputCap(spec.output_cap_bytes)  # counted here too: the agent may not stop at it
             try:
-                started = await channel.recv(min(deadline, self._deadline()))
-                yield _started_from(channel.expect(started, "started"))
-                while True:
-                    frame = await channel.recv(deadline)
-                    if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
-                        if data := output.keep(frame.payload):
-                            yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
-                    else:
-                        yield output.mark(_exit_from(channel.final(frame, "exit")))
-                        return
+                events = _process_events(channel, min(deadline, self._deadline()), deadline, output)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield event
             finally:
                 if feeder is not None:
                     feeder.cancel()
+                if spec.keep:
+                    channel.detach()  # a kept process runs on; the agent lists it for a later attach
+
+    async def attach(
+        self, pid: int, more: AsyncIterable[bytes | WindowSize] | None = None
+    ) -> AsyncGenerator[ExecEvent, None]:
+        """Follow a kept process again (``ExecSpec.keep``): ExecStarted, its output from now on, its
+        exit; ``more`` feeds its stdin. Closing the generator detaches it again."""
+        deadline = self._deadline(WATCH_DEADLINE_S)
+        async with self._channel(deadline) as channel:
+            await channel.send_control({"op": "attach", "pid": pid}, self._deadline())
+            feeder = asyncio.create_task(_feed_stdin(channel, b"", deadline, more)) if more else None
+            try:
+                events = _process_events(channel, self._deadline(), deadline, OutputCap(TERMINAL_OUTPUT_CAP))
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield event
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+                channel.detach()
+
+    async def processes(self) -> list[KeptProcess]:
+        """The agent's running kept processes."""
+        listed = (await self._call({"op": "processes"})).get("processes")
+        if not isinstance(listed, list) or len(listed) > MAX_KEPT_PROCESSES:
+            raise AgentError("The shell agent sent a malformed process list.")
+        return [_kept_from(item) for item in listed]
 
     @contextlib.asynccontextmanager
     async def terminal(self, spec: TerminalSpec) -> AsyncIterator[AgentTerminal]:
@@ -496,11 +590,23 @@ class AgentClient:
                 raise AgentError(f"The shell agent reported a size for {path} that does not match its data.")
 
     async def write_file(
-        self, path: str, chunks: AsyncIterable[bytes], mode: int = 0o644, append: bool = False
+        self,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int = 0o644,
+        append: bool = False,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
     ) -> int:
-        """Upload a file; the agent renames it into place only once all of it arrived (unless append)."""
+        """Upload a file; the agent renames it into place only once all of it arrived (unless append).
+        With ``owner`` the file belongs to that user of the shell; ``xattrs`` (``user.…`` names) are
+        set on it."""
         async with self._channel(self._deadline()) as channel:
-            request = {"op": "write_file", "path": path, "mode": mode, "append": append}
+            request: dict[str, object] = {"op": "write_file", "path": path, "mode": mode, "append": append}
+            if owner:
+                request["user"] = owner
+            if xattrs:
+                request["xattrs"] = dict(xattrs)
             await channel.send_control(request, self._deadline())
             async for chunk in chunks:
                 if channel.has_frames:
@@ -515,20 +621,55 @@ class AgentClient:
         except BadMessage as exc:
             raise AgentError(f"The shell agent sent a malformed reply: {exc}") from None
 
-    async def list_dir(self, path: str) -> list[FileEntry]:
-        entries = (await self._call({"op": "list_dir", "path": path})).get("entries")
+    async def list_dir(self, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
+        request: dict[str, object] = {"op": "list_dir", "path": path}
+        if xattr_prefix:
+            request["xattr_prefix"] = xattr_prefix
+        entries = (await self._call(request)).get("entries")
         if not isinstance(entries, list) or len(entries) > MAX_LIST_ENTRIES:
             raise AgentError("The shell agent sent a malformed directory listing.")
         return [_entry_from(entry) for entry in entries]
 
-    async def stat(self, path: str) -> FileEntry:
-        return _entry_from((await self._call({"op": "stat", "path": path})).get("entry"))
+    async def stat(self, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        """The entry at ``path``; with ``xattr_prefix`` also its extended attributes so named."""
+        request: dict[str, object] = {"op": "stat", "path": path}
+        if xattr_prefix:
+            request["xattr_prefix"] = xattr_prefix
+        return _entry_from((await self._call(request)).get("entry"))
 
-    async def mkdir(self, path: str, parents: bool = True) -> None:
-        await self._call({"op": "mkdir", "path": path, "parents": parents})
+    async def mkdir(self, path: str, parents: bool = True, owner: str | None = None) -> None:
+        request: dict[str, object] = {"op": "mkdir", "path": path, "parents": parents}
+        if owner:
+            request["user"] = owner
+        await self._call(request)
+
+    async def rename(self, source: str, destination: str) -> FileEntry:
+        reply = await self._call({"op": "rename", "source": source, "destination": destination})
+        return _entry_from(reply.get("entry"))
+
+    async def signal(self, pid: int, signum: int) -> None:
+        """Send ``signum`` to a running command the agent started (ProcessNotFound otherwise)."""
+        await self._call({"op": "signal", "pid": pid, "signal": signum})
 
     async def remove(self, path: str, recursive: bool = False) -> None:
         await self._call({"op": "remove", "path": path, "recursive": recursive})
+
+    async def watch(self, path: str, recursive: bool = False) -> AsyncGenerator[FileChange | None, None]:
+        """None once the watch is in place, then the changes in directory ``path`` (and below with
+        ``recursive``) as they happen, until the generator is closed (which ends the agent's watch)."""
+        async with self._channel(self._deadline()) as channel:
+            await channel.send_control(
+                {"op": "watch", "path": path, "recursive": recursive}, self._deadline()
+            )
+            channel.expect(await channel.recv(self._deadline()), "started")
+            yield None
+            forever = self._deadline(WATCH_DEADLINE_S)
+            while True:
+                message = channel.expect(await channel.recv(forever), "event")
+                name, kind = message.get("name"), message.get("type")
+                if not isinstance(name, str) or len(name) > MAX_PATH or kind not in FILE_CHANGES:
+                    raise AgentError("The shell agent sent a malformed change event.")
+                yield FileChange(name, cast(FileChangeKind, kind))
 
     async def stats(self) -> dict[str, object]:
         return await self._call({"op": "stats"})
@@ -570,9 +711,40 @@ class AgentTerminal:
         await self._channel.send_control({"op": "resize", "cols": cols, "rows": rows}, self._op_deadline())
 
 
-async def _feed_stdin(channel: _Channel, data: bytes, deadline: float) -> None:
-    """Send stdin then EOF. A failure here also shows on the receiving side, which reports it."""
+async def _process_events(
+    channel: _Channel, start_deadline: float, deadline: float, output: OutputCap
+) -> AsyncGenerator[ExecEvent, None]:
+    """A process's events on its channel: ``started``, its output (counted against ``output``: the
+    agent may not stop at its cap), then its exit."""
+    yield _started_from(channel.expect(await channel.recv(start_deadline), "started"))
+    while True:
+        frame = await channel.recv(deadline)
+        if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
+            if data := output.keep(frame.payload):
+                yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
+        else:
+            yield output.mark(_exit_from(channel.final(frame, "exit")))
+            return
+
+
+async def _feed_stdin(
+    channel: _Channel, data: bytes, deadline: float, more: AsyncIterable[bytes | WindowSize] | None = None
+) -> None:
+    """Send stdin (``data``, then what ``more`` yields until it ends: bytes, or a terminal's new
+    size) then EOF. A failure here also shows on the receiving side, which reports it."""
+
+    async def send(chunk: bytes) -> None:
+        for offset in range(0, len(chunk), FILE_CHUNK):
+            await channel.send(Kind.STDIN, chunk[offset : offset + FILE_CHUNK], deadline)
+
     with contextlib.suppress(AgentError):
-        for offset in range(0, len(data), FILE_CHUNK):
-            await channel.send(Kind.STDIN, data[offset : offset + FILE_CHUNK], deadline)
+        await send(data)
+        if more is not None:
+            async for item in more:
+                if isinstance(item, WindowSize):
+                    await channel.send_control(
+                        {"op": "resize", "cols": item.cols, "rows": item.rows}, deadline
+                    )
+                else:
+                    await send(item)
         await channel.send(Kind.EOF, b"", deadline)

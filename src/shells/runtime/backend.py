@@ -7,14 +7,14 @@ server restart without asking the store.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from ..domain.capabilities import Capability
-from ..domain.execution import ExecEvent, ExecSpec, FileEntry
+from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
 from ..domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
 from ..domain.runtimes import RuntimeOffer
@@ -173,12 +173,46 @@ class Backend(Protocol):
 
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]: ...
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int: ...
+    async def write_file(
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
+    ) -> int:
+        """Write a file; with ``owner`` it belongs to that Linux user of the shell, ``xattrs``
+        (``user.…``) are set on it (a class without users or xattrs, wasm, raises ActionNotSupported)."""
 
-    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]: ...
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
+        """A directory's entries (with ``xattr_prefix``, as in ``stat``)."""
 
-    async def stat(self, host_id: str, path: str) -> FileEntry: ...
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        """The entry at ``path``; with ``xattr_prefix`` its extended attributes so named in
+        ``metadata`` (a class without them reports none)."""
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None: ...
 
-    async def mkdir(self, host_id: str, path: str) -> None: ...
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        """Make a directory and its missing parents (owned by ``owner`` if given, as in write_file)."""
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        """Move a file or directory within the shell; returns the entry at its new path."""
+
+    def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        """None once the watch is in place, then the changes in a directory of the shell as they
+        happen, until the iterator is closed (ActionNotSupported for a class without an agent, wasm)."""
+
+    def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        """Follow a kept process again (``ExecSpec.keep``) as ``exec`` follows a new one, ``more``
+        feeding its stdin; closing the iterator detaches it again."""
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        """The shell's running kept processes (none for a class without them)."""
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        """Signal a running command of the shell by the pid its ExecStarted named (ProcessNotFound if
+        it is not one; ActionNotSupported for a class whose commands have no pids)."""

@@ -33,6 +33,7 @@ from ..domain.errors import (
     PermissionDenied,
     PortNotExposed,
     PrincipalNotFound,
+    ProcessNotFound,
     QuotaExceeded,
     RateLimited,
     RecordUnavailable,
@@ -58,12 +59,14 @@ from ..domain.errors import (
 from ._async.client import AsyncShells
 from ._async.commands import AsyncCommands
 from ._async.files import AsyncFiles
+from ._async.processes import AsyncProcesses
 from ._async.resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates
 from ._async.shell import AsyncPorts, AsyncShell
 from ._async.tenancy import AsyncGrants, AsyncPrincipals, AsyncTenants, AsyncTerminals, AsyncTokens
 from ._sync.client import Shells
 from ._sync.commands import Commands
 from ._sync.files import Files
+from ._sync.processes import Processes
 from ._sync.resources import Networks, Snapshots, Templates
 from ._sync.shell import Ports, Shell
 from ._sync.tenancy import Grants, Principals, Tenants, Terminals, Tokens
@@ -91,6 +94,7 @@ from .models import (
     Port,
     Pricing,
     PrincipalInfo,
+    ProcessInfo,
     RuntimeOffer,
     Secret,
     ShellInfo,
@@ -175,6 +179,10 @@ __all__ = [
     "PermissionDenied",
     "Port",
     "PortNotExposed",
+    "ProcessNotFound",
+    "ProcessInfo",
+    "AsyncProcesses",
+    "Processes",
     "Ports",
     "PrincipalInfo",
     "Pricing",

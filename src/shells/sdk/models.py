@@ -83,6 +83,9 @@ class ShellInfo:
     labels: dict[str, str] = field(default_factory=dict)
     idle_timeout_s: int | None = None
     """Seconds without use after which the shell pauses itself; None never."""
+    expires_at: datetime | None = None
+    """When the shell's hard time-to-live ends it (None: never); see ``on_timeout``."""
+    on_timeout: str = "kill"
     runtime_details: dict[str, str] = field(default_factory=dict)
     """How the shell's isolation class runs on this host (e.g. a microVM's acceleration)."""
     created_at: datetime | None = None
@@ -215,6 +218,19 @@ class CommandExit:
     timed_out: bool = False
     truncated: bool = False
     duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessInfo:
+    """A process that outlives the call that started it (``shell.processes``)."""
+
+    pid: int
+    tag: str | None = None
+    argv: list[str] = field(default_factory=list)
+    env_names: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    user: str | None = None
+    stdin_open: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

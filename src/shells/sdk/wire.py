@@ -50,6 +50,10 @@ class CreateOptions(TypedDict, total=False):
     secrets: Sequence[str] | None
     """Names of your secrets: each becomes a placeholder in the shell's environment, swapped for the
     value only in HTTPS requests to the secret's hosts (needs ``network="internet"``)."""
+    timeout_s: int | None
+    """The hard time-to-live: the shell ends this many seconds after its creation, whatever it does."""
+    on_timeout: str | None
+    """What the time-to-live does: ``kill`` (default, delete) or ``pause`` (pause, or stop keeping files)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:

@@ -70,6 +70,8 @@ def _shell_from_row(row: ShellRow) -> ShellRecord:
         source_snapshot=row.source_snapshot,
         pooled=row.pooled,
         idle_timeout_s=row.idle_timeout_s,
+        expires_at=row.expires_at,
+        on_timeout=row.on_timeout or "kill",
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -83,6 +85,7 @@ def _copy_into_row(rec: ShellRecord, row: ShellRow) -> None:
     row.env, row.labels = dict(rec.env), dict(rec.labels)
     row.source_snapshot, row.pooled = rec.source_snapshot, rec.pooled
     row.idle_timeout_s = rec.idle_timeout_s
+    row.expires_at, row.on_timeout = rec.expires_at, rec.on_timeout
     row.created_at, row.updated_at = rec.created_at, rec.updated_at
 
 

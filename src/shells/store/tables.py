@@ -52,6 +52,8 @@ class ShellRow(Base):
     source_snapshot: Mapped[str | None] = mapped_column(String(64), nullable=True)
     pooled: Mapped[bool] = mapped_column(default=False, index=True)
     idle_timeout_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    on_timeout: Mapped[str] = mapped_column(String(8), default="kill")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -32,7 +32,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -43,7 +43,7 @@ import shells.guest
 
 from ...domain.capabilities import EVERY_CLASS
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
-from ...domain.execution import ExecEvent, ExecSpec, FileEntry
+from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
@@ -474,20 +474,45 @@ class ContainerBackend:
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]:
         return self._agent(host_id).read_file(path, max_bytes)
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
-        return await self._agent(host_id).write_file(path, chunks, mode=mode)
+    async def write_file(
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
+    ) -> int:
+        return await self._agent(host_id).write_file(path, chunks, mode=mode, owner=owner, xattrs=xattrs)
 
-    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
-        return await self._agent(host_id).list_dir(path)
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
+        return await self._agent(host_id).list_dir(path, xattr_prefix)
 
-    async def stat(self, host_id: str, path: str) -> FileEntry:
-        return await self._agent(host_id).stat(path)
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        return await self._agent(host_id).stat(path, xattr_prefix)
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         await self._agent(host_id).remove(path, recursive=recursive)
 
-    async def mkdir(self, host_id: str, path: str) -> None:
-        await self._agent(host_id).mkdir(path, parents=True)
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        await self._agent(host_id).mkdir(path, parents=True, owner=owner)
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        return await self._agent(host_id).rename(source, destination)
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        await self._agent(host_id).signal(pid, signum)
+
+    def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        return self._agent(host_id).attach(pid, more)
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        return await self._agent(host_id).processes()
+
+    def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        return self._agent(host_id).watch(path, recursive)
 
 
 def _listen(path: str) -> socket.socket:

@@ -25,7 +25,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,7 +35,7 @@ import anyio
 
 from ...domain.capabilities import SUSPENDABLE
 from ...domain.errors import ActionNotSupported, AgentError, RuntimeFailure, TemplateNotFound
-from ...domain.execution import ExecEvent, ExecSpec, FileEntry
+from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
@@ -906,17 +906,49 @@ class MicrovmBackend:
             async for chunk in chunks:
                 yield chunk
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
-        return await (await self._client(host_id)).write_file(path, chunks, mode=mode)
+    async def write_file(
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
+    ) -> int:
+        client = await self._client(host_id)
+        return await client.write_file(path, chunks, mode=mode, owner=owner, xattrs=xattrs)
 
-    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
-        return await (await self._client(host_id)).list_dir(path)
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
+        return await (await self._client(host_id)).list_dir(path, xattr_prefix)
 
-    async def stat(self, host_id: str, path: str) -> FileEntry:
-        return await (await self._client(host_id)).stat(path)
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        return await (await self._client(host_id)).stat(path, xattr_prefix)
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         await (await self._client(host_id)).remove(path, recursive=recursive)
 
-    async def mkdir(self, host_id: str, path: str) -> None:
-        await (await self._client(host_id)).mkdir(path, parents=True)
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        await (await self._client(host_id)).mkdir(path, parents=True, owner=owner)
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        return await (await self._client(host_id)).rename(source, destination)
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        await (await self._client(host_id)).signal(pid, signum)
+
+    async def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        client = await self._client(host_id)
+        async with aclosing(client.attach(pid, more)) as events:
+            async for event in events:
+                yield event
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        return await (await self._client(host_id)).processes()
+
+    async def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        client = await self._client(host_id)
+        async with aclosing(client.watch(path, recursive)) as changes:
+            async for change in changes:
+                yield change

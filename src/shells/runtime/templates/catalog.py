@@ -32,6 +32,7 @@ MEASURED_BUILD_S: dict[str, int] = {
     "rust:1": 35,
     "devbox:1": 120,
     "wasm-build:1": 90,
+    "e2b-base:1": 60,
 }
 """Build times of each built-in on a 2-core host with its parent ready (rounded up from
 ``benchmarks/bench_templates.py --cold``; see docs/templates.md), for the messages that say what a

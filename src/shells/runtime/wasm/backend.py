@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
 from pathlib import Path
@@ -39,7 +39,17 @@ from ...domain.errors import (
     ShellsError,
     TemplateNotFound,
 )
-from ...domain.execution import ExecEvent, ExecExit, ExecSpec, ExecStarted, FileEntry, OutputChunk
+from ...domain.execution import (
+    ExecEvent,
+    ExecExit,
+    ExecSpec,
+    ExecStarted,
+    FileChange,
+    FileEntry,
+    KeptProcess,
+    OutputChunk,
+    WindowSize,
+)
 from ...domain.isolation import Language, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.paths import WORKSPACE, normalize_shell_path
@@ -480,7 +490,18 @@ class WasmBackend:
         while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
             yield chunk
 
-    async def write_file(self, host_id: str, path: str, chunks: AsyncIterable[bytes], mode: int) -> int:
+    async def write_file(
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
+    ) -> int:
+        _no_users(owner)
+        if xattrs:
+            raise ActionNotSupported("A wasm shell's files have no extended attributes.")
         source = aiter(chunks)
 
         def pull() -> Iterator[bytes]:  # runs in the worker thread, pulling the upload as it arrives
@@ -491,17 +512,42 @@ class WasmBackend:
             workspace_fs.write_file, self._workspace(host_id), path, pull(), mode
         )
 
-    async def list_dir(self, host_id: str, path: str) -> list[FileEntry]:
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
         return await anyio.to_thread.run_sync(workspace_fs.list_dir, self._workspace(host_id), path)
 
-    async def stat(self, host_id: str, path: str) -> FileEntry:
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
         return await anyio.to_thread.run_sync(workspace_fs.stat_path, self._workspace(host_id), path)
 
     async def remove(self, host_id: str, path: str, recursive: bool) -> None:
         await anyio.to_thread.run_sync(workspace_fs.remove, self._workspace(host_id), path, recursive)
 
-    async def mkdir(self, host_id: str, path: str) -> None:
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        _no_users(owner)
         await anyio.to_thread.run_sync(workspace_fs.mkdir, self._workspace(host_id), path)
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        raise ActionNotSupported("The wasm class cannot rename files yet; copy and remove instead.")
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        raise ActionNotSupported("A wasm command has no process to signal; it ends at its timeout.")
+
+    async def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        raise ActionNotSupported("A wasm command does not outlive its call.")
+        yield  # an async generator, as the contract says
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        return []
+
+    async def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        raise ActionNotSupported("A wasm shell cannot watch directories yet.")
+        yield  # an async generator, as the contract says
+
+
+def _no_users(owner: str | None) -> None:
+    if owner is not None:
+        raise ActionNotSupported("A wasm shell has no Linux users to own files.")
 
 
 def _compile_request(argv: tuple[str, ...]) -> Language | None:

@@ -22,6 +22,7 @@ from ..wire import CreateOptions, Json
 from .commands import AsyncCommands, OutputCallback, run_to_end
 from .files import AsyncFiles
 from .http import AsyncHTTP
+from .processes import AsyncProcesses
 from .tenancy import AsyncGrants, AsyncTerminals
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class AsyncShell:
         self._path = f"/v1/shells/{info.id}"
         self.info = info
         self.commands = AsyncCommands(http, info.id)
+        self.processes = AsyncProcesses(http, info.id)
         self.files = AsyncFiles(http, info.id)
         self.ports = AsyncPorts(http, info.id)
         self.grants = AsyncGrants(http, info.id)
@@ -92,6 +94,18 @@ class AsyncShell:
             ShellNotFound: the shell no longer exists.
         """
         self.info = ShellInfo.parse(await self._http.call("GET", self._path))
+        return self.info
+
+    async def set_timeout(self, timeout_s: int, *, extend_only: bool = False) -> ShellInfo:
+        """End the shell ``timeout_s`` seconds from now (0: at once), as its ``on_timeout`` says
+        (``kill`` deletes it, ``pause`` pauses or stops it); ``extend_only`` keeps a later end.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidRequest: a negative or too long timeout.
+        """
+        body = {"timeout_s": timeout_s, "extend_only": extend_only}
+        self.info = ShellInfo.parse(await self._http.call("POST", self._path + "/timeout", body=body))
         return self.info
 
     async def kill(self) -> bool:

@@ -109,10 +109,12 @@ class AsyncTokens:
         principal: str | None = None,
         expires_in_s: int | None = None,
         kind: str | None = None,
+        e2b: bool = False,
     ) -> NewToken:
         """Mint a token with ``scopes`` (``["shells.read", "shells.exec"]``) for ``principal`` of
         ``tenant`` (yourself when not given); ``kind`` (``person`` or ``service``) names a new
-        principal's kind. The secret is ``result.token``, shown only now.
+        principal's kind. The secret is ``result.token``, shown only now. With ``e2b`` it has E2B's
+        key form (``e2b_`` + hex) for E2B's SDKs on the E2B door (docs/e2b.md).
 
         Raises:
             InvalidRequest: an unknown scope, or a bad name or lifetime.
@@ -122,6 +124,8 @@ class AsyncTokens:
         body: Json = {"scopes": list(scopes)}
         extra = {"tenant": tenant, "principal": principal, "expires_in_s": expires_in_s, "kind": kind}
         body |= {k: v for k, v in extra.items() if v is not None}
+        if e2b:
+            body["format"] = "e2b"
         return NewToken.parse(await self._http.call("POST", "/v1/tokens", body=body))
 
     async def list(self, *, tenant: str | None = None) -> builtins.list[Token]:

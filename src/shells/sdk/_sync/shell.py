@@ -23,6 +23,7 @@ from ..wire import CreateOptions, Json
 from .commands import Commands, OutputCallback, run_to_end
 from .files import Files
 from .http import HTTP
+from .processes import Processes
 from .tenancy import Grants, Terminals
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Shell:
         self._path = f"/v1/shells/{info.id}"
         self.info = info
         self.commands = Commands(http, info.id)
+        self.processes = Processes(http, info.id)
         self.files = Files(http, info.id)
         self.ports = Ports(http, info.id)
         self.grants = Grants(http, info.id)
@@ -93,6 +95,18 @@ class Shell:
             ShellNotFound: the shell no longer exists.
         """
         self.info = ShellInfo.parse(self._http.call("GET", self._path))
+        return self.info
+
+    def set_timeout(self, timeout_s: int, *, extend_only: bool = False) -> ShellInfo:
+        """End the shell ``timeout_s`` seconds from now (0: at once), as its ``on_timeout`` says
+        (``kill`` deletes it, ``pause`` pauses or stops it); ``extend_only`` keeps a later end.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidRequest: a negative or too long timeout.
+        """
+        body = {"timeout_s": timeout_s, "extend_only": extend_only}
+        self.info = ShellInfo.parse(self._http.call("POST", self._path + "/timeout", body=body))
         return self.info
 
     def kill(self) -> bool:

@@ -1,0 +1,57 @@
+"""The E2B door's one ASGI app (header mode): a request without ``E2b-Sandbox-Id`` is for the control
+plane; with it, for the sandbox's envd (Connect RPC services by path, else its plain-HTTP routes)."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from ..control.request_scope import begin_request
+from ..control.service import Control
+from ..domain.audit import request_id_from
+from .access import DoorAccess, load_secret
+from .envd.files import EnvdFiles
+from .envd.filesystem_service import FilesystemService
+from .envd.gen.filesystem.filesystem_connect import FilesystemASGIApplication
+from .envd.gen.process.process_connect import ProcessASGIApplication
+from .envd.process_service import ProcessService
+from .sandboxes import DOOR, Sandboxes
+from .watchers import Watchers
+
+ENVD_PORT = "49983"
+"""The port E2B's SDK names for envd (``E2b-Sandbox-Port``); any other is a user port."""
+
+
+class E2bDoor:
+    def __init__(self, control: Control) -> None:
+        access = DoorAccess(control, load_secret(control.ctx.settings.data_dir / "e2b-secret"))
+        self.watchers = Watchers()
+        self.control_plane = Starlette(routes=Sandboxes(control, access).routes())
+        self.envd_http = Starlette(routes=EnvdFiles(control, access).routes())
+        self.process = ProcessASGIApplication(ProcessService(control, access))
+        self.filesystem = FilesystemASGIApplication(FilesystemService(control, access, self.watchers))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # the main app owns the lifespan; the door serves no WebSocket
+        headers = Headers(scope=scope)
+        begin_request(request_id_from(headers.get("x-request-id")), DOOR)
+        if "e2b-sandbox-id" not in headers:
+            await self.control_plane(scope, receive, send)
+            return
+        if headers.get("e2b-sandbox-port", ENVD_PORT) != ENVD_PORT:
+            message = "Sandbox ports are not served on this door; expose the port through Shells' ingress."
+            await JSONResponse({"code": 502, "message": message}, 502)(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith("/process.Process/"):
+            await self.process(scope, receive, send)
+        elif path.startswith("/filesystem.Filesystem/"):
+            await self.filesystem(scope, receive, send)
+        else:
+            await self.envd_http(scope, receive, send)
+
+    async def close(self) -> None:
+        await self.watchers.close()
