@@ -16,6 +16,10 @@ PACKAGES=(
   busybox-static lz4          # the microvm initramfs; unpacking the guest kernel
   curl ca-certificates
   chromium        # tests/e2e/test_console.py drives the web console headless (Playwright, executable_path)
+  docker-registry # tests: the CNCF distribution registry that OCI import and export talk to (TLS, basic auth)
+  skopeo          # benchmarks/bench_oci.py: the baseline copy of an image from the local registry
+  apache2-utils   # tests: htpasswd for the local registry's basic auth
+  musl-tools      # tests: a musl-linked ("alpine-like") program for an image without glibc or Python
 )
 # npm installs the MCP Inspector for the tests (scripts/install-mcp-inspector.sh); a host with a Node.js
 # of its own (and its npm) keeps it.

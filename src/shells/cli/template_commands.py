@@ -1,9 +1,10 @@
-"""``shells template ls | get | build | save | rm``."""
+"""``shells template ls | get | build | import | export | save | rm``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tomllib
@@ -99,6 +100,46 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    """``--username`` with the password from ``SHELLS_REGISTRY_PASSWORD`` (never on the command line,
+    where other users of the machine could read it)."""
+    if not args.username:
+        return None
+    password = os.environ.get("SHELLS_REGISTRY_PASSWORD")
+    if not password:
+        raise SystemExit("shells: --username needs the password in SHELLS_REGISTRY_PASSWORD")
+    return args.username, password
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .progress import BuildProgress
+
+    progress = BuildProgress(sys.stderr, verbose=args.verbose, width=shutil.get_terminal_size().columns)
+    with connect() as client:
+        try:
+            template = client.templates.import_image(
+                args.image, args.name, credentials=_registry_credentials(args), on_event=progress
+            )
+        finally:
+            progress.end_line()
+    print(template.name)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .progress import BuildProgress
+
+    progress = BuildProgress(sys.stderr, verbose=True, width=shutil.get_terminal_size().columns)
+    with connect() as client:
+        try:
+            client.templates.export(
+                args.name, args.image, credentials=_registry_credentials(args), on_event=progress
+            )
+        finally:
+            progress.end_line()
+    return 0
+
+
 def cmd_save(args: argparse.Namespace) -> int:
     with connect() as client:
         template = client.templates.save(args.id, args.name, include_workspace=args.workspace)
@@ -132,6 +173,23 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--all", action="store_true", help="every language's builtin template")
     s.add_argument("-v", "--verbose", action="store_true", help="show the steps' output")
     s.set_defaults(func=cmd_build)
+
+    s = tsub.add_parser("import", help="import an OCI image from a registry as a template")
+    s.add_argument("image", metavar="REF", help="registry/repository:tag or …@sha256:<digest>")
+    s.add_argument("name", metavar="NAME:TAG")
+    s.add_argument(
+        "--username", default=None, help="registry user; the password is read from SHELLS_REGISTRY_PASSWORD"
+    )
+    s.add_argument("-v", "--verbose", action="store_true", help="show every layer's progress")
+    s.set_defaults(func=cmd_import)
+
+    s = tsub.add_parser("export", help="push a template to a registry as an OCI image")
+    s.add_argument("name", metavar="NAME:TAG")
+    s.add_argument("image", metavar="REF", help="registry/repository:tag")
+    s.add_argument(
+        "--username", default=None, help="registry user; the password is read from SHELLS_REGISTRY_PASSWORD"
+    )
+    s.set_defaults(func=cmd_export)
 
     s = tsub.add_parser("save", help="save a shell's system as a template")
     s.add_argument("id")

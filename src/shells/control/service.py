@@ -21,6 +21,7 @@ from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
 from .feed import Feed
+from .image_templates import ImageTemplates
 from .inside import Inside
 from .lifecycle import Lifecycle
 from .metering import Metering
@@ -47,6 +48,7 @@ class Control:
         self.auth = Authenticator(store, self.ctx.quotas)
         self.audit = Audit(store)
         self.templates = Templates(self.ctx)
+        self.images = ImageTemplates(self.templates)
         self.suspension = Suspension(self.ctx)
         self.network.on_port_use = self.suspension.touch
         self.terminals = Terminals(self.ctx, self.templates, self.suspension)

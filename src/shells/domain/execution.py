@@ -48,6 +48,8 @@ class ExecSpec:
     stdin: bytes = b""
     timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
     output_cap_bytes: int = EXEC_OUTPUT_CAP_BYTES
+    user: str | None = None
+    """Who runs the command (an image template's ``User``); None is the shell's root."""
 
     def __post_init__(self) -> None:
         if (self.argv is None) == (self.command is None):

@@ -27,3 +27,18 @@ MAX_API_INT = 2**63 - 1
 """Largest integer any query or body parameter may carry (what the store can hold)."""
 RESTART_WAIT_S = 120.0
 """How long a request to a shell whose restart runs waits for it before answering 409."""
+OCI_MANIFEST_MAX_BYTES = 4 * 1024 * 1024
+"""Largest manifest, image index or image config the registry client reads (``runtime.oci``)."""
+OCI_MAX_LAYERS = 127
+"""Most layers one imported image may have (Docker's own limit is 127)."""
+OCI_IMAGE_MAX_BYTES = 16 * 1024**3
+"""Largest sum of an imported image's layers, compressed, as its manifest declares them; a
+registry that sends more bytes than declared is cut off (``runtime.oci.registry``)."""
+OCI_UNPACKED_MAX_BYTES = 32 * 1024**3
+"""Largest sum of file sizes the layers of one image may unpack to (``runtime.oci.layers``)."""
+OCI_MAX_ENTRIES = 2_000_000
+"""Most tar entries across an image's layers."""
+DOCKERFILE_MAX_BYTES = 256 * 1024
+"""Largest Dockerfile a build accepts."""
+BUILD_CONTEXT_MAX_BYTES = 512 * 1024 * 1024
+"""Largest build context (the tar a Dockerfile build uploads)."""

@@ -743,6 +743,41 @@ def _spawn_error(exc: OSError, program: str, cwd: str) -> RequestError:
     return RequestError("invalid_request", f"Cannot run {program}: {exc.strerror or exc}.")
 
 
+class RunAs(NamedTuple):
+    uid: int
+    gid: int
+    groups: list[int]
+    home: str
+
+
+def run_as(user: str) -> RunAs:
+    """The ids a process runs with for an image's ``User`` ("name", "uid", "name:group", "uid:gid"),
+    looked up in the shell's own /etc/passwd and /etc/group; a numeric uid needs no entry."""
+    import grp
+    import pwd
+
+    name, _, group = user.partition(":")
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        if not name.isdigit():
+            raise RequestError(
+                "invalid_request", f"The user {name!r} is not in the shell's /etc/passwd."
+            ) from None
+        entry = None
+    uid = int(name) if entry is None else entry.pw_uid
+    gid = 0 if entry is None else entry.pw_gid
+    if group:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise RequestError(
+                "invalid_request", f"The group {group!r} is not in the shell's /etc/group."
+            ) from None
+    groups = [] if entry is None else [g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem]
+    return RunAs(uid, gid, groups, "/" if entry is None else entry.pw_dir)
+
+
 class ExecChannel(Channel):
     """One process in its own session, streaming its output until it exits and its pipes close.
 
@@ -767,7 +802,9 @@ class ExecChannel(Channel):
             raise RequestError("invalid_request", "'cwd' must be an absolute path.")
         if not 0 < timeout_s <= MAX_TIMEOUT_S or self.cap <= 0:
             raise RequestError("invalid_request", "'timeout_s' and 'output_cap_bytes' must be positive.")
-        env = {"PATH": STANDARD_PATH, **env}
+        user = get_str(message, "user", "")
+        who = run_as(user) if user else None
+        env = {"PATH": STANDARD_PATH, **({"HOME": who.home} if who else {}), **env}
 
         stdio = _pipe_stdio(wants_stdin) if window is None else _pty_stdio(*window)
         self.started = time.monotonic()
@@ -781,6 +818,9 @@ class ExecChannel(Channel):
                 cwd=cwd,
                 start_new_session=True,
                 close_fds=True,
+                user=who.uid if who else None,
+                group=who.gid if who else None,
+                extra_groups=who.groups if who else None,
                 preexec_fn=_take_terminal if stdio.terminal else None,  # noqa: PLW1509 (single-threaded)
             )
         except OSError as exc:

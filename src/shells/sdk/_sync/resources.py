@@ -62,21 +62,64 @@ class Templates:
             TemplateExists: the name is taken by a template with other content.
             TemplateBuildFailed: a step failed; its output is in the message.
         """
+        return self._streamed("/v1/templates/build", _build_body(spec, builtin), on_event)
+
+    def import_image(
+        self,
+        image: str,
+        name: str,
+        *,
+        credentials: tuple[str, str] | None = None,
+        on_event: Callable[[BuildEvent], object] | None = None,
+    ) -> Template:
+        """Import the OCI image ``image`` (``"registry.example.com/team/app:1.2"`` or ``…@sha256:…``)
+        from its registry as template ``name`` (``"app:1"``); ``credentials`` is ``(username,
+        password)`` for a private registry. ``on_event`` receives the steps and download progress.
+
+        Raises:
+            InvalidImageReference: ``image`` does not parse.
+            RegistryDenied: the registry refused the credentials (or needs some).
+            ImageNotFound: the registry has no such image.
+            ImageRejected: a layer is unsafe or does not match its digest, or no manifest fits.
+            TemplateExists: the name is taken.
+        """
+        body: Json = {"image": image, "name": name}
+        if credentials is not None:
+            body["credentials"] = {"username": credentials[0], "password": credentials[1]}
+        return self._streamed("/v1/templates/import", body, on_event)
+
+    def export(
+        self,
+        template: str,
+        image: str,
+        *,
+        credentials: tuple[str, str] | None = None,
+        on_event: Callable[[BuildEvent], object] | None = None,
+    ) -> Template:
+        """Push ``template`` to a registry as the OCI image ``image`` (``registry/repo:tag``), which
+        ``docker run`` or ``podman run`` can start. Returns the template; the pushed digest is in the
+        last step's name.
+
+        Raises:
+            RegistryDenied: the registry refused the credentials.
+            TemplateNotFound: there is no such template.
+        """
+        body: Json = {"template": template, "image": image}
+        if credentials is not None:
+            body["credentials"] = {"username": credentials[0], "password": credentials[1]}
+        return self._streamed("/v1/templates/export", body, on_event)
+
+    def _streamed(self, path: str, body: Json, on_event: Callable[[BuildEvent], object] | None) -> Template:
+        """POST a build-like request: one JSON answer, or its event stream passed to ``on_event``."""
         if on_event is None:
-            answer = self._http.call(
-                "POST",
-                "/v1/templates/build",
-                params={"wait": "true"},
-                body=_build_body(spec, builtin),
-                unbounded=True,
-            )
+            answer = self._http.call("POST", path, params={"wait": "true"}, body=body, unbounded=True)
             return from_wire(Template, answer)
-        with self.build_stream(spec, builtin=builtin) as events:
+        with self._http.ndjson("POST", path, BUILD_EVENTS, body=body) as events:
             for event in events:
                 on_event(event)
                 if isinstance(event, BuildDone):
                     return event.template
-        raise Unavailable("The build's event stream ended before it finished; the server may have restarted.")
+        raise Unavailable("The event stream ended before it finished; the server may have restarted.")
 
     @contextmanager
     def build_stream(
