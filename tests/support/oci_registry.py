@@ -285,7 +285,7 @@ def _serve(d: Path, storage: Path) -> Iterator[Registry]:
         deadline = time.monotonic() + 15
         while True:
             try:
-                r = httpx.get(f"https://127.0.0.1:{port}/v2/", verify=str(d / "ca.crt"), timeout=1)
+                r = httpx.get(f"https://127.0.0.1:{port}/v2/", verify=tls_context((d / "ca.crt",)), timeout=1)
                 if r.status_code == 401:
                     break
             except httpx.HTTPError:

@@ -30,7 +30,7 @@ from ..domain.templates import (
 from ..runtime.container.template_store import TemplateStorage
 from ..runtime.oci.blobs import BlobStore
 from ..runtime.oci.exporter import blob_dir, export_template
-from ..runtime.oci.importer import image_meta, pull, unpack
+from ..runtime.oci.importer import image_meta, pull, resolve, unpack
 from ..runtime.oci.registry import Credentials, RegistryClient, tls_context
 from ..runtime.templates.catalog import builtins
 from .auth import require
@@ -137,10 +137,16 @@ class ImageTemplates:
         require(principal, "shells.create")
         self._existing(principal, req.name, None)
         t = self.templates
+        client = RegistryClient(req.image, req.credentials, self.tls)
+        try:
+            resolved = await resolve(client, req.image, host_platform(platform.machine()))
+        except BaseException:
+            await client.aclose()
+            raise
 
         async def work(report: BuildProgress) -> tuple[TemplateRecord, bool]:
-            async with RegistryClient(req.image, req.credentials, self.tls) as client:
-                image = await pull(client, req.image, host_platform(platform.machine()), self.blobs, report)
+            async with client:
+                image = await pull(client, resolved, self.blobs, report)
             cached = self._existing(principal, req.name, image.content_hash)
             if cached is not None:
                 return cached, True

@@ -109,11 +109,22 @@ def _layers(manifest: dict[str, Any]) -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-async def pull(
-    client: RegistryClient, ref: ImageRef, platform: Platform, blobs: BlobStore, progress: BuildProgress
-) -> PulledImage:
-    """Resolve ``ref`` for ``platform`` and bring its config and layers into ``blobs``."""
-    progress(BuildStepStarted(1, STEPS, f"resolve {ref} for {platform}"))
+@dataclass(frozen=True)
+class Resolved:
+    """A reference resolved to one manifest for this platform: what to download."""
+
+    ref: ImageRef
+    platform: Platform
+    digest: str
+    config_digest: str
+    config_size: int
+    layers: tuple[Layer, ...]
+
+
+async def resolve(client: RegistryClient, ref: ImageRef, platform: Platform) -> Resolved:
+    """The manifest ``ref`` names for ``platform`` (through an index if it is one), checked. Runs
+    before an import's stream starts, so a bad reference, refused credentials or a missing image
+    are plain errors."""
     media, digest, body = await client.manifest(ref.reference)
     if media in INDEX_TYPES:
         entry = pick_platform(_json(body, "index"), platform)
@@ -124,17 +135,26 @@ async def pull(
         )
     manifest = _json(body, "manifest")
     layers = _layers(manifest)
-    config_desc = manifest.get("config") or {}
-    config_digest, config_size = config_desc.get("digest"), config_desc.get("size")
+    config = manifest.get("config") or {}
+    config_digest, config_size = config.get("digest"), config.get("size")
     if (
         not isinstance(config_digest, str)
         or not isinstance(config_size, int)
         or config_size > OCI_MANIFEST_MAX_BYTES
     ):
         raise ImageRejected("The manifest names no usable image config.", {"layer": "config"})
+    return Resolved(ref, platform, digest, config_digest, config_size, layers)
+
+
+async def pull(
+    client: RegistryClient, resolved: Resolved, blobs: BlobStore, progress: BuildProgress
+) -> PulledImage:
+    """Bring the config and layers of ``resolved`` into ``blobs`` (steps 1 and 2 of an import)."""
+    layers = resolved.layers
+    progress(BuildStepStarted(1, STEPS, f"resolve {resolved.ref} for {resolved.platform}: {resolved.digest}"))
     total = sum(layer.size for layer in layers)
     progress(BuildStepStarted(2, STEPS, f"download {len(layers)} layers ({_mib(total)})"))
-    await _fetch(client, blobs, config_digest, config_size, "the image config", lambda _: None)
+    await _fetch(client, blobs, resolved.config_digest, resolved.config_size, "the image config", _ignore)
     done = shown = 0
     for i, layer in enumerate(layers, start=1):
         name = layer.name(i, len(layers))
@@ -152,8 +172,12 @@ async def pull(
 
         await _fetch(client, blobs, layer.digest, layer.size, name, counted)
         progress(BuildOutput(f"{name}: {_mib(layer.size)} downloaded\n"))
-    config = _json(blobs.path(config_digest).read_bytes(), "config")
-    return PulledImage(str(ref), digest, config, layers)
+    config = _json(blobs.path(resolved.config_digest).read_bytes(), "config")
+    return PulledImage(str(resolved.ref), resolved.digest, config, layers)
+
+
+def _ignore(_: int) -> None:
+    pass
 
 
 async def _fetch(

@@ -67,6 +67,9 @@ class RegistryClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self._http.aclose()
 
     # the one request path -------------------------------------------------------------------------
