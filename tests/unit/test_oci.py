@@ -101,9 +101,6 @@ def test_links_are_resolved_inside_the_tree_never_on_the_host(tmp_path: Path) ->
     ]
     apply(tmp_path, root, up, [Entry("abs/f", b"1"), Entry("rel/g", b"2")])
     assert (root / "f").read_bytes() == b"1" and (root / "g").read_bytes() == b"2"
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        ["root", *(p.name for p in tmp_path.iterdir() if p.name != "root")]
-    )
     assert not Path("/f").exists() and not Path("/g").exists()
 
 
