@@ -7,69 +7,20 @@ from __future__ import annotations
 
 import secrets
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 from shells.runtime.oci.push import PackedLayer, config_document, push_image
-from tests.support.oci_registry import (
-    PASSWORD,
-    USER,
-    Entry,
-    Registry,
-    dir_entry,
-    gzip_layer,
-    local_registry,
-)
+from tests.support.oci_registry import Entry, Registry, dir_entry, gzip_layer
 
-from .harness import ServerProcess, leak_checked_server
-from .rest import ShellMaker, error_of, exec_wait, ndjson, rest_client, shell_maker
+from .harness import ServerProcess
+from .oci import CREDS, api, import_image, make, oci_server, pool_templates, registry, run
+from .rest import ShellMaker, error_of, exec_wait, ndjson
 
-CREDS = {"username": USER, "password": PASSWORD}
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    with local_registry() as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def oci_server(data_root: Path, registry: Registry) -> Iterator[ServerProcess]:
-    env = {"SHELLS_REGISTRY_CA_FILE": str(registry.ca_file)}
-    with leak_checked_server(data_root / "oci", warm_pool=0, env=env) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def api(oci_server: ServerProcess) -> Iterator[httpx.Client]:
-    with rest_client(oci_server) as c:
-        yield c
-
-
-@pytest.fixture
-def make(api: httpx.Client) -> Iterator[ShellMaker]:
-    with shell_maker(api) as m:
-        yield m
-
-
-def import_image(api: httpx.Client, registry: Registry, repo: str, name: str, **extra: Any) -> httpx.Response:
-    body = {"image": registry.ref(repo), "name": name, "credentials": CREDS, **extra}
-    return api.post("/v1/templates/import", params={"wait": "true"}, json=body, timeout=300)
-
-
-def pool_templates(server: ServerProcess) -> list[str]:
-    return sorted(p.name for p in (server.data_dir / "storage" / "pool" / "templates").iterdir())
-
-
-def run(api: httpx.Client, shell_id: str, command: str) -> str:
-    out = exec_wait(api, shell_id, command)
-    assert out["exit_code"] == 0, out
-    return str(out["stdout"])
+__all__ = ["api", "make", "oci_server", "registry"]  # fixtures
 
 
 def test_a_multi_layer_image_applies_whiteouts_opaque_dirs_links_owners_and_xattrs(
@@ -108,7 +59,7 @@ def test_a_private_image_needs_the_right_credentials(api: httpx.Client, registry
     ref = registry.ref("busybox:1")
     r = api.post("/v1/templates/import", json={"image": ref, "name": "nocreds:1"})
     assert "refused no credentials" in error_of(r, 403, "registry_denied")["message"]
-    wrong = {"username": USER, "password": "not-the-password"}
+    wrong = {**CREDS, "password": "not-the-password"}
     r = api.post("/v1/templates/import", json={"image": ref, "name": "nocreds:1", "credentials": wrong})
     assert "refused the credentials given" in error_of(r, 403, "registry_denied")["message"]
     r = api.post("/v1/templates/import", json={"image": "Not A Ref", "name": "x:1"})
