@@ -6,14 +6,16 @@ Both answer like a build: an NDJSON stream of steps and progress ending with the
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..control.image_templates import ExportRequest, ImportRequest
 from ..control.templates import BuildFinished, BuildUpdate
-from ..domain.errors import RuntimeFailure
+from ..domain.errors import PayloadTooLarge, RuntimeFailure
+from ..domain.limits import BUILD_CONTEXT_MAX_BYTES
 from .deps import DOOR, BodyDep, ControlDep, PrincipalDep
 from .exec_stream import NDJSON
 from .routes_templates import _lines
@@ -21,11 +23,14 @@ from .routes_templates import _lines
 router = APIRouter()
 
 ERRORS = {
-    400: {"description": "a bad reference, name or credentials object (invalid_image_reference, …)"},
+    400: {"description": "a bad reference, name, credentials or Dockerfile line (invalid_dockerfile, …)"},
     403: {"description": "the registry refused the credentials (registry_denied), or the token's scope"},
     404: {"description": "no such image on the registry (image_not_found) or template"},
     409: {"description": "the template name is taken (template_exists)"},
-    422: {"description": "the image was refused: a bad layer, digest or platform (image_rejected)"},
+    413: {"description": "the build context is too large (payload_too_large)"},
+    422: {
+        "description": "the image was refused (image_rejected) or a build step failed (template_build_failed)"
+    },
     502: {"description": "the registry could not be reached or answered nonsense (registry_error)"},
 }
 
@@ -45,6 +50,36 @@ async def import_image(
 ) -> JSONResponse | StreamingResponse:
     """Pull an OCI image from a registry and make it a template (``?wait=true``: one JSON answer)."""
     return await _answer(await control.images.import_image(principal, ImportRequest.parse(body), DOOR), wait)
+
+
+@router.post("/v1/templates/dockerfile", response_model=None, responses=ERRORS)  # type: ignore[arg-type]
+async def build_dockerfile(
+    control: ControlDep,
+    principal: PrincipalDep,
+    request: Request,
+    name: str,
+    dockerfile: str = "Dockerfile",
+    wait: bool = False,
+) -> JSONResponse | StreamingResponse:
+    """Build template ``name`` from a Dockerfile; the body is the build context as a tar (gzip or
+    not) holding the Dockerfile at ``dockerfile``. A step that fails is 422 naming its line."""
+    control.dockerfiles.scratch.mkdir(parents=True, exist_ok=True)
+    upload = control.dockerfiles.scratch / f"{os.urandom(8).hex()}.tar"
+    try:
+        size = 0
+        with upload.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > BUILD_CONTEXT_MAX_BYTES:
+                    raise PayloadTooLarge(
+                        f"The build context is larger than {BUILD_CONTEXT_MAX_BYTES} bytes.",
+                        {"limit": BUILD_CONTEXT_MAX_BYTES},
+                    )
+                out.write(chunk)
+        updates = await control.dockerfiles.build(principal, name, upload, dockerfile, DOOR)
+    finally:
+        upload.unlink(missing_ok=True)
+    return await _answer(updates, wait)
 
 
 @router.post("/v1/templates/export", response_model=None, responses=ERRORS)  # type: ignore[arg-type]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -78,9 +80,38 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def context_tar(context: Path, dockerfile: Path) -> tuple[bytes, str]:
+    """The build context ``context`` as a gzip tar, and the Dockerfile's path inside it (it must be
+    inside: the server reads it from the context)."""
+    try:
+        inside = dockerfile.resolve().relative_to(context.resolve())
+    except ValueError:
+        raise SystemExit(
+            f"shells: the Dockerfile {dockerfile} must be inside the context {context}"
+        ) from None
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        tar.add(context, arcname=".")
+    return out.getvalue(), inside.as_posix()
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .progress import BuildProgress
 
+    if args.file:
+        if not args.spec:
+            raise SystemExit("shells: template build -f Dockerfile needs NAME:TAG")
+        data, inside = context_tar(Path(args.context), Path(args.file))
+        progress = BuildProgress(sys.stderr, verbose=args.verbose, width=shutil.get_terminal_size().columns)
+        with connect() as client:
+            try:
+                name = client.templates.build_dockerfile(
+                    args.spec, data, dockerfile=inside, on_event=progress
+                ).name
+            finally:
+                progress.end_line()
+        print(name)
+        return 0
     if sum(bool(x) for x in (args.spec, args.builtin, args.all)) != 1:
         raise SystemExit("shells: give one of SPEC.toml, --builtin NAME or --all")
     progress = BuildProgress(sys.stderr, verbose=args.verbose, width=shutil.get_terminal_size().columns)
@@ -167,8 +198,10 @@ def register(sub: Subparsers) -> None:
     s.add_argument("name")
     s.set_defaults(func=cmd_get)
 
-    s = tsub.add_parser("build", help="build from SPEC.toml, a builtin, or every builtin")
-    s.add_argument("spec", nargs="?", metavar="SPEC.toml")
+    s = tsub.add_parser("build", help="build from SPEC.toml, a builtin, every builtin, or a Dockerfile")
+    s.add_argument("spec", nargs="?", metavar="SPEC.toml | NAME:TAG", help="NAME:TAG with -f")
+    s.add_argument("-f", "--file", default=None, metavar="Dockerfile", help="build from a Dockerfile")
+    s.add_argument("--context", default=".", metavar="DIR", help="the Dockerfile's build context (default .)")
     s.add_argument("--builtin", default=None, metavar="NAME", help="e.g. rust:1")
     s.add_argument("--all", action="store_true", help="every language's builtin template")
     s.add_argument("-v", "--verbose", action="store_true", help="show the steps' output")

@@ -197,7 +197,11 @@ class Templates:
     # reads ----------------------------------------------------------------------------------------
     def list(self, principal: Principal) -> list[TemplateRecord]:
         require(principal, "shells.read")
-        found = {r.name: r for r in self.records.list(principal.tenant)}
+        found = {
+            r.name: r
+            for r in self.records.list(principal.tenant)
+            if r.meta.kind is not TemplateKind.BUILD_STEP
+        }
         for name, b in builtins().items():
             found.setdefault(name, TemplateRecord(b.meta(), TemplateStatus.NOT_BUILT))
         return [found[n] for n in sorted(found)]

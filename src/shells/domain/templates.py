@@ -44,6 +44,9 @@ class TemplateKind(StrEnum):
     SAVED = "saved"
     IMAGE = "image"
     DOCKERFILE = "dockerfile"
+    BUILD_STEP = "build_step"
+    """A Dockerfile build's cached step: a template only that tenant's later builds start from,
+    listed to nobody."""
 
 
 class TemplateStatus(StrEnum):

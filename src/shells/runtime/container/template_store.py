@@ -116,6 +116,16 @@ class TemplateStorage:
             raise TemplateExists(f"Template '{meta.name}' already exists on this host.") from exc
         return meta
 
+    def clone(self, source: str, meta: TemplateMeta) -> TemplateMeta:
+        """Publish template ``source``'s bits (its /workspace too) again as ``meta.name``: snapshots,
+        so the two share every block."""
+        with self.staging(meta.name) as staging:
+            self.pool.snapshot(self.rootfs(source), staging / "rootfs", readonly=True)
+            workspace = self.workspace(source)
+            if workspace is not None:
+                self.pool.snapshot(workspace, staging / "workspace", readonly=True)
+            return self.commit(staging, meta)
+
     def import_tarball(self, tarball: Path, meta: TemplateMeta) -> TemplateMeta:
         """Publish ``tarball`` (a packed rootfs) as template ``meta.name``, trusting the CAs the host
         trusts locally now."""

@@ -242,27 +242,27 @@ def _unpack(
 ) -> TemplateMeta:
     pool = storage.pool
     twin = next((m for m in storage.all() if m.content_hash == meta.content_hash), None)
+    if twin is not None:  # the same image imported before: share its blocks
+        progress(BuildStepStarted(3, STEPS, f"reuse the layers of {twin.name} (same image)"))
+        progress(BuildStepStarted(4, STEPS, f"save the template {meta.name}"))
+        return storage.clone(twin.name, replace(meta, versions={}))
     with storage.staging(meta.name) as staging:
-        if twin is not None:  # the same image imported before: share its blocks
-            progress(BuildStepStarted(3, STEPS, f"reuse the layers of {twin.name} (same image)"))
-            pool.snapshot(storage.rootfs(twin.name), staging / "rootfs", readonly=True)
-        else:
-            progress(BuildStepStarted(3, STEPS, f"unpack {len(image.layers)} layers"))
-            scratch = staging / ".rootfs-rw"
-            pool.create_subvolume(scratch)
-            try:
-                scratch.chmod(0o755)
-                budget = Budget()
-                for i, layer in enumerate(image.layers, start=1):
-                    name = layer.name(i, len(image.layers))
-                    apply_layer(blobs.path(layer.digest), layer.compression, scratch, name, budget)
-                    progress(BuildOutput(f"{name}: applied\n"))
-                _finish(scratch, meta.workdir)
-                if (scratch / CA_BUNDLE).is_file() and not (scratch / CA_BUNDLE).is_symlink():
-                    trust_host_cas(scratch, host_local_cas(storage.host_ca_dir))
-                pool.snapshot(scratch, staging / "rootfs", readonly=True)
-            finally:
-                pool.delete_subvolume(scratch)
+        progress(BuildStepStarted(3, STEPS, f"unpack {len(image.layers)} layers"))
+        scratch = staging / ".rootfs-rw"
+        pool.create_subvolume(scratch)
+        try:
+            scratch.chmod(0o755)
+            budget = Budget()
+            for i, layer in enumerate(image.layers, start=1):
+                name = layer.name(i, len(image.layers))
+                apply_layer(blobs.path(layer.digest), layer.compression, scratch, name, budget)
+                progress(BuildOutput(f"{name}: applied\n"))
+            _finish(scratch, meta.workdir)
+            if (scratch / CA_BUNDLE).is_file() and not (scratch / CA_BUNDLE).is_symlink():
+                trust_host_cas(scratch, host_local_cas(storage.host_ca_dir))
+            pool.snapshot(scratch, staging / "rootfs", readonly=True)
+        finally:
+            pool.delete_subvolume(scratch)
         progress(BuildStepStarted(4, STEPS, f"save the template {meta.name}"))
         return storage.commit(staging, replace(meta, versions={}))
 

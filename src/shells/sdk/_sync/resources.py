@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from ...domain.errors import Unavailable
 from ..models import BuildDone, BuildEvent, Network, Snapshot, Template, from_wire
 from ..wire import BUILD_EVENTS, Json
-from .http import HTTP
+from .http import HTTP, Options
 
 
 class Templates:
@@ -109,12 +109,47 @@ class Templates:
             body["credentials"] = {"username": credentials[0], "password": credentials[1]}
         return self._streamed("/v1/templates/export", body, on_event)
 
-    def _streamed(self, path: str, body: Json, on_event: Callable[[BuildEvent], object] | None) -> Template:
+    def build_dockerfile(
+        self,
+        name: str,
+        context: bytes,
+        *,
+        dockerfile: str = "Dockerfile",
+        on_event: Callable[[BuildEvent], object] | None = None,
+    ) -> Template:
+        """Build template ``name`` from a Dockerfile. ``context`` is the build context as a tar (plain
+        or gzip) holding the Dockerfile at ``dockerfile``; steps whose inputs did not change since an
+        earlier build are taken from the step cache.
+
+        Raises:
+            InvalidDockerfile: a line does not parse or is unsupported; the message names it.
+            TemplateBuildFailed: a step failed; the message names its line and has its output.
+            TemplateExists: the name is taken.
+        """
+        params = {"name": name, "dockerfile": dockerfile}
+        return self._streamed("/v1/templates/dockerfile", None, on_event, content=context, params=params)
+
+    def _streamed(
+        self,
+        path: str,
+        body: Json | None,
+        on_event: Callable[[BuildEvent], object] | None,
+        *,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Template:
         """POST a build-like request: one JSON answer, or its event stream passed to ``on_event``."""
         if on_event is None:
-            answer = self._http.call("POST", path, params={"wait": "true"}, body=body, unbounded=True)
+            options: Options = {"params": {**(params or {}), "wait": "true"}, "unbounded": True}
+            if content is not None:
+                options["content"] = content
+            elif body is not None:
+                options["body"] = body
+            answer = self._http.call("POST", path, **options)
             return from_wire(Template, answer)
-        with self._http.ndjson("POST", path, BUILD_EVENTS, body=body) as events:
+        with self._http.ndjson(
+            "POST", path, BUILD_EVENTS, body=body, content=content, params=params
+        ) as events:
             for event in events:
                 on_event(event)
                 if isinstance(event, BuildDone):
