@@ -70,6 +70,13 @@ BASE_TEMPLATE = BASE_ROOTFS
 DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
 
 
+def with_default_env(env: dict[str, str], user: str | None) -> dict[str, str]:
+    """A command's environment over the defaults; for another user than root (an image's ``User``)
+    HOME is left to the agent, which takes it from the shell's /etc/passwd."""
+    base = DEFAULT_ENV if user is None else {k: v for k, v in DEFAULT_ENV.items() if k != "HOME"}
+    return {**base, **env}
+
+
 class ContainerBackend:
     runtime = Runtime.CONTAINER
     capabilities = EVERY_CLASS
@@ -471,10 +478,10 @@ class ContainerBackend:
         return AgentClient(self._socket(host_id))
 
     def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
-        return self._agent(host_id).exec(replace(spec, env={**DEFAULT_ENV, **spec.env}))
+        return self._agent(host_id).exec(replace(spec, env=with_default_env(spec.env, spec.user)))
 
     def terminal(self, host_id: str, spec: TerminalSpec) -> AbstractAsyncContextManager[TerminalIO]:
-        return self._agent(host_id).terminal(replace(spec, env={**DEFAULT_ENV, **spec.env}))
+        return self._agent(host_id).terminal(replace(spec, env=with_default_env(spec.env, spec.user)))
 
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]:
         return self._agent(host_id).read_file(path, max_bytes)

@@ -43,7 +43,7 @@ from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..backend import HostInventory, ShellSpec, read_tail
-from ..container.backend import DEFAULT_ENV, ContainerBackend
+from ..container.backend import ContainerBackend, with_default_env
 from ..faults import reached
 from . import console, qemu
 from .accel import probe_accel
@@ -887,14 +887,14 @@ class MicrovmBackend:
 
     async def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
         client = await self._client(host_id)
-        async with aclosing(client.exec(replace(spec, env={**DEFAULT_ENV, **spec.env}))) as events:
+        async with aclosing(client.exec(replace(spec, env=with_default_env(spec.env, spec.user)))) as events:
             async for event in events:
                 yield event
 
     @asynccontextmanager
     async def _terminal(self, host_id: str, spec: TerminalSpec) -> AsyncIterator[TerminalIO]:
         client = await self._client(host_id)
-        async with client.terminal(replace(spec, env={**DEFAULT_ENV, **spec.env})) as io:
+        async with client.terminal(replace(spec, env=with_default_env(spec.env, spec.user))) as io:
             yield io
 
     def terminal(self, host_id: str, spec: TerminalSpec) -> AbstractAsyncContextManager[TerminalIO]:
