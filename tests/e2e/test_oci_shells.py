@@ -99,4 +99,7 @@ def test_a_busybox_image_runs_microvm_shells(api: httpx.Client, registry: Regist
         pytest.skip("no microvm class on this host")
     r = import_image(api, registry, "busybox:1", "busybox:1")
     assert r.status_code == 200, r.text
-    check_shell(api, make(language="bash", template="busybox:1", runtime="microvm"))
+    shell = make(language="bash", template="busybox:1", runtime="microvm")
+    assert shell["runtime"] == "microvm"
+    check_shell(api, shell)
+    assert run(api, shell["id"], "ls -d /.shells-agent/bin") == "/.shells-agent/bin\n"  # the host's runtime

@@ -250,7 +250,8 @@ class ContainerBackend:
         await anyio.to_thread.run_sync(self.template_bits.remove, name)
 
     async def export_ext4(self, name: str, dest: Path) -> None:
-        await anyio.to_thread.run_sync(self.template_bits.export_ext4, name, Path(dest))
+        runtime = (await anyio.to_thread.run_sync(agent_runtime.cached, self.settings.cache_dir)).root
+        await anyio.to_thread.run_sync(self.template_bits.export_ext4, name, Path(dest), runtime)
 
     def _fill_from_template(self, template: str, shell_dir: Path, *, workspace: bool) -> None:
         """Give a shell the template's root filesystem, and with ``workspace`` its /workspace too (the
