@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.support.oci_registry import Registry
 
-from .oci import api, import_image, make, oci_server, registry, run
+from .harness import ServerProcess
+from .oci import CREDS, api, import_image, make, oci_server, registry, run
 from .rest import ShellMaker, error_of
 
 __all__ = ["api", "make", "oci_server", "registry"]  # fixtures
@@ -114,3 +119,36 @@ def test_bad_dockerfiles_are_refused_naming_the_line(api: httpx.Client, registry
         and "oops" in err["details"]["output"]
     )
     assert api.get("/v1/templates/bad:1").status_code == 404
+
+
+def test_the_cli_imports_builds_from_a_dockerfile_and_exports(
+    oci_server: ServerProcess, registry: Registry, tmp_path: Path
+) -> None:
+    env = os.environ | {
+        "SHELLS_BASE_URL": oci_server.url,
+        "SHELLS_API_TOKEN": oci_server.token,
+        "SHELLS_REGISTRY_PASSWORD": CREDS["password"],
+    }
+
+    def shells(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "shells.cli.main", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
+
+    imported = shells(
+        "template", "import", registry.ref("busybox:1"), "cli-bb:1", "--username", CREDS["username"], "-v"
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout == "cli-bb:1\n"
+    assert "step 2/4: download 1 layers" in imported.stderr and "layer 1/1" in imported.stderr
+    (tmp_path / "Dockerfile").write_text("FROM cli-bb:1\nCOPY hello.txt /hello.txt\n")
+    (tmp_path / "hello.txt").write_text("hello\n")
+    built = shells(
+        "template", "build", "-f", str(tmp_path / "Dockerfile"), "--context", str(tmp_path), "cli-df:1"
+    )
+    assert built.returncode == 0, built.stderr
+    assert built.stdout == "cli-df:1\n" and "COPY hello.txt /hello.txt" in built.stderr
+    exported = shells(
+        "template", "export", "cli-df:1", registry.ref("exported/cli:1"), "--username", CREDS["username"]
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert f"{registry.ref('exported/cli:1')}@sha256:" in exported.stderr

@@ -192,3 +192,30 @@ def test_a_layer_whose_bytes_do_not_match_its_manifest_is_refused(
     err = error_of(r, 422, "image_rejected")
     assert "does not match its digest" in err["message"] and err["details"]["layer"].startswith("layer 1/1")
     assert api.get("/v1/templates/short:1").status_code == 404
+
+
+def test_the_sdk_imports_and_exports_in_both_forms(oci_server: ServerProcess, registry: Registry) -> None:
+    from shells import AsyncShells
+    from shells.sdk import BuildOutput, RegistryDenied
+
+    creds = (CREDS["username"], CREDS["password"])
+    with oci_server.client() as client:
+        seen: list[object] = []
+        t = client.templates.import_image(
+            registry.ref("busybox:1"), "sdk-sync:1", credentials=creds, on_event=seen.append
+        )
+        assert t.kind == "image" and t.image is not None and t.image["user"] == "app"
+        assert any(isinstance(e, BuildOutput) and "layer 1/1" in e.data for e in seen)
+        with pytest.raises(RegistryDenied):
+            client.templates.import_image(registry.ref("busybox:1"), "sdk-none:1")
+        client.templates.export("sdk-sync:1", registry.ref("exported/sdk:1"), credentials=creds)
+
+    async def async_form() -> None:
+        async with AsyncShells(oci_server.url, oci_server.token) as client:
+            t = await client.templates.import_image(registry.ref("musl:1"), "sdk-async:1", credentials=creds)
+            assert t.image is not None and t.image["source"] == registry.ref("musl:1")
+            await client.templates.delete("sdk-async:1")
+
+    anyio.run(async_form)
+    with oci_server.client() as client:
+        client.templates.delete("sdk-sync:1")
