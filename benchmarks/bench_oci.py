@@ -37,7 +37,7 @@ from shells.runtime.oci.importer import image_meta, pull, resolve, unpack
 from shells.runtime.oci.registry import RegistryClient, tls_context
 from shells.settings import Settings
 
-from .bench_templates import run, spec
+from .bench_templates import start_times
 
 
 def _quiet(_: BuildEvent) -> None:
@@ -97,15 +97,7 @@ async def bench(root: Path, runs: int) -> None:
             blobs = root / "blobs"
             await import_once(backend, reg, "debian:1", "debian:1", blobs)
             await import_once(backend, reg, "busybox:1", "busybox:1", blobs)
-        timings: dict[str, list[float]] = {"python:1": [], "debian:1": [], "busybox:1": []}
-        for _ in range(max(runs, 5)):
-            for template, values in timings.items():
-                shell = spec(template)
-                started = time.perf_counter()
-                await backend.create(shell)
-                await run(backend, shell.host_id, "true")
-                values.append((time.perf_counter() - started) * 1000)
-                await backend.destroy(shell.host_id)
+        timings = await start_times(backend, ["python:1", "debian:1", "busybox:1"], max(runs, 5))
         med = {t: statistics.median(v) for t, v in timings.items()}
         print(f"\nshell start (create + first exec), runs: {len(timings['python:1'])}")
         for template, values in timings.items():

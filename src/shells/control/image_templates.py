@@ -34,7 +34,7 @@ from ..runtime.oci.importer import image_meta, pull, resolve, unpack
 from ..runtime.oci.registry import Credentials, RegistryClient, tls_context
 from ..runtime.templates.catalog import builtins
 from .auth import require
-from .templates import BuildUpdate, Templates
+from .templates import BuildUpdate, Templates, _known
 
 
 def _credentials(value: object) -> Credentials | None:
@@ -50,15 +50,6 @@ def _credentials(value: object) -> Credentials | None:
             {"field": "credentials"},
         )
     return Credentials(str(value["username"]), str(value["password"]))
-
-
-def _known(body: Mapping[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(body) - known)
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown field(s) {', '.join(unknown)}. Known fields: {', '.join(sorted(known))}.",
-            {"fields": unknown},
-        )
 
 
 @dataclass(frozen=True)
