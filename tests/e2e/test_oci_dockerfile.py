@@ -4,6 +4,7 @@ line, an unsupported instruction refused before anything runs."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -152,3 +153,21 @@ def test_the_cli_imports_builds_from_a_dockerfile_and_exports(
     )
     assert exported.returncode == 0, exported.stderr
     assert f"{registry.ref('exported/cli:1')}@sha256:" in exported.stderr
+
+
+def test_from_may_name_an_image_in_a_registry(
+    api: httpx.Client, registry: Registry, make: ShellMaker
+) -> None:
+    data = context(f"FROM {registry.ref('musl:1')}\nRUN hello-musl > /greeting\n", {})
+    auth = base64.b64encode(f"{CREDS['username']}:{CREDS['password']}".encode()).decode()
+    params = {"name": "from-registry:1", "wait": "true"}
+    refused = api.post("/v1/templates/dockerfile", params=params, content=data)
+    error_of(refused, 403, "registry_denied")
+    r = api.post(
+        "/v1/templates/dockerfile", params=params, content=data, headers={"X-Shells-Registry-Auth": auth}
+    )
+    assert r.status_code == 200, r.text
+    parent = r.json()["parent"]
+    assert parent.startswith("from-") and api.get(f"/v1/templates/{parent}").json()["kind"] == "image"
+    shell = make(language="bash", template="from-registry:1")
+    assert run(api, shell["id"], "cat /greeting") == "hello from musl\n"

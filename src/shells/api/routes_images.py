@@ -6,16 +6,19 @@ Both answer like a build: an NDJSON stream of steps and progress ending with the
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..control.image_templates import ExportRequest, ImportRequest
 from ..control.templates import BuildFinished, BuildUpdate
-from ..domain.errors import PayloadTooLarge, RuntimeFailure
+from ..domain.errors import InvalidRequest, PayloadTooLarge, RuntimeFailure
 from ..domain.limits import BUILD_CONTEXT_MAX_BYTES
+from ..runtime.oci.registry import Credentials
 from .deps import DOOR, BodyDep, ControlDep, PrincipalDep
 from .exec_stream import NDJSON
 from .routes_templates import _lines
@@ -33,6 +36,21 @@ ERRORS = {
     },
     502: {"description": "the registry could not be reached or answered nonsense (registry_error)"},
 }
+
+
+def _registry_auth(value: str | None) -> Credentials | None:
+    if value is None:
+        return None
+    try:
+        username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        sep = ""
+    if not sep or not username or not password:
+        raise InvalidRequest(
+            "X-Shells-Registry-Auth must be base64 of 'username:password'.",
+            {"field": "X-Shells-Registry-Auth"},
+        )
+    return Credentials(username, password)
 
 
 async def _answer(updates: AsyncIterator[BuildUpdate], wait: bool) -> JSONResponse | StreamingResponse:
@@ -60,9 +78,13 @@ async def build_dockerfile(
     name: str,
     dockerfile: str = "Dockerfile",
     wait: bool = False,
+    x_shells_registry_auth: Annotated[str | None, Header()] = None,
 ) -> JSONResponse | StreamingResponse:
     """Build template ``name`` from a Dockerfile; the body is the build context as a tar (gzip or
-    not) holding the Dockerfile at ``dockerfile``. A step that fails is 422 naming its line."""
+    not) holding the Dockerfile at ``dockerfile``. A step that fails is 422 naming its line. When
+    FROM names an image in a registry, ``X-Shells-Registry-Auth: base64(username:password)`` are the
+    credentials for it (a header, so they are in no URL or log)."""
+    credentials = _registry_auth(x_shells_registry_auth)
     control.dockerfiles.scratch.mkdir(parents=True, exist_ok=True)
     upload = control.dockerfiles.scratch / f"{os.urandom(8).hex()}.tar"
     try:
@@ -76,7 +98,7 @@ async def build_dockerfile(
                         {"limit": BUILD_CONTEXT_MAX_BYTES},
                     )
                 out.write(chunk)
-        updates = await control.dockerfiles.build(principal, name, upload, dockerfile, DOOR)
+        updates = await control.dockerfiles.build(principal, name, upload, dockerfile, DOOR, credentials)
     finally:
         upload.unlink(missing_ok=True)
     return await _answer(updates, wait)

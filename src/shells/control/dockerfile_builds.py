@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import posixpath
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ from typing import Any
 import anyio
 
 from ..domain.dockerfile import Instruction, command, copy_args, pairs, parse_dockerfile, substitute
-from ..domain.errors import InvalidRequest, TemplateExists
+from ..domain.errors import InvalidRequest, InvalidTemplateName, TemplateExists, TemplateNotFound
 from ..domain.execution import ExecSpec
 from ..domain.limits import DOCKERFILE_MAX_BYTES
+from ..domain.oci import host_platform, parse_image_ref
 from ..domain.principal import Principal
 from ..domain.templates import (
     BuildOutput,
@@ -44,12 +46,14 @@ from ..domain.templates import (
     TemplateStatus,
     parse_template_name,
 )
+from ..runtime.oci.importer import resolve
+from ..runtime.oci.registry import Credentials, RegistryClient
 from ..runtime.templates.build_context import BuildContext, copy_in, sources_key
 from ..runtime.templates.builder import STEP_TIMEOUT_S, TemplateBuilder
 from ..runtime.templates.catalog import builtins
 from .auth import require
-from .image_templates import ImageTemplates
-from .templates import BuildUpdate, Templates
+from .image_templates import ImageTemplates, ImportRequest
+from .templates import BuildUpdate, Templates, _prefixed
 
 FORMAT = "dockerfile/1"
 STEP_PREFIX = "dfstep-"
@@ -85,7 +89,13 @@ class DockerfileBuilds:
         shutil.rmtree(self.scratch, ignore_errors=True)  # contexts of builds a crash cut short
 
     async def build(
-        self, principal: Principal, name: str, context_tar: Path, dockerfile: str, door: str
+        self,
+        principal: Principal,
+        name: str,
+        context_tar: Path,
+        dockerfile: str,
+        door: str,
+        credentials: Credentials | None = None,
     ) -> AsyncIterator[BuildUpdate]:
         """Check the request (name, Dockerfile, FROM: a plain 4xx before anything streams), unpack
         the context, and return the build's updates; the context is removed when they end."""
@@ -108,16 +118,38 @@ class DockerfileBuilds:
                     {"field": "dockerfile"},
                 )
             instructions = parse_dockerfile(text)
-            parent_name = t.resolve(principal, instructions[0].text, "from")
+            base = await self._base(principal, instructions[0], credentials, door)
         except BaseException:
             ctx.remove()
             raise
 
         async def work(report: BuildProgress) -> tuple[TemplateRecord, bool]:
-            parent = t.records.get(parent_name) or await t._ensure_builtin(parent_name, report)
+            if isinstance(base, str):
+                parent = t.records.get(base) or await t._ensure_builtin(base, report)
+            else:
+                parent, _ = await base(_prefixed(report, "FROM"))
             return await self._run(principal, door, name, instructions, parent, ctx, report)
 
         return _removing(ctx, t._stream(name, work))
+
+    async def _base(
+        self, principal: Principal, ins: Instruction, credentials: Credentials | None, door: str
+    ) -> str | Callable[[BuildProgress], Awaitable[tuple[TemplateRecord, bool]]]:
+        """What FROM names: a template the caller can use (its name), or else an image in a registry
+        (``host/repo:tag``), resolved now and imported by the build as ``from-<digest>:1``, a template
+        of the caller's tenant (the same image is imported once)."""
+        try:
+            return self.templates.resolve(principal, ins.text, "from")
+        except (TemplateNotFound, InvalidTemplateName):
+            first = ins.text.partition("/")[0]
+            if "/" not in ins.text or not ("." in first or ":" in first or first == "localhost"):
+                raise
+        ref = parse_image_ref(ins.text, "from")
+        probe = RegistryClient(ref, credentials, self.images.tls)
+        async with probe:
+            digest = (await resolve(probe, ref, host_platform(platform.machine()))).digest
+        req = ImportRequest(ref, f"from-{digest[7:31]}:1", credentials)
+        return await self.images.importer(principal, req, door)
 
     async def _run(
         self,

@@ -9,7 +9,7 @@ the one pull or push and never stored. Import and export stream the same updates
 from __future__ import annotations
 
 import platform
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +127,14 @@ class ImageTemplates:
         """Check the request, then return the import's updates (the stream of a build)."""
         require(principal, "shells.create")
         self._existing(principal, req.name, None)
+        work = await self.importer(principal, req, door)
+        return self.templates._stream(req.name, work)
+
+    async def importer(
+        self, principal: Principal, req: ImportRequest, door: str
+    ) -> Callable[[BuildProgress], Awaitable[tuple[TemplateRecord, bool]]]:
+        """Resolve ``req.image`` now (so refused credentials or a missing image are plain errors),
+        and return the rest of the import, to run with a progress callback: (template, cached)."""
         t = self.templates
         client = RegistryClient(req.image, req.credentials, self.tls)
         try:
@@ -153,7 +161,7 @@ class ImageTemplates:
                 raise
             return rec, False
 
-        return t._stream(req.name, work)
+        return work
 
     async def export(self, principal: Principal, req: ExportRequest, door: str) -> AsyncIterator[BuildUpdate]:
         """Push a template the caller can use (a built-in, or one of its tenant's) to a registry."""
