@@ -10,6 +10,7 @@ import pytest
 
 from shells.domain.errors import ImageRejected, InvalidImageReference
 from shells.domain.oci import DOCKER_HUB, ImageRef, Platform, image_defaults, parse_image_ref, pick_platform
+from shells.runtime.oci.blobs import BlobStore
 from shells.runtime.oci.layers import Budget, apply_layer
 from tests.support.oci_registry import Entry, dir_entry, gzip_layer
 
@@ -131,3 +132,14 @@ def test_the_unpacked_size_is_capped_across_layers(tmp_path: Path) -> None:
     packed, _ = gzip_layer(tmp_path, [Entry("big", b"x" * 100)])
     with pytest.raises(ImageRejected, match="unpacked bytes"):
         apply_layer(packed.path, "gzip", root, "layer 1/1", Budget(bytes_left=50))
+
+
+def test_partial_blobs_left_by_a_crash_are_swept_once_old(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    digest = store.put_bytes(b"kept")
+    old, fresh = tmp_path / "sha256" / ".abc.1-old", tmp_path / "sha256" / ".abc.2-fresh"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(old, (0, 0))
+    store.sweep_partials()
+    assert store.has(digest) and fresh.exists() and not old.exists()

@@ -95,6 +95,7 @@ class ImageTemplates:
         self.templates = templates
         settings = templates.ctx.settings
         self.blobs = BlobStore(blob_dir(settings.cache_dir))
+        self.blobs.sweep_partials()
         cas = sorted(settings.host_ca_dir.rglob("*.crt")) if settings.host_ca_dir.is_dir() else []
         if settings.registry_ca_file is not None:
             cas.append(settings.registry_ca_file)

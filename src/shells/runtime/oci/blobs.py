@@ -7,16 +7,29 @@ however many images or imports use it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+PARTIAL_MAX_AGE_S = 24 * 3600.0
 
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def sweep_partials(self, older_than_s: float = PARTIAL_MAX_AGE_S) -> None:
+        """Remove partial files a crashed download or export left (old enough that no running
+        instance on the host is still writing them)."""
+        cutoff = time.time() - older_than_s
+        for partial in self.root.glob("**/.*"):
+            with contextlib.suppress(FileNotFoundError):
+                if partial.is_file() and partial.stat().st_mtime < cutoff:
+                    partial.unlink()
 
     def path(self, digest: str) -> Path:
         algo, _, hexpart = digest.partition(":")
