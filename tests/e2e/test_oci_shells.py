@@ -40,6 +40,11 @@ def check_shell(api: httpx.Client, shell: dict[str, Any]) -> None:
     assert run(api, sid, "command -v python3 python bash || echo none") == "none\n"
     who = run(api, sid, "id -u; id -g; pwd; echo $GREETING; echo $HOME")
     assert who.split("\n") == ["1000", "1000", "/home/app", "hello from the image", "/home/app", ""]
+    # /workspace belongs to the image's user, who can write there
+    assert (
+        run(api, sid, "touch /workspace/mine && stat -c %u:%g /workspace /workspace/mine")
+        == "1000:1000\n" * 2
+    )
     failed = exec_wait(api, sid, "exit 3")
     assert failed["exit_code"] == 3
     # files, through the agent, as the shell's root

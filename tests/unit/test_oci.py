@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from shells.domain.errors import ImageRejected, InvalidImageReference
-from shells.domain.oci import DOCKER_HUB, ImageRef, Platform, image_defaults, parse_image_ref, pick_platform
+from shells.domain.oci import (
+    DOCKER_HUB,
+    ImageRef,
+    Platform,
+    image_defaults,
+    parse_image_ref,
+    pick_platform,
+    user_ids,
+)
 from shells.runtime.oci.blobs import BlobStore
 from shells.runtime.oci.layers import Budget, apply_layer
 from tests.support.oci_registry import Entry, dir_entry, gzip_layer
@@ -143,3 +151,14 @@ def test_partial_blobs_left_by_a_crash_are_swept_once_old(tmp_path: Path) -> Non
     os.utime(old, (0, 0))
     store.sweep_partials()
     assert store.has(digest) and fresh.exists() and not old.exists()
+
+
+def test_an_images_user_is_found_in_its_own_passwd_and_group() -> None:
+    passwd = "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\nbad:x:no:no::/:/\n"
+    group = "root:x:0:\nstaff:x:50:app\n"
+    assert user_ids("app", passwd, group) == (1000, 1001)
+    assert user_ids("app:staff", passwd, group) == (1000, 50)
+    assert user_ids("4242", passwd, group) == (4242, 0)
+    assert user_ids("1000:7", passwd, group) == (1000, 7)
+    assert user_ids("ghost", passwd, group) is None and user_ids("app:ghosts", passwd, group) is None
+    assert user_ids("bad", passwd, group) is None

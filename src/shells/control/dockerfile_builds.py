@@ -194,7 +194,7 @@ class DockerfileBuilds:
                 await self._step(builder, host_id, ins, state, files, where, report)
                 if cached is None:
                     step = self._meta(step_name, TemplateKind.BUILD_STEP, key, state, parent)
-                    step = await builder.capture(host_id, step)
+                    step = await builder.capture(host_id, step, keep_workspace=parent.meta.has_workspace)
                     t._register(TemplateRecord(step, TemplateStatus.READY, principal.tenant, principal.id))
             report(BuildStepStarted(total, total, f"save the template {name}"))
             current = t.records.get(name)
@@ -208,7 +208,7 @@ class DockerfileBuilds:
             meta = self._meta(name, TemplateKind.DOCKERFILE, key, state, parent)
             try:
                 if host_id is not None:
-                    meta = await builder.capture(host_id, meta)
+                    meta = await builder.capture(host_id, meta, keep_workspace=parent.meta.has_workspace)
                 else:
                     storage = self.images.storage
                     meta = await anyio.to_thread.run_sync(storage.clone, base, meta)

@@ -376,6 +376,8 @@ class Templates:
                     pending, size, flushed = [], 0, time.monotonic()
                 if isinstance(event, BuildStepStarted):
                     yield event
+            if pending:  # output that arrived just before the work ended
+                yield BuildOutput("".join(pending))
             record, cached = await task
             yield BuildFinished(record, cached, round(time.monotonic() - started, 1))
         finally:

@@ -209,3 +209,26 @@ def defaults_config(defaults: ImageDefaults) -> dict[str, Any]:
     if defaults.labels:
         doc["Labels"] = dict(defaults.labels)
     return doc
+
+
+def user_ids(user: str, passwd: str, group: str) -> tuple[int, int] | None:
+    """(uid, gid) an image's ``User`` ("name", "uid", "name:group", "uid:gid") means, looked up in
+    the image's /etc/passwd and /etc/group texts; None if a name is not there."""
+    name, _, grp = user.partition(":")
+    users = {f[0]: (f[2], f[3]) for f in (line.split(":") for line in passwd.splitlines()) if len(f) > 3}
+    groups = {f[0]: f[2] for f in (line.split(":") for line in group.splitlines()) if len(f) > 2}
+    if name.isdigit():
+        uid = int(name)
+        gid = next((int(g) for u, g in users.values() if u == name and g.isdigit()), 0)
+    elif name in users and all(x.isdigit() for x in users[name]):
+        uid, gid = int(users[name][0]), int(users[name][1])
+    else:
+        return None
+    if grp:
+        if grp.isdigit():
+            gid = int(grp)
+        elif grp in groups and groups[grp].isdigit():
+            gid = int(groups[grp])
+        else:
+            return None
+    return uid, gid

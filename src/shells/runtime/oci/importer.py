@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from ...domain.oci import (
     Platform,
     image_defaults,
     pick_platform,
+    user_ids,
 )
 from ...domain.templates import (
     DEFAULT_WORKDIR,
@@ -43,12 +45,13 @@ from ...domain.templates import (
 from ..container.template_store import TemplateStorage
 from ..images import CA_BUNDLE, host_local_cas, trust_host_cas
 from .blobs import BlobStore
-from .layers import Budget, apply_layer, make_dirs
+from .layers import MAX_ID, Budget, apply_layer, make_dirs, read_inside
 from .registry import RegistryClient
 
 IMPORT_FORMAT = "oci-import/1"
 STEPS = 4
 PROGRESS_EVERY = 8 * 1024 * 1024
+PASSWD_MAX_BYTES = 1024 * 1024
 SHELLS_DIRS = (".shells", "workspace", "tmp", "proc", "dev", "sys", "etc", "root")
 """Mount points and places every shell needs, made (mode 0755) where an image lacks them."""
 
@@ -261,10 +264,33 @@ def _unpack(
             if (scratch / CA_BUNDLE).is_file() and not (scratch / CA_BUNDLE).is_symlink():
                 trust_host_cas(scratch, host_local_cas(storage.host_ca_dir))
             pool.snapshot(scratch, staging / "rootfs", readonly=True)
+            owner = _workspace_owner(scratch, meta)
         finally:
             pool.delete_subvolume(scratch)
+        if owner is not None:  # the image's user owns /workspace in every shell of it
+            workspace = staging / ".workspace-rw"
+            pool.create_subvolume(workspace)
+            try:
+                os.chown(workspace, *owner)
+                workspace.chmod(0o755)
+                pool.snapshot(workspace, staging / "workspace", readonly=True)
+            finally:
+                pool.delete_subvolume(workspace)
         progress(BuildStepStarted(4, STEPS, f"save the template {meta.name}"))
         return storage.commit(staging, replace(meta, versions={}))
+
+
+def _workspace_owner(tree: Path, meta: TemplateMeta) -> tuple[int, int] | None:
+    """The ids of the image's ``User`` (from its own /etc/passwd and /etc/group), when not root."""
+    user = meta.image.user if meta.image else None
+    if not user:
+        return None
+    texts = [
+        (read_inside(tree, f"etc/{f}", PASSWD_MAX_BYTES) or b"").decode(errors="replace")
+        for f in ("passwd", "group")
+    ]
+    ids = user_ids(user, *texts)
+    return ids if ids is not None and ids != (0, 0) and max(ids) <= MAX_ID else None
 
 
 def _finish(tree: Path, workdir: str) -> None:

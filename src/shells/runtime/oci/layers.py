@@ -313,3 +313,18 @@ def make_dirs(root: Path, path: str) -> None:
         os.close(_open_dir(layer, _clean(layer, path.lstrip("/")), path, create=True))
     finally:
         os.close(root_fd)
+
+
+def read_inside(root: Path, path: str, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of file ``path`` of the tree (links resolved inside it), or None."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fd = _libc.openat2(root_fd, path.lstrip("/"), os.O_RDONLY | os.O_NONBLOCK, _RESOLVE)
+    except OSError:
+        return None
+    finally:
+        os.close(root_fd)
+    try:
+        return os.read(fd, limit) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    finally:
+        os.close(fd)

@@ -119,10 +119,13 @@ class TemplateBuilder:
             raise
         return host_id
 
-    async def capture(self, host_id: str, meta: TemplateMeta) -> TemplateMeta:
+    async def capture(
+        self, host_id: str, meta: TemplateMeta, *, keep_workspace: bool = False
+    ) -> TemplateMeta:
         """Capture the build shell as template ``meta.name``, with its /workspace if the build put
-        anything there (every shell started from it gets a copy)."""
-        seeded = bool(await self.backend.list_dir(host_id, "/workspace"))
+        anything there or ``keep_workspace`` (its parent had one: an image's, owned by its user);
+        every shell started from it gets a copy."""
+        seeded = keep_workspace or bool(await self.backend.list_dir(host_id, "/workspace"))
         return await self.backend.capture_template(host_id, meta, include_workspace=seeded)
 
     async def _exec(
