@@ -44,6 +44,20 @@ async def run(backend: ContainerBackend, host_id: str, command: str) -> None:
             raise RuntimeError(f"{command!r} failed with exit code {event.exit_code}")
 
 
+async def start_times(backend: ContainerBackend, templates: list[str], runs: int) -> dict[str, list[float]]:
+    """Milliseconds of create + first exec of a shell of each template, alternating, ``runs`` times."""
+    timings: dict[str, list[float]] = {t: [] for t in templates}
+    for _ in range(runs):
+        for template, values in timings.items():
+            shell = spec(template)
+            started = time.perf_counter()
+            await backend.create(shell)
+            await run(backend, shell.host_id, "true")
+            values.append((time.perf_counter() - started) * 1000)
+            await backend.destroy(shell.host_id)
+    return timings
+
+
 async def cold_builds(root: Path) -> None:
     cache = root / "cache"
     backend = ContainerBackend(Settings(data_dir=root / "cold", cache_dir=cache), say=lambda _: None)
@@ -87,15 +101,7 @@ async def saved_vs_builtin(root: Path, runs: int) -> None:
         )
         await backend.capture_template(source.host_id, saved, include_workspace=False)
         await backend.destroy(source.host_id)
-        timings: dict[str, list[float]] = {"python:1": [], "bench-saved:1": []}
-        for _ in range(runs):
-            for template, values in timings.items():
-                shell = spec(template)
-                started = time.perf_counter()
-                await backend.create(shell)
-                await run(backend, shell.host_id, "true")
-                values.append((time.perf_counter() - started) * 1000)
-                await backend.destroy(shell.host_id)
+        timings = await start_times(backend, ["python:1", "bench-saved:1"], runs)
         med = {t: statistics.median(v) for t, v in timings.items()}
         print(f"\nshell start (create + first exec), runs: {runs}")
         for template, values in timings.items():

@@ -18,6 +18,10 @@ PACKAGES=(
   chromium        # tests/e2e/test_console.py drives the web console headless (Playwright, executable_path)
   postgresql-15   # tests: the record on PostgreSQL (a cluster's control plane); one box keeps SQLite
   etcd-server golang-go rsync  # tests: a real Kubernetes API (scripts/build-kube-apiserver.sh builds it)
+  docker-registry # tests: the CNCF distribution registry that OCI import and export talk to (TLS, basic auth)
+  skopeo          # benchmarks/bench_oci.py: the baseline copy of an image from the local registry
+  apache2-utils   # tests: htpasswd for the local registry's basic auth
+  musl-tools      # tests: a musl-linked ("alpine-like") program for an image without glibc or Python
 )
 # npm installs the MCP Inspector for the tests (scripts/install-mcp-inspector.sh); a host with a Node.js
 # of its own (and its npm) keeps it.

@@ -1,5 +1,5 @@
-// The console: sign-in, then three views: the fleet (kept live by the event feed) with the create
-// dialog and the detail sheet of the selected shell, usage, and pricing. Only public endpoints are used.
+// The console: sign-in, then four views: the fleet (kept live by the event feed) with the create
+// dialog and the detail sheet of the selected shell, templates, usage, and pricing. Only public endpoints are used.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Api } from "./api.js";
@@ -8,12 +8,14 @@ import { DetailSheet } from "./detail.js";
 import { follow } from "./feed.js";
 import { Fleet } from "./fleet.js";
 import { PricingView } from "./pricing.js";
+import { TemplatesView } from "./templates.js";
 import { forgetToken, savedToken, SignIn } from "./signin.js";
 import { preference, setPreference } from "./theme.js";
 import { UsageView } from "./usage.js";
 
 const VIEWS = [
   ["fleet", "Fleet"],
+  ["templates", "Templates"],
   ["usage", "Usage"],
   ["pricing", "Pricing"],
 ];
@@ -94,6 +96,7 @@ function Console({ api, onSignOut }) {
     <div class="sr-only" aria-live="polite" id="announce">${message}</div>
     ${view === "usage" && html`<main class="layout"><${UsageView} api=${api} shells=${shells} /></main>`}
     ${view === "pricing" && html`<main class="layout"><${PricingView} api=${api} /></main>`}
+    ${view === "templates" && html`<main class="layout"><${TemplatesView} api=${api} /></main>`}
     ${view === "fleet" &&
     html`<main class="layout ${shell ? "with-sheet" : ""}">
       <${Fleet} shells=${shells} selected=${selected} onSelect=${setSelected} onCreate=${() => setCreating(true)} />

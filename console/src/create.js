@@ -1,10 +1,12 @@
-// The create dialog: language preset, isolation class, network (sealed by default) and shape.
+// The create dialog: language preset, isolation class, network (sealed by default), shape and template
+// (any ready one the caller can use: built-ins, imported images, Dockerfile builds, saved shells).
 import { html } from "htm/preact";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { Dialog } from "./dialog.js";
 import { CLASSES } from "./fleet.js";
 import { errorText } from "./format.js";
 import { LANGUAGES, offer } from "./matrix.js";
+import { readyTemplates } from "./templates.js";
 
 const MODES = [
   ["sealed", "No network at all. The default."],
@@ -67,6 +69,11 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const [building, setBuilding] = useState(null);
+  const [template, setTemplate] = useState("");
+  const [templates, setTemplates] = useState([]);
+  useEffect(() => {
+    api.get("/v1/templates").then((r) => setTemplates(readyTemplates(r.templates)), () => setTemplates([]));
+  }, [api]);
   const chosen = offer(info, runtimes, language, klass);
 
   async function submit(e) {
@@ -74,9 +81,10 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
     setBusy(true);
     setError(null);
     const network = mode === "internet" ? { mode, allow } : { mode };
-    const body = { language, runtime: klass, network, shape, ...(name ? { name } : {}) };
+    const body = { language, runtime: klass, network, shape };
     try {
-      onCreated(await createBuildingFirst(api, body, setBuilding));
+      const extra = { ...(name ? { name } : {}), ...(template ? { template } : {}) };
+      onCreated(await createBuildingFirst(api, { ...body, ...extra }, setBuilding));
     } catch (err) {
       setError(errorText(err));
       setBuilding(null);
@@ -130,6 +138,12 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
             ${Object.entries(info.shapes).map(
               ([n, s]) => html`<option value=${n}>${n} (${s.vcpus} vCPU, ${s.memory_mib} MiB)</option>`,
             )}
+          </select>
+        </label>
+        <label>Template <span class="hint">(imported images too)</span>
+          <select id="template" value=${template} onChange=${(e) => setTemplate(e.target.value)}>
+            <option value="">the language's preset</option>
+            ${templates.map((t) => html`<option value=${t}>${t}</option>`)}
           </select>
         </label>
         <label>Name <span class="hint">(optional)</span>

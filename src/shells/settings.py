@@ -38,6 +38,9 @@ class Settings:
     host_ca_dir: Path = Path("/usr/local/share/ca-certificates")
     """The CA certificates (``*.crt``) this host trusts locally, which templates trust too when they
     are imported into this instance (``SHELLS_HOST_CA_DIR``)."""
+    registry_ca_file: Path | None = None
+    """A PEM file of CAs trusted for image registries besides the system's and ``host_ca_dir``'s
+    (``SHELLS_REGISTRY_CA_FILE``): a private registry's own CA."""
     agent_ready_timeout_s: float = 20.0
     idle_timeout_s: int = 900
     """Default seconds without exec, terminal or port traffic before a shell of a class that can

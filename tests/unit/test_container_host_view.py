@@ -1,4 +1,4 @@
-"""The instance's two small tmpfs mounts that shells see a part of (needs root to mount and mknod)."""
+"""The instance's small tmpfs mounts that shells see a part of (needs root to mount and mknod)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,25 @@ def test_the_shared_tmpfs_is_small_and_allows_nothing_but_reading_files(target: 
     assert flags & os.ST_NOSUID and flags & os.ST_NODEV and flags & os.ST_NOEXEC
     statvfs = os.statvfs(target)
     assert statvfs.f_blocks * statvfs.f_frsize == 64 * 1024 * 1024
+
+
+def test_the_runtime_tmpfs_is_read_only_but_while_a_version_is_added(target: Path, tmp_path: Path) -> None:
+    host_view.mount_runtime(target)
+    old, new = tmp_path / "old", tmp_path / "new"
+    for version in (old, new):
+        (version / "bin").mkdir(parents=True)
+        (version / "bin" / "python3").write_text(version.name)
+    flags = os.statvfs(target).f_flag
+    assert flags & os.ST_RDONLY and flags & os.ST_NOSUID and flags & os.ST_NODEV
+    assert not flags & os.ST_NOEXEC  # the agent's interpreter runs from it
+    assert host_view.install_runtime(target, old, lambda name: False) == target / "old"
+    in_use = {"old"}
+    assert host_view.install_runtime(target, new, in_use.__contains__) == target / "new"
+    assert sorted(p.name for p in target.iterdir()) == ["new", "old"]  # a running shell binds old
+    assert (target / "old" / "bin" / "python3").read_text() == "old"
+    in_use.clear()
+    host_view.install_runtime(target, new, in_use.__contains__)
+    assert [p.name for p in target.iterdir()] == ["new"]
+    assert os.statvfs(target).f_flag & os.ST_RDONLY
+    with pytest.raises(OSError):
+        (target / "new" / "x").write_text("x")

@@ -78,6 +78,7 @@ def test_the_bundle_isolates_every_namespace_and_limits_every_resource() -> None
     cfg = build_config(
         paths=paths,
         shape=get_shape("s-2vcpu-2gb"),
+        agent_argv=["/.shells/lib/ld.so", "/.shells/bin/python3", "--listen-fd", "3"],
         uid_base=2**20,
         cgroup_path="/x/y",
         seccomp_bpf_b64="AAAA",
@@ -93,11 +94,12 @@ def test_the_bundle_isolates_every_namespace_and_limits_every_resource() -> None
     assert cfg["annotations"]["run.oci.seccomp_bpf_data"] == "AAAA"
     sys_mount = next(m for m in cfg["mounts"] if m["destination"] == "/sys")
     assert sys_mount["type"] == "tmpfs" and "ro" in sys_mount["options"]
-    # The agent gets its listening socket as fd 3; nothing of the host's agent side is mounted.
+    # The agent gets its listening socket as fd 3; nothing of the host's agent side is mounted, and
+    # its runtime is one read-only mount at /.shells.
     assert cfg["process"]["args"][-2:] == ["--listen-fd", "3"]
     agent_mounts = [m for m in cfg["mounts"] if m["destination"].startswith("/.shells")]
-    assert [m["destination"] for m in agent_mounts] == ["/.shells/guest"]
-    assert {"ro", "nosuid", "nodev", "noexec"} <= set(agent_mounts[0]["options"])
+    assert [(m["destination"], m["source"]) for m in agent_mounts] == [("/.shells", "/g")]
+    assert {"ro", "nosuid", "nodev"} <= set(agent_mounts[0]["options"])
 
 
 def test_every_error_code_maps_to_one_class_and_a_4xx_or_5xx() -> None:

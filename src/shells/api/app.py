@@ -16,6 +16,7 @@ from .drain import Drain, Draining
 from .request_context import RequestContext
 from .routes import router
 from .routes_events import router as events_router
+from .routes_images import router as images_router
 from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_processes import router as processes_router
@@ -54,6 +55,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(router)
     app.include_router(routes_admin.router)
     app.include_router(terminal_ws.router)
+    app.include_router(images_router)
     app.include_router(templates_router)
     app.include_router(run_router)
     app.include_router(network_router)

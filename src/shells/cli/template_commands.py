@@ -1,11 +1,14 @@
-"""``shells template ls | get | build | save | rm``."""
+"""``shells template ls | get | build | import | export | save | rm``."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import shutil
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -77,10 +80,39 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def context_tar(context: Path, dockerfile: Path) -> tuple[bytes, str]:
+    """The build context ``context`` as a gzip tar, and the Dockerfile's path inside it (it must be
+    inside: the server reads it from the context)."""
+    try:
+        inside = dockerfile.resolve().relative_to(context.resolve())
+    except ValueError:
+        raise SystemExit(
+            f"shells: the Dockerfile {dockerfile} must be inside the context {context}"
+        ) from None
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        tar.add(context, arcname=".")
+    return out.getvalue(), inside.as_posix()
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from ..domain.isolation import DEVBOX_TEMPLATE
     from .progress import BuildProgress
 
+    if args.file:
+        if not args.spec:
+            raise SystemExit("shells: template build -f Dockerfile needs NAME:TAG")
+        data, inside = context_tar(Path(args.context), Path(args.file))
+        progress = BuildProgress(sys.stderr, verbose=args.verbose, width=shutil.get_terminal_size().columns)
+        with connect() as client:
+            try:
+                name = client.templates.build_dockerfile(
+                    args.spec, data, dockerfile=inside, on_event=progress
+                ).name
+            finally:
+                progress.end_line()
+        print(name)
+        return 0
     if sum(bool(x) for x in (args.spec, args.builtin, args.all)) != 1:
         raise SystemExit("shells: give one of SPEC.toml, --builtin NAME or --all")
     progress = BuildProgress(sys.stderr, verbose=args.verbose, width=shutil.get_terminal_size().columns)
@@ -96,6 +128,46 @@ def cmd_build(args: argparse.Namespace) -> int:
         try:
             for spec, builtin in builds:
                 print(client.templates.build(spec, builtin=builtin, on_event=progress).name)
+        finally:
+            progress.end_line()
+    return 0
+
+
+def _registry_credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    """``--username`` with the password from ``SHELLS_REGISTRY_PASSWORD`` (never on the command line,
+    where other users of the machine could read it)."""
+    if not args.username:
+        return None
+    password = os.environ.get("SHELLS_REGISTRY_PASSWORD")
+    if not password:
+        raise SystemExit("shells: --username needs the password in SHELLS_REGISTRY_PASSWORD")
+    return args.username, password
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .progress import BuildProgress
+
+    progress = BuildProgress(sys.stderr, verbose=args.verbose, width=shutil.get_terminal_size().columns)
+    with connect() as client:
+        try:
+            template = client.templates.import_image(
+                args.image, args.name, credentials=_registry_credentials(args), on_event=progress
+            )
+        finally:
+            progress.end_line()
+    print(template.name)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .progress import BuildProgress
+
+    progress = BuildProgress(sys.stderr, verbose=True, width=shutil.get_terminal_size().columns)
+    with connect() as client:
+        try:
+            client.templates.export(
+                args.name, args.image, credentials=_registry_credentials(args), on_event=progress
+            )
         finally:
             progress.end_line()
     return 0
@@ -128,12 +200,31 @@ def register(sub: Subparsers) -> None:
     s.add_argument("name")
     s.set_defaults(func=cmd_get)
 
-    s = tsub.add_parser("build", help="build from SPEC.toml, a builtin, or every builtin")
-    s.add_argument("spec", nargs="?", metavar="SPEC.toml")
+    s = tsub.add_parser("build", help="build from SPEC.toml, a builtin, every builtin, or a Dockerfile")
+    s.add_argument("spec", nargs="?", metavar="SPEC.toml | NAME:TAG", help="NAME:TAG with -f")
+    s.add_argument("-f", "--file", default=None, metavar="Dockerfile", help="build from a Dockerfile")
+    s.add_argument("--context", default=".", metavar="DIR", help="the Dockerfile's build context (default .)")
     s.add_argument("--builtin", default=None, metavar="NAME", help="e.g. rust:1")
     s.add_argument("--all", action="store_true", help="every language's builtin template and devbox:1")
     s.add_argument("-v", "--verbose", action="store_true", help="show the steps' output")
     s.set_defaults(func=cmd_build)
+
+    s = tsub.add_parser("import", help="import an OCI image from a registry as a template")
+    s.add_argument("image", metavar="REF", help="registry/repository:tag or …@sha256:<digest>")
+    s.add_argument("name", metavar="NAME:TAG")
+    s.add_argument(
+        "--username", default=None, help="registry user; the password is read from SHELLS_REGISTRY_PASSWORD"
+    )
+    s.add_argument("-v", "--verbose", action="store_true", help="show every layer's progress")
+    s.set_defaults(func=cmd_import)
+
+    s = tsub.add_parser("export", help="push a template to a registry as an OCI image")
+    s.add_argument("name", metavar="NAME:TAG")
+    s.add_argument("image", metavar="REF", help="registry/repository:tag")
+    s.add_argument(
+        "--username", default=None, help="registry user; the password is read from SHELLS_REGISTRY_PASSWORD"
+    )
+    s.set_defaults(func=cmd_export)
 
     s = tsub.add_parser("save", help="save a shell's system as a template")
     s.add_argument("id")

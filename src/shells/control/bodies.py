@@ -471,3 +471,35 @@ class SecretUpdateBody(Body):
         default=None, max_length=MAX_SECRET_HOSTS, description="A new list of hosts."
     )
     header: StrictStr | None = Field(default=None, description="A new header (null clears it).")
+
+
+# -- images ----------------------------------------------------------------------------------------
+
+
+class RegistryCredentialsBody(Body):
+    """A registry's basic credentials (used for this request only, never stored)."""
+
+    username: StrictStr = Field(min_length=1, description="The registry user.")
+    password: StrictStr = Field(min_length=1, description="Its password or access token.")
+
+
+class ImportBody(Body):
+    """``POST /v1/templates/import``: an OCI image pulled from a registry becomes a template."""
+
+    image: StrictStr = Field(
+        description="registry/repo:tag or registry/repo@sha256:… (Docker Hub if no registry)."
+    )
+    name: StrictStr = Field(description="The template's name:tag.")
+    credentials: RegistryCredentialsBody | None = Field(
+        default=None, description="Credentials for a private registry."
+    )
+
+
+class ExportBody(Body):
+    """``POST /v1/templates/export``: a template pushed to a registry as an OCI image."""
+
+    template: StrictStr = Field(min_length=1, description="The template's name:tag (a saved shell too).")
+    image: StrictStr = Field(description="registry/repo:tag to push to.")
+    credentials: RegistryCredentialsBody | None = Field(
+        default=None, description="Credentials for the registry."
+    )

@@ -57,7 +57,9 @@ class Inside:
         shell = await self.suspension.ready(principal, shell_id, access.EXEC, door, action)
         env, workdir = self.templates.exec_defaults(shell.template)
         cwd = normalize_shell_path(spec.cwd) if spec.cwd is not None else workdir
-        spec = replace(spec, env={**env, **shell.env, **spec.env}, cwd=cwd)
+        spec = replace(
+            spec, env={**env, **shell.env, **spec.env}, cwd=cwd, user=self.templates.exec_user(shell.template)
+        )
         events = self.ctx.backend(shell.runtime).exec(shell.id, spec)
         return self._audited(principal, shell, spec, events, door, action)
 

@@ -22,8 +22,10 @@ from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
+from .dockerfile_builds import DockerfileBuilds
 from .expiry import Expiry
 from .feed import Feed
+from .image_templates import ImageTemplates
 from .inside import Inside
 from .lifecycle import Lifecycle
 from .metering import Metering
@@ -62,6 +64,8 @@ class Control:
         self.auth = Authenticator(store, self.ctx.quotas)
         self.audit = Audit(store)
         self.templates = Templates(self.ctx)
+        self.images = ImageTemplates(self.templates)
+        self.dockerfiles = DockerfileBuilds(self.templates, self.images)
         self.suspension = Suspension(self.ctx)
         self.network.on_port_use = self.suspension.touch
         self.terminals = Terminals(self.ctx, self.templates, self.suspension)

@@ -146,7 +146,7 @@ class Templates:
         self.ctx = ctx
         self.records = TemplateStore(ctx.store)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._defaults: dict[str, tuple[dict[str, str], str]] = {}
+        self._defaults: dict[str, tuple[dict[str, str], str, str | None]] = {}
 
     @property
     def backend(self) -> Backend:
@@ -197,7 +197,11 @@ class Templates:
     # reads ----------------------------------------------------------------------------------------
     def list(self, principal: Principal) -> list[TemplateRecord]:
         require(principal, Scope.READ)
-        found = {r.name: r for r in self.records.list(principal.tenant)}
+        found = {
+            r.name: r
+            for r in self.records.list(principal.tenant)
+            if r.meta.kind is not TemplateKind.BUILD_STEP
+        }
         for name, b in builtins().items():
             found.setdefault(name, TemplateRecord(b.meta(), TemplateStatus.NOT_BUILT))
         return [found[n] for n in sorted(found)]
@@ -236,10 +240,22 @@ class Templates:
     def exec_defaults(self, name: str) -> tuple[dict[str, str], str]:
         """(env, workdir) of template ``name`` for commands run in its shells (cached; records are
         immutable once made)."""
+        env, workdir, _ = self._run_defaults(name)
+        return env, workdir
+
+    def exec_user(self, name: str) -> str | None:
+        """Who runs commands and terminals in shells of template ``name``: an image's ``User``."""
+        return self._run_defaults(name)[2]
+
+    def _run_defaults(self, name: str) -> tuple[dict[str, str], str, str | None]:
         found = self._defaults.get(name)
         if found is None:
             rec = self.records.get(name)
-            found = (dict(rec.meta.env), rec.meta.workdir) if rec else ({}, DEFAULT_WORKDIR)
+            if rec is None:
+                found = ({}, DEFAULT_WORKDIR, None)
+            else:
+                user = rec.meta.image.user if rec.meta.image is not None else None
+                found = (dict(rec.meta.env), rec.meta.workdir, user)
             self._defaults[name] = found
         return found
 
@@ -360,6 +376,8 @@ class Templates:
                     pending, size, flushed = [], 0, time.monotonic()
                 if isinstance(event, BuildStepStarted):
                     yield event
+            if pending:  # output that arrived just before the work ended
+                yield BuildOutput("".join(pending))
             record, cached = await task
             yield BuildFinished(record, cached, round(time.monotonic() - started, 1))
         finally:
@@ -391,6 +409,7 @@ class Templates:
                     env={**env, **shell.env},
                     workdir=workdir,
                     versions=dict(parent.meta.versions) if parent else {},
+                    image=parent.meta.image if parent else None,  # an image's user runs it still
                 )
                 meta = await self.ctx.backend(shell.runtime).capture_template(
                     shell.id, meta, req.include_workspace

@@ -172,6 +172,7 @@ class Terminals:
             cols=cols,
             rows=rows,
             timeout_s=remaining + BACKSTOP_MARGIN_S,
+            user=self.templates.exec_user(shell.template),
         )
         return TerminalSession(self, cred, principal, shell, spec)
 

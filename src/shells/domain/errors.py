@@ -4,7 +4,9 @@
     ├── InvalidRequest               invalid_request         the input is malformed or out of range
     │   ├── InvalidPath              invalid_path            a file path is unsafe or malformed
     │   ├── InvalidTemplateName      invalid_template_name   not 'name:tag', or illegal characters
-    │   └── InvalidTemplateSpec      invalid_template_spec   a template spec that does not parse or check
+    │   ├── InvalidTemplateSpec      invalid_template_spec   a template spec that does not parse or check
+    │   ├── InvalidImageReference    invalid_image_reference an image reference that does not parse
+    │   └── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
     ├── AuthError                    auth_error              (abstract) who is asking, or what they may do
     │   ├── Unauthenticated          unauthenticated         no token, or a token that is unknown
     │   │   ├── CredentialExpired    credential_expired      the token or terminal credential expired
@@ -36,6 +38,13 @@
     │   └── ShellBusy                shell_busy              too many calls open on the shell, or its restart
     │                                                        outlasted the wait; try again shortly
     ├── TemplateBuildFailed          template_build_failed   a build step failed (422); nothing registered
+    ├── ImageRejected                image_rejected          an image Shells will not import: a layer with an
+    │                                                        unsafe entry or a wrong digest, no manifest for
+    │                                                        this platform (422, details name the layer)
+    ├── RegistryDenied               registry_denied         the registry refused the credentials (403)
+    ├── ImageNotFound                image_not_found         the registry has no such repository or tag (404)
+    ├── RegistryError                registry_error          the registry could not be reached or answered
+    │                                                        nonsense (502)
     ├── CommandNotFound              command_not_found       exec of a binary that does not exist
     ├── PayloadTooLarge              payload_too_large
     ├── QuotaExceeded                quota_exceeded          a tenant quota (details: limit, value)
@@ -95,6 +104,14 @@ class MisdirectedRequest(InvalidRequest):
     """The Host header names no host this server answers for (the MCP door's DNS-rebinding guard)."""
 
     code = "misdirected_request"
+
+
+class InvalidImageReference(InvalidRequest):
+    code = "invalid_image_reference"
+
+
+class InvalidDockerfile(InvalidRequest):
+    code = "invalid_dockerfile"
 
 
 class AuthError(ShellsError):
@@ -223,6 +240,22 @@ class ShellBusy(Conflict):
 
 class TemplateBuildFailed(ShellsError):
     code = "template_build_failed"
+
+
+class ImageRejected(ShellsError):
+    code = "image_rejected"
+
+
+class RegistryDenied(ShellsError):
+    code = "registry_denied"
+
+
+class ImageNotFound(ShellsError):
+    code = "image_not_found"
+
+
+class RegistryError(ShellsError):
+    code = "registry_error"
 
 
 class CommandNotFound(ShellsError):

@@ -64,7 +64,8 @@ class ExecSpec:
     timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
     output_cap_bytes: int = EXEC_OUTPUT_CAP_BYTES
     user: str | None = None
-    """The Linux user of the shell to run as (its uid, gid, groups, HOME); None runs as root."""
+    """The Linux user of the shell to run as (a name or uid, optionally ``:group``, as an image's
+    ``User`` is written; its uid, gid, groups and HOME apply); None runs as root."""
     stdin_stream: AsyncIterable[bytes | WindowSize] | None = field(default=None, compare=False)
     """Input that arrives while the command runs (after ``stdin``); its end closes the command's
     stdin. A ``WindowSize`` in it resizes the terminal of a ``pty`` command. None: stdin is

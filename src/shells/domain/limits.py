@@ -63,3 +63,18 @@ E2B_MAX_WATCHERS = 32
 """Polling directory watchers one sandbox may hold on the E2B door."""
 E2B_MAX_WATCHER_EVENTS = 10_000
 """Changes a polling watcher keeps between two polls (the oldest are dropped past it)."""
+OCI_MANIFEST_MAX_BYTES = 4 * 1024 * 1024
+"""Largest manifest, image index or image config the registry client reads (``runtime.oci``)."""
+OCI_MAX_LAYERS = 127
+"""Most layers one imported image may have (Docker's own limit is 127)."""
+OCI_IMAGE_MAX_BYTES = 16 * 1024**3
+"""Largest sum of an imported image's layers, compressed, as its manifest declares them; a
+registry that sends more bytes than declared is cut off (``runtime.oci.registry``)."""
+OCI_UNPACKED_MAX_BYTES = 32 * 1024**3
+"""Largest sum of file sizes the layers of one image may unpack to (``runtime.oci.layers``)."""
+OCI_MAX_ENTRIES = 2_000_000
+"""Most tar entries across an image's layers."""
+DOCKERFILE_MAX_BYTES = 256 * 1024
+"""Largest Dockerfile a build accepts."""
+BUILD_CONTEXT_MAX_BYTES = 512 * 1024 * 1024
+"""Largest build context (the tar a Dockerfile build uploads)."""

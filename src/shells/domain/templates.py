@@ -42,6 +42,11 @@ class TemplateKind(StrEnum):
     BUILTIN = "builtin"
     SPEC = "spec"
     SAVED = "saved"
+    IMAGE = "image"
+    DOCKERFILE = "dockerfile"
+    BUILD_STEP = "build_step"
+    """A Dockerfile build's cached step: a template only that tenant's later builds start from,
+    listed to nobody."""
 
 
 class TemplateStatus(StrEnum):
@@ -358,6 +363,44 @@ BuildProgress = Callable[[BuildEvent], None]
 
 # records ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ImageInfo:
+    """Where an image template came from and how its image says to run: ``user`` runs every exec
+    and terminal; ``entrypoint``, ``cmd`` and ``labels`` are recorded and exported again. ``source``
+    is the reference imported (or ``Dockerfile``), ``digest`` its manifest's digest (None for a
+    build)."""
+
+    source: str
+    digest: str | None = None
+    user: str | None = None
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "digest": self.digest,
+            "user": self.user,
+            "entrypoint": list(self.entrypoint),
+            "cmd": list(self.cmd),
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | None) -> ImageInfo | None:
+        if not doc:
+            return None
+        return cls(
+            source=str(doc.get("source") or ""),
+            digest=doc.get("digest"),
+            user=doc.get("user"),
+            entrypoint=tuple(str(a) for a in doc.get("entrypoint") or ()),
+            cmd=tuple(str(a) for a in doc.get("cmd") or ()),
+            labels={str(k): str(v) for k, v in dict(doc.get("labels") or {}).items()},
+        )
+
+
+@dataclass(frozen=True)
 class TemplateMeta:
     """What a built template carries with its bits (and what its record shows)."""
 
@@ -371,9 +414,11 @@ class TemplateMeta:
     size_bytes: int | None = None
     created_at: datetime | None = None
     has_workspace: bool = False
+    image: ImageInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "image": self.image.to_json() if self.image else None,
             "name": self.name,
             "kind": self.kind.value,
             "parent": self.parent,
@@ -400,6 +445,7 @@ class TemplateMeta:
             size_bytes=doc.get("size_bytes"),
             created_at=datetime.fromisoformat(created) if created else None,
             has_workspace=bool(doc.get("has_workspace", False)),
+            image=ImageInfo.from_json(doc.get("image")),
         )
 
 
@@ -447,6 +493,7 @@ class TemplateRecord:
             "env": dict(m.env),
             "workdir": m.workdir,
             "created_at": m.created_at.isoformat() if m.created_at else None,
+            "image": m.image.to_json() if m.image else None,
         }
 
 

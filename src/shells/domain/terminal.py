@@ -30,6 +30,8 @@ class TerminalSpec:
     rows: int = 24
     timeout_s: float = 3600.0
     """A backstop enforced inside the shell; the control layer ends sessions long before."""
+    user: str | None = None
+    """Who runs the terminal (an image template's ``User``); None is the shell's root."""
 
     def __post_init__(self) -> None:
         check_window(self.cols, self.rows)

@@ -1,7 +1,11 @@
 """The Shells agent: runs inside every shell and serves the host over the guest protocol.
 
-Started by the runtime as ``cd /.shells && python3 -E -s -m guest.agent --listen-fd 3``, fd 3 being the
-listening socket the host made (``runtime/container/backend.py``).
+Started by the runtime as ``python3 -I -S -m guest.agent --listen-fd 3`` from the host's agent runtime
+(``runtime/agent_runtime.py``: its own interpreter, libraries and precompiled stdlib, whatever the image
+holds), fd 3 being the listening socket the host made (``runtime/container/backend.py``).
+Every module imported here is in that runtime, which holds nothing else: a new import (also a lazy
+one inside a function) is found there by reading these sources; a stdlib module that imports more
+lazily is not, so keep start-up imports few.
 It is PID 1 of a container, so besides serving requests it reaps every process that ends up as its child.
 
 Design: a single thread around one ``selectors`` loop; every registered fd carries its callback as the
@@ -17,7 +21,6 @@ behalf has a high-water mark at which it stops reading from the source (flow con
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import errno
 import fcntl
@@ -81,6 +84,9 @@ MAX_LIST_ENTRIES = 20_000
 MAX_WINDOW = 4096
 """Largest terminal width or height (columns, rows) the agent accepts."""
 PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
+PROCESS_NAME = b"shells-agent"
+"""What ``ps`` shows for PID 1 (its ``comm``)."""
 PUMP_CHUNKS = 16
 """File chunks read per loop turn, so one big download cannot starve the other channels."""
 UNWRITABLE_ROOTS = ("/proc", "/sys")
@@ -310,21 +316,38 @@ def op_rename(message: dict[str, object]) -> dict[str, object]:
 
 
 class Account(NamedTuple):
-    """A Linux user of the shell that a request runs as (``"user": NAME``)."""
+    """A Linux user of the shell that a request runs as: ``"user"`` is a name or a uid, optionally
+    with ``:group`` (a name or gid), as an image's ``User`` is written. A numeric uid needs no
+    entry in the shell's /etc/passwd (its HOME is then ``/``)."""
 
     name: str
     uid: int
     gid: int
     home: str
     shell: str
+    groups: tuple[int, ...]
 
     @classmethod
-    def named(cls, name: str) -> Account:
+    def named(cls, user: str) -> Account:
+        import grp
+
+        name, _, group = user.partition(":")
         try:
-            entry = pwd.getpwnam(name)
+            entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
         except (KeyError, ValueError):
-            raise RequestError("invalid_request", f"There is no user {name!r} in this shell.") from None
-        return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell or "/bin/sh")
+            if not name.isdigit():
+                raise RequestError("invalid_request", f"There is no user {name!r} in this shell.") from None
+            entry = None
+        gid = 0 if entry is None else entry.pw_gid
+        if group:
+            try:
+                gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+            except (KeyError, ValueError):
+                raise RequestError("invalid_request", f"There is no group {group!r} in this shell.") from None
+        if entry is None:
+            return cls(name, int(name), gid, "/", "/bin/sh", ())
+        groups = tuple(os.getgrouplist(entry.pw_name, gid))
+        return cls(entry.pw_name, entry.pw_uid, gid, entry.pw_dir, entry.pw_shell or "/bin/sh", groups)
 
     def environment(self) -> dict[str, str]:
         return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell}
@@ -907,7 +930,7 @@ class ExecChannel(Channel):
                 preexec_fn=_take_terminal if stdio.terminal else None,  # noqa: PLW1509 (single-threaded)
                 user=account.uid if account else None,
                 group=account.gid if account else None,
-                extra_groups=os.getgrouplist(account.name, account.gid) if account else None,
+                extra_groups=list(account.groups) if account else None,
             )
         except OSError as exc:
             stdio.close_our_side()
@@ -1487,22 +1510,34 @@ def refuse_inspection() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+    # Started through the runtime's dynamic loader, the process would be named after it in ps.
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME), 0, 0, 0)
+
+
+USAGE = "usage: shells-agent (--listen-fd FD | --serial DEVICE)"
+
+
+def parse_args(argv: list[str]) -> tuple[str, str]:
+    """``(option, value)`` for exactly one of ``--listen-fd FD`` (an inherited listening unix socket)
+    and ``--serial DEVICE`` (the virtio-serial port of a microvm). By hand rather than argparse, which
+    alone was a fifth of the agent's start-up."""
+    if len(argv) != 2 or argv[0] not in ("--listen-fd", "--serial"):
+        raise SystemExit(USAGE)
+    if argv[0] == "--listen-fd" and not argv[1].isdigit():
+        raise SystemExit(f"shells-agent: --listen-fd needs a number, not {argv[1]!r}")
+    return argv[0], argv[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="shells-agent", description="The Shells in-shell agent.")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--listen-fd", metavar="FD", type=int, help="inherited listening unix socket")
-    where.add_argument("--serial", metavar="DEVICE", help="virtio-serial port to serve on (microvm)")
-    args = parser.parse_args(argv)
+    option, value = parse_args(sys.argv[1:] if argv is None else argv)
     refuse_inspection()
     agent = Agent()
-    if args.serial:
+    if option == "--serial":
         from .vm import serve_serial
 
-        serve_serial(agent, args.serial)
+        serve_serial(agent, value)
         return 0
-    listener = adopt_listener(args.listen_fd)
+    listener = adopt_listener(int(value))
     with suppress(OSError):  # nobody may be reading our stdout; the socket is what counts
         print("shells-agent ready", flush=True)
     try:

@@ -554,7 +554,13 @@ class AgentClient:
         deadline = self._deadline(spec.timeout_s + EXIT_MARGIN_S)
         window = {"cols": spec.cols, "rows": spec.rows}
         request = _exec_request(
-            spec.argv, spec.env, spec.cwd, spec.timeout_s, TERMINAL_OUTPUT_CAP, pty=window
+            spec.argv,
+            spec.env,
+            spec.cwd,
+            spec.timeout_s,
+            TERMINAL_OUTPUT_CAP,
+            pty=window,
+            **({"user": spec.user} if spec.user else {}),
         )
         async with self._channel(deadline) as channel:
             await channel.send_control(request, deadline)

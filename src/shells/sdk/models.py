@@ -304,6 +304,9 @@ class Template:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     created_at: datetime | None = None
+    image: dict[str, Any] | None = None
+    """For an imported image or a Dockerfile build: ``source``, ``digest``, ``user``, ``entrypoint``,
+    ``cmd``, ``labels``."""
 
 
 @dataclass(frozen=True, kw_only=True)

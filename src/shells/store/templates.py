@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..domain.states import ShellState
-from ..domain.templates import TemplateKind, TemplateMeta, TemplateRecord, TemplateStatus
+from ..domain.templates import ImageInfo, TemplateKind, TemplateMeta, TemplateRecord, TemplateStatus
 from .repository import EventDraft, Store, event_row, utcnow
 from .tables import Base, ShellRow
 
@@ -34,6 +34,8 @@ class TemplateRow(Base):
     has_workspace: Mapped[bool]
     spec: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
+    image: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    """Where an image template came from and how it runs (``ImageInfo``); None for other kinds."""
 
 
 def _record(row: TemplateRow) -> TemplateRecord:
@@ -48,6 +50,7 @@ def _record(row: TemplateRow) -> TemplateRecord:
         size_bytes=row.size_bytes,
         created_at=row.created_at,
         has_workspace=row.has_workspace,
+        image=ImageInfo.from_json(row.image),
     )
     return TemplateRecord(meta, TemplateStatus.READY, tenant=row.tenant, owner=row.owner)
 
@@ -76,6 +79,7 @@ class TemplateStore:
                     has_workspace=m.has_workspace,
                     spec=spec,
                     created_at=m.created_at or utcnow(),
+                    image=m.image.to_json() if m.image else None,
                 )
             )
             if draft is not None:

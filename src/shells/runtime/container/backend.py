@@ -8,9 +8,9 @@ Where things live (``D`` is the instance's data dir, ``P`` its btrfs pool):
     P/snapshots/<snap>/{rootfs,workspace} read-only snapshots
     R/shells/<id>/                       runtime-only: bundle, idmapped mounts, the agent's socket
     R/netns/<id>                         the shell's network namespace
-    R/shared/                            a small tmpfs of the instance's own, bound into shells:
-    R/shared/guest/                        a copy of the guest agent (every shell's /.shells/guest)
-    R/shared/resolv/<id>                   each shell's /etc/resolv.conf
+    R/shared/resolv/<id>                 each shell's /etc/resolv.conf, on a small tmpfs of the instance's
+    R/runtime/<version>/                 the guest agent's runtime (interpreter, libraries, precompiled
+                                         stdlib and agent), every shell's read-only /.shells, on a tmpfs
     R/devices/                           a tmpfs with the device nodes crun binds into shells
 ``R`` is ``/run/shells/<instance>``: it vanishes on reboot together with the shells' processes, and
 every directory on the way is traversable by the shells' unprivileged host uids (which crun needs
@@ -39,8 +39,6 @@ from pathlib import Path
 
 import anyio
 
-import shells.guest
-
 from ...domain.capabilities import EVERY_CLASS
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
@@ -50,6 +48,7 @@ from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
+from .. import agent_runtime
 from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec, read_tail
 from ..host import btrfs_quota, cgroups, idmap, netns, seccomp, uids
@@ -60,7 +59,7 @@ from ..templates.build_dns import dns_for_builds
 from ..templates.catalog import BASE_ROOTFS
 from ..templates.provision import BuiltinTemplates
 from . import host_view
-from .bundle import DEFAULT_PATH, BundlePaths, build_config
+from .bundle import AGENT_DIR, AGENT_LISTEN_FD, DEFAULT_PATH, BundlePaths, build_config
 from .crun import Crun
 from .shell_disk import ShellDisk
 from .template_store import TemplateStorage
@@ -69,6 +68,13 @@ log = logging.getLogger(__name__)
 
 BASE_TEMPLATE = BASE_ROOTFS
 DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+
+
+def with_default_env(env: dict[str, str], user: str | None) -> dict[str, str]:
+    """A command's environment over the defaults; for another user than root (an image's ``User``)
+    HOME is left to the agent, which takes it from the shell's /etc/passwd."""
+    base = DEFAULT_ENV if user is None else {k: v for k, v in DEFAULT_ENV.items() if k != "HOME"}
+    return {**base, **env}
 
 
 class ContainerBackend:
@@ -104,7 +110,8 @@ class ContainerBackend:
         self._seccomp_b64 = ""
         self._details: dict[str, str] = {}
         self._shared = self.run_dir / "shared"
-        self._agent_code = self._shared / "guest"
+        self._runtime_tmpfs = self.run_dir / "runtime"
+        self._runtime: agent_runtime.AgentRuntime | None = None
         self.template_bits = TemplateStorage(self.pool, settings.host_ca_dir)
         self.disk = ShellDisk(self.pool)
         self._builtins = BuiltinTemplates(self, self.template_bits, settings.cache_dir)
@@ -149,7 +156,7 @@ class ContainerBackend:
             d.chmod(0o711)
         host_view.mount_shared(self._shared)
         host_view.mount_devices(self.crun.devices)
-        self._install_agent_code()
+        await anyio.to_thread.run_sync(self._install_agent_runtime)
         netns.ensure_private_mount(str(self.netns_dir))
         await anyio.to_thread.run_sync(self.network.prepare)
         self._seccomp_b64 = seccomp.cached_bpf_b64(self.settings.cache_dir)
@@ -192,16 +199,21 @@ class ContainerBackend:
                 offers.append(RuntimeOffer(language, True, version, f"template {template}"))
         return offers
 
-    def _install_agent_code(self) -> None:
-        """Copy the guest agent package where every shell can read it (fresh on each start-up)."""
-        source = Path(shells.guest.__file__).resolve().parent
-        staging = self._agent_code.with_name(".guest-new")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
-        for path in [staging, *staging.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        shutil.rmtree(self._agent_code, ignore_errors=True)
-        staging.rename(self._agent_code)
+    def _install_agent_runtime(self) -> None:
+        """Build the agent runtime (once per host and code version, cached) and put it on the runtime
+        tmpfs, dropping the versions no running shell uses."""
+        built = agent_runtime.cached(self.settings.cache_dir)
+        host_view.mount_runtime(self._runtime_tmpfs)
+        installed = host_view.install_runtime(self._runtime_tmpfs, built.root, self._runtime_in_use)
+        self._runtime = agent_runtime.load(installed)
+
+    def _runtime_in_use(self, version: str) -> bool:
+        """Whether a running shell's bundle binds this version of the agent runtime."""
+        needle = f'"{self._runtime_tmpfs / version}"'
+        return any(
+            needle in config.read_text(encoding="utf-8")
+            for config in (self.run_dir / "shells").glob("*/bundle/config.json")
+        )
 
     async def ensure_template(
         self, name: str, progress: BuildProgress | None = None, *, allow_build: bool = True
@@ -241,7 +253,8 @@ class ContainerBackend:
         await anyio.to_thread.run_sync(self.template_bits.remove, name)
 
     async def export_ext4(self, name: str, dest: Path) -> None:
-        await anyio.to_thread.run_sync(self.template_bits.export_ext4, name, Path(dest))
+        runtime = (await anyio.to_thread.run_sync(agent_runtime.cached, self.settings.cache_dir)).root
+        await anyio.to_thread.run_sync(self.template_bits.export_ext4, name, Path(dest), runtime)
 
     def _fill_from_template(self, template: str, shell_dir: Path, *, workspace: bool) -> None:
         """Give a shell the template's root filesystem, and with ``workspace`` its /workspace too (the
@@ -326,12 +339,13 @@ class ContainerBackend:
             paths=BundlePaths(
                 rootfs=str(rootfs_mnt),
                 workspace=str(ws_mnt),
-                agent_code=str(self._agent_code),
+                agent_runtime=str(self._agent_runtime().root),
                 netns=str(ns_path),
                 caches=tuple(caches),
                 resolv_conf=str(resolv_conf),
             ),
             shape=spec.shape,
+            agent_argv=self._agent_runtime().argv(AGENT_DIR, "--listen-fd", str(AGENT_LISTEN_FD)),
             uid_base=uid_base,
             cgroup_path=self._cgroup(host_id),
             seccomp_bpf_b64=self._seccomp_b64,
@@ -449,7 +463,7 @@ class ContainerBackend:
         cgroups.remove_cgroup(f"/{self.cgroup_prefix}")
         await anyio.to_thread.run_sync(self.network.purge)
         netns.release_private_mount(str(self.netns_dir))
-        for view in (self._shared, self.crun.devices):
+        for view in (self._shared, self._runtime_tmpfs, self.crun.devices):
             idmap.unmount(str(view), lazy=True)
         self.pool.discard()
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -459,6 +473,11 @@ class ContainerBackend:
         if self.network.policy_of(host_id) is not None:
             await anyio.to_thread.run_sync(self.network.set_policy, host_id, policy)
 
+    def _agent_runtime(self) -> agent_runtime.AgentRuntime:
+        if self._runtime is None:
+            raise RuntimeFailure("The container backend was not prepared: it has no agent runtime.")
+        return self._runtime
+
     # inside the shell -----------------------------------------------------------------------------
     def _agent(self, host_id: str) -> AgentClient:
         if not self._runtime_dir(host_id).exists():
@@ -466,10 +485,10 @@ class ContainerBackend:
         return AgentClient(self._socket(host_id))
 
     def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
-        return self._agent(host_id).exec(replace(spec, env={**DEFAULT_ENV, **spec.env}))
+        return self._agent(host_id).exec(replace(spec, env=with_default_env(spec.env, spec.user)))
 
     def terminal(self, host_id: str, spec: TerminalSpec) -> AbstractAsyncContextManager[TerminalIO]:
-        return self._agent(host_id).terminal(replace(spec, env={**DEFAULT_ENV, **spec.env}))
+        return self._agent(host_id).terminal(replace(spec, env=with_default_env(spec.env, spec.user)))
 
     def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]:
         return self._agent(host_id).read_file(path, max_bytes)

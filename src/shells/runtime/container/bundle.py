@@ -11,13 +11,16 @@ What the config promises, and why:
   meaning inside the user namespace, masked /proc paths, read-only /proc/sys, and an empty
   read-only /sys (a sysfs cannot be mounted for a netns the shell does not own, and crun's fallback
   would bind the host's own /sys);
-- the agent (PID 1) serves the host on a listening socket the host made and passes as fd 3
+- the agent (PID 1) runs from the host's agent runtime (``runtime/agent_runtime.py``) bound
+  read-only at /.shells, through that runtime's own dynamic loader, so it needs nothing of the image
+  (no python3, no libc);
+- the agent serves the host on a listening socket the host made and passes as fd 3
   (``crun run --preserve-fds 1``): its path is in a host directory no shell sees, so nothing inside
   can put another socket in its place;
 - nothing host-specific in /proc/self/mountinfo: the root filesystem and /workspace are idmapped
   mounts the host made ``nosuid,nodev`` (crun cannot remount an idmapped mount, so the flags it is
-  asked for here would not take), and the agent code and resolv.conf come from the instance's own
-  small tmpfs, not from the host's root filesystem.
+  asked for here would not take), and the agent runtime and resolv.conf come from the instance's own
+  small tmpfs mounts, not from the host's root filesystem.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"]
 class BundlePaths:
     rootfs: str  # the idmapped root filesystem mount
     workspace: str  # the idmapped /workspace mount
-    agent_code: str  # a copy of the `shells/guest` package on the instance's shared tmpfs
+    agent_runtime: str  # the agent runtime's directory on the instance's runtime tmpfs
     netns: str  # the network namespace file
     caches: tuple[tuple[str, str], ...] = ()  # (idmapped host mount, directory inside): shared caches
     resolv_conf: str | None = None  # the shell's resolv.conf on the shared tmpfs (names the resolver)
@@ -79,6 +82,7 @@ def build_config(
     *,
     paths: BundlePaths,
     shape: Shape,
+    agent_argv: list[str],
     uid_base: int,
     cgroup_path: str,
     seccomp_bpf_b64: str,
@@ -90,7 +94,7 @@ def build_config(
         "process": {
             "terminal": False,
             "user": {"uid": 0, "gid": 0},
-            "args": ["python3", "-E", "-s", "-m", "guest.agent", "--listen-fd", str(AGENT_LISTEN_FD)],
+            "args": agent_argv,
             "env": [f"PATH={DEFAULT_PATH}", "LANG=C.UTF-8", "HOME=/root"],
             "cwd": AGENT_DIR,
             "noNewPrivileges": True,
@@ -150,10 +154,10 @@ def build_config(
                 "options": ["rbind", "rw", "nosuid", "nodev"],
             },
             {
-                "destination": f"{AGENT_DIR}/guest",
+                "destination": AGENT_DIR,
                 "type": "bind",
-                "source": paths.agent_code,
-                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
+                "source": paths.agent_runtime,
+                "options": ["rbind", "ro", "nosuid", "nodev"],
             },
             *(
                 {

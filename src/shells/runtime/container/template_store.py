@@ -27,6 +27,8 @@ from ..host.btrfs import BtrfsPool
 from ..images import host_local_cas, import_rootfs, make_ext4, pack_rootfs, tree_usage, untrust_host_cas
 
 META_FILE = "template.json"
+VM_AGENT_DIR = ".shells-agent"
+"""Where a microvm image of a template without Python holds the agent's runtime."""
 
 
 def write_json_atomic(path: Path, doc: dict[str, object]) -> None:
@@ -116,6 +118,16 @@ class TemplateStorage:
             raise TemplateExists(f"Template '{meta.name}' already exists on this host.") from exc
         return meta
 
+    def clone(self, source: str, meta: TemplateMeta) -> TemplateMeta:
+        """Publish template ``source``'s bits (its /workspace too) again as ``meta.name``: snapshots,
+        so the two share every block."""
+        with self.staging(meta.name) as staging:
+            self.pool.snapshot(self.rootfs(source), staging / "rootfs", readonly=True)
+            workspace = self.workspace(source)
+            if workspace is not None:
+                self.pool.snapshot(workspace, staging / "workspace", readonly=True)
+            return self.commit(staging, meta)
+
     def import_tarball(self, tarball: Path, meta: TemplateMeta) -> TemplateMeta:
         """Publish ``tarball`` (a packed rootfs) as template ``meta.name``, trusting the CAs the host
         trusts locally now."""
@@ -171,18 +183,27 @@ class TemplateStorage:
             self.pool.delete_subvolume(scratch)
         write_json_atomic(tarball.with_name(tarball.name + ".json"), meta.to_json())
 
-    def export_ext4(self, name: str, image: Path) -> None:
-        """Write the template (with its saved /workspace, if any) into an ext4 image file."""
+    def export_ext4(self, name: str, image: Path, agent_runtime: Path | None = None) -> None:
+        """Write the template (with its saved /workspace, if any) into an ext4 image file. A template
+        without ``/usr/bin/python3`` (an image with no Python) gets ``agent_runtime`` at
+        ``/.shells-agent``, which a microvm's init runs the agent from."""
         self.require(name)
         image.parent.mkdir(parents=True, exist_ok=True)
         workspace = self.workspace(name)
-        if workspace is None:
+        python = self.rootfs(name) / "usr" / "bin" / "python3"
+        needs_runtime = agent_runtime is not None and not (python.exists() or python.is_symlink())
+        if workspace is None and not needs_runtime:
             make_ext4(self.rootfs(name), image)
             return
         merged = self.root / f".{name}.ext4-{os.urandom(6).hex()}"
         self.pool.snapshot(self.rootfs(name), merged, readonly=False)
         try:
-            copy_tree(workspace, merged / "workspace")
+            if workspace is not None:
+                copy_tree(workspace, merged / "workspace")
+            if needs_runtime and agent_runtime is not None:
+                shutil.rmtree(merged / VM_AGENT_DIR, ignore_errors=True)  # never the image's own
+                (merged / VM_AGENT_DIR).mkdir(mode=0o755)
+                copy_tree(agent_runtime, merged / VM_AGENT_DIR)
             make_ext4(merged, image)
         finally:
             self.pool.delete_subvolume(merged)

@@ -145,3 +145,25 @@ def mounts_below(path: str | os.PathLike[str]) -> list[str]:
     prefix = top.rstrip("/") + "/"
     hits = [mp for mp, *_ in mount_points() if mp == top or mp.startswith(prefix)]
     return sorted(set(hits), key=lambda p: p.count("/"), reverse=True)
+
+
+# openat2(2): resolve a path with the directory fd as "/" (symlinks included), never above it
+SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
+    """``openat2(dir_fd, path, {flags, 0, resolve})``: an fd, or OSError with the real errno."""
+    how = _OpenHow(flags, 0, resolve)
+    args = (ctypes.c_long(SYS_OPENAT2), ctypes.c_long(dir_fd), ctypes.c_char_p(os.fsencode(path)))
+    fd = int(syscall(*args, ctypes.byref(how), ctypes.c_long(ctypes.sizeof(how))))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"openat2 {path}: {os.strerror(err)}")
+    return fd

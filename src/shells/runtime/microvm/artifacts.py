@@ -88,9 +88,13 @@ mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 hostname shell
 ip link set lo up  # the guest's own loopback; what leaves eth0 is the shell's netns's business
-exec switch_root /newroot /usr/bin/python3 -E -s -c \
-  "import sys; sys.path.insert(0, '/.shells'); from guest.agent import main; sys.exit(main())" \
-  --serial "$port"
+agent="import sys; sys.path.insert(0, '/.shells'); from guest.agent import main; sys.exit(main())"
+if [ -x /newroot/.shells-agent/bin/python3 ]; then  # an image without Python: the host's runtime
+  for l in /newroot/.shells-agent/lib/ld-*.so*; do loader=${l#/newroot}; done
+  exec switch_root /newroot "$loader" --inhibit-cache --library-path /.shells-agent/lib \
+    /.shells-agent/bin/python3 -I -S -c "$agent" --serial "$port"
+fi
+exec switch_root /newroot /usr/bin/python3 -E -s -c "$agent" --serial "$port"
 """
 
 

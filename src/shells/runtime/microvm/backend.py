@@ -43,12 +43,12 @@ from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..backend import HostInventory, ShellSpec, read_tail
-from ..container.backend import DEFAULT_ENV, ContainerBackend
+from ..container.backend import ContainerBackend, with_default_env
 from ..faults import reached
 from . import console, qemu
 from .accel import probe_accel
 from .artifacts import Artifacts, ensure_artifacts
-from .images import Image, copy_file, grow_ext4, overlay, set_aside_unused, snapshot_names
+from .images import Image, copy_file, grow_ext4, overlay, set_aside_unused, set_root_owner, snapshot_names
 from .link import AgentLink, LinkedAgentClient, sync_fields
 from .qemu import Machine, Qmp, VmFiles
 from .ramsplit import Unsupported, split_ram
@@ -304,12 +304,23 @@ class MicrovmBackend:
         shape = f"{machine.vcpus}c{machine.memory_mib}m-{machine.accel}"
         booted = hashlib.sha256(repr(WARM_UP).encode()).hexdigest()[:4]  # what ran before the save
         key = f"{meta.content_hash[:16]}-{shape}-{machine.fingerprint(self.artifacts)}{booted}"
+        owner = self._workspace_owner(template)
+        if owner is not None:
+            key += f"-u{owner[0]}g{owner[1]}"
         image = Image(self.templates_dir / key)
         lock = self._template_locks.setdefault(key, asyncio.Lock())
         async with lock:
             if not image.complete:
                 await self._preboot(template, image, machine)
         return image
+
+    def _workspace_owner(self, template: str) -> tuple[int, int] | None:
+        """The owner of the template's saved /workspace when not root (an image's ``User``)."""
+        workspace = self.container.template_bits.workspace(template)
+        if workspace is None:
+            return None
+        st = workspace.stat()
+        return None if (st.st_uid, st.st_gid) == (0, 0) else (st.st_uid, st.st_gid)
 
     async def _preboot(self, template: str, image: Image, machine: Machine) -> None:
         staging = image.dir.with_name(f".{image.dir.name}.{os.getpid()}-{secrets.token_hex(3)}")
@@ -320,7 +331,19 @@ class MicrovmBackend:
             await self.container.export_ext4(template, staging / "root.ext4")
             await anyio.to_thread.run_sync(grow_ext4, staging / "root.ext4", ROOT_DISK_BYTES)
             await anyio.to_thread.run_sync(overlay, staging / "root.ext4", files.root, "raw", None)
-            await anyio.to_thread.run_sync(overlay, self.artifacts.blank_disk, files.workspace, "raw", None)
+            owner = self._workspace_owner(template)
+            if owner is None:
+                await anyio.to_thread.run_sync(
+                    overlay, self.artifacts.blank_disk, files.workspace, "raw", None
+                )
+            else:  # an image's user owns /workspace: a blank disk whose root is theirs, kept with the image
+                await anyio.to_thread.run_sync(
+                    copy_file, self.artifacts.blank_disk, staging / "workspace.ext4"
+                )
+                await anyio.to_thread.run_sync(set_root_owner, staging / "workspace.ext4", *owner)
+                await anyio.to_thread.run_sync(
+                    overlay, staging / "workspace.ext4", files.workspace, "raw", None
+                )
             link = await self._boot(files, machine, None)
             try:
                 for argv in WARM_UP:
@@ -887,14 +910,14 @@ class MicrovmBackend:
 
     async def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
         client = await self._client(host_id)
-        async with aclosing(client.exec(replace(spec, env={**DEFAULT_ENV, **spec.env}))) as events:
+        async with aclosing(client.exec(replace(spec, env=with_default_env(spec.env, spec.user)))) as events:
             async for event in events:
                 yield event
 
     @asynccontextmanager
     async def _terminal(self, host_id: str, spec: TerminalSpec) -> AsyncIterator[TerminalIO]:
         client = await self._client(host_id)
-        async with client.terminal(replace(spec, env={**DEFAULT_ENV, **spec.env})) as io:
+        async with client.terminal(replace(spec, env=with_default_env(spec.env, spec.user))) as io:
             yield io
 
     def terminal(self, host_id: str, spec: TerminalSpec) -> AbstractAsyncContextManager[TerminalIO]:

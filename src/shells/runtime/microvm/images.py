@@ -123,6 +123,19 @@ def copy_file(src: Path, dest: Path) -> None:
         raise RuntimeFailure(f"copying {src.name} failed: {proc.stderr.strip()[-1000:]}")
 
 
+def set_root_owner(image: Path, uid: int, gid: int) -> None:
+    """Make the root directory of the ext4 image file ``image`` belong to ``uid:gid``."""
+    for field, value in (("uid", uid), ("gid", gid)):
+        proc = subprocess.run(
+            ["debugfs", "-w", "-R", f"sif / {field} {value}", str(image)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeFailure(f"debugfs sif failed: {proc.stderr.strip()[-1000:]}")
+
+
 def grow_ext4(image: Path, size_bytes: int) -> None:
     """Grow an ext4 image file (sparsely) and its filesystem to ``size_bytes``."""
     if image.stat().st_size >= size_bytes:

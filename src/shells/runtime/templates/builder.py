@@ -73,17 +73,9 @@ class TemplateBuilder:
         steps = plan_steps(spec)
         total = self.step_count(spec) + extra_steps
         meta = derive_meta(name, kind, content_hash, spec, parent)
-        host_id = new_id(BUILD_SHELL_PREFIX)
         progress(BuildStepStarted(1, total, f"start a build shell from {parent.name}"))
-        shell = ShellSpec(
-            host_id=host_id,
-            template=parent.name,
-            shape=get_shape(BUILD_SHAPE),
-            network=NetworkPolicy(NetworkMode.INTERNET),
-            cache_dirs=BUILD_CACHE_DIRS,
-        )
+        host_id = await self.start_shell(parent.name)
         try:
-            await self.backend.create(shell)
             await self.backend.mkdir(host_id, meta.workdir)
             versions = dict(meta.versions)
             for index, step in enumerate(steps, start=2):
@@ -94,7 +86,7 @@ class TemplateBuilder:
                         exec_spec = ExecSpec(
                             argv=step.argv, env=meta.env, cwd=meta.workdir, timeout_s=STEP_TIMEOUT_S
                         )
-                        await self._run(host_id, exec_spec, where, progress)
+                        await self.run_step(host_id, exec_spec, where, progress)
                     case FilesStep():
                         for f in step.files:
                             await self.backend.mkdir(host_id, posixpath.dirname(f.path))
@@ -102,14 +94,39 @@ class TemplateBuilder:
                     case VersionsStep():
                         versions |= await self._versions(host_id, step.commands, meta, where)
             progress(BuildStepStarted(total - extra_steps, total, f"save the template {name}"))
-            seeded = bool(await self.backend.list_dir(host_id, "/workspace"))  # every shell gets a copy
-            captured = await self.backend.capture_template(
-                host_id, replace(meta, versions=versions), include_workspace=seeded
-            )
+            captured = await self.capture(host_id, replace(meta, versions=versions))
         finally:
             with anyio.CancelScope(shield=True):
                 await self.backend.destroy(host_id)
         return captured
+
+    async def start_shell(self, template: str) -> str:
+        """Create a build shell from ``template`` (outbound network, the shared apt caches); its id.
+        The caller destroys it, whatever happens."""
+        host_id = new_id(BUILD_SHELL_PREFIX)
+        shell = ShellSpec(
+            host_id=host_id,
+            template=template,
+            shape=get_shape(BUILD_SHAPE),
+            network=NetworkPolicy(NetworkMode.INTERNET),
+            cache_dirs=BUILD_CACHE_DIRS,
+        )
+        try:
+            await self.backend.create(shell)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.backend.destroy(host_id)
+            raise
+        return host_id
+
+    async def capture(
+        self, host_id: str, meta: TemplateMeta, *, keep_workspace: bool = False
+    ) -> TemplateMeta:
+        """Capture the build shell as template ``meta.name``, with its /workspace if the build put
+        anything there or ``keep_workspace`` (its parent had one: an image's, owned by its user);
+        every shell started from it gets a copy."""
+        seeded = keep_workspace or bool(await self.backend.list_dir(host_id, "/workspace"))
+        return await self.backend.capture_template(host_id, meta, include_workspace=seeded)
 
     async def _exec(
         self, host_id: str, spec: ExecSpec, on_output: Callable[[str, bytes], None]
@@ -122,9 +139,11 @@ class TemplateBuilder:
                 ended = event
         return ended
 
-    async def _run(
+    async def run_step(
         self, host_id: str, spec: ExecSpec, where: dict[str, object], progress: BuildProgress
     ) -> None:
+        """Run one step's command, passing its output on; TemplateBuildFailed (naming ``where``, the
+        step) if it fails or times out."""
         tail = ""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
@@ -139,8 +158,9 @@ class TemplateBuilder:
         if ended is None or ended.exit_code != 0:
             code = None if ended is None else ended.exit_code
             how = "timed out" if ended is not None and ended.timed_out else f"failed with exit code {code}"
+            line = f" at Dockerfile line {where['line']}" if "line" in where else ""
             raise TemplateBuildFailed(
-                f"Build step {where['index']}/{where['total']} ({where['name']}) {how}; "
+                f"Build step {where['index']}/{where['total']} ({where['name']}){line} {how}; "
                 "nothing was registered. Its output ends with:\n" + tail[-800:],
                 {"step": where, "exit_code": code, "output": tail},
             )

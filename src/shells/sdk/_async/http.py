@@ -124,11 +124,26 @@ class AsyncHTTP:
 
     @asynccontextmanager
     async def ndjson(
-        self, method: str, path: str, parsers: Mapping[str, Callable[[Json], T]], *, body: Json
+        self,
+        method: str,
+        path: str,
+        parsers: Mapping[str, Callable[[Json], T]],
+        *,
+        body: Json | None = None,
+        content: Content | None = None,
+        params: Params | None = None,
     ) -> AsyncIterator[AsyncIterator[T]]:
-        """Send one call whose answer is a stream of JSON lines and hand over each line parsed by
-        ``parsers[line["type"]]``; lines of a type this SDK does not know are skipped."""
-        async with self.stream(method, path, body=body, unbounded=True) as response:
+        """Send one call (a JSON ``body``, or raw ``content``) whose answer is a stream of JSON lines
+        and hand over each line parsed by ``parsers[line["type"]]``; lines of a type this SDK does not
+        know are skipped."""
+        options: Options = {"unbounded": True}
+        if content is not None:
+            options["content"] = content
+        elif body is not None:
+            options["body"] = body
+        if params is not None:
+            options["params"] = params
+        async with self.stream(method, path, **options) as response:
             yield _events(response, parsers)
 
 

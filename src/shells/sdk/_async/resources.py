@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from ...domain.errors import Unavailable
 from ..models import BuildDone, BuildEvent, Network, Secret, Snapshot, Template, from_wire
 from ..wire import BUILD_EVENTS, Json
-from .http import AsyncHTTP
+from .http import AsyncHTTP, Options
 
 
 class AsyncTemplates:
@@ -61,21 +61,101 @@ class AsyncTemplates:
             TemplateExists: the name is taken by a template with other content.
             TemplateBuildFailed: a step failed; its output is in the message.
         """
+        return await self._streamed("/v1/templates/build", _build_body(spec, builtin), on_event)
+
+    async def import_image(
+        self,
+        image: str,
+        name: str,
+        *,
+        credentials: tuple[str, str] | None = None,
+        on_event: Callable[[BuildEvent], object] | None = None,
+    ) -> Template:
+        """Import the OCI image ``image`` (``"registry.example.com/team/app:1.2"`` or ``…@sha256:…``)
+        from its registry as template ``name`` (``"app:1"``); ``credentials`` is ``(username,
+        password)`` for a private registry. ``on_event`` receives the steps and download progress.
+
+        Raises:
+            InvalidImageReference: ``image`` does not parse.
+            RegistryDenied: the registry refused the credentials (or needs some).
+            ImageNotFound: the registry has no such image.
+            ImageRejected: a layer is unsafe or does not match its digest, or no manifest fits.
+            TemplateExists: the name is taken.
+        """
+        body: Json = {"image": image, "name": name}
+        if credentials is not None:
+            body["credentials"] = {"username": credentials[0], "password": credentials[1]}
+        return await self._streamed("/v1/templates/import", body, on_event)
+
+    async def export(
+        self,
+        template: str,
+        image: str,
+        *,
+        credentials: tuple[str, str] | None = None,
+        on_event: Callable[[BuildEvent], object] | None = None,
+    ) -> Template:
+        """Push ``template`` to a registry as the OCI image ``image`` (``registry/repo:tag``), which
+        ``docker run`` or ``podman run`` can start. Returns the template; the pushed digest is in the
+        last step's name.
+
+        Raises:
+            RegistryDenied: the registry refused the credentials.
+            TemplateNotFound: there is no such template.
+        """
+        body: Json = {"template": template, "image": image}
+        if credentials is not None:
+            body["credentials"] = {"username": credentials[0], "password": credentials[1]}
+        return await self._streamed("/v1/templates/export", body, on_event)
+
+    async def build_dockerfile(
+        self,
+        name: str,
+        context: bytes,
+        *,
+        dockerfile: str = "Dockerfile",
+        on_event: Callable[[BuildEvent], object] | None = None,
+    ) -> Template:
+        """Build template ``name`` from a Dockerfile. ``context`` is the build context as a tar (plain
+        or gzip) holding the Dockerfile at ``dockerfile``; steps whose inputs did not change since an
+        earlier build are taken from the step cache.
+
+        Raises:
+            InvalidDockerfile: a line does not parse or is unsupported; the message names it.
+            TemplateBuildFailed: a step failed; the message names its line and has its output.
+            TemplateExists: the name is taken.
+        """
+        params = {"name": name, "dockerfile": dockerfile}
+        return await self._streamed(
+            "/v1/templates/dockerfile", None, on_event, content=context, params=params
+        )
+
+    async def _streamed(
+        self,
+        path: str,
+        body: Json | None,
+        on_event: Callable[[BuildEvent], object] | None,
+        *,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Template:
+        """POST a build-like request: one JSON answer, or its event stream passed to ``on_event``."""
         if on_event is None:
-            answer = await self._http.call(
-                "POST",
-                "/v1/templates/build",
-                params={"wait": "true"},
-                body=_build_body(spec, builtin),
-                unbounded=True,
-            )
+            options: Options = {"params": {**(params or {}), "wait": "true"}, "unbounded": True}
+            if content is not None:
+                options["content"] = content
+            elif body is not None:
+                options["body"] = body
+            answer = await self._http.call("POST", path, **options)
             return from_wire(Template, answer)
-        async with self.build_stream(spec, builtin=builtin) as events:
+        async with self._http.ndjson(
+            "POST", path, BUILD_EVENTS, body=body, content=content, params=params
+        ) as events:
             async for event in events:
                 on_event(event)
                 if isinstance(event, BuildDone):
                     return event.template
-        raise Unavailable("The build's event stream ended before it finished; the server may have restarted.")
+        raise Unavailable("The event stream ended before it finished; the server may have restarted.")
 
     @asynccontextmanager
     async def build_stream(
