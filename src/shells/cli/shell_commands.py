@@ -51,6 +51,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             env=key_values(args.env, "--env") or None,
             labels=key_values(args.label, "--label") or None,
             idle_timeout_s=args.idle_timeout,
+            auto_resume=args.auto_resume,
         )
     if args.json:
         print_json(shell.info)
@@ -227,6 +228,12 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--env", action="append", metavar="KEY=VALUE")
     s.add_argument("--label", action="append", metavar="KEY=VALUE")
     s.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS", help="pause when idle")
+    s.add_argument(
+        "--auto-resume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="resume when a request reaches an exposed port while paused (default: on where it can pause)",
+    )
     s.add_argument("--json", action="store_true", help="print the whole record")
     s.set_defaults(func=cmd_create)
 

@@ -57,6 +57,12 @@ def _opt_str(value: object, field_name: str) -> str | None:
     return value
 
 
+def _opt_bool(value: object, field_name: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidRequest(f"'{field_name}' must be true or false.", {"field": field_name})
+
+
 @dataclass(frozen=True)
 class CreateShellRequest:
     language: Language
@@ -71,6 +77,8 @@ class CreateShellRequest:
     networks: tuple[str, ...] = ()
     idle_timeout_s: int | None = None
     """None: the instance's default for classes that can pause; 0: never pause on idle."""
+    auto_resume: bool | None = None
+    """None: on for classes that can resume, off for the others."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -86,6 +94,7 @@ class CreateShellRequest:
             "env",
             "labels",
             "idle_timeout_s",
+            "auto_resume",
         }
         reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
@@ -123,6 +132,7 @@ class CreateShellRequest:
             labels=labels,
             networks=tuple(dict.fromkeys(networks)),
             idle_timeout_s=parse_idle_timeout(body.get("idle_timeout_s")),
+            auto_resume=_opt_bool(body.get("auto_resume"), "auto_resume"),
         )
 
 

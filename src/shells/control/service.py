@@ -49,6 +49,7 @@ class Control:
         self.templates = Templates(self.ctx)
         self.suspension = Suspension(self.ctx)
         self.network.on_port_use = self.suspension.touch
+        self.network.on_wake = self.suspension.wake
         self.terminals = Terminals(self.ctx, self.templates, self.suspension)
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)

@@ -1,7 +1,8 @@
 """Pause to zero, resume in place, and the idle monitor that pauses shells nobody is using.
 
-One place decides when a paused shell comes back: an explicit ``resume``, or any request that needs
-the shell's processes (exec, run, files, terminal), which waits for the resume and then runs. The
+One place decides when a paused shell comes back: an explicit ``resume``, any request that needs
+the shell's processes (exec, run, files, terminal), which waits for the resume and then runs, or a
+request to one of its exposed ports when the shell has ``auto_resume`` (``wake``). The
 idle monitor pauses a running shell of a class that can pause once no exec, terminal, file or port
 traffic has touched it for its ``idle_timeout_s``. Activity is kept in memory: after a server
 restart every shell starts a fresh idle period, which errs on the side of not pausing.
@@ -97,6 +98,26 @@ class Suspension:
                 if shell.state is ShellState.PAUSED:
                     shell = await self.resume(principal, shell, door, f"resumed for {why}")
         self.touch(shell.id)
+        return shell
+
+    async def wake(self, shell_id: str, why: str) -> ShellRecord | None:
+        """Resume a paused shell with ``auto_resume`` for a request that reached its port; the shell
+        as it is now, or None when it is gone. Concurrent callers queue on the shell's lock, so one
+        resume serves them all; a shell that cannot or may not wake is returned unchanged."""
+        shell = self.ctx.store.get_shell(shell_id)
+        if shell is not None and await self.ctx.restarts.wait(shell.id):
+            shell = self.ctx.store.get_shell(shell_id)
+        if shell is None or shell.state is not ShellState.PAUSED or not shell.auto_resume:
+            return shell
+        async with self.ctx.locks[shell.id]:
+            shell = self.ctx.store.get_shell(shell_id)
+            if (
+                shell is not None
+                and shell.state is ShellState.PAUSED
+                and shell.auto_resume
+                and self.can(shell, Capability.RESUME)
+            ):
+                shell = await self.resume(None, shell, "system", f"woken by {why}")
         return shell
 
     # the two transitions (the caller holds the shell's lock) -------------------------------------

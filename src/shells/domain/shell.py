@@ -33,6 +33,8 @@ class ShellRecord:
     pooled: bool = False
     idle_timeout_s: int | None = None
     """Seconds without exec, terminal or port traffic after which the shell pauses itself; None never."""
+    auto_resume: bool = False
+    """Whether a request to one of its exposed ports resumes it when it is paused (wake on request)."""
 
     def to_public(self) -> dict[str, Any]:
         """The wire form every door returns.
@@ -57,6 +59,7 @@ class ShellRecord:
             "env_names": sorted(self.env),
             "labels": dict(self.labels),
             "idle_timeout_s": self.idle_timeout_s,
+            "auto_resume": self.auto_resume,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

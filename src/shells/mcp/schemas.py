@@ -140,6 +140,7 @@ CREATE_INPUT = obj(
     idle_timeout_s=integer(
         "Seconds without activity before a shell that can pause pauses itself (0: never).", minimum=0
     ),
+    auto_resume=boolean("Resume the paused shell when a request reaches one of its exposed ports."),
 )
 SHELL_OUTPUT = obj(["shell"], closed=False, shell=SHELL)
 

@@ -83,6 +83,8 @@ class ShellInfo:
     labels: dict[str, str] = field(default_factory=dict)
     idle_timeout_s: int | None = None
     """Seconds without use after which the shell pauses itself; None never."""
+    auto_resume: bool = False
+    """A request to one of its exposed ports resumes it when it is paused (wake on request)."""
     runtime_details: dict[str, str] = field(default_factory=dict)
     """How the shell's isolation class runs on this host (e.g. a microVM's acceleration)."""
     created_at: datetime | None = None

@@ -47,6 +47,9 @@ class CreateOptions(TypedDict, total=False):
     """Free-form ``key: value`` tags; ``list(label="key=value")`` finds them."""
     idle_timeout_s: int | None
     """Pause the shell after this many seconds without activity (0: never; classes that can pause)."""
+    auto_resume: bool | None
+    """Resume the paused shell when a request reaches one of its exposed ports (default: on where the
+    class can pause)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:

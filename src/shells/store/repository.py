@@ -69,6 +69,7 @@ def _shell_from_row(row: ShellRow) -> ShellRecord:
         source_snapshot=row.source_snapshot,
         pooled=row.pooled,
         idle_timeout_s=row.idle_timeout_s,
+        auto_resume=row.auto_resume,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -81,7 +82,7 @@ def _copy_into_row(rec: ShellRecord, row: ShellRow) -> None:
     row.network, row.shape, row.region = rec.network.to_dict(), rec.shape, rec.region
     row.env, row.labels = dict(rec.env), dict(rec.labels)
     row.source_snapshot, row.pooled = rec.source_snapshot, rec.pooled
-    row.idle_timeout_s = rec.idle_timeout_s
+    row.idle_timeout_s, row.auto_resume = rec.idle_timeout_s, rec.auto_resume
     row.created_at, row.updated_at = rec.created_at, rec.updated_at
 
 

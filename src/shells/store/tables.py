@@ -52,6 +52,7 @@ class ShellRow(Base):
     source_snapshot: Mapped[str | None] = mapped_column(String(64), nullable=True)
     pooled: Mapped[bool] = mapped_column(default=False, index=True)
     idle_timeout_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    auto_resume: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

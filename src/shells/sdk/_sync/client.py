@@ -123,7 +123,8 @@ class Shells:
 
         ``language`` is ``bash`` (default), ``python``, ``node``, ``rust`` or ``go``; the options
         (``runtime``, ``network``, ``allow``, ``networks``, ``shape``, ``template``, ``snapshot``,
-        ``name``, ``env``, ``labels``, ``idle_timeout_s``) are described in ``CreateOptions``.
+        ``name``, ``env``, ``labels``, ``idle_timeout_s``, ``auto_resume``) are described in
+        ``CreateOptions``.
 
         Raises:
             InvalidRequest: an unknown language, runtime, shape or option; the message says which.
