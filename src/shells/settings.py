@@ -71,6 +71,9 @@ class Settings:
     """Every tenant's monthly free allowance unless set for the tenant (``SHELLS_FREE_TIER_USD``)."""
     budget_check_s: float = 10.0
     """How often budget caps are checked against the month's cost (``SHELLS_BUDGET_CHECK_S``)."""
+    webhook_first_retry_s: float = 5.0
+    """Seconds before a failed webhook delivery's first retry; each next wait doubles, up to an hour
+    (``SHELLS_WEBHOOK_FIRST_RETRY_S``)."""
     shutdown_grace_s: float = 10.0
     """On SIGTERM, how long open command streams may run on before they end with a final
     ``shutting_down`` event (``SHELLS_SHUTDOWN_GRACE_S``); new requests answer 503 meanwhile."""
@@ -140,6 +143,7 @@ class Settings:
             "rate_limit_per_s": "SHELLS_RATE_LIMIT_PER_S",
             "budget_check_s": "SHELLS_BUDGET_CHECK_S",
             "shutdown_grace_s": "SHELLS_SHUTDOWN_GRACE_S",
+            "webhook_first_retry_s": "SHELLS_WEBHOOK_FIRST_RETRY_S",
         }.items():
             if env.get(var):
                 try:

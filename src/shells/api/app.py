@@ -20,6 +20,7 @@ from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_run import router as run_router
 from .routes_templates import router as templates_router
+from .routes_webhooks import router as webhooks_router
 
 
 def create_app(control: Control) -> FastAPI:
@@ -52,5 +53,6 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(metering_router)
     app.include_router(routes_mcp.router)
     app.include_router(events_router)
+    app.include_router(webhooks_router)
     console.install(app)
     return app

@@ -18,6 +18,7 @@ from ..domain.pricing import money
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from ..domain.usage import Billing
+from ..domain.webhooks import BUDGET_CAUSE
 from .context import ControlContext
 from .metering import Metering
 from .periodic import Periodic
@@ -82,7 +83,7 @@ class Budgets:
             if shell is None or shell.state is not ShellState.RUNNING:
                 return None
             if self.suspension.can(shell, Capability.PAUSE):
-                return await self.suspension.pause(None, shell, "system", reason)
+                return await self.suspension.pause(None, shell, "system", reason, cause=BUDGET_CAUSE)
             await self.ctx.backend(shell.runtime).stop(shell.id)
             draft = self.ctx.draft(
                 None, shell, door="system", kind="state", action="budget", outcome="stopped", message=reason

@@ -13,6 +13,7 @@ from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
 from ..runtime.backend import Backend
+from ..runtime.host.local_addresses import local_addresses
 from ..runtime.network.dataplane import HostNetwork
 from ..settings import Settings
 from ..store.repository import Store
@@ -34,6 +35,7 @@ from .templates import Templates
 from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Control:
         self.metrics = ShellsCollector(self.ctx, self.metering)
         self.ctx.quotas.check_budget = self.budgets.check
         self.feed = Feed(self.ctx)
+        self.webhooks = Webhooks(self.ctx, lambda: [*local_addresses(), network.range.cidr])
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
@@ -76,9 +79,11 @@ class Control:
         self.pool.start()
         self.suspension.start()
         self.budgets.start()
+        self.webhooks.start()
         return report
 
     async def close(self) -> None:
+        await self.webhooks.stop()
         await self.budgets.stop()
         self.feed.close()
         await self.suspension.stop()

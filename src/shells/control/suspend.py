@@ -122,11 +122,12 @@ class Suspension:
 
     # the two transitions (the caller holds the shell's lock) -------------------------------------
     async def pause(
-        self, principal: Principal | None, shell: ShellRecord, door: str, reason: str
+        self, principal: Principal | None, shell: ShellRecord, door: str, reason: str, cause: str = ""
     ) -> ShellRecord:
+        """``cause`` names a system reason in the event's details (the budget cap's pause)."""
         await self.ctx.backend(shell.runtime).pause(shell.id)
         self._last_active.pop(shell.id, None)
-        return self._moved(principal, shell, door, Capability.PAUSE, ShellState.PAUSED, reason)
+        return self._moved(principal, shell, door, Capability.PAUSE, ShellState.PAUSED, reason, cause)
 
     async def resume(
         self, principal: Principal | None, shell: ShellRecord, door: str, reason: str
@@ -144,6 +145,7 @@ class Suspension:
         cap: Capability,
         target: ShellState,
         reason: str,
+        cause: str = "",
     ) -> ShellRecord:
         draft = self.ctx.draft(
             principal,
@@ -153,7 +155,7 @@ class Suspension:
             action=cap.value,
             outcome=target.value,
             message=reason,
-            details={"destructive": False},
+            details={"destructive": False, **({"cause": cause} if cause else {})},
         )
         state_reason = reason if target is ShellState.PAUSED else ""
         return self.ctx.store.change_state(shell.id, target, state_reason, draft)

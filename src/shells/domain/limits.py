@@ -27,3 +27,18 @@ MAX_API_INT = 2**63 - 1
 """Largest integer any query or body parameter may carry (what the store can hold)."""
 RESTART_WAIT_S = 120.0
 """How long a request to a shell whose restart runs waits for it before answering 409."""
+MAX_WEBHOOKS_PER_TENANT = 20
+"""Webhooks one tenant may register."""
+MAX_WEBHOOK_URL = 2048
+"""Longest webhook URL."""
+WEBHOOK_SECRET_CHARS = (16, 256)
+"""Shortest and longest signing secret a caller may choose."""
+MAX_DELIVERY_LOG = 500
+"""Finished deliveries kept per webhook (pending ones are all kept until they succeed or give up)."""
+WEBHOOK_RESOLVE_TIMEOUT_S = 5.0
+"""Longest wait for a webhook's host name to resolve."""
+WEBHOOK_CONNECT_TIMEOUT_S = 5.0
+WEBHOOK_TIMEOUT_S = 10.0
+"""Longest wait for each read of a receiver's answer; a slower receiver's attempt fails and is retried."""
+WEBHOOK_CONCURRENCY = 8
+"""Deliveries in flight at once (per server); a slow receiver holds at most these."""
