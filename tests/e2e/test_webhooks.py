@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,3 +225,28 @@ def test_bad_bodies_are_typed_400s_naming_the_field(api: httpx.Client, hook_serv
     error_of(api.get("/v1/webhooks/wh_nope/deliveries"), 404, "webhook_not_found")
     error_of(api.post("/v1/webhooks/wh_nope/test"), 404, "webhook_not_found")
     error_of(api.delete("/v1/webhooks/wh_nope"), 404, "webhook_not_found")
+
+
+def shells_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"SHELLS_BASE_URL": server.url, "SHELLS_API_TOKEN": server.token}
+    argv = [sys.executable, "-m", "shells.cli.main", *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_cli_adds_lists_tests_logs_and_removes(
+    hook_server: ServerProcess, receiver: WebhookReceiver
+) -> None:
+    added = shells_cli(hook_server, "webhook", "add", receiver.url, "--event", "created", "--secret", SECRET)
+    assert added.returncode == 0, added.stderr
+    hook_id = added.stdout.split()[0]
+    assert SECRET in added.stdout
+    listed = shells_cli(hook_server, "webhook", "ls")
+    assert hook_id in listed.stdout and SECRET not in listed.stdout
+    assert shells_cli(hook_server, "webhook", "test", hook_id).returncode == 0
+    wait_for(lambda: any(verified(r)["type"] == "test" for r in receiver.bodies()))
+    wait_for(lambda: "delivered" in shells_cli(hook_server, "webhook", "log", hook_id).stdout)
+    assert shells_cli(hook_server, "webhook", "rm", hook_id).returncode == 0
+    gone = shells_cli(hook_server, "webhook", "log", hook_id)
+    assert gone.returncode != 0 and "webhook_not_found" in gone.stderr
+    refused = shells_cli(hook_server, "webhook", "add", "http://169.254.169.254/")
+    assert refused.returncode != 0 and "metadata" in refused.stderr

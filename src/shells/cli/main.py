@@ -16,6 +16,7 @@ from . import (
     template_commands,
     term,
     usage_commands,
+    webhook_commands,
 )
 
 EXIT_ERROR = 2
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         term,
         mcp_command,
         usage_commands,
+        webhook_commands,
     ):
         module.register(sub)
     return parser

@@ -51,6 +51,7 @@ from ..domain.errors import (
     TokenNotFound,
     Unauthenticated,
     Unavailable,
+    WebhookNotFound,
 )
 from ._async.client import AsyncShells
 from ._async.commands import AsyncCommands
@@ -58,12 +59,14 @@ from ._async.files import AsyncFiles
 from ._async.resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates
 from ._async.shell import AsyncPorts, AsyncShell
 from ._async.tenancy import AsyncGrants, AsyncPrincipals, AsyncTenants, AsyncTerminals, AsyncTokens
+from ._async.webhooks import AsyncWebhooks
 from ._sync.client import Shells
 from ._sync.commands import Commands
 from ._sync.files import Files
 from ._sync.resources import Networks, Snapshots, Templates
 from ._sync.shell import Ports, Shell
 from ._sync.tenancy import Grants, Principals, Tenants, Terminals, Tokens
+from ._sync.webhooks import Webhooks
 from .models import (
     BillingTerms,
     BlockedConnection,
@@ -98,6 +101,8 @@ from .models import (
     Token,
     UsageLine,
     UsageReport,
+    Webhook,
+    WebhookDelivery,
 )
 from .retry import RetryPolicy
 from .wire import CreateOptions
@@ -119,6 +124,7 @@ __all__ = [
     "AsyncTenants",
     "AsyncTerminals",
     "AsyncTokens",
+    "AsyncWebhooks",
     "AuthError",
     "BillingTerms",
     "BlockedConnection",
@@ -168,6 +174,7 @@ __all__ = [
     "PermissionDenied",
     "Port",
     "PortNotExposed",
+    "WebhookNotFound",
     "Ports",
     "PrincipalInfo",
     "Pricing",
@@ -210,4 +217,7 @@ __all__ = [
     "Unavailable",
     "UsageLine",
     "UsageReport",
+    "Webhook",
+    "WebhookDelivery",
+    "Webhooks",
 ]

@@ -514,3 +514,38 @@ __all__ = [
     "TermCredentialInfo",
     "Token",
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Webhook:
+    """A URL called back on the tenant's shells' lifecycle events (docs/webhooks.md); ``secret`` is
+    set only in the answer of ``create``."""
+
+    id: str
+    url: str
+    events: list[str] = field(default_factory=list)
+    secret: str | None = None
+    created_at: datetime | None = None
+    created_by: str = ""
+
+    def __repr__(self) -> str:
+        return _masked(self, "secret")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookDelivery:
+    """One delivery of the log: ``state`` is ``pending`` (tried again at ``next_at``), ``delivered``
+    or ``failed`` (given up after a day)."""
+
+    id: int
+    webhook_id: str
+    event: str
+    state: str
+    attempts: int = 0
+    shell_id: str | None = None
+    event_id: int | None = None
+    created_at: datetime | None = None
+    next_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from .http import AsyncHTTP
 from .resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates
 from .shell import AsyncShell
 from .tenancy import AsyncPrincipals, AsyncTenants, AsyncTokens
+from .webhooks import AsyncWebhooks
 
 
 class AsyncShells:
@@ -56,6 +57,7 @@ class AsyncShells:
         self.tenants = AsyncTenants(self._http)
         self.tokens = AsyncTokens(self._http)
         self.principals = AsyncPrincipals(self._http)
+        self.webhooks = AsyncWebhooks(self._http)
 
     @property
     def base_url(self) -> str:

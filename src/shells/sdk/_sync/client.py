@@ -18,6 +18,7 @@ from .http import HTTP
 from .resources import Networks, Snapshots, Templates
 from .shell import Shell
 from .tenancy import Principals, Tenants, Tokens
+from .webhooks import Webhooks
 
 
 class Shells:
@@ -57,6 +58,7 @@ class Shells:
         self.tenants = Tenants(self._http)
         self.tokens = Tokens(self._http)
         self.principals = Principals(self._http)
+        self.webhooks = Webhooks(self._http)
 
     @property
     def base_url(self) -> str:
