@@ -71,6 +71,9 @@ class Settings:
     """Every tenant's monthly free allowance unless set for the tenant (``SHELLS_FREE_TIER_USD``)."""
     budget_check_s: float = 10.0
     """How often budget caps are checked against the month's cost (``SHELLS_BUDGET_CHECK_S``)."""
+    metrics_sample_s: float = 5.0
+    """How often every shell's CPU, memory and disk are sampled (``SHELLS_METRICS_SAMPLE_S``); each
+    shell keeps its newest 8640 samples."""
     webhook_first_retry_s: float = 5.0
     """Seconds before a failed webhook delivery's first retry; each next wait doubles, up to an hour
     (``SHELLS_WEBHOOK_FIRST_RETRY_S``)."""
@@ -144,6 +147,7 @@ class Settings:
             "budget_check_s": "SHELLS_BUDGET_CHECK_S",
             "shutdown_grace_s": "SHELLS_SHUTDOWN_GRACE_S",
             "webhook_first_retry_s": "SHELLS_WEBHOOK_FIRST_RETRY_S",
+            "metrics_sample_s": "SHELLS_METRICS_SAMPLE_S",
         }.items():
             if env.get(var):
                 try:

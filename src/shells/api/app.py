@@ -19,6 +19,7 @@ from .routes_events import router as events_router
 from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_run import router as run_router
+from .routes_samples import router as samples_router
 from .routes_templates import router as templates_router
 from .routes_webhooks import router as webhooks_router
 
@@ -54,5 +55,6 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(routes_mcp.router)
     app.include_router(events_router)
     app.include_router(webhooks_router)
+    app.include_router(samples_router)
     console.install(app)
     return app

@@ -15,6 +15,7 @@ from . import (
     shell_commands,
     template_commands,
     term,
+    top_command,
     usage_commands,
     webhook_commands,
 )
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         mcp_command,
         usage_commands,
         webhook_commands,
+        top_command,
     ):
         module.register(sub)
     return parser

@@ -30,6 +30,7 @@ from .networking import Networking
 from .pool import WarmPool
 from .reconcile import ReconcileReport, reconcile
 from .run_code import RunCode
+from .samples import ShellSamples
 from .suspend import Suspension
 from .templates import Templates
 from .tenancy import Tenancy
@@ -64,6 +65,7 @@ class Control:
         self.metrics = ShellsCollector(self.ctx, self.metering)
         self.ctx.quotas.check_budget = self.budgets.check
         self.feed = Feed(self.ctx)
+        self.samples = ShellSamples(self.ctx)
         self.webhooks = Webhooks(self.ctx, lambda: [*local_addresses(), network.range.cidr])
 
     async def start(self) -> ReconcileReport:
@@ -80,9 +82,11 @@ class Control:
         self.suspension.start()
         self.budgets.start()
         self.webhooks.start()
+        self.samples.start()
         return report
 
     async def close(self) -> None:
+        await self.samples.stop()
         await self.webhooks.stop()
         await self.budgets.stop()
         self.feed.close()

@@ -42,3 +42,7 @@ WEBHOOK_TIMEOUT_S = 10.0
 """Longest wait for each read of a receiver's answer; a slower receiver's attempt fails and is retried."""
 WEBHOOK_CONCURRENCY = 8
 """Deliveries in flight at once (per server); a slow receiver holds at most these."""
+MAX_SAMPLES_PER_SHELL = 8640
+"""Samples kept per shell, newest last: 12 h at the default 5 s (``SHELLS_METRICS_SAMPLE_S``; ~150
+bytes each in memory);
+older ones drop off the ring. The ring lives as long as the shell (a restart starts it again)."""

@@ -549,3 +549,15 @@ class WebhookDelivery:
     last_status: int | None = None
     last_error: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricSample:
+    """One sample of a shell's resources, read on the host: ``at`` in Unix seconds, ``cpu_percent``
+    of one core since the previous sample (None while paused or for the first one), memory and disk
+    in bytes (None where they do not apply)."""
+
+    at: float
+    cpu_percent: float | None = None
+    memory_bytes: int | None = None
+    disk_bytes: int | None = None
