@@ -7,6 +7,7 @@ import { CredentialsDialog } from "./credentials.js";
 import { DangerZone } from "./danger.js";
 import { Badge } from "./fleet.js";
 import { clock, errorText, eventLine } from "./format.js";
+import { ShellMetrics } from "./sheetmetrics.js";
 import { ShellUsage } from "./sheetusage.js";
 import { ShellTerminal } from "./terminal.js";
 
@@ -137,6 +138,7 @@ export function DetailSheet({ api, info, shell, subscribe, onClose, announce }) 
       <div class="usage-slot" data-slot="usage" id="usage-slot">
         <${ShellUsage} api=${api} shell=${shell} />
       </div>
+      <${ShellMetrics} api=${api} shell=${shell} />
     </section>
     <${Network} api=${api} shell=${shell} version=${lines.length} />
     <section aria-labelledby="actions-title">
