@@ -22,14 +22,7 @@ from pathlib import Path
 
 import httpx
 from tests.e2e.harness import ServerProcess
-
-PORT = 8000
-SERVE = (
-    "mkdir -p /srv && echo hi > /srv/index.html && "
-    f"setsid python3 -m http.server {PORT} --bind 0.0.0.0 --directory /srv >/dev/null 2>&1 < /dev/null & "
-    'for i in $(seq 100); do python3 -c "import urllib.request as u; '
-    f"u.urlopen('http://127.0.0.1:{PORT}/')\" 2>/dev/null && break; sleep 0.2; done"
-)
+from tests.e2e.test_wake import PORT, SERVE
 
 
 def first_byte(web: httpx.Client, host: str) -> float:

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import Shells
 
 from .harness import ServerProcess, leak_checked_server
-from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker
+from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker, wait_for
 from .test_mcp import connect, ok
 
 MISSING = MicrovmBackend.available()
@@ -64,13 +64,6 @@ def samples(api: httpx.Client, shell_id: str, **params: Any) -> list[dict[str, A
     r = api.get(f"/v1/shells/{shell_id}/metrics", params=params)
     assert r.status_code == 200, r.text
     return list(r.json()["samples"])
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert check()
 
 
 def peak(found: list[dict[str, Any]], key: str) -> float:

@@ -6,7 +6,6 @@ Its own server without a warm pool, so the VMs have the two shared cores to them
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from shells.runtime.microvm.backend import MicrovmBackend
 
 from .harness import ServerProcess, leak_checked_server
-from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker
+from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker, wait_for
 
 MISSING = MicrovmBackend.available()
 PORT = 8000
@@ -61,11 +60,8 @@ def state_of(api: httpx.Client, shell_id: str) -> str:
     return str(api.get(f"/v1/shells/{shell_id}").json()["state"])
 
 
-def wait_state(api: httpx.Client, shell_id: str, want: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while state_of(api, shell_id) != want and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert state_of(api, shell_id) == want
+def wait_state(api: httpx.Client, shell_id: str, want: str) -> None:
+    wait_for(lambda: state_of(api, shell_id) == want, every_s=0.5)
 
 
 def get_page(server: ServerProcess, shell_id: str) -> httpx.Response:

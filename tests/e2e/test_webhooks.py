@@ -25,7 +25,7 @@ from tests.support.fake_internet import FakeInternet
 from tests.support.webhook_receiver import Received, WebhookReceiver
 
 from .harness import ServerProcess, leak_checked_server
-from .rest import ShellMaker, error_of, rest_client, shell_maker
+from .rest import ShellMaker, error_of, rest_client, shell_maker, wait_for
 
 SECRET = "a-test-secret-of-enough-length"
 RECEIVER = "198.51.100.11"
@@ -88,13 +88,6 @@ def verified(item: Received) -> dict[str, Any]:
 
 def types_for(receiver: WebhookReceiver, shell_id: str) -> list[str]:
     return [verified(r)["type"] for r in receiver.bodies() if verified(r)["shell_id"] == shell_id]
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert check()
 
 
 LIFECYCLE = ["created", "running", "stopped", "running", "deleted"]

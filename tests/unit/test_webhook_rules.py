@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shells.domain.shell import EventRecord
-from shells.domain.webhooks import forbidden_address, gives_up, retry_delay_s, sign, webhook_event
+from shells.domain.webhooks import forbidden_address, gives_up, retry_delay_s, sign, webhook_events
 from shells.runtime.host.local_addresses import local_addresses
 
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
@@ -26,6 +26,7 @@ def event(kind: str, action: str, outcome: str = "ok", door: str = "rest", **det
     ("rec", "name"),
     [
         (event("create", "create"), "created"),
+        (event("create", "create", warm=True), "created running"),
         (event("create", "fork"), "created"),
         (event("state", "create", "running"), "running"),
         (event("action", "start", "running"), "running"),
@@ -43,7 +44,7 @@ def event(kind: str, action: str, outcome: str = "ok", door: str = "rest", **det
     ],
 )
 def test_audit_events_map_to_webhook_events(rec: EventRecord, name: str | None) -> None:
-    assert webhook_event(rec) == name
+    assert webhook_events(rec) == (tuple(name.split()) if name else ())
 
 
 def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:

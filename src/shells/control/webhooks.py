@@ -48,7 +48,7 @@ from ..domain.webhooks import (
     gives_up,
     retry_delay_s,
     sign,
-    webhook_event,
+    webhook_events,
 )
 from ..store.webhooks import NewDelivery, WebhookStore
 from .auth import require
@@ -191,9 +191,9 @@ class Webhooks:
                 if event.at > settled:
                     break
                 cursor = event.id
-                name = webhook_event(event)
-                if name is not None and name in hook.events:
-                    items.append(NewDelivery(name, self._payload(name, event), event.shell_id, event.id))
+                for name in webhook_events(event):
+                    if name in hook.events:
+                        items.append(NewDelivery(name, self._payload(name, event), event.shell_id, event.id))
             if cursor != cursors.get(hook.id, 0):
                 self.records.enqueue(hook.id, cursor, items, now)
                 queued += len(items)

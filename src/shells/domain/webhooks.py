@@ -48,22 +48,23 @@ BUDGET_CAUSE = "budget"
 _STATE_EVENTS = {"running", "paused", "stopped", "lost", "failed"}
 
 
-def webhook_event(event: EventRecord) -> str | None:
-    """The webhook event an audit event is, or None for those no webhook hears (exec, files, the
-    warm pool's own shells, reads)."""
+def webhook_events(event: EventRecord) -> tuple[str, ...]:
+    """The webhook events an audit event is, in order: none for those no webhook hears (exec,
+    files, the warm pool's own shells, reads); two for a shell taken from the warm pool, which is
+    created already running (no separate state change is recorded)."""
     if event.shell_id is None or event.door == "pool":
-        return None
+        return ()
     if event.kind == "create":
-        return "created"
+        return ("created", "running") if event.details.get("warm") else ("created",)
     if event.kind == "delete":
-        return "deleted"
+        return ("deleted",)
     if event.kind not in ("state", "action") or event.outcome not in _STATE_EVENTS:
-        return None
+        return ()
     if event.action == "budget" or event.details.get("cause") == BUDGET_CAUSE:
-        return "budget_reached"
+        return ("budget_reached",)
     if event.outcome == "running" and event.action == "resume":
-        return "resumed"
-    return event.outcome
+        return ("resumed",)
+    return (event.outcome,)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
