@@ -138,3 +138,19 @@ def test_a_microvm_is_sampled_through_its_qemu_and_keeps_its_disk_while_paused(
     asleep = samples(api, sid, start=paused_at + 0.5)
     assert all(s["cpu_percent"] is None and s["memory_bytes"] is None for s in asleep)
     assert all(s["disk_bytes"] and s["disk_bytes"] > 0 for s in asleep)
+
+
+def test_samples_outlive_a_server_restart_and_go_with_their_shell(
+    api: httpx.Client, make: ShellMaker, metrics_server: ServerProcess
+) -> None:
+    sid = make(language="bash")["id"]
+    wait_for(lambda: len(samples(api, sid)) >= 3)
+    before = samples(api, sid)
+    metrics_server.stop()
+    metrics_server.start()
+    after = samples(api, sid)
+    assert after[: len(before)] == before
+    stored = metrics_server.data_dir / "metrics" / f"{sid}.samples"
+    assert stored.exists()
+    assert api.delete(f"/v1/shells/{sid}").status_code == 204
+    wait_for(lambda: not stored.exists(), timeout_s=15)

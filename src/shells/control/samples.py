@@ -3,12 +3,17 @@ bounded ring per shell (``domain.samples``), and read back by a time range.
 
 The readings come from the host (cgroups, the QEMU process, quota groups, disk files) through
 ``Backend.usage``, never from the agent inside the shell, so a shell cannot make its numbers up. The
-rings are in memory: they live as long as the shell, and a server restart starts them again.
+rings are in memory, written to ``data_dir/metrics`` every few minutes and when the server stops,
+and read back at start-up: they live as long as the shell, across restarts (a crash loses at most
+the minutes since the last write).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from pathlib import Path
 
 import anyio
 
@@ -21,8 +26,12 @@ from .auth import authorize
 from .context import ControlContext
 from .periodic import Periodic
 
+log = logging.getLogger(__name__)
+
 SAMPLED = (ShellState.RUNNING, ShellState.PAUSED)
 """States worth a reading: a stopped shell's numbers do not move."""
+SAVE_EVERY_S = 300.0
+"""How often the rings are written to disk besides at shutdown."""
 
 
 class ShellSamples:
@@ -31,12 +40,44 @@ class ShellSamples:
         self.interval_s = ctx.settings.metrics_sample_s
         self._rings: dict[str, SampleRing] = {}
         self._sampler = Periodic("the metrics sampler", self.interval_s, self.sample)
+        self._dir = ctx.settings.data_dir / "metrics"
+        self._saved_at = time.monotonic()
 
     def start(self) -> None:
+        self._load()
         self._sampler.start()
 
     async def stop(self) -> None:
         await self._sampler.stop()
+        self._save()
+
+    def _file(self, shell_id: str) -> Path:
+        return self._dir / f"{shell_id}.samples"
+
+    def _load(self) -> None:
+        """Read back the rings of shells that still exist; forget the files of the others."""
+        if not self._dir.is_dir():
+            return
+        for path in self._dir.glob("*.samples"):
+            if self._deleted(path.stem):
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                self._rings[path.stem] = SampleRing.from_bytes(path.read_bytes())
+            except OSError as exc:
+                log.warning("could not read the samples of %s: %s", path.stem, exc)
+
+    def _save(self) -> None:
+        """Write every ring (each file replaced whole by a rename); a failure costs only history."""
+        self._saved_at = time.monotonic()
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            for shell_id, ring in list(self._rings.items()):
+                tmp = self._file(shell_id).with_suffix(".tmp")
+                tmp.write_bytes(ring.to_bytes())
+                tmp.replace(self._file(shell_id))
+        except OSError as exc:
+            log.warning("could not write the metrics samples: %s", exc)
 
     async def sample(self) -> int:
         """Read every running or paused shell once; rings of shells that are gone are dropped.
@@ -46,8 +87,12 @@ class ShellSamples:
         live = {s.id for s in shells}
         for gone in [k for k in self._rings if k not in live and self._deleted(k)]:
             del self._rings[gone]
+            with contextlib.suppress(OSError):
+                self._file(gone).unlink(missing_ok=True)
         for shell_id, at, usage in readings:
             self._rings.setdefault(shell_id, SampleRing()).add(at, usage)
+        if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            await anyio.to_thread.run_sync(self._save)
         return len(readings)
 
     def _read(self, shells: list[ShellRecord]) -> list[tuple[str, float, ResourceUsage]]:

@@ -45,4 +45,5 @@ WEBHOOK_CONCURRENCY = 8
 MAX_SAMPLES_PER_SHELL = 8640
 """Samples kept per shell, newest last: 12 h at the default 5 s (``SHELLS_METRICS_SAMPLE_S``; ~150
 bytes each in memory);
-older ones drop off the ring. The ring lives as long as the shell (a restart starts it again)."""
+older ones drop off the ring. The ring lives as long as the shell, across restarts (at most
+8640 * 32 bytes on disk per shell, ``data_dir/metrics``)."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -60,3 +62,37 @@ class SampleRing:
 
     def between(self, start: float | None, end: float | None) -> list[Sample]:
         return [s for s in self.samples if (start is None or s.at >= start) and (end is None or s.at <= end)]
+
+    def to_bytes(self) -> bytes:
+        """The samples as packed doubles (at, cpu, memory, disk; NaN for None), to outlive a restart."""
+        flat = array("d")
+        for x in self.samples:
+            flat.extend(
+                [
+                    x.at,
+                    *(
+                        math.nan if v is None else float(v)
+                        for v in (x.cpu_percent, x.memory_bytes, x.disk_bytes)
+                    ),
+                ]
+            )
+        return flat.tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, size: int = MAX_SAMPLES_PER_SHELL) -> SampleRing:
+        """The ring ``to_bytes`` wrote; trailing bytes that do not make a whole sample are ignored."""
+        flat = array("d")
+        flat.frombytes(data[: len(data) - len(data) % (4 * flat.itemsize)])
+        ring = cls(size)
+        for i in range(0, len(flat), 4):
+            at, cpu, memory, disk = flat[i : i + 4]
+            ring.samples.append(Sample(at, _opt(cpu), _opt_int(memory), _opt_int(disk)))
+        return ring
+
+
+def _opt(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _opt_int(value: float) -> int | None:
+    return None if math.isnan(value) else int(value)
