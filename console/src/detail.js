@@ -138,7 +138,6 @@ export function DetailSheet({ api, info, shell, subscribe, onClose, announce }) 
       <div class="usage-slot" data-slot="usage" id="usage-slot">
         <${ShellUsage} api=${api} shell=${shell} />
       </div>
-      <${ShellMetrics} api=${api} shell=${shell} />
     </section>
     <${Network} api=${api} shell=${shell} version=${lines.length} />
     <section aria-labelledby="actions-title">
@@ -164,6 +163,10 @@ export function DetailSheet({ api, info, shell, subscribe, onClose, announce }) 
           Credentials…
         </button>
       </div>
+    </section>
+    <section aria-labelledby="metrics-title">
+      <h3 id="metrics-title">Metrics <span class="hint">last 10 minutes, read on the host</span></h3>
+      <${ShellMetrics} api=${api} shell=${shell} />
     </section>
     <${Activity} lines=${lines} />
     ${terminal && html`<${ShellTerminal} api=${api} shell=${shell} log=${push} onClose=${() => setTerminal(false)} />`}

@@ -282,7 +282,6 @@ ${c.join(`
       <div class="usage-slot" data-slot="usage" id="usage-slot">
         <${fn} api=${e} shell=${i} />
       </div>
-      <${_n} api=${e} shell=${i} />
     </section>
     <${Yd} api=${e} shell=${i} version=${o.length} />
     <section aria-labelledby="actions-title">
@@ -305,6 +304,10 @@ ${c.join(`
           Credentials…
         </button>
       </div>
+    </section>
+    <section aria-labelledby="metrics-title">
+      <h3 id="metrics-title">Metrics <span class="hint">last 10 minutes, read on the host</span></h3>
+      <${_n} api=${e} shell=${i} />
     </section>
     <${an} lines=${o} />
     ${h&&g`<${ba} api=${e} shell=${i} log=${a} onClose=${()=>l(!1)} />`}
