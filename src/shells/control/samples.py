@@ -99,8 +99,11 @@ class ShellSamples:
         out = []
         for shell in shells:
             backend = self.ctx.backends.get(shell.runtime)
-            if backend is not None:
-                out.append((shell.id, time.time(), backend.usage(shell.id)))
+            try:
+                if backend is not None:
+                    out.append((shell.id, time.time(), backend.usage(shell.id)))
+            except Exception:  # one shell mid-transition must not cost every other shell its sample
+                log.debug("reading the usage of %s failed", shell.id, exc_info=True)
         return out
 
     def _deleted(self, shell_id: str) -> bool:
