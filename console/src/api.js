@@ -107,6 +107,10 @@ export class Api {
   network(id) {
     return this.get(`/v1/shells/${encodeURIComponent(id)}/network`);
   }
+  /** GET /v1/shells/{id}/metrics from `start` (Unix seconds): CPU, memory and disk samples. */
+  metrics(id, start) {
+    return this.get(`/v1/shells/${encodeURIComponent(id)}/metrics?start=${start.toFixed(3)}`);
+  }
   /** GET /v1/usage: `params` are from, to, group_by (shell, class, day, principal). */
   usage(params = {}) {
     return this.get(`/v1/usage?${new URLSearchParams(params)}`);

@@ -7,6 +7,7 @@ import { CredentialsDialog } from "./credentials.js";
 import { DangerZone } from "./danger.js";
 import { Badge } from "./fleet.js";
 import { clock, errorText, eventLine } from "./format.js";
+import { ShellMetrics } from "./sheetmetrics.js";
 import { ShellUsage } from "./sheetusage.js";
 import { ShellTerminal } from "./terminal.js";
 
@@ -162,6 +163,10 @@ export function DetailSheet({ api, info, shell, subscribe, onClose, announce }) 
           Credentials…
         </button>
       </div>
+    </section>
+    <section aria-labelledby="metrics-title">
+      <h3 id="metrics-title">Metrics <span class="hint">last 10 minutes, read on the host</span></h3>
+      <${ShellMetrics} api=${api} shell=${shell} />
     </section>
     <${Activity} lines=${lines} />
     ${terminal && html`<${ShellTerminal} api=${api} shell=${shell} log=${push} onClose=${() => setTerminal(false)} />`}

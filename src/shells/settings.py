@@ -79,6 +79,12 @@ class Settings:
     """Every tenant's monthly free allowance unless set for the tenant (``SHELLS_FREE_TIER_USD``)."""
     budget_check_s: float = 10.0
     """How often budget caps are checked against the month's cost (``SHELLS_BUDGET_CHECK_S``)."""
+    metrics_sample_s: float = 5.0
+    """How often every shell's CPU, memory and disk are sampled (``SHELLS_METRICS_SAMPLE_S``); each
+    shell keeps its newest 8640 samples."""
+    webhook_first_retry_s: float = 5.0
+    """Seconds before a failed webhook delivery's first retry; each next wait doubles, up to an hour
+    (``SHELLS_WEBHOOK_FIRST_RETRY_S``)."""
     shutdown_grace_s: float = 10.0
     """On SIGTERM, how long open command streams may run on before they end with a final
     ``shutting_down`` event (``SHELLS_SHUTDOWN_GRACE_S``); new requests answer 503 meanwhile."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,3 +64,11 @@ def shell_maker(api: httpx.Client) -> Iterator[ShellMaker]:
     finally:
         for shell_id in made:
             api.delete(f"/v1/shells/{shell_id}")
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float = 60, every_s: float = 0.25) -> None:
+    """Poll ``check`` until it holds, then assert it (so a timeout fails with the check's own line)."""
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:
+        time.sleep(every_s)
+    assert check()

@@ -36,6 +36,7 @@ TOOLS = {
     "shells_runtimes", "shells_list", "shells_create", "shells_delete", "shells_action", "shells_term",
     "shells_exec", "shells_run_code", "shells_files_read", "shells_files_write", "shells_files_list",
     "shells_secrets_list",
+    "shells_metrics",
 }  # fmt: skip
 
 
@@ -99,7 +100,13 @@ async def test_the_tools_are_listed_with_schemas_and_honest_annotations(
         name: (t.annotations.read_only_hint, t.annotations.destructive_hint)  # type: ignore[union-attr]
         for name, t in listed.items()
     }
-    for read_only in ("shells_runtimes", "shells_list", "shells_files_read", "shells_files_list"):
+    for read_only in (
+        "shells_runtimes",
+        "shells_list",
+        "shells_files_read",
+        "shells_files_list",
+        "shells_metrics",
+    ):
         assert hints[read_only] == (True, False)
     assert hints["shells_create"] == hints["shells_term"] == (False, False)
     for destructive in ("shells_delete", "shells_action", "shells_exec", "shells_files_write"):

@@ -45,6 +45,7 @@ from shells.domain.isolation import PRESET_TEMPLATES, Runtime
 from shells.domain.network import AllowRule, BlockedAttempt, NetworkMode, NetworkPolicy, PrivateNetwork
 from shells.domain.paths import WORKSPACE
 from shells.domain.runtimes import RuntimeOffer
+from shells.domain.samples import ResourceUsage
 from shells.domain.templates import BuildOutput, BuildProgress, BuildStepStarted, TemplateMeta
 from shells.domain.terminal import TerminalIO, TerminalSpec
 from shells.runtime.backend import HostInventory, ShellSpec, marked_inventory, read_tail
@@ -196,6 +197,10 @@ class FakeNode:
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         shutil.rmtree(self._snapshot(snapshot_id), ignore_errors=True)
+
+    def usage(self, host_id: str) -> ResourceUsage:
+        """Nothing is measured on a fake node."""
+        return ResourceUsage(None, None, None)
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         return read_tail(self.shell_dir(host_id) / "log", max_bytes)

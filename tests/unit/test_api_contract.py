@@ -29,9 +29,11 @@ from shells.api import (
     routes_network,
     routes_processes,
     routes_run,
+    routes_samples,
     routes_secrets,
     routes_templates,
     routes_ttl,
+    routes_webhooks,
     terminal_ws,
 )
 from shells.api.contract import body_model
@@ -42,7 +44,7 @@ from tests.support.contract import DeclaredStatuses
 
 ROUTERS: tuple[ModuleType, ...] = (routes, routes_admin, routes_events, routes_metering, routes_mcp)
 ROUTERS += (routes_network, routes_processes, routes_run, routes_secrets, routes_templates, routes_ttl)
-ROUTERS += (routes_images, terminal_ws)
+ROUTERS += (routes_images, routes_samples, routes_webhooks, terminal_ws)
 NO_BODY = {"/api/agent/invoke", "/v1/shells/{shell_id}/files"}
 """Operations whose body is not JSON: MCP's JSON-RPC (its own SDK reads it) and a file's bytes."""
 

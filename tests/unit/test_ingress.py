@@ -14,13 +14,14 @@ import json
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from shells.domain.errors import BudgetExceeded, InvalidState, RuntimeFailure
 from shells.runtime.network.httphead import MalformedHead, parse_request_head
 from shells.runtime.network.ingress import (
     HEAD_LIMIT,
@@ -444,3 +445,69 @@ def test_tokens_are_random_and_checked_against_their_hash_only() -> None:
     assert token_matches(token, token_hash)
     assert not token_matches(other, token_hash)
     assert not token_matches("", token_hash)
+
+
+class _WakingPorts(MemoryExposedPorts):
+    """Exposures whose shell wakes: ``wake`` counts its calls, takes a moment like a resume, and
+    then shows the port running, or raises what it was told to."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        super().__init__()
+        self.wakes = 0
+        self.fail = fail
+
+    async def wake(self, shell_id: str, port: int) -> Exposure | None:
+        self.wakes += 1
+        await asyncio.sleep(0.2)
+        if self.fail is not None:
+            raise self.fail
+        exposure = self.lookup(shell_id, port)
+        if exposure is not None and exposure.wakes:
+            exposure = replace(exposure, not_running=None, wakes=False)
+            self.expose(shell_id, port, exposure)
+        return exposure
+
+
+@pytest.mark.anyio
+async def test_a_paused_port_that_wakes_is_resumed_and_the_request_answered(shell: Shell) -> None:
+    token, token_hash = new_port_token()
+    ports = _WakingPorts()
+    asleep = Exposure(str(shell.netns), token_hash=token_hash, not_running="paused", wakes=True)
+    ports.expose("sh_asleep", SERVICE_PORT, asleep)
+    proxy = IngressProxy(ports)
+    await proxy.start("127.0.0.1", 0)
+    host = {"Host": f"{SERVICE_PORT}-sh_asleep.localhost:{proxy.port}"}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{proxy.port}") as client:
+            assert (await client.get("/", headers=host)).status_code == 401
+            assert ports.wakes == 0  # a request that may not reach the port wakes nothing
+            answer = await client.get("/", headers={**host, "X-Shells-Port-Token": token})
+            assert answer.status_code == 200 and ports.wakes == 1
+    finally:
+        await proxy.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("fail", "status", "code"),
+    [
+        (BudgetExceeded("The monthly budget cap is reached."), 403, "budget_exceeded"),
+        (RuntimeFailure("qemu did not start"), 502, "wake_failed"),
+        (InvalidState("The shell is stopped."), 409, "invalid_state"),
+    ],
+)
+async def test_a_wake_that_fails_is_answered_with_its_reason(
+    shell: Shell, fail: Exception, status: int, code: str
+) -> None:
+    ports = _WakingPorts(fail)
+    ports.expose(
+        "sh_asleep", SERVICE_PORT, Exposure(str(shell.netns), public=True, not_running="paused", wakes=True)
+    )
+    proxy = IngressProxy(ports)
+    await proxy.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{proxy.port}/sh_asleep/{SERVICE_PORT}/")
+        assert answer.status_code == status and _error(answer) == code
+    finally:
+        await proxy.close()

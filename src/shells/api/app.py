@@ -21,9 +21,11 @@ from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_processes import router as processes_router
 from .routes_run import router as run_router
+from .routes_samples import router as samples_router
 from .routes_secrets import router as secrets_router
 from .routes_templates import router as templates_router
 from .routes_ttl import router as ttl_router
+from .routes_webhooks import router as webhooks_router
 
 
 def create_app(control: Control) -> FastAPI:
@@ -65,6 +67,8 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(metering_router)
     app.include_router(routes_mcp.router)
     app.include_router(events_router)
+    app.include_router(webhooks_router)
+    app.include_router(samples_router)
     console.install(app)
     openapi_doc.install(app)
     return app

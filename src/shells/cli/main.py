@@ -16,7 +16,9 @@ from . import (
     shell_commands,
     template_commands,
     term,
+    top_command,
     usage_commands,
+    webhook_commands,
 )
 
 EXIT_ERROR = 2
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         term,
         mcp_command,
         usage_commands,
+        webhook_commands,
+        top_command,
     ):
         module.register(sub)
     return parser

@@ -58,6 +58,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                 labels=key_values(args.label, "--label") or None,
                 idle_timeout_s=args.idle_timeout,
                 secrets=args.secret,
+                auto_resume=args.auto_resume,
             )
 
         try:
@@ -262,6 +263,12 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--label", action="append", metavar="KEY=VALUE")
     s.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS", help="pause when idle")
     s.add_argument("--secret", action="append", metavar="NAME", help="a secret it may use (internet)")
+    s.add_argument(
+        "--auto-resume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="resume when a request reaches an exposed port while paused (default: on where it can pause)",
+    )
     s.add_argument("--json", action="store_true", help="print the whole record")
     s.set_defaults(func=cmd_create)
 

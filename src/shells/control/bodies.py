@@ -142,6 +142,11 @@ class CreateShellBody(Body):
     on_timeout: Literal[ON_TIMEOUT] = Field(  # type: ignore[valid-type]
         default="kill", description="What the time-to-live does: kill (delete) or pause."
     )
+    auto_resume: StrictBool | None = Field(
+        default=None,
+        description="Resume the paused shell when a request reaches one of its exposed ports "
+        "(absent: on where the class can pause).",
+    )
     secrets: list[StrictStr] | None = Field(
         default=None,
         max_length=MAX_SHELL_SECRETS,
@@ -502,4 +507,21 @@ class ExportBody(Body):
     image: StrictStr = Field(description="registry/repo:tag to push to.")
     credentials: RegistryCredentialsBody | None = Field(
         default=None, description="Credentials for the registry."
+    )
+
+
+# -- webhooks --------------------------------------------------------------------------------------
+
+
+class WebhookBody(Body):
+    """``POST /v1/webhooks``: where the tenant's shell events are POSTed, signed."""
+
+    url: StrictStr = Field(
+        description="The receiver (http or https); loopback, link-local and metadata are refused."
+    )
+    events: list[StrictStr] = Field(
+        min_length=1, description='The events to send (created, running, paused, …) or ["*"] for all.'
+    )
+    secret: StrictStr | None = Field(
+        default=None, description="The HMAC-SHA256 signing secret (absent: one is made and shown once)."
     )

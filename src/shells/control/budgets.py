@@ -17,6 +17,7 @@ from ..domain.pricing import money
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from ..domain.usage import Billing
+from ..domain.webhooks import BUDGET_CAUSE
 from .context import ControlContext
 from .metering import Metering
 from .suspend import Suspension
@@ -74,7 +75,7 @@ class Budgets:
         return [s for s in halted if s is not None]
 
     async def _halt(self, shell_id: str, reason: str) -> ShellRecord | None:
-        return await self.suspension.halt(shell_id, reason, "budget")
+        return await self.suspension.halt(shell_id, reason, BUDGET_CAUSE)
 
     async def check_all(self) -> None:
         """One pass over every tenant that set a budget."""

@@ -112,6 +112,7 @@ class Lifecycle:
         networks = [self.network.get_network(principal, name) for name in req.networks]
         placeholders = self._placeholders(principal, req)
         idle_timeout = self._idle_timeout(req, backend)
+        auto_resume = self._auto_resume(req, backend)
         # No await from the quota check to the record's insert: concurrent creates cannot overshoot.
         self.ctx.quotas.check_shell(principal.tenant, get_shape(req.shape))
         now = datetime.now(UTC)
@@ -124,6 +125,7 @@ class Lifecycle:
             "idle_timeout_s": idle_timeout,
             "expires_at": None if req.timeout_s is None else now + timedelta(seconds=req.timeout_s),
             "on_timeout": req.on_timeout,
+            "auto_resume": auto_resume,
             "created_at": now,
             "updated_at": now,
         }
@@ -185,6 +187,18 @@ class Lifecycle:
         if req.idle_timeout_s is None:
             return self.ctx.settings.idle_timeout_s or None
         return req.idle_timeout_s or None
+
+    def _auto_resume(self, req: CreateShellRequest, backend: Backend) -> bool:
+        """Wake on request: on unless asked off where the class can resume; never where it cannot."""
+        if Capability.RESUME not in backend.capabilities:
+            if req.auto_resume:
+                raise FeatureUnavailable(
+                    f"{req.runtime} shells cannot pause, so nothing can wake them; leave "
+                    "'auto_resume' out or use a class that can pause.",
+                    {"field": "auto_resume"},
+                )
+            return False
+        return req.auto_resume is not False
 
     async def boot(self, principal: Principal | None, shell: ShellRecord, door: str) -> ShellRecord:
         """Build and start a shell that is in ``creating``; on failure it ends ``failed`` with the reason."""

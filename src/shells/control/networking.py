@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
@@ -66,6 +66,8 @@ class Networking:
         self._proxy: IngressProxy | None = None
         self.on_port_use: Callable[[str], None] = lambda shell_id: None
         """Called with a shell's id for every request the ingress proxy routes to it (activity)."""
+        self.on_wake: Callable[[str, str], Awaitable[object]] = _no_wake
+        """Resumes a paused shell with ``auto_resume`` for a request to its port (id, why)."""
 
     # one shell's network ----------------------------------------------------------------------------
     def describe(self, principal: Principal, shell_id: str) -> dict[str, Any]:
@@ -312,7 +314,13 @@ class Networking:
             public=rec.public,
             token_hash=rec.token_hash,
             not_running=None if running else shell.state.value,
+            wakes=shell.state is ShellState.PAUSED and shell.auto_resume,
         )
+
+    async def wake(self, shell_id: str, port: int) -> Exposure | None:
+        """Wake on request: resume the shell (the caller waits), then its port as it is now."""
+        await self.on_wake(shell_id, f"a request to port {port}")
+        return self.lookup(shell_id, port)
 
     # the blocked log ----------------------------------------------------------------------------------
     def note_refusal(self, host_id: str, name: str, qtype: str) -> None:
@@ -360,6 +368,10 @@ class Networking:
         if self._resolver is not None:
             await self._resolver.close()
         self._proxy = self._resolver = None
+
+
+async def _no_wake(shell_id: str, why: str) -> None:
+    return None
 
 
 class ShellDns:

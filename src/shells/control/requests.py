@@ -58,6 +58,12 @@ def _opt_str(value: object, field_name: str) -> str | None:
     return value
 
 
+def _opt_bool(value: object, field_name: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidRequest(f"'{field_name}' must be true or false.", {"field": field_name})
+
+
 @dataclass(frozen=True)
 class CreateShellRequest:
     language: Language
@@ -77,6 +83,8 @@ class CreateShellRequest:
     timeout_s: int | None = None
     """The hard time-to-live from now (None: none); ``on_timeout`` says what it does."""
     on_timeout: str = "kill"
+    auto_resume: bool | None = None
+    """None: on for classes that can resume, off for the others."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -95,6 +103,7 @@ class CreateShellRequest:
             "secrets",
             "timeout_s",
             "on_timeout",
+            "auto_resume",
         }
         reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
@@ -135,6 +144,7 @@ class CreateShellRequest:
             secrets=parse_secret_names(body.get("secrets"), policy),
             timeout_s=None if body.get("timeout_s") is None else parse_ttl(body["timeout_s"]),
             on_timeout=parse_on_timeout(body.get("on_timeout", "kill")),
+            auto_resume=_opt_bool(body.get("auto_resume"), "auto_resume"),
         )
 
 

@@ -13,6 +13,7 @@ from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
 from ..runtime.backend import Backend
+from ..runtime.host.local_addresses import local_addresses
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.network.egress import EgressProxy, upstream_context
 from ..runtime.network.egress_ca import EgressCA
@@ -35,6 +36,7 @@ from .pool import WarmPool
 from .processes import Processes
 from .reconcile import ReconcileReport, reconcile
 from .run_code import RunCode
+from .samples import ShellSamples
 from .secret_box import SecretBox, load_or_create_key
 from .secrets import Secrets, ShellEgress
 from .suspend import Suspension
@@ -42,6 +44,7 @@ from .templates import Templates
 from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class Control:
         self.dockerfiles = DockerfileBuilds(self.templates, self.images)
         self.suspension = Suspension(self.ctx)
         self.network.on_port_use = self.suspension.touch
+        self.network.on_wake = self.suspension.wake
         self.terminals = Terminals(self.ctx, self.templates, self.suspension)
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
@@ -84,6 +88,8 @@ class Control:
         self.metrics = ShellsCollector(self.ctx, self.metering)
         self.ctx.quotas.check_budget = self.budgets.check
         self.feed = Feed(self.ctx)
+        self.samples = ShellSamples(self.ctx)
+        self.webhooks = Webhooks(self.ctx, lambda: [*local_addresses(), network.range.cidr])
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
@@ -101,12 +107,16 @@ class Control:
         self.suspension.start()
         self.expiry.start()
         self.budgets.start()
+        self.webhooks.start()
+        self.samples.start()
         return report
 
     async def close(self) -> None:
         await self.processes.close()
         self.feed.close()
         await self.ctx.background.stop()
+        self.samples.close()
+        await self.webhooks.stop()
         await self.egress.close()
         await self.network.stop()
         await self.shells.drain()

@@ -1,7 +1,8 @@
 """Pause to zero, resume in place, and the idle monitor that pauses shells nobody is using.
 
-One place decides when a paused shell comes back: an explicit ``resume``, or any request that needs
-the shell's processes (exec, run, files, terminal), which waits for the resume and then runs. The
+One place decides when a paused shell comes back: an explicit ``resume``, any request that needs
+the shell's processes (exec, run, files, terminal), which waits for the resume and then runs, or a
+request to one of its exposed ports when the shell has ``auto_resume`` (``wake``). The
 idle monitor pauses a running shell of a class that can pause once no exec, terminal, file or port
 traffic has touched it for its ``idle_timeout_s``. Activity is kept in memory: after a server
 restart every shell starts a fresh idle period, which errs on the side of not pausing.
@@ -97,13 +98,34 @@ class Suspension:
         self.touch(shell.id)
         return shell
 
+    async def wake(self, shell_id: str, why: str) -> ShellRecord | None:
+        """Resume a paused shell with ``auto_resume`` for a request that reached its port; the shell
+        as it is now, or None when it is gone. Concurrent callers queue on the shell's lock, so one
+        resume serves them all; a shell that cannot or may not wake is returned unchanged."""
+        shell = self.ctx.store.get_shell(shell_id)
+        if shell is not None and await self.ctx.restarts.wait(shell.id):
+            shell = self.ctx.store.get_shell(shell_id)
+        if shell is None or shell.state is not ShellState.PAUSED or not shell.auto_resume:
+            return shell
+        async with self.ctx.locks[shell.id]:
+            shell = self.ctx.store.get_shell(shell_id)
+            if (
+                shell is not None
+                and shell.state is ShellState.PAUSED
+                and shell.auto_resume
+                and self.can(shell, Capability.RESUME)
+            ):
+                shell = await self.resume(None, shell, "system", f"woken by {why}")
+        return shell
+
     # the two transitions (the caller holds the shell's lock) -------------------------------------
     async def pause(
-        self, principal: Principal | None, shell: ShellRecord, door: str, reason: str
+        self, principal: Principal | None, shell: ShellRecord, door: str, reason: str, cause: str = ""
     ) -> ShellRecord:
+        """``cause`` names a system reason in the event's details (the budget cap's pause)."""
         await self.ctx.backend(shell.runtime).pause(shell.id)
         self._last_active.pop(shell.id, None)
-        return self._moved(principal, shell, door, Capability.PAUSE, ShellState.PAUSED, reason)
+        return self._moved(principal, shell, door, Capability.PAUSE, ShellState.PAUSED, reason, cause)
 
     async def resume(
         self, principal: Principal | None, shell: ShellRecord, door: str, reason: str
@@ -121,6 +143,7 @@ class Suspension:
         cap: Capability,
         target: ShellState,
         reason: str,
+        cause: str = "",
     ) -> ShellRecord:
         draft = self.ctx.draft(
             principal,
@@ -130,21 +153,21 @@ class Suspension:
             action=cap.value,
             outcome=target.value,
             message=reason,
-            details={"destructive": False},
+            details={"destructive": False, **({"cause": cause} if cause else {})},
         )
         state_reason = reason if target is ShellState.PAUSED else ""
         return self.ctx.store.change_state(shell.id, target, state_reason, draft)
 
     async def halt(self, shell_id: str, reason: str, action: str) -> ShellRecord | None:
         """The system ends a running shell's compute (a budget cap, a time-to-live): pause it where
-        its class can, else stop it keeping its files; recorded as ``action``. None if it was not
-        running."""
+        its class can, else stop it keeping its files; recorded as ``action`` (a pause names it as
+        its ``cause``, so webhooks tell a budget's pause from a person's). None if it was not running."""
         async with self.ctx.locks[shell_id]:
             shell = self.ctx.store.get_shell(shell_id)
             if shell is None or shell.state is not ShellState.RUNNING:
                 return None
             if self.can(shell, Capability.PAUSE):
-                return await self.pause(None, shell, "system", reason)
+                return await self.pause(None, shell, "system", reason, cause=action)
             await self.ctx.backend(shell.runtime).stop(shell.id)
             draft = self.ctx.draft(
                 None, shell, door="system", kind="state", action=action, outcome="stopped", message=reason

@@ -23,7 +23,8 @@
     │   ├── GrantNotFound            grant_not_found
     │   ├── CredentialNotFound       credential_not_found    (a terminal credential)
     │   ├── NetworkNotFound          network_not_found
-    │   └── PortNotExposed           port_not_exposed
+    │   ├── PortNotExposed           port_not_exposed
+    │   └── WebhookNotFound          webhook_not_found
     ├── Conflict                     conflict                (abstract) the state does not allow it
     │   ├── InvalidState             invalid_state           the action is not allowed in this state
     │   ├── ActionNotSupported       action_not_supported    the isolation class cannot do this
@@ -188,6 +189,10 @@ class PortNotExposed(NotFound):
 
 class SecretNotFound(NotFound):
     code = "secret_not_found"
+
+
+class WebhookNotFound(NotFound):
+    code = "webhook_not_found"
 
 
 class Conflict(ShellsError):

@@ -78,3 +78,23 @@ DOCKERFILE_MAX_BYTES = 256 * 1024
 """Largest Dockerfile a build accepts."""
 BUILD_CONTEXT_MAX_BYTES = 512 * 1024 * 1024
 """Largest build context (the tar a Dockerfile build uploads)."""
+MAX_WEBHOOKS_PER_TENANT = 20
+"""Webhooks one tenant may register."""
+MAX_WEBHOOK_URL = 2048
+"""Longest webhook URL."""
+WEBHOOK_SECRET_CHARS = (16, 256)
+"""Shortest and longest signing secret a caller may choose."""
+MAX_DELIVERY_LOG = 500
+"""Finished deliveries kept per webhook (pending ones are all kept until they succeed or give up)."""
+WEBHOOK_RESOLVE_TIMEOUT_S = 5.0
+"""Longest wait for a webhook's host name to resolve."""
+WEBHOOK_CONNECT_TIMEOUT_S = 5.0
+WEBHOOK_TIMEOUT_S = 10.0
+"""Longest wait for each read of a receiver's answer; a slower receiver's attempt fails and is retried."""
+WEBHOOK_CONCURRENCY = 8
+"""Deliveries in flight at once (per server); a slow receiver holds at most these."""
+MAX_SAMPLES_PER_SHELL = 8640
+"""Samples kept per shell, newest last: 12 h at the default 5 s (``SHELLS_METRICS_SAMPLE_S``; ~150
+bytes each in memory);
+older ones drop off the ring. The ring lives as long as the shell, across restarts (at most
+8640 * 32 bytes on disk per shell, ``data_dir/metrics``)."""

@@ -39,6 +39,8 @@ class ShellRecord:
     on_timeout: str = "kill"
     """What the time-to-live does: ``kill`` (delete the shell) or ``pause`` (pause it, or stop it
     keeping its files where the class cannot pause)."""
+    auto_resume: bool = False
+    """Whether a request to one of its exposed ports resumes it when it is paused (wake on request)."""
 
     def to_public(self) -> dict[str, Any]:
         """The wire form every door returns.
@@ -65,6 +67,7 @@ class ShellRecord:
             "idle_timeout_s": self.idle_timeout_s,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "on_timeout": self.on_timeout,
+            "auto_resume": self.auto_resume,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

@@ -58,3 +58,7 @@ class Gateway(Protocol):
     async def list_files(self, shell_id: str, path: str) -> Json:
         """``GET /v1/shells/{id}/files/list``: ``{"path", "entries"}``."""
         ...
+
+    async def metrics(self, shell_id: str, start: float) -> Json:
+        """``GET /v1/shells/{id}/metrics?start=``: ``{"shell_id", "interval_s", "samples"}``."""
+        ...

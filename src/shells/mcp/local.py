@@ -78,6 +78,11 @@ class ControlGateway:
         entries = await self.control.inside.list_dir(self.principal, shell_id, path)
         return {"path": path, "entries": [dataclasses.asdict(e) for e in entries]}
 
+    async def metrics(self, shell_id: str, start: float) -> Json:
+        samples = self.control.samples.series(self.principal, shell_id, start, None)
+        interval = self.control.samples.interval_s
+        return {"shell_id": shell_id, "interval_s": interval, "samples": [x.to_public() for x in samples]}
+
 
 async def _head(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
     """The first ``max_bytes`` bytes of a stream; the rest is never read."""

@@ -83,3 +83,8 @@ class SdkGateway:
 
     async def list_files(self, shell_id: str, path: str) -> Json:
         return dict(await self.http.call("GET", f"{self._shell(shell_id)}/files/list", params={"path": path}))
+
+    async def metrics(self, shell_id: str, start: float) -> Json:
+        return dict(
+            await self.http.call("GET", f"{self._shell(shell_id)}/metrics", params={"start": str(start)})
+        )

@@ -252,3 +252,24 @@ LIST_FILES_OUTPUT = obj(
     path=string("The directory."),
     entries={"type": "array", "items": ENTRY},
 )
+
+METRICS_INPUT = obj(
+    ["shell_id"],
+    shell_id=SHELL_ID,
+    seconds=integer("How far back to look (default 300; samples are kept for up to 12 hours).", minimum=1),
+)
+SAMPLE = obj(
+    ["at"],
+    closed=False,
+    at={"type": "number", "description": "Unix seconds."},
+    cpu_percent={"type": ["number", "null"], "description": "Of one core, since the previous sample."},
+    memory_bytes={"type": ["integer", "null"], "description": "Memory in use."},
+    disk_bytes={"type": ["integer", "null"], "description": "Disk in use."},
+)
+METRICS_OUTPUT = obj(
+    ["shell_id", "samples"],
+    closed=False,
+    shell_id=string("The shell."),
+    interval_s={"type": "number", "description": "Seconds between samples."},
+    samples={"type": "array", "items": SAMPLE},
+)

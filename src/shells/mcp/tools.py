@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -238,6 +239,32 @@ async def _list_files(gw: Gateway, args: Args) -> types.CallToolResult:
     return ok("\n".join(lines) or f"{answer['path']} is empty.", answer)
 
 
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+async def _metrics(gw: Gateway, args: Args) -> types.CallToolResult:
+    seconds = int(args.get("seconds", 300))
+    answer = await gw.metrics(args["shell_id"], time.time() - seconds)
+    samples = answer["samples"]
+    if not samples:
+        text = (
+            f"No samples of {args['shell_id']} in the last {seconds} s (running or paused shells are sampled."
+        )
+        return ok(text.rstrip(".") + " every few seconds).", answer)
+    last = samples[-1]
+    cpus = [x["cpu_percent"] for x in samples if x.get("cpu_percent") is not None]
+    memory = [x["memory_bytes"] for x in samples if x.get("memory_bytes") is not None]
+    parts = [f"{len(samples)} samples over the last {seconds} s."]
+    if last.get("cpu_percent") is not None:
+        parts.append(f"CPU now {last['cpu_percent']:.1f} % of a core")
+    if cpus:
+        parts.append(f"average {sum(cpus) / len(cpus):.1f} %, peak {max(cpus):.1f} %.")
+    parts.append(f"Memory now {_mib(last.get('memory_bytes'))}, peak {_mib(max(memory, default=None))}.")
+    parts.append(f"Disk {_mib(last.get('disk_bytes'))}.")
+    return ok(" ".join(parts), answer)
+
+
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "shells_runtimes",
@@ -319,6 +346,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         "List a directory",
         "The entries of a directory of a running shell.",
         s.LIST_FILES_INPUT, s.LIST_FILES_OUTPUT, READS, _list_files,
+    ),
+    ToolSpec(
+        "shells_metrics",
+        "Read a shell's metrics",
+        "The shell's CPU, memory and disk over the last minutes (sampled on the host every few "
+        "seconds): whether a job is still busy, how much memory it needs, how full the disk is.",
+        s.METRICS_INPUT, s.METRICS_OUTPUT, READS, _metrics,
     ),
 )  # fmt: skip
 BY_NAME = {t.name: t for t in TOOLS}

@@ -18,6 +18,7 @@ from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptP
 from ..domain.isolation import Runtime
 from ..domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
 from ..domain.runtimes import RuntimeOffer
+from ..domain.samples import ResourceUsage
 from ..domain.shapes import Shape
 from ..domain.templates import BuildProgress, TemplateMeta
 from ..domain.terminal import TerminalIO, TerminalSpec
@@ -164,6 +165,11 @@ class Backend(Protocol):
     async def logs(self, host_id: str, max_bytes: int) -> bytes: ...
 
     async def inventory(self) -> HostInventory: ...
+
+    def usage(self, host_id: str) -> ResourceUsage:
+        """CPU, memory and disk of the shell read on the host (never asked of the agent); parts
+        that do not apply now (a paused VM's CPU) are None. Cheap: called every few seconds."""
+        ...
 
     def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]: ...
 

@@ -61,6 +61,7 @@ from ..domain.errors import (
     TokenNotFound,
     Unauthenticated,
     Unavailable,
+    WebhookNotFound,
 )
 from ._async.client import AsyncShells
 from ._async.commands import AsyncCommands
@@ -69,6 +70,7 @@ from ._async.processes import AsyncProcesses
 from ._async.resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates
 from ._async.shell import AsyncPorts, AsyncShell
 from ._async.tenancy import AsyncGrants, AsyncPrincipals, AsyncTenants, AsyncTerminals, AsyncTokens
+from ._async.webhooks import AsyncWebhooks
 from ._sync.client import Shells
 from ._sync.commands import Commands
 from ._sync.files import Files
@@ -76,6 +78,7 @@ from ._sync.processes import Processes
 from ._sync.resources import Networks, Snapshots, Templates
 from ._sync.shell import Ports, Shell
 from ._sync.tenancy import Grants, Principals, Tenants, Terminals, Tokens
+from ._sync.webhooks import Webhooks
 from .models import (
     BillingTerms,
     BlockedConnection,
@@ -92,6 +95,7 @@ from .models import (
     Event,
     FileEntry,
     Grant,
+    MetricSample,
     Network,
     NetworkMember,
     NetworkPolicy,
@@ -112,6 +116,8 @@ from .models import (
     Token,
     UsageLine,
     UsageReport,
+    Webhook,
+    WebhookDelivery,
 )
 from .retry import RetryPolicy
 from .wire import CreateOptions
@@ -133,6 +139,7 @@ __all__ = [
     "AsyncTenants",
     "AsyncTerminals",
     "AsyncTokens",
+    "AsyncWebhooks",
     "AuthError",
     "BillingTerms",
     "BlockedConnection",
@@ -173,6 +180,7 @@ __all__ = [
     "InvalidTemplateName",
     "InvalidTemplateSpec",
     "MisdirectedRequest",
+    "MetricSample",
     "Network",
     "NetworkExists",
     "Secret",
@@ -193,6 +201,7 @@ __all__ = [
     "ProcessInfo",
     "AsyncProcesses",
     "Processes",
+    "WebhookNotFound",
     "Ports",
     "PrincipalInfo",
     "Pricing",
@@ -238,4 +247,7 @@ __all__ = [
     "Unavailable",
     "UsageLine",
     "UsageReport",
+    "Webhook",
+    "WebhookDelivery",
+    "Webhooks",
 ]

@@ -86,6 +86,8 @@ class ShellInfo:
     expires_at: datetime | None = None
     """When the shell's hard time-to-live ends it (None: never); see ``on_timeout``."""
     on_timeout: str = "kill"
+    auto_resume: bool = False
+    """A request to one of its exposed ports resumes it when it is paused (wake on request)."""
     runtime_details: dict[str, str] = field(default_factory=dict)
     """How the shell's isolation class runs on this host (e.g. a microVM's acceleration)."""
     created_at: datetime | None = None
@@ -545,3 +547,50 @@ __all__ = [
     "TermCredentialInfo",
     "Token",
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Webhook:
+    """A URL called back on the tenant's shells' lifecycle events (docs/webhooks.md); ``secret`` is
+    set only in the answer of ``create``."""
+
+    id: str
+    url: str
+    events: list[str] = field(default_factory=list)
+    secret: str | None = None
+    created_at: datetime | None = None
+    created_by: str = ""
+
+    def __repr__(self) -> str:
+        return _masked(self, "secret")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookDelivery:
+    """One delivery of the log: ``state`` is ``pending`` (tried again at ``next_at``), ``delivered``
+    or ``failed`` (given up after a day)."""
+
+    id: int
+    webhook_id: str
+    event: str
+    state: str
+    attempts: int = 0
+    shell_id: str | None = None
+    event_id: int | None = None
+    created_at: datetime | None = None
+    next_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricSample:
+    """One sample of a shell's resources, read on the host: ``at`` in Unix seconds, ``cpu_percent``
+    of one core since the previous sample (None while paused or for the first one), memory and disk
+    in bytes (None where they do not apply)."""
+
+    at: float
+    cpu_percent: float | None = None
+    memory_bytes: int | None = None
+    disk_bytes: int | None = None

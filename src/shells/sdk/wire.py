@@ -54,6 +54,9 @@ class CreateOptions(TypedDict, total=False):
     """The hard time-to-live: the shell ends this many seconds after its creation, whatever it does."""
     on_timeout: str | None
     """What the time-to-live does: ``kill`` (default, delete) or ``pause`` (pause, or stop keeping files)."""
+    auto_resume: bool | None
+    """Resume the paused shell when a request reaches one of its exposed ports (default: on where the
+    class can pause)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:

@@ -72,6 +72,7 @@ def _shell_from_row(row: ShellRow) -> ShellRecord:
         idle_timeout_s=row.idle_timeout_s,
         expires_at=row.expires_at,
         on_timeout=row.on_timeout or "kill",
+        auto_resume=row.auto_resume,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -86,6 +87,7 @@ def _copy_into_row(rec: ShellRecord, row: ShellRow) -> None:
     row.source_snapshot, row.pooled = rec.source_snapshot, rec.pooled
     row.idle_timeout_s = rec.idle_timeout_s
     row.expires_at, row.on_timeout = rec.expires_at, rec.on_timeout
+    row.idle_timeout_s, row.auto_resume = rec.idle_timeout_s, rec.auto_resume
     row.created_at, row.updated_at = rec.created_at, rec.updated_at
 
 

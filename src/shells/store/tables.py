@@ -54,6 +54,7 @@ class ShellRow(Base):
     idle_timeout_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     on_timeout: Mapped[str] = mapped_column(String(8), default="kill")
+    auto_resume: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -45,6 +45,7 @@ from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, Kept
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
+from ...domain.samples import ResourceUsage
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
@@ -430,6 +431,15 @@ class ContainerBackend:
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         return read_tail(self.disk.log(host_id), max_bytes)
+
+    def usage(self, host_id: str) -> ResourceUsage:
+        """The shell's cgroup (CPU, memory) and its subvolumes' quota group (disk)."""
+        cgroup = self._cgroup(host_id)
+        return ResourceUsage(
+            cgroups.cgroup_cpu_seconds(cgroup),
+            cgroups.cgroup_memory_now(cgroup),
+            btrfs_quota.group_usage(self.pool.mount_dir, host_id),
+        )
 
     async def inventory(self) -> HostInventory:
         states = await self.crun.list()

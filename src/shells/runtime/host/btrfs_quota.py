@@ -100,12 +100,17 @@ def _ioctl_tolerating(path: Path, request: int, args: ctypes.Structure, ok: int)
             raise
 
 
-def quota_mode(mount_dir: Path) -> str:
-    """``squota``, ``qgroup`` (full accounting) or ``disabled``, as the kernel reports it."""
+def _qgroups_dir(mount_dir: Path) -> Path:
+    """The kernel's view of the filesystem's qgroups in sysfs (absent while quotas are off)."""
     info = ctypes.create_string_buffer(1024)
     _ioctl(mount_dir, BTRFS_IOC_FS_INFO, info)
     fsid = uuid.UUID(bytes=info.raw[FSID_OFFSET : FSID_OFFSET + 16])
-    qgroups = Path("/sys/fs/btrfs") / str(fsid) / "qgroups"
+    return Path("/sys/fs/btrfs") / str(fsid) / "qgroups"
+
+
+def quota_mode(mount_dir: Path) -> str:
+    """``squota``, ``qgroup`` (full accounting) or ``disabled``, as the kernel reports it."""
+    qgroups = _qgroups_dir(mount_dir)
     if not qgroups.is_dir():
         return "disabled"
     mode = qgroups / "mode"
@@ -160,6 +165,24 @@ def limit_group(mount_dir: Path, name: str, members: Sequence[Path], max_bytes: 
         _ioctl_tolerating(mount_dir, BTRFS_IOC_QGROUP_ASSIGN, args, errno.EEXIST)
     limit = QgroupLimitArgs(qgroupid=group, flags=BTRFS_QGROUP_LIMIT_MAX_RFER, max_rfer=max_bytes)
     _ioctl(mount_dir, BTRFS_IOC_QGROUP_LIMIT, limit)
+
+
+def group_usage(mount_dir: Path, name: str) -> int | None:
+    """Bytes charged to the group ``name`` now (what its members wrote), None if there is none."""
+    return _referenced(mount_dir, group_id(name))
+
+
+def subvolume_usage(subvolume: Path) -> int | None:
+    """Bytes charged to ``subvolume``'s own qgroup now, None if quotas are off."""
+    return _referenced(subvolume, subvolume_id(subvolume))
+
+
+def _referenced(path: Path, qgroup: int) -> int | None:
+    level, sub = qgroup >> QGROUP_LEVEL_SHIFT, qgroup & ((1 << QGROUP_LEVEL_SHIFT) - 1)
+    try:
+        return int((_qgroups_dir(path) / f"{level}_{sub}" / "referenced").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return None
 
 
 def leave_group(mount_dir: Path, name: str, member: Path) -> None:

@@ -241,6 +241,29 @@ def _memory_file(path: str, name: str, root: Path) -> Path | None:
     return None if memory is None else memory / _rel(path) / name
 
 
+def cgroup_memory_now(path: str, root: Path = CGROUP_ROOT) -> int | None:
+    """Memory in use now in bytes, without page cache the kernel can drop at once (v1
+    ``memory.usage_in_bytes`` less ``total_inactive_file``, as ``docker stats`` counts it)."""
+    usage, stat = _memory_file(path, "memory.usage_in_bytes", root), _memory_file(path, "memory.stat", root)
+    try:
+        if usage is None or stat is None:
+            return None
+        total = int(usage.read_text())
+        fields = dict(line.split(" ", 1) for line in stat.read_text().splitlines() if " " in line)
+    except (FileNotFoundError, ValueError):
+        return None
+    return max(0, total - int(fields.get("total_inactive_file", "0")))
+
+
+def cgroup_cpu_seconds(path: str, root: Path = CGROUP_ROOT) -> float | None:
+    """CPU time the cgroup's processes used so far, in seconds (v1 ``cpuacct.usage``)."""
+    cpuacct = _hierarchy_of("cpuacct", root)
+    try:
+        return None if cpuacct is None else int((cpuacct / _rel(path) / "cpuacct.usage").read_text()) / 1e9
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def cgroup_memory_peak(path: str, root: Path = CGROUP_ROOT) -> int | None:
     """Peak memory use in bytes (v1 ``memory.max_usage_in_bytes``), None when there is no such cgroup."""
     file = _memory_file(path, "memory.max_usage_in_bytes", root)

@@ -39,12 +39,14 @@ from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, Kept
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
+from ...domain.samples import ResourceUsage
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
 from ..backend import HostInventory, ShellSpec, read_tail
 from ..container.backend import ContainerBackend, with_default_env
 from ..faults import reached
+from ..host import procstat
 from . import console, qemu
 from .accel import probe_accel
 from .artifacts import Artifacts, ensure_artifacts
@@ -868,6 +870,17 @@ class MicrovmBackend:
                     await console.move_to_log(qmp, files.console)
                 finally:
                     await qmp.close()
+
+    def usage(self, host_id: str) -> ResourceUsage:
+        """Its QEMU process (CPU, resident memory; None while paused, when there is none) and the
+        space its disk overlays take on the host."""
+        files = self._files(host_id)
+        pid = qemu.pid_of(files)
+        return ResourceUsage(
+            None if pid is None else procstat.process_cpu_seconds(pid),
+            None if pid is None else procstat.process_rss_bytes(pid),
+            procstat.allocated_bytes([files.root, files.workspace]),
+        )
 
     async def inventory(self) -> HostInventory:
         running, paused, stored = set(), set(), set()

@@ -17,7 +17,9 @@ Each client connection carries one request: its head is read (capped at ``HEAD_L
 ``HEAD_TIMEOUT_S``), checked, rewritten (token header and cookie removed, ``Connection: close`` unless
 it is an upgrade) and sent to the service over a socket created inside the shell's network namespace
 (:mod:`.inside`), connected to where the shell's class puts its servers (``Exposure.address``: its
-loopback for a container, the guest behind the tap for a VM); a shell that is not running answers 409.
+loopback for a container, the guest behind the tap for a VM). A paused shell that wakes on request
+(``Exposure.wakes``) is resumed first and the request waits for it (``ExposedPorts.wake``: concurrent
+first requests share one resume); any other shell that is not running answers 409.
 From then on bytes are copied both ways with backpressure until the service closes, so bodies stream
 and WebSocket upgrades work. One request per connection keeps every request checked and routed on its
 own: a pipelined second request cannot ride along to another shell.
@@ -36,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from shells.domain.errors import RuntimeFailure
+from shells.domain.errors import QuotaExceeded, RuntimeFailure, ShellsError
 from shells.runtime.network.connections import Connections
 from shells.runtime.network.httphead import (
     MalformedHead,
@@ -84,12 +86,18 @@ class Exposure:
     """``hash_port_token(token)``; None only for a public port."""
     not_running: str | None = None
     """The shell's state when it is not running (paused, stopped, …): nothing can answer then."""
+    wakes: bool = False
+    """The shell is paused and resumes for a request (its ``auto_resume``)."""
 
 
 class ExposedPorts(Protocol):
     """Where the proxy looks exposures up; the control layer owns the records behind it."""
 
     def lookup(self, shell_id: str, port: int) -> Exposure | None: ...
+
+    async def wake(self, shell_id: str, port: int) -> Exposure | None:
+        """Resume the shell behind a port whose exposure ``wakes``; the exposure once it is back."""
+        ...
 
 
 class MemoryExposedPorts:
@@ -110,6 +118,9 @@ class MemoryExposedPorts:
     def close_shell(self, shell_id: str) -> None:
         for key in [k for k in self._ports if k[0] == shell_id]:
             del self._ports[key]
+
+    async def wake(self, shell_id: str, port: int) -> Exposure | None:
+        return self.lookup(shell_id, port)
 
 
 def new_port_token() -> tuple[str, str]:
@@ -256,6 +267,8 @@ class IngressProxy:
             )
         if not exposure.public:
             _authorize(head, where, exposure)
+        if exposure.not_running is not None and exposure.wakes:
+            exposure = await self._wake(where)
         if exposure.not_running is not None:
             raise _Answer(
                 409,
@@ -281,6 +294,22 @@ class IngressProxy:
             await _copy_both_ways(reader, writer, up_reader, up_writer)
         finally:
             up_writer.close()
+
+    async def _wake(self, where: Route) -> Exposure:
+        """The exposure after resuming its shell; a resume that fails or is refused is answered."""
+        try:
+            exposure = await self._ports.wake(where.shell_id, where.port)
+        except RuntimeFailure as exc:
+            raise _Answer(
+                502, "wake_failed", f"Shell {where.shell_id} could not resume: {exc.message}"
+            ) from None
+        except QuotaExceeded as exc:  # the budget cap: the same 403 the REST API answers
+            raise _Answer(403, exc.code, exc.message) from None
+        except ShellsError as exc:
+            raise _Answer(409, exc.code, exc.message) from None
+        if exposure is None:
+            raise _Answer(404, "port_not_exposed", f"Port {where.port} of shell {where.shell_id} is closed.")
+        return exposure
 
 
 def _listen_hint(address: str, port: int) -> str:

@@ -54,6 +54,7 @@ from ...domain.isolation import Language, Runtime
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.paths import WORKSPACE, normalize_shell_path
 from ...domain.runtimes import RuntimeOffer, absent_class
+from ...domain.samples import ResourceUsage
 from ...domain.shapes import DEFAULT_SHAPE, Shape, get_shape
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
@@ -349,6 +350,13 @@ class WasmBackend:
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         return read_tail(self._log(host_id), max_bytes)
+
+    def usage(self, host_id: str) -> ResourceUsage:
+        """Its /workspace subvolume's quota (disk); between execs nothing runs, and an exec's worker
+        is shared, so no CPU or memory is the shell's own."""
+        workspace = self._workspace(host_id)
+        disk = btrfs_quota.subvolume_usage(workspace) if workspace.exists() else None
+        return ResourceUsage(None, None, disk)
 
     async def inventory(self) -> HostInventory:
         return marked_inventory(self._root / "shells", self._root / "snapshots")

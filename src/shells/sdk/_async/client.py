@@ -17,6 +17,7 @@ from .http import AsyncHTTP
 from .resources import AsyncNetworks, AsyncSecrets, AsyncSnapshots, AsyncTemplates
 from .shell import AsyncShell
 from .tenancy import AsyncPrincipals, AsyncTenants, AsyncTokens
+from .webhooks import AsyncWebhooks
 
 
 class AsyncShells:
@@ -57,6 +58,7 @@ class AsyncShells:
         self.tenants = AsyncTenants(self._http)
         self.tokens = AsyncTokens(self._http)
         self.principals = AsyncPrincipals(self._http)
+        self.webhooks = AsyncWebhooks(self._http)
 
     @property
     def base_url(self) -> str:
@@ -123,7 +125,8 @@ class AsyncShells:
 
         ``language`` is ``bash`` (default), ``python``, ``node``, ``rust`` or ``go``; the options
         (``runtime``, ``network``, ``allow``, ``networks``, ``shape``, ``template``, ``snapshot``,
-        ``name``, ``env``, ``labels``, ``idle_timeout_s``) are described in ``CreateOptions``.
+        ``name``, ``env``, ``labels``, ``idle_timeout_s``, ``auto_resume``) are described in
+        ``CreateOptions``.
 
         Raises:
             InvalidRequest: an unknown language, runtime, shape or option; the message says which.

@@ -18,6 +18,7 @@ from .http import HTTP
 from .resources import Networks, Secrets, Snapshots, Templates
 from .shell import Shell
 from .tenancy import Principals, Tenants, Tokens
+from .webhooks import Webhooks
 
 
 class Shells:
@@ -58,6 +59,7 @@ class Shells:
         self.tenants = Tenants(self._http)
         self.tokens = Tokens(self._http)
         self.principals = Principals(self._http)
+        self.webhooks = Webhooks(self._http)
 
     @property
     def base_url(self) -> str:
@@ -124,7 +126,8 @@ class Shells:
 
         ``language`` is ``bash`` (default), ``python``, ``node``, ``rust`` or ``go``; the options
         (``runtime``, ``network``, ``allow``, ``networks``, ``shape``, ``template``, ``snapshot``,
-        ``name``, ``env``, ``labels``, ``idle_timeout_s``) are described in ``CreateOptions``.
+        ``name``, ``env``, ``labels``, ``idle_timeout_s``, ``auto_resume``) are described in
+        ``CreateOptions``.
 
         Raises:
             InvalidRequest: an unknown language, runtime, shape or option; the message says which.

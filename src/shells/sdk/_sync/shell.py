@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
 from ...domain.errors import ShellNotFound
@@ -12,6 +13,7 @@ from ..models import (
     CommandResponse,
     CommandResult,
     Event,
+    MetricSample,
     NetworkStatus,
     Port,
     ShellInfo,
@@ -285,6 +287,23 @@ class Shell:
         """
         answer = self._http.call("GET", f"{self._path}/events", params={"after": after})
         return [from_wire(Event, e) for e in answer["events"]]
+
+    def metrics(
+        self, start: float | datetime | None = None, end: float | datetime | None = None
+    ) -> builtins.list[MetricSample]:
+        """The shell's CPU, memory and disk samples from ``start`` to ``end`` (Unix seconds or aware
+        datetimes; both optional), oldest first, taken every few seconds on the host.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+        """
+        params = {
+            k: str(v.timestamp() if isinstance(v, datetime) else v)
+            for k, v in (("start", start), ("end", end))
+            if v is not None
+        }
+        answer = self._http.call("GET", f"{self._path}/metrics", params=params)
+        return [from_wire(MetricSample, s) for s in answer["samples"]]
 
     def term(self, ttl_s: int | None = None) -> TermCredential:
         """A short-lived credential for the shell's terminal: ``terminals.create(ttl_s)``.
