@@ -1,13 +1,13 @@
 """secrets: tenant secrets (sealed values) and the secrets each shell was created with
 
-Revision ID: 0007_secrets
+Revision ID: 0007
 Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_secrets"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

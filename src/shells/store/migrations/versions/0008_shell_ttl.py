@@ -1,14 +1,14 @@
 """shells get a hard time-to-live (expires_at) and what it does (on_timeout: kill or pause)
 
-Revision ID: 0007_shell_ttl
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_shell_ttl"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """shells get auto_resume (wake on request)
 
-Revision ID: 0007_wake
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_wake"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """webhooks and their deliveries
 
-Revision ID: 0008_webhooks
-Revises: 0007_wake
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_webhooks"
-down_revision = "0007_wake"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

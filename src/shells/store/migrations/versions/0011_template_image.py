@@ -1,14 +1,14 @@
 """templates: where an image template came from and how it runs (issue 22)
 
-Revision ID: 0022
-Revises: 0006
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0006"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
