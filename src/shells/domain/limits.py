@@ -27,3 +27,11 @@ MAX_API_INT = 2**63 - 1
 """Largest integer any query or body parameter may carry (what the store can hold)."""
 RESTART_WAIT_S = 120.0
 """How long a request to a shell whose restart runs waits for it before answering 409."""
+WARM_POOL_MAX = 64
+"""Most pre-started shells the warm pool keeps per template, however high the demand (each holds
+its idle memory, see WARM_POOL_MEMORY_SHARE)."""
+WARM_POOL_MEMORY_SHARE = 0.1
+"""Share of the host's available memory the warm pool may hold, at ``IDLE_SHELL_BYTES`` a shell."""
+IDLE_SHELL_BYTES = 16 * 1024 * 1024
+"""What one idle container shell is counted to hold for the pool's bound (measured: under 10 MB
+PSS, agent included, ``benchmarks/bench_density.py``)."""
