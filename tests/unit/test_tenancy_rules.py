@@ -207,6 +207,28 @@ def test_revoked_and_expired_tokens_stop_at_once(world: World) -> None:
             world.control.auth.principal(bad)
 
 
+def test_a_token_is_read_from_the_store_once_a_second_and_checked_on_every_request(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = world.tenant("acme")
+    record, token = world.control.tokens.create(
+        alice, TokenRequest.parse({"principal": "eve", "scopes": MEMBER, "expires_in_s": 2})
+    )
+    reads: list[str] = []
+    find = world.store.find_token
+    monkeypatch.setattr(world.store, "find_token", lambda h: reads.append(h) or find(h))
+    for _ in range(5):
+        world.login(token)
+    assert len(reads) == 1
+    time.sleep(auth.TOKEN_CACHE_S + 0.05)
+    world.login(token)
+    assert len(reads) == 2
+    time.sleep(1.1)  # expired while cached: refused all the same
+    with pytest.raises(CredentialExpired):
+        world.login(token)
+    assert record.id
+
+
 def test_revoking_a_token_revokes_the_terminal_credentials_it_minted(world: World) -> None:
     alice = world.tenant("acme")
     record, token = world.control.tokens.create(
