@@ -27,7 +27,6 @@ import functools
 import heapq
 import itertools
 import os
-import secrets
 import selectors
 import shutil
 import signal
@@ -41,7 +40,6 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import NamedTuple
 
 from .protocol import (
     EXEC_CHUNK,
@@ -644,14 +642,17 @@ def _pipes(count: int) -> list[tuple[int, int]]:
     return pairs
 
 
-class _Stdio(NamedTuple):
+class _Stdio:
     """The descriptors of one process: its own stdin/stdout/stderr, and our ends of them."""
 
-    child: tuple[int, int, int]
-    outputs: dict[int, Kind]
-    stdin: int
-    """Our end of its input, or -1."""
-    terminal: bool
+    __slots__ = ("child", "outputs", "stdin", "terminal")
+
+    def __init__(self, child: tuple[int, int, int], outputs: dict[int, Kind], stdin: int, terminal: bool):
+        self.child = child
+        self.outputs = outputs
+        self.stdin = stdin
+        """Our end of its input, or -1."""
+        self.terminal = terminal
 
     def close_child_side(self) -> None:
         for fd in set(self.child):
@@ -1064,7 +1065,7 @@ class WriteFileChannel(Channel):
             else:
                 if Path(self.path).is_dir():
                     raise RequestError("invalid_request", f"{self.path} is a directory.")
-                self.temp = str(Path(self.path).with_name(f".shells-upload-{secrets.token_hex(8)}"))
+                self.temp = str(Path(self.path).with_name(f".shells-upload-{os.urandom(8).hex()}"))
                 fd = os.open(self.temp, flags | os.O_CREAT | os.O_EXCL, 0o600)
                 os.fchmod(fd, mode)
         except OSError as exc:
