@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,22 @@ def test_an_idmapped_mount_takes_milliseconds(tree: tuple[Path, Path]) -> None:
         f"idmapped_bind median {sorted(mount_times)[5] * 1000:.3f} ms"
     )
     assert sorted(ns_times)[5] < 0.5
+
+
+def test_user_namespaces_made_from_many_threads_at_once_never_wait_for_each_other() -> None:
+    # Unserialized, two helper children could each hold the other's pipe and wait forever.
+    made: list[int] = []
+
+    def make(worker: int) -> None:
+        for i in range(25):
+            fd = idmap.userns_fd(2**20 + ((worker * 25 + i) % 16) * 65536)
+            os.close(fd)
+            made.append(fd)
+
+    threads = [threading.Thread(target=make, args=(w,), daemon=True) for w in range(16)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert len(made) == 16 * 25, f"{len(made)} of {16 * 25} made: the helpers deadlocked"

@@ -40,7 +40,7 @@ from shells.domain.principal import Principal
 from shells.domain.shapes import get_shape
 from shells.domain.shell import ShellRecord, SnapshotRecord
 from shells.domain.states import ShellState
-from shells.domain.tenancy import TermCredentialRecord
+from shells.domain.tenancy import TermCredentialRecord, TokenRecord
 from shells.runtime.network.dataplane import HostNetwork
 from shells.settings import Settings
 from shells.store.repository import Store
@@ -205,6 +205,33 @@ def test_revoked_and_expired_tokens_stop_at_once(world: World) -> None:
     for bad in (None, "", "Basic abc", "Bearer", "Bearer shl_nope_nope", f"Bearer {token}x"):
         with pytest.raises(Unauthenticated):
             world.control.auth.principal(bad)
+
+
+def test_a_token_is_read_from_the_store_once_a_second_and_checked_on_every_request(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = world.tenant("acme")
+    record, token = world.control.tokens.create(
+        alice, TokenRequest.parse({"principal": "eve", "scopes": MEMBER, "expires_in_s": 2})
+    )
+    reads: list[str] = []
+    find = world.store.find_token
+
+    def counted(token_hash: str) -> TokenRecord | None:
+        reads.append(token_hash)
+        return find(token_hash)
+
+    monkeypatch.setattr(world.store, "find_token", counted)
+    for _ in range(5):
+        world.login(token)
+    assert len(reads) == 1
+    time.sleep(auth.TOKEN_CACHE_S + 0.05)
+    world.login(token)
+    assert len(reads) == 2
+    time.sleep(1.1)  # expired while cached: refused all the same
+    with pytest.raises(CredentialExpired):
+        world.login(token)
+    assert record.id
 
 
 def test_revoking_a_token_revokes_the_terminal_credentials_it_minted(world: World) -> None:

@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator
 
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from ..domain.errors import ShellsError
 from ..domain.execution import ExecEvent, ExecExit, ExecStarted, collect
@@ -32,9 +33,28 @@ async def exec_response(
     events: AsyncIterator[ExecEvent], wait: bool, drain: Drain
 ) -> JSONResponse | StreamingResponse:
     if wait:
-        return JSONResponse((await drain.run(collect(events))).to_public())
+        try:
+            result = await drain.run(collect(_through_exit(events)))
+        except BaseException:
+            await _close(events)
+            raise
+        # The rest of the stream (the audit row of the command, ``control.inside``) is written once
+        # the answer is sent: the caller does not wait for the write, and the row is still written.
+        return JSONResponse(result.to_public(), background=BackgroundTask(_close, events))
     first = await _first(events)
     return StreamingResponse(_ndjson(first, events, drain), media_type=NDJSON)
+
+
+async def _through_exit(events: AsyncIterator[ExecEvent]) -> AsyncIterator[ExecEvent]:
+    """The events up to and with the exit, leaving ``events`` open after it."""
+    async for event in events:
+        yield event
+        if isinstance(event, ExecExit):
+            return
+
+
+async def _close(events: AsyncIterator[ExecEvent]) -> None:
+    await events.aclose()  # type: ignore[attr-defined]
 
 
 async def _first(events: AsyncIterator[ExecEvent]) -> ExecEvent | None:
@@ -66,4 +86,4 @@ async def _ndjson(
     except ShellsError as exc:
         yield error_line(exc)
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await _close(events)

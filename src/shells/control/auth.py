@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 TOKEN_PREFIX = "shl_"
 TOUCH_INTERVAL_S = 60.0
 """``last_used_at`` is written at most this often per token, so a request costs no extra write."""
+TOKEN_CACHE_S = 1.0
+"""How long a token read from the store answers for it: a third of an exec's CPU in the server was
+this lookup. A revocation through this server clears the cache at once (``token_revocations``);
+one made by another server process on the same store takes effect here within this time. Expiry
+and the rate limit are checked on every request, cached or not."""
+TOKEN_CACHE_MAX = 4096
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -107,11 +113,13 @@ class Authenticator:
         self.quotas = quotas
         self.rates = RateLimiter()
         self._touched: dict[str, float] = {}
+        self._tokens: dict[str, tuple[float, TokenRecord]] = {}
+        self._revocations = store.token_revocations
 
     def principal(self, authorization: str | None) -> Principal:
         """Turn an ``Authorization: Bearer <token>`` header value into a principal, or raise 401/429."""
         now = datetime.now(UTC)
-        return self._admit(check_alive(self.store.find_token(hash_token(bearer(authorization))), now), now)
+        return self._admit(check_alive(self._find_token(hash_token(bearer(authorization))), now), now)
 
     def principal_of_token(self, token_id: str) -> Principal:
         """The principal of token ``token_id`` for a credential derived from it (the E2B door's
@@ -142,6 +150,21 @@ class Authenticator:
             # Agents act through the MCP door only with this entitlement, on top of each tool's own.
             require(principal, AGENT_INVOKE)
         return principal
+
+    def _find_token(self, token_hash: str) -> TokenRecord | None:
+        clock = time.monotonic()
+        if self.store.token_revocations != self._revocations or len(self._tokens) >= TOKEN_CACHE_MAX:
+            self._tokens.clear()
+            self._revocations = self.store.token_revocations
+        cached = self._tokens.get(token_hash)
+        if cached is not None and clock - cached[0] < TOKEN_CACHE_S:
+            return cached[1]
+        token = self.store.find_token(token_hash)
+        if token is None:
+            self._tokens.pop(token_hash, None)
+        else:
+            self._tokens[token_hash] = (clock, token)
+        return token
 
     def _touch(self, token_id: str, now: datetime) -> None:
         clock = time.monotonic()

@@ -4,13 +4,16 @@ Pool shells are ordinary shell records with ``pooled=True``: owned by nobody, li
 to nobody. A claim flips the flag in one transaction and gives the record its owner, name, env and
 a fresh ``created_at``; nothing inside the shell has been used, so it is indistinguishable from a
 new one. Only the most common request is pooled: the default shape and sealed network, per
-template in ``templates``.
+template in ``templates``. How many it keeps and starts at once follows demand (``pool_demand``):
+the floor ``size`` when idle, more while creates come in, fewer again (the oldest pool shells
+destroyed) when they stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 
 from ..domain.ids import new_id
@@ -20,12 +23,15 @@ from ..domain.shapes import DEFAULT_SHAPE
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from .context import ControlContext
+from .pool_demand import WINDOW_S, PoolDemand, available_memory_bytes
 
 log = logging.getLogger(__name__)
 POOL_OWNER = "pool"
 REFILL_DELAY_S = 0.25
 """After a claim, wait this long before starting a replacement, so the claimer's first exec (the
 usual next call) does not queue behind the replacement's start on a small host."""
+RESIZE_EVERY_S = WINDOW_S / 6
+"""How often an idle pool looks again at its target (which falls as past creates age out)."""
 
 
 class WarmPool:
@@ -37,7 +43,9 @@ class WarmPool:
     ) -> None:
         self.ctx = ctx
         self.size = max(0, size)
+        """The floor: shells kept per template when nobody creates any."""
         self.templates = templates
+        self.demand = PoolDemand(self.size, available_bytes=available_memory_bytes())
         self._wake = asyncio.Event()
 
     def claim(
@@ -45,6 +53,8 @@ class WarmPool:
     ) -> ShellRecord | None:
         if self.size == 0 or runtime is not Runtime.CONTAINER or network.mode is not NetworkMode.SEALED:
             return None
+        if template in self.templates and shape == DEFAULT_SHAPE:
+            self.demand.note_create(time.monotonic())
         shell = self.ctx.store.claim_pooled(template, shape, network.mode.value)
         self._wake.set()
         return shell
@@ -64,7 +74,10 @@ class WarmPool:
                 await asyncio.sleep(5)
                 continue
             self._wake.clear()
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), RESIZE_EVERY_S)
+            except TimeoutError:
+                continue
             await asyncio.sleep(REFILL_DELAY_S)
 
     async def _refill_once(self) -> None:
@@ -74,36 +87,50 @@ class WarmPool:
                 continue
             while True:
                 have = [s for s in self.ctx.store.list_shells(None, pooled=True) if s.template == template]
-                if len(have) >= self.size:
+                now = time.monotonic()
+                target = self.demand.target(now)
+                if len(have) > target:
+                    await self._shrink(sorted(have, key=lambda s: s.created_at)[: len(have) - target])
+                if len(have) >= target:
                     break
-                now = datetime.now(UTC)
-                shell = ShellRecord(
-                    id=new_id("sh"),
-                    tenant="",
-                    owner=POOL_OWNER,
-                    name="",
-                    state=ShellState.CREATING,
-                    runtime=Runtime.CONTAINER,
-                    language=Language.BASH,
-                    template=template,
-                    network=NetworkPolicy(),
-                    shape=DEFAULT_SHAPE,
-                    region=self.ctx.settings.region,
-                    created_at=now,
-                    updated_at=now,
-                    pooled=True,
-                )
-                self.ctx.store.add_shell(shell)
-                try:
-                    await backend.create(self.ctx.spec(shell))
-                except BaseException:
-                    self.ctx.store.purge_shell(shell.id)
-                    raise
-                self.ctx.store.change_state(
-                    shell.id,
-                    ShellState.RUNNING,
-                    "",
-                    self.ctx.draft(
-                        None, shell, door="pool", kind="state", action="prewarm", outcome="running"
-                    ),
-                )
+                starts = min(target - len(have), self.demand.parallel_starts(now))
+                await asyncio.gather(*(self._start_one(template) for _ in range(starts)))
+
+    async def _start_one(self, template: str) -> None:
+        backend = self.ctx.backend(Runtime.CONTAINER)
+        now = datetime.now(UTC)
+        shell = ShellRecord(
+            id=new_id("sh"),
+            tenant="",
+            owner=POOL_OWNER,
+            name="",
+            state=ShellState.CREATING,
+            runtime=Runtime.CONTAINER,
+            language=Language.BASH,
+            template=template,
+            network=NetworkPolicy(),
+            shape=DEFAULT_SHAPE,
+            region=self.ctx.settings.region,
+            created_at=now,
+            updated_at=now,
+            pooled=True,
+        )
+        self.ctx.store.add_shell(shell)
+        try:
+            await backend.create(self.ctx.spec(shell))
+        except BaseException:
+            self.ctx.store.purge_shell(shell.id)
+            raise
+        self.ctx.store.change_state(
+            shell.id,
+            ShellState.RUNNING,
+            "",
+            self.ctx.draft(None, shell, door="pool", kind="state", action="prewarm", outcome="running"),
+        )
+
+    async def _shrink(self, extra: list[ShellRecord]) -> None:
+        """Destroy pool shells beyond the target; one a claim takes meanwhile is left to its user."""
+        backend = self.ctx.backend(Runtime.CONTAINER)
+        for shell in extra:
+            if self.ctx.store.purge_shell(shell.id):
+                await backend.destroy(shell.id)

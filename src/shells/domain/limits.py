@@ -98,3 +98,11 @@ MAX_SAMPLES_PER_SHELL = 8640
 bytes each in memory);
 older ones drop off the ring. The ring lives as long as the shell, across restarts (at most
 8640 * 32 bytes on disk per shell, ``data_dir/metrics``)."""
+WARM_POOL_MAX = 64
+"""Most pre-started shells the warm pool keeps per template, however high the demand (each holds
+its idle memory, see WARM_POOL_MEMORY_SHARE)."""
+WARM_POOL_MEMORY_SHARE = 0.1
+"""Share of the host's available memory the warm pool may hold, at ``IDLE_SHELL_BYTES`` a shell."""
+IDLE_SHELL_BYTES = 16 * 1024 * 1024
+"""What one idle container shell is counted to hold for the pool's bound (measured: under 10 MB
+PSS, agent included, ``benchmarks/bench_density.py``)."""

@@ -29,7 +29,6 @@ import heapq
 import itertools
 import os
 import pwd
-import secrets
 import selectors
 import shutil
 import signal
@@ -44,7 +43,6 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import NamedTuple
 
 from .protocol import (
     EXEC_CHUNK,
@@ -315,17 +313,17 @@ def op_rename(message: dict[str, object]) -> dict[str, object]:
         raise os_error(exc, source if exc.filename == source else destination) from None
 
 
-class Account(NamedTuple):
+class Account:
     """A Linux user of the shell that a request runs as: ``"user"`` is a name or a uid, optionally
     with ``:group`` (a name or gid), as an image's ``User`` is written. A numeric uid needs no
-    entry in the shell's /etc/passwd (its HOME is then ``/``)."""
+    entry in the shell's /etc/passwd (its HOME is then ``/``). A plain class: the agent imports
+    neither typing nor dataclasses, to start fast."""
 
-    name: str
-    uid: int
-    gid: int
-    home: str
-    shell: str
-    groups: tuple[int, ...]
+    __slots__ = ("gid", "groups", "home", "name", "shell", "uid")
+
+    def __init__(self, name: str, uid: int, gid: int, home: str, shell: str, groups: tuple[int, ...]) -> None:
+        self.name, self.uid, self.gid = name, uid, gid
+        self.home, self.shell, self.groups = home, shell, groups
 
     @classmethod
     def named(cls, user: str) -> Account:
@@ -771,14 +769,17 @@ def _pipes(count: int) -> list[tuple[int, int]]:
     return pairs
 
 
-class _Stdio(NamedTuple):
+class _Stdio:
     """The descriptors of one process: its own stdin/stdout/stderr, and our ends of them."""
 
-    child: tuple[int, int, int]
-    outputs: dict[int, Kind]
-    stdin: int
-    """Our end of its input, or -1."""
-    terminal: bool
+    __slots__ = ("child", "outputs", "stdin", "terminal")
+
+    def __init__(self, child: tuple[int, int, int], outputs: dict[int, Kind], stdin: int, terminal: bool):
+        self.child = child
+        self.outputs = outputs
+        self.stdin = stdin
+        """Our end of its input, or -1."""
+        self.terminal = terminal
 
     def close_child_side(self) -> None:
         for fd in set(self.child):
@@ -1239,7 +1240,7 @@ class WriteFileChannel(Channel):
             else:
                 if Path(self.path).is_dir():
                     raise RequestError("invalid_request", f"{self.path} is a directory.")
-                self.temp = str(Path(self.path).with_name(f"{UPLOAD_PREFIX}{secrets.token_hex(8)}"))
+                self.temp = str(Path(self.path).with_name(f"{UPLOAD_PREFIX}{os.urandom(8).hex()}"))
                 fd = os.open(self.temp, flags | os.O_CREAT | os.O_EXCL, 0o600)
                 os.fchmod(fd, mode)
                 if account is not None:

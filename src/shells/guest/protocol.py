@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import enum
 import json
-import secrets
+import os
 import struct
+from collections import namedtuple
 from collections.abc import Mapping
-from typing import NamedTuple
+
+TYPE_CHECKING = False
+"""True for type checkers only; ``typing.TYPE_CHECKING`` would import typing at the agent's start."""
 
 PROTOCOL_VERSION = 2
 MAX_PAYLOAD = 1024 * 1024
@@ -70,15 +73,21 @@ class BadMessage(Exception):
     """A well-framed CONTROL message is malformed (bad JSON, missing or mistyped field)."""
 
 
-class Frame(NamedTuple):
-    channel: int
-    kind: Kind
-    payload: bytes
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class Frame(NamedTuple):
+        channel: int
+        kind: Kind
+        payload: bytes
+
+else:  # the same tuple without importing typing, a sixth of the agent's start (``agent_runtime``)
+    Frame = namedtuple("Frame", ("channel", "kind", "payload"))
 
 
 def new_channel_id() -> int:
     """A fresh random channel id (the caller retries on the rare clash with an open one)."""
-    return secrets.randbits(CHANNEL_ID_BITS) or 1
+    return int.from_bytes(os.urandom(8), "big") >> (64 - CHANNEL_ID_BITS) or 1
 
 
 def frame_parts(frames: bytes | bytearray, offset: int = 0) -> tuple[int, int, int]:

@@ -284,12 +284,15 @@ class Store(TenancyStore, UsageStore):
                     return _shell_from_row(row)
             return None
 
-    def purge_shell(self, shell_id: str) -> None:
-        """Forget a pool shell that never reached a user (it has no history worth keeping)."""
+    def purge_shell(self, shell_id: str) -> bool:
+        """Forget a pool shell that never reached a user (it has no history worth keeping); false
+        when it is no pool shell (any more: a claim took it)."""
         with self.tx() as s:
             row = s.get(ShellRow, shell_id)
             if row is not None and row.pooled:
                 s.delete(row)
+                return True
+            return False
 
     # events ---------------------------------------------------------------------------------------
     def add_event(self, draft: EventDraft) -> EventRecord:

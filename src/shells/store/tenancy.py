@@ -80,6 +80,10 @@ def _credential(row: TermCredentialRow) -> TermCredentialRecord:
 
 
 class TenancyStore:
+    token_revocations = 0
+    """Tokens revoked through this store object: a cache of tokens (``control.auth``) drops its
+    entries when it changes, so a revocation takes effect on the next request of this process."""
+
     def tx(self) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
@@ -196,7 +200,8 @@ class TenancyStore:
                 .values(revoked_at=now)
             )
             self._event(s, draft, now)
-            return credentials
+        self.token_revocations += 1
+        return credentials
 
     def touch_token(self, token_id: str, at: datetime) -> None:
         with self.tx() as s:

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import os
 import select
+import threading
 from pathlib import Path
 
 from shells.domain.errors import RuntimeFailure
@@ -48,6 +49,9 @@ class MountAttr(ctypes.Structure):
     ]
 
 
+_FORK_LOCK = threading.Lock()
+
+
 def userns_fd(uid_base: int, count: int = 65536) -> int:
     """An fd for a new user namespace mapping ``0 uid_base count`` for uids and gids.
 
@@ -56,9 +60,18 @@ def userns_fd(uid_base: int, count: int = 65536) -> int:
     ``/proc/CHILD/ns/user``, then let the child exit and reap it. The namespace lives as long as the
     returned fd (close it when the mounts that use it are made; they keep their own reference).
     The child runs no Python beyond raw syscalls, so forking from a threaded daemon is safe.
+    Calls are serialized (``_FORK_LOCK``): a child forked by one thread inherits the pipes another
+    thread made meanwhile (close-on-exec does not apply, nothing is exec'd), so two concurrent
+    children each held the other's ``done`` pipe open and waited for each other forever (a burst
+    of creates hung the server's worker threads).
     """
     if uid_base < 0 or count <= 0 or uid_base + count > 2**32 - 1:
         raise RuntimeFailure(f"creating a user namespace: bad id range {uid_base}+{count}")
+    with _FORK_LOCK:
+        return _userns_fd(uid_base, count)
+
+
+def _userns_fd(uid_base: int, count: int) -> int:
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     done_r, done_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()

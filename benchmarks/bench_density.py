@@ -1,0 +1,162 @@
+"""Idle density: how many idle container shells this host holds, what each costs, and how the API
+answers meanwhile.
+
+    python -m benchmarks.bench_density [--max 1000] [--min-available-gib 4]
+
+Climbs to ``--max`` idle shells (``language=bash``, no warm pool) in steps, creating four at a time,
+and stops early when the host's MemAvailable would drop under ``--min-available-gib`` or a create
+fails. At each step, with every shell idle:
+
+- PSS per shell: the sum of ``Pss`` (``/proc/<pid>/smaps_rollup``) of every process in each
+  shell's cgroup, divided by the shells (the agent's interpreter and libraries are one file on one
+  tmpfs, so their pages are shared and PSS splits them);
+- the memory cgroup's charge per shell (``memory.usage_in_bytes``: user pages, page tables and
+  the kernel objects charged to it);
+- host MemAvailable consumed per shell since the start (everything, also what no cgroup is charged
+  for; the host is shared, so it moves with other work too);
+- latency of ``GET /v1/info`` (50 calls) and of an exec of ``true`` in another, busy-free shell
+  (20 calls): p50 and p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from tests.e2e.harness import ServerProcess
+
+from benchmarks.bench_scale import UNLIMITED, pct
+from shells.settings import Settings
+
+STEPS = (1, 10, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
+AT_ONCE = 4
+CGROUP_V1 = Path("/sys/fs/cgroup")
+
+
+def mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def _cgroup_dir(controller: str, prefix: str) -> Path:
+    v1 = CGROUP_V1 / controller / prefix
+    return v1 if v1.exists() else CGROUP_V1 / prefix
+
+
+def pss_and_charge(prefix: str, shell_ids: list[str]) -> tuple[float, float]:
+    """Average PSS of a shell's processes and average memory cgroup charge, bytes."""
+    pss, charge = 0, 0
+    pids_dir, mem_dir = _cgroup_dir("pids", prefix), _cgroup_dir("memory", prefix)
+    for sid in shell_ids:
+        for pid in (pids_dir / sid / "cgroup.procs").read_text(encoding="ascii").split():
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text(encoding="ascii")
+            except OSError:
+                continue
+            pss += next(
+                int(line.split()[1]) * 1024 for line in rollup.splitlines() if line.startswith("Pss:")
+            )
+        usage = mem_dir / sid / "memory.usage_in_bytes"
+        current = usage if usage.exists() else mem_dir / sid / "memory.current"
+        charge += int(current.read_text(encoding="ascii"))
+    return pss / len(shell_ids), charge / len(shell_ids)
+
+
+async def latencies(http: httpx.AsyncClient, probe: str) -> tuple[list[float], list[float]]:
+    info, execs = [], []
+    for _ in range(50):
+        t = time.perf_counter()
+        (await http.get("/v1/info")).raise_for_status()
+        info.append((time.perf_counter() - t) * 1000)
+    for _ in range(20):
+        t = time.perf_counter()
+        r = await http.post(f"/v1/shells/{probe}/exec", params={"wait": "true"}, json={"cmd": ["true"]})
+        r.raise_for_status()
+        execs.append((time.perf_counter() - t) * 1000)
+    return info, execs
+
+
+async def run(args: argparse.Namespace, server: ServerProcess) -> list[str]:
+    prefix = f"shells-{Settings(data_dir=server.data_dir).instance_id}"
+    headers = {"Authorization": f"Bearer {server.token}"}
+    out = [
+        f"{'idle shells':>11} {'PSS/shell MB':>13} {'cgroup/shell MB':>16} {'host/shell MB':>14}"
+        f" {'info p50/p95 ms':>16} {'exec p50/p95 ms':>16} {'create p50 ms':>14}"
+    ]
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=300, limits=limits) as http:
+        probe = str((await http.post("/v1/shells", json={"language": "bash"})).json()["id"])
+        await asyncio.sleep(2)
+        start_available = mem_available()
+        ids: list[str] = []
+        floor = int(args.min_available_gib * 1024**3)
+        for step in (s for s in STEPS if s <= args.max):
+            creates: list[float] = []
+
+            async def create(creates: list[float] = creates) -> None:
+                t = time.perf_counter()
+                r = await http.post("/v1/shells", json={"language": "bash"})
+                r.raise_for_status()
+                creates.append((time.perf_counter() - t) * 1000)
+                ids.append(str(r.json()["id"]))
+
+            stopped = ""
+            while len(ids) < step:
+                if mem_available() < floor:
+                    stopped = f"stopped: MemAvailable under {args.min_available_gib} GiB"
+                    break
+                try:
+                    await asyncio.gather(*(create() for _ in range(min(AT_ONCE, step - len(ids)))))
+                except httpx.HTTPStatusError as exc:
+                    stopped = (
+                        f"stopped: a create answered {exc.response.status_code} {exc.response.text[:200]}"
+                    )
+                    break
+            await asyncio.sleep(3)  # idle: agents started, nothing running
+            pss, charge = pss_and_charge(prefix, ids)
+            host = (start_available - mem_available()) / len(ids)
+            info, execs = await latencies(http, probe)
+            out.append(
+                f"{len(ids):>11} {pss / 2**20:>13.2f} {charge / 2**20:>16.2f} {host / 2**20:>14.2f}"
+                f" {statistics.median(info):>7.2f}/{pct(info, 0.95):<8.2f}"
+                f" {statistics.median(execs):>7.2f}/{pct(execs, 0.95):<8.2f}"
+                f" {statistics.median(creates) if creates else 0:>14.1f}"
+            )
+            print(out[-1], flush=True)
+            if stopped:
+                out.append(stopped)
+                break
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max", type=int, default=1000)
+    ap.add_argument("--min-available-gib", type=float, default=4.0)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="shells-bench-density-", dir="/var/tmp"))
+    env = {**UNLIMITED, "SHELLS_IDLE_TIMEOUT_S": "86400"}
+    server = ServerProcess(root / "data", warm_pool=0, env=env)
+    server.start()
+    try:
+        lines = asyncio.run(run(args, server))
+    finally:
+        t = time.perf_counter()
+        server.purge()
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"purge of every shell took {time.perf_counter() - t:.1f} s")
+    load = Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]
+    print(f"load average {' '.join(load)} (at the end)")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

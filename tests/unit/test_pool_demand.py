@@ -1,0 +1,46 @@
+"""The warm pool's size and start rate follow recent demand, within the floor and the memory bound."""
+
+from __future__ import annotations
+
+from shells.control.pool_demand import MAX_PARALLEL_STARTS, WINDOW_S, PoolDemand
+from shells.domain.limits import IDLE_SHELL_BYTES, WARM_POOL_MAX
+
+PLENTY = 1 << 40
+
+
+def test_an_idle_pool_keeps_its_floor_and_starts_one_at_a_time() -> None:
+    demand = PoolDemand(2, available_bytes=PLENTY)
+    assert demand.target(100.0) == 2
+    assert demand.parallel_starts(100.0) == 1
+
+
+def test_a_burst_raises_the_target_and_the_starts_then_ages_out() -> None:
+    demand = PoolDemand(2, available_bytes=PLENTY)
+    for i in range(60):  # 60 creates within 6 s: 2 a second over the window
+        demand.note_create(100.0 + i * 0.1)
+    assert demand.target(106.0) == 10  # five seconds of that rate
+    assert demand.parallel_starts(106.0) == 1
+    for i in range(240):  # 10 a second
+        demand.note_create(106.0 + i * 0.01)
+    assert demand.target(108.4) == 50
+    assert 1 < demand.parallel_starts(108.4) < MAX_PARALLEL_STARTS
+    assert demand.target(108.4 + WINDOW_S + 1) == 2  # demand stopped: back to the floor
+
+
+def test_the_target_never_passes_the_cap_or_the_memory_bound() -> None:
+    demand = PoolDemand(2, available_bytes=PLENTY)
+    for _ in range(10_000):
+        demand.note_create(100.0)
+    assert demand.target(100.0) == WARM_POOL_MAX
+    assert demand.parallel_starts(100.0) == MAX_PARALLEL_STARTS
+    small = PoolDemand(2, available_bytes=50 * IDLE_SHELL_BYTES)  # 10 % of it: room for 5 shells
+    for _ in range(10_000):
+        small.note_create(100.0)
+    assert small.target(100.0) == 5
+
+
+def test_a_disabled_pool_stays_empty_and_the_floor_holds_without_memory() -> None:
+    off = PoolDemand(0, available_bytes=PLENTY)
+    off.note_create(1.0)
+    assert off.target(1.0) == 0
+    assert PoolDemand(2, available_bytes=0).target(1.0) == 2
