@@ -40,7 +40,7 @@ from .requests import (
     SIGNALS,
 )
 from .terminal import DEFAULT_TTL_S, MAX_TTL_S
-from .tokens import MAX_TOKEN_LIFETIME_S
+from .tokens import MAX_TOKEN_LIFETIME_S, TOKEN_FORMATS
 
 E = TypeVar("E", bound=StrEnum)
 Number = Annotated[float, Strict()]
@@ -375,6 +375,10 @@ class TokenBody(Body):
     )
     kind: Literal[PRINCIPAL_KINDS] = Field(  # type: ignore[valid-type]
         default="service", description="The kind of a principal it creates."
+    )
+    format: Literal[TOKEN_FORMATS] = Field(  # type: ignore[valid-type]
+        default="shells",
+        description="shells (shl_…) or e2b (e2b_ and hex, the form E2B's SDKs accept; docs/e2b.md).",
     )
 
 
