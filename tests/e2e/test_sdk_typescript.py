@@ -1,0 +1,256 @@
+"""The TypeScript SDK (``@shells/sdk``) and the npx MCP server (``@shells/mcp``) in ``sdk-ts/``, as a user
+gets them: installed from the committed lockfile, built with ``tsc``, packed with ``npm pack``.
+
+Node's own test runner drives the SDK end to end against the session's real server (sdk-ts/test/src);
+the MCP package is started with ``npx`` from its packed tarball and driven by the official MCP client,
+which must list exactly the tools of the Python ``shells mcp``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+
+from shells.runtime.microvm.backend import MicrovmBackend
+
+from .harness import ServerProcess
+from .tenancy import MEMBER, Caller, Tenancy
+
+REPO = Path(__file__).resolve().parents[2]
+SDK_TS = REPO / "sdk-ts"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shells"
+NODE_VERSION = "22.23.3"
+"""Installed from the npm registry when the host's Node.js is older than the packages need (Debian 12
+ships 18), as scripts/install-mcp-inspector.sh does."""
+NEEDED_NODE = (20, 10)
+AGENT = [*MEMBER, "shells.agent.invoke"]
+MICROVM_EXAMPLE = "sdk-typescript-2"
+"""The product page's snippet, which creates a rust microvm."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    path: str
+    """``PATH`` with a new enough ``node`` first."""
+    tarballs: tuple[Path, Path]
+    """The packed ``@shells/sdk`` and ``@shells/mcp``."""
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return os.environ | {"PATH": self.path, "npm_config_cache": str(CACHE / "npm")} | extra
+
+    def run(self, *cmd: str, timeout: float = 900, **extra: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            cmd,
+            check=False,
+            cwd=SDK_TS,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-20000:]}\n{done.stderr[-20000:]}"
+        return done
+
+
+def _node_path() -> str:
+    """A ``PATH`` whose ``node`` is at least ``NEEDED_NODE``."""
+    path = os.environ["PATH"]
+    node = shutil.which("node")
+    if node:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
+        if tuple(int(p) for p in version.strip().lstrip("v").split(".")[:2]) >= NEEDED_NODE:
+            return path
+    prefix = CACHE / f"node-{NODE_VERSION}"
+    if not (prefix / "node_modules" / "node" / "bin" / "node").exists():
+        subprocess.run(
+            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", f"node@{NODE_VERSION}"],
+            check=True,
+            timeout=900,
+        )
+    return f"{prefix / 'node_modules' / 'node' / 'bin'}:{path}"
+
+
+@pytest.fixture(scope="module")
+def toolchain() -> Toolchain:
+    """``npm ci`` (skipped while the lockfile is unchanged; downloads cached under ~/.cache/shells/npm),
+    ``tsc``, then ``npm pack``; the tarballs are copied under a name of their content, so that ``npx``
+    never runs a stale install of an older build."""
+    if shutil.which("npm") is None:
+        pytest.skip("needs npm (scripts/install-system-deps.sh installs it)")
+    chain = Toolchain(_node_path(), (Path(), Path()))
+    lock = hashlib.sha256((SDK_TS / "package-lock.json").read_bytes()).hexdigest()[:16]
+    stamp = SDK_TS / "node_modules" / f".shells-lock-{lock}"
+    if not stamp.exists():
+        chain.run("npm", "ci", "--no-audit", "--no-fund", "--prefer-offline")
+        stamp.touch()
+    chain.run("npm", "run", "build")
+    shutil.rmtree(SDK_TS / "packed", ignore_errors=True)
+    chain.run("npm", "run", "pack")
+    packed = []
+    for name in ("shells-sdk-0.1.0.tgz", "shells-mcp-0.1.0.tgz"):
+        data = (SDK_TS / "packed" / name).read_bytes()
+        kept = CACHE / "sdk-ts-pack" / hashlib.sha256(data).hexdigest()[:16] / name
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(data)
+        packed.append(kept)
+    return Toolchain(chain.path, (packed[0], packed[1]))
+
+
+def node_test(toolchain: Toolchain, server: ServerProcess, *files: str, **extra: str) -> str:
+    """Run ``node --test`` over the compiled test files against ``server``; their report on failure."""
+    paths = [f"dist-test/src/{f}.test.js" for f in files]
+    env = {"SHELLS_BASE_URL": server.url, "SHELLS_API_TOKEN": server.token, **extra}
+    done = toolchain.run("node", "--test", "--test-reporter=spec", "--test-concurrency=2", *paths, **env)
+    return done.stdout
+
+
+# the contract ----------------------------------------------------------------------------------------
+
+
+def test_the_types_are_generated_from_the_servers_current_document(
+    server: ServerProcess, toolchain: Toolchain
+) -> None:
+    live = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+    copy = json.loads((SDK_TS / "openapi.json").read_text(encoding="utf-8"))
+    assert live == copy, (
+        "sdk-ts/openapi.json is not the server's document: run "
+        "`.venv/bin/python scripts/openapi_json.py > sdk-ts/openapi.json && (cd sdk-ts && npm run generate)`"
+    )
+    toolchain.run("npm", "run", "check-generated")
+
+
+# the SDK -----------------------------------------------------------------------------------------------
+
+
+def test_the_sdk_end_to_end_and_every_doc_example(
+    server: ServerProcess, toolchain: Toolchain, built_templates: dict[str, Any]
+) -> None:
+    """Streaming exec, several MiB of files, every container action, a terminal, typed errors, cancelled
+    calls, retries and dropped connections, and the examples of docs/sdk-typescript.md and the README
+    (the product page's snippet on a rust microvm, CreateOS's on devbox:1)."""
+    missing = MicrovmBackend.available()
+    why = f"{MICROVM_EXAMPLE}: no microvm class ({missing})"
+    skip = {} if missing is None else {"SHELLS_TS_SKIP_EXAMPLES": why}
+    report = node_test(toolchain, server, "sdk", "transport", "docs", **skip)
+    assert "# fail 0" in report, report
+
+
+def test_pause_resume_and_fork_on_a_microvm(server: ServerProcess, toolchain: Toolchain) -> None:
+    missing = MicrovmBackend.available()
+    if missing is not None:
+        pytest.skip(f"no microvm class on this host: {missing}")
+    report = node_test(toolchain, server, "microvm")
+    assert "# pass 1" in report, report
+
+
+# the MCP package ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tenancy(server: ServerProcess) -> Iterator[Tenancy]:
+    t = Tenancy(server)
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="module")
+def agent(tenancy: Tenancy) -> Caller:
+    return tenancy.caller(tenancy.tenant("tsagents"), "agent", AGENT)
+
+
+@asynccontextmanager
+async def npx_mcp(toolchain: Toolchain, server: ServerProcess, token: str) -> AsyncIterator[Client]:
+    """The official MCP client, connected to ``npx @shells/mcp`` installed from the packed tarballs."""
+    sdk, mcp = toolchain.tarballs
+    env = {
+        "PATH": toolchain.path,
+        "HOME": os.environ.get("HOME", "/root"),
+        "npm_config_cache": str(CACHE / "npm"),
+        "SHELLS_BASE_URL": server.url,
+        "SHELLS_API_TOKEN": token,
+    }
+    args = ["-y", f"--package={sdk}", f"--package={mcp}", "shells-mcp"]
+    params = StdioServerParameters(command="npx", args=args, env=env)
+    async with Client(params, read_timeout_seconds=300) as client:
+        yield client
+
+
+def _ok(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content[0].text
+    assert isinstance(result.structured_content, dict)
+    return dict(result.structured_content)
+
+
+def _error(result: Any, code: str) -> dict[str, Any]:
+    assert result.is_error, result.content
+    err = dict(result.structured_content["error"])
+    assert err["code"] == code, err
+    assert result.content[0].text.startswith(f"{code}: ")
+    return err
+
+
+@pytest.mark.anyio
+async def test_npx_serves_the_python_servers_tools_and_an_agent_uses_them(
+    server: ServerProcess, toolchain: Toolchain, agent: Caller
+) -> None:
+    python = StdioServerParameters(
+        command=str(REPO / ".venv" / "bin" / "python"),
+        args=["-m", "shells.cli.main", "mcp"],
+        env={"PATH": os.environ["PATH"], "SHELLS_BASE_URL": server.url, "SHELLS_API_TOKEN": agent.token},
+    )
+    async with Client(python, read_timeout_seconds=300) as reference:
+        expected = (await reference.list_tools()).tools
+    async with npx_mcp(toolchain, server, agent.token) as client:
+        listed = (await client.list_tools()).tools
+        assert [t.model_dump() for t in listed] == [t.model_dump() for t in expected]
+
+        async def call(name: str, **args: Any) -> Any:
+            return await client.call_tool(name, args)
+
+        sid = _ok(await call("shells_create", language="python", network={"mode": "sealed"}))["shell"]["id"]
+        try:
+            ran = _ok(await call("shells_exec", shell_id=sid, command="seq 1 100000", max_output_chars=1000))
+            assert ran["exit_code"] == 0 and ran["stdout"].startswith("1\n2\n")
+            assert ran["stdout"].endswith("100000\n")
+            assert ran["stdout_cut"] == len("".join(f"{i}\n" for i in range(1, 100001))) - 1000
+            assert _ok(await call("shells_run_code", shell_id=sid, code="print(6*7)"))["stdout"] == "42\n"
+            wrote = _ok(await call("shells_files_write", shell_id=sid, path="a.txt", content="héllo"))
+            assert wrote["size"] == 6
+            read = _ok(await call("shells_files_read", shell_id=sid, path="a.txt", max_bytes=3))
+            assert (read["content"], read["truncated"]) == ("h\ufffd", True)
+            listing = _ok(await call("shells_files_list", shell_id=sid))
+            assert [e["name"] for e in listing["entries"]] == ["a.txt"]
+            term = await call("shells_term", shell_id=sid, ttl_s=60)
+            assert _ok(term)["token"].startswith("term_") and _ok(term)["token"] not in term.content[0].text
+            wiped = await call("shells_action", shell_id=sid, action="wipe_state")
+            assert _ok(wiped)["destructive"] and "DESTRUCTIVE" in wiped.content[0].text
+            _error(await call("shells_exec", shell_id=sid), "invalid_request")
+            _error(await call("shells_create", shape=7), "invalid_request")
+            _error(await call("shells_nope"), "invalid_request")
+            _error(await call("shells_files_read", shell_id="sh_missing", path="x"), "shell_not_found")
+        finally:
+            deleted = _ok(await call("shells_delete", shell_id=sid))
+        assert deleted == {"deleted": sid}
+
+
+@pytest.mark.anyio
+async def test_npx_mcp_is_gated_by_the_agent_entitlement(
+    server: ServerProcess, toolchain: Toolchain, tenancy: Tenancy, agent: Caller
+) -> None:
+    person = tenancy.caller(agent.tenant, "tsperson", MEMBER)
+    async with npx_mcp(toolchain, server, person.token) as client:
+        refused = await client.call_tool("shells_list", {})
+    assert "shells.agent.invoke" in _error(refused, "permission_denied")["message"]
+    assert person.http.get("/v1/shells").status_code == 200  # the same token is fine through REST
