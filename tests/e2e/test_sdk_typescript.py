@@ -144,7 +144,7 @@ def test_the_sdk_end_to_end_and_every_doc_example(
     why = f"{MICROVM_EXAMPLE}: no microvm class ({missing})"
     skip = {} if missing is None else {"SHELLS_TS_SKIP_EXAMPLES": why}
     report = node_test(toolchain, server, "sdk", "transport", "docs", **skip)
-    assert "# fail 0" in report, report
+    assert "ℹ fail 0" in report and "ℹ cancelled 0" in report, report
 
 
 def test_pause_resume_and_fork_on_a_microvm(server: ServerProcess, toolchain: Toolchain) -> None:
@@ -152,7 +152,7 @@ def test_pause_resume_and_fork_on_a_microvm(server: ServerProcess, toolchain: To
     if missing is not None:
         pytest.skip(f"no microvm class on this host: {missing}")
     report = node_test(toolchain, server, "microvm")
-    assert "# pass 1" in report, report
+    assert "ℹ pass 1" in report, report
 
 
 # the MCP package ---------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ async def test_npx_serves_the_python_servers_tools_and_an_agent_uses_them(
             assert _ok(await call("shells_run_code", shell_id=sid, code="print(6*7)"))["stdout"] == "42\n"
             wrote = _ok(await call("shells_files_write", shell_id=sid, path="a.txt", content="héllo"))
             assert wrote["size"] == 6
-            read = _ok(await call("shells_files_read", shell_id=sid, path="a.txt", max_bytes=3))
+            read = _ok(await call("shells_files_read", shell_id=sid, path="a.txt", max_bytes=2))
             assert (read["content"], read["truncated"]) == ("h\ufffd", True)
             listing = _ok(await call("shells_files_list", shell_id=sid))
             assert [e["name"] for e in listing["entries"]] == ["a.txt"]
