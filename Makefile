@@ -40,6 +40,7 @@ bench: system-deps $(STAMP)
 	$(PY) -m benchmarks.bench_btrfs
 	$(PY) -m benchmarks.bench_network
 	$(PY) -m benchmarks.bench_sdk
+	$(PY) -m benchmarks.bench_sdk_ts
 	$(PY) -m benchmarks.bench_mcp
 
 # The web console's bundle is committed (so `make up` and CI need no npm); this rebuilds it from the

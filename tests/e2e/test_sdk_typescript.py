@@ -8,15 +8,12 @@ which must list exactly the tools of the Python ``shells mcp``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,93 +23,26 @@ from mcp import Client, StdioServerParameters
 from shells.runtime.microvm.backend import MicrovmBackend
 
 from .harness import ServerProcess
+from .sdk_ts import CACHE, SDK_TS, Toolchain, build
 from .tenancy import MEMBER, Caller, Tenancy
 
-REPO = Path(__file__).resolve().parents[2]
-SDK_TS = REPO / "sdk-ts"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shells"
-NODE_VERSION = "22.23.3"
-"""Installed from the npm registry when the host's Node.js is older than the packages need (Debian 12
-ships 18), as scripts/install-mcp-inspector.sh does."""
-NEEDED_NODE = (20, 10)
 AGENT = [*MEMBER, "shells.agent.invoke"]
 MICROVM_EXAMPLE = "sdk-typescript-2"
 """The product page's snippet, which creates a rust microvm."""
 
 
-@dataclass(frozen=True)
-class Toolchain:
-    path: str
-    """``PATH`` with a new enough ``node`` first."""
-    tarballs: tuple[Path, Path]
-    """The packed ``@shells/sdk`` and ``@shells/mcp``."""
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return os.environ | {"PATH": self.path, "npm_config_cache": str(CACHE / "npm")} | extra
-
-    def run(self, *cmd: str, timeout: float = 900, **extra: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            cmd,
-            check=False,
-            cwd=SDK_TS,
-            env=self.env(**extra),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-20000:]}\n{done.stderr[-20000:]}"
-        return done
-
-
-def _node_path() -> str:
-    """A ``PATH`` whose ``node`` is at least ``NEEDED_NODE``."""
-    path = os.environ["PATH"]
-    node = shutil.which("node")
-    if node:
-        version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
-        if tuple(int(p) for p in version.strip().lstrip("v").split(".")[:2]) >= NEEDED_NODE:
-            return path
-    prefix = CACHE / f"node-{NODE_VERSION}"
-    if not (prefix / "node_modules" / "node" / "bin" / "node").exists():
-        subprocess.run(
-            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", f"node@{NODE_VERSION}"],
-            check=True,
-            timeout=900,
-        )
-    return f"{prefix / 'node_modules' / 'node' / 'bin'}:{path}"
-
-
 @pytest.fixture(scope="module")
 def toolchain() -> Toolchain:
-    """``npm ci`` (skipped while the lockfile is unchanged; downloads cached under ~/.cache/shells/npm),
-    ``tsc``, then ``npm pack``; the tarballs are copied under a name of their content, so that ``npx``
-    never runs a stale install of an older build."""
     if shutil.which("npm") is None:
         pytest.skip("needs npm (scripts/install-system-deps.sh installs it)")
-    chain = Toolchain(_node_path(), (Path(), Path()))
-    lock = hashlib.sha256((SDK_TS / "package-lock.json").read_bytes()).hexdigest()[:16]
-    stamp = SDK_TS / "node_modules" / f".shells-lock-{lock}"
-    if not stamp.exists():
-        chain.run("npm", "ci", "--no-audit", "--no-fund", "--prefer-offline")
-        stamp.touch()
-    chain.run("npm", "run", "build")
-    shutil.rmtree(SDK_TS / "packed", ignore_errors=True)
-    chain.run("npm", "run", "pack")
-    packed = []
-    for name in ("shells-sdk-0.1.0.tgz", "shells-mcp-0.1.0.tgz"):
-        data = (SDK_TS / "packed" / name).read_bytes()
-        kept = CACHE / "sdk-ts-pack" / hashlib.sha256(data).hexdigest()[:16] / name
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        kept.write_bytes(data)
-        packed.append(kept)
-    return Toolchain(chain.path, (packed[0], packed[1]))
+    return build()
 
 
 def node_test(toolchain: Toolchain, server: ServerProcess, *files: str, **extra: str) -> str:
     """Run ``node --test`` over the compiled test files against ``server``; their report on failure."""
     paths = [f"dist-test/src/{f}.test.js" for f in files]
     env = {"SHELLS_BASE_URL": server.url, "SHELLS_API_TOKEN": server.token, **extra}
-    done = toolchain.run("node", "--test", "--test-reporter=spec", "--test-concurrency=2", *paths, **env)
+    done = toolchain.run("node", "--test", "--test-reporter=tap", "--test-concurrency=2", *paths, **env)
     return done.stdout
 
 
@@ -144,7 +74,7 @@ def test_the_sdk_end_to_end_and_every_doc_example(
     why = f"{MICROVM_EXAMPLE}: no microvm class ({missing})"
     skip = {} if missing is None else {"SHELLS_TS_SKIP_EXAMPLES": why}
     report = node_test(toolchain, server, "sdk", "transport", "docs", **skip)
-    assert "ℹ fail 0" in report and "ℹ cancelled 0" in report, report
+    assert "# fail 0" in report and "# cancelled 0" in report, report
 
 
 def test_pause_resume_and_fork_on_a_microvm(server: ServerProcess, toolchain: Toolchain) -> None:
@@ -152,7 +82,7 @@ def test_pause_resume_and_fork_on_a_microvm(server: ServerProcess, toolchain: To
     if missing is not None:
         pytest.skip(f"no microvm class on this host: {missing}")
     report = node_test(toolchain, server, "microvm")
-    assert "ℹ pass 1" in report, report
+    assert "# pass 1" in report, report
 
 
 # the MCP package ---------------------------------------------------------------------------------------
@@ -206,7 +136,7 @@ async def test_npx_serves_the_python_servers_tools_and_an_agent_uses_them(
     server: ServerProcess, toolchain: Toolchain, agent: Caller
 ) -> None:
     python = StdioServerParameters(
-        command=str(REPO / ".venv" / "bin" / "python"),
+        command=sys.executable,
         args=["-m", "shells.cli.main", "mcp"],
         env={"PATH": os.environ["PATH"], "SHELLS_BASE_URL": server.url, "SHELLS_API_TOKEN": agent.token},
     )
