@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: up down test lint typecheck unit e2e bench system-deps console console-check screenshots
+.PHONY: up down test lint typecheck unit e2e bench system-deps console console-check screenshots sdk-ts
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -32,7 +32,7 @@ unit: $(STAMP)
 e2e: system-deps $(STAMP)
 	.venv/bin/pytest -q tests/e2e
 
-test: system-deps $(STAMP) lint typecheck
+test: system-deps $(STAMP) lint typecheck sdk-ts
 	.venv/bin/pytest -q -ra tests
 
 bench: system-deps $(STAMP)
@@ -54,3 +54,8 @@ console-check: console
 # Retake the README's console screenshots (docs/screenshots/) against a real server and browser.
 screenshots: system-deps $(STAMP)
 	SHELLS_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots .venv/bin/pytest -q tests/e2e/test_console.py -k screenshots
+
+# The TypeScript SDK and the npx MCP server (sdk-ts/, docs/sdk-typescript.md): installed from the
+# lockfile, built with tsc, packed into sdk-ts/packed/. tests/e2e/test_sdk_typescript.py runs them.
+sdk-ts:
+	cd sdk-ts && npm ci --no-audit --no-fund && npm run check-generated && npm run build && npm run pack

@@ -9,6 +9,7 @@ import { test } from "node:test";
 
 import {
   ActionNotSupported,
+  CredentialRevoked,
   FileNotFound,
   InvalidRequest,
   NotFound,
@@ -16,6 +17,7 @@ import {
   ShellNotFound,
   Shells,
   ShellsError,
+  Terminal,
   Unauthenticated,
   type CommandEvent,
 } from "@shells/sdk";
@@ -130,6 +132,12 @@ test("a terminal session: credential, live output, keystrokes, exit", async () =
     assert.match(output, /hi-42/);
     term.write("exit 5\n");
     assert.deepEqual(await term.exited, { exitCode: 5, signal: null });
+
+    const revoked = await shell.term();
+    await client().request("DELETE", `/v1/shells/${shell.id}/term/${revoked.id}`);
+    const refused = await Terminal.open(revoked).catch((e: unknown) => e);
+    assert.ok(refused instanceof CredentialRevoked, String(refused));
+    assert.equal(refused.status, 401);
   });
 });
 

@@ -3,7 +3,7 @@ import type { RequestBody } from "./generated/openapi.js";
 import { HTTP, type CallOptions, type ClientOptions, type Json, type RequestOptions } from "./http.js";
 import { camel, type ActionResult, type RuntimeOffer, type ShellInfo, type TermCredential, type UsageReport } from "./models.js";
 import { Networks, Snapshots, Templates } from "./resources.js";
-import { act, mintTerm, Shell, shellPath, type ActionName, type ActionParams } from "./shell.js";
+import { act, deleteShell, mintTerm, Shell, shellPath, type ActionName, type ActionParams } from "./shell.js";
 
 /** How to create a shell; everything is optional and left out means the server's default. */
 export interface CreateOptions extends CallOptions {
@@ -116,7 +116,7 @@ export class Shells {
 
   /** Delete a shell by id; `false` if it was already gone. */
   delete(id: string, options: CallOptions = {}): Promise<boolean> {
-    return new Shell(this.#http, { id } as ShellInfo).kill(options);
+    return deleteShell(this.#http, id, options);
   }
 
   /** The flat form: run one lifecycle action on a shell by id. */

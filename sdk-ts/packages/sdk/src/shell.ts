@@ -40,6 +40,17 @@ export async function mintTerm(http: HTTP, id: string, options: CallOptions & { 
   return camel<TermCredential>(await http.call("POST", `${shellPath(id)}/term`, { body, signal: options.signal }));
 }
 
+/** Delete a shell by id and everything in it (its snapshots stay); `false` if it was already gone. */
+export async function deleteShell(http: HTTP, id: string, options: CallOptions = {}): Promise<boolean> {
+  try {
+    await http.call("DELETE", shellPath(id), { signal: options.signal });
+    return true;
+  } catch (error) {
+    if (error instanceof ShellNotFound) return false;
+    throw error;
+  }
+}
+
 export class Shell implements AsyncDisposable {
   readonly #http: HTTP;
   readonly #path: string;
@@ -71,14 +82,8 @@ export class Shell implements AsyncDisposable {
   }
 
   /** Delete the shell and everything in it (its snapshots stay); `false` if it was already gone. */
-  async kill(options: CallOptions = {}): Promise<boolean> {
-    try {
-      await this.#http.call("DELETE", this.#path, { signal: options.signal });
-      return true;
-    } catch (error) {
-      if (error instanceof ShellNotFound) return false;
-      throw error;
-    }
+  kill(options: CallOptions = {}): Promise<boolean> {
+    return deleteShell(this.#http, this.id, options);
   }
 
   /** The CreateOS SDK's name for `kill`. */

@@ -79,7 +79,10 @@ export class Terminal {
       socket.on("close", (code) => {
         options.signal?.removeEventListener("abort", onAbort);
         if (ended.exit) settle!.resolve(ended.exit);
-        else if (ended.error) fail(ended.error);
+        else if (ended.error) {
+          if (code >= 4000) ended.error.status = code - 4000; // the server closes with 4000 + the HTTP status
+          fail(ended.error);
+        }
         else fail(new Unavailable(`The terminal closed (code ${code}) before its process exited.`));
         ended = {};
       });
