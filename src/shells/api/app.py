@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..control.service import Control
 from ..mcp.http import McpHttp
-from . import console, errors, metrics, routes_admin, routes_mcp, terminal_ws
+from . import console, errors, metrics, openapi_doc, routes_admin, routes_mcp, terminal_ws
 from .body_timeout import BodyTimeout
 from .drain import Drain, Draining
 from .request_context import RequestContext
@@ -53,4 +53,5 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(routes_mcp.router)
     app.include_router(events_router)
     console.install(app)
+    openapi_doc.install(app)
     return app

@@ -7,76 +7,83 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from ..control.bodies import GrantBody, QuotasUpdateBody, TenantBody, TokenBody
 from ..control.tokens import TokenRequest
 from ..domain.audit import AuditQuery, parse_time
-from .deps import BodyDep, ControlDep, Cursor, PageSize, PrincipalDep
+from .contract import AUTHED, BODY, BodyRoute, errors
+from .deps import ControlDep, Cursor, PageSize, PrincipalDep
 
-router = APIRouter()
+router = APIRouter(route_class=BodyRoute)
+LIST = errors(*AUTHED)
+ONE = errors(*AUTHED, 404)
+WRITE = errors(*AUTHED, *BODY, 404, 409)
 
 
-@router.post("/v1/tenants", status_code=201)
-async def create_tenant(control: ControlDep, principal: PrincipalDep, body: BodyDep) -> dict[str, Any]:
-    return control.tenancy.create_tenant(principal, body)
+@router.post("/v1/tenants", status_code=201, responses=WRITE)
+async def create_tenant(control: ControlDep, principal: PrincipalDep, body: TenantBody) -> dict[str, Any]:
+    return control.tenancy.create_tenant(principal, body.wire())
 
 
-@router.get("/v1/tenants")
+@router.get("/v1/tenants", responses=LIST)
 async def list_tenants(control: ControlDep, principal: PrincipalDep) -> dict[str, Any]:
     return {"tenants": control.tenancy.list_tenants(principal)}
 
 
-@router.get("/v1/tenants/{name}")
+@router.get("/v1/tenants/{name}", responses=ONE)
 async def get_tenant(control: ControlDep, principal: PrincipalDep, name: str) -> dict[str, Any]:
     return control.tenancy.get_tenant(principal, name)
 
 
-@router.patch("/v1/tenants/{name}")
+@router.patch("/v1/tenants/{name}", responses=WRITE)
 async def set_tenant_quotas(
-    control: ControlDep, principal: PrincipalDep, name: str, body: BodyDep
+    control: ControlDep, principal: PrincipalDep, name: str, body: QuotasUpdateBody
 ) -> dict[str, Any]:
-    return control.tenancy.set_quotas(principal, name, body)
+    return control.tenancy.set_quotas(principal, name, body.wire())
 
 
-@router.get("/v1/principals")
+@router.get("/v1/principals", responses=LIST)
 async def list_principals(control: ControlDep, principal: PrincipalDep) -> dict[str, Any]:
     return {"principals": [p.to_public() for p in control.tenancy.principals(principal)]}
 
 
-@router.post("/v1/tokens", status_code=201)
-async def create_token(control: ControlDep, principal: PrincipalDep, body: BodyDep) -> dict[str, Any]:
-    record, token = control.tokens.create(principal, TokenRequest.parse(body))
+@router.post("/v1/tokens", status_code=201, responses=WRITE)
+async def create_token(control: ControlDep, principal: PrincipalDep, body: TokenBody) -> dict[str, Any]:
+    record, token = control.tokens.create(principal, TokenRequest.parse(body.wire()))
     return record.to_public() | {"token": token}
 
 
-@router.get("/v1/tokens")
+@router.get("/v1/tokens", responses=ONE)
 async def list_tokens(
     control: ControlDep, principal: PrincipalDep, tenant: str | None = None
 ) -> dict[str, Any]:
     return {"tokens": [t.to_public() for t in control.tokens.list(principal, tenant)]}
 
 
-@router.delete("/v1/tokens/{token_id}", status_code=204)
+@router.delete("/v1/tokens/{token_id}", status_code=204, responses=ONE)
 async def revoke_token(control: ControlDep, principal: PrincipalDep, token_id: str) -> Response:
     control.tokens.revoke(principal, token_id)
     return Response(status_code=204)
 
 
-@router.post("/v1/shells/{shell_id}/grants", status_code=201)
-async def grant(control: ControlDep, principal: PrincipalDep, shell_id: str, body: BodyDep) -> dict[str, Any]:
-    return control.tenancy.grant(principal, shell_id, body).to_public()
+@router.post("/v1/shells/{shell_id}/grants", status_code=201, responses=WRITE)
+async def grant(
+    control: ControlDep, principal: PrincipalDep, shell_id: str, body: GrantBody
+) -> dict[str, Any]:
+    return control.tenancy.grant(principal, shell_id, body.wire()).to_public()
 
 
-@router.get("/v1/shells/{shell_id}/grants")
+@router.get("/v1/shells/{shell_id}/grants", responses=ONE)
 async def list_grants(control: ControlDep, principal: PrincipalDep, shell_id: str) -> dict[str, Any]:
     return {"grants": [g.to_public() for g in control.tenancy.grants(principal, shell_id)]}
 
 
-@router.delete("/v1/shells/{shell_id}/grants/{grantee}", status_code=204)
+@router.delete("/v1/shells/{shell_id}/grants/{grantee}", status_code=204, responses=ONE)
 async def revoke_grant(control: ControlDep, principal: PrincipalDep, shell_id: str, grantee: str) -> Response:
     control.tenancy.revoke_grant(principal, shell_id, grantee)
     return Response(status_code=204)
 
 
-@router.get("/v1/audit")
+@router.get("/v1/audit", responses=LIST)
 async def audit(
     control: ControlDep,
     principal: PrincipalDep,

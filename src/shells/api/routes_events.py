@@ -28,10 +28,12 @@ from ..control.feed import Feed
 from ..domain.errors import InvalidRequest, ShellsError
 from ..domain.limits import MAX_API_INT
 from ..domain.principal import Principal
+from .contract import BodyRoute
 from .deps import ControlDep, Cursor, PrincipalDep
 from .errors import error_body
+from .stream_docs import SSE_RESPONSES
 
-router = APIRouter()
+router = APIRouter(route_class=BodyRoute)
 RETRY_MS = 2000
 """How long a disconnected client waits before it reconnects (the SSE ``retry`` field)."""
 
@@ -50,7 +52,7 @@ def _after(after: int | None, last_event_id: str | None) -> int | None:
     return int(text)
 
 
-@router.get("/v1/events/stream")
+@router.get("/v1/events/stream", response_class=StreamingResponse, responses=SSE_RESPONSES)
 async def event_stream(
     control: ControlDep,
     principal: PrincipalDep,

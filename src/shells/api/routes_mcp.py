@@ -8,11 +8,20 @@ from typing import cast
 from fastapi import APIRouter, Request, Response
 
 from ..mcp.http import PATH, McpHttp
+from .contract import AUTHED, BODY, BodyRoute, errors
 
-router = APIRouter()
+router = APIRouter(route_class=BodyRoute)
 
 
-@router.post(PATH, response_model=None, summary="MCP (streamable HTTP): the agents' door")
+@router.post(
+    PATH,
+    response_model=None,
+    summary="MCP (streamable HTTP): the agents' door",
+    responses={
+        202: {"description": "A notification or response accepted."},
+        **errors(*AUTHED, *BODY, 406, 415, 421),
+    },
+)
 async def agent_invoke(request: Request) -> Response:
     """JSON-RPC messages of the Model Context Protocol (tools/list, tools/call, …); see docs/mcp.md.
     Needs a bearer token holding ``shells.agent.invoke``."""

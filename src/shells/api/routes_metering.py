@@ -10,12 +10,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..control.bodies import BillingBody
 from ..control.metering import UsageReport
 from ..domain.errors import InvalidRequest
-from .deps import BodyDep, ControlDep, PrincipalDep
+from .contract import AUTHED, BODY, BodyRoute, errors
+from .deps import ControlDep, PrincipalDep
 from .metrics import registry_of
 
-router = APIRouter()
+router = APIRouter(route_class=BodyRoute)
+TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 CSV_COLUMNS = ("key", "seconds", "vcpu_seconds", "gib_seconds", "cost_usd")
 
 
@@ -30,7 +33,11 @@ def usage_csv(report: UsageReport) -> str:
     return out.getvalue()
 
 
-@router.get("/v1/usage", response_model=None)
+@router.get(
+    "/v1/usage",
+    response_model=None,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **errors(*AUTHED, 404)},
+)
 async def usage(
     control: ControlDep,
     principal: PrincipalDep,
@@ -58,24 +65,24 @@ async def usage(
     return report.to_public()
 
 
-@router.get("/v1/pricing")
+@router.get("/v1/pricing", responses=errors(*AUTHED))
 async def pricing(control: ControlDep, principal: PrincipalDep) -> dict[str, Any]:
     return control.metering.pricing(principal)
 
 
-@router.get("/v1/tenants/{name}/billing")
+@router.get("/v1/tenants/{name}/billing", responses=errors(*AUTHED, 404))
 async def get_billing(control: ControlDep, principal: PrincipalDep, name: str) -> dict[str, Any]:
     return control.metering.get_terms(principal, name)
 
 
-@router.put("/v1/tenants/{name}/billing")
+@router.put("/v1/tenants/{name}/billing", responses=errors(*AUTHED, *BODY, 404))
 async def set_billing(
-    control: ControlDep, principal: PrincipalDep, name: str, body: BodyDep
+    control: ControlDep, principal: PrincipalDep, name: str, body: BillingBody
 ) -> dict[str, Any]:
-    return control.metering.set_terms(principal, name, body)
+    return control.metering.set_terms(principal, name, body.wire())
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: TEXT, **errors(*AUTHED)})
 async def metrics(control: ControlDep, principal: PrincipalDep, request: Request) -> Response:
     """Prometheus text format (scrape with a platform admin's token as the bearer token)."""
     control.metrics.authorize(principal)

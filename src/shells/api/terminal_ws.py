@@ -29,28 +29,35 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from ..control.bodies import TermBody
 from ..control.service import Control
 from ..control.terminal import TerminalSession
 from ..domain.errors import InvalidRequest, ShellsError
 from ..domain.execution import ExecExit
-from .deps import BodyDep, ControlDep, PrincipalDep
+from .contract import AUTHED, BODY, BodyRoute, errors
+from .deps import ControlDep, PrincipalDep
 from .errors import error_body, status_for
 
-router = APIRouter()
+router = APIRouter(route_class=BodyRoute)
+DEFAULT_TERM = TermBody()
 AUTH_TIMEOUT_S = 10.0
 
 
-@router.post("/v1/shells/{shell_id}/term", status_code=201)
+@router.post("/v1/shells/{shell_id}/term", status_code=201, responses=errors(*AUTHED, *BODY, 404, 409))
 async def mint_terminal(
-    control: ControlDep, principal: PrincipalDep, shell_id: str, body: BodyDep, request: Request
+    control: ControlDep,
+    principal: PrincipalDep,
+    shell_id: str,
+    request: Request,
+    body: TermBody = DEFAULT_TERM,
 ) -> dict[str, Any]:
-    cred, token = control.terminals.mint(principal, shell_id, body)
+    cred, token = control.terminals.mint(principal, shell_id, body.wire())
     url = request.url_for("terminal", shell_id=cred.shell_id)
     url = url.replace(scheme={"http": "ws", "https": "wss"}.get(url.scheme, url.scheme))
     return {"id": cred.id, "token": token, "expires_at": cred.expires_at.isoformat(), "url": str(url)}
 
 
-@router.get("/v1/shells/{shell_id}/term")
+@router.get("/v1/shells/{shell_id}/term", responses=errors(*AUTHED, 404))
 async def list_terminals(control: ControlDep, principal: PrincipalDep, shell_id: str) -> dict[str, Any]:
     return {
         "credentials": [
@@ -60,7 +67,7 @@ async def list_terminals(control: ControlDep, principal: PrincipalDep, shell_id:
     }
 
 
-@router.delete("/v1/shells/{shell_id}/term/{credential_id}", status_code=204)
+@router.delete("/v1/shells/{shell_id}/term/{credential_id}", status_code=204, responses=errors(*AUTHED, 404))
 async def revoke_terminal(
     control: ControlDep, principal: PrincipalDep, shell_id: str, credential_id: str
 ) -> Response:

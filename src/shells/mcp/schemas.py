@@ -1,15 +1,17 @@
 """JSON Schemas of the tools' arguments and structured results. The results are the REST API's wire
 forms (see docs/sdk.md and docs/mcp.md), so the schemas name the fields an agent relies on and allow
-the ones a newer server adds."""
+the ones a newer server adds. Where a tool takes a REST body's fields, its arguments come from that
+body's model (``control.bodies``, ``from_body``), so the two cannot drift."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from ..control.bodies import ActionParams, CreateShellBody, NetworkPolicyBody, RunBody, TermBody
 from ..domain.capabilities import Capability
-from ..domain.isolation import Language, Runtime
-from ..domain.network import NetworkMode
-from ..domain.shapes import SHAPES
+from ..domain.isolation import Runtime
 
 Schema = dict[str, Any]
 
@@ -44,6 +46,32 @@ def string_map(description: str) -> Schema:
     return {"type": "object", "additionalProperties": {"type": "string"}, "description": description}
 
 
+def from_body(model: type[BaseModel], required: list[str] | None = None, **extra: Schema) -> Schema:
+    """A closed object schema of ``model``'s fields plus ``extra`` ones, self-contained (references
+    inlined) and plain for an agent: no titles, and an optional field's ``null`` is left out."""
+    schema = model.model_json_schema()
+    properties = {name: _plain(prop, schema.get("$defs", {})) for name, prop in schema["properties"].items()}
+    return obj(required, **(properties | extra))
+
+
+def _plain(node: Any, defs: Schema) -> Any:
+    if isinstance(node, list):
+        return [_plain(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _plain(
+            {**defs[node["$ref"].split("/")[-1]], **{k: v for k, v in node.items() if k != "$ref"}}, defs
+        )
+    options = [o for o in node.get("anyOf", []) if o != {"type": "null"}]
+    if "anyOf" in node and len(options) == 1:
+        rest = {k: v for k, v in node.items() if k != "anyOf" and not (k == "default" and v is None)}
+        return _plain({**options[0], **rest}, defs)
+    return {
+        k: _plain(v, defs) for k, v in node.items() if k != "title" and not (k == "default" and v is None)
+    }
+
+
 SHELL_ID = string("The shell's id (sh_…), as shells_list or shells_create return it.")
 OUTPUT_LIMIT = integer(
     f"Most characters of stdout and of stderr to return (default {DEFAULT_OUTPUT_CHARS}); the middle "
@@ -53,18 +81,7 @@ OUTPUT_LIMIT = integer(
 )
 TIMEOUT = {"type": "number", "exclusiveMinimum": 0, "description": "Seconds before the run is killed (600)."}
 
-NETWORK = obj(
-    mode=string(
-        "sealed: no network at all; localhost: loopback and the shell's private networks; "
-        "internet: outbound to public addresses (only to 'allow' when given).",
-        enum=[m.value for m in NetworkMode],
-    ),
-    allow={
-        "type": "array",
-        "items": {"type": "string"},
-        "description": "With internet: the only destinations, as host or host:port (*.example.com).",
-    },
-)
+NETWORK = from_body(NetworkPolicyBody)
 
 SHELL = obj(
     ["id", "name", "state", "runtime", "language"],
@@ -120,33 +137,14 @@ LIST_INPUT = obj(
 )
 LIST_OUTPUT = obj(["shells"], closed=False, shells={"type": "array", "items": SHELL})
 
-CREATE_INPUT = obj(
-    language=string(
-        "The language preset: its interpreter or compiler is ready inside (default bash).",
-        enum=[lang.value for lang in Language],
-    ),
-    runtime=string(
-        "The isolation class: container (default; crun, namespaces, seccomp), microvm (its own "
-        "kernel under QEMU) or wasm (WASI, no sockets). shells_list shows what a shell got.",
-        enum=[r.value for r in Runtime],
-    ),
-    network=NETWORK,
-    shape=string("vCPUs and memory.", enum=list(SHAPES)),
-    template=string("A template name:tag instead of the language's preset (python:1, devbox:1, …)."),
-    snapshot=string("Make the shell from this snapshot (snap_…) of an earlier shell."),
-    name=string("A name: letters, digits, '-', '_' or '.'."),
-    env=string_map("Environment variables of every command in the shell."),
-    labels=string_map("Labels to find the shell by (shells_list label=key=value)."),
-    idle_timeout_s=integer(
-        "Seconds without activity before a shell that can pause pauses itself (0: never).", minimum=0
-    ),
-)
+CREATE_INPUT = from_body(CreateShellBody)
 SHELL_OUTPUT = obj(["shell"], closed=False, shell=SHELL)
 
 DELETE_INPUT = obj(["shell_id"], shell_id=SHELL_ID)
 DELETE_OUTPUT = obj(["deleted"], closed=False, deleted=string("The id of the deleted shell."))
 
-ACTION_INPUT = obj(
+ACTION_INPUT = from_body(
+    ActionParams,
     ["shell_id", "action"],
     shell_id=SHELL_ID,
     action=string(
@@ -156,9 +154,6 @@ ACTION_INPUT = obj(
         "and resume (memory kept; microvm); fork (count running copies; microvm).",
         enum=[c.value for c in Capability],
     ),
-    count=integer("fork: how many copies (1-16).", minimum=1, maximum=16),
-    name=string("snapshot: a name for it."),
-    max_bytes=integer("logs: the most bytes of the log's end to return.", minimum=1),
 )
 ACTION_OUTPUT = obj(
     ["action", "destructive", "shell", "result"],
@@ -169,11 +164,7 @@ ACTION_OUTPUT = obj(
     result=obj(closed=False),
 )
 
-TERM_INPUT = obj(
-    ["shell_id"],
-    shell_id=SHELL_ID,
-    ttl_s=integer("Seconds the credential is valid (default 300, at most 900).", minimum=1, maximum=900),
-)
+TERM_INPUT = from_body(TermBody, ["shell_id"], shell_id=SHELL_ID)
 TERM_OUTPUT = obj(
     ["id", "token", "expires_at", "url"],
     closed=False,
@@ -200,17 +191,7 @@ EXEC_INPUT = obj(
     max_output_chars=OUTPUT_LIMIT,
 )
 
-RUN_CODE_INPUT = obj(
-    ["shell_id", "code"],
-    shell_id=SHELL_ID,
-    code=string("The source to run: a script, or a whole program for go and rust."),
-    language=string(
-        "Its language (default: the shell's): python, node, bash, go (go run) or rust (rustc, then run).",
-        enum=[lang.value for lang in Language],
-    ),
-    timeout_s=TIMEOUT,
-    max_output_chars=OUTPUT_LIMIT,
-)
+RUN_CODE_INPUT = from_body(RunBody, ["shell_id", "code"], shell_id=SHELL_ID, max_output_chars=OUTPUT_LIMIT)
 
 READ_INPUT = obj(
     ["shell_id", "path"],

@@ -1,0 +1,44 @@
+"""The finishing touches of ``/openapi.json`` that FastAPI cannot infer from the routes.
+
+- The models of stream lines and SSE events, referenced from hand-written media types, are added to
+  the components.
+- FastAPI's default 422 "Validation Error" is removed from every operation: this API answers bad
+  input with a typed 400 (``api.contract``), and declares 422 only where a template build fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
+
+from .stream_docs import STREAM_MODELS
+
+FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def install(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            finish(build())
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def finish(doc: dict[str, Any]) -> None:
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if FASTAPI_422 in str(responses.get("422", "")):
+                del responses["422"]
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    _, defs = models_json_schema(
+        [(m, "validation") for m in STREAM_MODELS], ref_template="#/components/schemas/{model}"
+    )
+    schemas.update(defs["$defs"])
