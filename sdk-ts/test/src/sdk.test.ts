@@ -20,6 +20,7 @@ import {
   Terminal,
   Unauthenticated,
   type CommandEvent,
+  type Language,
 } from "@shells/sdk";
 
 import { client, withShell } from "./support.js";
@@ -150,7 +151,8 @@ test("errors arrive as the class of their code, with the request id", async () =
   assert.match(missing.requestId ?? "", /^[0-9a-f]{32}$/);
   assert.match(missing.message, /sh_doesnotexist/);
 
-  const bad = await shells.create({ language: "cobol" }).catch((e: unknown) => e);
+  // What TypeScript refuses to compile (test/src/types.check.ts), a JavaScript caller can still send.
+  const bad = await shells.create({ language: "cobol" as unknown as Language }).catch((e: unknown) => e);
   assert.ok(bad instanceof InvalidRequest, String(bad));
   assert.match(bad.message, /cobol/);
 

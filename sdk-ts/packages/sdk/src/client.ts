@@ -3,22 +3,30 @@ import type { RequestBody } from "./generated/openapi.js";
 import { HTTP, type CallOptions, type ClientOptions, type Json, type RequestOptions } from "./http.js";
 import { camel, type ActionResult, type RuntimeOffer, type ShellInfo, type TermCredential, type UsageReport } from "./models.js";
 import { Networks, Snapshots, Templates } from "./resources.js";
-import { act, deleteShell, mintTerm, Shell, shellPath, type ActionName, type ActionParams } from "./shell.js";
+import { act, deleteShell, mintTerm, Shell, shellPath, type ActionName, type ActionParams, type NetworkMode } from "./shell.js";
+
+type CreateBody = RequestBody<"POST /v1/shells">;
+/** A language preset: `bash`, `python`, `node`, `rust` or `go` (from the OpenAPI document). */
+export type Language = NonNullable<CreateBody["language"]>;
+/** An isolation class: `container`, `microvm` or `wasm`. */
+export type Runtime = NonNullable<CreateBody["runtime"]>;
+/** A size: vCPUs and memory (`s-1vcpu-512mb`, …). */
+export type ShapeName = NonNullable<CreateBody["shape"]>;
 
 /** How to create a shell; everything is optional and left out means the server's default. */
 export interface CreateOptions extends CallOptions {
   /** `bash` (default), `python`, `node`, `rust` or `go`. */
-  language?: string;
+  language?: Language;
   /** `container` (default), `microvm` or `wasm`. */
-  runtime?: string;
+  runtime?: Runtime;
   /** `sealed` (default), `localhost` or `internet`. */
-  network?: string;
+  network?: NetworkMode;
   /** With `internet`: the only `host:port` destinations allowed (implies `internet`). */
   allow?: readonly string[];
   /** Private networks to attach the shell to, by name. */
   networks?: readonly string[];
   /** CPU and memory, such as `s-1vcpu-512mb`. */
-  shape?: string;
+  shape?: ShapeName;
   /** The root filesystem, such as `rust:1`; the language's preset when not given. */
   template?: string;
   /** Create the shell as a copy of this snapshot. */
@@ -32,13 +40,14 @@ export interface CreateOptions extends CallOptions {
   idleTimeoutS?: number;
 }
 
-type CreateBody = RequestBody<"POST /v1/shells">;
-
 /** The body of `POST /v1/shells`. Without a language or a snapshot the shell is `bash`. */
 export function createBody(options: CreateOptions): CreateBody {
-  const body: Json = {};
-  const copy = ["runtime", "shape", "template", "snapshot", "name"] as const;
-  for (const key of copy) if (options[key] !== undefined) body[key] = options[key];
+  const body: CreateBody = {};
+  if (options.runtime !== undefined) body.runtime = options.runtime;
+  if (options.shape !== undefined) body.shape = options.shape;
+  if (options.template !== undefined) body.template = options.template;
+  if (options.snapshot !== undefined) body.snapshot = options.snapshot;
+  if (options.name !== undefined) body.name = options.name;
   if (options.language !== undefined || options.snapshot === undefined) body.language = options.language ?? "bash";
   if (options.allow?.length) body.network = { mode: options.network ?? "internet", allow: [...options.allow] };
   else if (options.network !== undefined) body.network = options.network;
@@ -46,7 +55,7 @@ export function createBody(options: CreateOptions): CreateBody {
   if (options.env) body.env = { ...options.env };
   if (options.labels) body.labels = { ...options.labels };
   if (options.idleTimeoutS !== undefined) body.idle_timeout_s = options.idleTimeoutS;
-  return body as CreateBody;
+  return body;
 }
 
 export class Shells {

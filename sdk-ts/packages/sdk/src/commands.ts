@@ -1,7 +1,7 @@
 // Running commands and code in a shell: `shell.commands.run(...)` and `shell.runCode(...)`.
 import { Unavailable } from "./errors.js";
 import type { RequestBody } from "./generated/openapi.js";
-import type { CallOptions, HTTP, Json } from "./http.js";
+import type { CallOptions, HTTP } from "./http.js";
 import { camel, type CommandEvent, type CommandResult } from "./models.js";
 
 export interface OutputCallbacks {
@@ -25,7 +25,7 @@ export interface RunOptions extends CallOptions, OutputCallbacks {
 
 export interface RunCodeOptions extends CallOptions, OutputCallbacks {
   /** The code's language (default: the shell's). */
-  language?: string;
+  language?: NonNullable<RequestBody<"POST /v1/shells/{shell_id}/run">["language"]>;
   timeoutS?: number;
 }
 
@@ -34,7 +34,7 @@ type ExecBody = RequestBody<"POST /v1/shells/{shell_id}/exec">;
 /** The body of an exec. A lone string runs through `/bin/sh -c`; a list, or a program with `args`,
  * runs without a shell. */
 export function commandBody(cmd: string | readonly string[], options: RunOptions): ExecBody {
-  const body: Json =
+  const body: ExecBody =
     typeof cmd === "string" && options.args === undefined
       ? { command: cmd }
       : { cmd: [...(typeof cmd === "string" ? [cmd] : cmd), ...(options.args ?? [])] };
@@ -43,7 +43,7 @@ export function commandBody(cmd: string | readonly string[], options: RunOptions
   if (typeof options.stdin === "string") body.stdin = options.stdin;
   else if (options.stdin !== undefined) body.stdin_b64 = Buffer.from(options.stdin).toString("base64");
   if (options.timeoutS !== undefined) body.timeout_s = options.timeoutS;
-  return body as ExecBody;
+  return body;
 }
 
 export class Commands {

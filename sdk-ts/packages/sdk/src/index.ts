@@ -1,7 +1,7 @@
 // @shells/sdk: the TypeScript SDK of Shells. See docs/sdk-typescript.md.
 import { Shells } from "./client.js";
 
-export { Shells, createBody, type CreateOptions } from "./client.js";
+export { Shells, createBody, type CreateOptions, type Language, type Runtime, type ShapeName } from "./client.js";
 export { Commands, type OutputCallbacks, type RunCodeOptions, type RunOptions } from "./commands.js";
 export * from "./errors.js";
 export { Files, type WriteOptions } from "./files.js";
@@ -10,7 +10,7 @@ export { DOOR_HEADER, REQUEST_ID_HEADER, VERSION, type CallOptions, type ClientO
 export type * from "./models.js";
 export { Networks, Snapshots, Templates } from "./resources.js";
 export { RetryPolicy, type RetryOptions } from "./retry.js";
-export { Actions, Ports, Shell, type ActionName, type ActionParams } from "./shell.js";
+export { Actions, Ports, Shell, type ActionName, type ActionParams, type NetworkMode } from "./shell.js";
 export { Terminal, type TerminalExit, type TerminalOptions } from "./terminal.js";
 
 /** The product page's name for the client. */

@@ -1,6 +1,7 @@
 // What lives beside shells: templates, private networks and snapshots (`shells.templates`, …).
 import { Unavailable } from "./errors.js";
-import type { CallOptions, HTTP, Json } from "./http.js";
+import type { RequestBody } from "./generated/openapi.js";
+import type { CallOptions, HTTP } from "./http.js";
 import { camel, type BuildEvent, type Network, type Snapshot, type Template } from "./models.js";
 
 /** Templates: the root filesystems shells start from. */
@@ -35,7 +36,7 @@ export class Templates {
    * content is not built twice. `onEvent` receives the steps and their output as they happen.
    * Rejects with `InvalidTemplateSpec`, `TemplateExists` or `TemplateBuildFailed`. */
   async build(
-    source: { spec: string } | { builtin: string },
+    source: ({ spec: string } | { builtin: string }) & RequestBody<"POST /v1/templates/build">,
     options: CallOptions & { onEvent?: (event: BuildEvent) => void } = {},
   ): Promise<Template> {
     const { onEvent, signal } = options;
@@ -54,7 +55,7 @@ export class Templates {
 
   /** Save a shell's system (and `/workspace` with `includeWorkspace`) as template `name` (`"myenv:1"`). */
   async save(shellId: string, name: string, options: CallOptions & { includeWorkspace?: boolean } = {}): Promise<Template> {
-    const body = { from_shell: shellId, name, include_workspace: options.includeWorkspace ?? false };
+    const body: RequestBody<"POST /v1/templates"> = { from_shell: shellId, name, include_workspace: options.includeWorkspace ?? false };
     return camel<Template>(await this.#http.call("POST", "/v1/templates", { body, signal: options.signal }));
   }
 }
@@ -69,7 +70,7 @@ export class Networks {
 
   /** Create a private network. Rejects with `InvalidRequest` or `NetworkExists`. */
   async create(name: string, options: CallOptions = {}): Promise<Network> {
-    return camel<Network>(await this.#http.call("POST", "/v1/networks", { body: { name }, signal: options.signal }));
+    return camel<Network>(await this.#http.call("POST", "/v1/networks", { body: { name } satisfies RequestBody<"POST /v1/networks">, signal: options.signal }));
   }
 
   async list(options: CallOptions = {}): Promise<Network[]> {
@@ -88,7 +89,7 @@ export class Networks {
 
   /** Put a shell on the network (at once if it runs, at its next start otherwise). */
   async attach(name: string, shellId: string, options: CallOptions = {}): Promise<Network> {
-    const body: Json = { shell_id: shellId };
+    const body: RequestBody<"POST /v1/networks/{name}/shells"> = { shell_id: shellId };
     return camel<Network>(await this.#http.call("POST", `/v1/networks/${encodeURIComponent(name)}/shells`, { body, signal: options.signal }));
   }
 

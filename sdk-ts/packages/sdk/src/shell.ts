@@ -9,19 +9,13 @@ import type { CallOptions, HTTP, Json } from "./http.js";
 import { camel, type ActionResult, type CommandResult, type NetworkStatus, type Port, type ShellInfo, type Snapshot, type TermCredential } from "./models.js";
 import { Terminal, type TerminalOptions } from "./terminal.js";
 
-/** The lifecycle actions (`shells.action(id, name)`); stop, reinstall_os and wipe_state destroy
- * processes or files for good; pause, resume and fork need a class that can (microvm). */
-export type ActionName =
-  | "restart"
-  | "snapshot"
-  | "logs"
-  | "reinstall_os"
-  | "stop"
-  | "start"
-  | "wipe_state"
-  | "pause"
-  | "resume"
-  | "fork";
+/** The lifecycle actions (`shells.action(id, name)`): restart, snapshot, logs, reinstall_os, stop,
+ * start, wipe_state, pause, resume, fork. stop, reinstall_os and wipe_state destroy processes or files
+ * for good; pause, resume and fork need a class that can (microvm). */
+export type ActionName = RequestBody<"POST /v1/shells/{shell_id}/actions">["capability"];
+
+/** `sealed`, `localhost` or `internet`. */
+export type NetworkMode = NonNullable<RequestBody<"PUT /v1/shells/{shell_id}/network">["mode"]>;
 
 /** What an action takes: `snapshot` a `name`, `logs` `max_bytes`, `fork` `count`. */
 export type ActionParams = RequestBody<"POST /v1/shells/{shell_id}/actions/{action}">;
@@ -103,10 +97,10 @@ export class Shell implements AsyncDisposable {
   /** Run a piece of code with its language's interpreter (or compiler, then the program).
    * Rejects with `InvalidRequest` (a language the shell cannot run) or `InvalidState`. */
   runCode(code: string, options: RunCodeOptions = {}): Promise<CommandResult> {
-    const body: Json = { code };
+    const body: RequestBody<"POST /v1/shells/{shell_id}/run"> = { code };
     if (options.language !== undefined) body.language = options.language;
     if (options.timeoutS !== undefined) body.timeout_s = options.timeoutS;
-    return runToEnd(this.#http, `${this.#path}/run`, body satisfies RequestBody<"POST /v1/shells/{shell_id}/run">, options);
+    return runToEnd(this.#http, `${this.#path}/run`, body, options);
   }
 
   /** A short-lived credential for the shell's terminal (default 300 s, at most 900). */
@@ -126,7 +120,7 @@ export class Shell implements AsyncDisposable {
 
   /** Change the network policy of the running shell at once. Rejects with `InvalidRequest` (a bad
    * mode, `allow` without `internet`) or `FeatureUnavailable`. */
-  async setNetwork(mode: string, options: CallOptions & { allow?: readonly string[] } = {}): Promise<NetworkStatus> {
+  async setNetwork(mode: NetworkMode, options: CallOptions & { allow?: readonly string[] } = {}): Promise<NetworkStatus> {
     const body = { mode, allow: [...(options.allow ?? [])] } satisfies RequestBody<"PUT /v1/shells/{shell_id}/network">;
     return camel<NetworkStatus>(await this.#http.call("PUT", `${this.#path}/network`, { body, signal: options.signal }));
   }

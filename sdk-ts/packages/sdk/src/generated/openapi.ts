@@ -6,15 +6,284 @@ export type JsonObject = { [key: string]: unknown };
 
 /** The document's component schemas, by name. */
 export interface Schemas {
-  "HTTPValidationError": {
-    "detail"?: Schemas["ValidationError"][];
+  /** ``POST /v1/shells/{id}/actions``: the action named in the body, with its parameters. */
+  "ActionBody": {
+    /** fork: how many copies (default 1). */
+    "count"?: number | null;
+    /** snapshot: a name for it. */
+    "name"?: string | null;
+    /** logs: the most bytes of the log's end to return (clamped to the server's cap). */
+    "max_bytes"?: number | null;
+    /** The action to run. */
+    "capability": Schemas["Capability"];
   };
-  "ValidationError": {
-    "loc": (string | number)[];
-    "msg": string;
-    "type": string;
-    "input"?: unknown;
-    "ctx"?: JsonObject;
+  /** The parameters of an action; each action takes only its own. */
+  "ActionParams": {
+    /** fork: how many copies (default 1). */
+    "count"?: number | null;
+    /** snapshot: a name for it. */
+    "name"?: string | null;
+    /** logs: the most bytes of the log's end to return (clamped to the server's cap). */
+    "max_bytes"?: number | null;
+  };
+  /** ``POST /v1/networks/{name}/shells``: the shell that joins. */
+  "AttachBody": {
+    /** The shell's id (sh_…). */
+    "shell_id": string;
+  };
+  /** ``PUT /v1/tenants/{name}/billing``: a tenant's terms (null clears one). */
+  "BillingBody": {
+    /** The most it may spend per month, in dollars (25 or "2.50"); null: no cap. */
+    "budget_usd"?: number | string | null;
+    /** Dollars per month not charged. */
+    "free_tier_usd"?: number | string | null;
+  };
+  /** ``POST /v1/templates/build``: exactly one of ``spec`` or ``builtin``. */
+  "BuildTemplateBody": {
+    /** The TOML text of a template spec. */
+    "spec"?: string | null;
+    /** The name of a built-in template, such as rust:1. */
+    "builtin"?: string | null;
+  };
+  "Capability": "logs" | "restart" | "snapshot" | "stop" | "start" | "reinstall_os" | "wipe_state" | "pause" | "resume" | "fork";
+  /** ``POST /v1/shells``: what to make. ``language`` is required unless ``snapshot`` is given. */
+  "CreateShellBody": {
+    /** The language preset: its interpreter or compiler is ready inside. */
+    "language"?: Schemas["Language"] | null;
+    /** The isolation class: container (crun, namespaces, seccomp), microvm (its own kernel under QEMU) or wasm (WASI, no sockets). */
+    "runtime"?: Schemas["Runtime"];
+    /** The network policy, or only its mode (default sealed). */
+    "network"?: Schemas["NetworkMode"] | Schemas["NetworkPolicyBody"] | null;
+    /** Private networks to join (not with a sealed network). */
+    "networks"?: string[] | null;
+    /** vCPUs and memory (default s-1vcpu-512mb). */
+    "shape"?: "s-1vcpu-512mb" | "s-1vcpu-1gb" | "s-2vcpu-2gb" | "s-4vcpu-4gb" | "s-8vcpu-16gb";
+    /** A template name:tag instead of the language's preset (python:1, devbox:1, …). */
+    "template"?: string | null;
+    /** Make the shell from this snapshot (snap_…) of an earlier shell. */
+    "snapshot"?: string | null;
+    /** A name: letters, digits, '-', '_' or '.' (default: the id). */
+    "name"?: string | null;
+    /** Environment variables of every command in the shell. */
+    "env"?: {
+      [key: string]: string | undefined;
+    } | null;
+    /** Labels to find the shell by (?label=key=value). */
+    "labels"?: {
+      [key: string]: string | undefined;
+    } | null;
+    /** Seconds without activity before a shell that can pause pauses itself (0: never; absent: the server's default). */
+    "idle_timeout_s"?: number | null;
+  };
+  /** Every error answer; the request's id is in the ``X-Request-Id`` header of every answer. */
+  "ErrorBody": {
+    "error": Schemas["ErrorDetail"];
+  };
+  "ErrorDetail": {
+    /** The stable error code (domain/errors.py), e.g. invalid_request. */
+    "code": string;
+    /** A sentence saying what went wrong and what to fix. */
+    "message": string;
+    /** Machine-readable context, e.g. the field at fault. */
+    "details"?: {
+      [key: string]: unknown;
+    };
+  };
+  /** ``POST /v1/shells/{id}/exec``: one of ``cmd`` or ``command``. */
+  "ExecBody": {
+    /** A program and its arguments, run without a shell: ["python3", "-c", "print(1)"]. */
+    "cmd"?: string[] | null;
+    /** A command line run by /bin/sh -c. */
+    "command"?: string | null;
+    /** Extra environment variables. */
+    "env"?: {
+      [key: string]: string | undefined;
+    } | null;
+    /** Working directory (default: the template's). */
+    "cwd"?: string | null;
+    /** Text sent to standard input. */
+    "stdin"?: string | null;
+    /** Bytes sent to standard input, base64 (instead of stdin). */
+    "stdin_b64"?: string | null;
+    /** Seconds before the command is killed. */
+    "timeout_s"?: number;
+  };
+  /** ``?wait=true``: the whole run in one object. */
+  "ExecResultBody": {
+    /** The exit code; 128+N when signal N killed it. */
+    "exit_code": number;
+    /** The signal that killed it, if one did. */
+    "signal": number | null;
+    /** It ran past timeout_s and was killed. */
+    "timed_out": boolean;
+    /** Output past the server's cap was dropped. */
+    "truncated": boolean;
+    /** How long it ran. */
+    "duration_ms": number;
+    /** Standard output (UTF-8, invalid bytes replaced). */
+    "stdout": string;
+    /** Standard error. */
+    "stderr": string;
+  };
+  /** ``POST /v1/shells/{id}/grants``: a role on one shell for a principal of its tenant. */
+  "GrantBody": {
+    /** The principal's name. */
+    "principal": string;
+    /** viewer: read and see; operator: also run commands and act. */
+    "role": "viewer" | "operator";
+  };
+  "Language": "bash" | "node" | "python" | "rust" | "go";
+  /** ``POST /v1/networks``: a private network. */
+  "NetworkBody": {
+    /** 1-31 lowercase letters, digits or '-', starting with a letter (a DNS suffix inside). */
+    "name": string;
+  };
+  "NetworkMode": "sealed" | "localhost" | "internet";
+  /** A shell's network policy. */
+  "NetworkPolicyBody": {
+    /** sealed: no network at all; localhost: loopback and the shell's private networks; internet: outbound to public addresses (only to 'allow' when given). */
+    "mode"?: Schemas["NetworkMode"];
+    /** With mode internet only: the only destinations, as host, host:port, *.domain or an address block (CIDR). */
+    "allow"?: string[] | null;
+  };
+  /** ``POST /v1/shells/{id}/ports``: a port to expose. */
+  "PortBody": {
+    /** The TCP port a server listens on inside the shell. */
+    "port": number;
+    /** Reachable without the access token. */
+    "public"?: boolean;
+  };
+  /** Limits set for one tenant; the others come from the server's settings. */
+  "QuotasBody": {
+    /** Shells at once. */
+    "max_shells"?: number | null;
+    /** vCPUs of its shells in all. */
+    "max_vcpus"?: number | null;
+    /** MiB of its shells. */
+    "max_memory_mib"?: number | null;
+    /** Snapshots kept. */
+    "max_snapshots"?: number | null;
+    /** Requests per second per token. */
+    "requests_per_s"?: number | null;
+    /** Requests in a burst per token. */
+    "burst"?: number | null;
+  };
+  /** ``PATCH /v1/tenants/{name}``: the limits to set. */
+  "QuotasUpdateBody": {
+    /** Limits to set. */
+    "quotas"?: Schemas["QuotasBody"] | null;
+  };
+  /** ``POST /v1/shells/{id}/run``: a snippet run with its language's interpreter or compiler. */
+  "RunBody": {
+    /** The source to run: a script, or a whole program. */
+    "code": string;
+    /** Its language (default: the shell's). */
+    "language"?: Schemas["Language"] | null;
+    /** Seconds before the run is killed. */
+    "timeout_s"?: number;
+  };
+  /** How hard the wall is: wasm < container < microvm. */
+  "Runtime": "wasm" | "container" | "microvm";
+  /** ``POST /v1/templates``: save a running shell as a template. */
+  "SaveTemplateBody": {
+    /** The id of a running shell. */
+    "from_shell": string;
+    /** The template's name:tag. */
+    "name": string;
+    /** Keep /workspace's files in the template. */
+    "include_workspace"?: boolean;
+  };
+  /** ``POST /v1/tenants``. */
+  "TenantBody": {
+    /** 1-63 lowercase letters, digits or '-'. */
+    "name": string;
+    /** Its own limits. */
+    "quotas"?: Schemas["QuotasBody"] | null;
+  };
+  /** ``POST /v1/shells/{id}/term``: a credential for the terminal's WebSocket. */
+  "TermBody": {
+    /** Seconds the credential is valid for a first connection. */
+    "ttl_s"?: number;
+  };
+  /** ``POST /v1/tokens``: an API token (its secret is in the answer, once). */
+  "TokenBody": {
+    /** What the token may do, e.g. ["shells.read", "shells.exec"]. */
+    "scopes": ("platform.admin" | "shells.act" | "shells.agent.invoke" | "shells.create" | "shells.destroy" | "shells.exec" | "shells.files" | "shells.read" | "shells.term" | "tenant.admin")[];
+    /** Its tenant (default: yours). */
+    "tenant"?: string | null;
+    /** Who it acts as (default: you). */
+    "principal"?: string | null;
+    /** Seconds until it expires (default: never). */
+    "expires_in_s"?: number | null;
+    /** The kind of a principal it creates. */
+    "kind"?: "person" | "service";
+  };
+  /** The last line: ``cached`` (the same spec was built before) or ``done``. */
+  "BuildDoneLine": {
+    "type": "cached" | "done";
+    /** The template, as GET /v1/templates/{name} answers it. */
+    "template": {
+      [key: string]: unknown;
+    };
+    /** done: how long the build took. */
+    "seconds"?: number | null;
+  };
+  "BuildOutputLine": {
+    "type": "output";
+    /** Output of the step running. */
+    "data": string;
+  };
+  /** The stream broke after it started (the shell failed, or the server is shutting down). */
+  "ErrorLine": {
+    "type": "error";
+    "error": Schemas["ErrorDetail"];
+  };
+  "ExitLine": {
+    /** The exit code; 128+N when signal N killed it. */
+    "exit_code": number;
+    /** The signal that killed it, if one did. */
+    "signal": number | null;
+    /** It ran past timeout_s and was killed. */
+    "timed_out": boolean;
+    /** Output past the server's cap was dropped. */
+    "truncated": boolean;
+    /** How long it ran. */
+    "duration_ms": number;
+    "type": "exit";
+  };
+  /** ``event: ready``, the first message: the feed holds every event after ``cursor``. */
+  "FeedReady": {
+    "cursor": number;
+  };
+  /** ``event: shell`` (its SSE ``id`` is the event's id): one event and the shell as it is now. */
+  "FeedShell": {
+    /** The event, as GET /v1/shells/{id}/events lists it. */
+    "event": {
+      [key: string]: unknown;
+    };
+    /** The shell's record, as GET /v1/shells/{id} answers it. */
+    "shell": {
+      [key: string]: unknown;
+    };
+  };
+  "OutputLine": {
+    "type": "stdout" | "stderr";
+    /** A chunk of output, UTF-8 (invalid bytes replaced). */
+    "data": string;
+  };
+  "StartedLine": {
+    "type": "started";
+    /** The process id inside the shell. */
+    "pid": number;
+  };
+  "StepLine": {
+    "type": "step";
+    /** The step's number, from 1. */
+    "index": number;
+    /** How many steps the spec has. */
+    "total": number;
+    /** What the step does. */
+    "name": string;
   };
 }
 
@@ -25,14 +294,14 @@ export interface Operations {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 200;
+    statuses: 200 | 202 | 400 | 401 | 403 | 406 | 408 | 413 | 415 | 421 | 429 | 503;
   };
   /** Metrics. */
   "GET /metrics": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** Audit. */
   "GET /v1/audit": {
@@ -52,7 +321,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** Event Stream. */
   "GET /v1/events/stream": {
@@ -61,7 +330,7 @@ export interface Operations {
     };
     body: JsonObject;
     response: unknown;
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** Info. */
   "GET /v1/info": {
@@ -70,7 +339,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200;
+    statuses: 200 | 400 | 503;
   };
   /** List Networks. */
   "GET /v1/networks": {
@@ -79,16 +348,16 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** Create Network. */
   "POST /v1/networks": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["NetworkBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 408 | 409 | 413 | 429 | 503;
   };
   /** Get Network. */
   "GET /v1/networks/{name}": {
@@ -97,30 +366,30 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Delete Network. */
   "DELETE /v1/networks/{name}": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 409 | 429 | 503;
   };
   /** Attach Shell. */
   "POST /v1/networks/{name}/shells": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["AttachBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** Detach Shell. */
   "DELETE /v1/networks/{name}/shells/{shell_id}": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
   };
   /** Pricing. */
   "GET /v1/pricing": {
@@ -129,7 +398,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** List Principals. */
   "GET /v1/principals": {
@@ -138,7 +407,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** Runtimes. */
   "GET /v1/runtimes": {
@@ -147,7 +416,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** List Shells. */
   "GET /v1/shells": {
@@ -160,16 +429,16 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** Create Shell. */
   "POST /v1/shells": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["CreateShellBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** Get Shell. */
   "GET /v1/shells/{shell_id}": {
@@ -178,32 +447,32 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Delete Shell. */
   "DELETE /v1/shells/{shell_id}": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
   };
   /** Act By Body. */
   "POST /v1/shells/{shell_id}/actions": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["ActionBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** Act. */
   "POST /v1/shells/{shell_id}/actions/{action}": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["ActionParams"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** Events. */
   "GET /v1/shells/{shell_id}/events": {
@@ -216,16 +485,16 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Exec . */
   "POST /v1/shells/{shell_id}/exec": {
     query: {
       "wait"?: boolean;
     };
-    body: JsonObject;
-    response: unknown;
-    statuses: 200 | 422;
+    body: Schemas["ExecBody"];
+    response: Schemas["ExecResultBody"];
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** Read File. */
   "GET /v1/shells/{shell_id}/files": {
@@ -234,7 +503,7 @@ export interface Operations {
     };
     body: JsonObject;
     response: unknown;
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
   };
   /** Write File. */
   "PUT /v1/shells/{shell_id}/files": {
@@ -246,7 +515,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** Remove File. */
   "DELETE /v1/shells/{shell_id}/files": {
@@ -256,7 +525,7 @@ export interface Operations {
     };
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
   };
   /** List Files. */
   "GET /v1/shells/{shell_id}/files/list": {
@@ -267,7 +536,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
   };
   /** Mkdir. */
   "POST /v1/shells/{shell_id}/files/mkdir": {
@@ -278,7 +547,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
   };
   /** Stat File. */
   "GET /v1/shells/{shell_id}/files/stat": {
@@ -289,7 +558,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
   };
   /** List Grants. */
   "GET /v1/shells/{shell_id}/grants": {
@@ -298,23 +567,23 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Grant. */
   "POST /v1/shells/{shell_id}/grants": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["GrantBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 503;
   };
   /** Revoke Grant. */
   "DELETE /v1/shells/{shell_id}/grants/{grantee}": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Shell Network. */
   "GET /v1/shells/{shell_id}/network": {
@@ -323,16 +592,16 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Set Shell Network. */
   "PUT /v1/shells/{shell_id}/network": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["NetworkPolicyBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** List Ports. */
   "GET /v1/shells/{shell_id}/ports": {
@@ -341,32 +610,32 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Expose Port. */
   "POST /v1/shells/{shell_id}/ports": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["PortBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 503;
   };
   /** Close Port. */
   "DELETE /v1/shells/{shell_id}/ports/{port}": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 409 | 429 | 503;
   };
   /** Run Code. */
   "POST /v1/shells/{shell_id}/run": {
     query: {
       "wait"?: boolean;
     };
-    body: JsonObject;
-    response: unknown;
-    statuses: 200 | 422;
+    body: Schemas["RunBody"];
+    response: Schemas["ExecResultBody"];
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** List Terminals. */
   "GET /v1/shells/{shell_id}/term": {
@@ -375,23 +644,23 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Mint Terminal. */
   "POST /v1/shells/{shell_id}/term": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["TermBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 503;
   };
   /** Revoke Terminal. */
   "DELETE /v1/shells/{shell_id}/term/{credential_id}": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Snapshots. */
   "GET /v1/snapshots": {
@@ -402,7 +671,7 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** List Templates. */
   "GET /v1/templates": {
@@ -411,16 +680,16 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** Save Template. */
   "POST /v1/templates": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["SaveTemplateBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
   };
   /** Get Template. */
   "GET /v1/templates/{name}": {
@@ -429,23 +698,23 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Delete Template. */
   "DELETE /v1/templates/{name}": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 409 | 429 | 503;
   };
   /** Build Template. */
   "POST /v1/templates/build": {
     query: {
       "wait"?: boolean;
     };
-    body: JsonObject;
-    response: unknown;
-    statuses: 200 | 422;
+    body: Schemas["BuildTemplateBody"];
+    response: JsonObject;
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 422 | 429 | 500 | 502 | 503 | 504;
   };
   /** List Tenants. */
   "GET /v1/tenants": {
@@ -454,16 +723,16 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
   /** Create Tenant. */
   "POST /v1/tenants": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["TenantBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 503;
   };
   /** Get Tenant. */
   "GET /v1/tenants/{name}": {
@@ -472,16 +741,16 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Set Tenant Quotas. */
   "PATCH /v1/tenants/{name}": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["QuotasUpdateBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 503;
   };
   /** Get Billing. */
   "GET /v1/tenants/{name}/billing": {
@@ -490,16 +759,16 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Set Billing. */
   "PUT /v1/tenants/{name}/billing": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["BillingBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 408 | 413 | 429 | 503;
   };
   /** List Tokens. */
   "GET /v1/tokens": {
@@ -510,23 +779,23 @@ export interface Operations {
     response: {
       [key: string]: unknown;
     };
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Create Token. */
   "POST /v1/tokens": {
     query: Record<string, never>;
-    body: JsonObject;
+    body: Schemas["TokenBody"];
     response: {
       [key: string]: unknown;
     };
-    statuses: 201 | 422;
+    statuses: 201 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 503;
   };
   /** Revoke Token. */
   "DELETE /v1/tokens/{token_id}": {
     query: Record<string, never>;
     body: JsonObject;
     response: unknown;
-    statuses: 204 | 422;
+    statuses: 204 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Usage. */
   "GET /v1/usage": {
@@ -537,7 +806,7 @@ export interface Operations {
     };
     body: JsonObject;
     response: unknown;
-    statuses: 200 | 422;
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
 }
 
