@@ -108,6 +108,7 @@ async def npx_mcp(toolchain: Toolchain, server: ServerProcess, token: str) -> As
         "PATH": toolchain.path,
         "HOME": os.environ.get("HOME", "/root"),
         "npm_config_cache": str(CACHE / "npm"),
+        "npm_config_prefer_offline": "true",
         "SHELLS_BASE_URL": server.url,
         "SHELLS_API_TOKEN": token,
     }

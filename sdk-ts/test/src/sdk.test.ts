@@ -134,8 +134,10 @@ test("a terminal session: credential, live output, keystrokes, exit", async () =
     term.write("exit 5\n");
     assert.deepEqual(await term.exited, { exitCode: 5, signal: null });
 
-    const revoked = await shell.term();
-    await client().request("DELETE", `/v1/shells/${shell.id}/term/${revoked.id}`);
+    const revoked = await shell.terminals.create();
+    const listed = await shell.terminals.list();
+    assert.ok(listed.some((c) => c.id === revoked.id && !c.token.includes(revoked.token)));
+    await shell.terminals.revoke(revoked.id);
     const refused = await Terminal.open(revoked).catch((e: unknown) => e);
     assert.ok(refused instanceof CredentialRevoked, String(refused));
     assert.equal(refused.status, 401);

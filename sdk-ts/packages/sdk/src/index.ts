@@ -10,7 +10,7 @@ export { DOOR_HEADER, REQUEST_ID_HEADER, VERSION, type CallOptions, type ClientO
 export type * from "./models.js";
 export { Networks, Snapshots, Templates } from "./resources.js";
 export { RetryPolicy, type RetryOptions } from "./retry.js";
-export { Actions, Ports, Shell, type ActionName, type ActionParams, type NetworkMode } from "./shell.js";
+export { Actions, Ports, Shell, Terminals, type ActionName, type ActionParams, type NetworkMode } from "./shell.js";
 export { Terminal, type TerminalExit, type TerminalOptions } from "./terminal.js";
 
 /** The product page's name for the client. */

@@ -115,6 +115,18 @@ export interface TermCredential {
   url: string;
 }
 
+/** A terminal credential as listed (its token masked). */
+export interface TermCredentialInfo {
+  id: string;
+  shellId: string;
+  principal: string;
+  token: string;
+  createdAt?: string;
+  expiresAt?: string;
+  revokedAt?: string | null;
+  inUse: boolean;
+}
+
 export interface Port {
   port: number;
   url: string;

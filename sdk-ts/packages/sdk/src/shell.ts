@@ -6,7 +6,7 @@ import { ShellNotFound } from "./errors.js";
 import { Files } from "./files.js";
 import type { RequestBody } from "./generated/openapi.js";
 import type { CallOptions, HTTP, Json } from "./http.js";
-import { camel, type ActionResult, type CommandResult, type NetworkStatus, type Port, type ShellInfo, type Snapshot, type TermCredential } from "./models.js";
+import { camel, type ActionResult, type CommandResult, type NetworkStatus, type Port, type ShellInfo, type Snapshot, type TermCredential, type TermCredentialInfo } from "./models.js";
 import { Terminal, type TerminalOptions } from "./terminal.js";
 
 /** The lifecycle actions (`shells.action(id, name)`): restart, snapshot, logs, reinstall_os, stop,
@@ -54,6 +54,7 @@ export class Shell implements AsyncDisposable {
   readonly files: Files;
   readonly actions: Actions;
   readonly ports: Ports;
+  readonly terminals: Terminals;
 
   constructor(http: HTTP, info: ShellInfo) {
     this.#http = http;
@@ -63,6 +64,7 @@ export class Shell implements AsyncDisposable {
     this.files = new Files(http, this.#path);
     this.actions = new Actions(http, this);
     this.ports = new Ports(http, this.#path);
+    this.terminals = new Terminals(http, info.id);
   }
 
   get id(): string {
@@ -103,9 +105,9 @@ export class Shell implements AsyncDisposable {
     return runToEnd(this.#http, `${this.#path}/run`, body, options);
   }
 
-  /** A short-lived credential for the shell's terminal (default 300 s, at most 900). */
+  /** A short-lived credential for the shell's terminal (default 300 s, at most 900): `terminals.create`. */
   term(options: CallOptions & { ttlS?: number } = {}): Promise<TermCredential> {
-    return mintTerm(this.#http, this.id, options);
+    return this.terminals.create(options);
   }
 
   /** Mint a credential and attach to the shell's live terminal. */
@@ -221,5 +223,32 @@ export class Ports {
   /** Stop exposing `port`. Rejects with `PortNotExposed`. */
   async close(port: number, options: CallOptions = {}): Promise<void> {
     await this.#http.call("DELETE", `${this.#path}/${port}`, { signal: options.signal });
+  }
+}
+
+/** The terminal credentials of one shell: mint, list, revoke. */
+export class Terminals {
+  readonly #http: HTTP;
+  readonly #id: string;
+
+  constructor(http: HTTP, shellId: string) {
+    this.#http = http;
+    this.#id = shellId;
+  }
+
+  /** Mint a credential (default 300 s, at most 900). Rejects with `ShellNotFound` or `InvalidState`. */
+  create(options: CallOptions & { ttlS?: number } = {}): Promise<TermCredential> {
+    return mintTerm(this.#http, this.#id, options);
+  }
+
+  /** The shell's credentials, their tokens masked, with whether each is attached now. */
+  async list(options: CallOptions = {}): Promise<TermCredentialInfo[]> {
+    const answer = await this.#http.call<{ credentials: unknown[] }>("GET", `${shellPath(this.#id)}/term`, options);
+    return camel<TermCredentialInfo[]>(answer.credentials);
+  }
+
+  /** Revoke a credential: a session attached with it ends. Rejects with `CredentialNotFound`. */
+  async revoke(credentialId: string, options: CallOptions = {}): Promise<void> {
+    await this.#http.call("DELETE", `${shellPath(this.#id)}/term/${encodeURIComponent(credentialId)}`, options);
   }
 }
