@@ -99,3 +99,17 @@ test("a file cut short by the connection is an error, not a short file", async (
     await assert.rejects(shell.files.download("/workspace/f", "/dev/null"), Unavailable);
   });
 });
+
+test("a call aborted while it waits to be retried rejects with the signal's reason at once", async () => {
+  await stub(
+    (_request, response) => response.writeHead(503).end(),
+    async (baseUrl) => {
+      const shells = new Shells({ baseUrl, token: "t", retry: new RetryPolicy({ backoffS: 10, maxBackoffS: 10 }) });
+      const controller = new AbortController();
+      const started = Date.now();
+      setTimeout(() => controller.abort(new Error("enough")), 200);
+      await assert.rejects(shells.list({ signal: controller.signal }), /enough/);
+      assert.ok(Date.now() - started < 2000);
+    },
+  );
+});

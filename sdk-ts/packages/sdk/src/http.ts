@@ -118,7 +118,9 @@ export class HTTP {
           throw transportError(error, url, requestId);
         }
       }
-      await sleep(Math.max(wait, this.retry.delay(retry)) * 1000, undefined, { signal: request.signal });
+      await sleep(Math.max(wait, this.retry.delay(retry)) * 1000, undefined, { signal: request.signal }).catch(() => {
+        throw request.signal!.reason; // aborted while waiting to retry
+      });
     }
   }
 
