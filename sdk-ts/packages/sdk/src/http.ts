@@ -183,9 +183,8 @@ function causeCode(error: unknown): string {
 /** The error for a request to `url` that got no (complete) answer. */
 export function transportError(error: unknown, url: string, requestId: string | undefined): ShellsError {
   const name = (error as Error | undefined)?.name;
-  const what = `${name ?? "Error"}: ${(error as Error | undefined)?.message ?? error}${
-    causeCode(error) ? ` (${causeCode(error)})` : ""
-  }`;
+  const cause = (error as { cause?: Error } | undefined)?.cause;
+  const what = `${name ?? "Error"}: ${(error as Error | undefined)?.message ?? error}${cause?.message ? `: ${cause.message}` : ""}`;
   const result =
     name === "TimeoutError"
       ? new Timeout(
