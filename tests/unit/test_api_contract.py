@@ -223,3 +223,13 @@ def test_the_mcp_tools_take_their_arguments_from_the_same_models() -> None:
         assert schema["additionalProperties"] is False
         assert "$ref" not in str(schema) and "'title'" not in str(schema)
     assert schemas.CREATE_INPUT["properties"]["language"]["enum"] == ["bash", "node", "python", "rust", "go"]
+
+
+@pytest.mark.parametrize("amount", [5.49e16, "1e15", "1000000000000.000001"])
+def test_an_amount_the_store_cannot_hold_is_a_400(amount: float | str) -> None:
+    """Found by schemathesis: a free tier of 5e16 dollars overflowed the store's 64-bit micro-dollars."""
+    from shells.domain.errors import InvalidRequest
+    from shells.domain.usage import parse_usd
+
+    with pytest.raises(InvalidRequest, match="at most"):
+        parse_usd(amount, "free_tier_usd", allow_none=True)

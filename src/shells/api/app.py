@@ -34,7 +34,12 @@ def create_app(control: Control) -> FastAPI:
         finally:
             await control.close()
 
-    app = FastAPI(title="Shells", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Shells",
+        version=__version__,
+        lifespan=lifespan,
+        generate_unique_id_function=openapi_doc.operation_id,
+    )
     app.state.control = control
     app.state.mcp = mcp
     app.state.drain = drain = Drain(control.ctx.settings.shutdown_grace_s)

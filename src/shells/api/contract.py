@@ -86,7 +86,7 @@ WHY: dict[int, str] = {
     413: "The body is larger than the server accepts (payload_too_large).",
     406: "MCP: the Accept header allows neither JSON nor an event stream.",
     415: "MCP: the body is not application/json.",
-    421: "MCP: the Host header names no host this server answers for.",
+    421: "MCP: the Host header names no host this server answers for (misdirected_request).",
     422: "A template build failed (template_build_failed).",
     429: "Too many requests from this token; see Retry-After (rate_limited).",
     500: "The runtime failed (runtime_failure); the message names the request, not host detail.",

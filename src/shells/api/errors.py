@@ -18,6 +18,7 @@ from ..domain import errors as e
 log = logging.getLogger(__name__)
 
 STATUS_BY_CLASS: list[tuple[type[e.ShellsError], int]] = [
+    (e.MisdirectedRequest, 421),
     (e.InvalidRequest, 400),
     (e.Unauthenticated, 401),
     (e.PermissionDenied, 403),

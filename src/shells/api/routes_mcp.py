@@ -11,12 +11,14 @@ from ..mcp.http import PATH, McpHttp
 from .contract import AUTHED, BODY, BodyRoute, errors
 
 router = APIRouter(route_class=BodyRoute)
+JSON_RPC = {"type": "object", "description": "A JSON-RPC 2.0 message: see docs/mcp.md."}
 
 
 @router.post(
     PATH,
     response_model=None,
     summary="MCP (streamable HTTP): the agents' door",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": JSON_RPC}}}},
     responses={
         202: {"description": "A notification or response accepted."},
         **errors(*AUTHED, *BODY, 406, 415, 421),

@@ -25,7 +25,7 @@ from ..domain.capabilities import Capability
 from ..domain.errors import InvalidRequest
 from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, MAX_EXEC_TIMEOUT_S
 from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
-from ..domain.limits import MAX_API_INT
+from ..domain.limits import MAX_API_INT, MAX_USD
 from ..domain.network import NetworkMode
 from ..domain.shapes import DEFAULT_SHAPE, SHAPES
 from ..domain.tenancy import PRINCIPAL_KINDS
@@ -310,7 +310,8 @@ class TokenBody(Body):
     )
 
 
-Dollars = Number | Annotated[str, Strict()]
+Dollars = Annotated[float, Strict(), Field(ge=0, le=MAX_USD)] | Annotated[str, Strict()]
+"""An amount of dollars: a number, or a decimal string such as "2.50"."""
 
 
 class BillingBody(Body):

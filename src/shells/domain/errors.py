@@ -89,6 +89,12 @@ class InvalidTemplateSpec(InvalidRequest):
     code = "invalid_template_spec"
 
 
+class MisdirectedRequest(InvalidRequest):
+    """The Host header names no host this server answers for (the MCP door's DNS-rebinding guard)."""
+
+    code = "misdirected_request"
+
+
 class AuthError(ShellsError):
     code = "auth_error"
 

@@ -25,5 +25,8 @@ BODY_IDLE_TIMEOUT_S = 30.0
 """Longest wait for the next piece of a request body (a body shorter than its Content-Length)."""
 MAX_API_INT = 2**63 - 1
 """Largest integer any query or body parameter may carry (what the store can hold)."""
+MAX_USD = 10**12
+"""Largest amount of dollars a body may carry (a budget, a free tier): the store keeps amounts in
+millionths of a dollar in a 64-bit integer, which a larger amount would overflow."""
 RESTART_WAIT_S = 120.0
 """How long a request to a shell whose restart runs waits for it before answering 409."""

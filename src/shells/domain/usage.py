@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import InvalidRequest
 from .isolation import Runtime
+from .limits import MAX_USD
 from .pricing import MIB_PER_GIB, RateCard, money
 
 _MICROSECONDS = Decimal(1_000_000)
@@ -197,4 +198,6 @@ def parse_usd(value: object, field: str, *, allow_none: bool) -> Decimal | None:
         amount = Decimal(-1)
     if not amount.is_finite() or amount < 0:
         raise InvalidRequest(f"'{field}' must be zero or a positive amount of dollars.", {"field": field})
+    if amount > MAX_USD:
+        raise InvalidRequest(f"'{field}' must be at most {MAX_USD} dollars.", {"field": field})
     return amount

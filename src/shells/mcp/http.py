@@ -26,7 +26,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..control.request_scope import current_request, note_outcome, redacted, resume_request
 from ..control.service import Control
 from ..domain.audit import RequestInfo
-from ..domain.errors import RuntimeFailure, ShellsError
+from ..domain.errors import (
+    InvalidRequest,
+    MisdirectedRequest,
+    PermissionDenied,
+    RuntimeFailure,
+    ShellsError,
+)
 from ..domain.principal import Principal
 from ..settings import Settings
 from .gateway import Gateway
@@ -66,6 +72,17 @@ class _Handoff(Response):
         await self.app(scope, receive, send)
 
 
+def refusal(answer: Response) -> ShellsError:
+    """The transport guard's refusal as a typed error, answered in the API's error format (the
+    guard's own answer is bare text without a content type)."""
+    reason = bytes(answer.body).decode(errors="replace")
+    if answer.status_code == 421:
+        return MisdirectedRequest(f"{reason}: this server does not answer for that host name.")
+    if answer.status_code == 403:
+        return PermissionDenied(f"{reason}: requests from that web page are not allowed.")
+    return InvalidRequest(f"{reason}: send the JSON-RPC message as application/json.")
+
+
 class McpHttp:
     """The MCP door of one server; ``running()`` belongs in the app's lifespan."""
 
@@ -89,7 +106,7 @@ class McpHttp:
         """Check the request as the module docstring says, then hand it to the MCP transport."""
         refused = await self._guard.validate_request(request, is_post=True)
         if refused is not None:
-            return refused
+            raise refusal(refused)
         info = current_request()
         if info is not None:
             info.door = DOOR  # before authentication, which asks for shells.agent.invoke on this door
