@@ -38,6 +38,9 @@ export class InvalidTemplateName extends InvalidRequest {
 export class InvalidTemplateSpec extends InvalidRequest {
   static override readonly code: string = "invalid_template_spec";
 }
+export class MisdirectedRequest extends InvalidRequest {
+  static override readonly code: string = "misdirected_request";
+}
 export class AuthError extends ShellsError {
   static override readonly code: string = "auth_error";
 }
@@ -170,6 +173,7 @@ const ALL: ErrorClass[] = [
   InvalidPath,
   InvalidTemplateName,
   InvalidTemplateSpec,
+  MisdirectedRequest,
   AuthError,
   Unauthenticated,
   CredentialExpired,
