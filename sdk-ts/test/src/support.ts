@@ -14,12 +14,6 @@ export async function withShell<T>(options: CreateOptions, body: (shell: Shell) 
   return await body(shell);
 }
 
-/** Whether the server offers `language` in `runtime` (the microvm class needs KVM-less QEMU here). */
-export async function offers(language: string, runtime: string): Promise<string | undefined> {
-  const row = (await client().runtimes()).find((r) => r.language === language && r.runtime === runtime);
-  return row?.available ? undefined : `no ${language} in ${runtime} on this server: ${row?.notes ?? "not listed"}`;
-}
-
 export type Handler = (request: IncomingMessage, response: ServerResponse, body: string) => void;
 
 /** A loopback HTTP server answering with `handler`, for the duration of `body`. */
