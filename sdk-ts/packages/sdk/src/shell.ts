@@ -1,7 +1,6 @@
 // A handle on one shell: its record, commands, files, actions, terminal, ports and network.
 // `await using shell = await shells.create(...)` deletes it when the block ends.
-import { runToEnd, type RunCodeOptions, type RunOptions } from "./commands.js";
-import { Commands } from "./commands.js";
+import { Commands, runToEnd, type RunCodeOptions, type RunOptions } from "./commands.js";
 import { ShellNotFound } from "./errors.js";
 import { Files } from "./files.js";
 import type { RequestBody } from "./generated/openapi.js";
