@@ -206,6 +206,9 @@ test("ports, network, templates, snapshots and usage", async () => {
     assert.equal(port.port, 8000);
     assert.deepEqual((await shell.ports.list()).map((p) => p.port), [8000]);
     await shell.ports.close(8000);
+    const events = await shell.events();
+    const ports = events.filter((e) => e.action.endsWith("_port")).map((e) => `${e.action}/${e.door}`);
+    assert.deepEqual(ports, ["expose_port/sdk", "close_port/sdk"]);
     assert.equal((await shell.network()).policy.mode, "localhost");
     const net = await shells.networks.create(`ts-${Date.now()}`);
     try {

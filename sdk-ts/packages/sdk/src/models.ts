@@ -191,6 +191,24 @@ export interface UsageReport {
   month: { costUsd: string; freeTierUsd: string; chargedUsd: string; budgetUsd: string | null; capReached: boolean } | null;
 }
 
+/** One line of the audit trail: who (`principal`) did what (`action`) to what (`target`), through
+ * which door (`rest`, `cli`, `sdk`, `mcp`, `console`), and how it ended (`ok`, a state, an error code). */
+export interface Event {
+  id: number;
+  at: string;
+  shellId: string | null;
+  principal: string;
+  door: string;
+  kind: string;
+  action: string;
+  outcome: string;
+  target?: string | null;
+  destructive?: boolean;
+  requestId?: string | null;
+  message?: string;
+  details?: Record<string, unknown>;
+}
+
 /** The answer of an action: the shell's record after it and what the action returns. */
 export interface ActionResult {
   shell: ShellInfo;

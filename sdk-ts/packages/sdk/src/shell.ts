@@ -5,7 +5,7 @@ import { ShellNotFound } from "./errors.js";
 import { Files } from "./files.js";
 import type { RequestBody } from "./generated/openapi.js";
 import type { CallOptions, HTTP, Json } from "./http.js";
-import { camel, type ActionResult, type CommandResult, type NetworkStatus, type Port, type ShellInfo, type Snapshot, type TermCredential, type TermCredentialInfo } from "./models.js";
+import { camel, type ActionResult, type CommandResult, type Event, type NetworkStatus, type Port, type ShellInfo, type Snapshot, type TermCredential, type TermCredentialInfo } from "./models.js";
 import { Terminal, type TerminalOptions } from "./terminal.js";
 
 /** The lifecycle actions (`shells.action(id, name)`): restart, snapshot, logs, reinstall_os, stop,
@@ -112,6 +112,16 @@ export class Shell implements AsyncDisposable {
   /** Mint a credential and attach to the shell's live terminal. */
   async terminal(options: TerminalOptions & { ttlS?: number } = {}): Promise<Terminal> {
     return Terminal.open(await this.term(options), options);
+  }
+
+  /** The shell's activity (who changed it or ran what in it, through which door), oldest first, after
+   * event id `after`. Rejects with `ShellNotFound`. */
+  async events(options: CallOptions & { after?: number } = {}): Promise<Event[]> {
+    const answer = await this.#http.call<{ events: unknown[] }>("GET", `${this.#path}/events`, {
+      query: { after: options.after ?? 0 },
+      signal: options.signal,
+    });
+    return camel<Event[]>(answer.events);
   }
 
   /** The shell's network policy, private networks, addresses and blocked connections. */
