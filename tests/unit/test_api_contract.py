@@ -51,7 +51,7 @@ class Reached:
 
 
 def make_app() -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(generate_unique_id_function=openapi_doc.operation_id)
     app.state.drain = Drain(1.0)
     errors.install(app)
     for module in ROUTERS:
@@ -105,6 +105,17 @@ def test_every_json_body_is_a_model_in_the_document() -> None:
             errors_declared = {s for s in operation["responses"] if s.startswith(("4", "5"))}
             assert "400" in errors_declared and "503" in errors_declared, route.path
             assert "422" not in errors_declared or route.path == "/v1/templates/build", route.path
+
+
+def test_operations_are_named_and_ask_for_the_bearer_token() -> None:
+    doc = make_app().openapi()
+    operations = [(path, op) for path, ops in doc["paths"].items() for op in ops.values()]
+    ids = [op["operationId"] for _, op in operations]
+    assert len(ids) == len(set(ids)) and {"create_shell", "exec", "act_by_body"} <= set(ids)
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, op in operations:
+        assert all(p["name"] != "authorization" for p in op.get("parameters", [])), path
+        assert op.get("security") == ([{"bearer": []}] if path != "/v1/info" else None), path
 
 
 def test_every_field_of_every_body_is_described() -> None:

@@ -4,6 +4,8 @@
   the components.
 - Each operation's id is its route function's name (``create_shell``, ``exec``), not FastAPI's
   ``create_shell_v1_shells_post``, so a generated client's methods read well.
+- The ``Authorization`` header the routes read (``api.deps.get_principal``) becomes the bearer
+  security scheme, which is how generators and explorers know to send the token.
 - FastAPI's default 422 "Validation Error" is removed from every operation: this API answers bad
   input with a typed 400 (``api.contract``), and declares 422 only where a template build fails.
 """
@@ -37,13 +39,21 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+BEARER = {"type": "http", "scheme": "bearer", "description": "An API token (shl_…), see docs/sdk.md."}
+
+
 def finish(doc: dict[str, Any]) -> None:
     for operations in doc.get("paths", {}).values():
         for operation in operations.values():
+            params = operation.get("parameters", [])
+            if any(p["in"] == "header" and p["name"] == "authorization" for p in params):
+                operation["parameters"] = [p for p in params if p["name"] != "authorization"]
+                operation["security"] = [{"bearer": []}]
             responses = operation.get("responses", {})
             if FASTAPI_422 in str(responses.get("422", "")):
                 del responses["422"]
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    doc.setdefault("components", {})["securitySchemes"] = {"bearer": BEARER}
+    schemas = doc["components"].setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     _, defs = models_json_schema(

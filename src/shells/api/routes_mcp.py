@@ -3,14 +3,33 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
 
 from ..mcp.http import PATH, McpHttp
-from .contract import AUTHED, BODY, BodyRoute, errors
+from .contract import AUTHED, BODY, BodyRoute, ErrorBody, errors
 
 router = APIRouter(route_class=BodyRoute)
+REFUSALS = errors(*AUTHED, *BODY, 406, 415, 421)
+
+
+class JsonRpcFault(BaseModel):
+    code: int = Field(description="The JSON-RPC error code, e.g. -32602 (invalid params).")
+    message: str
+    data: Any = None
+
+
+class JsonRpcError(BaseModel):
+    """What the MCP transport itself answers to a message it cannot take (the API's own refusals,
+    such as a missing token, are ``ErrorBody``)."""
+
+    jsonrpc: Literal["2.0"]
+    id: str | int | None
+    error: JsonRpcFault
+
+
 JSON_RPC = {"type": "object", "description": "A JSON-RPC 2.0 message: see docs/mcp.md."}
 
 
@@ -18,10 +37,13 @@ JSON_RPC = {"type": "object", "description": "A JSON-RPC 2.0 message: see docs/m
     PATH,
     response_model=None,
     summary="MCP (streamable HTTP): the agents' door",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": JSON_RPC}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": JSON_RPC}}},
+        "security": [{"bearer": []}],
+    },
     responses={
         202: {"description": "A notification or response accepted."},
-        **errors(*AUTHED, *BODY, 406, 415, 421),
+        **{status: {**answer, "model": ErrorBody | JsonRpcError} for status, answer in REFUSALS.items()},
     },
 )
 async def agent_invoke(request: Request) -> Response:
