@@ -132,6 +132,18 @@ export interface Schemas {
     /** viewer: read and see; operator: also run commands and act. */
     "role": "viewer" | "operator";
   };
+  /** What the MCP transport itself answers to a message it cannot take (the API's own refusals, */
+  "JsonRpcError": {
+    "jsonrpc": "2.0";
+    "id": string | number | null;
+    "error": Schemas["JsonRpcFault"];
+  };
+  "JsonRpcFault": {
+    /** The JSON-RPC error code, e.g. -32602 (invalid params). */
+    "code": number;
+    "message": string;
+    "data"?: unknown;
+  };
   "Language": "bash" | "node" | "python" | "rust" | "go";
   /** ``POST /v1/networks``: a private network. */
   "NetworkBody": {
