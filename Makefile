@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: up down test kube-apiserver-bg lint typecheck unit e2e bench system-deps console console-check screenshots
+.PHONY: up down test kube-apiserver-bg lint typecheck unit e2e bench system-deps console console-check screenshots sdk-ts
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -36,7 +36,7 @@ e2e: system-deps $(STAMP)
 
 # The Kubernetes API server the cluster tests use is built once per machine (minutes, cached); the
 # build starts first, at low priority, and overlaps lint, types and the tests before the cluster's.
-test: system-deps $(STAMP) kube-apiserver-bg lint typecheck
+test: system-deps $(STAMP) kube-apiserver-bg lint typecheck sdk-ts
 	.venv/bin/pytest -q -ra tests
 
 kube-apiserver-bg:
@@ -48,6 +48,7 @@ bench: system-deps $(STAMP)
 	$(PY) -m benchmarks.bench_btrfs
 	$(PY) -m benchmarks.bench_network
 	$(PY) -m benchmarks.bench_sdk
+	$(PY) -m benchmarks.bench_sdk_ts
 	$(PY) -m benchmarks.bench_mcp
 
 # The web console's bundle is committed (so `make up` and CI need no npm); this rebuilds it from the
@@ -61,3 +62,8 @@ console-check: console
 # Retake the README's console screenshots (docs/screenshots/) against a real server and browser.
 screenshots: system-deps $(STAMP)
 	SHELLS_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots .venv/bin/pytest -q tests/e2e/test_console.py -k screenshots
+
+# The TypeScript SDK and the npx MCP server (sdk-ts/, docs/sdk-typescript.md): installed from the
+# lockfile, built with tsc, packed into sdk-ts/packed/. tests/e2e/test_sdk_typescript.py runs them.
+sdk-ts:
+	cd sdk-ts && npm ci --no-audit --no-fund && npm run check-generated && npm run build && npm run pack
