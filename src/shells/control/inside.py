@@ -52,14 +52,14 @@ class Inside:
 
         Access is checked before the first ``await`` of the caller, so a door can turn errors into
         a 4xx before it starts streaming. The environment is the template's, then the shell's, then
-        the request's; the working directory defaults to the template's.
+        the request's; the working directory and the user default to the template's.
         """
         shell = await self.suspension.ready(principal, shell_id, access.EXEC, door, action)
         env, workdir = self.templates.exec_defaults(shell.template)
         cwd = normalize_shell_path(spec.cwd) if spec.cwd is not None else workdir
-        spec = replace(
-            spec, env={**env, **shell.env, **spec.env}, cwd=cwd, user=self.templates.exec_user(shell.template)
-        )
+        # The request's user (E2B's commands, processes) wins over the image's ``User``.
+        user = spec.user or self.templates.exec_user(shell.template)
+        spec = replace(spec, env={**env, **shell.env, **spec.env}, cwd=cwd, user=user)
         events = self.ctx.backend(shell.runtime).exec(shell.id, spec)
         return self._audited(principal, shell, spec, events, door, action)
 
