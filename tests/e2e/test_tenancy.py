@@ -40,6 +40,10 @@ class World:
     """Saved from ``shell`` by alice: a template of tenant a."""
     network: str = ""
     """A private network of tenant a."""
+    secret: str = ""
+    """A secret of tenant a."""
+    webhook: str = ""
+    """A webhook of tenant a."""
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +80,20 @@ def world(server: ServerProcess) -> Iterator[World]:
     assert r.status_code == 201, r.text
     world.network = f"anet{secrets.token_hex(3)}"
     assert world.a_admin.http.post("/v1/networks", json={"name": world.network}).status_code == 201
+    world.secret = f"ACME_{secrets.token_hex(3).upper()}"
+    body = {"name": world.secret, "value": "s3cr3t", "hosts": ["api.example.org"]}
+    assert world.a_admin.http.post("/v1/secrets", json=body).status_code == 201
+    r = world.a_admin.http.post("/v1/webhooks", json={"url": "http://198.51.100.11/", "events": ["*"]})
+    assert r.status_code == 201, r.text
+    world.webhook = r.json()["id"]
     time.sleep(1.1)  # the 1-second token has expired
     yield world
     for caller, shell in ((world.alice, world.shell), (world.b_admin, world.b_shell)):
         caller.http.delete(f"/v1/shells/{shell}")
     world.alice.http.delete(f"/v1/templates/{world.template}")
     world.a_admin.http.delete(f"/v1/networks/{world.network}")
+    world.a_admin.http.delete(f"/v1/secrets/{world.secret}")
+    world.a_admin.http.delete(f"/v1/webhooks/{world.webhook}")
     tenancy.close()
 
 
@@ -240,6 +252,9 @@ class Endpoint:
     """Which id fills ``{name}``: a tenant's (``name``), a ``template``'s or a ``network``'s."""
 
 
+NOWHERE = "127.0.0.1:1/never:1"
+"""An image reference no registry answers."""
+
 ENDPOINTS = [
     Endpoint("POST", "/v1/shells", {"language": "bash"}, foreign=None),
     Endpoint("GET", "/v1/shells", foreign=None),
@@ -303,7 +318,30 @@ ENDPOINTS = [
     # MCP over HTTP: its tools' own refusals are tool errors, tested in test_mcp.py.
     Endpoint("POST", "/api/agent/invoke", {"jsonrpc": "2.0", "id": 1, "method": "ping"}, foreign=None),
     Endpoint("GET", "/v1/events/stream", foreign=None),
-]
+    Endpoint("GET", "/v1/shells/{shell_id}/metrics"),
+    Endpoint("POST", "/v1/shells/{shell_id}/timeout", {"timeout_s": 3600}),
+    Endpoint("POST", "/v1/shells/{shell_id}/processes", {"cmd": ["true"]}),
+    Endpoint("GET", "/v1/shells/{shell_id}/processes"),
+    Endpoint("POST", "/v1/shells/{shell_id}/processes/{pid}/attach"),
+    Endpoint("POST", "/v1/shells/{shell_id}/processes/{pid}/signal", {}),
+    Endpoint("POST", "/v1/shells/{shell_id}/processes/{pid}/stdin"),
+    Endpoint("POST", "/v1/shells/{shell_id}/processes/{pid}/stdin/close"),
+    Endpoint("POST", "/v1/secrets", {"name": "NEVER", "value": "x", "hosts": ["example.org"]}, foreign=None),
+    Endpoint("GET", "/v1/secrets", foreign=None),
+    Endpoint("GET", "/v1/secrets/{name}", foreign="secret_not_found", name="secret"),
+    Endpoint("PUT", "/v1/secrets/{name}", {"value": "y"}, foreign="secret_not_found", name="secret"),
+    Endpoint("DELETE", "/v1/secrets/{name}", foreign="secret_not_found", name="secret"),
+    Endpoint("POST", "/v1/webhooks", {"url": "http://198.51.100.11/", "events": ["*"]}, foreign=None),
+    Endpoint("GET", "/v1/webhooks", foreign=None),
+    Endpoint("GET", "/v1/webhooks/{webhook_id}", foreign="webhook_not_found"),
+    Endpoint("DELETE", "/v1/webhooks/{webhook_id}", foreign="webhook_not_found"),
+    Endpoint("GET", "/v1/webhooks/{webhook_id}/deliveries", foreign="webhook_not_found"),
+    Endpoint("POST", "/v1/webhooks/{webhook_id}/test", foreign="webhook_not_found"),
+    Endpoint("POST", "/v1/templates/import", {"image": NOWHERE, "name": "never:1"}, foreign=None),
+    Endpoint("POST", "/v1/templates/export", {"template": "{template}", "image": NOWHERE},
+             foreign="template_not_found"),
+    Endpoint("POST", "/v1/templates/dockerfile", params={"name": "never:1"}, foreign=None),
+]  # fmt: skip
 
 
 def test_the_table_covers_every_endpoint(server: ServerProcess) -> None:
@@ -332,6 +370,9 @@ def _ids(world: World, shell: str) -> dict[str, str]:
         "token_id": world.victor.token_id,
         "port": "8000",
         "action": "stop",
+        "pid": "7777777",  # long: the scrub below replaces every id value in the answers
+        "secret": world.secret,
+        "webhook_id": world.webhook,
     }
 
 
@@ -342,6 +383,8 @@ def _missing_ids(world: World) -> dict[str, str]:
         "template": "no-such-template:1",
         "network": "nosuchnet",
         "token_id": new_id("tok"),
+        "secret": "NO_SUCH_SECRET",
+        "webhook_id": new_id("wh"),
     }
 
 

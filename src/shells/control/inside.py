@@ -75,13 +75,22 @@ class Inside:
         started = time.monotonic()
         outcome = "cancelled"
         details: dict[str, Any] = {"argv": list(spec.effective_argv)[:16]}
+        exit_event: ExecExit | None = None
         try:
             with self.suspension.busy(shell.id):
                 async for event in events:
                     if isinstance(event, ExecExit):
                         outcome = "ok"
                         details |= {"exit_code": event.exit_code, "timed_out": event.timed_out}
+                        exit_event = event
+                        break
                     yield event
+                # The command is over for the backend (a wasm shell's running count, the agent's
+                # channel) and for the idle monitor before the caller sees its exit, so the caller's
+                # next request finds it ended; only the audit row below may follow the answer.
+                await events.aclose()  # type: ignore[attr-defined]
+            if exit_event is not None:
+                yield exit_event
         except ShellsError as exc:
             outcome, details = "error", details | {"code": exc.code}
             raise
