@@ -1,20 +1,15 @@
-"""The few Kubernetes API calls a Shells cluster makes: Leases (coordination.k8s.io/v1) and Nodes'
-labels. A thin client over httpx, so the server needs no Kubernetes client library.
-
-Where the API is and who we are comes from ``KubeConfig``: inside a pod, the service account's
-token and CA (``in_cluster``); elsewhere an explicit URL, token and CA (tests, ``make cluster-up``)."""
+"""The Kubernetes API calls a Shells cluster makes: Leases (coordination.k8s.io/v1). A thin client
+over httpx, so the server needs no Kubernetes client library. Where the API is and who we are
+comes from ``KubeConfig``: a URL, a bearer token and the CA that signed the API server's certificate."""
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 
 
@@ -41,17 +36,6 @@ class KubeConfig:
     ca_file: str | None = None
     """None verifies against the system's CAs; a test API server passes its own CA."""
     namespace: str = "default"
-
-    @classmethod
-    def in_cluster(cls) -> KubeConfig:
-        """The pod's own service account (what every Deployment and DaemonSet of Shells uses)."""
-        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
-        return cls(
-            url=f"https://{host}:{port}",
-            token=(SERVICE_ACCOUNT / "token").read_text(encoding="utf-8").strip(),
-            ca_file=str(SERVICE_ACCOUNT / "ca.crt"),
-            namespace=(SERVICE_ACCOUNT / "namespace").read_text(encoding="utf-8").strip(),
-        )
 
 
 class Kube:
@@ -110,9 +94,3 @@ class Kube:
 
     async def delete_lease(self, name: str) -> None:
         await self._call("DELETE", f"{self._leases()}/{name}")
-
-    # Nodes ----------------------------------------------------------------------------------------
-    async def node_labels(self, name: str) -> dict[str, str]:
-        """The labels of the Kubernetes Node ``name`` (region and zone live there)."""
-        node = await self._call("GET", f"/api/v1/nodes/{name}")
-        return dict(node["metadata"].get("labels", {}))

@@ -384,12 +384,3 @@ def _xml_field(text: str, name: str) -> str | None:
         if el.tag.rpartition("}")[2] == name:
             return el.text
     return None
-
-
-def open_store(url: str | None, default_root: Path) -> ObjectStore:
-    """The instance's object store: ``SHELLS_OBJECT_STORE`` if set, else a local directory."""
-    if not url:
-        return LocalObjects(default_root)
-    if url.startswith("file://"):
-        return LocalObjects(Path(urlsplit(url).path))
-    return S3Objects(S3Location.parse(url))
