@@ -6,6 +6,8 @@ every call with a 409, so a body that passes validation is seen to reach the rou
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -16,35 +18,23 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from shells.api import (
-    deps,
-    errors,
-    openapi_doc,
-    routes,
-    routes_admin,
-    routes_events,
-    routes_images,
-    routes_mcp,
-    routes_metering,
-    routes_network,
-    routes_processes,
-    routes_run,
-    routes_samples,
-    routes_secrets,
-    routes_templates,
-    routes_ttl,
-    routes_webhooks,
-    terminal_ws,
-)
+import shells.api
+from shells.api import deps, errors, openapi_doc
 from shells.api.contract import body_model
 from shells.api.drain import Drain
 from shells.domain.errors import Conflict
 from shells.domain.principal import Principal
 from tests.support.contract import DeclaredStatuses
 
-ROUTERS: tuple[ModuleType, ...] = (routes, routes_admin, routes_events, routes_metering, routes_mcp)
-ROUTERS += (routes_network, routes_processes, routes_run, routes_secrets, routes_templates, routes_ttl)
-ROUTERS += (routes_images, routes_samples, routes_webhooks, terminal_ws)
+ROUTERS: tuple[ModuleType, ...] = tuple(
+    module
+    for info in pkgutil.iter_modules(shells.api.__path__)
+    # ``console`` serves the web console's static assets, outside the API document; ``app``
+    # imports the routers it serves.
+    if info.name not in ("console", "app")
+    and hasattr(module := importlib.import_module(f"shells.api.{info.name}"), "router")
+)
+"""Every API module with a router: a new one is checked without being listed here."""
 NO_BODY = {"/api/agent/invoke", "/v1/shells/{shell_id}/files"}
 """Operations whose body is not JSON: MCP's JSON-RPC (its own SDK reads it) and a file's bytes."""
 
