@@ -89,11 +89,12 @@ class Control:
         self.ctx.quotas.check_budget = self.budgets.check
         self.feed = Feed(self.ctx)
         self.samples = ShellSamples(self.ctx)
-        self.webhooks = Webhooks(self.ctx, lambda: [*local_addresses(), network.range.cidr])
+        self.webhooks = Webhooks(self.ctx, lambda: [*local_addresses(), network.range.cidr], box)
+        self._box = box
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
-        self.ctx.store.migrate()
+        self.ctx.store.migrate(self._box)
         self.auth.ensure_admin_token(self.ctx.settings.admin_token_path)
         for backend in self.ctx.backends.values():
             await backend.prepare()

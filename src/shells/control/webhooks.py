@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from ..domain.access import TENANT_ADMIN
-from ..domain.errors import InvalidRequest, QuotaExceeded, WebhookNotFound
+from ..domain.errors import InvalidRequest, QuotaExceeded, RuntimeFailure, WebhookNotFound
 from ..domain.ids import new_id
 from ..domain.limits import (
     MAX_DELIVERY_LOG,
@@ -47,12 +47,14 @@ from ..domain.webhooks import (
     WebhookRecord,
     gives_up,
     retry_delay_s,
+    sealing_name,
     sign,
     webhook_events,
 )
 from ..store.webhooks import NewDelivery, WebhookStore
 from .auth import require
 from .context import ControlContext
+from .secret_box import SecretBox
 from .webhook_target import OwnAddresses, TargetRefused, check_url, resolve
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,9 @@ PAGE = 500
 
 
 class Webhooks:
-    def __init__(self, ctx: ControlContext, own: OwnAddresses) -> None:
+    def __init__(self, ctx: ControlContext, own: OwnAddresses, box: SecretBox) -> None:
         self.ctx = ctx
+        self.box = box
         self.records = WebhookStore(ctx.store)
         self.own = own
         self._kick = asyncio.Event()
@@ -102,12 +105,13 @@ class Webhooks:
                 f"A tenant may have at most {MAX_WEBHOOKS_PER_TENANT} webhooks; delete one first.",
                 {"limit": "webhooks", "value": MAX_WEBHOOKS_PER_TENANT},
             )
+        webhook_id = new_id("wh")
         rec = WebhookRecord(
-            id=new_id("wh"),
+            id=webhook_id,
             tenant=principal.tenant,
             url=url,
             events=names,
-            secret=secret,
+            sealed=self.box.seal(principal.tenant, sealing_name(webhook_id), secret),
             created_at=datetime.now(UTC),
             created_by=principal.id,
         )
@@ -244,6 +248,8 @@ class Webhooks:
                 error = f"the receiver answered {status}"
         except TargetRefused as exc:
             error = f"refused: {exc}"
+        except RuntimeFailure as exc:  # the sealed secret does not open: the key file was replaced
+            error = exc.message
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
         now = datetime.now(UTC)
@@ -263,6 +269,7 @@ class Webhooks:
         assert self._client is not None, "start() first"
         target = await resolve(hook.url, self.own)  # checked again: the name may point elsewhere now
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        secret = self.box.open(hook.tenant, sealing_name(hook.id), hook.sealed)
         stamp = int(time.time())
         headers = {
             "Host": target.host,
@@ -270,7 +277,7 @@ class Webhooks:
             "User-Agent": "Shells-Webhooks",
             ID_HEADER: str(delivery.id),
             TIMESTAMP_HEADER: str(stamp),
-            SIGNATURE_HEADER: sign(hook.secret, stamp, body),
+            SIGNATURE_HEADER: sign(secret, stamp, body),
         }
         extensions = {"sni_hostname": target.server_name} if target.server_name else {}
         async with asyncio.timeout(WEBHOOK_CONNECT_TIMEOUT_S + WEBHOOK_TIMEOUT_S):

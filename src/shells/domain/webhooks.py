@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,13 +108,21 @@ def forbidden_address(
     return None
 
 
+def sealing_name(webhook_id: str) -> str:
+    """The name a webhook's secret is sealed under, beside its tenant (a secret's name cannot hold
+    a '/', so a sealed webhook secret never opens as a tenant secret or as another webhook's)."""
+    return f"webhook/{webhook_id}"
+
+
 @dataclass(frozen=True)
 class WebhookRecord:
     id: str
     tenant: str
     url: str
     events: tuple[str, ...]
-    secret: str
+    sealed: bytes = field(repr=False)
+    """The signing secret, sealed by ``control.secret_box`` under ``sealing_name(id)``: the record
+    never holds it in the clear; the dispatcher opens it for each attempt."""
     created_at: datetime
     created_by: str
 

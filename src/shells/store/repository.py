@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, create_engine, event, func, or_, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -25,6 +25,15 @@ from .tenancy import TenancyStore
 from .usage import UsageStore, follow_shell
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class Sealer(Protocol):
+    """What a migration that seals values in place needs (``control.secret_box.SecretBox``): the
+    key stays outside the database, so the store is handed the box instead of holding one."""
+
+    def seal(self, tenant: str, name: str, value: str) -> bytes: ...
+
+    def open(self, tenant: str, name: str, sealed: bytes) -> str: ...
 
 
 def utcnow() -> datetime:
@@ -168,8 +177,10 @@ class Store(TenancyStore, UsageStore):
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
+    def migrate(self, box: Sealer | None = None) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent). ``box`` seals values a
+        migration moves out of the clear (0016: webhook secrets); without it such a migration
+        refuses to run over rows it would have to seal."""
         from alembic import command
         from alembic.config import Config
 
@@ -177,6 +188,7 @@ class Store(TenancyStore, UsageStore):
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.set_main_option("sqlalchemy.url", self.url)
         cfg.attributes["connection"] = None
+        cfg.attributes["box"] = box
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, func, select
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..domain.webhooks import DeliveryRecord, WebhookRecord
@@ -26,7 +26,8 @@ class WebhookRow(Base):
     url: Mapped[str] = mapped_column(Text)
     events: Mapped[dict[str, Any]]
     """``{"names": [...]}``: the webhook events it receives."""
-    secret: Mapped[str] = mapped_column(String(256))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    """The signing secret, sealed (``WebhookRecord.sealed``); never stored in the clear."""
     cursor: Mapped[int] = mapped_column(Integer)
     """The id of the last audit event already turned into deliveries (or skipped)."""
     created_at: Mapped[datetime]
@@ -57,7 +58,7 @@ def _webhook(row: WebhookRow) -> WebhookRecord:
         tenant=row.tenant,
         url=row.url,
         events=tuple(row.events["names"]),
-        secret=row.secret,
+        sealed=row.sealed,
         created_at=row.created_at,
         created_by=row.created_by,
     )
@@ -107,7 +108,7 @@ class WebhookStore:
                     tenant=rec.tenant,
                     url=rec.url,
                     events={"names": list(rec.events)},
-                    secret=rec.secret,
+                    sealed=rec.sealed,
                     cursor=cursor,
                     created_at=rec.created_at,
                     created_by=rec.created_by,
