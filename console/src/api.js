@@ -50,6 +50,9 @@ export class Api {
   del(path) {
     return this.request("DELETE", path);
   }
+  put(path, body) {
+    return this.request("PUT", path, body);
+  }
 
   info() {
     return this.get("/v1/info");
@@ -130,5 +133,36 @@ export class Api {
   }
   mintTerm(id, ttl_s) {
     return this.post(`/v1/shells/${encodeURIComponent(id)}/term`, ttl_s ? { ttl_s } : {});
+  }
+
+  /** The tenant's secrets: name, hosts, header, version, dates; never a value. */
+  secrets() {
+    return this.get("/v1/secrets").then((r) => r.secrets);
+  }
+  createSecret(body) {
+    return this.post("/v1/secrets", body);
+  }
+  /** A rotation: the new value goes to the server, which answers the record without it. */
+  rotateSecret(name, value) {
+    return this.put(`/v1/secrets/${encodeURIComponent(name)}`, { value });
+  }
+  deleteSecret(name) {
+    return this.del(`/v1/secrets/${encodeURIComponent(name)}`);
+  }
+  webhooks() {
+    return this.get("/v1/webhooks").then((r) => r.webhooks);
+  }
+  /** The answer holds the signing secret, the only time the server shows it. */
+  createWebhook(body) {
+    return this.post("/v1/webhooks", body);
+  }
+  deleteWebhook(id) {
+    return this.del(`/v1/webhooks/${encodeURIComponent(id)}`);
+  }
+  deliveries(id) {
+    return this.get(`/v1/webhooks/${encodeURIComponent(id)}/deliveries?limit=50`).then((r) => r.deliveries);
+  }
+  testWebhook(id) {
+    return this.post(`/v1/webhooks/${encodeURIComponent(id)}/test`);
   }
 }

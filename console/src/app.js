@@ -1,5 +1,6 @@
-// The console: sign-in, then four views: the fleet (kept live by the event feed) with the create
-// dialog and the detail sheet of the selected shell, templates, usage, and pricing. Only public endpoints are used.
+// The console: sign-in, then the views: the fleet (kept live by the event feed) with the create
+// dialog and the detail sheet of the selected shell, templates, usage, pricing, the tenant's secrets
+// and webhooks. Only public endpoints are used.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Api } from "./api.js";
@@ -8,16 +9,20 @@ import { DetailSheet } from "./detail.js";
 import { follow } from "./feed.js";
 import { Fleet } from "./fleet.js";
 import { PricingView } from "./pricing.js";
+import { SecretsView } from "./secrets.js";
 import { TemplatesView } from "./templates.js";
 import { forgetToken, savedToken, SignIn } from "./signin.js";
 import { preference, setPreference } from "./theme.js";
 import { UsageView } from "./usage.js";
+import { WebhooksView } from "./webhooks.js";
 
 const VIEWS = [
   ["fleet", "Fleet"],
   ["templates", "Templates"],
   ["usage", "Usage"],
   ["pricing", "Pricing"],
+  ["secrets", "Secrets"],
+  ["webhooks", "Webhooks"],
 ];
 
 function ViewNav({ view, onView }) {
@@ -97,6 +102,8 @@ function Console({ api, onSignOut }) {
     ${view === "usage" && html`<main class="layout"><${UsageView} api=${api} shells=${shells} /></main>`}
     ${view === "pricing" && html`<main class="layout"><${PricingView} api=${api} /></main>`}
     ${view === "templates" && html`<main class="layout"><${TemplatesView} api=${api} /></main>`}
+    ${view === "secrets" && html`<main class="layout"><${SecretsView} api=${api} /></main>`}
+    ${view === "webhooks" && html`<main class="layout"><${WebhooksView} api=${api} /></main>`}
     ${view === "fleet" &&
     html`<main class="layout ${shell ? "with-sheet" : ""}">
       <${Fleet} shells=${shells} selected=${selected} onSelect=${setSelected} onCreate=${() => setCreating(true)} />

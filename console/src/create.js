@@ -1,5 +1,6 @@
-// The create dialog: language preset, isolation class, network (sealed by default), shape and template
-// (any ready one the caller can use: built-ins, imported images, Dockerfile builds, saved shells).
+// The create dialog: language preset, isolation class, network (sealed by default; in internet mode
+// the tenant's secrets to broker), shape and template (any ready one the caller can use: built-ins,
+// imported images, Dockerfile builds, saved shells).
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { Dialog } from "./dialog.js";
@@ -41,6 +42,25 @@ function AllowList({ entries, setEntries }) {
   </fieldset>`;
 }
 
+/** The tenant's secrets to give the shell, by name (it gets placeholders; the values stay on the host). */
+function SecretChoice({ secrets, chosen, setChosen }) {
+  if (secrets.length === 0) {
+    return html`<p class="hint" id="secret-choice-none">No secrets in this tenant yet (see Secrets).</p>`;
+  }
+  return html`<fieldset id="secret-choice">
+    <legend>Secrets <span class="hint">(the shell gets a placeholder; the host swaps in the value)</span></legend>
+    <div class="choices">
+      ${secrets.map(
+        (s) => html`<label class="choice" title=${s.hosts.join(", ")}>
+          <input type="checkbox" name="secret" value=${s.name} checked=${chosen.includes(s.name)}
+            onChange=${(e) => setChosen(e.target.checked ? [...chosen, s.name] : chosen.filter((n) => n !== s.name))} />
+          <span class="mono">${s.name}</span> <span class="why">${s.hosts.join(", ")}</span>
+        </label>`,
+      )}
+    </div>
+  </fieldset>`;
+}
+
 /** Create the shell; if its built-in template is not built yet (409 template_not_built), build it
  * first through the build stream, saying which step runs, then create. The API answers a create at
  * once rather than holding it open for minutes; a person watching the console can wait. */
@@ -71,8 +91,11 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
   const [building, setBuilding] = useState(null);
   const [template, setTemplate] = useState("");
   const [templates, setTemplates] = useState([]);
+  const [secrets, setSecrets] = useState([]);
+  const [chosenSecrets, setChosenSecrets] = useState([]);
   useEffect(() => {
     api.get("/v1/templates").then((r) => setTemplates(readyTemplates(r.templates)), () => setTemplates([]));
+    api.secrets().then(setSecrets, () => setSecrets([]));
   }, [api]);
   const chosen = offer(info, runtimes, language, klass);
 
@@ -83,7 +106,11 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
     const network = mode === "internet" ? { mode, allow } : { mode };
     const body = { language, runtime: klass, network, shape };
     try {
-      const extra = { ...(name ? { name } : {}), ...(template ? { template } : {}) };
+      const extra = {
+        ...(name ? { name } : {}),
+        ...(template ? { template } : {}),
+        ...(mode === "internet" && chosenSecrets.length ? { secrets: chosenSecrets } : {}),
+      };
       onCreated(await createBuildingFirst(api, { ...body, ...extra }, setBuilding));
     } catch (err) {
       setError(errorText(err));
@@ -131,6 +158,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
           )}
         </div>
         ${mode === "internet" && html`<${AllowList} entries=${allow} setEntries=${setAllow} />`}
+        ${mode === "internet" && html`<${SecretChoice} secrets=${secrets} chosen=${chosenSecrets} setChosen=${setChosenSecrets} />`}
       </fieldset>
       <div class="grid2">
         <label>Shape

@@ -1,7 +1,8 @@
 // A modal built on the native <dialog>: showModal() gives focus trapping, Escape to close and an
 // inert page behind it, which is what keyboard and screen-reader users expect.
 import { html } from "htm/preact";
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { errorText } from "./format.js";
 
 export function Dialog({ title, onClose, children, className = "", id }) {
   const ref = useRef(null);
@@ -27,4 +28,30 @@ export function Dialog({ title, onClose, children, className = "", id }) {
     </header>
     ${children}
   </dialog>`;
+}
+
+/** "Delete <what>?" with a sentence on what follows; the server's refusal stays in the dialog. */
+export function ConfirmDelete({ id, what, text, onClose, onConfirm }) {
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  async function go(e) {
+    e.preventDefault();
+    setBusy(true);
+    try {
+      await onConfirm();
+    } catch (err) {
+      setError(errorText(err));
+      setBusy(false);
+    }
+  }
+  return html`<${Dialog} id=${id} title=${`Delete ${what}?`} onClose=${onClose} className="narrow">
+    <form onSubmit=${go}>
+      <p>${text} It is recorded in the audit trail.</p>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <div class="actions">
+        <button type="button" onClick=${onClose}>Cancel</button>
+        <button type="submit" class="destructive" id=${`${id}-go`} disabled=${busy}>Delete</button>
+      </div>
+    </form>
+  </${Dialog}>`;
 }
