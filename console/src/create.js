@@ -93,11 +93,13 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
   const [templates, setTemplates] = useState([]);
   const [secrets, setSecrets] = useState([]);
   const [chosenSecrets, setChosenSecrets] = useState([]);
+  const [wake, setWake] = useState(true);
   useEffect(() => {
     api.get("/v1/templates").then((r) => setTemplates(readyTemplates(r.templates)), () => setTemplates([]));
     api.secrets().then(setSecrets, () => setSecrets([]));
   }, [api]);
   const chosen = offer(info, runtimes, language, klass);
+  const canPause = ((info.runtimes[klass] || {}).capabilities || []).includes("pause");
 
   async function submit(e) {
     e.preventDefault();
@@ -110,6 +112,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
         ...(name ? { name } : {}),
         ...(template ? { template } : {}),
         ...(mode === "internet" && chosenSecrets.length ? { secrets: chosenSecrets } : {}),
+        ...(canPause && !wake ? { auto_resume: false } : {}),
       };
       onCreated(await createBuildingFirst(api, { ...body, ...extra }, setBuilding));
     } catch (err) {
@@ -179,6 +182,11 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
             onInput=${(e) => setName(e.target.value)} />
         </label>
       </div>
+      ${canPause &&
+      html`<label class="choice" id="wake-choice">
+        <input type="checkbox" id="auto-resume" checked=${wake} onChange=${(e) => setWake(e.target.checked)} />
+        Wake on request <span class="why">a request to an exposed port resumes the shell when it is paused</span>
+      </label>`}
       ${building && html`<p class="building" role="status" id="create-building">${building}</p>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <div class="actions">

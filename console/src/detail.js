@@ -62,6 +62,7 @@ function Facts({ shell, info }) {
     ["Region", shell.region],
     ["Owner", shell.owner],
     ["Created", new Date(shell.created_at).toLocaleString()],
+    ["Wake", shell.auto_resume ? "on request to an exposed port" : "only when resumed"],
   ];
   return html`<dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>`;
 }

@@ -6,8 +6,6 @@ shell created from the dialog with a secret holds its placeholder, not its value
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -19,7 +17,7 @@ from playwright.sync_api import Page, expect
 from shells.domain.webhooks import WEBHOOK_EVENTS
 from shells.sdk import Shells
 from tests.support.fake_internet import FakeInternet
-from tests.support.webhook_receiver import Received, WebhookReceiver
+from tests.support.webhook_receiver import WebhookReceiver
 
 from .console_page import browser, open_page, sign_in
 from .harness import ServerProcess
@@ -96,12 +94,6 @@ def test_a_secret_is_created_rotated_and_deleted_and_its_value_never_shown(
         api.delete(f"/v1/secrets/{name}")
 
 
-def signed_with(secret: str, item: Received) -> bool:
-    stamp = item.headers["Shells-Webhook-Timestamp"]
-    want = hmac.new(secret.encode(), f"{stamp}.".encode() + item.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(item.headers["Shells-Webhook-Signature"], f"v1={want}")
-
-
 def test_a_webhook_is_created_tested_logged_and_deleted(
     open_page: Callable[..., Page], server: ServerProcess, api: httpx.Client, receiver: WebhookReceiver
 ) -> None:
@@ -139,7 +131,7 @@ def test_a_webhook_is_created_tested_logged_and_deleted(
         log = page.locator(f'#deliveries[data-webhook="{hook_id}"]')
         expect(log.locator('tr[data-event="test"]')).to_have_attribute("data-state", "delivered")
         tests = [r for r in receiver.bodies() if json.loads(r.body).get("webhook_id") == hook_id]
-        assert len(tests) == 1 and signed_with(shown, tests[0])  # the secret shown once signs it
+        assert len(tests) == 1 and tests[0].signed_with(shown)  # the secret shown once signs it
 
         line.get_by_role("button", name="Delete").click()
         page.locator("#webhook-delete-go").click()
@@ -184,3 +176,33 @@ def test_the_create_dialog_gives_a_shell_the_chosen_secret_as_a_placeholder(
         if shell_id is not None:
             client.get(shell_id).kill()
         api.delete(f"/v1/secrets/{name}")
+
+
+def test_the_create_dialog_turns_wake_on_request_off_for_a_class_that_pauses(
+    open_page: Callable[..., Page], server: ServerProcess, client: Shells
+) -> None:
+    if not any(r.runtime == "microvm" and r.available for r in client.runtimes()):
+        pytest.skip("needs the microvm class on this host (QEMU and its tools)")
+    page = open_page()
+    sign_in(page, server.token)
+    page.get_by_role("button", name="New shell").click()
+    dialog = page.get_by_role("dialog", name="New shell")
+    dialog.get_by_role("radio", name="bash").check()
+    dialog.locator('input[name="runtime"][value="container"]').check()
+    expect(dialog.locator("#wake-choice")).to_have_count(0)  # a container cannot pause
+    dialog.locator('input[name="runtime"][value="microvm"]').check()
+    expect(dialog.locator("#auto-resume")).to_be_checked()  # the server's default
+    dialog.locator("#auto-resume").uncheck()
+    shell_name = f"no-wake-{secrets.token_hex(3)}"
+    dialog.get_by_label("Name").fill(shell_name)
+    dialog.get_by_role("button", name="Create").click()
+    created = page.locator("#fleet-table tr", has_text=shell_name)
+    expect(created).to_have_attribute("data-state", "running")
+    shell_id = created.get_attribute("data-shell")
+    assert shell_id is not None
+    try:
+        assert client.get(shell_id).info.auto_resume is False
+        created.get_by_role("button", name=shell_name).click()
+        expect(page.locator("#detail")).to_contain_text("only when resumed")
+    finally:
+        client.get(shell_id).kill()

@@ -5,6 +5,8 @@ it is told to, or not listening at all (``down``)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import socket
 import threading
 from dataclasses import dataclass
@@ -18,6 +20,13 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+
+    def signed_with(self, secret: str) -> bool:
+        """Whether the signature header is the HMAC of ``<timestamp>.<body>`` under ``secret``,
+        checked the way a receiver must (over the raw body, in constant time)."""
+        stamp = self.headers["Shells-Webhook-Timestamp"]
+        want = hmac.new(secret.encode(), f"{stamp}.".encode() + self.body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(self.headers["Shells-Webhook-Signature"], f"v1={want}")
 
 
 class WebhookReceiver:

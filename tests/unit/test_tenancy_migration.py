@@ -7,31 +7,21 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from shells.control.service import Control
 from shells.domain.audit import AuditQuery
 from shells.runtime.network.dataplane import HostNetwork
 from shells.settings import Settings
-from shells.store.repository import MIGRATIONS_DIR, Store
-
-
-def _upgrade_to(store: Store, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", store.url)
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+from shells.store.repository import Store
+from tests.support.migrations import upgrade_to
 
 
 def test_an_instance_from_before_tenancy_upgrades_in_place(tmp_path: Path, record_url: str) -> None:
     settings = Settings(data_dir=tmp_path, database_url=record_url)
     store = Store(settings.db_url)
     try:
-        _upgrade_to(store, "0001")
+        upgrade_to(store, "0001")
         old_token = "shl_" + "A" * 43  # the format of the first admin tokens
         now = datetime.now(UTC).replace(tzinfo=None)
         with store.engine.begin() as conn:

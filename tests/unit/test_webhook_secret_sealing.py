@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect, text
 
 from shells.control.secret_box import SecretBox, load_or_create_key
@@ -18,20 +16,12 @@ from shells.domain.principal import Principal, Scope
 from shells.domain.webhooks import sealing_name
 from shells.runtime.network.dataplane import HostNetwork
 from shells.settings import Settings
-from shells.store.repository import MIGRATIONS_DIR, Store
+from shells.store.repository import Store
+from tests.support.migrations import upgrade_to
 
 OLD_SECRET = "an-old-secret-kept-in-the-clear"
 NEW_SECRET = "a-new-secret-that-must-stay-sealed"
 ADMIN = Principal("admin", "default", frozenset({Scope.TENANT_ADMIN.value, Scope.READ.value}))
-
-
-def _upgrade_to(store: Store, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", store.url)
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
 
 
 def _old_webhook(store: Store) -> None:
@@ -74,7 +64,7 @@ def test_migration_0016_seals_the_secrets_an_older_instance_kept_in_the_clear(
 ) -> None:
     store = Store(record_url)
     try:
-        _upgrade_to(store, "0011")
+        upgrade_to(store, "0011")
         _old_webhook(store)
         with pytest.raises(RuntimeError, match="secrets key"):
             store.migrate()  # no key: refused rather than leave the secret behind or lose it
