@@ -17,7 +17,7 @@ from shells.domain.webhooks import sealing_name
 from shells.runtime.network.dataplane import HostNetwork
 from shells.settings import Settings
 from shells.store.repository import Store
-from tests.support.migrations import upgrade_to
+from tests.support.migrations import downgrade_to, upgrade_to
 
 OLD_SECRET = "an-old-secret-kept-in-the-clear"
 NEW_SECRET = "a-new-secret-that-must-stay-sealed"
@@ -78,6 +78,11 @@ def test_migration_0016_seals_the_secrets_an_older_instance_kept_in_the_clear(
             pending = conn.execute(text("SELECT count(*) FROM webhook_deliveries")).scalar_one()
         assert box.open("default", sealing_name("wh_old"), bytes(sealed)) == OLD_SECRET
         assert pending == 1  # the outbox survived the change of its webhook's table
+
+        downgrade_to(store, "0011", box)  # and back: the clear column again, with the same secret
+        with store.engine.connect() as conn:
+            clear = conn.execute(text("SELECT secret FROM webhooks WHERE id = 'wh_old'")).scalar_one()
+        assert clear == OLD_SECRET
     finally:
         store.close()
 
