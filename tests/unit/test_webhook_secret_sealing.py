@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import inspect, text
 
@@ -107,5 +108,32 @@ async def test_a_new_webhook_secret_reaches_the_record_only_sealed(tmp_path: Pat
         with pytest.raises(Exception, match="does not open"):
             other.open(rec.tenant, sealing_name(rec.id), rec.sealed)
         assert control.secrets.box.open(rec.tenant, sealing_name(rec.id), rec.sealed) == NEW_SECRET
+    finally:
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_a_secret_that_no_longer_opens_fails_the_attempt_with_a_reason(
+    tmp_path: Path, record_url: str
+) -> None:
+    """The key file replaced: nothing is sent unsigned; the log says why and the delivery waits."""
+    settings = Settings(data_dir=tmp_path, database_url=record_url)
+    store = Store(settings.db_url)
+    try:
+        control = Control(settings, store, [], HostNetwork(settings))
+        store.migrate(control.secrets.box)
+        hooks = control.webhooks
+        hooks.own = list
+        made = await hooks.create(ADMIN, "http://198.51.100.11/hook", ["created"], NEW_SECRET)
+        queued = hooks.send_test(ADMIN, made["id"])
+        hooks.box = SecretBox(load_or_create_key(tmp_path / "another.key"))
+        hooks._client = httpx.AsyncClient()  # never used: the attempt stops before any connection
+        try:
+            await hooks._attempt(hooks.get(ADMIN, made["id"]), queued)
+        finally:
+            await hooks._client.aclose()
+        [logged] = hooks.deliveries(ADMIN, made["id"], 10)
+        assert logged.state == "pending" and logged.attempts == 1 and logged.last_status is None
+        assert "does not open" in logged.last_error and NEW_SECRET not in logged.last_error
     finally:
         store.close()
