@@ -9,21 +9,11 @@ import re
 from collections.abc import Callable
 
 import httpx
-import pytest
 
-from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import CommandExit, CommandOutput, Shell
 
 from .harness import ServerProcess
 from .test_terminal import attached, last_message, screen_until
-
-
-@pytest.fixture(params=["container", "microvm"])
-def runtime(request: pytest.FixtureRequest) -> str:
-    missing = MicrovmBackend.available()
-    if request.param == "microvm" and missing is not None:
-        pytest.skip(f"no microvm class on this host: {missing}")
-    return str(request.param)
 
 
 def test_exec_files_kept_processes_and_a_terminal_work_in_each_class(
