@@ -32,7 +32,7 @@ from shells.domain.states import ShellState
 from shells.settings import Settings
 from shells.store import repository
 from shells.store.repository import EventDraft, Store
-from shells.store.usage_tables import UsageIntervalRow
+from shells.store.usage import UsageIntervalRow
 
 
 def shell(shell_id: str, now: datetime) -> ShellRecord:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import Shell, Shells
 
 from .harness import ServerProcess, keep_log, serving
@@ -127,6 +128,16 @@ def make_shell(client: Shells) -> Iterator[Callable[..., Shell]]:
 @pytest.fixture
 def shell(make_shell: Callable[..., Shell]) -> Shell:
     return make_shell()
+
+
+@pytest.fixture(params=["container", "microvm"])
+def runtime(request: pytest.FixtureRequest) -> str:
+    """Each isolation class that has shells with an agent (the microvm one skipped, saying why, on a
+    host without it)."""
+    missing = MicrovmBackend.available()
+    if request.param == "microvm" and missing is not None:
+        pytest.skip(f"no microvm class on this host: {missing}")
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

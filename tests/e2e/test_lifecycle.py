@@ -8,16 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from shells.domain.errors import ActionNotSupported, Conflict, InvalidState, ShellNotFound
-from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import CommandExit, CommandOutput, NetworkPolicy, Shell, Shells
-
-
-@pytest.fixture(params=["container", "microvm"])
-def runtime(request: pytest.FixtureRequest) -> str:
-    missing = MicrovmBackend.available()
-    if request.param == "microvm" and missing is not None:
-        pytest.skip(f"no microvm class on this host: {missing}")
-    return str(request.param)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from shells.domain.errors import (
     ProcessNotFound,
 )
 from shells.domain.execution import ExecExit, ExecSpec, ExecStarted, FileChange, OutputChunk, WindowSize
-from shells.guest.agent import STANDARD_PATH
+from shells.guest.execs import STANDARD_PATH
 from shells.guest.protocol import (
     EXEC_CHUNK,
     FILE_CHUNK,

@@ -14,7 +14,9 @@ def test_the_runtime_runs_the_agent_from_its_own_stdlib_and_libraries(tmp_path: 
     assert agent_runtime.cached(tmp_path) == runtime  # cached by key: built once
     argv = runtime.argv(str(runtime.root), "--listen-fd", "x")
     # Every module the agent has is importable from the runtime alone, precompiled, no sources.
-    script = "import json, sys, guest.agent, guest.vm; print(json.dumps(sys.path))"
+    modules = agent_runtime.guest_modules(agent_runtime.guest_dir())
+    assert {"guest.agent", "guest.loop", "guest.execs", "guest.files", "guest.vm"} <= set(modules)
+    script = f"import json, sys, {', '.join(modules)}; print(json.dumps(sys.path))"
     check = [*argv[: argv.index("-m")], "-c", script]
     done = subprocess.run(check, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr

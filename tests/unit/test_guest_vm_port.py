@@ -8,7 +8,7 @@ from typing import cast
 
 import pytest
 
-from shells.guest.agent import Agent
+from shells.guest.loop import Agent
 from shells.guest.protocol import Frame, FrameDecoder, Kind, encode_control, encode_frame
 from shells.guest.vm import ATOMIC_WRITE, SerialConnection, atomic_frames
 

@@ -26,7 +26,7 @@ from shells.domain.tenancy import TenantRecord
 from shells.domain.usage import GroupBy, UsageLine, summarize
 from shells.settings import Settings
 from shells.store.repository import EventDraft, Store
-from shells.store.usage_tables import UsageIntervalRow
+from shells.store.usage import UsageIntervalRow
 from tests.support.clock import ManualClock
 
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -104,7 +104,7 @@ MONTH = (MONDAY, MONDAY + timedelta(days=28))
 def report(store: Store, by: GroupBy, period: tuple[datetime, datetime] = MONTH) -> dict[str, UsageLine]:
     """The report's lines by key, and its total under ``"total"``."""
     start, end = period
-    lines, total = summarize(store.intervals(start, end), start, end, store.clock.now(), RATES, by)
+    lines, total = summarize(store.usage.intervals(start, end), start, end, store.clock.now(), RATES, by)
     return {line.key: line for line in lines} | {"total": total}
 
 
@@ -157,7 +157,7 @@ def test_a_shape_change_mid_run_splits_the_interval(store: Store, clock: ManualC
     reshape(store, "sh_a", "s-1vcpu-512mb")
     clock.advance(300)
     to(store, "sh_a", ShellState.STOPPED)
-    intervals = store.intervals(*MONTH)
+    intervals = store.usage.intervals(*MONTH)
     assert [(iv.shape, iv.vcpus, iv.memory_mib) for iv in intervals] == [
         ("s-4vcpu-4gb", Decimal(4), 4096),
         ("s-1vcpu-512mb", Decimal(1), 512),
@@ -176,20 +176,20 @@ def test_saving_a_shell_without_a_change_keeps_its_interval(store: Store, clock:
     to(store, "sh_a", ShellState.RUNNING)
     clock.advance(3)
     reshape(store, "sh_a", "s-1vcpu-512mb")
-    assert len(store.intervals(*MONTH)) == 1
+    assert len(store.usage.intervals(*MONTH)) == 1
 
 
 def test_a_warm_pool_shell_is_billed_from_its_claim_to_its_owner(store: Store, clock: ManualClock) -> None:
     new_shell(store, "sh_p", Runtime.CONTAINER, "s-1vcpu-512mb", owner="pool", pooled=True)
     to(store, "sh_p", ShellState.RUNNING)
     clock.advance(3600)  # warming up in the pool is on the house
-    assert store.intervals(*MONTH) == []
+    assert store.usage.intervals(*MONTH) == []
     claimed = store.claim_pooled("python:1", "s-1vcpu-512mb", "sealed")
     assert claimed is not None
     claimed.tenant, claimed.owner = "default", "bob"
     store.save_shell(claimed)
     clock.advance(20)
-    [interval] = store.intervals(*MONTH)
+    [interval] = store.usage.intervals(*MONTH)
     assert (interval.tenant, interval.owner, interval.started_at) == (
         "default",
         "bob",
@@ -209,14 +209,14 @@ def test_start_up_repair_continues_closes_and_opens_intervals(store: Store, cloc
         s.execute(delete(UsageIntervalRow).where(UsageIntervalRow.shell_id == "sh_missing"))
     with store.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE shells SET state = 'stopped' WHERE id = 'sh_gone'")
-    repair = store.repair_intervals()
+    repair = store.usage.repair_intervals()
     assert (repair.continued, repair.closed, repair.opened) == (1, 1, 1)
     clock.advance(50)
     lines = report(store, GroupBy.SHELL)
     assert lines["sh_run"].seconds == 150  # it ran all along: continued, neither lost nor doubled
     assert lines["sh_gone"].seconds == 100
     assert lines["sh_missing"].seconds == 50
-    assert store.repair_intervals() == type(repair)(continued=2, opened=0, closed=0)
+    assert store.usage.repair_intervals() == type(repair)(continued=2, opened=0, closed=0)
 
 
 # grouping and periods ---------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ def test_the_free_tier_is_spent_first_and_the_cap_triggers_at_free_tier_plus_bud
     store: Store, clock: ManualClock, ctx: ControlContext, metering: Metering
 ) -> None:
     budgets = Budgets(ctx, metering, Suspension(ctx))
-    store.add_tenant(TenantRecord("default", {}, MONDAY), draft("-"))
+    store.tenancy.add_tenant(TenantRecord("default", {}, MONDAY), draft("-"))
     metering.set_terms(ADMIN, "default", {"free_tier_usd": "0.1332", "budget_usd": 0.0666})
     new_shell(store, "sh_vm", Runtime.MICROVM, "s-2vcpu-2gb")  # $0.1332 an hour
     to(store, "sh_vm", ShellState.RUNNING)
@@ -372,7 +372,7 @@ def test_a_new_month_starts_a_new_free_tier(store: Store, clock: ManualClock, me
 def test_only_platform_admins_set_a_free_tier_and_tenant_admins_their_own_budget(
     store: Store, metering: Metering
 ) -> None:
-    store.add_tenant(TenantRecord("acme", {}, MONDAY), draft("-"))
+    store.tenancy.add_tenant(TenantRecord("acme", {}, MONDAY), draft("-"))
     acme_admin = Principal("root", "acme", frozenset({"shells.read", "tenant.admin"}))
     assert metering.set_terms(acme_admin, "acme", {"budget_usd": "12.5"})["budget_usd"] == "12.500000"
     with pytest.raises(PermissionDenied):

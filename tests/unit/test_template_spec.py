@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shells.domain import run_recipes
 from shells.domain import templates as t
 from shells.domain.errors import InvalidTemplateName, InvalidTemplateSpec
 from shells.domain.isolation import PRESET_TEMPLATES, Language
@@ -264,12 +265,17 @@ def test_the_builtins_form_a_tree_over_base_and_cover_every_preset() -> None:
 
 def run_snippet(language: Language, code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        list(t.run_code_argv(language)), input=code, capture_output=True, text=True, check=False, timeout=30
+        list(run_recipes.run_code_argv(language)),
+        input=code,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
 
 
 def test_the_run_script_takes_the_code_on_stdin_runs_it_and_removes_its_dir() -> None:
-    argv = t.run_code_argv(Language.BASH)
+    argv = run_recipes.run_code_argv(Language.BASH)
     assert "exit 3" not in " ".join(argv)
     proc = run_snippet(Language.BASH, 'echo "from $0"; echo oops >&2; exit 3')
     assert proc.returncode == 3 and proc.stderr == "oops\n"
@@ -280,5 +286,5 @@ def test_the_run_script_takes_the_code_on_stdin_runs_it_and_removes_its_dir() ->
 
 def test_every_language_has_a_recipe_naming_its_file() -> None:
     for language in Language:
-        script = t.run_code_argv(language)[2]
-        assert t.RUN_RECIPES[language].filename in script and 'cat > "$SRC"' in script
+        script = run_recipes.run_code_argv(language)[2]
+        assert run_recipes.RUN_RECIPES[language].filename in script and 'cat > "$SRC"' in script

@@ -58,6 +58,9 @@ def test_an_instance_from_before_tenancy_upgrades_in_place(tmp_path: Path, recor
         trail = control.audit.search(admin, AuditQuery())
         first = trail[0]
         assert (first.shell_id, first.target, first.request_id) == ("sh_old", None, None)
-        assert store.get_tenant("default") is not None and store.get_principal("default", "admin") is not None
+        assert (
+            store.tenancy.get_tenant("default") is not None
+            and store.tenancy.get_principal("default", "admin") is not None
+        )
     finally:
         store.close()

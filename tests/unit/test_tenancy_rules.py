@@ -215,13 +215,13 @@ def test_a_token_is_read_from_the_store_once_a_second_and_checked_on_every_reque
         alice, TokenRequest.parse({"principal": "eve", "scopes": MEMBER, "expires_in_s": 2})
     )
     reads: list[str] = []
-    find = world.store.find_token
+    find = world.store.tenancy.find_token
 
     def counted(token_hash: str) -> TokenRecord | None:
         reads.append(token_hash)
         return find(token_hash)
 
-    monkeypatch.setattr(world.store, "find_token", counted)
+    monkeypatch.setattr(world.store.tenancy, "find_token", counted)
     for _ in range(5):
         world.login(token)
     assert len(reads) == 1
@@ -246,9 +246,9 @@ def test_revoking_a_token_revokes_the_terminal_credentials_it_minted(world: Worl
         "tc_x", "acme", shell.id, "bob", record.id, "abcd", now, now + timedelta(minutes=5)
     )
     draft = world.control.ctx.draft(bob, shell, kind="term", action="term.mint")
-    world.store.add_term_credential(cred, "hash-of-secret", draft)
+    world.store.tenancy.add_term_credential(cred, "hash-of-secret", draft)
     world.control.tokens.revoke(alice, record.id)
-    revoked = world.store.get_term_credential("tc_x")
+    revoked = world.store.tenancy.get_term_credential("tc_x")
     assert revoked is not None and revoked.revoked_at is not None
 
 
@@ -258,10 +258,10 @@ def test_last_use_is_recorded_without_a_write_per_request(world: World) -> None:
         alice, TokenRequest.parse({"principal": "bob", "scopes": MEMBER})
     )
     world.login(token)
-    first = world.store.get_token(record.id)
+    first = world.store.tenancy.get_token(record.id)
     assert first is not None and first.last_used_at is not None
     world.login(token)
-    assert world.store.get_token(record.id) == first  # debounced: the same time, no write
+    assert world.store.tenancy.get_token(record.id) == first  # debounced: the same time, no write
 
 
 def test_each_token_has_its_tenants_rate_limit(world: World) -> None:

@@ -114,7 +114,7 @@ class Authenticator:
         self.rates = RateLimiter()
         self._touched: dict[str, float] = {}
         self._tokens: dict[str, tuple[float, TokenRecord]] = {}
-        self._revocations = store.token_revocations
+        self._revocations = store.tenancy.token_revocations
 
     def principal(self, authorization: str | None) -> Principal:
         """Turn an ``Authorization: Bearer <token>`` header value into a principal, or raise 401/429."""
@@ -125,7 +125,7 @@ class Authenticator:
         """The principal of token ``token_id`` for a credential derived from it (the E2B door's
         sandbox access tokens), with the same liveness check and rate limit as the token itself."""
         now = datetime.now(UTC)
-        return self._admit(check_alive(self.store.get_token(token_id), now), now)
+        return self._admit(check_alive(self.store.tenancy.get_token(token_id), now), now)
 
     def _admit(self, token: TokenRecord, now: datetime) -> Principal:
         limits = self.quotas.limits(token.tenant)
@@ -153,13 +153,13 @@ class Authenticator:
 
     def _find_token(self, token_hash: str) -> TokenRecord | None:
         clock = time.monotonic()
-        if self.store.token_revocations != self._revocations or len(self._tokens) >= TOKEN_CACHE_MAX:
+        if self.store.tenancy.token_revocations != self._revocations or len(self._tokens) >= TOKEN_CACHE_MAX:
             self._tokens.clear()
-            self._revocations = self.store.token_revocations
+            self._revocations = self.store.tenancy.token_revocations
         cached = self._tokens.get(token_hash)
         if cached is not None and clock - cached[0] < TOKEN_CACHE_S:
             return cached[1]
-        token = self.store.find_token(token_hash)
+        token = self.store.tenancy.find_token(token_hash)
         if token is None:
             self._tokens.pop(token_hash, None)
         else:
@@ -171,21 +171,21 @@ class Authenticator:
         last = self._touched.get(token_id)
         if last is None or clock - last >= TOUCH_INTERVAL_S:
             self._touched[token_id] = clock
-            self.store.touch_token(token_id, now)
+            self.store.tenancy.touch_token(token_id, now)
 
     def ensure_admin_token(self, path: Path) -> str:
         """On first start, mint the bootstrap admin token (tenant ``default``, principal ``admin``, every
         scope including platform admin) and write it to ``path`` (mode 0600). A start finding that
         token revoked mints a new one: whoever can read the data dir can always get back in."""
-        self.store.ensure_tenant(DEFAULT_TENANT)
-        self.store.ensure_principal(DEFAULT_TENANT, "admin", "person")
+        self.store.tenancy.ensure_tenant(DEFAULT_TENANT)
+        self.store.tenancy.ensure_principal(DEFAULT_TENANT, "admin", "person")
         if path.exists():
             token = path.read_text(encoding="utf-8").strip()
-            known = self.store.find_token(hash_token(token))
+            known = self.store.tenancy.find_token(hash_token(token))
             if known is not None and known.revoked_at is None:
                 return token
         secret = mint_secret(TOKEN_PREFIX)
-        self.store.add_token(
+        self.store.tenancy.add_token(
             TokenRecord(
                 id=new_id("tok"),
                 tenant=DEFAULT_TENANT,
@@ -225,7 +225,7 @@ def role_on(store: Store, principal: Principal, shell: ShellRecord) -> Role | No
         return None
     if shell.owner == principal.id or principal.has(TENANT_ADMIN):
         return Role.OWNER
-    grant = store.get_grant(shell.id, principal.id)
+    grant = store.tenancy.get_grant(shell.id, principal.id)
     return grant.role if grant is not None else None
 
 
@@ -250,7 +250,7 @@ def visible_shells(store: Store, principal: Principal) -> list[ShellRecord]:
     shells = store.list_shells(principal.tenant)
     if principal.has(TENANT_ADMIN):
         return shells
-    granted = store.granted_shell_ids(principal.tenant, principal.id)
+    granted = store.tenancy.granted_shell_ids(principal.tenant, principal.id)
     return [s for s in shells if s.owner == principal.id or s.id in granted]
 
 
@@ -259,7 +259,7 @@ def visible_snapshots(store: Store, principal: Principal, shell_id: str | None) 
     snaps = store.list_snapshots(principal.tenant, shell_id)
     if principal.has(TENANT_ADMIN):
         return snaps
-    granted = store.granted_shell_ids(principal.tenant, principal.id)
+    granted = store.tenancy.granted_shell_ids(principal.tenant, principal.id)
     owned = {
         s.id for s in store.list_shells(principal.tenant, include_deleted=True) if s.owner == principal.id
     }

@@ -79,7 +79,7 @@ class Budgets:
 
     async def check_all(self) -> None:
         """One pass over every tenant that set a budget."""
-        for tenant in self.ctx.store.budgeted_tenants():
+        for tenant in self.ctx.store.usage.budgeted_tenants():
             await self.enforce(tenant)
 
     # the background check -------------------------------------------------------------------------

@@ -105,7 +105,7 @@ class Feed:
     def _check_token(self, principal: Principal) -> None:
         if principal.token_id is None:
             return
-        token = self.store.get_token(principal.token_id)
+        token = self.store.tenancy.get_token(principal.token_id)
         if token is None:
             raise Unauthenticated("The token is not known to this server.")
         check_alive(token, datetime.now(UTC))

@@ -80,12 +80,17 @@ class Metering:
         now = now or self.ctx.store.clock.now()
         start = month_start(now)
         _, total = summarize(
-            self.ctx.store.intervals(start, now, tenant=tenant), start, now, now, self.rates, GroupBy.CLASS
+            self.ctx.store.usage.intervals(start, now, tenant=tenant),
+            start,
+            now,
+            now,
+            self.rates,
+            GroupBy.CLASS,
         )
         return total.cost
 
     def billing(self, tenant: str) -> Billing:
-        terms = self.ctx.store.billing_terms(tenant)
+        terms = self.ctx.store.usage.billing_terms(tenant)
         free = terms.free_tier if terms.free_tier is not None else self.ctx.settings.free_tier_usd
         return Billing(free_tier=free, budget=terms.budget)
 
@@ -108,7 +113,7 @@ class Metering:
         grouping = parse_enum(GroupBy, group_by or GroupBy.SHELL.value, "group_by")
         whole_tenant = is_platform_admin(principal) or principal.has(TENANT_ADMIN)
         owner = None if whole_tenant else principal.id
-        intervals = self.ctx.store.intervals(lo, hi, tenant=name, owner=owner)
+        intervals = self.ctx.store.usage.intervals(lo, hi, tenant=name, owner=owner)
         lines, total = summarize(intervals, lo, hi, now, self.rates, grouping)
         month = None
         if whole_tenant:
@@ -121,7 +126,7 @@ class Metering:
         name = tenant or principal.tenant
         if name != principal.tenant and not is_platform_admin(principal):
             raise TenantNotFound(f"Tenant '{name}' does not exist.", {"tenant": name})
-        if self.ctx.store.get_tenant(name) is None and name != principal.tenant:
+        if self.ctx.store.tenancy.get_tenant(name) is None and name != principal.tenant:
             raise TenantNotFound(f"Tenant '{name}' does not exist.", {"tenant": name})
         return name
 
@@ -135,7 +140,7 @@ class Metering:
         removes the cap, or returns the free tier to the server's default."""
         name = self._admin_of(principal, tenant)
         reject_unknown(body, {"budget_usd", "free_tier_usd"})
-        current = self.ctx.store.billing_terms(name)
+        current = self.ctx.store.usage.billing_terms(name)
         budget = current.budget
         free = current.free_tier
         if "budget_usd" in body:
@@ -160,13 +165,13 @@ class Metering:
                 "free_tier_usd": None if free is None else money(free),
             },
         )
-        self.ctx.store.set_billing_terms(name, terms, draft)
+        self.ctx.store.usage.set_billing_terms(name, terms, draft)
         return self.get_terms(principal, name)
 
     def _admin_of(self, principal: Principal, tenant: str) -> str:
         """The tenant, if the caller administers it (another tenant is answered as missing)."""
         if is_platform_admin(principal):
-            if self.ctx.store.get_tenant(tenant) is None:
+            if self.ctx.store.tenancy.get_tenant(tenant) is None:
                 raise TenantNotFound(f"Tenant '{tenant}' does not exist.", {"tenant": tenant})
             return tenant
         if tenant != principal.tenant:

@@ -86,7 +86,7 @@ class ShellsCollector(Collector):
         gauge = GaugeMetricFamily(
             "shells_shells", "Shells by state and isolation class", labels=["state", "runtime"]
         )
-        for (state, runtime), n in sorted(self.ctx.store.shell_counts().items()):
+        for (state, runtime), n in sorted(self.ctx.store.usage.shell_counts().items()):
             gauge.add_metric([state, runtime], n)
         return gauge
 
@@ -119,7 +119,7 @@ class ShellsCollector(Collector):
     def _usage(self) -> Iterator[CounterMetricFamily]:
         now = self.ctx.store.clock.now()
         lines, _ = summarize(
-            self.ctx.store.intervals(_EPOCH, now), _EPOCH, now, now, self.metering.rates, GroupBy.CLASS
+            self.ctx.store.usage.intervals(_EPOCH, now), _EPOCH, now, now, self.metering.rates, GroupBy.CLASS
         )
         families = {
             "seconds": CounterMetricFamily("shells_usage_seconds", "Seconds shells ran", labels=["runtime"]),

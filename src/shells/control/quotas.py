@@ -65,7 +65,7 @@ class Quotas:
     def limits(self, tenant: str) -> Limits:
         cached = self._cache.get(tenant)
         if cached is None:
-            record = self.store.get_tenant(tenant)
+            record = self.store.tenancy.get_tenant(tenant)
             cached = self.defaults.with_overrides(record.quotas if record is not None else {})
             self._cache[tenant] = cached
         return cached
@@ -75,7 +75,7 @@ class Quotas:
         self._cache.pop(tenant, None)
 
     def shell_usage(self, tenant: str) -> ShellUsage:
-        counts = self.store.shape_counts(tenant)
+        counts = self.store.tenancy.shape_counts(tenant)
         known = {SHAPES[name]: n for name, n in counts.items() if name in SHAPES}
         return ShellUsage(
             shells=sum(counts.values()),
@@ -103,7 +103,7 @@ class Quotas:
     def snapshot_slot(self, tenant: str) -> Iterator[None]:
         """Hold one snapshot slot while a snapshot is taken, or raise QuotaExceeded."""
         limit = self.limits(tenant).max_snapshots
-        held = self.store.snapshot_count(tenant) + self._snapshots_in_flight[tenant]
+        held = self.store.tenancy.snapshot_count(tenant) + self._snapshots_in_flight[tenant]
         if held + 1 > limit:
             raise _exceeded("max_snapshots", limit, held, "ask an administrator for a larger quota.")
         self._snapshots_in_flight[tenant] += 1

@@ -118,7 +118,7 @@ async def reconcile(ctx: ControlContext) -> ReconcileReport:
             report.orphans_removed.append(snap)
     for shell_id in intents:
         inflight.done(shell_id)
-    report.usage = ctx.store.repair_intervals()
+    report.usage = ctx.store.usage.repair_intervals()
     return report
 
 

@@ -1,6 +1,6 @@
 """Run a code snippet in a shell with its language's interpreter or compiler.
 
-The snippet goes to the shell on stdin of one exec (``domain.templates.run_code_argv``), which writes
+The snippet goes to the shell on stdin of one exec (``domain.run_recipes.run_code_argv``), which writes
 it into a fresh temp dir, runs it (python3, node, bash, ``go run``, or rustc then the binary) and
 removes the dir. So a run is an exec in every respect: the same checks, streaming, timeout and audit
 event (action ``run``), and a compiler error is output plus a non-zero exit code, not an API error.

@@ -60,20 +60,22 @@ class Tenancy:
             target=record.name,
             details={"quotas": record.quotas},
         )
-        self.ctx.store.add_tenant(record, draft)
+        self.ctx.store.tenancy.add_tenant(record, draft)
         self.ctx.quotas.forget(record.name)
         return self._public(record)
 
     def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
         _platform_admin(principal)
-        return [self._public(t) for t in self.ctx.store.list_tenants()]
+        return [self._public(t) for t in self.ctx.store.tenancy.list_tenants()]
 
     def get_tenant(self, principal: Principal, name: str) -> dict[str, Any]:
         """A tenant's limits and what it uses now: platform admins, and the tenant's own admins."""
         record = self._tenant(principal, name)
         if not is_platform_admin(principal):
             require(principal, TENANT_ADMIN)
-        usage = asdict(self.ctx.quotas.shell_usage(name)) | {"snapshots": self.ctx.store.snapshot_count(name)}
+        usage = asdict(self.ctx.quotas.shell_usage(name)) | {
+            "snapshots": self.ctx.store.tenancy.snapshot_count(name)
+        }
         return self._public(record) | {"usage": usage}
 
     def set_quotas(self, principal: Principal, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,12 +93,12 @@ class Tenancy:
             target=record.name,
             details={"quotas": quotas},
         )
-        updated = self.ctx.store.set_tenant_quotas(record.name, quotas, draft)
+        updated = self.ctx.store.tenancy.set_tenant_quotas(record.name, quotas, draft)
         self.ctx.quotas.forget(record.name)
         return self._public(updated)
 
     def _tenant(self, principal: Principal, name: str) -> TenantRecord:
-        record = self.ctx.store.get_tenant(name)
+        record = self.ctx.store.tenancy.get_tenant(name)
         if record is None or (name != principal.tenant and not is_platform_admin(principal)):
             raise TenantNotFound(f"Tenant '{name}' does not exist.", {"tenant": name})
         return record
@@ -113,7 +115,7 @@ class Tenancy:
     # principals -----------------------------------------------------------------------------------
     def principals(self, principal: Principal) -> list[PrincipalRecord]:
         require(principal, TENANT_ADMIN)
-        return self.ctx.store.list_principals(principal.tenant)
+        return self.ctx.store.tenancy.list_principals(principal.tenant)
 
     # grants ---------------------------------------------------------------------------------------
     def grant(self, principal: Principal, shell_id: str, body: Mapping[str, Any]) -> GrantRecord:
@@ -121,7 +123,7 @@ class Tenancy:
         reject_unknown(body, {"principal", "role"})
         grantee = parse_principal_name(body.get("principal"))
         role = parse_role(body.get("role"))
-        if self.ctx.store.get_principal(shell.tenant, grantee) is None:
+        if self.ctx.store.tenancy.get_principal(shell.tenant, grantee) is None:
             raise PrincipalNotFound(
                 f"Principal '{grantee}' does not exist in your tenant; mint a token for it first.",
                 {"principal": grantee},
@@ -143,17 +145,17 @@ class Tenancy:
             action="grant",
             details={"principal": grantee, "role": role.label},
         )
-        self.ctx.store.put_grant(grant, draft)
+        self.ctx.store.tenancy.put_grant(grant, draft)
         return grant
 
     def grants(self, principal: Principal, shell_id: str) -> list[GrantRecord]:
         shell = authorize(self.ctx.store, principal, shell_id, access.SHARE)
-        return self.ctx.store.list_grants(shell.id)
+        return self.ctx.store.tenancy.list_grants(shell.id)
 
     def revoke_grant(self, principal: Principal, shell_id: str, grantee: str) -> None:
         shell = authorize(self.ctx.store, principal, shell_id, access.SHARE)
         draft = self.ctx.draft(
             principal, shell, kind="grant", action="revoke", details={"principal": grantee}
         )
-        if not self.ctx.store.delete_grant(shell.id, grantee, draft):
+        if not self.ctx.store.tenancy.delete_grant(shell.id, grantee, draft):
             raise GrantNotFound(f"'{grantee}' holds no role on this shell.", {"principal": grantee})

@@ -101,7 +101,7 @@ class Terminals:
             action="term.mint",
             details={"credential": cred.id, "ttl_s": ttl},
         )
-        self.ctx.store.add_term_credential(cred, secret.hash, draft)
+        self.ctx.store.tenancy.add_term_credential(cred, secret.hash, draft)
         return cred, secret.token
 
     def credentials(self, principal: Principal, shell_id: str) -> list[tuple[TermCredentialRecord, bool]]:
@@ -110,14 +110,14 @@ class Terminals:
         everyone = role_on(self.ctx.store, principal, shell) is Role.OWNER
         return [
             (cred, cred.id in self._live)
-            for cred in self.ctx.store.list_term_credentials(shell.id)
+            for cred in self.ctx.store.tenancy.list_term_credentials(shell.id)
             if everyone or cred.principal == principal.id
         ]
 
     def revoke(self, principal: Principal, shell_id: str, credential_id: str) -> None:
         """Revoke a credential; a session attached with it ends at once."""
         shell = authorize(self.ctx.store, principal, shell_id, access.TERM)
-        cred = self.ctx.store.get_term_credential(credential_id)
+        cred = self.ctx.store.tenancy.get_term_credential(credential_id)
         if (
             cred is None
             or cred.shell_id != shell.id
@@ -131,7 +131,7 @@ class Terminals:
         draft = self.ctx.draft(
             principal, shell, kind="term", action="term.revoke", details={"credential": cred.id}
         )
-        self.ctx.store.revoke_term_credential(cred.id, draft)
+        self.ctx.store.tenancy.revoke_term_credential(cred.id, draft)
         self.end_sessions([cred.id], "The terminal credential was revoked.")
 
     def end_sessions(self, credential_ids: list[str], message: str) -> None:
@@ -144,7 +144,7 @@ class Terminals:
     def attach(self, token: str, shell_id: str, cols: int, rows: int) -> TerminalSession:
         """Check a credential for this shell; enter the returned session to start the terminal."""
         now = datetime.now(UTC)
-        cred = self.ctx.store.find_term_credential(hash_token(token))
+        cred = self.ctx.store.tenancy.find_term_credential(hash_token(token))
         if cred is None or cred.shell_id != shell_id:
             raise Unauthenticated(
                 "This terminal credential is not known for this shell; mint one with "
@@ -154,7 +154,7 @@ class Terminals:
             raise CredentialRevoked("This terminal credential was revoked; mint a new one.")
         if cred.expires_at <= now:
             raise CredentialExpired(f"This terminal credential expired at {cred.expires_at.isoformat()}.")
-        api_token = self.ctx.store.get_token(cred.token_id)
+        api_token = self.ctx.store.tenancy.get_token(cred.token_id)
         try:
             api_token = check_alive(api_token, now)
         except Unauthenticated:

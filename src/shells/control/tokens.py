@@ -90,7 +90,7 @@ class Tokens:
         target = req.principal or principal.id
         if tenant != principal.tenant and not is_platform_admin(principal):
             raise TenantNotFound(f"Tenant '{tenant}' does not exist.", {"tenant": tenant})
-        if store.get_tenant(tenant) is None:
+        if store.tenancy.get_tenant(tenant) is None:
             raise TenantNotFound(f"Tenant '{tenant}' does not exist.", {"tenant": tenant})
         for_self = tenant == principal.tenant and target == principal.id
         if not for_self and not (principal.has(TENANT_ADMIN) or is_platform_admin(principal)):
@@ -112,7 +112,7 @@ class Tokens:
         expires_at = now + timedelta(seconds=req.expires_in_s) if req.expires_in_s else None
         if for_self:
             self._outlives_own(principal, expires_at)
-        store.ensure_principal(tenant, target, req.kind)
+        store.tenancy.ensure_principal(tenant, target, req.kind)
         secret = mint_e2b_secret() if req.format == "e2b" else mint_secret(TOKEN_PREFIX)
         record = TokenRecord(
             id=new_id("tok"),
@@ -133,21 +133,21 @@ class Tokens:
             target=record.id,
             details={"principal": target, "scopes": sorted(req.scopes), "prefix": record.prefix},
         )
-        store.add_token(record, secret.hash, draft)
+        store.tenancy.add_token(record, secret.hash, draft)
         return record, secret.token
 
     def list(self, principal: Principal, tenant: str | None = None) -> list[TokenRecord]:
         """Tenant admins see every token of their tenant (a platform admin any tenant's); others their own."""
         if tenant is not None and tenant != principal.tenant:
-            if not is_platform_admin(principal) or self.ctx.store.get_tenant(tenant) is None:
+            if not is_platform_admin(principal) or self.ctx.store.tenancy.get_tenant(tenant) is None:
                 raise TenantNotFound(f"Tenant '{tenant}' does not exist.", {"tenant": tenant})
-            return self.ctx.store.list_tokens(tenant)
+            return self.ctx.store.tenancy.list_tokens(tenant)
         mine = None if principal.has(TENANT_ADMIN) else principal.id
-        return self.ctx.store.list_tokens(principal.tenant, mine)
+        return self.ctx.store.tenancy.list_tokens(principal.tenant, mine)
 
     def revoke(self, principal: Principal, token_id: str) -> None:
         """Revoke a token (and end the terminal sessions minted with it). Idempotent."""
-        token = self.ctx.store.get_token(token_id)
+        token = self.ctx.store.tenancy.get_token(token_id)
         if token is None or not self._may_manage(principal, token):
             raise TokenNotFound(f"Token '{token_id}' does not exist.", {"id": token_id})
         draft = self.ctx.draft(
@@ -159,12 +159,12 @@ class Tokens:
             target=token.id,
             details={"principal": token.principal, "prefix": token.prefix},
         )
-        ended = self.ctx.store.revoke_token(token.id, draft)
+        ended = self.ctx.store.tenancy.revoke_token(token.id, draft)
         self.terminals.end_sessions(ended, "The API token that minted this terminal credential was revoked.")
 
     def _outlives_own(self, principal: Principal, expires_at: datetime | None) -> None:
         """A token minted for oneself may not outlive the token that minted it."""
-        own = self.ctx.store.get_token(principal.token_id) if principal.token_id else None
+        own = self.ctx.store.tenancy.get_token(principal.token_id) if principal.token_id else None
         if own is None or own.expires_at is None:
             return
         if expires_at is None or expires_at > own.expires_at:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..domain.errors import ActionNotSupported, InvalidRequest
 from ..domain.isolation import Language, Runtime
-from ..domain.templates import run_code_argv
+from ..domain.run_recipes import run_code_argv
 from ..domain.wasm_presets import RUN_ARGV, WASM_TEMPLATE, check_language
 from .requests import CreateShellRequest
 

@@ -1,4 +1,4 @@
-"""Templates: their names, the spec format, content identity, the build plan and the run-code table.
+"""Templates: their names, the spec format, content identity and the build plan.
 
 A template is a read-only root filesystem a shell starts from. It is named ``name:tag``
 (``python:1``). Three kinds exist: ``builtin`` (shipped with Shells, built on demand), ``spec``
@@ -19,7 +19,6 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import InvalidTemplateName, InvalidTemplateSpec
-from .isolation import Language
 
 BUILD_FORMAT_VERSION = 1
 """Part of every built template's identity: bump it when ``plan_steps`` changes what a spec builds."""
@@ -495,35 +494,3 @@ class TemplateRecord:
             "created_at": m.created_at.isoformat() if m.created_at else None,
             "image": m.image.to_json() if m.image else None,
         }
-
-
-# run code -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunRecipe:
-    """How to run a snippet: the file it is written to and the command that runs ``$SRC``."""
-
-    filename: str
-    command: str
-
-
-RUN_RECIPES: dict[Language, RunRecipe] = {
-    Language.PYTHON: RunRecipe("main.py", 'python3 "$SRC"'),
-    Language.NODE: RunRecipe("main.js", 'node "$SRC"'),
-    Language.BASH: RunRecipe("main.sh", 'bash "$SRC"'),
-    Language.GO: RunRecipe("main.go", 'go run "$SRC"'),
-    Language.RUST: RunRecipe("main.rs", 'rustc --edition=2021 -o "$DIR/main" "$SRC" && "$DIR/main"'),
-}
-
-
-def run_code_argv(language: Language) -> tuple[str, ...]:
-    """A bash script that reads the snippet from stdin into a fresh temp dir, runs it, and removes the
-    dir. The snippet never appears in argv, so no quoting can break it."""
-    recipe = RUN_RECIPES[language]
-    script = (
-        "DIR=$(mktemp -d /tmp/shells-run.XXXXXX) || exit 125\n"
-        "trap 'rm -rf \"$DIR\"' EXIT\n"
-        f'SRC="$DIR/{recipe.filename}"\n'
-        'cat > "$SRC"\n'
-        f"{recipe.command}\n"
-    )
-    return ("bash", "-c", script)

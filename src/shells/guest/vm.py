@@ -19,7 +19,7 @@ import struct
 import time
 from pathlib import Path
 
-from .agent import CONNECTION_OPS, SIMPLE_OPS, Agent, Connection, RequestError, log
+from .loop import Agent, Connection, RequestError, log
 from .protocol import (
     HEADER_SIZE,
     FrameDecoder,
@@ -190,9 +190,7 @@ def op_sync(message: dict[str, object]) -> dict[str, object]:
 
 
 def serve_serial(agent: Agent, device: str) -> None:
-    CONNECTION_OPS["resync"] = op_resync
-    SIMPLE_OPS["sync"] = op_sync
-    agent.sync_writes = True  # acknowledged writes must not live only in memory a host may drop
+    """Serve the port ``device`` with ``agent`` (whose op table has ``resync`` and ``sync``)."""
     with contextlib.suppress(OSError):  # the guest's OOM killer must pick the bomb, never the agent
         Path("/proc/self/oom_score_adj").write_text("-1000")
     fd = os.open(device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)

@@ -46,8 +46,9 @@ from ..domain.errors import RuntimeFailure
 
 FORMAT = 1
 """Bumped when the layout changes, so an older cached runtime is not reused."""
-ENTRY_MODULES = ("runpy", "guest.agent", "guest.vm")
-"""What the agent's start imports: runpy runs ``-m`` (frozen, but it imports unfrozen importlib parts)."""
+ENTRY_MODULES = ("runpy",)
+"""What the agent's start imports besides its own modules: runpy runs ``-m`` (frozen, but it imports
+unfrozen importlib parts)."""
 WHOLE_PACKAGES = ("encodings",)
 """Packages shipped whole: codecs are looked up by name at run time, not imported by the agent."""
 LEFT_OUT = ("_hashlib", "_bz2", "_lzma")
@@ -196,7 +197,7 @@ print(json.dumps(loaded))
 def _loaded_modules(python: Path, guest: Path) -> dict[str, str]:
     """Every module with a file that importing the agent loads, by name: run in a child interpreter
     started the way the agent is (``-I -S``), with ``LEFT_OUT`` unimportable as in the runtime."""
-    names = [*ENTRY_MODULES, *sorted(_imported_names(guest))]
+    names = [*ENTRY_MODULES, *guest_modules(guest), *sorted(_imported_names(guest))]
     done = subprocess.run(
         [str(python), "-I", "-S", "-c", _TRACE, str(guest.parent), ",".join(LEFT_OUT), *names],
         capture_output=True,
@@ -208,6 +209,12 @@ def _loaded_modules(python: Path, guest: Path) -> dict[str, str]:
         raise RuntimeFailure(f"listing the agent's modules failed: {done.stderr.strip()[-500:]}")
     modules: dict[str, str] = json.loads(done.stdout)
     return modules
+
+
+def guest_modules(guest: Path) -> list[str]:
+    """Every module of the ``guest`` package (``guest.agent``, ``guest.loop``, ``guest.vm``, ...): all
+    of them are the agent's, also the ones only a microvm's agent imports (``vm``, lazily)."""
+    return sorted(f"guest.{source.stem}" for source in guest.glob("*.py") if source.stem != "__init__")
 
 
 def _imported_names(guest: Path) -> set[str]:

@@ -15,7 +15,7 @@ from ..domain.networking import (
     ExposedPort,
     NetworkRecord,
 )
-from .repository import EventDraft, Store, event_row, utcnow
+from .repository import EventDraft, Store, utcnow
 from .tables import Base
 
 
@@ -98,7 +98,7 @@ class NetworkingStore:
                     id=rec.id, tenant=rec.tenant, name=rec.name, cidr=rec.cidr, created_at=rec.created_at
                 )
             )
-            s.add(event_row(draft, rec.created_at))
+            self._store.record_event(s, draft, rec.created_at)
 
     def get_network(self, tenant: str, name_or_id: str) -> NetworkRecord | None:
         with self._store.tx() as s:
@@ -139,12 +139,12 @@ class NetworkingStore:
     def delete_network(self, network_id: str, draft: EventDraft) -> None:
         with self._store.tx() as s:
             s.execute(delete(NetworkRow).where(NetworkRow.id == network_id))
-            s.add(event_row(draft, utcnow()))
+            self._store.record_event(s, draft, utcnow())
 
     def add_member(self, network_id: str, shell_id: str, address: str, draft: EventDraft) -> None:
         with self._store.tx() as s:
             s.add(NetworkMemberRow(network_id=network_id, shell_id=shell_id, address=address))
-            s.add(event_row(draft, utcnow()))
+            self._store.record_event(s, draft, utcnow())
 
     def remove_member(self, network_id: str, shell_id: str, draft: EventDraft | None) -> None:
         with self._store.tx() as s:
@@ -154,7 +154,7 @@ class NetworkingStore:
                 )
             )
             if draft is not None:
-                s.add(event_row(draft, utcnow()))
+                self._store.record_event(s, draft, utcnow())
 
     def memberships(self, shell_id: str) -> list[NetworkRecord]:
         """The private networks a shell is on (with every member, for its DNS)."""
@@ -210,11 +210,8 @@ class NetworkingStore:
                     fresh.append(a)
                     if new_destination is not None:
                         details = {**new_destination.details, **a.to_dict()}
-                        s.add(
-                            event_row(
-                                EventDraft(**{**new_destination.__dict__, "details": details}), a.last_seen
-                            )
-                        )
+                        draft = EventDraft(**{**new_destination.__dict__, "details": details})
+                        self._store.record_event(s, draft, a.last_seen)
                 row.count += a.count
                 row.first_seen = min(row.first_seen, a.first_seen)
                 row.last_seen = max(row.last_seen, a.last_seen)
@@ -243,7 +240,7 @@ class NetworkingStore:
                     created_at=rec.created_at,
                 )
             )
-            s.add(event_row(draft, rec.created_at))
+            self._store.record_event(s, draft, rec.created_at)
 
     def get_port(self, shell_id: str, port: int) -> ExposedPort | None:
         with self._store.tx() as s:
@@ -264,5 +261,5 @@ class NetworkingStore:
             gone = s.execute(
                 delete(ExposedPortRow).where(ExposedPortRow.shell_id == shell_id, ExposedPortRow.port == port)
             )
-            s.add(event_row(draft, utcnow()))
+            self._store.record_event(s, draft, utcnow())
             return bool(getattr(gone, "rowcount", 0))

@@ -160,10 +160,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store(TenancyStore, UsageStore):
-    """The record of every shell, event, snapshot and token (tenancy records: ``TenancyStore``; usage
-    intervals: ``UsageStore``, which every write of a shell row keeps in step). SQLite by default,
-    PostgreSQL by URL. ``clock`` times the usage intervals (tests pass one they control)."""
+class Store:
+    """The record of every shell, event and snapshot, and the sessions every area of the record
+    uses. Areas are classes over a ``Store`` with their tables beside them: the ones every layer
+    reads are attributes (``tenancy``: ``TenancyStore``; ``usage``: ``UsageStore``, whose intervals
+    every write of a shell row keeps in step through ``follow_shell``), the others are made by the
+    use case that owns them (``SecretsStore(store)``, ``WebhookStore``, ``NetworkingStore``,
+    ``TemplateStore``). SQLite by default, PostgreSQL by URL. ``clock`` times the usage intervals
+    (tests pass one they control)."""
 
     def __init__(self, url: str, clock: Clock = SYSTEM_CLOCK) -> None:
         self.url = url
@@ -176,6 +180,8 @@ class Store(TenancyStore, UsageStore):
             # so a restart costs the requests in flight at that moment, not every later one.
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.tenancy = TenancyStore(self)
+        self.usage = UsageStore(self)
 
     def migrate(self, box: Sealer | None = None) -> None:
         """Bring the schema to the newest Alembic revision (idempotent). ``box`` seals values a
@@ -216,7 +222,8 @@ class Store(TenancyStore, UsageStore):
         operational errors, such as a full disk, stay what they are)."""
         return self.engine.dialect.name != "sqlite" and isinstance(exc, OperationalError | InterfaceError)
 
-    def _event(self, session: Session, draft: EventDraft, at: datetime) -> None:
+    def record_event(self, session: Session, draft: EventDraft, at: datetime) -> None:
+        """Add the audit event of a change to the transaction ``session`` that makes it."""
         session.add(event_row(draft, at))
 
     # shells ---------------------------------------------------------------------------------------
@@ -227,7 +234,7 @@ class Store(TenancyStore, UsageStore):
             s.add(row)
             follow_shell(s, row, self.clock.now())
             if draft is not None:
-                s.add(event_row(draft, rec.created_at))
+                self.record_event(s, draft, rec.created_at)
 
     def get_shell(self, shell_id: str) -> ShellRecord | None:
         with self.tx() as s:
@@ -262,7 +269,7 @@ class Store(TenancyStore, UsageStore):
             row.state = state
             follow_shell(s, row, self.clock.now())
             if draft is not None:
-                s.add(event_row(draft, rec.updated_at))
+                self.record_event(s, draft, rec.updated_at)
 
     def change_state(self, shell_id: str, target: ShellState, reason: str, draft: EventDraft) -> ShellRecord:
         """Move a shell through the state machine and record why, atomically."""
@@ -274,7 +281,7 @@ class Store(TenancyStore, UsageStore):
             row.state_reason = reason
             row.updated_at = utcnow()
             follow_shell(s, row, self.clock.now())
-            s.add(event_row(draft, row.updated_at))
+            self.record_event(s, draft, row.updated_at)
             return _shell_from_row(row)
 
     def claim_pooled(self, template: str, shape: str, mode: str) -> ShellRecord | None:
@@ -369,7 +376,7 @@ class Store(TenancyStore, UsageStore):
                     created_at=snap.created_at,
                 )
             )
-            s.add(event_row(draft, snap.created_at))
+            self.record_event(s, draft, snap.created_at)
 
     def get_snapshot(self, snap_id: str) -> SnapshotRecord | None:
         with self.tx() as s:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..domain.errors import AlreadyExists
 from ..domain.secrets import SecretRecord
-from .repository import EventDraft, Store, event_row, utcnow
+from .repository import EventDraft, Store, utcnow
 from .tables import Base, ShellRow
 
 
@@ -105,7 +105,7 @@ class SecretsStore:
                     updated_at=rec.updated_at,
                 )
             )
-            s.add(event_row(draft, rec.created_at))
+            self._store.record_event(s, draft, rec.created_at)
 
     def count(self, tenant: str) -> int:
         with self._store.tx() as s:
@@ -148,7 +148,7 @@ class SecretsStore:
                 row.sealed = sealed
                 row.version += 1
             row.updated_at = utcnow()
-            s.add(event_row(draft, row.updated_at))
+            self._store.record_event(s, draft, row.updated_at)
             s.flush()
             return _record(row)
 
@@ -157,7 +157,7 @@ class SecretsStore:
             gone = s.execute(delete(SecretRow).where(SecretRow.tenant == tenant, SecretRow.name == name))
             if not gone.rowcount:  # type: ignore[attr-defined]
                 return False
-            s.add(event_row(draft, utcnow()))
+            self._store.record_event(s, draft, utcnow())
             return True
 
     # shells ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..domain.states import ShellState
 from ..domain.templates import ImageInfo, TemplateKind, TemplateMeta, TemplateRecord, TemplateStatus
-from .repository import EventDraft, Store, event_row, utcnow
+from .repository import EventDraft, Store, utcnow
 from .tables import Base, ShellRow
 
 
@@ -83,7 +83,7 @@ class TemplateStore:
                 )
             )
             if draft is not None:
-                s.add(event_row(draft, utcnow()))
+                self._store.record_event(s, draft, utcnow())
 
     def get(self, name: str) -> TemplateRecord | None:
         with self._store.tx() as s:
@@ -130,4 +130,4 @@ class TemplateStore:
             if row is not None:
                 s.delete(row)
             if draft is not None:
-                s.add(event_row(draft, utcnow()))
+                self._store.record_event(s, draft, utcnow())

@@ -1,5 +1,5 @@
 """Usage intervals in the store: opened and closed inside the transaction that changes a shell, and
-read back for bills. A mixin of ``Store``.
+read back for bills: the area ``store.usage`` of a ``Store``.
 
 The rule, enforced by ``follow_shell`` on every write of a shell row: a shell that is running (and
 not in the warm pool) has exactly one open interval, whose tenant, owner, class and shape are the
@@ -10,25 +10,56 @@ closes or splits an interval in the same commit, and a crash can never leave one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, Index, Integer, Select, String, func, or_, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ..domain.clock import Clock
 from ..domain.isolation import Runtime
 from ..domain.shapes import SHAPES
 from ..domain.states import ShellState
 from ..domain.usage import UsageInterval
-from .tables import ShellRow
-from .usage_tables import TenantBillingRow, UsageIntervalRow
+from .tables import Base, ShellRow
 
 if TYPE_CHECKING:
-    from .repository import EventDraft
+    from .repository import EventDraft, Store
+
+
+class UsageIntervalRow(Base):
+    """One stretch of one shell running at one shape; ``ended_at`` is NULL while it runs."""
+
+    __tablename__ = "usage_intervals"
+    __table_args__ = (
+        Index("ix_usage_intervals_tenant_started", "tenant", "started_at"),
+        Index("ix_usage_intervals_open", "shell_id", "ended_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shell_id: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(128))
+    runtime: Mapped[str] = mapped_column(String(16))
+    shape: Mapped[str] = mapped_column(String(32))
+    vcpus_milli: Mapped[int] = mapped_column(Integer)
+    """vCPUs times 1000, so fractional shapes stay exact without a decimal column (SQLite has none)."""
+    memory_mib: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class TenantBillingRow(Base):
+    """A tenant's own billing terms; a missing row or NULL uses the server's defaults."""
+
+    __tablename__ = "tenant_billing"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    free_tier_microusd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    budget_microusd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime]
+
 
 _MILLI = Decimal(1000)
 _MICRO_USD = Decimal(1_000_000)
@@ -136,13 +167,11 @@ class UsageRepair:
 
 
 class UsageStore:
-    clock: Clock
+    """The usage area of a ``Store`` (``store.usage``): intervals read back for bills, billing terms.
+    Writing intervals is ``follow_shell``'s, inside the store's own shell transactions."""
 
-    def tx(self) -> AbstractContextManager[Session]:
-        raise NotImplementedError
-
-    def _event(self, session: Session, draft: EventDraft, at: datetime) -> None:
-        raise NotImplementedError
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     def intervals(
         self,
@@ -153,7 +182,7 @@ class UsageStore:
         owner: str | None = None,
     ) -> list[UsageInterval]:
         """Intervals that overlap ``[start, end)``, oldest first (open ones included)."""
-        with self.tx() as s:
+        with self._store.tx() as s:
             q = select(*_INTERVAL_COLUMNS).where(
                 UsageIntervalRow.started_at < end,
                 or_(UsageIntervalRow.ended_at.is_(None), UsageIntervalRow.ended_at > start),
@@ -166,7 +195,7 @@ class UsageStore:
 
     def billed_tenants(self, since: datetime) -> set[str]:
         """Tenants with an interval open now or since ``since``."""
-        with self.tx() as s:
+        with self._store.tx() as s:
             q = select(UsageIntervalRow.tenant).where(
                 or_(UsageIntervalRow.ended_at.is_(None), UsageIntervalRow.ended_at > since)
             )
@@ -176,8 +205,8 @@ class UsageStore:
         """Start-up: every shell's open interval made to agree with its record as of now. After a
         ``kill -9`` an adopted shell's interval simply continues (it ran all along); one whose
         shell is no longer running is closed now; a running shell with none gets one."""
-        now = self.clock.now()
-        with self.tx() as s:
+        now = self._store.clock.now()
+        with self._store.tx() as s:
             open_rows = s.scalars(self._open_query()).all()
             before = {r.id for r in open_rows}
             shell_ids = {r.shell_id for r in open_rows} | set(
@@ -206,7 +235,7 @@ class UsageStore:
 
     def shell_counts(self) -> dict[tuple[str, str], int]:
         """How many shells there are by (state, runtime), deleted and warm-pool ones apart."""
-        with self.tx() as s:
+        with self._store.tx() as s:
             q = (
                 select(ShellRow.state, ShellRow.runtime, func.count())
                 .where(ShellRow.pooled.is_(False), ShellRow.state != ShellState.DELETED.value)
@@ -216,15 +245,15 @@ class UsageStore:
 
     # billing terms --------------------------------------------------------------------------------
     def billing_terms(self, tenant: str) -> BillingTerms:
-        with self.tx() as s:
+        with self._store.tx() as s:
             row = s.get(TenantBillingRow, tenant)
             if row is None:
                 return BillingTerms(None, None)
             return BillingTerms(_usd(row.free_tier_microusd), _usd(row.budget_microusd))
 
     def set_billing_terms(self, tenant: str, terms: BillingTerms, draft: EventDraft) -> None:
-        now = self.clock.now()
-        with self.tx() as s:
+        now = self._store.clock.now()
+        with self._store.tx() as s:
             row = s.get(TenantBillingRow, tenant)
             if row is None:
                 row = TenantBillingRow(tenant=tenant)
@@ -232,10 +261,10 @@ class UsageStore:
             row.free_tier_microusd = _micro(terms.free_tier)
             row.budget_microusd = _micro(terms.budget)
             row.updated_at = now
-            self._event(s, draft, now)
+            self._store.record_event(s, draft, now)
 
     def budgeted_tenants(self) -> list[str]:
         """Tenants that set a budget cap."""
-        with self.tx() as s:
+        with self._store.tx() as s:
             q = select(TenantBillingRow.tenant).where(TenantBillingRow.budget_microusd.is_not(None))
             return list(s.scalars(q).all())
