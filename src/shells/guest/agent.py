@@ -49,6 +49,7 @@ from .protocol import (
     FILE_CHUNK,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
+    SERVE_SUDO,
     BadMessage,
     Frame,
     FrameDecoder,
@@ -399,6 +400,8 @@ class Agent:
         self.started = time.monotonic()
         self.children: dict[int, ExecChannel] = {}
         """Spawned processes by pid, until reaped."""
+        self.on_exit: dict[int, Callable[[int], None]] = {}
+        """What to call with the status of other children (``guest/sudo_server.py``), until reaped."""
         self.execs: set[ExecChannel] = set()
         self.kept: dict[int, ExecChannel] = {}
         """Running processes started with ``keep``: they outlive their channel and can be attached
@@ -459,6 +462,8 @@ class Agent:
             channel = self.children.pop(pid, None)
             if channel is not None:
                 channel.on_exit(status)
+            elif (callback := self.on_exit.pop(pid, None)) is not None:
+                callback(status)
 
     def serve(self, listener: socket.socket) -> None:
         listener.setblocking(False)
@@ -1515,22 +1520,37 @@ def refuse_inspection() -> None:
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME), 0, 0, 0)
 
 
-USAGE = "usage: shells-agent (--listen-fd FD | --serial DEVICE)"
+USAGE = "usage: shells-agent (--listen-fd FD [--serve-sudo] | --serial DEVICE)"
 
 
-def parse_args(argv: list[str]) -> tuple[str, str]:
-    """``(option, value)`` for exactly one of ``--listen-fd FD`` (an inherited listening unix socket)
-    and ``--serial DEVICE`` (the virtio-serial port of a microvm). By hand rather than argparse, which
-    alone was a fifth of the agent's start-up."""
-    if len(argv) != 2 or argv[0] not in ("--listen-fd", "--serial"):
+def parse_args(argv: list[str]) -> tuple[str, str, bool]:
+    """``(option, value, serve_sudo)`` for exactly one of ``--listen-fd FD`` (an inherited listening
+    unix socket; optionally ``--serve-sudo``) and ``--serial DEVICE`` (the virtio-serial port of a
+    microvm). By hand rather than argparse, which alone was a fifth of the agent's start-up."""
+    serve_sudo = argv[2:] == [SERVE_SUDO]
+    if serve_sudo:
+        argv = argv[:2]
+    if (
+        len(argv) != 2
+        or argv[0] not in ("--listen-fd", "--serial")
+        or (serve_sudo and argv[0] != "--listen-fd")
+    ):
         raise SystemExit(USAGE)
     if argv[0] == "--listen-fd" and not argv[1].isdigit():
         raise SystemExit(f"shells-agent: --listen-fd needs a number, not {argv[1]!r}")
-    return argv[0], argv[1]
+    return argv[0], argv[1], serve_sudo
+
+
+def sudo_client_argv() -> list[str]:
+    """How this agent was started (its runtime's loader and interpreter), up to its ``-m``, then the
+    sudo client's module."""
+    with open("/proc/self/cmdline", "rb") as f:
+        words = [w.decode() for w in f.read().split(b"\0") if w]
+    return [*words[: words.index("-m")], "-m", "guest.sudo"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    option, value = parse_args(sys.argv[1:] if argv is None else argv)
+    option, value, serve_sudo = parse_args(sys.argv[1:] if argv is None else argv)
     refuse_inspection()
     agent = Agent()
     if option == "--serial":
@@ -1539,6 +1559,10 @@ def main(argv: list[str] | None = None) -> int:
         serve_serial(agent, value)
         return 0
     listener = adopt_listener(int(value))
+    if serve_sudo:
+        from .sudo_server import SudoServer
+
+        SudoServer(agent).start(sudo_client_argv())
     with suppress(OSError):  # nobody may be reading our stdout; the socket is what counts
         print("shells-agent ready", flush=True)
     try:

@@ -46,7 +46,7 @@ from ..domain.errors import RuntimeFailure
 
 FORMAT = 1
 """Bumped when the layout changes, so an older cached runtime is not reused."""
-ENTRY_MODULES = ("runpy", "guest.agent", "guest.vm")
+ENTRY_MODULES = ("runpy", "guest.agent", "guest.vm", "guest.sudo", "guest.sudo_server")
 """What the agent's start imports: runpy runs ``-m`` (frozen, but it imports unfrozen importlib parts)."""
 WHOLE_PACKAGES = ("encodings",)
 """Packages shipped whole: codecs are looked up by name at run time, not imported by the agent."""
