@@ -166,10 +166,19 @@ class SudoServer:
         with suppress(FileNotFoundError), open(SHIM_PATH, encoding="utf-8", errors="replace") as f:
             if SHIM_MARK not in f.read(4096):
                 raise OSError(f"{SHIM_PATH} is the image's own")
-        quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
+        quoted = [f"'{a}'" for a in argv if "'" not in a]
+        if len(quoted) != len(argv):
+            raise OSError("the agent's runtime path holds a quote")
+        # The file stays in the image (a snapshot or an export carries it): where no agent runtime
+        # serves it (a microvm, another runtime) it hands over to the image's own sudo.
         temp = Path(SHIM_PATH + ".shells-new")
-        note = f"{SHIM_MARK}: the Shells agent runs the command (docs/security.md)"
-        temp.write_text(f'#!/bin/sh\n{note}\nexec {quoted} "$@"\n', encoding="utf-8")
+        temp.write_text(
+            "#!/bin/sh\n"
+            f"{SHIM_MARK}: the Shells agent runs the command (docs/security.md)\n"
+            f'[ -x {quoted[0]} ] && [ -S {SOCKET_PATH} ] || exec {REAL_SUDO} "$@"\n'
+            f'exec {" ".join(quoted)} "$@"\n',
+            encoding="utf-8",
+        )
         temp.chmod(0o755)
         temp.rename(SHIM_PATH)
 
