@@ -59,6 +59,13 @@ MAX_SUBSCRIBER_CHUNKS = 256
 """Output chunks queued for one listener of a command before the command waits for it."""
 E2B_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 """Bytes of one ``POST /files`` on the E2B door (all its parts)."""
+E2B_MAX_INFLATED_BYTES = 512 * 1024 * 1024
+"""Bytes a gzip-encoded ``POST /files`` on the E2B door may inflate to (all its parts): past it the
+upload is refused (413) and nothing is written, so a small gzip bomb cannot fill a disk."""
+E2B_MAX_SIGNING_SANDBOXES = 10_000
+"""Sandboxes whose access tokens the E2B door remembers to match signed file URLs against."""
+E2B_MAX_SIGNING_TOKENS_PER_SANDBOX = 16
+"""Access tokens (one per key that created or connected to it) remembered for one sandbox."""
 E2B_MAX_WATCHERS = 32
 """Polling directory watchers one sandbox may hold on the E2B door."""
 E2B_MAX_WATCHER_EVENTS = 10_000

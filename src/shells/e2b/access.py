@@ -13,12 +13,14 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 from hashlib import sha256
 from pathlib import Path
 
 from ..control.service import Control
 from ..domain.errors import Unauthenticated
 from ..domain.principal import Principal
+from .signing import KnownTokens, Operation
 
 SECRET_BYTES = 32
 
@@ -40,6 +42,7 @@ class DoorAccess:
     def __init__(self, control: Control, secret: bytes) -> None:
         self.control = control
         self._secret = secret
+        self.known = KnownTokens()
 
     def api_key(self, key: str | None) -> Principal:
         """The principal of an ``X-API-KEY`` (401 if missing or unknown, 429 past its rate)."""
@@ -49,7 +52,9 @@ class DoorAccess:
 
     def mint(self, sandbox: str, principal: Principal) -> str:
         token_id = principal.token_id or ""
-        return f"{token_id}.{self._mac(sandbox, token_id)}"
+        token = f"{token_id}.{self._mac(sandbox, token_id)}"
+        self.known.add(sandbox, token)
+        return token
 
     def sandbox_token(self, sandbox: str, presented: str | None) -> Principal:
         """The principal an in-sandbox call acts as, from the sandbox's access token."""
@@ -58,7 +63,30 @@ class DoorAccess:
             raise Unauthenticated(
                 "The sandbox access token (X-Access-Token) is missing or not this sandbox's."
             )
-        return self.control.auth.principal_of_token(token_id)
+        principal = self.control.auth.principal_of_token(token_id)
+        self.known.add(sandbox, f"{token_id}.{mac}")
+        return principal
+
+    def signed(
+        self,
+        path: str,
+        operation: Operation,
+        user: str,
+        presented: str,
+        expiration: int | None,
+        sandbox: str | None = None,
+    ) -> tuple[str, Principal]:
+        """The sandbox and principal of a signed file URL (see ``signing``): 401 for a signature of
+        no known token, path, operation or user, then for one past its expiration."""
+        found = self.known.find(path, operation, user, presented, expiration, sandbox)
+        if found is None:
+            raise Unauthenticated(
+                "Invalid signature: it does not match this path, operation and user for any sandbox."
+            )
+        if expiration is not None and expiration < time.time():
+            raise Unauthenticated("The signature is already expired; ask the SDK for a new URL.")
+        name, token = found
+        return name, self.control.auth.principal_of_token(token.partition(".")[0])
 
     def _mac(self, sandbox: str, token_id: str) -> str:
         return hmac.new(self._secret, f"{sandbox}:{token_id}".encode(), sha256).hexdigest()

@@ -22,6 +22,7 @@ from .watchers import Watchers
 
 ENVD_PORT = "49983"
 """The port E2B's SDK names for envd (``E2b-Sandbox-Port``); any other is a user port."""
+FILES_PATH = "/files"
 
 
 class E2bDoor:
@@ -38,14 +39,15 @@ class E2bDoor:
             return  # the main app owns the lifespan; the door serves no WebSocket
         headers = Headers(scope=scope)
         begin_request(request_id_from(headers.get("x-request-id")), DOOR)
+        path: str = scope["path"]
         if "e2b-sandbox-id" not in headers:
-            await self.control_plane(scope, receive, send)
+            # a signed file URL names no sandbox (its signature does); the control plane has no /files
+            await (self.envd_http if path == FILES_PATH else self.control_plane)(scope, receive, send)
             return
         if headers.get("e2b-sandbox-port", ENVD_PORT) != ENVD_PORT:
             message = "Sandbox ports are not served on this door; expose the port through Shells' ingress."
             await JSONResponse({"code": 502, "message": message}, 502)(scope, receive, send)
             return
-        path: str = scope["path"]
         if path.startswith("/process.Process/"):
             await self.process(scope, receive, send)
         elif path.startswith("/filesystem.Filesystem/"):

@@ -227,11 +227,13 @@ class Sandboxes:
 
         return [
             route("/sandboxes", self.create, "POST"),
+            route("/v2/sandboxes", self.create, "POST"),  # the JS SDK's (2.51) create and connect
             route("/v2/sandboxes", self.list, "GET"),
             route("/sandboxes/{sandbox}", self.get, "GET"),
             route("/sandboxes/{sandbox}", self.kill, "DELETE"),
             route("/sandboxes/{sandbox}/timeout", self.set_timeout, "POST"),
             route("/sandboxes/{sandbox}/connect", self.connect, "POST"),
+            route("/v2/sandboxes/{sandbox}/connect", self.connect, "POST"),
             route("/sandboxes/{sandbox}/pause", self.pause, "POST"),
             route("/sandboxes/{sandbox}/snapshots", self.snapshot, "POST"),
             route("/snapshots", self.snapshots, "GET"),

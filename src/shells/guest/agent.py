@@ -25,6 +25,7 @@ from .execs import ExecChannel, op_signal
 from .files import ReadFileChannel, WriteFileChannel, op_list_dir, op_mkdir, op_remove, op_rename, op_stat
 from .kept import attach_channel, op_processes
 from .loop import Agent, Ops, RequestError
+from .protocol import SERVE_SUDO
 from .watch import WatchChannel
 
 PR_SET_DUMPABLE = 4
@@ -111,22 +112,37 @@ def refuse_inspection() -> None:
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME), 0, 0, 0)
 
 
-USAGE = "usage: shells-agent (--listen-fd FD | --serial DEVICE)"
+USAGE = "usage: shells-agent (--listen-fd FD [--serve-sudo] | --serial DEVICE)"
 
 
-def parse_args(argv: list[str]) -> tuple[str, str]:
-    """``(option, value)`` for exactly one of ``--listen-fd FD`` (an inherited listening unix socket)
-    and ``--serial DEVICE`` (the virtio-serial port of a microvm). By hand rather than argparse, which
-    alone was a fifth of the agent's start-up."""
-    if len(argv) != 2 or argv[0] not in ("--listen-fd", "--serial"):
+def parse_args(argv: list[str]) -> tuple[str, str, bool]:
+    """``(option, value, serve_sudo)`` for exactly one of ``--listen-fd FD`` (an inherited listening
+    unix socket; optionally ``--serve-sudo``) and ``--serial DEVICE`` (the virtio-serial port of a
+    microvm). By hand rather than argparse, which alone was a fifth of the agent's start-up."""
+    serve_sudo = argv[2:] == [SERVE_SUDO]
+    if serve_sudo:
+        argv = argv[:2]
+    if (
+        len(argv) != 2
+        or argv[0] not in ("--listen-fd", "--serial")
+        or (serve_sudo and argv[0] != "--listen-fd")
+    ):
         raise SystemExit(USAGE)
     if argv[0] == "--listen-fd" and not argv[1].isdigit():
         raise SystemExit(f"shells-agent: --listen-fd needs a number, not {argv[1]!r}")
-    return argv[0], argv[1]
+    return argv[0], argv[1], serve_sudo
+
+
+def sudo_client_argv() -> list[str]:
+    """How this agent was started (its runtime's loader and interpreter), up to its ``-m``, then the
+    sudo client's module."""
+    with open("/proc/self/cmdline", "rb") as f:
+        words = [w.decode() for w in f.read().split(b"\0") if w]
+    return [*words[: words.index("-m")], "-m", "guest.sudo"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    option, value = parse_args(sys.argv[1:] if argv is None else argv)
+    option, value, serve_sudo = parse_args(sys.argv[1:] if argv is None else argv)
     refuse_inspection()
     microvm = option == "--serial"
     # Inside a microvm acknowledged writes must not live only in guest memory a host may drop.
@@ -137,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         serve_serial(agent, value)
         return 0
     listener = adopt_listener(int(value))
+    if serve_sudo:
+        from .sudo_server import SudoServer
+
+        SudoServer(agent).start(sudo_client_argv())
     with suppress(OSError):  # nobody may be reading our stdout; the socket is what counts
         print("shells-agent ready", flush=True)
     try:

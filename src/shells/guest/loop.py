@@ -123,6 +123,8 @@ class Agent:
         self.started = time.monotonic()
         self.children: dict[int, ExecChannel] = {}
         """Spawned processes by pid, until reaped."""
+        self.on_exit: dict[int, Callback] = {}
+        """What to call with the status of other children (``guest/sudo_server.py``), until reaped."""
         self.execs: set[ExecChannel] = set()
         """Exec channels still reporting to a connection: the ones with timers."""
         self.kept: dict[int, ExecChannel] = {}
@@ -183,6 +185,8 @@ class Agent:
             channel = self.children.pop(pid, None)
             if channel is not None:
                 channel.on_exit(status)
+            elif (callback := self.on_exit.pop(pid, None)) is not None:
+                callback(status)
 
     def serve(self, listener: socket.socket) -> None:
         listener.setblocking(False)

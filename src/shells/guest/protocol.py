@@ -37,6 +37,9 @@ TYPE_CHECKING = False
 """True for type checkers only; ``typing.TYPE_CHECKING`` would import typing at the agent's start."""
 
 PROTOCOL_VERSION = 2
+SERVE_SUDO = "--serve-sudo"
+"""The agent argument that makes a container shell's agent serve ``sudo`` (``guest/sudo_server.py``);
+never given where the agent runs on a host's own file system (tests), where it would write its shim."""
 MAX_PAYLOAD = 1024 * 1024
 """Largest payload of a single frame; a longer length field is a protocol error."""
 EXEC_CHUNK = 64 * 1024

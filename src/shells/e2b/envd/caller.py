@@ -1,6 +1,7 @@
 """Who an in-sandbox (envd) call comes from and acts as: the sandbox of ``E2b-Sandbox-Id``, the
 principal behind its access token (``X-Access-Token``), and the Linux user named by
-``Authorization: Basic base64(user:)`` (E2B's default user ``user`` when absent)."""
+``Authorization: Basic base64(user:)`` (E2B's default user ``user`` when absent). A signed file URL
+(``signature`` in the query, no token header) names all three through its signature instead."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ...domain.principal import Principal
 from ..access import DoorAccess
 from ..ids import shell_id
 from ..sandboxes import DEFAULT_USER
+from ..signing import Operation
 
 ROOT = "root"
 
@@ -51,7 +53,10 @@ def _user(headers: Mapping[str, str], explicit: str | None) -> str:
             user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidRequest("The Authorization header is not Basic base64('user:').") from None
-    user = user or DEFAULT_USER
+    return _valid_user(user or DEFAULT_USER)
+
+
+def _valid_user(user: str) -> str:
     if not is_user_name(user):
         raise InvalidRequest(f"{user[:40]!r} is not a Linux user name.", {"field": "username"})
     return user
@@ -62,3 +67,31 @@ def caller(access: DoorAccess, headers: Mapping[str, str], username: str | None 
     target = shell_id(sandbox)
     principal = access.sandbox_token(sandbox, headers.get("x-access-token"))
     return Caller(principal, sandbox, target, _user(headers, username))
+
+
+def _expiration(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(
+            "'signature_expiration' must be a Unix time in seconds.", {"field": "signature_expiration"}
+        ) from None
+
+
+def signed_caller(
+    access: DoorAccess, headers: Mapping[str, str], query: Mapping[str, str], operation: Operation
+) -> Caller:
+    """The caller of a signed ``/files`` URL. The user is the signed ``username`` only (never the
+    Authorization header, which would let a URL signed for ``user`` act as root)."""
+    named = query.get("username")
+    sandbox, principal = access.signed(
+        query.get("path", ""),
+        operation,
+        named or "",
+        query.get("signature", ""),
+        _expiration(query.get("signature_expiration")),
+        headers.get("e2b-sandbox-id"),
+    )
+    return Caller(principal, sandbox, shell_id(sandbox), _valid_user(named or DEFAULT_USER))

@@ -1,8 +1,10 @@
 """envd's plain-HTTP routes: ``GET /health``, ``GET /files`` (download) and ``POST /files``
-(multipart or octet-stream upload, parents made, owned by the caller's user)."""
+(multipart or octet-stream upload, parents made, owned by the caller's user), each with gzip
+(``encoding``) and by signed URL (``signing``) as envd serves them."""
 
 from __future__ import annotations
 
+import mimetypes
 import posixpath
 from collections.abc import AsyncIterator
 
@@ -19,7 +21,9 @@ from ...domain.states import ShellState
 from ..access import DoorAccess
 from ..errors import envd_http_error
 from ..sandboxes import DOOR
-from .caller import Caller, caller
+from ..signing import Operation
+from .caller import Caller, caller, signed_caller
+from .encoding import GZIP, accepted_encoding, content_encoding, deflated, inflated
 
 UPLOAD_CHUNK = 1024 * 1024
 METADATA_HEADER = "x-metadata-"
@@ -76,8 +80,12 @@ class EnvdFiles:
             Route("/files", self.upload, methods=["POST"]),
         ]
 
-    def _caller(self, request: Request) -> Caller:
-        return caller(self.access, request.headers, request.query_params.get("username") or None)
+    def _caller(self, request: Request, operation: Operation | None = None) -> Caller:
+        """By the access token header; else, for a file operation, by the URL's signature."""
+        query = request.query_params
+        if operation is not None and "x-access-token" not in request.headers and "signature" in query:
+            return signed_caller(self.access, request.headers, query, operation)
+        return caller(self.access, request.headers, query.get("username") or None)
 
     async def health(self, request: Request) -> Response:
         """204 while the sandbox runs; 502 (the SDK's "not running") when it is paused, stopped or gone."""
@@ -90,8 +98,9 @@ class EnvdFiles:
 
     async def download(self, request: Request) -> Response:
         try:
-            who = self._caller(request)
+            who = self._caller(request, "read")
             path = who.path(request.query_params.get("path", ""))
+            encoding = accepted_encoding(request)
             chunks = await self.control.inside.read_file(who.principal, who.shell_id, path)
             first = await anext(chunks, b"")  # errors (no such file) before the answer starts
         except ShellsError as exc:
@@ -102,12 +111,18 @@ class EnvdFiles:
             async for chunk in chunks:
                 yield chunk
 
-        return StreamingResponse(body(), media_type="application/octet-stream")
+        if encoding != GZIP:
+            return StreamingResponse(body(), media_type="application/octet-stream")
+        media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        headers = {"Content-Encoding": GZIP, "Vary": "Accept-Encoding"}
+        return StreamingResponse(deflated(body()), media_type=media_type, headers=headers)
 
     async def upload(self, request: Request) -> Response:
         try:
-            who = self._caller(request)
+            who = self._caller(request, "write")
             request = _capped(request)
+            if content_encoding(request) == GZIP:
+                request = inflated(request)
             metadata = _metadata(request)
             content_type = request.headers.get("content-type", "")
             target = request.query_params.get("path")
@@ -117,12 +132,12 @@ class EnvdFiles:
                     uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
                     if not uploads:
                         raise InvalidRequest("The multipart body holds no file.", {"field": "file"})
+                    if target and len(uploads) > 1:
+                        raise InvalidRequest("Several files cannot go to one 'path'; name each in its part.")
                     for upload in uploads:
-                        path = target if target and len(uploads) == 1 else upload.filename
+                        path = target or upload.filename
                         written.append(await self._write(who, path or "", _upload_chunks(upload), metadata))
             elif content_type.startswith("application/octet-stream"):
-                if request.headers.get("content-encoding", "identity") != "identity":
-                    raise InvalidRequest("Compressed uploads are not served by this door; send identity.")
                 written.append(await self._write(who, target or "", request.stream(), metadata))
             else:
                 raise InvalidRequest("Send multipart/form-data or application/octet-stream.")

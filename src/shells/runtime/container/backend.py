@@ -48,6 +48,7 @@ from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
 from ...domain.samples import ResourceUsage
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
+from ...guest.protocol import SERVE_SUDO
 from ...settings import Settings
 from .. import agent_runtime
 from ..agent_client import AgentClient
@@ -346,7 +347,7 @@ class ContainerBackend:
                 resolv_conf=str(resolv_conf),
             ),
             shape=spec.shape,
-            agent_argv=self._agent_runtime().argv(AGENT_DIR, "--listen-fd", str(AGENT_LISTEN_FD)),
+            agent_argv=self._agent_runtime().argv(AGENT_DIR, "--listen-fd", str(AGENT_LISTEN_FD), SERVE_SUDO),
             uid_base=uid_base,
             cgroup_path=self._cgroup(host_id),
             seccomp_bpf_b64=self._seccomp_b64,
