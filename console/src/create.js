@@ -1,5 +1,6 @@
-// The create dialog: language preset, isolation class, network (sealed by default), shape and template
-// (any ready one the caller can use: built-ins, imported images, Dockerfile builds, saved shells).
+// The create dialog: language preset, isolation class, network (sealed by default), shape, template
+// (any ready one the caller can use: built-ins, imported images, Dockerfile builds, saved shells) and
+// region (those GET /v1/info lists; the server's own first).
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { Dialog } from "./dialog.js";
@@ -65,6 +66,8 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
   const [mode, setMode] = useState("sealed");
   const [allow, setAllow] = useState([]);
   const [shape, setShape] = useState(Object.keys(info.shapes)[0]);
+  const regions = Object.keys(info.regions || { [info.region]: {} });
+  const [region, setRegion] = useState(regions.includes(info.region) ? info.region : regions[0]);
   const [name, setName] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
@@ -81,7 +84,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
     setBusy(true);
     setError(null);
     const network = mode === "internet" ? { mode, allow } : { mode };
-    const body = { language, runtime: klass, network, shape };
+    const body = { language, runtime: klass, network, shape, ...(region ? { region } : {}) };
     try {
       const extra = { ...(name ? { name } : {}), ...(template ? { template } : {}) };
       onCreated(await createBuildingFirst(api, { ...body, ...extra }, setBuilding));
@@ -138,6 +141,15 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
             ${Object.entries(info.shapes).map(
               ([n, s]) => html`<option value=${n}>${n} (${s.vcpus} vCPU, ${s.memory_mib} MiB)</option>`,
             )}
+          </select>
+        </label>
+        <label>Region
+          <select id="region" value=${region} onChange=${(e) => setRegion(e.target.value)}>
+            ${regions.map((r) => {
+              const o = (info.regions || {})[r] || {};
+              const what = o.runtimes ? ` (${o.runtimes.join(", ")})` : "";
+              return html`<option value=${r}>${r}${what}</option>`;
+            })}
           </select>
         </label>
         <label>Template <span class="hint">(imported images too)</span>

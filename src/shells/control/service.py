@@ -32,6 +32,7 @@ from .lifecycle import Lifecycle
 from .metering import Metering
 from .metrics import ShellsCollector
 from .networking import Networking
+from .placement import region_offers
 from .pool import WarmPool
 from .processes import Processes
 from .reconcile import ReconcileReport, reconcile
@@ -126,6 +127,7 @@ class Control:
         return {
             "version": __version__,
             "region": self.ctx.settings.region,
+            "regions": region_offers(self.ctx.offers()),
             "instance": self.ctx.settings.instance_id,
             "runtimes": {
                 r.value: {
