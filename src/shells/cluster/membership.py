@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +98,16 @@ def host_capacity(data_dir: Path) -> tuple[float, float, int, int]:
             memory_kib = int(line.split()[1])
     disk = shutil.disk_usage(data_dir if data_dir.exists() else data_dir.parent)
     return cpus, cpu_free, memory_kib // 1024, disk.free // (1024 * 1024)
+
+
+def measured_offer(
+    name: str, address: str, region: str, zone: str, classes: Iterable[Runtime], accel: str, data_dir: Path
+) -> NodeOffer:
+    """This machine's offer with its room measured now (``host_capacity``)."""
+    cpus, cpu_free, memory_free, disk_free = host_capacity(data_dir)
+    return NodeOffer(
+        name, address, region, zone, frozenset(classes), accel, cpus, cpu_free, memory_free, disk_free
+    )
 
 
 async def node_topology(kube: Kube, node: str, region: str, zone: str) -> tuple[str, str]:
