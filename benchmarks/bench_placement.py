@@ -2,8 +2,8 @@
 
     python -m benchmarks.bench_placement [--creates 500] [--runs 2000]
 
-1. One decision (``control.placement.place``) among 3 and among 300 live nodes, against what a create
-   on one box already pays to measure the host's room (``cluster.membership.host_capacity``).
+1. One decision (``control.placement.place``) among 3 and among 300 live nodes, against what a node
+   pays to measure its room at each renewal of its Lease (``cluster.membership.host_capacity``).
 2. ``--creates`` creates of mixed shapes over three nodes of one region with 160, 192 and 224 GiB
    free, each counted against the chosen offer (``NodeOffer.taking``): how many each node got, and
    how far apart the nodes' free memory ends up (placement evens it out; 0 is perfectly even),
@@ -68,7 +68,7 @@ def main() -> None:
     shape = SHAPES["s-1vcpu-512mb"]
 
     measure = median_us(lambda: host_capacity(Path("/var/tmp")), args.runs)
-    print(f"baseline: measuring the host's room (one box, every create): {measure:8.1f} µs")
+    print(f"baseline: a node measuring its room (every Lease renewal): {measure:8.1f} µs")
     for count in (3, 300):
         offers = [node(f"n{i}", ("eu", "us", "ap")[i % 3], 8192 + i) for i in range(count)]
         took = median_us(lambda offers=offers: place(offers, "eu", Runtime.CONTAINER, shape), args.runs)  # type: ignore[misc]

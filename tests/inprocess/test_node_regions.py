@@ -115,6 +115,8 @@ async def test_one_box_is_one_region_the_settings_name(instance: Instance, admin
     assert info["regions"]["local"]["runtimes"] == ["container"]
     shell = await admin.create("python", region="local")
     assert shell.info.region == "local"
+    big = await admin.create("python", shape="s-8vcpu-16gb")  # one box takes any shape, as before
+    assert big.info.region == "local"
     with pytest.raises(UnknownRegion):
         await admin.create("python", region="eu")
 
