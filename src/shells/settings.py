@@ -94,8 +94,8 @@ class Settings:
     ``shutting_down`` event (``SHELLS_SHUTDOWN_GRACE_S``); new requests answer 503 meanwhile."""
 
     kube_url: str | None = None
-    """The Kubernetes API server (``SHELLS_KUBE_URL``) for the Leases of a cluster; None inside a pod
-    uses the pod's service account, and elsewhere means one box, no Kubernetes."""
+    """The Kubernetes API server (``SHELLS_KUBE_URL``) for the Leases of a cluster; None: one box, no
+    Kubernetes (inside a pod too: deploy/ names the API and the pod's service-account files)."""
     kube_token_file: Path | None = None
     """A file holding the bearer token for ``kube_url`` (read at every call, so it may be rotated)."""
     kube_ca_file: Path | None = None

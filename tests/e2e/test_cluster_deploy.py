@@ -70,6 +70,7 @@ def test_the_manifests_build_and_are_valid_against_current_schemas(kubectl: str)
     assert by_kind(docs, "ClusterRole", "shells-node-topology")["rules"][0]["verbs"] == ["get"]
     settings = by_kind(docs, "ConfigMap", "shells-settings")["data"]
     assert settings["SHELLS_REGION"] == "eu"  # the overlay's merge over the base
+    assert settings["SHELLS_KUBE_URL"] == "https://kubernetes.default.svc"  # the Leases turned on
 
 
 def test_a_broken_manifest_is_refused_by_the_schema(kubectl: str) -> None:

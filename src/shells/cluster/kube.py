@@ -1,11 +1,10 @@
 """The Kubernetes API calls a Shells cluster makes: Leases (coordination.k8s.io/v1) and a Node's
 labels. A thin client over httpx, so the server needs no Kubernetes client library. Where the API is
-and who we are comes from ``KubeConfig``: a URL, a bearer token and the CA that signed the API
-server's certificate; inside a pod, the pod's service account (``in_cluster``)."""
+and who we are comes from ``KubeConfig``: a URL, a bearer token (or a file holding it, such as a
+pod's service-account token) and the CA that signed the API server's certificate."""
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Any
 import httpx
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class KubeError(Exception):
@@ -43,21 +41,6 @@ class KubeConfig:
     namespace: str = "default"
     token_file: str | None = None
     """Read the token from this file at every call instead (a pod's projected token is rotated)."""
-
-    @classmethod
-    def in_cluster(cls) -> KubeConfig | None:
-        """The pod's own service account, or None outside a pod (what every Shells Deployment and
-        DaemonSet uses; the API server's address comes from the variables the kubelet sets)."""
-        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
-        if not host or not port or not (SERVICE_ACCOUNT / "token").exists():
-            return None
-        return cls(
-            url=f"https://{host}:{port}",
-            token="",
-            token_file=str(SERVICE_ACCOUNT / "token"),
-            ca_file=str(SERVICE_ACCOUNT / "ca.crt"),
-            namespace=(SERVICE_ACCOUNT / "namespace").read_text(encoding="utf-8").strip(),
-        )
 
 
 class _Bearer(httpx.Auth):

@@ -2,7 +2,7 @@
 Lease (``cluster.lease``), when a Kubernetes API is configured. ``Background.leader`` reads
 ``holds()``, so a replica that loses the Lease (it died, or it cannot reach the API server) stops
 running the duties before another can start them, and another starts them within one lease period.
-On one box (no Kubernetes) there is no Lease and the one process runs everything."""
+On one box (no ``kube_url``) there is no Lease and the one process runs everything."""
 
 from __future__ import annotations
 
@@ -18,17 +18,18 @@ CONTROL_LEASE = "shells-control"
 
 
 def kube_config(settings: Settings) -> KubeConfig | None:
-    """The Kubernetes API of this instance: ``kube_url`` and its token and CA files when set, else
-    the pod's service account inside a pod, else None (one box)."""
-    if settings.kube_url:
-        return KubeConfig(
-            url=settings.kube_url,
-            token="",
-            token_file=str(settings.kube_token_file) if settings.kube_token_file else None,
-            ca_file=str(settings.kube_ca_file) if settings.kube_ca_file else None,
-            namespace=settings.kube_namespace,
-        )
-    return KubeConfig.in_cluster()
+    """The Kubernetes API of this instance (``kube_url`` with its token and CA files), or None: one
+    box. Only an explicit URL turns it on (deploy/ sets the pod's service account), so a one-box
+    install that happens to run inside a pod keeps running every duty itself."""
+    if not settings.kube_url:
+        return None
+    return KubeConfig(
+        url=settings.kube_url,
+        token="",
+        token_file=str(settings.kube_token_file) if settings.kube_token_file else None,
+        ca_file=str(settings.kube_ca_file) if settings.kube_ca_file else None,
+        namespace=settings.kube_namespace,
+    )
 
 
 def lease_timing(duration_s: float) -> LeaseTiming:
