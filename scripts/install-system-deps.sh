@@ -26,6 +26,8 @@ PACKAGES=(
 # npm installs the MCP Inspector for the tests (scripts/install-mcp-inspector.sh); a host with a Node.js
 # of its own (and its npm) keeps it.
 command -v npm >/dev/null || PACKAGES+=(nodejs npm)
+# tests: kubectl's built-in kustomize builds deploy/ (a host with a kubectl of its own keeps it)
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

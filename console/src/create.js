@@ -1,6 +1,7 @@
 // The create dialog: language preset, isolation class, network (sealed by default; in internet mode
-// the tenant's secrets to broker), shape and template (any ready one the caller can use: built-ins,
-// imported images, Dockerfile builds, saved shells).
+// the tenant's secrets to broker), shape, template (any ready one the caller can use: built-ins,
+// imported images, Dockerfile builds, saved shells) and region (those GET /v1/info lists; the
+// server's own first).
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { Dialog } from "./dialog.js";
@@ -85,6 +86,8 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
   const [mode, setMode] = useState("sealed");
   const [allow, setAllow] = useState([]);
   const [shape, setShape] = useState(Object.keys(info.shapes)[0]);
+  const regions = Object.keys(info.regions || { [info.region]: {} });
+  const [region, setRegion] = useState(regions.includes(info.region) ? info.region : regions[0]);
   const [name, setName] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
@@ -106,7 +109,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
     setBusy(true);
     setError(null);
     const network = mode === "internet" ? { mode, allow } : { mode };
-    const body = { language, runtime: klass, network, shape };
+    const body = { language, runtime: klass, network, shape, ...(region ? { region } : {}) };
     try {
       const extra = {
         ...(name ? { name } : {}),
@@ -169,6 +172,15 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
             ${Object.entries(info.shapes).map(
               ([n, s]) => html`<option value=${n}>${n} (${s.vcpus} vCPU, ${s.memory_mib} MiB)</option>`,
             )}
+          </select>
+        </label>
+        <label>Region
+          <select id="region" value=${region} onChange=${(e) => setRegion(e.target.value)}>
+            ${regions.map((r) => {
+              const o = (info.regions || {})[r] || {};
+              const what = o.runtimes ? ` (${o.runtimes.join(", ")})` : "";
+              return html`<option value=${r}>${r}${what}</option>`;
+            })}
           </select>
         </label>
         <label>Template <span class="hint">(imported images too)</span>

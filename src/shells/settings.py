@@ -31,6 +31,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     region: str = "local"
+    """The region of this machine's node when Kubernetes names none (its Node's
+    ``topology.kubernetes.io/region`` label wins), and of a create that names no region."""
+    zone: str = ""
+    """The zone of this machine's node when its Kubernetes Node's label names none."""
     database_url: str | None = None
     warm_pool_size: int = 2
     pool_image_gib: int = 64
@@ -88,6 +92,18 @@ class Settings:
     shutdown_grace_s: float = 10.0
     """On SIGTERM, how long open command streams may run on before they end with a final
     ``shutting_down`` event (``SHELLS_SHUTDOWN_GRACE_S``); new requests answer 503 meanwhile."""
+
+    kube_url: str | None = None
+    """The Kubernetes API server (``SHELLS_KUBE_URL``) for the Leases of a cluster; None: one box, no
+    Kubernetes (inside a pod too: deploy/ names the API and the pod's service-account files)."""
+    kube_token_file: Path | None = None
+    """A file holding the bearer token for ``kube_url`` (read at every call, so it may be rotated)."""
+    kube_ca_file: Path | None = None
+    """The CA of ``kube_url``'s certificate; None trusts the system's CAs."""
+    kube_namespace: str = "default"
+    lease_duration_s: float = 15.0
+    """How long a control replica's or a node's Lease lasts without renewal: the longest the
+    singleton duties pause when their holder dies, and how long a dead node counts as alive."""
 
     e2b_port: int = 0
     """The port of the E2B door (``shells serve --e2b-port``; docs/e2b.md): E2B's control plane and

@@ -48,3 +48,25 @@ async def test_a_loop_that_ended_is_started_again_but_never_twice_at_once() -> N
     loops.run("watcher", once)
     await eventually(lambda: runs == [1, 1], what="the second run")
     await loops.stop()
+
+
+async def test_a_singleton_step_runs_only_while_this_replica_leads() -> None:
+    loops = Background()
+    leading = False
+    loops.leader = lambda: leading
+    duty: list[int] = []
+    everywhere: list[int] = []
+
+    async def sweep() -> None:
+        duty.append(1)
+
+    async def local() -> None:
+        everywhere.append(1)
+
+    loops.every("the sweep", 0.001, sweep, singleton=True)
+    loops.every("the sampler", 0.001, local)
+    await eventually(lambda: len(everywhere) >= 20, what="the per-replica loop running")
+    assert duty == []
+    leading = True
+    await eventually(lambda: len(duty) >= 3, what="the duty running once this replica leads")
+    await loops.stop()

@@ -59,6 +59,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                 idle_timeout_s=args.idle_timeout,
                 secrets=args.secret,
                 auto_resume=args.auto_resume,
+                region=args.region,
             )
 
         try:
@@ -256,6 +257,7 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--allow", action="append", metavar="HOST:PORT", help="with internet: only these")
     s.add_argument("--net", action="append", metavar="NAME", help="attach to this private network")
     s.add_argument("--shape", default=None)
+    s.add_argument("--region", default=None, help="where it runs (`shells info` lists the regions)")
     s.add_argument("--template", default=None)
     s.add_argument("--snapshot", default=None, help="create from this snapshot id")
     s.add_argument("--name", default=None)

@@ -1,11 +1,14 @@
-"""The Kubernetes API calls a Shells cluster makes: Leases (coordination.k8s.io/v1). A thin client
-over httpx, so the server needs no Kubernetes client library. Where the API is and who we are
-comes from ``KubeConfig``: a URL, a bearer token and the CA that signed the API server's certificate."""
+"""The Kubernetes API calls a Shells cluster makes: Leases (coordination.k8s.io/v1) and a Node's
+labels. A thin client over httpx, so the server needs no Kubernetes client library. Where the API is
+and who we are comes from ``KubeConfig``: a URL, a bearer token (or a file holding it, such as a
+pod's service-account token) and the CA that signed the API server's certificate."""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +39,20 @@ class KubeConfig:
     ca_file: str | None = None
     """None verifies against the system's CAs; a test API server passes its own CA."""
     namespace: str = "default"
+    token_file: str | None = None
+    """Read the token from this file at every call instead (a pod's projected token is rotated)."""
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, config: KubeConfig) -> None:
+        self.config = config
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self.config.token
+        if self.config.token_file:
+            token = Path(self.config.token_file).read_text(encoding="utf-8").strip()
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
 
 
 class Kube:
@@ -46,7 +63,7 @@ class Kube:
         self.config = config
         self._http = httpx.AsyncClient(
             base_url=config.url,
-            headers={"Authorization": f"Bearer {config.token}"},
+            auth=_Bearer(config),
             verify=ssl.create_default_context(cafile=config.ca_file),
             timeout=timeout_s,
         )
@@ -94,3 +111,9 @@ class Kube:
 
     async def delete_lease(self, name: str) -> None:
         await self._call("DELETE", f"{self._leases()}/{name}")
+
+    # Nodes ----------------------------------------------------------------------------------------
+    async def node_labels(self, name: str) -> dict[str, str]:
+        """The labels of the Kubernetes Node ``name`` (its region and zone live there)."""
+        node = await self._call("GET", f"/api/v1/nodes/{name}")
+        return dict(node["metadata"].get("labels") or {})

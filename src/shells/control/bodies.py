@@ -154,6 +154,12 @@ class CreateShellBody(Body):
         "that name holds a placeholder the host swaps for the value in HTTPS requests to the "
         "secret's hosts. Needs network mode internet; the value never enters the shell.",
     )
+    region: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The region to run in (GET /v1/info lists them; absent: the server's own region).",
+    )
 
 
 class ActionParams(Body):

@@ -84,4 +84,6 @@ class Budgets:
 
     # the background check -------------------------------------------------------------------------
     def start(self) -> None:
-        self.ctx.background.every("the budget check", self.ctx.settings.budget_check_s, self.check_all)
+        self.ctx.background.every(
+            "the budget check", self.ctx.settings.budget_check_s, self.check_all, singleton=True
+        )

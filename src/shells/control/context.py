@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.audit import DEFAULT_DOOR
 from ..domain.errors import FeatureUnavailable
 from ..domain.isolation import Runtime
+from ..domain.nodes import NodeOffer
 from ..domain.principal import Principal
 from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord
@@ -20,6 +22,7 @@ from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
 from ..store.secrets import SecretsStore
 from .background import Background
+from .local_node import local_offer
 from .quotas import Quotas
 from .request_scope import current_request
 from .restarts import Restarts
@@ -34,10 +37,18 @@ class ControlContext:
     restarts: Restarts = field(default_factory=Restarts)
     background: Background = field(default_factory=Background)
     """Every loop beside requests (``control.background``): started by the use cases, stopped once."""
+    nodes: Callable[[], list[NodeOffer]] | None = None
+    """The live nodes placement chooses from (a cluster's membership); None: this host alone."""
     quotas: Quotas = field(init=False)
 
     def __post_init__(self) -> None:
         self.quotas = Quotas(self.settings, self.store)
+
+    def offers(self) -> list[NodeOffer]:
+        """What every node offers now: the cluster's live nodes, or this host as the one node."""
+        if self.nodes is not None:
+            return self.nodes()
+        return [local_offer(self.settings, self.backends.values())]
 
     def backend(self, runtime: Runtime) -> Backend:
         try:

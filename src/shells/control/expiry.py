@@ -26,7 +26,7 @@ class Expiry:
         self.suspension = suspension
 
     def start(self) -> None:
-        self.ctx.background.every("the time-to-live sweep", EXPIRY_SWEEP_S, self.sweep)
+        self.ctx.background.every("the time-to-live sweep", EXPIRY_SWEEP_S, self.sweep, singleton=True)
 
     async def sweep(self) -> list[str]:
         """End every shell past its time-to-live; returns their ids."""

@@ -30,6 +30,7 @@ from .context import ControlContext
 from .fork import fork_shell
 from .inflight import Inflight
 from .networking import Networking
+from .placement import place
 from .pool import WarmPool
 from .requests import CreateShellRequest, parse_fork_count, parse_log_bytes
 from .secrets import Secrets
@@ -96,6 +97,8 @@ class Lifecycle:
                 f"yet; use one of: {offered}.",
                 {"field": "network.mode"},
             )
+        region = req.region or self.ctx.settings.region
+        node = place(self.ctx.offers(), region, req.runtime, get_shape(req.shape))
         template = req.template or PRESET_TEMPLATES[req.language]
         if req.snapshot is not None:
             snap = find_snapshot(self.ctx.store, principal, req.snapshot)
@@ -129,7 +132,8 @@ class Lifecycle:
             "created_at": now,
             "updated_at": now,
         }
-        if req.snapshot is None and not networks and not placeholders:  # warm shells: no network, no secret
+        local = node.region == self.ctx.settings.region  # warm shells are this host's
+        if local and req.snapshot is None and not networks and not placeholders:  # no network, no secret
             claimed = self.pool.claim(
                 template=template, shape=req.shape, network=req.network, runtime=req.runtime
             )
@@ -152,7 +156,7 @@ class Lifecycle:
             template=template,
             network=req.network,
             shape=req.shape,
-            region=self.ctx.settings.region,
+            region=node.region,
             source_snapshot=req.snapshot,
             **fields,
         )

@@ -4,6 +4,8 @@ Everything here is read from the store when Prometheus scrapes, so the numbers s
 count every door and the system's own actions alike:
 
 - ``shells_shells{state, runtime}``: shells by state and class now (warm-pool shells apart);
+- ``shells_singleton_duties``: 1 on the replica that runs the idle sweep, budgets and time-to-live
+  (the ``shells-control`` Lease's holder; always 1 on one box);
 - ``shells_actions_total{action, outcome}`` and ``shells_exec_duration_seconds``: from the audit
   events, read incrementally (each scrape reads only the events written since the last);
 - ``shells_usage_*_total{runtime}``: running seconds, vCPU-seconds, GiB-seconds and dollars, from
@@ -78,6 +80,11 @@ class ShellsCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         yield self._shells()
+        duties = GaugeMetricFamily(
+            "shells_singleton_duties", "1 on the control-plane replica that runs the singleton duties now"
+        )
+        duties.add_metric([], 1 if self.ctx.background.leader() else 0)
+        yield duties
         self._catch_up()
         yield from self._events()
         yield from self._usage()

@@ -85,6 +85,8 @@ class CreateShellRequest:
     on_timeout: str = "kill"
     auto_resume: bool | None = None
     """None: on for classes that can resume, off for the others."""
+    region: str | None = None
+    """Where the shell runs (None: the instance's own region); placement checks it exists."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -104,6 +106,7 @@ class CreateShellRequest:
             "timeout_s",
             "on_timeout",
             "auto_resume",
+            "region",
         }
         reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
@@ -145,6 +148,7 @@ class CreateShellRequest:
             timeout_s=None if body.get("timeout_s") is None else parse_ttl(body["timeout_s"]),
             on_timeout=parse_on_timeout(body.get("on_timeout", "kill")),
             auto_resume=_opt_bool(body.get("auto_resume"), "auto_resume"),
+            region=_opt_str(body.get("region"), "region"),
         )
 
 

@@ -28,10 +28,12 @@ from .expiry import Expiry
 from .feed import Feed
 from .image_templates import ImageTemplates
 from .inside import Inside
+from .leadership import Leadership
 from .lifecycle import Lifecycle
 from .metering import Metering
 from .metrics import ShellsCollector
 from .networking import Networking
+from .placement import region_offers
 from .pool import WarmPool
 from .processes import Processes
 from .reconcile import ReconcileReport, reconcile
@@ -91,6 +93,9 @@ class Control:
         self.samples = ShellSamples(self.ctx)
         self.webhooks = Webhooks(self.ctx, lambda: [*local_addresses(), network.range.cidr], box)
         self._box = box
+        self.leadership = Leadership.from_settings(settings)
+        if self.leadership is not None:  # several replicas: the singleton duties follow the Lease
+            self.ctx.background.leader = self.leadership.holds
 
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
@@ -104,6 +109,8 @@ class Control:
             await self.egress.listen(address)
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
+        if self.leadership is not None:
+            self.leadership.start()
         self.pool.start()
         self.suspension.start()
         self.expiry.start()
@@ -116,6 +123,8 @@ class Control:
         await self.processes.close()
         self.feed.close()
         await self.ctx.background.stop()
+        if self.leadership is not None:
+            await self.leadership.stop()
         self.samples.close()
         await self.webhooks.stop()
         await self.egress.close()
@@ -127,6 +136,7 @@ class Control:
         return {
             "version": __version__,
             "region": self.ctx.settings.region,
+            "regions": region_offers(self.ctx.offers()),
             "instance": self.ctx.settings.instance_id,
             "runtimes": {
                 r.value: {

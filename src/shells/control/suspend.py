@@ -177,7 +177,7 @@ class Suspension:
     # the idle monitor -----------------------------------------------------------------------------
     def start(self) -> None:
         if any(Capability.PAUSE in b.capabilities for b in self.ctx.backends.values()):
-            self.ctx.background.every("the idle sweep", IDLE_SWEEP_S, self.sweep)
+            self.ctx.background.every("the idle sweep", IDLE_SWEEP_S, self.sweep, singleton=True)
 
     async def sweep(self) -> list[str]:
         """Pause every running shell that has been idle for its timeout; returns their ids."""

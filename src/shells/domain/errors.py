@@ -6,7 +6,8 @@
     │   ├── InvalidTemplateName      invalid_template_name   not 'name:tag', or illegal characters
     │   ├── InvalidTemplateSpec      invalid_template_spec   a template spec that does not parse or check
     │   ├── InvalidImageReference    invalid_image_reference an image reference that does not parse
-    │   └── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
+    │   ├── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
+    │   └── UnknownRegion            unknown_region          a region this instance has no node in
     ├── AuthError                    auth_error              (abstract) who is asking, or what they may do
     │   ├── Unauthenticated          unauthenticated         no token, or a token that is unknown
     │   │   ├── CredentialExpired    credential_expired      the token or terminal credential expired
@@ -36,8 +37,10 @@
     │   ├── TemplateNotBuilt         template_not_built      a built-in template that must be built first
     │   ├── NetworkExists            network_exists          the tenant already has a network of that name
     │   ├── NetworkInUse             network_in_use          shells are still attached to the network
-    │   └── ShellBusy                shell_busy              too many calls open on the shell, or its restart
-    │                                                        outlasted the wait; try again shortly
+    │   ├── ShellBusy                shell_busy              too many calls open on the shell, or its restart
+    │   │                                                    outlasted the wait; try again shortly
+    │   └── NoCapacity               no_capacity             no node in the region offers the class or has
+    │                                                        room for the shape (details: region, shape)
     ├── TemplateBuildFailed          template_build_failed   a build step failed (422); nothing registered
     ├── ImageRejected                image_rejected          an image Shells will not import: a layer with an
     │                                                        unsafe entry or a wrong digest, no manifest for
@@ -113,6 +116,10 @@ class InvalidImageReference(InvalidRequest):
 
 class InvalidDockerfile(InvalidRequest):
     code = "invalid_dockerfile"
+
+
+class UnknownRegion(InvalidRequest):
+    code = "unknown_region"
 
 
 class AuthError(ShellsError):
@@ -241,6 +248,10 @@ class NetworkInUse(Conflict):
 
 class ShellBusy(Conflict):
     code = "shell_busy"
+
+
+class NoCapacity(Conflict):
+    code = "no_capacity"
 
 
 class TemplateBuildFailed(ShellsError):

@@ -32,6 +32,7 @@ from ..domain.errors import (
     NetworkExists,
     NetworkInUse,
     NetworkNotFound,
+    NoCapacity,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
@@ -61,6 +62,7 @@ from ..domain.errors import (
     TokenNotFound,
     Unauthenticated,
     Unavailable,
+    UnknownRegion,
     WebhookNotFound,
 )
 from ._async.client import AsyncShells
@@ -210,6 +212,8 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "RecordUnavailable",
+    "NoCapacity",
+    "UnknownRegion",
     "RegistryDenied",
     "RegistryError",
     "RequestTimeout",

@@ -57,6 +57,8 @@ class CreateOptions(TypedDict, total=False):
     auto_resume: bool | None
     """Resume the paused shell when a request reaches one of its exposed ports (default: on where the
     class can pause)."""
+    region: str | None
+    """Where the shell runs, one of the regions ``info()["regions"]`` lists (default: the server's own)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:

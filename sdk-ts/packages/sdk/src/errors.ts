@@ -194,6 +194,12 @@ export class RegistryError extends ShellsError {
 export class RecordUnavailable extends Unavailable {
   static override readonly code: string = "record_unavailable";
 }
+export class UnknownRegion extends InvalidRequest {
+  static override readonly code: string = "unknown_region";
+}
+export class NoCapacity extends Conflict {
+  static override readonly code: string = "no_capacity";
+}
 
 type ErrorClass = typeof ShellsError;
 
@@ -255,6 +261,8 @@ const ALL: ErrorClass[] = [
   RegistryDenied,
   RegistryError,
   RecordUnavailable,
+  UnknownRegion,
+  NoCapacity,
 ];
 
 /** Code → class, to turn a wire error back into the class the server raised. */

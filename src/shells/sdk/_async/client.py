@@ -125,13 +125,15 @@ class AsyncShells:
 
         ``language`` is ``bash`` (default), ``python``, ``node``, ``rust`` or ``go``; the options
         (``runtime``, ``network``, ``allow``, ``networks``, ``shape``, ``template``, ``snapshot``,
-        ``name``, ``env``, ``labels``, ``idle_timeout_s``, ``auto_resume``) are described in
-        ``CreateOptions``.
+        ``name``, ``env``, ``labels``, ``idle_timeout_s``, ``auto_resume``, ``region``) are described
+        in ``CreateOptions``.
 
         Raises:
             InvalidRequest: an unknown language, runtime, shape or option; the message says which.
+            UnknownRegion: no node of this instance is in that region.
             TemplateNotFound / SnapshotNotFound: the named template or snapshot does not exist.
             FeatureUnavailable: this host cannot give the shell that runtime or network.
+            NoCapacity: no node in the region offers the runtime or has room for the shape now.
             QuotaExceeded: the account may not have more shells.
             Unavailable: the connection failed; a create is never sent twice.
         """

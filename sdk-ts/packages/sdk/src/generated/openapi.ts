@@ -82,6 +82,8 @@ export interface Schemas {
     "auto_resume"?: boolean | null;
     /** Names of the tenant's secrets the shell may use: each environment variable of that name holds a placeholder the host swaps for the value in HTTPS requests to the secret's hosts. Needs network mode internet; the value never enters the shell. */
     "secrets"?: string[] | null;
+    /** The region to run in (GET /v1/info lists them; absent: the server's own region). */
+    "region"?: string | null;
   };
   /** Every error answer; the request's id is in the ``X-Request-Id`` header of every answer. */
   "ErrorBody": {
