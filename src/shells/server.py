@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import ssl
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -100,9 +102,12 @@ def serve(settings: Settings) -> None:
     door = None
     served: ASGIApp = app
     sockets: list[socket.socket] | None = None
-    if settings.e2b_port:
+    door_tls: ssl.SSLContext | None = None
+    if settings.e2b_port or settings.e2b_domain:
         from .e2b.app import E2bDoor
+        from .e2b.domain import door_tls as make_door_tls
 
+        door_tls = make_door_tls(settings)
         door = E2bDoor(control)
         served = ByPort(app, {settings.e2b_port: door})
         sockets = [_bind(settings.host, settings.port), _bind(settings.host, settings.e2b_port)]
@@ -115,7 +120,7 @@ def serve(settings: Settings) -> None:
         ws_max_size=WS_MAX_MESSAGE,
         timeout_graceful_shutdown=SHUTDOWN_BACKSTOP_S,
     )
-    _Server(config, control, app.state.drain, door).run(sockets=sockets)
+    _Server(config, control, app.state.drain, door, door_tls).run(sockets=sockets)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -147,11 +152,40 @@ class _Server(uvicorn.Server):
     by themselves) and the API drains (``api.drain``: 503 to new requests, command streams end after
     the grace); what still runs after that gets SHUTDOWN_BACKSTOP_S, then is cancelled."""
 
-    def __init__(self, config: uvicorn.Config, control: Control, drain: Drain, door: E2bDoor | None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        control: Control,
+        drain: Drain,
+        door: E2bDoor | None,
+        door_tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(config)
         self.control = control
         self.drain = drain
         self.door = door
+        self.door_tls = door_tls
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """The E2B door's listener (the last socket) speaks TLS in domain mode, the others not:
+        uvicorn takes one TLS setting for all, so the door's listener is added here with its own."""
+        if self.door_tls is None or not sockets:
+            await super().startup(sockets)
+            return
+        *plain, door_socket = sockets
+        await super().startup(plain)
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return made
+
+        listener = await asyncio.get_running_loop().create_server(
+            protocol, sock=door_socket, ssl=self.door_tls, backlog=config.backlog
+        )
+        self.servers.append(listener)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.control.feed.close()

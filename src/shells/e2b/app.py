@@ -1,5 +1,6 @@
-"""The E2B door's one ASGI app (header mode): a request without ``E2b-Sandbox-Id`` is for the control
-plane; with it, for the sandbox's envd (Connect RPC services by path, else its plain-HTTP routes)."""
+"""The E2B door's one ASGI app: a request without ``E2b-Sandbox-Id`` is for the control plane; with
+it, for the sandbox's envd (Connect RPC services by path, else its plain-HTTP routes). In domain mode
+(``e2b.domain``) a Host ``{port}-{id}.{domain}`` sets those headers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..control.request_scope import begin_request
 from ..control.service import Control
 from ..domain.audit import request_id_from
 from .access import DoorAccess, load_secret
+from .domain import routed_by_host
 from .envd.files import EnvdFiles
 from .envd.filesystem_service import FilesystemService
 from .envd.gen.filesystem.filesystem_connect import FilesystemASGIApplication
@@ -27,6 +29,7 @@ ENVD_PORT = "49983"
 class E2bDoor:
     def __init__(self, control: Control) -> None:
         access = DoorAccess(control, load_secret(control.ctx.settings.data_dir / "e2b-secret"))
+        self.domain = control.ctx.settings.e2b_domain
         self.watchers = Watchers()
         self.control_plane = Starlette(routes=Sandboxes(control, access).routes())
         self.envd_http = Starlette(routes=EnvdFiles(control, access).routes())
@@ -36,6 +39,8 @@ class E2bDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # the main app owns the lifespan; the door serves no WebSocket
+        if self.domain:
+            scope = routed_by_host(scope, self.domain)
         headers = Headers(scope=scope)
         begin_request(request_id_from(headers.get("x-request-id")), DOOR)
         if "e2b-sandbox-id" not in headers:
