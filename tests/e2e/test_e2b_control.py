@@ -75,8 +75,8 @@ def door(data_root: Path) -> Iterator[DomainDoor]:
 
 
 HOST_ROUTING = """
-import json
-import pyqwest
+import json, time
+import httpx, pyqwest
 from e2b import Sandbox
 
 sbx = Sandbox.create()
@@ -96,10 +96,23 @@ try:
         headers={"X-Access-Token": sbx._envd_access_token},
     )
     api = client.get(f"https://api.{DOMAIN}/v2/sandboxes", headers={"X-API-KEY": KEY})
+    # a user port: served by Shells' ingress once exposed (E2B's get_host names it)
+    sbx.commands.run("mkdir -p /tmp/site && echo served > /tmp/site/index.html && pwd")
+    sbx.commands.run("python3 -m http.server 8000 --bind 127.0.0.1 --directory /tmp/site", background=True)
+    hidden = client.get(f"https://{sbx.get_host(8000)}/index.html").status
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    ports = f"{SHELLS}/v1/shells/sh_{sbx.sandbox_id}/ports"
+    httpx.post(ports, headers=admin, json={"port": 8000, "public": True}).raise_for_status()
+    page = None
+    for _ in range(50):
+        page = client.get(f"https://{sbx.get_host(8000)}/index.html")
+        if page.status == 200:
+            break
+        time.sleep(0.2)
     out = {
         "run": run.stdout, "read": sbx.files.read("t.txt"), "health": [health.status, wrong.status],
         "other": other.status, "api": [api.status, [s["sandboxID"] for s in api.json()]],
-        "id": sbx.sandbox_id,
+        "id": sbx.sandbox_id, "port": [hidden, page.status, page.content.decode()],
     }
 finally:
     sbx.kill()
@@ -109,12 +122,14 @@ print(json.dumps(out))
 
 def test_domain_mode_serves_the_sdk_over_tls_and_routes_by_host(door: DomainDoor) -> None:
     key = door.key()
-    values = f"DOMAIN = {f'{DOMAIN}:{door.port}'!r}\nKEY = {key!r}\n"
+    values = f"DOMAIN = {f'{DOMAIN}:{door.port}'!r}\nKEY = {key!r}\nSHELLS = {door.server.url!r}\n"
+    values += f"ADMIN = {door.server.token!r}\n"
     out = run_e2b(values + HOST_ROUTING, door.env(key))
     assert out["run"] == "over tls\n" and out["read"] == "domain mode"
     assert out["health"] == [204, 204]
     assert out["other"] == 401  # the Host names another sandbox: this sandbox's access token is not for it
     assert out["api"] == [200, [out["id"]]]
+    assert out["port"] == [404, 200, "served\n"]  # not exposed, then exposed (public) through the ingress
     with pytest.raises(httpx.HTTPError):  # the door speaks TLS only now
         httpx.get(f"http://127.0.0.1:{door.port}/v2/sandboxes", timeout=10)
     untrusted = run_e2b(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from ..control.request_scope import begin_request
@@ -19,6 +18,7 @@ from .envd.filesystem_service import FilesystemService
 from .envd.gen.filesystem.filesystem_connect import FilesystemASGIApplication
 from .envd.gen.process.process_connect import ProcessASGIApplication
 from .envd.process_service import ProcessService
+from .ports import PortForward
 from .sandboxes import DOOR, Sandboxes
 from .watchers import Watchers
 
@@ -31,6 +31,7 @@ class E2bDoor:
         access = DoorAccess(control, load_secret(control.ctx.settings.data_dir / "e2b-secret"))
         self.domain = control.ctx.settings.e2b_domain
         self.watchers = Watchers()
+        self.ports = PortForward(control)
         self.control_plane = Starlette(routes=Sandboxes(control, access).routes())
         self.envd_http = Starlette(routes=EnvdFiles(control, access).routes())
         self.process = ProcessASGIApplication(ProcessService(control, access))
@@ -46,9 +47,9 @@ class E2bDoor:
         if "e2b-sandbox-id" not in headers:
             await self.control_plane(scope, receive, send)
             return
-        if headers.get("e2b-sandbox-port", ENVD_PORT) != ENVD_PORT:
-            message = "Sandbox ports are not served on this door; expose the port through Shells' ingress."
-            await JSONResponse({"code": 502, "message": message}, 502)(scope, receive, send)
+        port = headers.get("e2b-sandbox-port", ENVD_PORT)
+        if port != ENVD_PORT:  # a user port: Shells' ingress serves it, on its own terms
+            await self.ports(scope, receive, send, headers["e2b-sandbox-id"], port)
             return
         path: str = scope["path"]
         if path.startswith("/process.Process/"):
@@ -60,3 +61,4 @@ class E2bDoor:
 
     async def close(self) -> None:
         await self.watchers.close()
+        await self.ports.close()
