@@ -94,6 +94,7 @@ def serve(settings: Settings) -> None:
             f"The API port {settings.host}:{settings.port} (--port, SHELLS_PORT) is in use, perhaps by "
             "another Shells instance; choose another port."
         )
+    door_tls = _door_tls(settings)  # a wrong domain-mode setting is refused before anything starts
     settings = replace(settings, ingress_port=choose_ingress_port(settings))
     log = logging.getLogger(__name__)
     log.info("exposed ports answer on %s:%d", settings.ingress_host, settings.ingress_port)
@@ -102,12 +103,9 @@ def serve(settings: Settings) -> None:
     door = None
     served: ASGIApp = app
     sockets: list[socket.socket] | None = None
-    door_tls: ssl.SSLContext | None = None
-    if settings.e2b_port or settings.e2b_domain:
+    if settings.e2b_port:
         from .e2b.app import E2bDoor
-        from .e2b.domain import door_tls as make_door_tls
 
-        door_tls = make_door_tls(settings)
         door = E2bDoor(control)
         served = ByPort(app, {settings.e2b_port: door})
         sockets = [_bind(settings.host, settings.port), _bind(settings.host, settings.e2b_port)]
@@ -121,6 +119,15 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=SHUTDOWN_BACKSTOP_S,
     )
     _Server(config, control, app.state.drain, door, door_tls).run(sockets=sockets)
+
+
+def _door_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The E2B door's TLS in domain mode (``e2b.domain``), None otherwise."""
+    if not settings.e2b_domain:
+        return None
+    from .e2b.domain import door_tls
+
+    return door_tls(settings)
 
 
 def _bind(host: str, port: int) -> socket.socket:
