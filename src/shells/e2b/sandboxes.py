@@ -440,7 +440,7 @@ class Sandboxes:
         if not template.startswith(SNAPSHOT_PREFIX):
             raise Conflict(
                 "The E2B door deletes snapshots only; delete Shells templates through Shells' API "
-                "(shells template delete).",
+                "(`shells template rm`, `DELETE /v1/templates/{name}`).",
                 {"template": template[:80]},
             )
         snap = find_snapshot(self.control.ctx.store, principal, template)
