@@ -1,7 +1,7 @@
 """What the E2B door adds: E2B's own SDK (from PyPI, in its own virtualenv) against Shells' SDK, on
 one server, in the same run.
 
-    python -m benchmarks.bench_e2b [--runs 40] [--creates 8]
+    python -m benchmarks.bench_e2b [--runs 40] [--creates 8] [--domain]
 
 - create → first output: ``Sandbox.create()`` then ``commands.run("echo hi")`` against
   ``client.create(template="e2b-base:1", network="internet")`` then ``commands.run(...)`` of the
@@ -15,8 +15,12 @@ one server, in the same run.
   adds from what E2B's client library costs.
 
 The E2B side runs in a worker process of the SDK's virtualenv, driven one operation at a time and
-timing itself; the two sides alternate, so both see the same server and machine state. Prints
-medians and the difference (goal: the door adds under 2 ms to a round trip).
+timing itself; the two sides alternate (round trips and creates alike), so both see the same server
+and machine state. Prints medians and the difference (goal: the door adds under 2 ms to a round trip).
+
+``--domain`` runs the door in domain mode: TLS with a certificate from a CA the benchmark makes, the
+E2B side pointed at it by ``E2B_DOMAIN`` alone (``*.e2b.localhost``, loopback), so the rows show
+what E2B code that sets only its domain pays (TLS included) against Shells' SDK over plain HTTP.
 """
 
 from __future__ import annotations
@@ -25,23 +29,27 @@ import argparse
 import base64
 import json
 import shutil
+import ssl
 import statistics
 import struct
 import subprocess
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from tests.e2e.e2b_sdk import sdk_python
 from tests.e2e.harness import ServerProcess, free_port
+from tests.support.test_ca import issue
 
 from shells import Shells
 
 TARGET_MS = 2.0
 BASE = "e2b-base:1"
 ROUND_TRIP = ["/bin/bash", "-l", "-c", "true"]
+DOMAIN = "e2b.localhost"
 WORKER = textwrap.dedent(
     """
     import json, sys, time
@@ -68,8 +76,8 @@ WORKER = textwrap.dedent(
 
 
 class E2bWorker:
-    def __init__(self, url: str, key: str) -> None:
-        env = {"E2B_API_URL": url, "E2B_SANDBOX_URL": url, "E2B_API_KEY": key, "PATH": "/usr/bin:/bin"}
+    def __init__(self, env: dict[str, str]) -> None:
+        env = {**env, "PATH": "/usr/bin:/bin"}
         self.proc = subprocess.Popen(
             [str(sdk_python()), "-c", WORKER],
             stdin=subprocess.PIPE,
@@ -98,14 +106,17 @@ def connect_start_body(argv: list[str]) -> bytes:
     return struct.pack(">BI", 0, len(message)) + message
 
 
-def raw_pairs(door_url: str, server: ServerProcess, key: str, runs: int) -> tuple[list[float], list[float]]:
+def raw_pairs(
+    door_url: str, server: ServerProcess, key: str, runs: int, verify: ssl.SSLContext | bool = True
+) -> tuple[list[float], list[float]]:
     """Round trips over plain HTTP: the door's Process.Start against REST's exec, alternating."""
-    api = httpx.Client(base_url=door_url, headers={"X-API-KEY": key}, timeout=60)
+    api = httpx.Client(base_url=door_url, headers={"X-API-KEY": key}, timeout=60, verify=verify)
     sandbox = api.post("/sandboxes", json={"templateID": "base", "timeout": 3600}).json()
     root = base64.b64encode(b"root:").decode()
     envd = httpx.Client(
         base_url=door_url,
         timeout=60,
+        verify=verify,
         headers={
             "E2b-Sandbox-Id": sandbox["sandboxID"],
             "X-Access-Token": sandbox["envdAccessToken"],
@@ -128,11 +139,7 @@ def raw_pairs(door_url: str, server: ServerProcess, key: str, runs: int) -> tupl
         return ms_since(t)
 
     door(), own()
-    door_ms, own_ms = [], []
-    for i in range(runs):
-        pair = (door, own) if i % 2 else (own, door)
-        for fn in pair:
-            (door_ms if fn is door else own_ms).append(fn())
+    door_ms, own_ms = alternating(runs, door, own)
     api.delete(f"/sandboxes/{sandbox['sandboxID']}")
     for client in (api, envd, rest):
         client.close()
@@ -158,14 +165,47 @@ def row(name: str, door: list[float], own: list[float]) -> str:
     return f"{name:<32} {med_own:>10.2f} {med_door:>10.2f} {diff:>+10.2f} {ratio:>7.2f}x"
 
 
+def alternating(
+    runs: int, door: Callable[[], float], own: Callable[[], float]
+) -> tuple[list[float], list[float]]:
+    """``runs`` timings of each, the one going first alternating from run to run."""
+    door_ms: list[float] = []
+    own_ms: list[float] = []
+    for i in range(runs):
+        for fn in (door, own) if i % 2 == 0 else (own, door):
+            (door_ms if fn is door else own_ms).append(fn())
+    return door_ms, own_ms
+
+
+def domain_mode(data_dir: Path, port: int) -> tuple[dict[str, str], Path]:
+    """The server's settings for the door's domain mode, and the CA its certificate comes from."""
+    tls = issue(data_dir, (f"*.{DOMAIN}", f"api.{DOMAIN}"), "bench_e2b CA")
+    env = {
+        "SHELLS_E2B_DOMAIN": DOMAIN,
+        "SHELLS_E2B_TLS_CERT_FILE": str(tls.cert),
+        "SHELLS_E2B_TLS_KEY_FILE": str(tls.key),
+    }
+    return env, tls.ca
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--creates", type=int, default=8)
+    parser.add_argument("--domain", action="store_true", help="the door in domain mode (TLS, E2B_DOMAIN)")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="shells-bench-e2b-", dir="/var/tmp"))
     port = free_port()
-    server = ServerProcess(data_dir, warm_pool=0, env={"SHELLS_E2B_PORT": str(port)})
+    env = {"SHELLS_E2B_PORT": str(port)}
+    door_url = f"http://127.0.0.1:{port}"
+    verify: ssl.SSLContext | bool = True
+    if args.domain:
+        domain_env, ca = domain_mode(data_dir, port)
+        env |= domain_env
+        door_url = f"https://127.0.0.1:{port}"
+        verify = ssl.create_default_context(cafile=str(ca))
+        verify.check_hostname = False  # the raw rows reach the listener by address
+    server = ServerProcess(data_dir / "server", warm_pool=0, env=env)
     server.start()
     try:
         with Shells(server.url, server.token) as client:
@@ -179,32 +219,34 @@ def main() -> None:
                 "shells.files",
             ]
             key = client.tokens.create(scopes, e2b=True).token
-            worker = E2bWorker(f"http://127.0.0.1:{port}", key)
+            if args.domain:
+                sdk_env = {"E2B_DOMAIN": f"{DOMAIN}:{port}", "SSL_CERT_FILE": str(ca), "E2B_API_KEY": key}
+            else:
+                sdk_env = {"E2B_API_URL": door_url, "E2B_SANDBOX_URL": door_url, "E2B_API_KEY": key}
+            worker = E2bWorker(sdk_env)
             shell = client.create(template=BASE, network="internet")
             try:
-                door_rt: list[float] = []
-                own_rt: list[float] = []
                 for _ in range(3):  # warm both paths
                     worker.time("round_trip")
                     shell.commands.run(ROUND_TRIP)
-                for i in range(args.runs):
+
+                def own_round_trip() -> float:
                     t = time.perf_counter()
-                    if i % 2:
-                        shell.commands.run(ROUND_TRIP)
-                        own_rt.append(ms_since(t))
-                        door_rt.append(worker.time("round_trip"))
-                    else:
-                        door_rt.append(worker.time("round_trip"))
-                        t = time.perf_counter()
-                        shell.commands.run(ROUND_TRIP)
-                        own_rt.append(ms_since(t))
-                raw_door, raw_own = raw_pairs(f"http://127.0.0.1:{port}", server, key, args.runs)
-                door_create = [worker.time("create") for _ in range(args.creates)]
-                own_create = [shells_create(client) for _ in range(args.creates)]
+                    shell.commands.run(ROUND_TRIP)
+                    return ms_since(t)
+
+                door_rt, own_rt = alternating(args.runs, lambda: worker.time("round_trip"), own_round_trip)
+                raw_door, raw_own = raw_pairs(door_url, server, key, args.runs, verify)
+                door_create, own_create = alternating(
+                    args.creates, lambda: worker.time("create"), lambda: shells_create(client)
+                )
             finally:
                 shell.kill()
                 worker.close()
-        print(f"{'median ms':<32} {'shells sdk':>10} {'e2b door':>10} {'diff':>10} {'ratio':>8}")
+        mode = "domain mode, TLS" if args.domain else "header mode"
+        print(
+            f"{'median ms (' + mode + ')':<32} {'shells sdk':>10} {'e2b door':>10} {'diff':>10} {'ratio':>8}"
+        )
         print(row("commands.run round trip", door_rt, own_rt))
         print(row("same, plain HTTP (server side)", raw_door, raw_own))
         print(row("create -> first output", door_create, own_create))

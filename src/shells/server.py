@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import ssl
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -92,6 +94,7 @@ def serve(settings: Settings) -> None:
             f"The API port {settings.host}:{settings.port} (--port, SHELLS_PORT) is in use, perhaps by "
             "another Shells instance; choose another port."
         )
+    door_tls = _door_tls(settings)  # a wrong domain-mode setting is refused before anything starts
     settings = replace(settings, ingress_port=choose_ingress_port(settings))
     log = logging.getLogger(__name__)
     log.info("exposed ports answer on %s:%d", settings.ingress_host, settings.ingress_port)
@@ -115,7 +118,16 @@ def serve(settings: Settings) -> None:
         ws_max_size=WS_MAX_MESSAGE,
         timeout_graceful_shutdown=SHUTDOWN_BACKSTOP_S,
     )
-    _Server(config, control, app.state.drain, door).run(sockets=sockets)
+    _Server(config, control, app.state.drain, door, door_tls).run(sockets=sockets)
+
+
+def _door_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The E2B door's TLS in domain mode (``e2b.domain``), None otherwise."""
+    if not settings.e2b_domain:
+        return None
+    from .e2b.domain import door_tls
+
+    return door_tls(settings)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -147,11 +159,40 @@ class _Server(uvicorn.Server):
     by themselves) and the API drains (``api.drain``: 503 to new requests, command streams end after
     the grace); what still runs after that gets SHUTDOWN_BACKSTOP_S, then is cancelled."""
 
-    def __init__(self, config: uvicorn.Config, control: Control, drain: Drain, door: E2bDoor | None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        control: Control,
+        drain: Drain,
+        door: E2bDoor | None,
+        door_tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(config)
         self.control = control
         self.drain = drain
         self.door = door
+        self.door_tls = door_tls
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """The E2B door's listener (the last socket) speaks TLS in domain mode, the others not:
+        uvicorn takes one TLS setting for all, so the door's listener is added here with its own."""
+        if self.door_tls is None or not sockets:
+            await super().startup(sockets)
+            return
+        *plain, door_socket = sockets
+        await super().startup(plain)
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return made
+
+        listener = await asyncio.get_running_loop().create_server(
+            protocol, sock=door_socket, ssl=self.door_tls, backlog=config.backlog
+        )
+        self.servers.append(listener)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.control.feed.close()

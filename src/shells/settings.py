@@ -108,6 +108,14 @@ class Settings:
     e2b_port: int = 0
     """The port of the E2B door (``shells serve --e2b-port``; docs/e2b.md): E2B's control plane and
     in-sandbox protocol on one listener of ``host``. 0 (the default) serves no door."""
+    e2b_domain: str = ""
+    """Domain mode of the E2B door (``shells serve --e2b-domain``; docs/e2b.md): the door's listener
+    speaks TLS and answers ``api.{domain}`` (control plane) and ``{port}-{sandbox id}.{domain}``
+    (a sandbox), for E2B code that sets ``E2B_DOMAIN``. Empty: header mode only, plain HTTP."""
+    e2b_tls_cert_file: Path | None = None
+    e2b_tls_key_file: Path | None = None
+    """The door's certificate (PEM, its chain after it) for ``*.{e2b_domain}`` and its key, required
+    in domain mode."""
     secrets_key_file: Path | None = None
     """The key that seals tenant secrets: 32 random bytes, made with mode 0600 at first start.
     None: ``data_dir/secrets.key``. Keep it out of database backups."""

@@ -11,7 +11,6 @@ signed by a test CA of its own, that records every request head it reads.
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import ssl
 import tempfile
@@ -19,13 +18,9 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from shells.runtime.host import netns
 from tests.support.fake_internet import FakeInternet, _ip
+from tests.support.test_ca import issue
 
 NAMES = ("api.fake.test", "other.fake.test")
 _CHUNK = 64 * 1024
@@ -37,7 +32,7 @@ class FakeHttps:
     ):
         self.internet, self.address, self.names = internet, address, names
         self._dir = Path(tempfile.mkdtemp(prefix="shells-fakehttps-", dir="/var/tmp"))
-        self.ca_file = self._dir / "ca.pem"
+        self.ca_file = self._dir / "ca.pem"  # written by ``issue`` on entry
         self._heads: list[bytes] = []
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
@@ -46,7 +41,8 @@ class FakeHttps:
     def __enter__(self) -> FakeHttps:
         _ip("addr", "add", f"{self.address}/32", "dev", "lo", netns_path=self.internet.netns_path)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self._make_certificates())
+        tls = issue(self._dir, self.names, "fake internet test CA")
+        ctx.load_cert_chain(tls.cert, tls.key)
 
         def bound() -> socket.socket:
             sock = socket.socket()
@@ -117,47 +113,3 @@ class FakeHttps:
             pass
         finally:
             raw.close()
-
-    def _make_certificates(self) -> Path:
-        now = dt.datetime.now(dt.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake internet test CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        leaf = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.names[0])]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in self.names]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        chain = self._dir / "server.pem"
-        chain.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            + leaf.public_bytes(serialization.Encoding.PEM)
-        )
-        return chain

@@ -17,6 +17,7 @@ import {
   ShellNotFound,
   Shells,
   ShellsError,
+  SnapshotNotFound,
   Terminal,
   Unauthenticated,
   type CommandEvent,
@@ -96,6 +97,10 @@ test("every action a container can do, on the handle and in the flat form", asyn
     const snap = await shell.actions.snapshot("before-wipe");
     assert.equal(snap.shellId, shell.id);
     assert.ok((await shells.snapshots.list({ shellId: shell.id })).some((s) => s.id === snap.id));
+    const extra = await shell.actions.snapshot("deleted");
+    await shells.snapshots.delete(extra.id);
+    assert.ok(!(await shells.snapshots.list({ shellId: shell.id })).some((s) => s.id === extra.id));
+    await assert.rejects(shells.snapshots.delete(extra.id), SnapshotNotFound);
     assert.equal(typeof (await shell.actions.logs(4096)), "string");
     await shell.actions.reinstallOs();
     assert.equal((await shell.commands.run("cat /etc/marker; cat /workspace/kept")).stdout, "1");

@@ -23,6 +23,7 @@ from .routes_processes import router as processes_router
 from .routes_run import router as run_router
 from .routes_samples import router as samples_router
 from .routes_secrets import router as secrets_router
+from .routes_snapshots import router as snapshots_router
 from .routes_templates import router as templates_router
 from .routes_ttl import router as ttl_router
 from .routes_webhooks import router as webhooks_router
@@ -69,6 +70,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(events_router)
     app.include_router(webhooks_router)
     app.include_router(samples_router)
+    app.include_router(snapshots_router)
     console.install(app)
     openapi_doc.install(app)
     return app

@@ -19,6 +19,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             warm_pool_size=args.warm_pool,
             e2b_port=args.e2b_port,
+            e2b_domain=args.e2b_domain,
         )
     )
     return 0
@@ -69,6 +70,11 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--port", type=int, default=None)
     s.add_argument("--warm-pool", type=int, default=None, help="pre-started shells kept ready (default 2)")
     s.add_argument("--e2b-port", type=int, default=None, help="serve the E2B door on this port (docs/e2b.md)")
+    s.add_argument(
+        "--e2b-domain",
+        default=None,
+        help="E2B door domain mode (TLS): api.D, {port}-{id}.D; needs SHELLS_E2B_TLS_CERT_FILE, _KEY_FILE",
+    )
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("prepare", help="prepare the host and build the base template, then exit")

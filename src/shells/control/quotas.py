@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..domain.errors import QuotaExceeded
+from ..domain.errors import BudgetExceeded, QuotaExceeded
 from ..domain.shapes import SHAPES, Shape
 from ..domain.tenancy import Limits
 from ..settings import Settings
@@ -98,6 +98,21 @@ class Quotas:
             raise _exceeded(
                 "max_memory_mib", limits.max_memory_mib, used.memory_mib, "use a smaller shape or " + fix
             )
+
+    def fitting(self, tenant: str, shape: Shape, wanted: int) -> tuple[int, QuotaExceeded | None]:
+        """How many of ``wanted`` more shells of ``shape`` fit the tenant's quotas, and the quota the
+        next one would exceed (None if all fit). BudgetExceeded is raised: a reached cap refuses all."""
+        refused: QuotaExceeded | None = None
+        for count in range(wanted, 0, -1):
+            try:
+                self.check_shell(tenant, shape, count)
+            except BudgetExceeded:
+                raise
+            except QuotaExceeded as exc:
+                refused = exc
+                continue
+            return count, refused
+        return 0, refused
 
     @contextmanager
     def snapshot_slot(self, tenant: str) -> Iterator[None]:

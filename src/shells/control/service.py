@@ -41,6 +41,7 @@ from .run_code import RunCode
 from .samples import ShellSamples
 from .secret_box import SecretBox, load_or_create_key
 from .secrets import Secrets, ShellEgress
+from .snapshots import delete_snapshot
 from .suspend import Suspension
 from .templates import Templates
 from .tenancy import Tenancy
@@ -182,3 +183,7 @@ class Control:
     def snapshots(self, principal: Principal, shell_id: str | None = None) -> list[SnapshotRecord]:
         require(principal, access.READ.scope)
         return visible_snapshots(self.ctx.store, principal, shell_id)
+
+    async def delete_snapshot(self, principal: Principal, snapshot_id: str, door: str) -> SnapshotRecord:
+        """Delete a snapshot (``control.snapshots``): its record, then the host's copy."""
+        return await delete_snapshot(self.ctx, principal, snapshot_id, door)

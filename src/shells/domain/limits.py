@@ -70,6 +70,8 @@ E2B_MAX_WATCHERS = 32
 """Polling directory watchers one sandbox may hold on the E2B door."""
 E2B_MAX_WATCHER_EVENTS = 10_000
 """Changes a polling watcher keeps between two polls (the oldest are dropped past it)."""
+E2B_PORT_CONNECT_TIMEOUT_S = 10.0
+"""How long the E2B door waits for Shells' ingress to take a forwarded user-port request."""
 OCI_MANIFEST_MAX_BYTES = 4 * 1024 * 1024
 """Largest manifest, image index or image config the registry client reads (``runtime.oci``)."""
 OCI_MAX_LAYERS = 127

@@ -15,21 +15,33 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..control.auth import find_snapshot
-from ..control.request_scope import current_request
-from ..control.requests import CreateShellRequest, parse_network_policy, parse_ttl
+from ..control.request_scope import current_request, note_outcome
+from ..control.requests import MAX_FORKS, CreateShellRequest, parse_network_policy, parse_ttl
 from ..control.service import Control
+from ..control.snapshots import shells_from
 from ..domain.capabilities import Capability
-from ..domain.errors import Conflict, InvalidRequest, PayloadTooLarge, ShellsError
+from ..domain.errors import (
+    AgentError,
+    Conflict,
+    InvalidRequest,
+    PayloadTooLarge,
+    QuotaExceeded,
+    RuntimeFailure,
+    ShellsError,
+    Timeout,
+    Unavailable,
+)
 from ..domain.execution import ExecSpec, collect
 from ..domain.isolation import Language, Runtime, parse_enum
 from ..domain.limits import E2B_MAX_METADATA, E2B_MAX_PAGE, MAX_JSON_BODY_BYTES
 from ..domain.network import NetworkMode
 from ..domain.principal import Principal
-from ..domain.shapes import get_shape
+from ..domain.samples import Sample
+from ..domain.shapes import Shape, get_shape
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from .access import DoorAccess
-from .errors import api_error
+from .errors import api_error, api_status
 from .ids import sandbox_id, shell_id
 
 DOOR = "e2b"
@@ -45,6 +57,10 @@ BASE_TEMPLATE = "e2b-base:1"
 Node (``runtime/templates/builtin/e2b-base.toml``)."""
 DEFAULT_USER = "user"
 MAX_SNAPSHOT_NAME = 128
+SNAPSHOT_PREFIX = "snap_"
+CHILD_FAILURES = (QuotaExceeded, RuntimeFailure, AgentError, Timeout, Unavailable)
+"""Failures of a fork's children (quota, the host starting them), answered per child; any other
+refusal is of the sandbox itself and fails the call."""
 RUNTIME_METADATA = "shells.runtime"
 """Metadata key choosing the isolation class of a new sandbox (``container`` unless given)."""
 ENSURE_USER = (
@@ -184,7 +200,7 @@ def parse_new_sandbox(body: Mapping[str, Any]) -> CreateShellRequest:
     env = _str_map(body, "envVars")
     policy = parse_network_policy(network_body(body.get("network"), body.get("allow_internet_access", True)))
     runtime = parse_enum(Runtime, metadata.get(RUNTIME_METADATA, Runtime.CONTAINER.value), RUNTIME_METADATA)
-    snapshot = template if template.startswith("snap_") else None
+    snapshot = template if template.startswith(SNAPSHOT_PREFIX) else None
     return CreateShellRequest(
         language=Language.BASH,
         runtime=runtime,
@@ -196,6 +212,33 @@ def parse_new_sandbox(body: Mapping[str, Any]) -> CreateShellRequest:
         timeout_s=timeout,
         on_timeout="pause" if auto_pause else "kill",
     )
+
+
+def _unix(request: Request, name: str) -> float | None:
+    """A Unix-seconds query parameter (E2B: an integer from 0), or None when absent."""
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return None
+    if not text.isdigit():
+        raise InvalidRequest(f"'{name}' must be Unix seconds (a whole number from 0).", {"field": name})
+    return float(text)
+
+
+def sandbox_metric(sample: Sample, shape: Shape) -> dict[str, Any]:
+    """One Shells sample as E2B's ``SandboxMetric`` (every field required by the SDK)."""
+    at = datetime.fromtimestamp(sample.at, UTC)
+    cpu = 0.0 if sample.cpu_percent is None else min(100.0, sample.cpu_percent / shape.vcpus)
+    return {
+        "timestamp": _iso(at),
+        "timestampUnix": int(sample.at),
+        "cpuCount": max(1, round(shape.vcpus)),
+        "cpuUsedPct": round(cpu, 2),
+        "memUsed": sample.memory_bytes or 0,
+        "memTotal": shape.memory_bytes,
+        "memCache": 0,
+        "diskUsed": sample.disk_bytes or 0,
+        "diskTotal": shape.disk_mib * 1024 * 1024,
+    }
 
 
 class Sandboxes:
@@ -240,6 +283,7 @@ class Sandboxes:
             route("/templates/{template}", self.delete_template, "DELETE"),
             route("/sandboxes/{sandbox}/fork", self.fork, "POST"),
             route("/sandboxes/{sandbox}/network", self.update_network, "PUT"),
+            route("/sandboxes/{sandbox}/metrics", self.metrics, "GET"),
         ]
 
     def _sandbox(self, shell: ShellRecord, principal: Principal) -> dict[str, Any]:
@@ -392,26 +436,58 @@ class Sandboxes:
         return JSONResponse(body, headers=headers)
 
     async def delete_template(self, request: Request, principal: Principal) -> Response:
-        raise Conflict(
-            "Deleting templates or snapshots is not served by the E2B door yet; they stay until the "
-            "Shells API removes them.",
-            {"template": request.path_params["template"][:80]},
-        )
+        """Delete a snapshot (the SDK's ``delete_snapshot``): 404 for an unknown one, 400 while
+        sandboxes created from it exist, as E2B refuses a template sandboxes still use."""
+        template = request.path_params["template"]
+        if not template.startswith(SNAPSHOT_PREFIX):
+            raise Conflict(
+                "The E2B door deletes snapshots only; delete Shells templates through Shells' API "
+                "(`shells template rm`, `DELETE /v1/templates/{name}`).",
+                {"template": template[:80]},
+            )
+        snap = find_snapshot(self.control.ctx.store, principal, template)
+        users = shells_from(self.control.ctx, snap)
+        if users:
+            raise InvalidRequest(
+                f"Cannot delete snapshot '{snap.id}' because sandboxes created from it still exist "
+                f"({', '.join(sandbox_id(u) for u in users[:5])}); kill them first.",
+                {"template": snap.id},
+            )
+        await self.control.delete_snapshot(principal, snap.id, DOOR)
+        return Response(status_code=204)
 
     async def fork(self, request: Request, principal: Principal) -> Response:
         """``count`` children of the sandbox from its current state (a microvm; a container class
-        answers 409). Shells forks all or none, so every result is a sandbox, or the call fails."""
+        answers 409), one result each: a sandbox, or why that child did not start. Children the
+        tenant's quotas have no room for are refused one by one (429, as E2B's concurrency limit);
+        a host failure while the children start fails every child of the call (Shells starts them
+        all or none). Refusals of the sandbox itself (unknown, paused, another class) fail the call."""
         body = await _json(request)
         count = body.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FORKS:
+            raise InvalidRequest(f"'count' must be a whole number from 1 to {MAX_FORKS}.", {"field": "count"})
         timeout = _timeout(body, DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S
         target = shell_id(request.path_params["sandbox"])
-        _, result = await self.control.shells.act(
-            principal, target, Capability.FORK.value, DOOR, {"count": count}
-        )
-        children = [
-            self.control.shells.set_timeout(principal, c["id"], timeout, DOOR) for c in result["shells"]
-        ]
-        return JSONResponse([{"sandbox": self._sandbox(child, principal)} for child in children], 201)
+        parent = self.control.shells.get(principal, target)
+        fits, over_quota = self.control.ctx.quotas.fitting(parent.tenant, get_shape(parent.shape), count)
+        refused: ShellsError | None = over_quota
+        results: list[dict[str, Any]] = []
+        if fits:
+            try:
+                _, result = await self.control.shells.act(
+                    principal, target, Capability.FORK.value, DOOR, {"count": fits}
+                )
+            except CHILD_FAILURES as exc:
+                refused = exc
+            else:
+                for child in result["shells"]:
+                    record = self.control.shells.set_timeout(principal, child["id"], timeout, DOOR)
+                    results.append({"sandbox": self._sandbox(record, principal)})
+        if refused is not None:
+            note_outcome(refused.code)
+            failure = {"code": api_status(refused), "message": refused.message}
+            results += [{"error": failure} for _ in range(count - len(results))]
+        return JSONResponse(results, 201)
 
     async def update_network(self, request: Request, principal: Principal) -> Response:
         """Replace the sandbox's egress rules (as at create), applied at once to a running one."""
@@ -435,3 +511,20 @@ class Sandboxes:
         capability = Capability.PAUSE if memory and can_pause else Capability.STOP
         await self.control.shells.act(principal, target, capability.value, DOOR)
         return Response(status_code=204)
+
+    async def metrics(self, request: Request, principal: Principal) -> Response:
+        """The sandbox's samples (``control.samples``: read on the host, never asked of the shell)
+        from ``start`` to ``end`` (Unix seconds; the whole ring by default) in E2B's ``SandboxMetric``
+        shape. ``cpuUsedPct`` is of all the sandbox's vCPUs, as E2B reports it; a paused microvm's
+        samples (no process, so no CPU or memory) are left out."""
+        start, end = _unix(request, "start"), _unix(request, "end")
+        target = shell_id(request.path_params["sandbox"])
+        shell = self.control.shells.get(principal, target)
+        shape = get_shape(shell.shape)
+        return JSONResponse(
+            [
+                sandbox_metric(sample, shape)
+                for sample in self.control.samples.series(principal, target, start, end)
+                if sample.memory_bytes is not None
+            ]
+        )

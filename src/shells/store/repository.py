@@ -397,8 +397,11 @@ class Store:
         with self.tx() as s:
             return set(s.scalars(select(SnapshotRow.id).where(SnapshotRow.deleted_at.is_(None))).all())
 
-    def mark_snapshot_deleted(self, snap_id: str) -> None:
+    def mark_snapshot_deleted(self, snap_id: str, draft: EventDraft | None = None) -> None:
+        """The snapshot no longer kept (its audit event, if given, in the same transaction)."""
         with self.tx() as s:
             row = s.get(SnapshotRow, snap_id)
             if row is not None:
                 row.deleted_at = utcnow()
+                if draft is not None:
+                    s.add(event_row(draft, row.deleted_at))

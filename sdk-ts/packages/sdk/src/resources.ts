@@ -114,4 +114,9 @@ export class Snapshots {
     });
     return camel<Snapshot[]>(answer.snapshots);
   }
+
+  /** Delete one of your snapshots (shells made from it keep running). Rejects with `SnapshotNotFound`. */
+  async delete(snapshotId: string, options: CallOptions = {}): Promise<void> {
+    await this.#http.call("DELETE", `/v1/snapshots/${encodeURIComponent(snapshotId)}`, options);
+  }
 }

@@ -321,3 +321,12 @@ class AsyncSnapshots:
         params = {"shell_id": shell_id} if shell_id else {}
         answer = await self._http.call("GET", "/v1/snapshots", params=params)
         return [from_wire(Snapshot, s) for s in answer["snapshots"]]
+
+    async def delete(self, snapshot_id: str) -> None:
+        """Delete one of your snapshots; shells already created from it keep running.
+
+        Raises:
+            SnapshotNotFound: there is no such snapshot (or it is another tenant's).
+            PermissionDenied: you do not own the shell it was taken of.
+        """
+        await self._http.call("DELETE", f"/v1/snapshots/{snapshot_id}")
