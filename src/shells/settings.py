@@ -99,6 +99,11 @@ class Settings:
     """Extra CA certificates (PEM) the egress proxy trusts for the real hosts it forwards secrets
     to, beside the system's, e.g. for a private API."""
 
+    object_store: str | None = field(default=None, repr=False)
+    """The durable layer (``SHELLS_OBJECT_STORE``, docs/storage.md): where snapshots are kept so any
+    machine sharing the record can start from them. ``http(s)://KEY_ID:SECRET@host[:port]/bucket[/prefix]``
+    of any S3-compatible server (key and secret percent-encoded); None: ``data_dir/objects``."""
+
     @property
     def instance_id(self) -> str:
         """Short stable name of this instance; every host object (cgroup, netns, uid claim) carries it."""

@@ -44,6 +44,8 @@ class World:
     """A secret of tenant a."""
     webhook: str = ""
     """A webhook of tenant a."""
+    snapshot: str = ""
+    """A snapshot of ``shell``."""
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,9 @@ def world(server: ServerProcess) -> Iterator[World]:
     r = world.a_admin.http.post("/v1/webhooks", json={"url": "http://198.51.100.11/", "events": ["*"]})
     assert r.status_code == 201, r.text
     world.webhook = r.json()["id"]
+    r = world.alice.http.post(f"/v1/shells/{world.shell}/actions/snapshot", json={})
+    assert r.status_code == 200, r.text
+    world.snapshot = r.json()["snapshot"]["id"]
     time.sleep(1.1)  # the 1-second token has expired
     yield world
     for caller, shell in ((world.alice, world.shell), (world.b_admin, world.b_shell)):
@@ -94,6 +99,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.a_admin.http.delete(f"/v1/networks/{world.network}")
     world.a_admin.http.delete(f"/v1/secrets/{world.secret}")
     world.a_admin.http.delete(f"/v1/webhooks/{world.webhook}")
+    world.alice.http.delete(f"/v1/snapshots/{world.snapshot}")
     tenancy.close()
 
 
@@ -264,6 +270,7 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/shells/{shell_id}/actions/{action}", {}),
     Endpoint("GET", "/v1/shells/{shell_id}/events"),
     Endpoint("GET", "/v1/snapshots", foreign=None),
+    Endpoint("DELETE", "/v1/snapshots/{name}", foreign="snapshot_not_found", name="snapshot"),
     Endpoint("GET", "/v1/runtimes", scopeless=200, foreign=None),
     Endpoint("POST", "/v1/shells/{shell_id}/exec", {"cmd": ["true"]}),
     Endpoint("POST", "/v1/shells/{shell_id}/run", {"code": "true"}),
@@ -373,6 +380,7 @@ def _ids(world: World, shell: str) -> dict[str, str]:
         "pid": "7777777",  # long: the scrub below replaces every id value in the answers
         "secret": world.secret,
         "webhook_id": world.webhook,
+        "snapshot": world.snapshot,
     }
 
 
@@ -385,6 +393,7 @@ def _missing_ids(world: World) -> dict[str, str]:
         "token_id": new_id("tok"),
         "secret": "NO_SUCH_SECRET",
         "webhook_id": new_id("wh"),
+        "snapshot": new_id("snap"),
     }
 
 

@@ -27,6 +27,7 @@ from ..runtime.faults import reached
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
+from .durable import DurableSnapshots
 from .fork import fork_shell
 from .inflight import Inflight
 from .networking import Networking
@@ -50,9 +51,11 @@ class Lifecycle:
         network: Networking,
         suspension: Suspension,
         secrets: Secrets | None = None,
+        durable: DurableSnapshots | None = None,
     ) -> None:
         self.ctx = ctx
         self.secrets = secrets
+        self.durable = durable
         self.pool = pool
         self.templates = templates
         self.network = network
@@ -104,6 +107,8 @@ class Lifecycle:
                     f"Snapshot '{snap.id}' was taken of a {snap.runtime} shell; "
                     f"create it with runtime '{snap.runtime}'."
                 )
+            if self.durable is not None:  # taken on another machine: fetched from the object store
+                await self.durable.ensure_here(snap)
             template = snap.template
         elif req.runtime is Runtime.WASM:
             template = wasm_template(req)
@@ -408,6 +413,8 @@ class Lifecycle:
                         snap,
                         self._action_draft(principal, shell, door, cap, details={"snapshot": snap.id}),
                     )
+                if self.durable is not None:
+                    self.durable.upload_later(snap)
                 return shell, {"snapshot": snap.to_public()}
             case _:
                 raise ActionNotSupported(f"'{cap}' is not implemented for {shell.runtime} shells yet.")

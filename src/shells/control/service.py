@@ -7,11 +7,13 @@ from typing import Any
 
 from .. import __version__
 from ..domain import access
+from ..domain.errors import InvalidRequest
 from ..domain.isolation import PRESET_TEMPLATES, Language, Runtime
 from ..domain.principal import Principal
 from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
+from ..objects.store import ObjectStore, open_store
 from ..runtime.backend import Backend
 from ..runtime.host.local_addresses import local_addresses
 from ..runtime.network.contract import InstanceNetwork
@@ -24,6 +26,7 @@ from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
 from .dockerfile_builds import DockerfileBuilds
+from .durable import DurableSnapshots
 from .expiry import Expiry
 from .feed import Feed
 from .image_templates import ImageTemplates
@@ -76,8 +79,15 @@ class Control:
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
+        self.durable = DurableSnapshots(self.ctx, _object_store(settings))
         self.shells = Lifecycle(
-            self.ctx, self.pool, self.templates, self.network, self.suspension, secrets=self.secrets
+            self.ctx,
+            self.pool,
+            self.templates,
+            self.network,
+            self.suspension,
+            secrets=self.secrets,
+            durable=self.durable,
         )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)
@@ -95,6 +105,7 @@ class Control:
         """Prepare the host, reconcile records with it, and start the warm pool."""
         self.ctx.store.migrate()
         self.auth.ensure_admin_token(self.ctx.settings.admin_token_path)
+        await self.durable.check()
         for backend in self.ctx.backends.values():
             await backend.prepare()
         await self.templates.reconcile()
@@ -103,6 +114,7 @@ class Control:
             await self.egress.listen(address)
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
+        await self.durable.start()
         self.pool.start()
         self.suspension.start()
         self.expiry.start()
@@ -115,6 +127,7 @@ class Control:
         await self.processes.close()
         self.feed.close()
         await self.ctx.background.stop()
+        await self.durable.close()
         self.samples.close()
         await self.webhooks.stop()
         await self.egress.close()
@@ -171,3 +184,10 @@ class Control:
     def snapshots(self, principal: Principal, shell_id: str | None = None) -> list[SnapshotRecord]:
         require(principal, access.READ.scope)
         return visible_snapshots(self.ctx.store, principal, shell_id)
+
+
+def _object_store(settings: Settings) -> ObjectStore:
+    try:
+        return open_store(settings.object_store, settings.data_dir / "objects")
+    except ValueError as exc:
+        raise InvalidRequest(f"SHELLS_OBJECT_STORE: {exc}.") from None

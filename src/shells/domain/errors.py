@@ -57,7 +57,8 @@
     │   └── RequestTimeout           request_timeout         the request body did not arrive in time (408)
     └── Unavailable                  unavailable             server unreachable, or connection dropped
         ├── ShuttingDown             shutting_down           the server is draining before it stops
-        └── RecordUnavailable        record_unavailable      the database did not answer; retry
+        ├── RecordUnavailable        record_unavailable      the database did not answer; retry
+        └── ObjectStoreUnavailable   object_store_unavailable the object store did not answer; retry
         └── ShuttingDown             shutting_down           the server is stopping; try again (Retry-After)
 
 Messages are written for the person who has to fix the input: they say what was wrong and what to
@@ -312,6 +313,13 @@ class RecordUnavailable(Unavailable):
     transaction that met it was rolled back, so sending the request again is safe once it is back."""
 
     code = "record_unavailable"
+
+
+class ObjectStoreUnavailable(Unavailable):
+    """The instance's object store did not answer or refused a request (docs/storage.md): what
+    needed it (fetching a snapshot another machine took) did nothing; retry once it is back."""
+
+    code = "object_store_unavailable"
 
 
 def _all_error_classes() -> list[type[ShellsError]]:

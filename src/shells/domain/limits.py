@@ -106,3 +106,10 @@ WARM_POOL_MEMORY_SHARE = 0.1
 IDLE_SHELL_BYTES = 16 * 1024 * 1024
 """What one idle container shell is counted to hold for the pool's bound (measured: under 10 MB
 PSS, agent included, ``benchmarks/bench_density.py``)."""
+DURABLE_UPLOADS = 2
+"""Snapshots packed and uploaded to the object store at once (per server): each packs with zstd
+on every core, so more would only slow requests."""
+DURABLE_RETRY_FIRST_S = 1.0
+DURABLE_RETRY_MAX_S = 300.0
+"""Waits between tries of an upload that failed (the store unreachable, a disk error): the first,
+then doubling up to the last, until it succeeds or the snapshot is deleted."""

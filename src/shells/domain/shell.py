@@ -115,6 +115,22 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class StoredPart:
+    """One file of a snapshot in the object store: a blob named by its content's SHA-256."""
+
+    name: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> StoredPart:
+        return cls(str(doc["name"]), str(doc["sha256"]), int(doc["size"]))
+
+
+@dataclass(frozen=True)
 class SnapshotRecord:
     id: str
     tenant: str
@@ -124,6 +140,9 @@ class SnapshotRecord:
     language: Language
     created_at: datetime
     name: str = ""
+    durable_at: datetime | None = None
+    """When the object store held all of it (docs/storage.md); None while the upload runs."""
+    parts: tuple[StoredPart, ...] = ()
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -134,4 +153,7 @@ class SnapshotRecord:
             "language": self.language.value,
             "name": self.name,
             "created_at": self.created_at.isoformat(),
+            "durable": self.durable_at is not None,
+            "durable_at": None if self.durable_at is None else self.durable_at.isoformat(),
+            "size_bytes": sum(p.size for p in self.parts) if self.parts else None,
         }

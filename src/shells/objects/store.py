@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -86,12 +86,27 @@ class ObjectStore(Protocol):
 
     async def list(self, prefix: str) -> list[str]: ...
 
+    async def check(self) -> None:
+        """That the store answers and these credentials may use it (called at start-up)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
-async def put_blob(store: ObjectStore, path: Path) -> str:
-    """Store ``path`` under its content's digest (once: a blob already there is not sent again)."""
+def open_store(url: str | None, local_root: Path) -> ObjectStore:
+    """The store ``SHELLS_OBJECT_STORE`` names (``S3Location.parse``), or a directory without one;
+    a malformed URL raises ValueError with what to fix."""
+    if url is None:
+        return LocalObjects(local_root)
+    return S3Objects(S3Location.parse(url))
+
+
+async def put_blob(store: ObjectStore, path: Path, on_digest: Callable[[str], object] | None = None) -> str:
+    """Store ``path`` under its content's digest (once: a blob already there is not sent again);
+    ``on_digest`` hears the digest before anything is sent."""
     sha256 = await anyio.to_thread.run_sync(file_sha256, path)
+    if on_digest is not None:
+        on_digest(sha256)
     if await store.head(blob_key(sha256)) is None:
         await store.put(blob_key(sha256), path)
     return sha256
@@ -193,6 +208,9 @@ class LocalObjects:
     async def list(self, prefix: str) -> list[str]:
         found = [str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()]
         return sorted(k for k in found if k.startswith(prefix) and not Path(k).name.startswith("."))
+
+    async def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
 
     async def aclose(self) -> None:
         return None

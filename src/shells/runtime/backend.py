@@ -162,6 +162,14 @@ class Backend(Protocol):
 
     async def delete_snapshot(self, snapshot_id: str) -> None: ...
 
+    async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
+        """Write snapshot ``snapshot_id`` as files in ``dest`` for the object store (part name →
+        file). A class whose snapshots cannot leave this host raises ActionNotSupported."""
+
+    async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        """Make snapshot ``snapshot_id`` on this host from the files ``export_snapshot`` wrote on
+        another (nothing if it is here already)."""
+
     async def logs(self, host_id: str, max_bytes: int) -> bytes: ...
 
     async def inventory(self) -> HostInventory: ...

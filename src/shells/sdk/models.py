@@ -269,6 +269,11 @@ class Snapshot:
     language: str = ""
     name: str = ""
     created_at: datetime | None = None
+    durable: bool = False
+    """Whether the object store holds all of it, so any machine of the instance can start from it."""
+    durable_at: datetime | None = None
+    size_bytes: int | None = None
+    """What it takes in the object store (None until it is durable)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +18,7 @@ from ..domain.clock import SYSTEM_CLOCK, Clock
 from ..domain.errors import RecordUnavailable, ShellNotFound
 from ..domain.isolation import Language, Runtime
 from ..domain.network import NetworkMode, NetworkPolicy
-from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord
+from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord, StoredPart
 from ..domain.states import ShellState, transition
 from .tables import EventRow, ShellRow, SnapshotRow
 from .tenancy import TenancyStore
@@ -119,6 +119,8 @@ def _snapshot_from_row(row: SnapshotRow) -> SnapshotRecord:
         language=Language(row.language),
         name=row.name,
         created_at=row.created_at,
+        durable_at=row.durable_at,
+        parts=tuple(StoredPart.from_json(p) for p in row.parts or ()),
     )
 
 
@@ -383,3 +385,22 @@ class Store(TenancyStore, UsageStore):
             row = s.get(SnapshotRow, snap_id)
             if row is not None:
                 row.deleted_at = utcnow()
+
+    def mark_snapshot_durable(self, snap_id: str, parts: Sequence[StoredPart]) -> datetime | None:
+        """Record that ``parts`` hold the snapshot in the object store; when (None: it was deleted
+        meanwhile, and its blobs are the caller's to remove)."""
+        with self.tx() as s:
+            row = s.get(SnapshotRow, snap_id)
+            if row is None or row.deleted_at is not None:
+                return None
+            row.parts = [p.to_json() for p in parts]
+            row.durable_at = utcnow()
+            return row.durable_at
+
+    def blobs_in_use(self) -> set[str]:
+        """The digest of every blob a kept snapshot needs (a blob outside it may be removed)."""
+        with self.tx() as s:
+            q = select(SnapshotRow.parts).where(
+                SnapshotRow.deleted_at.is_(None), SnapshotRow.parts.is_not(None)
+            )
+            return {str(p["sha256"]) for parts in s.scalars(q).all() for p in parts or ()}

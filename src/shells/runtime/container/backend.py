@@ -49,7 +49,7 @@ from ...domain.samples import ResourceUsage
 from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...settings import Settings
-from .. import agent_runtime
+from .. import agent_runtime, snapshot_files
 from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec, read_tail
 from ..host import btrfs_quota, cgroups, idmap, netns, seccomp, uids
@@ -428,6 +428,12 @@ class ContainerBackend:
             if self.pool.is_subvolume(dest / sub):
                 self.pool.delete_subvolume(dest / sub)
         shutil.rmtree(dest, ignore_errors=True)
+
+    async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
+        return await snapshot_files.pack(self.pool, self._snapshot_dir(snapshot_id), dest)
+
+    async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        await snapshot_files.unpack(self.pool, parts, self._snapshot_dir(snapshot_id))
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         return read_tail(self.disk.log(host_id), max_bytes)

@@ -321,3 +321,11 @@ class AsyncSnapshots:
         params = {"shell_id": shell_id} if shell_id else {}
         answer = await self._http.call("GET", "/v1/snapshots", params=params)
         return [from_wire(Snapshot, s) for s in answer["snapshots"]]
+
+    async def delete(self, snapshot_id: str) -> None:
+        """Delete a snapshot, here and in the object store; shells made from it keep their files.
+
+        Raises:
+            SnapshotNotFound: there is no such snapshot.
+        """
+        await self._http.call("DELETE", f"/v1/snapshots/{snapshot_id}")

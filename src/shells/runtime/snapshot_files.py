@@ -1,0 +1,61 @@
+"""A snapshot of the btrfs pool as portable files, and back: what the object store keeps of it.
+
+A snapshot here is a directory of read-only subvolumes (``rootfs`` and ``workspace`` for a
+container, ``workspace`` alone for wasm). Each goes out as one ``<name>.tar.zst`` (numeric owners,
+extended attributes: the same packing as the cached templates) and comes back as a read-only
+subvolume again. An import lands in a hidden directory beside the snapshot and is renamed into
+place when every part is in: a snapshot directory is either complete or absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import anyio
+
+from ..domain.errors import RuntimeFailure
+from .host.btrfs import BtrfsPool
+from .images import import_rootfs, pack_rootfs
+
+SUFFIX = ".tar.zst"
+PARTS = ("rootfs", "workspace")
+
+
+async def pack(pool: BtrfsPool, snapshot: Path, dest: Path) -> dict[str, Path]:
+    """Each subvolume of ``snapshot`` as ``dest/<name>.tar.zst``: part name → file."""
+    if not snapshot.is_dir():
+        raise RuntimeFailure(f"snapshot {snapshot.name} is not on this host")
+    parts: dict[str, Path] = {}
+    for name in PARTS:
+        if pool.is_subvolume(snapshot / name):
+            parts[name] = dest / f"{name}{SUFFIX}"
+            await anyio.to_thread.run_sync(pack_rootfs, snapshot / name, parts[name])
+    return parts
+
+
+async def unpack(pool: BtrfsPool, parts: Mapping[str, Path], snapshot: Path) -> None:
+    """Make ``snapshot`` from files made by ``pack`` (nothing if it is already there)."""
+    if snapshot.exists():
+        return
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise RuntimeFailure(f"a snapshot has no part {sorted(unknown)}")
+    staging = snapshot.with_name(f".{snapshot.name}.fetch-{os.getpid()}-{os.urandom(4).hex()}")
+    staging.mkdir(parents=True)
+    try:
+        for name, tarball in parts.items():
+            await anyio.to_thread.run_sync(import_rootfs, pool, tarball, staging / name)
+        staging.rename(snapshot)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_remove, pool, staging)
+        raise
+
+
+def _remove(pool: BtrfsPool, directory: Path) -> None:
+    for name in PARTS:
+        if pool.is_subvolume(directory / name):
+            pool.delete_subvolume(directory / name)
+    shutil.rmtree(directory, ignore_errors=True)
