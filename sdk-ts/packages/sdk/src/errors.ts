@@ -194,6 +194,9 @@ export class RegistryError extends ShellsError {
 export class RecordUnavailable extends Unavailable {
   static override readonly code: string = "record_unavailable";
 }
+export class ObjectStoreUnavailable extends Unavailable {
+  static override readonly code: string = "object_store_unavailable";
+}
 
 type ErrorClass = typeof ShellsError;
 
@@ -255,6 +258,7 @@ const ALL: ErrorClass[] = [
   RegistryDenied,
   RegistryError,
   RecordUnavailable,
+  ObjectStoreUnavailable,
 ];
 
 /** Code → class, to turn a wire error back into the class the server raised. */

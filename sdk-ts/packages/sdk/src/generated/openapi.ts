@@ -892,6 +892,13 @@ export interface Operations {
     };
     statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
+  /** Delete Snapshot. */
+  "DELETE /v1/snapshots/{snapshot_id}": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: unknown;
+    statuses: 204 | 400 | 401 | 403 | 404 | 429 | 503;
+  };
   /** List Templates. */
   "GET /v1/templates": {
     query: Record<string, never>;
