@@ -271,6 +271,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/shells/{shell_id}/events"),
     Endpoint("GET", "/v1/snapshots", foreign=None),
     Endpoint("DELETE", "/v1/snapshots/{name}", foreign="snapshot_not_found", name="snapshot"),
+    Endpoint("GET", "/v1/shells/{shell_id}/sync"),
     Endpoint("GET", "/v1/runtimes", scopeless=200, foreign=None),
     Endpoint("POST", "/v1/shells/{shell_id}/exec", {"cmd": ["true"]}),
     Endpoint("POST", "/v1/shells/{shell_id}/run", {"code": "true"}),

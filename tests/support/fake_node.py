@@ -206,6 +206,9 @@ class FakeNode:
         )
         return {"workspace": Path(archive)}
 
+    def workspace_dir(self, host_id: str) -> Path:
+        return self.workspace(host_id)
+
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
         if not self._snapshot(snapshot_id).exists():
             staging = self._snapshot(f".{snapshot_id}.fetch")

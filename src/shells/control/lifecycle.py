@@ -37,9 +37,12 @@ from .secrets import Secrets
 from .suspend import Suspension
 from .templates import Templates
 from .wasm_shells import wasm_template
+from .workspace_sync import WorkspaceSync
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 256 * 1024
+SYNC_COMPLETELY = frozenset({Capability.STOP, Capability.PAUSE, Capability.SNAPSHOT})
+"""Actions after which a synced /workspace is sent completely (docs/storage.md)."""
 
 
 class Lifecycle:
@@ -52,10 +55,12 @@ class Lifecycle:
         suspension: Suspension,
         secrets: Secrets | None = None,
         durable: DurableSnapshots | None = None,
+        sync: WorkspaceSync | None = None,
     ) -> None:
         self.ctx = ctx
         self.secrets = secrets
         self.durable = durable
+        self.sync = sync
         self.pool = pool
         self.templates = templates
         self.network = network
@@ -115,6 +120,10 @@ class Lifecycle:
         else:
             template = await self.templates.for_new_shell(principal, template)
         networks = [self.network.get_network(principal, name) for name in req.networks]
+        if req.sync is not None:  # the bucket answers before anything is made (400 otherwise)
+            if self.sync is None:
+                raise FeatureUnavailable("Workspace sync is not available on this server.", {"field": "sync"})
+            await self.sync.check(req.runtime, req.sync)
         placeholders = self._placeholders(principal, req)
         idle_timeout = self._idle_timeout(req, backend)
         auto_resume = self._auto_resume(req, backend)
@@ -148,6 +157,8 @@ class Lifecycle:
                         principal, claimed, door=door, kind="create", action="create", details={"warm": True}
                     ),
                 )
+                if self.sync is not None and req.sync is not None:
+                    self.sync.attach(claimed, req.sync)
                 return claimed
         shell = ShellRecord(
             id=new_id("sh"),
@@ -165,6 +176,8 @@ class Lifecycle:
         self.ctx.store.add_shell(
             shell, self.ctx.draft(principal, shell, door=door, kind="create", action="create")
         )
+        if self.sync is not None and req.sync is not None:
+            self.sync.attach(shell, req.sync)
         for net in networks:  # recorded first, so the shell starts on them
             self.network.record_member(principal, net, shell, "", door)
         if self.secrets is not None and placeholders:  # recorded first, so its HTTPS is brokered
@@ -257,11 +270,16 @@ class Lifecycle:
         """Mark the shell deleted now; the host objects are reclaimed in the background (and, after
         a crash, by reconciliation), so the caller never waits for subvolume deletion."""
         shell = authorize(self.ctx.store, principal, shell_id, access.DESTROY)
+        if self.sync is not None:  # the bucket gets all of /workspace first, or nothing is deleted
+            await self.sync.flush(shell, strict=True)
         draft = self.ctx.draft(principal, shell, door=door, kind="delete", action="delete")
         await self.remove(shell, "deleted by " + principal.id, draft)
 
     async def remove(self, shell: ShellRecord, reason: str, draft: EventDraft) -> None:
         """Delete ``shell`` (already authorized, or the system's own decision such as its time-to-live)."""
+        if self.sync is not None:  # a last pass (a time-to-live's delete does not wait for the bucket)
+            await self.sync.flush(shell, strict=False)
+            self.sync.forget(shell.id)
         async with self.ctx.locks[shell.id]:
             self.ctx.store.change_state(shell.id, ShellState.DELETED, reason, draft)
         self.network.records.forget_shell(shell.id)
@@ -316,6 +334,8 @@ class Lifecycle:
             try:
                 with self._inflight.recording(shell.id, cap, principal.id):
                     shell, result = await self._do(principal, shell, cap, door, params or {})
+                if self.sync is not None and cap in SYNC_COMPLETELY:
+                    await self.sync.flush(shell, strict=False)
             except ShellsError as exc:
                 draft = self._action_draft(
                     principal, shell, door, cap, "error", exc.message, {"code": exc.code}

@@ -13,6 +13,7 @@ from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.secrets import check_secret_name
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
+from ..domain.sync import SyncTarget, parse_sync
 
 MAX_NAME = 63
 SEALED_HAS_NO_NETWORK = (
@@ -85,6 +86,8 @@ class CreateShellRequest:
     on_timeout: str = "kill"
     auto_resume: bool | None = None
     """None: on for classes that can resume, off for the others."""
+    sync: SyncTarget | None = None
+    """Where /workspace is mirrored (docs/storage.md); None: nowhere."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -104,6 +107,7 @@ class CreateShellRequest:
             "timeout_s",
             "on_timeout",
             "auto_resume",
+            "sync",
         }
         reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
@@ -145,6 +149,7 @@ class CreateShellRequest:
             timeout_s=None if body.get("timeout_s") is None else parse_ttl(body["timeout_s"]),
             on_timeout=parse_on_timeout(body.get("on_timeout", "kill")),
             auto_resume=_opt_bool(body.get("auto_resume"), "auto_resume"),
+            sync=parse_sync(body.get("sync")),
         )
 
 

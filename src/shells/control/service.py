@@ -48,6 +48,7 @@ from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
 from .webhooks import Webhooks
+from .workspace_sync import WorkspaceSync
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Control:
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
         self.durable = DurableSnapshots(self.ctx, _object_store(settings))
+        self.sync = WorkspaceSync(self.ctx, box)
         self.shells = Lifecycle(
             self.ctx,
             self.pool,
@@ -88,6 +90,7 @@ class Control:
             self.suspension,
             secrets=self.secrets,
             durable=self.durable,
+            sync=self.sync,
         )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)
@@ -115,6 +118,7 @@ class Control:
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         await self.durable.start()
+        self.sync.start()
         self.pool.start()
         self.suspension.start()
         self.expiry.start()

@@ -6,7 +6,9 @@
     │   ├── InvalidTemplateName      invalid_template_name   not 'name:tag', or illegal characters
     │   ├── InvalidTemplateSpec      invalid_template_spec   a template spec that does not parse or check
     │   ├── InvalidImageReference    invalid_image_reference an image reference that does not parse
-    │   └── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
+    │   ├── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
+    │   └── BucketUnusable           bucket_unusable         a user's bucket refused the credentials, does
+    │                                                        not exist or did not answer (details: reason)
     ├── AuthError                    auth_error              (abstract) who is asking, or what they may do
     │   ├── Unauthenticated          unauthenticated         no token, or a token that is unknown
     │   │   ├── CredentialExpired    credential_expired      the token or terminal credential expired
@@ -114,6 +116,13 @@ class InvalidImageReference(InvalidRequest):
 
 class InvalidDockerfile(InvalidRequest):
     code = "invalid_dockerfile"
+
+
+class BucketUnusable(InvalidRequest):
+    """A bucket the request names cannot be used: ``details.reason`` is ``denied``,
+    ``no_such_bucket``, ``unreachable`` or ``error``."""
+
+    code = "bucket_unusable"
 
 
 class AuthError(ShellsError):

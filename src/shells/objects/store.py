@@ -12,10 +12,10 @@ import contextlib
 import hashlib
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 import anyio
@@ -314,16 +314,23 @@ class S3Objects:
         await self._send("GET", None, params={"list-type": "2", "max-keys": "1"})
 
     async def put(self, key: str, path: Path) -> ObjectInfo:
-        size = path.stat().st_size
-        if size <= PART_SIZE:
-            await self._send("PUT", key, body=await anyio.to_thread.run_sync(path.read_bytes))
-            return ObjectInfo(key, size)
+        with path.open("rb") as f:
+            return await self.put_file(key, f)
+
+    async def put_file(self, key: str, f: BinaryIO) -> ObjectInfo:
+        """Store what ``f`` holds from its position to its end (one request, or parts past
+        PART_SIZE); the size stored is what was read, even if the file grew or shrank meanwhile."""
+        first = await anyio.to_thread.run_sync(f.read, PART_SIZE)
+        rest = await anyio.to_thread.run_sync(f.read, 1) if len(first) == PART_SIZE else b""
+        if not rest:
+            await self._send("PUT", key, body=first)
+            return ObjectInfo(key, len(first))
         created = await self._send("POST", key, params={"uploads": ""})
         upload_id = _xml_field(created.text, "UploadId")
         if not upload_id:
             raise ObjectStoreError("the object store answered a multipart upload without an UploadId")
         try:
-            etags = [etag async for etag in self._parts(key, path, upload_id)]
+            etags, size = await self._parts(key, f, first + rest, upload_id)
             done = "".join(
                 f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
                 for n, etag in enumerate(etags, start=1)
@@ -337,14 +344,21 @@ class S3Objects:
             raise
         return ObjectInfo(key, size)
 
-    async def _parts(self, key: str, path: Path, upload_id: str) -> AsyncIterator[str]:
-        with path.open("rb") as f:
-            number = 1
-            while chunk := await anyio.to_thread.run_sync(f.read, PART_SIZE):
-                params = {"partNumber": str(number), "uploadId": upload_id}
-                answer = await self._send("PUT", key, params=params, body=chunk)
-                yield answer.headers.get("ETag", "")
-                number += 1
+    async def _parts(self, key: str, f: BinaryIO, head: bytes, upload_id: str) -> tuple[list[str], int]:
+        """Send ``head`` and the rest of ``f`` in parts of PART_SIZE: their ETags and total size."""
+        etags: list[str] = []
+        size, buffered, ended = 0, head, False
+        while buffered or not ended:
+            if not ended and len(buffered) < PART_SIZE:
+                more = await anyio.to_thread.run_sync(f.read, PART_SIZE - len(buffered))
+                ended, buffered = not more, buffered + more
+                continue
+            chunk, buffered = buffered[:PART_SIZE], buffered[PART_SIZE:]
+            params = {"partNumber": str(len(etags) + 1), "uploadId": upload_id}
+            answer = await self._send("PUT", key, params=params, body=chunk)
+            etags.append(answer.headers.get("ETag", ""))
+            size += len(chunk)
+        return etags, size
 
     async def get(self, key: str, dest: Path, sha256: str | None = None) -> None:
         response = await self._send("GET", key, stream=True)

@@ -166,6 +166,11 @@ class Backend(Protocol):
         """Write snapshot ``snapshot_id`` as files in ``dest`` for the object store (part name →
         file). A class whose snapshots cannot leave this host raises ActionNotSupported."""
 
+    def workspace_dir(self, host_id: str) -> Path:
+        """The host directory that is the shell's /workspace, for the host to read itself (workspace
+        sync), never following a link the shell made. A class whose /workspace is inside a VM's
+        disk raises ActionNotSupported."""
+
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
         """Make snapshot ``snapshot_id`` on this host from the files ``export_snapshot`` wrote on
         another (nothing if it is here already)."""

@@ -277,6 +277,26 @@ class Snapshot:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SyncStatus:
+    """Where a shell's /workspace is mirrored and how far (``shell.sync_status()``): ``state`` is
+    ``synced``, ``pending`` or ``failing`` (then ``last_error`` says why; sync retries on its own)."""
+
+    enabled: bool
+    endpoint: str = ""
+    bucket: str = ""
+    prefix: str = ""
+    access_key_id: str = ""
+    state: str = ""
+    synced_files: int = 0
+    synced_bytes: int = 0
+    pending_files: int = 0
+    skipped_files: int = 0
+    last_synced_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Event:
     """One line of the audit trail: who (``principal``) did what (``action``) to what (``target``),
     through which door (``rest``, ``cli``, ``sdk``, ``mcp``, ``console``), and how it ended
@@ -546,6 +566,7 @@ __all__ = [
     "Secret",
     "ShellInfo",
     "Snapshot",
+    "SyncStatus",
     "Template",
     "Tenant",
     "TermCredential",

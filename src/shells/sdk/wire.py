@@ -57,6 +57,9 @@ class CreateOptions(TypedDict, total=False):
     auto_resume: bool | None
     """Resume the paused shell when a request reaches one of its exposed ports (default: on where the
     class can pause)."""
+    sync: Mapping[str, Any] | None
+    """Mirror /workspace to your bucket: ``{"bucket", "endpoint", "prefix", "credentials":
+    {"access_key_id", "secret_access_key"}}`` (container and wasm shells; docs/storage.md)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:
@@ -73,7 +76,7 @@ def create_body(language: str | None, options: CreateOptions) -> Json:
     for key in ("networks", "secrets"):
         if key in body:
             body[key] = list(body[key])
-    for key in ("env", "labels"):
+    for key in ("env", "labels", "sync"):
         if key in body:
             body[key] = dict(body[key])
     return body

@@ -170,6 +170,9 @@ export class InvalidImageReference extends InvalidRequest {
 export class InvalidDockerfile extends InvalidRequest {
   static override readonly code: string = "invalid_dockerfile";
 }
+export class BucketUnusable extends InvalidRequest {
+  static override readonly code: string = "bucket_unusable";
+}
 export class SecretNotFound extends NotFound {
   static override readonly code: string = "secret_not_found";
 }
@@ -259,6 +262,7 @@ const ALL: ErrorClass[] = [
   RegistryError,
   RecordUnavailable,
   ObjectStoreUnavailable,
+  BucketUnusable,
 ];
 
 /** Code → class, to turn a wire error back into the class the server raised. */

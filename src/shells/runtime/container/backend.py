@@ -435,6 +435,9 @@ class ContainerBackend:
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
         await snapshot_files.unpack(self.pool, parts, self._snapshot_dir(snapshot_id))
 
+    def workspace_dir(self, host_id: str) -> Path:
+        return self._shell_dir(host_id) / "workspace"
+
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         return read_tail(self.disk.log(host_id), max_bytes)
 

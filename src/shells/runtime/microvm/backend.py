@@ -849,6 +849,12 @@ class MicrovmBackend:
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
         raise ActionNotSupported("A microvm snapshot cannot be brought from the object store yet.")
 
+    def workspace_dir(self, host_id: str) -> Path:
+        raise ActionNotSupported(
+            "A microvm's /workspace is inside its disk, which the host does not read; "
+            "workspace sync is for container and wasm shells."
+        )
+
     async def delete_snapshot(self, snapshot_id: str) -> None:
         """Shells created from the snapshot still read its disks: then it is retired, not deleted."""
         image = self.root / "images" / snapshot_id

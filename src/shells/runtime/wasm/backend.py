@@ -349,6 +349,9 @@ class WasmBackend:
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
         await snapshot_files.unpack(self.pool, parts, self._snapshot_dir(snapshot_id))
 
+    def workspace_dir(self, host_id: str) -> Path:
+        return self._workspace(host_id)
+
     async def delete_snapshot(self, snapshot_id: str) -> None:
         dest = self._snapshot_dir(snapshot_id)
         if self.pool.is_subvolume(dest / "workspace"):
