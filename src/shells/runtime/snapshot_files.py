@@ -8,6 +8,7 @@ place when every part is in: a snapshot directory is either complete or absent."
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Mapping
@@ -24,14 +25,16 @@ PARTS = ("rootfs", "workspace")
 
 
 async def pack(pool: BtrfsPool, snapshot: Path, dest: Path) -> dict[str, Path]:
-    """Each subvolume of ``snapshot`` as ``dest/<name>.tar.zst``: part name → file."""
+    """Each subvolume of ``snapshot`` as ``dest/<name>.tar.zst``: part name → file. Packed at the
+    lowest CPU priority: nobody waits for it, and requests must not wait behind it."""
     if not snapshot.is_dir():
         raise RuntimeFailure(f"snapshot {snapshot.name} is not on this host")
     parts: dict[str, Path] = {}
     for name in PARTS:
         if pool.is_subvolume(snapshot / name):
             parts[name] = dest / f"{name}{SUFFIX}"
-            await anyio.to_thread.run_sync(pack_rootfs, snapshot / name, parts[name])
+            pack = functools.partial(pack_rootfs, snapshot / name, parts[name], background=True)
+            await anyio.to_thread.run_sync(pack)
     return parts
 
 
