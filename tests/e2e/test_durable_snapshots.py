@@ -2,7 +2,8 @@
 snapshot becomes durable in a real S3 server (SeaweedFS, authentication enforced), A stops and its
 data dir is purged; instance B, sharing only the record and the object store, with an empty pool,
 creates a shell from the snapshot and finds the files, in /workspace and in the root filesystem.
-Deleting the snapshot then removes its blobs from the bucket."""
+A template saved on A starts a shell on B the same way. Deleting the snapshot and the template then
+removes their blobs from the bucket."""
 
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server,
             assert time.monotonic() < deadline, f"not durable within {DURABLE_TIMEOUT_S} s:\n{a.log_tail()}"
             time.sleep(0.5)
         assert listed.durable_at is not None and listed.size_bytes
+        client.templates.save(shell.id, "kept:1")
+        while not client.templates.get("kept:1").durable:
+            assert time.monotonic() < deadline, f"template not durable in time:\n{a.log_tail()}"
+            time.sleep(0.5)
         a.stop()
         b.data_dir.mkdir(parents=True)
         shutil.copy2(a.data_dir / "admin-token", b.data_dir / "admin-token")
@@ -79,13 +84,18 @@ def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server,
         with closing(record_a), closing(record_b):  # the record, WAL included (a cluster shares it)
             record_a.backup(record_b)
     assert not list(a.data_dir.rglob("*.img")), "a's pool outlived its purge"
-    assert len(asyncio.run(_blobs(url))) == 2  # rootfs and workspace
+    # the snapshot's rootfs and workspace; the template's rootfs is the same bytes, stored once
+    assert len(asyncio.run(_blobs(url))) == 2
 
     with serving(b, "durable-b"), b.client() as client:
         copy = client.create("python", snapshot=snap.id)
         assert copy.files.read("/workspace/kept.txt") == b"made on a"
         assert copy.files.read("/root/kept") == b"rootfs-too\n"
+        with client.create("python", template="kept:1") as from_template:
+            assert from_template.files.read("/root/kept") == b"rootfs-too\n"
         client.snapshots.delete(snap.id)
-        assert asyncio.run(_blobs(url)) == []
+        assert len(asyncio.run(_blobs(url))) == 1  # the template still names the rootfs
         assert copy.files.read("/workspace/kept.txt") == b"made on a"
         copy.kill()
+        client.templates.delete("kept:1")
+        assert asyncio.run(_blobs(url)) == []

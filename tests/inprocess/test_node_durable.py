@@ -1,7 +1,7 @@
-"""Snapshots in the object store, on the fake node against a real S3 server (SeaweedFS): a snapshot
-becomes durable in the background, a second instance sharing only the record and the object store
-starts a shell from it, and deleting it removes its blobs. (The container class end to end:
-tests/e2e/test_durable_snapshots.py.)"""
+"""Snapshots and saved templates in the object store, on the fake node against a real S3 server
+(SeaweedFS): each becomes durable in the background, a second instance sharing only the record and
+the object store starts shells from them, and deleting them removes their blobs. (The container
+class end to end: tests/e2e/test_durable_snapshots.py.)"""
 
 from __future__ import annotations
 
@@ -67,15 +67,27 @@ async def test_a_snapshot_taken_on_one_instance_starts_a_shell_on_another(
         await eventually(durable, what="the snapshot to be durable")
         [listed] = await admin.snapshots.list(shell.id)
         assert listed.durable_at is not None and listed.size_bytes
+        await admin.templates.save(shell.id, "mine:1")
+
+        async def template_durable() -> bool:
+            return (await admin.templates.get("mine:1")).durable
+
+        await eventually(template_durable, what="the saved template to be durable")
         token = a.token
-    assert len(await _blobs(bucket_url)) == 1
+    assert len(await _blobs(bucket_url)) == 2
     shutil.rmtree(tmp_path / "a")  # a's machine is gone: only the record and the object store remain
 
     async with serving(tmp_path / "b", **settings) as b, b.client(token) as admin:
         assert not (b.node.root / "snapshots" / snap.id).exists()
         copy = await admin.create("python", snapshot=snap.id)
         assert await copy.files.read("/workspace/kept.txt") == b"made on a"
+        assert b.node.template_meta("mine:1") is None
+        from_template = await admin.create("python", template="mine:1")
+        assert from_template.info.template == "mine:1" and b.node.template_meta("mine:1") is not None
         await admin.snapshots.delete(snap.id)
+        assert len(await _blobs(bucket_url)) == 1  # the template's
+        await from_template.kill()
+        await admin.templates.delete("mine:1")
         assert await _blobs(bucket_url) == []
         with pytest.raises(SnapshotNotFound):
             await admin.create("python", snapshot=snap.id)

@@ -206,6 +206,14 @@ class FakeNode:
         )
         return {"workspace": Path(archive)}
 
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        """A template here is a name: one file holding it."""
+        (dest / "rootfs").write_text(name, encoding="utf-8")
+        return {"rootfs": dest / "rootfs"}
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        self.ready.setdefault(meta.name, meta)
+
     def workspace_dir(self, host_id: str) -> Path:
         return self.workspace(host_id)
 

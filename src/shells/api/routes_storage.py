@@ -17,7 +17,7 @@ router = APIRouter(route_class=BodyRoute)
 async def delete_snapshot(control: ControlDep, principal: PrincipalDep, snapshot_id: str) -> Response:
     """Delete the snapshot on this machine and, in the object store, every blob of it that no
     other kept snapshot names. Shells created from it keep running with their own copies."""
-    await control.durable.delete(principal, snapshot_id)
+    await control.durable.delete_snapshot(principal, snapshot_id)
     return Response(status_code=204)
 
 

@@ -1,13 +1,13 @@
-"""Snapshots in the object store (docs/storage.md): the durable layer of an instance.
+"""Snapshots and templates in the object store (docs/storage.md): the durable layer of an instance.
 
-A snapshot is taken on the machine of its shell, as before; then, in the background, its backend
-packs it into files, each file goes to the object store as a blob named by its SHA-256, and the
-record says when all of it is there (``durable_at``) and which blobs hold it. Uploads run a few at
-a time and are retried with growing waits until they succeed or the snapshot is deleted; a server
+A snapshot is taken, or a template made, on one machine as before; then, in the background, the
+backend packs it into files, each file goes to the object store as a blob named by its SHA-256, and
+the record says when all of it is there (``durable_at``) and which blobs hold it. Uploads run a few
+at a time and are retried with growing waits until they succeed or the thing is deleted; a server
 that stops mid-upload starts it again at its next start. A machine asked to start a shell from a
-snapshot it does not hold fetches the blobs (each checked against its digest on arrival) and lets
-its backend rebuild the snapshot first. Deleting a snapshot removes every blob no kept snapshot
-still names."""
+snapshot or a template it does not hold fetches the blobs (each checked against its digest on
+arrival) and lets its backend rebuild it first. Deleting one removes every blob no kept snapshot or
+template still names. Built-in templates are never uploaded: every machine imports or builds them."""
 
 from __future__ import annotations
 
@@ -15,25 +15,37 @@ import asyncio
 import logging
 import shutil
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 import anyio
 
 from ..domain import limits
+from ..domain.durable import StoredPart
 from ..domain.errors import ActionNotSupported, InvalidState, ObjectStoreUnavailable, RuntimeFailure
+from ..domain.isolation import DEFAULT_RUNTIME
 from ..domain.principal import Principal, Scope
-from ..domain.shell import SnapshotRecord, StoredPart
+from ..domain.shell import SnapshotRecord
+from ..domain.templates import TemplateKind, TemplateRecord
 from ..objects.store import ObjectStore, ObjectStoreError, blob_key, get_blob, put_blob
+from ..store.templates import TemplateStore
 from .auth import find_snapshot, require
 from .context import ControlContext
 
 log = logging.getLogger(__name__)
+NOT_UPLOADED = frozenset({TemplateKind.BUILTIN, TemplateKind.BUILD_STEP})
+"""Templates every machine makes itself (built-ins) or that only speed up builds (a build's steps)."""
+
+Export = Callable[[Path], Awaitable[dict[str, Path]]]
+Import = Callable[[Mapping[str, Path]], Awaitable[None]]
 
 
-class DurableSnapshots:
+class Durable:
     def __init__(self, ctx: ControlContext, objects: ObjectStore) -> None:
         self.ctx = ctx
         self.objects = objects
+        self.templates = TemplateStore(ctx.store)
         self.scratch = ctx.settings.data_dir / "durable"
         self._slots = asyncio.Semaphore(limits.DURABLE_UPLOADS)
         self._fetching: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -50,84 +62,161 @@ class DurableSnapshots:
             ) from None
 
     async def start(self) -> None:
-        """Upload every snapshot this machine holds that is not durable yet (a stop cut its upload
-        short)."""
+        """Upload every snapshot and template this machine holds that is not durable yet (a stop cut
+        its upload short)."""
         shutil.rmtree(self.scratch, ignore_errors=True)
         for runtime, backend in self.ctx.backends.items():
             here = (await backend.inventory()).snapshots
             for snap in self.ctx.store.list_snapshots(None):
                 if snap.runtime is runtime and snap.durable_at is None and snap.id in here:
-                    self.upload_later(snap)
+                    self.upload_snapshot_later(snap)
+        backend = self.ctx.backend(DEFAULT_RUNTIME)
+        for rec in self.templates.list(None):
+            if rec.durable_at is None and backend.template_meta(rec.name) is not None:
+                self.upload_template_later(rec)
 
     async def close(self) -> None:
         await self.objects.aclose()
 
-    def upload_later(self, snap: SnapshotRecord) -> None:
+    # uploads --------------------------------------------------------------------------------------
+    def upload_snapshot_later(self, snap: SnapshotRecord) -> None:
         """Start keeping ``snap`` in the object store, in the background."""
-        self.ctx.background.run(f"durable-{snap.id}", lambda: self._upload_until_done(snap))
+        backend = self.ctx.backend(snap.runtime)
+        self._upload_later(
+            snap.id,
+            lambda: self.ctx.store.get_snapshot(snap.id) is not None,
+            lambda dest: backend.export_snapshot(snap.id, dest),
+            lambda parts: self.ctx.store.mark_snapshot_durable(snap.id, parts),
+        )
 
-    async def _upload_until_done(self, snap: SnapshotRecord) -> None:
-        wait = limits.DURABLE_RETRY_FIRST_S
-        while self.ctx.store.get_snapshot(snap.id) is not None:
-            try:
-                async with self._slots:
-                    await self._upload(snap)
-                return
-            except ActionNotSupported as exc:
-                log.info("snapshot %s stays on this machine only: %s", snap.id, exc)
-                return
-            except (ObjectStoreError, RuntimeFailure, OSError) as exc:
-                log.warning("snapshot %s is not durable yet (%s); trying again in %.0f s", snap.id, exc, wait)
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, limits.DURABLE_RETRY_MAX_S)
+    def upload_template_later(self, rec: TemplateRecord) -> None:
+        """Start keeping template ``rec`` in the object store (not a built-in), in the background."""
+        if rec.meta.kind in NOT_UPLOADED:
+            return
+        name, content_hash = rec.name, rec.meta.content_hash
 
-    async def _upload(self, snap: SnapshotRecord) -> None:
-        work = self.scratch / f"up-{snap.id}"
+        def alive() -> bool:
+            now = self.templates.get(name)
+            return now is not None and now.meta.content_hash == content_hash
+
+        backend = self.ctx.backend(DEFAULT_RUNTIME)
+        self._upload_later(
+            f"template-{content_hash}",
+            alive,
+            lambda dest: backend.export_template(name, dest),
+            lambda parts: self.templates.mark_durable(name, content_hash, parts),
+        )
+
+    def _upload_later(
+        self,
+        key: str,
+        alive: Callable[[], bool],
+        export: Export,
+        mark: Callable[[list[StoredPart]], datetime | None],
+    ) -> None:
+        async def until_done() -> None:
+            wait = limits.DURABLE_RETRY_FIRST_S
+            while alive():
+                try:
+                    async with self._slots:
+                        await self._upload(key, export, mark)
+                    return
+                except ActionNotSupported as exc:
+                    log.info("%s stays on this machine only: %s", key, exc)
+                    return
+                except (ObjectStoreError, RuntimeFailure, OSError) as exc:
+                    log.warning("%s is not durable yet (%s); trying again in %.0f s", key, exc, wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, limits.DURABLE_RETRY_MAX_S)
+
+        self.ctx.background.run(f"durable-{key}", until_done)
+
+    async def _upload(
+        self, key: str, export: Export, mark: Callable[[list[StoredPart]], datetime | None]
+    ) -> None:
+        work = self.scratch / f"up-{key}"
         await anyio.to_thread.run_sync(_fresh_dir, work)
         stored: list[StoredPart] = []
         try:
-            files = await self.ctx.backend(snap.runtime).export_snapshot(snap.id, work)
+            files = await export(work)
             for name, path in sorted(files.items()):
                 size = path.stat().st_size
                 digest = await put_blob(self.objects, path, on_digest=self._uploading.add)
                 stored.append(StoredPart(name, digest, size))
-            if self.ctx.store.mark_snapshot_durable(snap.id, stored) is None:  # deleted meanwhile
-                await self._collect(stored)
+            if mark(stored) is None:  # deleted meanwhile
+                await self.collect(stored)
             else:
-                log.info("snapshot %s is durable (%d bytes)", snap.id, sum(p.size for p in stored))
+                log.info("%s is durable (%d bytes)", key, sum(p.size for p in stored))
         finally:
             self._uploading.difference_update(p.sha256 for p in stored)
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
 
-    async def ensure_here(self, snap: SnapshotRecord) -> None:
+    # fetches --------------------------------------------------------------------------------------
+    async def ensure_snapshot_here(self, snap: SnapshotRecord) -> None:
         """Make ``snap`` present on this machine before a shell starts from it: fetched from the
         object store when another machine took it."""
         backend = self.ctx.backend(snap.runtime)
-        async with self._fetching[snap.id]:
-            if snap.id in (await backend.inventory()).snapshots:
+
+        async def here() -> bool:
+            return snap.id in (await backend.inventory()).snapshots
+
+        what = f"Snapshot '{snap.id}'"
+        await self._ensure_here(
+            snap.id, what, here, snap.durable_at, snap.parts, lambda f: backend.import_snapshot(snap.id, f)
+        )
+
+    async def ensure_template_here(self, rec: TemplateRecord) -> None:
+        """The same for a template another machine made (a no-op for one this machine has)."""
+        backend = self.ctx.backend(DEFAULT_RUNTIME)
+
+        async def here() -> bool:
+            return backend.template_meta(rec.name) is not None
+
+        what = f"Template '{rec.name}'"
+        await self._ensure_here(
+            f"template-{rec.meta.content_hash}",
+            what,
+            here,
+            rec.durable_at,
+            rec.parts,
+            lambda f: backend.import_template(rec.meta, f),
+        )
+
+    async def _ensure_here(
+        self,
+        key: str,
+        what: str,
+        here: Callable[[], Awaitable[bool]],
+        durable_at: datetime | None,
+        parts: tuple[StoredPart, ...],
+        rebuild: Import,
+    ) -> None:
+        async with self._fetching[key]:
+            if await here():
                 return
-            if snap.durable_at is None:
+            if durable_at is None:
                 raise InvalidState(
-                    f"Snapshot '{snap.id}' is on another machine and not yet in the object store; "
-                    "create from it there, or again once it shows 'durable': true."
+                    f"{what} is on another machine and not yet in the object store; "
+                    "use it there, or again once it shows 'durable': true."
                 )
-            work = self.scratch / f"down-{snap.id}"
+            work = self.scratch / f"down-{key}"
             await anyio.to_thread.run_sync(_fresh_dir, work)
             try:
-                files = {p.name: work / p.name for p in snap.parts}
-                for part in snap.parts:
+                files = {p.name: work / p.name for p in parts}
+                for part in parts:
                     await get_blob(self.objects, part.sha256, files[part.name])
-                await backend.import_snapshot(snap.id, files)
+                await rebuild(files)
             except ObjectStoreError as exc:
                 raise ObjectStoreUnavailable(
-                    f"Snapshot '{snap.id}' could not be fetched from the object store: {exc}"
+                    f"{what} could not be fetched from the object store: {exc}"
                 ) from None
             finally:
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
 
-    async def delete(self, principal: Principal, snapshot_id: str) -> None:
-        """Delete the snapshot here and every blob of it no kept snapshot names. Shells made from it
-        are unaffected (they hold copies of its files)."""
+    # deletes --------------------------------------------------------------------------------------
+    async def delete_snapshot(self, principal: Principal, snapshot_id: str) -> None:
+        """Delete the snapshot here and every blob of it no kept snapshot or template names. Shells
+        made from it are unaffected (they hold copies of its files)."""
         require(principal, Scope.DESTROY)
         snap = find_snapshot(self.ctx.store, principal, snapshot_id)
         await self.ctx.backend(snap.runtime).delete_snapshot(snap.id)
@@ -138,17 +227,18 @@ class DurableSnapshots:
                 tenant=snap.tenant, details={"snapshot": snap.id, "shell_id": snap.shell_id},
             )
         )  # fmt: skip
-        await self._collect(snap.parts)
+        await self.collect(snap.parts)
 
-    async def _collect(self, parts: tuple[StoredPart, ...] | list[StoredPart]) -> None:
-        in_use = self.ctx.store.blobs_in_use() | self._uploading
+    async def collect(self, parts: Iterable[StoredPart]) -> None:
+        """Remove the blobs of ``parts`` that nothing kept names any more."""
+        in_use = self.ctx.store.blobs_in_use() | self.templates.blobs_in_use() | self._uploading
         for part in parts:
             if part.sha256 in in_use:
                 continue
             try:
                 await self.objects.delete(blob_key(part.sha256))
             except ObjectStoreError as exc:  # an orphan blob costs storage, nothing else
-                log.warning("blob %s of a deleted snapshot stays in the object store: %s", part.sha256, exc)
+                log.warning("blob %s of a deleted record stays in the object store: %s", part.sha256, exc)
 
 
 def _fresh_dir(path: Path) -> None:

@@ -27,7 +27,7 @@ from ..runtime.faults import reached
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
-from .durable import DurableSnapshots
+from .durable import Durable
 from .fork import fork_shell
 from .inflight import Inflight
 from .networking import Networking
@@ -54,7 +54,7 @@ class Lifecycle:
         network: Networking,
         suspension: Suspension,
         secrets: Secrets | None = None,
-        durable: DurableSnapshots | None = None,
+        durable: Durable | None = None,
         sync: WorkspaceSync | None = None,
     ) -> None:
         self.ctx = ctx
@@ -113,7 +113,7 @@ class Lifecycle:
                     f"create it with runtime '{snap.runtime}'."
                 )
             if self.durable is not None:  # taken on another machine: fetched from the object store
-                await self.durable.ensure_here(snap)
+                await self.durable.ensure_snapshot_here(snap)
             template = snap.template
         elif req.runtime is Runtime.WASM:
             template = wasm_template(req)
@@ -434,7 +434,7 @@ class Lifecycle:
                         self._action_draft(principal, shell, door, cap, details={"snapshot": snap.id}),
                     )
                 if self.durable is not None:
-                    self.durable.upload_later(snap)
+                    self.durable.upload_snapshot_later(snap)
                 return shell, {"snapshot": snap.to_public()}
             case _:
                 raise ActionNotSupported(f"'{cap}' is not implemented for {shell.runtime} shells yet.")

@@ -26,7 +26,7 @@ from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
 from .dockerfile_builds import DockerfileBuilds
-from .durable import DurableSnapshots
+from .durable import Durable
 from .expiry import Expiry
 from .feed import Feed
 from .image_templates import ImageTemplates
@@ -80,7 +80,8 @@ class Control:
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
-        self.durable = DurableSnapshots(self.ctx, _object_store(settings))
+        self.durable = Durable(self.ctx, _object_store(settings))
+        self.templates.durable = self.durable
         self.sync = WorkspaceSync(self.ctx, box)
         self.shells = Lifecycle(
             self.ctx,

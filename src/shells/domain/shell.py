@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .durable import StoredPart
 from .isolation import Language, Runtime
 from .network import NetworkPolicy
 from .states import ShellState
@@ -112,22 +113,6 @@ class EventRecord:
             "message": self.message,
             "details": self.details,
         }
-
-
-@dataclass(frozen=True)
-class StoredPart:
-    """One file of a snapshot in the object store: a blob named by its content's SHA-256."""
-
-    name: str
-    sha256: str
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "size": self.size}
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> StoredPart:
-        return cls(str(doc["name"]), str(doc["sha256"]), int(doc["size"]))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""A snapshot of the btrfs pool as portable files, and back: what the object store keeps of it.
+"""A snapshot or a template of the btrfs pool as portable files, and back: what the object store
+keeps of it.
 
-A snapshot here is a directory of read-only subvolumes (``rootfs`` and ``workspace`` for a
-container, ``workspace`` alone for wasm). Each goes out as one ``<name>.tar.zst`` (numeric owners,
-extended attributes: the same packing as the cached templates) and comes back as a read-only
-subvolume again. An import lands in a hidden directory beside the snapshot and is renamed into
-place when every part is in: a snapshot directory is either complete or absent."""
+Both are a directory of read-only subvolumes (``rootfs`` and ``workspace`` for a container
+snapshot or a template, ``workspace`` alone for a wasm snapshot). Each goes out as one
+``<name>.tar.zst`` (numeric owners, extended attributes: the same packing as the cached templates)
+and comes back as a read-only subvolume again. A snapshot lands in a hidden directory beside its
+place and is renamed into place when every part is in (a template the same way, through the
+template store's staging): either complete or absent."""
 
 from __future__ import annotations
 
@@ -42,19 +44,24 @@ async def unpack(pool: BtrfsPool, parts: Mapping[str, Path], snapshot: Path) -> 
     """Make ``snapshot`` from files made by ``pack`` (nothing if it is already there)."""
     if snapshot.exists():
         return
-    unknown = set(parts) - set(PARTS)
-    if unknown:
-        raise RuntimeFailure(f"a snapshot has no part {sorted(unknown)}")
     staging = snapshot.with_name(f".{snapshot.name}.fetch-{os.getpid()}-{os.urandom(4).hex()}")
     staging.mkdir(parents=True)
     try:
-        for name, tarball in parts.items():
-            await anyio.to_thread.run_sync(import_rootfs, pool, tarball, staging / name)
+        await anyio.to_thread.run_sync(unpack_into, pool, parts, staging)
         staging.rename(snapshot)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(_remove, pool, staging)
         raise
+
+
+def unpack_into(pool: BtrfsPool, parts: Mapping[str, Path], directory: Path) -> None:
+    """Each file made by ``pack`` as the read-only subvolume ``directory/<part>`` (blocking)."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise RuntimeFailure(f"no part {sorted(unknown)} is kept in the object store")
+    for name, tarball in parts.items():
+        import_rootfs(pool, tarball, directory / name)
 
 
 def _remove(pool: BtrfsPool, directory: Path) -> None:

@@ -334,6 +334,10 @@ class Template:
     image: dict[str, Any] | None = None
     """For an imported image or a Dockerfile build: ``source``, ``digest``, ``user``, ``entrypoint``,
     ``cmd``, ``labels``."""
+    durable: bool = False
+    """Whether the object store holds it, so any machine of the instance starts shells from it
+    (built-ins never are: every machine makes its own)."""
+    durable_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..domain.audit import AuditQuery, RequestInfo
 from ..domain.clock import SYSTEM_CLOCK, Clock
+from ..domain.durable import StoredPart
 from ..domain.errors import RecordUnavailable, ShellNotFound
 from ..domain.isolation import Language, Runtime
 from ..domain.network import NetworkMode, NetworkPolicy
-from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord, StoredPart
+from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord
 from ..domain.states import ShellState, transition
 from .tables import EventRow, ShellRow, SnapshotRow
 from .tenancy import TenancyStore

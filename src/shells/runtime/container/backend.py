@@ -438,6 +438,20 @@ class ContainerBackend:
     def workspace_dir(self, host_id: str) -> Path:
         return self._shell_dir(host_id) / "workspace"
 
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        self.template_bits.require(name)
+        return await snapshot_files.pack(self.pool, self.template_bits.dir(name), dest)
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        def publish() -> None:
+            if self.template_bits.meta(meta.name) is not None:
+                return
+            with self.template_bits.staging(meta.name) as staging:
+                snapshot_files.unpack_into(self.pool, parts, staging)
+                self.template_bits.commit(staging, meta)
+
+        await anyio.to_thread.run_sync(publish)
+
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         return read_tail(self.disk.log(host_id), max_bytes)
 

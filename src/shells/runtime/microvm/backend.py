@@ -849,6 +849,12 @@ class MicrovmBackend:
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
         raise ActionNotSupported("A microvm snapshot cannot be brought from the object store yet.")
 
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        raise ActionNotSupported("Templates are kept by the container class.")
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        raise ActionNotSupported("Templates are kept by the container class.")
+
     def workspace_dir(self, host_id: str) -> Path:
         raise ActionNotSupported(
             "A microvm's /workspace is inside its disk, which the host does not read; "

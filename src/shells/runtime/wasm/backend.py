@@ -349,6 +349,12 @@ class WasmBackend:
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
         await snapshot_files.unpack(self.pool, parts, self._snapshot_dir(snapshot_id))
 
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        raise ActionNotSupported("Templates are kept by the container class.")
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        raise ActionNotSupported("Templates are kept by the container class.")
+
     def workspace_dir(self, host_id: str) -> Path:
         return self._workspace(host_id)
 

@@ -1,4 +1,5 @@
-"""snapshots say when they are durable in the object store and which blobs hold them; shells may
+"""snapshots and templates say when they are durable in the object store and which blobs hold
+them; shells may
 mirror /workspace to a user's bucket (shell_syncs) (issue 19)
 
 Revision ID: 0014
@@ -16,6 +17,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("snapshots") as batch:
+        batch.add_column(sa.Column("durable_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("parts", sa.JSON(), nullable=True))
+    with op.batch_alter_table("templates") as batch:
         batch.add_column(sa.Column("durable_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("parts", sa.JSON(), nullable=True))
     op.create_table(
@@ -39,6 +43,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_shell_syncs_tenant", "shell_syncs")
     op.drop_table("shell_syncs")
+    with op.batch_alter_table("templates") as batch:
+        batch.drop_column("parts")
+        batch.drop_column("durable_at")
     with op.batch_alter_table("snapshots") as batch:
         batch.drop_column("parts")
         batch.drop_column("durable_at")
