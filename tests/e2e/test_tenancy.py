@@ -90,7 +90,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.webhook = r.json()["id"]
     r = world.alice.http.post(f"/v1/shells/{world.shell}/actions/snapshot", json={})
     assert r.status_code == 200, r.text
-    world.snapshot = r.json()["snapshot"]["id"]
+    world.snapshot = r.json()["result"]["snapshot"]["id"]
     time.sleep(1.1)  # the 1-second token has expired
     yield world
     for caller, shell in ((world.alice, world.shell), (world.b_admin, world.b_shell)):
@@ -270,7 +270,7 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/shells/{shell_id}/actions/{action}", {}),
     Endpoint("GET", "/v1/shells/{shell_id}/events"),
     Endpoint("GET", "/v1/snapshots", foreign=None),
-    Endpoint("DELETE", "/v1/snapshots/{name}", foreign="snapshot_not_found", name="snapshot"),
+    Endpoint("DELETE", "/v1/snapshots/{snapshot_id}", foreign="snapshot_not_found"),
     Endpoint("GET", "/v1/shells/{shell_id}/sync"),
     Endpoint("GET", "/v1/runtimes", scopeless=200, foreign=None),
     Endpoint("POST", "/v1/shells/{shell_id}/exec", {"cmd": ["true"]}),
@@ -381,7 +381,7 @@ def _ids(world: World, shell: str) -> dict[str, str]:
         "pid": "7777777",  # long: the scrub below replaces every id value in the answers
         "secret": world.secret,
         "webhook_id": world.webhook,
-        "snapshot": world.snapshot,
+        "snapshot_id": world.snapshot,
     }
 
 
@@ -394,7 +394,7 @@ def _missing_ids(world: World) -> dict[str, str]:
         "token_id": new_id("tok"),
         "secret": "NO_SUCH_SECRET",
         "webhook_id": new_id("wh"),
-        "snapshot": new_id("snap"),
+        "snapshot_id": new_id("snap"),
     }
 
 

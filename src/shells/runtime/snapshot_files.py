@@ -10,9 +10,9 @@ template store's staging): either complete or absent."""
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import anyio
 
 from ..domain.errors import RuntimeFailure
 from .host.btrfs import BtrfsPool
-from .images import import_rootfs, pack_rootfs
+from .images import import_rootfs, pack_command
 
 SUFFIX = ".tar.zst"
 PARTS = ("rootfs", "workspace")
@@ -35,8 +35,13 @@ async def pack(pool: BtrfsPool, snapshot: Path, dest: Path) -> dict[str, Path]:
     for name in PARTS:
         if pool.is_subvolume(snapshot / name):
             parts[name] = dest / f"{name}{SUFFIX}"
-            pack = functools.partial(pack_rootfs, snapshot / name, parts[name], background=True)
-            await anyio.to_thread.run_sync(pack)
+            argv = ["nice", "-n", "19", *pack_command(snapshot / name, parts[name])]
+            try:  # a process of ours, not a thread: a server that stops kills it, and the pool is free
+                await anyio.run_process(argv, check=True)
+            except subprocess.CalledProcessError as exc:
+                raise RuntimeFailure(
+                    f"packing {name} of {snapshot.name} failed: {exc.stderr[-500:]!r}"
+                ) from None
     return parts
 
 
