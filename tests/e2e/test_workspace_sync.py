@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from shells.objects.store import S3Location, S3Objects
-from shells.sdk import Shells
 from tests.support.s3 import USER, S3Server, s3_server
 from tests.support.s3 import missing as s3_missing
 
+from .conftest import StartServer
 from .harness import SHELLS, ServerProcess
 
 BUCKET = "alice-runs"
@@ -76,33 +76,38 @@ def _shells(server: ServerProcess, *args: str) -> str:
 
 
 def test_a_container_workspace_lands_in_the_users_bucket(
-    server: ServerProcess, client: Shells, s3: S3Server, tmp_path: Path
+    start_server: StartServer, s3: S3Server, tmp_path: Path
 ) -> None:
-    url = f"{s3.endpoint.replace('://', f'://{USER[0]}@')}/{BUCKET}/run-7"
-    shell_id = _shells(server, "create", "--language", "python", "--sync", url).strip()
-    shell = client.get(shell_id)
-    script = (
-        "mkdir -p /workspace/out && echo result > /workspace/out/r.txt"
-        " && ln -s /etc/shadow /workspace/shadow && ln -s /etc /workspace/etc-dir"
-        " && mkfifo /workspace/pipe"
-    )
-    assert shell.commands.run(script).exit_code == 0
-    deadline = time.monotonic() + 30
-    while _read(s3, "out/r.txt", tmp_path / "r") != b"result\n":
-        assert time.monotonic() < deadline, _shells(server, "sync", shell_id)
-        time.sleep(0.5)
-    status = json.loads(_shells(server, "sync", shell_id))
-    assert status["bucket"] == BUCKET and status["access_key_id"] == USER[0]
-    assert USER[1] not in json.dumps(status)
-    assert status["skipped_files"] >= 3  # two links and a pipe: listed, never followed or read
-    inside = shell.commands.run("cat /proc/1/environ; env; cat /proc/self/mountinfo").stdout
-    assert USER[1] not in inside and USER[0] not in inside
+    private = s3.endpoint.split("://")[1]  # the operator's own S3 server, on this host
+    server = start_server("sync", warm_pool=0, env={"SHELLS_SYNC_PRIVATE_ENDPOINTS": private})
+    with server.client() as client:
+        url = f"{s3.endpoint.replace('://', f'://{USER[0]}@')}/{BUCKET}/run-7"
+        shell_id = _shells(server, "create", "--language", "python", "--sync", url).strip()
+        shell = client.get(shell_id)
+        script = (
+            "mkdir -p /workspace/out && echo result > /workspace/out/r.txt"
+            " && ln -s /etc/shadow /workspace/shadow && ln -s /etc /workspace/etc-dir"
+            " && mkfifo /workspace/pipe"
+        )
+        assert shell.commands.run(script).exit_code == 0
+        deadline = time.monotonic() + 30
+        while _read(s3, "out/r.txt", tmp_path / "r") != b"result\n":
+            assert time.monotonic() < deadline, _shells(server, "sync", shell_id)
+            time.sleep(0.5)
+        status = json.loads(_shells(server, "sync", shell_id))
+        assert status["bucket"] == BUCKET and status["access_key_id"] == USER[0]
+        assert USER[1] not in json.dumps(status)
+        assert status["skipped_files"] >= 3  # two links and a pipe: listed, never followed or read
+        inside = shell.commands.run("cat /proc/1/environ; env; cat /proc/self/mountinfo").stdout
+        assert USER[1] not in inside and USER[0] not in inside
 
-    assert shell.commands.run("echo later > /workspace/out/late.txt; rm /workspace/out/r.txt").exit_code == 0
-    shell.stop()  # complete at stop
-    assert _read(s3, "out/late.txt", tmp_path / "l") == b"later\n"
-    assert _keys(s3) == ["out/late.txt"]
-    shell.start()
-    assert shell.commands.run("echo final > /workspace/final.txt").exit_code == 0
-    assert shell.kill()  # complete at delete
-    assert _read(s3, "final.txt", tmp_path / "f") == b"final\n"
+        assert (
+            shell.commands.run("echo later > /workspace/out/late.txt; rm /workspace/out/r.txt").exit_code == 0
+        )
+        shell.stop()  # complete at stop
+        assert _read(s3, "out/late.txt", tmp_path / "l") == b"later\n"
+        assert _keys(s3) == ["out/late.txt"]
+        shell.start()
+        assert shell.commands.run("echo final > /workspace/final.txt").exit_code == 0
+        assert shell.kill()  # complete at delete
+        assert _read(s3, "final.txt", tmp_path / "f") == b"final\n"

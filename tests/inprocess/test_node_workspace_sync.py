@@ -1,7 +1,8 @@
 """Workspace sync on the fake node against a real S3 server (SeaweedFS, authentication enforced),
 as the user's own bucket with the user's own key: files land in the bucket with no copy step,
 completely at stop and delete; bad credentials, a missing bucket or a dead endpoint are a 400 at
-create within seconds; the endpoint going away mid-run is reported and loses nothing when it returns.
+create within seconds, and so is an endpoint on this host the operator did not list; the endpoint
+going away mid-run is reported and loses nothing when it returns.
 (The container class end to end: tests/e2e/test_workspace_sync.py.)"""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from shells.sdk import AsyncShells
 from tests.support.s3 import USER, S3Server, s3_server
 from tests.support.s3 import missing as s3_missing
 
-from ..support.inprocess import Instance
+from ..support.inprocess import Instance, serving
 from ..support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +35,23 @@ def s3() -> Iterator[S3Server]:
         pytest.skip(why)
     with s3_server() as server:
         yield server
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+DEAD = f"127.0.0.1:{_free_port()}"
+"""An endpoint nothing listens on (allowed, like the S3 server, as an operator's private one)."""
+
+
+@pytest.fixture
+async def instance(tmp_path: Path, s3: S3Server) -> AsyncIterator[Instance]:
+    private = (s3.endpoint.split("://")[1], DEAD)
+    async with serving(tmp_path, sync_private_endpoints=private) as running:
+        yield running
 
 
 @pytest.fixture
@@ -98,13 +116,11 @@ async def test_workspace_files_land_in_the_users_bucket_and_are_complete_at_stop
 async def test_bad_credentials_a_missing_bucket_or_a_dead_endpoint_are_a_400_at_create(
     admin: AsyncShells, s3: S3Server, bucket: S3Objects
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
     cases = {
         "denied": sync_body(s3, bucket, credentials={"access_key_id": USER[0], "secret_access_key": "wrong"}),
         "no_such_bucket": sync_body(s3, bucket, bucket="nobody-made-this"),
-        "unreachable": sync_body(s3, bucket, endpoint=dead),
+        "unreachable": sync_body(s3, bucket, endpoint=f"http://{DEAD}"),
+        "forbidden": sync_body(s3, bucket, endpoint=f"http://127.0.0.1:{_free_port()}"),  # not listed
     }
     for reason, body in cases.items():
         started = time.monotonic()
@@ -113,6 +129,10 @@ async def test_bad_credentials_a_missing_bucket_or_a_dead_endpoint_are_a_400_at_
         assert caught.value.details["reason"] == reason
         assert time.monotonic() - started < 10
         assert USER[1] not in str(caught.value)
+    for endpoint in ("http://169.254.169.254", "http://localhost:9000", "http://[::1]:9000"):
+        with pytest.raises(BucketUnusable) as caught:
+            await admin.create("python", sync=sync_body(s3, bucket, endpoint=endpoint))
+        assert caught.value.details["reason"] == "forbidden", endpoint
     assert await admin.list() == []  # nothing half-created
 
 

@@ -82,7 +82,7 @@ class Control:
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
         self.durable = Durable(self.ctx, _object_store(settings))
         self.templates.durable = self.durable
-        self.sync = WorkspaceSync(self.ctx, box)
+        self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.shells = Lifecycle(
             self.ctx,
             self.pool,

@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -39,6 +40,7 @@ from ..store.syncs import ShellSyncRow, SyncStore
 from .auth import authorize
 from .context import ControlContext
 from .secret_box import SecretBox
+from .webhook_target import OwnAddresses, TargetRefused, resolve
 
 log = logging.getLogger(__name__)
 SEALED_AS = "workspace-sync"
@@ -46,9 +48,11 @@ SEALED_AS = "workspace-sync"
 
 
 class WorkspaceSync:
-    def __init__(self, ctx: ControlContext, box: SecretBox) -> None:
+    def __init__(self, ctx: ControlContext, box: SecretBox, own: OwnAddresses) -> None:
         self.ctx = ctx
         self.box = box
+        self.own = own
+        """This host's addresses and the shells' range: no endpoint may lead there."""
         self.rows = SyncStore(ctx.store)
         self._status: dict[str, SyncStatus] = {}
         self._sent: dict[str, dict[str, tuple[int, int]]] = {}
@@ -69,6 +73,12 @@ class WorkspaceSync:
             self.ctx.backend(runtime).workspace_dir("")
         except ShellsError as exc:
             raise FeatureUnavailable(exc.message, {"field": "sync"}) from None
+        try:
+            await self._check_endpoint(target)
+        except TargetRefused as exc:
+            raise BucketUnusable(
+                f"'sync.endpoint' may not be used: {exc}.", {"field": "sync.endpoint", "reason": "forbidden"}
+            ) from None
         objects = _client(target, limits.SYNC_CHECK_TIMEOUT_S)
         where = f"bucket '{target.bucket}' at {target.endpoint}"
         try:
@@ -180,14 +190,27 @@ class WorkspaceSync:
         self.rows.note(shell.id, now, None, None)
         return True
 
+    async def _check_endpoint(self, target: SyncTarget) -> None:
+        """Refuse an endpoint that is, or now resolves to, an address the server must not send the
+        user's requests to (``domain.webhooks.forbidden_address``), unless the operator listed it.
+        Checked at create and before every pass: a name can point elsewhere later."""
+        if urlsplit(target.endpoint).netloc in self.ctx.settings.sync_private_endpoints:
+            return
+        await resolve(target.endpoint, self.own)
+
     async def _send_changes(self, shell: ShellRecord, row: ShellSyncRow, status: SyncStatus) -> None:
+        target = self._target(row)
+        try:
+            await self._check_endpoint(target)
+        except TargetRefused as exc:
+            raise ObjectStoreError(f"the endpoint may not be used: {exc}") from None
         root = self.ctx.backend(shell.runtime).workspace_dir(shell.id)
         found = await anyio.to_thread.run_sync(scan, root, limits.SYNC_MAX_FILES)
         sent = self._sent.setdefault(shell.id, {})
         changed = [path for path, mark in found.files.items() if sent.get(path) != mark]
         gone = [path for path in sent if path not in found.files]
         status.pending_files, status.skipped_files = len(changed) + len(gone), found.skipped
-        objects = _client(self._target(row), 30.0)
+        objects = _client(target, 30.0)
         try:
             for path in changed:
                 fd = workspace_fs.open_file(root, f"{WORKSPACE}/{path}", os.O_RDONLY | os.O_NONBLOCK)

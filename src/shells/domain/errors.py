@@ -8,7 +8,8 @@
     │   ├── InvalidImageReference    invalid_image_reference an image reference that does not parse
     │   ├── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
     │   └── BucketUnusable           bucket_unusable         a user's bucket refused the credentials, does
-    │                                                        not exist or did not answer (details: reason)
+    │                                                        not exist, did not answer or may not be
+    │                                                        reached from here (details: reason)
     ├── AuthError                    auth_error              (abstract) who is asking, or what they may do
     │   ├── Unauthenticated          unauthenticated         no token, or a token that is unknown
     │   │   ├── CredentialExpired    credential_expired      the token or terminal credential expired
@@ -120,7 +121,8 @@ class InvalidDockerfile(InvalidRequest):
 
 class BucketUnusable(InvalidRequest):
     """A bucket the request names cannot be used: ``details.reason`` is ``denied``,
-    ``no_such_bucket``, ``unreachable`` or ``error``."""
+    ``no_such_bucket``, ``unreachable``, ``forbidden`` (an address the server must not reach) or
+    ``error``."""
 
     code = "bucket_unusable"
 
