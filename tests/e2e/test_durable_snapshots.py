@@ -11,28 +11,16 @@ import asyncio
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-import pytest
-
 from shells.objects.store import BLOBS, S3Location, S3Objects
-from tests.support.s3 import S3Server, s3_server
-from tests.support.s3 import missing as s3_missing
+from tests.support.s3 import S3Server
 
 from .harness import ServerProcess, serving
 
 DURABLE_TIMEOUT_S = 300.0
 """Packing a python:1 root filesystem with zstd on a loaded 2-core machine takes tens of seconds."""
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    if (why := s3_missing()) is not None:
-        pytest.skip(why)
-    with s3_server() as server:
-        yield server
 
 
 def _store(url: str) -> S3Objects:

@@ -11,14 +11,12 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shells.objects.store import S3Location, S3Objects
-from tests.support.s3 import USER, S3Server, s3_server
-from tests.support.s3 import missing as s3_missing
+from tests.support.s3 import USER, S3Server
 
 from .conftest import StartServer
 from .harness import SHELLS, ServerProcess
@@ -26,13 +24,9 @@ from .harness import SHELLS, ServerProcess
 BUCKET = "alice-runs"
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    if (why := s3_missing()) is not None:
-        pytest.skip(why)
-    with s3_server() as server:
-        asyncio.run(_bucket(server).create_bucket())
-        yield server
+@pytest.fixture(scope="module", autouse=True)
+def alice_bucket(s3: S3Server) -> None:
+    asyncio.run(_bucket(s3).create_bucket())
 
 
 def _bucket(s3: S3Server) -> S3Objects:

@@ -7,29 +7,19 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shells.domain.errors import InvalidState, SnapshotNotFound
 from shells.objects.store import BLOBS, S3Location, S3Objects
-from tests.support.s3 import S3Server, s3_server
-from tests.support.s3 import missing as s3_missing
+from tests.support.s3 import S3Server
 
 from ..support.inprocess import serving
 from ..support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 _buckets = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    if (why := s3_missing()) is not None:
-        pytest.skip(why)
-    with s3_server() as server:
-        yield server
 
 
 @pytest.fixture

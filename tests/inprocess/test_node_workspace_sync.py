@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +19,13 @@ import pytest
 from shells.domain.errors import BucketUnusable
 from shells.objects.store import S3Location, S3Objects
 from shells.sdk import AsyncShells
-from tests.support.s3 import USER, S3Server, s3_server
-from tests.support.s3 import missing as s3_missing
+from tests.support.s3 import USER, S3Server
 
 from ..support.inprocess import Instance, serving
 from ..support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 _buckets = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    if (why := s3_missing()) is not None:
-        pytest.skip(why)
-    with s3_server() as server:
-        yield server
 
 
 def _free_port() -> int:
