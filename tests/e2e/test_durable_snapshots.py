@@ -2,8 +2,8 @@
 snapshot becomes durable in a real S3 server (SeaweedFS, authentication enforced), A stops and its
 data dir is purged; instance B, sharing only the record and the object store, with an empty pool,
 creates a shell from the snapshot and finds the files, in /workspace and in the root filesystem.
-A template saved on A starts a shell on B the same way. Deleting the snapshot and the template then
-removes their blobs from the bucket."""
+A template saved on A, and a wasm shell's snapshot, start shells on B the same way. Deleting the
+snapshots and the template then removes their blobs from the bucket."""
 
 from __future__ import annotations
 
@@ -61,8 +61,11 @@ def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server,
             time.sleep(0.5)
         assert listed.durable_at is not None and listed.size_bytes
         client.templates.save(shell.id, "kept:1")
-        while not client.templates.get("kept:1").durable:
-            assert time.monotonic() < deadline, f"template not durable in time:\n{a.log_tail()}"
+        wasm = client.create("python", runtime="wasm")
+        wasm.files.write("/workspace/w.txt", b"wasm on a")
+        wasm_snap = wasm.snapshot()
+        while not client.templates.get("kept:1").durable or not client.snapshots.list(wasm.id)[0].durable:
+            assert time.monotonic() < deadline, f"template or wasm snapshot not durable:\n{a.log_tail()}"
             time.sleep(0.5)
         a.stop()
         b.data_dir.mkdir(parents=True)
@@ -72,8 +75,9 @@ def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server,
         with closing(record_a), closing(record_b):  # the record, WAL included (a cluster shares it)
             record_a.backup(record_b)
     assert not list(a.data_dir.rglob("*.img")), "a's pool outlived its purge"
-    # the snapshot's rootfs and workspace; the template's rootfs is the same bytes, stored once
-    assert len(asyncio.run(_blobs(url))) == 2
+    # the snapshot's rootfs and workspace (the template's rootfs is the same bytes, stored once) and
+    # the wasm snapshot's workspace
+    assert len(asyncio.run(_blobs(url))) == 3
 
     with serving(b, "durable-b"), b.client() as client:
         copy = client.create("python", snapshot=snap.id)
@@ -81,6 +85,9 @@ def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server,
         assert copy.files.read("/root/kept") == b"rootfs-too\n"
         with client.create("python", template="kept:1") as from_template:
             assert from_template.files.read("/root/kept") == b"rootfs-too\n"
+        with client.create("python", runtime="wasm", snapshot=wasm_snap.id) as wasm_copy:
+            assert wasm_copy.files.read("/workspace/w.txt") == b"wasm on a"
+        client.snapshots.delete(wasm_snap.id)
         client.snapshots.delete(snap.id)
         assert len(asyncio.run(_blobs(url))) == 1  # the template still names the rootfs
         assert copy.files.read("/workspace/kept.txt") == b"made on a"
