@@ -69,7 +69,7 @@ class WorkspaceSync:
     async def check(self, runtime: Runtime, target: SyncTarget) -> None:
         """That the class can sync and the bucket takes these credentials: BucketUnusable (400)
         within seconds otherwise, before anything is created."""
-        try:
+        try:  # only a path is computed: a class that cannot name one keeps /workspace out of reach
             self.ctx.backend(runtime).workspace_dir("")
         except ShellsError as exc:
             raise FeatureUnavailable(exc.message, {"field": "sync"}) from None
@@ -153,7 +153,7 @@ class WorkspaceSync:
     def forget(self, shell_id: str) -> None:
         """The shell is deleted (after its last pass): its sync ends."""
         self.rows.remove(shell_id)
-        for table in (self._status, self._sent, self._next_try):
+        for table in (self._status, self._sent, self._next_try, self._locks):
             table.pop(shell_id, None)
         self._settled.discard(shell_id)
 
