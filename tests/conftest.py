@@ -11,6 +11,8 @@ from tests.support.kube import kube_api as kube_api_server
 from tests.support.kube import missing as kube_missing
 from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.postgres import missing as postgres_missing
+from tests.support.s3 import S3Server, s3_server
+from tests.support.s3 import missing as s3_missing
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +33,17 @@ def kube_api() -> Iterator[KubeAPI]:
         pytest.skip(reason)
     with kube_api_server() as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """One real S3 server (SeaweedFS, authentication enforced) for the session; each test makes its
+    own buckets on it."""
+    reason = s3_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with s3_server() as server:
+        yield server
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

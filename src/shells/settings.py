@@ -123,6 +123,16 @@ class Settings:
     """Extra CA certificates (PEM) the egress proxy trusts for the real hosts it forwards secrets
     to, beside the system's, e.g. for a private API."""
 
+    sync_private_endpoints: tuple[str, ...] = ()
+    """``host:port`` of S3 servers on private addresses (loopback, this host's) that workspace sync
+    may reach (``SHELLS_SYNC_PRIVATE_ENDPOINTS``, comma-separated), e.g. an in-house MinIO; any other
+    sync endpoint that is or resolves to loopback, link-local, cloud metadata, this host or the
+    shells' range is refused (docs/storage.md)."""
+    object_store: str | None = field(default=None, repr=False)
+    """The durable layer (``SHELLS_OBJECT_STORE``, docs/storage.md): where snapshots are kept so any
+    machine sharing the record can start from them. ``http(s)://KEY_ID:SECRET@host[:port]/bucket[/prefix]``
+    of any S3-compatible server (key and secret percent-encoded); None: ``data_dir/objects``."""
+
     @property
     def instance_id(self) -> str:
         """Short stable name of this instance; every host object (cgroup, netns, uid claim) carries it."""

@@ -99,6 +99,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.a_admin.http.delete(f"/v1/networks/{world.network}")
     world.a_admin.http.delete(f"/v1/secrets/{world.secret}")
     world.a_admin.http.delete(f"/v1/webhooks/{world.webhook}")
+    world.alice.http.delete(f"/v1/snapshots/{world.snapshot}")
     tenancy.close()
 
 
@@ -270,6 +271,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/shells/{shell_id}/events"),
     Endpoint("GET", "/v1/snapshots", foreign=None),
     Endpoint("DELETE", "/v1/snapshots/{snapshot_id}", foreign="snapshot_not_found"),
+    Endpoint("GET", "/v1/shells/{shell_id}/sync"),
     Endpoint("GET", "/v1/runtimes", scopeless=200, foreign=None),
     Endpoint("POST", "/v1/shells/{shell_id}/exec", {"cmd": ["true"]}),
     Endpoint("POST", "/v1/shells/{shell_id}/run", {"code": "true"}),

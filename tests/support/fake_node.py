@@ -198,6 +198,31 @@ class FakeNode:
     async def delete_snapshot(self, snapshot_id: str) -> None:
         shutil.rmtree(self._snapshot(snapshot_id), ignore_errors=True)
 
+    async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
+        """The snapshot's workspace as one tar file."""
+        base = str(dest / "workspace")
+        archive = await anyio.to_thread.run_sync(
+            lambda: shutil.make_archive(base, "tar", self._snapshot(snapshot_id))
+        )
+        return {"workspace": Path(archive)}
+
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        """A template here is a name: one file holding it."""
+        (dest / "rootfs").write_text(name, encoding="utf-8")
+        return {"rootfs": dest / "rootfs"}
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        self.ready.setdefault(meta.name, meta)
+
+    def workspace_dir(self, host_id: str) -> Path:
+        return self.workspace(host_id)
+
+    async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        if not self._snapshot(snapshot_id).exists():
+            staging = self._snapshot(f".{snapshot_id}.fetch")
+            shutil.unpack_archive(parts["workspace"], staging, "tar")
+            staging.rename(self._snapshot(snapshot_id))
+
     def usage(self, host_id: str) -> ResourceUsage:
         """Nothing is measured on a fake node."""
         return ResourceUsage(None, None, None)

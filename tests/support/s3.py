@@ -37,14 +37,55 @@ def _free_port() -> int:
 @dataclass
 class S3Server:
     endpoint: str
-    proc: subprocess.Popen[bytes]
     top: Path
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
 
     def url(self, bucket: str, identity: tuple[str, str] = INSTANCE, prefix: str = "") -> str:
         """An object-store URL (``SHELLS_OBJECT_STORE`` form) for ``bucket`` as ``identity``."""
         scheme, host = self.endpoint.split("://")
         tail = f"/{prefix}" if prefix else ""
         return f"{scheme}://{identity[0]}:{identity[1]}@{host}/{bucket}{tail}"
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def start(self) -> None:
+        """(Re)start on the same ports and data: what it stored is there again."""
+        log = (self.top / "weed.log").open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.top, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {(self.top / 'weed.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(self.endpoint, timeout=1).status_code in (200, 403):
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("SeaweedFS did not answer in time")
+            time.sleep(0.1)
+
+    @contextmanager
+    def outage(self) -> Iterator[None]:
+        """The server is down inside the block (connections refused) and back after it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
 
 
 @contextmanager
@@ -63,35 +104,14 @@ def s3_server() -> Iterator[S3Server]:
     names = ("master", "master.port.grpc", "volume", "volume.port.grpc", "filer", "filer.port.grpc",
              "s3.port.grpc", "admin", "admin.port.grpc")  # fmt: skip
     ports = {name: _free_port() for name in names}  # weed's defaults would collide across servers
-    log = (top / "weed.log").open("ab")
-    proc = subprocess.Popen(
-        [str(WEED), "mini", f"-dir={top / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-         f"-s3.config={top / 's3.json'}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
-         "-s3.port.lance=0", f"-s3.port={s3_port}",
-         *(f"-{n if '.port' in n else n + '.port'}={p}" for n, p in ports.items())],
-        stdout=log, stderr=subprocess.STDOUT, cwd=top, start_new_session=True,
-    )  # fmt: skip
-    log.close()
-    server = S3Server(f"http://127.0.0.1:{s3_port}", proc, top)
+    argv = [str(WEED), "mini", f"-dir={top / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.config={top / 's3.json'}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
+            "-s3.port.lance=0", f"-s3.port={s3_port}",
+            *(f"-{n if '.port' in n else n + '.port'}={p}" for n, p in ports.items())]  # fmt: skip
+    server = S3Server(f"http://127.0.0.1:{s3_port}", top, argv)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"weed exited: {(top / 'weed.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(server.endpoint, timeout=1).status_code in (200, 403):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("SeaweedFS did not answer in time")
-            time.sleep(0.1)
+        server.start()
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
         shutil.rmtree(top, ignore_errors=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,8 +28,7 @@ from shells.objects.store import (
     get_blob,
     put_blob,
 )
-from tests.support.s3 import S3Server, s3_server
-from tests.support.s3 import missing as s3_missing
+from tests.support.s3 import S3Server
 
 _buckets = itertools.count()
 
@@ -37,15 +36,6 @@ _buckets = itertools.count()
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    reason = s3_missing()
-    if reason is not None:
-        pytest.skip(reason)
-    with s3_server() as server:
-        yield server
 
 
 @pytest.fixture(params=["local", "s3"])

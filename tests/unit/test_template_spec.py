@@ -235,7 +235,7 @@ def test_metadata_survives_its_json_form() -> None:
     public = t.TemplateRecord(meta, t.TemplateStatus.READY, tenant="acme").to_public()
     assert set(public) == {
         "name", "kind", "parent", "status", "versions", "size_bytes", "content_hash", "env", "workdir",
-        "created_at", "image",
+        "created_at", "image", "durable", "durable_at",
     }  # fmt: skip
     assert public["status"] == "ready" and public["created_at"] == "2026-01-02T00:00:00+00:00"
 

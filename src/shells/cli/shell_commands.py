@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import sys
@@ -60,6 +61,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                 secrets=args.secret,
                 auto_resume=args.auto_resume,
                 region=args.region,
+                sync=sync_option(args.sync),
             )
 
         try:
@@ -247,6 +249,44 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+SYNC_SECRET_VAR = "SHELLS_SYNC_SECRET"
+
+
+def sync_option(url: str | None) -> dict[str, Any] | None:
+    """``--sync http(s)://KEY_ID[:SECRET]@host[:port]/bucket[/prefix]`` as the ``sync`` of a create;
+    without ``:SECRET`` in the URL (which other users of this machine can see in its process list)
+    the secret comes from $SHELLS_SYNC_SECRET."""
+    if url is None:
+        return None
+    from urllib.parse import quote, urlsplit
+
+    from ..objects.store import S3Location
+
+    parts = urlsplit(url)
+    if parts.username and parts.password is None and os.environ.get(SYNC_SECRET_VAR):
+        secret = quote(os.environ[SYNC_SECRET_VAR], safe="")
+        url = url.replace(f"{parts.username}@", f"{parts.username}:{secret}@", 1)
+    try:
+        where = S3Location.parse(url)
+    except ValueError as exc:
+        raise SystemExit(f"shells: --sync: {exc} (or KEY_ID@ with ${SYNC_SECRET_VAR} set)") from None
+    return {
+        "endpoint": where.endpoint,
+        "bucket": where.bucket,
+        "prefix": where.prefix,
+        "credentials": {
+            "access_key_id": where.credentials.access_key_id,
+            "secret_access_key": where.credentials.secret_access_key,
+        },
+    }
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    with connect() as client:
+        print_json(client.get(args.id).sync_status())
+    return 0
+
+
 def register(sub: Subparsers) -> None:
     sub.add_parser("info", help="what this server can run").set_defaults(func=cmd_info)
 
@@ -271,8 +311,19 @@ def register(sub: Subparsers) -> None:
         default=None,
         help="resume when a request reaches an exposed port while paused (default: on where it can pause)",
     )
+    s.add_argument(
+        "--sync",
+        default=None,
+        metavar="URL",
+        help="mirror /workspace to http(s)://KEY_ID[:SECRET]@host[:port]/bucket[/prefix] "
+        f"(the secret from ${SYNC_SECRET_VAR} when not in the URL)",
+    )
     s.add_argument("--json", action="store_true", help="print the whole record")
     s.set_defaults(func=cmd_create)
+
+    s = sub.add_parser("sync", help="how far a shell's workspace sync is")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_sync)
 
     s = sub.add_parser("ls", help="list shells")
     s.add_argument("--state", default=None)

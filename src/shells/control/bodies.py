@@ -160,6 +160,11 @@ class CreateShellBody(Body):
         max_length=64,
         description="The region to run in (GET /v1/info lists them; absent: the server's own region).",
     )
+    sync: SyncBody | None = Field(
+        default=None,
+        description="Mirror /workspace to this bucket of yours, continuously and completely at stop, "
+        "pause, snapshot and delete (container and wasm shells; docs/storage.md).",
+    )
 
 
 class ActionParams(Body):
@@ -535,3 +540,32 @@ class WebhookBody(Body):
     secret: StrictStr | None = Field(
         default=None, description="The HMAC-SHA256 signing secret (absent: one is made and shown once)."
     )
+
+
+# -- workspace sync (docs/storage.md) --------------------------------------------------------------
+
+
+class SyncCredentialsBody(Body):
+    """A key of the bucket's S3 server; the host uses it, the shell never sees it."""
+
+    access_key_id: StrictStr = Field(min_length=1, max_length=256, description="The key's id.")
+    secret_access_key: StrictStr = Field(
+        min_length=1, max_length=256, description="The key's secret (sealed in the record, never shown)."
+    )
+
+
+class SyncBody(Body):
+    """Where a shell's /workspace is mirrored: ``prefix/<path>`` in ``bucket`` at ``endpoint``."""
+
+    bucket: StrictStr = Field(min_length=3, max_length=63, description="The bucket (it must exist).")
+    endpoint: StrictStr = Field(
+        min_length=1, max_length=512, description="The S3-compatible server: http(s)://host[:port]."
+    )
+    prefix: StrictStr = Field(default="", max_length=512, description="Keys start with this path.")
+    region: StrictStr = Field(
+        default="us-east-1", min_length=1, max_length=64, description="The region the key signs for."
+    )
+    credentials: SyncCredentialsBody = Field(description="A key that may list, write and delete there.")
+
+
+CreateShellBody.model_rebuild()

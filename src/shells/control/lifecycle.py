@@ -27,6 +27,7 @@ from ..runtime.faults import reached
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
+from .durable import Durable
 from .fork import fork_shell
 from .inflight import Inflight
 from .networking import Networking
@@ -37,9 +38,12 @@ from .secrets import Secrets
 from .suspend import Suspension
 from .templates import Templates
 from .wasm_shells import wasm_template
+from .workspace_sync import WorkspaceSync
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 256 * 1024
+SYNC_COMPLETELY = frozenset({Capability.STOP, Capability.PAUSE, Capability.SNAPSHOT})
+"""Actions after which a synced /workspace is sent completely (docs/storage.md)."""
 
 
 class Lifecycle:
@@ -51,9 +55,13 @@ class Lifecycle:
         network: Networking,
         suspension: Suspension,
         secrets: Secrets | None = None,
+        durable: Durable | None = None,
+        sync: WorkspaceSync | None = None,
     ) -> None:
         self.ctx = ctx
         self.secrets = secrets
+        self.durable = durable
+        self.sync = sync
         self.pool = pool
         self.templates = templates
         self.network = network
@@ -107,12 +115,18 @@ class Lifecycle:
                     f"Snapshot '{snap.id}' was taken of a {snap.runtime} shell; "
                     f"create it with runtime '{snap.runtime}'."
                 )
+            if self.durable is not None:  # taken on another machine: fetched from the object store
+                await self.durable.ensure_snapshot_here(snap)
             template = snap.template
         elif req.runtime is Runtime.WASM:
             template = wasm_template(req)
         else:
             template = await self.templates.for_new_shell(principal, template)
         networks = [self.network.get_network(principal, name) for name in req.networks]
+        if req.sync is not None:  # the bucket answers before anything is made (400 otherwise)
+            if self.sync is None:
+                raise FeatureUnavailable("Workspace sync is not available on this server.", {"field": "sync"})
+            await self.sync.check(req.runtime, req.sync)
         placeholders = self._placeholders(principal, req)
         idle_timeout = self._idle_timeout(req, backend)
         auto_resume = self._auto_resume(req, backend)
@@ -147,6 +161,8 @@ class Lifecycle:
                         principal, claimed, door=door, kind="create", action="create", details={"warm": True}
                     ),
                 )
+                if self.sync is not None and req.sync is not None:
+                    self.sync.attach(claimed, req.sync)
                 return claimed
         shell = ShellRecord(
             id=new_id("sh"),
@@ -164,6 +180,8 @@ class Lifecycle:
         self.ctx.store.add_shell(
             shell, self.ctx.draft(principal, shell, door=door, kind="create", action="create")
         )
+        if self.sync is not None and req.sync is not None:
+            self.sync.attach(shell, req.sync)
         for net in networks:  # recorded first, so the shell starts on them
             self.network.record_member(principal, net, shell, "", door)
         if self.secrets is not None and placeholders:  # recorded first, so its HTTPS is brokered
@@ -256,11 +274,16 @@ class Lifecycle:
         """Mark the shell deleted now; the host objects are reclaimed in the background (and, after
         a crash, by reconciliation), so the caller never waits for subvolume deletion."""
         shell = authorize(self.ctx.store, principal, shell_id, access.DESTROY)
+        if self.sync is not None:  # the bucket gets all of /workspace first, or nothing is deleted
+            await self.sync.flush(shell, strict=True)
         draft = self.ctx.draft(principal, shell, door=door, kind="delete", action="delete")
         await self.remove(shell, "deleted by " + principal.id, draft)
 
     async def remove(self, shell: ShellRecord, reason: str, draft: EventDraft) -> None:
         """Delete ``shell`` (already authorized, or the system's own decision such as its time-to-live)."""
+        if self.sync is not None:  # a last pass (a time-to-live's delete does not wait for the bucket)
+            await self.sync.flush(shell, strict=False)
+            self.sync.forget(shell.id)
         async with self.ctx.locks[shell.id]:
             self.ctx.store.change_state(shell.id, ShellState.DELETED, reason, draft)
         self.network.records.forget_shell(shell.id)
@@ -315,6 +338,8 @@ class Lifecycle:
             try:
                 with self._inflight.recording(shell.id, cap, principal.id):
                     shell, result = await self._do(principal, shell, cap, door, params or {})
+                if self.sync is not None and cap in SYNC_COMPLETELY:
+                    await self.sync.flush(shell, strict=False)
             except ShellsError as exc:
                 draft = self._action_draft(
                     principal, shell, door, cap, "error", exc.message, {"code": exc.code}
@@ -412,6 +437,8 @@ class Lifecycle:
                         snap,
                         self._action_draft(principal, shell, door, cap, details={"snapshot": snap.id}),
                     )
+                if self.durable is not None:
+                    self.durable.upload_snapshot_later(snap)
                 return shell, {"snapshot": snap.to_public()}
             case _:
                 raise ActionNotSupported(f"'{cap}' is not implemented for {shell.runtime} shells yet.")

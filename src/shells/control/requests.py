@@ -13,6 +13,7 @@ from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.secrets import check_secret_name
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
+from ..domain.sync import SyncTarget, parse_sync
 
 MAX_NAME = 63
 SEALED_HAS_NO_NETWORK = (
@@ -87,6 +88,8 @@ class CreateShellRequest:
     """None: on for classes that can resume, off for the others."""
     region: str | None = None
     """Where the shell runs (None: the instance's own region); placement checks it exists."""
+    sync: SyncTarget | None = None
+    """Where /workspace is mirrored (docs/storage.md); None: nowhere."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -107,6 +110,7 @@ class CreateShellRequest:
             "on_timeout",
             "auto_resume",
             "region",
+            "sync",
         }
         reject_unknown(body, known)
         if "language" not in body and "snapshot" not in body:
@@ -149,6 +153,7 @@ class CreateShellRequest:
             on_timeout=parse_on_timeout(body.get("on_timeout", "kill")),
             auto_resume=_opt_bool(body.get("auto_resume"), "auto_resume"),
             region=_opt_str(body.get("region"), "region"),
+            sync=parse_sync(body.get("sync")),
         )
 
 

@@ -7,11 +7,13 @@ from typing import Any
 
 from .. import __version__
 from ..domain import access
+from ..domain.errors import InvalidRequest
 from ..domain.isolation import PRESET_TEMPLATES, Language, Runtime
 from ..domain.principal import Principal
 from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
+from ..objects.store import ObjectStore, open_store
 from ..runtime.backend import Backend
 from ..runtime.host.local_addresses import local_addresses
 from ..runtime.network.contract import InstanceNetwork
@@ -24,6 +26,7 @@ from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
 from .dockerfile_builds import DockerfileBuilds
+from .durable import Durable
 from .expiry import Expiry
 from .feed import Feed
 from .image_templates import ImageTemplates
@@ -48,6 +51,7 @@ from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
 from .webhooks import Webhooks
+from .workspace_sync import WorkspaceSync
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,18 @@ class Control:
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
+        self.durable = Durable(self.ctx, _object_store(settings))
+        self.templates.durable = self.durable
+        self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.shells = Lifecycle(
-            self.ctx, self.pool, self.templates, self.network, self.suspension, secrets=self.secrets
+            self.ctx,
+            self.pool,
+            self.templates,
+            self.network,
+            self.suspension,
+            secrets=self.secrets,
+            durable=self.durable,
+            sync=self.sync,
         )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)
@@ -102,6 +116,7 @@ class Control:
         """Prepare the host, reconcile records with it, and start the warm pool."""
         self.ctx.store.migrate(self._box)
         self.auth.ensure_admin_token(self.ctx.settings.admin_token_path)
+        await self.durable.check()
         for backend in self.ctx.backends.values():
             await backend.prepare()
         await self.templates.reconcile()
@@ -112,6 +127,8 @@ class Control:
         log.info("reconciled: %s", report)
         if self.leadership is not None:
             self.leadership.start()
+        await self.durable.start()
+        self.sync.start()
         self.pool.start()
         self.suspension.start()
         self.expiry.start()
@@ -126,6 +143,7 @@ class Control:
         await self.ctx.background.stop()
         if self.leadership is not None:
             await self.leadership.stop()
+        await self.durable.close()
         self.samples.close()
         await self.webhooks.stop()
         await self.egress.close()
@@ -185,5 +203,15 @@ class Control:
         return visible_snapshots(self.ctx.store, principal, shell_id)
 
     async def delete_snapshot(self, principal: Principal, snapshot_id: str, door: str) -> SnapshotRecord:
-        """Delete a snapshot (``control.snapshots``): its record, then the host's copy."""
-        return await delete_snapshot(self.ctx, principal, snapshot_id, door)
+        """Delete a snapshot (``control.snapshots``): its record, then the host's copy, then every
+        blob of it in the object store that nothing kept names any more."""
+        snap = await delete_snapshot(self.ctx, principal, snapshot_id, door)
+        await self.durable.collect(snap.parts)
+        return snap
+
+
+def _object_store(settings: Settings) -> ObjectStore:
+    try:
+        return open_store(settings.object_store, settings.data_dir / "objects")
+    except ValueError as exc:
+        raise InvalidRequest(f"SHELLS_OBJECT_STORE: {exc}.") from None

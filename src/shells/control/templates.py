@@ -63,6 +63,7 @@ from ..store.repository import EventDraft
 from ..store.templates import TemplateStore
 from .auth import authorize, is_platform_admin, require
 from .context import ControlContext
+from .durable import Durable
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ class Templates:
         self.records = TemplateStore(ctx.store)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._defaults: dict[str, tuple[dict[str, str], str, str | None]] = {}
+        self.durable: Durable | None = None
+        """Where templates made here are kept for other machines (docs/storage.md); set by Control."""
 
     @property
     def backend(self) -> Backend:
@@ -158,7 +161,7 @@ class Templates:
         and remove templates nobody recorded (a build or save interrupted by a crash)."""
         on_host = {m.name: m for m in self.backend.list_templates()}
         for rec in self.records.list(None):
-            if rec.name not in on_host:
+            if rec.name not in on_host and rec.durable_at is None:
                 log.warning("template %s is no longer on the host; forgetting its record", rec.name)
                 self.records.delete(rec.name)
         recorded = {r.name for r in self.records.list(None)}
@@ -173,6 +176,8 @@ class Templates:
 
     def _register(self, rec: TemplateRecord, spec: str = "", draft: EventDraft | None = None) -> None:
         self.records.add(rec, spec, draft)
+        if self.durable is not None:
+            self.durable.upload_template_later(rec)
         self._defaults.pop(rec.name, None)
 
     def _draft(
@@ -265,7 +270,11 @@ class Templates:
         when this host has it cached (seconds); one that would have to be built is refused with
         TemplateNotBuilt saying how to build it, so creating a shell never waits minutes silently."""
         name = self.resolve(principal, ref)
-        if self._visible(principal, name) is not None and self.backend.template_meta(name) is not None:
+        rec = self._visible(principal, name)
+        if rec is not None and self.backend.template_meta(name) is not None:
+            return name
+        if rec is not None and rec.durable_at is not None and self.durable is not None:
+            await self.durable.ensure_template_here(rec)  # made on another machine
             return name
         await self._ensure_builtin(name, None, allow_build=False)
         return name
@@ -453,6 +462,8 @@ class Templates:
             self.records.delete(name, self._draft(principal, door, "delete", name))
             self._defaults.pop(name, None)
             await self.backend.delete_template(name)
+            if self.durable is not None:
+                await self.durable.collect(rec.parts)
 
 
 def _prefixed(report: BuildProgress, parent: str) -> BuildProgress:

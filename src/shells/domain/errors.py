@@ -8,6 +8,9 @@
     │   ├── InvalidImageReference    invalid_image_reference an image reference that does not parse
     │   ├── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
     │   └── UnknownRegion            unknown_region          a region this instance has no node in
+    │   └── BucketUnusable           bucket_unusable         a user's bucket refused the credentials, does
+    │                                                        not exist, did not answer or may not be
+    │                                                        reached from here (details: reason)
     ├── AuthError                    auth_error              (abstract) who is asking, or what they may do
     │   ├── Unauthenticated          unauthenticated         no token, or a token that is unknown
     │   │   ├── CredentialExpired    credential_expired      the token or terminal credential expired
@@ -60,7 +63,8 @@
     │   └── RequestTimeout           request_timeout         the request body did not arrive in time (408)
     └── Unavailable                  unavailable             server unreachable, or connection dropped
         ├── ShuttingDown             shutting_down           the server is draining before it stops
-        └── RecordUnavailable        record_unavailable      the database did not answer; retry
+        ├── RecordUnavailable        record_unavailable      the database did not answer; retry
+        └── ObjectStoreUnavailable   object_store_unavailable the object store did not answer; retry
         └── ShuttingDown             shutting_down           the server is stopping; try again (Retry-After)
 
 Messages are written for the person who has to fix the input: they say what was wrong and what to
@@ -120,6 +124,14 @@ class InvalidDockerfile(InvalidRequest):
 
 class UnknownRegion(InvalidRequest):
     code = "unknown_region"
+
+
+class BucketUnusable(InvalidRequest):
+    """A bucket the request names cannot be used: ``details.reason`` is ``denied``,
+    ``no_such_bucket``, ``unreachable``, ``forbidden`` (an address the server must not reach) or
+    ``error``."""
+
+    code = "bucket_unusable"
 
 
 class AuthError(ShellsError):
@@ -323,6 +335,13 @@ class RecordUnavailable(Unavailable):
     transaction that met it was rolled back, so sending the request again is safe once it is back."""
 
     code = "record_unavailable"
+
+
+class ObjectStoreUnavailable(Unavailable):
+    """The instance's object store did not answer or refused a request (docs/storage.md): what
+    needed it (fetching a snapshot another machine took) did nothing; retry once it is back."""
+
+    code = "object_store_unavailable"
 
 
 def _all_error_classes() -> list[type[ShellsError]]:

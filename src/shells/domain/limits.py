@@ -115,3 +115,22 @@ WARM_POOL_MEMORY_SHARE = 0.1
 IDLE_SHELL_BYTES = 16 * 1024 * 1024
 """What one idle container shell is counted to hold for the pool's bound (measured: under 10 MB
 PSS, agent included, ``benchmarks/bench_density.py``)."""
+DURABLE_UPLOADS = 2
+"""Snapshots packed and uploaded to the object store at once (per server): each packs with zstd
+on every core, so more would only slow requests."""
+DURABLE_RETRY_FIRST_S = 1.0
+DURABLE_RETRY_MAX_S = 300.0
+"""Waits between tries of an upload that failed (the store unreachable, a disk error): the first,
+then doubling up to the last, until it succeeds or the snapshot is deleted."""
+SYNC_INTERVAL_S = 2.0
+"""How often a running shell's /workspace is compared with what its bucket holds (each pass sends
+only files whose size or modification time changed)."""
+SYNC_MAX_FILES = 100_000
+"""Most files of one /workspace that sync tracks (the host keeps a size and time per file: a few MB
+at most); a pass over a larger tree fails with the reason until files are removed."""
+SYNC_CHECK_TIMEOUT_S = 5.0
+"""Longest wait for a sync bucket's answer when a shell is created (a dead endpoint is a 400
+within this)."""
+SYNC_RETRY_FIRST_S = 1.0
+SYNC_RETRY_MAX_S = 60.0
+"""Waits before the next pass after failed ones: the first, doubling up to the last."""

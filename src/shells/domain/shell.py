@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .durable import StoredPart
 from .isolation import Language, Runtime
 from .network import NetworkPolicy
 from .states import ShellState
@@ -124,6 +125,9 @@ class SnapshotRecord:
     language: Language
     created_at: datetime
     name: str = ""
+    durable_at: datetime | None = None
+    """When the object store held all of it (docs/storage.md); None while the upload runs."""
+    parts: tuple[StoredPart, ...] = ()
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -134,4 +138,7 @@ class SnapshotRecord:
             "language": self.language.value,
             "name": self.name,
             "created_at": self.created_at.isoformat(),
+            "durable": self.durable_at is not None,
+            "durable_at": None if self.durable_at is None else self.durable_at.isoformat(),
+            "size_bytes": sum(p.size for p in self.parts) if self.parts else None,
         }

@@ -18,6 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from .durable import StoredPart
 from .errors import InvalidTemplateName, InvalidTemplateSpec
 
 BUILD_FORMAT_VERSION = 1
@@ -474,6 +475,10 @@ class TemplateRecord:
     status: TemplateStatus
     tenant: str = ""
     owner: str = ""
+    durable_at: datetime | None = None
+    """When its bits were all in the object store (docs/storage.md); None for a built-in, which
+    every machine builds or imports itself."""
+    parts: tuple[StoredPart, ...] = ()
 
     @property
     def name(self) -> str:
@@ -493,4 +498,6 @@ class TemplateRecord:
             "workdir": m.workdir,
             "created_at": m.created_at.isoformat() if m.created_at else None,
             "image": m.image.to_json() if m.image else None,
+            "durable": self.durable_at is not None,
+            "durable_at": self.durable_at.isoformat() if self.durable_at else None,
         }

@@ -12,10 +12,10 @@ import contextlib
 import hashlib
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 import anyio
@@ -86,12 +86,27 @@ class ObjectStore(Protocol):
 
     async def list(self, prefix: str) -> list[str]: ...
 
+    async def check(self) -> None:
+        """That the store answers and these credentials may use it (called at start-up)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
-async def put_blob(store: ObjectStore, path: Path) -> str:
-    """Store ``path`` under its content's digest (once: a blob already there is not sent again)."""
+def open_store(url: str | None, local_root: Path) -> ObjectStore:
+    """The store ``SHELLS_OBJECT_STORE`` names (``S3Location.parse``), or a directory without one;
+    a malformed URL raises ValueError with what to fix."""
+    if url is None:
+        return LocalObjects(local_root)
+    return S3Objects(S3Location.parse(url))
+
+
+async def put_blob(store: ObjectStore, path: Path, on_digest: Callable[[str], object] | None = None) -> str:
+    """Store ``path`` under its content's digest (once: a blob already there is not sent again);
+    ``on_digest`` hears the digest before anything is sent."""
     sha256 = await anyio.to_thread.run_sync(file_sha256, path)
+    if on_digest is not None:
+        on_digest(sha256)
     if await store.head(blob_key(sha256)) is None:
         await store.put(blob_key(sha256), path)
     return sha256
@@ -193,6 +208,9 @@ class LocalObjects:
     async def list(self, prefix: str) -> list[str]:
         found = [str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()]
         return sorted(k for k in found if k.startswith(prefix) and not Path(k).name.startswith("."))
+
+    async def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
 
     async def aclose(self) -> None:
         return None
@@ -296,16 +314,23 @@ class S3Objects:
         await self._send("GET", None, params={"list-type": "2", "max-keys": "1"})
 
     async def put(self, key: str, path: Path) -> ObjectInfo:
-        size = path.stat().st_size
-        if size <= PART_SIZE:
-            await self._send("PUT", key, body=await anyio.to_thread.run_sync(path.read_bytes))
-            return ObjectInfo(key, size)
+        with path.open("rb") as f:
+            return await self.put_file(key, f)
+
+    async def put_file(self, key: str, f: BinaryIO) -> ObjectInfo:
+        """Store what ``f`` holds from its position to its end (one request, or parts past
+        PART_SIZE); the size stored is what was read, even if the file grew or shrank meanwhile."""
+        first = await anyio.to_thread.run_sync(f.read, PART_SIZE)
+        rest = await anyio.to_thread.run_sync(f.read, 1) if len(first) == PART_SIZE else b""
+        if not rest:
+            await self._send("PUT", key, body=first)
+            return ObjectInfo(key, len(first))
         created = await self._send("POST", key, params={"uploads": ""})
         upload_id = _xml_field(created.text, "UploadId")
         if not upload_id:
             raise ObjectStoreError("the object store answered a multipart upload without an UploadId")
         try:
-            etags = [etag async for etag in self._parts(key, path, upload_id)]
+            etags, size = await self._parts(key, f, first + rest, upload_id)
             done = "".join(
                 f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
                 for n, etag in enumerate(etags, start=1)
@@ -319,14 +344,21 @@ class S3Objects:
             raise
         return ObjectInfo(key, size)
 
-    async def _parts(self, key: str, path: Path, upload_id: str) -> AsyncIterator[str]:
-        with path.open("rb") as f:
-            number = 1
-            while chunk := await anyio.to_thread.run_sync(f.read, PART_SIZE):
-                params = {"partNumber": str(number), "uploadId": upload_id}
-                answer = await self._send("PUT", key, params=params, body=chunk)
-                yield answer.headers.get("ETag", "")
-                number += 1
+    async def _parts(self, key: str, f: BinaryIO, head: bytes, upload_id: str) -> tuple[list[str], int]:
+        """Send ``head`` and the rest of ``f`` in parts of PART_SIZE: their ETags and total size."""
+        etags: list[str] = []
+        size, buffered, ended = 0, head, False
+        while buffered or not ended:
+            if not ended and len(buffered) < PART_SIZE:
+                more = await anyio.to_thread.run_sync(f.read, PART_SIZE - len(buffered))
+                ended, buffered = not more, buffered + more
+                continue
+            chunk, buffered = buffered[:PART_SIZE], buffered[PART_SIZE:]
+            params = {"partNumber": str(len(etags) + 1), "uploadId": upload_id}
+            answer = await self._send("PUT", key, params=params, body=chunk)
+            etags.append(answer.headers.get("ETag", ""))
+            size += len(chunk)
+        return etags, size
 
     async def get(self, key: str, dest: Path, sha256: str | None = None) -> None:
         response = await self._send("GET", key, stream=True)

@@ -162,6 +162,27 @@ class Backend(Protocol):
 
     async def delete_snapshot(self, snapshot_id: str) -> None: ...
 
+    async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
+        """Write snapshot ``snapshot_id`` as files in ``dest`` for the object store (part name →
+        file). A class whose snapshots cannot leave this host raises ActionNotSupported."""
+
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        """Write template ``name`` as files in ``dest`` for the object store (part name → file);
+        a class that keeps no templates of its own raises ActionNotSupported."""
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        """Publish template ``meta.name`` from the files ``export_template`` wrote on another host
+        (nothing if it is here already)."""
+
+    def workspace_dir(self, host_id: str) -> Path:
+        """The host directory that is the shell's /workspace, for the host to read itself (workspace
+        sync), never following a link the shell made. A class whose /workspace is inside a VM's
+        disk raises ActionNotSupported."""
+
+    async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        """Make snapshot ``snapshot_id`` on this host from the files ``export_snapshot`` wrote on
+        another (nothing if it is here already)."""
+
     async def logs(self, host_id: str, max_bytes: int) -> bytes: ...
 
     async def inventory(self) -> HostInventory: ...

@@ -131,16 +131,18 @@ def build_rootfs_tarball(cache_dir: Path, spec: RootfsSpec | None = None) -> Pat
     return tarball
 
 
+def pack_command(rootfs: Path, tarball: Path, level: int = 3) -> list[str]:
+    """The tar (with zstd) that packs the tree ``rootfs`` into ``tarball``."""
+    return ["tar", *_TAR_FLAGS, "--sort=name", "-I", f"zstd -T0 -{level}", "-C", str(rootfs),
+            "-cf", str(tarball), "."]  # fmt: skip
+
+
 def pack_rootfs(rootfs: Path, tarball: Path, level: int = 3) -> None:
     """Pack the tree ``rootfs`` into ``tarball`` (zstd), atomically: a partial file is never visible."""
     _require("zstd")
     partial = tarball.with_name(f".{tarball.name}.partial-{os.getpid()}-{os.urandom(4).hex()}")
     try:
-        _run(
-            f"packing {tarball.name}",
-            ["tar", *_TAR_FLAGS, "--sort=name", "-I", f"zstd -T0 -{level}", "-C", str(rootfs),
-             "-cf", str(partial), "."],
-        )  # fmt: skip
+        _run(f"packing {tarball.name}", pack_command(rootfs, partial, level))
         partial.rename(tarball)
     finally:
         partial.unlink(missing_ok=True)

@@ -269,6 +269,31 @@ class Snapshot:
     language: str = ""
     name: str = ""
     created_at: datetime | None = None
+    durable: bool = False
+    """Whether the object store holds all of it, so any machine of the instance can start from it."""
+    durable_at: datetime | None = None
+    size_bytes: int | None = None
+    """What it takes in the object store (None until it is durable)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncStatus:
+    """Where a shell's /workspace is mirrored and how far (``shell.sync_status()``): ``state`` is
+    ``synced``, ``pending`` or ``failing`` (then ``last_error`` says why; sync retries on its own)."""
+
+    enabled: bool
+    endpoint: str = ""
+    bucket: str = ""
+    prefix: str = ""
+    access_key_id: str = ""
+    state: str = ""
+    synced_files: int = 0
+    synced_bytes: int = 0
+    pending_files: int = 0
+    skipped_files: int = 0
+    last_synced_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,6 +334,10 @@ class Template:
     image: dict[str, Any] | None = None
     """For an imported image or a Dockerfile build: ``source``, ``digest``, ``user``, ``entrypoint``,
     ``cmd``, ``labels``."""
+    durable: bool = False
+    """Whether the object store holds it, so any machine of the instance starts shells from it
+    (built-ins never are: every machine makes its own)."""
+    durable_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -541,6 +570,7 @@ __all__ = [
     "Secret",
     "ShellInfo",
     "Snapshot",
+    "SyncStatus",
     "Template",
     "Tenant",
     "TermCredential",

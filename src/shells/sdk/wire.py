@@ -59,6 +59,9 @@ class CreateOptions(TypedDict, total=False):
     class can pause)."""
     region: str | None
     """Where the shell runs, one of the regions ``info()["regions"]`` lists (default: the server's own)."""
+    sync: Mapping[str, Any] | None
+    """Mirror /workspace to your bucket: ``{"bucket", "endpoint", "prefix", "credentials":
+    {"access_key_id", "secret_access_key"}}`` (container and wasm shells; docs/storage.md)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:
@@ -75,7 +78,7 @@ def create_body(language: str | None, options: CreateOptions) -> Json:
     for key in ("networks", "secrets"):
         if key in body:
             body[key] = list(body[key])
-    for key in ("env", "labels"):
+    for key in ("env", "labels", "sync"):
         if key in body:
             body[key] = dict(body[key])
     return body

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..domain.audit import AuditQuery, RequestInfo
 from ..domain.clock import SYSTEM_CLOCK, Clock
+from ..domain.durable import StoredPart
 from ..domain.errors import RecordUnavailable, ShellNotFound
 from ..domain.isolation import Language, Runtime
 from ..domain.network import NetworkMode, NetworkPolicy
@@ -128,6 +129,8 @@ def _snapshot_from_row(row: SnapshotRow) -> SnapshotRecord:
         language=Language(row.language),
         name=row.name,
         created_at=row.created_at,
+        durable_at=row.durable_at,
+        parts=tuple(StoredPart.from_json(p) for p in row.parts or ()),
     )
 
 
@@ -405,3 +408,22 @@ class Store:
                 row.deleted_at = utcnow()
                 if draft is not None:
                     s.add(event_row(draft, row.deleted_at))
+
+    def mark_snapshot_durable(self, snap_id: str, parts: Sequence[StoredPart]) -> datetime | None:
+        """Record that ``parts`` hold the snapshot in the object store; when (None: it was deleted
+        meanwhile, and its blobs are the caller's to remove)."""
+        with self.tx() as s:
+            row = s.get(SnapshotRow, snap_id)
+            if row is None or row.deleted_at is not None:
+                return None
+            row.parts = [p.to_json() for p in parts]
+            row.durable_at = utcnow()
+            return row.durable_at
+
+    def blobs_in_use(self) -> set[str]:
+        """The digest of every blob a kept snapshot needs (a blob outside it may be removed)."""
+        with self.tx() as s:
+            q = select(SnapshotRow.parts).where(
+                SnapshotRow.deleted_at.is_(None), SnapshotRow.parts.is_not(None)
+            )
+            return {str(p["sha256"]) for parts in s.scalars(q).all() for p in parts or ()}

@@ -90,6 +90,10 @@ class SnapshotRow(Base):
     name: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    durable_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """When every part was in the object store (None: not yet)."""
+    parts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    """The blobs holding it there: ``[{"name", "sha256", "size"}]``."""
 
 
 class TokenRow(Base):

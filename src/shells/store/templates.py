@@ -6,12 +6,14 @@ after the backend captured the template, and deletes it before the backend delet
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String, Text, select
+from sqlalchemy import JSON, BigInteger, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..domain.durable import StoredPart
 from ..domain.states import ShellState
 from ..domain.templates import ImageInfo, TemplateKind, TemplateMeta, TemplateRecord, TemplateStatus
 from .repository import EventDraft, Store, utcnow
@@ -36,6 +38,9 @@ class TemplateRow(Base):
     created_at: Mapped[datetime]
     image: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     """Where an image template came from and how it runs (``ImageInfo``); None for other kinds."""
+    durable_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """When its bits were all in the object store (None: not yet, or a built-in: never)."""
+    parts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 def _record(row: TemplateRow) -> TemplateRecord:
@@ -52,7 +57,14 @@ def _record(row: TemplateRow) -> TemplateRecord:
         has_workspace=row.has_workspace,
         image=ImageInfo.from_json(row.image),
     )
-    return TemplateRecord(meta, TemplateStatus.READY, tenant=row.tenant, owner=row.owner)
+    return TemplateRecord(
+        meta,
+        TemplateStatus.READY,
+        tenant=row.tenant,
+        owner=row.owner,
+        durable_at=row.durable_at,
+        parts=tuple(StoredPart.from_json(p) for p in row.parts or ()),
+    )
 
 
 class TemplateStore:
@@ -123,6 +135,22 @@ class TemplateStore:
                 return f"shell {shell}"
             child = s.scalars(select(TemplateRow.name).where(TemplateRow.parent == name)).first()
             return None if child is None else f"template {child}"
+
+    def mark_durable(self, name: str, content_hash: str, parts: Sequence[StoredPart]) -> datetime | None:
+        """Record that ``parts`` hold template ``name`` (the one of ``content_hash``: a template
+        deleted and made again under the name is another) in the object store; None if it is gone."""
+        with self._store.tx() as s:
+            row = s.get(TemplateRow, name)
+            if row is None or row.content_hash != content_hash:
+                return None
+            row.parts = [p.to_json() for p in parts]
+            row.durable_at = utcnow()
+            return row.durable_at
+
+    def blobs_in_use(self) -> set[str]:
+        with self._store.tx() as s:
+            q = select(TemplateRow.parts).where(TemplateRow.parts.is_not(None))
+            return {str(p["sha256"]) for parts in s.scalars(q).all() for p in parts or ()}
 
     def delete(self, name: str, draft: EventDraft | None = None) -> None:
         with self._store.tx() as s:

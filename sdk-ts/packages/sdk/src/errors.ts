@@ -170,6 +170,9 @@ export class InvalidImageReference extends InvalidRequest {
 export class InvalidDockerfile extends InvalidRequest {
   static override readonly code: string = "invalid_dockerfile";
 }
+export class BucketUnusable extends InvalidRequest {
+  static override readonly code: string = "bucket_unusable";
+}
 export class SecretNotFound extends NotFound {
   static override readonly code: string = "secret_not_found";
 }
@@ -199,6 +202,9 @@ export class UnknownRegion extends InvalidRequest {
 }
 export class NoCapacity extends Conflict {
   static override readonly code: string = "no_capacity";
+}
+export class ObjectStoreUnavailable extends Unavailable {
+  static override readonly code: string = "object_store_unavailable";
 }
 
 type ErrorClass = typeof ShellsError;
@@ -263,6 +269,8 @@ const ALL: ErrorClass[] = [
   RecordUnavailable,
   UnknownRegion,
   NoCapacity,
+  ObjectStoreUnavailable,
+  BucketUnusable,
 ];
 
 /** Code → class, to turn a wire error back into the class the server raised. */

@@ -50,7 +50,7 @@ from ...domain.templates import BuildProgress, TemplateMeta
 from ...domain.terminal import TerminalIO, TerminalSpec
 from ...guest.protocol import SERVE_SUDO
 from ...settings import Settings
-from .. import agent_runtime
+from .. import agent_runtime, snapshot_files
 from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec, read_tail
 from ..host import btrfs_quota, cgroups, idmap, netns, seccomp, uids
@@ -429,6 +429,29 @@ class ContainerBackend:
             if self.pool.is_subvolume(dest / sub):
                 self.pool.delete_subvolume(dest / sub)
         shutil.rmtree(dest, ignore_errors=True)
+
+    async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
+        return await snapshot_files.pack(self.pool, self._snapshot_dir(snapshot_id), dest)
+
+    async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        await snapshot_files.unpack(self.pool, parts, self._snapshot_dir(snapshot_id))
+
+    def workspace_dir(self, host_id: str) -> Path:
+        return self._shell_dir(host_id) / "workspace"
+
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        self.template_bits.require(name)
+        return await snapshot_files.pack(self.pool, self.template_bits.dir(name), dest)
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        def publish() -> None:
+            if self.template_bits.meta(meta.name) is not None:
+                return
+            with self.template_bits.staging(meta.name) as staging:
+                snapshot_files.unpack_into(self.pool, parts, staging)
+                self.template_bits.commit(staging, meta)
+
+        await anyio.to_thread.run_sync(publish)
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         return read_tail(self.disk.log(host_id), max_bytes)

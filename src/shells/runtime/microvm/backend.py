@@ -840,6 +840,27 @@ class MicrovmBackend:
         for doomed in set_aside_unused(self.root / "images", self.root / "shells", self._pinned):
             await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, doomed, ignore_errors=True))
 
+    async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
+        raise ActionNotSupported(
+            "A microvm snapshot's disks back onto this host's pre-booted template image; "
+            "it cannot be kept in the object store yet."
+        )
+
+    async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        raise ActionNotSupported("A microvm snapshot cannot be brought from the object store yet.")
+
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        raise ActionNotSupported("Templates are kept by the container class.")
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        raise ActionNotSupported("Templates are kept by the container class.")
+
+    def workspace_dir(self, host_id: str) -> Path:
+        raise ActionNotSupported(
+            "A microvm's /workspace is inside its disk, which the host does not read; "
+            "workspace sync is for container and wasm shells."
+        )
+
     async def delete_snapshot(self, snapshot_id: str) -> None:
         """Shells created from the snapshot still read its disks: then it is retired, not deleted."""
         image = self.root / "images" / snapshot_id

@@ -68,6 +68,7 @@ from ...domain.wasm_presets import (
     wasm_offers,
 )
 from ...settings import Settings
+from .. import snapshot_files
 from ..backend import HostInventory, ShellSpec, marked_inventory, read_tail
 from ..host import btrfs_quota
 from ..host.btrfs import BtrfsPool
@@ -341,6 +342,21 @@ class WasmBackend:
             return absent_class(Runtime.WASM, self.unavailable)
         build = self.compiler.build_template() if self.compiler is not None else None
         return wasm_offers(dict(build.versions) if build is not None else None)
+
+    async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
+        return await snapshot_files.pack(self.pool, self._snapshot_dir(snapshot_id), dest)
+
+    async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        await snapshot_files.unpack(self.pool, parts, self._snapshot_dir(snapshot_id))
+
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        raise ActionNotSupported("Templates are kept by the container class.")
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        raise ActionNotSupported("Templates are kept by the container class.")
+
+    def workspace_dir(self, host_id: str) -> Path:
+        return self._workspace(host_id)
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         dest = self._snapshot_dir(snapshot_id)

@@ -17,6 +17,7 @@ from ..models import (
     Port,
     ShellInfo,
     Snapshot,
+    SyncStatus,
     TermCredential,
     from_wire,
 )
@@ -286,6 +287,14 @@ class AsyncShell:
         """
         answer = await self._http.call("GET", f"{self._path}/events", params={"after": after})
         return [from_wire(Event, e) for e in answer["events"]]
+
+    async def sync_status(self) -> SyncStatus:
+        """How far the mirror of /workspace to the bucket given at create (``sync``) is.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+        """
+        return from_wire(SyncStatus, await self._http.call("GET", f"{self._path}/sync"))
 
     async def metrics(
         self, start: float | datetime | None = None, end: float | datetime | None = None

@@ -322,7 +322,8 @@ class Snapshots:
         return [from_wire(Snapshot, s) for s in answer["snapshots"]]
 
     def delete(self, snapshot_id: str) -> None:
-        """Delete one of your snapshots; shells already created from it keep running.
+        """Delete one of your snapshots, here and in the object store; shells already created from it
+        keep running with their own files.
 
         Raises:
             SnapshotNotFound: there is no such snapshot (or it is another tenant's).

@@ -18,6 +18,7 @@ from ..models import (
     Port,
     ShellInfo,
     Snapshot,
+    SyncStatus,
     TermCredential,
     from_wire,
 )
@@ -287,6 +288,14 @@ class Shell:
         """
         answer = self._http.call("GET", f"{self._path}/events", params={"after": after})
         return [from_wire(Event, e) for e in answer["events"]]
+
+    def sync_status(self) -> SyncStatus:
+        """How far the mirror of /workspace to the bucket given at create (``sync``) is.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+        """
+        return from_wire(SyncStatus, self._http.call("GET", f"{self._path}/sync"))
 
     def metrics(
         self, start: float | datetime | None = None, end: float | datetime | None = None

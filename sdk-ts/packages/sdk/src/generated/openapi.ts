@@ -84,6 +84,8 @@ export interface Schemas {
     "secrets"?: string[] | null;
     /** The region to run in (GET /v1/info lists them; absent: the server's own region). */
     "region"?: string | null;
+    /** Mirror /workspace to this bucket of yours, continuously and completely at stop, pause, snapshot and delete (container and wasm shells; docs/storage.md). */
+    "sync"?: Schemas["SyncBody"] | null;
   };
   /** Every error answer; the request's id is in the ``X-Request-Id`` header of every answer. */
   "ErrorBody": {
@@ -285,6 +287,26 @@ export interface Schemas {
   "SignalBody": {
     /** The signal sent to the process's group: one of TERM, KILL, INT, HUP, QUIT (SIG… too). */
     "signal"?: string;
+  };
+  /** Where a shell's /workspace is mirrored: ``prefix/<path>`` in ``bucket`` at ``endpoint``. */
+  "SyncBody": {
+    /** The bucket (it must exist). */
+    "bucket": string;
+    /** The S3-compatible server: http(s)://host[:port]. */
+    "endpoint": string;
+    /** Keys start with this path. */
+    "prefix"?: string;
+    /** The region the key signs for. */
+    "region"?: string;
+    /** A key that may list, write and delete there. */
+    "credentials": Schemas["SyncCredentialsBody"];
+  };
+  /** A key of the bucket's S3 server; the host uses it, the shell never sees it. */
+  "SyncCredentialsBody": {
+    /** The key's id. */
+    "access_key_id": string;
+    /** The key's secret (sealed in the record, never shown). */
+    "secret_access_key": string;
   };
   /** ``POST /v1/tenants``. */
   "TenantBody": {
@@ -848,6 +870,15 @@ export interface Operations {
     body: Schemas["RunBody"];
     response: Schemas["ExecResultBody"];
     statuses: 200 | 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
+  };
+  /** Sync Status. */
+  "GET /v1/shells/{shell_id}/sync": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** List Terminals. */
   "GET /v1/shells/{shell_id}/term": {
