@@ -199,6 +199,11 @@ class Store:
         cfg.attributes["connection"] = None
         cfg.attributes["box"] = box
         with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                # pysqlite opens a transaction only before DML, so a migration that starts with DDL
+                # would commit at once; an explicit BEGIN makes the whole upgrade all or nothing, as
+                # on PostgreSQL (a refused migration must not leave earlier ones half-recorded).
+                conn.exec_driver_sql("BEGIN")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")
 
