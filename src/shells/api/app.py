@@ -23,6 +23,7 @@ from .routes_processes import router as processes_router
 from .routes_run import router as run_router
 from .routes_samples import router as samples_router
 from .routes_secrets import router as secrets_router
+from .routes_storage import router as storage_router
 from .routes_templates import router as templates_router
 from .routes_ttl import router as ttl_router
 from .routes_webhooks import router as webhooks_router
@@ -62,6 +63,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(run_router)
     app.include_router(network_router)
     app.include_router(secrets_router)
+    app.include_router(storage_router)
     app.include_router(ttl_router)
     app.include_router(processes_router)
     app.include_router(metering_router)

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.audit import DEFAULT_DOOR
 from ..domain.errors import FeatureUnavailable
 from ..domain.isolation import Runtime
+from ..domain.mounts import BucketMount
 from ..domain.principal import Principal
 from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord
-from ..runtime.backend import Backend, ShellSpec
+from ..runtime.backend import Backend, ShellSpec, VolumeMount
 from ..settings import Settings
 from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
@@ -35,6 +37,8 @@ class ControlContext:
     background: Background = field(default_factory=Background)
     """Every loop beside requests (``control.background``): started by the use cases, stopped once."""
     quotas: Quotas = field(init=False)
+    mounts_of: Callable[[ShellRecord], tuple[tuple[BucketMount, ...], tuple[VolumeMount, ...]]] | None = None
+    """What a shell's start mounts (``control.storage``); None where storage is not wired."""
 
     def __post_init__(self) -> None:
         self.quotas = Quotas(self.settings, self.store)
@@ -55,7 +59,8 @@ class ControlContext:
         return shell.to_public() | {"runtime_details": backend.details() if backend else {}}
 
     def spec(self, shell: ShellRecord) -> ShellSpec:
-        """What the backend needs to (re)start the shell, private networks included."""
+        """What the backend needs to (re)start the shell, private networks and mounts included."""
+        buckets, volumes = self.mounts_of(shell) if self.mounts_of is not None else ((), ())
         return ShellSpec(
             host_id=shell.id,
             template=shell.template,
@@ -65,6 +70,8 @@ class ControlContext:
             networks=tuple(n.private() for n in NetworkingStore(self.store).memberships(shell.id)),
             hostname=shell.name,
             brokered=SecretsStore(self.store).has_secrets(shell.id),
+            buckets=buckets,
+            volumes=volumes,
         )
 
     @staticmethod

@@ -33,6 +33,7 @@ from .networking import Networking
 from .pool import WarmPool
 from .requests import CreateShellRequest, parse_fork_count, parse_log_bytes
 from .secrets import Secrets
+from .storage import Attachments, Storage
 from .suspend import Suspension
 from .templates import Templates
 from .wasm_shells import wasm_template
@@ -50,9 +51,11 @@ class Lifecycle:
         network: Networking,
         suspension: Suspension,
         secrets: Secrets | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.ctx = ctx
         self.secrets = secrets
+        self.storage = storage
         self.pool = pool
         self.templates = templates
         self.network = network
@@ -111,10 +114,13 @@ class Lifecycle:
             template = await self.templates.for_new_shell(principal, template)
         networks = [self.network.get_network(principal, name) for name in req.networks]
         placeholders = self._placeholders(principal, req)
+        attachments = await self._attachments(principal, req)
         idle_timeout = self._idle_timeout(req, backend)
         auto_resume = self._auto_resume(req, backend)
         # No await from the quota check to the record's insert: concurrent creates cannot overshoot.
         self.ctx.quotas.check_shell(principal.tenant, get_shape(req.shape))
+        if self.storage is not None:
+            self.storage.claim(attachments)
         now = datetime.now(UTC)
         fields: dict[str, Any] = {
             "tenant": principal.tenant,
@@ -129,7 +135,8 @@ class Lifecycle:
             "created_at": now,
             "updated_at": now,
         }
-        if req.snapshot is None and not networks and not placeholders:  # warm shells: no network, no secret
+        warm_fits = not networks and not placeholders and attachments.empty  # warm shells have none
+        if req.snapshot is None and warm_fits:
             claimed = self.pool.claim(
                 template=template, shape=req.shape, network=req.network, runtime=req.runtime
             )
@@ -164,6 +171,8 @@ class Lifecycle:
             self.network.record_member(principal, net, shell, "", door)
         if self.secrets is not None and placeholders:  # recorded first, so its HTTPS is brokered
             self.secrets.give(shell.id, placeholders)
+        if self.storage is not None and not attachments.empty:  # recorded first, so its start mounts them
+            self.storage.attach(principal, shell, attachments, door)
         return await self.boot(principal, shell, door)
 
     def _placeholders(self, principal: Principal, req: CreateShellRequest) -> dict[str, str]:
@@ -172,6 +181,13 @@ class Lifecycle:
         if self.secrets is None:
             raise FeatureUnavailable("Secrets are not available on this server.", {"field": "secrets"})
         return self.secrets.placeholders(principal, req.secrets)
+
+    async def _attachments(self, principal: Principal, req: CreateShellRequest) -> Attachments:
+        if not req.buckets and not req.volumes:
+            return Attachments()
+        if self.storage is None:
+            raise FeatureUnavailable("Bucket mounts and volumes are not available on this server.")
+        return await self.storage.check(principal, req)
 
     def _idle_timeout(self, req: CreateShellRequest, backend: Backend) -> int | None:
         """The shell's idle timeout: the request's, else the instance's default where the class can

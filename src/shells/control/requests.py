@@ -10,6 +10,7 @@ from typing import Any
 from ..domain.errors import InvalidRequest
 from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, ExecSpec, check_env
 from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
+from ..domain.mounts import BucketMount, VolumeAttachment
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.secrets import check_secret_name
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
@@ -85,6 +86,9 @@ class CreateShellRequest:
     on_timeout: str = "kill"
     auto_resume: bool | None = None
     """None: on for classes that can resume, off for the others."""
+    buckets: tuple[BucketMount, ...] = ()
+    """Users' buckets mounted from the host (docs/storage.md)."""
+    volumes: tuple[VolumeAttachment, ...] = ()
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -104,8 +108,13 @@ class CreateShellRequest:
             "timeout_s",
             "on_timeout",
             "auto_resume",
+            "mounts",
+            "volumes",
         }
         reject_unknown(body, known)
+        from .mount_requests import parse_storage  # it builds on this module's helpers
+
+        buckets, volumes = parse_storage(body.get("mounts"), body.get("volumes"))
         if "language" not in body and "snapshot" not in body:
             raise InvalidRequest(
                 "'language' is required (bash, node, python, rust or go).", {"field": "language"}
@@ -145,6 +154,8 @@ class CreateShellRequest:
             timeout_s=None if body.get("timeout_s") is None else parse_ttl(body["timeout_s"]),
             on_timeout=parse_on_timeout(body.get("on_timeout", "kill")),
             auto_resume=_opt_bool(body.get("auto_resume"), "auto_resume"),
+            buckets=buckets,
+            volumes=volumes,
         )
 
 

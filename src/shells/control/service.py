@@ -17,6 +17,7 @@ from ..runtime.host.local_addresses import local_addresses
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.network.egress import EgressProxy, upstream_context
 from ..runtime.network.egress_ca import EgressCA
+from ..runtime.volumes import HostVolumes
 from ..settings import Settings
 from ..store.repository import Store
 from .audit import Audit
@@ -39,6 +40,7 @@ from .run_code import RunCode
 from .samples import ShellSamples
 from .secret_box import SecretBox, load_or_create_key
 from .secrets import Secrets, ShellEgress
+from .storage import Storage
 from .suspend import Suspension
 from .templates import Templates
 from .tenancy import Tenancy
@@ -51,7 +53,12 @@ log = logging.getLogger(__name__)
 
 class Control:
     def __init__(
-        self, settings: Settings, store: Store, backends: list[Backend], network: InstanceNetwork
+        self,
+        settings: Settings,
+        store: Store,
+        backends: list[Backend],
+        network: InstanceNetwork,
+        volumes: HostVolumes | None = None,
     ) -> None:
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
         self.network = Networking(self.ctx, network)
@@ -59,6 +66,8 @@ class Control:
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
         egress_ca = EgressCA(settings.data_dir / "egress-ca", settings.instance_id)
         self.secrets = Secrets(self.ctx, box, egress_ca)
+        self.storage = Storage(self.ctx, box, volumes, lambda: [*local_addresses(), network.range.cidr])
+        self.ctx.mounts_of = self.storage.mounts_of
         self.egress = EgressProxy(
             ShellEgress(self.ctx, network, box),
             egress_ca,
@@ -77,7 +86,13 @@ class Control:
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
         self.shells = Lifecycle(
-            self.ctx, self.pool, self.templates, self.network, self.suspension, secrets=self.secrets
+            self.ctx,
+            self.pool,
+            self.templates,
+            self.network,
+            self.suspension,
+            secrets=self.secrets,
+            storage=self.storage,
         )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)

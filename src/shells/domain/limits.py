@@ -106,3 +106,16 @@ WARM_POOL_MEMORY_SHARE = 0.1
 IDLE_SHELL_BYTES = 16 * 1024 * 1024
 """What one idle container shell is counted to hold for the pool's bound (measured: under 10 MB
 PSS, agent included, ``benchmarks/bench_density.py``)."""
+
+# Bucket mounts and volumes (docs/storage.md) ------------------------------------------------------
+MAX_SHELL_MOUNTS = 8
+"""Bucket mounts plus volumes on one shell (each is a host process or a host mount)."""
+MOUNT_CACHE_BYTES = 1024**3
+"""What one bucket mount's FUSE process may keep on the host's disk (its write cache and its log):
+a btrfs quota on the subvolume it writes into, so a larger write fails with ENOSPC inside."""
+MOUNT_CHECK_TIMEOUT_S = 5.0
+"""How long create waits for a bucket's endpoint before answering bucket_unreachable."""
+MOUNT_READY_TIMEOUT_S = 15.0
+"""How long the FUSE process may take to mount before the create fails."""
+MAX_VOLUMES_PER_TENANT = 64
+MAX_VOLUME_GIB = 1024

@@ -1,0 +1,239 @@
+"""A user's bucket mounted in a container shell from the host (docs/storage.md), against a real
+SeaweedFS with authentication enforced: files cross both ways, the credentials are nowhere inside,
+read-only refuses writes, bad buckets and paths are typed 4xx at once, an endpoint that dies
+mid-run gives EIO while the shell lives on, and stop/delete leave no FUSE process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shells.objects.store import S3Location, S3Objects
+from shells.settings import Settings
+from tests.support import s3
+
+from .harness import ServerProcess, running_server
+from .rest import error_of, exec_wait, rest_client
+
+BUCKET = "alice-data"
+
+
+@pytest.fixture(scope="module")
+def weed() -> Iterator[s3.S3Server]:
+    if (why := s3.missing()) is not None:
+        pytest.skip(why)
+    with s3.s3_server() as server:
+        asyncio.run(_make_bucket(server, BUCKET))
+        yield server
+
+
+async def _make_bucket(server: s3.S3Server, bucket: str) -> None:
+    objects = S3Objects(S3Location.parse(server.url(bucket, s3.USER)))
+    try:
+        await objects.create_bucket()
+    finally:
+        await objects.aclose()
+
+
+def _bucket(server: s3.S3Server, bucket: str = BUCKET) -> S3Objects:
+    return S3Objects(S3Location.parse(server.url(bucket, s3.USER)))
+
+
+def put(server: s3.S3Server, key: str, data: bytes) -> None:
+    async def go() -> None:
+        objects = _bucket(server)
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            try:
+                await objects.put(key, Path(f.name))
+            finally:
+                await objects.aclose()
+
+    asyncio.run(go())
+
+
+def get(server: s3.S3Server, key: str) -> bytes | None:
+    async def go() -> bytes | None:
+        objects = _bucket(server)
+        try:
+            if await objects.head(key) is None:
+                return None
+            with tempfile.TemporaryDirectory() as d:
+                await objects.get(key, Path(d) / "x")
+                return (Path(d) / "x").read_bytes()
+        finally:
+            await objects.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def server(data_root: Path, weed: s3.S3Server) -> Iterator[ServerProcess]:
+    with running_server(data_root / "mounts", warm_pool=0, env={"SHELLS_MOUNT_ENDPOINTS_LOCAL": "1"}) as srv:
+        yield srv
+
+
+@pytest.fixture
+def api(server: ServerProcess) -> Iterator[httpx.Client]:
+    with rest_client(server) as client:
+        yield client
+
+
+def mount(weed: s3.S3Server, path: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "bucket": BUCKET,
+        "endpoint": weed.endpoint,
+        "path": path,
+        "credentials": {"access_key_id": s3.USER[0], "secret_access_key": s3.USER[1]},
+    }
+    return body | extra
+
+
+def fuse_processes(server: ServerProcess, shell_id: str) -> list[str]:
+    """The pids of rclone processes serving the shell's mounts (found on the host)."""
+    where = str(Settings(data_dir=server.data_dir).run_dir / "shells" / shell_id)
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "rclone" in cmdline and where in cmdline:
+                found.append(proc.name)
+    return found
+
+
+def until(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def test_bucket_files_cross_both_ways_and_the_credentials_stay_out(
+    api: httpx.Client, server: ServerProcess, weed: s3.S3Server
+) -> None:
+    put(weed, "run1/hello.txt", b"from the bucket\n")
+    r = api.post(
+        "/v1/shells",
+        json={
+            "language": "python",
+            "mounts": [
+                mount(weed, "/data", prefix="run1"),
+                mount(weed, "/workspace/ro", prefix="run1", read_only=True),
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    try:
+        assert exec_wait(api, sid, "cat /data/hello.txt")["stdout"] == "from the bucket\n"
+        out = exec_wait(api, sid, "echo from the shell > /data/out.txt && sync")
+        assert out["exit_code"] == 0, out
+        uploaded = until("the shell's file in the bucket", lambda: get(weed, "run1/out.txt"))
+        assert uploaded == b"from the shell\n"
+        put(weed, "run1/late.txt", b"later\n")
+        until(
+            "an object put after the mount to appear",
+            lambda: exec_wait(api, sid, "cat /data/late.txt")["stdout"] == "later\n",
+        )
+
+        ro = exec_wait(api, sid, "cat /workspace/ro/hello.txt && echo x > /workspace/ro/new.txt")
+        assert ro["stdout"] == "from the bucket\n"
+        assert ro["exit_code"] != 0 and "Read-only" in ro["stderr"], ro
+        assert get(weed, "run1/new.txt") is None
+
+        # The attack: root inside looks everywhere a credential could be. The pattern is written so
+        # that the command line holding it does not match it (``x[y]`` matches ``xy``).
+        secret, key_id = s3.USER[1], s3.USER[0]
+        pattern = f"{secret[:-1]}[{secret[-1]}]"
+        hunt = exec_wait(
+            api,
+            sid,
+            "env; cat /proc/self/mountinfo; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; "
+            "tr '\\0' '\\n' < $p/environ; done 2>/dev/null; "
+            "grep -rsIl -e '" + pattern + "' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=data "
+            "--exclude-dir=ro --exclude-dir=usr 2>/dev/null; echo END",
+            timeout_s=120,
+        )
+        seen = hunt["stdout"] + hunt["stderr"]
+        assert seen.endswith("END\n"), seen[-500:]
+        assert secret not in seen and key_id not in seen
+        procs = exec_wait(api, sid, "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
+        assert "rclone" not in procs["stdout"]  # the host's FUSE processes are not visible inside
+        for where in (f"/v1/shells/{sid}", f"/v1/shells/{sid}/events", "/v1/audit"):
+            answer = api.get(where)
+            assert answer.status_code == 200 and secret not in answer.text
+        mounts = [e for e in api.get(f"/v1/shells/{sid}/events").json()["events"] if e["kind"] == "mount"]
+        assert [e["details"]["path"] for e in mounts] == ["/data", "/workspace/ro"]
+
+        assert len(fuse_processes(server, sid)) == 2
+        assert api.post(f"/v1/shells/{sid}/actions/stop").status_code == 200
+        assert fuse_processes(server, sid) == []
+        assert api.post(f"/v1/shells/{sid}/actions/start").status_code == 200
+        assert exec_wait(api, sid, "cat /data/out.txt")["stdout"] == "from the shell\n"
+    finally:
+        assert api.delete(f"/v1/shells/{sid}").status_code == 204
+    until("the FUSE processes to end after delete", lambda: fuse_processes(server, sid) == [])
+    assert get(weed, "run1/out.txt") == b"from the shell\n"  # deleting a shell keeps the bucket's data
+
+
+def test_bad_buckets_and_paths_are_typed_4xx_at_once(api: httpx.Client, weed: s3.S3Server) -> None:
+    before = len(api.get("/v1/shells").json()["shells"])
+    wrong = mount(weed, "/data") | {"credentials": {"access_key_id": s3.USER[0], "secret_access_key": "nope"}}
+    dead = mount(weed, "/data") | {"endpoint": "http://127.0.0.1:9"}
+    cases = [
+        (wrong, 400, "bucket_denied"),
+        (mount(weed, "/data") | {"bucket": "no-such-bucket"}, 404, "bucket_not_found"),
+        (dead, 400, "bucket_unreachable"),
+        (mount(weed, "/data") | {"endpoint": "http://169.254.169.254"}, 400, "invalid_request"),
+    ]
+    for body, status, code in cases:
+        started = time.monotonic()
+        r = api.post("/v1/shells", json={"language": "python", "mounts": [body]})
+        error_of(r, status, code)
+        assert time.monotonic() - started < 10, f"{code} took too long"
+        assert "nope" not in r.text
+    for paths in (["/"], ["/proc/x"], ["/dev"], ["/.shells"], ["/workspace"], ["/data", "/data/x"], ["data"]):
+        r = api.post("/v1/shells", json={"language": "python", "mounts": [mount(weed, p) for p in paths]})
+        error_of(r, 400, "invalid_request")
+    error_of(
+        api.post("/v1/shells", json={"language": "python", "runtime": "wasm", "mounts": [mount(weed, "/d")]}),
+        409,
+        "feature_unavailable",
+    )
+    assert len(api.get("/v1/shells").json()["shells"]) == before  # nothing half-created
+
+
+def test_an_endpoint_that_dies_mid_run_gives_eio_and_the_shell_lives_on(api: httpx.Client) -> None:
+    with s3.s3_server() as own:
+        asyncio.run(_make_bucket(own, BUCKET))
+        put(own, "a.txt", b"a\n")
+        put(own, "b.txt", b"b\n")
+        r = api.post("/v1/shells", json={"language": "python", "mounts": [mount(own, "/data")]})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        try:
+            assert exec_wait(api, sid, "cat /data/a.txt")["stdout"] == "a\n"
+            own.proc.kill()
+            own.proc.wait()
+            started = time.monotonic()
+            gone = exec_wait(api, sid, "cat /data/b.txt", timeout_s=120)
+            assert gone["exit_code"] != 0 and "Input/output error" in gone["stderr"], gone
+            assert time.monotonic() - started < 60
+            assert exec_wait(api, sid, "echo alive")["stdout"] == "alive\n"
+        finally:
+            assert api.delete(f"/v1/shells/{sid}").status_code == 204
