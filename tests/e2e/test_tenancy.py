@@ -44,6 +44,8 @@ class World:
     """A secret of tenant a."""
     webhook: str = ""
     """A webhook of tenant a."""
+    volume: str = ""
+    """A volume of tenant a."""
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,9 @@ def world(server: ServerProcess) -> Iterator[World]:
     r = world.a_admin.http.post("/v1/webhooks", json={"url": "http://198.51.100.11/", "events": ["*"]})
     assert r.status_code == 201, r.text
     world.webhook = r.json()["id"]
+    world.volume = f"avol{secrets.token_hex(3)}"
+    r = world.a_admin.http.post("/v1/volumes", json={"name": world.volume, "size_gib": 1})
+    assert r.status_code == 201, r.text
     time.sleep(1.1)  # the 1-second token has expired
     yield world
     for caller, shell in ((world.alice, world.shell), (world.b_admin, world.b_shell)):
@@ -94,6 +99,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.a_admin.http.delete(f"/v1/networks/{world.network}")
     world.a_admin.http.delete(f"/v1/secrets/{world.secret}")
     world.a_admin.http.delete(f"/v1/webhooks/{world.webhook}")
+    world.a_admin.http.delete(f"/v1/volumes/{world.volume}")
     tenancy.close()
 
 
@@ -341,6 +347,10 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/templates/export", {"template": "{template}", "image": NOWHERE},
              foreign="template_not_found"),
     Endpoint("POST", "/v1/templates/dockerfile", params={"name": "never:1"}, foreign=None),
+    Endpoint("POST", "/v1/volumes", {"name": "never", "size_gib": 1}, foreign=None),
+    Endpoint("GET", "/v1/volumes", foreign=None),
+    Endpoint("GET", "/v1/volumes/{name}", foreign="volume_not_found", name="volume"),
+    Endpoint("DELETE", "/v1/volumes/{name}", foreign="volume_not_found", name="volume"),
 ]  # fmt: skip
 
 
@@ -373,6 +383,7 @@ def _ids(world: World, shell: str) -> dict[str, str]:
         "pid": "7777777",  # long: the scrub below replaces every id value in the answers
         "secret": world.secret,
         "webhook_id": world.webhook,
+        "volume": world.volume,
     }
 
 
@@ -385,6 +396,7 @@ def _missing_ids(world: World) -> dict[str, str]:
         "token_id": new_id("tok"),
         "secret": "NO_SUCH_SECRET",
         "webhook_id": new_id("wh"),
+        "volume": "no-such-volume",
     }
 
 

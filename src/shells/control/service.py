@@ -98,7 +98,7 @@ class Control:
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)
         self.processes = Processes(self.ctx, self.inside)
         self.run_code = RunCode(self.ctx, self.inside)
-        self.metering = Metering(self.ctx, self.runtimes)
+        self.metering = Metering(self.ctx, self.runtimes, self.storage.gib_hours)
         self.budgets = Budgets(self.ctx, self.metering, self.suspension)
         self.metrics = ShellsCollector(self.ctx, self.metering)
         self.ctx.quotas.check_budget = self.budgets.check

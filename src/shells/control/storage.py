@@ -197,19 +197,17 @@ class Storage:
                 ) from None
 
     def claim(self, att: Attachments) -> None:
-        """Refuse a read-write attachment of a volume another shell holds read-write (or any
-        attachment while one does)."""
+        """Refuse a read-write attachment of a volume another shell holds read-write: one writer at
+        a time, any number of readers (beside it too: they see its files as it writes them)."""
         for rec, _path, read_only in att.volumes:
-            holders = self.store.holders(rec.id)
-            writer = next((sid for sid, ro in holders if not ro), None)
-            if writer is not None or (not read_only and holders):
+            if read_only:
+                continue
+            writer = next((sid for sid, ro in self.store.holders(rec.id) if not ro), None)
+            if writer is not None:
                 raise VolumeInUse(
                     f"Volume {rec.name!r} is attached read-write to {writer}; one shell at a time may "
-                    "write it. Attach it read-only, or stop and delete that shell first."
-                    if writer is not None
-                    else f"Volume {rec.name!r} is attached read-only to {holders[0][0]}; a read-write "
-                    "attachment needs it alone. Attach it read-only.",
-                    {"volume": rec.name},
+                    "write it. Attach it read-only, or delete that shell first.",
+                    {"volume": rec.name, "shell_id": writer},
                 )
 
     def attach(self, principal: Principal, shell: ShellRecord, att: Attachments, door: str) -> None:
