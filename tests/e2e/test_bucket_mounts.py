@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from .harness import ServerProcess, running_server
 from .rest import error_of, exec_wait, rest_client
 
 BUCKET = "alice-data"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,12 @@ async def _make_bucket(server: s3.S3Server, bucket: str) -> None:
         await objects.aclose()
 
 
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a loop of its own in a thread: callable from sync and async tests alike."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _bucket(server: s3.S3Server, bucket: str = BUCKET) -> S3Objects:
     return S3Objects(S3Location.parse(server.url(bucket, s3.USER)))
 
@@ -57,7 +65,7 @@ def put(server: s3.S3Server, key: str, data: bytes) -> None:
             finally:
                 await objects.aclose()
 
-    asyncio.run(go())
+    _run(go())
 
 
 def get(server: s3.S3Server, key: str) -> bytes | None:
@@ -72,7 +80,7 @@ def get(server: s3.S3Server, key: str) -> bytes | None:
         finally:
             await objects.aclose()
 
-    return asyncio.run(go())
+    return _run(go())
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +189,10 @@ def test_bucket_files_cross_both_ways_and_the_credentials_stay_out(
         assert [e["details"]["path"] for e in mounts] == ["/data", "/workspace/ro"]
 
         assert len(fuse_processes(server, sid)) == 2
+        assert exec_wait(api, sid, "echo last > /data/last.txt")["exit_code"] == 0
         assert api.post(f"/v1/shells/{sid}/actions/stop").status_code == 200
         assert fuse_processes(server, sid) == []
+        assert get(weed, "run1/last.txt") == b"last\n"  # a stop sends every write before it unmounts
         assert api.post(f"/v1/shells/{sid}/actions/start").status_code == 200
         assert exec_wait(api, sid, "cat /data/out.txt")["stdout"] == "from the shell\n"
     finally:

@@ -116,6 +116,9 @@ a btrfs quota on the subvolume it writes into, so a larger write fails with ENOS
 MOUNT_CHECK_TIMEOUT_S = 5.0
 """How long create waits for a bucket's endpoint before answering bucket_unreachable."""
 MOUNT_READY_TIMEOUT_S = 15.0
+MOUNT_FLUSH_TIMEOUT_S = 30.0
+"""How long a stop waits for a bucket mount's writes to reach the bucket before it unmounts; what is
+left stays in the mount's cache on the host and is uploaded at the shell's next start."""
 """How long the FUSE process may take to mount before the create fails."""
 MAX_VOLUMES_PER_TENANT = 64
 MAX_VOLUME_GIB = 1024

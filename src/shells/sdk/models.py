@@ -325,6 +325,19 @@ class Secret:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Volume:
+    """A volume of your tenant: a filesystem that outlives every shell."""
+
+    id: str
+    name: str
+    size_gib: int
+    created_at: datetime | None = None
+    attached: list[dict[str, Any]] = field(default_factory=list)
+    """``{"shell_id", "read_only"}`` of every shell that holds it."""
+    used_bytes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class BuildStep:
     """A template build started step ``index`` of ``total``."""
 

@@ -72,6 +72,8 @@ from .template_store import TemplateStorage
 log = logging.getLogger(__name__)
 
 BASE_TEMPLATE = BASE_ROOTFS
+UNSENT = "unsent"
+"""Marks a bucket mount's cache that still holds writes its bucket has not taken."""
 DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
 
 
@@ -204,8 +206,17 @@ class ContainerBackend:
                 self._unmount_bucket(host_id, int(index) if index.isdigit() else 0, cache)
 
     def _unmount_bucket(self, host_id: str, index: int, cache: Path) -> None:
+        """Unmount one bucket mount once its writes reached the bucket. A cache still holding writes
+        the bucket did not take (it was unreachable) is kept, marked, for the next start to send;
+        ``destroy`` drops it."""
+        sent = bucket_fuse.flush(cache)
         bucket_fuse.unmount(self._runtime_dir(host_id) / "mounts" / str(index), cache)
-        if self.pool.is_subvolume(cache):
+        if not sent:
+            (cache / UNSENT).touch()
+            log.warning(
+                "bucket mount %d of %s: writes not in the bucket yet, kept for its next start", index, host_id
+            )
+        elif not (cache / UNSENT).exists() and self.pool.is_subvolume(cache):
             self.pool.delete_subvolume(cache)
 
     def details(self) -> dict[str, str]:
@@ -403,7 +414,8 @@ class ContainerBackend:
                 self.pool.create_subvolume(cache)
             btrfs_quota.limit_subvolume(cache, MOUNT_CACHE_BYTES)
             mnt = rt / "mounts" / str(i)
-            bucket_fuse.mount(bucket, mnt, cache, uid_base)
+            bucket_fuse.mount(bucket, mnt, cache, uid_base)  # it sends what an earlier run left unsent
+            (cache / UNSENT).unlink(missing_ok=True)
             mounts.append((str(mnt), bucket.path, bucket.read_only))
         return mounts
 
@@ -440,6 +452,8 @@ class ContainerBackend:
 
     async def destroy(self, host_id: str) -> None:
         await self.stop(host_id)
+        for cache in sorted((self._p / "mountcache").glob(f"{host_id}-*")):
+            self.pool.delete_subvolume(cache)
         self.disk.delete(host_id)
         shutil.rmtree(self._shell_dir(host_id), ignore_errors=True)
         (self.legacy_logs_dir / f"{host_id}.log").unlink(missing_ok=True)

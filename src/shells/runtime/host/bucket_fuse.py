@@ -24,14 +24,19 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from ...domain.errors import RuntimeFailure
-from ...domain.limits import MOUNT_CACHE_BYTES, MOUNT_READY_TIMEOUT_S
+from ...domain.limits import MOUNT_CACHE_BYTES, MOUNT_FLUSH_TIMEOUT_S, MOUNT_READY_TIMEOUT_S
 from ...domain.mounts import BucketMount
 
 REMOTE = "bucket"
 """The name of the remote in rclone's environment configuration (``RCLONE_CONFIG_BUCKET_*``)."""
 LOG_NAME = "rclone.log"
 PID_NAME = "rclone.pid"
+RC_NAME = "rc.sock"
+"""rclone's remote-control socket, beside its cache (root's only): how stop learns that every
+write has reached the bucket before it unmounts."""
 
 
 def rclone_binary() -> str:
@@ -75,10 +80,11 @@ def argv(mount: BucketMount, mountpoint: Path, cache_dir: Path, uid: int) -> lis
         rclone_binary(), "mount", remote, str(mountpoint),
         "--allow-other", f"--uid={uid}", f"--gid={uid}", "--umask=022",
         "--vfs-cache-mode=writes", f"--cache-dir={cache_dir}",
-        f"--vfs-cache-max-size={MOUNT_CACHE_BYTES // 2}", "--vfs-write-back=0s",
+        f"--vfs-cache-max-size={MOUNT_CACHE_BYTES // 2}", "--vfs-write-back=0s", "--vfs-handle-caching=0s",
         "--dir-cache-time=2s", "--poll-interval=0", "--use-server-modtime",
         "--contimeout=5s", "--timeout=10s", "--low-level-retries=1", "--retries=1",
         f"--log-file={cache_dir / LOG_NAME}", "--log-level=ERROR",
+        "--rc", f"--rc-addr=unix://{cache_dir / RC_NAME}", "--rc-no-auth",
         *(["--read-only"] if mount.read_only else []),
     ]  # fmt: skip
 
@@ -121,9 +127,41 @@ def _log_tail(cache_dir: Path) -> str:
     return lines[-1][-300:] if lines else ""
 
 
+def pending_uploads(cache_dir: Path) -> int | None:
+    """Files written through the mount and queued or on their way to the bucket (None: rclone did
+    not answer)."""
+    socket = cache_dir / RC_NAME
+    if not socket.exists():
+        return None
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), timeout=5.0) as rc:
+            stats = rc.post("http://rclone/vfs/stats", json={}).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    cache = stats.get("diskCache") or {}
+    return int(cache.get("uploadsInProgress", 0)) + int(cache.get("uploadsQueued", 0))
+
+
+def flush(cache_dir: Path, timeout_s: float = MOUNT_FLUSH_TIMEOUT_S) -> bool:
+    """Wait until every write has reached the bucket; False if some still had not after ``timeout_s``
+    (the bucket unreachable): they stay in the cache, which rclone uploads when it mounts it again."""
+    deadline = time.monotonic() + timeout_s
+    quiet = 0  # the kernel hands a closed file to rclone a moment after close: wait for two calm reads
+    while quiet < 2:
+        left = pending_uploads(cache_dir)
+        if left is None:
+            return True  # no rclone to ask: nothing of it is running
+        quiet = quiet + 1 if left == 0 else 0
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 def unmount(mountpoint: Path, cache_dir: Path) -> None:
     """Unmount (lazily: a process inside may still hold a file) and end the rclone process.
-    Idempotent; the process is found by the pid it recorded, checked to still be rclone."""
+    Idempotent; the process is found by the pid it recorded, checked to still be rclone. Call
+    ``flush`` first to keep the writes still on their way."""
     if mountpoint.exists() and _mounted(mountpoint):
         subprocess.run(
             ["fusermount3", "-u", "-z", str(mountpoint)],
