@@ -6,6 +6,7 @@ mid-run gives EIO while the shell lives on, and stop/delete leave no FUSE proces
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import tempfile
 import time
 from collections.abc import Coroutine, Iterator
@@ -189,10 +190,12 @@ def test_bucket_files_cross_both_ways_and_the_credentials_stay_out(
         assert [e["details"]["path"] for e in mounts] == ["/data", "/workspace/ro"]
 
         assert len(fuse_processes(server, sid)) == 2
-        assert exec_wait(api, sid, "echo last > /data/last.txt")["exit_code"] == 0
+        big = exec_wait(api, sid, "head -c 16M /dev/urandom > /data/last.bin && sha256sum /data/last.bin")
+        assert big["exit_code"] == 0, big
         assert api.post(f"/v1/shells/{sid}/actions/stop").status_code == 200
         assert fuse_processes(server, sid) == []
-        assert get(weed, "run1/last.txt") == b"last\n"  # a stop sends every write before it unmounts
+        sent = get(weed, "run1/last.bin")  # a stop sends every write before it unmounts
+        assert sent is not None and hashlib.sha256(sent).hexdigest() == big["stdout"].split()[0]
         assert api.post(f"/v1/shells/{sid}/actions/start").status_code == 200
         assert exec_wait(api, sid, "cat /data/out.txt")["stdout"] == "from the shell\n"
     finally:
