@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Coroutine, Iterator
@@ -250,3 +253,40 @@ def test_an_endpoint_that_dies_mid_run_gives_eio_and_the_shell_lives_on(api: htt
             assert exec_wait(api, sid, "echo alive")["stdout"] == "alive\n"
         finally:
             assert api.delete(f"/v1/shells/{sid}").status_code == 204
+
+
+def cli(
+    server: ServerProcess, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = os.environ | {"SHELLS_BASE_URL": server.url, "SHELLS_API_TOKEN": server.token}
+    return subprocess.run(
+        [sys.executable, "-m", "shells.cli.main", *args],
+        env=base | (env or {}),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_volumes_and_mounts_from_the_command_line(server: ServerProcess, weed: s3.S3Server) -> None:
+    assert cli(server, "volume", "create", "clivol", "--size-gib", "1").returncode == 0
+    creds = {"AWS_ACCESS_KEY_ID": s3.USER[0], "AWS_SECRET_ACCESS_KEY": s3.USER[1]}
+    spec = f"bucket={BUCKET},endpoint={weed.endpoint},path=/b,prefix=cli,ro"
+    no_creds = cli(server, "create", "--language", "python", "--mount", spec)
+    assert no_creds.returncode != 0 and "AWS_ACCESS_KEY_ID" in no_creds.stderr
+    put(weed, "cli/in.txt", b"in\n")
+    made = cli(server, "create", "--language", "python", "--mount", spec, "--volume", "clivol:/v", env=creds)
+    assert made.returncode == 0, made.stderr
+    sid = made.stdout.strip()
+    try:
+        out = cli(server, "exec", sid, "--", "sh", "-c", "cat /b/in.txt > /v/copy.txt && cat /v/copy.txt")
+        assert out.stdout == "in\n", out.stderr
+        listed = cli(server, "volume", "ls")
+        assert listed.returncode == 0 and "clivol" in listed.stdout
+        busy = cli(server, "volume", "rm", "clivol")
+        assert busy.returncode != 0 and "volume_in_use" in busy.stderr + busy.stdout
+    finally:
+        assert cli(server, "rm", sid).returncode == 0
+    gone = cli(server, "volume", "rm", "clivol")
+    assert gone.returncode == 0, gone.stderr

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .args import Subparsers, connect
 from .output import age, key_values, print_json, table
+from .storage_commands import add_create_options
 
 if TYPE_CHECKING:
     from ..domain.errors import TemplateNotBuilt
@@ -59,6 +60,8 @@ def cmd_create(args: argparse.Namespace) -> int:
                 idle_timeout_s=args.idle_timeout,
                 secrets=args.secret,
                 auto_resume=args.auto_resume,
+                mounts=args.mount,
+                volumes=args.volume,
             )
 
         try:
@@ -269,6 +272,7 @@ def register(sub: Subparsers) -> None:
         default=None,
         help="resume when a request reaches an exposed port while paused (default: on where it can pause)",
     )
+    add_create_options(s)
     s.add_argument("--json", action="store_true", help="print the whole record")
     s.set_defaults(func=cmd_create)
 
