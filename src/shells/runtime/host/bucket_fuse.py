@@ -146,8 +146,8 @@ def flush(cache_dir: Path, timeout_s: float = MOUNT_FLUSH_TIMEOUT_S) -> bool:
     """Wait until every write has reached the bucket; False if some still had not after ``timeout_s``
     (the bucket unreachable): they stay in the cache, which rclone uploads when it mounts it again."""
     deadline = time.monotonic() + timeout_s
-    quiet = 0  # the kernel hands a closed file to rclone a moment after close: wait for two calm reads
-    while quiet < 2:
+    quiet = 0  # the kernel hands a closed file to rclone a moment after close: wait for a calm second
+    while quiet < 4:
         left = pending_uploads(cache_dir)
         if left is None:
             return True  # no rclone to ask: nothing of it is running
@@ -177,7 +177,8 @@ def unmount(mountpoint: Path, cache_dir: Path) -> None:
 
 
 def _end(pid: int, mountpoint: Path) -> None:
-    """SIGTERM, then SIGKILL after a grace, the rclone process serving ``mountpoint`` (if it is that)."""
+    """SIGTERM (rclone then finishes the uploads under way), then SIGKILL after a grace, the rclone
+    process serving ``mountpoint`` (if it is that)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
@@ -186,7 +187,7 @@ def _end(pid: int, mountpoint: Path) -> None:
         return  # the pid was reused by another process
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + MOUNT_FLUSH_TIMEOUT_S
     while time.monotonic() < deadline:
         if not Path(f"/proc/{pid}").exists() or _zombie(pid):
             break
