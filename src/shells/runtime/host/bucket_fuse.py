@@ -17,14 +17,13 @@ Why so:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import httpx
 
 from ...domain.errors import RuntimeFailure
 from ...domain.limits import MOUNT_CACHE_BYTES, MOUNT_FLUSH_TIMEOUT_S, MOUNT_READY_TIMEOUT_S
@@ -34,9 +33,8 @@ REMOTE = "bucket"
 """The name of the remote in rclone's environment configuration (``RCLONE_CONFIG_BUCKET_*``)."""
 LOG_NAME = "rclone.log"
 PID_NAME = "rclone.pid"
-RC_NAME = "rc.sock"
-"""rclone's remote-control socket, beside its cache (root's only): how stop learns that every
-write has reached the bucket before it unmounts."""
+MAX_META_BYTES = 1 << 20
+"""The largest rclone metadata file read (they are a few hundred bytes)."""
 
 
 def rclone_binary() -> str:
@@ -84,7 +82,6 @@ def argv(mount: BucketMount, mountpoint: Path, cache_dir: Path, uid: int) -> lis
         "--dir-cache-time=2s", "--poll-interval=0", "--use-server-modtime",
         "--contimeout=5s", "--timeout=10s", "--low-level-retries=1", "--retries=1",
         f"--log-file={cache_dir / LOG_NAME}", "--log-level=ERROR",
-        "--rc", f"--rc-addr=unix://{cache_dir / RC_NAME}", "--rc-no-auth",
         *(["--read-only"] if mount.read_only else []),
     ]  # fmt: skip
 
@@ -127,35 +124,38 @@ def _log_tail(cache_dir: Path) -> str:
     return lines[-1][-300:] if lines else ""
 
 
-def pending_uploads(cache_dir: Path) -> int | None:
-    """Files written through the mount and queued or on their way to the bucket (None: rclone did
-    not answer)."""
-    socket = cache_dir / RC_NAME
-    if not socket.exists():
-        return None
-    try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), timeout=5.0) as rc:
-            stats = rc.post("http://rclone/vfs/stats", json={}).json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    cache = stats.get("diskCache") or {}
-    return int(cache.get("uploadsInProgress", 0)) + int(cache.get("uploadsQueued", 0))
+def pending_uploads(cache_dir: Path) -> int:
+    """Files written through the mount that are not in the bucket yet: rclone keeps a metadata file
+    per cached file (``vfsMeta/…``, JSON) whose ``Dirty`` is true until the upload ended (its own
+    queue counters stay at zero while a file is being sent, so they cannot tell)."""
+    dirty = 0
+    for meta in (cache_dir / "vfsMeta").rglob("*"):
+        try:
+            if meta.is_file() and not meta.is_symlink() and meta.stat().st_size <= MAX_META_BYTES:
+                dirty += bool(json.loads(meta.read_bytes()).get("Dirty"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return dirty
 
 
 def flush(cache_dir: Path, timeout_s: float = MOUNT_FLUSH_TIMEOUT_S) -> bool:
-    """Wait until every write has reached the bucket; False if some still had not after ``timeout_s``
-    (the bucket unreachable): they stay in the cache, which rclone uploads when it mounts it again."""
+    """Wait until every write has reached the bucket; False if some had not after ``timeout_s`` or
+    no rclone is left to send them (the bucket unreachable, a crash): they stay in the cache, which
+    rclone sends when it mounts it again."""
     deadline = time.monotonic() + timeout_s
-    quiet = 0  # the kernel hands a closed file to rclone a moment after close: wait for a calm second
-    while quiet < 4:
-        left = pending_uploads(cache_dir)
-        if left is None:
-            return True  # no rclone to ask: nothing of it is running
-        quiet = quiet + 1 if left == 0 else 0
-        if time.monotonic() > deadline:
+    while pending_uploads(cache_dir):
+        if _serving_pid(cache_dir) is None or time.monotonic() > deadline:
             return False
-        time.sleep(0.25)
+        time.sleep(0.2)
     return True
+
+
+def _serving_pid(cache_dir: Path) -> int | None:
+    try:
+        pid = int((cache_dir / PID_NAME).read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() and not _zombie(pid) else None
 
 
 def unmount(mountpoint: Path, cache_dir: Path) -> None:
