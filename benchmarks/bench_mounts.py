@@ -23,8 +23,9 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from tests.support import s3
 
@@ -37,6 +38,7 @@ from shells.runtime.volumes import PoolVolumes
 
 BUCKET = "bench"
 CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 def drop_caches() -> None:
@@ -103,8 +105,9 @@ def main() -> None:
                 record("volume read", timed(lambda: read_file(vol)))  # noqa: B023
                 vol.unlink()
                 # raw S3
-                record("raw S3 put", asyncio.run(_timed_put(where, f"raw-{i}.bin", source)))
-                record("raw S3 get", asyncio.run(_timed_get(where, f"raw-{i}.bin", top / "got.bin")))
+                key, got = f"raw-{i}.bin", top / "got.bin"
+                record("raw S3 put", asyncio.run(_with_bucket(where, lambda o: o.put(key, source)))[1])  # noqa: B023
+                record("raw S3 get", asyncio.run(_with_bucket(where, lambda o: o.get(key, got)))[1])  # noqa: B023
                 # bucket mount
                 cache, mnt = pool.mount_dir / f"cache-{i}", top / f"mnt-{i}"
                 pool.create_subvolume(cache)
@@ -116,8 +119,10 @@ def main() -> None:
                         "bucket mount write",
                         timed(lambda: (write_file(name, data), bucket_fuse.flush(cache))),  # noqa: B023
                     )
-                    sent = asyncio.run(_head(where, name.name))
-                    assert sent == len(data), f"flush returned before the upload ended ({sent})"
+                    sent, _ = asyncio.run(_with_bucket(where, lambda o: o.head(name.name)))  # noqa: B023
+                    assert sent is not None and sent.size == len(data), (
+                        "flush returned before the upload ended"
+                    )
                 finally:
                     bucket_fuse.unmount(mnt, cache)
                     pool.delete_subvolume(cache)
@@ -150,31 +155,13 @@ async def _setup(where: S3Location, volumes: PoolVolumes) -> None:
     await volumes.create("vol", 2 << 30)
 
 
-async def _head(where: S3Location, key: str) -> int | None:
-    objects = S3Objects(where)
-    try:
-        info = await objects.head(key)
-        return None if info is None else info.size
-    finally:
-        await objects.aclose()
-
-
-async def _timed_put(where: S3Location, key: str, path: Path) -> float:
+async def _with_bucket(where: S3Location, op: Callable[[S3Objects], Awaitable[T]]) -> tuple[T, float]:
+    """``op`` on a fresh client of the bucket: its result and its seconds."""
     objects = S3Objects(where)
     try:
         start = time.perf_counter()
-        await objects.put(key, path)
-        return time.perf_counter() - start
-    finally:
-        await objects.aclose()
-
-
-async def _timed_get(where: S3Location, key: str, dest: Path) -> float:
-    objects = S3Objects(where)
-    try:
-        start = time.perf_counter()
-        await objects.get(key, dest)
-        return time.perf_counter() - start
+        result = await op(objects)
+        return result, time.perf_counter() - start
     finally:
         await objects.aclose()
 
