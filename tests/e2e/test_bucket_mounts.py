@@ -290,3 +290,28 @@ def test_volumes_and_mounts_from_the_command_line(server: ServerProcess, weed: s
         assert cli(server, "rm", sid).returncode == 0
     gone = cli(server, "volume", "rm", "clivol")
     assert gone.returncode == 0, gone.stderr
+
+
+def test_a_killed_server_leaves_mounts_serving_and_reconciliation_drops_the_dead_ones(
+    data_root: Path, weed: s3.S3Server
+) -> None:
+    env = {"SHELLS_MOUNT_ENDPOINTS_LOCAL": "1"}
+    with running_server(data_root / "mounts-crash", warm_pool=0, env=env) as srv, rest_client(srv) as api:
+        put(weed, "crash/x.txt", b"x\n")
+        body = {"language": "python", "mounts": [mount(weed, "/data", prefix="crash")]}
+        kept, dead = (api.post("/v1/shells", json=body).json()["id"] for _ in range(2))
+        srv.kill9()
+        instance = Settings(data_dir=srv.data_dir).instance_id
+        procs = Path(f"/sys/fs/cgroup/freezer/shells-{instance}/{dead}/cgroup.procs")
+        for pid in procs.read_text().split():  # the shell dies while no server watches
+            os.kill(int(pid), 9)
+        assert len(fuse_processes(srv, dead)) == 1
+        srv.start()
+        assert exec_wait(api, kept, "cat /data/x.txt")["stdout"] == "x\n"
+        assert len(fuse_processes(srv, kept)) == 1
+        assert api.get(f"/v1/shells/{dead}").json()["state"] == "stopped"
+        assert fuse_processes(srv, dead) == []
+        mounted = Path("/proc/self/mountinfo").read_text()
+        assert f"/shells/{dead}/mounts/" not in mounted and f"/shells/{kept}/mounts/" in mounted
+        assert api.post(f"/v1/shells/{dead}/actions/start").status_code == 200
+        assert exec_wait(api, dead, "cat /data/x.txt")["stdout"] == "x\n"
