@@ -197,13 +197,17 @@ class ContainerBackend:
             if cgroups.thaw_cgroup(self._cgroup(host_id)):
                 log.warning("thawed shell %s, left frozen by a server that stopped mid-snapshot", host_id)
 
-    def _release_stray_mounts(self) -> None:
+    def _release_stray_mounts(self, everything: bool = False) -> None:
         """Unmount the bucket mounts of shells that are not running (a crash between their mount and
-        their container's start, or a stop that never finished) and drop their caches."""
-        for cache in sorted((self._p / "mountcache").iterdir()):
+        their container's start, or a stop that never finished), or with ``everything`` (purge) all
+        of them, caches and all."""
+        caches = self._p / "mountcache"
+        for cache in sorted(caches.iterdir()) if caches.exists() else []:
             host_id, _, index = cache.name.rpartition("-")
-            if not (self._runtime_dir(host_id) / "bundle").exists():
+            if everything or not (self._runtime_dir(host_id) / "bundle").exists():
                 self._unmount_bucket(host_id, int(index) if index.isdigit() else 0, cache)
+            if everything and self.pool.is_subvolume(cache):
+                self.pool.delete_subvolume(cache)
 
     def _unmount_bucket(self, host_id: str, index: int, cache: Path) -> None:
         """Unmount one bucket mount once its writes reached the bucket. A cache still holding writes
@@ -424,6 +428,8 @@ class ContainerBackend:
         for cache in sorted((self._p / "mountcache").glob(f"{host_id}-*")):
             index = cache.name.rpartition("-")[2]
             self._unmount_bucket(host_id, int(index) if index.isdigit() else 0, cache)
+        for mnt in sorted((rt / "mounts").iterdir()) if (rt / "mounts").exists() else []:
+            bucket_fuse.release_orphan(mnt)  # its cache went first (a crash, a purge cut short)
         volumes = sorted((rt / "volumes").iterdir()) if (rt / "volumes").exists() else []
         for mnt in volumes:
             idmap.unmount(str(mnt), lazy=True)
@@ -543,6 +549,9 @@ class ContainerBackend:
             await self.destroy(host_id)
         for snap in sorted(inv.snapshots):
             await self.delete_snapshot(snap)
+        await anyio.to_thread.run_sync(self._release_stray_mounts, True)
+        for rt in sorted((self.run_dir / "shells").iterdir()) if (self.run_dir / "shells").exists() else []:
+            await anyio.to_thread.run_sync(self._release_mounts, rt.name, rt)
         self.template_bits.remove_all()
         caches = self._p / "cache"
         for cache in sorted(caches.iterdir()) if caches.exists() else []:

@@ -176,6 +176,19 @@ def unmount(mountpoint: Path, cache_dir: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def release_orphan(mountpoint: Path) -> None:
+    """Unmount ``mountpoint`` and end whatever rclone still serves it when its cache (and the pid it
+    recorded) is gone: found by its command line, which names the mountpoint."""
+    if mountpoint.exists() and _mounted(mountpoint):
+        subprocess.run(
+            ["fusermount3", "-u", "-z", str(mountpoint)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            _end(int(proc.name), mountpoint)
+
+
 def _end(pid: int, mountpoint: Path) -> None:
     """SIGTERM (rclone then finishes the uploads under way), then SIGKILL after a grace, the rclone
     process serving ``mountpoint`` (if it is that)."""
@@ -183,8 +196,8 @@ def _end(pid: int, mountpoint: Path) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return
-    if str(mountpoint).encode() not in cmdline:
-        return  # the pid was reused by another process
+    if str(mountpoint).encode() not in cmdline or b"mount" not in cmdline[1:2]:
+        return  # the pid was reused by another process, or it is not an rclone mount
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + MOUNT_FLUSH_TIMEOUT_S
