@@ -189,6 +189,11 @@ def test_bucket_files_cross_both_ways_and_the_credentials_stay_out(
         for where in (f"/v1/shells/{sid}", f"/v1/shells/{sid}/events", "/v1/audit"):
             answer = api.get(where)
             assert answer.status_code == 200 and secret not in answer.text
+        shown = api.get(f"/v1/shells/{sid}").json()
+        assert [(m["path"], m["read_only"]) for m in shown["mounts"]] == [
+            ("/data", False),
+            ("/workspace/ro", True),
+        ]
         mounts = [e for e in api.get(f"/v1/shells/{sid}/events").json()["events"] if e["kind"] == "mount"]
         assert [e["details"]["path"] for e in mounts] == ["/data", "/workspace/ro"]
 

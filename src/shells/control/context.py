@@ -39,6 +39,8 @@ class ControlContext:
     quotas: Quotas = field(init=False)
     mounts_of: Callable[[ShellRecord], tuple[tuple[BucketMount, ...], tuple[VolumeMount, ...]]] | None = None
     """What a shell's start mounts (``control.storage``); None where storage is not wired."""
+    shown_mounts: Callable[[str], dict[str, Any]] | None = None
+    """A shell's mounts and volumes as its record shows them (never a credential)."""
 
     def __post_init__(self) -> None:
         self.quotas = Quotas(self.settings, self.store)
@@ -56,7 +58,8 @@ class ControlContext:
     def public(self, shell: ShellRecord) -> dict[str, Any]:
         """The shell's wire form plus how its class runs here (``runtime_details``)."""
         backend = self.backends.get(shell.runtime)
-        return shell.to_public() | {"runtime_details": backend.details() if backend else {}}
+        shown = self.shown_mounts(shell.id) if self.shown_mounts is not None else {}
+        return shell.to_public() | shown | {"runtime_details": backend.details() if backend else {}}
 
     def spec(self, shell: ShellRecord) -> ShellSpec:
         """What the backend needs to (re)start the shell, private networks and mounts included."""

@@ -255,19 +255,21 @@ class Storage:
 
     def public_mounts(self, shell_id: str) -> dict[str, list[dict[str, Any]]]:
         """The shell's mounts as shown on it: never a credential."""
-        buckets, volumes = [], []
-        names = {v.id: v.name for v in self.store.volumes(None, with_deleted=True)}
-        for r in self.store.mounts_of(shell_id):
-            if r.volume_id is not None:
-                volumes.append(
-                    {"name": names.get(r.volume_id, r.volume_id), "path": r.path, "read_only": r.read_only}
-                )
-            else:
-                buckets.append(
-                    {"bucket": r.bucket, "endpoint": r.endpoint, "prefix": r.prefix, "path": r.path,
-                     "read_only": r.read_only}
-                )  # fmt: skip
-        return {"mounts": buckets, "volumes": volumes}
+        rows = self.store.mounts_of(shell_id)
+        names = self.store.volume_names({r.volume_id for r in rows if r.volume_id is not None})
+        return {
+            "mounts": [
+                {"bucket": r.bucket, "endpoint": r.endpoint, "prefix": r.prefix, "path": r.path,
+                 "read_only": r.read_only}
+                for r in rows
+                if r.volume_id is None
+            ],
+            "volumes": [
+                {"name": names.get(r.volume_id, r.volume_id), "path": r.path, "read_only": r.read_only}
+                for r in rows
+                if r.volume_id is not None
+            ],
+        }  # fmt: skip
 
 
 def _seal_name(shell_id: str, position: int) -> str:

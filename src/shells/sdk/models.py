@@ -92,6 +92,10 @@ class ShellInfo:
     """How the shell's isolation class runs on this host (e.g. a microVM's acceleration)."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    """Its bucket mounts (bucket, endpoint, prefix, path, read_only; never the credentials)."""
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    """Its volumes (name, path, read_only)."""
 
     @classmethod
     def parse(cls, data: Json) -> ShellInfo:

@@ -128,6 +128,12 @@ class StorageStore:
                 q = q.where(VolumeRow.live_name.is_not(None))
             return [_volume(r) for r in s.scalars(q)]
 
+    def volume_names(self, ids: set[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        with self._store.tx() as s:
+            return dict(s.execute(select(VolumeRow.id, VolumeRow.name).where(VolumeRow.id.in_(ids))).tuples())
+
     def delete_volume(self, volume_id: str, draft: EventDraft) -> None:
         with self._store.tx() as s:
             row = s.get(VolumeRow, volume_id)
