@@ -132,7 +132,8 @@ class StorageStore:
         if not ids:
             return {}
         with self._store.tx() as s:
-            return dict(s.execute(select(VolumeRow.id, VolumeRow.name).where(VolumeRow.id.in_(ids))).tuples())
+            rows = s.execute(select(VolumeRow.id, VolumeRow.name).where(VolumeRow.id.in_(ids)))
+            return {str(vid): str(name) for vid, name in rows.all()}
 
     def delete_volume(self, volume_id: str, draft: EventDraft) -> None:
         with self._store.tx() as s:
