@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from shells.domain.limits import MOUNT_CACHE_BYTES
 from shells.objects.store import S3Location, S3Objects
+from shells.runtime.host import btrfs_quota
 from shells.settings import Settings
 from tests.support import s3
 
@@ -198,6 +200,11 @@ def test_bucket_files_cross_both_ways_and_the_credentials_stay_out(
         assert [e["details"]["path"] for e in mounts] == ["/data", "/workspace/ro"]
 
         assert len(fuse_processes(server, sid)) == 2
+        pool = server.data_dir / "storage" / "pool"
+        for i in (0, 1):  # what rclone keeps on the host's disk is capped by a quota of its own
+            cache = pool / "mountcache" / f"{sid}-{i}"
+            limit = btrfs_quota._qgroups_dir(pool) / f"0_{btrfs_quota.subvolume_id(cache)}" / "max_referenced"
+            assert int(limit.read_text()) == MOUNT_CACHE_BYTES
         big = exec_wait(api, sid, "head -c 16M /dev/urandom > /data/last.bin && sha256sum /data/last.bin")
         assert big["exit_code"] == 0, big
         assert api.post(f"/v1/shells/{sid}/actions/stop").status_code == 200
