@@ -22,6 +22,7 @@ PACKAGES=(
   skopeo          # benchmarks/bench_oci.py: the baseline copy of an image from the local registry
   apache2-utils   # tests: htpasswd for the local registry's basic auth
   musl-tools      # tests: a musl-linked ("alpine-like") program for an image without glibc or Python
+  fuse3           # bucket mounts: fusermount3, which rclone mount uses to mount and unmount the bucket
 )
 # npm installs the MCP Inspector for the tests (scripts/install-mcp-inspector.sh); a host with a Node.js
 # of its own (and its npm) keeps it.

@@ -24,6 +24,7 @@ SOURCES: dict[str, str] = {
     "tests/e2e/test_sdk_async.py": "tests/e2e/test_sdk_sync.py",
     "tests/e2e/test_sdk_secrets_async.py": "tests/e2e/test_sdk_secrets_sync.py",
     "tests/e2e/test_sdk_hooks_async.py": "tests/e2e/test_sdk_hooks_sync.py",
+    "tests/e2e/test_sdk_storage_async.py": "tests/e2e/test_sdk_storage_sync.py",
 }
 """Async source (a file, or every module but ``__init__.py`` of a package) → sync target."""
 

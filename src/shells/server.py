@@ -21,6 +21,7 @@ from .domain.errors import InvalidRequest
 from .runtime.backend import Backend
 from .runtime.container.backend import ContainerBackend
 from .runtime.microvm.backend import MicrovmBackend
+from .runtime.volumes import PoolVolumes
 from .runtime.wasm.backend import WasmBackend
 from .runtime.wasm.compiler import ContainerCompiler
 from .settings import Settings
@@ -45,7 +46,9 @@ def build_control(settings: Settings) -> Control:
         backends.append(MicrovmBackend(settings, container))
     else:
         logging.getLogger(__name__).warning("no microvm class on this host: %s", missing)
-    return Control(settings, Store(settings.db_url), backends, container.network)
+    return Control(
+        settings, Store(settings.db_url), backends, container.network, volumes=PoolVolumes(container.pool)
+    )
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -119,6 +119,10 @@ class Settings:
     secrets_key_file: Path | None = None
     """The key that seals tenant secrets: 32 random bytes, made with mode 0600 at first start.
     None: ``data_dir/secrets.key``. Keep it out of database backups."""
+    mount_endpoints_local: bool = False
+    """Let bucket mounts reach endpoints on this host itself (loopback, its own addresses): for a
+    single box whose object store runs beside Shells, and for tests. Off, such endpoints are refused
+    (``SHELLS_MOUNT_ENDPOINTS_LOCAL``); link-local and cloud metadata addresses are refused always."""
     egress_ca_file: Path | None = None
     """Extra CA certificates (PEM) the egress proxy trusts for the real hosts it forwards secrets
     to, beside the system's, e.g. for a private API."""
@@ -173,7 +177,16 @@ def env_var(name: str) -> str:
     return "SHELLS_" + name.upper()
 
 
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)
+
+
 _PARSERS: dict[object, tuple[Callable[[str], object], str]] = {
+    bool: (_flag, "1/true/yes/on or 0/false/no/off"),
     str: (str, "text"),
     Path: (Path, "a path"),
     int: (int, "a whole number"),

@@ -180,6 +180,8 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
                 continue
             if cmdline.startswith("qemu-system") and (microvm_run in cmdline or roots[0] in cmdline):
                 leaks.append(f"qemu pid {proc.name}")
+            if "rclone" in cmdline and str(settings.run_dir) in cmdline:  # a bucket mount's FUSE process
+                leaks.append(f"rclone pid {proc.name}")
     return leaks
 
 

@@ -46,6 +46,8 @@ class World:
     """A webhook of tenant a."""
     snapshot: str = ""
     """A snapshot of ``shell``, taken by alice."""
+    volume: str = ""
+    """A volume of tenant a."""
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +93,9 @@ def world(server: ServerProcess) -> Iterator[World]:
     r = world.alice.http.post(f"/v1/shells/{world.shell}/actions", json={"capability": "snapshot"})
     assert r.status_code == 200, r.text
     world.snapshot = r.json()["result"]["snapshot"]["id"]
+    world.volume = f"avol{secrets.token_hex(3)}"
+    r = world.a_admin.http.post("/v1/volumes", json={"name": world.volume, "size_gib": 1})
+    assert r.status_code == 201, r.text
     time.sleep(1.1)  # the 1-second token has expired
     yield world
     for caller, shell in ((world.alice, world.shell), (world.b_admin, world.b_shell)):
@@ -100,6 +105,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.a_admin.http.delete(f"/v1/secrets/{world.secret}")
     world.a_admin.http.delete(f"/v1/webhooks/{world.webhook}")
     world.alice.http.delete(f"/v1/snapshots/{world.snapshot}")
+    world.a_admin.http.delete(f"/v1/volumes/{world.volume}")
     tenancy.close()
 
 
@@ -349,6 +355,10 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/templates/export", {"template": "{template}", "image": NOWHERE},
              foreign="template_not_found"),
     Endpoint("POST", "/v1/templates/dockerfile", params={"name": "never:1"}, foreign=None),
+    Endpoint("POST", "/v1/volumes", {"name": "never", "size_gib": 1}, foreign=None),
+    Endpoint("GET", "/v1/volumes", foreign=None),
+    Endpoint("GET", "/v1/volumes/{name}", foreign="volume_not_found", name="volume"),
+    Endpoint("DELETE", "/v1/volumes/{name}", foreign="volume_not_found", name="volume"),
 ]  # fmt: skip
 
 
@@ -382,6 +392,7 @@ def _ids(world: World, shell: str) -> dict[str, str]:
         "secret": world.secret,
         "webhook_id": world.webhook,
         "snapshot_id": world.snapshot,
+        "volume": world.volume,
     }
 
 
@@ -395,6 +406,7 @@ def _missing_ids(world: World) -> dict[str, str]:
         "secret": "NO_SUCH_SECRET",
         "webhook_id": new_id("wh"),
         "snapshot_id": new_id("snap"),
+        "volume": "no-such-volume",
     }
 
 

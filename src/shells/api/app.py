@@ -64,6 +64,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(run_router)
     app.include_router(network_router)
     app.include_router(secrets_router)
+    app.include_router(storage_router)
     app.include_router(ttl_router)
     app.include_router(storage_router)
     app.include_router(processes_router)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .args import Subparsers, connect
 from .output import age, key_values, print_json, table
+from .storage_commands import add_create_options
 
 if TYPE_CHECKING:
     from ..domain.errors import TemplateNotBuilt
@@ -62,6 +63,8 @@ def cmd_create(args: argparse.Namespace) -> int:
                 auto_resume=args.auto_resume,
                 region=args.region,
                 sync=sync_option(args.sync),
+                mounts=args.mount,
+                volumes=args.volume,
             )
 
         try:
@@ -318,6 +321,7 @@ def register(sub: Subparsers) -> None:
         help="mirror /workspace to http(s)://KEY_ID[:SECRET]@host[:port]/bucket[/prefix] "
         f"(the secret from ${SYNC_SECRET_VAR} when not in the URL)",
     )
+    add_create_options(s)
     s.add_argument("--json", action="store_true", help="print the whole record")
     s.set_defaults(func=cmd_create)
 

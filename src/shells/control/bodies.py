@@ -25,7 +25,14 @@ from ..domain.capabilities import Capability
 from ..domain.errors import InvalidRequest
 from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, MAX_EXEC_TIMEOUT_S
 from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
-from ..domain.limits import MAX_API_INT, MAX_SECRET_HOSTS, MAX_SHELL_SECRETS, MAX_USD
+from ..domain.limits import (
+    MAX_API_INT,
+    MAX_SECRET_HOSTS,
+    MAX_SHELL_MOUNTS,
+    MAX_SHELL_SECRETS,
+    MAX_USD,
+    MAX_VOLUME_GIB,
+)
 from ..domain.network import NetworkMode
 from ..domain.shapes import DEFAULT_SHAPE, SHAPES
 from ..domain.tenancy import PRINCIPAL_KINDS
@@ -79,6 +86,32 @@ class NetworkPolicyBody(Body):
         description="With mode internet only: the only destinations, as host, host:port, *.domain or "
         "an address block (CIDR).",
     )
+
+
+class BucketCredentialsBody(Body):
+    """An S3 access key pair; write-only: no answer, audit event or file in the shell holds it."""
+
+    access_key_id: StrictStr = Field(min_length=1, description="The access key id.")
+    secret_access_key: StrictStr = Field(min_length=1, description="The secret access key.")
+
+
+class BucketMountBody(Body):
+    """A user's bucket mounted at ``path`` in the shell (docs/storage.md)."""
+
+    bucket: StrictStr = Field(description="The bucket's name.")
+    endpoint: StrictStr = Field(description="The S3-compatible server: http(s)://host[:port].")
+    prefix: StrictStr | None = Field(default=None, description="Only the keys under this prefix.")
+    path: StrictStr = Field(description="Where it appears in the shell (absolute, e.g. /data).")
+    read_only: StrictBool | None = Field(default=None, description="Refuse writes (default false).")
+    credentials: BucketCredentialsBody = Field(description="The bucket's credentials.")
+
+
+class VolumeAttachBody(Body):
+    """A tenant volume attached at ``path`` in the shell."""
+
+    name: StrictStr = Field(description="The volume's name.")
+    path: StrictStr = Field(description="Where it appears in the shell (absolute, e.g. /data).")
+    read_only: StrictBool | None = Field(default=None, description="Attach it read-only (default false).")
 
 
 class CreateShellBody(Body):
@@ -164,6 +197,18 @@ class CreateShellBody(Body):
         default=None,
         description="Mirror /workspace to this bucket of yours, continuously and completely at stop, "
         "pause, snapshot and delete (container and wasm shells; docs/storage.md).",
+    )
+    mounts: list[BucketMountBody] | None = Field(
+        default=None,
+        max_length=MAX_SHELL_MOUNTS,
+        description="Users' S3-compatible buckets served at paths in the shell from the host (container "
+        "shells); the credentials never enter the shell.",
+    )
+    volumes: list[VolumeAttachBody] | None = Field(
+        default=None,
+        max_length=MAX_SHELL_MOUNTS,
+        description="The tenant's volumes to attach (container shells): any number read-only, one "
+        "shell at a time read-write.",
     )
 
 
@@ -568,4 +613,16 @@ class SyncBody(Body):
     credentials: SyncCredentialsBody = Field(description="A key that may list, write and delete there.")
 
 
-CreateShellBody.model_rebuild()
+# -- volumes ---------------------------------------------------------------------------------------
+
+
+class VolumeCreateBody(Body):
+    """``POST /v1/volumes``: a named, persistent filesystem of the tenant, attached at shells' create."""
+
+    name: StrictStr = Field(description="1 to 63 lowercase letters, digits, '-' or '_'.")
+    size_gib: StrictInt = Field(
+        ge=1, le=MAX_VOLUME_GIB, description="Its size in GiB (enforced on the host)."
+    )
+
+
+CreateShellBody.model_rebuild()  # its sync field names SyncBody, defined after it

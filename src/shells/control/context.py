@@ -12,11 +12,12 @@ from typing import Any
 from ..domain.audit import DEFAULT_DOOR
 from ..domain.errors import FeatureUnavailable
 from ..domain.isolation import Runtime
+from ..domain.mounts import BucketMount
 from ..domain.nodes import NodeOffer
 from ..domain.principal import Principal
 from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord
-from ..runtime.backend import Backend, ShellSpec
+from ..runtime.backend import Backend, ShellSpec, VolumeMount
 from ..settings import Settings
 from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
@@ -40,6 +41,10 @@ class ControlContext:
     nodes: Callable[[], list[NodeOffer]] | None = None
     """The live nodes placement chooses from (a cluster's membership); None: this host alone."""
     quotas: Quotas = field(init=False)
+    mounts_of: Callable[[ShellRecord], tuple[tuple[BucketMount, ...], tuple[VolumeMount, ...]]] | None = None
+    """What a shell's start mounts (``control.storage``); None where storage is not wired."""
+    shown_mounts: Callable[[str], dict[str, Any]] | None = None
+    """A shell's mounts and volumes as its record shows them (never a credential)."""
 
     def __post_init__(self) -> None:
         self.quotas = Quotas(self.settings, self.store)
@@ -63,10 +68,12 @@ class ControlContext:
     def public(self, shell: ShellRecord) -> dict[str, Any]:
         """The shell's wire form plus how its class runs here (``runtime_details``)."""
         backend = self.backends.get(shell.runtime)
-        return shell.to_public() | {"runtime_details": backend.details() if backend else {}}
+        shown = self.shown_mounts(shell.id) if self.shown_mounts is not None else {}
+        return shell.to_public() | shown | {"runtime_details": backend.details() if backend else {}}
 
     def spec(self, shell: ShellRecord) -> ShellSpec:
-        """What the backend needs to (re)start the shell, private networks included."""
+        """What the backend needs to (re)start the shell, private networks and mounts included."""
+        buckets, volumes = self.mounts_of(shell) if self.mounts_of is not None else ((), ())
         return ShellSpec(
             host_id=shell.id,
             template=shell.template,
@@ -76,6 +83,8 @@ class ControlContext:
             networks=tuple(n.private() for n in NetworkingStore(self.store).memberships(shell.id)),
             hostname=shell.name,
             brokered=SecretsStore(self.store).has_secrets(shell.id),
+            buckets=buckets,
+            volumes=volumes,
         )
 
     @staticmethod

@@ -35,6 +35,7 @@ from .placement import place
 from .pool import WarmPool
 from .requests import CreateShellRequest, parse_fork_count, parse_log_bytes
 from .secrets import Secrets
+from .storage import Attachments, Storage
 from .suspend import Suspension
 from .templates import Templates
 from .wasm_shells import wasm_template
@@ -57,11 +58,13 @@ class Lifecycle:
         secrets: Secrets | None = None,
         durable: Durable | None = None,
         sync: WorkspaceSync | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.ctx = ctx
         self.secrets = secrets
         self.durable = durable
         self.sync = sync
+        self.storage = storage
         self.pool = pool
         self.templates = templates
         self.network = network
@@ -128,10 +131,13 @@ class Lifecycle:
                 raise FeatureUnavailable("Workspace sync is not available on this server.", {"field": "sync"})
             await self.sync.check(req.runtime, req.sync)
         placeholders = self._placeholders(principal, req)
+        attachments = await self._attachments(principal, req)
         idle_timeout = self._idle_timeout(req, backend)
         auto_resume = self._auto_resume(req, backend)
         # No await from the quota check to the record's insert: concurrent creates cannot overshoot.
         self.ctx.quotas.check_shell(principal.tenant, get_shape(req.shape))
+        if self.storage is not None:
+            self.storage.claim(attachments)
         now = datetime.now(UTC)
         fields: dict[str, Any] = {
             "tenant": principal.tenant,
@@ -147,7 +153,8 @@ class Lifecycle:
             "updated_at": now,
         }
         local = node.region == self.ctx.settings.region  # warm shells are this host's
-        if local and req.snapshot is None and not networks and not placeholders:  # no network, no secret
+        warm_fits = not networks and not placeholders and attachments.empty  # warm shells have none
+        if local and req.snapshot is None and warm_fits:
             claimed = self.pool.claim(
                 template=template, shape=req.shape, network=req.network, runtime=req.runtime
             )
@@ -186,6 +193,8 @@ class Lifecycle:
             self.network.record_member(principal, net, shell, "", door)
         if self.secrets is not None and placeholders:  # recorded first, so its HTTPS is brokered
             self.secrets.give(shell.id, placeholders)
+        if self.storage is not None and not attachments.empty:  # recorded first, so its start mounts them
+            self.storage.attach(principal, shell, attachments, door)
         return await self.boot(principal, shell, door)
 
     def _placeholders(self, principal: Principal, req: CreateShellRequest) -> dict[str, str]:
@@ -194,6 +203,13 @@ class Lifecycle:
         if self.secrets is None:
             raise FeatureUnavailable("Secrets are not available on this server.", {"field": "secrets"})
         return self.secrets.placeholders(principal, req.secrets)
+
+    async def _attachments(self, principal: Principal, req: CreateShellRequest) -> Attachments:
+        if not req.buckets and not req.volumes:
+            return Attachments()
+        if self.storage is None:
+            raise FeatureUnavailable("Bucket mounts and volumes are not available on this server.")
+        return await self.storage.check(principal, req)
 
     def _idle_timeout(self, req: CreateShellRequest, backend: Backend) -> int | None:
         """The shell's idle timeout: the request's, else the instance's default where the class can

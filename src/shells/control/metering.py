@@ -30,6 +30,8 @@ from .requests import reject_unknown
 
 RuntimeMatrix = Callable[[], list[dict[str, Any]]]
 """The language x class rows (available, version) that pricing shows next to the rates."""
+VolumeHours = Callable[[str | None, datetime, datetime], dict[str, Decimal]]
+"""Volume storage in GiB-hours per tenant over a window (``control.storage``)."""
 
 
 def rate_card(settings: Settings) -> RateCard:
@@ -54,6 +56,8 @@ class UsageReport:
     total: UsageLine
     month: dict[str, Any] | None
     """The tenant's month-to-date bill (for tenant admins)."""
+    volume_gib_hours: Decimal | None = None
+    """The tenant's volume storage over the window (for tenant admins: volumes are the tenant's)."""
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -65,12 +69,18 @@ class UsageReport:
             "lines": [line.to_public() for line in self.lines],
             "total": self.total.to_public(),
             "month": self.month,
+            "volume_gib_hours": None
+            if self.volume_gib_hours is None
+            else str(self.volume_gib_hours.quantize(Decimal("0.0001"))),
         }
 
 
 class Metering:
-    def __init__(self, ctx: ControlContext, matrix: RuntimeMatrix) -> None:
+    def __init__(
+        self, ctx: ControlContext, matrix: RuntimeMatrix, volumes: VolumeHours | None = None
+    ) -> None:
         self.ctx = ctx
+        self._volumes = volumes
         self.rates = rate_card(ctx.settings)
         self._matrix = matrix
 
@@ -116,11 +126,14 @@ class Metering:
         intervals = self.ctx.store.usage.intervals(lo, hi, tenant=name, owner=owner)
         lines, total = summarize(intervals, lo, hi, now, self.rates, grouping)
         month = None
+        volume_hours = None
+        if whole_tenant and self._volumes is not None:
+            volume_hours = self._volumes(name, lo, hi).get(name, Decimal(0))
         if whole_tenant:
             month = self.billing(name).to_public(self.month_cost(name, now)) | {
                 "from": month_start(now).isoformat()
             }
-        return UsageReport(name, lo, hi, grouping, owner, lines, total, month)
+        return UsageReport(name, lo, hi, grouping, owner, lines, total, month, volume_hours)
 
     def _tenant(self, principal: Principal, tenant: str | None) -> str:
         name = tenant or principal.tenant

@@ -10,6 +10,7 @@ from typing import Any
 from ..domain.errors import InvalidRequest
 from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, ExecSpec, check_env
 from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
+from ..domain.mounts import BucketMount, VolumeAttachment
 from ..domain.network import NetworkMode, NetworkPolicy
 from ..domain.secrets import check_secret_name
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
@@ -90,6 +91,9 @@ class CreateShellRequest:
     """Where the shell runs (None: the instance's own region); placement checks it exists."""
     sync: SyncTarget | None = None
     """Where /workspace is mirrored (docs/storage.md); None: nowhere."""
+    buckets: tuple[BucketMount, ...] = ()
+    """Users' buckets mounted from the host (docs/storage.md)."""
+    volumes: tuple[VolumeAttachment, ...] = ()
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> CreateShellRequest:
@@ -111,8 +115,13 @@ class CreateShellRequest:
             "auto_resume",
             "region",
             "sync",
+            "mounts",
+            "volumes",
         }
         reject_unknown(body, known)
+        from .mount_requests import parse_storage  # it builds on this module's helpers
+
+        buckets, volumes = parse_storage(body.get("mounts"), body.get("volumes"))
         if "language" not in body and "snapshot" not in body:
             raise InvalidRequest(
                 "'language' is required (bash, node, python, rust or go).", {"field": "language"}
@@ -154,6 +163,8 @@ class CreateShellRequest:
             auto_resume=_opt_bool(body.get("auto_resume"), "auto_resume"),
             region=_opt_str(body.get("region"), "region"),
             sync=parse_sync(body.get("sync")),
+            buckets=buckets,
+            volumes=volumes,
         )
 
 

@@ -19,6 +19,7 @@ from ..runtime.host.local_addresses import local_addresses
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.network.egress import EgressProxy, upstream_context
 from ..runtime.network.egress_ca import EgressCA
+from ..runtime.volumes import HostVolumes
 from ..settings import Settings
 from ..store.repository import Store
 from .audit import Audit
@@ -45,6 +46,7 @@ from .samples import ShellSamples
 from .secret_box import SecretBox, load_or_create_key
 from .secrets import Secrets, ShellEgress
 from .snapshots import delete_snapshot
+from .storage import Storage
 from .suspend import Suspension
 from .templates import Templates
 from .tenancy import Tenancy
@@ -58,7 +60,12 @@ log = logging.getLogger(__name__)
 
 class Control:
     def __init__(
-        self, settings: Settings, store: Store, backends: list[Backend], network: InstanceNetwork
+        self,
+        settings: Settings,
+        store: Store,
+        backends: list[Backend],
+        network: InstanceNetwork,
+        volumes: HostVolumes | None = None,
     ) -> None:
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
         self.network = Networking(self.ctx, network)
@@ -66,6 +73,9 @@ class Control:
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
         egress_ca = EgressCA(settings.data_dir / "egress-ca", settings.instance_id)
         self.secrets = Secrets(self.ctx, box, egress_ca)
+        self.storage = Storage(self.ctx, box, volumes, lambda: [*local_addresses(), network.range.cidr])
+        self.ctx.mounts_of = self.storage.mounts_of
+        self.ctx.shown_mounts = self.storage.public_mounts
         self.egress = EgressProxy(
             ShellEgress(self.ctx, network, box),
             egress_ca,
@@ -95,12 +105,13 @@ class Control:
             secrets=self.secrets,
             durable=self.durable,
             sync=self.sync,
+            storage=self.storage,
         )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)
         self.processes = Processes(self.ctx, self.inside)
         self.run_code = RunCode(self.ctx, self.inside)
-        self.metering = Metering(self.ctx, self.runtimes)
+        self.metering = Metering(self.ctx, self.runtimes, self.storage.gib_hours)
         self.budgets = Budgets(self.ctx, self.metering, self.suspension)
         self.metrics = ShellsCollector(self.ctx, self.metering)
         self.ctx.quotas.check_budget = self.budgets.check

@@ -7,10 +7,12 @@
     │   ├── InvalidTemplateSpec      invalid_template_spec   a template spec that does not parse or check
     │   ├── InvalidImageReference    invalid_image_reference an image reference that does not parse
     │   ├── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
-    │   └── UnknownRegion            unknown_region          a region this instance has no node in
-    │   └── BucketUnusable           bucket_unusable         a user's bucket refused the credentials, does
+    │   ├── UnknownRegion            unknown_region          a region this instance has no node in
+    │   ├── BucketUnusable           bucket_unusable         a user's bucket refused the credentials, does
     │                                                        not exist, did not answer or may not be
     │                                                        reached from here (details: reason)
+    │   ├── BucketDenied             bucket_denied           a bucket mount's endpoint refused its credentials
+    │   └── BucketUnreachable        bucket_unreachable      a bucket mount's endpoint did not answer in time
     ├── AuthError                    auth_error              (abstract) who is asking, or what they may do
     │   ├── Unauthenticated          unauthenticated         no token, or a token that is unknown
     │   │   ├── CredentialExpired    credential_expired      the token or terminal credential expired
@@ -28,7 +30,9 @@
     │   ├── CredentialNotFound       credential_not_found    (a terminal credential)
     │   ├── NetworkNotFound          network_not_found
     │   ├── PortNotExposed           port_not_exposed
-    │   └── WebhookNotFound          webhook_not_found
+    │   ├── WebhookNotFound          webhook_not_found
+    │   ├── BucketNotFound           bucket_not_found        a bucket mount's bucket does not exist
+    │   └── VolumeNotFound           volume_not_found
     ├── Conflict                     conflict                (abstract) the state does not allow it
     │   ├── InvalidState             invalid_state           the action is not allowed in this state
     │   ├── ActionNotSupported       action_not_supported    the isolation class cannot do this
@@ -42,8 +46,11 @@
     │   ├── NetworkInUse             network_in_use          shells are still attached to the network
     │   ├── ShellBusy                shell_busy              too many calls open on the shell, or its restart
     │   │                                                    outlasted the wait; try again shortly
-    │   └── NoCapacity               no_capacity             no node in the region offers the class or has
+    │   ├── NoCapacity               no_capacity             no node in the region offers the class or has
     │                                                        room for the shape (details: region, shape)
+    │   ├── VolumeExists             volume_exists           the tenant already has a volume of that name
+    │   └── VolumeInUse              volume_in_use           a shell holds the volume (delete), or holds it
+    │                                                        read-write (attach)
     ├── TemplateBuildFailed          template_build_failed   a build step failed (422); nothing registered
     ├── ImageRejected                image_rejected          an image Shells will not import: a layer with an
     │                                                        unsafe entry or a wrong digest, no manifest for
@@ -214,6 +221,22 @@ class WebhookNotFound(NotFound):
     code = "webhook_not_found"
 
 
+class BucketDenied(InvalidRequest):
+    code = "bucket_denied"
+
+
+class BucketUnreachable(InvalidRequest):
+    code = "bucket_unreachable"
+
+
+class BucketNotFound(NotFound):
+    code = "bucket_not_found"
+
+
+class VolumeNotFound(NotFound):
+    code = "volume_not_found"
+
+
 class Conflict(ShellsError):
     code = "conflict"
 
@@ -264,6 +287,14 @@ class ShellBusy(Conflict):
 
 class NoCapacity(Conflict):
     code = "no_capacity"
+
+
+class VolumeExists(Conflict):
+    code = "volume_exists"
+
+
+class VolumeInUse(Conflict):
+    code = "volume_in_use"
 
 
 class TemplateBuildFailed(ShellsError):

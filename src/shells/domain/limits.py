@@ -134,3 +134,19 @@ within this)."""
 SYNC_RETRY_FIRST_S = 1.0
 SYNC_RETRY_MAX_S = 60.0
 """Waits before the next pass after failed ones: the first, doubling up to the last."""
+
+# Bucket mounts and volumes (docs/storage.md) ------------------------------------------------------
+MAX_SHELL_MOUNTS = 8
+"""Bucket mounts plus volumes on one shell (each is a host process or a host mount)."""
+MOUNT_CACHE_BYTES = 1024**3
+"""What one bucket mount's FUSE process may keep on the host's disk (its write cache and its log):
+a btrfs quota on the subvolume it writes into, so a larger write fails with ENOSPC inside."""
+MOUNT_CHECK_TIMEOUT_S = 5.0
+"""How long create waits for a bucket's endpoint before answering bucket_unreachable."""
+MOUNT_READY_TIMEOUT_S = 15.0
+"""How long the FUSE process may take to mount before the create fails."""
+MOUNT_FLUSH_TIMEOUT_S = 30.0
+"""How long a stop waits for a bucket mount's writes to reach the bucket before it unmounts; what is
+left stays in the mount's cache on the host and is uploaded at the shell's next start."""
+MAX_VOLUMES_PER_TENANT = 64
+MAX_VOLUME_GIB = 1024

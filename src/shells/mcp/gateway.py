@@ -22,6 +22,10 @@ class Gateway(Protocol):
         """``GET /v1/secrets``: the tenant's secrets by name, never a value."""
         ...
 
+    async def list_volumes(self) -> list[Json]:
+        """``GET /v1/volumes``: the tenant's volumes, with the shells that hold each."""
+        ...
+
     async def create_shell(self, body: Json) -> Json:
         """``POST /v1/shells``: the running shell's record."""
         ...

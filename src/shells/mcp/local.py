@@ -35,6 +35,9 @@ class ControlGateway:
     async def list_secrets(self) -> list[Json]:
         return [s.to_public() for s in self.control.secrets.list_secrets(self.principal)]
 
+    async def list_volumes(self) -> list[Json]:
+        return self.control.storage.list_volumes(self.principal)
+
     async def create_shell(self, body: Json) -> Json:
         shell = await self.control.shells.create(self.principal, CreateShellRequest.parse(body), DOOR)
         return self.control.ctx.public(shell)

@@ -44,6 +44,9 @@ class SdkGateway:
     async def list_secrets(self) -> list[Json]:
         return list((await self.http.call("GET", "/v1/secrets"))["secrets"])
 
+    async def list_volumes(self) -> list[Json]:
+        return list((await self.http.call("GET", "/v1/volumes"))["volumes"])
+
     async def create_shell(self, body: Json) -> Json:
         return dict(await self.http.call("POST", "/v1/shells", body=body))
 

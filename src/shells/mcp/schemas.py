@@ -148,6 +148,15 @@ SECRETS_OUTPUT = obj(
         "description": "name, hosts, header, version of each secret (never a value).",
     },
 )
+VOLUMES_OUTPUT = obj(
+    ["volumes"],
+    closed=False,
+    volumes={
+        "type": "array",
+        "items": {"type": "object"},
+        "description": "name, size_gib, used_bytes and attached (shell_id, read_only) of each volume.",
+    },
+)
 SHELL_OUTPUT = obj(["shell"], closed=False, shell=SHELL)
 
 DELETE_INPUT = obj(["shell_id"], shell_id=SHELL_ID)

@@ -107,6 +107,12 @@ async def _list(gw: Gateway, args: Args) -> types.CallToolResult:
     return ok(text, {"shells": shells})
 
 
+async def _volumes(gw: Gateway, args: Args) -> types.CallToolResult:
+    found = await gw.list_volumes()
+    lines = [f"{v['name']}: {v['size_gib']} GiB, {len(v['attached'])} shell(s)" for v in found]
+    return ok("\n".join(lines) if lines else "No volumes.", {"volumes": found})
+
+
 async def _secrets(gw: Gateway, args: Args) -> types.CallToolResult:
     found = await gw.list_secrets()
     lines = [f"{s['name']}: for {', '.join(s['hosts'])}" for s in found]
@@ -285,6 +291,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         "The secrets a shell can be created with (shells_create secrets=[name]), with the hosts each "
         "may be sent to. Values are never shown: the host adds them to HTTPS requests at egress.",
         s.SECRETS_INPUT, s.SECRETS_OUTPUT, READS, _secrets,
+    ),
+    ToolSpec(
+        "shells_volumes_list",
+        "List volumes",
+        "The tenant's volumes a shell can be created with (shells_create volumes=[{name, path, "
+        "read_only}]): any number of shells read-only, one read-write; each outlives its shells.",
+        s.SECRETS_INPUT, s.VOLUMES_OUTPUT, READS, _volumes,
     ),
     ToolSpec(
         "shells_create",

@@ -16,6 +16,7 @@ from typing import Protocol
 from ..domain.capabilities import Capability
 from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
+from ..domain.mounts import BucketMount
 from ..domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
@@ -48,6 +49,15 @@ def marked_inventory(shells: Path, snapshots: Path) -> HostInventory:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """A volume's host directory (``runtime.volumes``) bound at ``path`` in the shell."""
+
+    source: Path
+    path: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
 class ShellSpec:
     """What a backend needs to build and run one shell."""
 
@@ -65,6 +75,10 @@ class ShellSpec:
     """The shell's name on its private networks (peers resolve it); None uses ``host_id``."""
     brokered: bool = False
     """The shell has secrets: its HTTPS goes through the host's egress proxy (docs/secrets.md)."""
+    buckets: tuple[BucketMount, ...] = ()
+    """Users' buckets served from the host at paths in the shell (docs/storage.md); each start
+    mounts them again, and stop unmounts them."""
+    volumes: tuple[VolumeMount, ...] = ()
 
 
 @dataclass(frozen=True)

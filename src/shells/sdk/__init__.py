@@ -9,6 +9,9 @@ from ..domain.errors import (
     AgentError,
     AlreadyExists,
     AuthError,
+    BucketDenied,
+    BucketNotFound,
+    BucketUnreachable,
     BucketUnusable,
     BudgetExceeded,
     CommandNotFound,
@@ -65,13 +68,16 @@ from ..domain.errors import (
     Unauthenticated,
     Unavailable,
     UnknownRegion,
+    VolumeExists,
+    VolumeInUse,
+    VolumeNotFound,
     WebhookNotFound,
 )
 from ._async.client import AsyncShells
 from ._async.commands import AsyncCommands
 from ._async.files import AsyncFiles
 from ._async.processes import AsyncProcesses
-from ._async.resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates
+from ._async.resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates, AsyncVolumes
 from ._async.shell import AsyncPorts, AsyncShell
 from ._async.tenancy import AsyncGrants, AsyncPrincipals, AsyncTenants, AsyncTerminals, AsyncTokens
 from ._async.webhooks import AsyncWebhooks
@@ -79,7 +85,7 @@ from ._sync.client import Shells
 from ._sync.commands import Commands
 from ._sync.files import Files
 from ._sync.processes import Processes
-from ._sync.resources import Networks, Snapshots, Templates
+from ._sync.resources import Networks, Snapshots, Templates, Volumes
 from ._sync.shell import Ports, Shell
 from ._sync.tenancy import Grants, Principals, Tenants, Terminals, Tokens
 from ._sync.webhooks import Webhooks
@@ -121,13 +127,25 @@ from .models import (
     Token,
     UsageLine,
     UsageReport,
+    Volume,
     Webhook,
     WebhookDelivery,
 )
 from .retry import RetryPolicy
-from .wire import CreateOptions
+from .wire import BucketMount, CreateOptions, VolumeAttach
 
 __all__ = [
+    "AsyncVolumes",
+    "BucketDenied",
+    "BucketMount",
+    "BucketNotFound",
+    "BucketUnreachable",
+    "Volume",
+    "VolumeAttach",
+    "VolumeExists",
+    "VolumeInUse",
+    "VolumeNotFound",
+    "Volumes",
     "ActionNotSupported",
     "AgentError",
     "AlreadyExists",

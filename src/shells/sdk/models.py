@@ -92,6 +92,10 @@ class ShellInfo:
     """How the shell's isolation class runs on this host (e.g. a microVM's acceleration)."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    """Its bucket mounts (bucket, endpoint, prefix, path, read_only; never the credentials)."""
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    """Its volumes (name, path, read_only)."""
 
     @classmethod
     def parse(cls, data: Json) -> ShellInfo:
@@ -351,6 +355,19 @@ class Secret:
     version: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Volume:
+    """A volume of your tenant: a filesystem that outlives every shell."""
+
+    id: str
+    name: str
+    size_gib: int
+    created_at: datetime | None = None
+    attached: list[dict[str, Any]] = field(default_factory=list)
+    """``{"shell_id", "read_only"}`` of every shell that holds it."""
+    used_bytes: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -21,6 +22,47 @@ from .models import (
 )
 
 Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BucketMount:
+    """Your S3-compatible bucket at ``path`` in the shell (container shells), served from the host:
+    the credentials never enter the shell."""
+
+    bucket: str
+    endpoint: str
+    """``http(s)://host[:port]`` of the S3-compatible server."""
+    path: str
+    access_key_id: str
+    secret_access_key: str
+    prefix: str = ""
+    """Only the keys under this prefix."""
+    read_only: bool = False
+
+    def __repr__(self) -> str:
+        return f"BucketMount({self.bucket!r} at {self.path!r}, read_only={self.read_only})"
+
+    def wire(self) -> Json:
+        return {
+            "bucket": self.bucket,
+            "endpoint": self.endpoint,
+            "path": self.path,
+            "prefix": self.prefix,
+            "read_only": self.read_only,
+            "credentials": {"access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key},
+        }
+
+
+@dataclass(frozen=True)
+class VolumeAttach:
+    """One of your volumes at ``path`` in the shell (any number of shells read-only, one read-write)."""
+
+    name: str
+    path: str
+    read_only: bool = False
+
+    def wire(self) -> Json:
+        return {"name": self.name, "path": self.path, "read_only": self.read_only}
 
 
 class CreateOptions(TypedDict, total=False):
@@ -62,6 +104,10 @@ class CreateOptions(TypedDict, total=False):
     sync: Mapping[str, Any] | None
     """Mirror /workspace to your bucket: ``{"bucket", "endpoint", "prefix", "credentials":
     {"access_key_id", "secret_access_key"}}`` (container and wasm shells; docs/storage.md)."""
+    mounts: Sequence[BucketMount] | None
+    """Your buckets, mounted from the host (container shells)."""
+    volumes: Sequence[VolumeAttach] | None
+    """Your volumes to attach (container shells)."""
 
 
 def create_body(language: str | None, options: CreateOptions) -> Json:
@@ -78,6 +124,9 @@ def create_body(language: str | None, options: CreateOptions) -> Json:
     for key in ("networks", "secrets"):
         if key in body:
             body[key] = list(body[key])
+    for key in ("mounts", "volumes"):
+        if key in body:
+            body[key] = [m.wire() for m in body[key]]
     for key in ("env", "labels", "sync"):
         if key in body:
             body[key] = dict(body[key])

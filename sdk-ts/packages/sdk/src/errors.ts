@@ -206,6 +206,24 @@ export class NoCapacity extends Conflict {
 export class ObjectStoreUnavailable extends Unavailable {
   static override readonly code: string = "object_store_unavailable";
 }
+export class BucketDenied extends InvalidRequest {
+  static override readonly code: string = "bucket_denied";
+}
+export class BucketUnreachable extends InvalidRequest {
+  static override readonly code: string = "bucket_unreachable";
+}
+export class BucketNotFound extends NotFound {
+  static override readonly code: string = "bucket_not_found";
+}
+export class VolumeNotFound extends NotFound {
+  static override readonly code: string = "volume_not_found";
+}
+export class VolumeExists extends Conflict {
+  static override readonly code: string = "volume_exists";
+}
+export class VolumeInUse extends Conflict {
+  static override readonly code: string = "volume_in_use";
+}
 
 type ErrorClass = typeof ShellsError;
 
@@ -271,6 +289,12 @@ const ALL: ErrorClass[] = [
   NoCapacity,
   ObjectStoreUnavailable,
   BucketUnusable,
+  BucketDenied,
+  BucketUnreachable,
+  BucketNotFound,
+  VolumeNotFound,
+  VolumeExists,
+  VolumeInUse,
 ];
 
 /** Code → class, to turn a wire error back into the class the server raised. */

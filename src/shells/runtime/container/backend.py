@@ -12,6 +12,9 @@ Where things live (``D`` is the instance's data dir, ``P`` its btrfs pool):
     R/runtime/<version>/                 the guest agent's runtime (interpreter, libraries, precompiled
                                          stdlib and agent), every shell's read-only /.shells, on a tmpfs
     R/devices/                           a tmpfs with the device nodes crun binds into shells
+    R/shells/<id>/mounts/<i>             a bucket mount: the directory its rclone process serves
+    R/shells/<id>/volumes/<i>            a volume attached to the shell, idmapped
+    P/mountcache/<id>-<i>                a bucket mount's write cache and log (a subvolume with a quota)
 ``R`` is ``/run/shells/<instance>``: it vanishes on reboot together with the shells' processes, and
 every directory on the way is traversable by the shells' unprivileged host uids (which crun needs
 while it sets up their mounts).
@@ -43,6 +46,7 @@ from ...domain.capabilities import EVERY_CLASS
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
+from ...domain.limits import MOUNT_CACHE_BYTES
 from ...domain.network import NetworkMode, NetworkPolicy
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
 from ...domain.samples import ResourceUsage
@@ -53,7 +57,7 @@ from ...settings import Settings
 from .. import agent_runtime, snapshot_files
 from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec, read_tail
-from ..host import btrfs_quota, cgroups, idmap, netns, seccomp, uids
+from ..host import btrfs_quota, bucket_fuse, cgroups, idmap, netns, seccomp, uids
 from ..host.btrfs import BtrfsPool
 from ..network.dataplane import HostNetwork
 from ..network.inside import LOOPBACK
@@ -69,6 +73,8 @@ from .template_store import TemplateStorage
 log = logging.getLogger(__name__)
 
 BASE_TEMPLATE = BASE_ROOTFS
+UNSENT = "unsent"
+"""Marks a bucket mount's cache that still holds writes its bucket has not taken."""
 DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
 
 
@@ -135,6 +141,9 @@ class ContainerBackend:
     def _runtime_dir(self, host_id: str) -> Path:
         return self.run_dir / "shells" / host_id
 
+    def _mount_cache(self, host_id: str, index: int) -> Path:
+        return self._p / "mountcache" / f"{host_id}-{index}"
+
     def _socket(self, host_id: str) -> str:
         return str(self._runtime_dir(host_id) / "agent.sock")
 
@@ -148,7 +157,13 @@ class ContainerBackend:
     async def prepare(self) -> None:
         cgroups.ensure_hybrid_cgroup_fix()
         await anyio.to_thread.run_sync(self.pool.ensure_mounted)
-        for d in (self._p / "templates", self._p / "shells", self._p / "snapshots", self._p / "cache"):
+        for d in (
+            self._p / "templates",
+            self._p / "shells",
+            self._p / "snapshots",
+            self._p / "cache",
+            self._p / "mountcache",
+        ):
             d.mkdir(parents=True, exist_ok=True)
         await anyio.to_thread.run_sync(self.template_bits.remove_leftovers)
         quota_mode = await anyio.to_thread.run_sync(btrfs_quota.enable_simple_quota, self._p)
@@ -166,6 +181,7 @@ class ContainerBackend:
             if not self._runtime_dir(owner).exists():  # a claim whose shell is not running: a leftover
                 self.uid_blocks.release(block)
         self._thaw_leftovers()
+        await anyio.to_thread.run_sync(self._release_stray_mounts)
         self._details = {
             "oci_runtime": await self.crun.version(),
             "seccomp": "precompiled BPF",
@@ -181,6 +197,32 @@ class ContainerBackend:
         for host_id in sorted(cgroups.instance_cgroup_children(self.cgroup_prefix)):
             if cgroups.thaw_cgroup(self._cgroup(host_id)):
                 log.warning("thawed shell %s, left frozen by a server that stopped mid-snapshot", host_id)
+
+    def _release_stray_mounts(self, everything: bool = False) -> None:
+        """Unmount the bucket mounts of shells that are not running (a crash between their mount and
+        their container's start, or a stop that never finished), or with ``everything`` (purge) all
+        of them, caches and all."""
+        caches = self._p / "mountcache"
+        for cache in sorted(caches.iterdir()) if caches.exists() else []:
+            host_id, _, index = cache.name.rpartition("-")
+            if everything or not (self._runtime_dir(host_id) / "bundle").exists():
+                self._unmount_bucket(host_id, int(index) if index.isdigit() else 0, cache)
+            if everything and self.pool.is_subvolume(cache):
+                self.pool.delete_subvolume(cache)
+
+    def _unmount_bucket(self, host_id: str, index: int, cache: Path) -> None:
+        """Unmount one bucket mount once its writes reached the bucket. A cache still holding writes
+        the bucket did not take (it was unreachable) is kept, marked, for the next start to send;
+        ``destroy`` drops it."""
+        sent = bucket_fuse.flush(cache)
+        bucket_fuse.unmount(self._runtime_dir(host_id) / "mounts" / str(index), cache)
+        if not sent:
+            (cache / UNSENT).touch()
+            log.warning(
+                "bucket mount %d of %s: writes not in the bucket yet, kept for its next start", index, host_id
+            )
+        elif not (cache / UNSENT).exists() and self.pool.is_subvolume(cache):
+            self.pool.delete_subvolume(cache)
 
     def details(self) -> dict[str, str]:
         return dict(self._details)
@@ -328,8 +370,10 @@ class ContainerBackend:
                 mnt.mkdir(parents=True)
                 idmap.idmapped_bind(str(source), str(mnt), fd)
                 caches.append((str(mnt), inside))
+            mounts = self._mount_volumes(spec, rt, fd)
         finally:
             os.close(fd)
+        mounts += self._mount_buckets(spec, rt, uid_base)
         ns_path = self.netns_dir / host_id
         netns.create_sealed_netns(str(ns_path))
         addresses = self.network.attach(
@@ -345,6 +389,7 @@ class ContainerBackend:
                 netns=str(ns_path),
                 caches=tuple(caches),
                 resolv_conf=str(resolv_conf),
+                mounts=tuple(mounts),
             ),
             shape=spec.shape,
             agent_argv=self._agent_runtime().argv(AGENT_DIR, "--listen-fd", str(AGENT_LISTEN_FD), SERVE_SUDO),
@@ -355,11 +400,47 @@ class ContainerBackend:
         (bundle / "config.json").write_text(json.dumps(config), encoding="utf-8")
         return bundle, _listen(self._socket(host_id))
 
+    def _mount_volumes(self, spec: ShellSpec, rt: Path, userns_fd: int) -> list[tuple[str, str, bool]]:
+        """Bind each volume's host directory idmapped (read-only ones read-only on the host side)."""
+        mounts = []
+        for i, volume in enumerate(spec.volumes):
+            mnt = rt / "volumes" / str(i)
+            mnt.mkdir(parents=True)
+            idmap.idmapped_bind(str(volume.source), str(mnt), userns_fd, read_only=volume.read_only)
+            mounts.append((str(mnt), volume.path, volume.read_only))
+        return mounts
+
+    def _mount_buckets(self, spec: ShellSpec, rt: Path, uid_base: int) -> list[tuple[str, str, bool]]:
+        """Start one FUSE process per bucket mount, its files owned by the shell's root."""
+        mounts = []
+        for i, bucket in enumerate(spec.buckets):
+            cache = self._mount_cache(spec.host_id, i)
+            if not self.pool.is_subvolume(cache):
+                self.pool.create_subvolume(cache)
+            btrfs_quota.limit_subvolume(cache, MOUNT_CACHE_BYTES)
+            mnt = rt / "mounts" / str(i)
+            bucket_fuse.mount(bucket, mnt, cache, uid_base)  # it sends what an earlier run left unsent
+            (cache / UNSENT).unlink(missing_ok=True)
+            mounts.append((str(mnt), bucket.path, bucket.read_only))
+        return mounts
+
+    def _release_mounts(self, host_id: str, rt: Path) -> None:
+        """Unmount the shell's bucket mounts (ending their processes) and volumes. Idempotent."""
+        for cache in sorted((self._p / "mountcache").glob(f"{host_id}-*")):
+            index = cache.name.rpartition("-")[2]
+            self._unmount_bucket(host_id, int(index) if index.isdigit() else 0, cache)
+        for mnt in sorted((rt / "mounts").iterdir()) if (rt / "mounts").exists() else []:
+            bucket_fuse.release_orphan(mnt)  # its cache went first (a crash, a purge cut short)
+        volumes = sorted((rt / "volumes").iterdir()) if (rt / "volumes").exists() else []
+        for mnt in volumes:
+            idmap.unmount(str(mnt), lazy=True)
+
     async def stop(self, host_id: str) -> None:
         """Kill the container and release its runtime objects; the subvolumes stay. Idempotent."""
         await self.crun.kill_and_delete(host_id)
         cgroups.remove_cgroup(self._cgroup(host_id))
         rt = self._runtime_dir(host_id)
+        await anyio.to_thread.run_sync(self._release_mounts, host_id, rt)
         caches = sorted((rt / "cache").iterdir()) if (rt / "cache").exists() else []
         for mnt in [rt / "rootfs", rt / "workspace", *caches]:
             idmap.unmount(str(mnt), lazy=True)
@@ -378,6 +459,8 @@ class ContainerBackend:
 
     async def destroy(self, host_id: str) -> None:
         await self.stop(host_id)
+        for cache in sorted((self._p / "mountcache").glob(f"{host_id}-*")):
+            self.pool.delete_subvolume(cache)
         self.disk.delete(host_id)
         shutil.rmtree(self._shell_dir(host_id), ignore_errors=True)
         (self.legacy_logs_dir / f"{host_id}.log").unlink(missing_ok=True)
@@ -490,6 +573,9 @@ class ContainerBackend:
             await self.destroy(host_id)
         for snap in sorted(inv.snapshots):
             await self.delete_snapshot(snap)
+        await anyio.to_thread.run_sync(self._release_stray_mounts, True)
+        for rt in sorted((self.run_dir / "shells").iterdir()) if (self.run_dir / "shells").exists() else []:
+            await anyio.to_thread.run_sync(self._release_mounts, rt.name, rt)
         self.template_bits.remove_all()
         caches = self._p / "cache"
         for cache in sorted(caches.iterdir()) if caches.exists() else []:

@@ -76,6 +76,7 @@ class BundlePaths:
     netns: str  # the network namespace file
     caches: tuple[tuple[str, str], ...] = ()  # (idmapped host mount, directory inside): shared caches
     resolv_conf: str | None = None  # the shell's resolv.conf on the shared tmpfs (names the resolver)
+    mounts: tuple[tuple[str, str, bool], ...] = ()  # (host mount, path inside, read-only): buckets, volumes
 
 
 def build_config(
@@ -179,6 +180,15 @@ def build_config(
                 ]
                 if paths.resolv_conf
                 else []
+            ),
+            *(
+                {
+                    "destination": inside,
+                    "type": "bind",
+                    "source": source,
+                    "options": ["rbind", "ro" if read_only else "rw", "nosuid", "nodev"],
+                }
+                for source, inside, read_only in paths.mounts
             ),
         ],
         "annotations": {"run.oci.seccomp_bpf_data": seccomp_bpf_b64},

@@ -31,6 +31,7 @@ AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x00000001
 MOUNT_ATTR_NOSUID = 0x00000002
 MOUNT_ATTR_NODEV = 0x00000004
 MOUNT_ATTR_IDMAP = 0x00100000
@@ -129,10 +130,13 @@ def _sys(what: str, rc: int) -> int:
     return rc
 
 
-def idmapped_bind(source: str, target: str, userns_fd: int, recursive: bool = False) -> None:
+def idmapped_bind(
+    source: str, target: str, userns_fd: int, recursive: bool = False, read_only: bool = False
+) -> None:
     """Bind-mount ``source`` at ``target`` (an existing directory) with ``userns_fd``'s id map, and
-    ``nosuid,nodev``: these are shells' own filesystems, and crun cannot remount an idmapped mount to
-    add flags (a bind of this one keeps them, locked inside the shell's user namespace)."""
+    ``nosuid,nodev`` (and ``ro`` if asked): these are shells' own filesystems, and crun cannot remount
+    an idmapped mount to add flags (a bind of this one keeps them, locked inside the shell's user
+    namespace, so root inside cannot make a read-only one writable)."""
     src, dst = os.fsencode(source), os.fsencode(target)
     rec = AT_RECURSIVE if recursive else 0
     step = "open_tree"
@@ -144,6 +148,8 @@ def idmapped_bind(source: str, target: str, userns_fd: int, recursive: bool = Fa
         try:
             step = "mount_setattr(MOUNT_ATTR_IDMAP)"
             flags = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+            if read_only:
+                flags |= MOUNT_ATTR_RDONLY
             attr = MountAttr(attr_set=flags, userns_fd=userns_fd)
             _sys(
                 f"mount_setattr {source}",

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from ...domain.errors import Unavailable
-from ..models import BuildDone, BuildEvent, Network, Secret, Snapshot, Template, from_wire
+from ..models import BuildDone, BuildEvent, Network, Secret, Snapshot, Template, Volume, from_wire
 from ..wire import BUILD_EVENTS, Json
 from .http import AsyncHTTP, Options
 
@@ -252,6 +252,45 @@ class AsyncSecrets:
             NotFound: there is no such secret.
         """
         await self._http.call("DELETE", f"/v1/secrets/{name}")
+
+
+class AsyncVolumes:
+    """Your tenant's volumes (``client.volumes``); attach one at create: ``volumes=[VolumeAttach(...)]``."""
+
+    def __init__(self, http: AsyncHTTP) -> None:
+        self._http = http
+
+    async def create(self, name: str, size_gib: int) -> Volume:
+        """A new, empty volume of ``size_gib`` GiB (enforced on the host).
+
+        Raises:
+            InvalidRequest: a bad name or size.
+            Conflict: the name is taken (``VolumeExists``).
+        """
+        body: Json = {"name": name, "size_gib": size_gib}
+        return from_wire(Volume, await self._http.call("POST", "/v1/volumes", body=body))
+
+    async def list(self) -> builtins.list[Volume]:
+        """Every volume of your tenant, with the shells that hold each."""
+        answer = await self._http.call("GET", "/v1/volumes")
+        return [from_wire(Volume, v) for v in answer["volumes"]]
+
+    async def get(self, name: str) -> Volume:
+        """One volume.
+
+        Raises:
+            VolumeNotFound: there is no such volume.
+        """
+        return from_wire(Volume, await self._http.call("GET", f"/v1/volumes/{name}"))
+
+    async def delete(self, name: str) -> None:
+        """Delete a volume and its data.
+
+        Raises:
+            VolumeNotFound: there is no such volume.
+            VolumeInUse: a shell that may start again holds it; delete that shell first.
+        """
+        await self._http.call("DELETE", f"/v1/volumes/{name}")
 
 
 class AsyncNetworks:

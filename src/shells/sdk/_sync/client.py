@@ -15,7 +15,7 @@ from ..models import Event, Pricing, RuntimeOffer, ShellInfo, UsageReport, from_
 from ..retry import RetryPolicy
 from ..wire import CreateOptions, create_body, usage_params
 from .http import HTTP
-from .resources import Networks, Secrets, Snapshots, Templates
+from .resources import Networks, Secrets, Snapshots, Templates, Volumes
 from .shell import Shell
 from .tenancy import Principals, Tenants, Tokens
 from .webhooks import Webhooks
@@ -55,6 +55,7 @@ class Shells:
         self.templates = Templates(self._http)
         self.networks = Networks(self._http)
         self.secrets = Secrets(self._http)
+        self.volumes = Volumes(self._http)
         self.snapshots = Snapshots(self._http)
         self.tenants = Tenants(self._http)
         self.tokens = Tokens(self._http)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ...domain.errors import Unavailable
-from ..models import BuildDone, BuildEvent, Network, Secret, Snapshot, Template, from_wire
+from ..models import BuildDone, BuildEvent, Network, Secret, Snapshot, Template, Volume, from_wire
 from ..wire import BUILD_EVENTS, Json
 from .http import HTTP, Options
 
@@ -251,6 +251,45 @@ class Secrets:
             NotFound: there is no such secret.
         """
         self._http.call("DELETE", f"/v1/secrets/{name}")
+
+
+class Volumes:
+    """Your tenant's volumes (``client.volumes``); attach one at create: ``volumes=[VolumeAttach(...)]``."""
+
+    def __init__(self, http: HTTP) -> None:
+        self._http = http
+
+    def create(self, name: str, size_gib: int) -> Volume:
+        """A new, empty volume of ``size_gib`` GiB (enforced on the host).
+
+        Raises:
+            InvalidRequest: a bad name or size.
+            Conflict: the name is taken (``VolumeExists``).
+        """
+        body: Json = {"name": name, "size_gib": size_gib}
+        return from_wire(Volume, self._http.call("POST", "/v1/volumes", body=body))
+
+    def list(self) -> builtins.list[Volume]:
+        """Every volume of your tenant, with the shells that hold each."""
+        answer = self._http.call("GET", "/v1/volumes")
+        return [from_wire(Volume, v) for v in answer["volumes"]]
+
+    def get(self, name: str) -> Volume:
+        """One volume.
+
+        Raises:
+            VolumeNotFound: there is no such volume.
+        """
+        return from_wire(Volume, self._http.call("GET", f"/v1/volumes/{name}"))
+
+    def delete(self, name: str) -> None:
+        """Delete a volume and its data.
+
+        Raises:
+            VolumeNotFound: there is no such volume.
+            VolumeInUse: a shell that may start again holds it; delete that shell first.
+        """
+        self._http.call("DELETE", f"/v1/volumes/{name}")
 
 
 class Networks:

@@ -38,6 +38,28 @@ export interface Schemas {
     /** Dollars per month not charged. */
     "free_tier_usd"?: number | string | null;
   };
+  /** An S3 access key pair; write-only: no answer, audit event or file in the shell holds it. */
+  "BucketCredentialsBody": {
+    /** The access key id. */
+    "access_key_id": string;
+    /** The secret access key. */
+    "secret_access_key": string;
+  };
+  /** A user's bucket mounted at ``path`` in the shell (docs/storage.md). */
+  "BucketMountBody": {
+    /** The bucket's name. */
+    "bucket": string;
+    /** The S3-compatible server: http(s)://host[:port]. */
+    "endpoint": string;
+    /** Only the keys under this prefix. */
+    "prefix"?: string | null;
+    /** Where it appears in the shell (absolute, e.g. /data). */
+    "path": string;
+    /** Refuse writes (default false). */
+    "read_only"?: boolean | null;
+    /** The bucket's credentials. */
+    "credentials": Schemas["BucketCredentialsBody"];
+  };
   /** ``POST /v1/templates/build``: exactly one of ``spec`` or ``builtin``. */
   "BuildTemplateBody": {
     /** The TOML text of a template spec. */
@@ -86,6 +108,10 @@ export interface Schemas {
     "region"?: string | null;
     /** Mirror /workspace to this bucket of yours, continuously and completely at stop, pause, snapshot and delete (container and wasm shells; docs/storage.md). */
     "sync"?: Schemas["SyncBody"] | null;
+    /** Users' S3-compatible buckets served at paths in the shell from the host (container shells); the credentials never enter the shell. */
+    "mounts"?: Schemas["BucketMountBody"][] | null;
+    /** The tenant's volumes to attach (container shells): any number read-only, one shell at a time read-write. */
+    "volumes"?: Schemas["VolumeAttachBody"][] | null;
   };
   /** Every error answer; the request's id is in the ``X-Request-Id`` header of every answer. */
   "ErrorBody": {
@@ -341,6 +367,22 @@ export interface Schemas {
     "kind"?: "person" | "service";
     /** shells (shl_…) or e2b (e2b_ and hex, the form E2B's SDKs accept; docs/e2b.md). */
     "format"?: "shells" | "e2b";
+  };
+  /** A tenant volume attached at ``path`` in the shell. */
+  "VolumeAttachBody": {
+    /** The volume's name. */
+    "name": string;
+    /** Where it appears in the shell (absolute, e.g. /data). */
+    "path": string;
+    /** Attach it read-only (default false). */
+    "read_only"?: boolean | null;
+  };
+  /** ``POST /v1/volumes``: a named, persistent filesystem of the tenant, attached at shells' create. */
+  "VolumeCreateBody": {
+    /** 1 to 63 lowercase letters, digits, '-' or '_'. */
+    "name": string;
+    /** Its size in GiB (enforced on the host). */
+    "size_gib": number;
   };
   /** ``POST /v1/webhooks``: where the tenant's shell events are POSTed, signed. */
   "WebhookBody": {
@@ -1095,6 +1137,40 @@ export interface Operations {
     body: JsonObject;
     response: unknown;
     statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
+  };
+  /** List Volumes. */
+  "GET /v1/volumes": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
+  };
+  /** Create Volume. */
+  "POST /v1/volumes": {
+    query: Record<string, never>;
+    body: Schemas["VolumeCreateBody"];
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 201 | 400 | 401 | 403 | 408 | 409 | 413 | 429 | 503;
+  };
+  /** Get Volume. */
+  "GET /v1/volumes/{name}": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 200 | 400 | 401 | 403 | 404 | 429 | 503;
+  };
+  /** Delete Volume. */
+  "DELETE /v1/volumes/{name}": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: unknown;
+    statuses: 204 | 400 | 401 | 403 | 404 | 409 | 429 | 503;
   };
   /** List Webhooks. */
   "GET /v1/webhooks": {

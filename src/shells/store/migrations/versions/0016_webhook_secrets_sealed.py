@@ -1,7 +1,7 @@
 """webhook signing secrets sealed with the instance's secrets key, like tenant secrets
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 
 Each row's clear ``secret`` is sealed into ``sealed`` (AES-GCM under the key file outside the
 database, associated data: the tenant and ``webhook/<id>``) and the clear column is dropped. The
@@ -15,7 +15,7 @@ from alembic import op
 from shells.store.repository import Sealer
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

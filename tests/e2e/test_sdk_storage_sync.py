@@ -1,0 +1,68 @@
+# Generated from tests/e2e/test_sdk_storage_async.py by scripts/unasync.py; edit that file and run the script.
+"""The SDK's volumes and bucket mounts against a real server and a real SeaweedFS.
+
+Written once for ``Shells``; ``scripts/unasync.py`` turns this file into
+``test_sdk_storage_sync.py``, which runs the same tests through ``Shells``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shells import Shells
+from shells.sdk import BucketDenied, BucketMount, VolumeAttach, VolumeInUse, VolumeNotFound
+from tests.support import s3
+
+from .harness import ServerProcess, running_server
+from .test_bucket_mounts import BUCKET, _make_bucket, get, until
+
+
+@pytest.fixture(scope="module")
+def weed() -> Iterator[s3.S3Server]:
+    if (why := s3.missing()) is not None:
+        pytest.skip(why)
+    with s3.s3_server() as server:
+        asyncio.run(_make_bucket(server, BUCKET))
+        yield server
+
+
+@pytest.fixture(scope="module")
+def storage_server(data_root: Path, weed: s3.S3Server) -> Iterator[ServerProcess]:
+    env = {"SHELLS_MOUNT_ENDPOINTS_LOCAL": "1"}
+    with running_server(data_root / "sdk-storage", warm_pool=0, env=env) as srv:
+        yield srv
+
+
+@pytest.fixture
+def sdk(storage_server: ServerProcess) -> Iterator[Shells]:
+    with Shells(storage_server.url, storage_server.token) as client:
+        yield client
+
+
+def test_volumes_and_bucket_mounts_through_the_sdk(sdk: Shells, weed: s3.S3Server) -> None:
+    name = "sdk-" + secrets.token_hex(3)
+    volume = sdk.volumes.create(name, 1)
+    assert (volume.name, volume.size_gib, volume.attached) == (name, 1, [])
+    key, secret = s3.USER
+    bucket = BucketMount(BUCKET, weed.endpoint, "/bucket", key, secret, prefix="sdk")
+    assert secret not in repr(bucket)
+    shell = sdk.create("python", volumes=[VolumeAttach(name, "/vol")], mounts=[bucket])
+    try:
+        out = shell.commands.run("echo v > /vol/v.txt && echo b > /bucket/b.txt && cat /vol/v.txt")
+        assert out.stdout == "v\n" and out.exit_code == 0
+        assert [h["shell_id"] for h in (sdk.volumes.get(name)).attached] == [shell.id]
+        with pytest.raises(VolumeInUse):
+            sdk.volumes.delete(name)
+    finally:
+        shell.kill()
+    with pytest.raises(BucketDenied):
+        sdk.create("python", mounts=[BucketMount(BUCKET, weed.endpoint, "/b", key, "wrong")])
+    assert until("the write to reach the bucket", lambda: get(weed, "sdk/b.txt")) == b"b\n"
+    sdk.volumes.delete(name)
+    with pytest.raises(VolumeNotFound):
+        sdk.volumes.get(name)
