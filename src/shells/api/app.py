@@ -66,7 +66,6 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(secrets_router)
     app.include_router(storage_router)
     app.include_router(ttl_router)
-    app.include_router(storage_router)
     app.include_router(processes_router)
     app.include_router(metering_router)
     app.include_router(routes_mcp.router)
