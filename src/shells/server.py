@@ -16,11 +16,10 @@ from .api.drain import Drain
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .domain.errors import InvalidRequest
-from .runtime.backend import Backend
-from .runtime.container.backend import ContainerBackend
-from .runtime.microvm.backend import MicrovmBackend
-from .runtime.wasm.backend import WasmBackend
-from .runtime.wasm.compiler import ContainerCompiler
+from .node import Node
+from .node.local import local_node
+from .node.remote import connect_node
+from .node.wire import Signer, load_secret
 from .settings import Settings
 from .store.repository import Store
 
@@ -33,17 +32,20 @@ SHUTDOWN_BACKSTOP_S = 5
 """After the drain, how long uvicorn waits for other open answers (downloads, terminals)."""
 
 
-def build_control(settings: Settings) -> Control:
+def build_control(settings: Settings, node: Node | None = None) -> Control:
+    """The control plane over ``node`` (default: this machine's own, in-process)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    container = ContainerBackend(settings)
-    wasm = WasmBackend(settings, container.pool, ContainerCompiler(container))
-    backends: list[Backend] = [container, wasm]
-    missing = MicrovmBackend.available()
-    if missing is None:
-        backends.append(MicrovmBackend(settings, container))
-    else:
-        logging.getLogger(__name__).warning("no microvm class on this host: %s", missing)
-    return Control(settings, Store(settings.db_url), backends, container.network)
+    node = node or (remote_nodes(settings) if settings.nodes else local_node(settings))
+    return Control(settings, Store(settings.db_url), node.backends, node.network, dataplane=node.local)
+
+
+def remote_nodes(settings: Settings) -> Node:
+    """The control role's node (``--node``), reached with the cluster secret."""
+    assert settings.cluster_secret_file is not None
+    signer = Signer(load_secret(settings.cluster_secret_file))
+    if len(settings.nodes) > 1:
+        raise InvalidRequest("More than one --node is not supported yet; give one node agent URL.")
+    return connect_node(settings.nodes[0], signer)
 
 
 def build_app(settings: Settings) -> FastAPI:

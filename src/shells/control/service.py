@@ -51,8 +51,17 @@ log = logging.getLogger(__name__)
 
 class Control:
     def __init__(
-        self, settings: Settings, store: Store, backends: list[Backend], network: InstanceNetwork
+        self,
+        settings: Settings,
+        store: Store,
+        backends: list[Backend],
+        network: InstanceNetwork,
+        *,
+        dataplane: bool = True,
     ) -> None:
+        """``dataplane``: the shells' network is on this machine, so this process serves their DNS
+        resolver and the ingress and egress proxies; False when the node is remote and serves them."""
+        self.dataplane = dataplane
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,9 +107,10 @@ class Control:
         for backend in self.ctx.backends.values():
             await backend.prepare()
         await self.templates.reconcile()
-        await self.network.start()
-        for address in self.network.host.gateway_addresses():
-            await self.egress.listen(address)
+        await self.network.start(dataplane=self.dataplane)
+        if self.dataplane:
+            for address in self.network.host.gateway_addresses():
+                await self.egress.listen(address)
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         self.pool.start()

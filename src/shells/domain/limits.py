@@ -106,3 +106,13 @@ WARM_POOL_MEMORY_SHARE = 0.1
 IDLE_SHELL_BYTES = 16 * 1024 * 1024
 """What one idle container shell is counted to hold for the pool's bound (measured: under 10 MB
 PSS, agent included, ``benchmarks/bench_density.py``)."""
+
+NODE_RPC_MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""Largest request body or single frame a node agent or the control plane accepts from the other
+(a frame is one value: a stdin, an output chunk, a file chunk; never a whole file)."""
+NODE_RPC_WINDOW_S = 30.0
+"""How far a signed node request's timestamp may be from the receiver's clock; a nonce is
+remembered for twice that, so a captured request can never be accepted again."""
+NODE_RPC_MAX_NONCES = 200_000
+"""Nonces a node agent remembers inside the window; past that it refuses requests (503) rather
+than forget one still inside the window."""
