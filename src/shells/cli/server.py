@@ -22,8 +22,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         nodes=nodes,
         cluster_secret_file=args.cluster_secret_file,
     )
-    if (args.role == "control") != bool(settings.nodes):
-        raise SystemExit("shells: --role control goes with --node URL[,URL...] (SHELLS_NODES), and only it")
+    if args.role == "control" and not settings.nodes:
+        raise SystemExit("shells: --role control needs --node URL[,URL...] (SHELLS_NODES)")
     if settings.nodes and settings.cluster_secret_file is None:
         raise SystemExit("shells: --role control needs --cluster-secret-file (SHELLS_CLUSTER_SECRET_FILE)")
     serve(settings)
@@ -96,7 +96,8 @@ def register(sub: Subparsers) -> None:
         "--role",
         choices=["all", "control"],
         default="all",
-        help="all: control plane and node in one process (default); control: drive the --node agents",
+        help="all: control plane and node in one process (the default unless nodes are given); "
+        "control: drive the --node agents",
     )
     s.add_argument("--node", default=None, help="node agent URLs, comma-separated (with --role control)")
     s.add_argument("--cluster-secret-file", type=Path, default=None, help="the cluster's shared secret")
