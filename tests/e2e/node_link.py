@@ -49,7 +49,8 @@ class NodeMachine:
         namespace of its own too, hiding the node's mounts from the host and from its purge)."""
         return ["nsenter", f"--net=/run/netns/{self.netns}", "--"]
 
-    def start(self, name: str = "n1") -> None:
+    def start(self, name: str) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir.parent / f"{self.netns}.log").open("ab")
         self.proc = subprocess.Popen(
             [*self.inside, *SHELLS, "node", "--listen", f"{self.address}:{self.port}",
@@ -81,14 +82,12 @@ class NodeMachine:
 
 
 @contextmanager
-def node_machine(root: Path) -> Iterator[NodeMachine]:
-    """A node agent serving from its own netns at 172.30.N.2 on a fresh bridge (172.30.N.1 here);
+def node_machine(root: Path, secret_file: Path) -> Iterator[NodeMachine]:
+    """A machine for a node agent: its own netns at 172.30.N.2 on a fresh bridge (172.30.N.1 here);
     afterwards the node is purged, the links and netns deleted, and nothing of it may remain."""
     tag = secrets.token_hex(3)
     subnet = 1 + int(tag, 16) % 250
     bridge, veth, netns = f"shnb{tag}", f"shnv{tag}", f"shnn{tag}"
-    secret_file = root / "cluster-secret"
-    secret_file.write_text(secrets.token_urlsafe(48))
     machine = NodeMachine(netns, f"172.30.{subnet}.2", free_port(), root / "node", secret_file)
     ip("netns", "add", netns)
     try:
@@ -101,7 +100,6 @@ def node_machine(root: Path) -> Iterator[NodeMachine]:
         ip("-n", netns, "link", "set", "eth0", "up")
         ip("-n", netns, "link", "set", "lo", "up")
         ip("-n", netns, "route", "add", "default", "via", f"172.30.{subnet}.1")
-        machine.data_dir.mkdir(parents=True)
         yield machine
     finally:
         machine.stop()
@@ -112,3 +110,9 @@ def node_machine(root: Path) -> Iterator[NodeMachine]:
     assert purged.returncode == 0, purged.stderr.decode(errors="replace")
     leaks = host_leaks(machine.data_dir, Settings(data_dir=machine.data_dir).instance_id)
     assert not leaks, f"the node left host objects behind: {leaks}"
+
+
+def cluster_secret(root: Path) -> Path:
+    path = root / "cluster-secret"
+    path.write_text(secrets.token_urlsafe(48))
+    return path

@@ -19,33 +19,64 @@ from websockets.sync.client import connect
 
 from shells.node.wire import Signer, load_secret
 from shells.sdk import ShellNotFound, Shells
+from shells.store.repository import Store
 
 from .harness import ServerProcess, serving
-from .node_link import NodeMachine, node_machine
+from .node_link import NodeMachine, cluster_secret, node_machine
 
 WAIT_S = 20.0
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeMachine]:
-    with node_machine(Path(tmp_path_factory.mktemp("node", numbered=True))) as machine:
-        machine.start()
-        yield machine
+def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeMachine, NodeMachine]]:
+    root = Path(tmp_path_factory.mktemp("nodes"))
+    secret = cluster_secret(root)
+    with node_machine(root / "a", secret) as a, node_machine(root / "b", secret) as b:
+        a.start("node-a")
+        b.start("node-b")
+        yield a, b
 
 
 @pytest.fixture(scope="module")
-def control(node: NodeMachine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {"SHELLS_NODES": node.url, "SHELLS_CLUSTER_SECRET_FILE": str(node.secret_file)}
+def node(machines: tuple[NodeMachine, NodeMachine]) -> NodeMachine:
+    return machines[0]
+
+
+@pytest.fixture(scope="module")
+def control(
+    machines: tuple[NodeMachine, NodeMachine], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    env = {
+        "SHELLS_NODES": ",".join(m.url for m in machines),
+        "SHELLS_CLUSTER_SECRET_FILE": str(machines[0].secret_file),
+    }
     server = ServerProcess(Path(tmp_path_factory.mktemp("control")), warm_pool=0, env=env)
     with serving(server, "node-remote-control") as running:
         yield running
 
 
+def on_node(control: ServerProcess, shell_id: str) -> str:
+    """The node the record names for a shell."""
+    store = Store(control.record_url)
+    try:
+        shell = store.get_shell(shell_id)
+        assert shell is not None
+        return shell.node
+    finally:
+        store.close()
+
+
+def pool_holds(machine: NodeMachine, shell_id: str) -> bool:
+    return (machine.data_dir / "storage" / "pool" / "shells" / shell_id).exists()
+
+
 def test_a_container_shell_lives_its_whole_life_on_the_remote_node(
-    control: ServerProcess, node: NodeMachine
+    control: ServerProcess, machines: tuple[NodeMachine, NodeMachine]
 ) -> None:
     client: Shells = control.client()
     shell = client.create("python")
+    node = machines[0] if on_node(control, shell.id) == "node-a" else machines[1]
+    assert pool_holds(node, shell.id)
     try:
         assert shell.info.state == "running"
         with shell.commands.stream(
@@ -93,9 +124,27 @@ def test_a_container_shell_lives_its_whole_life_on_the_remote_node(
         client.get(shell.id)
     # the node holds nothing of it any more
     deadline = time.monotonic() + WAIT_S
-    while (node.data_dir / "storage" / "pool" / "shells" / shell.id).exists() and time.monotonic() < deadline:
+    while pool_holds(node, shell.id) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not (node.data_dir / "storage" / "pool" / "shells" / shell.id).exists()
+    assert not pool_holds(node, shell.id)
+
+
+def test_shells_spread_over_the_nodes_and_each_is_answered_by_its_own(
+    control: ServerProcess, machines: tuple[NodeMachine, NodeMachine]
+) -> None:
+    client: Shells = control.client()
+    shells = [client.create(), client.create()]
+    try:
+        placed = {on_node(control, s.id): s for s in shells}
+        assert set(placed) == {"node-a", "node-b"}
+        for machine, name in zip(machines, ("node-a", "node-b"), strict=True):
+            shell = placed[name]
+            assert pool_holds(machine, shell.id) and not pool_holds(machines[name == "node-a"], shell.id)
+            shell.files.write("/workspace/where", name)
+            assert shell.commands.run("cat /workspace/where").stdout == name
+    finally:
+        for shell in shells:
+            shell.kill()
 
 
 def signed(node: NodeMachine, path: str, body: bytes, secret: bytes | None = None) -> dict[str, str]:
@@ -140,6 +189,6 @@ def test_a_control_plane_with_the_wrong_secret_is_refused_and_says_why(
         warm_pool=0,
         env={"SHELLS_NODES": node.url, "SHELLS_CLUSTER_SECRET_FILE": str(wrong)},
     )
-    with pytest.raises(RuntimeError, match="share one cluster secret"):
+    with pytest.raises(RuntimeError, match="share one cluster secret"):  # it says so and stops
         server.start()
     server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +35,16 @@ class ControlContext:
     restarts: Restarts = field(default_factory=Restarts)
     background: Background = field(default_factory=Background)
     """Every loop beside requests (``control.background``): started by the use cases, stopped once."""
+    place: Callable[[Runtime], str] | None = None
+    """The node a new shell of a class goes to (``shells.node.routed``); None: this server's own."""
     quotas: Quotas = field(init=False)
 
     def __post_init__(self) -> None:
         self.quotas = Quotas(self.settings, self.store)
+
+    def node_for(self, runtime: Runtime) -> str:
+        """The node that will hold a new shell of ``runtime`` (recorded on the shell before it is made)."""
+        return self.settings.node_name if self.place is None else self.place(runtime)
 
     def backend(self, runtime: Runtime) -> Backend:
         try:

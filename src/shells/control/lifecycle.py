@@ -153,6 +153,7 @@ class Lifecycle:
             network=req.network,
             shape=req.shape,
             region=self.ctx.settings.region,
+            node=self.ctx.node_for(req.runtime),
             source_snapshot=req.snapshot,
             **fields,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
@@ -58,11 +59,12 @@ class Control:
         network: InstanceNetwork,
         *,
         dataplane: bool = True,
+        place: Callable[[Runtime], str] | None = None,
     ) -> None:
         """``dataplane``: the shells' network is on this machine, so this process serves their DNS
         resolver and the ingress and egress proxies; False when the node is remote and serves them."""
         self.dataplane = dataplane
-        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
+        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, place=place)
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))

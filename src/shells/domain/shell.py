@@ -41,6 +41,8 @@ class ShellRecord:
     keeping its files where the class cannot pause)."""
     auto_resume: bool = False
     """Whether a request to one of its exposed ports resumes it when it is paused (wake on request)."""
+    node: str = "local"
+    """The node that holds the shell; every call for it goes there (``shells.node``)."""
 
     def to_public(self) -> dict[str, Any]:
         """The wire form every door returns.
