@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import replace
 from typing import Any
 
@@ -57,6 +57,7 @@ class NodeAgent:
         return Starlette(
             routes=[
                 Route("/v1/call/{target}/{method}", self._call, methods=["POST"]),
+                WebSocketRoute("/v1/session", self._session),
                 WebSocketRoute("/v1/duplex/{target}/{method}", self._duplex),
             ]
         )
@@ -165,10 +166,11 @@ class NodeAgent:
 
         return StreamingResponse(frames(), media_type="application/x-shells-frames")
 
-    async def _guarded(self, target: str, method: str, body: bytes) -> AsyncIterator[Item]:
+    async def _guarded(self, target: str, method: str, body: bytes) -> AsyncGenerator[Item, None]:
         """The call's frames; whatever it raises becomes its last frame (``x``)."""
         try:
             call = decode(json.loads(body))
+            target, method = call.get("t", target), call.get("m", method)
             async for item in self._items(target, method, list(call["a"]), dict(call["k"])):
                 yield item
         except ShellsError as e:
@@ -177,17 +179,41 @@ class NodeAgent:
             log.exception("node call %s/%s failed", target, method)
             yield "x", RuntimeFailure(f"The node failed running {method}: {type(e).__name__}: {e}")
 
-    # duplex calls ---------------------------------------------------------------------------------
-    async def _duplex(self, ws: WebSocket) -> None:
+    # sessions -----------------------------------------------------------------------------------
+    async def _session(self, ws: WebSocket) -> None:
+        """Plain and streamed calls one after another over one authenticated WebSocket, so a call
+        costs two frames instead of an HTTP exchange. Each call is one frame naming it; the answer
+        is its frames up to the last (``r`` or ``x``). Frames are numbered over the whole session."""
+        link = await self._accepted(ws)
+        if link is None:
+            return
+        try:
+            while True:
+                payload = await link.receive()
+                async with contextlib.aclosing(self._guarded("", "", payload)) as frames:
+                    async for kind, value in frames:
+                        await link.send(kind, value)
+        except (WebSocketDisconnect, Unauthenticated, OSError, RuntimeError):
+            return  # the caller left (a stream it stopped reading), or broke the session's frames
+
+    async def _accepted(self, ws: WebSocket) -> _Link | None:
+        """The WebSocket accepted if its handshake is signed and fresh; else closed unaccepted (the
+        client sees its handshake refused) and None."""
         try:
             nonce = self.signer.verify("GET", ws.url.path, ws.headers, b"")
-        except (Unauthenticated, Overloaded):
-            log.warning("refused an unauthenticated node duplex call from %s", ws.client)
+        except (Unauthenticated, Overloaded) as e:
+            log.warning("refused an unauthenticated node connection from %s: %s", ws.client, e)
             await ws.close(code=4401)
+            return None
+        await ws.accept()
+        return _Link(ws, self.signer, nonce)
+
+    # duplex calls ---------------------------------------------------------------------------------
+    async def _duplex(self, ws: WebSocket) -> None:
+        link = await self._accepted(ws)
+        if link is None:
             return
         target, method = ws.path_params["target"], ws.path_params["method"]
-        await ws.accept()
-        link = _Link(ws, self.signer, nonce)
         try:
             call = decode(json.loads(await link.receive()))
             args, kwargs = list(call["a"]), dict(call["k"])
@@ -206,7 +232,7 @@ class NodeAgent:
         except Exception as e:
             log.exception("node duplex call %s/%s failed", target, method)
             await _quietly(link.send("x", RuntimeFailure(f"The node failed running {method}: {e}")))
-        await _quietly(ws.close())
+        await _quietly(link.ws.close())
 
     async def _streamed(
         self, link: _Link, backend: Backend, method: str, args: list[Any], kwargs: dict[str, Any]

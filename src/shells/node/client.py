@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import InvalidStatus, WebSocketException
 
 from ..domain.errors import ShellsError, Unavailable
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
@@ -19,12 +19,15 @@ from .codec import decode, encode
 from .wire import DOWN, UP, Signer, Unauthenticated
 
 CONNECT_TIMEOUT_S = 5.0
+IDLE_SESSIONS = 32
+"""Authenticated sessions a control plane keeps open to each node for the next calls."""
 
 
-def _body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {"$d": [["a", encode(list(args))], ["k", encode(kwargs)]]}, separators=(",", ":")
-    ).encode()
+def _body(args: tuple[Any, ...], kwargs: dict[str, Any], target: str = "", method: str = "") -> bytes:
+    """A call's frame: its arguments (and, in a session, what it calls)."""
+    named = [["t", target], ["m", method]] if target else []
+    fields = [*named, ["a", encode(list(args))], ["k", encode(kwargs)]]
+    return json.dumps({"$d": fields}, separators=(",", ":")).encode()
 
 
 class NodeClient:
@@ -34,12 +37,13 @@ class NodeClient:
         self.url = url.rstrip("/")
         self.signer = signer
         timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
-        limits = httpx.Limits(max_keepalive_connections=32)
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, limits=limits)
         self.blocking = httpx.Client(base_url=self.url, timeout=timeout)
+        self._idle: list[Duplex] = []
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        for session in self._idle:
+            await session.ws.close()
+        self._idle = []
         self.blocking.close()
 
     def _unreachable(self, e: Exception) -> Unavailable:
@@ -60,6 +64,13 @@ class NodeClient:
         return path, body, headers, headers["x-shells-nonce"]
 
     def _frame(self, nonce: str, seq: int, line: bytes) -> tuple[str, Any]:
+        """The verified frame; an error frame (``x``) is raised as its error."""
+        kind, value = self._verified(nonce, seq, line)
+        if kind == "x":
+            raise value
+        return kind, value
+
+    def _verified(self, nonce: str, seq: int, line: bytes) -> tuple[str, Any]:
         if len(line) > NODE_RPC_MAX_FRAME_BYTES:
             raise self._forged("frame too large")
         try:
@@ -69,10 +80,8 @@ class NodeClient:
             raise self._forged("bad frame signature") from None
         except (ValueError, KeyError, TypeError) as e:
             raise self._forged(f"malformed frame: {e}") from None
-        if kind == "x":
-            if not isinstance(value, ShellsError):
-                raise self._forged("malformed error")
-            raise value
+        if kind == "x" and not isinstance(value, ShellsError):
+            raise self._forged("malformed error")
         return kind, value
 
     async def stream(
@@ -82,34 +91,69 @@ class NodeClient:
         *args: Any,
         progress: Callable[[Any], None] | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[Any]:
-        """The items of a streamed call, then (as its value) nothing more: ends on its last frame."""
-        path, body, headers, nonce = self._request(target, method, args, kwargs)
+    ) -> AsyncGenerator[Any, None]:
+        """The items of a call over a pooled session, then its answer as a ``_Result``. A session
+        goes back to the pool only after an answer's last frame; one left mid-answer is closed."""
+        session, reused = await self._checkout()
+        finished = False
         try:
-            async with self.http.stream("POST", path, content=body, headers=headers) as answer:
-                if answer.status_code != 200:
-                    raise self._forged(f"HTTP {answer.status_code}")
-                seq = 0
-                async for line in answer.aiter_lines():
-                    kind, value = self._frame(nonce, seq, line.encode())
-                    seq += 1
-                    if kind == "r":
-                        yield _Result(value)
-                        return
-                    if kind == "p":
-                        if progress is not None:
-                            progress(value)
-                    else:
-                        yield value
-        except httpx.TransportError as e:
+            try:
+                await session.send_payload(_body(args, kwargs, target, method))
+            except Unavailable:
+                if not reused:
+                    raise
+                await session.ws.close()  # the node closed an idle session: the call never left
+                session, _ = await self._checkout(fresh=True)
+                await session.send_payload(_body(args, kwargs, target, method))
+            while True:
+                kind, value = await session.receive(verify_only=True)
+                if kind in ("r", "x"):
+                    finished = True
+                    if kind == "x":
+                        raise value
+                    yield _Result(value)
+                    return
+                if kind == "p":
+                    if progress is not None:
+                        progress(value)
+                else:
+                    yield value
+        finally:
+            if finished and len(self._idle) < IDLE_SESSIONS:
+                self._idle.append(session)
+            else:
+                await session.ws.close()
+
+    async def _checkout(self, *, fresh: bool = False) -> tuple[Duplex, bool]:
+        """An idle session (and True), else a new one (and False)."""
+        if self._idle and not fresh:
+            return self._idle.pop(), True
+        return await self._connect("/v1/session"), False
+
+    async def _connect(self, path: str) -> Duplex:
+        headers = self.signer.sign("GET", path, b"")
+        parts = urlsplit(self.url)
+        url = f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}{path}"
+        try:
+            ws = await connect(
+                url,
+                additional_headers=headers,
+                max_size=NODE_RPC_MAX_FRAME_BYTES,
+                open_timeout=CONNECT_TIMEOUT_S,
+                compression=None,
+            )
+        except InvalidStatus as e:
+            raise self._forged(f"the node refused the connection: HTTP {e.response.status_code}") from None
+        except (OSError, WebSocketException, TimeoutError) as e:
             raise self._unreachable(e) from None
-        raise self._forged("the answer ended before its last frame")
+        return Duplex(self, ws, headers["x-shells-nonce"])
 
     async def items(self, target: str, method: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        async for value in self.stream(target, method, *args, **kwargs):
-            if isinstance(value, _Result):
-                return
-            yield value
+        async with aclosing(self.stream(target, method, *args, **kwargs)) as values:
+            async for value in values:
+                if isinstance(value, _Result):
+                    return
+                yield value
 
     async def call(
         self,
@@ -119,9 +163,10 @@ class NodeClient:
         progress: Callable[[Any], None] | None = None,
         **kwargs: Any,
     ) -> Any:
-        async for value in self.stream(target, method, *args, progress=progress, **kwargs):
-            if isinstance(value, _Result):
-                return value.value
+        async with aclosing(self.stream(target, method, *args, progress=progress, **kwargs)) as values:
+            async for value in values:
+                if isinstance(value, _Result):
+                    return value.value
         raise self._forged("no answer")  # pragma: no cover - stream() raises first
 
     def call_blocking(self, target: str, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -142,27 +187,13 @@ class NodeClient:
 
     @asynccontextmanager
     async def duplex(self, target: str, method: str, *args: Any, **kwargs: Any) -> AsyncIterator[Duplex]:
-        """A call that takes input while it runs, over a WebSocket."""
-        path = f"/v1/duplex/{target}/{method}"
-        headers = self.signer.sign("GET", path, b"")
-        parts = urlsplit(self.url)
-        url = f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}{path}"
-        try:
-            ws = await connect(
-                url,
-                additional_headers=headers,
-                max_size=NODE_RPC_MAX_FRAME_BYTES,
-                open_timeout=CONNECT_TIMEOUT_S,
-                compression=None,
-            )
-        except (OSError, WebSocketException, TimeoutError) as e:
-            raise self._unreachable(e) from None
-        link = Duplex(self, ws, headers["x-shells-nonce"])
+        """A call that takes input while it runs, on a WebSocket of its own."""
+        link = await self._connect(f"/v1/duplex/{target}/{method}")
         try:
             await link.send_payload(_body(args, kwargs))
             yield link
         finally:
-            await ws.close()
+            await link.ws.close()
 
 
 class _Result:
@@ -193,13 +224,15 @@ class Duplex:
             except WebSocketException as e:
                 raise self.client._unreachable(e) from None
 
-    async def receive(self) -> tuple[str, Any]:
-        """The next frame from the node (an ``x`` frame is raised as its error)."""
+    async def receive(self, *, verify_only: bool = False) -> tuple[str, Any]:
+        """The next frame from the node; an ``x`` frame is raised as its error unless ``verify_only``."""
         try:
             raw = await self.ws.recv(decode=False)
         except WebSocketException as e:
             raise self.client._unreachable(e) from None
         assert isinstance(raw, bytes)
-        kind, value = self.client._frame(self.nonce, self.down, raw)
+        kind, value = self.client._verified(self.nonce, self.down, raw)
         self.down += 1
+        if kind == "x" and not verify_only:
+            raise value
         return kind, value
