@@ -1,16 +1,19 @@
 """Mutual authentication of the node RPC with one per-cluster shared secret.
 
-A request carries ``X-Shells-Time`` (Unix seconds), ``X-Shells-Nonce`` (128 random bits) and
-``X-Shells-Signature``: HMAC-SHA256 over the method, the path, the time, the nonce and the SHA-256
-of the body. The node refuses (401) a missing or wrong signature, a time outside
-``NODE_RPC_WINDOW_S`` of its clock and a nonce it has seen, which it remembers for twice the window.
+Every request, and every WebSocket handshake, carries ``X-Shells-Time`` (Unix seconds),
+``X-Shells-Nonce`` (128 random bits) and ``X-Shells-Signature``: HMAC-SHA256 over the method, the
+path, the time, the nonce and the SHA-256 of the body (empty for a handshake). The node refuses
+(401, or the handshake) a missing or wrong signature, a time outside ``NODE_RPC_WINDOW_S`` of its
+clock and a nonce it has seen, which it remembers for twice the window.
 
-Every answer, and every later message in either direction of a duplex call, is a frame: one line
-``<hex HMAC> <json>``, the HMAC over the direction, the request's nonce, the frame's sequence number
-and the JSON. So an answer is bound to the one request that asked it (a recorded answer replayed to
-another request fails), frames cannot be reordered, dropped or moved between calls, and an answer
-ends with an explicit last frame, so a cut connection is never mistaken for a complete answer. The
-control plane refuses anything it cannot verify; neither side ever acts on an unverified byte."""
+Everything after that, in both directions, is frames: one line ``<hex HMAC> <json>``, the HMAC over
+the direction, the nonce of the request or handshake, the frame's sequence number and the JSON. So
+an answer is bound to the one request or session that asked it (a recorded answer replayed to
+another fails), frames cannot be reordered, dropped, reflected or moved between calls, and an
+answer ends with an explicit last frame, so a cut connection is never mistaken for a complete
+answer. A session (``/v1/session``, calls one after another) numbers its frames over its whole
+life. The control plane refuses anything it cannot verify; neither side acts on an unverified byte.
+"""
 
 from __future__ import annotations
 
