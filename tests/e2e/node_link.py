@@ -62,9 +62,9 @@ class NodeMachine:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node agent exited ({self.proc.returncode}):\n{self.log_tail()}")
-            try:  # unsigned: refused, but answered once the node serves
-                if httpx.post(self.url + "/v1/call/node/hello", timeout=1).status_code == 401:
-                    return
+            try:  # any answer (to an unsigned call: 401) says the node serves
+                httpx.post(self.url + "/v1/call/node/hello", timeout=1)
+                return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)

@@ -175,8 +175,15 @@ def test_the_node_refuses_every_caller_it_cannot_authenticate(
         }
         assert {why: r.status_code for why, r in refused.items()} == dict.fromkeys(refused, 401)
         assert all(r.content == b"unauthenticated" for r in refused.values())  # nothing else is said
-    with pytest.raises(InvalidStatus):  # the duplex door (terminals, stdin) is shut the same way
-        connect(node.url.replace("http", "ws") + "/v1/duplex/container/terminal", open_timeout=WAIT_S).close()
+    ws_url = node.url.replace("http", "ws")
+    for path in ("/v1/session", "/v1/duplex/container/terminal"):  # the WebSocket doors alike
+        with pytest.raises(InvalidStatus), connect(ws_url + path, open_timeout=WAIT_S):
+            pass
+        handshake = Signer(load_secret(node.secret_file)).sign("GET", path, b"")
+        with connect(ws_url + path, additional_headers=handshake, open_timeout=WAIT_S):
+            pass  # signed: accepted
+        with pytest.raises(InvalidStatus), connect(ws_url + path, additional_headers=handshake):
+            pass  # replayed
 
 
 def test_a_control_plane_with_the_wrong_secret_is_refused_and_says_why(

@@ -25,12 +25,18 @@ from .waiting import wait_until
 def agent_serving(fake: FakeNode) -> Iterator[Node]:
     """``fake`` behind a node agent on a loopback port; yields the control plane's view of it."""
     secret = secrets.token_bytes(32)
+    with agent_at(Node("fake", [fake], NullNetwork()), Signer(secret)) as url:
+        yield connect_node(url, Signer(secret))
+
+
+@contextmanager
+def agent_at(node: Node, signer: Signer) -> Iterator[str]:
+    """A node agent serving ``node`` with ``signer`` on a loopback port; yields its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = NodeAgent(Node("fake", [fake], NullNetwork()), Signer(secret)).app()
     config = uvicorn.Config(
-        app,
+        NodeAgent(node, signer).app(),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -43,7 +49,7 @@ def agent_serving(fake: FakeNode) -> Iterator[Node]:
     try:
         wait_until(lambda: server.started or not thread.is_alive(), 30, "the node agent's start")
         assert server.started, "the node agent did not start"
-        yield connect_node(f"http://127.0.0.1:{port}", Signer(secret))
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
