@@ -137,6 +137,7 @@ def test_shells_spread_over_the_nodes_and_each_is_answered_by_its_own(
     try:
         placed = {on_node(control, s.id): s for s in shells}
         assert set(placed) == {"node-a", "node-b"}
+        assert {s.info.node for s in shells} == {"node-a", "node-b"}  # the record says so to its owner
         for machine, name in zip(machines, ("node-a", "node-b"), strict=True):
             shell = placed[name]
             assert pool_holds(machine, shell.id) and not pool_holds(machines[name == "node-a"], shell.id)

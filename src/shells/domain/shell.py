@@ -62,6 +62,7 @@ class ShellRecord:
             "template": self.template,
             "snapshot": self.source_snapshot,
             "region": self.region,
+            "node": self.node,
             "tenant": self.tenant,
             "owner": self.owner,
             "env_names": sorted(self.env),
