@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from shells.node.wire import Signer, load_secret
-from shells.sdk import ShellNotFound, Shells
+from shells.sdk import CommandExit, CommandOutput, ShellNotFound, Shells
 from shells.store.repository import Store
 
 from .harness import ServerProcess, serving
@@ -113,6 +113,15 @@ def test_a_container_shell_lives_its_whole_life_on_the_remote_node(
             while isinstance(message := ws.recv(timeout=WAIT_S), bytes):
                 pass
             assert json.loads(message) == {"type": "exit", "exit_code": 4, "signal": None}
+
+        # a kept process: its stdin fed while it runs (a duplex call), followed again by attach
+        kept = shell.processes.start(["cat"], stdin=True)
+        with shell.processes.attach(kept.pid) as followed:
+            shell.processes.send_stdin(kept.pid, "to a kept process\n")
+            shell.processes.close_stdin(kept.pid)
+            heard = list(followed)
+        assert "to a kept process" in "".join(e.data for e in heard if isinstance(e, CommandOutput))
+        assert isinstance(heard[-1], CommandExit) and heard[-1].exit_code == 0
 
         shell.stop()
         assert shell.refresh().state == "stopped"
