@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -18,12 +19,12 @@ from .api.drain import Drain
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .domain.errors import InvalidRequest
-from .runtime.backend import Backend
-from .runtime.container.backend import ContainerBackend
-from .runtime.microvm.backend import MicrovmBackend
-from .runtime.volumes import PoolVolumes
-from .runtime.wasm.backend import WasmBackend
-from .runtime.wasm.compiler import ContainerCompiler
+from .domain.isolation import Runtime
+from .node import Node
+from .node.local import local_node
+from .node.remote import connect_node
+from .node.routed import Routes, routed_node
+from .node.wire import Signer, load_secret
 from .settings import Settings
 from .store.repository import Store
 
@@ -32,23 +33,51 @@ if TYPE_CHECKING:
 
 WS_MAX_MESSAGE = 1 << 20
 """Largest WebSocket message (terminal input) the server accepts."""
+ROUTES_CACHED = 65536
+"""Shells whose node a control plane remembers (looked up in the record again when forgotten)."""
 SHUTDOWN_BACKSTOP_S = 5
 """After the drain, how long uvicorn waits for other open answers (downloads, terminals)."""
 
 
-def build_control(settings: Settings) -> Control:
+def build_control(settings: Settings, node: Node | None = None) -> Control:
+    """The control plane over ``node`` (default: this machine's own, in-process; with
+    ``settings.nodes``, the node agents there, each shell's calls going to its node)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    container = ContainerBackend(settings)
-    wasm = WasmBackend(settings, container.pool, ContainerCompiler(container))
-    backends: list[Backend] = [container, wasm]
-    missing = MicrovmBackend.available()
-    if missing is None:
-        backends.append(MicrovmBackend(settings, container))
-    else:
-        logging.getLogger(__name__).warning("no microvm class on this host: %s", missing)
+    store = Store(settings.db_url)
+    place = None
+    if node is None and settings.nodes:
+        node, place = remote_nodes(settings, store)
+    node = node or local_node(settings)
     return Control(
-        settings, Store(settings.db_url), backends, container.network, volumes=PoolVolumes(container.pool)
+        settings, store, node.backends, node.network, node.volumes, dataplane=node.local, place=place
     )
+
+
+def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runtime], str]]:
+    """The control role's nodes (``--node``), reached with the cluster secret and routed by the
+    record: a shell's node never changes once it is made, so each is looked up once."""
+    assert settings.cluster_secret_file is not None
+    signer = Signer(load_secret(settings.cluster_secret_file))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node call otherwise
+
+    known: dict[str, str] = {}
+
+    def node_of(host_id: str) -> str | None:
+        if host_id not in known:
+            shell = store.get_shell(host_id)
+            if shell is None:
+                return None
+            if len(known) >= ROUTES_CACHED:
+                known.clear()
+            known[host_id] = shell.node
+        return known[host_id]
+
+    def snapshot_node(snapshot_id: str) -> str | None:
+        snap = store.get_snapshot(snapshot_id)
+        return node_of(snap.shell_id) if snap is not None else None
+
+    nodes = [connect_node(url, signer) for url in settings.nodes]
+    return routed_node(nodes, Routes(node_of, snapshot_node))
 
 
 def build_app(settings: Settings) -> FastAPI:

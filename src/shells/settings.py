@@ -126,6 +126,15 @@ class Settings:
     egress_ca_file: Path | None = None
     """Extra CA certificates (PEM) the egress proxy trusts for the real hosts it forwards secrets
     to, beside the system's, e.g. for a private API."""
+    node_name: str = "local"
+    """This machine's name in the record (``SHELLS_NODE_NAME``): every shell names the node that
+    holds it. One box keeps ``local``; each node agent of a cluster needs its own."""
+    cluster_secret_file: Path | None = None
+    """The per-cluster shared secret (a file of at least 32 bytes) with which a node agent and the
+    control plane authenticate every RPC both ways (``SHELLS_CLUSTER_SECRET_FILE``; docs/cluster.md)."""
+    nodes: tuple[str, ...] = ()
+    """The node agents a control-plane role drives (``SHELLS_NODES``, comma-separated URLs); empty:
+    this process is its own node (one box)."""
 
     sync_private_endpoints: tuple[str, ...] = ()
     """``host:port`` of S3 servers on private addresses (loopback, this host's) that workspace sync

@@ -44,7 +44,7 @@ async def test_a_snapshot_taken_on_one_instance_starts_a_shell_on_another(
 ) -> None:
     record = f"sqlite:///{tmp_path / 'record.db'}"
     settings = {"database_url": record, "object_store": bucket_url}
-    async with serving(tmp_path / "a", **settings) as a, a.client() as admin:
+    async with serving(tmp_path / "a", None, **settings) as a, a.client() as admin:
         shell = await admin.create("python")
         await shell.files.write("/workspace/kept.txt", b"made on a")
         snap = await shell.snapshot()
@@ -67,7 +67,7 @@ async def test_a_snapshot_taken_on_one_instance_starts_a_shell_on_another(
     assert len(await _blobs(bucket_url)) == 2
     shutil.rmtree(tmp_path / "a")  # a's machine is gone: only the record and the object store remain
 
-    async with serving(tmp_path / "b", **settings) as b, b.client(token) as admin:
+    async with serving(tmp_path / "b", None, **settings) as b, b.client(token) as admin:
         assert not (b.node.root / "snapshots" / snap.id).exists()
         copy = await admin.create("python", snapshot=snap.id)
         assert await copy.files.read("/workspace/kept.txt") == b"made on a"
@@ -104,7 +104,10 @@ async def test_an_upload_the_store_refuses_is_retried_until_it_is_durable(
             snap = await shell.snapshot()
 
             elsewhere_settings = {"database_url": record, "object_store": other_url}
-            async with serving(tmp_path / "b", **elsewhere_settings) as b, b.client(a.token) as elsewhere:
+            async with (
+                serving(tmp_path / "b", None, **elsewhere_settings) as b,
+                b.client(a.token) as elsewhere,
+            ):
                 [listed] = await elsewhere.snapshots.list(shell.id)
                 assert not listed.durable
                 with pytest.raises(InvalidState, match="not yet in the object store"):

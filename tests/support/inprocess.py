@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from shells.api.app import create_app
 from shells.control.service import Control
+from shells.node import Node
 from shells.sdk import AsyncShells, Shells
 from shells.settings import Settings
 from shells.store.repository import Store
@@ -50,9 +51,10 @@ class Instance:
         return AsyncShells(BASE_URL, token or self.token, transport=httpx.ASGITransport(app=self.app))
 
 
-def build(root: Path, **settings: object) -> Instance:
+def build(root: Path, through: Callable[[FakeNode], Node] | None = None, /, **settings: object) -> Instance:
     """An instance whose data lives under ``root`` (not started); ``settings`` override the test
-    defaults. Its token is read once it has started (``Instance.token`` is empty until then)."""
+    defaults. Its token is read once it has started (``Instance.token`` is empty until then).
+    ``through``: the control plane reaches the fake node as that node (a remote one over the RPC)."""
     config = Settings(
         data_dir=root / "data",
         cache_dir=root / "cache",
@@ -64,7 +66,11 @@ def build(root: Path, **settings: object) -> Instance:
     config = replace(config, **settings)  # type: ignore[arg-type]
     config.data_dir.mkdir(parents=True, exist_ok=True)
     node = FakeNode(root / "node")
-    control = Control(config, Store(config.db_url), [node], NullNetwork())
+    if through is None:
+        control = Control(config, Store(config.db_url), [node], NullNetwork())
+    else:
+        seen = through(node)
+        control = Control(config, Store(config.db_url), seen.backends, seen.network, dataplane=seen.local)
     return Instance(create_app(control), control, node, "")
 
 
@@ -73,9 +79,11 @@ def _admin_token(instance: Instance) -> str:
 
 
 @asynccontextmanager
-async def serving(root: Path, **settings: object) -> AsyncIterator[Instance]:
+async def serving(
+    root: Path, through: Callable[[FakeNode], Node] | None = None, **settings: object
+) -> AsyncIterator[Instance]:
     """An instance whose data lives under ``root``, started and stopped as a server does."""
-    instance = build(root, **settings)
+    instance = build(root, through, **settings)
     async with instance.app.router.lifespan_context(instance.app):
         instance.token = _admin_token(instance)
         yield instance

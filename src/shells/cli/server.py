@@ -12,16 +12,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..server import serve
     from ..settings import Settings
 
-    serve(
-        Settings.from_env(
-            data_dir=args.data_dir,
-            host=args.host,
-            port=args.port,
-            warm_pool_size=args.warm_pool,
-            e2b_port=args.e2b_port,
-            e2b_domain=args.e2b_domain,
-        )
+    nodes = tuple(u.strip() for u in args.node.split(",") if u.strip()) if args.node else None
+    settings = Settings.from_env(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        warm_pool_size=args.warm_pool,
+        e2b_port=args.e2b_port,
+        e2b_domain=args.e2b_domain,
+        nodes=nodes,
+        cluster_secret_file=args.cluster_secret_file,
     )
+    if args.role == "control" and not settings.nodes:
+        raise SystemExit("shells: --role control needs --node URL[,URL...] (SHELLS_NODES)")
+    if settings.nodes and settings.cluster_secret_file is None:
+        raise SystemExit("shells: --role control needs --cluster-secret-file (SHELLS_CLUSTER_SECRET_FILE)")
+    serve(settings)
+    return 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    """Serve this machine's backends and network to a control plane (docs/cluster.md)."""
+    from ..node.serve import serve_node
+    from ..node.wire import load_secret
+    from ..settings import Settings
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"shells: --listen must be HOST:PORT, not {args.listen!r}")
+    settings = Settings.from_env(data_dir=args.data_dir, node_name=args.name, warm_pool_size=0)
+    secret_file = args.secret_file or settings.cluster_secret_file
+    if secret_file is None:
+        raise SystemExit("shells: node needs --secret-file (SHELLS_CLUSTER_SECRET_FILE)")
+    serve_node(settings, host.strip("[]"), int(port), load_secret(secret_file))
     return 0
 
 
@@ -75,7 +98,23 @@ def register(sub: Subparsers) -> None:
         default=None,
         help="E2B door domain mode (TLS): api.D, {port}-{id}.D; needs SHELLS_E2B_TLS_CERT_FILE, _KEY_FILE",
     )
+    s.add_argument(
+        "--role",
+        choices=["all", "control"],
+        default="all",
+        help="all: control plane and node in one process (the default unless nodes are given); "
+        "control: drive the --node agents",
+    )
+    s.add_argument("--node", default=None, help="node agent URLs, comma-separated (with --role control)")
+    s.add_argument("--cluster-secret-file", type=Path, default=None, help="the cluster's shared secret")
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("node", help="serve this machine's shells to a control plane (docs/cluster.md)")
+    s.add_argument("--listen", required=True, help="HOST:PORT the control plane calls")
+    s.add_argument("--data-dir", type=Path, default=None)
+    s.add_argument("--secret-file", type=Path, default=None, help="the cluster's shared secret")
+    s.add_argument("--name", default=None, help="this node's name in the record (SHELLS_NODE_NAME)")
+    s.set_defaults(func=cmd_node)
 
     s = sub.add_parser("prepare", help="prepare the host and build the base template, then exit")
     s.add_argument("--data-dir", type=Path, default=None)

@@ -40,6 +40,8 @@ class ControlContext:
     """Every loop beside requests (``control.background``): started by the use cases, stopped once."""
     nodes: Callable[[], list[NodeOffer]] | None = None
     """The live nodes placement chooses from (a cluster's membership); None: this host alone."""
+    place: Callable[[Runtime], str] | None = None
+    """The node a new shell of a class goes to (``shells.node.routed``); None: this server's own."""
     quotas: Quotas = field(init=False)
     mounts_of: Callable[[ShellRecord], tuple[tuple[BucketMount, ...], tuple[VolumeMount, ...]]] | None = None
     """What a shell's start mounts (``control.storage``); None where storage is not wired."""
@@ -54,6 +56,13 @@ class ControlContext:
         if self.nodes is not None:
             return self.nodes()
         return [local_offer(self.settings, self.backends.values())]
+
+    def node_for(self, runtime: Runtime, offer: NodeOffer | None = None) -> str:
+        """The node that will hold a new shell (recorded on the shell before it is made): the control
+        role's rule over its ``--node`` agents, else the node placement chose, else this server's."""
+        if self.place is not None:
+            return self.place(runtime)
+        return self.settings.node_name if offer is None else offer.name
 
     def backend(self, runtime: Runtime) -> Backend:
         try:

@@ -180,6 +180,7 @@ class Lifecycle:
             network=req.network,
             shape=req.shape,
             region=node.region,
+            node=self.ctx.node_for(req.runtime, node),
             source_snapshot=req.snapshot,
             **fields,
         )

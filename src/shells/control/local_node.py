@@ -6,7 +6,6 @@ and the quotas bound what a tenant holds)."""
 from __future__ import annotations
 
 import math
-import socket
 from collections.abc import Iterable
 
 from ..domain.isolation import Runtime
@@ -21,7 +20,7 @@ def local_offer(settings: Settings, backends: Iterable[Backend]) -> NodeOffer:
     classes = {b.runtime: b for b in backends}
     microvm = classes.get(Runtime.MICROVM)
     return NodeOffer(
-        name=socket.gethostname(),
+        name=settings.node_name,
         address="",
         region=settings.region,
         zone=settings.zone,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
@@ -28,9 +28,8 @@ from ..domain.errors import (
     ShellsError,
 )
 from ..domain.ids import new_id
-from ..domain.network import AllowKind, BlockedAttempt, IPAddress, NetworkMode
+from ..domain.network import BlockedAttempt, NetworkMode
 from ..domain.networking import (
-    OVERFLOW_DESTINATION,
     ExposedPort,
     NetworkRecord,
     check_network_name,
@@ -42,7 +41,8 @@ from ..domain.states import ShellState
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.network.dns_upstream import configured_upstreams
 from ..runtime.network.ingress import Exposure, IngressProxy, new_port_token
-from ..runtime.network.resolver import DnsResolver, Peer
+from ..runtime.network.resolver import DnsResolver
+from ..runtime.network.shell_dns import RefusalLog, ShellDns
 from ..store.networking import NetworkingStore
 from .auth import authorize, require
 from .context import ControlContext
@@ -50,7 +50,6 @@ from .requests import SEALED_HAS_NO_NETWORK, parse_network_policy
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING_REFUSALS = 10_000
 BLOCKED_POLL_S = 1.0
 """How often the host's drop counters are read into the store (the kernel aggregates meanwhile)."""
 
@@ -60,8 +59,8 @@ class Networking:
         self.ctx = ctx
         self.host = host
         self.records = NetworkingStore(ctx.store)
-        self._refusals: dict[tuple[str, str], BlockedAttempt] = {}
-        """Refused DNS questions since the last collection, aggregated per shell and name."""
+        self.refusals = RefusalLog()
+        """Refused DNS questions since the last collection."""
         self._resolver: DnsResolver | None = None
         self._proxy: IngressProxy | None = None
         self.on_port_use: Callable[[str], None] = lambda shell_id: None
@@ -323,22 +322,10 @@ class Networking:
         return self.lookup(shell_id, port)
 
     # the blocked log ----------------------------------------------------------------------------------
-    def note_refusal(self, host_id: str, name: str, qtype: str) -> None:
-        """A DNS question the resolver refused: logged like a dropped connection (protocol ``dns``)."""
-        now = datetime.now(UTC)
-        key = (host_id, f"{name} ({qtype})")
-        known = self._refusals.get(key)
-        if known is None and len(self._refusals) >= MAX_PENDING_REFUSALS:
-            key = (host_id, OVERFLOW_DESTINATION)  # a flood of distinct names: counted, not kept
-            known = self._refusals.get(key)
-        fresh = BlockedAttempt(key[1], 53, "dns", 1, now, now)
-        self._refusals[key] = fresh if known is None else known.merged(fresh)
-
     async def collect_blocked(self) -> int:
         """Move what the host counted since the last call into the store; returns how many records."""
         drained = await anyio.to_thread.run_sync(self.host.drain_blocked)
-        drained += [(host_id, attempt) for (host_id, _), attempt in self._refusals.items()]
-        self._refusals = {}
+        drained += self.refusals.drain()
         by_shell: defaultdict[str, list[BlockedAttempt]] = defaultdict(list)
         for host_id, attempt in drained:
             by_shell[host_id].append(attempt)
@@ -352,15 +339,21 @@ class Networking:
             self.records.record_blocked(shell.id, attempts, template)
         return len(drained)
 
-    async def start(self) -> None:
-        """Serve DNS on the shells' gateway, the ingress proxy, and read the drop counters."""
+    async def start(self, *, dataplane: bool = True) -> None:
+        """Serve DNS on the shells' gateway, the ingress proxy, and read the drop counters (only the
+        last when the network is a remote node's, which serves the first two itself)."""
         settings = self.ctx.settings
-        self._resolver = DnsResolver(ShellDns(self), configured_upstreams(settings.dns_upstreams))
+        self.ctx.background.every("reading the drop counters", BLOCKED_POLL_S, self.collect_blocked)
+        if not dataplane:
+            return
+        self._resolver = DnsResolver(
+            ShellDns(self.host, self.records.network_name, self.refusals),
+            configured_upstreams(settings.dns_upstreams),
+        )
         for address in self.host.gateway_addresses():
             await self._resolver.listen(address)
         self._proxy = IngressProxy(self, settings.ingress_domain)
         await self._proxy.start(settings.ingress_host, settings.ingress_port or 0)
-        self.ctx.background.every("reading the drop counters", BLOCKED_POLL_S, self.collect_blocked)
 
     async def stop(self) -> None:
         if self._proxy is not None:
@@ -372,44 +365,3 @@ class Networking:
 
 async def _no_wake(shell_id: str, why: str) -> None:
     return None
-
-
-class ShellDns:
-    """What the DNS resolver asks about its clients (a ``ResolverPolicy``): the host network knows
-    addresses and policies, the store knows network names, refusals go to the blocked log."""
-
-    def __init__(self, networking: Networking) -> None:
-        self.networking = networking
-        self.host = networking.host
-
-    def client_of(self, address: IPAddress) -> str | None:
-        return self.host.client_of(address)
-
-    def allowed_names(self, client: str) -> Sequence[str]:
-        policy = self.host.policy_of(client)
-        if policy is None or policy.mode is not NetworkMode.INTERNET:
-            return ()
-        if not policy.restricted:
-            return ("*",)
-        return [r.target for r in policy.rules if r.kind in (AllowKind.HOST, AllowKind.WILDCARD)]
-
-    def peers(self, client: str) -> Iterable[Peer]:
-        for net_id in self.host.memberships(client):
-            name = self.networking.records.network_name(net_id)
-            if name is None:
-                continue
-            for hostname, address in self.host.peers(net_id).items():
-                yield Peer(name, hostname, address)
-
-    async def record_answer(
-        self, client: str, patterns: Sequence[str], name: str, addresses: Sequence[IPAddress], ttl_s: int
-    ) -> None:
-        policy = self.host.policy_of(client)
-        if policy is None or not policy.restricted:
-            return  # every public address is allowed already
-        for rule in policy.rules:
-            if rule.target in patterns:
-                await anyio.to_thread.run_sync(self.host.allow_resolved, client, rule, addresses, ttl_s)
-
-    async def record_refusal(self, client: str, name: str, qtype: str) -> None:
-        self.networking.note_refusal(client, name, qtype)

@@ -111,6 +111,7 @@ class WarmPool:
             network=NetworkPolicy(),
             shape=DEFAULT_SHAPE,
             region=self.ctx.settings.region,
+            node=self.ctx.node_for(Runtime.CONTAINER),
             created_at=now,
             updated_at=now,
             pooled=True,

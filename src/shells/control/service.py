@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
@@ -66,8 +67,14 @@ class Control:
         backends: list[Backend],
         network: InstanceNetwork,
         volumes: HostVolumes | None = None,
+        *,
+        dataplane: bool = True,
+        place: Callable[[Runtime], str] | None = None,
     ) -> None:
-        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
+        """``dataplane``: the shells' network is on this machine, so this process serves their DNS
+        resolver and the ingress and egress proxies; False when the node is remote and serves them."""
+        self.dataplane = dataplane
+        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, place=place)
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
@@ -131,9 +138,10 @@ class Control:
         for backend in self.ctx.backends.values():
             await backend.prepare()
         await self.templates.reconcile()
-        await self.network.start()
-        for address in self.network.host.gateway_addresses():
-            await self.egress.listen(address)
+        await self.network.start(dataplane=self.dataplane)
+        if self.dataplane:
+            for address in self.network.host.gateway_addresses():
+                await self.egress.listen(address)
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         if self.leadership is not None:

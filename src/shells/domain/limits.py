@@ -150,3 +150,13 @@ MOUNT_FLUSH_TIMEOUT_S = 30.0
 left stays in the mount's cache on the host and is uploaded at the shell's next start."""
 MAX_VOLUMES_PER_TENANT = 64
 MAX_VOLUME_GIB = 1024
+
+NODE_RPC_MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""Largest request body or single frame a node agent or the control plane accepts from the other
+(a frame is one value: a stdin, an output chunk, a file chunk; never a whole file)."""
+NODE_RPC_WINDOW_S = 30.0
+"""How far a signed node request's timestamp may be from the receiver's clock; a nonce is
+remembered for twice that, so a captured request can never be accepted again."""
+NODE_RPC_MAX_NONCES = 200_000
+"""Nonces a node agent remembers inside the window; past that it refuses requests (503) rather
+than forget one still inside the window."""

@@ -42,6 +42,8 @@ class ShellRecord:
     keeping its files where the class cannot pause)."""
     auto_resume: bool = False
     """Whether a request to one of its exposed ports resumes it when it is paused (wake on request)."""
+    node: str = "local"
+    """The node that holds the shell; every call for it goes there (``shells.node``)."""
 
     def to_public(self) -> dict[str, Any]:
         """The wire form every door returns.
@@ -61,6 +63,7 @@ class ShellRecord:
             "template": self.template,
             "snapshot": self.source_snapshot,
             "region": self.region,
+            "node": self.node,
             "tenant": self.tenant,
             "owner": self.owner,
             "env_names": sorted(self.env),

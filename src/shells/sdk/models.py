@@ -76,6 +76,8 @@ class ShellInfo:
     template: str = ""
     snapshot: str | None = None
     region: str = ""
+    node: str = ""
+    """The machine that holds the shell (``local`` on a one-box server)."""
     tenant: str = ""
     owner: str = ""
     env_names: list[str] = field(default_factory=list)

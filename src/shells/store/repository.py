@@ -83,6 +83,7 @@ def _shell_from_row(row: ShellRow) -> ShellRecord:
         expires_at=row.expires_at,
         on_timeout=row.on_timeout or "kill",
         auto_resume=row.auto_resume,
+        node=row.node,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -98,6 +99,7 @@ def _copy_into_row(rec: ShellRecord, row: ShellRow) -> None:
     row.idle_timeout_s = rec.idle_timeout_s
     row.expires_at, row.on_timeout = rec.expires_at, rec.on_timeout
     row.idle_timeout_s, row.auto_resume = rec.idle_timeout_s, rec.auto_resume
+    row.node = rec.node
     row.created_at, row.updated_at = rec.created_at, rec.updated_at
 
 

@@ -55,6 +55,8 @@ class ShellRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     on_timeout: Mapped[str] = mapped_column(String(8), default="kill")
     auto_resume: Mapped[bool] = mapped_column(default=False)
+    node: Mapped[str] = mapped_column(String(64), server_default="local")
+    """The node that holds the shell (``Settings.node_name`` of its node agent; ``local`` on one box)."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -43,6 +43,8 @@ export interface ShellInfo {
   template: string;
   snapshot?: string | null;
   region?: string;
+  /** The machine that holds the shell (`local` on a one-box server). */
+  node?: string;
   tenant?: string;
   owner?: string;
   envNames?: string[];

@@ -85,6 +85,16 @@ def with_default_env(env: dict[str, str], user: str | None) -> dict[str, str]:
     return {**base, **env}
 
 
+def host_pool(settings: Settings) -> BtrfsPool:
+    """The instance's btrfs pool: ``SHELLS_BTRFS_DIR`` when set, else an image file in the data dir."""
+    if settings.btrfs_dir is not None:
+        return BtrfsPool(mount_dir=settings.btrfs_dir)
+    storage = settings.data_dir / "storage"
+    return BtrfsPool(
+        mount_dir=storage / "pool", image=storage / "pool.img", size_bytes=settings.pool_image_gib * 1024**3
+    )
+
+
 class ContainerBackend:
     runtime = Runtime.CONTAINER
     capabilities = EVERY_CLASS
@@ -92,24 +102,25 @@ class ContainerBackend:
     network_modes = frozenset(NetworkMode)
     port_address = LOOPBACK
 
-    def __init__(self, settings: Settings, say: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        say: Callable[[str], None] | None = None,
+        *,
+        pool: BtrfsPool | None = None,
+        network: HostNetwork | None = None,
+    ) -> None:
+        """``pool`` and ``network`` are the host's (``shells.node`` builds them once per machine and
+        hands them to every backend); alone, the backend makes its own from ``settings``."""
         self.settings = settings
         self.say = say or _to_stderr
         """Where long start-up work (template builds) reports progress to a person."""
         self.instance = settings.instance_id
         data = settings.data_dir
-        storage = data / "storage"
-        if settings.btrfs_dir is not None:
-            self.pool = BtrfsPool(mount_dir=settings.btrfs_dir)
-        else:
-            self.pool = BtrfsPool(
-                mount_dir=storage / "pool",
-                image=storage / "pool.img",
-                size_bytes=settings.pool_image_gib * 1024**3,
-            )
+        self.pool = pool or host_pool(settings)
         self.run_dir = settings.run_dir
         self.netns_dir = self.run_dir / "netns"
-        self.network = HostNetwork(settings)
+        self.network = network or HostNetwork(settings)
         self.legacy_logs_dir = data / "logs"
         """Where logs were before they moved into the pool: a shell made then has its log here."""
         self.crun = Crun(self.run_dir / "crun", devices=self.run_dir / "devices")

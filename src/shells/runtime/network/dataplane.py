@@ -383,6 +383,11 @@ class HostNetwork:
                         raise
 
     # private networks -------------------------------------------------------------------------------
+    def network_name(self, net_id: str) -> str | None:
+        """The name of private network ``net_id`` if this host has it."""
+        net = self._networks.get(net_id)
+        return net.name if net is not None else None
+
     def free_network_cidr(self) -> IPv4Network:
         """A CIDR for a new private network that no network of this instance uses."""
         with self._lock:

@@ -3,14 +3,14 @@ them; shells may
 mirror /workspace to a user's bucket (shell_syncs) (issue 19)
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,38 @@
+"""The node boundary: everything the control plane asks of one machine.
+
+A ``Node`` is that machine's backends (one per isolation class) and its instance network. One box
+builds it in-process (``local_node``: the btrfs pool and the host network made once and handed to
+every backend) and calls it directly; a cluster's control plane holds a ``RemoteNode`` per node
+agent (``shells node``), whose backends and network are the same contracts served over an
+authenticated RPC (``node.agent`` and ``node.remote``, wire rules in ``node.wire``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..runtime.backend import Backend
+from ..runtime.network.contract import InstanceNetwork
+from ..runtime.volumes import HostVolumes
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Node:
+    name: str
+    """The node's name in the record (``shells.node`` of every shell it holds)."""
+    backends: list[Backend]
+    network: InstanceNetwork
+    volumes: HostVolumes | None = None
+    """The tenants' volumes kept on this machine (none on a node reached over the RPC yet)."""
+    local: bool = True
+    """The node is this process: its network's DNS resolver, ingress and egress proxies are served
+    here. A remote node serves them itself, beside its shells."""
+    close: Callable[[], Awaitable[None]] = field(default=_nothing)
+    """Releases what holds the node (a remote node's connections)."""
+
+
+__all__ = ["Node"]

@@ -1,0 +1,323 @@
+"""Several nodes behind the one ``Backend`` per class the control plane holds: every call for a
+shell goes to the node its record names (``ShellRecord.node``), a snapshot's calls to the node of the
+shell it was taken from, and a shell without a record (a template build's) to the node that made it.
+
+Placement here is the simplest that spreads load: the next node, in turn, that offers the class.
+(Placement by region, class and room is the cluster's; it replaces ``place``.)"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+from ..domain.errors import FeatureUnavailable, Unavailable
+from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
+from ..domain.isolation import Runtime
+from ..domain.network import AllowRule, BlockedAttempt, NetworkPolicy, PrivateNetwork
+from ..domain.runtimes import RuntimeOffer
+from ..domain.samples import ResourceUsage
+from ..domain.templates import BuildProgress, TemplateMeta
+from ..domain.terminal import TerminalIO, TerminalSpec
+from ..runtime.backend import Backend, HostInventory, ShellSpec
+from ..runtime.network.addressing import InstanceRange
+from ..runtime.network.contract import InstanceNetwork
+from ..runtime.network.dataplane import ShellAddresses
+from . import Node
+
+Lookup = Callable[[str], str | None]
+
+
+class Routes:
+    """Where shells and snapshots are, from the record (the server wires ``node_of`` and
+    ``snapshot_node`` to the store)."""
+
+    def __init__(self, node_of: Lookup, snapshot_node: Lookup) -> None:
+        self.node_of = node_of
+        self.snapshot_node = snapshot_node
+        self.unrecorded: dict[str, str] = {}
+        """Shells made without a record (template builds), by host id: their node."""
+
+
+class RoutedBackend:
+    def __init__(self, runtime: Runtime, nodes: Mapping[str, Backend], routes: Routes) -> None:
+        if not nodes:
+            raise FeatureUnavailable(f"No node offers the {runtime} class.")
+        self.runtime = runtime
+        self.nodes = dict(nodes)
+        self.routes = routes
+        first = next(iter(self.nodes.values()))
+        self.capabilities = first.capabilities
+        self.network_modes = first.network_modes
+        self.port_address = first.port_address
+        self._turn = itertools.cycle(sorted(self.nodes))
+
+    def place(self) -> str:
+        return next(self._turn)
+
+    def _at(self, host_id: str) -> Backend:
+        name = self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id)
+        if name is None:
+            name = self.place()
+            self.routes.unrecorded[host_id] = name
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise Unavailable(
+                f"Shell {host_id} is on node {name!r}, which this control plane does not reach."
+            ) from None
+
+    def _everywhere(self) -> list[Backend]:
+        return list(self.nodes.values())
+
+    # facts: the first node's (every node of a cluster runs the same release) ------------------------
+    async def prepare(self) -> None:
+        await asyncio.gather(*(b.prepare() for b in self._everywhere()))
+
+    def details(self) -> dict[str, str]:
+        return next(iter(self.nodes.values())).details()
+
+    def offers(self) -> list[RuntimeOffer]:
+        return next(iter(self.nodes.values())).offers()
+
+    def templates(self) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for backend in self._everywhere():
+            merged |= backend.templates()
+        return merged
+
+    def template_meta(self, name: str) -> TemplateMeta | None:
+        return next((m for b in self._everywhere() if (m := b.template_meta(name)) is not None), None)
+
+    def list_templates(self) -> list[TemplateMeta]:
+        return list({m.name: m for b in self._everywhere() for m in b.list_templates()}.values())
+
+    async def ensure_template(
+        self, name: str, progress: BuildProgress | None = None, *, allow_build: bool = True
+    ) -> TemplateMeta:
+        metas = await asyncio.gather(
+            *(b.ensure_template(name, progress, allow_build=allow_build) for b in self._everywhere())
+        )
+        return metas[0]
+
+    async def capture_template(
+        self, host_id: str, meta: TemplateMeta, include_workspace: bool
+    ) -> TemplateMeta:
+        return await self._at(host_id).capture_template(host_id, meta, include_workspace)
+
+    async def delete_template(self, name: str) -> None:
+        await asyncio.gather(*(b.delete_template(name) for b in self._everywhere()))
+
+    async def export_ext4(self, name: str, dest: Path) -> None:
+        await next(iter(self.nodes.values())).export_ext4(name, dest)
+
+    async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
+        return await self._of_snapshot(snapshot_id).export_snapshot(snapshot_id, dest)
+
+    async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
+        return await next(iter(self.nodes.values())).export_template(name, dest)
+
+    async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
+        await asyncio.gather(*(b.import_template(meta, parts) for b in self._everywhere()))
+
+    async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        await self._of_snapshot(snapshot_id).import_snapshot(snapshot_id, parts)
+
+    def workspace_dir(self, host_id: str) -> Path:
+        return self._at(host_id).workspace_dir(host_id)
+
+    def _of_snapshot(self, snapshot_id: str) -> Backend:
+        name = self.routes.snapshot_node(snapshot_id)
+        return self.nodes[name] if name in self.nodes else next(iter(self.nodes.values()))
+
+    async def inventory(self) -> HostInventory:
+        found = await asyncio.gather(*(b.inventory() for b in self._everywhere()))
+        return HostInventory(
+            running=set().union(*(f.running for f in found)),
+            paused=set().union(*(f.paused for f in found)),
+            stored=set().union(*(f.stored for f in found)),
+            snapshots=set().union(*(f.snapshots for f in found)),
+        )
+
+    # one shell: its node ------------------------------------------------------------------------------
+    async def create(self, spec: ShellSpec) -> None:
+        await self._at(spec.host_id).create(spec)
+
+    async def start(self, spec: ShellSpec) -> None:
+        await self._at(spec.host_id).start(spec)
+
+    async def stop(self, host_id: str) -> None:
+        await self._at(host_id).stop(host_id)
+
+    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+        await self._at(host_id).set_network(host_id, policy)
+
+    async def destroy(self, host_id: str) -> None:
+        await self._at(host_id).destroy(host_id)
+        self.routes.unrecorded.pop(host_id, None)
+
+    async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
+        await self._at(spec.host_id).reset(spec, wipe_workspace=wipe_workspace)
+
+    async def snapshot(self, host_id: str, snapshot_id: str) -> None:
+        await self._at(host_id).snapshot(host_id, snapshot_id)
+
+    async def pause(self, host_id: str) -> None:
+        await self._at(host_id).pause(host_id)
+
+    async def resume(self, spec: ShellSpec) -> None:
+        await self._at(spec.host_id).resume(spec)
+
+    async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
+        await self._at(host_id).fork(host_id, children)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        name = self.routes.snapshot_node(snapshot_id)
+        targets = [self.nodes[name]] if name in self.nodes else self._everywhere()
+        await asyncio.gather(*(b.delete_snapshot(snapshot_id) for b in targets))
+
+    async def logs(self, host_id: str, max_bytes: int) -> bytes:
+        return await self._at(host_id).logs(host_id, max_bytes)
+
+    def usage(self, host_id: str) -> ResourceUsage:
+        return self._at(host_id).usage(host_id)
+
+    def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
+        return self._at(host_id).exec(host_id, spec)
+
+    def terminal(self, host_id: str, spec: TerminalSpec) -> AbstractAsyncContextManager[TerminalIO]:
+        return self._at(host_id).terminal(host_id, spec)
+
+    def read_file(self, host_id: str, path: str, max_bytes: int) -> AsyncIterator[bytes]:
+        return self._at(host_id).read_file(host_id, path, max_bytes)
+
+    async def write_file(
+        self,
+        host_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int,
+        owner: str | None = None,
+        xattrs: Mapping[str, str] | None = None,
+    ) -> int:
+        return await self._at(host_id).write_file(host_id, path, chunks, mode, owner, xattrs)
+
+    async def list_dir(self, host_id: str, path: str, xattr_prefix: str | None = None) -> list[FileEntry]:
+        return await self._at(host_id).list_dir(host_id, path, xattr_prefix)
+
+    async def stat(self, host_id: str, path: str, xattr_prefix: str | None = None) -> FileEntry:
+        return await self._at(host_id).stat(host_id, path, xattr_prefix)
+
+    async def remove(self, host_id: str, path: str, recursive: bool) -> None:
+        await self._at(host_id).remove(host_id, path, recursive)
+
+    async def mkdir(self, host_id: str, path: str, owner: str | None = None) -> None:
+        await self._at(host_id).mkdir(host_id, path, owner)
+
+    async def rename(self, host_id: str, source: str, destination: str) -> FileEntry:
+        return await self._at(host_id).rename(host_id, source, destination)
+
+    def watch(self, host_id: str, path: str, recursive: bool) -> AsyncIterator[FileChange | None]:
+        return self._at(host_id).watch(host_id, path, recursive)
+
+    def attach(
+        self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
+    ) -> AsyncIterator[ExecEvent]:
+        return self._at(host_id).attach(host_id, pid, more)
+
+    async def processes(self, host_id: str) -> list[KeptProcess]:
+        return await self._at(host_id).processes(host_id)
+
+    async def signal(self, host_id: str, pid: int, signum: int) -> None:
+        await self._at(host_id).signal(host_id, pid, signum)
+
+
+class RoutedNetwork:
+    """The instance network over several nodes: a shell's calls go to its node, a private network
+    is made and removed on every node, the drop counters are read from all. Every node of a
+    cluster runs with the same ``SHELLS_NETWORK_CIDR``, so one range names the instance's networks."""
+
+    def __init__(self, nodes: Mapping[str, InstanceNetwork], routes: Routes) -> None:
+        self.nodes = dict(nodes)
+        self.routes = routes
+        self._first = next(iter(self.nodes.values()))
+
+    def _at(self, host_id: str) -> InstanceNetwork:
+        name = self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id)
+        return self.nodes.get(name or "", self._first)
+
+    @property
+    def range(self) -> InstanceRange:
+        return self._first.range
+
+    def addresses(self, host_id: str) -> ShellAddresses:
+        return self._at(host_id).addresses(host_id)
+
+    def gateway_addresses(self) -> list[IPv4Address]:
+        return self._first.gateway_addresses()
+
+    def create_network(self, net: PrivateNetwork) -> None:
+        for network in self.nodes.values():
+            network.create_network(net)
+
+    def delete_network(self, net_id: str) -> None:
+        for network in self.nodes.values():
+            network.delete_network(net_id)
+
+    def join(self, host_id: str, net: PrivateNetwork, hostname: str) -> str:
+        return self._at(host_id).join(host_id, net, hostname)
+
+    def leave(self, host_id: str, net_id: str) -> None:
+        self._at(host_id).leave(host_id, net_id)
+
+    def peers(self, net_id: str) -> dict[str, IPv4Address]:
+        found: dict[str, IPv4Address] = {}
+        for network in self.nodes.values():
+            found |= network.peers(net_id)
+        return found
+
+    def memberships(self, host_id: str) -> list[str]:
+        return self._at(host_id).memberships(host_id)
+
+    def client_of(self, ip: IPv4Address | IPv6Address) -> str | None:
+        return next((c for n in self.nodes.values() if (c := n.client_of(ip)) is not None), None)
+
+    def policy_of(self, host_id: str) -> NetworkPolicy | None:
+        return self._at(host_id).policy_of(host_id)
+
+    def netns_of(self, host_id: str) -> str | None:
+        return self._at(host_id).netns_of(host_id)
+
+    def drain_blocked(self) -> list[tuple[str, BlockedAttempt]]:
+        return [attempt for network in self.nodes.values() for attempt in network.drain_blocked()]
+
+    def allow_resolved(
+        self, host_id: str, rule: AllowRule, addresses: Sequence[IPv4Address | IPv6Address], ttl_s: int
+    ) -> None:
+        self._at(host_id).allow_resolved(host_id, rule, addresses, ttl_s)
+
+
+def routed_node(nodes: Sequence[Node], routes: Routes) -> tuple[Node, Callable[[Runtime], str]]:
+    """One ``Node`` over ``nodes`` (each call to the node of its shell) and the placement rule."""
+    by_class: dict[Runtime, dict[str, Backend]] = {}
+    for node in nodes:
+        for backend in node.backends:
+            by_class.setdefault(backend.runtime, {})[node.name] = backend
+    routed = {runtime: RoutedBackend(runtime, found, routes) for runtime, found in by_class.items()}
+
+    def place(runtime: Runtime) -> str:
+        backend = routed.get(runtime)
+        if backend is None:
+            raise FeatureUnavailable(f"No node offers the {runtime} class.", {"field": "runtime"})
+        return backend.place()
+
+    async def close() -> None:
+        for node in nodes:
+            await node.close()
+
+    network = RoutedNetwork({n.name: n.network for n in nodes}, routes)
+    backends: list[Backend] = list(routed.values())
+    return Node("+".join(n.name for n in nodes), backends, network, local=False, close=close), place

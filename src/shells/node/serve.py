@@ -1,0 +1,64 @@
+"""Run this machine as a node agent: its backends and network behind the authenticated RPC, and
+the shells' DNS resolver on the node's gateways (it answers from the node's own network state)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.applications import Starlette
+
+from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
+from ..runtime.network.dataplane import HostNetwork
+from ..runtime.network.dns_upstream import configured_upstreams
+from ..runtime.network.resolver import DnsResolver
+from ..runtime.network.shell_dns import RefusalLog, ShellDns
+from ..settings import Settings
+from .agent import NodeAgent
+from .local import local_node
+from .wire import Signer
+
+log = logging.getLogger(__name__)
+
+
+def node_app(settings: Settings, secret: bytes) -> Starlette:
+    """The node agent's app; its lifespan prepares the host and serves DNS to the shells."""
+    node = local_node(settings)
+    network = node.network
+    assert isinstance(network, HostNetwork)
+    refusals = RefusalLog()
+    agent = NodeAgent(node, Signer(secret), refusals)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for backend in node.backends:
+            await backend.prepare()
+        resolver = DnsResolver(
+            ShellDns(network, network.network_name, refusals), configured_upstreams(settings.dns_upstreams)
+        )
+        for address in network.gateway_addresses():
+            await resolver.listen(address)
+        log.info("node %s ready: %s", node.name, ", ".join(b.runtime.value for b in node.backends))
+        try:
+            yield
+        finally:
+            await resolver.close()
+
+    app = agent.app()
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def serve_node(settings: Settings, host: str, port: int, secret: bytes) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        node_app(settings, secret),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ws_max_size=NODE_RPC_MAX_FRAME_BYTES + 4096,
+        timeout_graceful_shutdown=5,
+    )
