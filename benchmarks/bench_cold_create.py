@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shells.domain.execution import ExecSpec, collect
-from shells.domain.network import NetworkPolicy
+from shells.domain.network import NetworkAccess
 from shells.domain.shapes import DEFAULT_SHAPE, get_shape
 from shells.runtime import agent_client
 from shells.runtime.backend import ShellSpec
@@ -90,7 +90,7 @@ async def run(runs: int, data_dir: Path) -> None:
                 host_id=f"shbench{i:04d}",
                 template=TEMPLATE,
                 shape=get_shape(DEFAULT_SHAPE),
-                network=NetworkPolicy(),
+                network=NetworkAccess(),
             )
             t = time.perf_counter()
             await backend.create(spec)

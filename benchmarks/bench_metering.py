@@ -25,7 +25,7 @@ from pathlib import Path
 from shells.control.context import ControlContext
 from shells.control.metering import Metering
 from shells.domain.isolation import Language, Runtime
-from shells.domain.network import NetworkMode, NetworkPolicy
+from shells.domain.network import NetworkAccess, NetworkMode
 from shells.domain.principal import ADMIN_SCOPES, Principal
 from shells.domain.shell import ShellRecord
 from shells.domain.states import ShellState
@@ -45,7 +45,7 @@ def shell(shell_id: str, now: datetime) -> ShellRecord:
         runtime=Runtime.CONTAINER,
         language=Language.PYTHON,
         template="python:1",
-        network=NetworkPolicy(NetworkMode.SEALED),
+        network=NetworkAccess(NetworkMode.SEALED),
         shape="s-1vcpu-512mb",
         region="local",
         created_at=now,

@@ -29,13 +29,13 @@ from pathlib import Path
 
 from tests.support.fake_internet import FakeInternet
 
-from shells.domain.network import NetworkMode, NetworkPolicy
+from shells.domain.network import NetworkAccess, NetworkMode
 from shells.runtime.host import netns
 from shells.runtime.network.dataplane import HostNetwork
 from shells.settings import Settings
 
-INTERNET = NetworkPolicy(NetworkMode.INTERNET)
-SEALED = NetworkPolicy(NetworkMode.SEALED)
+INTERNET = NetworkAccess(NetworkMode.INTERNET)
+SEALED = NetworkAccess(NetworkMode.SEALED)
 
 
 def timed(action: Callable[[], object]) -> float:

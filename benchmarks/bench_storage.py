@@ -25,7 +25,7 @@ from pathlib import Path
 from tests.support.s3 import s3_server
 
 from shells.domain.execution import ExecSpec, collect
-from shells.domain.network import NetworkPolicy
+from shells.domain.network import NetworkAccess
 from shells.domain.shapes import DEFAULT_SHAPE, get_shape
 from shells.objects.store import S3Location, S3Objects, get_blob, put_blob
 from shells.runtime.backend import ShellSpec
@@ -37,7 +37,7 @@ times: dict[str, list[float]] = defaultdict(list)
 
 
 def spec(host_id: str, snapshot: str | None = None) -> ShellSpec:
-    return ShellSpec(host_id, TEMPLATE, get_shape(DEFAULT_SHAPE), NetworkPolicy(), source_snapshot=snapshot)
+    return ShellSpec(host_id, TEMPLATE, get_shape(DEFAULT_SHAPE), NetworkAccess(), source_snapshot=snapshot)
 
 
 class Clock:

@@ -24,7 +24,7 @@ import anyio
 
 from shells.domain.execution import ExecExit, ExecSpec
 from shells.domain.ids import new_id
-from shells.domain.network import NetworkPolicy
+from shells.domain.network import NetworkAccess
 from shells.domain.shapes import DEFAULT_SHAPE, get_shape
 from shells.domain.templates import TemplateKind, TemplateMeta
 from shells.runtime.backend import ShellSpec
@@ -35,7 +35,7 @@ from shells.settings import Settings
 
 
 def spec(template: str) -> ShellSpec:
-    return ShellSpec(new_id("bench"), template, get_shape(DEFAULT_SHAPE), NetworkPolicy())
+    return ShellSpec(new_id("bench"), template, get_shape(DEFAULT_SHAPE), NetworkAccess())
 
 
 async def run(backend: ContainerBackend, host_id: str, command: str) -> None:

@@ -14,7 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shells.guest.protocol import HEADER_SIZE, MAX_CHANNEL, MAX_PAYLOAD, Kind, encode_control, encode_frame
+from shells.guest.protocol import (
+    HEADER_SIZE,
+    MAX_CHANNEL,
+    MAX_PAYLOAD,
+    FrameKind,
+    encode_control,
+    encode_frame,
+)
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.runtime.microvm.console import CONSOLE_BYTES
 from shells.sdk import Shell, Shells, ShellsError
@@ -161,10 +168,13 @@ def _forgeries() -> tuple[bytes, str]:
     lie = {"op": "exit", "exit_code": 0, "signal": None, "timed_out": False, "truncated": False}
     ids = [*range(1, 3001), *(random.randrange(1, MAX_CHANNEL) for _ in range(2000))]
     frames = b"".join(
-        encode_frame(guess, Kind.STDOUT, b"FORGED\n") + encode_control(guess, {**lie, "duration_ms": 1.0})
+        encode_frame(guess, FrameKind.STDOUT, b"FORGED\n")
+        + encode_control(guess, {**lie, "duration_ms": 1.0})
         for guess in ids
     )
-    promise = encode_frame(random.randrange(1, MAX_CHANNEL), Kind.STDOUT, b"x" * MAX_PAYLOAD)[:HEADER_SIZE]
+    promise = encode_frame(random.randrange(1, MAX_CHANNEL), FrameKind.STDOUT, b"x" * MAX_PAYLOAD)[
+        :HEADER_SIZE
+    ]
     return frames, promise.hex()
 
 

@@ -42,7 +42,7 @@ from shells.domain.execution import (
     WindowSize,
 )
 from shells.domain.isolation import PRESET_TEMPLATES, Runtime
-from shells.domain.network import AllowRule, BlockedAttempt, NetworkMode, NetworkPolicy, PrivateNetwork
+from shells.domain.network import AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
 from shells.domain.paths import WORKSPACE
 from shells.domain.runtimes import RuntimeOffer
 from shells.domain.samples import ResourceUsage
@@ -163,7 +163,7 @@ class FakeNode:
         if self.shell_dir(host_id).exists():
             (self.shell_dir(host_id) / "stopped").touch()
 
-    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+    async def set_network(self, host_id: str, policy: NetworkAccess) -> None:
         return None
 
     async def destroy(self, host_id: str) -> None:
@@ -387,7 +387,7 @@ class NullNetwork:
     def netns_of(self, host_id: str) -> str | None:
         return None
 
-    def policy_of(self, host_id: str) -> NetworkPolicy | None:
+    def policy_of(self, host_id: str) -> NetworkAccess | None:
         return None
 
     def drain_blocked(self) -> list[tuple[str, BlockedAttempt]]:

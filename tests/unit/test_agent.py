@@ -52,7 +52,7 @@ from shells.guest.protocol import (
     PROTOCOL_VERSION,
     Frame,
     FrameDecoder,
-    Kind,
+    FrameKind,
     ProtocolError,
     decode_control,
     encode_control,
@@ -213,7 +213,7 @@ class Raw:
                     raise EOFError("the agent closed the connection")
                 self.frames.extend(self.decoder.feed(data))
             frame = self.frames.pop(0)
-            if frame.kind is not Kind.CONTROL or decode_control(frame.payload).get("op") != "started":
+            if frame.kind is not FrameKind.CONTROL or decode_control(frame.payload).get("op") != "started":
                 return frame
 
     def final(self, channel: int) -> tuple[bytes, dict[str, object]]:
@@ -224,7 +224,7 @@ class Raw:
             frame = self.recv()
             if frame.channel != channel:
                 others.append(frame)
-            elif frame.kind is Kind.CONTROL:
+            elif frame.kind is FrameKind.CONTROL:
                 self.frames[:0] = others
                 return output, decode_control(frame.payload)
             else:
@@ -431,7 +431,7 @@ def test_slow_reader_backpressures_the_process(own_agent: Agent) -> None:
         received = 0
         while True:
             frame = connection.recv()
-            if frame.kind is Kind.CONTROL:
+            if frame.kind is FrameKind.CONTROL:
                 break
             received += len(frame.payload)
         assert received == size
@@ -452,7 +452,7 @@ def test_stdin_the_process_does_not_read_is_not_buffered(own_agent: Agent) -> No
     before = own_agent.peak_memory_kib()
     with raw(own_agent) as connection:
         connection.control(1, {"op": "exec", "argv": ["sleep", "60"], "cwd": "/", "stdin": True})
-        frame = encode_frame(1, Kind.STDIN, bytes(FILE_CHUNK))
+        frame = encode_frame(1, FrameKind.STDIN, bytes(FILE_CHUNK))
         connection.sock.settimeout(1.0)
         with pytest.raises(TimeoutError):  # the agent stops reading once ~1 MiB is queued for the process
             for _ in range(192):  # 48 MiB
@@ -500,7 +500,7 @@ def test_concurrent_channels_on_one_connection(agent: Agent) -> None:
         assert (output, exit_report["op"], exit_report["exit_code"]) == (b"two\n", "exit", 0)
         assert connection.final(3)[1]["op"] == "ok"
         assert all(frame.channel == 1 for frame in connection.frames)  # channel 1 still waits for stdin
-        connection.send(encode_frame(1, Kind.STDIN, b"one\n") + encode_frame(1, Kind.EOF))
+        connection.send(encode_frame(1, FrameKind.STDIN, b"one\n") + encode_frame(1, FrameKind.EOF))
         output, exit_report = connection.final(1)
         assert (output, exit_report["exit_code"]) == (b"got one\n", 0)
 
@@ -671,14 +671,14 @@ async def test_write_errors(client: AgentClient, tmp_path: Path) -> None:
 
 
 BAD_FRAMES = {
-    "oversized": HEADER.pack(MAX_PAYLOAD + 10, 1, Kind.DATA),
-    "too short": HEADER.pack(8, 1, Kind.CONTROL),
+    "oversized": HEADER.pack(MAX_PAYLOAD + 10, 1, FrameKind.DATA),
+    "too short": HEADER.pack(8, 1, FrameKind.CONTROL),
     "unknown kind": HEADER.pack(9, 1, 42),
-    "wrong direction": encode_frame(1, Kind.STDOUT, b"x"),
+    "wrong direction": encode_frame(1, FrameKind.STDOUT, b"x"),
     "channel already open": encode_control(1, {"op": "exec", "argv": ["sleep", "60"], "cwd": "/"})
     + encode_control(1, {"op": "ping"}),
     "stdin not asked for": encode_control(1, {"op": "exec", "argv": ["sleep", "60"], "cwd": "/"})
-    + encode_frame(1, Kind.STDIN, b"x"),
+    + encode_frame(1, FrameKind.STDIN, b"x"),
 }
 
 
@@ -713,7 +713,7 @@ def test_bad_frames_close_only_that_connection(agent: Agent, garbage: bytes) -> 
 )
 def test_bad_requests_get_an_error_and_keep_the_connection(agent: Agent, message: bytes, reason: str) -> None:
     with raw(agent) as connection:
-        connection.send(encode_frame(4, Kind.CONTROL, message))
+        connection.send(encode_frame(4, FrameKind.CONTROL, message))
         _, reply = connection.final(4)
         assert reply["op"] == "error"
         assert reply["code"] == "invalid_request"
@@ -725,10 +725,10 @@ def test_bad_requests_get_an_error_and_keep_the_connection(agent: Agent, message
 def test_late_frames_for_an_ended_channel_are_ignored(agent: Agent) -> None:
     with raw(agent) as connection:
         connection.control(1, {"op": "exec", "argv": ["true"], "cwd": "/", "stdin": True})
-        connection.send(encode_frame(1, Kind.STDIN, b"x" * 1000))
+        connection.send(encode_frame(1, FrameKind.STDIN, b"x" * 1000))
         assert connection.final(1)[1]["op"] == "exit"  # true exits without reading: stdin hits EPIPE
-        connection.send(encode_frame(1, Kind.STDIN, b"late") + encode_frame(1, Kind.EOF))
-        connection.send(encode_frame(77, Kind.DATA, b"never opened"))
+        connection.send(encode_frame(1, FrameKind.STDIN, b"late") + encode_frame(1, FrameKind.EOF))
+        connection.send(encode_frame(77, FrameKind.DATA, b"never opened"))
         connection.control(2, {"op": "ping"})
         assert connection.final(2)[1]["op"] == "ok"
 
@@ -818,8 +818,8 @@ async def fake_agent(tmp_path: Path, reply: bytes | None) -> AsyncIterator[str]:
 
 
 LIES = {
-    "oversized frame": (HEADER.pack(MAX_PAYLOAD + 10, 1, Kind.CONTROL), "broke the protocol"),
-    "not json": (encode_frame(1, Kind.CONTROL, b"{"), "malformed"),
+    "oversized frame": (HEADER.pack(MAX_PAYLOAD + 10, 1, FrameKind.CONTROL), "broke the protocol"),
+    "not json": (encode_frame(1, FrameKind.CONTROL, b"{"), "malformed"),
     "wrong op": (encode_control(1, {"op": "exit", "exit_code": 0}), "'exit' where 'ok'"),
     "foreign error code": (
         encode_control(1, {"op": "error", "code": "unauthenticated", "message": "who are you"}),

@@ -20,7 +20,7 @@ from shells.guest.protocol import (
     HEADER,
     MAX_PAYLOAD,
     FrameDecoder,
-    Kind,
+    FrameKind,
     decode_control,
     encode_control,
     encode_frame,
@@ -41,7 +41,7 @@ async def forged_agent(lie: Lie) -> AsyncIterator[str]:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
                 for frame in decoder.feed(data):
-                    if frame.kind is Kind.CONTROL:
+                    if frame.kind is FrameKind.CONTROL:
                         await lie(frame.channel, decode_control(frame.payload), writer)
         writer.close()
 
@@ -61,7 +61,7 @@ async def endless_output(channel: int, message: dict[str, object], writer: async
     if message["op"] != "exec":
         return
     writer.write(encode_control(channel, {"op": "started", "pid": 7}))
-    chunk = encode_frame(channel, Kind.STDOUT, b"y" * MAX_PAYLOAD)
+    chunk = encode_frame(channel, FrameKind.STDOUT, b"y" * MAX_PAYLOAD)
     for _ in range(FLOOD_BYTES // MAX_PAYLOAD):
         writer.write(chunk)
         await writer.drain()
@@ -100,7 +100,7 @@ async def test_an_answer_given_whole_holds_at_most_its_cap() -> None:
 @pytest.mark.anyio
 async def test_a_frame_larger_than_the_protocol_allows_ends_the_connection_unread() -> None:
     async def huge_frame(channel: int, message: dict[str, object], writer: asyncio.StreamWriter) -> None:
-        writer.write(HEADER.pack(2**32 - 1, channel, Kind.CONTROL))  # 4 GiB announced
+        writer.write(HEADER.pack(2**32 - 1, channel, FrameKind.CONTROL))  # 4 GiB announced
         await writer.drain()
 
     async with forged_agent(huge_frame) as path:
@@ -111,7 +111,7 @@ async def test_a_frame_larger_than_the_protocol_allows_ends_the_connection_unrea
 @pytest.mark.anyio
 async def test_a_file_that_never_ends_stops_at_the_read_cap() -> None:
     async def endless_file(channel: int, message: dict[str, object], writer: asyncio.StreamWriter) -> None:
-        chunk = encode_frame(channel, Kind.DATA, b"z" * MAX_PAYLOAD)
+        chunk = encode_frame(channel, FrameKind.DATA, b"z" * MAX_PAYLOAD)
         with contextlib.suppress(ConnectionError):
             while not writer.is_closing():
                 writer.write(chunk)

@@ -14,7 +14,7 @@ from shells.guest.protocol import (
     BadMessage,
     Frame,
     FrameDecoder,
-    Kind,
+    FrameKind,
     ProtocolError,
     decode_control,
     decode_header,
@@ -36,20 +36,27 @@ def header(length: int, channel: int, kind: int) -> bytes:
 
 
 def test_frame_layout_is_pinned() -> None:
-    frame = encode_frame(0x0102030405060708, Kind.STDOUT, b"hi")
+    frame = encode_frame(0x0102030405060708, FrameKind.STDOUT, b"hi")
     assert frame == b"\x00\x00\x00\x0b" + b"\x01\x02\x03\x04\x05\x06\x07\x08" + b"\x02" + b"hi"
     assert HEADER_SIZE == 13
-    assert [kind.value for kind in Kind] == [1, 2, 3, 4, 5, 6]
+    assert [kind.value for kind in FrameKind] == [1, 2, 3, 4, 5, 6]
 
 
 def test_roundtrip_empty_and_maximal_payloads() -> None:
     big = bytes(range(256)) * (MAX_PAYLOAD // 256)
-    data = encode_frame(0, Kind.EOF) + encode_frame(MAX_CHANNEL, Kind.DATA, big)
-    assert FrameDecoder().feed(data) == [Frame(0, Kind.EOF, b""), Frame(MAX_CHANNEL, Kind.DATA, big)]
+    data = encode_frame(0, FrameKind.EOF) + encode_frame(MAX_CHANNEL, FrameKind.DATA, big)
+    assert FrameDecoder().feed(data) == [
+        Frame(0, FrameKind.EOF, b""),
+        Frame(MAX_CHANNEL, FrameKind.DATA, big),
+    ]
 
 
 def test_decoder_reassembles_frames_split_at_every_byte() -> None:
-    frames = [Frame(1, Kind.STDIN, b"abc"), Frame(2, Kind.EOF, b""), Frame(3, Kind.DATA, b"x" * 300)]
+    frames = [
+        Frame(1, FrameKind.STDIN, b"abc"),
+        Frame(2, FrameKind.EOF, b""),
+        Frame(3, FrameKind.DATA, b"x" * 300),
+    ]
     data = b"".join(encode_frame(*frame) for frame in frames)
     for split in range(len(data) + 1):
         decoder = FrameDecoder()
@@ -59,20 +66,20 @@ def test_decoder_reassembles_frames_split_at_every_byte() -> None:
 
 
 def test_oversized_length_is_rejected_as_soon_as_the_header_arrives() -> None:
-    oversized = header(MAX_PAYLOAD + 10, 1, Kind.DATA)  # length counts channel + kind + payload
+    oversized = header(MAX_PAYLOAD + 10, 1, FrameKind.DATA)  # length counts channel + kind + payload
     decoder = FrameDecoder()
     assert decoder.feed(oversized[:12]) == []
     with pytest.raises(ProtocolError, match="exceeds"):
         decoder.feed(oversized[12:])
     with pytest.raises(ProtocolError, match="exceeds"):
-        decode_header(header(2**32 - 1, 1, Kind.DATA))
-    assert decode_header(header(MAX_PAYLOAD + 9, 1, Kind.DATA)) == (MAX_PAYLOAD, 1, Kind.DATA)
+        decode_header(header(2**32 - 1, 1, FrameKind.DATA))
+    assert decode_header(header(MAX_PAYLOAD + 9, 1, FrameKind.DATA)) == (MAX_PAYLOAD, 1, FrameKind.DATA)
 
 
 @pytest.mark.parametrize("length", [0, 1, 8])
 def test_length_shorter_than_the_header_is_rejected(length: int) -> None:
     with pytest.raises(ProtocolError, match="shorter"):
-        FrameDecoder().feed(header(length, 1, Kind.CONTROL))
+        FrameDecoder().feed(header(length, 1, FrameKind.CONTROL))
 
 
 @pytest.mark.parametrize("kind", [0, 7, 255])
@@ -91,21 +98,21 @@ def test_channel_ids_are_random_63_bit_numbers() -> None:
 def test_a_hunting_decoder_skips_to_the_resync_mark_after_a_framing_fault() -> None:
     resync = encode_control(5, {"op": "resync", "token": "t"})
     in_step = FrameDecoder(hunt_resync=True)
-    before = encode_frame(9, Kind.STDIN, b"abc")
+    before = encode_frame(9, FrameKind.STDIN, b"abc")
     assert in_step.feed(before + RESYNC_MARK + resync) == [
-        Frame(9, Kind.STDIN, b"abc"),
-        Frame(5, Kind.CONTROL, resync[HEADER_SIZE:]),
+        Frame(9, FrameKind.STDIN, b"abc"),
+        Frame(5, FrameKind.CONTROL, resync[HEADER_SIZE:]),
     ]
     assert not in_step.hunting
     # A decoder out of step (waiting for a bogus payload) is filled by zeros, faults on them, then hunts.
     lost = FrameDecoder(hunt_resync=True)
-    assert lost.feed(header(MAX_PAYLOAD // 2, 77, Kind.DATA) + b"partial") == []
+    assert lost.feed(header(MAX_PAYLOAD // 2, 77, FrameKind.DATA) + b"partial") == []
     filler = bytes(MAX_PAYLOAD + HEADER_SIZE)
     got = [f for i in range(0, len(filler), 4096) for f in lost.feed(filler[i : i + 4096])]
-    assert got[:1] == [Frame(77, Kind.DATA, (b"partial" + filler)[: MAX_PAYLOAD // 2 - 9])]
+    assert got[:1] == [Frame(77, FrameKind.DATA, (b"partial" + filler)[: MAX_PAYLOAD // 2 - 9])]
     assert lost.hunting
     assert lost.feed(RESYNC_MARK[:7]) + lost.feed(RESYNC_MARK[7:] + resync) == [
-        Frame(5, Kind.CONTROL, resync[HEADER_SIZE:])
+        Frame(5, FrameKind.CONTROL, resync[HEADER_SIZE:])
     ]
     with pytest.raises(ProtocolError):
         FrameDecoder().feed(RESYNC_MARK)
@@ -113,18 +120,18 @@ def test_a_hunting_decoder_skips_to_the_resync_mark_after_a_framing_fault() -> N
 
 def test_encoder_refuses_what_the_decoder_would_reject() -> None:
     with pytest.raises(ValueError, match="MAX_PAYLOAD"):
-        encode_frame(1, Kind.DATA, b"x" * (MAX_PAYLOAD + 1))
+        encode_frame(1, FrameKind.DATA, b"x" * (MAX_PAYLOAD + 1))
     with pytest.raises(ValueError, match="channel"):
-        encode_frame(MAX_CHANNEL + 1, Kind.DATA)
+        encode_frame(MAX_CHANNEL + 1, FrameKind.DATA)
     with pytest.raises(ValueError, match="channel"):
-        encode_frame(-1, Kind.DATA)
+        encode_frame(-1, FrameKind.DATA)
 
 
 def test_control_roundtrip() -> None:
     message = {"op": "exec", "argv": ["echo", "é"], "env": {"A": "b"}, "stdin": False}
     (frame,) = FrameDecoder().feed(encode_control(7, message))
     assert frame.channel == 7
-    assert frame.kind is Kind.CONTROL
+    assert frame.kind is FrameKind.CONTROL
     assert decode_control(frame.payload) == message
 
 

@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 
 from shells.guest.loop import Agent
-from shells.guest.protocol import Frame, FrameDecoder, Kind, encode_control, encode_frame
+from shells.guest.protocol import Frame, FrameDecoder, FrameKind, encode_control, encode_frame
 from shells.guest.vm import ATOMIC_WRITE, SerialConnection, atomic_frames
 
 
@@ -28,11 +28,11 @@ class _Loop:
 
 
 def test_output_frames_are_split_and_control_frames_are_not() -> None:
-    big = encode_frame(7, Kind.STDOUT, os.urandom(100_000))
+    big = encode_frame(7, FrameKind.STDOUT, os.urandom(100_000))
     pieces = atomic_frames(big)
     assert all(len(p) <= ATOMIC_WRITE for p in pieces) and len(pieces) == 4
     frames = FrameDecoder().feed(b"".join(pieces))
-    assert {f.channel for f in frames} == {7} and {f.kind for f in frames} == {Kind.STDOUT}
+    assert {f.channel for f in frames} == {7} and {f.kind for f in frames} == {FrameKind.STDOUT}
     assert b"".join(f.payload for f in frames) == big[13:]
     control = encode_control(7, {"op": "ok", "x": "y" * 40_000})
     assert atomic_frames(control) == [control]
@@ -55,9 +55,9 @@ def test_every_write_is_whole_frames_within_the_atomic_size(monkeypatch: pytest.
         connection.attached = True
         monkeypatch.setattr(os, "write", fake_write)
         sent = [
-            encode_frame(1, Kind.STDOUT, b"a" * 70_000),
+            encode_frame(1, FrameKind.STDOUT, b"a" * 70_000),
             encode_control(2, {"op": "ok", "big": "b" * 50_000}),
-            *(encode_frame(3, Kind.STDERR, bytes([i]) * 900) for i in range(60)),
+            *(encode_frame(3, FrameKind.STDERR, bytes([i]) * 900) for i in range(60)),
             encode_control(4, {"op": "exit"}),
         ]
         for frame in sent:
@@ -80,7 +80,7 @@ def test_every_write_is_whole_frames_within_the_atomic_size(monkeypatch: pytest.
     everything = FrameDecoder().feed(b"".join(writes))
     assert b"".join(f.payload for f in everything if f.channel == 1) == b"a" * 70_000
     assert [f for f in everything if f.channel in (2, 4)] == [
-        Frame(2, Kind.CONTROL, sent[1][13:]),
-        Frame(4, Kind.CONTROL, sent[-1][13:]),
+        Frame(2, FrameKind.CONTROL, sent[1][13:]),
+        Frame(4, FrameKind.CONTROL, sent[-1][13:]),
     ]
     assert all(len(w) <= ATOMIC_WRITE for w in writes)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from shells.domain.errors import InvalidRequest
-from shells.domain.network import NetworkMode, NetworkPolicy, PrivateNetwork, parse_allow_rule
+from shells.domain.network import NetworkAccess, NetworkMode, PrivateNetwork, parse_allow_rule
 from shells.runtime.host import netns
 from shells.runtime.network import conntrack
 from shells.runtime.network.dataplane import HostNetwork, ShellAddresses
@@ -33,15 +33,15 @@ from tests.support.netprobe import Listener, answered, inside, ping, tcp, udp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, nftables)")
 
-SEALED = NetworkPolicy(NetworkMode.SEALED)
-LOCALHOST = NetworkPolicy(NetworkMode.LOCALHOST)
-INTERNET = NetworkPolicy(NetworkMode.INTERNET)
+SEALED = NetworkAccess(NetworkMode.SEALED)
+LOCALHOST = NetworkAccess(NetworkMode.LOCALHOST)
+INTERNET = NetworkAccess(NetworkMode.INTERNET)
 REFUSED = errno.ECONNREFUSED  # a refused TCP connect(): the host answers with a reset
 FAST_S = 1.5  # well under the probes' 2 s timeout: an answer, not a silent drop
 
 
-def allow(*entries: str) -> NetworkPolicy:
-    return NetworkPolicy(NetworkMode.INTERNET, entries)
+def allow(*entries: str) -> NetworkAccess:
+    return NetworkAccess(NetworkMode.INTERNET, entries)
 
 
 def objects_of(instance: str) -> list[str]:
@@ -113,7 +113,7 @@ def network(net_workdir: Path, internet: FakeInternet) -> Iterator[HostNetwork]:
 def shells(network: HostNetwork, net_workdir: Path) -> Iterator[Callable[..., Shell]]:
     made: list[Shell] = []
 
-    def make(policy: NetworkPolicy, networks: tuple[PrivateNetwork, ...] = (), name: str = "") -> Shell:
+    def make(policy: NetworkAccess, networks: tuple[PrivateNetwork, ...] = (), name: str = "") -> Shell:
         host_id = f"t{len(made)}{os.urandom(3).hex()}"
         path = str(net_workdir / "ns" / host_id)
         netns.create_sealed_netns(path)
@@ -254,7 +254,7 @@ def test_resolved_addresses_for_a_rule_the_shell_lacks_are_ignored(
 
 @pytest.mark.parametrize("policy", [INTERNET, allow("169.254.169.254", "169.254.0.0/16:80")])
 def test_the_metadata_address_is_refused_whatever_the_policy(
-    shells: Callable[..., Shell], internet: FakeInternet, policy: NetworkPolicy
+    shells: Callable[..., Shell], internet: FakeInternet, policy: NetworkAccess
 ) -> None:
     s = shells(policy)
     assert tcp(s.netns, "169.254.169.254", 80) == REFUSED

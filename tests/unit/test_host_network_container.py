@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from shells.domain.execution import ExecExit, ExecSpec, OutputChunk
-from shells.domain.network import NetworkMode, NetworkPolicy
+from shells.domain.network import NetworkAccess, NetworkMode
 from shells.domain.shapes import SHAPES
 from shells.runtime.backend import ShellSpec
 from shells.runtime.container.backend import ContainerBackend
@@ -77,14 +77,14 @@ def sh(backend: ContainerBackend, host_id: str, command: str) -> tuple[int, str]
     return anyio.run(run)
 
 
-def spec(host_id: str, policy: NetworkPolicy) -> ShellSpec:
+def spec(host_id: str, policy: NetworkAccess) -> ShellSpec:
     return ShellSpec(host_id=host_id, template=TEMPLATE, shape=next(iter(SHAPES.values())), network=policy)
 
 
 def test_an_internet_container_reaches_the_outside_through_nat_and_cannot_rewire_itself(
     backend: ContainerBackend, internet: FakeInternet
 ) -> None:
-    anyio.run(backend.create, spec("ctnet1", NetworkPolicy(NetworkMode.INTERNET)))
+    anyio.run(backend.create, spec("ctnet1", NetworkAccess(NetworkMode.INTERNET)))
     try:
         gateway = backend.network.gateway_addresses()[0]
         assert sh(backend, "ctnet1", "cat /etc/resolv.conf") == (0, f"nameserver {gateway}\n")
@@ -105,14 +105,14 @@ def test_an_internet_container_reaches_the_outside_through_nat_and_cannot_rewire
 
 
 def test_set_network_changes_a_running_container_without_a_restart(backend: ContainerBackend) -> None:
-    anyio.run(backend.create, spec("ctnet2", NetworkPolicy(NetworkMode.SEALED)))
+    anyio.run(backend.create, spec("ctnet2", NetworkAccess(NetworkMode.SEALED)))
     try:
         pid_before = sh(backend, "ctnet2", "cat /proc/1/stat | cut -d' ' -f22")[1]
         assert "Network is unreachable" in sh(backend, "ctnet2", FETCH.format("198.51.100.10"))[1]
-        anyio.run(backend.set_network, "ctnet2", NetworkPolicy(NetworkMode.INTERNET, ("198.51.100.10",)))
+        anyio.run(backend.set_network, "ctnet2", NetworkAccess(NetworkMode.INTERNET, ("198.51.100.10",)))
         assert sh(backend, "ctnet2", FETCH.format("198.51.100.10"))[1].startswith("198.51.100.10:80")
         assert "Connection refused" in sh(backend, "ctnet2", FETCH.format("198.51.100.11"))[1]
-        anyio.run(backend.set_network, "ctnet2", NetworkPolicy(NetworkMode.SEALED))
+        anyio.run(backend.set_network, "ctnet2", NetworkAccess(NetworkMode.SEALED))
         assert "Network is unreachable" in sh(backend, "ctnet2", FETCH.format("198.51.100.10"))[1]
         assert sh(backend, "ctnet2", "cat /proc/1/stat | cut -d' ' -f22")[1] == pid_before  # same PID 1
     finally:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shells.domain.errors import InvalidRequest, QuotaExceeded
-from shells.domain.network import NetworkMode, NetworkPolicy, Protocol, parse_allow_rule
+from shells.domain.network import NetworkAccess, NetworkMode, Protocol, parse_allow_rule
 from shells.runtime.network.addressing import (
     InstanceRange,
     check_override,
@@ -67,7 +67,7 @@ def test_port_names_carry_the_instance_and_fit_an_interface_name() -> None:
 
 
 def test_allow_elements_group_by_shape_and_collapse_nested_networks() -> None:
-    rules = NetworkPolicy(
+    rules = NetworkAccess(
         NetworkMode.INTERNET,
         (
             "198.51.100.0/24",
@@ -93,7 +93,7 @@ def test_allow_elements_group_by_shape_and_collapse_nested_networks() -> None:
 
 def test_resolved_addresses_skip_what_static_elements_already_hold() -> None:
     rules = Ruleset("abcd1234", A("10.200.0.1"), N("10.200.0.0/16"))
-    static = allow_elements(NetworkPolicy(NetworkMode.INTERNET, ("198.51.100.0/24",)).rules)
+    static = allow_elements(NetworkAccess(NetworkMode.INTERNET, ("198.51.100.0/24",)).rules)
     rule = parse_allow_rule("mirror.example.org")
     text = rules.resolved(3, rule, [A("198.51.100.4"), A("203.0.113.4")], 5, static)
     assert text == "add element inet shells_abcd1234 a3 { 203.0.113.4/32 timeout 30s }\n"

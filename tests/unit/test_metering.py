@@ -18,7 +18,7 @@ from shells.control.metering import Metering, rate_card
 from shells.control.suspend import Suspension
 from shells.domain.errors import BudgetExceeded, InvalidRequest, PermissionDenied, TenantNotFound
 from shells.domain.isolation import Language, Runtime
-from shells.domain.network import NetworkMode, NetworkPolicy
+from shells.domain.network import NetworkAccess, NetworkMode
 from shells.domain.principal import ADMIN_SCOPES, Principal
 from shells.domain.shell import ShellRecord
 from shells.domain.states import ShellState
@@ -75,7 +75,7 @@ def new_shell(
         runtime=runtime,
         language=Language.PYTHON,
         template="python:1",
-        network=NetworkPolicy(NetworkMode.SEALED),
+        network=NetworkAccess(NetworkMode.SEALED),
         shape=shape,
         region="local",
         created_at=now,

@@ -20,7 +20,7 @@ from shells.guest.protocol import (
     MAX_PAYLOAD,
     Frame,
     FrameDecoder,
-    Kind,
+    FrameKind,
     decode_control,
     encode_control,
     encode_frame,
@@ -154,7 +154,7 @@ def test_a_link_whose_agent_lost_its_step_is_reset_and_works_again(
         answered = 0
         while data := await reader.read(65536):
             for frame in decoder.feed(data):
-                if frame.kind is not Kind.CONTROL:
+                if frame.kind is not FrameKind.CONTROL:
                     continue  # the bogus frame its lost step made up
                 message = decode_control(frame.payload)
                 if message["op"] == "resync":
@@ -188,9 +188,9 @@ def test_a_link_whose_agent_lost_its_step_is_reset_and_works_again(
 
 def test_the_scanner_takes_only_frames_of_open_channels_split_anywhere() -> None:
     open_channels = {111, 2**62 + 5}
-    good = [Frame(111, Kind.STDOUT, b"out"), Frame(2**62 + 5, Kind.CONTROL, b'{"op":"ok"}')]
+    good = [Frame(111, FrameKind.STDOUT, b"out"), Frame(2**62 + 5, FrameKind.CONTROL, b'{"op":"ok"}')]
     noise = [
-        encode_frame(112, Kind.STDOUT, b"forged"),
+        encode_frame(112, FrameKind.STDOUT, b"forged"),
         b"\x00\x00",
         struct.pack(">IQB", MAX_PAYLOAD, 999, 2),
         os.urandom(5000),

@@ -13,8 +13,8 @@ from shells.domain.network import (
     AllowKind,
     AllowRule,
     BlockedAttempt,
+    NetworkAccess,
     NetworkMode,
-    NetworkPolicy,
     PrivateNetwork,
     Protocol,
     parse_allow_rule,
@@ -97,22 +97,22 @@ def test_rule_shapes_expose_networks_and_protocols() -> None:
 
 
 def test_a_policy_keeps_canonical_deduplicated_entries_and_its_wire_shape() -> None:
-    policy = NetworkPolicy(NetworkMode.INTERNET, ("PyPI.org", "pypi.org.", "198.51.100.10:443/TCP"))
+    policy = NetworkAccess(NetworkMode.INTERNET, ("PyPI.org", "pypi.org.", "198.51.100.10:443/TCP"))
     assert policy.allow == ("pypi.org", "198.51.100.10:443/tcp")
     assert [r.kind for r in policy.rules] == [AllowKind.HOST, AllowKind.IP]
     assert policy.to_dict() == {"mode": "internet", "allow": ["pypi.org", "198.51.100.10:443/tcp"]}
-    assert policy == NetworkPolicy(NetworkMode.INTERNET, ("pypi.org", "198.51.100.10:443/tcp"))
-    assert policy.restricted and not NetworkPolicy(NetworkMode.INTERNET).restricted
+    assert policy == NetworkAccess(NetworkMode.INTERNET, ("pypi.org", "198.51.100.10:443/tcp"))
+    assert policy.restricted and not NetworkAccess(NetworkMode.INTERNET).restricted
 
 
 def test_a_policy_refuses_bad_entries_a_list_outside_internet_and_too_many_entries() -> None:
     with pytest.raises(InvalidRequest, match="not valid"):
-        NetworkPolicy(NetworkMode.INTERNET, ("pypi.org", "not a host"))
+        NetworkAccess(NetworkMode.INTERNET, ("pypi.org", "not a host"))
     with pytest.raises(InvalidRequest, match="only applies to mode 'internet'"):
-        NetworkPolicy(NetworkMode.LOCALHOST, ("pypi.org",))
+        NetworkAccess(NetworkMode.LOCALHOST, ("pypi.org",))
     many = tuple(f"198.51.100.{i}" for i in range(MAX_ALLOW_RULES + 1))
     with pytest.raises(InvalidRequest, match=f"at most {MAX_ALLOW_RULES}"):
-        NetworkPolicy(NetworkMode.INTERNET, many)
+        NetworkAccess(NetworkMode.INTERNET, many)
 
 
 def test_a_private_network_needs_a_sensible_prefix() -> None:

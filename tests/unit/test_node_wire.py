@@ -11,7 +11,7 @@ import pytest
 from shells.domain.errors import ShellNotFound
 from shells.domain.execution import ExecExit, ExecSpec, OutputChunk, WindowSize
 from shells.domain.isolation import Runtime
-from shells.domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
+from shells.domain.network import NetworkAccess, NetworkMode, PrivateNetwork
 from shells.domain.shapes import get_shape
 from shells.domain.templates import TemplateKind, TemplateMeta
 from shells.node.codec import decode, dumps, encode, loads
@@ -94,7 +94,7 @@ def test_the_contract_values_cross_unchanged() -> None:
         "sh_1",
         "python:1",
         get_shape("s-1vcpu-1gb"),
-        NetworkPolicy(NetworkMode.INTERNET, ("example.com:443",)),
+        NetworkAccess(NetworkMode.INTERNET, ("example.com:443",)),
         networks=(PrivateNetwork("net_1", "lab", IPv4Network("10.9.0.0/24")),),
     )
     meta = TemplateMeta("python:1", TemplateKind.BUILTIN, "base:1", "abc", created_at=datetime.now(UTC))

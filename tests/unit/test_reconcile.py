@@ -15,10 +15,10 @@ import pytest
 from shells.control.context import ControlContext
 from shells.control.inflight import Inflight
 from shells.control.reconcile import reconcile
-from shells.domain.capabilities import EVERY_CLASS, SUSPENDABLE, Capability
+from shells.domain.capabilities import COMMON_CAPABILITIES, SUSPENDABLE, Capability
 from shells.domain.errors import RuntimeFailure
 from shells.domain.isolation import Language, Runtime
-from shells.domain.network import NetworkMode, NetworkPolicy
+from shells.domain.network import NetworkAccess, NetworkMode
 from shells.domain.shell import ShellRecord
 from shells.domain.states import ShellState
 from shells.runtime.backend import Backend, HostInventory, ShellSpec
@@ -86,7 +86,7 @@ def shell_in(store: Store, shell_id: str, state: ShellState) -> None:
             runtime=Runtime.MICROVM,
             language=Language.PYTHON,
             template="python:1",
-            network=NetworkPolicy(NetworkMode.SEALED),
+            network=NetworkAccess(NetworkMode.SEALED),
             shape="s-1vcpu-512mb",
             region="local",
             created_at=now,
@@ -181,7 +181,7 @@ async def test_a_pause_or_resume_the_host_completed_is_recorded(store: Store, tm
 async def test_a_class_that_cannot_pause_is_not_taken_for_paused(store: Store, tmp_path: Path) -> None:
     """A container reported ``paused`` is frozen (mid-snapshot), not paused by anyone."""
     shell_in(store, "sh_c", ShellState.RUNNING)
-    backend = HostBackend(HostInventory(paused={"sh_c"}, stored={"sh_c"}), capabilities=EVERY_CLASS)
+    backend = HostBackend(HostInventory(paused={"sh_c"}, stored={"sh_c"}), capabilities=COMMON_CAPABILITIES)
     await reconcile(context(tmp_path, store, backend))
     assert state_of(store, "sh_c")[0] is ShellState.RUNNING
 

@@ -11,7 +11,7 @@ from shells.control.requests import MAX_NAME, CreateShellRequest, parse_fork_cou
 from shells.control.suspend import idle_due
 from shells.domain.errors import InvalidRequest
 from shells.domain.isolation import Language, Runtime
-from shells.domain.network import NetworkPolicy
+from shells.domain.network import NetworkAccess
 from shells.domain.shell import ShellRecord
 from shells.domain.states import ShellState
 
@@ -54,7 +54,7 @@ def test_a_fork_copies_the_parent_but_has_its_own_id_name_and_state() -> None:
         runtime=Runtime.MICROVM,
         language=Language.GO,
         template="go:1",
-        network=NetworkPolicy(),
+        network=NetworkAccess(),
         shape="s-1vcpu-512mb",
         region="local",
         created_at=now,

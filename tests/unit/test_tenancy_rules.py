@@ -35,7 +35,7 @@ from shells.domain.errors import (
 )
 from shells.domain.ids import new_id
 from shells.domain.isolation import Language, Runtime
-from shells.domain.network import NetworkPolicy
+from shells.domain.network import NetworkAccess
 from shells.domain.principal import Principal
 from shells.domain.shapes import get_shape
 from shells.domain.shell import ShellRecord, SnapshotRecord
@@ -84,7 +84,7 @@ class World:
             runtime=Runtime.CONTAINER,
             language=Language.BASH,
             template="base",
-            network=NetworkPolicy(),
+            network=NetworkAccess(),
             shape=shape,
             region="local",
             created_at=now,

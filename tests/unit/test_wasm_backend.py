@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from shells.domain.errors import FeatureUnavailable
-from shells.domain.network import NetworkMode, NetworkPolicy
+from shells.domain.network import NetworkAccess, NetworkMode
 from shells.domain.shapes import get_shape
 from shells.runtime.backend import ShellSpec
 from shells.runtime.host import btrfs_quota
@@ -62,7 +62,7 @@ def test_without_its_artifacts_the_class_says_why_and_refuses_shells(
     offers = backend.offers()
     assert offers and all(not o.available and backend.unavailable in o.notes for o in offers)
     assert backend.details()["unavailable"] == backend.unavailable
-    spec = ShellSpec("sh_x", "wasm:1", get_shape("s-1vcpu-512mb"), NetworkPolicy(mode=NetworkMode.SEALED))
+    spec = ShellSpec("sh_x", "wasm:1", get_shape("s-1vcpu-512mb"), NetworkAccess(mode=NetworkMode.SEALED))
     with pytest.raises(FeatureUnavailable, match="container"):
         anyio.run(backend.create, spec)
     assert not (pool.mount_dir / "wasm" / "shells" / "sh_x").exists()

@@ -27,7 +27,7 @@ from ..domain.templates import (
     TemplateStatus,
     parse_template_name,
 )
-from ..runtime.container.template_store import TemplateStorage
+from ..runtime.container.template_bits import TemplateBits
 from ..runtime.oci.blobs import BlobStore
 from ..runtime.oci.exporter import blob_dir, export_template
 from ..runtime.oci.importer import image_meta, pull, resolve, unpack
@@ -102,9 +102,9 @@ class ImageTemplates:
         self.tls = tls_context(tuple(cas))
 
     @property
-    def storage(self) -> TemplateStorage:
+    def storage(self) -> TemplateBits:
         bits = getattr(self.templates.backend, "template_bits", None)
-        assert isinstance(bits, TemplateStorage), "templates live in the container class's pool"
+        assert isinstance(bits, TemplateBits), "templates live in the container class's pool"
         return bits
 
     def _existing(self, principal: Principal, name: str, content_hash: str | None) -> TemplateRecord | None:

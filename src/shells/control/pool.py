@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from ..domain.ids import new_id
 from ..domain.isolation import DEFAULT_LANGUAGE, PRESET_TEMPLATES, Language, Runtime
-from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.network import NetworkAccess, NetworkMode
 from ..domain.shapes import DEFAULT_SHAPE
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
@@ -49,7 +49,7 @@ class WarmPool:
         self._wake = asyncio.Event()
 
     def claim(
-        self, *, template: str, shape: str, network: NetworkPolicy, runtime: Runtime
+        self, *, template: str, shape: str, network: NetworkAccess, runtime: Runtime
     ) -> ShellRecord | None:
         if self.size == 0 or runtime is not Runtime.CONTAINER or network.mode is not NetworkMode.SEALED:
             return None
@@ -108,7 +108,7 @@ class WarmPool:
             runtime=Runtime.CONTAINER,
             language=Language.BASH,
             template=template,
-            network=NetworkPolicy(),
+            network=NetworkAccess(),
             shape=DEFAULT_SHAPE,
             region=self.ctx.settings.region,
             node=self.ctx.node_for(Runtime.CONTAINER),

@@ -11,7 +11,7 @@ from ..domain.errors import InvalidRequest
 from ..domain.execution import DEFAULT_EXEC_TIMEOUT_S, ExecSpec, check_env
 from ..domain.isolation import DEFAULT_RUNTIME, Language, Runtime, parse_enum
 from ..domain.mounts import BucketMount, VolumeAttachment
-from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.network import NetworkAccess, NetworkMode
 from ..domain.secrets import check_secret_name
 from ..domain.shapes import DEFAULT_SHAPE, get_shape
 from ..domain.sync import SyncTarget, parse_sync
@@ -70,7 +70,7 @@ def _opt_bool(value: object, field_name: str) -> bool | None:
 class CreateShellRequest:
     language: Language
     runtime: Runtime = DEFAULT_RUNTIME
-    network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    network: NetworkAccess = field(default_factory=NetworkAccess)
     shape: str = DEFAULT_SHAPE
     template: str | None = None
     snapshot: str | None = None
@@ -168,7 +168,7 @@ class CreateShellRequest:
         )
 
 
-def parse_secret_names(value: object, policy: NetworkPolicy) -> tuple[str, ...]:
+def parse_secret_names(value: object, policy: NetworkAccess) -> tuple[str, ...]:
     """A list of secret names; only for shells in mode ``internet`` (the values go out over HTTPS)."""
     if value is None or value == []:
         return ()
@@ -240,12 +240,12 @@ def parse_on_timeout(value: object) -> str:
     return str(value)
 
 
-def parse_network_policy(value: object) -> NetworkPolicy:
+def parse_network_policy(value: object) -> NetworkAccess:
     """``"internet"`` or ``{"mode": "internet", "allow": ["example.org:443", ...]}``; absent → sealed."""
     if value is None:
-        return NetworkPolicy()
+        return NetworkAccess()
     if isinstance(value, str):
-        return NetworkPolicy(parse_enum(NetworkMode, value, "network.mode"))
+        return NetworkAccess(parse_enum(NetworkMode, value, "network.mode"))
     if not isinstance(value, Mapping):
         raise InvalidRequest(
             '\'network\' must be a mode or an object like {"mode": "sealed"}.', {"field": "network"}
@@ -262,7 +262,7 @@ def parse_network_policy(value: object) -> NetworkPolicy:
     mode = parse_enum(NetworkMode, value.get("mode", NetworkMode.SEALED.value), "network.mode")
     if allow and mode is not NetworkMode.INTERNET:
         raise InvalidRequest("'network.allow' only applies to mode 'internet'.", {"field": "network.allow"})
-    return NetworkPolicy(mode, tuple(allow))
+    return NetworkAccess(mode, tuple(allow))
 
 
 @dataclass(frozen=True)

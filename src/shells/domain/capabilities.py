@@ -36,7 +36,7 @@ ALLOWED_STATES: dict[Capability, frozenset[ShellState]] = {
     Capability.FORK: frozenset({ShellState.RUNNING, ShellState.PAUSED}),
 }
 
-EVERY_CLASS: frozenset[Capability] = frozenset(
+COMMON_CAPABILITIES: frozenset[Capability] = frozenset(
     {
         Capability.LOGS,
         Capability.RESTART,
@@ -49,7 +49,11 @@ EVERY_CLASS: frozenset[Capability] = frozenset(
 )
 """What every isolation class can do."""
 
-SUSPENDABLE: frozenset[Capability] = EVERY_CLASS | {Capability.PAUSE, Capability.RESUME, Capability.FORK}
+SUSPENDABLE: frozenset[Capability] = COMMON_CAPABILITIES | {
+    Capability.PAUSE,
+    Capability.RESUME,
+    Capability.FORK,
+}
 """What a class that can save a shell's whole state (pause to zero, fork) can do."""
 
 DESTRUCTIVE: frozenset[Capability] = frozenset(

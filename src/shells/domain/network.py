@@ -180,7 +180,7 @@ def _bad(raw: object, why: str) -> InvalidRequest:
 
 
 @dataclass(frozen=True)
-class NetworkPolicy:
+class NetworkAccess:
     """A shell's network mode and, for ``internet``, its allow list (empty: every public address).
 
     ``allow`` holds the canonical text of each rule (the wire shape); ``rules`` the parsed rules.

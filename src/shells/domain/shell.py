@@ -8,7 +8,7 @@ from typing import Any
 
 from .durable import StoredPart
 from .isolation import Language, Runtime
-from .network import NetworkPolicy
+from .network import NetworkAccess
 from .states import ShellState
 
 
@@ -22,7 +22,7 @@ class ShellRecord:
     runtime: Runtime
     language: Language
     template: str
-    network: NetworkPolicy
+    network: NetworkAccess
     shape: str
     region: str
     created_at: datetime

@@ -19,7 +19,7 @@ from .loop import READ, WRITE, Channel, Connection, RequestError, os_error
 from .protocol import (
     EXEC_CHUNK,
     BadMessage,
-    Kind,
+    FrameKind,
     encode_frame,
     get_bool,
     get_float,
@@ -57,7 +57,9 @@ class _Stdio:
 
     __slots__ = ("child", "outputs", "stdin", "terminal")
 
-    def __init__(self, child: tuple[int, int, int], outputs: dict[int, Kind], stdin: int, terminal: bool):
+    def __init__(
+        self, child: tuple[int, int, int], outputs: dict[int, FrameKind], stdin: int, terminal: bool
+    ):
         self.child = child
         self.outputs = outputs
         self.stdin = stdin
@@ -78,7 +80,7 @@ class _Stdio:
 def _pipe_stdio(wants_stdin: bool) -> _Stdio:
     (out_r, out_w), (err_r, err_w), *stdin_pipe = _pipes(3 if wants_stdin else 2)
     in_r, in_w = stdin_pipe[0] if stdin_pipe else (subprocess.DEVNULL, -1)
-    return _Stdio((in_r, out_w, err_w), {out_r: Kind.STDOUT, err_r: Kind.STDERR}, in_w, False)
+    return _Stdio((in_r, out_w, err_w), {out_r: FrameKind.STDOUT, err_r: FrameKind.STDERR}, in_w, False)
 
 
 def _pty_stdio(cols: int, rows: int) -> _Stdio:
@@ -93,7 +95,7 @@ def _pty_stdio(cols: int, rows: int) -> _Stdio:
         os.close(main)
         os.close(terminal)
         raise
-    return _Stdio((terminal, terminal, terminal), {main: Kind.STDOUT}, writer, True)
+    return _Stdio((terminal, terminal, terminal), {main: FrameKind.STDOUT}, writer, True)
 
 
 def set_window(fd: int, cols: int, rows: int) -> None:
@@ -227,7 +229,7 @@ class ExecChannel(Channel):
         self.truncated = self.timed_out = self.killed = False
         self.status: int | None = None
         self.ended = self.grace_deadline = 0.0
-        self.pipes: dict[int, Kind] = dict(stdio.outputs)
+        self.pipes: dict[int, FrameKind] = dict(stdio.outputs)
         self._readers = {fd: functools.partial(self._on_pipe, fd) for fd in self.pipes}
         self.stdin_fd: int | None = stdio.stdin if wants_stdin else None
         self.accepts_stdin = wants_stdin
@@ -306,10 +308,10 @@ class ExecChannel(Channel):
             with suppress(OSError):
                 set_window(self.stdin_fd, cols, rows)
 
-    def on_data(self, kind: Kind, payload: bytes) -> None:
-        if not self.accepts_stdin or kind not in (Kind.STDIN, Kind.EOF):
+    def on_data(self, kind: FrameKind, payload: bytes) -> None:
+        if not self.accepts_stdin or kind not in (FrameKind.STDIN, FrameKind.EOF):
             super().on_data(kind, payload)
-        if kind is Kind.EOF:
+        if kind is FrameKind.EOF:
             self.accepts_stdin = False
         elif self.stdin_fd is not None:
             self.stdin_buffer += payload

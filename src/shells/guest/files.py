@@ -14,7 +14,7 @@ from .accounts import account_of, chown_to
 from .loop import Channel, Connection, RequestError, os_error
 from .protocol import (
     FILE_CHUNK,
-    Kind,
+    FrameKind,
     encode_frame,
     get_bool,
     get_int,
@@ -239,7 +239,7 @@ class ReadFileChannel(Channel):
                 return
             if not data:
                 self.release()
-                self.connection.send(encode_frame(self.id, Kind.EOF))
+                self.connection.send(encode_frame(self.id, FrameKind.EOF))
                 self.finish({"op": "ok", "size": self.size})
                 return
             self.size += len(data)
@@ -249,7 +249,7 @@ class ReadFileChannel(Channel):
                     RequestError("payload_too_large", f"{self.path} grew past the limit.").as_message()
                 )
                 return
-            self.connection.send(encode_frame(self.id, Kind.DATA, data))
+            self.connection.send(encode_frame(self.id, FrameKind.DATA, data))
         self.agent.soon.append(self.pump)
 
     def resume(self) -> None:
@@ -297,12 +297,12 @@ class WriteFileChannel(Channel):
         super().__init__(connection, channel_id)
         self.size = 0
 
-    def on_data(self, kind: Kind, payload: bytes) -> None:
-        if self.fd is None or kind not in (Kind.DATA, Kind.EOF):
+    def on_data(self, kind: FrameKind, payload: bytes) -> None:
+        if self.fd is None or kind not in (FrameKind.DATA, FrameKind.EOF):
             super().on_data(kind, payload)
             return
         try:
-            if kind is Kind.DATA:
+            if kind is FrameKind.DATA:
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(self.fd, view) :]

@@ -37,7 +37,7 @@ from .protocol import (
     BadMessage,
     Frame,
     FrameDecoder,
-    Kind,
+    FrameKind,
     ProtocolError,
     decode_control,
     encode_control,
@@ -316,12 +316,12 @@ class Connection:
 
     def _dispatch(self, frame: Frame) -> None:
         channel = self.channels.get(frame.channel)
-        if frame.kind is Kind.CONTROL:
+        if frame.kind is FrameKind.CONTROL:
             if channel is None:
                 self._open(frame.channel, frame.payload)
             else:
                 channel.on_control(decode_control(frame.payload))
-        elif frame.kind in (Kind.STDIN, Kind.DATA, Kind.EOF):
+        elif frame.kind in (FrameKind.STDIN, FrameKind.DATA, FrameKind.EOF):
             # Frames for an unknown channel are late arrivals for one that already ended (a process that
             # exited before reading all its stdin, an upload that failed): drop them.
             if channel is not None:
@@ -450,7 +450,7 @@ class Channel:
             raise BadMessage(f"channel {self.id} is already open")
         self.cancel()
 
-    def on_data(self, kind: Kind, payload: bytes) -> None:
+    def on_data(self, kind: FrameKind, payload: bytes) -> None:
         raise BadMessage(f"channel {self.id} does not take {kind.name} frames")
 
     def pause(self) -> None:

@@ -5,7 +5,7 @@ Every frame is::
 
     uint32 length   big-endian, counts everything after itself: 8 + 1 + len(payload)
     uint64 channel  big-endian, chosen by the host at random (``new_channel_id``), unique while open
-    uint8  kind     one of Kind
+    uint8  kind     one of FrameKind
     bytes  payload  at most MAX_PAYLOAD bytes
 
 Channel ids are random, not sequential, because inside a microvm the guest's root can write into the
@@ -59,7 +59,7 @@ HEADER_SIZE = HEADER.size
 _LENGTH_OVERHEAD = HEADER_SIZE - 4  # channel + kind, counted by the length field
 
 
-class Kind(enum.IntEnum):
+class FrameKind(enum.IntEnum):
     CONTROL = 1
     STDOUT = 2
     STDERR = 3
@@ -81,7 +81,7 @@ if TYPE_CHECKING:
 
     class Frame(NamedTuple):
         channel: int
-        kind: Kind
+        kind: FrameKind
         payload: bytes
 
 else:  # the same tuple without importing typing, a sixth of the agent's start (``agent_runtime``)
@@ -100,7 +100,7 @@ def frame_parts(frames: bytes | bytearray, offset: int = 0) -> tuple[int, int, i
     return channel, kind, 4 + length
 
 
-def encode_frame(channel: int, kind: Kind, payload: bytes = b"") -> bytes:
+def encode_frame(channel: int, kind: FrameKind, payload: bytes = b"") -> bytes:
     if not 0 <= channel <= MAX_CHANNEL:
         raise ValueError(f"channel {channel} is out of range")
     if len(payload) > MAX_PAYLOAD:
@@ -110,21 +110,21 @@ def encode_frame(channel: int, kind: Kind, payload: bytes = b"") -> bytes:
 
 def encode_control(channel: int, message: Mapping[str, object]) -> bytes:
     payload = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
-    return encode_frame(channel, Kind.CONTROL, payload)
+    return encode_frame(channel, FrameKind.CONTROL, payload)
 
 
-def decode_header(header: bytes) -> tuple[int, int, Kind]:
+def decode_header(header: bytes) -> tuple[int, int, FrameKind]:
     """Validate a frame header; return (payload length, channel, kind)."""
     return _validate_header(*HEADER.unpack(header))
 
 
-def _validate_header(length: int, channel: int, kind: int) -> tuple[int, int, Kind]:
+def _validate_header(length: int, channel: int, kind: int) -> tuple[int, int, FrameKind]:
     if length < _LENGTH_OVERHEAD:
         raise ProtocolError(f"frame length {length} is shorter than its header")
     if length - _LENGTH_OVERHEAD > MAX_PAYLOAD:
         raise ProtocolError(f"frame payload of {length - _LENGTH_OVERHEAD} bytes exceeds {MAX_PAYLOAD}")
     try:
-        return length - _LENGTH_OVERHEAD, channel, Kind(kind)
+        return length - _LENGTH_OVERHEAD, channel, FrameKind(kind)
     except ValueError:
         raise ProtocolError(f"unknown frame kind {kind}") from None
 

@@ -23,7 +23,7 @@ from .loop import Agent, Connection, RequestError, log
 from .protocol import (
     HEADER_SIZE,
     FrameDecoder,
-    Kind,
+    FrameKind,
     encode_frame,
     frame_parts,
     get_bool,
@@ -41,7 +41,7 @@ ATOMIC_WRITE = 32 * 1024
 root can write to the port too (it can copy the agent's fd), so the agent writes whole frames of at
 most this size per call: another writer's bytes then fall between frames, never inside one, and the
 host, which drops what is not a frame of a channel it opened, reads every frame of ours intact."""
-_SPLITTABLE = frozenset({Kind.STDOUT, Kind.STDERR, Kind.DATA})
+_SPLITTABLE = frozenset({FrameKind.STDOUT, FrameKind.STDERR, FrameKind.DATA})
 
 
 def atomic_frames(frame: bytes) -> list[bytes]:
@@ -54,7 +54,8 @@ def atomic_frames(frame: bytes) -> list[bytes]:
     payload = memoryview(frame)[HEADER_SIZE:]
     step = ATOMIC_WRITE - HEADER_SIZE
     return [
-        encode_frame(channel, Kind(kind), bytes(payload[i : i + step])) for i in range(0, len(payload), step)
+        encode_frame(channel, FrameKind(kind), bytes(payload[i : i + step]))
+        for i in range(0, len(payload), step)
     ]
 
 

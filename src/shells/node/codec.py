@@ -30,7 +30,7 @@ from ..domain.execution import (
     WindowSize,
 )
 from ..domain.isolation import Language, Runtime
-from ..domain.network import AllowKind, AllowRule, BlockedAttempt, NetworkMode, NetworkPolicy, PrivateNetwork
+from ..domain.network import AllowKind, AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
 from ..domain.network import Protocol as NetProtocol
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
@@ -60,7 +60,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
         FileChange,
         KeptProcess,
         AllowRule,
-        NetworkPolicy,
+        NetworkAccess,
         PrivateNetwork,
         BlockedAttempt,
         Shape,

@@ -25,7 +25,7 @@ from ..domain.capabilities import Capability
 from ..domain.errors import ActionNotSupported
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
-from ..domain.network import AllowRule, BlockedAttempt, NetworkMode, NetworkPolicy, PrivateNetwork
+from ..domain.network import AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.templates import BuildProgress, TemplateMeta
@@ -171,7 +171,7 @@ class RemoteBackend:
     async def stop(self, host_id: str) -> None:
         await self._call("stop", host_id)
 
-    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+    async def set_network(self, host_id: str, policy: NetworkAccess) -> None:
         await self._call("set_network", host_id, policy)
 
     async def destroy(self, host_id: str) -> None:
@@ -347,8 +347,8 @@ class RemoteNetwork:
     def client_of(self, ip: IPv4Address | IPv6Address) -> str | None:
         return cast(str | None, self._call("client_of", ip))
 
-    def policy_of(self, host_id: str) -> NetworkPolicy | None:
-        return cast(NetworkPolicy | None, self._call("policy_of", host_id))
+    def policy_of(self, host_id: str) -> NetworkAccess | None:
+        return cast(NetworkAccess | None, self._call("policy_of", host_id))
 
     def netns_of(self, host_id: str) -> str | None:
         return cast(str | None, self._call("netns_of", host_id))

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..domain.errors import FeatureUnavailable, Unavailable
 from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
-from ..domain.network import AllowRule, BlockedAttempt, NetworkPolicy, PrivateNetwork
+from ..domain.network import AllowRule, BlockedAttempt, NetworkAccess, PrivateNetwork
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.templates import BuildProgress, TemplateMeta
@@ -152,7 +152,7 @@ class RoutedBackend:
     async def stop(self, host_id: str) -> None:
         await self._at(host_id).stop(host_id)
 
-    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+    async def set_network(self, host_id: str, policy: NetworkAccess) -> None:
         await self._at(host_id).set_network(host_id, policy)
 
     async def destroy(self, host_id: str) -> None:
@@ -285,7 +285,7 @@ class RoutedNetwork:
     def client_of(self, ip: IPv4Address | IPv6Address) -> str | None:
         return next((c for n in self.nodes.values() if (c := n.client_of(ip)) is not None), None)
 
-    def policy_of(self, host_id: str) -> NetworkPolicy | None:
+    def policy_of(self, host_id: str) -> NetworkAccess | None:
         return self._at(host_id).policy_of(host_id)
 
     def netns_of(self, host_id: str) -> str | None:

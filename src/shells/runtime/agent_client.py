@@ -48,7 +48,7 @@ from shells.guest.protocol import (
     MAX_PAYLOAD,
     BadMessage,
     Frame,
-    Kind,
+    FrameKind,
     ProtocolError,
     decode_control,
     decode_header,
@@ -262,7 +262,7 @@ class _Channel:
 
     def expect(self, frame: Frame, op: str) -> dict[str, object]:
         """Check a control frame: the expected op, or an error (which also ends the channel)."""
-        if frame.kind is not Kind.CONTROL:
+        if frame.kind is not FrameKind.CONTROL:
             raise AgentError(f"The shell agent sent an unexpected {frame.kind.name} frame.")
         message = _decode(frame.payload)
         if message["op"] == "error":
@@ -272,7 +272,7 @@ class _Channel:
             raise AgentError(f"The shell agent answered {message['op']!r} where {op!r} was expected.")
         return message
 
-    async def send(self, kind: Kind, payload: bytes, deadline: float) -> None:
+    async def send(self, kind: FrameKind, payload: bytes, deadline: float) -> None:
         await self._connection.write(encode_frame(self.id, kind, payload), deadline)
 
     async def send_control(self, message: Mapping[str, object], deadline: float) -> None:
@@ -583,8 +583,8 @@ class AgentClient:
             request = {"op": "read_file", "path": path, "max_bytes": max_bytes}
             await channel.send_control(request, self._deadline())
             received = 0
-            while (frame := await channel.recv(self._deadline())).kind is not Kind.EOF:
-                if frame.kind is not Kind.DATA:
+            while (frame := await channel.recv(self._deadline())).kind is not FrameKind.EOF:
+                if frame.kind is not FrameKind.DATA:
                     channel.final(frame, "ok")  # raises the agent's error
                     raise AgentError("The shell agent ended a download without its EOF frame.")
                 received += len(frame.payload)
@@ -618,9 +618,9 @@ class AgentClient:
                 if channel.has_frames:
                     break  # the agent already answered, which can only be an error: stop sending
                 for offset in range(0, len(chunk), FILE_CHUNK):
-                    await channel.send(Kind.DATA, chunk[offset : offset + FILE_CHUNK], self._deadline())
+                    await channel.send(FrameKind.DATA, chunk[offset : offset + FILE_CHUNK], self._deadline())
             else:
-                await channel.send(Kind.EOF, b"", self._deadline())
+                await channel.send(FrameKind.EOF, b"", self._deadline())
             reply = channel.final(await channel.recv(self._deadline()), "ok")
         try:
             return get_int(reply, "size")
@@ -705,13 +705,13 @@ class AgentTerminal:
 
     async def read(self) -> bytes | ExecExit:
         frame = await self._channel.recv(self._deadline)
-        if frame.kind is Kind.STDOUT:
+        if frame.kind is FrameKind.STDOUT:
             return frame.payload
         return _exit_from(self._channel.final(frame, "exit"))
 
     async def write(self, data: bytes) -> None:
         for offset in range(0, len(data), FILE_CHUNK):
-            await self._channel.send(Kind.STDIN, data[offset : offset + FILE_CHUNK], self._op_deadline())
+            await self._channel.send(FrameKind.STDIN, data[offset : offset + FILE_CHUNK], self._op_deadline())
 
     async def resize(self, cols: int, rows: int) -> None:
         await self._channel.send_control({"op": "resize", "cols": cols, "rows": rows}, self._op_deadline())
@@ -725,9 +725,9 @@ async def _process_events(
     yield _started_from(channel.expect(await channel.recv(start_deadline), "started"))
     while True:
         frame = await channel.recv(deadline)
-        if frame.kind is Kind.STDOUT or frame.kind is Kind.STDERR:
+        if frame.kind is FrameKind.STDOUT or frame.kind is FrameKind.STDERR:
             if data := output.keep(frame.payload):
-                yield OutputChunk("stdout" if frame.kind is Kind.STDOUT else "stderr", data)
+                yield OutputChunk("stdout" if frame.kind is FrameKind.STDOUT else "stderr", data)
         else:
             yield output.mark(_exit_from(channel.final(frame, "exit")))
             return
@@ -741,7 +741,7 @@ async def _feed_stdin(
 
     async def send(chunk: bytes) -> None:
         for offset in range(0, len(chunk), FILE_CHUNK):
-            await channel.send(Kind.STDIN, chunk[offset : offset + FILE_CHUNK], deadline)
+            await channel.send(FrameKind.STDIN, chunk[offset : offset + FILE_CHUNK], deadline)
 
     with contextlib.suppress(AgentError):
         await send(data)
@@ -753,4 +753,4 @@ async def _feed_stdin(
                     )
                 else:
                     await send(item)
-        await channel.send(Kind.EOF, b"", deadline)
+        await channel.send(FrameKind.EOF, b"", deadline)

@@ -17,7 +17,7 @@ from ..domain.capabilities import Capability
 from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
 from ..domain.mounts import BucketMount
-from ..domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
+from ..domain.network import NetworkAccess, NetworkMode, PrivateNetwork
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.shapes import Shape
@@ -64,7 +64,7 @@ class ShellSpec:
     host_id: str
     template: str
     shape: Shape
-    network: NetworkPolicy
+    network: NetworkAccess
     source_snapshot: str | None = None
     cache_dirs: tuple[str, ...] = ()
     """Directories inside the shell backed by a per-instance cache that every shell asking for the same
@@ -146,7 +146,7 @@ class Backend(Protocol):
     async def stop(self, host_id: str) -> None:
         """End every process of the shell; keep its filesystem."""
 
-    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+    async def set_network(self, host_id: str, policy: NetworkAccess) -> None:
         """Apply a new network policy to a running shell without restarting it (mode changes too);
         for a shell that is not running this does nothing: its next start uses its spec."""
 

@@ -18,7 +18,7 @@ from ..domain.clock import SYSTEM_CLOCK, Clock
 from ..domain.durable import StoredPart
 from ..domain.errors import RecordUnavailable, ShellNotFound
 from ..domain.isolation import Language, Runtime
-from ..domain.network import NetworkMode, NetworkPolicy
+from ..domain.network import NetworkAccess, NetworkMode
 from ..domain.shell import EventRecord, ShellRecord, SnapshotRecord
 from ..domain.states import ShellState, transition
 from .tables import EventRow, ShellRow, SnapshotRow
@@ -72,7 +72,7 @@ def _shell_from_row(row: ShellRow) -> ShellRecord:
         runtime=Runtime(row.runtime),
         language=Language(row.language),
         template=row.template,
-        network=NetworkPolicy(NetworkMode(net["mode"]), tuple(net.get("allow", ()))),
+        network=NetworkAccess(NetworkMode(net["mode"]), tuple(net.get("allow", ()))),
         shape=row.shape,
         region=row.region,
         env=dict(row.env),

@@ -42,12 +42,12 @@ from pathlib import Path
 
 import anyio
 
-from ...domain.capabilities import EVERY_CLASS
+from ...domain.capabilities import COMMON_CAPABILITIES
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
 from ...domain.limits import MOUNT_CACHE_BYTES
-from ...domain.network import NetworkMode, NetworkPolicy
+from ...domain.network import NetworkAccess, NetworkMode
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
 from ...domain.samples import ResourceUsage
 from ...domain.templates import BuildProgress, TemplateMeta
@@ -68,7 +68,7 @@ from . import host_view
 from .bundle import AGENT_DIR, AGENT_LISTEN_FD, DEFAULT_PATH, BundlePaths, build_config
 from .crun import Crun
 from .shell_disk import ShellDisk
-from .template_store import TemplateStorage
+from .template_bits import TemplateBits
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def host_pool(settings: Settings) -> BtrfsPool:
 
 class ContainerBackend:
     runtime = Runtime.CONTAINER
-    capabilities = EVERY_CLASS
+    capabilities = COMMON_CAPABILITIES
 
     network_modes = frozenset(NetworkMode)
     port_address = LOOPBACK
@@ -131,7 +131,7 @@ class ContainerBackend:
         self._shared = self.run_dir / "shared"
         self._runtime_tmpfs = self.run_dir / "runtime"
         self._runtime: agent_runtime.AgentRuntime | None = None
-        self.template_bits = TemplateStorage(self.pool, settings.host_ca_dir)
+        self.template_bits = TemplateBits(self.pool, settings.host_ca_dir)
         self.disk = ShellDisk(self.pool)
         self._builtins = BuiltinTemplates(self, self.template_bits, settings.cache_dir)
 
@@ -599,7 +599,7 @@ class ContainerBackend:
         self.pool.discard()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+    async def set_network(self, host_id: str, policy: NetworkAccess) -> None:
         """Apply ``policy`` to a running shell at once; a stopped one gets it from its spec at start."""
         if self.network.policy_of(host_id) is not None:
             await anyio.to_thread.run_sync(self.network.set_policy, host_id, policy)

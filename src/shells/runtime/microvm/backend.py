@@ -37,7 +37,7 @@ from ...domain.capabilities import SUSPENDABLE
 from ...domain.errors import ActionNotSupported, AgentError, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
-from ...domain.network import NetworkMode, NetworkPolicy
+from ...domain.network import NetworkAccess, NetworkMode
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
 from ...domain.samples import ResourceUsage
 from ...domain.templates import BuildProgress, TemplateMeta
@@ -928,7 +928,7 @@ class MicrovmBackend:
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+    async def set_network(self, host_id: str, policy: NetworkAccess) -> None:
         """Like a container: the shell's namespace changes at once, the guest is not touched."""
         if self.vmnet.network.policy_of(host_id) is not None:
             await anyio.to_thread.run_sync(self.vmnet.network.set_policy, host_id, policy)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Collection
 
-from ...guest.protocol import HEADER, HEADER_SIZE, MAX_PAYLOAD, Frame, Kind
+from ...guest.protocol import HEADER, HEADER_SIZE, MAX_PAYLOAD, Frame, FrameKind
 
 _ID = struct.Struct(">Q")
 _ID_AT = 4
 """Where the channel id sits in a header (after the length)."""
 _LENGTH_OVERHEAD = HEADER_SIZE - 4
-_KINDS = frozenset(int(kind) for kind in Kind)
+_KINDS = frozenset(int(kind) for kind in FrameKind)
 
 
 class FrameScanner:
@@ -44,7 +44,7 @@ class FrameScanner:
                 end = offset + 4 + length
                 if len(buffer) < end:
                     break
-                frames.append(Frame(channel, Kind(kind), bytes(buffer[offset + HEADER_SIZE : end])))
+                frames.append(Frame(channel, FrameKind(kind), bytes(buffer[offset + HEADER_SIZE : end])))
                 offset = end
                 continue
             following = self._next_candidate(offset + 1)

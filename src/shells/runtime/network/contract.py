@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
-from shells.domain.network import AllowRule, BlockedAttempt, NetworkPolicy, PrivateNetwork
+from shells.domain.network import AllowRule, BlockedAttempt, NetworkAccess, PrivateNetwork
 
 from .addressing import InstanceRange
 
@@ -42,7 +42,7 @@ class InstanceNetwork(Protocol):
 
     def client_of(self, ip: IPv4Address | IPv6Address) -> str | None: ...
 
-    def policy_of(self, host_id: str) -> NetworkPolicy | None: ...
+    def policy_of(self, host_id: str) -> NetworkAccess | None: ...
 
     def netns_of(self, host_id: str) -> str | None:
         """The name of the shell's network namespace (the egress proxy dials from inside it)."""

@@ -38,7 +38,7 @@ from shells.domain.errors import Conflict, InvalidRequest, RuntimeFailure
 from shells.domain.network import (
     AllowRule,
     BlockedAttempt,
-    NetworkPolicy,
+    NetworkAccess,
     PrivateNetwork,
 )
 from shells.settings import Settings
@@ -59,7 +59,7 @@ from .addressing import (
 from .blocked import counted_by_slot, growth
 from .dns_upstream import nameservers
 from .libnftables import Nftables, NftError
-from .links import Port, ensure_gateway, remove_gateway, shell_links
+from .links import VethLink, ensure_gateway, remove_gateway, shell_links
 from .reaper import Reaper
 from .records import Ledger, Membership, ShellNet
 from .rtnl import Netlink, read_sysctl, write_sysctl
@@ -127,25 +127,27 @@ class HostNetwork:
             raise RuntimeFailure(f"Shell {host_id} has no network attached on this host.")
         return shell
 
-    def _ports(self, shell: ShellNet) -> list[Port]:
+    def _ports(self, shell: ShellNet) -> list[VethLink]:
         """The ports the shell's mode and memberships call for."""
         ports = []
         if shell.uplink_open:
             address = self.range.uplink_address(shell.slot)
-            ports.append(Port(self._port_name(shell, 0), "eth0", shell_mac(shell.slot, 0), address, None, 0))
+            ports.append(
+                VethLink(self._port_name(shell, 0), "eth0", shell_mac(shell.slot, 0), address, None, 0)
+            )
         if shell.ports_open:
             for m in sorted(shell.memberships.values(), key=lambda m: m.index):
                 cidr = self._networks[m.net_id].cidr
                 name = self._port_name(shell, m.index)
                 ports.append(
-                    Port(name, f"eth{m.index}", shell_mac(shell.slot, m.index), m.address, cidr, m.index)
+                    VethLink(name, f"eth{m.index}", shell_mac(shell.slot, m.index), m.address, cidr, m.index)
                 )
         return ports
 
     def _port_name(self, shell: ShellNet, index: int) -> str:
         return port_name(self.instance, shell.slot, index)
 
-    def _port_entries(self, shell: ShellNet, ports: Sequence[Port]) -> list[tuple[str, int, IPv4Address]]:
+    def _port_entries(self, shell: ShellNet, ports: Sequence[VethLink]) -> list[tuple[str, int, IPv4Address]]:
         return [(p.name, shell.slot, p.address) for p in ports]
 
     def _addresses_of(self, shell: ShellNet) -> set[IPv4Address]:
@@ -252,7 +254,7 @@ class HostNetwork:
         self,
         host_id: str,
         netns_path: str,
-        policy: NetworkPolicy,
+        policy: NetworkAccess,
         networks: Sequence[PrivateNetwork] = (),
         hostname: str | None = None,
         brokered: bool = False,
@@ -297,7 +299,7 @@ class HostNetwork:
             networks={m.net_id: m.address for m in shell.memberships.values()},
         )
 
-    def _converge(self, shell: ShellNet, before: Sequence[Port]) -> None:
+    def _converge(self, shell: ShellNet, before: Sequence[VethLink]) -> None:
         """Open and close ports (and set ``lo``) so the netns matches the shell's record."""
         after = self._ports(shell)
         gone = [p for p in before if p.name not in {q.name for q in after}]
@@ -314,7 +316,7 @@ class HostNetwork:
         if new:
             self.nft.run(rules.ports_change("add", self._port_entries(shell, new)))
 
-    def set_policy(self, host_id: str, policy: NetworkPolicy) -> None:
+    def set_policy(self, host_id: str, policy: NetworkAccess) -> None:
         """Apply ``policy`` to a running shell, mode changes included, without restarting it."""
         with self._lock:
             shell = self._shell(host_id)
@@ -361,7 +363,7 @@ class HostNetwork:
             names = [port_name(self.instance, shell.slot, i) for i in range(PORTS_PER_SHELL)]
             self._reaper.submit(shell.slot, names, self._addresses_of(shell))
 
-    def _remove_shell_objects(self, shell: ShellNet, ports: Sequence[Port]) -> None:
+    def _remove_shell_objects(self, shell: ShellNet, ports: Sequence[VethLink]) -> None:
         rules = self.rules
         batch = rules.ports_change("delete", self._port_entries(shell, ports))
         batch += "".join(rules.drop_objects(name) for name in rules.shell_object_names(shell.slot))
@@ -515,7 +517,7 @@ class HostNetwork:
         """Where the instance's DNS resolver must listen (port 53, UDP and TCP): the one gateway."""
         return [self.range.gateway]
 
-    def policy_of(self, host_id: str) -> NetworkPolicy | None:
+    def policy_of(self, host_id: str) -> NetworkAccess | None:
         with self._lock:
             shell = self._shells.get(host_id)
             return shell.policy if shell is not None else None

@@ -38,7 +38,7 @@ NETNS_SYSCTLS = {
 
 
 @dataclass(frozen=True)
-class Port:
+class VethLink:
     name: str  # host side
     inside: str  # shell side
     mac: str  # shell side
@@ -64,7 +64,7 @@ class ShellLinks:
         if not up:
             self.inside.delete_address(index, IPv4Address("127.0.0.1"), 8)
 
-    def open(self, port: Port, alias: str) -> None:
+    def open(self, port: VethLink, alias: str) -> None:
         """Create and configure one port; a failure leaves it for :meth:`close` to remove."""
         try:
             self.host.create_veth(port.name, GATEWAY_MAC, alias, port.inside, port.mac, self.netns_fd)

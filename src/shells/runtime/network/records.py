@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shells.domain.network import NetworkMode, NetworkPolicy, PrivateNetwork
+from shells.domain.network import NetworkAccess, NetworkMode, PrivateNetwork
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class ShellNet:
     host_id: str
     slot: int
     netns: str
-    policy: NetworkPolicy
+    policy: NetworkAccess
     memberships: dict[str, Membership] = field(default_factory=dict)
     blocked_seen: dict[str, int] = field(default_factory=dict)
     """Packets per blocked-set key at the last drain (see :mod:`.blocked`)."""
@@ -68,7 +68,7 @@ class ShellNet:
             host_id=data["host_id"],
             slot=int(data["slot"]),
             netns=data["netns"],
-            policy=NetworkPolicy(NetworkMode(policy["mode"]), tuple(policy["allow"])),
+            policy=NetworkAccess(NetworkMode(policy["mode"]), tuple(policy["allow"])),
             memberships={
                 net_id: Membership(
                     net_id, int(m["index"]), ipaddress.IPv4Address(m["address"]), m["hostname"]

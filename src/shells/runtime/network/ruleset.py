@@ -39,7 +39,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from shells.domain.network import AllowRule, NetworkMode, NetworkPolicy, Protocol
+from shells.domain.network import AllowRule, NetworkAccess, NetworkMode, Protocol
 
 IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
@@ -245,7 +245,7 @@ class Ruleset:
                     )
         return "\n".join(lines) + "\n"
 
-    def shell_chain(self, slot: int, policy: NetworkPolicy) -> str:
+    def shell_chain(self, slot: int, policy: NetworkAccess) -> str:
         """Rewrite ``s<slot>``: what the shell may open to the outside under ``policy``."""
         t = self.table
         lines = [f"flush chain {t} s{slot}"]
@@ -272,7 +272,7 @@ class Ruleset:
             )
         return "\n".join(lines) + "\n"
 
-    def shell_allow(self, slot: int, policy: NetworkPolicy) -> str:
+    def shell_allow(self, slot: int, policy: NetworkAccess) -> str:
         """Refill the allow sets with ``policy``'s addresses and networks. Addresses resolved for
         the old policy go too; the resolver adds them again at the next lookup."""
         t = self.table

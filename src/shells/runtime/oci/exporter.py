@@ -18,7 +18,7 @@ import anyio
 from ...domain.errors import RuntimeFailure
 from ...domain.oci import OCI_LAYER_GZIP, ImageDefaults, defaults_config, host_platform
 from ...domain.templates import TemplateMeta
-from ..container.template_store import TemplateStorage, copy_tree
+from ..container.template_bits import TemplateBits, copy_tree
 from ..images import untrust_host_cas
 from .blobs import BlobStore
 from .push import PackedLayer, config_document, push_image
@@ -43,7 +43,7 @@ def export_defaults(meta: TemplateMeta) -> ImageDefaults:
     )
 
 
-def _pack(storage: TemplateStorage, blobs: BlobStore, name: str) -> tuple[PackedLayer, str]:
+def _pack(storage: TemplateBits, blobs: BlobStore, name: str) -> tuple[PackedLayer, str]:
     """The template's files as a gzip layer in the blob store, and the layer's diff id."""
     storage.require(name)
     scratch = storage.root / f".{name}.oci-{os.urandom(6).hex()}"
@@ -81,7 +81,7 @@ def _pack(storage: TemplateStorage, blobs: BlobStore, name: str) -> tuple[Packed
 
 
 async def export_template(
-    storage: TemplateStorage, blobs: BlobStore, meta: TemplateMeta, client: RegistryClient, tag: str
+    storage: TemplateBits, blobs: BlobStore, meta: TemplateMeta, client: RegistryClient, tag: str
 ) -> str:
     """Push template ``meta.name`` as ``tag`` of the client's repository; the manifest's digest."""
     layer, diff_id = await anyio.to_thread.run_sync(_pack, storage, blobs, meta.name)

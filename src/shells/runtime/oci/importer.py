@@ -3,7 +3,7 @@ layer into the host's blob store (each digest checked), apply the layers in orde
 subvolume, and publish it as a read-only template whose defaults come from the image's config.
 
 Nothing is registered until the last step, and the template appears by one rename of a complete
-staging directory (``TemplateStorage``), so a failure at any point leaves no template behind. The
+staging directory (``TemplateBits``), so a failure at any point leaves no template behind. The
 same image (by manifest digest) imported again is a snapshot of the first import, sharing its blocks.
 """
 
@@ -42,7 +42,7 @@ from ...domain.templates import (
     TemplateKind,
     TemplateMeta,
 )
-from ..container.template_store import TemplateStorage
+from ..container.template_bits import TemplateBits
 from ..images import CA_BUNDLE, host_local_cas, trust_host_cas
 from .blobs import BlobStore
 from .layers import MAX_ID, Budget, apply_layer, make_dirs, read_inside
@@ -220,7 +220,7 @@ def image_meta(name: str, image: PulledImage) -> TemplateMeta:
 
 
 async def unpack(
-    storage: TemplateStorage,
+    storage: TemplateBits,
     blobs: BlobStore,
     image: PulledImage,
     meta: TemplateMeta,
@@ -237,7 +237,7 @@ async def unpack(
 
 
 def _unpack(
-    storage: TemplateStorage,
+    storage: TemplateBits,
     blobs: BlobStore,
     image: PulledImage,
     meta: TemplateMeta,

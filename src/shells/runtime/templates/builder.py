@@ -20,7 +20,7 @@ import anyio
 from ...domain.errors import TemplateBuildFailed
 from ...domain.execution import ExecExit, ExecSpec, OutputChunk
 from ...domain.ids import new_id
-from ...domain.network import NetworkMode, NetworkPolicy
+from ...domain.network import NetworkAccess, NetworkMode
 from ...domain.shapes import get_shape
 from ...domain.templates import (
     BuildOutput,
@@ -108,7 +108,7 @@ class TemplateBuilder:
             host_id=host_id,
             template=template,
             shape=get_shape(BUILD_SHAPE),
-            network=NetworkPolicy(NetworkMode.INTERNET),
+            network=NetworkAccess(NetworkMode.INTERNET),
             cache_dirs=BUILD_CACHE_DIRS,
         )
         try:

@@ -51,7 +51,7 @@ from ...domain.execution import (
     WindowSize,
 )
 from ...domain.isolation import Language, Runtime
-from ...domain.network import NetworkMode, NetworkPolicy
+from ...domain.network import NetworkAccess, NetworkMode
 from ...domain.paths import WORKSPACE, normalize_shell_path
 from ...domain.runtimes import RuntimeOffer, absent_class
 from ...domain.samples import ResourceUsage
@@ -76,7 +76,7 @@ from ..network.inside import LOOPBACK
 from . import artifacts, workspace_fs
 from .compiler import Compiled, ContainerCompiler
 from .pool import WorkerPool, exit_message
-from .protocol import Kind
+from .protocol import WorkerFrameKind
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class WasmBackend:
             }
             async with workers.worker() as worker:
                 await worker.send_run(request, b"")
-                while (await worker.recv())[0] not in (Kind.EXIT, Kind.FAIL):
+                while (await worker.recv())[0] not in (WorkerFrameKind.EXIT, WorkerFrameKind.FAIL):
                     pass
             await anyio.to_thread.run_sync(artifacts.unpack_python_stdlib, Path(scratch) / "stdlib.zip", dest)
         return dest
@@ -389,7 +389,7 @@ class WasmBackend:
             await self.delete_snapshot(snap)
         shutil.rmtree(self._root, ignore_errors=True)
 
-    async def set_network(self, host_id: str, policy: NetworkPolicy) -> None:
+    async def set_network(self, host_id: str, policy: NetworkAccess) -> None:
         """A wasm shell has no network at all (WASI preview 1 has no sockets); only sealed is offered."""
 
     # inside the shell -----------------------------------------------------------------------------
@@ -446,17 +446,17 @@ class WasmBackend:
                     if scope.cancel_called:
                         worker.kill()
                         raise InvalidState("The shell was stopped while the program ran.")
-                    if kind is Kind.STARTED:
+                    if kind is WorkerFrameKind.STARTED:
                         yield ExecStarted(pid=worker.pid)
                         if compiler_output:  # warnings
                             yield OutputChunk("stderr", compiler_output)
-                    elif kind is Kind.STDOUT or kind is Kind.STDERR:
-                        yield OutputChunk("stdout" if kind is Kind.STDOUT else "stderr", payload)
-                    elif kind is Kind.FAIL:
+                    elif kind is WorkerFrameKind.STDOUT or kind is WorkerFrameKind.STDERR:
+                        yield OutputChunk("stdout" if kind is WorkerFrameKind.STDOUT else "stderr", payload)
+                    elif kind is WorkerFrameKind.FAIL:
                         failure = exit_message(payload)
                         cls = ERRORS_BY_CODE.get(str(failure.get("code")), RuntimeFailure)
                         raise cls(str(failure.get("message", "The program could not start.")))
-                    elif kind is Kind.EXIT:
+                    elif kind is WorkerFrameKind.EXIT:
                         done = exit_message(payload)
                         exit_event = ExecExit(
                             exit_code=int(done["exit_code"]),

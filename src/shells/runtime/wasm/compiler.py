@@ -18,7 +18,7 @@ from ...domain.errors import PayloadTooLarge
 from ...domain.execution import ExecExit, ExecSpec, OutputChunk
 from ...domain.ids import new_id
 from ...domain.isolation import Language
-from ...domain.network import NetworkMode, NetworkPolicy
+from ...domain.network import NetworkAccess, NetworkMode
 from ...domain.shapes import DEFAULT_SHAPE, get_shape
 from ...domain.templates import TemplateMeta
 from ...domain.wasm_presets import BUILD_TEMPLATE
@@ -64,7 +64,7 @@ class ContainerCompiler:
             host_id=new_id("sh"),
             template=BUILD_TEMPLATE,
             shape=get_shape(DEFAULT_SHAPE),
-            network=NetworkPolicy(mode=NetworkMode.SEALED),
+            network=NetworkAccess(mode=NetworkMode.SEALED),
         )
         started = anyio.current_time()
         await self.container.create(spec)

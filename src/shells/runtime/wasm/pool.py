@@ -25,7 +25,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ...domain.errors import RuntimeFailure
-from .protocol import HEADER, MAX_FRAME, Kind, frame, json_frame
+from .protocol import HEADER, MAX_FRAME, WorkerFrameKind, frame, json_frame
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class WorkerProcess:
         try:
             with anyio.fail_after(ready_timeout_s):
                 kind, _ = await worker.recv()
-            if kind is not Kind.READY:
+            if kind is not WorkerFrameKind.READY:
                 raise RuntimeFailure("A wasm worker started with an unexpected frame.")
         except BaseException:
             worker.kill()
@@ -61,17 +61,17 @@ class WorkerProcess:
         return worker
 
     async def send_run(self, request: dict[str, Any], stdin: bytes, module: bytes | None = None) -> None:
-        message = json_frame(Kind.RUN, {**request, "inline_module": module is not None})
-        message += frame(Kind.STDIN, stdin)
+        message = json_frame(WorkerFrameKind.RUN, {**request, "inline_module": module is not None})
+        message += frame(WorkerFrameKind.STDIN, stdin)
         if module is not None:
-            message += frame(Kind.MODULE, module)
+            message += frame(WorkerFrameKind.MODULE, module)
         try:
             await self.writer.send(message)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self.alive = False
             raise RuntimeFailure("The wasm worker is gone; try the command again.") from None
 
-    async def recv(self) -> tuple[Kind, bytes]:
+    async def recv(self) -> tuple[WorkerFrameKind, bytes]:
         try:
             header = await self.reader.receive_exactly(HEADER.size)
             size, kind = HEADER.unpack(header)
@@ -88,7 +88,7 @@ class WorkerProcess:
             raise RuntimeFailure(
                 "The wasm worker running the program died; the run is lost. Try again."
             ) from None
-        return Kind(kind), payload
+        return WorkerFrameKind(kind), payload
 
     def kill(self) -> None:
         self.alive = False

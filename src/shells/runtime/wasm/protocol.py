@@ -19,7 +19,7 @@ HEADER = struct.Struct(">IB")
 MAX_FRAME = 64 * 1024 * 1024
 
 
-class Kind(IntEnum):
+class WorkerFrameKind(IntEnum):
     READY = ord("H")
     RUN = ord("R")
     STDIN = ord("I")
@@ -31,9 +31,9 @@ class Kind(IntEnum):
     FAIL = ord("F")
 
 
-def frame(kind: Kind, payload: bytes) -> bytes:
+def frame(kind: WorkerFrameKind, payload: bytes) -> bytes:
     return HEADER.pack(len(payload), kind) + payload
 
 
-def json_frame(kind: Kind, message: dict[str, Any]) -> bytes:
+def json_frame(kind: WorkerFrameKind, message: dict[str, Any]) -> bytes:
     return frame(kind, json.dumps(message).encode())

@@ -37,7 +37,7 @@ import wasmtime
 
 from ...domain.errors import InvalidRequest, ShellsError
 from . import workspace_fs
-from .protocol import HEADER, Kind, frame, json_frame
+from .protocol import HEADER, WorkerFrameKind, frame, json_frame
 
 TICK_S = 0.01
 STDLIB_GUEST_DIR = "/stdlib"
@@ -103,7 +103,7 @@ class Worker:
             module = self._module(request, inline)
             self._run(module, request, stdin)
         except ShellsError as exc:
-            self.send(json_frame(Kind.FAIL, {"code": exc.code, "message": exc.message}))
+            self.send(json_frame(WorkerFrameKind.FAIL, {"code": exc.code, "message": exc.message}))
 
     def _module(self, request: dict[str, Any], inline: bytes | None) -> wasmtime.Module:
         preset = request.get("preset")
@@ -146,7 +146,7 @@ class Worker:
         sent = [0]
         truncated = [False]
 
-        def output(kind: Kind) -> Any:
+        def output(kind: WorkerFrameKind) -> Any:
             def write(data: bytes) -> int:
                 room = cap - sent[0]
                 if len(data) > room:  # like a closed pipe: the guest sees EPIPE past the cap
@@ -171,8 +171,8 @@ class Worker:
             env = {"PYTHONHOME": STDLIB_GUEST_DIR, **env}
         wasi.env = [[k, v] for k, v in env.items()]
         wasi.preopen_dir(request["workspace"], "/workspace")
-        wasi.stdout_custom = output(Kind.STDOUT)
-        wasi.stderr_custom = output(Kind.STDERR)
+        wasi.stdout_custom = output(WorkerFrameKind.STDOUT)
+        wasi.stderr_custom = output(WorkerFrameKind.STDERR)
         cwd = str(request["cwd"])
         # The working directory is opened without following symlinks and preopened through its fd,
         # so a guest racing to swap it for a link cannot point the host elsewhere.
@@ -193,7 +193,7 @@ class Worker:
         start = instance.exports(store).get("_start")
         if not isinstance(start, wasmtime.Func):
             raise _invalid("The module is not a WASI command: it exports no _start function.")
-        self.send(frame(Kind.STARTED, b""))
+        self.send(frame(WorkerFrameKind.STARTED, b""))
         try:
             start(store)
         except wasmtime.ExitTrap as exc:
@@ -204,13 +204,13 @@ class Worker:
             else:
                 code = TRAP_EXIT_CODE
                 message = f"\nwasm trap: {_first_line(exc)}\n".encode()
-                self.send(frame(Kind.STDERR, message))
+                self.send(frame(WorkerFrameKind.STDERR, message))
         except wasmtime.WasmtimeError as exc:
             code = TRAP_EXIT_CODE
-            self.send(frame(Kind.STDERR, f"\nwasm error: {_first_line(exc)}\n".encode()))
+            self.send(frame(WorkerFrameKind.STDERR, f"\nwasm error: {_first_line(exc)}\n".encode()))
         self.send(
             json_frame(
-                Kind.EXIT,
+                WorkerFrameKind.EXIT,
                 {
                     "exit_code": code,
                     "timed_out": timed_out,
@@ -248,7 +248,7 @@ def serve(worker: Worker, stream: BinaryIO) -> None:
     while (header := _read_exactly(stream, HEADER.size)) is not None:
         size, kind = HEADER.unpack(header)
         payload = _read_exactly(stream, size)
-        if payload is None or kind != Kind.RUN:
+        if payload is None or kind != WorkerFrameKind.RUN:
             return
         request = json.loads(payload)
         stdin = _read_frame(stream)
@@ -274,7 +274,7 @@ def main() -> None:
     sys.stdout = sys.stderr  # nothing but frames on the pipe
     try:
         worker = Worker(modules, args.cache_dir, out)
-        worker.send(json_frame(Kind.READY, {"pid": os.getpid(), "engine": ENGINE_KEY}))
+        worker.send(json_frame(WorkerFrameKind.READY, {"pid": os.getpid(), "engine": ENGINE_KEY}))
         serve(worker, sys.stdin.buffer)
     except BaseException as exc:
         print(f"wasm worker failed: {exc!r}", file=sys.stderr, flush=True)

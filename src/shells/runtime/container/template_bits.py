@@ -37,7 +37,7 @@ def write_json_atomic(path: Path, doc: dict[str, object]) -> None:
     partial.rename(path)
 
 
-class TemplateStorage:
+class TemplateBits:
     def __init__(self, pool: BtrfsPool, host_ca_dir: Path) -> None:
         self.pool = pool
         self.host_ca_dir = host_ca_dir

@@ -13,7 +13,7 @@ import pytest
 from shells.domain.errors import TemplateExists, TemplateNotFound
 from shells.domain.templates import TemplateKind, TemplateMeta
 from shells.runtime import images
-from shells.runtime.container.template_store import TemplateStorage
+from shells.runtime.container.template_bits import TemplateBits
 from shells.runtime.host.btrfs import BtrfsPool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop mounts, btrfs ioctls)")
@@ -52,8 +52,8 @@ def host_cas(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def storage(pool: BtrfsPool, host_cas: Path) -> Iterator[TemplateStorage]:
-    store = TemplateStorage(pool, host_cas)
+def storage(pool: BtrfsPool, host_cas: Path) -> Iterator[TemplateBits]:
+    store = TemplateBits(pool, host_cas)
     yield store
     store.remove_all()
     assert list(store.root.iterdir()) == []
@@ -66,7 +66,7 @@ def meta(name: str) -> TemplateMeta:
 
 
 def test_an_imported_template_is_published_whole_measured_and_described(
-    storage: TemplateStorage, tarball: Path
+    storage: TemplateBits, tarball: Path
 ) -> None:
     published = storage.import_tarball(tarball, meta("t:1"))
     assert storage.pool.is_readonly(storage.rootfs("t:1"))
@@ -81,7 +81,7 @@ def test_an_imported_template_is_published_whole_measured_and_described(
 
 
 def test_a_failed_staging_leaves_nothing_and_leftovers_are_swept(
-    storage: TemplateStorage, tarball: Path
+    storage: TemplateBits, tarball: Path
 ) -> None:
     with pytest.raises(RuntimeError), storage.staging("broken:1") as staging:
         storage.pool.create_subvolume(staging / "rootfs")
@@ -98,9 +98,7 @@ def test_a_failed_staging_leaves_nothing_and_leftovers_are_swept(
     assert sorted(p.name for p in storage.root.iterdir()) == ["kept:1"]
 
 
-def test_remove_is_idempotent_and_require_names_what_is_missing(
-    storage: TemplateStorage, tarball: Path
-) -> None:
+def test_remove_is_idempotent_and_require_names_what_is_missing(storage: TemplateBits, tarball: Path) -> None:
     storage.import_tarball(tarball, meta("gone:1"))
     storage.remove("gone:1")
     storage.remove("gone:1")
@@ -110,7 +108,7 @@ def test_remove_is_idempotent_and_require_names_what_is_missing(
 
 
 def test_a_cached_export_round_trips_through_another_pool_layout(
-    storage: TemplateStorage, tarball: Path, workdir: Path
+    storage: TemplateBits, tarball: Path, workdir: Path
 ) -> None:
     storage.import_tarball(tarball, meta("src:1"))
     out = workdir / "cache" / "src-1-hhhh.tar.zst"
@@ -125,7 +123,7 @@ def test_a_cached_export_round_trips_through_another_pool_layout(
 
 
 def test_the_hosts_cas_are_trusted_in_the_pool_but_never_packed_for_the_cache(
-    storage: TemplateStorage, tarball: Path, workdir: Path, host_cas: Path
+    storage: TemplateBits, tarball: Path, workdir: Path, host_cas: Path
 ) -> None:
     host_cas.mkdir()
     (host_cas / "proxy.crt").write_text(PEM.format(1))
@@ -162,7 +160,7 @@ def debugfs(image: Path, request: str) -> str:
 
 
 def test_ext4_export_passes_fsck_and_keeps_owners_modes_and_the_saved_workspace(
-    storage: TemplateStorage, tarball: Path, workdir: Path
+    storage: TemplateBits, tarball: Path, workdir: Path
 ) -> None:
     storage.import_tarball(tarball, meta("vm:1"))
     with storage.staging("ws:1") as staging:  # a saved template: rootfs plus its own /workspace
