@@ -87,6 +87,7 @@ async def main():
         r = await sbx.commands.run("echo hello; id -un; pwd; echo err >&2")
         out["run"] = [r.stdout, r.stderr, r.exit_code]
         out["root"] = (await sbx.commands.run("whoami", user="root")).stdout
+        out["home"] = (await sbx.commands.run("mkdir ~/own && stat -c %U ~ ~/own && ls -A ~")).stdout
         tools = "command -v sudo && git --version && curl --version && node --version && python3 --version"
         out["tools"] = (await sbx.commands.run(tools)).exit_code
         try:
@@ -158,6 +159,8 @@ def test_commands_and_files_through_the_e2b_sdk(door: Door, flavour: str) -> Non
     out = door.run(COMMANDS_AND_FILES, flavour, door.key())
     assert out["run"] == ["hello\nuser\n/home/user\n", "err\n", 0]
     assert out["root"] == "root\n" and out["tools"] == 0
+    owner, own, *dotfiles = out["home"].split()
+    assert [owner, own] == ["user", "user"] and ".bashrc" in dotfiles  # the user's home, as on E2B
     assert out["exit3"] == [3, "bye\n"]
     assert out["listed"] is True
     assert out["cat"] == "line one\n"
