@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 # Unit and in-process tests (the control layer, REST, MCP, both SDKs and the CLI on a fake node):
 # no root needed; what needs root skips with its reason.
 unit: $(STAMP)
-	.venv/bin/pytest -q tests/unit tests/inprocess
+	.venv/bin/pytest -q -rs tests/unit tests/inprocess
 
 e2e: system-deps $(STAMP)
 	.venv/bin/pytest -q tests/e2e

@@ -1,5 +1,6 @@
-"""A real PostgreSQL 15 for tests: Debian's server binaries run as the ``postgres`` user on a
-throwaway data directory, listening on a free loopback port, gone when the context ends.
+"""A real PostgreSQL 15 for tests: Debian's server binaries run as the ``postgres`` user (or, for a
+user without root, as that user: PostgreSQL refuses only root) on a throwaway data directory,
+listening on a free loopback port, gone when the context ends.
 
 Each test asks for its own database (``new_database``), so one server serves a whole session."""
 
@@ -27,11 +28,18 @@ def missing() -> str | None:
     """Why no PostgreSQL can run here, or None when it can."""
     if not BIN_DIRS:
         return "PostgreSQL's server binaries are not installed (Debian package postgresql-15)"
+    if os.geteuid() != 0:
+        return None
     try:
         pwd.getpwnam("postgres")
     except KeyError:
         return "there is no 'postgres' user to run PostgreSQL as (it refuses to run as root)"
     return None
+
+
+def _server_user() -> str | None:
+    """Whom the server's binaries run as: ``postgres`` when we are root, else ourselves (None)."""
+    return "postgres" if os.geteuid() == 0 else None
 
 
 def _free_port() -> int:
@@ -116,8 +124,8 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        user="postgres",
-        group="postgres",
+        user=_server_user(),
+        group=_server_user(),
     )
     log.close()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -138,8 +146,9 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 def postgres_server() -> Iterator[PostgresServer]:
     """A running PostgreSQL on a throwaway directory (removed afterwards)."""
     top = Path(tempfile.mkdtemp(prefix="shells-pg-", dir="/var/tmp"))
-    user = pwd.getpwnam("postgres")
-    os.chown(top, user.pw_uid, user.pw_gid)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(top, user.pw_uid, user.pw_gid)
     data_dir = top / "data"
     try:
         subprocess.run(
@@ -157,8 +166,8 @@ def postgres_server() -> Iterator[PostgresServer]:
             ],
             check=True,
             capture_output=True,
-            user="postgres",
-            group="postgres",
+            user=_server_user(),
+            group=_server_user(),
         )
         port = _free_port()
         server = PostgresServer(data_dir, port, _start(data_dir, port))

@@ -59,6 +59,7 @@ from shells.guest.protocol import (
     encode_frame,
 )
 from shells.runtime.agent_client import AgentClient
+from tests.support.root import needs_root
 
 AGENT_PYTHON = os.environ.get("SHELLS_TEST_AGENT_PYTHON", sys.executable)
 AGENT_CWD = Path(shells.guest.__file__).parent.parent
@@ -880,6 +881,7 @@ async def test_an_exec_announces_its_pid_before_any_output(client: AgentClient) 
 
 
 @pytest.mark.anyio
+@needs_root("the agent switches to another user")
 async def test_a_command_runs_as_a_named_user_with_its_identity(client: AgentClient, tmp_path: Path) -> None:
     nobody = pwd.getpwnam("nobody")
     result = await client.run(ExecSpec(command="id -u; id -g; echo $HOME $USER", cwd="/", user="nobody"))

@@ -21,6 +21,9 @@ from shells.domain.oci import (
 from shells.runtime.oci.blobs import BlobStore
 from shells.runtime.oci.layers import Budget, apply_layer
 from tests.support.oci_registry import Entry, dir_entry, gzip_layer
+from tests.support.root import needs_root
+
+AS_OWNERS = needs_root("a layer is applied with its entries' owners and device nodes")
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -76,6 +79,7 @@ def apply(tmp: Path, root: Path, *layers: list[Entry]) -> None:
         apply_layer(packed.path, "gzip", root, f"layer {i}/{len(layers)}", Budget())
 
 
+@AS_OWNERS
 def test_whiteouts_opaque_dirs_links_and_modes(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -101,6 +105,7 @@ def test_whiteouts_opaque_dirs_links_and_modes(tmp_path: Path) -> None:
     assert os.getxattr(root / "d/x", "user.k") == b"v"
 
 
+@AS_OWNERS
 def test_links_are_resolved_inside_the_tree_never_on_the_host(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -113,6 +118,7 @@ def test_links_are_resolved_inside_the_tree_never_on_the_host(tmp_path: Path) ->
     assert not Path("/f").exists() and not Path("/g").exists()
 
 
+@AS_OWNERS
 @pytest.mark.parametrize(
     ("entry", "why"),
     [
