@@ -151,9 +151,6 @@ class Secrets:
     def give(self, shell_id: str, placeholders: dict[str, str]) -> None:
         self.records.give(shell_id, placeholders)
 
-    def names_of(self, shell_id: str) -> list[str]:
-        return self.records.names_of(shell_id)
-
     def forget_shell(self, shell_id: str) -> None:
         self.records.forget_shell(shell_id)
 

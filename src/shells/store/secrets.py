@@ -182,15 +182,6 @@ class SecretsStore:
                 is not None
             )
 
-    def names_of(self, shell_id: str) -> list[str]:
-        with self._store.tx() as s:
-            q = (
-                select(ShellSecretRow.name)
-                .where(ShellSecretRow.shell_id == shell_id)
-                .order_by(ShellSecretRow.name)
-            )
-            return list(s.scalars(q))
-
     def sealed_for(self, shell_id: str) -> tuple[str, list[SealedSecret]]:
         """The shell's tenant and the secrets it was given that still exist, with their sealed values."""
         with self._store.tx() as s:
