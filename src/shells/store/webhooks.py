@@ -139,7 +139,7 @@ class WebhookStore:
 
     def cursors(self) -> dict[str, int]:
         with self._store.tx() as s:
-            return dict(s.execute(select(WebhookRow.id, WebhookRow.cursor)).tuples().all())
+            return dict(s.execute(select(WebhookRow.id, WebhookRow.cursor)).all())
 
     # deliveries -----------------------------------------------------------------------------------
     def enqueue(self, webhook_id: str, cursor: int, items: Sequence[NewDelivery], now: datetime) -> None:
