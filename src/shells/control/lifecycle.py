@@ -214,11 +214,14 @@ class Lifecycle:
 
     def _idle_timeout(self, req: CreateShellRequest, backend: Backend) -> int | None:
         """The shell's idle timeout: the request's, else the instance's default where the class can
-        pause; None (never) for classes that cannot."""
-        if Capability.PAUSE not in backend.capabilities:
+        pause; None (never) for classes that cannot, and for microvm shells with bucket mounts or
+        volumes, which cannot be saved (docs/storage.md)."""
+        shared_vm = req.runtime is Runtime.MICROVM and bool(req.buckets or req.volumes)
+        if Capability.PAUSE not in backend.capabilities or shared_vm:
             if req.idle_timeout_s:
+                what = "microvm shells with mounts or volumes" if shared_vm else f"{req.runtime} shells"
                 raise FeatureUnavailable(
-                    f"{req.runtime} shells cannot pause, so they cannot pause on idle; leave "
+                    f"{what} cannot pause, so they cannot pause on idle; leave "
                     "'idle_timeout_s' out or use a class that can pause.",
                     {"field": "idle_timeout_s"},
                 )
