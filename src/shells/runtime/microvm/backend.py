@@ -967,7 +967,7 @@ class MicrovmBackend:
     async def purge(self) -> None:
         """Destroy every shell and image of this instance (the host-wide template cache stays)."""
         inv = await self.inventory()
-        for host_id in sorted(inv.stored | inv.running):
+        for host_id in sorted(inv.stored | inv.running | set(self.shares.held())):
             await self.destroy(host_id)
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
