@@ -82,6 +82,10 @@ def test_buckets_and_volumes_in_a_microvm(
         )
         ids.append(writer)
         assert len(host_processes(server, writer)) >= 5  # two rclone, three virtiofsd
+        assert api.get(f"/v1/shells/{writer}").json()["idle_timeout_s"] is None  # it cannot pause
+        idle = {"language": "python", "runtime": "microvm", "idle_timeout_s": 60}
+        r = api.post("/v1/shells", json=idle | {"mounts": [mount(weed, "/data", prefix="vm1")]})
+        error_of(r, 409, "feature_unavailable")
 
         # Both ways through the bucket.
         w = exec_wait(api, writer, "cat /workspace/ro/hello.txt && echo 'from the vm' > /data/out.txt")
