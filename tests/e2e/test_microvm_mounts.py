@@ -143,6 +143,14 @@ def test_buckets_and_volumes_in_a_microvm(
         assert api.post(f"/v1/shells/{writer}/actions/start", timeout=300).status_code == 200
         again = exec_wait(api, writer, "cat /data/out.txt /vol/v.txt")
         assert again["stdout"] == "from the vm\nwritten by vm one\n", again
+
+        # A server killed mid-run leaves the VM its shares: the next server's start-up keeps them.
+        server.kill9()
+        server.start()
+        after = exec_wait(api, writer, "cat /vol/v.txt && echo after > /data/after.txt")
+        assert after["stdout"] == "written by vm one\n", after
+        sent_after = until("a write after the restart in the bucket", lambda: get(weed, "vm1/after.txt"))
+        assert sent_after == b"after\n"
     except BaseException:
         print(f"server log kept: {keep_log(server, 'vmmounts')}")
         raise
