@@ -49,13 +49,22 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
         node, place = remote_nodes(settings, store)
     node = node or local_node(settings)
     return Control(
-        settings, store, node.backends, node.network, node.volumes, dataplane=node.local, place=place
+        settings,
+        store,
+        node.backends,
+        node.network,
+        node.volumes,
+        dataplane=node.local,
+        place=place,
+        carrier=node.carrier,
+        fleet=node.fleet,
     )
 
 
 def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runtime], str]]:
     """The control role's nodes (``--node``), reached with the cluster secret and routed by the
-    record: a shell's node never changes once it is made, so each is looked up once."""
+    record: each shell's node is looked up once and remembered until the shell moves to another
+    node (``control.relocate``, which tells ``Routes.forget``)."""
     assert settings.cluster_secret_file is not None
     signer = Signer(load_secret(settings.cluster_secret_file))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node call otherwise
@@ -77,7 +86,11 @@ def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runt
         return node_of(snap.shell_id) if snap is not None else None
 
     nodes = [connect_node(url, signer) for url in settings.nodes]
-    return routed_node(nodes, Routes(node_of, snapshot_node))
+
+    def forget(host_id: str) -> None:
+        known.pop(host_id, None)
+
+    return routed_node(nodes, Routes(node_of, snapshot_node, forget))
 
 
 def build_app(settings: Settings) -> FastAPI:
