@@ -261,8 +261,8 @@ class Relocation:
     async def recover(self, principal: Principal, shell_id: str, door: str) -> ShellRecord:
         """Start a lost shell again on another node from the newer of its saved state and its newest
         durable snapshot; it comes back paused or stopped (resume or start it next)."""
-        fleet = self._fleet()
         shell = authorize(self.ctx.store, principal, shell_id, access.ACT)
+        fleet = self._fleet()
         async with self.ctx.locks[shell.id]:
             shell = authorize(self.ctx.store, principal, shell_id, access.ACT)
             if shell.state is not ShellState.LOST:
