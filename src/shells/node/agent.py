@@ -39,7 +39,7 @@ from ..runtime.backend import Backend
 from ..runtime.network.shell_dns import RefusalLog
 from . import Node
 from .calls import BACKEND_CALLS, BACKEND_DUPLEX, BACKEND_STREAMS, BACKEND_SYNC, NETWORK_CALLS, NODE_CALLS
-from .carrier import CARRIER_CALLS, Carrier
+from .carrier import CARRIER_CALLS
 from .codec import decode, encode
 from .wire import DOWN, UP, Overloaded, Signer, Unauthenticated
 
@@ -55,13 +55,9 @@ Item = tuple[str, Any]
 
 
 class NodeAgent:
-    def __init__(
-        self, node: Node, signer: Signer, refusals: RefusalLog | None = None, carrier: Carrier | None = None
-    ) -> None:
+    def __init__(self, node: Node, signer: Signer, refusals: RefusalLog | None = None) -> None:
         self.node = node
         self.signer = signer
-        self.carrier = carrier
-        """Moves this node's snapshots and templates to and from the object store (``durable``)."""
         self.refusals = refusals or RefusalLog()
         """DNS questions the node's resolver refused; drained with the network's drop counters."""
         self.backends: dict[Runtime, Backend] = {b.runtime: b for b in node.backends}
@@ -137,10 +133,10 @@ class NodeAgent:
             raise InvalidRequest(f"A node has no call {target}/{method}.")
 
     async def _carry(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        if self.carrier is None:
+        if self.node.carrier is None:
             raise ActionNotSupported("This node has no object store to keep snapshots in.")
         try:
-            return await getattr(self.carrier, method)(*args, **kwargs)
+            return await getattr(self.node.carrier, method)(*args, **kwargs)
         except ObjectStoreError as exc:
             raise ObjectStoreUnavailable(f"The node could not use the object store: {exc}") from None
 

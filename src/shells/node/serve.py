@@ -40,8 +40,8 @@ def node_app(settings: Settings, secret: bytes) -> Starlette:
     except ValueError as exc:
         raise InvalidRequest(f"SHELLS_OBJECT_STORE: {exc}.") from None
     backends = {b.runtime: b for b in node.backends}
-    carrier = LocalCarrier(backends, objects, settings.data_dir / "durable")
-    agent = NodeAgent(node, Signer(secret), refusals, carrier)
+    node.carrier = LocalCarrier(backends, objects, settings.data_dir / "durable")
+    agent = NodeAgent(node, Signer(secret), refusals)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
