@@ -94,7 +94,11 @@ async def test_drain_moves_paused_and_stopped_shells_and_leaves_running_ones(
         assert (fakes["node-b"].shell_dir(paused.id) / "paused").exists()
         assert (fakes["node-b"].shell_dir(stopped.id) / "stopped").exists()
         assert not list((fakes["node-b"].root / "snapshots").iterdir())  # the fetched copy is gone
-        assert len(await blobs(bucket_url)) == 2  # each shell's saved state, kept for a later loss
+
+        async def two_blobs() -> bool:  # each shell's saved state, kept for a later loss; no other
+            return len(await blobs(bucket_url)) == 2
+
+        await eventually(two_blobs, what="the saved states alone in the object store")
 
         await paused.resume()
         assert await paused.files.read("/workspace/kept.txt") == b"paused on a"
@@ -291,3 +295,31 @@ async def test_one_box_has_nowhere_to_move_to(admin: AsyncShells, instance: Inst
     report = await admin.nodes.drain("local")
     assert report.left and "one machine" in report.left[0]["reason"]
     await admin.nodes.uncordon("local")
+
+
+async def test_a_paused_shell_is_saved_when_it_pauses_and_recovered_paused(
+    cluster: tuple[Instance, dict[str, FakeNode]],
+) -> None:
+    instance, fakes = cluster
+    ctx = instance.control.ctx
+    moves = MoveStore(ctx.store)
+    async with instance.client() as admin:
+        shell = await admin.create()
+        lost_on = node_of(instance, shell.id)
+        await shell.files.write("/workspace/kept.txt", b"paused, then the node died")
+        await shell.pause()
+
+        async def saved() -> bool:
+            save = moves.get(shell.id)
+            return save is not None and save.state is ShellState.PAUSED
+
+        await eventually(saved, what="the paused state to be saved")
+        draft = ctx.draft(None, ctx.store.get_shell(shell.id), kind="state", action="lost")
+        ctx.store.change_state(shell.id, ShellState.LOST, f"node {lost_on} is gone", draft)
+
+        info = await shell.recover()
+        assert (info.state, info.node) == ("paused", other(lost_on))
+        assert "its paused state saved on node" in info.state_reason
+        assert (fakes[other(lost_on)].shell_dir(shell.id) / "paused").exists()
+        await shell.resume()
+        assert await shell.files.read("/workspace/kept.txt") == b"paused, then the node died"

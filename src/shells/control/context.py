@@ -51,6 +51,15 @@ class ControlContext:
     """A shell's mounts and volumes as its record shows them (never a credential)."""
     fleet: Fleet | None = None
     """A control role's nodes by name, for moving shells between them (``control.relocate``)."""
+    at_rest: Callable[[ShellRecord], None] | None = None
+    """Told when a shell has just paused or stopped: a control role saves its state to the object
+    store in the background, so a shell of a node that is lost can start again elsewhere."""
+
+    def rested(self, shell: ShellRecord) -> ShellRecord:
+        """``shell`` (just paused or stopped) after telling ``at_rest``."""
+        if self.at_rest is not None:
+            self.at_rest(shell)
+        return shell
 
     def __post_init__(self) -> None:
         self.quotas = Quotas(self.settings, self.store)

@@ -409,7 +409,7 @@ class Lifecycle:
                 return done({"logs": data.decode(errors="replace")})
             case Capability.STOP:
                 await backend.stop(shell.id)
-                return state(ShellState.STOPPED, "stopped by " + principal.id), {}
+                return self.ctx.rested(state(ShellState.STOPPED, "stopped by " + principal.id)), {}
             case Capability.START:
                 self.ctx.quotas.check_budget(shell.tenant)
                 await backend.start(spec)

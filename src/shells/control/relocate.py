@@ -31,7 +31,7 @@ import logging
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..domain import access
@@ -83,6 +83,31 @@ class Relocation:
         self.ctx = ctx
         self.durable = durable
         self.moves = MoveStore(ctx.store)
+
+    def start(self) -> None:
+        """On a cluster, save every shell that pauses or stops (``ControlContext.at_rest``)."""
+        if self.ctx.fleet is not None:
+            self.ctx.at_rest = self.save_later
+
+    def save_later(self, shell: ShellRecord) -> None:
+        """Save the state of ``shell`` (just paused or stopped) to the object store in the
+        background, unless it runs again, moves or goes first."""
+        if shell.runtime not in MOVABLE_CLASSES:
+            return
+
+        async def save() -> None:
+            fleet = self._fleet()
+            try:
+                async with self.ctx.locks[shell.id]:  # only the copy: a resume need not wait the upload
+                    now = self.ctx.store.get_shell(shell.id)
+                    if now is None or now.state not in AT_REST or now.node != shell.node:
+                        return
+                    key, taken_at = await self._take(fleet, now)
+                await self._keep(fleet, now, key, taken_at)
+            except ShellsError as exc:
+                log.warning("the state of %s stays on node %s only: %s", shell.id, shell.node, exc.message)
+
+        self.ctx.background.run(f"save-{shell.id}-{secrets.token_hex(4)}", save)
 
     def _fleet(self) -> Fleet:
         if self.ctx.fleet is None:
@@ -197,15 +222,27 @@ class Relocation:
 
     async def _save(self, fleet: Fleet, shell: ShellRecord) -> tuple[StoredPart, ...]:
         """Step 1: the shell's disk into the object store, from its node; the record names it."""
+        return await self._keep(fleet, shell, *await self._take(fleet, shell))
+
+    async def _take(self, fleet: Fleet, shell: ShellRecord) -> tuple[str, datetime]:
+        """A read-only copy of the shell's disk on its node (instant: a btrfs snapshot); its name and
+        when it was taken. The caller holds the shell's lock."""
         key = f"mv-{secrets.token_hex(8)}"
+        await fleet.backend(shell.node, shell.runtime).snapshot(shell.id, key)
+        return key, datetime.now(UTC)
+
+    async def _keep(
+        self, fleet: Fleet, shell: ShellRecord, key: str, taken_at: datetime
+    ) -> tuple[StoredPart, ...]:
+        """The copy ``key`` stored by its node and recorded as the shell's saved state (unless a
+        newer save is recorded already, or the shell moved meanwhile); the copy is dropped."""
         backend = fleet.backend(shell.node, shell.runtime)
-        await backend.snapshot(shell.id, key)
         try:
             parts = await fleet.carrier(shell.node).put_snapshot(shell.runtime, key)
         finally:
             await _quietly(backend.delete_snapshot(key), f"dropping the saved copy {key} on {shell.node}")
-        replaced = self.moves.saved(shell, shell.node, parts, shell.state)
-        await self.durable.collect(replaced)
+        unnamed = self.moves.saved(shell, shell.node, parts, shell.state, taken_at)
+        await self.durable.collect(unnamed)
         return tuple(parts)
 
     async def _restore(
@@ -274,7 +311,8 @@ class Relocation:
             parts, state, what, at, saved = self._newest_state(shell)
             lost_on = shell.node
             if not saved:  # from now on the shell's saved state is that snapshot's
-                await self.durable.collect(self.moves.saved(shell, lost_on, list(parts), state))
+                unnamed = self.moves.saved(shell, lost_on, list(parts), state, datetime.now(UTC))
+                await self.durable.collect(unnamed)
             target = self._choose(fleet, shell.runtime, {lost_on})
             await self._restore(fleet, shell, target, parts, state)
             reason = f"recovered on node {target} from {what} of {at.isoformat(timespec='seconds')}"

@@ -110,6 +110,7 @@ class Control:
         self.durable = Durable(self.ctx, _object_store(settings), carrier)
         self.templates.durable = self.durable
         self.relocation = Relocation(self.ctx, self.durable)
+        self.relocation.start()
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.shells = Lifecycle(
             self.ctx,

@@ -113,12 +113,17 @@ class MoveStore:
             return [_save(r) for r in s.scalars(q).all()]
 
     def saved(
-        self, shell: ShellRecord, node: str, parts: list[StoredPart], state: ShellState
+        self, shell: ShellRecord, node: str, parts: list[StoredPart], state: ShellState, taken_at: datetime
     ) -> tuple[StoredPart, ...]:
-        """Record ``parts`` as the shell's saved state (it was ``state``), taken on ``node`` now; the
-        parts of the save it replaces (their blobs may be collected)."""
+        """Record ``parts`` as the shell's saved state (it was ``state``), taken on ``node`` at
+        ``taken_at``; the parts no record names now (their blobs may be collected): those of the
+        save it replaces, or ``parts`` themselves when the record holds a newer save or the shell
+        is on another node by now."""
         with self._store.tx() as s:
+            owner = s.get(ShellRow, shell.id, with_for_update=True)
             row = s.get(ShellSaveRow, shell.id, with_for_update=True)
+            if owner is None or owner.node != node or (row is not None and row.taken_at > taken_at):
+                return tuple(parts)
             old = () if row is None else _save(row).parts
             if row is None:
                 row = ShellSaveRow(shell_id=shell.id)
@@ -126,9 +131,8 @@ class MoveStore:
             row.runtime = shell.runtime.value
             row.state = state.value
             row.taken_on = node
-            row.taken_at = utcnow()
+            row.taken_at = taken_at
             row.parts = [p.to_json() for p in parts]
-            row.moving_to = None
             return old
 
     def mark(self, shell_id: str, *, moving_to: str | None = None, left_on: str | None = None) -> None:
