@@ -28,6 +28,7 @@ from tests.support.s3 import missing as s3_missing
 
 from .harness import ServerProcess, serving
 from .node_link import NodeMachine, cluster_secret, node_machine
+from .test_node_remote import on_node
 
 WAIT_S = 60.0
 BUCKET = "cluster"
@@ -85,21 +86,11 @@ def record(control: ServerProcess) -> Store:
     return Store(control.record_url)
 
 
-def node_of(control: ServerProcess, shell_id: str) -> str:
-    store = record(control)
-    try:
-        shell = store.get_shell(shell_id)
-        assert shell is not None
-        return shell.node
-    finally:
-        store.close()
-
-
 def on_node_a(client: Shells, control: ServerProcess, *args: str, **options: str) -> Shell:
     """A new shell on node-a (shells go to the nodes in turn; one made on node-b is deleted)."""
     for _ in range(2):
         shell = client.create(*args, **options)  # type: ignore[arg-type]
-        if node_of(control, shell.id) == "node-a":
+        if on_node(control, shell.id) == "node-a":
             return shell
         shell.kill()
     raise AssertionError("no shell was placed on node-a")
@@ -149,7 +140,7 @@ def test_drain_moves_a_stopped_container_and_a_paused_wasm_shell_with_their_file
 
         # cordoned: the next shells go to node-b; uncordoned, to both again
         made = [client.create() for _ in range(2)]
-        assert {node_of(control, s.id) for s in made} == {"node-b"}
+        assert {on_node(control, s.id) for s in made} == {"node-b"}
         for shell in made:
             shell.kill()
         done = cli(control, "admin", "node", "uncordon", "node-a")

@@ -15,7 +15,7 @@ import pytest
 
 from shells.domain.errors import ActionNotSupported, InvalidState, RuntimeFailure
 from shells.domain.states import ShellState
-from shells.objects.store import BLOBS, S3Location, S3Objects
+from shells.objects.store import S3Location, S3Objects
 from shells.sdk import AsyncShells
 from shells.store.moves import MoveStore
 from tests.support.s3 import S3Server
@@ -24,6 +24,7 @@ from ..support.fake_node import FakeNode
 from ..support.inprocess import Instance, serving_control
 from ..support.remote_node import fake_cluster
 from ..support.waiting import eventually
+from .test_node_durable import _blobs
 
 pytestmark = pytest.mark.anyio
 _buckets = itertools.count()
@@ -54,14 +55,6 @@ def node_of(instance: Instance, shell_id: str) -> str:
 
 def other(name: str) -> str:
     return NAMES[name == NAMES[0]]
-
-
-async def blobs(url: str) -> list[str]:
-    objects = S3Objects(S3Location.parse(url))
-    try:
-        return await objects.list(BLOBS)
-    finally:
-        await objects.aclose()
 
 
 async def test_drain_moves_paused_and_stopped_shells_and_leaves_running_ones(
@@ -96,7 +89,7 @@ async def test_drain_moves_paused_and_stopped_shells_and_leaves_running_ones(
         assert not list((fakes["node-b"].root / "snapshots").iterdir())  # the fetched copy is gone
 
         async def two_blobs() -> bool:  # each shell's saved state, kept for a later loss; no other
-            return len(await blobs(bucket_url)) == 2
+            return len(await _blobs(bucket_url)) == 2
 
         await eventually(two_blobs, what="the saved states alone in the object store")
 
