@@ -21,8 +21,8 @@ class AsyncNodes:
             PermissionDenied: only a platform admin drains nodes.
             InvalidRequest: no node has that name.
         """
-        path = f"/v1/admin/nodes/{quote(name, safe='')}/drain"
-        return from_wire(NodeDrain, await self._http.call("POST", path))
+        path = f"/v1/admin/nodes/{quote(name, safe='')}/drain"  # as long as the moves take
+        return from_wire(NodeDrain, await self._http.call("POST", path, unbounded=True))
 
     async def uncordon(self, name: str) -> bool:
         """Let new shells be placed on node ``name`` again; whether it was cordoned.

@@ -120,7 +120,8 @@ class AsyncShell:
             ShellNotFound: the shell no longer exists.
             InvalidState: it is not lost, or nothing of it is in the object store.
         """
-        self.info = ShellInfo.parse(await self._http.call("POST", self._path + "/recover"))
+        answer = await self._http.call("POST", self._path + "/recover", unbounded=True)  # a fetch
+        self.info = ShellInfo.parse(answer)
         return self.info
 
     async def kill(self) -> bool:

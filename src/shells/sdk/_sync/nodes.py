@@ -22,8 +22,8 @@ class Nodes:
             PermissionDenied: only a platform admin drains nodes.
             InvalidRequest: no node has that name.
         """
-        path = f"/v1/admin/nodes/{quote(name, safe='')}/drain"
-        return from_wire(NodeDrain, self._http.call("POST", path))
+        path = f"/v1/admin/nodes/{quote(name, safe='')}/drain"  # as long as the moves take
+        return from_wire(NodeDrain, self._http.call("POST", path, unbounded=True))
 
     def uncordon(self, name: str) -> bool:
         """Let new shells be placed on node ``name`` again; whether it was cordoned.

@@ -121,7 +121,8 @@ class Shell:
             ShellNotFound: the shell no longer exists.
             InvalidState: it is not lost, or nothing of it is in the object store.
         """
-        self.info = ShellInfo.parse(self._http.call("POST", self._path + "/recover"))
+        answer = self._http.call("POST", self._path + "/recover", unbounded=True)  # a fetch
+        self.info = ShellInfo.parse(answer)
         return self.info
 
     def kill(self) -> bool:
