@@ -15,12 +15,12 @@ def cmd_node_drain(args: argparse.Namespace) -> int:
         report = client.nodes.drain(args.node)
     if args.json:
         print_json(report)
-        return 0
-    print(f"node {report.node} is cordoned: no new shells go there")
-    for moved in report.moved:
-        print(f"moved {moved['shell']} to {moved['to']}")
-    for left in report.left:
-        print(f"left  {left['shell']}: {left['reason']}")
+    else:
+        print(f"node {report.node} is cordoned: no new shells go there")
+        for moved in report.moved:
+            print(f"moved {moved['shell']} to {moved['to']}")
+        for left in report.left:
+            print(f"left  {left['shell']}: {left['reason']}")
     return 0 if not report.left else 3
 
 
