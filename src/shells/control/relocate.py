@@ -83,6 +83,8 @@ class Relocation:
         self.ctx = ctx
         self.durable = durable
         self.moves = MoveStore(ctx.store)
+        self._wanted: set[str] = set()
+        """Shells whose state is to be saved (``save_later``)."""
 
     def start(self) -> None:
         """On a cluster, save every shell that pauses or stops (``ControlContext.at_rest``)."""
@@ -91,23 +93,27 @@ class Relocation:
 
     def save_later(self, shell: ShellRecord) -> None:
         """Save the state of ``shell`` (just paused or stopped) to the object store in the
-        background, unless it runs again, moves or goes first."""
+        background, unless it runs again, moves or goes first. One task per shell: a pause that
+        comes while a save runs is saved once that one ends."""
         if shell.runtime not in MOVABLE_CLASSES:
             return
+        self._wanted.add(shell.id)
 
         async def save() -> None:
             fleet = self._fleet()
-            try:
-                async with self.ctx.locks[shell.id]:  # only the copy: a resume need not wait the upload
-                    now = self.ctx.store.get_shell(shell.id)
-                    if now is None or now.state not in AT_REST or now.node != shell.node:
-                        return
-                    key, taken_at = await self._take(fleet, now)
-                await self._keep(fleet, now, key, taken_at)
-            except ShellsError as exc:
-                log.warning("the state of %s stays on node %s only: %s", shell.id, shell.node, exc.message)
+            while shell.id in self._wanted:
+                self._wanted.discard(shell.id)
+                try:
+                    async with self.ctx.locks[shell.id]:  # the copy only: a resume waits no upload
+                        now = self.ctx.store.get_shell(shell.id)
+                        if now is None or now.state not in AT_REST:
+                            continue
+                        key, taken_at = await self._take(fleet, now)
+                    await self._keep(fleet, now, key, taken_at)
+                except ShellsError as exc:
+                    log.warning("the state of %s stays on its node only: %s", shell.id, exc.message)
 
-        self.ctx.background.run(f"save-{shell.id}-{secrets.token_hex(4)}", save)
+        self.ctx.background.run(f"save-{shell.id}", save)
 
     def _fleet(self) -> Fleet:
         if self.ctx.fleet is None:
@@ -124,11 +130,6 @@ class Relocation:
             raise InvalidRequest(
                 f"No node is named {name!r} here (nodes: {', '.join(sorted(names))}).", {"field": "node"}
             )
-
-    def cordon(self, principal: Principal, name: str, reason: str) -> bool:
-        require(principal, access.PLATFORM_ADMIN)
-        self._known_node(name)
-        return self.moves.cordon(name, reason)
 
     def uncordon(self, principal: Principal, name: str) -> dict[str, Any]:
         require(principal, access.PLATFORM_ADMIN)
