@@ -27,6 +27,7 @@ saved memory and disks are overlays on their node's template image."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections import Counter
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ..domain import access
+from ..domain import access, limits
 from ..domain.capabilities import Capability
 from ..domain.durable import StoredPart
 from ..domain.errors import (
@@ -85,6 +86,8 @@ class Relocation:
         self.moves = MoveStore(ctx.store)
         self._wanted: set[str] = set()
         """Shells whose state is to be saved (``save_later``)."""
+        self._slots = asyncio.Semaphore(limits.DURABLE_UPLOADS)
+        """Background saves packed and sent at once (a move's own save does not wait for them)."""
 
     def start(self) -> None:
         """On a cluster, save every shell that pauses or stops (``ControlContext.at_rest``)."""
@@ -109,7 +112,8 @@ class Relocation:
                         if now is None or now.state not in AT_REST:
                             continue
                         key, taken_at = await self._take(fleet, now)
-                    await self._keep(fleet, now, key, taken_at)
+                    async with self._slots:
+                        await self._keep(fleet, now, key, taken_at)
                 except ShellsError as exc:
                     log.warning("the state of %s stays on its node only: %s", shell.id, exc.message)
 
