@@ -90,8 +90,10 @@ class Relocation:
         """Background saves packed and sent at once (a move's own save does not wait for them)."""
 
     def start(self) -> None:
-        """On a cluster, save every shell that pauses or stops (``ControlContext.at_rest``)."""
-        if self.ctx.fleet is not None:
+        """On a cluster with a shared object store, save every shell that pauses or stops
+        (``ControlContext.at_rest``). Without one (each machine's own directory) no other node
+        could fetch a save, so none is made."""
+        if self.ctx.fleet is not None and self.ctx.settings.object_store is not None:
             self.ctx.at_rest = self.save_later
 
     def save_later(self, shell: ShellRecord) -> None:
