@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -35,6 +36,9 @@ WS_MAX_MESSAGE = 1 << 20
 """Largest WebSocket message (terminal input) the server accepts."""
 ROUTES_CACHED = 65536
 """Shells whose node a control plane remembers (looked up in the record again when forgotten)."""
+ROUTE_KEPT_S = 5.0
+"""How long a shell's node is remembered before the record is read again (a shell moved by another
+control replica is reached at its new node after at most this long)."""
 SHUTDOWN_BACKSTOP_S = 5
 """After the drain, how long uvicorn waits for other open answers (downloads, terminals)."""
 
@@ -49,35 +53,49 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
         node, place = remote_nodes(settings, store)
     node = node or local_node(settings)
     return Control(
-        settings, store, node.backends, node.network, node.volumes, dataplane=node.local, place=place
+        settings,
+        store,
+        node.backends,
+        node.network,
+        node.volumes,
+        dataplane=node.local,
+        place=place,
+        carrier=node.carrier,
+        fleet=node.fleet,
     )
 
 
 def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runtime], str]]:
     """The control role's nodes (``--node``), reached with the cluster secret and routed by the
-    record: a shell's node never changes once it is made, so each is looked up once."""
+    record: each shell's node is remembered for ``ROUTE_KEPT_S`` (a move on this replica forgets it
+    at once through ``Routes.forget``; another replica's move is seen within that time)."""
     assert settings.cluster_secret_file is not None
     signer = Signer(load_secret(settings.cluster_secret_file))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node call otherwise
 
-    known: dict[str, str] = {}
+    known: dict[str, tuple[str, float]] = {}
 
     def node_of(host_id: str) -> str | None:
-        if host_id not in known:
+        now = time.monotonic()
+        if host_id not in known or now - known[host_id][1] > ROUTE_KEPT_S:
             shell = store.get_shell(host_id)
             if shell is None:
                 return None
             if len(known) >= ROUTES_CACHED:
                 known.clear()
-            known[host_id] = shell.node
-        return known[host_id]
+            known[host_id] = (shell.node, now)
+        return known[host_id][0]
 
     def snapshot_node(snapshot_id: str) -> str | None:
         snap = store.get_snapshot(snapshot_id)
         return node_of(snap.shell_id) if snap is not None else None
 
     nodes = [connect_node(url, signer) for url in settings.nodes]
-    return routed_node(nodes, Routes(node_of, snapshot_node))
+
+    def forget(host_id: str) -> None:
+        known.pop(host_id, None)
+
+    return routed_node(nodes, Routes(node_of, snapshot_node, forget))
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .args import Subparsers, connect
+from .node_commands import register_node_moves, register_recover
 from .output import print_json
 
 
@@ -102,6 +103,12 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--e2b", action="store_true", help="mint it in E2B's key form (e2b_…), see docs/e2b.md")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_token_create)
+
+    node = groups.add_parser("node", help="a cluster's nodes (platform admin)").add_subparsers(
+        dest="node_command", required=True
+    )
+    register_node_moves(node)
+    register_recover(sub)
 
     s = sub.add_parser("audit", help="the tenant's audit trail (tenant admins)")
     for name in ("shell", "actor", "action", "door", "outcome"):

@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.audit import DEFAULT_DOOR
-from ..domain.errors import FeatureUnavailable
+from ..domain.errors import FeatureUnavailable, NoCapacity
 from ..domain.isolation import Runtime
 from ..domain.mounts import BucketMount
 from ..domain.nodes import NodeOffer
 from ..domain.principal import Principal
 from ..domain.shapes import get_shape
 from ..domain.shell import ShellRecord
+from ..node.routed import Fleet
 from ..runtime.backend import Backend, ShellSpec, VolumeMount
 from ..settings import Settings
+from ..store.moves import MoveStore
 from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
 from ..store.secrets import SecretsStore
@@ -47,6 +49,17 @@ class ControlContext:
     """What a shell's start mounts (``control.storage``); None where storage is not wired."""
     shown_mounts: Callable[[str], dict[str, Any]] | None = None
     """A shell's mounts and volumes as its record shows them (never a credential)."""
+    fleet: Fleet | None = None
+    """A control role's nodes by name, for moving shells between them (``control.relocate``)."""
+    at_rest: Callable[[ShellRecord], None] | None = None
+    """Told when a shell has just paused or stopped: a control role saves its state to the object
+    store in the background, so a shell of a node that is lost can start again elsewhere."""
+
+    def rested(self, shell: ShellRecord) -> ShellRecord:
+        """``shell`` (just paused or stopped) after telling ``at_rest``."""
+        if self.at_rest is not None:
+            self.at_rest(shell)
+        return shell
 
     def __post_init__(self) -> None:
         self.quotas = Quotas(self.settings, self.store)
@@ -59,9 +72,20 @@ class ControlContext:
 
     def node_for(self, runtime: Runtime, offer: NodeOffer | None = None) -> str:
         """The node that will hold a new shell (recorded on the shell before it is made): the control
-        role's rule over its ``--node`` agents, else the node placement chose, else this server's."""
+        role's rule over its ``--node`` agents (passing over cordoned nodes), else the node placement
+        chose, else this server's."""
         if self.place is not None:
-            return self.place(runtime)
+            cordoned = MoveStore(self.store).cordoned()
+            tried: set[str] = set()
+            while (name := self.place(runtime)) not in tried:
+                if name not in cordoned:
+                    return name
+                tried.add(name)
+            raise NoCapacity(
+                f"Every node that runs {runtime} shells is cordoned; uncordon one "
+                "(shells admin node uncordon NODE) or add a node.",
+                {"runtime": runtime.value},
+            )
         return self.settings.node_name if offer is None else offer.name
 
     def backend(self, runtime: Runtime) -> Backend:

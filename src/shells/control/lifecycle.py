@@ -24,6 +24,7 @@ from ..domain.shell import ShellRecord, SnapshotRecord
 from ..domain.states import ShellState
 from ..runtime.backend import Backend
 from ..runtime.faults import reached
+from ..store.moves import MoveStore
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
@@ -109,7 +110,8 @@ class Lifecycle:
                 {"field": "network.mode"},
             )
         region = req.region or self.ctx.settings.region
-        node = place(self.ctx.offers(), region, req.runtime, get_shape(req.shape))
+        cordoned = MoveStore(self.ctx.store).cordoned()
+        node = place(self.ctx.offers(), region, req.runtime, get_shape(req.shape), cordoned)
         template = req.template or PRESET_TEMPLATES[req.language]
         if req.snapshot is not None:
             snap = find_snapshot(self.ctx.store, principal, req.snapshot)
@@ -410,7 +412,7 @@ class Lifecycle:
                 return done({"logs": data.decode(errors="replace")})
             case Capability.STOP:
                 await backend.stop(shell.id)
-                return state(ShellState.STOPPED, "stopped by " + principal.id), {}
+                return self.ctx.rested(state(ShellState.STOPPED, "stopped by " + principal.id)), {}
             case Capability.START:
                 self.ctx.quotas.check_budget(shell.tenant)
                 await backend.start(spec)

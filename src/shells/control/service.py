@@ -14,6 +14,8 @@ from ..domain.principal import Principal
 from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
+from ..node.carrier import Carrier
+from ..node.routed import Fleet
 from ..objects.store import ObjectStore, open_store
 from ..runtime.backend import Backend
 from ..runtime.host.local_addresses import local_addresses
@@ -42,6 +44,7 @@ from .placement import region_offers
 from .pool import WarmPool
 from .processes import Processes
 from .reconcile import ReconcileReport, reconcile
+from .relocate import Relocation
 from .run_code import RunCode
 from .samples import ShellSamples
 from .secret_box import SecretBox, load_or_create_key
@@ -70,11 +73,15 @@ class Control:
         *,
         dataplane: bool = True,
         place: Callable[[Runtime], str] | None = None,
+        carrier: Carrier | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         """``dataplane``: the shells' network is on this machine, so this process serves their DNS
-        resolver and the ingress and egress proxies; False when the node is remote and serves them."""
+        resolver and the ingress and egress proxies; False when the node is remote and serves them.
+        ``carrier`` moves snapshots to and from the object store (default: this machine's own
+        backends); ``fleet``: the nodes a control role moves shells between."""
         self.dataplane = dataplane
-        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, place=place)
+        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, place=place, fleet=fleet)
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
@@ -100,8 +107,10 @@ class Control:
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
-        self.durable = Durable(self.ctx, _object_store(settings))
+        self.durable = Durable(self.ctx, _object_store(settings), carrier)
         self.templates.durable = self.durable
+        self.relocation = Relocation(self.ctx, self.durable)
+        self.relocation.start()
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.shells = Lifecycle(
             self.ctx,
@@ -144,6 +153,7 @@ class Control:
                 await self.egress.listen(address)
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
+        await self.relocation.settle()  # copies a move cut short left on a node that does not own them
         if self.leadership is not None:
             self.leadership.start()
         await self.durable.start()

@@ -2,8 +2,9 @@
 
 ``POST /v1/call/<target>/<method>`` runs one call and answers it as signed frames (one for a plain
 call, one per item for a stream); ``/v1/duplex/<target>/<method>`` is a WebSocket for the calls
-that take input while they run. ``target`` is ``node``, ``network`` or an isolation class. Every
-request must carry a valid signature (``node.wire``); nothing is read or run before that check."""
+that take input while they run. ``target`` is ``node``, ``network``, ``durable`` (``node.carrier``)
+or an isolation class. Every request must carry a valid signature (``node.wire``); nothing is read
+or run before that check."""
 
 from __future__ import annotations
 
@@ -21,16 +22,24 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..domain.errors import InvalidRequest, RuntimeFailure, ShellsError
+from ..domain.errors import (
+    ActionNotSupported,
+    InvalidRequest,
+    ObjectStoreUnavailable,
+    RuntimeFailure,
+    ShellsError,
+)
 from ..domain.execution import ExecSpec
 from ..domain.isolation import Runtime
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
 from ..domain.samples import ResourceUsage
 from ..domain.templates import BuildEvent
+from ..objects.store import ObjectStoreError
 from ..runtime.backend import Backend
 from ..runtime.network.shell_dns import RefusalLog
 from . import Node
 from .calls import BACKEND_CALLS, BACKEND_DUPLEX, BACKEND_STREAMS, BACKEND_SYNC, NETWORK_CALLS, NODE_CALLS
+from .carrier import CARRIER_CALLS
 from .codec import decode, encode
 from .wire import DOWN, UP, Overloaded, Signer, Unauthenticated
 
@@ -107,6 +116,8 @@ class NodeAgent:
             fn = getattr(self.node.network, method)
             answer = await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
             yield "r", answer + self.refusals.drain() if method == "drain_blocked" else answer
+        elif target == "durable" and method in CARRIER_CALLS:
+            yield "r", await self._carry(method, args, kwargs)
         elif target != "network" and method == "ensure_template":
             async for item in self._build(self._backend(target), args, kwargs):
                 yield item
@@ -120,6 +131,14 @@ class NodeAgent:
                 yield "r", await answer if method in BACKEND_CALLS else answer
         else:
             raise InvalidRequest(f"A node has no call {target}/{method}.")
+
+    async def _carry(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if self.node.carrier is None:
+            raise ActionNotSupported("This node has no object store to keep snapshots in.")
+        try:
+            return await getattr(self.node.carrier, method)(*args, **kwargs)
+        except ObjectStoreError as exc:
+            raise ObjectStoreUnavailable(f"The node could not use the object store: {exc}") from None
 
     async def _build(self, backend: Backend, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Item]:
         """``ensure_template``'s progress as frames while it runs, then its answer."""

@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..domain.capabilities import Capability
+from ..domain.durable import StoredPart
 from ..domain.errors import ERRORS_BY_CODE, RuntimeFailure, ShellsError
 from ..domain.execution import (
     ExecExit,
@@ -74,6 +75,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
         ShellSpec,
         HostInventory,
         InstanceRange,
+        StoredPart,
         ShellAddresses,
     )
 }

@@ -34,6 +34,7 @@ from ..runtime.backend import Backend, HostInventory, ShellSpec
 from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.dataplane import ShellAddresses
 from . import Node
+from .carrier import RemoteCarrier
 from .client import Duplex, NodeClient
 from .wire import Signer
 
@@ -47,12 +48,19 @@ def connect_node(url: str, signer: Signer) -> Node:
     client = NodeClient(url, signer)
     hello = client.call_blocking("node", "hello")
     backends: list[Backend] = [RemoteBackend(client, offer) for offer in hello["backends"]]
-    return Node(str(hello["name"]), backends, RemoteNetwork(client, hello), local=False, close=client.aclose)
+    return Node(
+        str(hello["name"]),
+        backends,
+        RemoteNetwork(client, hello),
+        local=False,
+        close=client.aclose,
+        carrier=RemoteCarrier(client),
+    )
 
 
 _DURABLE_ON_NODE = (
-    "Snapshots and templates reach the object store from the disk of their node, not over the node "
-    "RPC yet; on a cluster they stay on their node."
+    "A node moves its snapshots and templates to and from the object store itself (its carrier, "
+    "node.carrier); their files never cross the node RPC."
 )
 
 

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
@@ -27,19 +28,51 @@ from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.network.dataplane import ShellAddresses
 from . import Node
+from .carrier import Carrier, RoutedCarrier
 
 Lookup = Callable[[str], str | None]
 
 
 class Routes:
     """Where shells and snapshots are, from the record (the server wires ``node_of`` and
-    ``snapshot_node`` to the store)."""
+    ``snapshot_node`` to the store; ``forget`` drops what it remembers of a shell that moved)."""
 
-    def __init__(self, node_of: Lookup, snapshot_node: Lookup) -> None:
+    def __init__(
+        self, node_of: Lookup, snapshot_node: Lookup, forget: Callable[[str], None] | None = None
+    ) -> None:
         self.node_of = node_of
         self.snapshot_node = snapshot_node
+        self.forget = forget or (lambda host_id: None)
         self.unrecorded: dict[str, str] = {}
         """Shells made without a record (template builds), by host id: their node."""
+
+
+@dataclass
+class Fleet:
+    """A control role's nodes by name: what moves a shell from one to another (``control.relocate``)
+    calls a given node directly, where every other call follows the record."""
+
+    members: dict[str, Node]
+    routes: Routes
+
+    def names(self, runtime: Runtime) -> list[str]:
+        """The nodes that run the class, by name."""
+        return sorted(n.name for n in self.members.values() if any(b.runtime is runtime for b in n.backends))
+
+    def backend(self, node: str, runtime: Runtime) -> Backend:
+        member = self.members.get(node)
+        found = next((b for b in member.backends if b.runtime is runtime), None) if member else None
+        if found is None:
+            raise Unavailable(
+                f"Node {node!r} is not one this control plane reaches with the {runtime} class."
+            )
+        return found
+
+    def carrier(self, node: str) -> Carrier:
+        member = self.members.get(node)
+        if member is None or member.carrier is None:
+            raise Unavailable(f"Node {node!r} is not one this control plane reaches.")
+        return member.carrier
 
 
 class RoutedBackend:
@@ -320,4 +353,8 @@ def routed_node(nodes: Sequence[Node], routes: Routes) -> tuple[Node, Callable[[
 
     network = RoutedNetwork({n.name: n.network for n in nodes}, routes)
     backends: list[Backend] = list(routed.values())
-    return Node("+".join(n.name for n in nodes), backends, network, local=False, close=close), place
+    carriers = {n.name: n.carrier for n in nodes if n.carrier is not None}
+    carrier = RoutedCarrier(carriers, routes.snapshot_node) if len(carriers) == len(nodes) else None
+    fleet = Fleet({n.name: n for n in nodes}, routes)
+    name = "+".join(n.name for n in nodes)
+    return Node(name, backends, network, local=False, close=close, carrier=carrier, fleet=fleet), place

@@ -1,22 +1,28 @@
 """Run this machine as a node agent: its backends and network behind the authenticated RPC, and
-the shells' DNS resolver on the node's gateways (it answers from the node's own network state)."""
+the shells' DNS resolver on the node's gateways (it answers from the node's own network state),
+and the node's own connection to the instance's object store (``SHELLS_OBJECT_STORE``, the same
+store every machine of the instance names), through which it keeps and fetches snapshots."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
 from starlette.applications import Starlette
 
+from ..domain.errors import InvalidRequest, ObjectStoreUnavailable
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
+from ..objects.store import ObjectStoreError, open_store
 from ..runtime.network.dataplane import HostNetwork
 from ..runtime.network.dns_upstream import configured_upstreams
 from ..runtime.network.resolver import DnsResolver
 from ..runtime.network.shell_dns import RefusalLog, ShellDns
 from ..settings import Settings
 from .agent import NodeAgent
+from .carrier import LocalCarrier
 from .local import local_node
 from .wire import Signer
 
@@ -29,10 +35,23 @@ def node_app(settings: Settings, secret: bytes) -> Starlette:
     network = node.network
     assert isinstance(network, HostNetwork)
     refusals = RefusalLog()
+    try:
+        objects = open_store(settings.object_store, settings.data_dir / "objects")
+    except ValueError as exc:
+        raise InvalidRequest(f"SHELLS_OBJECT_STORE: {exc}.") from None
+    backends = {b.runtime: b for b in node.backends}
+    node.carrier = LocalCarrier(backends, objects, settings.data_dir / "durable")
     agent = NodeAgent(node, Signer(secret), refusals)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:  # the node moves its own snapshots: a wrong store stops it with the reason
+            await objects.check()
+        except ObjectStoreError as exc:
+            raise ObjectStoreUnavailable(
+                f"The object store (SHELLS_OBJECT_STORE) cannot be used: {exc}"
+            ) from None
+        shutil.rmtree(settings.data_dir / "durable", ignore_errors=True)
         for backend in node.backends:
             await backend.prepare()
         resolver = DnsResolver(
@@ -45,6 +64,7 @@ def node_app(settings: Settings, secret: bytes) -> Starlette:
             yield
         finally:
             await resolver.close()
+            await objects.aclose()
 
     app = agent.app()
     app.router.lifespan_context = lifespan

@@ -76,6 +76,7 @@ from ..domain.errors import (
 from ._async.client import AsyncShells
 from ._async.commands import AsyncCommands
 from ._async.files import AsyncFiles
+from ._async.nodes import AsyncNodes
 from ._async.processes import AsyncProcesses
 from ._async.resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates, AsyncVolumes
 from ._async.shell import AsyncPorts, AsyncShell
@@ -84,6 +85,7 @@ from ._async.webhooks import AsyncWebhooks
 from ._sync.client import Shells
 from ._sync.commands import Commands
 from ._sync.files import Files
+from ._sync.nodes import Nodes
 from ._sync.processes import Processes
 from ._sync.resources import Networks, Snapshots, Templates, Volumes
 from ._sync.shell import Ports, Shell
@@ -111,6 +113,7 @@ from .models import (
     NetworkPolicy,
     NetworkStatus,
     NewToken,
+    NodeDrain,
     Port,
     Pricing,
     PrincipalInfo,
@@ -135,6 +138,9 @@ from .retry import RetryPolicy
 from .wire import BucketMount, CreateOptions, VolumeAttach
 
 __all__ = [
+    "AsyncNodes",
+    "NodeDrain",
+    "Nodes",
     "AsyncVolumes",
     "BucketDenied",
     "BucketMount",

@@ -643,3 +643,15 @@ class MetricSample:
     cpu_percent: float | None = None
     memory_bytes: int | None = None
     disk_bytes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeDrain:
+    """What :meth:`Nodes.drain` did: the node is cordoned; ``moved`` lists each shell moved off it
+    (``{"shell", "to"}``), ``left`` each shell still on it with the reason (``{"shell", "reason"}``:
+    running shells, and any that could not move)."""
+
+    node: str
+    cordoned: bool = True
+    moved: list[dict[str, str]] = field(default_factory=list)
+    left: list[dict[str, str]] = field(default_factory=list)

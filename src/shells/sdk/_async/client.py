@@ -14,6 +14,7 @@ from ..models import Event, Pricing, RuntimeOffer, ShellInfo, UsageReport, from_
 from ..retry import RetryPolicy
 from ..wire import CreateOptions, create_body, usage_params
 from .http import AsyncHTTP
+from .nodes import AsyncNodes
 from .resources import AsyncNetworks, AsyncSecrets, AsyncSnapshots, AsyncTemplates, AsyncVolumes
 from .shell import AsyncShell
 from .tenancy import AsyncPrincipals, AsyncTenants, AsyncTokens
@@ -60,6 +61,7 @@ class AsyncShells:
         self.tokens = AsyncTokens(self._http)
         self.principals = AsyncPrincipals(self._http)
         self.webhooks = AsyncWebhooks(self._http)
+        self.nodes = AsyncNodes(self._http)
 
     @property
     def base_url(self) -> str:

@@ -15,6 +15,7 @@ from ..models import Event, Pricing, RuntimeOffer, ShellInfo, UsageReport, from_
 from ..retry import RetryPolicy
 from ..wire import CreateOptions, create_body, usage_params
 from .http import HTTP
+from .nodes import Nodes
 from .resources import Networks, Secrets, Snapshots, Templates, Volumes
 from .shell import Shell
 from .tenancy import Principals, Tenants, Tokens
@@ -61,6 +62,7 @@ class Shells:
         self.tokens = Tokens(self._http)
         self.principals = Principals(self._http)
         self.webhooks = Webhooks(self._http)
+        self.nodes = Nodes(self._http)
 
     @property
     def base_url(self) -> str:
