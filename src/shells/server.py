@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api.app import create_app
 from .api.drain import Drain
+from .control.agent_offers import AgentOffers
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .domain.errors import InvalidRequest
@@ -44,18 +45,26 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
     ``settings.nodes``, the node agents there, each shell's calls going to its node)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_url)
-    place = None
+    place = offers = None
     if node is None and settings.nodes:
-        node, place = remote_nodes(settings, store)
+        node, place, offers = remote_nodes(settings, store)
     node = node or local_node(settings)
     return Control(
-        settings, store, node.backends, node.network, node.volumes, dataplane=node.local, place=place
+        settings,
+        store,
+        node.backends,
+        node.network,
+        node.volumes,
+        dataplane=node.local,
+        place=place,
+        offers=offers,
     )
 
 
-def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runtime], str]]:
+def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runtime], str], AgentOffers]:
     """The control role's nodes (``--node``), reached with the cluster secret and routed by the
-    record: a shell's node never changes once it is made, so each is looked up once."""
+    record (a shell's node never changes once it is made, so each is looked up once), and what each
+    offers placement (its region, classes and room)."""
     assert settings.cluster_secret_file is not None
     signer = Signer(load_secret(settings.cluster_secret_file))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node call otherwise
@@ -77,7 +86,8 @@ def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runt
         return node_of(snap.shell_id) if snap is not None else None
 
     nodes = [connect_node(url, signer) for url in settings.nodes]
-    return routed_node(nodes, Routes(node_of, snapshot_node))
+    routed, place = routed_node(nodes, Routes(node_of, snapshot_node))
+    return routed, place, AgentOffers(nodes)
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -15,7 +15,7 @@ from ..domain.isolation import Runtime
 from ..domain.mounts import BucketMount
 from ..domain.nodes import NodeOffer
 from ..domain.principal import Principal
-from ..domain.shapes import get_shape
+from ..domain.shapes import DEFAULT_SHAPE, Shape, get_shape
 from ..domain.shell import ShellRecord
 from ..runtime.backend import Backend, ShellSpec, VolumeMount
 from ..settings import Settings
@@ -24,6 +24,7 @@ from ..store.repository import EventDraft, Store
 from ..store.secrets import SecretsStore
 from .background import Background
 from .local_node import local_offer
+from .placement import place
 from .quotas import Quotas
 from .request_scope import current_request
 from .restarts import Restarts
@@ -42,6 +43,9 @@ class ControlContext:
     """The live nodes placement chooses from (a cluster's membership); None: this host alone."""
     place: Callable[[Runtime], str] | None = None
     """The node a new shell of a class goes to (``shells.node.routed``); None: this server's own."""
+    placed: Callable[[NodeOffer, Shape], None] | None = None
+    """Told of every shell placement put on a node, to count it against the node's offer until the
+    node offers again (``control.agent_offers``); None: nothing counts."""
     quotas: Quotas = field(init=False)
     mounts_of: Callable[[ShellRecord], tuple[tuple[BucketMount, ...], tuple[VolumeMount, ...]]] | None = None
     """What a shell's start mounts (``control.storage``); None where storage is not wired."""
@@ -58,8 +62,13 @@ class ControlContext:
         return [local_offer(self.settings, self.backends.values())]
 
     def node_for(self, runtime: Runtime, offer: NodeOffer | None = None) -> str:
-        """The node that will hold a new shell (recorded on the shell before it is made): the control
-        role's rule over its ``--node`` agents, else the node placement chose, else this server's."""
+        """The node that will hold a new shell (recorded on the shell before it is made): the one
+        placement chose among the cluster's nodes (a warm shell: one in this server's region), else
+        the control role's rule over its ``--node`` agents, else this server's."""
+        if self.nodes is not None:
+            shape = get_shape(DEFAULT_SHAPE)
+            offer = offer or place(self.offers(), self.settings.region, runtime, shape)
+            return offer.name
         if self.place is not None:
             return self.place(runtime)
         return self.settings.node_name if offer is None else offer.name

@@ -110,6 +110,8 @@ class Lifecycle:
             )
         region = req.region or self.ctx.settings.region
         node = place(self.ctx.offers(), region, req.runtime, get_shape(req.shape))
+        if self.ctx.placed is not None:
+            self.ctx.placed(node, get_shape(req.shape))
         template = req.template or PRESET_TEMPLATES[req.language]
         if req.snapshot is not None:
             snap = find_snapshot(self.ctx.store, principal, req.snapshot)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ..domain.nodes import NodeOffer
 from ..runtime.backend import Backend
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.volumes import HostVolumes
@@ -33,6 +34,9 @@ class Node:
     here. A remote node serves them itself, beside its shells."""
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
     """Releases what holds the node (a remote node's connections)."""
+    offer: Callable[[], NodeOffer | None] | None = None
+    """Asks the node what it offers placement now, a blocking round trip (a node agent measures its
+    room when asked); None: a node in this process, whose offer the control plane makes itself."""
 
 
 __all__ = ["Node"]

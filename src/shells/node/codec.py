@@ -32,6 +32,7 @@ from ..domain.execution import (
 from ..domain.isolation import Language, Runtime
 from ..domain.network import AllowKind, AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
 from ..domain.network import Protocol as NetProtocol
+from ..domain.nodes import NodeOffer
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.shapes import Shape
@@ -75,6 +76,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
         HostInventory,
         InstanceRange,
         ShellAddresses,
+        NodeOffer,
     )
 }
 """Every type a node call's arguments or answers may hold, by name."""

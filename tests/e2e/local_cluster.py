@@ -1,0 +1,294 @@
+"""A whole Shells cluster on this machine (``make cluster-up``, docs/cluster.md), and the same
+cluster as the fixture of the cluster tests and benchmarks, so they run exactly what a user runs:
+
+- a Kubernetes API (Debian's etcd and the cached kube-apiserver, ``tests/support/kube.py``), which
+  holds the ``shells-control`` Lease of the singleton duties;
+- PostgreSQL 15 in a throwaway directory (``tests/support/postgres.py``), the one record;
+- three node agents (``shells node``), each in its own network namespace with its own address on one
+  test bridge, so every call from the control plane crosses a link: ``eu-1`` and ``eu-2`` in region
+  ``eu``, ``us-1`` in ``us``;
+- two control-plane replicas (``shells serve --role control``) on loopback, over that record, that
+  API and those nodes.
+
+    python -m tests.e2e.local_cluster up      # start in the background, print the URLs and token
+    python -m tests.e2e.local_cluster down    # stop everything, leave nothing behind
+    python -m tests.e2e.local_cluster status
+
+``up`` starts a supervisor process (``run``) that holds every part inside context managers and
+tears them all down on SIGTERM (``down``); its state is ``cluster.json`` in ``SHELLS_CLUSTER_DIR``
+(default ``/var/tmp/shells-cluster``). Needs root (network namespaces, crun), like the e2e suite."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shells.sdk import Shells
+from tests.support import kube, postgres
+from tests.support.kube import ADMIN_TOKEN, KubeAPI, kube_api
+from tests.support.postgres import PostgresServer, postgres_server
+
+from .harness import ServerProcess, serving
+from .node_link import SHELLS, NodeMachine, bridge, cluster_secret, node_machine
+
+NODES = {"eu-1": ("eu", "container,wasm"), "eu-2": ("eu", "container,wasm"), "us-1": ("us", "container")}
+"""Each node agent's name, region and isolation classes (``SHELLS_CLASSES``). No microvm: guests
+under TCG on a shared machine are too slow to multiply by three (a one-box ``make up`` offers them);
+a microvm create is refused with a typed error, and so is wasm in ``us``."""
+NETWORK_CIDR = "10.251.0.0/16"
+"""One range for the shells of every node (private networks are carved from it); each node's
+routes live in its own network namespace, so the range is never routed on this host."""
+REPLICAS = 2
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DIR = Path(os.environ.get("SHELLS_CLUSTER_DIR", "/var/tmp/shells-cluster"))
+READY_TIMEOUT_S = 900.0
+
+
+@dataclass
+class LocalCluster:
+    root: Path
+    kube: KubeAPI
+    postgres: PostgresServer
+    nodes: dict[str, NodeMachine]
+    replicas: list[ServerProcess]
+
+    @property
+    def base_url(self) -> str:
+        return self.replicas[0].url
+
+    @property
+    def token(self) -> str:
+        return self.replicas[0].token
+
+    def client(self, replica: int = 0) -> Shells:
+        return Shells(self.replicas[replica].url, self.token)
+
+    def state(self) -> dict[str, object]:
+        """What ``cluster.json`` holds: enough to use the cluster, and to clean up after it."""
+        return {
+            "supervisor": os.getpid(),
+            "base_url": self.base_url,
+            "replicas": [r.url for r in self.replicas],
+            "token": self.token,
+            "kube_url": self.kube.url,
+            "database_url": self.replicas[0].record_url,
+            "nodes": {
+                n: {"url": m.url, "region": NODES[n][0], "netns": m.netns} for n, m in self.nodes.items()
+            },
+            "pids": [p.pid for p in self.kube.procs]
+            + [self.postgres.proc.pid]
+            + [r.proc.pid for r in self.replicas if r.proc is not None],
+        }
+
+
+def replica_env(cluster_nodes: dict[str, NodeMachine], api: KubeAPI, database_url: str, root: Path,
+                lease_s: float) -> dict[str, str]:  # fmt: skip
+    token_file = root / "kube-token"
+    token_file.write_text(ADMIN_TOKEN, encoding="utf-8")
+    return {
+        "SHELLS_NODES": ",".join(m.url for m in cluster_nodes.values()),
+        "SHELLS_CLUSTER_SECRET_FILE": str(root / "cluster-secret"),
+        "SHELLS_DATABASE_URL": database_url,
+        "SHELLS_KUBE_URL": api.url,
+        "SHELLS_KUBE_TOKEN_FILE": str(token_file),
+        "SHELLS_KUBE_CA_FILE": api.ca_file,
+        "SHELLS_LEASE_DURATION_S": str(lease_s),
+        "SHELLS_REGION": "eu",  # where a create that names no region goes
+    }
+
+
+def missing() -> str | None:
+    """Why no local cluster can run here, or None."""
+    if os.geteuid() != 0:
+        return "a local cluster needs root (network namespaces, a bridge, crun)"
+    return postgres.missing() or kube.missing()
+
+
+@contextlib.contextmanager
+def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
+    """Every part started (nodes side by side), yielded ready; all of it stopped and purged after,
+    failing if a node or replica left anything on the host."""
+    root.mkdir(parents=True, exist_ok=True)
+    secret = cluster_secret(root)
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(kube_api())
+        pg = stack.enter_context(postgres_server())
+        link = stack.enter_context(bridge())
+        machines = {
+            name: stack.enter_context(node_machine(root / name, secret, on=link, host=11 + i))
+            for i, name in enumerate(NODES)
+        }
+        for name, machine in machines.items():
+            region, classes = NODES[name]
+            env = {"SHELLS_REGION": region, "SHELLS_CLASSES": classes, "SHELLS_NETWORK_CIDR": NETWORK_CIDR}
+            machine.launch(name, env)
+        for machine in machines.values():
+            machine.wait_serving()
+        env = replica_env(machines, api, pg.new_database("cluster"), root, lease_s)
+        replicas: list[ServerProcess] = []
+        for i in range(REPLICAS):  # one after the other: the first migrates the record
+            replica = ServerProcess(root / f"control-{i + 1}", warm_pool=0, env=env)
+            replicas.append(stack.enter_context(serving(replica, f"cluster-control-{i + 1}")))
+        yield LocalCluster(root, api, pg, machines, replicas)
+
+
+# the commands -------------------------------------------------------------------------------------
+def _state_file(root: Path) -> Path:
+    return root / "cluster.json"
+
+
+def _read_state(root: Path) -> dict[str, object] | None:
+    try:
+        state: dict[str, object] = json.loads(_state_file(root).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _print_usage(state: dict[str, object], root: Path) -> None:
+    replicas = state["replicas"]
+    assert isinstance(replicas, list)
+    nodes = state["nodes"]
+    assert isinstance(nodes, dict)
+    print(f"Shells cluster is running (state and logs: {root})")
+    for i, url in enumerate(replicas, 1):
+        print(f"  control replica {i}: {url}")
+    for name, node in nodes.items():
+        print(f"  node {name} (region {node['region']}): {node['url']} in netns {node['netns']}")
+    print(f"  Kubernetes API: {state['kube_url']}   record: {state['database_url']}")
+    print(f"""
+  export SHELLS_BASE_URL={state["base_url"]} SHELLS_API_TOKEN={state["token"]}
+  shells create --language python --region us
+""")
+
+
+def cmd_run(root: Path, lease_s: float) -> int:
+    """The supervisor: hold the cluster until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with local_cluster(root, lease_s) as cluster:
+        _state_file(root).write_text(json.dumps(cluster.state(), indent=2), encoding="utf-8")
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            _state_file(root).unlink(missing_ok=True)
+    return 0
+
+
+def cmd_up(root: Path, lease_s: float) -> int:
+    state = _read_state(root)
+    if state is not None and _alive(state.get("supervisor")):
+        _print_usage(state, root)
+        return 0
+    if (why := missing()) is not None:
+        print(f"cannot start a local cluster: {why}", file=sys.stderr)
+        return 1
+    _cleanup_after(root)  # a supervisor killed before: its leftovers go first
+    root.mkdir(parents=True, exist_ok=True)
+    print("Starting the Kubernetes API, PostgreSQL, 3 node agents and 2 control replicas...")
+    with (root / "cluster.log").open("ab") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.local_cluster", "run",
+             "--dir", str(root), "--lease-s", str(lease_s)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+        )  # fmt: skip
+    (root / "supervisor.pid").write_text(str(supervisor.pid), encoding="utf-8")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while (state := _read_state(root)) is None:
+        if supervisor.poll() is not None or time.monotonic() > deadline:
+            tail = (root / "cluster.log").read_bytes()[-3000:].decode(errors="replace")
+            print(f"the cluster did not start; see {root / 'cluster.log'}:\n{tail}", file=sys.stderr)
+            if supervisor.poll() is None:
+                cmd_down(root)
+            return 1
+        time.sleep(0.5)
+    _print_usage(state, root)
+    return 0
+
+
+def cmd_down(root: Path) -> int:
+    try:
+        pid = int((root / "supervisor.pid").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pid = 0
+    if pid and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 300
+        while _alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.2)
+        print(f"stopped the cluster (supervisor {pid})")
+    _cleanup_after(root)
+    return 0
+
+
+def _cleanup_after(root: Path) -> None:
+    """What a supervisor that was killed (not stopped) left: its processes, node data, namespaces,
+    links and directory. Nothing to do after a clean stop but remove the directory."""
+    state = _read_state(root)
+    if state is not None:
+        for pid in state.get("pids") or []:  # type: ignore[attr-defined]
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        nodes = state.get("nodes")
+        for node in nodes.values() if isinstance(nodes, dict) else []:
+            netns = str(node["netns"])
+            for pid in subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
+                                      check=False).stdout.split():  # fmt: skip
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        for data_dir in sorted(root.glob("*/node")) + sorted(root.glob("control-*")):
+            subprocess.run(
+                [*SHELLS, "purge", "--data-dir", str(data_dir), "--yes"], capture_output=True, check=False
+            )
+        for node in nodes.values() if isinstance(nodes, dict) else []:
+            subprocess.run(["ip", "netns", "del", str(node["netns"])], capture_output=True, check=False)
+    if root.exists():
+        subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.e2e.local_cluster")
+    ap.add_argument("command", choices=["up", "down", "status", "run"])
+    ap.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    ap.add_argument("--lease-s", type=float, default=15.0)
+    args = ap.parse_args(argv)
+    if args.command == "up":
+        return cmd_up(args.dir, args.lease_s)
+    if args.command == "down":
+        return cmd_down(args.dir)
+    if args.command == "run":
+        return cmd_run(args.dir, args.lease_s)
+    state = _read_state(args.dir)
+    if state is None or not _alive(state.get("supervisor")):
+        print("no local cluster is running")
+        return 1
+    _print_usage(state, args.dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
