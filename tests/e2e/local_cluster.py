@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from shells.sdk import Shells
 from tests.support import kube, postgres
 from tests.support.kube import ADMIN_TOKEN, KubeAPI, kube_api
@@ -73,6 +75,14 @@ class LocalCluster:
     def client(self, replica: int = 0) -> Shells:
         return Shells(self.replicas[replica].url, self.token)
 
+    def runs_duties(self, replica: int) -> bool:
+        """Whether the replica says it runs the singleton duties (its ``/metrics`` gauge)."""
+        return singleton_duties(self.replicas[replica].url, self.token)
+
+    def holds(self, node: str, shell_id: str) -> bool:
+        """Whether the node's own disk holds the shell (its subvolume in the node's pool)."""
+        return (self.nodes[node].data_dir / "storage" / "pool" / "shells" / shell_id).exists()
+
     def state(self) -> dict[str, object]:
         """What ``cluster.json`` holds: enough to use the cluster, and to clean up after it."""
         return {
@@ -89,6 +99,15 @@ class LocalCluster:
             + [self.postgres.proc.pid]
             + [r.proc.pid for r in self.replicas if r.proc is not None],
         }
+
+
+def singleton_duties(url: str, token: str) -> bool:
+    """Whether the server at ``url`` says it runs the singleton duties (``shells_singleton_duties``
+    on ``/metrics``: 1 on the holder of the ``shells-control`` Lease)."""
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
+    lines = [line for line in text.splitlines() if line.startswith("shells_singleton_duties ")]
+    assert lines, "no shells_singleton_duties gauge"
+    return float(lines[0].split()[1]) == 1.0
 
 
 def replica_env(cluster_nodes: dict[str, NodeMachine], api: KubeAPI, database_url: str, root: Path,
