@@ -41,10 +41,12 @@ def exec_true(http: httpx.Client, shell: str) -> Callable[[], float]:
     return run
 
 
-def create_to_output(http: httpx.Client) -> Callable[[], float]:
+def create_to_output(http: httpx.Client, region: str | None = None) -> Callable[[], float]:
+    body = {"language": "bash"} | ({"region": region} if region else {})
+
     def run() -> float:
         started = time.perf_counter()
-        created = http.post("/v1/shells", json={"language": "bash"})
+        created = http.post("/v1/shells", json=body)
         created.raise_for_status()
         shell = created.json()["id"]
         with http.stream("POST", f"/v1/shells/{shell}/exec", json={"cmd": ["echo", "hi"]}) as answer:

@@ -1,0 +1,118 @@
+"""The local cluster of ``make cluster-up`` against one box, in one run.
+
+    python -m benchmarks.bench_cluster [--runs 200] [--creates 15] [--spread 500]
+
+Starts the cluster (``tests.e2e.local_cluster``: two control replicas over PostgreSQL and a
+Kubernetes API, three node agents each in its own network namespace behind a bridge) and a one-box
+``shells serve`` beside it, no warm pool on either. Measured, interleaved in a random order per
+round so load from anything else on the machine falls on both alike:
+
+- exec round trip: ``POST /v1/shells/{id}/exec?wait=true`` running ``true``, through a control
+  replica to a shell on the ``us-1`` node (another netns);
+- create → first output: ``POST /v1/shells`` in region ``us`` and a streamed ``echo hi`` until its
+  first output arrives (the shell is deleted afterwards, not timed).
+
+Prints medians, p90, the difference and the ratio against one box (goals: < 5 ms added to an exec,
+create → first output at most 1.5x). Then ``--spread`` creates (regions eu, eu, us in turn, 20 at a
+time: a tenant's default quota), each deleted after its batch: where placement put them and the
+creates per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from tests.e2e.harness import ServerProcess, serving
+from tests.e2e.local_cluster import NODES, LocalCluster, local_cluster
+
+from benchmarks.bench_node_rpc import create_to_output, exec_true, measure, report
+
+BATCH = 20
+"""Creates in flight at once in the spread (and alive at once: the default tenant quota)."""
+
+
+def spread(cluster: LocalCluster, creates: int) -> None:
+    regions = ["eu", "eu", "us"]
+    placed: collections.Counter[str] = collections.Counter()
+    creating_s = 0.0
+    http = [
+        httpx.Client(base_url=r.url, headers={"Authorization": f"Bearer {cluster.token}"}, timeout=300)
+        for r in cluster.replicas
+    ]
+
+    def create(i: int) -> str:
+        answer = http[i % len(http)].post("/v1/shells", json={"language": "bash", "region": regions[i % 3]})
+        answer.raise_for_status()
+        placed[answer.json()["node"]] += 1
+        return str(answer.json()["id"])
+
+    with ThreadPoolExecutor(BATCH) as pool:
+        for start in range(0, creates, BATCH):
+            began = time.perf_counter()
+            made = list(pool.map(create, range(start, min(start + BATCH, creates))))
+            creating_s += time.perf_counter() - began
+            list(pool.map(lambda s: http[0].delete(f"/v1/shells/{s}").raise_for_status(), made))
+    for client in http:
+        client.close()
+    print(f"\n{creates} creates over both replicas, {BATCH} at a time (regions eu, eu, us in turn)")
+    print(f"{'node':<8} {'region':<8} {'shells':>7} {'share':>7}")
+    for node, (region, _) in NODES.items():
+        print(f"{node:<8} {region:<8} {placed[node]:>7} {placed[node] / creates:>7.1%}")
+    eu = [placed[n] for n, (region, _) in NODES.items() if region == "eu"]
+    print(f"eu balance (fewest / most on a node): {min(eu) / max(eu):.2f}")
+    print(f"creates per second: {creates / creating_s:.1f} (create time only, {creating_s:.1f} s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--creates", type=int, default=15)
+    ap.add_argument("--spread", type=int, default=500)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="shells-bench-cluster-", dir="/var/tmp"))
+    try:
+        with local_cluster(root / "cluster") as cluster:
+            one_box = ServerProcess(root / "one-box", warm_pool=0)
+            with serving(one_box, "bench-one-box"):
+                headers = {"Authorization": f"Bearer {one_box.token}"}
+                local = httpx.Client(base_url=one_box.url, headers=headers, timeout=120)
+                headers = {"Authorization": f"Bearer {cluster.token}"}
+                remote = httpx.Client(base_url=cluster.base_url, headers=headers, timeout=120)
+                shells = {
+                    local: local.post("/v1/shells", json={"language": "bash"}).json()["id"],
+                    remote: remote.post("/v1/shells", json={"language": "bash", "region": "us"}).json()["id"],
+                }
+                execs = {
+                    "one box (in-process node)": exec_true(local, shells[local]),
+                    "cluster: replica -> node in another netns": exec_true(remote, shells[remote]),
+                }
+                creates = {
+                    "one box (in-process node)": create_to_output(local),
+                    "cluster: replica -> node in another netns": create_to_output(remote, region="us"),
+                }
+                for run in [*execs.values(), *creates.values()]:  # warm connections and code paths
+                    for _ in range(3):
+                        run()
+                exec_results = measure(execs, args.runs)
+                create_results = measure(creates, args.creates)
+                for client, shell in shells.items():
+                    client.delete(f"/v1/shells/{shell}")
+                    client.close()
+            load = Path("/proc/loadavg").read_text(encoding="utf-8").split()[0]
+            print(f"load average {load} (shared 2-core machine); {args.runs} execs, {args.creates} creates")
+            report("exec round trip (true, wait=true)", exec_results)
+            report("create -> first output (no warm pool)", create_results)
+            spread(cluster, args.spread)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
