@@ -32,7 +32,7 @@ import httpx
 from tests.e2e.harness import ServerProcess, serving
 from tests.e2e.local_cluster import NODES, LocalCluster, local_cluster
 
-from benchmarks.bench_node_rpc import create_to_output, exec_true, measure, report
+from benchmarks.bench_node_rpc import create_to_output, exec_true, report, warm_and_measure
 
 BATCH = 20
 """Creates in flight at once in the spread (and alive at once: the default tenant quota)."""
@@ -97,11 +97,7 @@ def main() -> None:
                     "one box (in-process node)": create_to_output(local),
                     "cluster: replica -> node in another netns": create_to_output(remote, region="us"),
                 }
-                for run in [*execs.values(), *creates.values()]:  # warm connections and code paths
-                    for _ in range(3):
-                        run()
-                exec_results = measure(execs, args.runs)
-                create_results = measure(creates, args.creates)
+                exec_results, create_results = warm_and_measure(execs, creates, args.runs, args.creates)
                 for client, shell in shells.items():
                     client.delete(f"/v1/shells/{shell}")
                     client.close()

@@ -41,7 +41,7 @@ from tests.support.kube import ADMIN_TOKEN, KubeAPI, kube_api
 from tests.support.postgres import PostgresServer, postgres_server
 
 from .harness import ServerProcess, serving
-from .node_link import SHELLS, NodeMachine, bridge, cluster_secret, node_machine
+from .node_link import SHELLS, Bridge, NodeMachine, bridge, cluster_secret, node_machine
 
 NODES = {"eu-1": ("eu", "container,wasm"), "eu-2": ("eu", "container,wasm"), "us-1": ("us", "container")}
 """Each node agent's name, region and isolation classes (``SHELLS_CLASSES``). No microvm: guests
@@ -61,6 +61,7 @@ class LocalCluster:
     root: Path
     kube: KubeAPI
     postgres: PostgresServer
+    bridge: Bridge
     nodes: dict[str, NodeMachine]
     replicas: list[ServerProcess]
 
@@ -95,9 +96,11 @@ class LocalCluster:
             "nodes": {
                 n: {"url": m.url, "region": NODES[n][0], "netns": m.netns} for n, m in self.nodes.items()
             },
+            "bridge": self.bridge.name,
             "pids": [p.pid for p in self.kube.procs]
             + [self.postgres.proc.pid]
             + [r.proc.pid for r in self.replicas if r.proc is not None],
+            "dirs": [str(Path(self.kube.ca_file).parents[1]), str(self.postgres.data_dir.parent)],
         }
 
 
@@ -158,7 +161,7 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
         for i in range(REPLICAS):  # one after the other: the first migrates the record
             replica = ServerProcess(root / f"control-{i + 1}", warm_pool=0, env=env)
             replicas.append(stack.enter_context(serving(replica, f"cluster-control-{i + 1}")))
-        yield LocalCluster(root, api, pg, machines, replicas)
+        yield LocalCluster(root, api, pg, link, machines, replicas)
 
 
 # the commands -------------------------------------------------------------------------------------
@@ -265,28 +268,37 @@ def cmd_down(root: Path) -> int:
 
 
 def _cleanup_after(root: Path) -> None:
-    """What a supervisor that was killed (not stopped) left: its processes, node data, namespaces,
-    links and directory. Nothing to do after a clean stop but remove the directory."""
+    """What a supervisor that was killed (not stopped) left, from its state file: its processes,
+    each node's shells and host objects (purged inside the node's namespace), the namespaces, the
+    bridge and the directories. After a clean stop there is no state file: only the directory goes."""
     state = _read_state(root)
     if state is not None:
-        for pid in state.get("pids") or []:  # type: ignore[attr-defined]
+        for pid in _strings(state.get("pids")):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
         nodes = state.get("nodes")
-        for node in nodes.values() if isinstance(nodes, dict) else []:
-            netns = str(node["netns"])
-            for pid in subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
-                                      check=False).stdout.split():  # fmt: skip
+        for name, node in nodes.items() if isinstance(nodes, dict) else []:
+            inside = ["nsenter", f"--net=/run/netns/{node['netns']}", "--"]
+            pids = ["ip", "netns", "pids", node["netns"]]
+            agents = subprocess.run(pids, capture_output=True, text=True, check=False)
+            for pid in agents.stdout.split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-        for data_dir in sorted(root.glob("*/node")) + sorted(root.glob("control-*")):
-            subprocess.run(
-                [*SHELLS, "purge", "--data-dir", str(data_dir), "--yes"], capture_output=True, check=False
-            )
-        for node in nodes.values() if isinstance(nodes, dict) else []:
-            subprocess.run(["ip", "netns", "del", str(node["netns"])], capture_output=True, check=False)
+            purge = [*SHELLS, "purge", "--data-dir", str(root / name / "node"), "--yes"]
+            subprocess.run([*inside, *purge], capture_output=True, check=False)
+            subprocess.run(["ip", "netns", "del", node["netns"]], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", str(state.get("bridge"))], capture_output=True, check=False)
+        for replica in sorted(root.glob("control-*")):
+            purge = [*SHELLS, "purge", "--data-dir", str(replica), "--yes"]
+            subprocess.run(purge, capture_output=True, check=False)
+        for other in _strings(state.get("dirs")):
+            subprocess.run(["rm", "-rf", "--one-file-system", other], check=False)
     if root.exists():
         subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def main(argv: list[str]) -> int:
