@@ -3,9 +3,10 @@
     python -m benchmarks.bench_cluster [--runs 200] [--creates 15] [--spread 500]
 
 Starts the cluster (``tests.e2e.local_cluster``: two control replicas over PostgreSQL and a
-Kubernetes API, three node agents each in its own network namespace behind a bridge) and a one-box
-``shells serve`` beside it, no warm pool on either. Measured, interleaved in a random order per
-round so load from anything else on the machine falls on both alike:
+Kubernetes API, three node agents each in its own network namespace behind a bridge) and two one-box
+``shells serve`` beside it, one on SQLite (the default) and one on the cluster's PostgreSQL, so the
+record's share of the difference shows apart from the node hop's; no warm pool anywhere. Measured,
+interleaved in a random order per round so load from anything else on the machine falls on all alike:
 
 - exec round trip: ``POST /v1/shells/{id}/exec?wait=true`` running ``true``, through a control
   replica to a shell on the ``us-1`` node (another netns);
@@ -13,8 +14,8 @@ round so load from anything else on the machine falls on both alike:
   first output arrives (the shell is deleted afterwards, not timed).
 
 Prints medians, p90, the difference and the ratio against one box (goals: < 5 ms added to an exec,
-create → first output at most 1.5x). Then ``--spread`` creates (regions eu, eu, us in turn, 20 at a
-time: a tenant's default quota), each deleted after its batch: where placement put them and the
+create → first output at most 1.5x). Then ``--spread`` creates (regions eu, eu, us in turn, 16 at a
+time: a tenant's default vCPU quota), each deleted after its batch: where placement put them and the
 creates per second.
 """
 
@@ -34,8 +35,8 @@ from tests.e2e.local_cluster import NODES, LocalCluster, local_cluster
 
 from benchmarks.bench_node_rpc import create_to_output, exec_true, report, warm_and_measure
 
-BATCH = 20
-"""Creates in flight at once in the spread (and alive at once: the default tenant quota)."""
+BATCH = 16
+"""Creates in flight at once in the spread, and alive at once: a tenant's default quota is 16 vCPUs."""
 
 
 def spread(cluster: LocalCluster, creates: int) -> None:
@@ -79,28 +80,29 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="shells-bench-cluster-", dir="/var/tmp"))
     try:
         with local_cluster(root / "cluster") as cluster:
+            on_pg = {"SHELLS_DATABASE_URL": cluster.postgres.new_database("onebox")}
             one_box = ServerProcess(root / "one-box", warm_pool=0)
-            with serving(one_box, "bench-one-box"):
-                headers = {"Authorization": f"Bearer {one_box.token}"}
-                local = httpx.Client(base_url=one_box.url, headers=headers, timeout=120)
-                headers = {"Authorization": f"Bearer {cluster.token}"}
-                remote = httpx.Client(base_url=cluster.base_url, headers=headers, timeout=120)
-                shells = {
-                    local: local.post("/v1/shells", json={"language": "bash"}).json()["id"],
-                    remote: remote.post("/v1/shells", json={"language": "bash", "region": "us"}).json()["id"],
+            one_box_pg = ServerProcess(root / "one-box-pg", warm_pool=0, env=on_pg)
+            with serving(one_box, "bench-one-box"), serving(one_box_pg, "bench-one-box-pg"):
+                targets = {  # name: (server URL, token, region of its shells)
+                    "one box (in-process node)": (one_box.url, one_box.token, None),
+                    "one box, record on PostgreSQL": (one_box_pg.url, one_box_pg.token, None),
+                    "cluster: replica -> node in another netns": (cluster.base_url, cluster.token, "us"),
                 }
-                execs = {
-                    "one box (in-process node)": exec_true(local, shells[local]),
-                    "cluster: replica -> node in another netns": exec_true(remote, shells[remote]),
-                }
-                creates = {
-                    "one box (in-process node)": create_to_output(local),
-                    "cluster: replica -> node in another netns": create_to_output(remote, region="us"),
-                }
+                execs, creates, made = {}, {}, []
+                for name, (url, token, region) in targets.items():
+                    http = httpx.Client(
+                        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+                    )
+                    body = {"language": "bash"} | ({"region": region} if region else {})
+                    shell = http.post("/v1/shells", json=body).json()["id"]
+                    execs[name] = exec_true(http, shell)
+                    creates[name] = create_to_output(http, region)
+                    made.append((http, shell))
                 exec_results, create_results = warm_and_measure(execs, creates, args.runs, args.creates)
-                for client, shell in shells.items():
-                    client.delete(f"/v1/shells/{shell}")
-                    client.close()
+                for http, shell in made:
+                    http.delete(f"/v1/shells/{shell}")
+                    http.close()
             load = Path("/proc/loadavg").read_text(encoding="utf-8").split()[0]
             print(f"load average {load} (shared 2-core machine); {args.runs} execs, {args.creates} creates")
             report("exec round trip (true, wait=true)", exec_results)
