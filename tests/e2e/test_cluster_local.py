@@ -24,19 +24,26 @@ from shells.cluster.membership import measured_offer
 from shells.domain.shapes import SHAPES
 from shells.sdk import CommandExit, CommandOutput, Shell, Unavailable
 
-from .local_cluster import NODES, LocalCluster, local_cluster, missing
+from .local_cluster import NODES, LocalCluster, missing
+from .local_cluster import local_cluster as start_cluster
 
 LEASE_S = 3.0
 WAIT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One cluster for the module (its name sorts these tests last: tests/conftest.py)."""
     why = missing()
     if why is not None:
         pytest.skip(why)
-    with local_cluster(Path(tmp_path_factory.mktemp("cluster")), lease_s=LEASE_S) as running:
+    with start_cluster(Path(tmp_path_factory.mktemp("cluster")), lease_s=LEASE_S) as running:
         yield running
+
+
+@pytest.fixture
+def cluster(local_cluster: LocalCluster) -> LocalCluster:
+    return local_cluster
 
 
 def in_region(region: str) -> set[str]:
