@@ -6,7 +6,6 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,6 @@ from .control.agent_offers import AgentOffers
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .domain.errors import InvalidRequest
-from .domain.isolation import Runtime
 from .node import Node
 from .node.local import local_node
 from .node.remote import connect_node
@@ -45,9 +43,9 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
     ``settings.nodes``, the node agents there, each shell's calls going to its node)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_url)
-    place = offers = None
+    offers = None
     if node is None and settings.nodes:
-        node, place, offers = remote_nodes(settings, store)
+        node, offers = remote_nodes(settings, store)
     node = node or local_node(settings)
     return Control(
         settings,
@@ -56,12 +54,11 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
         node.network,
         node.volumes,
         dataplane=node.local,
-        place=place,
         offers=offers,
     )
 
 
-def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runtime], str], AgentOffers]:
+def remote_nodes(settings: Settings, store: Store) -> tuple[Node, AgentOffers]:
     """The control role's nodes (``--node``), reached with the cluster secret and routed by the
     record (a shell's node never changes once it is made, so each is looked up once), and what each
     offers placement (its region, classes and room)."""
@@ -86,8 +83,7 @@ def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runt
         return node_of(snap.shell_id) if snap is not None else None
 
     nodes = [connect_node(url, signer) for url in settings.nodes]
-    routed, place = routed_node(nodes, Routes(node_of, snapshot_node))
-    return routed, place, AgentOffers(nodes)
+    return routed_node(nodes, Routes(node_of, snapshot_node)), AgentOffers(nodes)
 
 
 def build_app(settings: Settings) -> FastAPI:

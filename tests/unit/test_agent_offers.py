@@ -1,5 +1,6 @@
-"""The control role's view of its node agents' offers: asked at start, counted against between
-asks, asked again when stale, and a node that does not answer keeps its last offer."""
+"""The control role's view of its node agents' offers: asked at start, placements counted against
+them for a while (across refreshes), asked again when stale, and a node that does not answer keeps
+its last offer."""
 
 from __future__ import annotations
 
@@ -34,16 +35,18 @@ def agent(name: str, answers: list[NodeOffer | Exception]) -> Node:
     return Node(name, [], NullNetwork(), local=False, offer=ask)
 
 
-def test_placements_are_counted_until_the_nodes_are_asked_again() -> None:
+def test_placements_are_counted_across_refreshes_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
     offers = AgentOffers([agent("eu-1", [offer("eu-1", "eu")]), agent("eu-2", [offer("eu-2", "eu")])])
     chosen = []
-    for _ in range(6):
+    for i in range(6):
         node = place(offers.live(), "eu", Runtime.CONTAINER, SMALL)
         offers.took(node, SMALL)
         chosen.append(node.name)
+        if i == 2:
+            offers.refresh()  # the nodes measure alike again: what was placed still counts
     assert chosen == ["eu-1", "eu-2"] * 3  # equal nodes take turns
-    offers.refresh()
-    assert {o.memory_free_mib for o in offers.live()} == {8192}  # the nodes' own word again
+    monkeypatch.setattr(agent_offers, "COUNTED_S", 0.0)
+    assert {o.memory_free_mib for o in offers.live()} == {8192}  # then the nodes' own word again
 
 
 def test_a_node_that_does_not_answer_keeps_its_last_offer_and_a_stale_view_is_refreshed(

@@ -1,10 +1,15 @@
 """The live nodes of a control role that drives a fixed list of node agents (``--node``): each
 agent's own offer (``Node.offer``: its region, zone, classes and room, measured on the node), asked
-again at most every ``REFRESH_S`` in a worker thread, with what this replica placed since counted
-against it (``NodeOffer.taking``), so a burst of creates spreads over a region's nodes instead of
-piling onto the one that looked emptiest at the last look. A node that does not answer keeps its
-last offer (its calls fail as ``unavailable``); telling a lost node is the Kubernetes membership's
-job (``cluster.membership``)."""
+again at most every ``REFRESH_S`` in a worker thread, with every shell this replica placed in the
+last ``COUNTED_S`` counted against its node (``NodeOffer.taking``).
+
+Why count them: a new shell shows in its node's measurement only once it runs and uses memory, and
+then far less than its shape, so nodes that look alike would look alike again at every refresh and
+the same one would win each time. Counting each placement for a while spreads a burst of creates
+evenly over a region's nodes (and keeps spreading a steady stream) whatever the measurements say.
+
+A node that does not answer keeps its last offer (its calls fail as ``unavailable``); telling a
+lost node is the Kubernetes membership's job (``cluster.membership``)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from ..domain.nodes import NodeOffer
@@ -22,12 +28,14 @@ from ..node import Node
 log = logging.getLogger(__name__)
 
 REFRESH_S = 2.0
+COUNTED_S = 10.0
 
 
 class AgentOffers:
     def __init__(self, nodes: Sequence[Node]) -> None:
         self._nodes = [n for n in nodes if n.offer is not None]
-        self._offers: dict[str, NodeOffer] = {}
+        self._measured: dict[str, NodeOffer] = {}
+        self._placed: deque[tuple[float, str, Shape]] = deque()
         self._at = -math.inf
         self._task: asyncio.Task[None] | None = None
         self.refresh()  # placement needs them from the first create
@@ -42,19 +50,24 @@ class AgentOffers:
                 log.warning("node %s did not say what it offers: %s", node.name, exc)
                 continue
             if offer is not None:
-                self._offers[node.name] = offer
+                self._measured[node.name] = offer
         self._at = time.monotonic()
 
     def live(self) -> list[NodeOffer]:
-        """The nodes' offers, by name; starts a refresh when the last is older than ``REFRESH_S``."""
-        stale = time.monotonic() - self._at > REFRESH_S
-        if stale and (self._task is None or self._task.done()):
+        """The nodes' offers less what was placed on them lately, by name; starts a refresh when the
+        last is older than ``REFRESH_S``."""
+        now = time.monotonic()
+        if now - self._at > REFRESH_S and (self._task is None or self._task.done()):
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to refresh with
                 self._task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.refresh))
-        return sorted(self._offers.values(), key=lambda o: o.name)
+        while self._placed and self._placed[0][0] < now - COUNTED_S:
+            self._placed.popleft()
+        offers = dict(self._measured)
+        for _, name, shape in self._placed:
+            if name in offers:
+                offers[name] = offers[name].taking(shape)
+        return sorted(offers.values(), key=lambda o: o.name)
 
     def took(self, offer: NodeOffer, shape: Shape) -> None:
-        """Count a shell of ``shape`` placed on ``offer``'s node until that node's next offer."""
-        current = self._offers.get(offer.name)
-        if current is not None:
-            self._offers[offer.name] = current.taking(shape)
+        """Count a shell of ``shape`` placed on ``offer``'s node for the next ``COUNTED_S``."""
+        self._placed.append((time.monotonic(), offer.name, shape))

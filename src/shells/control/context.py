@@ -41,8 +41,6 @@ class ControlContext:
     """Every loop beside requests (``control.background``): started by the use cases, stopped once."""
     nodes: Callable[[], list[NodeOffer]] | None = None
     """The live nodes placement chooses from (a cluster's membership); None: this host alone."""
-    place: Callable[[Runtime], str] | None = None
-    """The node a new shell of a class goes to (``shells.node.routed``); None: this server's own."""
     placed: Callable[[NodeOffer, Shape], None] | None = None
     """Told of every shell placement put on a node, to count it against the node's offer until the
     node offers again (``control.agent_offers``); None: nothing counts."""
@@ -63,14 +61,9 @@ class ControlContext:
 
     def node_for(self, runtime: Runtime, offer: NodeOffer | None = None) -> str:
         """The node that will hold a new shell (recorded on the shell before it is made): the one
-        placement chose among the cluster's nodes (a warm shell: one in this server's region), else
-        the control role's rule over its ``--node`` agents, else this server's."""
-        if self.nodes is not None:
-            shape = get_shape(DEFAULT_SHAPE)
-            offer = offer or place(self.offers(), self.settings.region, runtime, shape)
-            return offer.name
-        if self.place is not None:
-            return self.place(runtime)
+        placement chose (a warm shell: one in this server's region), else this server's."""
+        if offer is None and self.nodes is not None:
+            offer = place(self.offers(), self.settings.region, runtime, get_shape(DEFAULT_SHAPE))
         return self.settings.node_name if offer is None else offer.name
 
     def backend(self, runtime: Runtime) -> Backend:

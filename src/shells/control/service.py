@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
@@ -70,14 +69,13 @@ class Control:
         volumes: HostVolumes | None = None,
         *,
         dataplane: bool = True,
-        place: Callable[[Runtime], str] | None = None,
         offers: AgentOffers | None = None,
     ) -> None:
         """``dataplane``: the shells' network is on this machine, so this process serves their DNS
         resolver and the ingress and egress proxies; False when the node is remote and serves them.
         ``offers``: what the control role's node agents offer, for placement by region."""
         self.dataplane = dataplane
-        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, place=place)
+        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends})
         if offers is not None:
             self.ctx.nodes, self.ctx.placed = offers.live, offers.took
         self.network = Networking(self.ctx, network)
