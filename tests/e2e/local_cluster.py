@@ -263,6 +263,10 @@ def cmd_down(root: Path) -> int:
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.2)
         print(f"stopped the cluster (supervisor {pid})")
+    elif _read_state(root) is not None:
+        print("the cluster's supervisor was gone; removing what it left")
+    else:
+        print("no local cluster is running")
     _cleanup_after(root)
     return 0
 
