@@ -7,7 +7,6 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,10 +16,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api.app import create_app
 from .api.drain import Drain
+from .control.agent_offers import AgentOffers
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .domain.errors import InvalidRequest
-from .domain.isolation import Runtime
 from .node import Node
 from .node.local import local_node
 from .node.remote import connect_node
@@ -48,9 +47,9 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
     ``settings.nodes``, the node agents there, each shell's calls going to its node)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_url)
-    place = None
+    offers = None
     if node is None and settings.nodes:
-        node, place = remote_nodes(settings, store)
+        node, offers = remote_nodes(settings, store)
     node = node or local_node(settings)
     return Control(
         settings,
@@ -59,16 +58,17 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
         node.network,
         node.volumes,
         dataplane=node.local,
-        place=place,
         carrier=node.carrier,
         fleet=node.fleet,
+        offers=offers,
     )
 
 
-def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runtime], str]]:
+def remote_nodes(settings: Settings, store: Store) -> tuple[Node, AgentOffers]:
     """The control role's nodes (``--node``), reached with the cluster secret and routed by the
     record: each shell's node is remembered for ``ROUTE_KEPT_S`` (a move on this replica forgets it
-    at once through ``Routes.forget``; another replica's move is seen within that time)."""
+    at once through ``Routes.forget``; another replica's move is seen within that time), and what
+    each offers placement (its region, classes and room)."""
     assert settings.cluster_secret_file is not None
     signer = Signer(load_secret(settings.cluster_secret_file))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node call otherwise
@@ -95,7 +95,7 @@ def remote_nodes(settings: Settings, store: Store) -> tuple[Node, Callable[[Runt
     def forget(host_id: str) -> None:
         known.pop(host_id, None)
 
-    return routed_node(nodes, Routes(node_of, snapshot_node, forget))
+    return routed_node(nodes, Routes(node_of, snapshot_node, forget)), AgentOffers(nodes)
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -135,6 +135,10 @@ class Settings:
     nodes: tuple[str, ...] = ()
     """The node agents a control-plane role drives (``SHELLS_NODES``, comma-separated URLs); empty:
     this process is its own node (one box)."""
+    classes: tuple[str, ...] = ()
+    """The isolation classes this machine runs (``SHELLS_CLASSES``, comma-separated, e.g.
+    ``container,wasm``); empty: every class the host can run. The container class always runs:
+    wasm and microvm build on its pool and templates."""
 
     sync_private_endpoints: tuple[str, ...] = ()
     """``host:port`` of S3 servers on private addresses (loopback, this host's) that workspace sync

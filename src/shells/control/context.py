@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.audit import DEFAULT_DOOR
-from ..domain.errors import FeatureUnavailable, NoCapacity
+from ..domain.errors import FeatureUnavailable
 from ..domain.isolation import Runtime
 from ..domain.mounts import BucketMount
 from ..domain.nodes import NodeOffer
 from ..domain.principal import Principal
-from ..domain.shapes import get_shape
+from ..domain.shapes import DEFAULT_SHAPE, Shape, get_shape
 from ..domain.shell import ShellRecord
 from ..node.routed import Fleet
 from ..runtime.backend import Backend, ShellSpec, VolumeMount
@@ -26,6 +26,7 @@ from ..store.repository import EventDraft, Store
 from ..store.secrets import SecretsStore
 from .background import Background
 from .local_node import local_offer
+from .placement import place
 from .quotas import Quotas
 from .request_scope import current_request
 from .restarts import Restarts
@@ -42,8 +43,9 @@ class ControlContext:
     """Every loop beside requests (``control.background``): started by the use cases, stopped once."""
     nodes: Callable[[], list[NodeOffer]] | None = None
     """The live nodes placement chooses from (a cluster's membership); None: this host alone."""
-    place: Callable[[Runtime], str] | None = None
-    """The node a new shell of a class goes to (``shells.node.routed``); None: this server's own."""
+    placed: Callable[[NodeOffer, Shape], None] | None = None
+    """Told of every shell placement put on a node, to count it against the node's offer until the
+    node offers again (``control.agent_offers``); None: nothing counts."""
     quotas: Quotas = field(init=False)
     mounts_of: Callable[[ShellRecord], tuple[tuple[BucketMount, ...], tuple[VolumeMount, ...]]] | None = None
     """What a shell's start mounts (``control.storage``); None where storage is not wired."""
@@ -71,21 +73,12 @@ class ControlContext:
         return [local_offer(self.settings, self.backends.values())]
 
     def node_for(self, runtime: Runtime, offer: NodeOffer | None = None) -> str:
-        """The node that will hold a new shell (recorded on the shell before it is made): the control
-        role's rule over its ``--node`` agents (passing over cordoned nodes), else the node placement
-        chose, else this server's."""
-        if self.place is not None:
+        """The node that will hold a new shell (recorded on the shell before it is made): the one
+        placement chose (a warm shell: one in this server's region, never a cordoned node), else
+        this server's."""
+        if offer is None and self.nodes is not None:
             cordoned = MoveStore(self.store).cordoned()
-            tried: set[str] = set()
-            while (name := self.place(runtime)) not in tried:
-                if name not in cordoned:
-                    return name
-                tried.add(name)
-            raise NoCapacity(
-                f"Every node that runs {runtime} shells is cordoned; uncordon one "
-                "(shells admin node uncordon NODE) or add a node.",
-                {"runtime": runtime.value},
-            )
+            offer = place(self.offers(), self.settings.region, runtime, get_shape(DEFAULT_SHAPE), cordoned)
         return self.settings.node_name if offer is None else offer.name
 
     def backend(self, runtime: Runtime) -> Backend:

@@ -112,6 +112,8 @@ class Lifecycle:
         region = req.region or self.ctx.settings.region
         cordoned = MoveStore(self.ctx.store).cordoned()
         node = place(self.ctx.offers(), region, req.runtime, get_shape(req.shape), cordoned)
+        if self.ctx.placed is not None:
+            self.ctx.placed(node, get_shape(req.shape))
         template = req.template or PRESET_TEMPLATES[req.language]
         if req.snapshot is not None:
             snap = find_snapshot(self.ctx.store, principal, req.snapshot)

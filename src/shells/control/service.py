@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
@@ -25,6 +24,7 @@ from ..runtime.network.egress_ca import EgressCA
 from ..runtime.volumes import HostVolumes
 from ..settings import Settings
 from ..store.repository import Store
+from .agent_offers import AgentOffers
 from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
 from .budgets import Budgets
@@ -72,16 +72,19 @@ class Control:
         volumes: HostVolumes | None = None,
         *,
         dataplane: bool = True,
-        place: Callable[[Runtime], str] | None = None,
         carrier: Carrier | None = None,
         fleet: Fleet | None = None,
+        offers: AgentOffers | None = None,
     ) -> None:
         """``dataplane``: the shells' network is on this machine, so this process serves their DNS
         resolver and the ingress and egress proxies; False when the node is remote and serves them.
         ``carrier`` moves snapshots to and from the object store (default: this machine's own
-        backends); ``fleet``: the nodes a control role moves shells between."""
+        backends); ``fleet``: the nodes a control role moves shells between; ``offers``: what the
+        control role's node agents offer, for placement by region."""
         self.dataplane = dataplane
-        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, place=place, fleet=fleet)
+        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, fleet=fleet)
+        if offers is not None:
+            self.ctx.nodes, self.ctx.placed = offers.live, offers.took
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))

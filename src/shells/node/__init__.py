@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..domain.nodes import NodeOffer
 from ..runtime.backend import Backend
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.volumes import HostVolumes
@@ -44,6 +45,9 @@ class Node:
     fleet: Fleet | None = None
     """The named nodes a routed node spreads shells over (a control role's), for moving shells
     between them; None on one machine."""
+    offer: Callable[[], NodeOffer | None] | None = None
+    """Asks the node what it offers placement now, a blocking round trip (a node agent measures its
+    room when asked); None: a node in this process, whose offer the control plane makes itself."""
 
 
 __all__ = ["Node"]

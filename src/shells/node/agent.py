@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..domain.errors import (
 from ..domain.execution import ExecSpec
 from ..domain.isolation import Runtime
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
+from ..domain.nodes import NodeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.templates import BuildEvent
 from ..objects.store import ObjectStoreError
@@ -55,9 +56,17 @@ Item = tuple[str, Any]
 
 
 class NodeAgent:
-    def __init__(self, node: Node, signer: Signer, refusals: RefusalLog | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        signer: Signer,
+        refusals: RefusalLog | None = None,
+        offer: Callable[[], NodeOffer] | None = None,
+    ) -> None:
         self.node = node
         self.signer = signer
+        self.offer = offer
+        """What this node offers placement, measured when asked (the ``offer`` call); None: none."""
         self.refusals = refusals or RefusalLog()
         """DNS questions the node's resolver refused; drained with the network's drop counters."""
         self.backends: dict[Runtime, Backend] = {b.runtime: b for b in node.backends}
@@ -111,7 +120,10 @@ class NodeAgent:
         self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]
     ) -> AsyncIterator[Item]:
         if target == "node" and method in NODE_CALLS:
-            yield "r", self.hello() if method == "hello" else self.usages(*args, **kwargs)
+            if method == "offer":
+                yield "r", self.offer() if self.offer is not None else None
+            else:
+                yield "r", self.hello() if method == "hello" else self.usages(*args, **kwargs)
         elif target == "network" and method in NETWORK_CALLS:
             fn = getattr(self.node.network, method)
             answer = await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))

@@ -33,6 +33,7 @@ from ..domain.execution import (
 from ..domain.isolation import Language, Runtime
 from ..domain.network import AllowKind, AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
 from ..domain.network import Protocol as NetProtocol
+from ..domain.nodes import NodeOffer
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.shapes import Shape
@@ -77,6 +78,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
         InstanceRange,
         StoredPart,
         ShellAddresses,
+        NodeOffer,
     )
 }
 """Every type a node call's arguments or answers may hold, by name."""

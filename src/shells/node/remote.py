@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +27,7 @@ from ..domain.errors import ActionNotSupported
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
 from ..domain.network import AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
+from ..domain.nodes import NodeOffer
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.templates import BuildProgress, TemplateMeta
@@ -48,6 +50,11 @@ def connect_node(url: str, signer: Signer) -> Node:
     client = NodeClient(url, signer)
     hello = client.call_blocking("node", "hello")
     backends: list[Backend] = [RemoteBackend(client, offer) for offer in hello["backends"]]
+
+    def offer() -> NodeOffer | None:
+        found = client.call_blocking("node", "offer")
+        return replace(found, classes=frozenset(found.classes)) if isinstance(found, NodeOffer) else None
+
     return Node(
         str(hello["name"]),
         backends,
@@ -55,6 +62,7 @@ def connect_node(url: str, signer: Signer) -> Node:
         local=False,
         close=client.aclose,
         carrier=RemoteCarrier(client),
+        offer=offer,
     )
 
 

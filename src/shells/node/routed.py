@@ -2,8 +2,8 @@
 shell goes to the node its record names (``ShellRecord.node``), a snapshot's calls to the node of the
 shell it was taken from, and a shell without a record (a template build's) to the node that made it.
 
-Placement here is the simplest that spreads load: the next node, in turn, that offers the class.
-(Placement by region, class and room is the cluster's; it replaces ``place``.)"""
+Where a new shell goes is placement's (``control.placement``, by region, class and room); only a
+template build's shell, which has no record, goes to the next node, in turn, that offers the class."""
 
 from __future__ import annotations
 
@@ -333,19 +333,13 @@ class RoutedNetwork:
         self._at(host_id).allow_resolved(host_id, rule, addresses, ttl_s)
 
 
-def routed_node(nodes: Sequence[Node], routes: Routes) -> tuple[Node, Callable[[Runtime], str]]:
-    """One ``Node`` over ``nodes`` (each call to the node of its shell) and the placement rule."""
+def routed_node(nodes: Sequence[Node], routes: Routes) -> Node:
+    """One ``Node`` over ``nodes`` (each call to the node of its shell)."""
     by_class: dict[Runtime, dict[str, Backend]] = {}
     for node in nodes:
         for backend in node.backends:
             by_class.setdefault(backend.runtime, {})[node.name] = backend
     routed = {runtime: RoutedBackend(runtime, found, routes) for runtime, found in by_class.items()}
-
-    def place(runtime: Runtime) -> str:
-        backend = routed.get(runtime)
-        if backend is None:
-            raise FeatureUnavailable(f"No node offers the {runtime} class.", {"field": "runtime"})
-        return backend.place()
 
     async def close() -> None:
         for node in nodes:
@@ -357,4 +351,4 @@ def routed_node(nodes: Sequence[Node], routes: Routes) -> tuple[Node, Callable[[
     carrier = RoutedCarrier(carriers, routes.snapshot_node) if len(carriers) == len(nodes) else None
     fleet = Fleet({n.name: n for n in nodes}, routes)
     name = "+".join(n.name for n in nodes)
-    return Node(name, backends, network, local=False, close=close, carrier=carrier, fleet=fleet), place
+    return Node(name, backends, network, local=False, close=close, carrier=carrier, fleet=fleet)

@@ -13,8 +13,11 @@ from contextlib import asynccontextmanager
 import uvicorn
 from starlette.applications import Starlette
 
+from ..cluster.membership import measured_offer
 from ..domain.errors import InvalidRequest, ObjectStoreUnavailable
+from ..domain.isolation import Runtime
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
+from ..domain.nodes import NodeOffer
 from ..objects.store import ObjectStoreError, open_store
 from ..runtime.network.dataplane import HostNetwork
 from ..runtime.network.dns_upstream import configured_upstreams
@@ -29,7 +32,7 @@ from .wire import Signer
 log = logging.getLogger(__name__)
 
 
-def node_app(settings: Settings, secret: bytes) -> Starlette:
+def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
     """The node agent's app; its lifespan prepares the host and serves DNS to the shells."""
     node = local_node(settings)
     network = node.network
@@ -41,7 +44,16 @@ def node_app(settings: Settings, secret: bytes) -> Starlette:
         raise InvalidRequest(f"SHELLS_OBJECT_STORE: {exc}.") from None
     backends = {b.runtime: b for b in node.backends}
     node.carrier = LocalCarrier(backends, objects, settings.data_dir / "durable")
-    agent = NodeAgent(node, Signer(secret), refusals)
+
+    def offer() -> NodeOffer:
+        classes = [b.runtime for b in node.backends]
+        vms = [b for b in node.backends if b.runtime is Runtime.MICROVM]
+        accel = vms[0].details().get("accel", "") if vms else ""
+        return measured_offer(
+            node.name, address, settings.region, settings.zone, classes, accel, settings.data_dir
+        )
+
+    agent = NodeAgent(node, Signer(secret), refusals, offer)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -57,8 +69,8 @@ def node_app(settings: Settings, secret: bytes) -> Starlette:
         resolver = DnsResolver(
             ShellDns(network, network.network_name, refusals), configured_upstreams(settings.dns_upstreams)
         )
-        for address in network.gateway_addresses():
-            await resolver.listen(address)
+        for gateway in network.gateway_addresses():
+            await resolver.listen(gateway)
         log.info("node %s ready: %s", node.name, ", ".join(b.runtime.value for b in node.backends))
         try:
             yield
@@ -74,7 +86,7 @@ def node_app(settings: Settings, secret: bytes) -> Starlette:
 def serve_node(settings: Settings, host: str, port: int, secret: bytes) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
-        node_app(settings, secret),
+        node_app(settings, secret, f"{host}:{port}"),
         host=host,
         port=port,
         log_level="warning",
