@@ -54,8 +54,11 @@ NETWORK_CALLS = frozenset(
         "netns_of",
         "drain_blocked",
         "allow_resolved",
+        "overlay_members",
+        "set_overlay",
     }
 )
-"""``InstanceNetwork``'s methods: synchronous, run in a worker thread on the node."""
+"""``InstanceNetwork``'s methods (and ``NodeOverlay``'s): synchronous, run in a worker thread on the
+node."""
 NODE_CALLS = frozenset({"hello", "usages"})
 """The node itself: what it offers (``hello``), and its shells' resource usage in one call."""
