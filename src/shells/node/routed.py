@@ -320,6 +320,8 @@ class RoutedNetwork:
         """Send every node its overlay plan: for each network it has members of, the other nodes
         with members too, and those members. A node that does not answer keeps its last plan, and
         the others keep routing to its members as it last reported them."""
+        if len(self.overlays) < 2:
+            return
         for name, (_, node) in self.overlays.items():
             try:
                 self._members[name] = node.overlay_members()
