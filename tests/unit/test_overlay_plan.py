@@ -18,7 +18,7 @@ BLUE = PrivateNetwork("net-blue", "blue", IPv4Network("10.99.128.0/24"))
 
 
 class Node:
-    """A node's overlay calls and ``peers``, recording the plans it is sent."""
+    """A node's overlay calls, recording the plans it is sent."""
 
     def __init__(self, members: dict[str, Members]) -> None:
         self.members = members
@@ -34,9 +34,6 @@ class Node:
         if self.down:
             raise Unavailable("The node does not answer.")
         self.plans.append((local, plan))
-
-    def peers(self, net_id: str) -> dict[str, IPv4Address]:
-        return self.members.get(net_id, {})
 
 
 def routed(nodes: dict[str, tuple[IPv4Address, Node]]) -> RoutedNetwork:

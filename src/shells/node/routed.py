@@ -310,10 +310,12 @@ class RoutedNetwork:
         return self._at(host_id).join(host_id, self.elsewhere(net, self._name_of(host_id)), hostname)
 
     def elsewhere(self, net: PrivateNetwork, node: str) -> PrivateNetwork:
-        """``net`` naming the addresses its members hold on nodes other than ``node``."""
-        if len(self.nodes) < 2:
+        """``net`` naming the addresses its members hold on nodes other than ``node`` (each node's
+        own members: a peer's plan may still name this node's members that just left)."""
+        others = [n for name, (_, n) in self.overlays.items() if name != node]
+        if not others:
             return net
-        taken = {a for name, n in self.nodes.items() if name != node for a in n.peers(net.id).values()}
+        taken = {a for n in others for a in n.overlay_members().get(net.id, {}).values()}
         return replace(net, taken=frozenset(taken))
 
     def link_overlays(self) -> None:
