@@ -37,8 +37,6 @@ def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Nod
         a.start("node-a", {"SHELLS_NETWORK_CIDR": NETWORK_CIDR})
         b.start("node-b", {"SHELLS_NETWORK_CIDR": NETWORK_CIDR})
         yield {"node-a": a, "node-b": b}
-    for machine in (a, b):  # the purge ran inside node_machine; nothing of the overlay may remain
-        assert overlay_links(machine) == []
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +67,6 @@ def make(api: httpx.Client) -> Iterator[ShellMaker]:
 def overlay_links(machine: NodeMachine) -> list[dict[str, object]]:
     """The VXLAN links in the node's netns (``ip -d -j link``)."""
     out = machine.run("ip", "-d", "-j", "link", "show", "type", "vxlan")
-    if machine.proc is None and out.returncode != 0:  # the netns is gone: so are its links
-        return []
     assert out.returncode == 0, out.stderr
     return list(json.loads(out.stdout or b"[]"))
 

@@ -93,6 +93,8 @@ class Overlays:
             kept = {p: dict(m) for p, m in peers.items() if m and p != local}
             if kept and net_id in networks:
                 wanted[net_id] = kept
+        if local == self.local and wanted == self.plan:
+            return  # the plan comes every second; most seconds nothing changed
         with Netlink() as host:
             if local != self.local:  # the node's own address changed: start over
                 self.remove_all(host)
