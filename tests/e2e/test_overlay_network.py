@@ -27,6 +27,14 @@ from .test_network import blocked_log, probe, shell_with_probe
 NETWORK_CIDR = "10.99.0.0/16"
 """Every node of a cluster has the same range (its private networks are the instance's)."""
 LINKED_S = 15.0
+BULK_SERVER = (
+    "import socket; s = socket.create_server(('0.0.0.0', 7001)); c, _ = s.accept(); "
+    "c.sendall(b'x' * 1000000); c.close()"
+)
+BULK_CLIENT = (
+    "import socket; s = socket.create_connection(('{}', 7001), timeout=20); "
+    "print(sum(len(b) for b in iter(lambda: s.recv(65536), b'')))"
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +111,7 @@ def test_members_on_two_nodes_reach_each_other_and_only_each_other(
         assert z["node"] == x["node"] and d["node"] == y["node"]
         for s in (x, y):
             exec_wait(api, s["id"], "nohup python3 /workspace/probe.py serve 0.0.0.0 7000 >/dev/null 2>&1 &")
+        exec_wait(api, y["id"], f"nohup python3 -c {BULK_SERVER!r} >/dev/null 2>&1 &")
         ips = {m["id"]: m["address"] for m in api.get("/v1/networks/blue").json()["shells"]}
         assert ips[x["id"]] != ips[y["id"]], "both nodes gave out one address"
 
@@ -110,6 +119,9 @@ def test_members_on_two_nodes_reach_each_other_and_only_each_other(
         eventually("x to y", lambda: probe(api, x["id"], "tcp", ips[y["id"]], 7000), "ok")
         assert probe(api, y["id"], "tcp", ips[x["id"]], 7000).startswith("ok")
         assert probe(api, x["id"], "dns", "y.blue") == f"ok {ips[y['id']]}"
+        # a megabyte in full-sized segments: the link's smaller MTU is learnt (path MTU discovery)
+        got = exec_wait(api, x["id"], f"python3 -c {BULK_CLIENT.format(ips[y['id']])!r}", timeout_s=30)
+        assert got["stdout"].strip() == "1000000", got
         # the link is VXLAN with the network's VNI, static peers only (no learning, no group)
         (link,) = overlay_links(other)
         cidr = ipaddress.IPv4Network(api.get("/v1/networks/blue").json()["cidr"])
