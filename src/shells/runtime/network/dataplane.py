@@ -115,7 +115,7 @@ class HostNetwork:
 
     @property
     def rules(self) -> Ruleset:
-        return Ruleset(self.instance, self.range.gateway, self.range.cidr)
+        return Ruleset(self.instance, self.range.gateway, self.range.cidr, self.settings.overlay_port)
 
     @property
     def nft(self) -> Nftables:

@@ -34,7 +34,7 @@ from shells.domain.network import PrivateNetwork
 
 from .libnftables import Nftables
 from .rtnl import Netlink, write_sysctl
-from .ruleset import OVERLAY_PORT, Ruleset
+from .ruleset import Ruleset
 
 IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
@@ -105,20 +105,25 @@ class Overlays:
                     host.delete_link(index)
                 del self.plan[net_id]
             for net_id, peers in wanted.items():
-                self._converge(host, local, networks[net_id], peers)
+                self._converge(host, local, rules.overlay_port, networks[net_id], peers)
         sources = [(self.links[n], a) for n in wanted for a in _addresses(wanted[n])]
         underlays = sorted({p for peers in wanted.values() for p in peers})
         nft.run(rules.overlay_sets(sources, underlays, [local] if wanted else []))
         self.plan = wanted
 
     def _converge(
-        self, host: Netlink, local: IPv4Address, net: PrivateNetwork, peers: dict[IPv4Address, Members]
+        self,
+        host: Netlink,
+        local: IPv4Address,
+        port: int,
+        net: PrivateNetwork,
+        peers: dict[IPv4Address, Members],
     ) -> None:
         name = link_name(self.instance, vni_of(net.cidr))
         index = host.index(name)
         before = self.plan.get(net.id, {})
         if index is None:
-            host.create_vxlan(name, vni_of(net.cidr), local, OVERLAY_PORT, node_mac(local))
+            host.create_vxlan(name, vni_of(net.cidr), local, port, node_mac(local))
             write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "1")
             index = host.index(name)
             if index is None:

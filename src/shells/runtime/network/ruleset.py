@@ -80,8 +80,6 @@ PROXY_PORT = 15443
 """Where the egress proxy listens on the gateway address (reached only through the DNAT)."""
 PROXY_DSCP = 0x2D
 """The DSCP of the egress proxy's own upstream packets, which the DNAT lets by."""
-OVERLAY_PORT = 4789
-"""The UDP port of the overlay between nodes (VXLAN's IANA port)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +132,8 @@ class Ruleset:
     instance: str
     gateway: IPv4Address
     cidr: IPv4Network
+    overlay_port: int = 4789
+    """The UDP port of the overlay between nodes (``Settings.overlay_port``)."""
 
     @property
     def table(self) -> str:
@@ -179,7 +179,7 @@ class Ruleset:
             lines.append(f"flush chain {t} {chain}")
         rules = {
             "spoof_guard": [
-                f"ip daddr @overlay_local udp dport {OVERLAY_PORT} ip saddr != @overlay_peers drop",
+                f"ip daddr @overlay_local udp dport {self.overlay_port} ip saddr != @overlay_peers drop",
                 f"iifname {overlays} iifname . ip saddr @overlay_sources accept",
                 f"iifname {overlays} drop",
                 f"iifname != {ports} accept",
