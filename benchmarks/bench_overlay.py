@@ -7,8 +7,9 @@ Two node agents, each in its own network namespace behind its own bridge, and a 
 Shell ``x`` (node 1) talks to ``y`` (node 2, over the overlay) and to ``w`` (node 1, the one-box
 path), in a random order per round so load from anything else falls on both alike. Measured inside
 ``x``: the median TCP round trip of a one-byte ping-pong over one connection (``--trips`` per
-round), and the throughput of a 20 MB transfer. Prints medians over the rounds and the ratio of
-the overlay's figures to the one-node ones.
+round), and the throughput of a 20 MB transfer; and the same between the two nodes' own network
+namespaces (the underlay: no shell, no VXLAN). Prints medians over the rounds and the ratio of each
+figure to the one-node one.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import argparse
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 from tests.e2e.harness import ServerProcess, serving
-from tests.e2e.node_link import cluster_secret, node_machine
+from tests.e2e.node_link import NodeMachine, cluster_secret, node_machine
 
 SERVER = """
 import socket, threading
@@ -78,7 +82,7 @@ def shell(http: httpx.Client, name: str) -> dict[str, str]:
     return made
 
 
-def run(http: httpx.Client, rounds: int, trips: int) -> None:
+def run(http: httpx.Client, rounds: int, trips: int, a: NodeMachine, b: NodeMachine) -> None:
     http.post("/v1/networks", json={"name": "bench"}).raise_for_status()
     x, y, w = shell(http, "x"), shell(http, "y"), shell(http, "w")
     assert x["node"] == w["node"] != y["node"], (x["node"], y["node"], w["node"])
@@ -86,18 +90,39 @@ def run(http: httpx.Client, rounds: int, trips: int) -> None:
         command = "nohup python3 /workspace/srv.py >/dev/null 2>&1 &"
         http.post(f"/v1/shells/{s['id']}/exec", params={"wait": "true"}, json={"command": command})
     members = {m["id"]: m["address"] for m in http.get("/v1/networks/bench").json()["shells"]}
-    figures: dict[str, tuple[list[float], list[float]]] = {"one node": ([], []), "overlay": ([], [])}
+    figures: dict[str, tuple[list[float], list[float]]] = {
+        "one node": ([], []),
+        "overlay": ([], []),
+        "underlay": ([], []),
+    }
     targets = {"one node": members[w["id"]], "overlay": members[y["id"]]}
-    for _ in range(rounds + 1):  # the first round warms up (the overlay's plan, caches) and is dropped
-        order = list(targets)
-        random.shuffle(order)
-        for kind in order:
-            command = f"python3 /workspace/cli.py {targets[kind]} {trips}"
-            r = http.post(f"/v1/shells/{x['id']}/exec", params={"wait": "true"}, json={"command": command})
-            r.raise_for_status()
-            rtt, mbps = (float(v) for v in r.json()["stdout"].split())
-            figures[kind][0].append(rtt)
-            figures[kind][1].append(mbps)
+    near, far = (a, b) if x["node"] == "node-a" else (b, a)
+    # the nodes' own link, for what the overlay adds to it: node to node, no shell, no VXLAN
+    server = SERVER.replace('"0.0.0.0"', f'"{far.address}"')
+    listener = subprocess.Popen([*far.inside, sys.executable, "-c", server])
+    time.sleep(1.0)  # until it listens
+    try:
+        for _ in range(rounds + 1):  # the first round warms up (the overlay's plan, caches), dropped
+            order = [*targets, "underlay"]
+            random.shuffle(order)
+            for kind in order:
+                if kind == "underlay":
+                    done = near.run(sys.executable, "-c", CLIENT, far.address, str(trips))
+                    assert done.returncode == 0, done.stderr.decode()
+                    out = done.stdout.decode()
+                else:
+                    command = f"python3 /workspace/cli.py {targets[kind]} {trips}"
+                    r = http.post(
+                        f"/v1/shells/{x['id']}/exec", params={"wait": "true"}, json={"command": command}
+                    )
+                    r.raise_for_status()
+                    out = r.json()["stdout"]
+                rtt, mbps = (float(v) for v in out.split())
+                figures[kind][0].append(rtt)
+                figures[kind][1].append(mbps)
+    finally:
+        listener.terminate()
+        listener.wait()
     base_rtt = statistics.median(figures["one node"][0][1:])
     base_mbps = statistics.median(figures["one node"][1][1:])
     print(f"{'path':<10} {'TCP round trip (median, µs)':>28} {'20 MB transfer (median, MB/s)':>31}")
@@ -124,7 +149,7 @@ def main() -> None:
                 headers = {"Authorization": f"Bearer {running.token}"}
                 with httpx.Client(base_url=running.url, headers=headers, timeout=300) as http:
                     try:
-                        run(http, args.rounds, args.trips)
+                        run(http, args.rounds, args.trips, a, b)
                     finally:
                         for s in http.get("/v1/shells").json()["shells"]:
                             http.delete(f"/v1/shells/{s['id']}")
