@@ -72,6 +72,10 @@ class Settings:
     network_cidr: ipaddress.IPv4Network | None = None
     """The IPv4 range of this instance's shells (``SHELLS_NETWORK_CIDR``); None picks a free /16 of
     10.128.0.0/9 (see ``runtime/network/addressing.py``)."""
+    overlay_port: int = 4789
+    """The UDP port of a node's overlay links to other nodes (``SHELLS_OVERLAY_PORT``; the same on
+    every node of a cluster). Choose another when the host's own network (a Kubernetes CNI's VXLAN)
+    already uses 4789: the node takes this port only from its peer nodes."""
     rate_vcpu_hour: Decimal = Decimal("0.0504")
     rate_gib_hour: Decimal = Decimal("0.0162")
     rate_container_factor: Decimal = Decimal("0.5")

@@ -398,6 +398,13 @@ class NullNetwork:
     ) -> None:
         return None
 
+    # NodeOverlay: no shell has a port, so no network has a member to link
+    def overlay_members(self) -> dict[str, dict[str, IPv4Address]]:
+        return {}
+
+    def set_overlay(self, local: IPv4Address, plan: Mapping[str, object]) -> None:
+        return None
+
 
 def _built(meta: TemplateMeta) -> TemplateMeta:
     return replace(meta, size_bytes=0, created_at=datetime.now(UTC))

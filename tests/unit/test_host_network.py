@@ -569,3 +569,52 @@ def test_purge_finds_the_range_in_the_table_when_the_run_dir_is_gone(net_workdir
     assert objects_of(settings.instance_id) == []
     routes = subprocess.run(["ip", "route"], capture_output=True, text=True, check=True).stdout
     assert str(cidr) not in routes
+
+
+def shown(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def link_names() -> set[str]:
+    with Netlink() as nl:
+        return {link.name for link in nl.links()}
+
+
+def test_overlay_links_follow_the_plan_and_go_with_a_restart_and_the_purge(net_workdir: Path) -> None:
+    settings = Settings(data_dir=net_workdir / "overlay-data")
+    hn = HostNetwork(settings)
+    hn.prepare()
+    path = str(net_workdir / "ns" / "overlaid")
+    netns.create_sealed_netns(path)
+    try:
+        blue = PrivateNetwork("net-ov", "ov", hn.free_network_cidr())
+        hn.attach("overlaid", path, LOCALHOST, (blue,), "x")
+        local, peer = ipaddress.IPv4Address("192.0.2.1"), ipaddress.IPv4Address("192.0.2.2")
+        remote = blue.cidr[3]
+        hn.set_overlay(local, {blue.id: {peer: {"r": remote}}})
+        link = f"v{hn.instance}{int(blue.cidr.network_address) & 0xFFFFFF:06x}"
+        assert f"{remote} proto 83 scope link metric 100" in shown("ip", "route", "show", "dev", link)
+        assert "02:76:c0:00:02:02 dst 192.0.2.2 self permanent" in shown("bridge", "fdb", "show", "dev", link)
+        assert hn.peers(blue.id) == {"x": blue.cidr[2], "r": remote}
+        # a member that joins here gets neither a local member's address nor the remote one
+        second = str(net_workdir / "ns" / "overlaid2")
+        netns.create_sealed_netns(second)
+        try:
+            got = hn.attach("overlaid2", second, LOCALHOST, (blue,), "y").networks[blue.id]
+            assert got == blue.cidr[4]
+        finally:
+            hn.detach("overlaid2")
+            netns.remove_netns(second)
+        hn.set_overlay(local, {})  # the last peer left: the link goes
+        assert link not in link_names()
+        hn.set_overlay(local, {blue.id: {peer: {"r": remote}}})
+        HostNetwork(settings).prepare()  # a restarted node starts from no link; the plan comes again
+        assert link not in link_names()
+        hn = HostNetwork(settings)
+        hn.prepare()
+        hn.set_overlay(local, {blue.id: {peer: {"r": remote}}})
+        assert link in link_names()
+    finally:
+        hn.purge()
+        netns.remove_netns(path)
+    assert objects_of(settings.instance_id) == []

@@ -38,7 +38,7 @@ from ..domain.networking import (
 from ..domain.principal import Principal, Scope
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
-from ..runtime.network.contract import InstanceNetwork
+from ..runtime.network.contract import InstanceNetwork, SpansNodes
 from ..runtime.network.dns_upstream import configured_upstreams
 from ..runtime.network.ingress import Exposure, IngressProxy, new_port_token
 from ..runtime.network.resolver import DnsResolver
@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 BLOCKED_POLL_S = 1.0
 """How often the host's drop counters are read into the store (the kernel aggregates meanwhile)."""
+OVERLAY_POLL_S = 1.0
+"""How often the nodes of a cluster are told which peers carry members of their private networks
+(a member that joins on one node is reachable from the others within about this long)."""
 
 
 class Networking:
@@ -344,6 +347,14 @@ class Networking:
         last when the network is a remote node's, which serves the first two itself)."""
         settings = self.ctx.settings
         self.ctx.background.every("reading the drop counters", BLOCKED_POLL_S, self.collect_blocked)
+        spanning = self.host
+        if isinstance(spanning, SpansNodes):
+            self.ctx.background.every(
+                "linking private networks across nodes",
+                OVERLAY_POLL_S,
+                lambda: anyio.to_thread.run_sync(spanning.link_overlays),
+                singleton=True,
+            )
         if not dataplane:
             return
         self._resolver = DnsResolver(

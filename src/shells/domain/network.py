@@ -222,6 +222,9 @@ class PrivateNetwork:
     id: str
     name: str
     cidr: ipaddress.IPv4Network
+    taken: frozenset[ipaddress.IPv4Address] = field(default=frozenset(), compare=False)
+    """Addresses its members hold on other nodes, which a node must not hand out (a cluster's
+    control plane fills it in for a join or a start; not stored)."""
 
     def __post_init__(self) -> None:
         if not 16 <= self.cidr.prefixlen <= 29:

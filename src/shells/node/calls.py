@@ -54,9 +54,12 @@ NETWORK_CALLS = frozenset(
         "netns_of",
         "drain_blocked",
         "allow_resolved",
+        "overlay_members",
+        "set_overlay",
     }
 )
-"""``InstanceNetwork``'s methods: synchronous, run in a worker thread on the node."""
+"""``InstanceNetwork``'s methods (and ``NodeOverlay``'s): synchronous, run in a worker thread on the
+node."""
 NODE_CALLS = frozenset({"hello", "offer", "usages"})
 """The node itself: what it serves (``hello``), what it offers placement now (``offer``: region,
 classes, room measured when asked), and its shells' resource usage in one call."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,6 +22,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from ..domain.capabilities import Capability
 from ..domain.errors import ActionNotSupported
@@ -35,6 +37,7 @@ from ..domain.terminal import TerminalIO, TerminalSpec
 from ..runtime.backend import Backend, HostInventory, ShellSpec
 from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.dataplane import ShellAddresses
+from ..runtime.network.overlay import Members, Plan
 from . import Node
 from .carrier import RemoteCarrier
 from .client import Duplex, NodeClient
@@ -328,6 +331,8 @@ class RemoteNetwork:
         self.client = client
         self._range: InstanceRange = hello["range"]
         self._gateways: list[IPv4Address] = list(hello["gateways"])
+        self.underlay = underlay_of(client.url)
+        """The node's address between machines (its URL's host), where its overlay links send from."""
 
     def _call(self, method: str, *args: Any) -> Any:
         return self.client.call_blocking("network", method, *args)
@@ -376,3 +381,19 @@ class RemoteNetwork:
         self, host_id: str, rule: AllowRule, addresses: Sequence[IPv4Address | IPv6Address], ttl_s: int
     ) -> None:
         self._call("allow_resolved", host_id, rule, list(addresses), ttl_s)
+
+    # NodeOverlay ------------------------------------------------------------------------------------
+    def overlay_members(self) -> dict[str, Members]:
+        return cast(dict[str, Members], self._call("overlay_members"))
+
+    def set_overlay(self, local: IPv4Address, plan: Plan) -> None:
+        self._call("set_overlay", local, plan)
+
+
+def underlay_of(url: str) -> IPv4Address | None:
+    """The IPv4 address of a node URL's host (resolved when it is a name); None when it has none."""
+    host = urlsplit(url).hostname or ""
+    try:
+        return IPv4Address(socket.gethostbyname(host))
+    except (OSError, ValueError):
+        return None

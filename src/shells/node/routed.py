@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from ..domain.errors import FeatureUnavailable, Unavailable
+from ..domain.errors import FeatureUnavailable, ShellsError, Unavailable
 from ..domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
 from ..domain.network import AllowRule, BlockedAttempt, NetworkAccess, PrivateNetwork
@@ -25,12 +26,15 @@ from ..domain.templates import BuildProgress, TemplateMeta
 from ..domain.terminal import TerminalIO, TerminalSpec
 from ..runtime.backend import Backend, HostInventory, ShellSpec
 from ..runtime.network.addressing import InstanceRange
-from ..runtime.network.contract import InstanceNetwork
+from ..runtime.network.contract import InstanceNetwork, NodeOverlay
 from ..runtime.network.dataplane import ShellAddresses
+from ..runtime.network.overlay import Members, Plan
 from . import Node
 from .carrier import Carrier, RoutedCarrier
+from .remote import RemoteNetwork
 
 Lookup = Callable[[str], str | None]
+log = logging.getLogger(__name__)
 
 
 class Routes:
@@ -45,6 +49,8 @@ class Routes:
         self.forget = forget or (lambda host_id: None)
         self.unrecorded: dict[str, str] = {}
         """Shells made without a record (template builds), by host id: their node."""
+        self.elsewhere: Callable[[PrivateNetwork, str], PrivateNetwork] | None = None
+        """A network with the addresses its members hold off a given node (``RoutedNetwork``)."""
 
 
 @dataclass
@@ -91,11 +97,15 @@ class RoutedBackend:
     def place(self) -> str:
         return next(self._turn)
 
-    def _at(self, host_id: str) -> Backend:
+    def _node_of(self, host_id: str) -> str:
         name = self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id)
         if name is None:
             name = self.place()
             self.routes.unrecorded[host_id] = name
+        return name
+
+    def _at(self, host_id: str) -> Backend:
+        name = self._node_of(host_id)
         try:
             return self.nodes[name]
         except KeyError:
@@ -175,12 +185,22 @@ class RoutedBackend:
             snapshots=set().union(*(f.snapshots for f in found)),
         )
 
+    async def _placed(self, spec: ShellSpec, node: str | None = None) -> ShellSpec:
+        """``spec`` with each of its private networks naming the addresses held on other nodes, so
+        its node hands out none of them."""
+        elsewhere = self.routes.elsewhere
+        if not spec.networks or elsewhere is None:
+            return spec
+        at = node or self._node_of(spec.host_id)
+        nets = await asyncio.to_thread(lambda: tuple(elsewhere(n, at) for n in spec.networks))
+        return replace(spec, networks=nets)
+
     # one shell: its node ------------------------------------------------------------------------------
     async def create(self, spec: ShellSpec) -> None:
-        await self._at(spec.host_id).create(spec)
+        await self._at(spec.host_id).create(await self._placed(spec))
 
     async def start(self, spec: ShellSpec) -> None:
-        await self._at(spec.host_id).start(spec)
+        await self._at(spec.host_id).start(await self._placed(spec))
 
     async def stop(self, host_id: str) -> None:
         await self._at(host_id).stop(host_id)
@@ -193,7 +213,7 @@ class RoutedBackend:
         self.routes.unrecorded.pop(host_id, None)
 
     async def reset(self, spec: ShellSpec, *, wipe_workspace: bool) -> None:
-        await self._at(spec.host_id).reset(spec, wipe_workspace=wipe_workspace)
+        await self._at(spec.host_id).reset(await self._placed(spec), wipe_workspace=wipe_workspace)
 
     async def snapshot(self, host_id: str, snapshot_id: str) -> None:
         await self._at(host_id).snapshot(host_id, snapshot_id)
@@ -202,10 +222,12 @@ class RoutedBackend:
         await self._at(host_id).pause(host_id)
 
     async def resume(self, spec: ShellSpec) -> None:
-        await self._at(spec.host_id).resume(spec)
+        await self._at(spec.host_id).resume(await self._placed(spec))
 
     async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
-        await self._at(host_id).fork(host_id, children)
+        node = self._node_of(host_id)
+        placed = [await self._placed(child, node) for child in children]
+        await self._at(host_id).fork(host_id, placed)
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         name = self.routes.snapshot_node(snapshot_id)
@@ -271,16 +293,32 @@ class RoutedBackend:
 class RoutedNetwork:
     """The instance network over several nodes: a shell's calls go to its node, a private network
     is made and removed on every node, the drop counters are read from all. Every node of a
-    cluster runs with the same ``SHELLS_NETWORK_CIDR``, so one range names the instance's networks."""
+    cluster runs with the same ``SHELLS_NETWORK_CIDR``, so one range names the instance's networks.
 
-    def __init__(self, nodes: Mapping[str, InstanceNetwork], routes: Routes) -> None:
+    Members of one network on different nodes are linked by the nodes' overlay
+    (``runtime.network.overlay``): ``link_overlays`` asks every node which members it holds and
+    sends each the plan of its peers; a member's address is chosen on its node among those no
+    other node holds (``elsewhere``)."""
+
+    def __init__(
+        self,
+        nodes: Mapping[str, InstanceNetwork],
+        routes: Routes,
+        overlays: Mapping[str, tuple[IPv4Address, NodeOverlay]] | None = None,
+    ) -> None:
         self.nodes = dict(nodes)
         self.routes = routes
         self._first = next(iter(self.nodes.values()))
+        self.overlays = dict(overlays or {})
+        """Node name → its underlay address and overlay calls (the nodes that can be linked)."""
+        self._members: dict[str, dict[str, Members]] = {}
+        """Each node's members as it last answered (kept for a node that does not answer)."""
+
+    def _name_of(self, host_id: str) -> str:
+        return self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id) or ""
 
     def _at(self, host_id: str) -> InstanceNetwork:
-        name = self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id)
-        return self.nodes.get(name or "", self._first)
+        return self.nodes.get(self._name_of(host_id), self._first)
 
     @property
     def range(self) -> InstanceRange:
@@ -301,7 +339,42 @@ class RoutedNetwork:
             network.delete_network(net_id)
 
     def join(self, host_id: str, net: PrivateNetwork, hostname: str) -> str:
-        return self._at(host_id).join(host_id, net, hostname)
+        return self._at(host_id).join(host_id, self.elsewhere(net, self._name_of(host_id)), hostname)
+
+    def elsewhere(self, net: PrivateNetwork, node: str) -> PrivateNetwork:
+        """``net`` naming the addresses its members hold on nodes other than ``node`` (each node's
+        own members: a peer's plan may still name this node's members that just left)."""
+        others = [n for name, (_, n) in self.overlays.items() if name != node]
+        if not others:
+            return net
+        taken = {a for n in others for a in n.overlay_members().get(net.id, {}).values()}
+        return replace(net, taken=frozenset(taken))
+
+    def link_overlays(self) -> None:
+        """Send every node its overlay plan: for each network it has members of, the other nodes
+        with members too, and those members. A node that does not answer keeps its last plan, and
+        the others keep routing to its members as it last reported them."""
+        if len(self.overlays) < 2:
+            return
+        for name, (_, node) in self.overlays.items():
+            try:
+                self._members[name] = node.overlay_members()
+            except ShellsError as exc:
+                log.warning("node %s did not report its private network members: %s", name, exc)
+        for name, (local, node) in self.overlays.items():
+            plan: Plan = {}
+            for net_id in self._members.get(name, {}):
+                peers = {
+                    self.overlays[other][0]: members[net_id]
+                    for other, members in self._members.items()
+                    if other != name and other in self.overlays and net_id in members
+                }
+                if peers:
+                    plan[net_id] = peers
+            try:
+                node.set_overlay(local, plan)
+            except ShellsError as exc:
+                log.warning("node %s did not take its overlay plan: %s", name, exc)
 
     def leave(self, host_id: str, net_id: str) -> None:
         self._at(host_id).leave(host_id, net_id)
@@ -345,7 +418,13 @@ def routed_node(nodes: Sequence[Node], routes: Routes) -> Node:
         for node in nodes:
             await node.close()
 
-    network = RoutedNetwork({n.name: n.network for n in nodes}, routes)
+    overlays = {
+        n.name: (n.network.underlay, n.network)
+        for n in nodes
+        if isinstance(n.network, RemoteNetwork) and n.network.underlay is not None
+    }
+    network = RoutedNetwork({n.name: n.network for n in nodes}, routes, overlays)
+    routes.elsewhere = network.elsewhere
     backends: list[Backend] = list(routed.values())
     carriers = {n.name: n.carrier for n in nodes if n.carrier is not None}
     carrier = RoutedCarrier(carriers, routes.snapshot_node) if len(carriers) == len(nodes) else None

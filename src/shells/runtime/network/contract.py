@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shells.domain.network import AllowRule, BlockedAttempt, NetworkAccess, PrivateNetwork
 
@@ -14,6 +14,7 @@ from .addressing import InstanceRange
 
 if TYPE_CHECKING:
     from .dataplane import ShellAddresses
+    from .overlay import Members, Plan
 
 
 class InstanceNetwork(Protocol):
@@ -53,3 +54,21 @@ class InstanceNetwork(Protocol):
     def allow_resolved(
         self, host_id: str, rule: AllowRule, addresses: Sequence[IPv4Address | IPv6Address], ttl_s: int
     ) -> None: ...
+
+
+class NodeOverlay(Protocol):
+    """A node's side of the private networks that span nodes (:mod:`.overlay`)."""
+
+    def overlay_members(self) -> dict[str, Members]:
+        """Per private network, the members on this node whose ports are open."""
+
+    def set_overlay(self, local: IPv4Address, plan: Plan) -> None:
+        """Link this node's members with the peers ``plan`` names, from underlay address ``local``."""
+
+
+@runtime_checkable
+class SpansNodes(Protocol):
+    """An instance network over several nodes, whose private networks need linking between them."""
+
+    def link_overlays(self) -> None:
+        """Send each node the plan of its private networks' peers on other nodes."""

@@ -60,6 +60,7 @@ from .blocked import counted_by_slot, growth
 from .dns_upstream import nameservers
 from .libnftables import Nftables, NftError
 from .links import VethLink, ensure_gateway, remove_gateway, shell_links
+from .overlay import Members, Overlays, Plan
 from .reaper import Reaper
 from .records import Ledger, Membership, ShellNet
 from .rtnl import Netlink, read_sysctl, write_sysctl
@@ -103,6 +104,7 @@ class HostNetwork:
         self._pending: list[tuple[str, BlockedAttempt]] = []
         self._reaping: set[int] = set()
         self._reaper = Reaper(self._released)
+        self._overlays = Overlays(self.instance)
 
     # plumbing -------------------------------------------------------------------------------------
     @property
@@ -113,7 +115,7 @@ class HostNetwork:
 
     @property
     def rules(self) -> Ruleset:
-        return Ruleset(self.instance, self.range.gateway, self.range.cidr)
+        return Ruleset(self.instance, self.range.gateway, self.range.cidr, self.settings.overlay_port)
 
     @property
     def nft(self) -> Nftables:
@@ -173,6 +175,7 @@ class HostNetwork:
             self._range = InstanceRange(self._choose_range(bool(records)))
             with Netlink() as host:
                 ensure_gateway(host, self.gateway_link, self.range.gateway, self.range.cidr)
+                self._overlays.remove_all(host)  # the control plane sends the plan again
             self._networks = {n.id: n for n in self.ledger.networks()}
             self._shells = {r.host_id: r for r in records}
             for gone in (r for r in records if not Path(r.netns).exists()):
@@ -452,6 +455,7 @@ class HostNetwork:
 
     def _add_membership(self, shell: ShellNet, net: PrivateNetwork, hostname: str) -> Membership:
         self.create_network(net)
+        taken = net.taken
         net = self._networks[net.id]
         index = lowest_free(
             (m.index for m in shell.memberships.values()),
@@ -462,6 +466,7 @@ class HostNetwork:
         used = {
             m.address for s in self._shells.values() for m in s.memberships.values() if m.net_id == net.id
         }
+        used |= taken | set(self._overlays.remote(net.id).values())  # held on other nodes
         offset = lowest_free(
             (int(a) - int(net.cidr.network_address) for a in used),
             2,
@@ -484,13 +489,31 @@ class HostNetwork:
             self.ledger.save_shell(shell)
 
     def peers(self, net_id: str) -> dict[str, IPv4Address]:
-        """Host name → address of the members of ``net_id`` whose ports are open."""
+        """Host name → address of the members of ``net_id`` whose ports are open, on this node and
+        (as the overlay's plan has them) on others."""
         with self._lock:
-            return {
-                s.memberships[net_id].hostname: s.memberships[net_id].address
-                for s in self._shells.values()
-                if net_id in s.memberships and s.ports_open
-            }
+            return self._overlays.remote(net_id) | self._local_peers(net_id)
+
+    def _local_peers(self, net_id: str) -> Members:
+        return {
+            s.memberships[net_id].hostname: s.memberships[net_id].address
+            for s in self._shells.values()
+            if net_id in s.memberships and s.ports_open
+        }
+
+    # across nodes -----------------------------------------------------------------------------------
+    def overlay_members(self) -> dict[str, Members]:
+        """Per private network, the members on this node whose ports are open (for the plans of
+        the other nodes, :mod:`.overlay`)."""
+        with self._lock:
+            found = {net_id: self._local_peers(net_id) for net_id in self._networks}
+            return {net_id: members for net_id, members in found.items() if members}
+
+    def set_overlay(self, local: IPv4Address, plan: Plan) -> None:
+        """Link this node's members of each network in ``plan`` with the peers it names, from the
+        underlay address ``local``; a network that leaves the plan loses its link."""
+        with self._lock:
+            self._overlays.apply(local, plan, self._networks, self.rules, self.nft)
 
     def memberships(self, host_id: str) -> list[str]:
         """Ids of the private networks the shell is on (for the DNS resolver's peer answers)."""
@@ -584,6 +607,7 @@ class HostNetwork:
                 for link in host.links():
                     if parse_port_name(self.instance, link.name) is not None:
                         host.delete_link(link.index)
+                self._overlays.remove_all(host)
                 remove_gateway(host, self.gateway_link, self.range.cidr)
             shutil.rmtree(self.ledger.root, ignore_errors=True)
             self._range = None

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shells.runtime.host.netns import run_in_netns
@@ -21,20 +22,22 @@ from shells.runtime.host.netns import run_in_netns
 NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
-NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x300, 0x200, 0x400
+NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE, NLM_F_REPLACE = 0x300, 0x200, 0x400, 0x100
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-RTM_NEWNEIGH = 28
+RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 1, 3, 18, 20, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 4, 7, 15
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 NDA_DST, NDA_LLADDR = 1, 2
 
-IFF_UP = 0x1
+IFF_UP, IFF_NOARP = 0x1, 0x80
+NTF_SELF = 0x2
 RT_TABLE_MAIN = 254
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 RTN_UNICAST, RTN_UNREACHABLE = 1, 7
@@ -172,6 +175,16 @@ class Netlink:
         payload += attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, kind.encode()))
         self.request(RTM_NEWLINK, payload, NLM_F_CREATE | NLM_F_EXCL)
 
+    def create_vxlan(self, name: str, vni: int, local: ipaddress.IPv4Address, port: int, mac: str) -> None:
+        """A VXLAN link that learns nothing (every remote MAC is a static FDB entry) and answers no
+        ARP, sending from ``local`` to UDP ``port`` of its peers."""
+        data = attr(IFLA_VXLAN_ID, vni) + attr(IFLA_VXLAN_LOCAL, local.packed)
+        data += attr(IFLA_VXLAN_LEARNING, b"\0") + attr(IFLA_VXLAN_PORT, struct.pack("!H", port))
+        info = attr(IFLA_INFO_KIND, b"vxlan") + attr(IFLA_INFO_DATA, data)
+        payload = _IFINFO.pack(0, 0, 0, IFF_NOARP, IFF_NOARP) + attr(IFLA_IFNAME, name)
+        payload += attr(IFLA_ADDRESS, mac_bytes(mac)) + attr(IFLA_LINKINFO, info)
+        self.request(RTM_NEWLINK, payload, NLM_F_CREATE | NLM_F_EXCL)
+
     def index(self, name: str) -> int | None:
         """The ifindex of link ``name`` in this netns, or None if there is none."""
         seq = self._send(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name))
@@ -240,9 +253,17 @@ class Netlink:
             RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, destination, oif, gateway, source, metric, unreachable
         )
 
-    def delete_route(self, destination: ipaddress.IPv4Network, *, unreachable: bool = False) -> None:
+    def delete_route(
+        self,
+        destination: ipaddress.IPv4Network,
+        *,
+        unreachable: bool = False,
+        oif: int | None = None,
+        metric: int | None = None,
+    ) -> None:
+        """Delete a route (the one through ``oif`` with ``metric`` when given); a missing one is fine."""
         try:
-            self._route(RTM_DELROUTE, 0, destination, None, None, None, None, unreachable)
+            self._route(RTM_DELROUTE, 0, destination, oif, None, None, metric, unreachable)
         except OSError as exc:
             if exc.errno != errno.ESRCH:
                 raise
@@ -293,6 +314,35 @@ class Netlink:
         payload = _NDMSG.pack(socket.AF_INET, index, NUD_PERMANENT, 0, 0)
         payload += attr(NDA_DST, address.packed) + attr(NDA_LLADDR, mac_bytes(mac))
         self.request(RTM_NEWNEIGH, payload, NLM_F_CREATE | NLM_F_EXCL)
+
+    def set_neighbour(self, index: int, address: ipaddress.IPv4Address, mac: str) -> None:
+        """A permanent neighbour entry, replacing one for the same address."""
+        payload = _NDMSG.pack(socket.AF_INET, index, NUD_PERMANENT, 0, 0)
+        payload += attr(NDA_DST, address.packed) + attr(NDA_LLADDR, mac_bytes(mac))
+        self.request(RTM_NEWNEIGH, payload, NLM_F_CREATE | NLM_F_REPLACE)
+
+    def delete_neighbour(self, index: int, address: ipaddress.IPv4Address) -> None:
+        payload = _NDMSG.pack(socket.AF_INET, index, 0, 0, 0) + attr(NDA_DST, address.packed)
+        _tolerate_missing(lambda: self.request(RTM_DELNEIGH, payload))
+
+    def set_fdb(self, index: int, mac: str, destination: ipaddress.IPv4Address) -> None:
+        """A static forwarding entry of a VXLAN link: frames for ``mac`` go to ``destination``."""
+        payload = _NDMSG.pack(socket.AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF, 0)
+        payload += attr(NDA_LLADDR, mac_bytes(mac)) + attr(NDA_DST, destination.packed)
+        self.request(RTM_NEWNEIGH, payload, NLM_F_CREATE | NLM_F_REPLACE)
+
+    def delete_fdb(self, index: int, mac: str, destination: ipaddress.IPv4Address) -> None:
+        payload = _NDMSG.pack(socket.AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF, 0)
+        payload += attr(NDA_LLADDR, mac_bytes(mac)) + attr(NDA_DST, destination.packed)
+        _tolerate_missing(lambda: self.request(RTM_DELNEIGH, payload))
+
+
+def _tolerate_missing(step: Callable[[], None]) -> None:
+    try:
+        step()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ESRCH, errno.ENODEV):
+            raise
 
 
 def open_in_netns(netns_path: str, sysctls: dict[str, str] | None = None) -> Netlink:

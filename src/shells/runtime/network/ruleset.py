@@ -6,15 +6,20 @@ chain accepts foreign traffic first, and ``accept`` in one table does not bypass
 
     spoof_guard  prerouting, raw    a port may only send from its own address (``sources``); IPv6
                                     is not routed, so all of it is counted and dropped, before
-                                    conntrack ever sees the packet
+                                    conntrack ever sees the packet. An overlay link (``v<instance>*``,
+                                    :mod:`.overlay`) may only deliver from the remote members behind
+                                    it (``overlay_sources``), and the VXLAN port takes underlay
+                                    packets only from peer nodes (``overlay_peers``)
     to_host      input              only DNS to the gateway; the host's addresses and services,
-                                    the Shells API included, are refused
-    routed       forward            replies; members of one private network to each other
+                                    the Shells API included, are refused; nothing from an overlay
+    routed       forward            from an overlay link: members of one network only; a shell's
+                                    packets to a peer node's address are counted and dropped;
+                                    replies; members of one private network to each other
                                     (``private_pairs``); then the shell's own policy chain
                                     ``s<slot>`` (via ``policy_of``); anything else is counted by
                                     ``d<slot>`` (via ``count_of``) and refused. Nothing outside
                                     may open a connection to a shell.
-    nat_out      postrouting, nat   masquerade what leaves for the outside
+    nat_out      postrouting, nat   masquerade what leaves for the outside (not into an overlay)
     egress_in    prerouting, nat    a shell's chain ``e<slot>`` (via ``egress_of``): for a shell
                                     with secrets, TCP to port 443 outside the refused ranges goes
                                     to the egress proxy on the gateway (``runtime/network/egress``)
@@ -127,6 +132,8 @@ class Ruleset:
     instance: str
     gateway: IPv4Address
     cidr: IPv4Network
+    overlay_port: int = 4789
+    """The UDP port of the overlay between nodes (``Settings.overlay_port``)."""
 
     @property
     def table(self) -> str:
@@ -136,11 +143,15 @@ class Ruleset:
     def ports(self) -> str:
         return f'"sh{self.instance}*"'
 
+    @property
+    def overlays(self) -> str:
+        return f'"v{self.instance}*"'
+
     # the instance -----------------------------------------------------------------------------
     def base(self) -> str:
         """Declare the table, then rewrite its base chains and the constant sets. Idempotent: run at
         every start-up, it keeps per-shell objects (and their counters) as they are."""
-        t, ports = self.table, self.ports
+        t, ports, overlays = self.table, self.ports, self.overlays
         forbidden = [*FORBIDDEN4, str(self.cidr)]
         lines = [
             f"add table {t}",
@@ -148,6 +159,9 @@ class Ruleset:
             f"add set {t} nonpublic4 {{ type ipv4_addr; flags interval; auto-merge; }}",
             f"add set {t} sources {{ type ifname . ipv4_addr; }}",
             f"add set {t} private_pairs {{ type ipv4_addr . ipv4_addr; flags interval; }}",
+            f"add set {t} overlay_sources {{ type ifname . ipv4_addr; }}",
+            f"add set {t} overlay_peers {{ type ipv4_addr; }}",
+            f"add set {t} overlay_local {{ type ipv4_addr; }}",
             f"add map {t} policy_of {{ type ifname : verdict; }}",
             f"add map {t} count_of {{ type ifname : verdict; }}",
             f"add map {t} egress_of {{ type ifname : verdict; }}",
@@ -165,6 +179,9 @@ class Ruleset:
             lines.append(f"flush chain {t} {chain}")
         rules = {
             "spoof_guard": [
+                f"ip daddr @overlay_local udp dport {self.overlay_port} ip saddr != @overlay_peers drop",
+                f"iifname {overlays} iifname . ip saddr @overlay_sources accept",
+                f"iifname {overlays} drop",
                 f"iifname != {ports} accept",
                 "meta nfproto ipv6 iifname vmap @count_of",
                 "meta nfproto ipv6 drop",
@@ -173,6 +190,7 @@ class Ruleset:
                 "drop",
             ],
             "to_host": [
+                f"iifname {overlays} drop",
                 f"iifname != {ports} accept",
                 "ct state established,related accept",
                 f"ip daddr {self.gateway} meta l4proto {{ tcp, udp }} th dport 53 accept",
@@ -182,6 +200,10 @@ class Ruleset:
                 "reject with icmpx admin-prohibited",
             ],
             "routed": [
+                f"iifname {overlays} oifname {ports} ip saddr . ip daddr @private_pairs accept",
+                f"iifname {overlays} drop",
+                f"iifname {ports} ip daddr @overlay_peers iifname vmap @count_of",
+                f"iifname {ports} ip daddr @overlay_peers drop",
                 f"iifname != {ports} oifname != {ports} accept",
                 "ct state established,related accept",
                 f"iifname {ports} ip saddr . ip daddr @private_pairs accept",
@@ -191,7 +213,7 @@ class Ruleset:
                 f"iifname {ports} reject with icmpx admin-prohibited",
                 "drop",
             ],
-            "nat_out": [f"ip saddr {self.cidr} oifname != {ports} masquerade"],
+            "nat_out": [f"ip saddr {self.cidr} oifname != {ports} oifname != {overlays} masquerade"],
             "egress_in": [f"iifname {ports} iifname vmap @egress_of"],
         }
         for chain, body in rules.items():
@@ -206,6 +228,9 @@ class Ruleset:
                 [
                     f"flush set {t} sources",
                     f"flush set {t} private_pairs",
+                    f"flush set {t} overlay_sources",
+                    f"flush set {t} overlay_peers",
+                    f"flush set {t} overlay_local",
                     f"flush map {t} policy_of",
                     f"flush map {t} count_of",
                     f"flush map {t} egress_of",
@@ -331,6 +356,23 @@ class Ruleset:
     def drop_objects(self, name: str) -> str:
         kind = "chain" if name[0] in "sde" else "set"
         return f"delete {kind} {self.table} {name}\n"
+
+    def overlay_sets(
+        self,
+        sources: Iterable[tuple[str, IPv4Address]],
+        peers: Iterable[IPv4Address],
+        local: Iterable[IPv4Address],
+    ) -> str:
+        """Refill the overlay's sets: (link, remote member) pairs, peer nodes, this node's address."""
+        t = self.table
+        lines = [f"flush set {t} {name}" for name in ("overlay_sources", "overlay_peers", "overlay_local")]
+        groups = {
+            "overlay_sources": [f'"{link}" . {a}' for link, a in sources],
+            "overlay_peers": [str(a) for a in peers],
+            "overlay_local": [str(a) for a in local],
+        }
+        lines += [f"add element {t} {k} {{ {', '.join(v)} }}" for k, v in groups.items() if v]
+        return "\n".join(lines) + "\n"
 
     def network_change(self, verb: str, cidr: IPv4Network) -> str:
         return f"{verb} element {self.table} private_pairs {{ {cidr} . {cidr} }}\n"
