@@ -26,6 +26,7 @@ from ..runtime.backend import Backend
 from ..runtime.faults import reached
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
+from .bucket_credentials import BucketCredentialsBook
 from .context import ControlContext
 from .durable import Durable
 from .fork import fork_shell
@@ -59,8 +60,10 @@ class Lifecycle:
         durable: Durable | None = None,
         sync: WorkspaceSync | None = None,
         storage: Storage | None = None,
+        credentials: BucketCredentialsBook | None = None,
     ) -> None:
         self.ctx = ctx
+        self.credentials = credentials
         self.secrets = secrets
         self.durable = durable
         self.sync = sync
@@ -100,6 +103,8 @@ class Lifecycle:
     # create ---------------------------------------------------------------------------------------
     async def create(self, principal: Principal, req: CreateShellRequest, door: str) -> ShellRecord:
         require(principal, Scope.CREATE)
+        if self.credentials is not None:  # named bucket credentials become keys before any check
+            req = self.credentials.resolve(principal, req)
         backend = self.ctx.backend(req.runtime)
         if req.network.mode not in backend.network_modes:
             offered = ", ".join(sorted(m.value for m in backend.network_modes))

@@ -25,6 +25,7 @@ from ..settings import Settings
 from ..store.repository import Store
 from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
+from .bucket_credentials import BucketCredentialsBook
 from .budgets import Budgets
 from .context import ControlContext
 from .dockerfile_builds import DockerfileBuilds
@@ -103,6 +104,7 @@ class Control:
         self.durable = Durable(self.ctx, _object_store(settings))
         self.templates.durable = self.durable
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
+        self.bucket_credentials = BucketCredentialsBook(self.ctx, box)
         self.shells = Lifecycle(
             self.ctx,
             self.pool,
@@ -113,6 +115,7 @@ class Control:
             durable=self.durable,
             sync=self.sync,
             storage=self.storage,
+            credentials=self.bucket_credentials,
         )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)

@@ -14,14 +14,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import anyio
-
 from ..domain.errors import (
-    BucketDenied,
-    BucketNotFound,
-    BucketUnreachable,
     FeatureUnavailable,
-    InvalidRequest,
     QuotaExceeded,
     VolumeInUse,
     VolumeNotFound,
@@ -33,12 +27,13 @@ from ..domain.mounts import BucketCredentials, BucketMount, check_volume_name
 from ..domain.principal import Principal, Scope
 from ..domain.shell import ShellRecord
 from ..objects.sigv4 import Credentials
-from ..objects.store import Denied, NoSuchBucket, ObjectStoreError, S3Location, S3Objects, Unreachable
+from ..objects.store import S3Location
 from ..runtime.backend import VolumeMount
 from ..runtime.host import bucket_fuse
 from ..runtime.volumes import HostVolumes
 from ..store.storage import MountRow, StorageStore, VolumeRecord
 from .auth import require
+from .bucket_access import bucket_error, check_bucket
 from .context import ControlContext
 from .requests import CreateShellRequest
 from .secret_box import SecretBox
@@ -179,7 +174,7 @@ class Storage:
         if volumes:
             self._host()
         for i, bucket in enumerate(req.buckets):
-            await self._check_endpoint(bucket, f"mounts[{i}].endpoint")
+            await self._check_endpoint(bucket, f"mounts[{i}]")
             await _check_bucket(bucket, f"mounts[{i}]")
         return Attachments(req.buckets, volumes)
 
@@ -192,9 +187,8 @@ class Storage:
         except TargetRefused as exc:
             local = "loopback" in str(exc) or "this server" in str(exc)
             if not (local and self.ctx.settings.mount_endpoints_local):
-                raise InvalidRequest(
-                    f"The endpoint may not be used for a bucket mount: {exc}.", {"field": field}
-                ) from None
+                where = S3Location(bucket.endpoint, bucket.bucket, bucket.prefix, Credentials("", "", ""))
+                raise bucket_error(exc, where, field) from None
 
     def claim(self, att: Attachments) -> None:
         """Refuse a read-write attachment of a volume another shell holds read-write: one writer at
@@ -215,7 +209,7 @@ class Storage:
         rows: list[MountRow] = []
         drafts = []
         for i, b in enumerate(att.buckets):
-            sealed = self.box.seal(shell.tenant, _seal_name(shell.id, i), _creds_json(b.credentials))
+            sealed = self.box.seal(shell.tenant, _seal_name(shell.id, i), _creds_json(b.keys()))
             rows.append(MountRow(i, b.path, b.read_only, None, b.bucket, b.endpoint, b.prefix, sealed))
             drafts.append(
                 self.ctx.draft(
@@ -282,37 +276,7 @@ def _creds_json(creds: BucketCredentials) -> str:
 
 async def _check_bucket(bucket: BucketMount, field: str) -> None:
     """List one key of the bucket as the user's credentials: the typed 4xx of every way it fails."""
-    where = S3Location(
-        bucket.endpoint,
-        bucket.bucket,
-        bucket.prefix,
-        Credentials(bucket.credentials.access_key_id, bucket.credentials.secret_access_key, "us-east-1"),
-    )
-    store = S3Objects(where, timeout_s=MOUNT_CHECK_TIMEOUT_S)
-    details = {"field": field, "bucket": bucket.bucket, "endpoint": bucket.endpoint}
-    try:
-        with anyio.fail_after(MOUNT_CHECK_TIMEOUT_S + 1):
-            await store.check()
-    except TimeoutError:
-        raise BucketUnreachable(
-            f"{bucket.endpoint} did not answer within {MOUNT_CHECK_TIMEOUT_S:.0f} s; check the endpoint.",
-            details,
-        ) from None
-    except Unreachable:
-        raise BucketUnreachable(
-            f"{bucket.endpoint} did not answer (refused or timed out); check the endpoint.", details
-        ) from None
-    except Denied:
-        raise BucketDenied(
-            f"{bucket.endpoint} refused the credentials for bucket {bucket.bucket!r}; check "
-            "'credentials' (access key id and secret).",
-            details,
-        ) from None
-    except NoSuchBucket:
-        raise BucketNotFound(f"{bucket.endpoint} has no bucket {bucket.bucket!r}.", details) from None
-    except ObjectStoreError as exc:
-        raise BucketUnreachable(
-            f"{bucket.endpoint} answered in a way Shells cannot use: {exc}", details
-        ) from None
-    finally:
-        await store.aclose()
+    keys = bucket.keys()
+    credentials = Credentials(keys.access_key_id, keys.secret_access_key, "us-east-1")
+    where = S3Location(bucket.endpoint, bucket.bucket, bucket.prefix, credentials)
+    await check_bucket(where, field, MOUNT_CHECK_TIMEOUT_S)

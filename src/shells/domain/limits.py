@@ -160,3 +160,6 @@ remembered for twice that, so a captured request can never be accepted again."""
 NODE_RPC_MAX_NONCES = 200_000
 """Nonces a node agent remembers inside the window; past that it refuses requests (503) rather
 than forget one still inside the window."""
+
+MAX_BUCKET_CREDENTIALS_PER_TENANT = 64
+"""Named bucket credentials a tenant may store (POST /v1/bucket-credentials; docs/storage.md)."""

@@ -300,6 +300,8 @@ class SyncStatus:
     last_synced_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    last_error_code: str | None = None
+    """The bucket error's code (``bucket_denied``, ``bucket_not_found``, ``bucket_unreachable``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -357,6 +359,16 @@ class Secret:
     version: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BucketCredential:
+    """Bucket credentials your tenant stored, without the secret (no answer ever holds one)."""
+
+    id: str
+    name: str
+    access_key_id: str
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
