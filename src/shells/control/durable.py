@@ -28,6 +28,7 @@ from ..domain.isolation import DEFAULT_RUNTIME
 from ..domain.shell import SnapshotRecord
 from ..domain.templates import TemplateKind, TemplateRecord
 from ..objects.store import ObjectStore, ObjectStoreError, blob_key, get_blob, put_blob
+from ..store.storage import StorageStore
 from ..store.templates import TemplateStore
 from .context import ControlContext
 
@@ -215,6 +216,7 @@ class Durable:
     async def collect(self, parts: Iterable[StoredPart]) -> None:
         """Remove the blobs of ``parts`` that nothing kept names any more."""
         in_use = self.ctx.store.blobs_in_use() | self.templates.blobs_in_use() | self._uploading
+        in_use |= StorageStore(self.ctx.store).blobs_in_use()  # a volume's blob (control/volume_store)
         for part in parts:
             if part.sha256 in in_use:
                 continue

@@ -322,6 +322,9 @@ class Lifecycle:
                     await backend.destroy(shell.id)
                 except Exception:
                     log.exception("reclaiming shell %s failed; reconciliation will retry", shell.id)
+                else:
+                    if self.storage is not None:  # the volumes it wrote go to the object store
+                        self.storage.released(shell)
             self.ctx.locks.pop(shell.id, None)
 
         task = asyncio.get_running_loop().create_task(_run())
@@ -362,6 +365,8 @@ class Lifecycle:
                     shell, result = await self._do(principal, shell, cap, door, params or {})
                 if self.sync is not None and cap in SYNC_COMPLETELY:
                     await self.sync.flush(shell, strict=False)
+                if self.storage is not None and cap is Capability.STOP:
+                    self.storage.released(shell)
             except ShellsError as exc:
                 draft = self._action_draft(
                     principal, shell, door, cap, "error", exc.message, {"code": exc.code}

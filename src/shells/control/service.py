@@ -54,6 +54,7 @@ from .templates import Templates
 from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
+from .volume_store import VolumeStore
 from .webhooks import Webhooks
 from .workspace_sync import WorkspaceSync
 
@@ -103,6 +104,8 @@ class Control:
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
         self.durable = Durable(self.ctx, _object_store(settings))
         self.templates.durable = self.durable
+        if volumes is not None:  # volumes follow their shells through the object store
+            self.storage.kept = VolumeStore(self.ctx, volumes, self.durable.objects)
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.bucket_credentials = BucketCredentialsBook(self.ctx, box)
         self.shells = Lifecycle(
@@ -151,6 +154,8 @@ class Control:
             self.leadership.start()
         await self.durable.start()
         self.sync.start()
+        if self.storage.kept is not None:
+            self.storage.kept.start()
         self.pool.start()
         self.suspension.start()
         self.expiry.start()

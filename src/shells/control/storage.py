@@ -37,6 +37,7 @@ from .bucket_access import bucket_error, check_bucket
 from .context import ControlContext
 from .requests import CreateShellRequest
 from .secret_box import SecretBox
+from .volume_store import VolumeStore
 from .webhook_target import OwnAddresses, TargetRefused, resolve
 
 MOUNT_CLASSES = frozenset({Runtime.CONTAINER})
@@ -66,6 +67,8 @@ class Storage:
         self.box = box
         self.host = volumes
         self.store = StorageStore(ctx.store)
+        self.kept: VolumeStore | None = None
+        """Volumes in the object store (set by ``Control`` when this host holds volumes)."""
 
     # volumes --------------------------------------------------------------------------------------
     def _host(self) -> HostVolumes:
@@ -142,6 +145,8 @@ class Storage:
             )
         self.store.delete_volume(rec.id, self._draft(principal, rec, door, "volume.delete", {}))
         await self._host().delete(rec.id)
+        if self.kept is not None:
+            await self.kept.collect(rec.blob)
 
     def gib_hours(self, tenant: str | None, start: datetime, end: datetime) -> dict[str, Decimal]:
         """Volume storage in GiB-hours per tenant over [start, end): each volume's size times the
@@ -173,6 +178,9 @@ class Storage:
         volumes = tuple((self.find(principal, a.name), a.path, a.read_only) for a in req.volumes)
         if volumes:
             self._host()
+        if self.kept is not None:  # its newest copy on this machine, fetched if another wrote it
+            for rec, _path, _ro in volumes:
+                await self.kept.ensure_here(rec)
         for i, bucket in enumerate(req.buckets):
             await self._check_endpoint(bucket, f"mounts[{i}]")
             await _check_bucket(bucket, f"mounts[{i}]")
@@ -233,6 +241,8 @@ class Storage:
         for r in self.store.mounts_of(shell.id):
             if r.volume_id is not None and self.host is not None:
                 volumes.append(VolumeMount(self.host.source(r.volume_id), r.path, r.read_only))
+                if self.kept is not None and not r.read_only:
+                    self.kept.writing(r.volume_id)
             elif r.bucket is not None and r.endpoint is not None and r.sealed is not None:
                 creds = json.loads(self.box.open(shell.tenant, _seal_name(shell.id, r.position), r.sealed))
                 buckets.append(
@@ -246,6 +256,12 @@ class Storage:
                     )
                 )
         return tuple(buckets), tuple(volumes)
+
+    def released(self, shell: ShellRecord) -> None:
+        """The shell stopped or is gone: the volumes it wrote go to the object store."""
+        if self.kept is not None:
+            rows = self.store.mounts_of(shell.id)
+            self.kept.released([r.volume_id for r in rows if r.volume_id is not None and not r.read_only])
 
     def public_mounts(self, shell_id: str) -> dict[str, list[dict[str, Any]]]:
         """The shell's mounts as shown on it: never a credential."""

@@ -382,6 +382,10 @@ class Volume:
     attached: list[dict[str, Any]] = field(default_factory=list)
     """``{"shell_id", "read_only"}`` of every shell that holds it."""
     used_bytes: int | None = None
+    durable_at: datetime | None = None
+    """When its files last reached the object store (after a writer let it go); None: never yet."""
+    stored_bytes: int | None = None
+    """The size of that copy in the object store (packed)."""
 
 
 @dataclass(frozen=True, kw_only=True)
