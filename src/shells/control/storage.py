@@ -150,10 +150,11 @@ class Storage:
 
     def gib_hours(self, tenant: str | None, start: datetime, end: datetime) -> dict[str, Decimal]:
         """Volume storage in GiB-hours per tenant over [start, end): each volume's size times the
-        hours it existed in the window."""
+        hours it existed in the window, never past now (a window may end in the future)."""
         out: dict[str, Decimal] = {}
+        now = self.ctx.store.clock.now()
         for v in self.store.volumes(tenant, with_deleted=True):
-            since, until = max(v.created_at, start), min(v.deleted_at or end, end)
+            since, until = max(v.created_at, start), min(v.deleted_at or now, end)
             if until > since:
                 hours = Decimal((until - since).total_seconds()) / 3600
                 out[v.tenant] = out.get(v.tenant, Decimal(0)) + hours * v.size_gib

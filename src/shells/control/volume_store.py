@@ -97,7 +97,7 @@ class VolumeStore:
         return False
 
     async def _until_clean(self, volume_id: str) -> None:
-        wait = limits.DURABLE_RETRY_FIRST_S
+        wait, failures = limits.DURABLE_RETRY_FIRST_S, 0
         while (token := self.host.dirty_token(volume_id)) is not None:
             rec = self.records.volume_by_id(volume_id)
             if rec is None or self._written_now(volume_id):
@@ -105,11 +105,22 @@ class VolumeStore:
             try:
                 async with self._locks[volume_id]:
                     await self._upload(rec, token)
-                wait = limits.DURABLE_RETRY_FIRST_S
+                wait, failures = limits.DURABLE_RETRY_FIRST_S, 0
             except (ObjectStoreError, RuntimeFailure, OSError) as exc:
+                failures += 1
+                if failures == 1:  # the first failure of a run goes to the audit trail
+                    self._audit_failure(rec, exc)
                 log.warning("volume %s is not durable yet (%s); trying again in %.0f s", volume_id, exc, wait)
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, limits.DURABLE_RETRY_MAX_S)
+
+    def _audit_failure(self, rec: VolumeRecord, exc: Exception) -> None:
+        code = "runtime_failure" if isinstance(exc, RuntimeFailure | OSError) else ObjectStoreUnavailable.code
+        draft = self.ctx.draft(
+            None, None, kind="volume", action="volume.upload", outcome=code, message=str(exc),
+            details={"volume": rec.name}, tenant=rec.tenant, target=rec.id,
+        )  # fmt: skip
+        self.ctx.store.add_event(draft)
 
     async def _upload(self, rec: VolumeRecord, token: str) -> None:
         work = self.scratch / f"up-vol-{rec.id}"
