@@ -61,6 +61,7 @@ def test_volumes_credentials_and_the_create_dialogs_storage(
         choice.get_by_label(f"Path of {volume}").fill("/data")
         choice.locator("#mount-bucket").fill("user-runs")
         choice.locator("#mount-endpoint").fill("http://127.0.0.1:9")
+        choice.locator("#mount-path").fill("/bucket")
         choice.locator("#mount-credentials").select_option(key)
         before = len(client.list())
         dialog.get_by_role("button", name="Create").click()
