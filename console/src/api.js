@@ -135,6 +135,31 @@ export class Api {
     return this.post(`/v1/shells/${encodeURIComponent(id)}/term`, ttl_s ? { ttl_s } : {});
   }
 
+  /** The tenant's volumes: size, holders, bytes used, when last in the object store. */
+  volumes() {
+    return this.get("/v1/volumes").then((r) => r.volumes);
+  }
+  createVolume(body) {
+    return this.post("/v1/volumes", body);
+  }
+  deleteVolume(name) {
+    return this.del(`/v1/volumes/${encodeURIComponent(name)}`);
+  }
+  /** The tenant's stored bucket credentials: names and key ids; never a secret. */
+  bucketCredentials() {
+    return this.get("/v1/bucket-credentials").then((r) => r.bucket_credentials);
+  }
+  createBucketCredentials(body) {
+    return this.post("/v1/bucket-credentials", body);
+  }
+  deleteBucketCredentials(name) {
+    return this.del(`/v1/bucket-credentials/${encodeURIComponent(name)}`);
+  }
+  /** GET /v1/shells/{id}/sync: where /workspace is mirrored and how far. */
+  syncStatus(id) {
+    return this.get(`/v1/shells/${encodeURIComponent(id)}/sync`);
+  }
+
   /** The tenant's secrets: name, hosts, header, version, dates; never a value. */
   secrets() {
     return this.get("/v1/secrets").then((r) => r.secrets);

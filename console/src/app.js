@@ -1,5 +1,5 @@
 // The console: sign-in, then the views: the fleet (kept live by the event feed) with the create
-// dialog and the detail sheet of the selected shell, templates, usage, pricing, the tenant's secrets
+// dialog and the detail sheet of the selected shell, templates, usage, pricing, the tenant's secrets, volumes
 // and webhooks. Only public endpoints are used.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -10,6 +10,7 @@ import { follow } from "./feed.js";
 import { Fleet } from "./fleet.js";
 import { PricingView } from "./pricing.js";
 import { SecretsView } from "./secrets.js";
+import { VolumesView } from "./storage.js";
 import { TemplatesView } from "./templates.js";
 import { forgetToken, savedToken, SignIn } from "./signin.js";
 import { preference, setPreference } from "./theme.js";
@@ -22,6 +23,7 @@ const VIEWS = [
   ["usage", "Usage"],
   ["pricing", "Pricing"],
   ["secrets", "Secrets"],
+  ["volumes", "Volumes"],
   ["webhooks", "Webhooks"],
 ];
 
@@ -104,6 +106,7 @@ function Console({ api, onSignOut }) {
     ${view === "templates" && html`<main class="layout"><${TemplatesView} api=${api} /></main>`}
     ${view === "secrets" && html`<main class="layout"><${SecretsView} api=${api} /></main>`}
     ${view === "webhooks" && html`<main class="layout"><${WebhooksView} api=${api} /></main>`}
+    ${view === "volumes" && html`<main class="layout"><${VolumesView} api=${api} /></main>`}
     ${view === "fleet" &&
     html`<main class="layout ${shell ? "with-sheet" : ""}">
       <${Fleet} shells=${shells} selected=${selected} onSelect=${setSelected} onCreate=${() => setCreating(true)} />

@@ -1,13 +1,15 @@
 // The create dialog: language preset, isolation class, network (sealed by default; in internet mode
 // the tenant's secrets to broker), shape, template (any ready one the caller can use: built-ins,
 // imported images, Dockerfile builds, saved shells) and region (those GET /v1/info lists; the
-// server's own first).
+// server's own first), and for container shells its storage: volumes, a bucket mount, workspace sync
+// (storage.js).
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { Dialog } from "./dialog.js";
 import { CLASSES } from "./fleet.js";
 import { errorText } from "./format.js";
 import { LANGUAGES, offer } from "./matrix.js";
+import { NO_STORAGE, StorageChoice, storageBody } from "./storage.js";
 import { readyTemplates } from "./templates.js";
 
 const MODES = [
@@ -97,6 +99,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
   const [secrets, setSecrets] = useState([]);
   const [chosenSecrets, setChosenSecrets] = useState([]);
   const [wake, setWake] = useState(true);
+  const [storage, setStorage] = useState(NO_STORAGE);
   useEffect(() => {
     api.get("/v1/templates").then((r) => setTemplates(readyTemplates(r.templates)), () => setTemplates([]));
     api.secrets().then(setSecrets, () => setSecrets([]));
@@ -116,6 +119,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
         ...(template ? { template } : {}),
         ...(mode === "internet" && chosenSecrets.length ? { secrets: chosenSecrets } : {}),
         ...(canPause && !wake ? { auto_resume: false } : {}),
+        ...(klass === "container" ? storageBody(storage) : {}),
       };
       onCreated(await createBuildingFirst(api, { ...body, ...extra }, setBuilding));
     } catch (err) {
@@ -194,6 +198,7 @@ export function CreateDialog({ api, info, runtimes, onClose, onCreated }) {
             onInput=${(e) => setName(e.target.value)} />
         </label>
       </div>
+      ${klass === "container" && html`<${StorageChoice} api=${api} storage=${storage} setStorage=${setStorage} />`}
       ${canPause &&
       html`<label class="choice" id="wake-choice">
         <input type="checkbox" id="auto-resume" checked=${wake} onChange=${(e) => setWake(e.target.checked)} />

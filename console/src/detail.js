@@ -1,4 +1,4 @@
-// The detail sheet of one shell: its facts, network policy and blocked attempts, resources, the
+// The detail sheet of one shell: its facts, network policy and blocked attempts, storage, resources, the
 // usage so far, the actions, the activity terminal, an interactive terminal, credentials and the danger zone.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -9,6 +9,7 @@ import { Badge } from "./fleet.js";
 import { clock, errorText, eventLine } from "./format.js";
 import { ShellMetrics } from "./sheetmetrics.js";
 import { ShellUsage } from "./sheetusage.js";
+import { ShellStorage } from "./storage.js";
 import { ShellTerminal } from "./terminal.js";
 
 const ACTIONS = [
@@ -141,6 +142,7 @@ export function DetailSheet({ api, info, shell, subscribe, onClose, announce }) 
       </div>
     </section>
     <${Network} api=${api} shell=${shell} version=${lines.length} />
+    <${ShellStorage} api=${api} shell=${shell} version=${lines.length} />
     <section aria-labelledby="actions-title">
       <h3 id="actions-title">Actions</h3>
       <div class="toolbar" role="toolbar" aria-label="Actions">

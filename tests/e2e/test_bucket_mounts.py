@@ -238,7 +238,7 @@ def test_bad_buckets_and_paths_are_typed_4xx_at_once(api: httpx.Client, weed: s3
         (wrong, 400, "bucket_denied"),
         (mount(weed, "/data") | {"bucket": "no-such-bucket"}, 404, "bucket_not_found"),
         (dead, 400, "bucket_unreachable"),
-        (mount(weed, "/data") | {"endpoint": "http://169.254.169.254"}, 400, "invalid_request"),
+        (mount(weed, "/data") | {"endpoint": "http://169.254.169.254"}, 400, "bucket_unreachable"),
     ]
     for body, status, code in cases:
         started = time.monotonic()

@@ -35,7 +35,7 @@ TRANSPORTS = ["http", "stdio"]
 TOOLS = {
     "shells_runtimes", "shells_list", "shells_create", "shells_delete", "shells_action", "shells_term",
     "shells_exec", "shells_run_code", "shells_files_read", "shells_files_write", "shells_files_list",
-    "shells_secrets_list", "shells_volumes_list",
+    "shells_secrets_list", "shells_volumes_list", "shells_bucket_credentials_list",
     "shells_metrics",
 }  # fmt: skip
 

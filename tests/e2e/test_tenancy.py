@@ -48,6 +48,8 @@ class World:
     """A snapshot of ``shell``, taken by alice."""
     volume: str = ""
     """A volume of tenant a."""
+    bucket_credentials: str = ""
+    """Stored bucket credentials of tenant a."""
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,10 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.volume = f"avol{secrets.token_hex(3)}"
     r = world.a_admin.http.post("/v1/volumes", json={"name": world.volume, "size_gib": 1})
     assert r.status_code == 201, r.text
+    world.bucket_credentials = f"akey{secrets.token_hex(3)}"
+    body = {"name": world.bucket_credentials, "access_key_id": "AKIDA", "secret_access_key": "never-shown"}
+    r = world.a_admin.http.post("/v1/bucket-credentials", json=body)
+    assert r.status_code == 201, r.text
     time.sleep(1.1)  # the 1-second token has expired
     yield world
     for caller, shell in ((world.alice, world.shell), (world.b_admin, world.b_shell)):
@@ -106,6 +112,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.a_admin.http.delete(f"/v1/webhooks/{world.webhook}")
     world.alice.http.delete(f"/v1/snapshots/{world.snapshot}")
     world.a_admin.http.delete(f"/v1/volumes/{world.volume}")
+    world.a_admin.http.delete(f"/v1/bucket-credentials/{world.bucket_credentials}")
     tenancy.close()
 
 
@@ -362,6 +369,19 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/admin/nodes/{name}/drain", foreign="permission_denied", foreign_status=403),
     Endpoint("POST", "/v1/admin/nodes/{name}/uncordon", foreign="permission_denied", foreign_status=403),
     Endpoint("POST", "/v1/shells/{shell_id}/recover"),
+    Endpoint(
+        "POST",
+        "/v1/bucket-credentials",
+        {"name": "never", "access_key_id": "AKID", "secret_access_key": "x"},
+        foreign=None,
+    ),
+    Endpoint("GET", "/v1/bucket-credentials", foreign=None),
+    Endpoint(
+        "DELETE",
+        "/v1/bucket-credentials/{name}",
+        foreign="bucket_credentials_not_found",
+        name="bucket_credentials",
+    ),
 ]  # fmt: skip
 
 
@@ -396,6 +416,7 @@ def _ids(world: World, shell: str) -> dict[str, str]:
         "webhook_id": world.webhook,
         "snapshot_id": world.snapshot,
         "volume": world.volume,
+        "bucket_credentials": world.bucket_credentials,
     }
 
 
@@ -410,6 +431,7 @@ def _missing_ids(world: World) -> dict[str, str]:
         "webhook_id": new_id("wh"),
         "snapshot_id": new_id("snap"),
         "volume": "no-such-volume",
+        "bucket_credentials": "no-such-credentials",
     }
 
 

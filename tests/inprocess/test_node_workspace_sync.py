@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shells.domain.errors import BucketUnusable
+from shells.domain.errors import BucketDenied, BucketNotFound, BucketUnreachable
 from shells.objects.store import S3Location, S3Objects
 from shells.sdk import AsyncShells
 from tests.support.s3 import USER, S3Server
@@ -113,15 +113,21 @@ async def test_bad_credentials_a_missing_bucket_or_a_dead_endpoint_are_a_400_at_
         "unreachable": sync_body(s3, bucket, endpoint=f"http://{DEAD}"),
         "forbidden": sync_body(s3, bucket, endpoint=f"http://127.0.0.1:{_free_port()}"),  # not listed
     }
+    errors = {
+        "denied": BucketDenied,
+        "no_such_bucket": BucketNotFound,
+        "unreachable": BucketUnreachable,
+        "forbidden": BucketUnreachable,
+    }  # the one vocabulary mounts use too (control/bucket_access.py)
     for reason, body in cases.items():
         started = time.monotonic()
-        with pytest.raises(BucketUnusable) as caught:
+        with pytest.raises(errors[reason]) as caught:
             await admin.create("python", sync=body)
         assert caught.value.details["reason"] == reason
         assert time.monotonic() - started < 10
         assert USER[1] not in str(caught.value)
     for endpoint in ("http://169.254.169.254", "http://localhost:9000", "http://[::1]:9000"):
-        with pytest.raises(BucketUnusable) as caught:
+        with pytest.raises(BucketUnreachable) as caught:
             await admin.create("python", sync=sync_body(s3, bucket, endpoint=endpoint))
         assert caught.value.details["reason"] == "forbidden", endpoint
     assert await admin.list() == []  # nothing half-created
@@ -144,7 +150,8 @@ async def test_the_bucket_going_away_mid_run_is_reported_and_nothing_is_lost(
         assert status.last_error and status.last_error_at and status.pending_files >= 1
         assert (await shell.commands.run("true")).exit_code == 0  # the shell runs on
         events = await shell.events()
-        assert any(e.action == "sync" and e.outcome == "bucket_unusable" for e in events)
+        assert any(e.action == "sync" and e.outcome == "bucket_unreachable" for e in events)
+        assert status.last_error_code == "bucket_unreachable"
 
     await eventually(lambda: read(bucket, "b.txt", tmp_path), timeout_s=30, what="the retried pass")
     assert await read(bucket, "b.txt", tmp_path) == b"while it was away"

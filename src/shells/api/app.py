@@ -15,6 +15,7 @@ from .body_timeout import BodyTimeout
 from .drain import Drain, Draining
 from .request_context import RequestContext
 from .routes import router
+from .routes_bucket_credentials import router as bucket_credentials_router
 from .routes_events import router as events_router
 from .routes_images import router as images_router
 from .routes_metering import router as metering_router
@@ -65,6 +66,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(run_router)
     app.include_router(network_router)
     app.include_router(secrets_router)
+    app.include_router(bucket_credentials_router)
     app.include_router(storage_router)
     app.include_router(ttl_router)
     app.include_router(processes_router)

@@ -62,7 +62,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                 secrets=args.secret,
                 auto_resume=args.auto_resume,
                 region=args.region,
-                sync=sync_option(args.sync),
+                sync=sync_option(args.sync, args.sync_credentials),
                 mounts=args.mount,
                 volumes=args.volume,
             )
@@ -255,10 +255,11 @@ def cmd_events(args: argparse.Namespace) -> int:
 SYNC_SECRET_VAR = "SHELLS_SYNC_SECRET"
 
 
-def sync_option(url: str | None) -> dict[str, Any] | None:
+def sync_option(url: str | None, credentials: str | None = None) -> dict[str, Any] | None:
     """``--sync http(s)://KEY_ID[:SECRET]@host[:port]/bucket[/prefix]`` as the ``sync`` of a create;
     without ``:SECRET`` in the URL (which other users of this machine can see in its process list)
-    the secret comes from $SHELLS_SYNC_SECRET."""
+    the secret comes from $SHELLS_SYNC_SECRET. With ``--sync-credentials NAME`` the URL has no key
+    and the stored credentials of that name are used."""
     if url is None:
         return None
     from urllib.parse import quote, urlsplit
@@ -266,21 +267,26 @@ def sync_option(url: str | None) -> dict[str, Any] | None:
     from ..objects.store import S3Location
 
     parts = urlsplit(url)
-    if parts.username and parts.password is None and os.environ.get(SYNC_SECRET_VAR):
+    if credentials is not None:
+        if parts.username:
+            raise SystemExit("shells: --sync: no key in the URL with --sync-credentials")
+        url = url.replace("://", "://stored:stored@", 1)  # parsed as a keyed URL; the keys are unused
+    elif parts.username and parts.password is None and os.environ.get(SYNC_SECRET_VAR):
         secret = quote(os.environ[SYNC_SECRET_VAR], safe="")
         url = url.replace(f"{parts.username}@", f"{parts.username}:{secret}@", 1)
     try:
         where = S3Location.parse(url)
     except ValueError as exc:
         raise SystemExit(f"shells: --sync: {exc} (or KEY_ID@ with ${SYNC_SECRET_VAR} set)") from None
+    keys = {
+        "access_key_id": where.credentials.access_key_id,
+        "secret_access_key": where.credentials.secret_access_key,
+    }
     return {
         "endpoint": where.endpoint,
         "bucket": where.bucket,
         "prefix": where.prefix,
-        "credentials": {
-            "access_key_id": where.credentials.access_key_id,
-            "secret_access_key": where.credentials.secret_access_key,
-        },
+        "credentials": credentials if credentials is not None else keys,
     }
 
 
@@ -320,6 +326,12 @@ def register(sub: Subparsers) -> None:
         metavar="URL",
         help="mirror /workspace to http(s)://KEY_ID[:SECRET]@host[:port]/bucket[/prefix] "
         f"(the secret from ${SYNC_SECRET_VAR} when not in the URL)",
+    )
+    s.add_argument(
+        "--sync-credentials",
+        default=None,
+        metavar="NAME",
+        help="with --sync http(s)://host[:port]/bucket[/prefix]: the stored bucket credentials to use",
     )
     add_create_options(s)
     s.add_argument("--json", action="store_true", help="print the whole record")

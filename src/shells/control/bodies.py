@@ -103,7 +103,10 @@ class BucketMountBody(Body):
     prefix: StrictStr | None = Field(default=None, description="Only the keys under this prefix.")
     path: StrictStr = Field(description="Where it appears in the shell (absolute, e.g. /data).")
     read_only: StrictBool | None = Field(default=None, description="Refuse writes (default false).")
-    credentials: BucketCredentialsBody = Field(description="The bucket's credentials.")
+    credentials: BucketCredentialsBody | StrictStr = Field(
+        description="The bucket's credentials, or the name of credentials stored with "
+        "POST /v1/bucket-credentials."
+    )
 
 
 class VolumeAttachBody(Body):
@@ -610,7 +613,10 @@ class SyncBody(Body):
     region: StrictStr = Field(
         default="us-east-1", min_length=1, max_length=64, description="The region the key signs for."
     )
-    credentials: SyncCredentialsBody = Field(description="A key that may list, write and delete there.")
+    credentials: SyncCredentialsBody | StrictStr = Field(
+        description="A key that may list, write and delete there, or the name of credentials stored "
+        "with POST /v1/bucket-credentials."
+    )
 
 
 # -- volumes ---------------------------------------------------------------------------------------
@@ -622,6 +628,20 @@ class VolumeCreateBody(Body):
     name: StrictStr = Field(description="1 to 63 lowercase letters, digits, '-' or '_'.")
     size_gib: StrictInt = Field(
         ge=1, le=MAX_VOLUME_GIB, description="Its size in GiB (enforced on the host)."
+    )
+
+
+# -- bucket credentials ----------------------------------------------------------------------------
+
+
+class BucketCredentialsCreateBody(Body):
+    """``POST /v1/bucket-credentials``: an S3 key pair stored once for the tenant (the secret sealed,
+    never shown again), named by mounts and syncs as ``"credentials": "<name>"``."""
+
+    name: StrictStr = Field(description="1 to 63 lowercase letters, digits, '-' or '_'.")
+    access_key_id: StrictStr = Field(min_length=1, max_length=256, description="The access key id.")
+    secret_access_key: StrictStr = Field(
+        min_length=1, max_length=256, description="The secret access key (write-only)."
     )
 
 

@@ -27,6 +27,7 @@ from ..domain.templates import TemplateKind, TemplateRecord
 from ..node.carrier import Carrier, LocalCarrier
 from ..objects.store import ObjectStore, ObjectStoreError, blob_key
 from ..store.moves import MoveStore
+from ..store.storage import StorageStore
 from ..store.templates import TemplateStore
 from .context import ControlContext
 
@@ -206,6 +207,7 @@ class Durable:
             self.ctx.store.blobs_in_use()
             | self.templates.blobs_in_use()
             | MoveStore(self.ctx.store).blobs_in_use()
+            | StorageStore(self.ctx.store).blobs_in_use()  # a volume's blob (control/volume_store)
             | self._uploading
         )
         for part in parts:

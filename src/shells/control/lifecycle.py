@@ -27,6 +27,7 @@ from ..runtime.faults import reached
 from ..store.moves import MoveStore
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
+from .bucket_credentials import BucketCredentialsBook
 from .context import ControlContext
 from .durable import Durable
 from .fork import fork_shell
@@ -60,8 +61,10 @@ class Lifecycle:
         durable: Durable | None = None,
         sync: WorkspaceSync | None = None,
         storage: Storage | None = None,
+        credentials: BucketCredentialsBook | None = None,
     ) -> None:
         self.ctx = ctx
+        self.credentials = credentials
         self.secrets = secrets
         self.durable = durable
         self.sync = sync
@@ -101,6 +104,8 @@ class Lifecycle:
     # create ---------------------------------------------------------------------------------------
     async def create(self, principal: Principal, req: CreateShellRequest, door: str) -> ShellRecord:
         require(principal, Scope.CREATE)
+        if self.credentials is not None:  # named bucket credentials become keys before any check
+            req = self.credentials.resolve(principal, req)
         backend = self.ctx.backend(req.runtime)
         if req.network.mode not in backend.network_modes:
             offered = ", ".join(sorted(m.value for m in backend.network_modes))
@@ -324,6 +329,9 @@ class Lifecycle:
                     await backend.destroy(shell.id)
                 except Exception:
                     log.exception("reclaiming shell %s failed; reconciliation will retry", shell.id)
+                else:
+                    if self.storage is not None:  # the volumes it wrote go to the object store
+                        self.storage.released(shell)
             self.ctx.locks.pop(shell.id, None)
 
         task = asyncio.get_running_loop().create_task(_run())
@@ -364,6 +372,8 @@ class Lifecycle:
                     shell, result = await self._do(principal, shell, cap, door, params or {})
                 if self.sync is not None and cap in SYNC_COMPLETELY:
                     await self.sync.flush(shell, strict=False)
+                if self.storage is not None and cap is Capability.STOP:
+                    self.storage.released(shell)
             except ShellsError as exc:
                 draft = self._action_draft(
                     principal, shell, door, cap, "error", exc.message, {"code": exc.code}

@@ -10,8 +10,10 @@ from ..domain.errors import InvalidRequest
 from ..domain.mounts import (
     BucketCredentials,
     BucketMount,
+    NamedCredentials,
     VolumeAttachment,
     check_bucket,
+    check_credentials_name,
     check_endpoint,
     check_mount_paths,
     check_prefix,
@@ -44,11 +46,14 @@ def _flag(entry: Mapping[str, Any], field: str) -> bool:
     return value
 
 
-def _credentials(entry: Mapping[str, Any], field: str) -> BucketCredentials:
+def _credentials(entry: Mapping[str, Any], field: str) -> BucketCredentials | NamedCredentials:
     creds = entry.get("credentials")
+    if isinstance(creds, str):
+        return NamedCredentials(check_credentials_name(creds, f"{field}.credentials"))
     if not isinstance(creds, dict):
         raise InvalidRequest(
-            f'\'{field}.credentials\' must be {{"access_key_id", "secret_access_key"}} for the bucket.',
+            f'\'{field}.credentials\' must be {{"access_key_id", "secret_access_key"}} for the bucket, '
+            "or the name of credentials stored with POST /v1/bucket-credentials.",
             {"field": f"{field}.credentials"},
         )
     reject_unknown(creds, {"access_key_id", "secret_access_key"})

@@ -27,6 +27,7 @@ from ..store.repository import Store
 from .agent_offers import AgentOffers
 from .audit import Audit
 from .auth import Authenticator, authorize, require, visible_snapshots
+from .bucket_credentials import BucketCredentialsBook
 from .budgets import Budgets
 from .context import ControlContext
 from .dockerfile_builds import DockerfileBuilds
@@ -56,6 +57,7 @@ from .templates import Templates
 from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
+from .volume_store import VolumeStore
 from .webhooks import Webhooks
 from .workspace_sync import WorkspaceSync
 
@@ -114,7 +116,10 @@ class Control:
         self.templates.durable = self.durable
         self.relocation = Relocation(self.ctx, self.durable)
         self.relocation.start()
+        if volumes is not None:  # volumes follow their shells through the object store
+            self.storage.kept = VolumeStore(self.ctx, volumes, self.durable.objects)
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
+        self.bucket_credentials = BucketCredentialsBook(self.ctx, box)
         self.shells = Lifecycle(
             self.ctx,
             self.pool,
@@ -125,6 +130,7 @@ class Control:
             durable=self.durable,
             sync=self.sync,
             storage=self.storage,
+            credentials=self.bucket_credentials,
         )
         self.inside = Inside(self.ctx, self.templates, self.suspension)
         self.expiry = Expiry(self.ctx, self.shells, self.suspension)
@@ -161,6 +167,8 @@ class Control:
             self.leadership.start()
         await self.durable.start()
         self.sync.start()
+        if self.storage.kept is not None:
+            self.storage.kept.start()
         self.pool.start()
         self.suspension.start()
         self.expiry.start()

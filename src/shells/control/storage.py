@@ -14,14 +14,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import anyio
-
 from ..domain.errors import (
-    BucketDenied,
-    BucketNotFound,
-    BucketUnreachable,
     FeatureUnavailable,
-    InvalidRequest,
     QuotaExceeded,
     VolumeInUse,
     VolumeNotFound,
@@ -33,16 +27,18 @@ from ..domain.mounts import BucketCredentials, BucketMount, check_volume_name
 from ..domain.principal import Principal, Scope
 from ..domain.shell import ShellRecord
 from ..objects.sigv4 import Credentials
-from ..objects.store import Denied, NoSuchBucket, ObjectStoreError, S3Location, S3Objects, Unreachable
+from ..objects.store import S3Location
 from ..runtime.backend import VolumeMount
 from ..runtime.host import bucket_fuse
 from ..runtime.microvm import shares as vm_shares
 from ..runtime.volumes import HostVolumes
 from ..store.storage import MountRow, StorageStore, VolumeRecord
 from .auth import require
+from .bucket_access import bucket_error, check_bucket
 from .context import ControlContext
 from .requests import CreateShellRequest
 from .secret_box import SecretBox
+from .volume_store import VolumeStore
 from .webhook_target import OwnAddresses, TargetRefused, resolve
 
 MOUNT_CLASSES = frozenset({Runtime.CONTAINER, Runtime.MICROVM})
@@ -72,6 +68,8 @@ class Storage:
         self.box = box
         self.host = volumes
         self.store = StorageStore(ctx.store)
+        self.kept: VolumeStore | None = None
+        """Volumes in the object store (set by ``Control`` when this host holds volumes)."""
 
     # volumes --------------------------------------------------------------------------------------
     def _host(self) -> HostVolumes:
@@ -148,13 +146,16 @@ class Storage:
             )
         self.store.delete_volume(rec.id, self._draft(principal, rec, door, "volume.delete", {}))
         await self._host().delete(rec.id)
+        if self.kept is not None:
+            await self.kept.collect(rec.blob)
 
     def gib_hours(self, tenant: str | None, start: datetime, end: datetime) -> dict[str, Decimal]:
         """Volume storage in GiB-hours per tenant over [start, end): each volume's size times the
-        hours it existed in the window."""
+        hours it existed in the window, never past now (a window may end in the future)."""
         out: dict[str, Decimal] = {}
+        now = self.ctx.store.clock.now()
         for v in self.store.volumes(tenant, with_deleted=True):
-            since, until = max(v.created_at, start), min(v.deleted_at or end, end)
+            since, until = max(v.created_at, start), min(v.deleted_at or now, end)
             if until > since:
                 hours = Decimal((until - since).total_seconds()) / 3600
                 out[v.tenant] = out.get(v.tenant, Decimal(0)) + hours * v.size_gib
@@ -184,8 +185,11 @@ class Storage:
         volumes = tuple((self.find(principal, a.name), a.path, a.read_only) for a in req.volumes)
         if volumes:
             self._host()
+        if self.kept is not None:  # its newest copy on this machine, fetched if another wrote it
+            for rec, _path, _ro in volumes:
+                await self.kept.ensure_here(rec)
         for i, bucket in enumerate(req.buckets):
-            await self._check_endpoint(bucket, f"mounts[{i}].endpoint")
+            await self._check_endpoint(bucket, f"mounts[{i}]")
             await _check_bucket(bucket, f"mounts[{i}]")
         return Attachments(req.buckets, volumes)
 
@@ -198,9 +202,8 @@ class Storage:
         except TargetRefused as exc:
             local = "loopback" in str(exc) or "this server" in str(exc)
             if not (local and self.ctx.settings.mount_endpoints_local):
-                raise InvalidRequest(
-                    f"The endpoint may not be used for a bucket mount: {exc}.", {"field": field}
-                ) from None
+                where = S3Location(bucket.endpoint, bucket.bucket, bucket.prefix, Credentials("", "", ""))
+                raise bucket_error(exc, where, field) from None
 
     def claim(self, att: Attachments) -> None:
         """Refuse a read-write attachment of a volume another shell holds read-write: one writer at
@@ -221,7 +224,7 @@ class Storage:
         rows: list[MountRow] = []
         drafts = []
         for i, b in enumerate(att.buckets):
-            sealed = self.box.seal(shell.tenant, _seal_name(shell.id, i), _creds_json(b.credentials))
+            sealed = self.box.seal(shell.tenant, _seal_name(shell.id, i), _creds_json(b.keys()))
             rows.append(MountRow(i, b.path, b.read_only, None, b.bucket, b.endpoint, b.prefix, sealed))
             drafts.append(
                 self.ctx.draft(
@@ -245,6 +248,8 @@ class Storage:
         for r in self.store.mounts_of(shell.id):
             if r.volume_id is not None and self.host is not None:
                 volumes.append(VolumeMount(self.host.source(r.volume_id), r.path, r.read_only))
+                if self.kept is not None and not r.read_only:
+                    self.kept.writing(r.volume_id)
             elif r.bucket is not None and r.endpoint is not None and r.sealed is not None:
                 creds = json.loads(self.box.open(shell.tenant, _seal_name(shell.id, r.position), r.sealed))
                 buckets.append(
@@ -258,6 +263,12 @@ class Storage:
                     )
                 )
         return tuple(buckets), tuple(volumes)
+
+    def released(self, shell: ShellRecord) -> None:
+        """The shell stopped or is gone: the volumes it wrote go to the object store."""
+        if self.kept is not None:
+            rows = self.store.mounts_of(shell.id)
+            self.kept.released([r.volume_id for r in rows if r.volume_id is not None and not r.read_only])
 
     def public_mounts(self, shell_id: str) -> dict[str, list[dict[str, Any]]]:
         """The shell's mounts as shown on it: never a credential."""
@@ -288,37 +299,7 @@ def _creds_json(creds: BucketCredentials) -> str:
 
 async def _check_bucket(bucket: BucketMount, field: str) -> None:
     """List one key of the bucket as the user's credentials: the typed 4xx of every way it fails."""
-    where = S3Location(
-        bucket.endpoint,
-        bucket.bucket,
-        bucket.prefix,
-        Credentials(bucket.credentials.access_key_id, bucket.credentials.secret_access_key, "us-east-1"),
-    )
-    store = S3Objects(where, timeout_s=MOUNT_CHECK_TIMEOUT_S)
-    details = {"field": field, "bucket": bucket.bucket, "endpoint": bucket.endpoint}
-    try:
-        with anyio.fail_after(MOUNT_CHECK_TIMEOUT_S + 1):
-            await store.check()
-    except TimeoutError:
-        raise BucketUnreachable(
-            f"{bucket.endpoint} did not answer within {MOUNT_CHECK_TIMEOUT_S:.0f} s; check the endpoint.",
-            details,
-        ) from None
-    except Unreachable:
-        raise BucketUnreachable(
-            f"{bucket.endpoint} did not answer (refused or timed out); check the endpoint.", details
-        ) from None
-    except Denied:
-        raise BucketDenied(
-            f"{bucket.endpoint} refused the credentials for bucket {bucket.bucket!r}; check "
-            "'credentials' (access key id and secret).",
-            details,
-        ) from None
-    except NoSuchBucket:
-        raise BucketNotFound(f"{bucket.endpoint} has no bucket {bucket.bucket!r}.", details) from None
-    except ObjectStoreError as exc:
-        raise BucketUnreachable(
-            f"{bucket.endpoint} answered in a way Shells cannot use: {exc}", details
-        ) from None
-    finally:
-        await store.aclose()
+    keys = bucket.keys()
+    credentials = Credentials(keys.access_key_id, keys.secret_access_key, "us-east-1")
+    where = S3Location(bucket.endpoint, bucket.bucket, bucket.prefix, credentials)
+    await check_bucket(where, field, MOUNT_CHECK_TIMEOUT_S)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from ..domain import access, limits
-from ..domain.errors import BucketUnusable, FeatureUnavailable, ShellsError
+from ..domain.errors import FeatureUnavailable, RuntimeFailure, ShellsError
 from ..domain.isolation import Runtime
 from ..domain.paths import WORKSPACE
 from ..domain.principal import Principal
@@ -33,11 +33,12 @@ from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from ..domain.sync import SyncStatus, SyncTarget
 from ..objects.sigv4 import Credentials
-from ..objects.store import Denied, NoSuchBucket, ObjectStoreError, S3Location, S3Objects, Unreachable
+from ..objects.store import ObjectStoreError, S3Location, S3Objects
 from ..runtime.host.tree_scan import TooManyFiles, scan
 from ..runtime.wasm import workspace_fs
 from ..store.syncs import ShellSyncRow, SyncStore
 from .auth import authorize
+from .bucket_access import bucket_error, check_bucket
 from .context import ControlContext
 from .secret_box import SecretBox
 from .webhook_target import OwnAddresses, TargetRefused, resolve
@@ -67,44 +68,18 @@ class WorkspaceSync:
 
     # create ---------------------------------------------------------------------------------------
     async def check(self, runtime: Runtime, target: SyncTarget) -> None:
-        """That the class can sync and the bucket takes these credentials: BucketUnusable (400)
-        within seconds otherwise, before anything is created."""
+        """That the class can sync and the bucket takes these credentials: the typed error of
+        ``bucket_access`` within seconds otherwise, before anything is created."""
         try:  # only a path is computed: a class that cannot name one keeps /workspace out of reach
             self.ctx.backend(runtime).workspace_dir("")
         except ShellsError as exc:
             raise FeatureUnavailable(exc.message, {"field": "sync"}) from None
+        location = _location(target)
         try:
             await self._check_endpoint(target)
         except TargetRefused as exc:
-            raise BucketUnusable(
-                f"'sync.endpoint' may not be used: {exc}.", {"field": "sync.endpoint", "reason": "forbidden"}
-            ) from None
-        objects = _client(target, limits.SYNC_CHECK_TIMEOUT_S)
-        where = f"bucket '{target.bucket}' at {target.endpoint}"
-        try:
-            async with asyncio.timeout(limits.SYNC_CHECK_TIMEOUT_S * 2):
-                await objects.check()
-        except Denied:
-            raise BucketUnusable(
-                f"The {where} refused the sync credentials; check 'sync.credentials'.",
-                {"field": "sync.credentials", "reason": "denied"},
-            ) from None
-        except NoSuchBucket:
-            raise BucketUnusable(
-                f"There is no {where}; create it first or fix 'sync.bucket'.",
-                {"field": "sync.bucket", "reason": "no_such_bucket"},
-            ) from None
-        except (Unreachable, TimeoutError):
-            raise BucketUnusable(
-                f"{target.endpoint} did not answer; check 'sync.endpoint'.",
-                {"field": "sync.endpoint", "reason": "unreachable"},
-            ) from None
-        except ObjectStoreError as exc:
-            raise BucketUnusable(
-                f"The {where} cannot be used: {exc}", {"field": "sync", "reason": "error"}
-            ) from None
-        finally:
-            await objects.aclose()
+            raise bucket_error(exc, location, "sync") from None
+        await check_bucket(location, "sync", limits.SYNC_CHECK_TIMEOUT_S)
 
     def attach(self, shell: ShellRecord, target: SyncTarget) -> None:
         self.rows.add(
@@ -141,13 +116,12 @@ class WorkspaceSync:
         row = self.rows.get(shell.id)
         if row is None:
             return
-        ok = await self._pass(shell, row)
-        if not ok and strict:
-            status = self._status[shell.id]
-            raise BucketUnusable(
+        failure = await self._pass(shell, row)
+        if failure is not None and strict:
+            raise type(failure)(
                 f"The shell was not deleted: its /workspace could not be synced to bucket "
-                f"'{row.bucket}' ({status.last_error}); try again once the bucket answers.",
-                {"field": "sync", "reason": "unreachable"},
+                f"'{row.bucket}' ({failure.message}); try again once the bucket answers.",
+                failure.details,
             )
 
     def forget(self, shell_id: str) -> None:
@@ -173,22 +147,27 @@ class WorkspaceSync:
                 f"workspace-sync-{row.shell_id}", functools.partial(self._pass, shell, row)
             )
 
-    async def _pass(self, shell: ShellRecord, row: ShellSyncRow) -> bool:
-        """One comparison and upload; whether it succeeded (a failure is recorded, not raised)."""
+    async def _pass(self, shell: ShellRecord, row: ShellSyncRow) -> ShellsError | None:
+        """One comparison and upload; its failure as a typed error (recorded, not raised), or None."""
         status = self._status.setdefault(shell.id, SyncStatus())
         async with self._locks[shell.id]:
             try:
                 await self._send_changes(shell, row, status)
-            except (ObjectStoreError, OSError, TooManyFiles, ShellsError) as exc:
-                self._failed(shell, status, str(exc))
-                return False
+            except (ObjectStoreError, TargetRefused, TimeoutError) as exc:
+                failure = bucket_error(exc, _location(self._target(row)), "sync")
+                self._failed(shell, status, failure, str(exc))
+                return failure
+            except (OSError, TooManyFiles, ShellsError) as exc:  # the host's side: no bucket code
+                failure = exc if isinstance(exc, ShellsError) else RuntimeFailure(str(exc))
+                self._failed(shell, status, failure, str(exc))
+                return failure
         now = datetime.now(UTC)
         status.last_synced_at, status.last_error, status.last_error_at, status.failures = now, None, None, 0
         self._next_try.pop(shell.id, None)
         if shell.state is not ShellState.RUNNING:
             self._settled.add(shell.id)
         self.rows.note(shell.id, now, None, None)
-        return True
+        return None
 
     async def _check_endpoint(self, target: SyncTarget) -> None:
         """Refuse an endpoint that is, or now resolves to, an address the server must not send the
@@ -200,10 +179,7 @@ class WorkspaceSync:
 
     async def _send_changes(self, shell: ShellRecord, row: ShellSyncRow, status: SyncStatus) -> None:
         target = self._target(row)
-        try:
-            await self._check_endpoint(target)
-        except TargetRefused as exc:
-            raise ObjectStoreError(f"the endpoint may not be used: {exc}") from None
+        await self._check_endpoint(target)
         root = self.ctx.backend(shell.runtime).workspace_dir(shell.id)
         found = await anyio.to_thread.run_sync(scan, root, limits.SYNC_MAX_FILES)
         sent = self._sent.setdefault(shell.id, {})
@@ -226,9 +202,10 @@ class WorkspaceSync:
             await objects.aclose()
             status.synced_files, status.synced_bytes = len(sent), sum(size for size, _ in sent.values())
 
-    def _failed(self, shell: ShellRecord, status: SyncStatus, error: str) -> None:
+    def _failed(self, shell: ShellRecord, status: SyncStatus, failure: ShellsError, error: str) -> None:
         status.failures += 1
         status.last_error, status.last_error_at = error, datetime.now(UTC)
+        status.last_error_code = failure.code
         wait = min(limits.SYNC_RETRY_FIRST_S * 2 ** (status.failures - 1), limits.SYNC_RETRY_MAX_S)
         self._next_try[shell.id] = time.monotonic() + wait
         self._settled.discard(shell.id)
@@ -236,7 +213,7 @@ class WorkspaceSync:
         log.warning("workspace sync of %s failed (%s); next try in %.0f s", shell.id, error, wait)
         if status.failures == 1:  # the first failure of a run goes to the audit trail
             draft = self.ctx.draft(
-                None, shell, kind="sync", action="sync", outcome="bucket_unusable", message=error
+                None, shell, kind="sync", action="sync", outcome=failure.code, message=error
             )
             self.ctx.store.add_event(draft)
 
@@ -245,7 +222,10 @@ class WorkspaceSync:
         return SyncTarget(row.endpoint, row.bucket, row.prefix, row.access_key_id, secret, row.region)
 
 
-def _client(target: SyncTarget, timeout_s: float) -> S3Objects:
+def _location(target: SyncTarget) -> S3Location:
     credentials = Credentials(target.access_key_id, target.secret_access_key, target.region)
-    where = S3Location(target.endpoint, target.bucket, target.prefix, credentials)
-    return S3Objects(where, timeout_s=timeout_s)
+    return S3Location(target.endpoint, target.bucket, target.prefix, credentials)
+
+
+def _client(target: SyncTarget, timeout_s: float) -> S3Objects:
+    return S3Objects(_location(target), timeout_s=timeout_s)

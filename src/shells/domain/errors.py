@@ -8,11 +8,11 @@
     │   ├── InvalidImageReference    invalid_image_reference an image reference that does not parse
     │   ├── InvalidDockerfile        invalid_dockerfile      a Dockerfile line that is unsupported or bad
     │   ├── UnknownRegion            unknown_region          a region this instance has no node in
-    │   ├── BucketUnusable           bucket_unusable         a user's bucket refused the credentials, does
-    │                                                        not exist, did not answer or may not be
-    │                                                        reached from here (details: reason)
-    │   ├── BucketDenied             bucket_denied           a bucket mount's endpoint refused its credentials
-    │   └── BucketUnreachable        bucket_unreachable      a bucket mount's endpoint did not answer in time
+    │   ├── BucketDenied             bucket_denied           a user's bucket (mount or sync) refused the
+    │   │                                                    credentials (details: field, reason)
+    │   └── BucketUnreachable        bucket_unreachable      a user's bucket endpoint did not answer, may not
+    │                                                        be reached from here, or answered unusably
+    │                                                        (details.reason: unreachable|forbidden|error)
     ├── AuthError                    auth_error              (abstract) who is asking, or what they may do
     │   ├── Unauthenticated          unauthenticated         no token, or a token that is unknown
     │   │   ├── CredentialExpired    credential_expired      the token or terminal credential expired
@@ -31,7 +31,8 @@
     │   ├── NetworkNotFound          network_not_found
     │   ├── PortNotExposed           port_not_exposed
     │   ├── WebhookNotFound          webhook_not_found
-    │   ├── BucketNotFound           bucket_not_found        a bucket mount's bucket does not exist
+    │   ├── BucketNotFound           bucket_not_found        a user's bucket (mount or sync) does not exist
+    │   ├── BucketCredentialsNotFound bucket_credentials_not_found  no stored bucket credentials of that name
     │   └── VolumeNotFound           volume_not_found
     ├── Conflict                     conflict                (abstract) the state does not allow it
     │   ├── InvalidState             invalid_state           the action is not allowed in this state
@@ -133,14 +134,6 @@ class UnknownRegion(InvalidRequest):
     code = "unknown_region"
 
 
-class BucketUnusable(InvalidRequest):
-    """A bucket the request names cannot be used: ``details.reason`` is ``denied``,
-    ``no_such_bucket``, ``unreachable``, ``forbidden`` (an address the server must not reach) or
-    ``error``."""
-
-    code = "bucket_unusable"
-
-
 class AuthError(ShellsError):
     code = "auth_error"
 
@@ -231,6 +224,10 @@ class BucketUnreachable(InvalidRequest):
 
 class BucketNotFound(NotFound):
     code = "bucket_not_found"
+
+
+class BucketCredentialsNotFound(NotFound):
+    code = "bucket_credentials_not_found"
 
 
 class VolumeNotFound(NotFound):

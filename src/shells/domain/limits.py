@@ -160,3 +160,9 @@ remembered for twice that, so a captured request can never be accepted again."""
 NODE_RPC_MAX_NONCES = 200_000
 """Nonces a node agent remembers inside the window; past that it refuses requests (503) rather
 than forget one still inside the window."""
+
+MAX_BUCKET_CREDENTIALS_PER_TENANT = 64
+"""Named bucket credentials a tenant may store (POST /v1/bucket-credentials; docs/storage.md)."""
+VOLUME_SWEEP_S = 5.0
+"""How often a machine looks for volumes it holds that a writer let go of and are not yet uploaded
+to the object store (their writer's stop or delete uploads them at once; this catches the rest)."""

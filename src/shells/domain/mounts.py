@@ -31,6 +31,14 @@ class BucketCredentials:
 
 
 @dataclass(frozen=True)
+class NamedCredentials:
+    """Bucket credentials the tenant stored once (``POST /v1/bucket-credentials``), named by a mount
+    or a sync instead of inline keys; a create resolves the name to its keys before any check."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class BucketMount:
     """A user's S3-compatible bucket served at ``path`` in the shell by a FUSE process on the host."""
 
@@ -39,7 +47,13 @@ class BucketMount:
     prefix: str
     path: str
     read_only: bool
-    credentials: BucketCredentials
+    credentials: BucketCredentials | NamedCredentials
+
+    def keys(self) -> BucketCredentials:
+        """The keys, once a create resolved a name (``control.bucket_credentials``)."""
+        if not isinstance(self.credentials, BucketCredentials):
+            raise TypeError(f"credentials {self.credentials.name!r} were not resolved")
+        return self.credentials
 
     def public(self) -> dict[str, object]:
         """The wire form shown on the shell: everything but the credentials."""
@@ -94,14 +108,19 @@ def check_prefix(prefix: str, field: str) -> str:
     return clean
 
 
-def check_volume_name(name: str, field: str = "name") -> str:
+def check_volume_name(name: str, field: str = "name", what: str = "a volume name") -> str:
     if not VOLUME_NAME.match(name):
         raise InvalidRequest(
-            f"'{name}' is not a volume name: 1 to 63 lowercase letters, digits, '-' or '_', "
+            f"'{name}' is not {what}: 1 to 63 lowercase letters, digits, '-' or '_', "
             "starting with a letter or digit.",
             {"field": field},
         )
     return name
+
+
+def check_credentials_name(name: str, field: str = "name") -> str:
+    """Stored bucket credentials are named as volumes are."""
+    return check_volume_name(name, field, "a name of bucket credentials")
 
 
 def _under(path: str, top: str) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import InvalidRequest
+from .mounts import check_credentials_name
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class SyncTarget:
     access_key_id: str
     secret_access_key: str
     region: str = "us-east-1"
+    credentials_name: str | None = None
+    """Stored credentials named instead of keys (empty until a create resolves the name)."""
 
     def to_public(self) -> dict[str, Any]:
         """What the API shows: never the secret."""
@@ -47,6 +50,9 @@ class SyncStatus:
     last_synced_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    last_error_code: str | None = None
+    """The bucket error's code (``bucket_denied``, ``bucket_not_found``, ``bucket_unreachable``;
+    docs/storage.md), or ``runtime_failure`` for a failure on the host's side."""
     failures: int = 0
     """Passes failed in a row (the wait before the next grows with it)."""
 
@@ -59,6 +65,7 @@ class SyncStatus:
             "skipped_files": self.skipped_files,
             "last_synced_at": None if self.last_synced_at is None else self.last_synced_at.isoformat(),
             "last_error": self.last_error,
+            "last_error_code": self.last_error_code if self.last_error else None,
             "last_error_at": None if self.last_error_at is None else self.last_error_at.isoformat(),
         }
 
@@ -116,6 +123,11 @@ def parse_sync(value: object) -> SyncTarget | None:
             "'sync.region' must be a region name such as us-east-1.", {"field": "sync.region"}
         )
     creds = value.get("credentials")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    if isinstance(creds, str):  # stored once per tenant (POST /v1/bucket-credentials)
+        name = check_credentials_name(creds, "sync.credentials")
+        return SyncTarget(f"{parts.scheme}://{netloc}", bucket, prefix, "", "", region, name)
     key_id = creds.get("access_key_id") if isinstance(creds, dict) else None
     secret = creds.get("secret_access_key") if isinstance(creds, dict) else None
     if (
@@ -127,9 +139,8 @@ def parse_sync(value: object) -> SyncTarget | None:
         or not 0 < len(secret) <= 256
     ):
         raise InvalidRequest(
-            '\'sync.credentials\' must be {"access_key_id", "secret_access_key"}: the bucket\'s key.',
+            '\'sync.credentials\' must be {"access_key_id", "secret_access_key"}: the bucket\'s key, '
+            "or the name of credentials stored with POST /v1/bucket-credentials.",
             {"field": "sync.credentials"},
         )
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = host + (f":{parts.port}" if parts.port else "")
     return SyncTarget(f"{parts.scheme}://{netloc}", bucket, prefix, key_id, secret, region)

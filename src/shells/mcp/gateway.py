@@ -26,6 +26,10 @@ class Gateway(Protocol):
         """``GET /v1/volumes``: the tenant's volumes, with the shells that hold each."""
         ...
 
+    async def list_bucket_credentials(self) -> list[Json]:
+        """``GET /v1/bucket-credentials``: names and key ids of the tenant's stored credentials."""
+        ...
+
     async def create_shell(self, body: Json) -> Json:
         """``POST /v1/shells``: the running shell's record."""
         ...

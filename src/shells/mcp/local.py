@@ -38,6 +38,9 @@ class ControlGateway:
     async def list_volumes(self) -> list[Json]:
         return self.control.storage.list_volumes(self.principal)
 
+    async def list_bucket_credentials(self) -> list[Json]:
+        return [r.to_public() for r in self.control.bucket_credentials.list(self.principal)]
+
     async def create_shell(self, body: Json) -> Json:
         shell = await self.control.shells.create(self.principal, CreateShellRequest.parse(body), DOOR)
         return self.control.ctx.public(shell)

@@ -47,6 +47,9 @@ class SdkGateway:
     async def list_volumes(self) -> list[Json]:
         return list((await self.http.call("GET", "/v1/volumes"))["volumes"])
 
+    async def list_bucket_credentials(self) -> list[Json]:
+        return list((await self.http.call("GET", "/v1/bucket-credentials"))["bucket_credentials"])
+
     async def create_shell(self, body: Json) -> Json:
         return dict(await self.http.call("POST", "/v1/shells", body=body))
 

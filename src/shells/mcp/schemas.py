@@ -157,6 +157,15 @@ VOLUMES_OUTPUT = obj(
         "description": "name, size_gib, used_bytes and attached (shell_id, read_only) of each volume.",
     },
 )
+BUCKET_CREDENTIALS_OUTPUT = obj(
+    ["bucket_credentials"],
+    closed=False,
+    bucket_credentials={
+        "type": "array",
+        "items": {"type": "object"},
+        "description": "name, access_key_id and created_at of each (never a secret).",
+    },
+)
 SHELL_OUTPUT = obj(["shell"], closed=False, shell=SHELL)
 
 DELETE_INPUT = obj(["shell_id"], shell_id=SHELL_ID)

@@ -113,6 +113,12 @@ async def _volumes(gw: Gateway, args: Args) -> types.CallToolResult:
     return ok("\n".join(lines) if lines else "No volumes.", {"volumes": found})
 
 
+async def _bucket_credentials(gw: Gateway, args: Args) -> types.CallToolResult:
+    found = await gw.list_bucket_credentials()
+    lines = [f"{c['name']}: key {c['access_key_id']}" for c in found]
+    return ok("\n".join(lines) if lines else "No stored bucket credentials.", {"bucket_credentials": found})
+
+
 async def _secrets(gw: Gateway, args: Args) -> types.CallToolResult:
     found = await gw.list_secrets()
     lines = [f"{s['name']}: for {', '.join(s['hosts'])}" for s in found]
@@ -298,6 +304,14 @@ TOOLS: tuple[ToolSpec, ...] = (
         "The tenant's volumes a shell can be created with (shells_create volumes=[{name, path, "
         "read_only}]): any number of shells read-only, one read-write; each outlives its shells.",
         s.SECRETS_INPUT, s.VOLUMES_OUTPUT, READS, _volumes,
+    ),
+    ToolSpec(
+        "shells_bucket_credentials_list",
+        "List stored bucket credentials",
+        "The tenant's stored S3 key pairs a bucket mount or sync can name instead of keys "
+        "(shells_create mounts=[{..., credentials: name}] or sync={..., credentials: name}). Names "
+        "and key ids only: secrets are never shown.",
+        s.SECRETS_INPUT, s.BUCKET_CREDENTIALS_OUTPUT, READS, _bucket_credentials,
     ),
     ToolSpec(
         "shells_create",

@@ -137,6 +137,11 @@ def pack_command(rootfs: Path, tarball: Path, level: int = 3) -> list[str]:
             "-cf", str(tarball), "."]  # fmt: skip
 
 
+def unpack_command(tarball: Path, dest: Path) -> list[str]:
+    """The tar that unpacks a file made by ``pack_command`` into the directory ``dest``."""
+    return ["tar", *_TAR_FLAGS, "--same-permissions", "-I", "zstd -T0", "-C", str(dest), "-xf", str(tarball)]
+
+
 def pack_rootfs(rootfs: Path, tarball: Path, level: int = 3) -> None:
     """Pack the tree ``rootfs`` into ``tarball`` (zstd), atomically: a partial file is never visible."""
     _require("zstd")
@@ -282,20 +287,7 @@ def import_rootfs(pool: BtrfsPool, tarball: Path, dest: Path, local_cas: tuple[s
     scratch = dest.with_name(f".{dest.name}.import-{os.getpid()}-{os.urandom(4).hex()}")
     pool.create_subvolume(scratch)
     try:
-        _run(
-            f"unpacking {tarball.name}",
-            [
-                "tar",
-                *_TAR_FLAGS,
-                "--same-permissions",
-                "-I",
-                "zstd -T0",
-                "-C",
-                str(scratch),
-                "-xf",
-                str(tarball),
-            ],
-        )
+        _run(f"unpacking {tarball.name}", unpack_command(tarball, scratch))
         trust_host_cas(scratch, local_cas)
         pool.snapshot(scratch, dest, readonly=True)
     finally:

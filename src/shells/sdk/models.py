@@ -300,6 +300,8 @@ class SyncStatus:
     last_synced_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    last_error_code: str | None = None
+    """The bucket error's code (``bucket_denied``, ``bucket_not_found``, ``bucket_unreachable``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,6 +362,16 @@ class Secret:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BucketCredential:
+    """Bucket credentials your tenant stored, without the secret (no answer ever holds one)."""
+
+    id: str
+    name: str
+    access_key_id: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Volume:
     """A volume of your tenant: a filesystem that outlives every shell."""
 
@@ -370,6 +382,10 @@ class Volume:
     attached: list[dict[str, Any]] = field(default_factory=list)
     """``{"shell_id", "read_only"}`` of every shell that holds it."""
     used_bytes: int | None = None
+    durable_at: datetime | None = None
+    """When its files last reached the object store (after a writer let it go); None: never yet."""
+    stored_bytes: int | None = None
+    """The size of that copy in the object store (packed)."""
 
 
 @dataclass(frozen=True, kw_only=True)

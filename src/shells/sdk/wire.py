@@ -33,11 +33,13 @@ class BucketMount:
     endpoint: str
     """``http(s)://host[:port]`` of the S3-compatible server."""
     path: str
-    access_key_id: str
-    secret_access_key: str
+    access_key_id: str = ""
+    secret_access_key: str = ""
     prefix: str = ""
     """Only the keys under this prefix."""
     read_only: bool = False
+    credentials: str | None = None
+    """The name of credentials stored with ``client.bucket_credentials.create`` (instead of keys)."""
 
     def __repr__(self) -> str:
         return f"BucketMount({self.bucket!r} at {self.path!r}, read_only={self.read_only})"
@@ -49,7 +51,9 @@ class BucketMount:
             "path": self.path,
             "prefix": self.prefix,
             "read_only": self.read_only,
-            "credentials": {"access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key},
+            "credentials": self.credentials
+            if self.credentials is not None
+            else {"access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key},
         }
 
 
@@ -103,7 +107,8 @@ class CreateOptions(TypedDict, total=False):
     """Where the shell runs, one of the regions ``info()["regions"]`` lists (default: the server's own)."""
     sync: Mapping[str, Any] | None
     """Mirror /workspace to your bucket: ``{"bucket", "endpoint", "prefix", "credentials":
-    {"access_key_id", "secret_access_key"}}`` (container and wasm shells; docs/storage.md)."""
+    {"access_key_id", "secret_access_key"}}``, or ``"credentials": "<name>"`` of stored credentials
+    (container and wasm shells; docs/storage.md)."""
     mounts: Sequence[BucketMount] | None
     """Your buckets, mounted from the host (container shells)."""
     volumes: Sequence[VolumeAttach] | None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint, select
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +32,12 @@ class VolumeRow(Base):
     size_gib: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many uploads to the object store the volume has had (0: none yet)."""
+    blob: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The SHA-256 of the packed files of the last upload (``blobs/sha256/<blob>``)."""
+    blob_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    durable_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class ShellMountRow(Base):
@@ -57,6 +63,10 @@ class VolumeRecord:
     size_gib: int
     created_at: datetime
     deleted_at: datetime | None = None
+    version: int = 0
+    blob: str | None = None
+    blob_bytes: int | None = None
+    durable_at: datetime | None = None
 
     def to_public(self, attached: list[dict[str, object]] | None = None) -> dict[str, object]:
         return {
@@ -65,6 +75,8 @@ class VolumeRecord:
             "size_gib": self.size_gib,
             "created_at": self.created_at.isoformat(),
             "attached": attached or [],
+            "durable_at": None if self.durable_at is None else self.durable_at.isoformat(),
+            "stored_bytes": self.blob_bytes,
         }
 
 
@@ -83,7 +95,10 @@ class MountRow:
 
 
 def _volume(row: VolumeRow) -> VolumeRecord:
-    return VolumeRecord(row.id, row.tenant, row.name, row.size_gib, row.created_at, row.deleted_at)
+    return VolumeRecord(
+        row.id, row.tenant, row.name, row.size_gib, row.created_at, row.deleted_at,
+        row.version, row.blob, row.blob_bytes, row.durable_at,
+    )  # fmt: skip
 
 
 class StorageStore:
@@ -143,6 +158,28 @@ class StorageStore:
             row.live_name = None
             row.deleted_at = utcnow()
             s.add(event_row(draft, row.deleted_at))
+
+    def volume_by_id(self, volume_id: str) -> VolumeRecord | None:
+        """A live volume by its id (None once deleted)."""
+        with self._store.tx() as s:
+            row = s.get(VolumeRow, volume_id)
+            return _volume(row) if row is not None and row.live_name is not None else None
+
+    def mark_durable(self, volume_id: str, since: int, blob: str, size: int) -> int | None:
+        """Record an upload made from the copy of version ``since``: the new version, or None when
+        the volume is gone or another upload got there first (then ``blob`` is not named)."""
+        with self._store.tx() as s:
+            row = s.get(VolumeRow, volume_id)
+            if row is None or row.live_name is None or row.version != since:
+                return None
+            row.version, row.blob, row.blob_bytes, row.durable_at = since + 1, blob, size, utcnow()
+            return row.version
+
+    def blobs_in_use(self) -> set[str]:
+        """The blob of every live volume: one a deleted volume named may be removed."""
+        with self._store.tx() as s:
+            q = select(VolumeRow.blob).where(VolumeRow.blob.is_not(None), VolumeRow.live_name.is_not(None))
+            return {str(b) for b in s.scalars(q).all()}
 
     def holders(self, volume_id: str) -> list[tuple[str, bool]]:
         """(shell id, read-only) of every shell that holds the volume (``HOLDING`` states)."""

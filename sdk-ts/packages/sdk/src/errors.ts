@@ -170,9 +170,6 @@ export class InvalidImageReference extends InvalidRequest {
 export class InvalidDockerfile extends InvalidRequest {
   static override readonly code: string = "invalid_dockerfile";
 }
-export class BucketUnusable extends InvalidRequest {
-  static override readonly code: string = "bucket_unusable";
-}
 export class SecretNotFound extends NotFound {
   static override readonly code: string = "secret_not_found";
 }
@@ -214,6 +211,9 @@ export class BucketUnreachable extends InvalidRequest {
 }
 export class BucketNotFound extends NotFound {
   static override readonly code: string = "bucket_not_found";
+}
+export class BucketCredentialsNotFound extends NotFound {
+  static override readonly code: string = "bucket_credentials_not_found";
 }
 export class VolumeNotFound extends NotFound {
   static override readonly code: string = "volume_not_found";
@@ -288,10 +288,10 @@ const ALL: ErrorClass[] = [
   UnknownRegion,
   NoCapacity,
   ObjectStoreUnavailable,
-  BucketUnusable,
   BucketDenied,
   BucketUnreachable,
   BucketNotFound,
+  BucketCredentialsNotFound,
   VolumeNotFound,
   VolumeExists,
   VolumeInUse,

@@ -64,8 +64,8 @@ def _environment(mount: BucketMount) -> dict[str, str]:
         key + "TYPE": "s3",
         key + "PROVIDER": "Other",
         key + "ENDPOINT": mount.endpoint,
-        key + "ACCESS_KEY_ID": mount.credentials.access_key_id,
-        key + "SECRET_ACCESS_KEY": mount.credentials.secret_access_key,
+        key + "ACCESS_KEY_ID": mount.keys().access_key_id,
+        key + "SECRET_ACCESS_KEY": mount.keys().secret_access_key,
         key + "FORCE_PATH_STYLE": "true",
         key + "NO_CHECK_BUCKET": "true",
     }

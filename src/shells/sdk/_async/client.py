@@ -15,7 +15,14 @@ from ..retry import RetryPolicy
 from ..wire import CreateOptions, create_body, usage_params
 from .http import AsyncHTTP
 from .nodes import AsyncNodes
-from .resources import AsyncNetworks, AsyncSecrets, AsyncSnapshots, AsyncTemplates, AsyncVolumes
+from .resources import (
+    AsyncBucketCredentials,
+    AsyncNetworks,
+    AsyncSecrets,
+    AsyncSnapshots,
+    AsyncTemplates,
+    AsyncVolumes,
+)
 from .shell import AsyncShell
 from .tenancy import AsyncPrincipals, AsyncTenants, AsyncTokens
 from .webhooks import AsyncWebhooks
@@ -56,6 +63,7 @@ class AsyncShells:
         self.networks = AsyncNetworks(self._http)
         self.secrets = AsyncSecrets(self._http)
         self.volumes = AsyncVolumes(self._http)
+        self.bucket_credentials = AsyncBucketCredentials(self._http)
         self.snapshots = AsyncSnapshots(self._http)
         self.tenants = AsyncTenants(self._http)
         self.tokens = AsyncTokens(self._http)

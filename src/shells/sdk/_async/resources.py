@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from ...domain.errors import Unavailable
-from ..models import BuildDone, BuildEvent, Network, Secret, Snapshot, Template, Volume, from_wire
+from ..models import (
+    BucketCredential,
+    BuildDone,
+    BuildEvent,
+    Network,
+    Secret,
+    Snapshot,
+    Template,
+    Volume,
+    from_wire,
+)
 from ..wire import BUILD_EVENTS, Json
 from .http import AsyncHTTP, Options
 
@@ -370,3 +380,36 @@ class AsyncSnapshots:
             PermissionDenied: you do not own the shell it was taken of.
         """
         await self._http.call("DELETE", f"/v1/snapshots/{snapshot_id}")
+
+
+class AsyncBucketCredentials:
+    """Your tenant's bucket credentials (``client.bucket_credentials``): an S3 key pair stored once
+    and named by mounts and syncs (``BucketMount(..., credentials="name")``, ``sync={...,
+    "credentials": "name"}``). Secrets go in, never come out."""
+
+    def __init__(self, http: AsyncHTTP) -> None:
+        self._http = http
+
+    async def create(self, name: str, access_key_id: str, secret_access_key: str) -> BucketCredential:
+        """Store a key pair under ``name`` (the secret sealed at rest).
+
+        Raises:
+            AlreadyExists: the name is taken (delete it first to replace it).
+            PermissionDenied: storing credentials needs ``tenant.admin``.
+        """
+        body = {"name": name, "access_key_id": access_key_id, "secret_access_key": secret_access_key}
+        answer = await self._http.call("POST", "/v1/bucket-credentials", body=body)
+        return from_wire(BucketCredential, answer)
+
+    async def list(self) -> builtins.list[BucketCredential]:
+        """Every stored credential of your tenant: names and key ids, never secrets."""
+        answer = await self._http.call("GET", "/v1/bucket-credentials")
+        return [from_wire(BucketCredential, c) for c in answer["bucket_credentials"]]
+
+    async def delete(self, name: str) -> None:
+        """Forget them; shells created with them keep their own copy.
+
+        Raises:
+            BucketCredentialsNotFound: there are none of that name.
+        """
+        await self._http.call("DELETE", f"/v1/bucket-credentials/{name}")

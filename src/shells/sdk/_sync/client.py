@@ -16,7 +16,14 @@ from ..retry import RetryPolicy
 from ..wire import CreateOptions, create_body, usage_params
 from .http import HTTP
 from .nodes import Nodes
-from .resources import Networks, Secrets, Snapshots, Templates, Volumes
+from .resources import (
+    BucketCredentials,
+    Networks,
+    Secrets,
+    Snapshots,
+    Templates,
+    Volumes,
+)
 from .shell import Shell
 from .tenancy import Principals, Tenants, Tokens
 from .webhooks import Webhooks
@@ -57,6 +64,7 @@ class Shells:
         self.networks = Networks(self._http)
         self.secrets = Secrets(self._http)
         self.volumes = Volumes(self._http)
+        self.bucket_credentials = BucketCredentials(self._http)
         self.snapshots = Snapshots(self._http)
         self.tenants = Tenants(self._http)
         self.tokens = Tokens(self._http)

@@ -45,6 +45,15 @@ export interface Schemas {
     /** The secret access key. */
     "secret_access_key": string;
   };
+  /** ``POST /v1/bucket-credentials``: an S3 key pair stored once for the tenant (the secret sealed, */
+  "BucketCredentialsCreateBody": {
+    /** 1 to 63 lowercase letters, digits, '-' or '_'. */
+    "name": string;
+    /** The access key id. */
+    "access_key_id": string;
+    /** The secret access key (write-only). */
+    "secret_access_key": string;
+  };
   /** A user's bucket mounted at ``path`` in the shell (docs/storage.md). */
   "BucketMountBody": {
     /** The bucket's name. */
@@ -57,8 +66,8 @@ export interface Schemas {
     "path": string;
     /** Refuse writes (default false). */
     "read_only"?: boolean | null;
-    /** The bucket's credentials. */
-    "credentials": Schemas["BucketCredentialsBody"];
+    /** The bucket's credentials, or the name of credentials stored with POST /v1/bucket-credentials. */
+    "credentials": Schemas["BucketCredentialsBody"] | string;
   };
   /** ``POST /v1/templates/build``: exactly one of ``spec`` or ``builtin``. */
   "BuildTemplateBody": {
@@ -324,8 +333,8 @@ export interface Schemas {
     "prefix"?: string;
     /** The region the key signs for. */
     "region"?: string;
-    /** A key that may list, write and delete there. */
-    "credentials": Schemas["SyncCredentialsBody"];
+    /** A key that may list, write and delete there, or the name of credentials stored with POST /v1/bucket-credentials. */
+    "credentials": Schemas["SyncCredentialsBody"] | string;
   };
   /** A key of the bucket's S3 server; the host uses it, the shell never sees it. */
   "SyncCredentialsBody": {
@@ -515,6 +524,31 @@ export interface Operations {
       [key: string]: unknown;
     };
     statuses: 200 | 400 | 401 | 403 | 429 | 503;
+  };
+  /** List Bucket Credentials. */
+  "GET /v1/bucket-credentials": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
+  };
+  /** Create Bucket Credentials. */
+  "POST /v1/bucket-credentials": {
+    query: Record<string, never>;
+    body: Schemas["BucketCredentialsCreateBody"];
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 201 | 400 | 401 | 403 | 408 | 409 | 413 | 429 | 503;
+  };
+  /** Delete Bucket Credentials. */
+  "DELETE /v1/bucket-credentials/{name}": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: unknown;
+    statuses: 204 | 400 | 401 | 403 | 404 | 429 | 503;
   };
   /** Event Stream. */
   "GET /v1/events/stream": {

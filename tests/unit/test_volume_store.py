@@ -1,0 +1,149 @@
+"""The object-store side of volumes (control/volume_store.py) on a real record and a real local
+object store, with the host's copies as plain directories packed by the same tar as the pool's (the
+btrfs side runs end to end in tests/e2e/test_volumes_portable.py): an upload the store refuses is
+on the audit trail once and retried until it is durable; a new version replaces the blob of the
+one before; a machine without the copy restores it; a writer that started during an upload keeps
+the copy dirty."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import anyio
+import pytest
+
+from shells.control.context import ControlContext
+from shells.control.volume_store import VolumeStore
+from shells.domain.audit import AuditQuery
+from shells.domain.shell import EventRecord
+from shells.objects.store import BLOBS, LocalObjects, ObjectInfo, Unreachable
+from shells.runtime.images import pack_command, unpack_command
+from shells.runtime.volumes import PACKED, PoolVolumes
+from shells.settings import Settings
+from shells.store.repository import EventDraft, Store
+from shells.store.storage import StorageStore, VolumeRecord
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class DirVolumes(PoolVolumes):
+    """The pool's volumes with plain directories for subvolumes (the marks are the real ones)."""
+
+    def __init__(self, root: Path) -> None:
+        self.pool = SimpleNamespace(mount_dir=root)  # type: ignore[assignment]
+
+    async def create(self, volume_id: str, size_bytes: int) -> None:
+        self.source(volume_id).mkdir(parents=True)
+
+    async def delete(self, volume_id: str) -> None:
+        shutil.rmtree(self.source(volume_id), ignore_errors=True)
+
+    def has(self, volume_id: str) -> bool:
+        return self.source(volume_id).is_dir()
+
+    async def export(self, volume_id: str, dest: Path) -> Path:
+        subprocess.run(pack_command(self.source(volume_id), dest / PACKED), check=True)
+        return dest / PACKED
+
+    async def restore(self, volume_id: str, size_bytes: int, tarball: Path, version: int) -> None:
+        await self.delete(volume_id)
+        self.source(volume_id).mkdir(parents=True)
+        subprocess.run(unpack_command(tarball, self.source(volume_id)), check=True)
+        self.set_local_version(volume_id, version)
+
+
+class FlakyObjects(LocalObjects):
+    """A local object store whose puts fail while ``down``."""
+
+    down = False
+
+    async def put(self, key: str, path: Path) -> ObjectInfo:
+        if self.down:
+            raise Unreachable("connection refused")
+        return await super().put(key, path)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'record.db'}")
+    s.migrate()
+    yield s
+    s.close()
+
+
+def uploads(store: Store) -> list[EventRecord]:
+    """The volume upload failures on the audit trail."""
+    return store.list_events(tenant="default", shell_id=None, query=AuditQuery(action="volume.upload"))
+
+
+async def until(check: object, timeout_s: float = 20.0) -> None:
+    with anyio.fail_after(timeout_s):
+        while not check():  # type: ignore[operator]
+            await anyio.sleep(0.05)
+
+
+async def test_uploads_are_retried_audited_versioned_and_restored(store: Store, tmp_path: Path) -> None:
+    ctx = ControlContext(Settings(data_dir=tmp_path / "data"), store, {})
+    objects = FlakyObjects(tmp_path / "objects")
+    here = DirVolumes(tmp_path / "a")
+    kept = VolumeStore(ctx, here, objects)
+    records = StorageStore(store)
+    rec = VolumeRecord("vol_1", "default", "results", 1, datetime.now(UTC))
+    made = EventDraft(tenant="default", shell_id=None, principal="t", door="test", kind="volume", action="t")
+    records.add_volume(rec, made)
+
+    await kept.ensure_here(rec)  # never uploaded: made empty here
+    (here.source(rec.id) / "a.txt").write_text("first")
+    kept.writing(rec.id)
+    objects.down = True
+    kept.released([rec.id])
+    await until(lambda: uploads(store))
+    [failed] = uploads(store)
+    assert failed.outcome == "object_store_unavailable" and failed.target == rec.id
+    assert records.volume_by_id(rec.id).durable_at is None  # type: ignore[union-attr]
+    objects.down = False  # the store returns: the retry makes it durable
+    await until(lambda: records.volume_by_id(rec.id).durable_at is not None)  # type: ignore[union-attr]
+    first = records.volume_by_id(rec.id)
+    assert first is not None and first.version == 1 and here.dirty_token(rec.id) is None
+    assert len(uploads(store)) == 1
+
+    # A second writer: a new version, and the blob of the first is removed.
+    (here.source(rec.id) / "b.txt").write_text("second")
+    kept.writing(rec.id)
+    kept.released([rec.id])
+    await until(lambda: records.volume_by_id(rec.id).version == 2)  # type: ignore[union-attr]
+    second = records.volume_by_id(rec.id)
+    assert second is not None and second.blob != first.blob
+    assert len(await objects.list(BLOBS)) == 1
+
+    # Another machine (no copy) restores the newest version; one with an older copy replaces it.
+    there = DirVolumes(tmp_path / "b")
+    await VolumeStore(ctx, there, objects).ensure_here(second)
+    assert sorted(p.name for p in there.source(rec.id).iterdir()) == ["a.txt", "b.txt"]
+    assert there.local_version(rec.id) == 2
+    await kept.collect(None)  # nothing to collect: a no-op
+
+
+async def test_a_writer_that_starts_during_an_upload_keeps_the_copy_dirty(
+    store: Store, tmp_path: Path
+) -> None:
+    here = DirVolumes(tmp_path / "a")
+    await here.create("vol_2", 1)
+    here.mark_dirty("vol_2")
+    token = here.dirty_token("vol_2")
+    assert token is not None
+    here.mark_dirty("vol_2")  # a new writer started meanwhile
+    here.clear_dirty("vol_2", token)
+    assert here.dirty_token("vol_2") is not None
+    here.clear_dirty("vol_2", here.dirty_token("vol_2") or "")
+    assert here.dirty_token("vol_2") is None
