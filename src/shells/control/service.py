@@ -103,6 +103,7 @@ class Control:
         self.durable = Durable(self.ctx, _object_store(settings))
         self.templates.durable = self.durable
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
+        self.suspension.around_save = self.sync.around_save
         self.shells = Lifecycle(
             self.ctx,
             self.pool,
