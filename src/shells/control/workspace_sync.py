@@ -146,10 +146,13 @@ class WorkspaceSync:
             return
         ok = await self._pass(shell, row)
         if not ok and strict:
-            status = self._status[shell.id]
+            error = self._status[shell.id].last_error or row.last_error
+            then = "try again once the bucket answers"
+            if self._host_root(shell) is None and shell.state is not ShellState.RUNNING:
+                then = "once the bucket answers, start or resume it (its agent reads it), then delete it"
             raise BucketUnusable(
                 f"The shell was not deleted: its /workspace could not be synced to bucket "
-                f"'{row.bucket}' ({status.last_error}); try again once the bucket answers.",
+                f"'{row.bucket}' ({error}); {then}.",
                 {"field": "sync", "reason": "unreachable"},
             )
 
