@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 256 * 1024
 SYNC_COMPLETELY = frozenset({Capability.STOP, Capability.PAUSE, Capability.SNAPSHOT})
 """Actions after which a synced /workspace is sent completely (docs/storage.md)."""
+SYNC_BEFORE = frozenset({Capability.STOP, Capability.SNAPSHOT})
+"""Actions before which a /workspace read through the agent is sent completely (a pause does it in
+``Suspension.pause``, which the idle monitor uses too)."""
 
 
 class Lifecycle:
@@ -368,8 +372,14 @@ class Lifecycle:
                     {"capability": cap.value, "state": shell.state.value},
                 )
             try:
+                saving = (
+                    self.sync.around_save(shell)
+                    if self.sync is not None and cap in SYNC_BEFORE
+                    else contextlib.nullcontext()
+                )
                 with self._inflight.recording(shell.id, cap, principal.id):
-                    shell, result = await self._do(principal, shell, cap, door, params or {})
+                    async with saving:
+                        shell, result = await self._do(principal, shell, cap, door, params or {})
                 if self.sync is not None and cap in SYNC_COMPLETELY:
                     await self.sync.flush(shell, strict=False)
                 if self.storage is not None and cap is Capability.STOP:

@@ -120,6 +120,7 @@ class Control:
             self.storage.kept = VolumeStore(self.ctx, volumes, self.durable.objects)
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.bucket_credentials = BucketCredentialsBook(self.ctx, box)
+        self.suspension.around_save = self.sync.around_save
         self.shells = Lifecycle(
             self.ctx,
             self.pool,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 
 from ..domain import access
 from ..domain.capabilities import Capability
@@ -34,9 +34,17 @@ def idle_due(last_active: float, now: float, timeout_s: int | None) -> bool:
     return bool(timeout_s) and now - last_active >= float(timeout_s or 0)
 
 
+@asynccontextmanager
+async def _nothing_around(shell: ShellRecord) -> AsyncIterator[None]:
+    yield
+
+
 class Suspension:
     def __init__(self, ctx: ControlContext) -> None:
         self.ctx = ctx
+        self.around_save: Callable[[ShellRecord], AbstractAsyncContextManager[None]] = _nothing_around
+        """Wrapped around every pause and system stop: workspace sync's last pass of a shell it
+        reads through its agent (``WorkspaceSync.around_save``)."""
         self._last_active: dict[str, float] = {}
         self._busy: Counter[str] = Counter()
 
@@ -123,7 +131,8 @@ class Suspension:
         self, principal: Principal | None, shell: ShellRecord, door: str, reason: str, cause: str = ""
     ) -> ShellRecord:
         """``cause`` names a system reason in the event's details (the budget cap's pause)."""
-        await self.ctx.backend(shell.runtime).pause(shell.id)
+        async with self.around_save(shell):
+            await self.ctx.backend(shell.runtime).pause(shell.id)
         self._last_active.pop(shell.id, None)
         paused = self._moved(principal, shell, door, Capability.PAUSE, ShellState.PAUSED, reason, cause)
         return self.ctx.rested(paused)
@@ -169,7 +178,8 @@ class Suspension:
                 return None
             if self.can(shell, Capability.PAUSE):
                 return await self.pause(None, shell, "system", reason, cause=action)
-            await self.ctx.backend(shell.runtime).stop(shell.id)
+            async with self.around_save(shell):
+                await self.ctx.backend(shell.runtime).stop(shell.id)
             draft = self.ctx.draft(
                 None, shell, door="system", kind="state", action=action, outcome="stopped", message=reason
             )

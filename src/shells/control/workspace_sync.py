@@ -4,7 +4,10 @@ The host does it all: it lists the shell's /workspace directory on its own disk 
 any link the shell made (``runtime.host.tree_scan``), and sends each new or changed file to
 ``prefix/<path>`` in the bucket with the user's key, which stays sealed in the record and in the
 server's memory, never in the shell. A pass runs every SYNC_INTERVAL_S for running shells and once,
-completely, at stop, pause, snapshot and delete. A pass that fails (the bucket unreachable, the key
+completely, at stop, pause, snapshot and delete. A class whose /workspace the host does not hold on
+its own disk (a microvm's is inside its disk image) is read through its agent instead, under
+host-side caps (``agent_tree``), and its complete pass is made just before a stop, pause or
+snapshot, while the agent still answers. A pass that fails (the bucket unreachable, the key
 revoked) changes nothing in the shell: it is reported (``GET /v1/shells/{id}/sync``, the audit
 trail at the first failure of a run) and tried again with growing waits, and since a file counts as
 sent only once the bucket took it, nothing is lost when the bucket returns. A file removed from
@@ -18,14 +21,17 @@ import logging
 import os
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import anyio
 
 from ..domain import access, limits
-from ..domain.errors import FeatureUnavailable, RuntimeFailure, ShellsError
+from ..domain.errors import ActionNotSupported, BucketUnreachable, RuntimeFailure, ShellsError
 from ..domain.isolation import Runtime
 from ..domain.paths import WORKSPACE
 from ..domain.principal import Principal
@@ -37,6 +43,7 @@ from ..objects.store import ObjectStoreError, S3Location, S3Objects
 from ..runtime.host.tree_scan import TooManyFiles, scan
 from ..runtime.wasm import workspace_fs
 from ..store.syncs import ShellSyncRow, SyncStore
+from . import agent_tree
 from .auth import authorize
 from .bucket_access import bucket_error, check_bucket
 from .context import ControlContext
@@ -68,12 +75,9 @@ class WorkspaceSync:
 
     # create ---------------------------------------------------------------------------------------
     async def check(self, runtime: Runtime, target: SyncTarget) -> None:
-        """That the class can sync and the bucket takes these credentials: the typed error of
-        ``bucket_access`` within seconds otherwise, before anything is created."""
-        try:  # only a path is computed: a class that cannot name one keeps /workspace out of reach
-            self.ctx.backend(runtime).workspace_dir("")
-        except ShellsError as exc:
-            raise FeatureUnavailable(exc.message, {"field": "sync"}) from None
+        """That the bucket takes these credentials: the typed error of ``bucket_access`` within
+        seconds otherwise, before anything is created. Every class can sync: on the host's disk or
+        through its agent."""
         location = _location(target)
         try:
             await self._check_endpoint(target)
@@ -118,11 +122,28 @@ class WorkspaceSync:
             return
         failure = await self._pass(shell, row)
         if failure is not None and strict:
+            then = "try again once the bucket answers"
+            if self._host_root(shell) is None and shell.state is not ShellState.RUNNING:
+                then = "once the bucket answers, start or resume it (its agent reads it), then delete it"
             raise type(failure)(
                 f"The shell was not deleted: its /workspace could not be synced to bucket "
-                f"'{row.bucket}' ({failure.message}); try again once the bucket answers.",
+                f"'{row.bucket}' ({failure.message}); {then}.",
                 failure.details,
             )
+
+    @asynccontextmanager
+    async def around_save(self, shell: ShellRecord) -> AsyncIterator[None]:
+        """Wrapped around a stop, pause or snapshot. For a shell read through its agent, the complete
+        pass is made now, before the action (after it the agent may be gone), and the shell's sync
+        lock is held through the action, so no background pass reads a VM being saved. A failed
+        pass is reported and does not stop the action."""
+        row = self.rows.get(shell.id)
+        if row is None or shell.state is not ShellState.RUNNING or self._host_root(shell) is not None:
+            yield
+            return
+        async with self._locks[shell.id]:
+            await self._pass_locked(shell, row)
+            yield
 
     def forget(self, shell_id: str) -> None:
         """The shell is deleted (after its last pass): its sync ends."""
@@ -141,6 +162,8 @@ class WorkspaceSync:
                 continue
             if shell.state not in (ShellState.RUNNING, ShellState.STOPPED, ShellState.PAUSED):
                 continue
+            if shell.state is not ShellState.RUNNING and self._host_root(shell) is None:
+                continue  # nothing to read without its agent, and nothing changes until it runs
             if now < self._next_try.get(row.shell_id, 0.0):
                 continue
             self.ctx.background.run(
@@ -149,18 +172,31 @@ class WorkspaceSync:
 
     async def _pass(self, shell: ShellRecord, row: ShellSyncRow) -> ShellsError | None:
         """One comparison and upload; its failure as a typed error (recorded, not raised), or None."""
-        status = self._status.setdefault(shell.id, SyncStatus())
         async with self._locks[shell.id]:
-            try:
-                await self._send_changes(shell, row, status)
-            except (ObjectStoreError, TargetRefused, TimeoutError) as exc:
-                failure = bucket_error(exc, _location(self._target(row)), "sync")
-                self._failed(shell, status, failure, str(exc))
-                return failure
-            except (OSError, TooManyFiles, ShellsError) as exc:  # the host's side: no bucket code
-                failure = exc if isinstance(exc, ShellsError) else RuntimeFailure(str(exc))
-                self._failed(shell, status, failure, str(exc))
-                return failure
+            return await self._pass_locked(shell, row)
+
+    async def _pass_locked(self, shell: ShellRecord, row: ShellSyncRow) -> ShellsError | None:
+        status = self._status.setdefault(shell.id, SyncStatus())
+        if self._host_root(shell) is None:
+            now_state = self.ctx.store.get_shell(shell.id)
+            if now_state is not None and now_state.state is not ShellState.RUNNING:
+                # its agent is gone: the pass made before the stop or pause is the last one it had
+                if row.last_error is None and row.last_synced_at is not None:
+                    return None
+                return BucketUnreachable(
+                    row.last_error or "its last pass before it stopped did not complete",
+                    {"field": "sync", "reason": "unreachable"},
+                )
+        try:
+            await self._send_changes(shell, row, status)
+        except (ObjectStoreError, TargetRefused, TimeoutError) as exc:
+            failure = bucket_error(exc, _location(self._target(row)), "sync")
+            self._failed(shell, status, failure, str(exc))
+            return failure
+        except (OSError, TooManyFiles, ShellsError) as exc:  # the host's side: no bucket code
+            failure = exc if isinstance(exc, ShellsError) else RuntimeFailure(str(exc))
+            self._failed(shell, status, failure, str(exc))
+            return failure
         now = datetime.now(UTC)
         status.last_synced_at, status.last_error, status.last_error_at, status.failures = now, None, None, 0
         self._next_try.pop(shell.id, None)
@@ -180,8 +216,18 @@ class WorkspaceSync:
     async def _send_changes(self, shell: ShellRecord, row: ShellSyncRow, status: SyncStatus) -> None:
         target = self._target(row)
         await self._check_endpoint(target)
-        root = self.ctx.backend(shell.runtime).workspace_dir(shell.id)
-        found = await anyio.to_thread.run_sync(scan, root, limits.SYNC_MAX_FILES)
+        root = self._host_root(shell)
+        if root is None:
+            room = limits.SYNC_KEY_MAX_BYTES - len(target.prefix.encode()) - 1
+            found = await agent_tree.scan(
+                self.ctx.backend(shell.runtime),
+                shell.id,
+                limits.SYNC_MAX_FILES,
+                room,
+                limits.SYNC_AGENT_FILE_MAX_BYTES,
+            )
+        else:
+            found = await anyio.to_thread.run_sync(scan, root, limits.SYNC_MAX_FILES)
         sent = self._sent.setdefault(shell.id, {})
         changed = [path for path, mark in found.files.items() if sent.get(path) != mark]
         gone = [path for path in sent if path not in found.files]
@@ -189,8 +235,7 @@ class WorkspaceSync:
         objects = _client(target, 30.0)
         try:
             for path in changed:
-                fd = workspace_fs.open_file(root, f"{WORKSPACE}/{path}", os.O_RDONLY | os.O_NONBLOCK)
-                with os.fdopen(fd, "rb") as f:
+                async with self._opened(shell, root, path) as f:
                     await objects.put_file(path, f)
                 sent[path] = found.files[path]
                 status.pending_files -= 1
@@ -201,6 +246,27 @@ class WorkspaceSync:
         finally:
             await objects.aclose()
             status.synced_files, status.synced_bytes = len(sent), sum(size for size, _ in sent.values())
+
+    def _host_root(self, shell: ShellRecord) -> Path | None:
+        """The host directory that is the shell's /workspace, or None when it is read through the
+        shell's agent (a class whose /workspace the host does not read on its disk)."""
+        try:
+            return self.ctx.backend(shell.runtime).workspace_dir(shell.id)
+        except ActionNotSupported:
+            return None
+
+    @asynccontextmanager
+    async def _opened(self, shell: ShellRecord, root: Path | None, path: str) -> AsyncIterator[BinaryIO]:
+        if root is None:
+            backend = self.ctx.backend(shell.runtime)
+            spool = self.ctx.settings.data_dir / "sync-spool"
+            max_bytes = limits.SYNC_AGENT_FILE_MAX_BYTES
+            async with agent_tree.spooled(backend, shell.id, path, max_bytes, spool) as f:
+                yield f
+            return
+        fd = workspace_fs.open_file(root, f"{WORKSPACE}/{path}", os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            yield f
 
     def _failed(self, shell: ShellRecord, status: SyncStatus, failure: ShellsError, error: str) -> None:
         status.failures += 1

@@ -134,6 +134,12 @@ within this)."""
 SYNC_RETRY_FIRST_S = 1.0
 SYNC_RETRY_MAX_S = 60.0
 """Waits before the next pass after failed ones: the first, doubling up to the last."""
+SYNC_AGENT_FILE_MAX_BYTES = 512 * 1024 * 1024
+"""Largest file sync copies out of a shell through its agent (a microvm's /workspace): a file that
+claims more is skipped, one whose data runs past it fails the pass. One such file at a time per
+pass is spooled on the host's disk."""
+SYNC_KEY_MAX_BYTES = 1024
+"""Longest object key S3 accepts: a /workspace path that would make a longer one is skipped."""
 
 # Bucket mounts and volumes (docs/storage.md) ------------------------------------------------------
 MAX_SHELL_MOUNTS = 8
