@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from unittest import mock
 
+from benchmarks.bench_drain import print_wall_and_cpu
 from benchmarks.bench_exec_ab import extract
 from shells.runtime import agent_runtime
 
@@ -60,14 +60,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     load = Path("/proc/loadavg").read_text(encoding="utf-8").split()[0]
     print(f"{args.runs} runs each, alternating; load average {load}")
-    base = next(iter(times.values()))
-    base_wall, base_cpu = statistics.median(w for w, _ in base), statistics.median(c for _, c in base)
-    for name, measured in times.items():
-        wall, cpu = statistics.median(w for w, _ in measured), statistics.median(c for _, c in measured)
-        print(
-            f"{name:<40} wall {wall * 1000:7.2f} ms ({wall / base_wall:.2f}x)"
-            f"   CPU {cpu * 1000:7.2f} ms ({cpu / base_cpu:.2f}x)"
-        )
+    print_wall_and_cpu(times)
 
 
 if __name__ == "__main__":
