@@ -34,11 +34,11 @@ from ..control.bodies import ExecBody, invalid
 from ..control.requests import parse_exec
 from ..control.service import Control
 from ..domain.errors import ShellsError
+from . import routes
 from .deps import DOOR, json_body
 from .drain import Drain
 from .errors import error_response
 from .exec_stream import exec_response
-from .routes import router
 
 ROUTE = "/v1/shells/{shell_id}/exec"
 PATH = re.compile(r"/v1/shells/([^/]+)/exec")
@@ -63,7 +63,7 @@ def _wait(query: bytes) -> bool | None:
 class FastExec:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.route = next(r for r in router.routes if isinstance(r, APIRoute) and r.path == ROUTE)
+        self.route = next(r for r in routes.router.routes if isinstance(r, APIRoute) and r.path == ROUTE)
         """The route this stands in for: its operation in the OpenAPI document, its name in the
         request audit and the latency histogram."""
 
