@@ -16,21 +16,29 @@ fails. At each step, with every shell idle:
   for; the host is shared, so it moves with other work too);
 - latency of ``GET /v1/info`` (50 calls) and of an exec of ``true`` in another, busy-free shell
   (20 calls): p50 and p95.
+
+With ``--baseline REV`` a second server runs from ``git archive REV src`` beside this tree's: at each
+step both grow to the same count, then their latencies are measured interleaved (the host memory
+figure is then per shell of both).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import random
 import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from tests.e2e.harness import ServerProcess
 
+from benchmarks.bench_exec_ab import extract
 from benchmarks.bench_scale import UNLIMITED, pct
 from shells.settings import Settings
 
@@ -70,67 +78,96 @@ def pss_and_charge(prefix: str, shell_ids: list[str]) -> tuple[float, float]:
     return pss / len(shell_ids), charge / len(shell_ids)
 
 
-async def latencies(http: httpx.AsyncClient, probe: str) -> tuple[list[float], list[float]]:
-    info, execs = [], []
-    for _ in range(50):
-        t = time.perf_counter()
-        (await http.get("/v1/info")).raise_for_status()
-        info.append((time.perf_counter() - t) * 1000)
-    for _ in range(20):
-        t = time.perf_counter()
-        r = await http.post(f"/v1/shells/{probe}/exec", params={"wait": "true"}, json={"cmd": ["true"]})
-        r.raise_for_status()
-        execs.append((time.perf_counter() - t) * 1000)
-    return info, execs
+async def latencies(fleets: list[Fleet]) -> None:
+    """50 ``GET /v1/info`` and 20 execs of ``true`` on each server, interleaved (shuffled per round)."""
+    for fleet in fleets:
+        fleet.info, fleet.execs = [], []
+    for round_ in range(50):
+        for fleet in random.sample(fleets, len(fleets)):
+            t = time.perf_counter()
+            (await fleet.http.get("/v1/info")).raise_for_status()
+            fleet.info.append((time.perf_counter() - t) * 1000)
+            if round_ < 20:
+                t = time.perf_counter()
+                body = {"cmd": ["true"]}
+                r = await fleet.http.post(
+                    f"/v1/shells/{fleet.probe}/exec", params={"wait": "true"}, json=body
+                )
+                r.raise_for_status()
+                fleet.execs.append((time.perf_counter() - t) * 1000)
 
 
-async def run(args: argparse.Namespace, server: ServerProcess) -> list[str]:
-    prefix = f"shells-{Settings(data_dir=server.data_dir).instance_id}"
-    headers = {"Authorization": f"Bearer {server.token}"}
+@dataclass
+class Fleet:
+    """One server's idle shells and what was measured on it at the current step."""
+
+    name: str
+    server: ServerProcess
+    http: httpx.AsyncClient
+    probe: str = ""
+    ids: list[str] = field(default_factory=list)
+    creates: list[float] = field(default_factory=list)
+    info: list[float] = field(default_factory=list)
+    execs: list[float] = field(default_factory=list)
+
+    async def grow(self, step: int, floor: int, min_available_gib: float) -> str:
+        """Create shells four at a time up to ``step``; why it stopped early, or ""."""
+        self.creates = []
+
+        async def create() -> None:
+            t = time.perf_counter()
+            r = await self.http.post("/v1/shells", json={"language": "bash"})
+            r.raise_for_status()
+            self.creates.append((time.perf_counter() - t) * 1000)
+            self.ids.append(str(r.json()["id"]))
+
+        while len(self.ids) < step:
+            if mem_available() < floor:
+                return f"stopped: MemAvailable under {min_available_gib} GiB"
+            try:
+                await asyncio.gather(*(create() for _ in range(min(AT_ONCE, step - len(self.ids)))))
+            except httpx.HTTPStatusError as exc:
+                return f"stopped: a create answered {exc.response.status_code} {exc.response.text[:200]}"
+        return ""
+
+
+async def run(args: argparse.Namespace, servers: dict[str, ServerProcess]) -> list[str]:
     out = [
-        f"{'idle shells':>11} {'PSS/shell MB':>13} {'cgroup/shell MB':>16} {'host/shell MB':>14}"
+        f"{'server':<10} {'idle shells':>11} {'PSS/shell MB':>13} {'cgroup/shell MB':>16}"
+        f" {'host/shell MB':>14}"
         f" {'info p50/p95 ms':>16} {'exec p50/p95 ms':>16} {'create p50 ms':>14}"
     ]
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
-    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=300, limits=limits) as http:
-        probe = str((await http.post("/v1/shells", json={"language": "bash"})).json()["id"])
+    async with contextlib.AsyncExitStack() as stack:
+        fleets = []
+        for name, server in servers.items():
+            headers = {"Authorization": f"Bearer {server.token}"}
+            http = httpx.AsyncClient(base_url=server.url, headers=headers, timeout=300, limits=limits)
+            fleet = Fleet(name, server, await stack.enter_async_context(http))
+            fleet.probe = str((await http.post("/v1/shells", json={"language": "bash"})).json()["id"])
+            fleets.append(fleet)
         await asyncio.sleep(2)
         start_available = mem_available()
-        ids: list[str] = []
         floor = int(args.min_available_gib * 1024**3)
         for step in (s for s in STEPS if s <= args.max):
-            creates: list[float] = []
-
-            async def create(creates: list[float] = creates) -> None:
-                t = time.perf_counter()
-                r = await http.post("/v1/shells", json={"language": "bash"})
-                r.raise_for_status()
-                creates.append((time.perf_counter() - t) * 1000)
-                ids.append(str(r.json()["id"]))
-
             stopped = ""
-            while len(ids) < step:
-                if mem_available() < floor:
-                    stopped = f"stopped: MemAvailable under {args.min_available_gib} GiB"
-                    break
-                try:
-                    await asyncio.gather(*(create() for _ in range(min(AT_ONCE, step - len(ids)))))
-                except httpx.HTTPStatusError as exc:
-                    stopped = (
-                        f"stopped: a create answered {exc.response.status_code} {exc.response.text[:200]}"
-                    )
-                    break
+            for fleet in fleets:
+                stopped = stopped or await fleet.grow(step, floor, args.min_available_gib)
             await asyncio.sleep(3)  # idle: agents started, nothing running
-            pss, charge = pss_and_charge(prefix, ids)
-            host = (start_available - mem_available()) / len(ids)
-            info, execs = await latencies(http, probe)
-            out.append(
-                f"{len(ids):>11} {pss / 2**20:>13.2f} {charge / 2**20:>16.2f} {host / 2**20:>14.2f}"
-                f" {statistics.median(info):>7.2f}/{pct(info, 0.95):<8.2f}"
-                f" {statistics.median(execs):>7.2f}/{pct(execs, 0.95):<8.2f}"
-                f" {statistics.median(creates) if creates else 0:>14.1f}"
-            )
-            print(out[-1], flush=True)
+            await latencies(fleets)
+            host = (start_available - mem_available()) / sum(len(f.ids) for f in fleets)
+            for fleet in fleets:
+                prefix = f"shells-{Settings(data_dir=fleet.server.data_dir).instance_id}"
+                pss, charge = pss_and_charge(prefix, fleet.ids)
+                info, execs, creates = fleet.info, fleet.execs, fleet.creates
+                out.append(
+                    f"{fleet.name:<10} {len(fleet.ids):>11} {pss / 2**20:>13.2f} {charge / 2**20:>16.2f}"
+                    f" {host / 2**20:>14.2f}"
+                    f" {statistics.median(info):>7.2f}/{pct(info, 0.95):<8.2f}"
+                    f" {statistics.median(execs):>7.2f}/{pct(execs, 0.95):<8.2f}"
+                    f" {statistics.median(creates) if creates else 0:>14.1f}"
+                )
+                print(out[-1], flush=True)
             if stopped:
                 out.append(stopped)
                 break
@@ -141,16 +178,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max", type=int, default=1000)
     ap.add_argument("--min-available-gib", type=float, default=4.0)
+    ap.add_argument("--baseline", help="also run a server from this revision's src, side by side")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="shells-bench-density-", dir="/var/tmp"))
     env = {**UNLIMITED, "SHELLS_IDLE_TIMEOUT_S": "86400"}
-    server = ServerProcess(root / "data", warm_pool=0, env=env)
-    server.start()
+    servers = {"this tree": ServerProcess(root / "data", warm_pool=0, env=env)}
+    if args.baseline:
+        old_src = extract(args.baseline, root / "old")
+        servers[args.baseline] = ServerProcess(
+            root / "base", warm_pool=0, env={**env, "PYTHONPATH": str(old_src)}
+        )
     try:
-        lines = asyncio.run(run(args, server))
+        for server in servers.values():
+            server.start()
+        lines = asyncio.run(run(args, servers))
     finally:
         t = time.perf_counter()
-        server.purge()
+        for server in servers.values():
+            server.purge()
         shutil.rmtree(root, ignore_errors=True)
         print(f"purge of every shell took {time.perf_counter() - t:.1f} s")
     load = Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]

@@ -8,12 +8,15 @@ random order per round, so that load from anything else on the host falls on bot
 gets two of the four execs of a round (a server that is called more often stays warmer and answers
 faster): the baseline on two shells, this tree as the owner and as a principal holding an
 ``operator`` grant (one more lookup). Both run from a copy of their ``src`` (PYTHONPATH), alike.
-Prints medians, the difference against the first row, and the ratio.
+Prints medians, the difference against the first row, and the ratio; then each server's CPU time per
+exec (its process and children, from /proc, over the timed rounds), which a loaded host inflates far
+less than the wall clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -40,6 +43,13 @@ def extract(rev: str, into: Path) -> Path:
 def copy_tree(into: Path) -> Path:
     """This tree's ``src``, copied the same way, so both servers run from alike places."""
     return Path(shutil.copytree(Path(__file__).parent.parent / "src", into / "src"))
+
+
+def cpu_s(server: ServerProcess) -> float:
+    """CPU seconds the server's process has used so far (user + system, its reaped children too)."""
+    assert server.proc is not None
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def exec_true(http: httpx.Client, shell: str) -> Callable[[], None]:
@@ -95,12 +105,16 @@ def main() -> None:
                 run()
         results: dict[str, list[float]] = {name: [] for name in variants}
         order = list(variants.items())
+        cpu_before = cpu_s(baseline), cpu_s(current)
         for _ in range(args.runs):
             random.shuffle(order)
             for name, run in order:
                 started = time.perf_counter()
                 run()
                 results[name].append((time.perf_counter() - started) * 1000)
+        per_exec = 1000 / (2 * args.runs)
+        old_cpu = (cpu_s(baseline) - cpu_before[0]) * per_exec
+        new_cpu = (cpu_s(current) - cpu_before[1]) * per_exec
     finally:
         for c in clients:
             c.close()
@@ -115,6 +129,8 @@ def main() -> None:
         med = statistics.median(values)
         p90 = statistics.quantiles(values, n=10)[-1]
         print(f"{name:<44} {med:>10.2f} {p90:>8.2f} {med - base:>+11.2f}  ({med / base:.2f}x)")
+    print(f"server CPU per exec: {args.baseline} {old_cpu:.2f} ms, this tree {new_cpu:.2f} ms", end="")
+    print(f" ({new_cpu / old_cpu:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -26,3 +26,17 @@ def test_the_runtime_runs_the_agent_from_its_own_stdlib_and_libraries(tmp_path: 
     # The agent itself starts and refuses a bad argument with its usage.
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 1 and "--listen-fd needs a number" in done.stderr, done.stderr
+
+
+def test_the_agent_starts_without_the_modules_only_file_ops_need(tmp_path: Path) -> None:
+    """pathlib, shutil and typing are a large part of the interpreter's start-up; the file ops that
+    need them are imported on their first use (``guest.agent._later``)."""
+    runtime = agent_runtime.cached(tmp_path)
+    argv = runtime.argv(str(runtime.root), "--listen-fd", "x")
+    script = "import sys, guest.agent; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run(
+        [*argv[: argv.index("-m")], "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    loaded = set(done.stdout.split())
+    assert "guest.execs" in loaded, done.stderr
+    assert not loaded & {"pathlib", "shutil", "typing", "guest.files", "guest.watch"}

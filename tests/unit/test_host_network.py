@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -459,6 +460,32 @@ def test_blocked_attempts_aggregate_per_destination_and_stay_bounded(
     again = [a for h, a in network.drain_blocked() if h == s.host_id]
     assert [(a.destination, a.port, a.count) for a in again] == [("198.51.100.10", 9999, 1)]
     assert network.drain_blocked() == []
+
+
+def test_the_drain_reads_only_the_shells_that_refused_something(
+    network: HostNetwork, shells: Callable[..., Shell], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quiet, noisy = shells(allow("203.0.113.10")), shells(allow("203.0.113.10"))
+    network.drain_blocked()  # whatever earlier tests left
+    asked: list[str] = []
+    query = network.nft.query
+
+    def counted(command: str) -> Any:
+        asked.append(command)
+        return query(command)
+
+    monkeypatch.setattr(network.nft, "query", counted)
+    inside(
+        noisy.netns,
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("198.51.100.12", 7)),
+    )
+    assert [(a.destination, a.count) for h, a in network.drain_blocked() if h == noisy.host_id] == [
+        ("198.51.100.12", 1)
+    ]
+    listed = " ".join(asked)
+    slot_of = {h: network._shells[h].slot for h in (quiet.host_id, noisy.host_id)}
+    assert "list sets" not in listed and f" b{slot_of[noisy.host_id]} " in f"{listed} "
+    assert f" b{slot_of[quiet.host_id]} " not in f"{listed} "
 
 
 def test_attempts_not_yet_drained_survive_the_detach(network: HostNetwork, net_workdir: Path) -> None:

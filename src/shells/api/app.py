@@ -13,6 +13,7 @@ from ..mcp.http import McpHttp
 from . import console, errors, metrics, openapi_doc, routes_admin, routes_mcp, terminal_ws
 from .body_timeout import BodyTimeout
 from .drain import Drain, Draining
+from .exec_fast import FastExec
 from .request_context import RequestContext
 from .routes import router
 from .routes_bucket_credentials import router as bucket_credentials_router
@@ -53,6 +54,7 @@ def create_app(control: Control) -> FastAPI:
     app.state.control = control
     app.state.mcp = mcp
     app.state.drain = drain = Drain(control.ctx.settings.shutdown_grace_s)
+    app.add_middleware(FastExec)  # first, so innermost: every middleware below wraps it too
     app.add_middleware(Draining, drain=drain)
     app.add_middleware(BodyTimeout)
     app.add_middleware(RequestContext)

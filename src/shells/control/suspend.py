@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from ..domain import access
 from ..domain.capabilities import Capability
 from ..domain.errors import InvalidState, ShellsError
+from ..domain.isolation import Runtime
 from ..domain.principal import Principal
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
@@ -72,7 +73,10 @@ class Suspension:
             self.end_use(shell_id)
 
     def can(self, shell: ShellRecord, capability: Capability) -> bool:
-        backend = self.ctx.backends.get(shell.runtime)
+        return self._class_can(shell.runtime, capability)
+
+    def _class_can(self, runtime: Runtime, capability: Capability) -> bool:
+        backend = self.ctx.backends.get(runtime)
         return backend is not None and capability in backend.capabilities
 
     # who may use a shell now ----------------------------------------------------------------------
@@ -194,34 +198,29 @@ class Suspension:
         """Pause every running shell that has been idle for its timeout; returns their ids."""
         paused: list[str] = []
         now = time.monotonic()
-        for shell in self.ctx.store.list_shells(None):
-            if (
-                shell.state is not ShellState.RUNNING
-                or not shell.idle_timeout_s
-                or shell.id in self._busy
-                or not self.can(shell, Capability.PAUSE)
-            ):
+        for shell_id, runtime, timeout_s in self.ctx.store.idle_candidates():
+            if shell_id in self._busy or not self._class_can(runtime, Capability.PAUSE):
                 continue
-            last = self._last_active.setdefault(shell.id, now)
-            lock = self.ctx.locks[shell.id]
-            if not idle_due(last, now, shell.idle_timeout_s) or lock.locked():
+            last = self._last_active.setdefault(shell_id, now)
+            lock = self.ctx.locks[shell_id]
+            if not idle_due(last, now, timeout_s) or lock.locked():
                 continue
             async with lock:
-                fresh = self.ctx.store.get_shell(shell.id)
+                fresh = self.ctx.store.get_shell(shell_id)
                 if (
                     fresh is None
                     or fresh.state is not ShellState.RUNNING
-                    or shell.id in self._busy
+                    or shell_id in self._busy
                     or not idle_due(
-                        self._last_active.get(shell.id, now), time.monotonic(), fresh.idle_timeout_s
+                        self._last_active.get(shell_id, now), time.monotonic(), fresh.idle_timeout_s
                     )
                 ):
                     continue
                 try:
                     await self.pause(None, fresh, "system", f"idle for {fresh.idle_timeout_s} s")
                 except ShellsError as exc:
-                    log.warning("pausing idle shell %s failed: %s", shell.id, exc.message)
-                    self.touch(shell.id)  # try again after another idle period, not every second
+                    log.warning("pausing idle shell %s failed: %s", shell_id, exc.message)
+                    self.touch(shell_id)  # try again after another idle period, not every second
                     continue
-            paused.append(shell.id)
+            paused.append(shell_id)
         return paused

@@ -16,17 +16,21 @@ microvm ``vm``) and runs the loop.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from contextlib import suppress
-from pathlib import Path
 
 from .execs import ExecChannel, op_signal
-from .files import ReadFileChannel, WriteFileChannel, op_list_dir, op_mkdir, op_remove, op_rename, op_stat
 from .kept import attach_channel, op_processes
 from .loop import Agent, Ops, RequestError
 from .protocol import SERVE_SUDO
-from .watch import WatchChannel
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # a plain constant, as in ``loop``: typing itself is slow to import
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any
 
 PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
@@ -45,7 +49,7 @@ def op_stats(message: dict[str, object]) -> dict[str, object]:
                 meminfo[key] = int(rest.split()[0]) * 1024
         with open("/proc/uptime") as file:
             uptime = float(file.read().split()[0])
-        processes = sum(1 for entry in Path("/proc").iterdir() if entry.name.isdigit())
+        processes = sum(1 for name in os.listdir("/proc") if name.isdigit())  # noqa: PTH208 (no pathlib at start)
     except (OSError, ValueError, IndexError) as exc:
         raise RequestError("agent_error", f"Cannot read /proc: {exc}.") from None
     return {
@@ -57,23 +61,46 @@ def op_stats(message: dict[str, object]) -> dict[str, object]:
     }
 
 
+def _files() -> ModuleType:
+    from . import files
+
+    return files
+
+
+def _watch() -> ModuleType:
+    from . import watch
+
+    return watch
+
+
+def _later(module: Callable[[], ModuleType], name: str) -> Any:
+    """Op ``name`` of the module ``module()`` imports on the first call: ``files`` and ``watch``
+    bring pathlib and shutil (and through them re, fnmatch, urllib), a large part of the agent's
+    start, which a shell that only runs commands never needs."""
+
+    def op(*args: Any) -> Any:
+        return getattr(module(), name)(*args)
+
+    return op
+
+
 def op_table(*, microvm: bool) -> Ops:
     """Every op the agent answers; a microvm's agent also answers ``resync`` and ``sync``."""
     ops = Ops(
         channel={
             "exec": ExecChannel,
-            "read_file": ReadFileChannel,
-            "write_file": WriteFileChannel,
-            "watch": WatchChannel,
+            "read_file": _later(_files, "ReadFileChannel"),
+            "write_file": _later(_files, "WriteFileChannel"),
+            "watch": _later(_watch, "WatchChannel"),
             "attach": attach_channel,
         },
         connection={"signal": op_signal, "processes": op_processes},
         simple={
-            "stat": op_stat,
-            "list_dir": op_list_dir,
-            "mkdir": op_mkdir,
-            "remove": op_remove,
-            "rename": op_rename,
+            "stat": _later(_files, "op_stat"),
+            "list_dir": _later(_files, "op_list_dir"),
+            "mkdir": _later(_files, "op_mkdir"),
+            "remove": _later(_files, "op_remove"),
+            "rename": _later(_files, "op_rename"),
             "stats": op_stats,
         },
     )

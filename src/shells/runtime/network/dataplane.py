@@ -68,6 +68,9 @@ from .ruleset import BLOCKED_TIMEOUT_S, Ruleset, allow_elements, table_name
 
 log = logging.getLogger(__name__)
 RESOLV_CONF = Path("/etc/resolv.conf")
+FEW_DROPPING = 16
+"""Up to this many shells with refused packets, the drain lists each one's four sets; past it, one
+listing of the whole table costs less."""
 
 IPv4Address = ipaddress.IPv4Address
 IPv6Address = ipaddress.IPv6Address
@@ -102,6 +105,8 @@ class HostNetwork:
         self._shells: dict[str, ShellNet] = {}
         self._networks: dict[str, PrivateNetwork] = {}
         self._pending: list[tuple[str, BlockedAttempt]] = []
+        self._drained_all = False
+        """Whether this run's first drain (of every shell) is done."""
         self._reaping: set[int] = set()
         self._reaper = Reaper(self._released)
         self._overlays = Overlays(self.instance)
@@ -370,7 +375,7 @@ class HostNetwork:
         rules = self.rules
         batch = rules.ports_change("delete", self._port_entries(shell, ports))
         batch += "".join(rules.drop_objects(name) for name in rules.shell_object_names(shell.slot))
-        self._run_tolerant(batch)
+        self._run_tolerant(batch + rules.forget_dropped(shell.slot))
 
     def _run_tolerant(self, batch: str) -> None:
         """Run a batch of deletions; if some object is already gone (a half-finished attach, a
@@ -547,14 +552,34 @@ class HostNetwork:
 
     # audit --------------------------------------------------------------------------------------------
     def drain_blocked(self) -> list[tuple[str, BlockedAttempt]]:
-        """Refused attempts since the previous drain, one record per shell and destination."""
+        """Refused attempts since the previous drain, one record per shell and destination.
+
+        Only the shells in ``dropped`` (a refused packet within the last ``DROPPED_TIMEOUT_S``) are
+        read, so an idle host's drain is one small listing whatever the number of shells; the first
+        drain of a run reads every shell (their sets may predate ``dropped``)."""
         with self._lock:
             out, self._pending = self._pending, []
-            sets = [i for i in self.nft.query(f"list sets table {self.rules.table}") if "set" in i]
-            by_slot = counted_by_slot(sets, datetime.now(UTC), BLOCKED_TIMEOUT_S)
-            for shell in self._shells.values():
-                out += [(shell.host_id, a) for a in self._grow(shell, by_slot.get(shell.slot, []))]
+            if self._drained_all:
+                slots = self._dropped_slots()
+                shells = [s for s in self._shells.values() if s.slot in slots]
+            else:
+                shells = list(self._shells.values())
+            if len(shells) > FEW_DROPPING:  # one listing of every set beats many small ones
+                sets = [i for i in self.nft.query(f"list sets table {self.rules.table}") if "set" in i]
+                by_slot = counted_by_slot(sets, datetime.now(UTC), BLOCKED_TIMEOUT_S)
+                for shell in shells:
+                    out += [(shell.host_id, a) for a in self._grow(shell, by_slot.get(shell.slot, []))]
+            else:
+                for shell in shells:
+                    out += [(shell.host_id, a) for a in self._drain_shell(shell)]
+            self._drained_all = True
             return out
+
+    def _dropped_slots(self) -> set[int]:
+        """The slots in ``dropped`` (elements carry their expiry: ``{"elem": {"val": slot, …}}``)."""
+        items = self.nft.query(f"list set {self.rules.table} dropped")
+        elements = [e for i in items if "set" in i for e in i["set"].get("elem", [])]
+        return {int(e["elem"]["val"]) if isinstance(e, dict) else int(e) for e in elements}
 
     def _drain_shell(self, shell: ShellNet) -> list[BlockedAttempt]:
         sets: list[dict[str, Any]] = []

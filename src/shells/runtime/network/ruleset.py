@@ -31,6 +31,10 @@ an idle timeout. Allow lists live in ``a<slot>`` (any protocol), ``q<slot>`` (on
 ``p<slot>`` (protocol and port): split by shape because interval elements of one set must not
 overlap, and CIDRs of one shape either nest (collapsed here) or are disjoint.
 
+Every refused packet also puts its shell's slot in the shared set ``dropped`` (refreshed by each
+one, gone ``DROPPED_TIMEOUT_S`` after the last): the once-a-second drain of refused attempts reads
+that set and lists the counters of those shells only, not every shell's.
+
 Refused packets from a shell are answered, so a blocked ``connect()`` fails at once instead of
 hanging: TCP with a reset (ECONNREFUSED), anything else with ICMP "administratively prohibited"
 (EHOSTUNREACH; the kernel rate-limits ICMP errors per destination, a reset is not limited).
@@ -45,6 +49,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from shells.domain.network import AllowRule, NetworkAccess, NetworkMode, Protocol
+
+from .addressing import MAX_SLOTS
 
 IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
@@ -74,6 +80,9 @@ which is what lets the tests stand up "the internet" on this machine."""
 BLOCKED_TIMEOUT_S = 3600
 BLOCKED_SIZE = 1024
 BLOCKED6_SIZE = 256
+DROPPED_TIMEOUT_S = BLOCKED_TIMEOUT_S + 120
+"""How long a shell stays in ``dropped`` after its last refused packet: longer than any of its
+``b/f/v/g`` elements lives, so the drain that sees the last of them expire still lists the shell."""
 MIN_RESOLVED_TTL_S = 30
 _PORTED = "{ tcp, udp, sctp }"
 PROXY_PORT = 15443
@@ -165,6 +174,8 @@ class Ruleset:
             f"add map {t} policy_of {{ type ifname : verdict; }}",
             f"add map {t} count_of {{ type ifname : verdict; }}",
             f"add map {t} egress_of {{ type ifname : verdict; }}",
+            f"add set {t} dropped {{ type mark; flags dynamic, timeout; timeout {DROPPED_TIMEOUT_S}s; "
+            f"size {MAX_SLOTS}; }}",
             f"add chain {t} spoof_guard {{ type filter hook prerouting priority raw; policy accept; }}",
             f"add chain {t} to_host {{ type filter hook input priority filter; policy accept; }}",
             f"add chain {t} routed {{ type filter hook forward priority filter; policy accept; }}",
@@ -260,6 +271,7 @@ class Ruleset:
             f"add chain {t} d{slot}",
             f"add chain {t} e{slot}",
             f"flush chain {t} d{slot}",
+            f"add rule {t} d{slot} update @dropped {{ {slot} }}",
         ]
         for family, daddr, counted, first in (("ipv4", "ip", "b", "f"), ("ipv6", "ip6", "v", "g")):
             for match, port in ((_PORTED, "th dport"), (f"!= {_PORTED}", "0")):
@@ -352,6 +364,12 @@ class Ruleset:
     def shell_object_names(slot: int) -> list[str]:
         """A shell's chains, then its sets (a set cannot go while a rule still uses it)."""
         return [f"s{slot}", f"d{slot}", f"e{slot}", *(f"{k}{slot}" for k in "aqpbfvg")]
+
+    def forget_dropped(self, slot: int) -> str:
+        """Take ``slot`` out of ``dropped`` (added first, so the deletion cannot miss): a shell that
+        reuses the slot starts unmarked."""
+        element = f"{self.table} dropped {{ {slot} }}"
+        return f"add element {element}\ndelete element {element}\n"
 
     def drop_objects(self, name: str) -> str:
         kind = "chain" if name[0] in "sde" else "set"
