@@ -20,6 +20,7 @@ from shells.api.app import create_app
 from shells.control.service import Control
 from shells.node import Node
 from shells.sdk import AsyncShells, Shells
+from shells.server import _Server
 from shells.settings import Settings
 from shells.store.repository import Store
 
@@ -97,7 +98,10 @@ def serving_http(root: Path, **settings: object) -> Iterator[tuple[str, Instance
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(instance.app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(instance.app, host="127.0.0.1", port=port, log_level="warning")
+    # stopped as ``shells serve`` stops: the live feed's streams (a console page holds one) end first,
+    # else uvicorn waits for them for ever
+    server = _Server(config, instance.control, instance.app.state.drain, None)
     thread = threading.Thread(target=server.run, name="in-process server")
     thread.start()
     try:
