@@ -217,7 +217,8 @@ def test_internet_without_list_reaches_public_addresses_only(
 def test_allow_list_by_ip_cidr_name_and_wildcard(
     net_api: httpx.Client, make_net_shell: ShellMaker, internet: FakeInternet, zone: Zone
 ) -> None:
-    allow = [f"{internet.a}:80", "203.0.113.0/28/udp", "api.example.org", "*.wild.example.org:8080"]
+    block = internet.addresses.routed[1]  # the /28 of 203.0.113.0/24 that holds c and d
+    allow = [f"{internet.a}:80", f"{block}/udp", "api.example.org", "*.wild.example.org:8080"]
     shell = shell_with_probe(make_net_shell, net_api, network={"mode": "internet", "allow": allow})
     sid = shell["id"]
     assert shell["network"]["allow"] == allow
