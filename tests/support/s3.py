@@ -118,5 +118,5 @@ def s3_server() -> Iterator[S3Server]:
         server.start()
         yield server
     finally:
-        server.stop()
+        server.stop(abruptly=True)  # the data is thrown away: no need for an orderly shutdown
         shutil.rmtree(top, ignore_errors=True)
