@@ -86,7 +86,7 @@ def node_machine(root: Path, secret_file: Path) -> Iterator[NodeMachine]:
     """A machine for a node agent: its own netns at 172.30.N.2 on a fresh bridge (172.30.N.1 here);
     afterwards the node is purged, the links and netns deleted, and nothing of it may remain."""
     tag = secrets.token_hex(3)
-    subnet = 1 + int(tag, 16) % 250
+    subnet = _free_subnet(1 + int(tag, 16) % 250)
     bridge, veth, netns = f"shnb{tag}", f"shnv{tag}", f"shnn{tag}"
     machine = NodeMachine(netns, f"172.30.{subnet}.2", free_port(), root / "node", secret_file)
     ip("netns", "add", netns)
@@ -110,6 +110,17 @@ def node_machine(root: Path, secret_file: Path) -> Iterator[NodeMachine]:
     assert purged.returncode == 0, purged.stderr.decode(errors="replace")
     leaks = host_leaks(machine.data_dir, Settings(data_dir=machine.data_dir).instance_id)
     assert not leaks, f"the node left host objects behind: {leaks}"
+
+
+def _free_subnet(first: int) -> int:
+    """The first N from ``first`` on (wrapping) with no 172.30.N.0/24 address on the host: another
+    test run's node machine may hold one."""
+    taken: str = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+    order: list[int] = [*range(first, 251), *range(1, first)]
+    for n in order:
+        if f" 172.30.{n}." not in taken:
+            return n
+    raise RuntimeError("every 172.30.N.0/24 of the node machines is in use on this host")
 
 
 def cluster_secret(root: Path) -> Path:
