@@ -85,10 +85,12 @@ class PostgresServer:
         )
         return out.stdout.strip()
 
-    def new_database(self, prefix: str = "shells") -> str:
-        """A fresh empty database; returns its URL."""
+    def new_database(self, prefix: str = "shells", template: str = "") -> str:
+        """A fresh database, empty or a copy of the database ``template`` names (which nobody may
+        be connected to); returns its URL."""
         name = f"{prefix}_{os.getpid()}_{next(_names)}"
-        self.psql(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        self.psql(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def start(self) -> None:
