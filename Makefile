@@ -35,9 +35,10 @@ typecheck: $(STAMP)
 	.venv/bin/mypy
 
 # Unit and in-process tests (the control layer, REST, MCP, both SDKs and the CLI on a fake node):
-# no root needed; what needs root skips with its reason.
+# no root needed; what needs root skips with its reason. One worker per CPU (pytest-xdist; another
+# count: PYTEST_XDIST_AUTO_NUM_WORKERS=N), each module on one worker, so a module's fixtures are built once.
 unit: $(STAMP)
-	.venv/bin/pytest -q -rs tests/unit tests/inprocess
+	.venv/bin/pytest -q -rs -n auto --dist loadfile tests/unit tests/inprocess
 
 e2e: system-deps $(STAMP)
 	.venv/bin/pytest -q tests/e2e

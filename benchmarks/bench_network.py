@@ -145,10 +145,10 @@ def main() -> None:
             netns.create_sealed_netns(path)
             network.attach("iperf", path, INTERNET)
             rates["shell -> NAT -> fake internet"] = iperf(
-                path, internet.netns_path, "198.51.100.10", args.seconds
+                path, internet.netns_path, internet.a, args.seconds
             )
             rates["host -> fake internet (no NAT)"] = iperf(
-                None, internet.netns_path, "198.51.100.10", args.seconds
+                None, internet.netns_path, internet.a, args.seconds
             )
             network.detach("iperf")
             netns.remove_netns(path)

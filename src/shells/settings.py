@@ -90,6 +90,12 @@ class Settings:
     metrics_sample_s: float = 5.0
     """How often every shell's CPU, memory and disk are sampled (``SHELLS_METRICS_SAMPLE_S``); each
     shell keeps its newest 8640 samples."""
+    sync_interval_s: float = 2.0
+    """How often a running shell's /workspace is compared with what its bucket holds; each pass sends
+    only files whose size or modification time changed (``SHELLS_SYNC_INTERVAL_S``)."""
+    sync_first_retry_s: float = 1.0
+    """Seconds before the pass after a failed one; each next wait doubles, up to a minute
+    (``SHELLS_SYNC_FIRST_RETRY_S``)."""
     webhook_first_retry_s: float = 5.0
     """Seconds before a failed webhook delivery's first retry; each next wait doubles, up to an hour
     (``SHELLS_WEBHOOK_FIRST_RETRY_S``)."""

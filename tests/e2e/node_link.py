@@ -111,8 +111,7 @@ class Bridge:
 def bridge() -> Iterator[Bridge]:
     """A fresh bridge on a /24 of 172.30/16 no other bridge here uses; deleted afterwards."""
     tag = secrets.token_hex(3)
-    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
-    subnet = next(n for k in range(250) if f"172.30.{(n := 1 + (int(tag, 16) + k) % 250)}." not in used)
+    subnet = _free_subnet(1 + int(tag, 16) % 250)
     made = Bridge(f"shnb{tag}", subnet)
     ip("link", "add", made.name, "type", "bridge")
     try:
@@ -152,6 +151,17 @@ def node_machine(
     assert purged.returncode == 0, purged.stderr.decode(errors="replace")
     leaks = host_leaks(machine.data_dir, Settings(data_dir=machine.data_dir).instance_id)
     assert not leaks, f"the node left host objects behind: {leaks}"
+
+
+def _free_subnet(first: int) -> int:
+    """The first N from ``first`` on (wrapping) with no 172.30.N.0/24 address on the host: another
+    test run's node machine may hold one."""
+    taken: str = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+    order: list[int] = [*range(first, 251), *range(1, first)]
+    for n in order:
+        if f" 172.30.{n}." not in taken:
+            return n
+    raise RuntimeError("every 172.30.N.0/24 of the node machines is in use on this host")
 
 
 def cluster_secret(root: Path) -> Path:

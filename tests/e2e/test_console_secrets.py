@@ -24,12 +24,10 @@ from .harness import ServerProcess
 
 __all__ = ["browser", "open_page"]  # fixtures, used by name
 
-RECEIVER = "203.0.113.11"
-
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[WebhookReceiver]:
-    with FakeInternet() as net, WebhookReceiver(net.netns_path, RECEIVER, 9103) as rec:
+    with FakeInternet() as net, WebhookReceiver(net.netns_path, net.d, 9103) as rec:
         yield rec
 
 

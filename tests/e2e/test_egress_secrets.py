@@ -128,9 +128,9 @@ def call_api(shell: Shell, api: FakeHttps, name: str) -> list[bytes]:
     return api.heads()
 
 
-def assert_never_inside(shell: Shell, name: str, values: list[str]) -> None:
+def assert_never_inside(shell: Shell, api: FakeHttps, name: str, values: list[str]) -> None:
     seen = run(shell, LOOK)
-    out = shell.commands.run(["python3", "-c", SCAN, name, "198.51.100.20"], timeout=120)
+    out = shell.commands.run(["python3", "-c", SCAN, name, api.address], timeout=120)
     assert out.exit_code == 0, out.stderr
     lines = str(out.stdout).split()
     assert lines[0] == "ok"
@@ -168,7 +168,7 @@ def test_the_value_reaches_only_its_host_and_never_the_shell(
     (other,) = api.heads()
     assert f"Bearer {placeholder}".encode() in other and value.encode() not in other
 
-    assert_never_inside(shell, name, [value])
+    assert_never_inside(shell, api, name, [value])
 
     events = egress_client.audit(action="secret.use", shell=shell.id)
     assert events and all(e.details == {"host": API, "secret": name} for e in events)
@@ -192,7 +192,7 @@ def test_the_value_reaches_only_its_host_and_never_the_shell(
             assert run(child, f'printf %s "${name}"') == placeholder
             first, _ = call_api(child, api, name)
             assert f"Bearer {rotated}".encode() in first
-            assert_never_inside(child, name, [value, rotated])
+            assert_never_inside(child, api, name, [value, rotated])
         finally:
             child.kill()
 

@@ -237,22 +237,22 @@ def test_a_vm_gets_its_shells_network_policy_live(
     make_vm: Callable[..., Shell], internet: FakeInternet
 ) -> None:
     sealed = make_vm()
-    for target in ("169.254.169.254", "198.51.100.10", "10.0.2.2"):
+    for target in (internet.metadata, internet.a, "10.0.2.2"):
         # no route out of its namespace: ENETUNREACH, or a timeout once the ICMP errors are rate-limited
         assert fetch(sealed, target, 80) in ("OSError 101", "TimeoutError None"), target
         assert not internet.arrivals(target, 80)
     online = make_vm(network="internet")
-    assert fetch(online, "198.51.100.10", 80).startswith("198.51.100.10:80 from")
-    assert fetch(online, "169.254.169.254", 80).startswith("ConnectionRefusedError")  # the host's wall
-    assert not internet.arrivals("169.254.169.254", 80)
+    assert fetch(online, internet.a, 80).startswith(f"{internet.a}:80 from")
+    assert fetch(online, internet.metadata, 80).startswith("ConnectionRefusedError")  # the host's wall
+    assert not internet.arrivals(internet.metadata, 80)
     online.set_network("sealed")  # live, the guest untouched
-    assert fetch(online, "198.51.100.10", 80) == "OSError 101"
+    assert fetch(online, internet.a, 80) == "OSError 101"
     online.set_network("internet")
     online.pause()
     child = online.fork(1)[0]
     try:
         for shell in (online, child):  # after a restore, and in a fork with its own namespace
-            assert fetch(shell, "198.51.100.10", 80).startswith("198.51.100.10:80 from")
+            assert fetch(shell, internet.a, 80).startswith(f"{internet.a}:80 from")
     finally:
         child.kill()
 

@@ -27,12 +27,17 @@ from .harness import ServerProcess, free_port, running_server
 from .rest import ShellMaker, error_of, exec_wait, rest_client, shell_maker
 
 A = dns.rdatatype.A
-ZONE = {
-    "api.example.org": [(A, 60, ["198.51.100.11"])],
-    "*.wild.example.org": [(A, 60, ["203.0.113.11"])],
-    "evil.test": [(A, 60, ["203.0.113.10"])],
-    "*.evil.test": [(A, 60, ["203.0.113.10"])],
-}
+
+
+def zone_of(internet: FakeInternet) -> dict[str, list[tuple[dns.rdatatype.RdataType, int, list[str]]]]:
+    """The upstream zone: names that resolve to the fake internet's servers."""
+    return {
+        "api.example.org": [(A, 60, [internet.b])],
+        "*.wild.example.org": [(A, 60, [internet.d])],
+        "evil.test": [(A, 60, [internet.c])],
+        "*.evil.test": [(A, 60, [internet.c])],
+    }
+
 
 PROBE = r"""
 import json, socket, sys
@@ -62,9 +67,9 @@ except OSError as e:
 class Zone:
     """The zone server on its own event loop in a thread, on a free loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, internet: FakeInternet) -> None:
         self.port = free_port()
-        self.server = ZoneServer(zone=ZONE)
+        self.server = ZoneServer(zone=zone_of(internet))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -87,8 +92,8 @@ def internet() -> Iterator[FakeInternet]:
 
 
 @pytest.fixture(scope="module")
-def zone() -> Iterator[Zone]:
-    with Zone() as z:
+def zone(internet: FakeInternet) -> Iterator[Zone]:
+    with Zone(internet) as z:
         yield z
 
 
@@ -150,16 +155,16 @@ def test_sealed_reaches_nothing_not_even_loopback(
     sid = shell["id"]
     assert shell["network"] == {"mode": "sealed", "allow": []}
     for kind, host, port in [
-        ("tcp", "198.51.100.10", 80),
-        ("udp", "198.51.100.10", 53),
-        ("ping", "198.51.100.10", 0),
+        ("tcp", internet.a, 80),
+        ("udp", internet.a, 53),
+        ("ping", internet.a, 0),
         ("tcp", "127.0.0.1", 22),
-        ("tcp", "169.254.169.254", 80),
+        ("tcp", internet.metadata, 80),
     ]:
         out = probe(net_api, sid, kind, host, port)
         assert out == "blocked OSError 101", (kind, host, out)  # ENETUNREACH: no route at all
     assert probe(net_api, sid, "dns", "secret-data.evil.test").startswith("blocked")
-    assert not internet.arrivals("198.51.100.10", 80)
+    assert not internet.arrivals(internet.a, 80)
     assert "secret-data.evil.test" not in zone.server.names()
 
 
@@ -175,7 +180,7 @@ def test_localhost_reaches_itself_only(
         "sleep 0.1; done",
     )
     assert server["stdout"].endswith("200"), server
-    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", internet.a, 80).startswith("blocked")
 
 
 def test_internet_without_list_reaches_public_addresses_only(
@@ -187,46 +192,47 @@ def test_internet_without_list_reaches_public_addresses_only(
     gateway = described["addresses"]["gateway"]
     other_ip = net_api.get(f"/v1/shells/{other['id']}/network").json()["addresses"]["ipv4"]
 
-    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("ok 198.51.100.10:80")
-    assert probe(net_api, sid, "tcp", "203.0.113.10", 8080).startswith("ok 203.0.113.10:8080")
-    assert probe(net_api, sid, "udp", "198.51.100.11", 5353).startswith("ok")
-    assert probe(net_api, sid, "ping", "198.51.100.11").startswith("ok")
-    assert probe(net_api, sid, "dns", "anything.wild.example.org") == "ok 203.0.113.11"
+    assert probe(net_api, sid, "tcp", internet.a, 80).startswith(f"ok {internet.a}:80")
+    assert probe(net_api, sid, "tcp", internet.c, 8080).startswith(f"ok {internet.c}:8080")
+    assert probe(net_api, sid, "udp", internet.b, 5353).startswith("ok")
+    assert probe(net_api, sid, "ping", internet.b).startswith("ok")
+    assert probe(net_api, sid, "dns", "anything.wild.example.org") == f"ok {internet.d}"
     # never: metadata, the host (its API port on the gateway and on its own address), another shell, IPv6
     for host, port in [
-        ("169.254.169.254", 80),
+        (internet.metadata, 80),
         (gateway, netserver.port),
         ("127.0.0.1", netserver.port),
         (other_ip, 22),
         ("2001:db8::10", 80),
     ]:
         assert probe(net_api, sid, "tcp", host, port).startswith("blocked"), (host, port)
-    assert not internet.arrivals("169.254.169.254", 80)
-    blocked = blocked_log(net_api, sid, "169.254.169.254")
-    entry = next(b for b in blocked if b["destination"] == "169.254.169.254")
+    assert not internet.arrivals(internet.metadata, 80)
+    blocked = blocked_log(net_api, sid, internet.metadata)
+    entry = next(b for b in blocked if b["destination"] == internet.metadata)
     assert entry["port"] == 80 and entry["protocol"] == "tcp" and entry["count"] >= 1
     events = net_api.get(f"/v1/shells/{sid}/events").json()["events"]
-    assert any(e["action"] == "blocked" and e["details"]["destination"] == "169.254.169.254" for e in events)
+    assert any(e["action"] == "blocked" and e["details"]["destination"] == internet.metadata for e in events)
 
 
 def test_allow_list_by_ip_cidr_name_and_wildcard(
     net_api: httpx.Client, make_net_shell: ShellMaker, internet: FakeInternet, zone: Zone
 ) -> None:
-    allow = ["198.51.100.10:80", "203.0.113.0/28/udp", "api.example.org", "*.wild.example.org:8080"]
+    block = internet.addresses.routed[1]  # the /28 of 203.0.113.0/24 that holds c and d
+    allow = [f"{internet.a}:80", f"{block}/udp", "api.example.org", "*.wild.example.org:8080"]
     shell = shell_with_probe(make_net_shell, net_api, network={"mode": "internet", "allow": allow})
     sid = shell["id"]
     assert shell["network"]["allow"] == allow
-    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
-    assert probe(net_api, sid, "tcp", "198.51.100.10", 8080).startswith("blocked")
-    assert probe(net_api, sid, "udp", "203.0.113.10", 53).startswith("ok")
-    assert probe(net_api, sid, "tcp", "203.0.113.10", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", internet.a, 80).startswith("ok")
+    assert probe(net_api, sid, "tcp", internet.a, 8080).startswith("blocked")
+    assert probe(net_api, sid, "udp", internet.c, 53).startswith("ok")
+    assert probe(net_api, sid, "tcp", internet.c, 80).startswith("blocked")
     # a direct connection to the address behind an allowed name, before resolving it: dropped
-    assert probe(net_api, sid, "tcp", "198.51.100.11", 443).startswith("blocked")
-    assert probe(net_api, sid, "dns", "api.example.org") == "ok 198.51.100.11"
-    assert probe(net_api, sid, "tcp", "198.51.100.11", 443).startswith("ok")
-    assert probe(net_api, sid, "dns", "x.wild.example.org") == "ok 203.0.113.11"
-    assert probe(net_api, sid, "tcp", "203.0.113.11", 8080).startswith("ok")
-    assert probe(net_api, sid, "tcp", "203.0.113.11", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", internet.b, 443).startswith("blocked")
+    assert probe(net_api, sid, "dns", "api.example.org") == f"ok {internet.b}"
+    assert probe(net_api, sid, "tcp", internet.b, 443).startswith("ok")
+    assert probe(net_api, sid, "dns", "x.wild.example.org") == f"ok {internet.d}"
+    assert probe(net_api, sid, "tcp", internet.d, 8080).startswith("ok")
+    assert probe(net_api, sid, "tcp", internet.d, 80).startswith("blocked")
     # a name not on the list is refused and never asked upstream (no exfiltration through DNS)
     assert probe(net_api, sid, "dns", "c2VjcmV0.evil.test").startswith("blocked")
     assert not any("c2vjcmv0" in n for n in zone.server.names())
@@ -234,20 +240,22 @@ def test_allow_list_by_ip_cidr_name_and_wildcard(
     assert any(
         b["protocol"] == "dns" and b["destination"].lower().startswith("c2vjcmv0.evil.test") for b in blocked
     )
-    assert any(b["destination"] == "198.51.100.10" and b["port"] == 8080 for b in blocked)
+    assert any(b["destination"] == internet.a and b["port"] == 8080 for b in blocked)
 
 
-def test_policy_changes_live_without_restart(net_api: httpx.Client, make_net_shell: ShellMaker) -> None:
+def test_policy_changes_live_without_restart(
+    internet: FakeInternet, net_api: httpx.Client, make_net_shell: ShellMaker
+) -> None:
     sid = shell_with_probe(make_net_shell, net_api)["id"]
     boot = exec_wait(net_api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"]
-    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", internet.a, 80).startswith("blocked")
     r = net_api.put(f"/v1/shells/{sid}/network", json={"mode": "internet", "allow": ["198.51.100.0/24"]})
     assert r.status_code == 200, r.text
     assert r.json()["policy"] == {"mode": "internet", "allow": ["198.51.100.0/24"]}
-    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("ok")
-    assert probe(net_api, sid, "tcp", "203.0.113.10", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", internet.a, 80).startswith("ok")
+    assert probe(net_api, sid, "tcp", internet.c, 80).startswith("blocked")
     assert net_api.put(f"/v1/shells/{sid}/network", json={"mode": "sealed"}).status_code == 200
-    assert probe(net_api, sid, "tcp", "198.51.100.10", 80).startswith("blocked")
+    assert probe(net_api, sid, "tcp", internet.a, 80).startswith("blocked")
     assert exec_wait(net_api, sid, "cat /proc/1/stat | cut -d' ' -f22")["stdout"] == boot
     assert net_api.get(f"/v1/shells/{sid}").json()["network"]["mode"] == "sealed"
     error_of(

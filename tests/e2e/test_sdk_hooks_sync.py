@@ -22,7 +22,7 @@ from .harness import ServerProcess
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[WebhookReceiver]:
-    with FakeInternet() as net, WebhookReceiver(net.netns_path, "198.51.100.11", 9110) as rec:
+    with FakeInternet() as net, WebhookReceiver(net.netns_path, net.b, 9110) as rec:
         yield rec
 
 

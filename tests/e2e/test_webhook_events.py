@@ -18,13 +18,12 @@ from tests.support.webhook_receiver import WebhookReceiver
 from .rest import wait_for
 from .tenancy import ADMIN, Caller, Tenancy, create_shell
 
-RECEIVER = "203.0.113.10"
 SECRET = "a-secret-for-the-event-tests"
 
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[WebhookReceiver]:
-    with FakeInternet() as net, WebhookReceiver(net.netns_path, RECEIVER, 9104) as rec:
+    with FakeInternet() as net, WebhookReceiver(net.netns_path, net.c, 9104) as rec:
         yield rec
 
 

@@ -20,8 +20,6 @@ from tests.support.webhook_receiver import Received, WebhookReceiver
 from .harness import ServerProcess, running_server
 from .rest import error_of, rest_client, wait_for
 
-RECEIVER = "198.51.100.10"
-
 
 @pytest.fixture(scope="module")
 def internet() -> Iterator[FakeInternet]:
@@ -50,7 +48,10 @@ def test_the_secret_is_sealed_at_rest_and_still_signs_across_a_restart(
     sealed_server: ServerProcess, internet: FakeInternet
 ) -> None:
     secret = f"whsec-{secrets.token_hex(16)}"
-    with WebhookReceiver(internet.netns_path, RECEIVER, 9102) as receiver, rest_client(sealed_server) as api:
+    with (
+        WebhookReceiver(internet.netns_path, internet.a, 9102) as receiver,
+        rest_client(sealed_server) as api,
+    ):
         bad = api.post("/v1/webhooks", json={"url": receiver.url, "events": ["nope"], "secret": secret})
         assert secret not in error_of(bad, 400, "invalid_request")["message"] and secret not in bad.text
         made = api.post("/v1/webhooks", json={"url": receiver.url, "events": ["*"], "secret": secret})

@@ -28,7 +28,6 @@ from .harness import ServerProcess, running_server
 from .rest import ShellMaker, error_of, rest_client, shell_maker, wait_for
 
 SECRET = "a-test-secret-of-enough-length"
-RECEIVER = "198.51.100.11"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +57,7 @@ def make(api: httpx.Client) -> Iterator[ShellMaker]:
 
 @pytest.fixture
 def receiver(internet: FakeInternet) -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(internet.netns_path, RECEIVER, 9101) as rec:
+    with WebhookReceiver(internet.netns_path, internet.b, 9101) as rec:
         yield rec
 
 
@@ -166,7 +165,7 @@ def test_a_slow_receiver_is_cut_off_and_others_are_not_held_up(
 ) -> None:
     slow_hook = register(receiver.url)
     receiver.delay_s = 30
-    with WebhookReceiver(internet.netns_path, "198.51.100.10", receiver.port) as quick:
+    with WebhookReceiver(internet.netns_path, internet.a, receiver.port) as quick:
         register(quick.url, ["created"])
         sid = str(make(language="bash")["id"])
         wait_for(lambda: types_for(quick, sid) == ["created"], timeout_s=10)

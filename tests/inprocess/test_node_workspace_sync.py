@@ -41,7 +41,9 @@ DEAD = f"127.0.0.1:{_free_port()}"
 @pytest.fixture
 async def instance(tmp_path: Path, s3: S3Server) -> AsyncIterator[Instance]:
     private = (s3.endpoint.split("://")[1], DEAD)
-    async with serving(tmp_path, sync_private_endpoints=private) as running:
+    async with serving(  # passes and retries without the production waits
+        tmp_path, sync_private_endpoints=private, sync_interval_s=0.1, sync_first_retry_s=0.05
+    ) as running:
         yield running
 
 

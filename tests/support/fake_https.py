@@ -2,7 +2,7 @@
 signed by a test CA of its own, that records every request head it reads.
 
     with FakeInternet() as net, FakeHttps(net) as api:
-        api.address        # 198.51.100.20, port 443
+        api.address        # the instance's ``addresses.https`` (198.51.100.20 in slot 0), port 443
         api.ca_file        # the test CA (what a server under test must trust to verify it)
         api.heads()        # request heads received so far, as bytes
 
@@ -27,10 +27,8 @@ _CHUNK = 64 * 1024
 
 
 class FakeHttps:
-    def __init__(
-        self, internet: FakeInternet, address: str = "198.51.100.20", names: tuple[str, ...] = NAMES
-    ):
-        self.internet, self.address, self.names = internet, address, names
+    def __init__(self, internet: FakeInternet, names: tuple[str, ...] = NAMES):
+        self.internet, self.address, self.names = internet, internet.addresses.https, names
         self._dir = Path(tempfile.mkdtemp(prefix="shells-fakehttps-", dir="/var/tmp"))
         self.ca_file = self._dir / "ca.pem"  # written by ``issue`` on entry
         self._heads: list[bytes] = []

@@ -20,7 +20,7 @@ from shells.api.app import create_app
 from shells.control.service import Control
 from shells.node import Node
 from shells.sdk import AsyncShells, Shells
-from shells.server import build_control
+from shells.server import SHUTDOWN_BACKSTOP_S, _Server, build_control
 from shells.settings import Settings
 from shells.store.repository import Store
 
@@ -110,12 +110,22 @@ async def serving_control(root: Path, first: FakeNode, **settings: object) -> As
 @contextmanager
 def serving_http(root: Path, **settings: object) -> Iterator[tuple[str, Instance]]:
     """The instance behind a real HTTP listener on loopback (uvicorn in a thread), for a browser;
-    yields its base URL."""
-    instance = build(root, **settings)
+    yields its base URL. It stops in bounded time, as ``shells serve`` does (a short grace: no test
+    here is about the drain)."""
+    instance = build(root, **({"shutdown_grace_s": 1.0} | settings))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(instance.app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        instance.app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=SHUTDOWN_BACKSTOP_S,
+    )
+    # stopped as ``shells serve`` stops: the live feed's streams (a console page holds one) end first,
+    # else uvicorn waits for them for ever
+    server = _Server(config, instance.control, instance.app.state.drain, None)
     thread = threading.Thread(target=server.run, name="in-process server")
     thread.start()
     try:
@@ -126,6 +136,7 @@ def serving_http(root: Path, **settings: object) -> Iterator[tuple[str, Instance
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        assert not thread.is_alive(), "the in-process server did not stop within 30 s"
 
 
 class PortalTransport(httpx.BaseTransport):

@@ -10,6 +10,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -84,24 +85,31 @@ class PostgresServer:
         )
         return out.stdout.strip()
 
-    def new_database(self, prefix: str = "shells") -> str:
-        """A fresh empty database; returns its URL."""
+    def new_database(self, prefix: str = "shells", template: str = "") -> str:
+        """A fresh database, empty or a copy of the database ``template`` names (which nobody may
+        be connected to); returns its URL."""
         name = f"{prefix}_{os.getpid()}_{next(_names)}"
-        self.psql(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        self.psql(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def start(self) -> None:
         """Start again on the same port and data after ``stop``."""
         self.proc = _start(self.data_dir, self.port)
 
-    def stop(self) -> None:
+    def stop(self, *, fast: bool = False) -> None:
+        """PostgreSQL's "smart" shutdown (SIGTERM: it waits up to 5 s for clients to leave), then its
+        "fast" one (SIGINT: clients are cut off); ``fast`` at once, when the data is thrown away."""
         if self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: PostgreSQL's "smart" shutdown is SIGTERM; fast is SIGINT
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(2)
-                self.proc.wait(timeout=30)
+            if not fast:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=5)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=30)
 
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -174,6 +182,6 @@ def postgres_server() -> Iterator[PostgresServer]:
         try:
             yield server
         finally:
-            server.stop()
+            server.stop(fast=True)  # the data is thrown away: no need to wait for clients to leave
     finally:
         shutil.rmtree(top, ignore_errors=True)

@@ -47,10 +47,14 @@ class S3Server:
         tail = f"/{prefix}" if prefix else ""
         return f"{scheme}://{identity[0]}:{identity[1]}@{host}/{bucket}{tail}"
 
-    def stop(self) -> None:
+    def stop(self, *, abruptly: bool = False) -> None:
+        """End the server: asked to (it may take seconds to shut down), or ``abruptly`` killed."""
         if self.proc is None:
             return
-        self.proc.terminate()
+        if abruptly:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -80,8 +84,9 @@ class S3Server:
 
     @contextmanager
     def outage(self) -> Iterator[None]:
-        """The server is down inside the block (connections refused) and back after it."""
-        self.stop()
+        """The server dies as the block starts (connections refused inside it) and is back after it
+        with what it had stored."""
+        self.stop(abruptly=True)
         try:
             yield
         finally:
@@ -115,5 +120,5 @@ def s3_server(bind: str = "127.0.0.1") -> Iterator[S3Server]:
         server.start()
         yield server
     finally:
-        server.stop()
+        server.stop(abruptly=True)  # the data is thrown away: no need for an orderly shutdown
         shutil.rmtree(top, ignore_errors=True)

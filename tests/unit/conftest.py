@@ -11,6 +11,7 @@ import pytest
 
 from shells.runtime.host import _libc
 from shells.runtime.host.btrfs import BtrfsPool
+from shells.store.repository import Store
 from tests.support.postgres import PostgresServer
 
 
@@ -61,3 +62,32 @@ def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'record.db'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.new_database()
+
+
+@pytest.fixture(scope="session")
+def migrated_records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A record at the newest schema, made once per session (migrations take a second or two on
+    PostgreSQL): a SQLite file and, lazily, a PostgreSQL database (filled in by ``migrated_url``)."""
+    path = tmp_path_factory.mktemp("migrated") / "record.db"
+    store = Store(f"sqlite:///{path}")
+    store.migrate()
+    store.close()
+    return {"sqlite": str(path)}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_records: dict[str, str]) -> str:
+    """The URL of a record at the newest schema with no rows, on SQLite and on PostgreSQL: for tests
+    of what runs on a record, not of the migrations (those take ``record_url``)."""
+    if request.param == "sqlite":
+        copy = tmp_path / "record.db"
+        shutil.copyfile(migrated_records["sqlite"], copy)
+        return f"sqlite:///{copy}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    if "postgresql" not in migrated_records:
+        url = server.new_database("migrated")
+        store = Store(url)
+        store.migrate()
+        store.close()  # a template database takes no connections
+        migrated_records["postgresql"] = url.rsplit("/", 1)[1]
+    return server.new_database(template=migrated_records["postgresql"])

@@ -68,9 +68,16 @@ def make_app() -> FastAPI:
     return app
 
 
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    """One app for the module's readers: its document is generated once (seconds of CPU) and cached.
+    A test that changes the document makes its own."""
+    return make_app()
+
+
 @pytest.fixture
-def checked() -> Iterator[DeclaredStatuses]:
-    check = DeclaredStatuses(make_app())
+def checked(app: FastAPI) -> Iterator[DeclaredStatuses]:
+    check = DeclaredStatuses(app)
     yield check
     assert not check.undeclared, check.undeclared
 
@@ -86,8 +93,7 @@ def _error(response: Any, status: int) -> dict[str, Any]:
     return dict(response.json()["error"])
 
 
-def test_every_json_body_is_a_model_in_the_document() -> None:
-    app = make_app()
+def test_every_json_body_is_a_model_in_the_document(app: FastAPI) -> None:
     doc = app.openapi()
     for route in app.routes:
         if not isinstance(route, APIRoute):
@@ -106,8 +112,8 @@ def test_every_json_body_is_a_model_in_the_document() -> None:
             assert "422" not in errors_declared or route.path == "/v1/templates/build", route.path
 
 
-def test_operations_are_named_and_ask_for_the_bearer_token() -> None:
-    doc = make_app().openapi()
+def test_operations_are_named_and_ask_for_the_bearer_token(app: FastAPI) -> None:
+    doc = app.openapi()
     operations = [(path, op) for path, ops in doc["paths"].items() for op in ops.values()]
     ids = [op["operationId"] for _, op in operations]
     assert len(ids) == len(set(ids)) and {"create_shell", "exec", "act_by_body"} <= set(ids)
@@ -117,8 +123,8 @@ def test_operations_are_named_and_ask_for_the_bearer_token() -> None:
         assert op.get("security") == ([{"bearer": []}] if path != "/v1/info" else None), path
 
 
-def test_every_field_of_every_body_is_described() -> None:
-    schemas = make_app().openapi()["components"]["schemas"]
+def test_every_field_of_every_body_is_described(app: FastAPI) -> None:
+    schemas = app.openapi()["components"]["schemas"]
     for name, schema in schemas.items():
         if name.endswith("Body") and not name.startswith(("Error", "ExecResult")):
             assert schema.get("additionalProperties") is False, name
@@ -126,8 +132,8 @@ def test_every_field_of_every_body_is_described() -> None:
                 assert prop.get("description"), f"{name}.{field}"
 
 
-def test_streams_are_documented() -> None:
-    doc = make_app().openapi()
+def test_streams_are_documented(app: FastAPI) -> None:
+    doc = app.openapi()
     ok = doc["paths"]["/v1/shells/{shell_id}/exec"]["post"]["responses"]["200"]["content"]
     assert set(ok) == {"application/json", "application/x-ndjson"}
     lines = ok["application/x-ndjson"]["schema"]["oneOf"]

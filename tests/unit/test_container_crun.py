@@ -11,7 +11,8 @@ from shells.runtime.container.crun import _spawn_and_wait
 
 PROBE = (
     'for fd in 0 1 2 3; do printf "%s " "$fd"; readlink /proc/self/fd/$fd; done; '
-    "grep SigIgn /proc/self/status; for fd in /proc/self/fd/*; do readlink $fd; done | grep -c socket:"
+    "grep SigIgn /proc/self/status; "
+    'for fd in /proc/self/fd/*; do readlink $fd; done | grep -cxF "$(readlink /proc/self/fd/3)"'
 )
 
 

@@ -203,7 +203,7 @@ def test_user_namespaces_made_from_many_threads_at_once_never_wait_for_each_othe
     threads = [threading.Thread(target=make, args=(w,), daemon=True) for w in range(16)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a deadlock never ends; 400 namespaces take 4 s idle, 30 at load 10
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     assert len(made) == 16 * 25, f"{len(made)} of {16 * 25} made: the helpers deadlocked"

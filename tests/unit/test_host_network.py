@@ -140,13 +140,15 @@ def quick(probe: Callable[[], object]) -> tuple[object, float]:
 
 
 # sealed and localhost ---------------------------------------------------------------------------------
-def test_sealed_refuses_tcp_udp_and_icmp_at_once_even_to_loopback(shells: Callable[..., Shell]) -> None:
+def test_sealed_refuses_tcp_udp_and_icmp_at_once_even_to_loopback(
+    internet: FakeInternet, shells: Callable[..., Shell]
+) -> None:
     s = shells(SEALED)
     for probe in (
-        lambda: tcp(s.netns, "198.51.100.10", 80),
+        lambda: tcp(s.netns, internet.a, 80),
         lambda: tcp(s.netns, "127.0.0.1", 80),
-        lambda: udp(s.netns, "198.51.100.10", 53),
-        lambda: ping(s.netns, "198.51.100.10"),
+        lambda: udp(s.netns, internet.a, 53),
+        lambda: ping(s.netns, internet.a),
     ):
         outcome, took = quick(probe)
         assert (outcome, took < FAST_S) == (errno.ENETUNREACH, True)
@@ -155,14 +157,16 @@ def test_sealed_refuses_tcp_udp_and_icmp_at_once_even_to_loopback(shells: Callab
     assert inside(s.netns, lambda: [name for _, name in socket.if_nameindex()]) == ["lo"]
 
 
-def test_localhost_serves_loopback_and_reaches_nothing_else(shells: Callable[..., Shell]) -> None:
+def test_localhost_serves_loopback_and_reaches_nothing_else(
+    internet: FakeInternet, shells: Callable[..., Shell]
+) -> None:
     s = shells(LOCALHOST)
     server = Listener(s.netns, "127.0.0.1", 7000, "local")
     try:
         assert tcp(s.netns, "127.0.0.1", 7000) == b"local from 127.0.0.1\n"
     finally:
         server.close()
-    assert tcp(s.netns, "198.51.100.10", 80) == errno.ENETUNREACH
+    assert tcp(s.netns, internet.a, 80) == errno.ENETUNREACH
     assert tcp(s.netns, str(s.addresses.gateway), 53) == errno.ENETUNREACH
     assert inside(s.netns, lambda: [name for _, name in socket.if_nameindex()]) == ["lo"]
 
@@ -173,10 +177,10 @@ def test_internet_without_a_list_reaches_public_addresses_through_nat(
 ) -> None:
     s = shells(INTERNET)
     nat = str(internet.host_address)
-    assert tcp(s.netns, "198.51.100.10", 80) == f"198.51.100.10:80 from {nat}\n".encode()
-    assert tcp(s.netns, "203.0.113.11", 8080) == f"203.0.113.11:8080 from {nat}\n".encode()
-    assert udp(s.netns, "203.0.113.10", 53) == f"203.0.113.10:53 from {nat}\n".encode()
-    assert ping(s.netns, "198.51.100.11") == b"pong"
+    assert tcp(s.netns, internet.a, 80) == f"{internet.a}:80 from {nat}\n".encode()
+    assert tcp(s.netns, internet.d, 8080) == f"{internet.d}:8080 from {nat}\n".encode()
+    assert udp(s.netns, internet.c, 53) == f"{internet.c}:53 from {nat}\n".encode()
+    assert ping(s.netns, internet.b) == b"pong"
     assert s.ip not in {c for _, _, c in internet.seen}
 
 
@@ -190,77 +194,79 @@ def test_internet_without_a_list_refuses_private_ranges_at_once(
 
 
 def test_an_ip_rule_admits_that_address_only(shells: Callable[..., Shell], internet: FakeInternet) -> None:
-    s = shells(allow("198.51.100.10"))
-    assert answered(tcp(s.netns, "198.51.100.10", 8080), b"198.51.100.10:8080")
-    assert answered(udp(s.netns, "198.51.100.10", 5353), b"198.51.100.10:5353")
-    assert ping(s.netns, "198.51.100.10") == b"pong"
-    before = len(internet.arrivals("198.51.100.11", 80))
-    assert tcp(s.netns, "198.51.100.11", 80) == REFUSED
-    assert tcp(s.netns, "203.0.113.10", 80) == REFUSED
-    assert ping(s.netns, "198.51.100.11") == "unreachable/13"
-    assert len(internet.arrivals("198.51.100.11", 80)) == before
+    s = shells(allow(internet.a))
+    assert answered(tcp(s.netns, internet.a, 8080), f"{internet.a}:8080".encode())
+    assert answered(udp(s.netns, internet.a, 5353), f"{internet.a}:5353".encode())
+    assert ping(s.netns, internet.a) == b"pong"
+    before = len(internet.arrivals(internet.b, 80))
+    assert tcp(s.netns, internet.b, 80) == REFUSED
+    assert tcp(s.netns, internet.c, 80) == REFUSED
+    assert ping(s.netns, internet.b) == "unreachable/13"
+    assert len(internet.arrivals(internet.b, 80)) == before
 
 
-def test_cidr_rules_with_port_and_protocol(shells: Callable[..., Shell]) -> None:
-    s = shells(allow("203.0.113.0/24:443/tcp", "198.51.100.0/24:53/udp", "198.51.100.11/tcp"))
-    assert answered(tcp(s.netns, "203.0.113.10", 443), b"203.0.113.10:443")
-    assert answered(tcp(s.netns, "203.0.113.11", 443), b"203.0.113.11:443")
-    assert tcp(s.netns, "203.0.113.10", 80) == REFUSED
-    assert answered(udp(s.netns, "198.51.100.10", 53), b"198.51.100.10:53")
-    assert udp(s.netns, "198.51.100.10", 5353) == errno.EHOSTUNREACH
-    assert tcp(s.netns, "198.51.100.10", 53) == REFUSED  # UDP only
-    assert answered(tcp(s.netns, "198.51.100.11", 80), b"198.51.100.11:80")
-    assert answered(tcp(s.netns, "198.51.100.11", 8080), b"198.51.100.11:8080")
-    assert ping(s.netns, "198.51.100.11") == "unreachable/13"  # TCP only
+def test_cidr_rules_with_port_and_protocol(internet: FakeInternet, shells: Callable[..., Shell]) -> None:
+    s = shells(allow("203.0.113.0/24:443/tcp", "198.51.100.0/24:53/udp", f"{internet.b}/tcp"))
+    assert answered(tcp(s.netns, internet.c, 443), f"{internet.c}:443".encode())
+    assert answered(tcp(s.netns, internet.d, 443), f"{internet.d}:443".encode())
+    assert tcp(s.netns, internet.c, 80) == REFUSED
+    assert answered(udp(s.netns, internet.a, 53), f"{internet.a}:53".encode())
+    assert udp(s.netns, internet.a, 5353) == errno.EHOSTUNREACH
+    assert tcp(s.netns, internet.a, 53) == REFUSED  # UDP only
+    assert answered(tcp(s.netns, internet.b, 80), f"{internet.b}:80".encode())
+    assert answered(tcp(s.netns, internet.b, 8080), f"{internet.b}:8080".encode())
+    assert ping(s.netns, internet.b) == "unreachable/13"  # TCP only
 
 
-def test_a_port_without_protocol_admits_tcp_and_udp(shells: Callable[..., Shell]) -> None:
-    s = shells(allow("203.0.113.10:53"))
-    assert answered(udp(s.netns, "203.0.113.10", 53), b"203.0.113.10:53")
-    assert answered(tcp(s.netns, "203.0.113.10", 53), b"203.0.113.10:53")
-    assert tcp(s.netns, "203.0.113.10", 80) == REFUSED
+def test_a_port_without_protocol_admits_tcp_and_udp(
+    internet: FakeInternet, shells: Callable[..., Shell]
+) -> None:
+    s = shells(allow(f"{internet.c}:53"))
+    assert answered(udp(s.netns, internet.c, 53), f"{internet.c}:53".encode())
+    assert answered(tcp(s.netns, internet.c, 53), f"{internet.c}:53".encode())
+    assert tcp(s.netns, internet.c, 80) == REFUSED
 
 
 def test_a_direct_connection_to_an_address_no_allowed_name_resolved_to_is_refused(
-    network: HostNetwork, shells: Callable[..., Shell]
+    internet: FakeInternet, network: HostNetwork, shells: Callable[..., Shell]
 ) -> None:
     s = shells(allow("pypi.example.org:80", "*.cdn.example.org"))
-    assert tcp(s.netns, "198.51.100.10", 80) == REFUSED
+    assert tcp(s.netns, internet.a, 80) == REFUSED
     network.allow_resolved(
-        s.host_id, parse_allow_rule("pypi.example.org:80"), [ipaddress.ip_address("198.51.100.10")], 60
+        s.host_id, parse_allow_rule("pypi.example.org:80"), [ipaddress.ip_address(internet.a)], 60
     )
-    assert answered(tcp(s.netns, "198.51.100.10", 80), b"198.51.100.10:80")
-    assert tcp(s.netns, "198.51.100.10", 8080) == REFUSED  # the rule's port only
-    assert tcp(s.netns, "198.51.100.11", 80) == REFUSED  # not resolved through an allowed name
+    assert answered(tcp(s.netns, internet.a, 80), f"{internet.a}:80".encode())
+    assert tcp(s.netns, internet.a, 8080) == REFUSED  # the rule's port only
+    assert tcp(s.netns, internet.b, 80) == REFUSED  # not resolved through an allowed name
     wildcard = parse_allow_rule("*.cdn.example.org")
-    network.allow_resolved(s.host_id, wildcard, [ipaddress.ip_address("203.0.113.11")], 60)
-    assert ping(s.netns, "203.0.113.11") == b"pong"
+    network.allow_resolved(s.host_id, wildcard, [ipaddress.ip_address(internet.d)], 60)
+    assert ping(s.netns, internet.d) == b"pong"
     elements = subprocess.run(
         ["nft", "list", "set", "inet", f"shells_{network.instance}", f"p{network._shell(s.host_id).slot}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert "198.51.100.10 . tcp . 80 timeout 1m" in elements  # resolved addresses expire
+    assert f"{internet.a} . tcp . 80 timeout 1m" in elements  # resolved addresses expire
 
 
 def test_resolved_addresses_for_a_rule_the_shell_lacks_are_ignored(
-    network: HostNetwork, shells: Callable[..., Shell]
+    internet: FakeInternet, network: HostNetwork, shells: Callable[..., Shell]
 ) -> None:
     s = shells(allow("pypi.example.org"))
     other = parse_allow_rule("evil.example.org")
-    network.allow_resolved(s.host_id, other, [ipaddress.ip_address("198.51.100.10")], 60)
-    assert tcp(s.netns, "198.51.100.10", 80) == REFUSED
+    network.allow_resolved(s.host_id, other, [ipaddress.ip_address(internet.a)], 60)
+    assert tcp(s.netns, internet.a, 80) == REFUSED
 
 
-@pytest.mark.parametrize("policy", [INTERNET, allow("169.254.169.254", "169.254.0.0/16:80")])
+@pytest.mark.parametrize("listed", [False, True])
 def test_the_metadata_address_is_refused_whatever_the_policy(
-    shells: Callable[..., Shell], internet: FakeInternet, policy: NetworkAccess
+    shells: Callable[..., Shell], internet: FakeInternet, listed: bool
 ) -> None:
-    s = shells(policy)
-    assert tcp(s.netns, "169.254.169.254", 80) == REFUSED
-    assert udp(s.netns, "169.254.169.254", 53) == errno.EHOSTUNREACH
-    assert internet.arrivals("169.254.169.254", 80) == []
+    s = shells(allow(internet.metadata, "169.254.0.0/16:80") if listed else INTERNET)
+    assert tcp(s.netns, internet.metadata, 80) == REFUSED
+    assert udp(s.netns, internet.metadata, 53) == errno.EHOSTUNREACH
+    assert internet.arrivals(internet.metadata, 80) == []
 
 
 def test_the_host_and_its_services_are_refused_except_dns_on_the_gateway(
@@ -335,48 +341,48 @@ def test_a_spoofed_source_address_is_dropped_and_counted(
         check=True,
     )
     before = len(internet.seen)
-    assert udp(attacker.netns, "198.51.100.10", 5353, timeout=0.5, source=victim.ip) == "timeout"
-    assert udp(attacker.netns, "198.51.100.10", 5353, timeout=0.5, source="198.51.100.77") == "timeout"
+    assert udp(attacker.netns, internet.a, 5353, timeout=0.5, source=victim.ip) == "timeout"
+    assert udp(attacker.netns, internet.a, 5353, timeout=0.5, source="198.51.100.77") == "timeout"
     assert len(internet.seen) == before
-    assert answered(udp(attacker.netns, "198.51.100.10", 5353, source=attacker.ip), b"198.51.100.10")
+    assert answered(udp(attacker.netns, internet.a, 5353, source=attacker.ip), internet.a.encode())
     counted = [a for h, a in network.drain_blocked() if h == attacker.host_id]
-    assert [(a.destination, a.port, a.count) for a in counted] == [("198.51.100.10", 5353, 2)]
+    assert [(a.destination, a.port, a.count) for a in counted] == [(internet.a, 5353, 2)]
 
 
 # changes on a running shell -----------------------------------------------------------------------------
 def test_policy_changes_apply_at_once_on_a_running_shell(
-    network: HostNetwork, shells: Callable[..., Shell]
+    internet: FakeInternet, network: HostNetwork, shells: Callable[..., Shell]
 ) -> None:
     s = shells(SEALED)
-    assert tcp(s.netns, "198.51.100.10", 80) == errno.ENETUNREACH
+    assert tcp(s.netns, internet.a, 80) == errno.ENETUNREACH
     network.set_policy(s.host_id, INTERNET)
-    assert answered(tcp(s.netns, "198.51.100.10", 80), b"198.51.100.10:80")
-    network.set_policy(s.host_id, allow("198.51.100.11"))
-    assert tcp(s.netns, "198.51.100.10", 80) == REFUSED
-    assert answered(tcp(s.netns, "198.51.100.11", 80), b"198.51.100.11:80")
+    assert answered(tcp(s.netns, internet.a, 80), f"{internet.a}:80".encode())
+    network.set_policy(s.host_id, allow(internet.b))
+    assert tcp(s.netns, internet.a, 80) == REFUSED
+    assert answered(tcp(s.netns, internet.b, 80), f"{internet.b}:80".encode())
     network.set_policy(s.host_id, LOCALHOST)
-    assert tcp(s.netns, "198.51.100.11", 80) == errno.ENETUNREACH
+    assert tcp(s.netns, internet.b, 80) == errno.ENETUNREACH
     assert inside(s.netns, lambda: [name for _, name in socket.if_nameindex()]) == ["lo"]
     network.set_policy(s.host_id, SEALED)
     assert tcp(s.netns, "127.0.0.1", 80) == errno.ENETUNREACH
     network.set_policy(s.host_id, INTERNET)
-    assert answered(tcp(s.netns, "198.51.100.10", 80), b"198.51.100.10:80")
+    assert answered(tcp(s.netns, internet.a, 80), f"{internet.a}:80".encode())
     assert network.addresses(s.host_id).ipv4 is not None
 
 
 def test_a_policy_change_forgets_the_shells_tracked_connections(
-    network: HostNetwork, shells: Callable[..., Shell]
+    internet: FakeInternet, network: HostNetwork, shells: Callable[..., Shell]
 ) -> None:
     s = shells(INTERNET)
-    assert answered(udp(s.netns, "203.0.113.10", 53), b"203.0.113.10")
+    assert answered(udp(s.netns, internet.c, 53), internet.c.encode())
     assert conntrack.count({ipaddress.IPv4Address(s.ip)}) >= 1
-    network.set_policy(s.host_id, allow("203.0.113.11"))
+    network.set_policy(s.host_id, allow(internet.d))
     assert conntrack.count({ipaddress.IPv4Address(s.ip)}) == 0
 
 
 # private networks ---------------------------------------------------------------------------------------
 def test_private_network_members_reach_each_other_both_ways_and_nothing_else(
-    network: HostNetwork, shells: Callable[..., Shell]
+    internet: FakeInternet, network: HostNetwork, shells: Callable[..., Shell]
 ) -> None:
     red = PrivateNetwork("net-red", "red", network.free_network_cidr())
     network.create_network(red)
@@ -395,7 +401,7 @@ def test_private_network_members_reach_each_other_both_ways_and_nothing_else(
             assert tcp(c.netns, ip_a, 7000) == errno.ENETUNREACH  # no route to another network
             assert tcp(b.netns, ip_c, 7000) == REFUSED  # via its uplink: refused
             assert tcp(outsider.netns, ip_a, 7000) == REFUSED
-            assert tcp(a.netns, "198.51.100.10", 80) == errno.ENETUNREACH  # localhost mode
+            assert tcp(a.netns, internet.a, 80) == errno.ENETUNREACH  # localhost mode
         finally:
             for server in servers:
                 server.close()
@@ -435,30 +441,30 @@ def test_a_network_cidr_outside_the_instance_range_is_refused(network: HostNetwo
 
 # audit --------------------------------------------------------------------------------------------------
 def test_blocked_attempts_aggregate_per_destination_and_stay_bounded(
-    network: HostNetwork, shells: Callable[..., Shell]
+    internet: FakeInternet, network: HostNetwork, shells: Callable[..., Shell]
 ) -> None:
-    s = shells(allow("203.0.113.10"))
+    s = shells(allow(internet.c))
 
     def flood() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for _ in range(300):
-                sock.sendto(b"x", ("198.51.100.10", 9999))
+                sock.sendto(b"x", (internet.a, 9999))
             for port in range(20000, 21500):
-                sock.sendto(b"x", ("198.51.100.11", port))
+                sock.sendto(b"x", (internet.b, port))
 
     started = time.time()
     inside(s.netns, flood)
     attempts = [a for h, a in network.drain_blocked() if h == s.host_id]
-    same = [a for a in attempts if a.destination == "198.51.100.10"]
+    same = [a for a in attempts if a.destination == internet.a]
     assert [(a.port, a.protocol, a.count) for a in same] == [(9999, "udp", 300)]
     assert started - 2 <= same[0].first_seen.timestamp() <= same[0].last_seen.timestamp() <= time.time() + 1
     assert len(attempts) <= 1024  # one record per destination, capped per shell
     inside(
         s.netns,
-        lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("198.51.100.10", 9999)),
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", (internet.a, 9999)),
     )
     again = [a for h, a in network.drain_blocked() if h == s.host_id]
-    assert [(a.destination, a.port, a.count) for a in again] == [("198.51.100.10", 9999, 1)]
+    assert [(a.destination, a.port, a.count) for a in again] == [(internet.a, 9999, 1)]
     assert network.drain_blocked() == []
 
 
@@ -488,14 +494,16 @@ def test_the_drain_reads_only_the_shells_that_refused_something(
     assert f" b{slot_of[quiet.host_id]} " not in f"{listed} "
 
 
-def test_attempts_not_yet_drained_survive_the_detach(network: HostNetwork, net_workdir: Path) -> None:
+def test_attempts_not_yet_drained_survive_the_detach(
+    internet: FakeInternet, network: HostNetwork, net_workdir: Path
+) -> None:
     path = str(net_workdir / "ns" / "late")
     netns.create_sealed_netns(path)
     try:
-        network.attach("late", path, allow("203.0.113.10"))
-        assert tcp(path, "198.51.100.10", 80) == REFUSED
+        network.attach("late", path, allow(internet.c))
+        assert tcp(path, internet.a, 80) == REFUSED
         network.detach("late")
-        assert [a.destination for h, a in network.drain_blocked() if h == "late"] == ["198.51.100.10"]
+        assert [a.destination for h, a in network.drain_blocked() if h == "late"] == [internet.a]
     finally:
         network.detach("late")
         netns.remove_netns(path)
@@ -503,10 +511,10 @@ def test_attempts_not_yet_drained_survive_the_detach(network: HostNetwork, net_w
 
 # restart and instances ----------------------------------------------------------------------------------
 def test_a_restarted_server_adopts_running_shells_repairs_ports_and_removes_orphans(
-    network: HostNetwork, shells: Callable[..., Shell], net_workdir: Path
+    internet: FakeInternet, network: HostNetwork, shells: Callable[..., Shell], net_workdir: Path
 ) -> None:
-    s = shells(allow("198.51.100.10"))
-    assert tcp(s.netns, "198.51.100.11", 80) == REFUSED
+    s = shells(allow(internet.a))
+    assert tcp(s.netns, internet.b, 80) == REFUSED
     orphan = f"sh{network.instance}fffff"
     subprocess.run(
         ["ip", "link", "add", orphan, "type", "veth", "peer", "name", f"{orphan[:-1]}x"], check=True
@@ -517,12 +525,12 @@ def test_a_restarted_server_adopts_running_shells_repairs_ports_and_removes_orph
     successor.prepare()
     with Netlink() as nl:
         assert nl.index(orphan) is None
-    assert answered(tcp(s.netns, "198.51.100.10", 80), b"198.51.100.10:80")
+    assert answered(tcp(s.netns, internet.a, 80), f"{internet.a}:80".encode())
     assert [(a.destination, a.count) for h, a in successor.drain_blocked() if h == s.host_id] == [
-        ("198.51.100.11", 1)
+        (internet.b, 1)
     ]
-    successor.set_policy(s.host_id, allow("198.51.100.11"))
-    assert answered(tcp(s.netns, "198.51.100.11", 80), b"198.51.100.11:80")
+    successor.set_policy(s.host_id, allow(internet.b))
+    assert answered(tcp(s.netns, internet.b, 80), f"{internet.b}:80".encode())
     network.prepare()  # the fixture's object takes over again, with the successor's records
 
 
@@ -548,19 +556,19 @@ def test_a_configured_range_that_the_host_already_routes_is_refused(
 
 
 def test_a_restarted_server_releases_shells_whose_netns_vanished(
-    network: HostNetwork, net_workdir: Path
+    internet: FakeInternet, network: HostNetwork, net_workdir: Path
 ) -> None:
     path = str(net_workdir / "ns" / "vanished")
     netns.create_sealed_netns(path)
-    network.attach("vanished", path, allow("203.0.113.10"))
-    assert tcp(path, "198.51.100.10", 80) == REFUSED
+    network.attach("vanished", path, allow(internet.c))
+    assert tcp(path, internet.a, 80) == REFUSED
     slot = network._shell("vanished").slot
     netns.remove_netns(path)  # the shell died with the server away
     successor = HostNetwork(Settings(data_dir=net_workdir / "data"))
     successor.prepare()
     successor.settle()
     assert successor.policy_of("vanished") is None
-    assert [a.destination for h, a in successor.drain_blocked() if h == "vanished"] == ["198.51.100.10"]
+    assert [a.destination for h, a in successor.drain_blocked() if h == "vanished"] == [internet.a]
     tables = subprocess.run(
         ["nft", "list", "table", *successor.rules.table.split()], capture_output=True, text=True, check=True
     )
@@ -569,7 +577,7 @@ def test_a_restarted_server_releases_shells_whose_netns_vanished(
 
 
 def test_attaching_a_netns_again_right_after_a_detach_replaces_its_stale_port(
-    network: HostNetwork, net_workdir: Path
+    internet: FakeInternet, network: HostNetwork, net_workdir: Path
 ) -> None:
     path = str(net_workdir / "ns" / "again")
     netns.create_sealed_netns(path)
@@ -577,9 +585,9 @@ def test_attaching_a_netns_again_right_after_a_detach_replaces_its_stale_port(
         network.attach("again", path, INTERNET)
         network.detach("again")  # its port is still queued for deletion
         network.attach("again", path, INTERNET)
-        assert answered(tcp(path, "198.51.100.10", 80), b"198.51.100.10:80")
+        assert answered(tcp(path, internet.a, 80), f"{internet.a}:80".encode())
         network.attach("again", path, INTERNET)  # attaching an attached shell starts it afresh
-        assert answered(tcp(path, "198.51.100.10", 80), b"198.51.100.10:80")
+        assert answered(tcp(path, internet.a, 80), f"{internet.a}:80".encode())
     finally:
         network.detach("again")
         netns.remove_netns(path)

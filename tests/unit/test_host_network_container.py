@@ -89,13 +89,13 @@ def test_an_internet_container_reaches_the_outside_through_nat_and_cannot_rewire
         gateway = backend.network.gateway_addresses()[0]
         assert sh(backend, "ctnet1", "cat /etc/resolv.conf") == (0, f"nameserver {gateway}\n")
         assert sh(backend, "ctnet1", "echo x > /etc/resolv.conf")[0] != 0  # read-only
-        assert sh(backend, "ctnet1", FETCH.format("198.51.100.10")) == (
+        assert sh(backend, "ctnet1", FETCH.format(internet.a)) == (
             0,
-            f"198.51.100.10:80 from {internet.host_address}\n",
+            f"{internet.a}:80 from {internet.host_address}\n",
         )
-        assert "Connection refused" in sh(backend, "ctnet1", FETCH.format("169.254.169.254"))[1]
+        assert "Connection refused" in sh(backend, "ctnet1", FETCH.format(internet.metadata))[1]
         assert "Operation not permitted" in sh(backend, "ctnet1", SIOCSIFFLAGS)[1]
-        assert sh(backend, "ctnet1", FETCH.format("198.51.100.11"))[1].startswith("198.51.100.11:80")
+        assert sh(backend, "ctnet1", FETCH.format(internet.b))[1].startswith(f"{internet.b}:80")
     finally:
         anyio.run(backend.destroy, "ctnet1")
     backend.network.settle()
@@ -104,16 +104,18 @@ def test_an_internet_container_reaches_the_outside_through_nat_and_cannot_rewire
     assert backend.network.policy_of("ctnet1") is None
 
 
-def test_set_network_changes_a_running_container_without_a_restart(backend: ContainerBackend) -> None:
+def test_set_network_changes_a_running_container_without_a_restart(
+    internet: FakeInternet, backend: ContainerBackend
+) -> None:
     anyio.run(backend.create, spec("ctnet2", NetworkAccess(NetworkMode.SEALED)))
     try:
         pid_before = sh(backend, "ctnet2", "cat /proc/1/stat | cut -d' ' -f22")[1]
-        assert "Network is unreachable" in sh(backend, "ctnet2", FETCH.format("198.51.100.10"))[1]
-        anyio.run(backend.set_network, "ctnet2", NetworkAccess(NetworkMode.INTERNET, ("198.51.100.10",)))
-        assert sh(backend, "ctnet2", FETCH.format("198.51.100.10"))[1].startswith("198.51.100.10:80")
-        assert "Connection refused" in sh(backend, "ctnet2", FETCH.format("198.51.100.11"))[1]
+        assert "Network is unreachable" in sh(backend, "ctnet2", FETCH.format(internet.a))[1]
+        anyio.run(backend.set_network, "ctnet2", NetworkAccess(NetworkMode.INTERNET, (internet.a,)))
+        assert sh(backend, "ctnet2", FETCH.format(internet.a))[1].startswith(f"{internet.a}:80")
+        assert "Connection refused" in sh(backend, "ctnet2", FETCH.format(internet.b))[1]
         anyio.run(backend.set_network, "ctnet2", NetworkAccess(NetworkMode.SEALED))
-        assert "Network is unreachable" in sh(backend, "ctnet2", FETCH.format("198.51.100.10"))[1]
+        assert "Network is unreachable" in sh(backend, "ctnet2", FETCH.format(internet.a))[1]
         assert sh(backend, "ctnet2", "cat /proc/1/stat | cut -d' ' -f22")[1] == pid_before  # same PID 1
     finally:
         anyio.run(backend.destroy, "ctnet2")

@@ -39,8 +39,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def store(record_url: str, clock: ManualClock) -> Iterator[Store]:
-    s = Store(record_url, clock=clock)
+def store(migrated_url: str, clock: ManualClock) -> Iterator[Store]:
+    s = Store(migrated_url, clock=clock)
     s.migrate()
     yield s
     s.close()

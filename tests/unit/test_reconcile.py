@@ -62,8 +62,8 @@ class HostBackend:
 
 
 @pytest.fixture
-def store(record_url: str) -> Iterator[Store]:
-    s = Store(record_url)
+def store(migrated_url: str) -> Iterator[Store]:
+    s = Store(migrated_url)
     s.migrate()
     yield s
     s.close()

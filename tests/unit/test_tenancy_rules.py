@@ -97,8 +97,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, record_url: str) -> Iterator[World]:
-    settings = Settings(data_dir=tmp_path, database_url=record_url)
+def world(tmp_path: Path, migrated_url: str) -> Iterator[World]:
+    settings = Settings(data_dir=tmp_path, database_url=migrated_url)
     store = Store(settings.db_url)
     store.migrate()
     control = Control(settings, store, [], HostNetwork(settings))

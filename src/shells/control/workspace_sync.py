@@ -3,11 +3,11 @@
 The host does it all: it lists the shell's /workspace directory on its own disk without following
 any link the shell made (``runtime.host.tree_scan``), and sends each new or changed file to
 ``prefix/<path>`` in the bucket with the user's key, which stays sealed in the record and in the
-server's memory, never in the shell. A pass runs every SYNC_INTERVAL_S for running shells and once,
-completely, at stop, pause, snapshot and delete. A class whose /workspace the host does not hold on
-its own disk (a microvm's is inside its disk image) is read through its agent instead, under
-host-side caps (``agent_tree``), and its complete pass is made just before a stop, pause or
-snapshot, while the agent still answers. A pass that fails (the bucket unreachable, the key
+server's memory, never in the shell. A pass runs every ``sync_interval_s`` (a setting) for running
+shells and once, completely, at stop, pause, snapshot and delete. A class whose /workspace the host
+does not hold on its own disk (a microvm's is inside its disk image) is read through its agent
+instead, under host-side caps (``agent_tree``), and its complete pass is made just before a stop,
+pause or snapshot, while the agent still answers. A pass that fails (the bucket unreachable, the key
 revoked) changes nothing in the shell: it is reported (``GET /v1/shells/{id}/sync``, the audit
 trail at the first failure of a run) and tried again with growing waits, and since a file counts as
 sent only once the bucket took it, nothing is lost when the bucket returns. A file removed from
@@ -71,7 +71,7 @@ class WorkspaceSync:
         """Shells not running whose last pass succeeded: nothing can change until they start."""
 
     def start(self) -> None:
-        self.ctx.background.every("workspace-sync", limits.SYNC_INTERVAL_S, self._sweep)
+        self.ctx.background.every("workspace-sync", self.ctx.settings.sync_interval_s, self._sweep)
 
     # create ---------------------------------------------------------------------------------------
     async def check(self, runtime: Runtime, target: SyncTarget) -> None:
@@ -272,7 +272,8 @@ class WorkspaceSync:
         status.failures += 1
         status.last_error, status.last_error_at = error, datetime.now(UTC)
         status.last_error_code = failure.code
-        wait = min(limits.SYNC_RETRY_FIRST_S * 2 ** (status.failures - 1), limits.SYNC_RETRY_MAX_S)
+        first = self.ctx.settings.sync_first_retry_s
+        wait = min(first * 2 ** (status.failures - 1), limits.SYNC_RETRY_MAX_S)
         self._next_try[shell.id] = time.monotonic() + wait
         self._settled.discard(shell.id)
         self.rows.note(shell.id, None, error, status.last_error_at)

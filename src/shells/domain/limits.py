@@ -122,18 +122,15 @@ DURABLE_RETRY_FIRST_S = 1.0
 DURABLE_RETRY_MAX_S = 300.0
 """Waits between tries of an upload that failed (the store unreachable, a disk error): the first,
 then doubling up to the last, until it succeeds or the snapshot is deleted."""
-SYNC_INTERVAL_S = 2.0
-"""How often a running shell's /workspace is compared with what its bucket holds (each pass sends
-only files whose size or modification time changed)."""
 SYNC_MAX_FILES = 100_000
 """Most files of one /workspace that sync tracks (the host keeps a size and time per file: a few MB
 at most); a pass over a larger tree fails with the reason until files are removed."""
 SYNC_CHECK_TIMEOUT_S = 5.0
 """Longest wait for a sync bucket's answer when a shell is created (a dead endpoint is a 400
 within this)."""
-SYNC_RETRY_FIRST_S = 1.0
 SYNC_RETRY_MAX_S = 60.0
-"""Waits before the next pass after failed ones: the first, doubling up to the last."""
+"""Longest wait before the next pass after failed ones (the first is ``Settings.sync_first_retry_s``,
+each next doubles)."""
 SYNC_AGENT_FILE_MAX_BYTES = 512 * 1024 * 1024
 """Largest file sync copies out of a shell through its agent (a microvm's /workspace): a file that
 claims more is skipped, one whose data runs past it fails the pass. One such file at a time per
