@@ -60,6 +60,8 @@ class ControlContext:
     def node_for(self, runtime: Runtime, offer: NodeOffer | None = None) -> str:
         """The node that will hold a new shell (recorded on the shell before it is made): the control
         role's rule over its ``--node`` agents, else the node placement chose, else this server's."""
+        if offer is not None and self.nodes is not None:
+            return offer.name  # placement chose among the cluster's nodes
         if self.place is not None:
             return self.place(runtime)
         return self.settings.node_name if offer is None else offer.name

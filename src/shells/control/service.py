@@ -8,8 +8,9 @@ from typing import Any
 
 from .. import __version__
 from ..domain import access
-from ..domain.errors import InvalidRequest
+from ..domain.errors import InvalidRequest, PermissionDenied
 from ..domain.isolation import PRESET_TEMPLATES, Language, Runtime
+from ..domain.nodes import READY
 from ..domain.principal import Principal
 from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
@@ -22,19 +23,22 @@ from ..runtime.network.egress import EgressProxy, upstream_context
 from ..runtime.network.egress_ca import EgressCA
 from ..runtime.volumes import HostVolumes
 from ..settings import Settings
+from ..store.nodes import NodeStore
 from ..store.repository import Store
 from .audit import Audit
-from .auth import Authenticator, authorize, require, visible_snapshots
+from .auth import Authenticator, authorize, is_platform_admin, require, visible_snapshots
 from .budgets import Budgets
 from .context import ControlContext
 from .dockerfile_builds import DockerfileBuilds
 from .durable import Durable
 from .expiry import Expiry
 from .feed import Feed
+from .fleet import Fleet, node_view
 from .image_templates import ImageTemplates
 from .inside import Inside
 from .leadership import Leadership
 from .lifecycle import Lifecycle
+from .local_node import local_offer
 from .metering import Metering
 from .metrics import ShellsCollector
 from .networking import Networking
@@ -70,11 +74,18 @@ class Control:
         *,
         dataplane: bool = True,
         place: Callable[[Runtime], str] | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         """``dataplane``: the shells' network is on this machine, so this process serves their DNS
-        resolver and the ingress and egress proxies; False when the node is remote and serves them."""
+        resolver and the ingress and egress proxies; False when the node is remote and serves them.
+        ``fleet``: a cluster's nodes (``control.fleet``): placement, node loss and fencing."""
         self.dataplane = dataplane
+        self.fleet = fleet
+        if fleet is not None:
+            place = fleet.routed.place
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, place=place)
+        if fleet is not None and fleet.membership is not None:
+            self.ctx.nodes = fleet.offers
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
@@ -146,6 +157,8 @@ class Control:
         log.info("reconciled: %s", report)
         if self.leadership is not None:
             self.leadership.start()
+        if self.fleet is not None:
+            self.fleet.start(self.ctx)
         await self.durable.start()
         self.sync.start()
         self.pool.start()
@@ -162,12 +175,27 @@ class Control:
         await self.ctx.background.stop()
         if self.leadership is not None:
             await self.leadership.stop()
+        if self.fleet is not None:
+            await self.fleet.close()
         await self.durable.close()
         self.samples.close()
         await self.webhooks.stop()
         await self.egress.close()
         await self.network.stop()
         await self.shells.drain()
+
+    def nodes(self, principal: Principal) -> list[dict[str, Any]]:
+        """Every node with its region, classes, load and state (platform admins)."""
+        if not is_platform_admin(principal):
+            raise PermissionDenied(
+                "Only a platform admin (the bootstrap admin token) lists the nodes.",
+                {"scope": access.PLATFORM_ADMIN},
+            )
+        if self.fleet is not None:
+            return self.fleet.listing()
+        placed = NodeStore(self.ctx.store).placed()
+        offer = local_offer(self.ctx.settings, self.ctx.backends.values())
+        return [node_view(offer.name, offer, READY, None, placed.get(offer.name, 0), False)]
 
     def info(self) -> dict[str, Any]:
         templates: dict[str, dict[str, str]] = {r.value: b.templates() for r, b in self.ctx.backends.items()}

@@ -57,5 +57,6 @@ NETWORK_CALLS = frozenset(
     }
 )
 """``InstanceNetwork``'s methods: synchronous, run in a worker thread on the node."""
-NODE_CALLS = frozenset({"hello", "usages"})
-"""The node itself: what it offers (``hello``), and its shells' resource usage in one call."""
+NODE_CALLS = frozenset({"hello", "usages", "fence"})
+"""The node itself: what it offers (``hello``), its shells' resource usage in one call, and its
+registration generation (``fence``)."""

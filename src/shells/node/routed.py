@@ -49,14 +49,19 @@ class RoutedBackend:
         self.runtime = runtime
         self.nodes = dict(nodes)
         self.routes = routes
-        first = next(iter(self.nodes.values()))
+        first = self._first = next(iter(self.nodes.values()))
         self.capabilities = first.capabilities
         self.network_modes = first.network_modes
         self.port_address = first.port_address
-        self._turn = itertools.cycle(sorted(self.nodes))
+        self._turn = itertools.count()
+        self.usable: Callable[[str], bool] = lambda name: True
+        """Whether a node takes new shells now (a cluster's ``control.fleet``: ready, not gone)."""
 
     def place(self) -> str:
-        return next(self._turn)
+        names = [n for n in sorted(self.nodes) if self.usable(n)]
+        if not names:
+            raise Unavailable(f"No node that runs {self.runtime} shells is up now; retry shortly.")
+        return names[next(self._turn) % len(names)]
 
     def _at(self, host_id: str) -> Backend:
         name = self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id)
@@ -73,15 +78,19 @@ class RoutedBackend:
     def _everywhere(self) -> list[Backend]:
         return list(self.nodes.values())
 
+    def _any(self) -> Backend:
+        """A node's backend for what every node answers alike (the first one's once none is left)."""
+        return next(iter(self.nodes.values()), self._first)
+
     # facts: the first node's (every node of a cluster runs the same release) ------------------------
     async def prepare(self) -> None:
         await asyncio.gather(*(b.prepare() for b in self._everywhere()))
 
     def details(self) -> dict[str, str]:
-        return next(iter(self.nodes.values())).details()
+        return self._any().details()
 
     def offers(self) -> list[RuntimeOffer]:
-        return next(iter(self.nodes.values())).offers()
+        return self._any().offers()
 
     def templates(self) -> dict[str, str]:
         merged: dict[str, str] = {}
@@ -112,13 +121,13 @@ class RoutedBackend:
         await asyncio.gather(*(b.delete_template(name) for b in self._everywhere()))
 
     async def export_ext4(self, name: str, dest: Path) -> None:
-        await next(iter(self.nodes.values())).export_ext4(name, dest)
+        await self._any().export_ext4(name, dest)
 
     async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
         return await self._of_snapshot(snapshot_id).export_snapshot(snapshot_id, dest)
 
     async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
-        return await next(iter(self.nodes.values())).export_template(name, dest)
+        return await self._any().export_template(name, dest)
 
     async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
         await asyncio.gather(*(b.import_template(meta, parts) for b in self._everywhere()))
@@ -131,7 +140,7 @@ class RoutedBackend:
 
     def _of_snapshot(self, snapshot_id: str) -> Backend:
         name = self.routes.snapshot_node(snapshot_id)
-        return self.nodes[name] if name in self.nodes else next(iter(self.nodes.values()))
+        return self.nodes[name] if name in self.nodes else self._any()
 
     async def inventory(self) -> HostInventory:
         found = await asyncio.gather(*(b.inventory() for b in self._everywhere()))
@@ -245,19 +254,22 @@ class RoutedNetwork:
         self.routes = routes
         self._first = next(iter(self.nodes.values()))
 
+    def _any(self) -> InstanceNetwork:
+        return next(iter(self.nodes.values()), self._first)
+
     def _at(self, host_id: str) -> InstanceNetwork:
         name = self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id)
-        return self.nodes.get(name or "", self._first)
+        return self.nodes.get(name or "", self._any())
 
     @property
     def range(self) -> InstanceRange:
-        return self._first.range
+        return self._any().range
 
     def addresses(self, host_id: str) -> ShellAddresses:
         return self._at(host_id).addresses(host_id)
 
     def gateway_addresses(self) -> list[IPv4Address]:
-        return self._first.gateway_addresses()
+        return self._any().gateway_addresses()
 
     def create_network(self, net: PrivateNetwork) -> None:
         for network in self.nodes.values():
@@ -300,24 +312,51 @@ class RoutedNetwork:
         self._at(host_id).allow_resolved(host_id, rule, addresses, ttl_s)
 
 
-def routed_node(nodes: Sequence[Node], routes: Routes) -> tuple[Node, Callable[[Runtime], str]]:
-    """One ``Node`` over ``nodes`` (each call to the node of its shell) and the placement rule."""
-    by_class: dict[Runtime, dict[str, Backend]] = {}
-    for node in nodes:
-        for backend in node.backends:
-            by_class.setdefault(backend.runtime, {})[node.name] = backend
-    routed = {runtime: RoutedBackend(runtime, found, routes) for runtime, found in by_class.items()}
+class RoutedNodes:
+    """The nodes behind the routed backends and network, changed while the control plane runs: a
+    node that joins is ``add``ed (its calls reach it from then on), one that leaves is ``remove``d
+    and its connections closed. The classes are those the first nodes offered."""
 
-    def place(runtime: Runtime) -> str:
-        backend = routed.get(runtime)
+    def __init__(self, nodes: Sequence[Node], routes: Routes) -> None:
+        by_class: dict[Runtime, dict[str, Backend]] = {}
+        for node in nodes:
+            for backend in node.backends:
+                by_class.setdefault(backend.runtime, {})[node.name] = backend
+        self.backends = {r: RoutedBackend(r, found, routes) for r, found in by_class.items()}
+        self.network = RoutedNetwork({n.name: n.network for n in nodes}, routes)
+        self.members: dict[str, Node] = {n.name: n for n in nodes}
+        self.node = Node(
+            "+".join(self.members), list[Backend](self.backends.values()), self.network, local=False,
+            close=self.close,
+        )  # fmt: skip
+
+    def place(self, runtime: Runtime) -> str:
+        backend = self.backends.get(runtime)
         if backend is None:
             raise FeatureUnavailable(f"No node offers the {runtime} class.", {"field": "runtime"})
         return backend.place()
 
-    async def close() -> None:
-        for node in nodes:
+    def add(self, node: Node) -> None:
+        self.members[node.name] = node
+        for backend in node.backends:
+            if (routed := self.backends.get(backend.runtime)) is not None:
+                routed.nodes[node.name] = backend
+        self.network.nodes[node.name] = node.network
+
+    async def remove(self, name: str) -> None:
+        node = self.members.pop(name, None)
+        for routed in self.backends.values():
+            routed.nodes.pop(name, None)
+        self.network.nodes.pop(name, None)
+        if node is not None:
             await node.close()
 
-    network = RoutedNetwork({n.name: n.network for n in nodes}, routes)
-    backends: list[Backend] = list(routed.values())
-    return Node("+".join(n.name for n in nodes), backends, network, local=False, close=close), place
+    async def close(self) -> None:
+        for name in list(self.members):
+            await self.remove(name)
+
+
+def routed_node(nodes: Sequence[Node], routes: Routes) -> tuple[Node, Callable[[Runtime], str]]:
+    """One ``Node`` over ``nodes`` (each call to the node of its shell) and the placement rule."""
+    routed = RoutedNodes(nodes, routes)
+    return routed.node, routed.place
