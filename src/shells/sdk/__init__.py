@@ -73,6 +73,7 @@ from ..domain.errors import (
     VolumeNotFound,
     WebhookNotFound,
 )
+from ._async.admin import AsyncAdmin
 from ._async.client import AsyncShells
 from ._async.commands import AsyncCommands
 from ._async.files import AsyncFiles
@@ -81,6 +82,7 @@ from ._async.resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates, Asy
 from ._async.shell import AsyncPorts, AsyncShell
 from ._async.tenancy import AsyncGrants, AsyncPrincipals, AsyncTenants, AsyncTerminals, AsyncTokens
 from ._async.webhooks import AsyncWebhooks
+from ._sync.admin import Admin
 from ._sync.client import Shells
 from ._sync.commands import Commands
 from ._sync.files import Files
@@ -111,6 +113,7 @@ from .models import (
     NetworkPolicy,
     NetworkStatus,
     NewToken,
+    NodeInfo,
     Port,
     Pricing,
     PrincipalInfo,
@@ -163,6 +166,8 @@ __all__ = [
     "AsyncTerminals",
     "AsyncTokens",
     "AsyncWebhooks",
+    "AsyncAdmin",
+    "Admin",
     "AuthError",
     "BillingTerms",
     "BlockedConnection",
@@ -204,6 +209,7 @@ __all__ = [
     "InvalidTemplateSpec",
     "MisdirectedRequest",
     "MetricSample",
+    "NodeInfo",
     "Network",
     "NetworkExists",
     "Secret",
