@@ -49,13 +49,14 @@ class NodeMachine:
         namespace of its own too, hiding the node's mounts from the host and from its purge)."""
         return ["nsenter", f"--net=/run/netns/{self.netns}", "--"]
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, env: dict[str, str] | None = None) -> None:
+        """Start the node agent ``name`` (``env``: more settings, e.g. its Kubernetes API)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir.parent / f"{self.netns}.log").open("ab")
         self.proc = subprocess.Popen(
             [*self.inside, *SHELLS, "node", "--listen", f"{self.address}:{self.port}",
              "--data-dir", str(self.data_dir), "--secret-file", str(self.secret_file), "--name", name],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ) | (env or {}), start_new_session=True,
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -241,6 +241,7 @@ class Fleet:
         reason = f"node {record.name} is gone: {why}; declared at {at}"
         if not self.records.mark_gone(record.name, record.generation, reason):
             return
+        self._record.pop(record.name, None)
         log.warning("%s", reason)
         for shell in self.records.assigned(record.name):
             if shell.pooled:
@@ -272,7 +273,7 @@ class Fleet:
         for host_id in sorted(set(found) - keep):
             log.warning("node %s still held shell %s, which the record gave up: destroying it", name, host_id)
             await found[host_id].destroy(host_id)
-        self.records.register(name, generation)
+        self._record[name] = self.records.register(name, generation)
         log.info("node %s registered (generation %d)", name, generation)
 
 
