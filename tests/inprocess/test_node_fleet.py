@@ -1,7 +1,8 @@
 """The control plane's view of its nodes, through real node agents serving fake nodes on loopback:
 a ``--node`` agent that stops answering past the grace is gone, its shells ``lost`` with the node
-named and nothing else disturbed, placement skips it; and a node refuses every call made under an
-older registration generation than the one it was fenced with."""
+named and nothing else disturbed, placement skips it; when it answers again it is registered under
+a new generation and the lost shell is destroyed on it, not brought back; and a node refuses every
+call made under an older registration generation than the one it was fenced with."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from shells.domain.errors import Unavailable
 from shells.node import Node
 from shells.node.remote import RemoteBackend
 from shells.node.wire import Signer
-from shells.sdk import AsyncShells
+from shells.sdk import AsyncShell, AsyncShells
 from shells.server import build_control
 from shells.settings import Settings
 
@@ -42,11 +43,15 @@ async def test_a_node_that_stops_answering_loses_its_shells_and_nothing_else(tmp
     secret_file = tmp_path / "cluster-secret"
     secret_file.write_bytes(secret)
     with ExitStack() as a_side, ExitStack() as b_side:
-        fake_a = FakeNode(tmp_path / "a")
+        fake_a, fake_b = FakeNode(tmp_path / "a"), FakeNode(tmp_path / "b")
         url_a = a_side.enter_context(agent_at(Node("node-a", [fake_a], NullNetwork()), Signer(secret)))
-        url_b = b_side.enter_context(
-            agent_at(Node("node-b", [FakeNode(tmp_path / "b")], NullNetwork()), Signer(secret))
-        )
+        node_b = Node("node-b", [fake_b], NullNetwork())
+        url_b = b_side.enter_context(agent_at(node_b, Signer(secret)))
+
+        def restart_b() -> None:
+            port = int(url_b.rsplit(":", 1)[1])
+            b_side.enter_context(agent_at(node_b, Signer(secret), port))
+
         settings = Settings(
             data_dir=tmp_path / "data",
             cache_dir=tmp_path / "cache",
@@ -62,14 +67,16 @@ async def test_a_node_that_stops_answering_loses_its_shells_and_nothing_else(tmp
         async with instance.app.router.lifespan_context(instance.app):
             instance.token = settings.admin_token_path.read_text(encoding="utf-8").strip()
             async with instance.client() as client:
-                await _scenario(client, b_side)
+                lost = await _scenario(client, b_side)
+                await anyio.to_thread.run_sync(restart_b)
+                await _returns_fenced(client, fake_b, lost)
 
 
 async def _states(client: AsyncShells) -> dict[str, str]:
     return {n.name: n.state for n in await client.admin.nodes()}
 
 
-async def _scenario(client: AsyncShells, b_side: ExitStack) -> None:
+async def _scenario(client: AsyncShells, b_side: ExitStack) -> AsyncShell:
     async def both_ready() -> bool:
         return await _states(client) == {"node-a": "ready", "node-b": "ready"}
 
@@ -94,6 +101,19 @@ async def _scenario(client: AsyncShells, b_side: ExitStack) -> None:
     assert [e.outcome for e in events] == ["lost"]
     for _ in range(3):  # placement never picks the gone node
         assert (await client.create("bash")).info.node == "node-a"
+    return on["node-b"]
+
+
+async def _returns_fenced(client: AsyncShells, fake_b: FakeNode, lost: AsyncShell) -> None:
+    assert fake_b.shell_dir(lost.id).exists()  # still on the node while it was away
+
+    async def registered() -> bool:
+        return {n.name: n for n in await client.admin.nodes()}["node-b"].state == "ready"
+
+    await _until(registered, 10, "node-b registered again")
+    assert {n.name: n for n in await client.admin.nodes()}["node-b"].generation == 2
+    assert not fake_b.shell_dir(lost.id).exists()  # destroyed before it was ready
+    assert (await lost.refresh()).state == "lost"
 
 
 async def test_a_node_refuses_calls_of_an_older_generation(tmp_path: Path) -> None:

@@ -30,11 +30,13 @@ def agent_serving(fake: FakeNode) -> Iterator[Node]:
 
 
 @contextmanager
-def agent_at(node: Node, signer: Signer) -> Iterator[str]:
-    """A node agent serving ``node`` with ``signer`` on a loopback port; yields its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def agent_at(node: Node, signer: Signer, port: int = 0) -> Iterator[str]:
+    """A node agent serving ``node`` with ``signer`` on a loopback port (``port``, else a free
+    one); yields its URL."""
+    if not port:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
     config = uvicorn.Config(
         NodeAgent(node, signer).app(),
         host="127.0.0.1",
