@@ -1,11 +1,13 @@
 """The webhook dispatcher is a singleton duty: two control-plane replicas over one PostgreSQL record
 and a real Kubernetes API server, a receiver on the fake internet that answers slowly (so an
 attempt is in flight for a second, long enough for a second dispatcher to pick the same delivery
-up); every delivery arrives exactly once, from the replica that holds the ``shells-control`` Lease."""
+up); every delivery arrives exactly once, from the replica that holds the ``shells-control`` Lease.
+The replicas share one secrets key, as a deployment's do (each opens the webhook's sealed secret)."""
 
 from __future__ import annotations
 
 import collections
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,15 @@ RECEIVER = "198.51.100.11"
 def two(tmp_path: Path, postgres: PostgresServer, kube_api: KubeAPI) -> Iterator[list[Replica]]:
     token_file = tmp_path / "kube-token"
     token_file.write_text(ADMIN_TOKEN, encoding="utf-8")
-    args = [postgres.new_database("hooks"), kube_api.url, str(token_file), kube_api.ca_file, str(LEASE_S)]
+    key = tmp_path / "secrets.key"
+    args = [
+        postgres.new_database("hooks"),
+        kube_api.url,
+        str(token_file),
+        kube_api.ca_file,
+        str(LEASE_S),
+        str(key),
+    ]
     made = [Replica(tmp_path / "a", args)]
     try:
         _until(made[0].ready, 60, "replica a starting")
@@ -57,4 +67,9 @@ def test_two_replicas_deliver_each_webhook_event_once(two: list[Replica]) -> Non
         _until(lambda: len(receiver.received) >= 6, 30, "the deliveries")
         time.sleep(3)  # room for a duplicate to arrive
         ids = collections.Counter(item.headers[ID_HEADER] for item in receiver.received)
-        assert max(ids.values()) == 1, f"delivered twice: {[i for i, n in ids.items() if n > 1]}"
+        assert max(ids.values()) == 1, f"attempted twice: {[i for i, n in ids.items() if n > 1]}"
+        events = collections.Counter(
+            (json.loads(item.body)["type"], json.loads(item.body)["event"]["id"])
+            for item in receiver.received
+        )
+        assert max(events.values()) == 1, f"queued twice: {[e for e, n in events.items() if n > 1]}"
