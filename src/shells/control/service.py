@@ -157,7 +157,10 @@ class Control:
         log.info("reconciled: %s", report)
         if self.leadership is not None:
             self.leadership.start()
-        if self.fleet is not None:
+        if self.fleet is not None:  # nodes registered before the first create (by the duties holder)
+            await self.fleet.look()
+            if self.ctx.background.leader():
+                await self.fleet.duty(self.ctx)
             self.fleet.start(self.ctx)
         await self.durable.start()
         self.sync.start()
