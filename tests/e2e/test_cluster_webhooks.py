@@ -17,37 +17,20 @@ import pytest
 
 from shells.domain.webhooks import ID_HEADER
 from tests.support.fake_internet import FakeInternet
-from tests.support.kube import ADMIN_TOKEN, KubeAPI
+from tests.support.kube import KubeAPI
 from tests.support.postgres import PostgresServer
 from tests.support.webhook_receiver import WebhookReceiver
 
-from .test_cluster_duties import LEASE_S, Replica, _until
+from .test_cluster_duties import LEASE_S, Replica, _until, two_replicas
 
 RECEIVER = "198.51.100.11"
 
 
 @pytest.fixture
 def two(tmp_path: Path, postgres: PostgresServer, kube_api: KubeAPI) -> Iterator[list[Replica]]:
-    token_file = tmp_path / "kube-token"
-    token_file.write_text(ADMIN_TOKEN, encoding="utf-8")
-    key = tmp_path / "secrets.key"
-    args = [
-        postgres.new_database("hooks"),
-        kube_api.url,
-        str(token_file),
-        kube_api.ca_file,
-        str(LEASE_S),
-        str(key),
-    ]
-    made = [Replica(tmp_path / "a", args)]
-    try:
-        _until(made[0].ready, 60, "replica a starting")
-        made.append(Replica(tmp_path / "b", args))
-        _until(made[1].ready, 60, "replica b starting")
+    key = str(tmp_path / "secrets.key")
+    with two_replicas(tmp_path, postgres.new_database("hooks"), kube_api, key) as made:
         yield made
-    finally:
-        for replica in made:
-            replica.stop()
 
 
 def test_two_replicas_deliver_each_webhook_event_once(two: list[Replica]) -> None:

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 STEP_S = 1.0
 """How often a replica looks at its nodes, and the leader declares losses and registrations."""
 PING_TIMEOUT_S = 2.0
+CALL_TIMEOUT_S = 30.0
+"""Bounds connecting to a node, fencing it and registering it: a node that stops mid-way (SIGSTOP,
+a partition) must not hold up the looks and duties for every other node."""
 
 
 @dataclass
@@ -177,14 +180,16 @@ class Fleet:
             if known.static and (known.pinging is None or known.pinging.done()):
                 known.pinging = asyncio.get_running_loop().create_task(self._ping(known))
             if known.node is None:
-                with contextlib.suppress(ShellsError, httpx.HTTPError, OSError):
-                    known.node = await asyncio.to_thread(node_over, known.client)
+                with contextlib.suppress(ShellsError, httpx.HTTPError, OSError, TimeoutError):
+                    async with asyncio.timeout(CALL_TIMEOUT_S):
+                        known.node = await asyncio.to_thread(node_over, known.client)
             record = self._record.get(name)
             if known.node is None:
                 continue
             if record is not None and record.ready and known.client.generation < record.generation:
-                with contextlib.suppress(ShellsError):
-                    await known.client.call("node", "fence", record.generation)
+                with contextlib.suppress(ShellsError, TimeoutError):
+                    async with asyncio.timeout(CALL_TIMEOUT_S):
+                        await known.client.call("node", "fence", record.generation)
                     known.client.generation = record.generation
             if name not in self.routed.members and self.alive(name):
                 self.routed.add(known.node)
@@ -226,9 +231,12 @@ class Fleet:
             now = records.get(name)
             if known.node is not None and self.alive(name) and (now is None or not now.ready):
                 try:
-                    await self._register(name, known, now)
+                    async with asyncio.timeout(CALL_TIMEOUT_S):
+                        await self._register(name, known, now)
                 except ShellsError as e:
                     log.warning("registering node %s failed (%s); trying again", name, e.message)
+                except TimeoutError:
+                    log.warning("registering node %s took over %g s; trying again", name, CALL_TIMEOUT_S)
 
     def _lose(self, ctx: ControlContext, record: NodeRecord) -> None:
         known = self._known.get(record.name)
