@@ -146,9 +146,11 @@ class NodePublisher:
     def start(self) -> None:
         self.holder.start()
 
-    async def stop(self) -> None:
-        """Stop renewing and clear the holder: readers see the node gone at their next look."""
-        await self.holder.stop(release=True)
+    async def stop(self, release: bool = True) -> None:
+        """Stop renewing and, if ``release``, clear the holder: readers see the node gone at their
+        next look. Without it the Lease runs out on its own, so an agent restarted within one
+        lease takes it back and its node is never gone."""
+        await self.holder.stop(release=release)
         if self.close is not None:
             await self.close()
 

@@ -220,6 +220,8 @@ class Fleet:
         await self.routed.close()
         for known in self._known.values():
             await known.client.aclose()
+        if self.membership is not None:
+            await self.membership.kube.aclose()
 
     # the leader ----------------------------------------------------------------------------------
     async def duty(self, ctx: ControlContext) -> None:

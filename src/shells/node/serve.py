@@ -51,8 +51,8 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         try:
             yield
         finally:
-            if publisher is not None:
-                await publisher.stop()
+            if publisher is not None:  # kept: a restart within one lease loses no shell
+                await publisher.stop(release=False)
             await resolver.close()
 
     app = agent.app()
