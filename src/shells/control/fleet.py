@@ -100,6 +100,7 @@ class Fleet:
             node = routed.members[name]
             self._known[name] = _Known(url, static, _client_of(node), node, answered=now)
         self._record: dict[str, NodeRecord] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         for backend in routed.backends.values():
             backend.usable = self.usable
 
@@ -167,7 +168,7 @@ class Fleet:
 
     async def look(self) -> None:
         """Connect to nodes that appeared, ping the static ones, follow the record's generations,
-        and drop the connections to nodes gone from the record."""
+        and drop the connections to nodes whose Lease expired."""
         self._record = self.records.all()
         if self.membership is not None:
             for offer in self.membership.live():
@@ -176,7 +177,11 @@ class Fleet:
                     self._known[offer.name] = _Known(url, False, NodeClient(url, self.signer), offer=offer)
                 elif offer.name in self._known:
                     self._known[offer.name].offer = offer
+        leased = {o.name for o in self.membership.live()} if self.membership is not None else set()
         for name, known in list(self._known.items()):
+            if not known.static and name not in leased:
+                self._forget(name)
+                continue
             if known.static and (known.pinging is None or known.pinging.done()):
                 known.pinging = asyncio.get_running_loop().create_task(self._ping(known))
             if known.node is None:
@@ -193,8 +198,6 @@ class Fleet:
                     known.client.generation = record.generation
             if name not in self.routed.members and self.alive(name):
                 self.routed.add(known.node)
-            elif not known.static and not self.alive(name):
-                await self._forget(name)
 
     async def _ping(self, known: _Known) -> None:
         with contextlib.suppress(ShellsError, TimeoutError, httpx.HTTPError, OSError):
@@ -202,16 +205,18 @@ class Fleet:
                 await known.client.call("node", "hello")
             known.answered = self.clock()
 
-    async def _forget(self, name: str) -> None:
-        """A node found by its Lease whose Lease expired: its client is closed (a new one is made
-        if it comes back, under its new generation)."""
+    def _forget(self, name: str) -> None:
+        """A node found by its Lease whose Lease expired: its client is closed in the background
+        (closing sessions to a node that does not answer waits for their timeouts); a new one is
+        made if it comes back."""
         known = self._known.pop(name)
-        if name in self.routed.members:
-            await self.routed.remove(name)
-        else:
-            await known.client.aclose()
+        closing = self.routed.remove(name) if name in self.routed.members else known.client.aclose()
+        task = asyncio.get_running_loop().create_task(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._closing, return_exceptions=True)
         for known in self._known.values():
             if known.pinging is not None:
                 known.pinging.cancel()
