@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: up down test kube-apiserver-bg lint typecheck unit e2e bench system-deps console console-check screenshots sdk-ts
+.PHONY: up down cluster-up cluster-down test kube-apiserver-bg lint typecheck unit e2e bench system-deps console console-check screenshots sdk-ts
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -18,6 +18,14 @@ up: system-deps $(STAMP)
 
 down:
 	-@pid=$$(cat $${SHELLS_DATA_DIR:-$$HOME/.local/share/shells}/server.pid 2>/dev/null) && kill $$pid && echo "stopped server $$pid"
+
+# A whole cluster on this machine (docs/cluster.md): Kubernetes API, PostgreSQL, two control-plane
+# replicas and three node agents in two regions, each node in its own network namespace.
+cluster-up: system-deps $(STAMP)
+	$(PY) -m tests.e2e.local_cluster up
+
+cluster-down:
+	$(PY) -m tests.e2e.local_cluster down
 
 lint: $(STAMP)
 	.venv/bin/ruff check src tests benchmarks scripts

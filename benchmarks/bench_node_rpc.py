@@ -41,10 +41,12 @@ def exec_true(http: httpx.Client, shell: str) -> Callable[[], float]:
     return run
 
 
-def create_to_output(http: httpx.Client) -> Callable[[], float]:
+def create_to_output(http: httpx.Client, region: str | None = None) -> Callable[[], float]:
+    body = {"language": "bash"} | ({"region": region} if region else {})
+
     def run() -> float:
         started = time.perf_counter()
-        created = http.post("/v1/shells", json={"language": "bash"})
+        created = http.post("/v1/shells", json=body)
         created.raise_for_status()
         shell = created.json()["id"]
         with http.stream("POST", f"/v1/shells/{shell}/exec", json={"cmd": ["echo", "hi"]}) as answer:
@@ -67,6 +69,19 @@ def measure(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, 
         for name, run in order:
             results[name].append(run())
     return results
+
+
+def warm_and_measure(
+    execs: dict[str, Callable[[], float]],
+    creates: dict[str, Callable[[], float]],
+    runs: int,
+    create_runs: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each variant run three times unmeasured (connections, code paths), then both measured."""
+    for run in [*execs.values(), *creates.values()]:
+        for _ in range(3):
+            run()
+    return measure(execs, runs), measure(creates, create_runs)
 
 
 def report(title: str, results: dict[str, list[float]]) -> None:
@@ -113,11 +128,7 @@ def main() -> None:
                     "one box (in-process node)": create_to_output(local),
                     "control -> node agent over a link": create_to_output(remote),
                 }
-                for run in [*execs.values(), *creates.values()]:  # warm connections and code paths
-                    for _ in range(3):
-                        run()
-                exec_results = measure(execs, args.runs)
-                create_results = measure(creates, args.creates)
+                exec_results, create_results = warm_and_measure(execs, creates, args.runs, args.creates)
                 for c, shell in shells.items():
                     c.delete(f"/v1/shells/{shell}")
                 for c in clients:

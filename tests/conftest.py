@@ -46,7 +46,11 @@ def s3() -> Iterator[S3Server]:
         yield server
 
 
+ON_KUBE = {"kube_api", "local_cluster"}
+"""Fixtures that start a Kubernetes API (``local_cluster``: tests/e2e/local_cluster.py's own)."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests on the Kubernetes API run last: its server may still be building (``make test``
     starts that build in the background) while everything else runs."""
-    items.sort(key=lambda item: "kube_api" in getattr(item, "fixturenames", ()))
+    items.sort(key=lambda item: bool(ON_KUBE & set(getattr(item, "fixturenames", ()))))

@@ -20,8 +20,8 @@ from .api.app import create_app
 from .api.drain import Drain
 from .cluster.kube import Kube, KubeConfig, KubeError
 from .cluster.membership import Membership
-from .control.fleet import Fleet
 from .control.leadership import kube_config
+from .control.node_registry import NodeRegistry
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
 from .domain.errors import InvalidRequest, Unavailable
@@ -29,7 +29,7 @@ from .domain.nodes import NodeOffer
 from .node import Node
 from .node.local import local_node
 from .node.remote import connect_node
-from .node.routed import RoutedNodes, Routes
+from .node.routed import Fleet, Routes
 from .node.wire import Signer, load_secret
 from .settings import Settings
 from .store.repository import Store
@@ -41,6 +41,9 @@ WS_MAX_MESSAGE = 1 << 20
 """Largest WebSocket message (terminal input) the server accepts."""
 ROUTES_CACHED = 65536
 """Shells whose node a control plane remembers (looked up in the record again when forgotten)."""
+ROUTE_KEPT_S = 5.0
+"""How long a shell's node is remembered before the record is read again (a shell moved by another
+control replica is reached at its new node after at most this long)."""
 SHUTDOWN_BACKSTOP_S = 5
 """After the drain, how long uvicorn waits for other open answers (downloads, terminals)."""
 
@@ -50,36 +53,46 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
     ``settings.nodes``, the node agents there, each shell's calls going to its node)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_url)
-    fleet = None
+    registry = None
     if node is None and (settings.nodes or settings.discover_nodes):
-        fleet = remote_nodes(settings, store)
-        node = fleet.routed.node
+        registry = remote_nodes(settings, store)
+        node = registry.fleet.node
     node = node or local_node(settings)
     return Control(
-        settings, store, node.backends, node.network, node.volumes, dataplane=node.local, fleet=fleet
+        settings,
+        store,
+        node.backends,
+        node.network,
+        node.volumes,
+        dataplane=node.local,
+        carrier=node.carrier,
+        fleet=node.fleet,
+        registry=registry,
     )
 
 
-def remote_nodes(settings: Settings, store: Store) -> Fleet:
+def remote_nodes(settings: Settings, store: Store) -> NodeRegistry:
     """The control role's nodes: the ``--node`` agents, and with ``discover_nodes`` those whose
-    Kubernetes Leases are live now (more are connected as they appear: ``control.fleet``), reached
-    with the cluster secret and routed by the record: a shell's node never changes once it is made,
-    so each is looked up once."""
+    Kubernetes Leases are live now (more are connected as they appear: ``control.node_registry``),
+    reached with the cluster secret and routed by the record: each shell's node is remembered for
+    ``ROUTE_KEPT_S`` (a move on this replica forgets it at once through ``Routes.forget``; another
+    replica's move is seen within that time)."""
     assert settings.cluster_secret_file is not None
     signer = Signer(load_secret(settings.cluster_secret_file))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node call otherwise
 
-    known: dict[str, str] = {}
+    known: dict[str, tuple[str, float]] = {}
 
     def node_of(host_id: str) -> str | None:
-        if host_id not in known:
+        now = time.monotonic()
+        if host_id not in known or now - known[host_id][1] > ROUTE_KEPT_S:
             shell = store.get_shell(host_id)
             if shell is None:
                 return None
             if len(known) >= ROUTES_CACHED:
                 known.clear()
-            known[host_id] = shell.node
-        return known[host_id]
+            known[host_id] = (shell.node, now)
+        return known[host_id][0]
 
     def snapshot_node(snapshot_id: str) -> str | None:
         snap = store.get_snapshot(snapshot_id)
@@ -99,8 +112,12 @@ def remote_nodes(settings: Settings, store: Store) -> Fleet:
         if not nodes:
             raise Unavailable("No node agent holds a live Lease (SHELLS_KUBE_URL) nor answers at --node.")
         membership = Membership(Kube(config))
-    routed = RoutedNodes(nodes, Routes(node_of, snapshot_node))
-    return Fleet(settings, store, signer, routed, urls, membership)
+
+    def forget(host_id: str) -> None:
+        known.pop(host_id, None)
+
+    fleet = Fleet(nodes, Routes(node_of, snapshot_node, forget))
+    return NodeRegistry(settings, store, signer, fleet, urls, membership)
 
 
 async def first_offers(config: KubeConfig, lease_s: float, have_static: bool) -> list[NodeOffer]:

@@ -139,6 +139,10 @@ class Settings:
     """The control role also drives the node agents it finds by their Kubernetes Leases
     (``kube_url``), connecting and dropping them as they come and go (``shells serve --role
     control`` with ``SHELLS_KUBE_URL`` sets it)."""
+    classes: tuple[str, ...] = ()
+    """The isolation classes this machine runs (``SHELLS_CLASSES``, comma-separated, e.g.
+    ``container,wasm``); empty: every class the host can run. The container class always runs:
+    wasm and microvm build on its pool and templates."""
 
     sync_private_endpoints: tuple[str, ...] = ()
     """``host:port`` of S3 servers on private addresses (loopback, this host's) that workspace sync

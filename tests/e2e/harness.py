@@ -182,6 +182,8 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
                 leaks.append(f"qemu pid {proc.name}")
             if "rclone" in cmdline and str(settings.run_dir) in cmdline:  # a bucket mount's FUSE process
                 leaks.append(f"rclone pid {proc.name}")
+            if "virtiofsd" in cmdline and str(settings.run_dir) in cmdline:  # a microvm's share
+                leaks.append(f"virtiofsd pid {proc.name}")
     return leaks
 
 

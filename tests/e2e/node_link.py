@@ -3,6 +3,7 @@ so every call from the control plane crosses a link (veth) and a bridge as it wo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -49,16 +50,29 @@ class NodeMachine:
         namespace of its own too, hiding the node's mounts from the host and from its purge)."""
         return ["nsenter", f"--net=/run/netns/{self.netns}", "--"]
 
+    @property
+    def gateway(self) -> str:
+        """This machine's address on the node's bridge: where the node reaches services of the host."""
+        return self.address.rsplit(".", 1)[0] + ".1"
+
     def start(self, name: str, env: dict[str, str] | None = None) -> None:
-        """Start the node agent ``name`` (``env``: more settings, e.g. its Kubernetes API)."""
+        """``shells node`` in the netns, with ``env`` (``SHELLS_REGION``, ``SHELLS_CLASSES``...) added."""
+        self.launch(name, env)
+        self.wait_serving()
+
+    def launch(self, name: str, env: dict[str, str] | None = None) -> None:
+        """Start the node agent without waiting for it (several machines start side by side)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir.parent / f"{self.netns}.log").open("ab")
         self.proc = subprocess.Popen(
             [*self.inside, *SHELLS, "node", "--listen", f"{self.address}:{self.port}",
              "--data-dir", str(self.data_dir), "--secret-file", str(self.secret_file), "--name", name],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ) | (env or {}), start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ | (env or {}), start_new_session=True,
         )  # fmt: skip
         log.close()
+
+    def wait_serving(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -82,32 +96,59 @@ class NodeMachine:
         self.proc = None
 
 
+@dataclass(frozen=True)
+class Bridge:
+    """A test bridge standing for the link between machines: ``172.30.N.1/24`` is this host's end."""
+
+    name: str
+    subnet: int
+
+    def address(self, host: int) -> str:
+        return f"172.30.{self.subnet}.{host}"
+
+
 @contextmanager
-def node_machine(root: Path, secret_file: Path) -> Iterator[NodeMachine]:
-    """A machine for a node agent: its own netns at 172.30.N.2 on a fresh bridge (172.30.N.1 here);
-    afterwards the node is purged, the links and netns deleted, and nothing of it may remain."""
+def bridge() -> Iterator[Bridge]:
+    """A fresh bridge on a /24 of 172.30/16 no other bridge here uses; deleted afterwards."""
     tag = secrets.token_hex(3)
-    subnet = 1 + int(tag, 16) % 250
-    bridge, veth, netns = f"shnb{tag}", f"shnv{tag}", f"shnn{tag}"
-    machine = NodeMachine(netns, f"172.30.{subnet}.2", free_port(), root / "node", secret_file)
-    ip("netns", "add", netns)
+    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+    subnet = next(n for k in range(250) if f"172.30.{(n := 1 + (int(tag, 16) + k) % 250)}." not in used)
+    made = Bridge(f"shnb{tag}", subnet)
+    ip("link", "add", made.name, "type", "bridge")
     try:
-        ip("link", "add", bridge, "type", "bridge")
-        ip("addr", "add", f"172.30.{subnet}.1/24", "dev", bridge)
-        ip("link", "set", bridge, "up")
-        ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
-        ip("link", "set", veth, "master", bridge, "up")
-        ip("-n", netns, "addr", "add", f"{machine.address}/24", "dev", "eth0")
-        ip("-n", netns, "link", "set", "eth0", "up")
-        ip("-n", netns, "link", "set", "lo", "up")
-        ip("-n", netns, "route", "add", "default", "via", f"172.30.{subnet}.1")
-        yield machine
+        ip("addr", "add", f"{made.address(1)}/24", "dev", made.name)
+        ip("link", "set", made.name, "up")
+        yield made
     finally:
-        machine.stop()
-        purged = machine.run(*SHELLS, "purge", "--data-dir", str(machine.data_dir), "--yes")
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        subprocess.run(["ip", "link", "del", veth], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", made.name], capture_output=True, check=False)
+
+
+@contextmanager
+def node_machine(
+    root: Path, secret_file: Path, on: Bridge | None = None, host: int = 2
+) -> Iterator[NodeMachine]:
+    """A machine for a node agent: its own netns at ``172.30.N.host`` on bridge ``on`` (a fresh one
+    of its own when None); afterwards the node is purged, its link and netns deleted, and nothing of
+    it may remain."""
+    with contextlib.ExitStack() as stack:
+        link = on or stack.enter_context(bridge())
+        tag = secrets.token_hex(3)
+        veth, netns = f"shnv{tag}", f"shnn{tag}"
+        machine = NodeMachine(netns, link.address(host), free_port(), root / "node", secret_file)
+        ip("netns", "add", netns)
+        try:
+            ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+            ip("link", "set", veth, "master", link.name, "up")
+            ip("-n", netns, "addr", "add", f"{machine.address}/24", "dev", "eth0")
+            ip("-n", netns, "link", "set", "eth0", "up")
+            ip("-n", netns, "link", "set", "lo", "up")
+            ip("-n", netns, "route", "add", "default", "via", link.address(1))
+            yield machine
+        finally:
+            machine.stop()
+            purged = machine.run(*SHELLS, "purge", "--data-dir", str(machine.data_dir), "--yes")
+            subprocess.run(["ip", "link", "del", veth], capture_output=True, check=False)
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
     assert purged.returncode == 0, purged.stderr.decode(errors="replace")
     leaks = host_leaks(machine.data_dir, Settings(data_dir=machine.data_dir).instance_id)
     assert not leaks, f"the node left host objects behind: {leaks}"

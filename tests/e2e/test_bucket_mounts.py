@@ -126,6 +126,26 @@ def fuse_processes(server: ServerProcess, shell_id: str) -> list[str]:
     return found
 
 
+def assert_no_credentials(api: httpx.Client, shell_id: str, more: str, where: str) -> None:
+    """Root inside looks for the bucket's key and secret in its environment, every process's
+    ``cmdline`` and ``environ``, ``mountinfo``, what ``more`` prints, and the files ``where`` (grep
+    arguments) names; finds neither. The pattern is written so that the command line holding it does
+    not match it (``x[y]`` matches ``xy``)."""
+    secret, key_id = s3.USER[1], s3.USER[0]
+    pattern = f"{secret[:-1]}[{secret[-1]}]"
+    hunt = exec_wait(
+        api,
+        shell_id,
+        f"env; cat /proc/self/mountinfo; {more or 'true'}; "
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; tr '\\0' '\\n' < $p/environ; done 2>/dev/null; "
+        f"grep -rsIl -e '{pattern}' {where} 2>/dev/null; echo END",
+        timeout_s=120,
+    )
+    seen = hunt["stdout"] + hunt["stderr"]
+    assert seen.endswith("END\n"), seen[-500:]
+    assert secret not in seen and key_id not in seen
+
+
 def until(what: str, check: Any, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -170,27 +190,18 @@ def test_bucket_files_cross_both_ways_and_the_credentials_stay_out(
         assert ro["exit_code"] != 0 and "Read-only" in ro["stderr"], ro
         assert get(weed, "run1/new.txt") is None
 
-        # The attack: root inside looks everywhere a credential could be. The pattern is written so
-        # that the command line holding it does not match it (``x[y]`` matches ``xy``).
-        secret, key_id = s3.USER[1], s3.USER[0]
-        pattern = f"{secret[:-1]}[{secret[-1]}]"
-        hunt = exec_wait(
+        # The attack: root inside looks everywhere a credential could be.
+        assert_no_credentials(
             api,
             sid,
-            "env; cat /proc/self/mountinfo; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; "
-            "tr '\\0' '\\n' < $p/environ; done 2>/dev/null; "
-            "grep -rsIl -e '" + pattern + "' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=data "
-            "--exclude-dir=ro --exclude-dir=usr 2>/dev/null; echo END",
-            timeout_s=120,
+            "",
+            "/ --exclude-dir=proc --exclude-dir=sys --exclude-dir=data --exclude-dir=ro --exclude-dir=usr",
         )
-        seen = hunt["stdout"] + hunt["stderr"]
-        assert seen.endswith("END\n"), seen[-500:]
-        assert secret not in seen and key_id not in seen
         procs = exec_wait(api, sid, "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
         assert "rclone" not in procs["stdout"]  # the host's FUSE processes are not visible inside
         for where in (f"/v1/shells/{sid}", f"/v1/shells/{sid}/events", "/v1/audit"):
             answer = api.get(where)
-            assert answer.status_code == 200 and secret not in answer.text
+            assert answer.status_code == 200 and s3.USER[1] not in answer.text
         shown = api.get(f"/v1/shells/{sid}").json()
         assert [(m["path"], m["read_only"]) for m in shown["mounts"]] == [
             ("/data", False),

@@ -21,6 +21,8 @@ import pytest
 from tests.support.kube import ADMIN_TOKEN, KubeAPI
 from tests.support.postgres import PostgresServer
 
+from .local_cluster import singleton_duties
+
 LEASE_S = 3.0
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,10 +54,7 @@ class Replica:
 
     def duties(self) -> bool:
         """Whether this replica says it runs the singleton duties (``/metrics``)."""
-        text = httpx.get(self.url + "/metrics", headers={"Authorization": f"Bearer {self.token()}"}).text
-        lines = [line for line in text.splitlines() if line.startswith("shells_singleton_duties ")]
-        assert lines, "no shells_singleton_duties gauge"
-        return float(lines[0].split()[1]) == 1.0
+        return singleton_duties(self.url, self.token())
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -76,7 +76,7 @@ def _until(predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
 
 def _nodes(control: ServerProcess) -> dict[str, NodeInfo]:
     with control.client() as client:
-        return {n.name: n for n in client.admin.nodes()}
+        return {n.name: n for n in client.nodes.list()}
 
 
 def _states(control: ServerProcess) -> dict[str, str]:

@@ -360,6 +360,9 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/volumes", foreign=None),
     Endpoint("GET", "/v1/volumes/{name}", foreign="volume_not_found", name="volume"),
     Endpoint("DELETE", "/v1/volumes/{name}", foreign="volume_not_found", name="volume"),
+    Endpoint("POST", "/v1/admin/nodes/{name}/drain", foreign="permission_denied", foreign_status=403),
+    Endpoint("POST", "/v1/admin/nodes/{name}/uncordon", foreign="permission_denied", foreign_status=403),
+    Endpoint("POST", "/v1/shells/{shell_id}/recover"),
 ]  # fmt: skip
 
 

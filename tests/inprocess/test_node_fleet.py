@@ -73,7 +73,7 @@ async def test_a_node_that_stops_answering_loses_its_shells_and_nothing_else(tmp
 
 
 async def _states(client: AsyncShells) -> dict[str, str]:
-    return {n.name: n.state for n in await client.admin.nodes()}
+    return {n.name: n.state for n in await client.nodes.list()}
 
 
 async def _scenario(client: AsyncShells, b_side: ExitStack) -> AsyncShell:
@@ -94,7 +94,7 @@ async def _scenario(client: AsyncShells, b_side: ExitStack) -> AsyncShell:
     assert "node node-b is gone" in reason and "stopped answering" in reason, reason
     assert (await on["node-a"].refresh()).state == "running"
     assert (await on["node-a"].commands.run("echo", ["fine"])).stdout == "fine\n"
-    nodes = {n.name: n for n in await client.admin.nodes()}
+    nodes = {n.name: n for n in await client.nodes.list()}
     assert nodes["node-b"].state == "gone" and nodes["node-b"].reason == reason
     assert nodes["node-a"].shells == 1 and not nodes["node-a"].cordoned
     events = [e for e in await on["node-b"].events() if e.action == "node_lost"]
@@ -108,10 +108,10 @@ async def _returns_fenced(client: AsyncShells, fake_b: FakeNode, lost: AsyncShel
     assert fake_b.shell_dir(lost.id).exists()  # still on the node while it was away
 
     async def registered() -> bool:
-        return {n.name: n for n in await client.admin.nodes()}["node-b"].state == "ready"
+        return {n.name: n for n in await client.nodes.list()}["node-b"].state == "ready"
 
     await _until(registered, 10, "node-b registered again")
-    assert {n.name: n for n in await client.admin.nodes()}["node-b"].generation == 2
+    assert {n.name: n for n in await client.nodes.list()}["node-b"].generation == 2
     assert not fake_b.shell_dir(lost.id).exists()  # destroyed before it was ready
     assert (await lost.refresh()).state == "lost"
 

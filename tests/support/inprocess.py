@@ -20,6 +20,7 @@ from shells.api.app import create_app
 from shells.control.service import Control
 from shells.node import Node
 from shells.sdk import AsyncShells, Shells
+from shells.server import build_control
 from shells.settings import Settings
 from shells.store.repository import Store
 
@@ -55,6 +56,18 @@ def build(root: Path, through: Callable[[FakeNode], Node] | None = None, /, **se
     """An instance whose data lives under ``root`` (not started); ``settings`` override the test
     defaults. Its token is read once it has started (``Instance.token`` is empty until then).
     ``through``: the control plane reaches the fake node as that node (a remote one over the RPC)."""
+    config = instance_settings(root, **settings)
+    node = FakeNode(root / "node")
+    if through is None:
+        control = Control(config, Store(config.db_url), [node], NullNetwork())
+    else:
+        seen = through(node)
+        control = Control(config, Store(config.db_url), seen.backends, seen.network, dataplane=seen.local)
+    return Instance(create_app(control), control, node, "")
+
+
+def instance_settings(root: Path, **settings: object) -> Settings:
+    """The settings of an in-process instance under ``root``: the test defaults, then ``settings``."""
     config = Settings(
         data_dir=root / "data",
         cache_dir=root / "cache",
@@ -65,13 +78,7 @@ def build(root: Path, through: Callable[[FakeNode], Node] | None = None, /, **se
     )
     config = replace(config, **settings)  # type: ignore[arg-type]
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    node = FakeNode(root / "node")
-    if through is None:
-        control = Control(config, Store(config.db_url), [node], NullNetwork())
-    else:
-        seen = through(node)
-        control = Control(config, Store(config.db_url), seen.backends, seen.network, dataplane=seen.local)
-    return Instance(create_app(control), control, node, "")
+    return config
 
 
 def _admin_token(instance: Instance) -> str:
@@ -84,6 +91,17 @@ async def serving(
 ) -> AsyncIterator[Instance]:
     """An instance whose data lives under ``root``, started and stopped as a server does."""
     instance = build(root, through, **settings)
+    async with instance.app.router.lifespan_context(instance.app):
+        instance.token = _admin_token(instance)
+        yield instance
+
+
+@asynccontextmanager
+async def serving_control(root: Path, first: FakeNode, **settings: object) -> AsyncIterator[Instance]:
+    """A control role in-process (``settings`` name its node agents, ``nodes``), wired as
+    ``shells serve --role control`` wires it; ``first`` is the fake behind its first node."""
+    control = build_control(instance_settings(root, **settings))
+    instance = Instance(create_app(control), control, first, "")
     async with instance.app.router.lifespan_context(instance.app):
         instance.token = _admin_token(instance)
         yield instance

@@ -6,16 +6,20 @@ from __future__ import annotations
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import uvicorn
 
 from shells.domain.limits import NODE_RPC_MAX_FRAME_BYTES
+from shells.domain.nodes import NodeOffer
 from shells.node import Node
 from shells.node.agent import NodeAgent
+from shells.node.carrier import LocalCarrier
 from shells.node.remote import connect_node
-from shells.node.wire import Signer
+from shells.node.wire import Signer, load_secret
+from shells.objects.store import S3Location, S3Objects
 
 from .fake_node import FakeNode, NullNetwork
 from .waiting import wait_until
@@ -37,8 +41,13 @@ def agent_at(node: Node, signer: Signer, port: int = 0) -> Iterator[str]:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
+
+    def offer() -> NodeOffer:  # a fake node: the tests' region, room for whatever they create
+        classes = frozenset(b.runtime for b in node.backends)
+        return NodeOffer(node.name, f"127.0.0.1:{port}", "local", "", classes, "", 64, 64, 1 << 20, 1 << 20)
+
     config = uvicorn.Config(
-        NodeAgent(node, signer).app(),
+        NodeAgent(node, signer, offer=offer).app(),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -55,3 +64,29 @@ def agent_at(node: Node, signer: Signer, port: int = 0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def fake_cluster(
+    root: Path, object_store: str, names: Sequence[str]
+) -> Iterator[tuple[list[FakeNode], dict[str, object]]]:
+    """Fake nodes ``names``, each behind its own node agent with its own connection to the object
+    store (``object_store``, an S3 URL) as a real node agent has; yields the fakes and the settings
+    that make a control plane drive them (``nodes``, ``cluster_secret_file``, ``object_store``)."""
+    secret_file = root / "cluster-secret"
+    root.mkdir(parents=True, exist_ok=True)
+    secret_file.write_text(secrets.token_urlsafe(48))
+    fakes = [FakeNode(root / name) for name in names]
+    with ExitStack() as stack:
+        urls = []
+        for name, fake in zip(names, fakes, strict=True):
+            objects = S3Objects(S3Location.parse(object_store))
+            carrier = LocalCarrier({fake.runtime: fake}, objects, root / name / "durable")
+            node = Node(name, [fake], NullNetwork(), carrier=carrier)
+            urls.append(stack.enter_context(agent_at(node, Signer(load_secret(secret_file)))))
+        settings: dict[str, object] = {
+            "nodes": tuple(urls),
+            "cluster_secret_file": secret_file,
+            "object_store": object_store,
+        }
+        yield fakes, settings

@@ -89,7 +89,9 @@ class S3Server:
 
 
 @contextmanager
-def s3_server() -> Iterator[S3Server]:
+def s3_server(bind: str = "127.0.0.1") -> Iterator[S3Server]:
+    """``bind``: where it listens (``0.0.0.0`` lets node agents in their own network namespaces
+    reach it at their bridge's address on this machine); it is always reached here on loopback."""
     top = Path(tempfile.mkdtemp(prefix="shells-s3-", dir="/var/tmp"))
     config = {
         "identities": [
@@ -104,7 +106,7 @@ def s3_server() -> Iterator[S3Server]:
     names = ("master", "master.port.grpc", "volume", "volume.port.grpc", "filer", "filer.port.grpc",
              "s3.port.grpc", "admin", "admin.port.grpc")  # fmt: skip
     ports = {name: _free_port() for name in names}  # weed's defaults would collide across servers
-    argv = [str(WEED), "mini", f"-dir={top / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+    argv = [str(WEED), "mini", f"-dir={top / 'data'}", "-ip=127.0.0.1", f"-ip.bind={bind}",
             f"-s3.config={top / 's3.json'}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
             "-s3.port.lance=0", f"-s3.port={s3_port}",
             *(f"-{n if '.port' in n else n + '.port'}={p}" for n, p in ports.items())]  # fmt: skip

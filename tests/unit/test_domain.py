@@ -15,9 +15,10 @@ from shells.domain.states import ShellState, can_transition, transition
 from shells.runtime.container.bundle import BundlePaths, build_config
 
 
-def test_deleted_is_terminal_and_lost_can_only_be_deleted() -> None:
+def test_deleted_is_terminal_and_lost_can_only_be_recovered_or_deleted() -> None:
     assert not any(can_transition(ShellState.DELETED, s) for s in ShellState)
-    assert [s for s in ShellState if can_transition(ShellState.LOST, s)] == [ShellState.DELETED]
+    recovered = [ShellState.PAUSED, ShellState.STOPPED]  # started again on another node
+    assert [s for s in ShellState if can_transition(ShellState.LOST, s)] == [*recovered, ShellState.DELETED]
 
 
 def test_an_illegal_transition_raises_invalid_state_with_both_states() -> None:

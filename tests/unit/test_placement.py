@@ -100,3 +100,11 @@ def test_every_shape_fits_some_realistic_node() -> None:
     offers = [node("big", "eu", memory=32768, cpus=8)]
     for shape in SHAPES.values():
         assert place(offers, "eu", Runtime.CONTAINER, shape).name == "big"
+
+
+def test_a_cordoned_node_gets_no_new_shell_and_a_region_of_cordoned_nodes_is_no_capacity() -> None:
+    offers = [node("eu-1", "eu", 4096), node("eu-2", "eu", 8192)]
+    assert place(offers, "eu", Runtime.CONTAINER, SMALL, {"eu-2"}).name == "eu-1"  # though it has less room
+    with pytest.raises(NoCapacity, match="cordoned") as err:
+        place(offers, "eu", Runtime.CONTAINER, SMALL, {"eu-1", "eu-2"})
+    assert err.value.details["region"] == "eu"

@@ -21,6 +21,7 @@ from .routes_metering import router as metering_router
 from .routes_network import router as network_router
 from .routes_nodes import router as nodes_router
 from .routes_processes import router as processes_router
+from .routes_relocate import router as relocate_router
 from .routes_run import router as run_router
 from .routes_samples import router as samples_router
 from .routes_secrets import router as secrets_router
@@ -75,6 +76,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(samples_router)
     app.include_router(snapshots_router)
+    app.include_router(relocate_router)
     console.install(app)
     openapi_doc.install(app)
     return app

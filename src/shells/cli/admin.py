@@ -1,5 +1,4 @@
-"""``shells admin tenant create``, ``shells admin token create``, ``shells admin node ls`` and
-``shells audit``."""
+"""``shells admin tenant create``, ``shells admin token create`` and ``shells audit``."""
 
 from __future__ import annotations
 
@@ -7,6 +6,7 @@ import argparse
 import sys
 
 from .args import Subparsers, connect
+from .node_commands import register_node_moves, register_recover
 from .output import print_json
 
 
@@ -75,30 +75,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_node_ls(args: argparse.Namespace) -> int:
-    with connect() as client:
-        nodes = client.admin.nodes()
-    if args.json:
-        print_json(nodes)
-        return 0
-    print(f"{'NAME':<16} {'REGION':<10} {'ZONE':<10} {'CLASSES':<24} {'ACCEL':<5} {'STATE':<9} "
-          f"{'SHELLS':>6} {'CPU FREE':>8} {'MEM FREE':>10} {'DISK FREE':>10}")  # fmt: skip
-    for n in nodes:
-        state = n.state + (",cordoned" if n.cordoned else "")
-        print(
-            f"{n.name:<16} {n.region or '-':<10} {n.zone or '-':<10} {','.join(n.classes) or '-':<24} "
-            f"{n.accel or '-':<5} {state:<9} {n.shells:>6} {_free(n.cpu_free, ''):>8} "
-            f"{_free(n.memory_free_mib, ' MiB'):>10} {_free(n.disk_free_mib, ' MiB'):>10}"
-        )
-        if n.reason:
-            print(f"  {n.reason}")
-    return 0
-
-
-def _free(value: float | None, unit: str) -> str:
-    return "-" if value is None else f"{value:g}{unit}"
-
-
 def register(sub: Subparsers) -> None:
     admin = sub.add_parser("admin", help="tenants and tokens (admins)")
     groups = admin.add_subparsers(dest="admin_command", required=True)
@@ -128,12 +104,11 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_token_create)
 
-    node = groups.add_parser("node", help="the instance's nodes (platform admin)").add_subparsers(
+    node = groups.add_parser("node", help="a cluster's nodes (platform admin)").add_subparsers(
         dest="node_command", required=True
     )
-    s = node.add_parser("ls", help="every node: region, classes, load and state")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_node_ls)
+    register_node_moves(node)
+    register_recover(sub)
 
     s = sub.add_parser("audit", help="the tenant's audit trail (tenant admins)")
     for name in ("shell", "actor", "action", "door", "outcome"):

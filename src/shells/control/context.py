@@ -15,15 +15,18 @@ from ..domain.isolation import Runtime
 from ..domain.mounts import BucketMount
 from ..domain.nodes import NodeOffer
 from ..domain.principal import Principal
-from ..domain.shapes import get_shape
+from ..domain.shapes import DEFAULT_SHAPE, Shape, get_shape
 from ..domain.shell import ShellRecord
+from ..node.routed import Fleet
 from ..runtime.backend import Backend, ShellSpec, VolumeMount
 from ..settings import Settings
+from ..store.moves import MoveStore
 from ..store.networking import NetworkingStore
 from ..store.repository import EventDraft, Store
 from ..store.secrets import SecretsStore
 from .background import Background
 from .local_node import local_offer
+from .placement import place
 from .quotas import Quotas
 from .request_scope import current_request
 from .restarts import Restarts
@@ -40,13 +43,25 @@ class ControlContext:
     """Every loop beside requests (``control.background``): started by the use cases, stopped once."""
     nodes: Callable[[], list[NodeOffer]] | None = None
     """The live nodes placement chooses from (a cluster's membership); None: this host alone."""
-    place: Callable[[Runtime], str] | None = None
-    """The node a new shell of a class goes to (``shells.node.routed``); None: this server's own."""
+    placed: Callable[[NodeOffer, Shape], None] | None = None
+    """Told of every shell placement put on a node, to count it against the node's offer until the
+    node offers again (``control.agent_offers``); None: nothing counts."""
     quotas: Quotas = field(init=False)
     mounts_of: Callable[[ShellRecord], tuple[tuple[BucketMount, ...], tuple[VolumeMount, ...]]] | None = None
     """What a shell's start mounts (``control.storage``); None where storage is not wired."""
     shown_mounts: Callable[[str], dict[str, Any]] | None = None
     """A shell's mounts and volumes as its record shows them (never a credential)."""
+    fleet: Fleet | None = None
+    """A control role's nodes by name, for moving shells between them (``control.relocate``)."""
+    at_rest: Callable[[ShellRecord], None] | None = None
+    """Told when a shell has just paused or stopped: a control role saves its state to the object
+    store in the background, so a shell of a node that is lost can start again elsewhere."""
+
+    def rested(self, shell: ShellRecord) -> ShellRecord:
+        """``shell`` (just paused or stopped) after telling ``at_rest``."""
+        if self.at_rest is not None:
+            self.at_rest(shell)
+        return shell
 
     def __post_init__(self) -> None:
         self.quotas = Quotas(self.settings, self.store)
@@ -58,12 +73,12 @@ class ControlContext:
         return [local_offer(self.settings, self.backends.values())]
 
     def node_for(self, runtime: Runtime, offer: NodeOffer | None = None) -> str:
-        """The node that will hold a new shell (recorded on the shell before it is made): the control
-        role's rule over its ``--node`` agents, else the node placement chose, else this server's."""
-        if offer is not None and self.nodes is not None:
-            return offer.name  # placement chose among the cluster's nodes
-        if self.place is not None:
-            return self.place(runtime)
+        """The node that will hold a new shell (recorded on the shell before it is made): the one
+        placement chose (a warm shell: one in this server's region, never a cordoned node), else
+        this server's."""
+        if offer is None and self.nodes is not None:
+            cordoned = MoveStore(self.store).cordoned()
+            offer = place(self.offers(), self.settings.region, runtime, get_shape(DEFAULT_SHAPE), cordoned)
         return self.settings.node_name if offer is None else offer.name
 
     def backend(self, runtime: Runtime) -> Backend:

@@ -15,11 +15,8 @@ import asyncio
 import logging
 import shutil
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from pathlib import Path
-
-import anyio
 
 from ..domain import limits
 from ..domain.durable import StoredPart
@@ -27,7 +24,9 @@ from ..domain.errors import ActionNotSupported, InvalidState, ObjectStoreUnavail
 from ..domain.isolation import DEFAULT_RUNTIME
 from ..domain.shell import SnapshotRecord
 from ..domain.templates import TemplateKind, TemplateRecord
-from ..objects.store import ObjectStore, ObjectStoreError, blob_key, get_blob, put_blob
+from ..node.carrier import Carrier, LocalCarrier
+from ..objects.store import ObjectStore, ObjectStoreError, blob_key
+from ..store.moves import MoveStore
 from ..store.templates import TemplateStore
 from .context import ControlContext
 
@@ -35,12 +34,14 @@ log = logging.getLogger(__name__)
 NOT_UPLOADED = frozenset({TemplateKind.BUILTIN, TemplateKind.BUILD_STEP})
 """Templates every machine makes itself (built-ins) or that only speed up builds (a build's steps)."""
 
-Export = Callable[[Path], Awaitable[dict[str, Path]]]
-Import = Callable[[Mapping[str, Path]], Awaitable[None]]
+Put = Callable[[], Awaitable[list[StoredPart]]]
+Get = Callable[[], Awaitable[None]]
 
 
 class Durable:
-    def __init__(self, ctx: ControlContext, objects: ObjectStore) -> None:
+    def __init__(self, ctx: ControlContext, objects: ObjectStore, carrier: Carrier | None = None) -> None:
+        """``carrier``: who moves the bytes (a cluster's node agents, each for what its disk holds);
+        by default this machine, with its own backends."""
         self.ctx = ctx
         self.objects = objects
         self.templates = TemplateStore(ctx.store)
@@ -49,6 +50,9 @@ class Durable:
         self._fetching: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._uploading: set[str] = set()
         """Digests of blobs being stored now, not yet in the record: never collected meanwhile."""
+        self.carrier: Carrier = carrier or LocalCarrier(
+            ctx.backends, objects, self.scratch, on_digest=self._uploading.add
+        )
 
     async def check(self) -> None:
         """That the store answers to these credentials: a wrong URL stops the start with the reason."""
@@ -79,11 +83,10 @@ class Durable:
     # uploads --------------------------------------------------------------------------------------
     def upload_snapshot_later(self, snap: SnapshotRecord) -> None:
         """Start keeping ``snap`` in the object store, in the background."""
-        backend = self.ctx.backend(snap.runtime)
         self._upload_later(
             snap.id,
             lambda: self.ctx.store.get_snapshot(snap.id) is not None,
-            lambda dest: backend.export_snapshot(snap.id, dest),
+            lambda: self.carrier.put_snapshot(snap.runtime, snap.id),
             lambda parts: self.ctx.store.mark_snapshot_durable(snap.id, parts),
         )
 
@@ -97,11 +100,10 @@ class Durable:
             now = self.templates.get(name)
             return now is not None and now.meta.content_hash == content_hash
 
-        backend = self.ctx.backend(DEFAULT_RUNTIME)
         self._upload_later(
             f"template-{content_hash}",
             alive,
-            lambda dest: backend.export_template(name, dest),
+            lambda: self.carrier.put_template(name),
             lambda parts: self.templates.mark_durable(name, content_hash, parts),
         )
 
@@ -109,7 +111,7 @@ class Durable:
         self,
         key: str,
         alive: Callable[[], bool],
-        export: Export,
+        put: Put,
         mark: Callable[[list[StoredPart]], datetime | None],
     ) -> None:
         async def until_done() -> None:
@@ -117,37 +119,28 @@ class Durable:
             while alive():
                 try:
                     async with self._slots:
-                        await self._upload(key, export, mark)
+                        await self._upload(key, put, mark)
                     return
                 except ActionNotSupported as exc:
                     log.info("%s stays on this machine only: %s", key, exc)
                     return
-                except (ObjectStoreError, RuntimeFailure, OSError) as exc:
+                except (ObjectStoreError, ObjectStoreUnavailable, RuntimeFailure, OSError) as exc:
                     log.warning("%s is not durable yet (%s); trying again in %.0f s", key, exc, wait)
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, limits.DURABLE_RETRY_MAX_S)
 
         self.ctx.background.run(f"durable-{key}", until_done)
 
-    async def _upload(
-        self, key: str, export: Export, mark: Callable[[list[StoredPart]], datetime | None]
-    ) -> None:
-        work = self.scratch / f"up-{key}"
-        await anyio.to_thread.run_sync(_fresh_dir, work)
+    async def _upload(self, key: str, put: Put, mark: Callable[[list[StoredPart]], datetime | None]) -> None:
         stored: list[StoredPart] = []
         try:
-            files = await export(work)
-            for name, path in sorted(files.items()):
-                size = path.stat().st_size
-                digest = await put_blob(self.objects, path, on_digest=self._uploading.add)
-                stored.append(StoredPart(name, digest, size))
+            stored = await put()
             if mark(stored) is None:  # deleted meanwhile
                 await self.collect(stored)
             else:
                 log.info("%s is durable (%d bytes)", key, sum(p.size for p in stored))
         finally:
             self._uploading.difference_update(p.sha256 for p in stored)
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
 
     # fetches --------------------------------------------------------------------------------------
     async def ensure_snapshot_here(self, snap: SnapshotRecord) -> None:
@@ -160,7 +153,11 @@ class Durable:
 
         what = f"Snapshot '{snap.id}'"
         await self._ensure_here(
-            snap.id, what, here, snap.durable_at, snap.parts, lambda f: backend.import_snapshot(snap.id, f)
+            snap.id,
+            what,
+            here,
+            snap.durable_at,
+            lambda: self.carrier.get_snapshot(snap.runtime, snap.id, snap.parts),
         )
 
     async def ensure_template_here(self, rec: TemplateRecord) -> None:
@@ -176,8 +173,7 @@ class Durable:
             what,
             here,
             rec.durable_at,
-            rec.parts,
-            lambda f: backend.import_template(rec.meta, f),
+            lambda: self.carrier.get_template(rec.meta, rec.parts),
         )
 
     async def _ensure_here(
@@ -186,8 +182,7 @@ class Durable:
         what: str,
         here: Callable[[], Awaitable[bool]],
         durable_at: datetime | None,
-        parts: tuple[StoredPart, ...],
-        rebuild: Import,
+        fetch: Get,
     ) -> None:
         async with self._fetching[key]:
             if await here():
@@ -197,24 +192,22 @@ class Durable:
                     f"{what} is on another machine and not yet in the object store; "
                     "use it there, or again once it shows 'durable': true."
                 )
-            work = self.scratch / f"down-{key}"
-            await anyio.to_thread.run_sync(_fresh_dir, work)
             try:
-                files = {p.name: work / p.name for p in parts}
-                for part in parts:
-                    await get_blob(self.objects, part.sha256, files[part.name])
-                await rebuild(files)
+                await fetch()
             except ObjectStoreError as exc:
                 raise ObjectStoreUnavailable(
                     f"{what} could not be fetched from the object store: {exc}"
                 ) from None
-            finally:
-                await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
 
     # deletes --------------------------------------------------------------------------------------
     async def collect(self, parts: Iterable[StoredPart]) -> None:
         """Remove the blobs of ``parts`` that nothing kept names any more."""
-        in_use = self.ctx.store.blobs_in_use() | self.templates.blobs_in_use() | self._uploading
+        in_use = (
+            self.ctx.store.blobs_in_use()
+            | self.templates.blobs_in_use()
+            | MoveStore(self.ctx.store).blobs_in_use()
+            | self._uploading
+        )
         for part in parts:
             if part.sha256 in in_use:
                 continue
@@ -222,8 +215,3 @@ class Durable:
                 await self.objects.delete(blob_key(part.sha256))
             except ObjectStoreError as exc:  # an orphan blob costs storage, nothing else
                 log.warning("blob %s of a deleted record stays in the object store: %s", part.sha256, exc)
-
-
-def _fresh_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)

@@ -24,6 +24,7 @@ from ..domain.shell import ShellRecord, SnapshotRecord
 from ..domain.states import ShellState
 from ..runtime.backend import Backend
 from ..runtime.faults import reached
+from ..store.moves import MoveStore
 from ..store.repository import EventDraft
 from .auth import authorize, find_snapshot, require, visible_shells
 from .context import ControlContext
@@ -109,7 +110,10 @@ class Lifecycle:
                 {"field": "network.mode"},
             )
         region = req.region or self.ctx.settings.region
-        node = place(self.ctx.offers(), region, req.runtime, get_shape(req.shape))
+        cordoned = MoveStore(self.ctx.store).cordoned()
+        node = place(self.ctx.offers(), region, req.runtime, get_shape(req.shape), cordoned)
+        if self.ctx.placed is not None:
+            self.ctx.placed(node, get_shape(req.shape))
         template = req.template or PRESET_TEMPLATES[req.language]
         if req.snapshot is not None:
             snap = find_snapshot(self.ctx.store, principal, req.snapshot)
@@ -214,11 +218,14 @@ class Lifecycle:
 
     def _idle_timeout(self, req: CreateShellRequest, backend: Backend) -> int | None:
         """The shell's idle timeout: the request's, else the instance's default where the class can
-        pause; None (never) for classes that cannot."""
-        if Capability.PAUSE not in backend.capabilities:
+        pause; None (never) for classes that cannot, and for microvm shells with bucket mounts or
+        volumes, which cannot be saved (docs/storage.md)."""
+        shared_vm = req.runtime is Runtime.MICROVM and bool(req.buckets or req.volumes)
+        if Capability.PAUSE not in backend.capabilities or shared_vm:
             if req.idle_timeout_s:
+                what = "microvm shells with mounts or volumes" if shared_vm else f"{req.runtime} shells"
                 raise FeatureUnavailable(
-                    f"{req.runtime} shells cannot pause, so they cannot pause on idle; leave "
+                    f"{what} cannot pause, so they cannot pause on idle; leave "
                     "'idle_timeout_s' out or use a class that can pause.",
                     {"field": "idle_timeout_s"},
                 )
@@ -407,7 +414,7 @@ class Lifecycle:
                 return done({"logs": data.decode(errors="replace")})
             case Capability.STOP:
                 await backend.stop(shell.id)
-                return state(ShellState.STOPPED, "stopped by " + principal.id), {}
+                return self.ctx.rested(state(ShellState.STOPPED, "stopped by " + principal.id)), {}
             case Capability.START:
                 self.ctx.quotas.check_budget(shell.tenant)
                 await backend.start(spec)

@@ -8,7 +8,7 @@ until the node publishes its next one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from ..domain.errors import NoCapacity, UnknownRegion
@@ -36,9 +36,16 @@ def region_offers(offers: Iterable[NodeOffer]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def place(offers: Sequence[NodeOffer], region: str, runtime: Runtime, shape: Shape) -> NodeOffer:
-    """The node for a ``runtime`` shell of ``shape`` in ``region``; ``UnknownRegion`` when no node is
-    in that region, ``NoCapacity`` when none there offers the class or has room."""
+def place(
+    offers: Sequence[NodeOffer],
+    region: str,
+    runtime: Runtime,
+    shape: Shape,
+    cordoned: Collection[str] = frozenset(),
+) -> NodeOffer:
+    """The node for a ``runtime`` shell of ``shape`` in ``region``, never a ``cordoned`` one;
+    ``UnknownRegion`` when no node is in that region, ``NoCapacity`` when none there offers the class
+    or has room, or every one is cordoned."""
     here = [o for o in offers if o.region == region]
     if not here:
         known = ", ".join(regions(offers)) or "none is up now"
@@ -47,6 +54,14 @@ def place(offers: Sequence[NodeOffer], region: str, runtime: Runtime, shape: Sha
             {"field": "region", "region": region},
         )
     details = {"region": region, "runtime": runtime.value, "shape": shape.name}
+    open_here = [o for o in here if o.name not in cordoned]
+    if not open_here:
+        raise NoCapacity(
+            f"Every node in region '{region}' is cordoned (being drained); uncordon one "
+            "(shells admin node uncordon NODE) or choose another region.",
+            details,
+        )
+    here = open_here
     offering = [o for o in here if runtime in o.classes]
     if not offering:
         raise NoCapacity(

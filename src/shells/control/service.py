@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
@@ -15,6 +14,8 @@ from ..domain.principal import Principal
 from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
 from ..domain.shell import EventRecord, SnapshotRecord
+from ..node.carrier import Carrier
+from ..node.routed import Fleet
 from ..objects.store import ObjectStore, open_store
 from ..runtime.backend import Backend
 from ..runtime.host.local_addresses import local_addresses
@@ -33,7 +34,6 @@ from .dockerfile_builds import DockerfileBuilds
 from .durable import Durable
 from .expiry import Expiry
 from .feed import Feed
-from .fleet import Fleet, node_view
 from .image_templates import ImageTemplates
 from .inside import Inside
 from .leadership import Leadership
@@ -42,10 +42,12 @@ from .local_node import local_offer
 from .metering import Metering
 from .metrics import ShellsCollector
 from .networking import Networking
+from .node_registry import NodeRegistry, node_view
 from .placement import region_offers
 from .pool import WarmPool
 from .processes import Processes
 from .reconcile import ReconcileReport, reconcile
+from .relocate import Relocation
 from .run_code import RunCode
 from .samples import ShellSamples
 from .secret_box import SecretBox, load_or_create_key
@@ -73,19 +75,21 @@ class Control:
         volumes: HostVolumes | None = None,
         *,
         dataplane: bool = True,
-        place: Callable[[Runtime], str] | None = None,
+        carrier: Carrier | None = None,
         fleet: Fleet | None = None,
+        registry: NodeRegistry | None = None,
     ) -> None:
         """``dataplane``: the shells' network is on this machine, so this process serves their DNS
         resolver and the ingress and egress proxies; False when the node is remote and serves them.
-        ``fleet``: a cluster's nodes (``control.fleet``): placement, node loss and fencing."""
+        ``carrier`` moves snapshots to and from the object store (default: this machine's own
+        backends); ``fleet``: the nodes a control role moves shells between; ``registry``: a
+        cluster's record of those nodes (``control.node_registry``): which are usable, what they
+        offer placement, node loss and fencing."""
         self.dataplane = dataplane
-        self.fleet = fleet
-        if fleet is not None:
-            place = fleet.routed.place
-        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, place=place)
-        if fleet is not None and fleet.membership is not None:
-            self.ctx.nodes = fleet.offers
+        self.registry = registry
+        self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, fleet=fleet)
+        if registry is not None:
+            self.ctx.nodes, self.ctx.placed = registry.offers.live, registry.offers.took
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
@@ -111,8 +115,10 @@ class Control:
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
-        self.durable = Durable(self.ctx, _object_store(settings))
+        self.durable = Durable(self.ctx, _object_store(settings), carrier)
         self.templates.durable = self.durable
+        self.relocation = Relocation(self.ctx, self.durable)
+        self.relocation.start()
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.shells = Lifecycle(
             self.ctx,
@@ -155,13 +161,14 @@ class Control:
                 await self.egress.listen(address)
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
+        await self.relocation.settle()  # copies a move cut short left on a node that does not own them
         if self.leadership is not None:
             self.leadership.start()
-        if self.fleet is not None:  # nodes registered before the first create (by the duties holder)
-            await self.fleet.look()
+        if self.registry is not None:  # nodes registered before the first create (by the duties holder)
+            await self.registry.look()
             if self.ctx.background.leader():
-                await self.fleet.duty(self.ctx)
-            self.fleet.start(self.ctx)
+                await self.registry.duty(self.ctx)
+            self.registry.start(self.ctx)
         await self.durable.start()
         self.sync.start()
         self.pool.start()
@@ -178,8 +185,8 @@ class Control:
         await self.ctx.background.stop()
         if self.leadership is not None:
             await self.leadership.stop()
-        if self.fleet is not None:
-            await self.fleet.close()
+        if self.registry is not None:
+            await self.registry.close()
         await self.durable.close()
         self.samples.close()
         await self.webhooks.stop()
@@ -194,8 +201,8 @@ class Control:
                 "Only a platform admin (the bootstrap admin token) lists the nodes.",
                 {"scope": access.PLATFORM_ADMIN},
             )
-        if self.fleet is not None:
-            return self.fleet.listing()
+        if self.registry is not None:
+            return self.registry.listing()
         placed = NodeStore(self.ctx.store).placed()
         offer = local_offer(self.ctx.settings, self.ctx.backends.values())
         return [node_view(offer.name, offer, READY, None, placed.get(offer.name, 0), False)]

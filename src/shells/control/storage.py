@@ -36,6 +36,7 @@ from ..objects.sigv4 import Credentials
 from ..objects.store import Denied, NoSuchBucket, ObjectStoreError, S3Location, S3Objects, Unreachable
 from ..runtime.backend import VolumeMount
 from ..runtime.host import bucket_fuse
+from ..runtime.microvm import shares as vm_shares
 from ..runtime.volumes import HostVolumes
 from ..store.storage import MountRow, StorageStore, VolumeRecord
 from .auth import require
@@ -44,7 +45,7 @@ from .requests import CreateShellRequest
 from .secret_box import SecretBox
 from .webhook_target import OwnAddresses, TargetRefused, resolve
 
-MOUNT_CLASSES = frozenset({Runtime.CONTAINER})
+MOUNT_CLASSES = frozenset({Runtime.CONTAINER, Runtime.MICROVM})
 """The classes whose shells take bucket mounts and volumes (docs/storage.md: why not the others yet)."""
 
 
@@ -168,7 +169,12 @@ class Storage:
         if req.runtime not in MOUNT_CLASSES:
             raise FeatureUnavailable(
                 f"Bucket mounts and volumes are not available for {req.runtime} shells yet; use runtime "
-                "'container'.",
+                "'container' or 'microvm'.",
+                {"field": "mounts" if req.buckets else "volumes"},
+            )
+        if req.runtime is Runtime.MICROVM and (why := vm_shares.available()) is not None:
+            raise FeatureUnavailable(
+                f"Bucket mounts and volumes are not available for microvm shells on this host: {why}.",
                 {"field": "mounts" if req.buckets else "volumes"},
             )
         if req.buckets and (why := bucket_fuse.available()) is not None:

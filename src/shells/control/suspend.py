@@ -125,7 +125,8 @@ class Suspension:
         """``cause`` names a system reason in the event's details (the budget cap's pause)."""
         await self.ctx.backend(shell.runtime).pause(shell.id)
         self._last_active.pop(shell.id, None)
-        return self._moved(principal, shell, door, Capability.PAUSE, ShellState.PAUSED, reason, cause)
+        paused = self._moved(principal, shell, door, Capability.PAUSE, ShellState.PAUSED, reason, cause)
+        return self.ctx.rested(paused)
 
     async def resume(
         self, principal: Principal | None, shell: ShellRecord, door: str, reason: str
@@ -172,7 +173,7 @@ class Suspension:
             draft = self.ctx.draft(
                 None, shell, door="system", kind="state", action=action, outcome="stopped", message=reason
             )
-            return self.ctx.store.change_state(shell.id, ShellState.STOPPED, reason, draft)
+            return self.ctx.rested(self.ctx.store.change_state(shell.id, ShellState.STOPPED, reason, draft))
 
     # the idle monitor -----------------------------------------------------------------------------
     def start(self) -> None:

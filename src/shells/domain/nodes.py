@@ -71,8 +71,6 @@ class NodeRecord:
     """``ready`` (placed on, answering) or ``gone`` (its lease expired; its shells are lost)."""
     reason: str
     changed_at: datetime
-    cordoned: bool = False
-    """Refuses new placements (drain); set by the cordon commands, false until then."""
 
     @property
     def ready(self) -> bool:

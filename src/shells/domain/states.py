@@ -6,6 +6,7 @@ creating ──> running ⇄ stopped
     └──> failed ◄──┘       │
 any live state ──> deleted (terminal)
 running/paused/stopped ──> lost (the host no longer has it; found by reconciliation)
+lost ──> paused/stopped (started again on another node from its state in the object store)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _ALLOWED: dict[ShellState, frozenset[ShellState]] = {
         {ShellState.RUNNING, ShellState.FAILED, ShellState.LOST, ShellState.DELETED}
     ),
     ShellState.FAILED: frozenset({ShellState.RUNNING, ShellState.STOPPED, ShellState.DELETED}),
-    ShellState.LOST: frozenset({ShellState.DELETED}),
+    ShellState.LOST: frozenset({ShellState.PAUSED, ShellState.STOPPED, ShellState.DELETED}),
     ShellState.DELETED: frozenset(),
 }
 

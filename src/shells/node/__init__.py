@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from ..domain.nodes import NodeOffer
 from ..runtime.backend import Backend
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.volumes import HostVolumes
+
+if TYPE_CHECKING:
+    from .carrier import Carrier
+    from .routed import Fleet
 
 
 async def _nothing() -> None:
@@ -33,6 +39,15 @@ class Node:
     here. A remote node serves them itself, beside its shells."""
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
     """Releases what holds the node (a remote node's connections)."""
+    carrier: Carrier | None = None
+    """Moves its snapshots and templates to and from the object store where its disk is (a node
+    agent's over the RPC); None: the control plane's own backends do it."""
+    fleet: Fleet | None = None
+    """The named nodes a routed node spreads shells over (a control role's), for moving shells
+    between them; None on one machine."""
+    offer: Callable[[], NodeOffer | None] | None = None
+    """Asks the node what it offers placement now, a blocking round trip (a node agent measures its
+    room when asked); None: a node in this process, whose offer the control plane makes itself."""
 
 
 __all__ = ["Node"]

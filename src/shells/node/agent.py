@@ -2,8 +2,9 @@
 
 ``POST /v1/call/<target>/<method>`` runs one call and answers it as signed frames (one for a plain
 call, one per item for a stream); ``/v1/duplex/<target>/<method>`` is a WebSocket for the calls
-that take input while they run. ``target`` is ``node``, ``network`` or an isolation class. Every
-request must carry a valid signature (``node.wire``); nothing is read or run before that check.
+that take input while they run. ``target`` is ``node``, ``network``, ``durable`` (``node.carrier``)
+or an isolation class. Every request must carry a valid signature (``node.wire``); nothing is read
+or run before that check.
 
 Fencing: every call carries the node's registration generation as its caller knows it (``g``). The
 control plane raises it (``node/fence``) when it registers the node again after declaring it gone;
@@ -28,16 +29,26 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..domain.errors import InvalidRequest, RuntimeFailure, ShellsError, Unavailable
+from ..domain.errors import (
+    ActionNotSupported,
+    InvalidRequest,
+    ObjectStoreUnavailable,
+    RuntimeFailure,
+    ShellsError,
+    Unavailable,
+)
 from ..domain.execution import ExecSpec
 from ..domain.isolation import Runtime
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
+from ..domain.nodes import NodeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.templates import BuildEvent
+from ..objects.store import ObjectStoreError
 from ..runtime.backend import Backend
 from ..runtime.network.shell_dns import RefusalLog
 from . import Node
 from .calls import BACKEND_CALLS, BACKEND_DUPLEX, BACKEND_STREAMS, BACKEND_SYNC, NETWORK_CALLS, NODE_CALLS
+from .carrier import CARRIER_CALLS
 from .codec import decode, encode
 from .wire import DOWN, UP, Overloaded, Signer, Unauthenticated
 
@@ -59,9 +70,12 @@ class NodeAgent:
         signer: Signer,
         refusals: RefusalLog | None = None,
         generation_file: Path | None = None,
+        offer: Callable[[], NodeOffer] | None = None,
     ) -> None:
         self.node = node
         self.signer = signer
+        self.offer = offer
+        """What this node offers placement, measured when asked (the ``offer`` call); None: none."""
         self.generation_file = generation_file
         self.generation = 0
         """The newest registration generation the control plane gave this node (``fence``)."""
@@ -147,6 +161,7 @@ class NodeAgent:
         if target == "node" and method in NODE_CALLS:
             calls: dict[str, Callable[..., Any]] = {
                 "hello": self.hello,
+                "offer": lambda: self.offer() if self.offer is not None else None,
                 "usages": self.usages,
                 "fence": self.fence,
             }
@@ -155,6 +170,8 @@ class NodeAgent:
             fn = getattr(self.node.network, method)
             answer = await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
             yield "r", answer + self.refusals.drain() if method == "drain_blocked" else answer
+        elif target == "durable" and method in CARRIER_CALLS:
+            yield "r", await self._carry(method, args, kwargs)
         elif target != "network" and method == "ensure_template":
             async for item in self._build(self._backend(target), args, kwargs):
                 yield item
@@ -168,6 +185,14 @@ class NodeAgent:
                 yield "r", await answer if method in BACKEND_CALLS else answer
         else:
             raise InvalidRequest(f"A node has no call {target}/{method}.")
+
+    async def _carry(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if self.node.carrier is None:
+            raise ActionNotSupported("This node has no object store to keep snapshots in.")
+        try:
+            return await getattr(self.node.carrier, method)(*args, **kwargs)
+        except ObjectStoreError as exc:
+            raise ObjectStoreUnavailable(f"The node could not use the object store: {exc}") from None
 
     async def _build(self, backend: Backend, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Item]:
         """``ensure_template``'s progress as frames while it runs, then its answer."""

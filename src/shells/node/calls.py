@@ -57,6 +57,7 @@ NETWORK_CALLS = frozenset(
     }
 )
 """``InstanceNetwork``'s methods: synchronous, run in a worker thread on the node."""
-NODE_CALLS = frozenset({"hello", "usages", "fence"})
-"""The node itself: what it offers (``hello``), its shells' resource usage in one call, and its
-registration generation (``fence``)."""
+NODE_CALLS = frozenset({"hello", "offer", "usages", "fence"})
+"""The node itself: what it serves (``hello``), what it offers placement now (``offer``: region,
+classes, room measured when asked), its shells' resource usage in one call, and its registration
+generation (``fence``)."""

@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..domain.capabilities import Capability
+from ..domain.durable import StoredPart
 from ..domain.errors import ERRORS_BY_CODE, RuntimeFailure, ShellsError
 from ..domain.execution import (
     ExecExit,
@@ -32,6 +33,7 @@ from ..domain.execution import (
 from ..domain.isolation import Language, Runtime
 from ..domain.network import AllowKind, AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
 from ..domain.network import Protocol as NetProtocol
+from ..domain.nodes import NodeOffer
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.shapes import Shape
@@ -74,7 +76,9 @@ WIRE_TYPES: dict[str, type[Any]] = {
         ShellSpec,
         HostInventory,
         InstanceRange,
+        StoredPart,
         ShellAddresses,
+        NodeOffer,
     )
 }
 """Every type a node call's arguments or answers may hold, by name."""

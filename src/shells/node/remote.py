@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +27,7 @@ from ..domain.errors import ActionNotSupported
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
 from ..domain.network import AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
+from ..domain.nodes import NodeOffer
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
 from ..domain.templates import BuildProgress, TemplateMeta
@@ -34,6 +36,7 @@ from ..runtime.backend import Backend, HostInventory, ShellSpec
 from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.dataplane import ShellAddresses
 from . import Node
+from .carrier import RemoteCarrier
 from .client import Duplex, NodeClient
 from .wire import Signer
 
@@ -51,12 +54,25 @@ def node_over(client: NodeClient) -> Node:
     """The node agent ``client`` calls, as a ``Node`` (``connect_node``)."""
     hello = client.call_blocking("node", "hello")
     backends: list[Backend] = [RemoteBackend(client, offer) for offer in hello["backends"]]
-    return Node(str(hello["name"]), backends, RemoteNetwork(client, hello), local=False, close=client.aclose)
+
+    def offer() -> NodeOffer | None:
+        found = client.call_blocking("node", "offer")
+        return replace(found, classes=frozenset(found.classes)) if isinstance(found, NodeOffer) else None
+
+    return Node(
+        str(hello["name"]),
+        backends,
+        RemoteNetwork(client, hello),
+        local=False,
+        close=client.aclose,
+        carrier=RemoteCarrier(client),
+        offer=offer,
+    )
 
 
 _DURABLE_ON_NODE = (
-    "Snapshots and templates reach the object store from the disk of their node, not over the node "
-    "RPC yet; on a cluster they stay on their node."
+    "A node moves its snapshots and templates to and from the object store itself (its carrier, "
+    "node.carrier); their files never cross the node RPC."
 )
 
 

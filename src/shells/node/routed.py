@@ -2,8 +2,8 @@
 shell goes to the node its record names (``ShellRecord.node``), a snapshot's calls to the node of the
 shell it was taken from, and a shell without a record (a template build's) to the node that made it.
 
-Placement here is the simplest that spreads load: the next node, in turn, that offers the class.
-(Placement by region, class and room is the cluster's; it replaces ``place``.)"""
+Where a new shell goes is placement's (``control.placement``, by region, class and room); only a
+template build's shell, which has no record, goes to the next node, in turn, that offers the class."""
 
 from __future__ import annotations
 
@@ -27,17 +27,21 @@ from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.network.dataplane import ShellAddresses
 from . import Node
+from .carrier import Carrier, RoutedCarrier
 
 Lookup = Callable[[str], str | None]
 
 
 class Routes:
     """Where shells and snapshots are, from the record (the server wires ``node_of`` and
-    ``snapshot_node`` to the store)."""
+    ``snapshot_node`` to the store; ``forget`` drops what it remembers of a shell that moved)."""
 
-    def __init__(self, node_of: Lookup, snapshot_node: Lookup) -> None:
+    def __init__(
+        self, node_of: Lookup, snapshot_node: Lookup, forget: Callable[[str], None] | None = None
+    ) -> None:
         self.node_of = node_of
         self.snapshot_node = snapshot_node
+        self.forget = forget or (lambda host_id: None)
         self.unrecorded: dict[str, str] = {}
         """Shells made without a record (template builds), by host id: their node."""
 
@@ -55,7 +59,7 @@ class RoutedBackend:
         self.port_address = first.port_address
         self._turn = itertools.count()
         self.usable: Callable[[str], bool] = lambda name: True
-        """Whether a node takes new shells now (a cluster's ``control.fleet``: ready, not gone)."""
+        """Whether a node takes new shells now (``Fleet.usable``)."""
 
     def place(self) -> str:
         names = [n for n in sorted(self.nodes) if self.usable(n)]
@@ -312,29 +316,55 @@ class RoutedNetwork:
         self._at(host_id).allow_resolved(host_id, rule, addresses, ttl_s)
 
 
-class RoutedNodes:
-    """The nodes behind the routed backends and network, changed while the control plane runs: a
-    node that joins is ``add``ed (its calls reach it from then on), one that leaves is ``remove``d
-    and its connections closed. The classes are those the first nodes offered."""
+class Fleet:
+    """A control role's nodes by name, behind the routed backends and network, changed while it runs:
+    a node that joins is ``add``ed (its calls reach it from then on), one that leaves is ``remove``d
+    and its connections closed. Every call for a shell follows the record; moving a shell between
+    nodes (``control.relocate``) calls a given node directly (``backend``, ``carrier``). The classes
+    are those the first nodes offered."""
 
     def __init__(self, nodes: Sequence[Node], routes: Routes) -> None:
         by_class: dict[Runtime, dict[str, Backend]] = {}
         for node in nodes:
             for backend in node.backends:
                 by_class.setdefault(backend.runtime, {})[node.name] = backend
+        self.routes = routes
         self.backends = {r: RoutedBackend(r, found, routes) for r, found in by_class.items()}
         self.network = RoutedNetwork({n.name: n.network for n in nodes}, routes)
         self.members: dict[str, Node] = {n.name: n for n in nodes}
+        self.usable: Callable[[str], bool] = lambda name: True
+        """Whether a node takes shells now (a cluster's ``control.node_registry``: alive and ready)."""
+        carriers = {n.name: n.carrier for n in nodes if n.carrier is not None}
+        self.carriers = RoutedCarrier(carriers, routes.snapshot_node) if carriers else None
         self.node = Node(
             "+".join(self.members), list[Backend](self.backends.values()), self.network, local=False,
-            close=self.close,
+            close=self.close, carrier=self.carriers, fleet=self,
         )  # fmt: skip
+        for routed in self.backends.values():
+            routed.usable = lambda name: self.usable(name)  # noqa: PLW0108 (late: the registry sets it)
 
-    def place(self, runtime: Runtime) -> str:
-        backend = self.backends.get(runtime)
-        if backend is None:
-            raise FeatureUnavailable(f"No node offers the {runtime} class.", {"field": "runtime"})
-        return backend.place()
+    def names(self, runtime: Runtime) -> list[str]:
+        """The usable nodes that run the class, by name."""
+        return sorted(
+            n.name
+            for n in self.members.values()
+            if self.usable(n.name) and any(b.runtime is runtime for b in n.backends)
+        )
+
+    def backend(self, node: str, runtime: Runtime) -> Backend:
+        member = self.members.get(node)
+        found = next((b for b in member.backends if b.runtime is runtime), None) if member else None
+        if found is None:
+            raise Unavailable(
+                f"Node {node!r} is not one this control plane reaches with the {runtime} class."
+            )
+        return found
+
+    def carrier(self, node: str) -> Carrier:
+        member = self.members.get(node)
+        if member is None or member.carrier is None:
+            raise Unavailable(f"Node {node!r} is not one this control plane reaches.")
+        return member.carrier
 
     def add(self, node: Node) -> None:
         self.members[node.name] = node
@@ -342,21 +372,19 @@ class RoutedNodes:
             if (routed := self.backends.get(backend.runtime)) is not None:
                 routed.nodes[node.name] = backend
         self.network.nodes[node.name] = node.network
+        if self.carriers is not None and node.carrier is not None:
+            self.carriers.carriers[node.name] = node.carrier
 
     async def remove(self, name: str) -> None:
         node = self.members.pop(name, None)
         for routed in self.backends.values():
             routed.nodes.pop(name, None)
         self.network.nodes.pop(name, None)
+        if self.carriers is not None:
+            self.carriers.carriers.pop(name, None)
         if node is not None:
             await node.close()
 
     async def close(self) -> None:
         for name in list(self.members):
             await self.remove(name)
-
-
-def routed_node(nodes: Sequence[Node], routes: Routes) -> tuple[Node, Callable[[Runtime], str]]:
-    """One ``Node`` over ``nodes`` (each call to the node of its shell) and the placement rule."""
-    routed = RoutedNodes(nodes, routes)
-    return routed.node, routed.place

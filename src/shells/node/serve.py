@@ -1,27 +1,33 @@
 """Run this machine as a node agent: its backends and network behind the authenticated RPC, and
-the shells' DNS resolver on the node's gateways (it answers from the node's own network state)."""
+the shells' DNS resolver on the node's gateways (it answers from the node's own network state),
+and the node's own connection to the instance's object store (``SHELLS_OBJECT_STORE``, the same
+store every machine of the instance names), through which it keeps and fetches snapshots."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
 from starlette.applications import Starlette
 
 from ..cluster.kube import Kube
-from ..cluster.membership import NodeOffer, NodePublisher, measured_offer, node_topology
+from ..cluster.membership import NodePublisher, measured_offer, node_topology
 from ..control.leadership import kube_config, lease_timing
+from ..domain.errors import InvalidRequest, ObjectStoreUnavailable
 from ..domain.isolation import Runtime
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
+from ..domain.nodes import NodeOffer
+from ..objects.store import ObjectStoreError, open_store
 from ..runtime.network.dataplane import HostNetwork
 from ..runtime.network.dns_upstream import configured_upstreams
 from ..runtime.network.resolver import DnsResolver
 from ..runtime.network.shell_dns import RefusalLog, ShellDns
 from ..settings import Settings
-from . import Node
 from .agent import NodeAgent
+from .carrier import LocalCarrier
 from .local import local_node
 from .wire import Signer
 
@@ -35,10 +41,37 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
     network = node.network
     assert isinstance(network, HostNetwork)
     refusals = RefusalLog()
-    agent = NodeAgent(node, Signer(secret), refusals, settings.data_dir / "node-generation")
+    try:
+        objects = open_store(settings.object_store, settings.data_dir / "objects")
+    except ValueError as exc:
+        raise InvalidRequest(f"SHELLS_OBJECT_STORE: {exc}.") from None
+    backends = {b.runtime: b for b in node.backends}
+    node.carrier = LocalCarrier(backends, objects, settings.data_dir / "durable")
+
+    where = {"region": settings.region, "zone": settings.zone}
+    """The node's topology: the settings', or its Kubernetes Node's labels once it holds a Lease."""
+
+    def offer() -> NodeOffer:
+        """What the node offers placement, measured now: one offer for the ``offer`` call and the
+        Lease alike."""
+        classes = [b.runtime for b in node.backends]
+        vms = [b for b in node.backends if b.runtime is Runtime.MICROVM]
+        accel = vms[0].details().get("accel", "") if vms else ""
+        return measured_offer(
+            node.name, address, where["region"], where["zone"], classes, accel, settings.data_dir
+        )
+
+    agent = NodeAgent(node, Signer(secret), refusals, settings.data_dir / "node-generation", offer)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:  # the node moves its own snapshots: a wrong store stops it with the reason
+            await objects.check()
+        except ObjectStoreError as exc:
+            raise ObjectStoreUnavailable(
+                f"The object store (SHELLS_OBJECT_STORE) cannot be used: {exc}"
+            ) from None
+        shutil.rmtree(settings.data_dir / "durable", ignore_errors=True)
         for backend in node.backends:
             await backend.prepare()
         resolver = DnsResolver(
@@ -47,34 +80,31 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         for gateway in network.gateway_addresses():
             await resolver.listen(gateway)
         log.info("node %s ready: %s", node.name, ", ".join(b.runtime.value for b in node.backends))
-        publisher = await publish_node(settings, node, address)
+        publisher = await publish_node(settings, node.name, offer, where)
         try:
             yield
         finally:
             if publisher is not None:  # kept: a restart within one lease loses no shell
                 await publisher.stop(release=False)
             await resolver.close()
+            await objects.aclose()
 
     app = agent.app()
     app.router.lifespan_context = lifespan
     return app
 
 
-async def publish_node(settings: Settings, node: Node, address: str) -> NodePublisher | None:
-    """Hold this node's Lease with its offer (``cluster.membership``) when ``SHELLS_KUBE_URL`` is
-    set; None on a node without Kubernetes (the control plane then knows it by its ``--node`` URL)."""
+async def publish_node(
+    settings: Settings, name: str, offer: Callable[[], NodeOffer], where: dict[str, str]
+) -> NodePublisher | None:
+    """Hold this node's Lease with its ``offer`` (``cluster.membership``) when ``SHELLS_KUBE_URL`` is
+    set, after setting ``where`` to its Kubernetes Node's topology; None on a node without
+    Kubernetes (the control plane then knows it by its ``--node`` URL)."""
     config = kube_config(settings)
     if config is None:
         return None
     kube = Kube(config)
-    region, zone = await node_topology(kube, node.name, settings.region, settings.zone)
-    microvm = next((b for b in node.backends if b.runtime is Runtime.MICROVM), None)
-    accel = microvm.details().get("accel", "") if microvm is not None else ""
-    classes = [b.runtime for b in node.backends]
-
-    def offer() -> NodeOffer:
-        return measured_offer(node.name, address, region, zone, classes, accel, settings.data_dir)
-
+    where["region"], where["zone"] = await node_topology(kube, name, settings.region, settings.zone)
     publisher = NodePublisher(kube, offer, lease_timing(settings.lease_duration_s), close=kube.aclose)
     publisher.start()
     return publisher

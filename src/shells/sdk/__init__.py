@@ -73,19 +73,19 @@ from ..domain.errors import (
     VolumeNotFound,
     WebhookNotFound,
 )
-from ._async.admin import AsyncAdmin
 from ._async.client import AsyncShells
 from ._async.commands import AsyncCommands
 from ._async.files import AsyncFiles
+from ._async.nodes import AsyncNodes
 from ._async.processes import AsyncProcesses
 from ._async.resources import AsyncNetworks, AsyncSnapshots, AsyncTemplates, AsyncVolumes
 from ._async.shell import AsyncPorts, AsyncShell
 from ._async.tenancy import AsyncGrants, AsyncPrincipals, AsyncTenants, AsyncTerminals, AsyncTokens
 from ._async.webhooks import AsyncWebhooks
-from ._sync.admin import Admin
 from ._sync.client import Shells
 from ._sync.commands import Commands
 from ._sync.files import Files
+from ._sync.nodes import Nodes
 from ._sync.processes import Processes
 from ._sync.resources import Networks, Snapshots, Templates, Volumes
 from ._sync.shell import Ports, Shell
@@ -113,6 +113,7 @@ from .models import (
     NetworkPolicy,
     NetworkStatus,
     NewToken,
+    NodeDrain,
     NodeInfo,
     Port,
     Pricing,
@@ -138,6 +139,9 @@ from .retry import RetryPolicy
 from .wire import BucketMount, CreateOptions, VolumeAttach
 
 __all__ = [
+    "AsyncNodes",
+    "NodeDrain",
+    "Nodes",
     "AsyncVolumes",
     "BucketDenied",
     "BucketMount",
@@ -166,8 +170,6 @@ __all__ = [
     "AsyncTerminals",
     "AsyncTokens",
     "AsyncWebhooks",
-    "AsyncAdmin",
-    "Admin",
     "AuthError",
     "BillingTerms",
     "BlockedConnection",

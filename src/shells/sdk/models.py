@@ -646,8 +646,20 @@ class MetricSample:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NodeDrain:
+    """What :meth:`Nodes.drain` did: the node is cordoned; ``moved`` lists each shell moved off it
+    (``{"shell", "to"}``), ``left`` each shell still on it with the reason (``{"shell", "reason"}``:
+    running shells, and any that could not move)."""
+
+    node: str
+    cordoned: bool = True
+    moved: list[dict[str, str]] = field(default_factory=list)
+    left: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeInfo:
-    """A node of the instance as :meth:`Admin.nodes` shows it (one box: its one node). The free
+    """A node of the instance as :meth:`Nodes.list` shows it (one box: its one node). The free
     figures are None where the node publishes none (one box, a ``--node`` agent without a Lease)."""
 
     name: str

@@ -26,11 +26,10 @@ class NodeRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     changed_at: Mapped[datetime]
-    cordoned: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 def _record(row: NodeRow) -> NodeRecord:
-    return NodeRecord(row.name, row.generation, row.state, row.reason, row.changed_at, row.cordoned)
+    return NodeRecord(row.name, row.generation, row.state, row.reason, row.changed_at)
 
 
 class NodeStore:

@@ -46,7 +46,6 @@ from ...domain.capabilities import COMMON_CAPABILITIES
 from ...domain.errors import ActionNotSupported, RuntimeFailure, TemplateNotFound
 from ...domain.execution import ExecEvent, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ...domain.isolation import PRESET_TEMPLATES, Runtime
-from ...domain.limits import MOUNT_CACHE_BYTES
 from ...domain.network import NetworkAccess, NetworkMode
 from ...domain.runtimes import VERSION_KEYS, RuntimeOffer
 from ...domain.samples import ResourceUsage
@@ -59,6 +58,7 @@ from ..agent_client import AgentClient
 from ..backend import HostInventory, ShellSpec, read_tail
 from ..host import btrfs_quota, bucket_fuse, cgroups, idmap, netns, seccomp, uids
 from ..host.btrfs import BtrfsPool
+from ..host.bucket_cache import BucketCaches
 from ..network.dataplane import HostNetwork
 from ..network.inside import LOOPBACK
 from ..templates.build_dns import dns_for_builds
@@ -73,8 +73,6 @@ from .template_bits import TemplateBits
 log = logging.getLogger(__name__)
 
 BASE_TEMPLATE = BASE_ROOTFS
-UNSENT = "unsent"
-"""Marks a bucket mount's cache that still holds writes its bucket has not taken."""
 DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
 
 
@@ -152,8 +150,9 @@ class ContainerBackend:
     def _runtime_dir(self, host_id: str) -> Path:
         return self.run_dir / "shells" / host_id
 
-    def _mount_cache(self, host_id: str, index: int) -> Path:
-        return self._p / "mountcache" / f"{host_id}-{index}"
+    @property
+    def _buckets(self) -> BucketCaches:
+        return BucketCaches(self.pool, self._p / "mountcache")
 
     def _socket(self, host_id: str) -> str:
         return str(self._runtime_dir(host_id) / "agent.sock")
@@ -213,27 +212,11 @@ class ContainerBackend:
         """Unmount the bucket mounts of shells that are not running (a crash between their mount and
         their container's start, or a stop that never finished), or with ``everything`` (purge) all
         of them, caches and all."""
-        caches = self._p / "mountcache"
-        for cache in sorted(caches.iterdir()) if caches.exists() else []:
-            host_id, _, index = cache.name.rpartition("-")
+        for host_id, index, cache in self._buckets.every():
             if everything or not (self._runtime_dir(host_id) / "bundle").exists():
-                self._unmount_bucket(host_id, int(index) if index.isdigit() else 0, cache)
+                self._buckets.unmount(host_id, index, self._runtime_dir(host_id) / "mounts" / str(index))
             if everything and self.pool.is_subvolume(cache):
                 self.pool.delete_subvolume(cache)
-
-    def _unmount_bucket(self, host_id: str, index: int, cache: Path) -> None:
-        """Unmount one bucket mount once its writes reached the bucket. A cache still holding writes
-        the bucket did not take (it was unreachable) is kept, marked, for the next start to send;
-        ``destroy`` drops it."""
-        sent = bucket_fuse.flush(cache)
-        bucket_fuse.unmount(self._runtime_dir(host_id) / "mounts" / str(index), cache)
-        if not sent:
-            (cache / UNSENT).touch()
-            log.warning(
-                "bucket mount %d of %s: writes not in the bucket yet, kept for its next start", index, host_id
-            )
-        elif not (cache / UNSENT).exists() and self.pool.is_subvolume(cache):
-            self.pool.delete_subvolume(cache)
 
     def details(self) -> dict[str, str]:
         return dict(self._details)
@@ -425,21 +408,15 @@ class ContainerBackend:
         """Start one FUSE process per bucket mount, its files owned by the shell's root."""
         mounts = []
         for i, bucket in enumerate(spec.buckets):
-            cache = self._mount_cache(spec.host_id, i)
-            if not self.pool.is_subvolume(cache):
-                self.pool.create_subvolume(cache)
-            btrfs_quota.limit_subvolume(cache, MOUNT_CACHE_BYTES)
             mnt = rt / "mounts" / str(i)
-            bucket_fuse.mount(bucket, mnt, cache, uid_base)  # it sends what an earlier run left unsent
-            (cache / UNSENT).unlink(missing_ok=True)
+            self._buckets.mount(spec.host_id, i, bucket, mnt, uid_base)
             mounts.append((str(mnt), bucket.path, bucket.read_only))
         return mounts
 
     def _release_mounts(self, host_id: str, rt: Path) -> None:
         """Unmount the shell's bucket mounts (ending their processes) and volumes. Idempotent."""
-        for cache in sorted((self._p / "mountcache").glob(f"{host_id}-*")):
-            index = cache.name.rpartition("-")[2]
-            self._unmount_bucket(host_id, int(index) if index.isdigit() else 0, cache)
+        for index, _ in self._buckets.of(host_id):
+            self._buckets.unmount(host_id, index, rt / "mounts" / str(index))
         for mnt in sorted((rt / "mounts").iterdir()) if (rt / "mounts").exists() else []:
             bucket_fuse.release_orphan(mnt)  # its cache went first (a crash, a purge cut short)
         volumes = sorted((rt / "volumes").iterdir()) if (rt / "volumes").exists() else []
@@ -470,8 +447,7 @@ class ContainerBackend:
 
     async def destroy(self, host_id: str) -> None:
         await self.stop(host_id)
-        for cache in sorted((self._p / "mountcache").glob(f"{host_id}-*")):
-            self.pool.delete_subvolume(cache)
+        self._buckets.drop(host_id)
         self.disk.delete(host_id)
         shutil.rmtree(self._shell_dir(host_id), ignore_errors=True)
         (self.legacy_logs_dir / f"{host_id}.log").unlink(missing_ok=True)

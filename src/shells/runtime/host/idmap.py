@@ -131,12 +131,13 @@ def _sys(what: str, rc: int) -> int:
 
 
 def idmapped_bind(
-    source: str, target: str, userns_fd: int, recursive: bool = False, read_only: bool = False
+    source: str, target: str, userns_fd: int | None, recursive: bool = False, read_only: bool = False
 ) -> None:
     """Bind-mount ``source`` at ``target`` (an existing directory) with ``userns_fd``'s id map, and
     ``nosuid,nodev`` (and ``ro`` if asked): these are shells' own filesystems, and crun cannot remount
     an idmapped mount to add flags (a bind of this one keeps them, locked inside the shell's user
-    namespace, so root inside cannot make a read-only one writable)."""
+    namespace, so root inside cannot make a read-only one writable). ``userns_fd`` None: no id map
+    (``locked_bind``)."""
     src, dst = os.fsencode(source), os.fsencode(target)
     rec = AT_RECURSIVE if recursive else 0
     step = "open_tree"
@@ -147,10 +148,10 @@ def idmapped_bind(
         )
         try:
             step = "mount_setattr(MOUNT_ATTR_IDMAP)"
-            flags = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+            flags = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (MOUNT_ATTR_IDMAP if userns_fd is not None else 0)
             if read_only:
                 flags |= MOUNT_ATTR_RDONLY
-            attr = MountAttr(attr_set=flags, userns_fd=userns_fd)
+            attr = MountAttr(attr_set=flags, userns_fd=userns_fd or 0)
             _sys(
                 f"mount_setattr {source}",
                 _libc.syscall(
@@ -166,6 +167,13 @@ def idmapped_bind(
             os.close(tree)
     except OSError as exc:
         raise RuntimeFailure(f"idmapped mount {source} -> {target}: {step} failed: {exc.strerror}") from exc
+
+
+def locked_bind(source: str, target: str, read_only: bool) -> None:
+    """Bind ``source`` at ``target`` ``nosuid,nodev`` (and ``ro``), ids as they are: what a process
+    on the host serves to a guest (``microvm/shares.py``) can then never be a device, a set-id
+    program or, read-only, written, whatever that process is asked to do."""
+    idmapped_bind(source, target, None, read_only=read_only)
 
 
 def unmount(target: str, lazy: bool = False) -> None:

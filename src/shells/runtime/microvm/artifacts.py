@@ -6,6 +6,10 @@
 - the virtio modules the kernel needs (they are modules in that kernel, not built in);
 - a small initramfs written here as a newc cpio: static busybox, the modules, ``init`` (below) and the
   guest agent package, which ``init`` copies onto a tmpfs at ``/.shells`` of the root disk;
+- a second one for VMs with shared directories (bucket mounts, volumes: ``shares.py``): the same plus
+  the virtio-fs modules, which its ``init`` loads, and busybox kept at ``/.shells/busybox`` for the
+  host to mount the shares with. A separate file, so every other VM's boot (and so every pre-booted
+  template image, keyed by the initramfs) is unchanged by it;
 - the host's TSC rate, which the guest kernel must be told (``tsc_early_khz``): under TCG it cannot
   calibrate against any timer and hangs otherwise.
 """
@@ -41,6 +45,9 @@ MODULES = (
     "kernel/drivers/net/net_failover.ko",
     "kernel/drivers/net/virtio_net.ko",
 )
+SHARE_MODULES = ("kernel/fs/fuse/fuse.ko", "kernel/fs/fuse/virtiofs.ko")
+"""virtio-fs (FUSE over virtio): only in the initramfs of VMs with shares. Debian's cloud kernel has
+no 9p at all, so virtio-fs is the way a host directory reaches the guest."""
 AGENT_PORT = "shells.agent"
 """The virtio-serial port name the agent serves on."""
 
@@ -96,6 +103,12 @@ if [ -x /newroot/.shells-agent/bin/python3 ]; then  # an image without Python: t
 fi
 exec switch_root /newroot /usr/bin/python3 -E -s -c "$agent" --serial "$port"
 """
+SHARES_ANCHOR = "cp -r /guest /newroot/.shells/guest\n"
+SHARES_SETUP = """insmod /modules/fuse.ko
+insmod /modules/virtiofs.ko
+cp /bin/busybox /newroot/.shells/busybox  # the host mounts the shares with it (any image)
+"""
+"""Inserted after ``SHARES_ANCHOR`` in the init of the initramfs for VMs with shares."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,8 @@ class Artifacts:
     tsc_khz: int
     blank_disk: Path
     """An empty ext4 image (sparse) a fresh /workspace starts from when its template saved none."""
+    initramfs_shares: Path
+    """The initramfs of a VM with shared directories (virtio-fs modules loaded)."""
 
     @property
     def key(self) -> str:
@@ -178,21 +193,49 @@ def _install_kernel(dest: Path) -> str:
         for rel in MODULES:
             src = work / "x" / "lib" / "modules" / release / rel
             shutil.copyfile(src, staging / "modules" / src.name)
+        _copy_share_modules(work / "x" / "lib" / "modules" / release, staging)
         (staging / "release").write_text(release, encoding="utf-8")
         staging.rename(dest)
     return release
 
 
-def _initramfs(modules: Path) -> bytes:
+def _copy_share_modules(modules: Path, kernel_dir: Path) -> None:
+    """Put the virtio-fs modules into ``kernel_dir/share-modules`` (whole or not at all)."""
+    partial = kernel_dir / f".share-modules.{os.getpid()}"
+    partial.mkdir()
+    for rel in SHARE_MODULES:
+        shutil.copyfile(modules / rel, partial / Path(rel).name)
+    partial.rename(kernel_dir / "share-modules")
+
+
+def _add_share_modules(kernel_dir: Path, release: str) -> None:
+    """Fetch the virtio-fs modules of ``release`` for a kernel cached before they were needed."""
+    with tempfile.TemporaryDirectory(dir=kernel_dir) as tmp:
+        work = Path(tmp)
+        work.chmod(0o755)
+        package = f"linux-image-{release}"
+        _run(f"apt-get download {package}", ["apt-get", "download", "-q", package], cwd=work)
+        deb = next(work.glob("*.deb"))
+        _run("unpacking the kernel package", ["dpkg-deb", "-x", str(deb), str(work / "x")])
+        try:
+            _copy_share_modules(work / "x" / "lib" / "modules" / release, kernel_dir)
+        except OSError:
+            if not (kernel_dir / "share-modules").exists():  # not another process winning the race
+                raise
+
+
+def _initramfs(modules: Path, share_modules: Path | None = None) -> bytes:
     busybox = shutil.which("busybox")
     if busybox is None:
         raise RuntimeFailure("busybox is missing; run scripts/install-system-deps.sh (busybox-static).")
     entries = [cpio.directory(d) for d in ("bin", "dev", "proc", "sys", "newroot", "modules", "guest")]
     entries.append(cpio.file("bin/busybox", Path(busybox).read_bytes(), 0o755))
-    entries.append(
-        cpio.file("init", INIT.replace("@PORT@", AGENT_PORT).replace("@NET@", GUEST_SETUP).encode(), 0o755)
-    )
-    for ko in sorted(modules.iterdir()):
+    init = INIT.replace("@PORT@", AGENT_PORT).replace("@NET@", GUEST_SETUP)
+    if share_modules is not None:
+        init = init.replace(SHARES_ANCHOR, SHARES_ANCHOR + SHARES_SETUP)
+    entries.append(cpio.file("init", init.encode(), 0o755))
+    kos = [*modules.iterdir(), *(share_modules.iterdir() if share_modules is not None else ())]
+    for ko in sorted(kos, key=lambda ko: ko.name):
         entries.append(cpio.file(f"modules/{ko.name}", ko.read_bytes()))
     guest = Path(shells.guest.__file__).resolve().parent
     for source in sorted(guest.glob("*.py")):
@@ -221,12 +264,12 @@ def ensure_artifacts(cache_dir: Path) -> Artifacts:
             if not (kernel_dir / "release").exists():  # not someone else's rename winning the race
                 raise
     release = (kernel_dir / "release").read_text(encoding="utf-8").strip()
-    image = _initramfs(kernel_dir / "modules")
-    initramfs = root / f"initramfs-{hashlib.sha256(image).hexdigest()[:16]}.cpio"
-    if not initramfs.exists():
-        partial = initramfs.with_name(f".{initramfs.name}.{os.getpid()}")
-        partial.write_bytes(image)
-        partial.rename(initramfs)
+    if not (kernel_dir / "share-modules").exists():
+        _add_share_modules(kernel_dir, release)
+    initramfs = _cached_initramfs(root, _initramfs(kernel_dir / "modules"))
+    initramfs_shares = _cached_initramfs(
+        root, _initramfs(kernel_dir / "modules", kernel_dir / "share-modules")
+    )
     blank = root / "blank-workspace-8g-v2.ext4"
     if not blank.exists():
         _blank_disk(blank, "8G")
@@ -239,4 +282,15 @@ def ensure_artifacts(cache_dir: Path) -> Artifacts:
         kernel_release=release,
         tsc_khz=int(tsc_file.read_text(encoding="utf-8")),
         blank_disk=blank,
+        initramfs_shares=initramfs_shares,
     )
+
+
+def _cached_initramfs(root: Path, image: bytes) -> Path:
+    """``image`` as ``root/initramfs-<digest>.cpio``, written once."""
+    initramfs = root / f"initramfs-{hashlib.sha256(image).hexdigest()[:16]}.cpio"
+    if not initramfs.exists():
+        partial = initramfs.with_name(f".{initramfs.name}.{os.getpid()}")
+        partial.write_bytes(image)
+        partial.rename(initramfs)
+    return initramfs

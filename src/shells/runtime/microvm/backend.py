@@ -10,7 +10,8 @@ Where things live (``D`` data dir, ``C`` cache dir, ``R`` run dir):
     D/microvm/shells/<id>/                 a shell: root.qcow2, workspace.qcow2, vm.json, console.log (capped)
                                            and, while paused (or on its own RAM file), ram and state
     D/microvm/images/<id>/                 snapshots and fork points
-    R/microvm/<id>/                        QEMU's pid file and its QMP and agent sockets
+    R/microvm/<id>/                        QEMU's pid file and its QMP and agent sockets (virtiofsd's too)
+    R/vmshares/<id>/                       its buckets and volumes, shared in by virtio-fs (``shares.py``)
 /workspace is the second disk, so reinstall_os replaces only the root disk and wipe_state both.
 """
 
@@ -54,6 +55,7 @@ from .images import Image, copy_file, grow_ext4, overlay, set_aside_unused, set_
 from .link import AgentLink, LinkedAgentClient, sync_fields
 from .qemu import Machine, Qmp, VmFiles
 from .ramsplit import Unsupported, split_ram
+from .shares import Share, Shares, mount_inside, shares_of
 from .vmnet import GUEST_IP, VmNetwork
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,9 @@ class VmRecord:
     paused: str = ""
     """``""`` not paused; ``device``: ``state`` holds device state and ``ram`` the memory;
     ``full``: ``state`` holds both (a VM whose RAM was private)."""
+    shares: int = 0
+    """How many host directories (buckets, volumes) are shared into it (``shares.py``): a VM with
+    any cannot be saved (QEMU cannot migrate a vhost-user-fs device)."""
 
 
 class MicrovmBackend:
@@ -110,6 +115,7 @@ class MicrovmBackend:
         self._pinned: set[str] = set()
         """Fork points being written: no shell's disks back onto them yet, but they are in use."""
         self.vmnet = VmNetwork(container.network, container.netns_dir)
+        self.shares = Shares(settings.run_dir, container.pool)
 
     @staticmethod
     def available() -> str | None:
@@ -139,7 +145,11 @@ class MicrovmBackend:
             if sock_dir.name not in ids:
                 await qemu.kill(VmFiles(sock_dir, sock_dir))
                 shutil.rmtree(sock_dir, ignore_errors=True)
+        await anyio.to_thread.run_sync(self.shares.release_stray, self._running)
         await self._collect_images()
+
+    def _running(self, host_id: str) -> bool:
+        return qemu.pid_of(self._files(host_id)) is not None
 
     async def _settle(self, host_id: str) -> None:
         """Make one VM's host state agree with its ``vm.json``, the backend's commit point.
@@ -364,10 +374,14 @@ class MicrovmBackend:
             raise
 
     # booting, saving, restoring -------------------------------------------------------------------
-    def _argv(self, files: VmFiles, machine: Machine, ram: Path, *, share: bool) -> list[str]:
+    def _argv(
+        self, files: VmFiles, machine: Machine, ram: Path, *, share: bool, shares: Sequence[Path] = ()
+    ) -> list[str]:
+        """``shares``: the virtiofsd sockets of its shared directories (then ``share`` must be on)."""
         return [
-            *machine.args(self.artifacts),
+            *machine.args(self.artifacts, shares=bool(shares)),
             *qemu.device_args(files, ram, share=share, memory_mib=machine.memory_mib),
+            *qemu.share_args(list(shares)),
         ]
 
     async def _launch(self, argv: list[str], host_id: str | None) -> None:
@@ -386,19 +400,30 @@ class MicrovmBackend:
         finally:
             await wiring
 
-    async def _boot(self, files: VmFiles, machine: Machine, host_id: str | None) -> AgentLink:
-        """Cold boot on the disks in ``files`` with a fresh own RAM file; returns a ready link."""
+    async def _boot(
+        self, files: VmFiles, machine: Machine, host_id: str | None, spec: ShellSpec | None = None
+    ) -> AgentLink:
+        """Cold boot on the disks in ``files`` with a fresh own RAM file; returns a ready link. With
+        ``spec``, its buckets and volumes are served and mounted inside before it is ready."""
         files.sock_dir.mkdir(parents=True, exist_ok=True)
         files.ram.unlink(missing_ok=True)
         with files.ram.open("wb") as f:
             f.truncate(machine.memory_mib * 1024 * 1024)
-        await self._launch(self._argv(files, machine, files.ram, share=True), host_id)
+        shares: list[Share] = shares_of(spec) if spec is not None else []
+        sockets: list[Path] = []
         link = AgentLink()
         try:
+            if spec is not None and shares:
+                sockets = await anyio.to_thread.run_sync(self.shares.serve, spec, files.sock_dir)
+            await self._launch(self._argv(files, machine, files.ram, share=True, shares=sockets), host_id)
             await self._while_wiring(host_id, self._wait_booted(link, files))
+            await mount_inside(link, shares)
         except BaseException:
-            await link.aclose()
-            await qemu.kill(files)
+            with anyio.CancelScope(shield=True):
+                await link.aclose()
+                await qemu.kill(files)
+                if spec is not None:
+                    await anyio.to_thread.run_sync(self.shares.release, spec.host_id)
             raise
         return link
 
@@ -503,10 +528,13 @@ class MicrovmBackend:
             await anyio.to_thread.run_sync(image.new_disk, image.workspace, files.workspace)
             if (image.dir / "console.log").exists():  # the boot this machine came from is its history too
                 shutil.copyfile(image.dir / "console.log", files.console)
-            if not image.state.exists():  # a snapshot of a stopped shell: disks only, so boot them
-                self._save_record(host_id, VmRecord(asdict(machine), str(image.dir)))
+            shares = len(shares_of(spec))
+            # A snapshot of a stopped shell has disks only, so they are booted; so are a VM's with
+            # shares, whose RAM must be its own shared file (``shares.py``).
+            if not image.state.exists() or shares:
+                self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), shares=shares))
                 await attaching
-                self._links[host_id] = await self._boot(files, machine, host_id)
+                self._links[host_id] = await self._boot(files, machine, host_id, spec)
                 return
             self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), ram="private"))
             qmp = await self._restore(
@@ -567,15 +595,17 @@ class MicrovmBackend:
         record = self._record(spec.host_id)
         await self.stop(spec.host_id)
         machine = Machine(**record.machine)  # type: ignore[arg-type]
+        shares = len(shares_of(spec))
+        self._save_record(spec.host_id, replace(record, shares=shares))  # before any is served
         try:
             await anyio.to_thread.run_sync(self.vmnet.attach, spec)
-            link = await self._boot(files, machine, spec.host_id)
+            link = await self._boot(files, machine, spec.host_id, spec)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.stop(spec.host_id)
             raise
         self._links[spec.host_id] = link
-        self._save_record(spec.host_id, replace(record, ram="own", paused=""))
+        self._save_record(spec.host_id, replace(record, ram="own", paused="", shares=shares))
 
     async def stop(self, host_id: str) -> None:
         """End the VM with its disks holding everything the guest wrote; the disks stay, memory and
@@ -596,6 +626,7 @@ class MicrovmBackend:
             await self._flush(host_id)
         await self._drop_link(host_id)
         await qemu.kill(files)
+        await anyio.to_thread.run_sync(self.shares.release, host_id)  # the guest is gone: its writes are in
         await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
         shutil.rmtree(files.sock_dir, ignore_errors=True)
         if record is not None:  # first: a crash now leaves a stopped VM, not a paused one without state
@@ -629,6 +660,7 @@ class MicrovmBackend:
         files = self._files(host_id)
         await self._drop_link(host_id)
         await qemu.kill(files)
+        await anyio.to_thread.run_sync(self.shares.drop, host_id)
         await anyio.to_thread.run_sync(self.vmnet.detach, host_id)
         shutil.rmtree(files.sock_dir, ignore_errors=True)
         shutil.rmtree(files.disk_dir, ignore_errors=True)
@@ -663,9 +695,18 @@ class MicrovmBackend:
             await self.start(spec)
 
     # pause, resume, snapshot, fork ----------------------------------------------------------------
+    def _savable(self, record: VmRecord, action: str) -> None:
+        if record.shares:
+            raise ActionNotSupported(
+                f"A microvm shell with bucket mounts or volumes cannot be {action} while it runs: "
+                "QEMU cannot save a VM with virtio-fs devices. Stop it first (its disks and mounts "
+                "stay), or use a container shell."
+            )
+
     async def pause(self, host_id: str) -> None:
         files = self._files(host_id)
         record = self._record(host_id)
+        self._savable(record, "paused")
         link = self._links.get(host_id) or await self._attach(host_id, resync=True)
         device_only = record.ram == "own"
         await self._save(files, link, files.state, device_only=device_only)
@@ -798,6 +839,8 @@ class MicrovmBackend:
     async def snapshot(self, host_id: str, snapshot_id: str) -> None:
         image = Image(self.root / "images" / snapshot_id)
         files = self._files(host_id)
+        if qemu.pid_of(files) is not None:
+            self._savable(self._record(host_id), "snapshotted")
         try:
             if qemu.pid_of(files) is None and not self._record(host_id).paused:
                 await self._copy_disks(files, image)  # stopped: nothing but its disks to keep
@@ -809,6 +852,7 @@ class MicrovmBackend:
             raise
 
     async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
+        self._savable(self._record(host_id), "forked")
         image = Image(self.root / "images" / f"fork-{host_id}-{secrets.token_hex(4)}")
         started: list[str] = []
         self._pinned.add(image.dir.name)  # until the children's records name it (or it is removed)
@@ -923,7 +967,7 @@ class MicrovmBackend:
     async def purge(self) -> None:
         """Destroy every shell and image of this instance (the host-wide template cache stays)."""
         inv = await self.inventory()
-        for host_id in sorted(inv.stored | inv.running):
+        for host_id in sorted(inv.stored | inv.running | set(self.shares.held())):
             await self.destroy(host_id)
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -56,7 +56,9 @@ class Machine:
     accel: str
     """``tcg`` or ``kvm``."""
 
-    def args(self, artifacts: Artifacts, *, probe: bool = False) -> list[str]:
+    def args(self, artifacts: Artifacts, *, probe: bool = False, shares: bool = False) -> list[str]:
+        """``shares``: boot the initramfs that loads virtio-fs (a VM with shared directories; such
+        a VM is never saved, so its state need not match anything)."""
         khz = artifacts.tsc_khz
         cmdline = f"{CMDLINE} tsc_early_khz={khz} lpj={khz * 1000 // HZ}"
         if probe:
@@ -70,7 +72,8 @@ class Machine:
             "-M", "q35,memory-backend=mem0", *accel,
             "-smp", str(self.vcpus), "-m", f"{self.memory_mib}M",
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
-            "-kernel", str(artifacts.vmlinux), "-initrd", str(artifacts.initramfs), "-append", cmdline,
+            "-kernel", str(artifacts.vmlinux),
+            "-initrd", str(artifacts.initramfs_shares if shares else artifacts.initramfs), "-append", cmdline,
         ]  # fmt: skip
 
     def fingerprint(self, artifacts: Artifacts) -> str:
@@ -138,6 +141,22 @@ def device_args(files: VmFiles, ram: Path, *, share: bool, memory_mib: int) -> l
         *console.chardev_args(),
         "-daemonize", "-pidfile", str(files.pidfile),
     ]  # fmt: skip
+
+
+def share_args(sockets: list[Path]) -> list[str]:
+    """One vhost-user-fs device per shared directory, served by the virtiofsd listening on its
+    socket (``shares.py``); the guest mounts it by its tag ``shells<i>``."""
+    args: list[str] = []
+    for i, sock in enumerate(sockets):
+        args += [
+            "-chardev", f"socket,id=fs{i},path={sock}",
+            "-device", f"vhost-user-fs-pci,chardev=fs{i},tag={share_tag(i)}",
+        ]  # fmt: skip
+    return args
+
+
+def share_tag(index: int) -> str:
+    return f"shells{index}"
 
 
 def _run_qemu(argv: list[str], netns: Path | None) -> subprocess.CompletedProcess[bytes]:

@@ -111,6 +111,19 @@ class AsyncShell:
         self.info = ShellInfo.parse(await self._http.call("POST", self._path + "/timeout", body=body))
         return self.info
 
+    async def recover(self) -> ShellInfo:
+        """Start a ``lost`` shell (its node is gone) again on another node, from the newer of its
+        saved state and its newest durable snapshot in the object store. It comes back ``paused``
+        or ``stopped`` (``state_reason`` says from what); resume or start it next.
+
+        Raises:
+            ShellNotFound: the shell no longer exists.
+            InvalidState: it is not lost, or nothing of it is in the object store.
+        """
+        answer = await self._http.call("POST", self._path + "/recover", unbounded=True)  # a fetch
+        self.info = ShellInfo.parse(answer)
+        return self.info
+
     async def kill(self) -> bool:
         """Delete the shell and everything in it (its snapshots stay). Returns ``False`` if it was
         already gone."""

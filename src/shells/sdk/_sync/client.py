@@ -14,8 +14,8 @@ from ..connection import DEFAULT_TIMEOUT_S
 from ..models import Event, Pricing, RuntimeOffer, ShellInfo, UsageReport, from_wire
 from ..retry import RetryPolicy
 from ..wire import CreateOptions, create_body, usage_params
-from .admin import Admin
 from .http import HTTP
+from .nodes import Nodes
 from .resources import Networks, Secrets, Snapshots, Templates, Volumes
 from .shell import Shell
 from .tenancy import Principals, Tenants, Tokens
@@ -62,7 +62,7 @@ class Shells:
         self.tokens = Tokens(self._http)
         self.principals = Principals(self._http)
         self.webhooks = Webhooks(self._http)
-        self.admin = Admin(self._http)
+        self.nodes = Nodes(self._http)
 
     @property
     def base_url(self) -> str:

@@ -487,6 +487,24 @@ export interface Operations {
     };
     statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
+  /** Drain Node. */
+  "POST /v1/admin/nodes/{name}/drain": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 200 | 400 | 401 | 403 | 409 | 429 | 503;
+  };
+  /** Uncordon Node. */
+  "POST /v1/admin/nodes/{name}/uncordon": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
+  };
   /** Audit. */
   "GET /v1/audit": {
     query: {
@@ -912,6 +930,15 @@ export interface Operations {
     body: JsonObject;
     response: unknown;
     statuses: 204 | 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
+  };
+  /** Recover Shell. */
+  "POST /v1/shells/{shell_id}/recover": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 200 | 400 | 401 | 403 | 404 | 409 | 429 | 503;
   };
   /** Run Code. */
   "POST /v1/shells/{shell_id}/run": {

@@ -21,7 +21,6 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("cordoned", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
 
 

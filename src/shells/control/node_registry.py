@@ -3,8 +3,11 @@ or gone, node loss and fencing.
 
 Nodes come from two sources: the ``--node`` URLs (static; alive while they answer a ``hello``
 within ``grace_s``) and, with a Kubernetes API, the node Leases (``cluster.membership``; alive
-while the Lease is renewed). Every replica keeps a client to each alive node (``RoutedNodes``) and
-drops it when the node goes; the record (``store.nodes``) says which nodes are ready.
+while the Lease is renewed). Every replica keeps a client to each alive node (in the routed
+``node.routed.Fleet``, which moves between nodes use too) and drops it when the node goes; the
+record (``store.nodes``) says which nodes are ready. Placement takes only usable nodes (alive,
+ready, not cordoned: ``MoveStore.cordoned``), from what each answers to the ``offer`` call
+(``control.agent_offers``), whichever way it was found.
 
 Two singleton duties (only the ``shells-control`` Lease holder runs them, ``control.leadership``):
 
@@ -40,11 +43,13 @@ from ..domain.states import ShellState
 from ..node import Node
 from ..node.client import NodeClient
 from ..node.remote import RemoteBackend, node_over
-from ..node.routed import RoutedNodes
+from ..node.routed import Fleet
 from ..node.wire import Signer
 from ..settings import Settings
+from ..store.moves import MoveStore
 from ..store.nodes import NodeStore
 from ..store.repository import Store
+from .agent_offers import AgentOffers
 from .context import ControlContext
 
 log = logging.getLogger(__name__)
@@ -67,42 +72,42 @@ class _Known:
     node: Node | None = None
     answered: float = -math.inf
     """Our monotonic time of its last answer to a ``hello`` (static nodes)."""
-    offer: NodeOffer | None = None
-    """What its Lease publishes (nodes found by their Lease)."""
     pinging: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class Fleet:
+class NodeRegistry:
     def __init__(
         self,
         settings: Settings,
         store: Store,
         signer: Signer,
-        routed: RoutedNodes,
+        fleet: Fleet,
         urls: dict[str, tuple[str, bool]],
         membership: Membership | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``urls``: the nodes already connected in ``routed``, name → (URL, whether it is a
+        """``urls``: the nodes already connected in ``fleet``, name → (URL, whether it is a
         ``--node`` agent rather than one found by its Lease)."""
         self.settings = settings
         self.store = store
         self.records = NodeStore(store)
         self.signer = signer
-        self.routed = routed
+        self.fleet = fleet
+        self.offers = AgentOffers(fleet.members)
+        """What each connected node offers placement (its ``offer`` call), usable nodes only."""
         self.membership = membership
         self.clock = clock
         self.grace_s = settings.lease_duration_s
         self._known: dict[str, _Known] = {}
         now = clock()
         for name, (url, static) in urls.items():
-            node = routed.members[name]
+            node = fleet.members[name]
             self._known[name] = _Known(url, static, _client_of(node), node, answered=now)
         self._record: dict[str, NodeRecord] = {}
+        self._cordoned: set[str] = set()
         self._closing: set[asyncio.Task[None]] = set()
-        for backend in routed.backends.values():
-            backend.usable = self.usable
+        fleet.usable, self.offers.usable = self.usable, self.registered
 
     # what placement and the admin see ----------------------------------------------------------
     def alive(self, name: str) -> bool:
@@ -114,22 +119,21 @@ class Fleet:
         return known.static and self.clock() - known.answered < self.grace_s
 
     def usable(self, name: str) -> bool:
-        """Placed on now: alive, ready in the record, not cordoned."""
-        record = self._record.get(name)
-        return self.alive(name) and record is not None and record.ready and not record.cordoned
+        """Takes template builds and moved shells now: registered, not cordoned (as of the last look;
+        placement and moves read the cordons afresh too)."""
+        return self.registered(name) and name not in self._cordoned
 
-    def offers(self) -> list[NodeOffer]:
-        """What every usable node offers: its Lease's offer, or (a ``--node`` agent without one)
-        the control plane's region, the classes it runs and no bound on room."""
-        return [self.offer_of(name) for name in sorted(self._known) if self.usable(name)]
+    def registered(self, name: str) -> bool:
+        """Alive and ready in the record: its offer is placed on (placement passes over cordons)."""
+        record = self._record.get(name)
+        return self.alive(name) and record is not None and record.ready
 
     def offer_of(self, name: str) -> NodeOffer:
+        """Its last answer to the ``offer`` call, or (none yet) the control plane's region, the
+        classes it runs and no bound on room."""
         known = self._known[name]
-        live = {o.name: o for o in self.membership.live()} if self.membership is not None else {}
-        if name in live:
-            return live[name]
-        if known.offer is not None:
-            return known.offer
+        if (measured := self.offers.measured(name)) is not None:
+            return measured
         backends = known.node.backends if known.node is not None else []
         microvm = next((b for b in backends if b.runtime.value == "microvm"), None)
         return NodeOffer(
@@ -149,14 +153,13 @@ class Fleet:
         """Every node the record or this replica knows (``GET /v1/admin/nodes``)."""
         placed = self.records.placed()
         records = self.records.all()
+        cordoned = MoveStore(self.store).cordoned()
         out: list[dict[str, Any]] = []
         for name in sorted(set(records) | set(self._known)):
             record = records.get(name)
             state = READY if record is not None and record.ready and self.alive(name) else GONE
             offer = self.offer_of(name) if name in self._known else None
-            out.append(
-                node_view(name, offer, state, record, placed.get(name, 0), bool(record and record.cordoned))
-            )
+            out.append(node_view(name, offer, state, record, placed.get(name, 0), name in cordoned))
         return out
 
     # every replica -------------------------------------------------------------------------------
@@ -170,13 +173,12 @@ class Fleet:
         """Connect to nodes that appeared, ping the static ones, follow the record's generations,
         and drop the connections to nodes whose Lease expired."""
         self._record = self.records.all()
+        self._cordoned = MoveStore(self.store).cordoned()
         if self.membership is not None:
             for offer in self.membership.live():
                 if offer.name not in self._known and offer.address:
                     url = f"http://{offer.address}"
-                    self._known[offer.name] = _Known(url, False, NodeClient(url, self.signer), offer=offer)
-                elif offer.name in self._known:
-                    self._known[offer.name].offer = offer
+                    self._known[offer.name] = _Known(url, False, NodeClient(url, self.signer))
         leased = {o.name for o in self.membership.live()} if self.membership is not None else set()
         for name, known in list(self._known.items()):
             if not known.static and name not in leased:
@@ -196,8 +198,8 @@ class Fleet:
                     async with asyncio.timeout(CALL_TIMEOUT_S):
                         await known.client.call("node", "fence", record.generation)
                     known.client.generation = record.generation
-            if name not in self.routed.members and self.alive(name):
-                self.routed.add(known.node)
+            if name not in self.fleet.members and self.alive(name):
+                self.fleet.add(known.node)
 
     async def _ping(self, known: _Known) -> None:
         with contextlib.suppress(ShellsError, TimeoutError, httpx.HTTPError, OSError):
@@ -210,7 +212,7 @@ class Fleet:
         (closing sessions to a node that does not answer waits for their timeouts); a new one is
         made if it comes back."""
         known = self._known.pop(name)
-        closing = self.routed.remove(name) if name in self.routed.members else known.client.aclose()
+        closing = self.fleet.remove(name) if name in self.fleet.members else known.client.aclose()
         task = asyncio.get_running_loop().create_task(closing)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -222,7 +224,7 @@ class Fleet:
                 known.pinging.cancel()
                 with contextlib.suppress(BaseException):
                     await known.pinging
-        await self.routed.close()
+        await self.fleet.close()
         for known in self._known.values():
             await known.client.aclose()
         if self.membership is not None:
@@ -284,7 +286,7 @@ class Fleet:
             for host_id in inventory.running | inventory.paused | inventory.stored:
                 found[host_id] = backend
         keep = {s.id for s in self.records.assigned(name)}
-        keep |= {h for h, n in self.routed.network.routes.unrecorded.items() if n == name}
+        keep |= {h for h, n in self.fleet.routes.unrecorded.items() if n == name}
         for host_id in sorted(set(found) - keep):
             log.warning("node %s still held shell %s, which the record gave up: destroying it", name, host_id)
             await found[host_id].destroy(host_id)
@@ -324,4 +326,4 @@ def node_view(
     }
 
 
-__all__ = ["Fleet", "node_view"]
+__all__ = ["NodeRegistry", "node_view"]
