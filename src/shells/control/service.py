@@ -159,13 +159,14 @@ class Control:
         if self.dataplane:
             for address in self.network.host.gateway_addresses():
                 await self.egress.listen(address)
+        if self.registry is not None:  # calls carry the generations the record gave the nodes
+            await self.registry.look()
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         await self.relocation.settle()  # copies a move cut short left on a node that does not own them
         if self.leadership is not None:
             self.leadership.start()
         if self.registry is not None:  # nodes registered before the first create (by the duties holder)
-            await self.registry.look()
             if self.ctx.background.leader():
                 await self.registry.duty(self.ctx)
             self.registry.start(self.ctx)

@@ -138,10 +138,10 @@ class NodeAgent:
         return generation
 
     def _current(self, call: dict[str, Any], method: str) -> None:
-        """Refuse a call made under an older registration (``hello`` and ``fence`` answer anyone
-        who authenticates: one reads, the other has its own rule)."""
+        """Refuse a call made under an older registration (``hello``, ``offer`` and ``fence`` answer
+        anyone who authenticates: two read what the node is, the other has its own rule)."""
         carried = int(call.get("g", 0))
-        if method not in ("hello", "fence") and carried < self.generation:
+        if method not in ("hello", "offer", "fence") and carried < self.generation:
             raise Unavailable(
                 f"Node {self.node.name} was registered again (generation {self.generation}); this call "
                 f"carried generation {carried}. Retry: the control plane catches up within seconds."
