@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -10,20 +11,25 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api.app import create_app
 from .api.drain import Drain
-from .control.agent_offers import AgentOffers
+from .cluster.kube import Kube, KubeConfig, KubeError
+from .cluster.membership import Membership
+from .control.leadership import kube_config
+from .control.node_registry import NodeRegistry
 from .control.request_scope import RequestLogFilter
 from .control.service import Control
-from .domain.errors import InvalidRequest
+from .domain.errors import InvalidRequest, Unavailable
+from .domain.nodes import NodeOffer
 from .node import Node
 from .node.local import local_node
 from .node.remote import connect_node
-from .node.routed import Routes, routed_node
+from .node.routed import Fleet, Routes
 from .node.wire import Signer, load_secret
 from .settings import Settings
 from .store.repository import Store
@@ -47,9 +53,10 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
     ``settings.nodes``, the node agents there, each shell's calls going to its node)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_url)
-    offers = None
-    if node is None and settings.nodes:
-        node, offers = remote_nodes(settings, store)
+    registry = None
+    if node is None and (settings.nodes or settings.discover_nodes):
+        registry = remote_nodes(settings, store)
+        node = registry.fleet.node
     node = node or local_node(settings)
     return Control(
         settings,
@@ -60,15 +67,16 @@ def build_control(settings: Settings, node: Node | None = None) -> Control:
         dataplane=node.local,
         carrier=node.carrier,
         fleet=node.fleet,
-        offers=offers,
+        registry=registry,
     )
 
 
-def remote_nodes(settings: Settings, store: Store) -> tuple[Node, AgentOffers]:
-    """The control role's nodes (``--node``), reached with the cluster secret and routed by the
-    record: each shell's node is remembered for ``ROUTE_KEPT_S`` (a move on this replica forgets it
-    at once through ``Routes.forget``; another replica's move is seen within that time), and what
-    each offers placement (its region, classes and room)."""
+def remote_nodes(settings: Settings, store: Store) -> NodeRegistry:
+    """The control role's nodes: the ``--node`` agents, and with ``discover_nodes`` those whose
+    Kubernetes Leases are live now (more are connected as they appear: ``control.node_registry``),
+    reached with the cluster secret and routed by the record: each shell's node is remembered for
+    ``ROUTE_KEPT_S`` (a move on this replica forgets it at once through ``Routes.forget``; another
+    replica's move is seen within that time)."""
     assert settings.cluster_secret_file is not None
     signer = Signer(load_secret(settings.cluster_secret_file))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node call otherwise
@@ -91,11 +99,43 @@ def remote_nodes(settings: Settings, store: Store) -> tuple[Node, AgentOffers]:
         return node_of(snap.shell_id) if snap is not None else None
 
     nodes = [connect_node(url, signer) for url in settings.nodes]
+    urls = {n.name: (url, True) for n, url in zip(nodes, settings.nodes, strict=True)}
+    config = kube_config(settings) if settings.discover_nodes else None
+    membership = None
+    if config is not None:
+        for offer in asyncio.run(first_offers(config, settings.lease_duration_s, bool(nodes))):
+            if offer.name not in urls:
+                url = f"http://{offer.address}"
+                with contextlib.suppress(Unavailable):  # it comes in at the fleet's next look
+                    nodes.append(connect_node(url, signer))
+                    urls[offer.name] = (url, False)
+        if not nodes:
+            raise Unavailable("No node agent holds a live Lease (SHELLS_KUBE_URL) nor answers at --node.")
+        membership = Membership(Kube(config))
 
     def forget(host_id: str) -> None:
         known.pop(host_id, None)
 
-    return routed_node(nodes, Routes(node_of, snapshot_node, forget)), AgentOffers(nodes)
+    fleet = Fleet(nodes, Routes(node_of, snapshot_node, forget))
+    return NodeRegistry(settings, store, signer, fleet, urls, membership)
+
+
+async def first_offers(config: KubeConfig, lease_s: float, have_static: bool) -> list[NodeOffer]:
+    """The nodes whose Leases are live at start-up; without ``--node`` agents, waits (up to two
+    leases, at least 30 s) for the first one to appear."""
+    kube = Kube(config)
+    deadline = time.monotonic() + max(30.0, 2 * lease_s)
+    try:
+        while True:
+            with contextlib.suppress(KubeError, httpx.HTTPError):
+                live = [o for o in await Membership(kube).refresh() if o.address]
+                if live or have_static:
+                    return live
+            if have_static or time.monotonic() > deadline:
+                return []
+            await asyncio.sleep(1.0)
+    finally:
+        await kube.aclose()
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -145,6 +145,10 @@ class Settings:
     nodes: tuple[str, ...] = ()
     """The node agents a control-plane role drives (``SHELLS_NODES``, comma-separated URLs); empty:
     this process is its own node (one box)."""
+    discover_nodes: bool = False
+    """The control role also drives the node agents it finds by their Kubernetes Leases
+    (``kube_url``), connecting and dropping them as they come and go (``shells serve --role
+    control`` with ``SHELLS_KUBE_URL`` sets it)."""
     classes: tuple[str, ...] = ()
     """The isolation classes this machine runs (``SHELLS_CLASSES``, comma-separated, e.g.
     ``container,wasm``); empty: every class the host can run. The container class always runs:

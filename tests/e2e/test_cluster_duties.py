@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -77,14 +78,22 @@ def _until(predicate: object, timeout_s: float, what: str) -> float:
 
 @pytest.fixture
 def replicas(tmp_path: Path, postgres: PostgresServer, kube_api: KubeAPI) -> Iterator[list[Replica]]:
-    token_file = tmp_path / "kube-token"
+    with two_replicas(tmp_path, postgres.new_database("duties"), kube_api) as made:
+        yield made
+
+
+@contextmanager
+def two_replicas(root: Path, database_url: str, kube_api: KubeAPI, *more: str) -> Iterator[list[Replica]]:
+    """Replicas ``a`` and ``b`` over one record and API server (``more``: further arguments of
+    ``tests.support.control_replica``), started one after the other, stopped at the end."""
+    token_file = root / "kube-token"
     token_file.write_text(ADMIN_TOKEN, encoding="utf-8")
-    args = [postgres.new_database("duties"), kube_api.url, str(token_file), kube_api.ca_file, str(LEASE_S)]
-    first = Replica(tmp_path / "a", args)
+    args = [database_url, kube_api.url, str(token_file), kube_api.ca_file, str(LEASE_S), *more]
+    first = Replica(root / "a", args)
     made = [first]
     try:
         _until(first.ready, 60, "replica a starting")  # it migrates the record first
-        made.append(Replica(tmp_path / "b", args))
+        made.append(Replica(root / "b", args))
         _until(made[1].ready, 60, "replica b starting")
         yield made
     finally:

@@ -32,8 +32,8 @@ def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeMac
     root = Path(tmp_path_factory.mktemp("nodes"))
     secret = cluster_secret(root)
     with node_machine(root / "a", secret) as a, node_machine(root / "b", secret) as b:
-        a.start("node-a")
-        b.start("node-b")
+        a.start("node-a", {"SHELLS_REGION": "eu"})
+        b.start("node-b", {"SHELLS_REGION": "us"})
         yield a, b
 
 
@@ -49,6 +49,7 @@ def control(
     env = {
         "SHELLS_NODES": ",".join(m.url for m in machines),
         "SHELLS_CLUSTER_SECRET_FILE": str(machines[0].secret_file),
+        "SHELLS_REGION": "eu",  # node-a's: a create that names no region goes there
     }
     server = ServerProcess(Path(tmp_path_factory.mktemp("control")), warm_pool=0, env=env)
     with serving(server, "node-remote-control") as running:
@@ -142,7 +143,7 @@ def test_shells_spread_over_the_nodes_and_each_is_answered_by_its_own(
     control: ServerProcess, machines: tuple[NodeMachine, NodeMachine]
 ) -> None:
     client: Shells = control.client()
-    shells = [client.create(), client.create()]
+    shells = [client.create(region="eu"), client.create(region="us")]  # placed by region
     try:
         placed = {on_node(control, s.id): s for s in shells}
         assert set(placed) == {"node-a", "node-b"}

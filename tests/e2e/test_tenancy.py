@@ -325,6 +325,7 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/tenants", {"name": "never"}, foreign=None),
     Endpoint("GET", "/v1/tenants", foreign=None),
     Endpoint("GET", "/v1/tenants/{name}", foreign="tenant_not_found"),
+    Endpoint("GET", "/v1/admin/nodes", foreign=None),
     Endpoint("PATCH", "/v1/tenants/{name}", {"quotas": {}}, foreign="permission_denied", foreign_status=403),
     Endpoint("GET", "/v1/principals", foreign=None),
     Endpoint("POST", "/v1/tokens", {"scopes": ["shells.read"]}, foreign=None),

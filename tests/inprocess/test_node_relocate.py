@@ -105,7 +105,7 @@ async def test_drain_moves_paused_and_stopped_shells_and_leaves_running_ones(
         assert placed == {"node-b"}
         assert await admin.nodes.uncordon("node-a")
         placed = {node_of(instance, (await admin.create()).id) for _ in range(2)}
-        assert placed == {"node-a", "node-b"}
+        assert "node-a" in placed  # placed on again (the emptier node, by placement's room rule)
         assert not await admin.nodes.uncordon("node-a")  # it was not cordoned any more
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from shells.domain.limits import NODE_RPC_MAX_FRAME_BYTES
+from shells.domain.nodes import NodeOffer
 from shells.node import Node
 from shells.node.agent import NodeAgent
 from shells.node.carrier import LocalCarrier
@@ -33,13 +34,20 @@ def agent_serving(fake: FakeNode) -> Iterator[Node]:
 
 
 @contextmanager
-def agent_at(node: Node, signer: Signer) -> Iterator[str]:
-    """A node agent serving ``node`` with ``signer`` on a loopback port; yields its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def agent_at(node: Node, signer: Signer, port: int = 0) -> Iterator[str]:
+    """A node agent serving ``node`` with ``signer`` on a loopback port (``port``, else a free
+    one); yields its URL."""
+    if not port:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+
+    def offer() -> NodeOffer:  # a fake node: the tests' region, room for whatever they create
+        classes = frozenset(b.runtime for b in node.backends)
+        return NodeOffer(node.name, f"127.0.0.1:{port}", "local", "", classes, "", 64, 64, 1 << 20, 1 << 20)
+
     config = uvicorn.Config(
-        NodeAgent(node, signer).app(),
+        NodeAgent(node, signer, offer=offer).app(),
         host="127.0.0.1",
         port=port,
         log_level="warning",

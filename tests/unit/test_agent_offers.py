@@ -35,8 +35,12 @@ def agent(name: str, answers: list[NodeOffer | Exception]) -> Node:
     return Node(name, [], NullNetwork(), local=False, offer=ask)
 
 
+def members(*nodes: Node) -> dict[str, Node]:
+    return {n.name: n for n in nodes}
+
+
 def test_placements_are_counted_across_refreshes_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
-    offers = AgentOffers([agent("eu-1", [offer("eu-1", "eu")]), agent("eu-2", [offer("eu-2", "eu")])])
+    offers = AgentOffers(members(agent("eu-1", [offer("eu-1", "eu")]), agent("eu-2", [offer("eu-2", "eu")])))
     chosen = []
     for i in range(6):
         node = place(offers.live(), "eu", Runtime.CONTAINER, SMALL)
@@ -53,7 +57,7 @@ def test_a_node_that_does_not_answer_keeps_its_last_offer_and_a_stale_view_is_re
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     offers = AgentOffers(
-        [agent("us-1", [offer("us-1", "us"), Unavailable("gone"), offer("us-1", "us", 1024)])]
+        members(agent("us-1", [offer("us-1", "us"), Unavailable("gone"), offer("us-1", "us", 1024)]))
     )
     offers.refresh()  # the node does not answer: its last offer stands
     assert [o.memory_free_mib for o in offers.live()] == [8192]
@@ -68,3 +72,15 @@ def test_a_node_that_does_not_answer_keeps_its_last_offer_and_a_stale_view_is_re
         return [o.memory_free_mib for o in offers.live()]
 
     assert asyncio.run(later()) == [1024]
+
+
+def test_nodes_that_join_are_asked_and_unusable_or_departed_nodes_are_never_offered() -> None:
+    nodes = members(agent("eu-1", [offer("eu-1", "eu")]))
+    offers = AgentOffers(nodes)
+    nodes["eu-2"] = agent("eu-2", [offer("eu-2", "eu")])  # found later by its Lease
+    offers.refresh()
+    assert [o.name for o in offers.live()] == ["eu-1", "eu-2"]
+    offers.usable = lambda name: name != "eu-1"  # gone, or not registered yet
+    assert [o.name for o in offers.live()] == ["eu-2"]
+    del nodes["eu-2"]  # its Lease expired: dropped from the fleet
+    assert offers.live() == []

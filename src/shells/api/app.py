@@ -21,6 +21,7 @@ from .routes_events import router as events_router
 from .routes_images import router as images_router
 from .routes_metering import router as metering_router
 from .routes_network import router as network_router
+from .routes_nodes import router as nodes_router
 from .routes_processes import router as processes_router
 from .routes_relocate import router as relocate_router
 from .routes_run import router as run_router
@@ -69,6 +70,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(network_router)
     app.include_router(secrets_router)
     app.include_router(bucket_credentials_router)
+    app.include_router(nodes_router)
     app.include_router(storage_router)
     app.include_router(ttl_router)
     app.include_router(processes_router)

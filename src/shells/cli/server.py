@@ -9,6 +9,8 @@ from .args import Subparsers
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from ..server import serve
     from ..settings import Settings
 
@@ -22,9 +24,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         e2b_domain=args.e2b_domain,
         nodes=nodes,
         cluster_secret_file=args.cluster_secret_file,
+        discover_nodes=True if args.role == "control" else None,
     )
-    if args.role == "control" and not settings.nodes:
-        raise SystemExit("shells: --role control needs --node URL[,URL...] (SHELLS_NODES)")
+    if settings.discover_nodes and not settings.kube_url:
+        settings = replace(settings, discover_nodes=False)
+    if args.role == "control" and not settings.nodes and not settings.discover_nodes:
+        raise SystemExit(
+            "shells: --role control needs --node URL[,URL...] (SHELLS_NODES) or SHELLS_KUBE_URL to find "
+            "the node agents by their Leases"
+        )
     if settings.nodes and settings.cluster_secret_file is None:
         raise SystemExit("shells: --role control needs --cluster-secret-file (SHELLS_CLUSTER_SECRET_FILE)")
     serve(settings)

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,7 +123,16 @@ async def node_topology(kube: Kube, node: str, region: str, zone: str) -> tuple[
 class NodePublisher:
     """Holds this node's Lease and publishes ``offer()`` on it at every renewal."""
 
-    def __init__(self, kube: Kube, offer: Callable[[], NodeOffer], timing: LeaseTiming | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        offer: Callable[[], NodeOffer],
+        timing: LeaseTiming | None = None,
+        *,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.close = close
+        """Releases what the publisher alone uses (its API client), after the stop."""
         name = offer().name
         self.holder = LeaseHolder(
             kube,
@@ -137,9 +146,13 @@ class NodePublisher:
     def start(self) -> None:
         self.holder.start()
 
-    async def stop(self) -> None:
-        """Stop renewing and clear the holder: readers see the node gone at their next look."""
-        await self.holder.stop(release=True)
+    async def stop(self, release: bool = True) -> None:
+        """Stop renewing and, if ``release``, clear the holder: readers see the node gone at their
+        next look. Without it the Lease runs out on its own, so an agent restarted within one
+        lease takes it back and its node is never gone."""
+        await self.holder.stop(release=release)
+        if self.close is not None:
+            await self.close()
 
 
 class Membership:

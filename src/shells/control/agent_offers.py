@@ -1,15 +1,16 @@
-"""The live nodes of a control role that drives a fixed list of node agents (``--node``): each
-agent's own offer (``Node.offer``: its region, zone, classes and room, measured on the node), asked
-again at most every ``REFRESH_S`` in a worker thread, with every shell this replica placed in the
-last ``COUNTED_S`` counted against its node (``NodeOffer.taking``).
+"""The live nodes of a control role that drives node agents (``--node``, and those found by their
+Kubernetes Leases, ``control.node_registry``): each agent's own offer (``Node.offer``: its region,
+zone, classes and room, measured on the node), asked again at most every ``REFRESH_S`` in a worker
+thread, with every shell this replica placed in the last ``COUNTED_S`` counted against its node
+(``NodeOffer.taking``).
 
 Why count them: a new shell shows in its node's measurement only once it runs and uses memory, and
 then far less than its shape, so nodes that look alike would look alike again at every refresh and
 the same one would win each time. Counting each placement for a while spreads a burst of creates
 evenly over a region's nodes (and keeps spreading a steady stream) whatever the measurements say.
 
-A node that does not answer keeps its last offer (its calls fail as ``unavailable``); telling a
-lost node is the Kubernetes membership's job (``cluster.membership``)."""
+A node that does not answer keeps its last offer (its calls fail as ``unavailable``) until the node
+registry no longer counts it usable (gone, or not yet registered): only usable nodes are offered."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 
 from ..domain.nodes import NodeOffer
 from ..domain.shapes import Shape
@@ -32,8 +33,11 @@ COUNTED_S = 10.0
 
 
 class AgentOffers:
-    def __init__(self, nodes: Sequence[Node]) -> None:
-        self._nodes = [n for n in nodes if n.offer is not None]
+    def __init__(self, nodes: Mapping[str, Node]) -> None:
+        """``nodes``: the fleet's members, read at every refresh (nodes join and leave)."""
+        self._nodes = nodes
+        self.usable: Callable[[str], bool] = lambda name: True
+        """Whether a node may be offered now (``NodeRegistry.usable``: alive, registered)."""
         self._measured: dict[str, NodeOffer] = {}
         self._placed: deque[tuple[float, str, Shape]] = deque()
         self._at = -math.inf
@@ -42,8 +46,9 @@ class AgentOffers:
 
     def refresh(self) -> None:
         """Ask every node for its offer now (blocking: at start-up, else in a worker thread)."""
-        for node in self._nodes:
-            assert node.offer is not None
+        for node in list(self._nodes.values()):
+            if node.offer is None:
+                continue
             try:
                 offer = node.offer()
             except Exception as exc:  # unreachable now: its last offer stands
@@ -62,11 +67,15 @@ class AgentOffers:
                 self._task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.refresh))
         while self._placed and self._placed[0][0] < now - COUNTED_S:
             self._placed.popleft()
-        offers = dict(self._measured)
+        offers = {n: o for n, o in self._measured.items() if n in self._nodes and self.usable(n)}
         for _, name, shape in self._placed:
             if name in offers:
                 offers[name] = offers[name].taking(shape)
         return sorted(offers.values(), key=lambda o: o.name)
+
+    def measured(self, name: str) -> NodeOffer | None:
+        """Node ``name``'s last answer to ``offer``, if it gave one."""
+        return self._measured.get(name)
 
     def took(self, offer: NodeOffer, shape: Shape) -> None:
         """Count a shell of ``shape`` placed on ``offer``'s node for the next ``COUNTED_S``."""

@@ -7,8 +7,9 @@ from typing import Any
 
 from .. import __version__
 from ..domain import access
-from ..domain.errors import InvalidRequest
+from ..domain.errors import InvalidRequest, PermissionDenied
 from ..domain.isolation import PRESET_TEMPLATES, Language, Runtime
+from ..domain.nodes import READY
 from ..domain.principal import Principal
 from ..domain.runtimes import absent_class
 from ..domain.shapes import SHAPES
@@ -23,10 +24,10 @@ from ..runtime.network.egress import EgressProxy, upstream_context
 from ..runtime.network.egress_ca import EgressCA
 from ..runtime.volumes import HostVolumes
 from ..settings import Settings
+from ..store.nodes import NodeStore
 from ..store.repository import Store
-from .agent_offers import AgentOffers
 from .audit import Audit
-from .auth import Authenticator, authorize, require, visible_snapshots
+from .auth import Authenticator, authorize, is_platform_admin, require, visible_snapshots
 from .bucket_credentials import BucketCredentialsBook
 from .budgets import Budgets
 from .context import ControlContext
@@ -38,9 +39,11 @@ from .image_templates import ImageTemplates
 from .inside import Inside
 from .leadership import Leadership
 from .lifecycle import Lifecycle
+from .local_node import local_offer
 from .metering import Metering
 from .metrics import ShellsCollector
 from .networking import Networking
+from .node_registry import NodeRegistry, node_view
 from .placement import region_offers
 from .pool import WarmPool
 from .processes import Processes
@@ -76,17 +79,19 @@ class Control:
         dataplane: bool = True,
         carrier: Carrier | None = None,
         fleet: Fleet | None = None,
-        offers: AgentOffers | None = None,
+        registry: NodeRegistry | None = None,
     ) -> None:
         """``dataplane``: the shells' network is on this machine, so this process serves their DNS
         resolver and the ingress and egress proxies; False when the node is remote and serves them.
         ``carrier`` moves snapshots to and from the object store (default: this machine's own
-        backends); ``fleet``: the nodes a control role moves shells between; ``offers``: what the
-        control role's node agents offer, for placement by region."""
+        backends); ``fleet``: the nodes a control role moves shells between; ``registry``: a
+        cluster's record of those nodes (``control.node_registry``): which are usable, what they
+        offer placement, node loss and fencing."""
         self.dataplane = dataplane
+        self.registry = registry
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, fleet=fleet)
-        if offers is not None:
-            self.ctx.nodes, self.ctx.placed = offers.live, offers.took
+        if registry is not None:
+            self.ctx.nodes, self.ctx.placed = registry.offers.live, registry.offers.took
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
@@ -161,11 +166,17 @@ class Control:
         if self.dataplane:
             for address in self.network.host.gateway_addresses():
                 await self.egress.listen(address)
+        if self.registry is not None:  # calls carry the generations the record gave the nodes
+            await self.registry.look()
         report = await reconcile(self.ctx)
         log.info("reconciled: %s", report)
         await self.relocation.settle()  # copies a move cut short left on a node that does not own them
         if self.leadership is not None:
             self.leadership.start()
+        if self.registry is not None:  # nodes registered before the first create (by the duties holder)
+            if self.ctx.background.leader():
+                await self.registry.duty(self.ctx)
+            self.registry.start(self.ctx)
         await self.durable.start()
         self.sync.start()
         if self.storage.kept is not None:
@@ -184,12 +195,27 @@ class Control:
         await self.ctx.background.stop()
         if self.leadership is not None:
             await self.leadership.stop()
+        if self.registry is not None:
+            await self.registry.close()
         await self.durable.close()
         self.samples.close()
         await self.webhooks.stop()
         await self.egress.close()
         await self.network.stop()
         await self.shells.drain()
+
+    def nodes(self, principal: Principal) -> list[dict[str, Any]]:
+        """Every node with its region, classes, load and state (platform admins)."""
+        if not is_platform_admin(principal):
+            raise PermissionDenied(
+                "Only a platform admin (the bootstrap admin token) lists the nodes.",
+                {"scope": access.PLATFORM_ADMIN},
+            )
+        if self.registry is not None:
+            return self.registry.listing()
+        placed = NodeStore(self.ctx.store).placed()
+        offer = local_offer(self.ctx.settings, self.ctx.backends.values())
+        return [node_view(offer.name, offer, READY, None, placed.get(offer.name, 0), False)]
 
     def info(self) -> dict[str, Any]:
         templates: dict[str, dict[str, str]] = {r.value: b.templates() for r, b in self.ctx.backends.items()}

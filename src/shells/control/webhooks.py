@@ -170,11 +170,15 @@ class Webhooks:
             self._client = None
 
     async def _run(self) -> None:
+        """Collect and deliver, on the replica that runs the singleton duties only
+        (``Background.leader``): two replicas would each deliver every due delivery."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_S):
                     await self._kick.wait()
             self._kick.clear()
+            if not self.ctx.background.leader():
+                continue
             try:
                 self.collect()
                 self.dispatch()

@@ -7,6 +7,7 @@ never asks a machine anything while it decides."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from .isolation import Runtime
 from .shapes import Shape
@@ -49,3 +50,28 @@ class NodeOffer:
             memory_free_mib=self.memory_free_mib - shape.memory_mib,
             disk_free_mib=self.disk_free_mib - shape.disk_mib,
         )
+
+
+READY = "ready"
+GONE = "gone"
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A node as the record knows it: its registration and whether the control plane counts it.
+
+    ``generation`` grows by one each time the node is (re)registered after being gone (or seen for
+    the first time). The control plane tells the node its generation and sends it with every call;
+    the node refuses calls of an older one (``node.agent``), so a node that comes back after being
+    declared gone is reconciled under a new generation and nothing acts on it under the old."""
+
+    name: str
+    generation: int
+    state: str
+    """``ready`` (placed on, answering) or ``gone`` (its lease expired; its shells are lost)."""
+    reason: str
+    changed_at: datetime
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY

@@ -4,7 +4,13 @@
 call, one per item for a stream); ``/v1/duplex/<target>/<method>`` is a WebSocket for the calls
 that take input while they run. ``target`` is ``node``, ``network``, ``durable`` (``node.carrier``)
 or an isolation class. Every request must carry a valid signature (``node.wire``); nothing is read
-or run before that check."""
+or run before that check.
+
+Fencing: every call carries the node's registration generation as its caller knows it (``g``). The
+control plane raises it (``node/fence``) when it registers the node again after declaring it gone;
+from then on the node refuses every call of an older generation (``unavailable``), so a control
+replica that still acts on the old registration cannot change a shell the record gave up. The
+generation is kept in ``generation_file`` across restarts of the agent."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,6 +35,7 @@ from ..domain.errors import (
     ObjectStoreUnavailable,
     RuntimeFailure,
     ShellsError,
+    Unavailable,
 )
 from ..domain.execution import ExecSpec
 from ..domain.isolation import Runtime
@@ -61,12 +69,18 @@ class NodeAgent:
         node: Node,
         signer: Signer,
         refusals: RefusalLog | None = None,
+        generation_file: Path | None = None,
         offer: Callable[[], NodeOffer] | None = None,
     ) -> None:
         self.node = node
         self.signer = signer
         self.offer = offer
         """What this node offers placement, measured when asked (the ``offer`` call); None: none."""
+        self.generation_file = generation_file
+        self.generation = 0
+        """The newest registration generation the control plane gave this node (``fence``)."""
+        if generation_file is not None and generation_file.exists():
+            self.generation = int(generation_file.read_text(encoding="ascii").strip() or 0)
         self.refusals = refusals or RefusalLog()
         """DNS questions the node's resolver refused; drained with the network's drop counters."""
         self.backends: dict[Runtime, Backend] = {b.runtime: b for b in node.backends}
@@ -108,6 +122,31 @@ class NodeAgent:
             ],
         }
 
+    def fence(self, generation: int) -> int:
+        """Take ``generation`` as the node's current one (an older one is refused): calls of any
+        older generation are refused from now on. Returns it."""
+        if generation < self.generation:
+            raise Unavailable(
+                f"Node {self.node.name} is at registration generation {self.generation}; "
+                f"generation {generation} is stale."
+            )
+        if generation != self.generation and self.generation_file is not None:
+            temp = self.generation_file.with_suffix(".tmp")
+            temp.write_text(str(generation), encoding="ascii")
+            temp.replace(self.generation_file)
+        self.generation = generation
+        return generation
+
+    def _current(self, call: dict[str, Any], method: str) -> None:
+        """Refuse a call made under an older registration (``hello``, ``offer`` and ``fence`` answer
+        anyone who authenticates: two read what the node is, the other has its own rule)."""
+        carried = int(call.get("g", 0))
+        if method not in ("hello", "offer", "fence") and carried < self.generation:
+            raise Unavailable(
+                f"Node {self.node.name} was registered again (generation {self.generation}); this call "
+                f"carried generation {carried}. Retry: the control plane catches up within seconds."
+            )
+
     def usages(self, runtime: Runtime, host_ids: list[str]) -> dict[str, ResourceUsage]:
         backend = self._backend(runtime.value)
         found: dict[str, ResourceUsage] = {}
@@ -120,10 +159,13 @@ class NodeAgent:
         self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]
     ) -> AsyncIterator[Item]:
         if target == "node" and method in NODE_CALLS:
-            if method == "offer":
-                yield "r", self.offer() if self.offer is not None else None
-            else:
-                yield "r", self.hello() if method == "hello" else self.usages(*args, **kwargs)
+            calls: dict[str, Callable[..., Any]] = {
+                "hello": self.hello,
+                "offer": lambda: self.offer() if self.offer is not None else None,
+                "usages": self.usages,
+                "fence": self.fence,
+            }
+            yield "r", calls[method](*args, **kwargs)
         elif target == "network" and method in NETWORK_CALLS:
             fn = getattr(self.node.network, method)
             answer = await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
@@ -202,6 +244,7 @@ class NodeAgent:
         try:
             call = decode(json.loads(body))
             target, method = call.get("t", target), call.get("m", method)
+            self._current(call, method)
             async for item in self._items(target, method, list(call["a"]), dict(call["k"])):
                 yield item
         except ShellsError as e:
@@ -247,6 +290,7 @@ class NodeAgent:
         target, method = ws.path_params["target"], ws.path_params["method"]
         try:
             call = decode(json.loads(await link.receive()))
+            self._current(call, method)
             args, kwargs = list(call["a"]), dict(call["k"])
             if target in ("node", "network") or method not in BACKEND_DUPLEX:
                 raise InvalidRequest(f"A node has no duplex call {target}/{method}.")

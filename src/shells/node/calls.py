@@ -60,6 +60,7 @@ NETWORK_CALLS = frozenset(
 )
 """``InstanceNetwork``'s methods (and ``NodeOverlay``'s): synchronous, run in a worker thread on the
 node."""
-NODE_CALLS = frozenset({"hello", "offer", "usages"})
+NODE_CALLS = frozenset({"hello", "offer", "usages", "fence"})
 """The node itself: what it serves (``hello``), what it offers placement now (``offer``: region,
-classes, room measured when asked), and its shells' resource usage in one call."""
+classes, room measured when asked), its shells' resource usage in one call, and its registration
+generation (``fence``)."""

@@ -23,10 +23,13 @@ IDLE_SESSIONS = 32
 """Authenticated sessions a control plane keeps open to each node for the next calls."""
 
 
-def _body(args: tuple[Any, ...], kwargs: dict[str, Any], target: str = "", method: str = "") -> bytes:
-    """A call's frame: its arguments (and, in a session, what it calls)."""
+def _body(
+    args: tuple[Any, ...], kwargs: dict[str, Any], target: str = "", method: str = "", generation: int = 0
+) -> bytes:
+    """A call's frame: its arguments (and, in a session, what it calls), with the node's generation
+    as the caller knows it (the node refuses an older one: ``node.agent``)."""
     named = [["t", target], ["m", method]] if target else []
-    fields = [*named, ["a", encode(list(args))], ["k", encode(kwargs)]]
+    fields = [*named, ["a", encode(list(args))], ["k", encode(kwargs)], ["g", generation]]
     return json.dumps({"$d": fields}, separators=(",", ":")).encode()
 
 
@@ -39,6 +42,8 @@ class NodeClient:
         timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
         self.blocking = httpx.Client(base_url=self.url, timeout=timeout)
         self._idle: list[Duplex] = []
+        self.generation = 0
+        """The node's registration generation in the record, sent with every call (``fence``)."""
 
     async def aclose(self) -> None:
         for session in self._idle:
@@ -59,7 +64,7 @@ class NodeClient:
         self, target: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[str, bytes, dict[str, str], str]:
         path = f"/v1/call/{target}/{method}"
-        body = _body(args, kwargs)
+        body = _body(args, kwargs, generation=self.generation)
         headers = self.signer.sign("POST", path, body)
         return path, body, headers, headers["x-shells-nonce"]
 
@@ -98,13 +103,13 @@ class NodeClient:
         finished = False
         try:
             try:
-                await session.send_payload(_body(args, kwargs, target, method))
+                await session.send_payload(_body(args, kwargs, target, method, self.generation))
             except Unavailable:
                 if not reused:
                     raise
                 await session.ws.close()  # the node closed an idle session: the call never left
                 session, _ = await self._checkout(fresh=True)
-                await session.send_payload(_body(args, kwargs, target, method))
+                await session.send_payload(_body(args, kwargs, target, method, self.generation))
             while True:
                 kind, value = await session.receive(verify_only=True)
                 if kind in ("r", "x"):
@@ -190,7 +195,7 @@ class NodeClient:
         """A call that takes input while it runs, on a WebSocket of its own."""
         link = await self._connect(f"/v1/duplex/{target}/{method}")
         try:
-            await link.send_payload(_body(args, kwargs))
+            await link.send_payload(_body(args, kwargs, generation=self.generation))
             yield link
         finally:
             await link.ws.close()

@@ -50,7 +50,11 @@ UNKNOWN_USAGE = ResourceUsage(None, None, None)
 def connect_node(url: str, signer: Signer) -> Node:
     """The node agent at ``url`` as a ``Node`` (asks it once what it offers; Unavailable if it does
     not answer or does not authenticate)."""
-    client = NodeClient(url, signer)
+    return node_over(NodeClient(url, signer))
+
+
+def node_over(client: NodeClient) -> Node:
+    """The node agent ``client`` calls, as a ``Node`` (``connect_node``)."""
     hello = client.call_blocking("node", "hello")
     backends: list[Backend] = [RemoteBackend(client, offer) for offer in hello["backends"]]
 

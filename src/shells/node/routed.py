@@ -12,7 +12,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
@@ -53,34 +53,6 @@ class Routes:
         """A network with the addresses its members hold off a given node (``RoutedNetwork``)."""
 
 
-@dataclass
-class Fleet:
-    """A control role's nodes by name: what moves a shell from one to another (``control.relocate``)
-    calls a given node directly, where every other call follows the record."""
-
-    members: dict[str, Node]
-    routes: Routes
-
-    def names(self, runtime: Runtime) -> list[str]:
-        """The nodes that run the class, by name."""
-        return sorted(n.name for n in self.members.values() if any(b.runtime is runtime for b in n.backends))
-
-    def backend(self, node: str, runtime: Runtime) -> Backend:
-        member = self.members.get(node)
-        found = next((b for b in member.backends if b.runtime is runtime), None) if member else None
-        if found is None:
-            raise Unavailable(
-                f"Node {node!r} is not one this control plane reaches with the {runtime} class."
-            )
-        return found
-
-    def carrier(self, node: str) -> Carrier:
-        member = self.members.get(node)
-        if member is None or member.carrier is None:
-            raise Unavailable(f"Node {node!r} is not one this control plane reaches.")
-        return member.carrier
-
-
 class RoutedBackend:
     def __init__(self, runtime: Runtime, nodes: Mapping[str, Backend], routes: Routes) -> None:
         if not nodes:
@@ -88,14 +60,19 @@ class RoutedBackend:
         self.runtime = runtime
         self.nodes = dict(nodes)
         self.routes = routes
-        first = next(iter(self.nodes.values()))
+        first = self._first = next(iter(self.nodes.values()))
         self.capabilities = first.capabilities
         self.network_modes = first.network_modes
         self.port_address = first.port_address
-        self._turn = itertools.cycle(sorted(self.nodes))
+        self._turn = itertools.count()
+        self.usable: Callable[[str], bool] = lambda name: True
+        """Whether a node takes new shells now (``Fleet.usable``)."""
 
     def place(self) -> str:
-        return next(self._turn)
+        names = [n for n in sorted(self.nodes) if self.usable(n)]
+        if not names:
+            raise Unavailable(f"No node that runs {self.runtime} shells is up now; retry shortly.")
+        return names[next(self._turn) % len(names)]
 
     def _node_of(self, host_id: str) -> str:
         name = self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id)
@@ -116,15 +93,19 @@ class RoutedBackend:
     def _everywhere(self) -> list[Backend]:
         return list(self.nodes.values())
 
+    def _any(self) -> Backend:
+        """A node's backend for what every node answers alike (the first one's once none is left)."""
+        return next(iter(self.nodes.values()), self._first)
+
     # facts: the first node's (every node of a cluster runs the same release) ------------------------
     async def prepare(self) -> None:
         await asyncio.gather(*(b.prepare() for b in self._everywhere()))
 
     def details(self) -> dict[str, str]:
-        return next(iter(self.nodes.values())).details()
+        return self._any().details()
 
     def offers(self) -> list[RuntimeOffer]:
-        return next(iter(self.nodes.values())).offers()
+        return self._any().offers()
 
     def templates(self) -> dict[str, str]:
         merged: dict[str, str] = {}
@@ -155,13 +136,13 @@ class RoutedBackend:
         await asyncio.gather(*(b.delete_template(name) for b in self._everywhere()))
 
     async def export_ext4(self, name: str, dest: Path) -> None:
-        await next(iter(self.nodes.values())).export_ext4(name, dest)
+        await self._any().export_ext4(name, dest)
 
     async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
         return await self._of_snapshot(snapshot_id).export_snapshot(snapshot_id, dest)
 
     async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
-        return await next(iter(self.nodes.values())).export_template(name, dest)
+        return await self._any().export_template(name, dest)
 
     async def import_template(self, meta: TemplateMeta, parts: Mapping[str, Path]) -> None:
         await asyncio.gather(*(b.import_template(meta, parts) for b in self._everywhere()))
@@ -174,7 +155,7 @@ class RoutedBackend:
 
     def _of_snapshot(self, snapshot_id: str) -> Backend:
         name = self.routes.snapshot_node(snapshot_id)
-        return self.nodes[name] if name in self.nodes else next(iter(self.nodes.values()))
+        return self.nodes[name] if name in self.nodes else self._any()
 
     async def inventory(self) -> HostInventory:
         found = await asyncio.gather(*(b.inventory() for b in self._everywhere()))
@@ -317,18 +298,21 @@ class RoutedNetwork:
     def _name_of(self, host_id: str) -> str:
         return self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id) or ""
 
+    def _any(self) -> InstanceNetwork:
+        return next(iter(self.nodes.values()), self._first)
+
     def _at(self, host_id: str) -> InstanceNetwork:
-        return self.nodes.get(self._name_of(host_id), self._first)
+        return self.nodes.get(self._name_of(host_id), self._any())
 
     @property
     def range(self) -> InstanceRange:
-        return self._first.range
+        return self._any().range
 
     def addresses(self, host_id: str) -> ShellAddresses:
         return self._at(host_id).addresses(host_id)
 
     def gateway_addresses(self) -> list[IPv4Address]:
-        return self._first.gateway_addresses()
+        return self._any().gateway_addresses()
 
     def create_network(self, net: PrivateNetwork) -> None:
         for network in self.nodes.values():
@@ -406,28 +390,88 @@ class RoutedNetwork:
         self._at(host_id).allow_resolved(host_id, rule, addresses, ttl_s)
 
 
-def routed_node(nodes: Sequence[Node], routes: Routes) -> Node:
-    """One ``Node`` over ``nodes`` (each call to the node of its shell)."""
-    by_class: dict[Runtime, dict[str, Backend]] = {}
-    for node in nodes:
-        for backend in node.backends:
-            by_class.setdefault(backend.runtime, {})[node.name] = backend
-    routed = {runtime: RoutedBackend(runtime, found, routes) for runtime, found in by_class.items()}
+class Fleet:
+    """A control role's nodes by name, behind the routed backends and network, changed while it runs:
+    a node that joins is ``add``ed (its calls reach it from then on), one that leaves is ``remove``d
+    and its connections closed. Every call for a shell follows the record; moving a shell between
+    nodes (``control.relocate``) calls a given node directly (``backend``, ``carrier``). The classes
+    are those the first nodes offered."""
 
-    async def close() -> None:
+    def __init__(self, nodes: Sequence[Node], routes: Routes) -> None:
+        by_class: dict[Runtime, dict[str, Backend]] = {}
         for node in nodes:
+            for backend in node.backends:
+                by_class.setdefault(backend.runtime, {})[node.name] = backend
+        self.routes = routes
+        self.backends = {r: RoutedBackend(r, found, routes) for r, found in by_class.items()}
+        overlays = {n.name: found for n in nodes if (found := _overlay_of(n)) is not None}
+        self.network = RoutedNetwork({n.name: n.network for n in nodes}, routes, overlays)
+        routes.elsewhere = self.network.elsewhere
+        self.members: dict[str, Node] = {n.name: n for n in nodes}
+        self.usable: Callable[[str], bool] = lambda name: True
+        """Whether a node takes shells now (a cluster's ``control.node_registry``: alive and ready)."""
+        carriers = {n.name: n.carrier for n in nodes if n.carrier is not None}
+        self.carriers = RoutedCarrier(carriers, routes.snapshot_node) if carriers else None
+        self.node = Node(
+            "+".join(self.members), list[Backend](self.backends.values()), self.network, local=False,
+            close=self.close, carrier=self.carriers, fleet=self,
+        )  # fmt: skip
+        for routed in self.backends.values():
+            routed.usable = lambda name: self.usable(name)  # noqa: PLW0108 (late: the registry sets it)
+
+    def names(self, runtime: Runtime) -> list[str]:
+        """The usable nodes that run the class, by name."""
+        return sorted(
+            n.name
+            for n in self.members.values()
+            if self.usable(n.name) and any(b.runtime is runtime for b in n.backends)
+        )
+
+    def backend(self, node: str, runtime: Runtime) -> Backend:
+        member = self.members.get(node)
+        found = next((b for b in member.backends if b.runtime is runtime), None) if member else None
+        if found is None:
+            raise Unavailable(
+                f"Node {node!r} is not one this control plane reaches with the {runtime} class."
+            )
+        return found
+
+    def carrier(self, node: str) -> Carrier:
+        member = self.members.get(node)
+        if member is None or member.carrier is None:
+            raise Unavailable(f"Node {node!r} is not one this control plane reaches.")
+        return member.carrier
+
+    def add(self, node: Node) -> None:
+        self.members[node.name] = node
+        for backend in node.backends:
+            if (routed := self.backends.get(backend.runtime)) is not None:
+                routed.nodes[node.name] = backend
+        self.network.nodes[node.name] = node.network
+        if (found := _overlay_of(node)) is not None:
+            self.network.overlays[node.name] = found
+        if self.carriers is not None and node.carrier is not None:
+            self.carriers.carriers[node.name] = node.carrier
+
+    async def remove(self, name: str) -> None:
+        node = self.members.pop(name, None)
+        for routed in self.backends.values():
+            routed.nodes.pop(name, None)
+        self.network.nodes.pop(name, None)
+        self.network.overlays.pop(name, None)
+        if self.carriers is not None:
+            self.carriers.carriers.pop(name, None)
+        if node is not None:
             await node.close()
 
-    overlays = {
-        n.name: (n.network.underlay, n.network)
-        for n in nodes
-        if isinstance(n.network, RemoteNetwork) and n.network.underlay is not None
-    }
-    network = RoutedNetwork({n.name: n.network for n in nodes}, routes, overlays)
-    routes.elsewhere = network.elsewhere
-    backends: list[Backend] = list(routed.values())
-    carriers = {n.name: n.carrier for n in nodes if n.carrier is not None}
-    carrier = RoutedCarrier(carriers, routes.snapshot_node) if len(carriers) == len(nodes) else None
-    fleet = Fleet({n.name: n for n in nodes}, routes)
-    name = "+".join(n.name for n in nodes)
-    return Node(name, backends, network, local=False, close=close, carrier=carrier, fleet=fleet)
+    async def close(self) -> None:
+        for name in list(self.members):
+            await self.remove(name)
+
+
+def _overlay_of(node: Node) -> tuple[IPv4Address, NodeOverlay] | None:
+    """A remote node's underlay address and overlay calls, when it can be linked to others."""
+    network = node.network
+    if isinstance(network, RemoteNetwork) and network.underlay is not None:
+        return network.underlay, network
+    return None

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
 from starlette.applications import Starlette
 
-from ..cluster.membership import measured_offer
+from ..cluster.kube import Kube
+from ..cluster.membership import NodePublisher, measured_offer, node_topology
+from ..control.leadership import kube_config, lease_timing
 from ..domain.errors import InvalidRequest, ObjectStoreUnavailable
 from ..domain.isolation import Runtime
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
-    """The node agent's app; its lifespan prepares the host and serves DNS to the shells."""
+    """The node agent's app; its lifespan prepares the host, serves DNS to the shells and, when a
+    Kubernetes API is configured, holds the node's Lease publishing its offer at ``address``."""
     node = local_node(settings)
     network = node.network
     assert isinstance(network, HostNetwork)
@@ -45,15 +48,20 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
     backends = {b.runtime: b for b in node.backends}
     node.carrier = LocalCarrier(backends, objects, settings.data_dir / "durable")
 
+    where = {"region": settings.region, "zone": settings.zone}
+    """The node's topology: the settings', or its Kubernetes Node's labels once it holds a Lease."""
+
     def offer() -> NodeOffer:
+        """What the node offers placement, measured now: one offer for the ``offer`` call and the
+        Lease alike."""
         classes = [b.runtime for b in node.backends]
         vms = [b for b in node.backends if b.runtime is Runtime.MICROVM]
         accel = vms[0].details().get("accel", "") if vms else ""
         return measured_offer(
-            node.name, address, settings.region, settings.zone, classes, accel, settings.data_dir
+            node.name, address, where["region"], where["zone"], classes, accel, settings.data_dir
         )
 
-    agent = NodeAgent(node, Signer(secret), refusals, offer)
+    agent = NodeAgent(node, Signer(secret), refusals, settings.data_dir / "node-generation", offer)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -72,9 +80,12 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         for gateway in network.gateway_addresses():
             await resolver.listen(gateway)
         log.info("node %s ready: %s", node.name, ", ".join(b.runtime.value for b in node.backends))
+        publisher = await publish_node(settings, node.name, offer, where)
         try:
             yield
         finally:
+            if publisher is not None:  # kept: a restart within one lease loses no shell
+                await publisher.stop(release=False)
             await resolver.close()
             await objects.aclose()
 
@@ -83,10 +94,27 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
     return app
 
 
+async def publish_node(
+    settings: Settings, name: str, offer: Callable[[], NodeOffer], where: dict[str, str]
+) -> NodePublisher | None:
+    """Hold this node's Lease with its ``offer`` (``cluster.membership``) when ``SHELLS_KUBE_URL`` is
+    set, after setting ``where`` to its Kubernetes Node's topology; None on a node without
+    Kubernetes (the control plane then knows it by its ``--node`` URL)."""
+    config = kube_config(settings)
+    if config is None:
+        return None
+    kube = Kube(config)
+    where["region"], where["zone"] = await node_topology(kube, name, settings.region, settings.zone)
+    publisher = NodePublisher(kube, offer, lease_timing(settings.lease_duration_s), close=kube.aclose)
+    publisher.start()
+    return publisher
+
+
 def serve_node(settings: Settings, host: str, port: int, secret: bytes) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     uvicorn.run(
-        node_app(settings, secret, f"{host}:{port}"),
+        node_app(settings, secret, address),
         host=host,
         port=port,
         log_level="warning",

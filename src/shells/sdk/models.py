@@ -671,3 +671,29 @@ class NodeDrain:
     cordoned: bool = True
     moved: list[dict[str, str]] = field(default_factory=list)
     left: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeInfo:
+    """A node of the instance as :meth:`Nodes.list` shows it (one box: its one node). The free
+    figures are None where the node publishes none (one box, a ``--node`` agent without a Lease)."""
+
+    name: str
+    region: str | None = None
+    zone: str | None = None
+    classes: list[str] = field(default_factory=list)
+    accel: str | None = None
+    """``kvm`` or ``tcg`` for its microvms; None without the class."""
+    state: str = "ready"
+    """``ready`` (placed on) or ``gone`` (its Lease expired or it stopped answering; its shells lost)."""
+    cordoned: bool = False
+    generation: int = 0
+    """How many times the record registered the node (it grows when a gone node comes back)."""
+    reason: str = ""
+    """Why it is gone."""
+    shells: int = 0
+    """Shells the record keeps on it."""
+    cpus: float | None = None
+    cpu_free: float | None = None
+    memory_free_mib: int | None = None
+    disk_free_mib: int | None = None

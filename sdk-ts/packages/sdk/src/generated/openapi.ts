@@ -487,6 +487,15 @@ export interface Operations {
     response: unknown;
     statuses: 200 | 400 | 401 | 403 | 429 | 503;
   };
+  /** List Nodes. */
+  "GET /v1/admin/nodes": {
+    query: Record<string, never>;
+    body: JsonObject;
+    response: {
+      [key: string]: unknown;
+    };
+    statuses: 200 | 400 | 401 | 403 | 429 | 503;
+  };
   /** Drain Node. */
   "POST /v1/admin/nodes/{name}/drain": {
     query: Record<string, never>;
