@@ -1,5 +1,6 @@
-// The detail sheet of one shell: its facts, network policy and blocked attempts, storage, resources, the
-// usage so far, the actions, the activity terminal, an interactive terminal, credentials and the danger zone.
+// The detail sheet of one shell: its facts, resources, network policy and blocked attempts, the actions,
+// its storage (below the actions, so a laptop window shows the terminal button without scrolling), metrics,
+// the activity terminal, an interactive terminal, credentials and the danger zone.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Activity } from "./activity.js";
@@ -142,7 +143,6 @@ export function DetailSheet({ api, info, shell, subscribe, onClose, announce }) 
       </div>
     </section>
     <${Network} api=${api} shell=${shell} version=${lines.length} />
-    <${ShellStorage} api=${api} shell=${shell} version=${lines.length} />
     <section aria-labelledby="actions-title">
       <h3 id="actions-title">Actions</h3>
       <div class="toolbar" role="toolbar" aria-label="Actions">
@@ -167,6 +167,7 @@ export function DetailSheet({ api, info, shell, subscribe, onClose, announce }) 
         </button>
       </div>
     </section>
+    <${ShellStorage} api=${api} shell=${shell} version=${lines.length} />
     <section aria-labelledby="metrics-title">
       <h3 id="metrics-title">Metrics <span class="hint">last 10 minutes, read on the host</span></h3>
       <${ShellMetrics} api=${api} shell=${shell} />

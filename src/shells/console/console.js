@@ -464,7 +464,6 @@ ${c.join(`
       </div>
     </section>
     <${_u} api=${e} shell=${i} version=${o.length} />
-    <${pn} api=${e} shell=${i} version=${o.length} />
     <section aria-labelledby="actions-title">
       <h3 id="actions-title">Actions</h3>
       <div class="toolbar" role="toolbar" aria-label="Actions">
@@ -486,6 +485,7 @@ ${c.join(`
         </button>
       </div>
     </section>
+    <${pn} api=${e} shell=${i} version=${o.length} />
     <section aria-labelledby="metrics-title">
       <h3 id="metrics-title">Metrics <span class="hint">last 10 minutes, read on the host</span></h3>
       <${xn} api=${e} shell=${i} />
