@@ -30,6 +30,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,8 +312,9 @@ def cached_storage() -> Path:
     work = Path(tempfile.mkdtemp(dir=CACHE, prefix=".build-"))
     try:
         _make_tls(work)
-        with _serve(work, work / "storage") as reg:
-            asyncio.run(push_test_images(reg))
+        with _serve(work, work / "storage") as reg, ThreadPoolExecutor(1) as own_thread:
+            # its own thread and loop: the caller may run inside a loop (Playwright's sync API has one)
+            own_thread.submit(asyncio.run, push_test_images(reg)).result()
         (work / "storage").rename(work / "done")
         try:
             (work / "done").rename(final)
