@@ -67,6 +67,38 @@ def test_a_node_that_does_not_answer_keeps_its_members_known() -> None:
     assert a.plans[-1] == (A, {"net-blue": {B: {"y": y}}})
 
 
+def test_a_node_declared_gone_leaves_every_plan_and_comes_back_with_what_it_holds_then() -> None:
+    x, y = IPv4Address("10.99.128.2"), IPv4Address("10.99.128.3")
+    a, b = Node({"net-blue": {"x": x}}), Node({"net-blue": {"y": y}})
+    network = routed({"a": (A, a), "b": (B, b)})
+    network.link_overlays()
+    assert a.plans[-1] == (A, {"net-blue": {B: {"y": y}}})
+    gone: set[str] = set()
+    network.linked = lambda name: name not in gone
+    b.down = True
+    gone.add("b")  # the registry declared b gone: y is lost, a stops routing to it
+    network.link_overlays()
+    assert a.plans[-1] == (A, {})
+    assert network.elsewhere(BLUE, "a").taken == frozenset()  # y's address is free again
+    b.down, b.members = False, {}  # back, fenced: its shells were destroyed
+    network.link_overlays()
+    assert a.plans[-1] == (A, {}) and len(b.plans) == 1  # not linked until registered again
+    gone.clear()
+    b.members = {"net-blue": {"w": y}}
+    network.link_overlays()
+    assert a.plans[-1] == (A, {"net-blue": {B: {"w": y}}})
+    assert b.plans[-1] == (B, {"net-blue": {A: {"x": x}}})
+
+
+def test_an_address_held_on_a_node_that_does_not_answer_stays_taken() -> None:
+    x = IPv4Address("10.99.128.2")
+    a = Node({"net-blue": {"x": x}})
+    network = routed({"a": (A, a), "b": (B, Node({}))})
+    network.link_overlays()
+    a.down = True
+    assert network.elsewhere(BLUE, "b").taken == frozenset({x})  # as a last reported, no error
+
+
 def test_an_address_held_on_another_node_is_taken() -> None:
     x = IPv4Address("10.99.128.2")
     network = routed({"a": (A, Node({"net-blue": {"x": x}})), "b": (B, Node({}))})

@@ -47,16 +47,21 @@ class AgentOffers:
     def refresh(self) -> None:
         """Ask every node for its offer now (blocking: at start-up, else in a worker thread)."""
         for node in list(self._nodes.values()):
-            if node.offer is None:
-                continue
-            try:
-                offer = node.offer()
-            except Exception as exc:  # unreachable now: its last offer stands
-                log.warning("node %s did not say what it offers: %s", node.name, exc)
-                continue
-            if offer is not None:
-                self._measured[node.name] = offer
+            self.ask(node)
         self._at = time.monotonic()
+
+    def ask(self, node: Node) -> None:
+        """Ask one node for its offer now (blocking): a node that just joined is placed on from its
+        first look, not from the next refresh. One that does not answer keeps its last offer."""
+        if node.offer is None:
+            return
+        try:
+            offer = node.offer()
+        except Exception as exc:  # unreachable now: its last offer stands
+            log.warning("node %s did not say what it offers: %s", node.name, exc)
+            return
+        if offer is not None:
+            self._measured[node.name] = offer
 
     def live(self) -> list[NodeOffer]:
         """The nodes' offers less what was placed on them lately, by name; starts a refresh when the

@@ -108,6 +108,7 @@ class NodeRegistry:
         self._cordoned: set[str] = set()
         self._closing: set[asyncio.Task[None]] = set()
         fleet.usable, self.offers.usable = self.usable, self.registered
+        fleet.network.linked = self.registered
 
     # what placement and the admin see ----------------------------------------------------------
     def alive(self, name: str) -> bool:
@@ -200,6 +201,9 @@ class NodeRegistry:
                     known.client.generation = record.generation
             if name not in self.fleet.members and self.alive(name):
                 self.fleet.add(known.node)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PING_TIMEOUT_S):
+                        await asyncio.to_thread(self.offers.ask, known.node)
 
     async def _ping(self, known: _Known) -> None:
         with contextlib.suppress(ShellsError, TimeoutError, httpx.HTTPError, OSError):

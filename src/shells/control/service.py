@@ -92,6 +92,8 @@ class Control:
         self.ctx = ControlContext(settings, store, {b.runtime: b for b in backends}, fleet=fleet)
         if registry is not None:
             self.ctx.nodes, self.ctx.placed = registry.offers.live, registry.offers.took
+        if fleet is not None:  # a class first offered by a node that joins later is placed on too
+            fleet.on_class = lambda routed: self.ctx.backends.setdefault(routed.runtime, routed)
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))

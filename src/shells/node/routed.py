@@ -294,6 +294,10 @@ class RoutedNetwork:
         """Node name → its underlay address and overlay calls (the nodes that can be linked)."""
         self._members: dict[str, dict[str, Members]] = {}
         """Each node's members as it last answered (kept for a node that does not answer)."""
+        self.linked: Callable[[str], bool] = lambda name: True
+        """Whether a node takes part in the plans (a cluster's ``control.node_registry``: alive and
+        ready in the record). One that does not, a node declared gone, say, is neither asked nor
+        sent a plan, and its members, last reported or not, leave every other node's plan."""
 
     def _name_of(self, host_id: str) -> str:
         return self.routes.node_of(host_id) or self.routes.unrecorded.get(host_id) or ""
@@ -327,11 +331,19 @@ class RoutedNetwork:
 
     def elsewhere(self, net: PrivateNetwork, node: str) -> PrivateNetwork:
         """``net`` naming the addresses its members hold on nodes other than ``node`` (each node's
-        own members: a peer's plan may still name this node's members that just left)."""
-        others = [n for name, (_, n) in self.overlays.items() if name != node]
+        own members: a peer's plan may still name this node's members that just left). A node
+        that does not answer counts with its members as it last reported them; one not ``linked``
+        (gone) holds none."""
+        others = {name: n for name, (_, n) in self.overlays.items() if name != node and self.linked(name)}
         if not others:
             return net
-        taken = {a for n in others for a in n.overlay_members().get(net.id, {}).values()}
+        taken: set[IPv4Address] = set()
+        for name, other in others.items():
+            try:
+                members = other.overlay_members()
+            except ShellsError:
+                members = self._members.get(name, {})
+            taken |= set(members.get(net.id, {}).values())
         return replace(net, taken=frozenset(taken))
 
     def link_overlays(self) -> None:
@@ -340,18 +352,21 @@ class RoutedNetwork:
         the others keep routing to its members as it last reported them."""
         if len(self.overlays) < 2:
             return
-        for name, (_, node) in self.overlays.items():
+        linked = {name: found for name, found in self.overlays.items() if self.linked(name)}
+        for name in set(self._members) - set(linked):  # gone: its members are lost, not routed to
+            del self._members[name]
+        for name, (_, node) in linked.items():
             try:
                 self._members[name] = node.overlay_members()
             except ShellsError as exc:
                 log.warning("node %s did not report its private network members: %s", name, exc)
-        for name, (local, node) in self.overlays.items():
+        for name, (local, node) in linked.items():
             plan: Plan = {}
             for net_id in self._members.get(name, {}):
                 peers = {
-                    self.overlays[other][0]: members[net_id]
+                    linked[other][0]: members[net_id]
                     for other, members in self._members.items()
-                    if other != name and other in self.overlays and net_id in members
+                    if other != name and other in linked and net_id in members
                 }
                 if peers:
                     plan[net_id] = peers
@@ -394,8 +409,9 @@ class Fleet:
     """A control role's nodes by name, behind the routed backends and network, changed while it runs:
     a node that joins is ``add``ed (its calls reach it from then on), one that leaves is ``remove``d
     and its connections closed. Every call for a shell follows the record; moving a shell between
-    nodes (``control.relocate``) calls a given node directly (``backend``, ``carrier``). The classes
-    are those the first nodes offered."""
+    nodes (``control.relocate``) calls a given node directly (``backend``, ``carrier``). A node that
+    joins with a class no node offered before brings that class in (``on_class`` tells the
+    control plane)."""
 
     def __init__(self, nodes: Sequence[Node], routes: Routes) -> None:
         by_class: dict[Runtime, dict[str, Backend]] = {}
@@ -403,7 +419,7 @@ class Fleet:
             for backend in node.backends:
                 by_class.setdefault(backend.runtime, {})[node.name] = backend
         self.routes = routes
-        self.backends = {r: RoutedBackend(r, found, routes) for r, found in by_class.items()}
+        self.backends = {r: self._routed(r, found) for r, found in by_class.items()}
         overlays = {n.name: found for n in nodes if (found := _overlay_of(n)) is not None}
         self.network = RoutedNetwork({n.name: n.network for n in nodes}, routes, overlays)
         routes.elsewhere = self.network.elsewhere
@@ -416,8 +432,13 @@ class Fleet:
             "+".join(self.members), list[Backend](self.backends.values()), self.network, local=False,
             close=self.close, carrier=self.carriers, fleet=self,
         )  # fmt: skip
-        for routed in self.backends.values():
-            routed.usable = lambda name: self.usable(name)  # noqa: PLW0108 (late: the registry sets it)
+        self.on_class: Callable[[Backend], object] = lambda routed: None
+        """Called with the routed backend of a class a joining node brought first."""
+
+    def _routed(self, runtime: Runtime, nodes: Mapping[str, Backend]) -> RoutedBackend:
+        routed = RoutedBackend(runtime, nodes, self.routes)
+        routed.usable = lambda name: self.usable(name)  # noqa: PLW0108 (late: the registry sets it)
+        return routed
 
     def names(self, runtime: Runtime) -> list[str]:
         """The usable nodes that run the class, by name."""
@@ -447,6 +468,10 @@ class Fleet:
         for backend in node.backends:
             if (routed := self.backends.get(backend.runtime)) is not None:
                 routed.nodes[node.name] = backend
+                continue
+            routed = self.backends[backend.runtime] = self._routed(backend.runtime, {node.name: backend})
+            self.node.backends.append(routed)
+            self.on_class(routed)
         self.network.nodes[node.name] = node.network
         if (found := _overlay_of(node)) is not None:
             self.network.overlays[node.name] = found
