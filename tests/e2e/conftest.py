@@ -17,6 +17,7 @@ from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import Shell, Shells
 
 from .harness import ServerProcess, keep_log, serving
+from .local_cluster import TEST_LEASE_S, LocalCluster, local_cluster_or_skip
 from .rest import ShellMaker, rest_client, shell_maker
 from .tenancy import Tenancy
 
@@ -164,3 +165,11 @@ def built_templates(api: httpx.Client) -> dict[str, dict[str, Any]]:
         assert r.status_code == 200, r.text
         ready[name] = r.json()
     return ready
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One local cluster (``make cluster-up``'s) for every cluster test module of the session: it
+    takes about a minute to start. Its name sorts the tests that use it last (tests/conftest.py)."""
+    with local_cluster_or_skip(tmp_path_factory.mktemp("cluster"), TEST_LEASE_S) as running:
+        yield running

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from shells.sdk import Shells
+from shells.sdk import CommandOutput, Shells, Unavailable
 from tests.support import kube, postgres
 from tests.support.kube import ADMIN_TOKEN, KubeAPI, kube_api
 from tests.support.postgres import PostgresServer, postgres_server
@@ -54,6 +54,8 @@ REPLICAS = 2
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = Path(os.environ.get("SHELLS_CLUSTER_DIR", "/var/tmp/shells-cluster"))
 READY_TIMEOUT_S = 900.0
+TEST_LEASE_S = 3.0
+"""The Lease period of the cluster the tests share (``make cluster-up`` keeps the default 15 s)."""
 
 
 @dataclass
@@ -79,6 +81,35 @@ class LocalCluster:
     def runs_duties(self, replica: int) -> bool:
         """Whether the replica says it runs the singleton duties (its ``/metrics`` gauge)."""
         return singleton_duties(self.replicas[replica].url, self.token)
+
+    def wait_for_holder(self, timeout_s: float = 30.0) -> int:
+        """The replica that runs the singleton duties, once one does."""
+        deadline = time.monotonic() + timeout_s
+        while not (holders := [i for i in range(len(self.replicas)) if self.runs_duties(i)]):
+            assert time.monotonic() < deadline, "no replica took the singleton duties"
+            time.sleep(0.2)
+        return holders[0]
+
+    def kill_mid_exec(self, replica: int, shell_id: str) -> tuple[object, float]:
+        """Stream a 4 s exec of ``shell_id`` through ``replica`` and SIGKILL that replica at the
+        first output; returns how the stream ended (its last event, or the error it raised) and
+        the monotonic time of the kill."""
+        victim = self.replicas[replica]
+        assert victim.proc is not None
+        outcome: object = None
+        killed = 0.0
+        script = "for i in $(seq 1 20); do echo tick$i; sleep 0.2; done"
+        try:
+            with self.client(replica).get(shell_id).commands.stream(script) as events:
+                for event in events:
+                    if isinstance(event, CommandOutput) and not killed:
+                        os.kill(victim.proc.pid, signal.SIGKILL)
+                        killed = time.monotonic()
+                    outcome = event
+        except Unavailable as e:  # the typed error a client may retry on another replica
+            outcome = e
+        assert killed, "the exec gave no output"
+        return outcome, killed
 
     def holds(self, node: str, shell_id: str) -> bool:
         """Whether the node's own disk holds the shell (its subvolume in the node's pool)."""
@@ -162,6 +193,18 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
             replica = ServerProcess(root / f"control-{i + 1}", warm_pool=0, env=env)
             replicas.append(stack.enter_context(serving(replica, f"cluster-control-{i + 1}")))
         yield LocalCluster(root, api, pg, link, machines, replicas)
+
+
+@contextlib.contextmanager
+def local_cluster_or_skip(root: Path, lease_s: float) -> Iterator[LocalCluster]:
+    """``local_cluster`` for a test fixture: skipped, with the reason, where none can run."""
+    import pytest
+
+    why = missing()
+    if why is not None:
+        pytest.skip(why)
+    with local_cluster(root, lease_s) as running:
+        yield running
 
 
 # the commands -------------------------------------------------------------------------------------

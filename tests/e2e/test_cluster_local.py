@@ -9,12 +9,9 @@ before anything is made."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,25 +21,15 @@ from shells.cluster.membership import measured_offer
 from shells.domain.shapes import SHAPES
 from shells.sdk import CommandExit, CommandOutput, Shell, Unavailable
 
-from .local_cluster import NODES, LocalCluster, missing
-from .local_cluster import local_cluster as start_cluster
+from .local_cluster import NODES, TEST_LEASE_S, LocalCluster
 
-LEASE_S = 3.0
+LEASE_S = TEST_LEASE_S
 WAIT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """One cluster for the module (its name sorts these tests last: tests/conftest.py)."""
-    why = missing()
-    if why is not None:
-        pytest.skip(why)
-    with start_cluster(Path(tmp_path_factory.mktemp("cluster")), lease_s=LEASE_S) as running:
-        yield running
 
 
 @pytest.fixture
 def cluster(local_cluster: LocalCluster) -> LocalCluster:
+    """The one cluster of the session (tests/e2e/conftest.py)."""
     return local_cluster
 
 
@@ -111,33 +98,12 @@ def test_exec_and_terminal_through_either_replica_reach_a_node_in_another_netns(
 def test_killing_the_lease_holder_mid_exec_leaves_the_other_serving_with_the_duties(
     cluster: LocalCluster,
 ) -> None:
-    deadline = time.monotonic() + LEASE_S + 10
-    while not any(cluster.runs_duties(i) for i in (0, 1)):
-        assert time.monotonic() < deadline, "no replica took the singleton duties"
-        time.sleep(0.2)
-    holder = 0 if cluster.runs_duties(0) else 1
+    holder = cluster.wait_for_holder(LEASE_S + 10)
     other = 1 - holder
     assert not cluster.runs_duties(other)
     shell = cluster.client(holder).create("python", region="eu")
     try:
-        killed_at = 0.0
-        outcome: object = None
-        try:
-            with (
-                cluster.client(holder)
-                .get(shell.id)
-                .commands.stream("for i in $(seq 1 20); do echo tick$i; sleep 0.2; done") as events
-            ):
-                for event in events:
-                    if isinstance(event, CommandOutput) and not killed_at:
-                        replica = cluster.replicas[holder]
-                        assert replica.proc is not None
-                        os.kill(replica.proc.pid, signal.SIGKILL)
-                        killed_at = time.monotonic()
-                    outcome = event
-        except Unavailable as e:  # the typed error a client may retry on another replica
-            outcome = e
-        assert killed_at, "the exec gave no output"
+        outcome, killed_at = cluster.kill_mid_exec(holder, shell.id)
         assert isinstance(outcome, Unavailable | CommandExit), outcome
         # the other replica serves the same shell on its node at once ...
         survivor = cluster.client(other).get(shell.id)

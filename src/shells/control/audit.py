@@ -19,6 +19,7 @@ import logging
 
 from ..domain.access import TENANT_ADMIN
 from ..domain.audit import AuditQuery, RequestInfo
+from ..domain.errors import RecordUnavailable
 from ..domain.principal import Principal
 from ..domain.shell import EventRecord
 from ..store.repository import EventDraft, Store
@@ -41,19 +42,24 @@ class Audit:
             if status >= 400:
                 log.info("refused request %s %s: %s (%s)", info.request_id, action, outcome, info.door)
             return
-        self.store.add_event(
-            EventDraft(
-                tenant=info.principal.tenant,
-                shell_id=None,
-                principal=info.principal.id,
-                door=info.door,
-                kind="read" if read else "request",
-                action=action,
-                outcome=outcome,
-                target=target,
-                request=info,
-            )
+        draft = EventDraft(
+            tenant=info.principal.tenant,
+            shell_id=None,
+            principal=info.principal.id,
+            door=info.door,
+            kind="read" if read else "request",
+            action=action,
+            outcome=outcome,
+            target=target,
+            request=info,
         )
+        try:
+            self.store.add_event(draft)
+        except RecordUnavailable:  # the answer is sent; the database restarts (docs/cluster.md)
+            log.warning(
+                "request %s %s (%s, %s) is not in the audit trail: the record's database did not answer",
+                info.request_id, action, info.principal.id, outcome,
+            )  # fmt: skip
 
     def search(
         self, principal: Principal, query: AuditQuery, after: int = 0, limit: int = 500

@@ -15,6 +15,7 @@ from ..domain.errors import (
     FeatureUnavailable,
     InvalidRequest,
     InvalidState,
+    RecordUnavailable,
     ShellsError,
 )
 from ..domain.ids import new_id
@@ -46,6 +47,9 @@ from .workspace_sync import WorkspaceSync
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 256 * 1024
+ABANDON_WAIT_S = 60.0
+"""How long a create refused by a database outage waits for the database to undo what it made."""
+ABANDON_RETRY_S = 0.5
 SYNC_COMPLETELY = frozenset({Capability.STOP, Capability.PAUSE, Capability.SNAPSHOT})
 """Actions after which a synced /workspace is sent completely (docs/storage.md)."""
 SYNC_BEFORE = frozenset({Capability.STOP, Capability.SNAPSHOT})
@@ -201,15 +205,49 @@ class Lifecycle:
         self.ctx.store.add_shell(
             shell, self.ctx.draft(principal, shell, door=door, kind="create", action="create")
         )
-        if self.sync is not None and req.sync is not None:
-            self.sync.attach(shell, req.sync)
-        for net in networks:  # recorded first, so the shell starts on them
-            self.network.record_member(principal, net, shell, "", door)
-        if self.secrets is not None and placeholders:  # recorded first, so its HTTPS is brokered
-            self.secrets.give(shell.id, placeholders)
-        if self.storage is not None and not attachments.empty:  # recorded first, so its start mounts them
-            self.storage.attach(principal, shell, attachments, door)
-        return await self.boot(principal, shell, door)
+        try:
+            if self.sync is not None and req.sync is not None:
+                self.sync.attach(shell, req.sync)
+            for net in networks:  # recorded first, so the shell starts on them
+                self.network.record_member(principal, net, shell, "", door)
+            if self.secrets is not None and placeholders:  # recorded first, so its HTTPS is brokered
+                self.secrets.give(shell.id, placeholders)
+            if self.storage is not None and not attachments.empty:  # recorded first, so its start mounts them
+                self.storage.attach(principal, shell, attachments, door)
+            return await self.boot(principal, shell, door)
+        except RecordUnavailable:
+            self._abandon(shell)
+            raise
+
+    def _abandon(self, shell: ShellRecord) -> None:
+        """Undo a create the record's database cut short after it recorded the shell, once the
+        database answers again: the shell is deleted (on its node too) with the reason, so the
+        retryable 503 leaves nothing half-made. A database still down after ``ABANDON_WAIT_S``
+        leaves the row ``creating`` for a replica's start-up reconciliation to fail."""
+        reason = "its create was refused: the record's database stopped answering meanwhile"
+        draft = self.ctx.draft(
+            None, shell, door="system", kind="state", action="create", outcome="deleted", message=reason
+        )
+
+        async def _run() -> None:
+            deadline = asyncio.get_running_loop().time() + ABANDON_WAIT_S
+            while True:
+                try:
+                    self.ctx.store.get_shell(shell.id)
+                    break
+                except RecordUnavailable:
+                    if asyncio.get_running_loop().time() > deadline:
+                        log.warning("shell %s stays 'creating': the record did not come back", shell.id)
+                        return
+                    await asyncio.sleep(ABANDON_RETRY_S)
+            try:
+                await self.remove(shell, reason, draft)
+            except ShellsError as exc:
+                log.warning("abandoning shell %s failed: %s", shell.id, exc.message)
+
+        task = asyncio.get_running_loop().create_task(_run())
+        self._reclaim.add(task)
+        task.add_done_callback(self._reclaim.discard)
 
     def _placeholders(self, principal: Principal, req: CreateShellRequest) -> dict[str, str]:
         if not req.secrets:

@@ -37,7 +37,7 @@ import httpx
 
 from ..cluster.membership import Membership
 from ..control.local_node import UNBOUNDED_MIB
-from ..domain.errors import ShellsError
+from ..domain.errors import RecordUnavailable, ShellsError
 from ..domain.nodes import GONE, READY, NodeOffer, NodeRecord
 from ..domain.states import ShellState
 from ..node import Node
@@ -173,8 +173,11 @@ class NodeRegistry:
     async def look(self) -> None:
         """Connect to nodes that appeared, ping the static ones, follow the record's generations,
         and drop the connections to nodes whose Lease expired."""
-        self._record = self.records.all()
-        self._cordoned = MoveStore(self.store).cordoned()
+        try:
+            self._record = self.records.all()
+            self._cordoned = MoveStore(self.store).cordoned()
+        except RecordUnavailable as e:  # the nodes are still pinged: a restart of the database
+            log.warning("node look without the record (%s); its last reading stands", e.message)
         if self.membership is not None:
             for offer in self.membership.live():
                 if offer.name not in self._known and offer.address:

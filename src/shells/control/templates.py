@@ -169,7 +169,7 @@ class Templates:
             if name in recorded:
                 continue
             if meta.kind is TemplateKind.BUILTIN and name in builtins():
-                self._register(TemplateRecord(meta, TemplateStatus.READY))
+                self._register_builtin(TemplateRecord(meta, TemplateStatus.READY))
             else:
                 log.warning("removing template %s found on the host without a record", name)
                 await self.backend.delete_template(name)
@@ -179,6 +179,15 @@ class Templates:
         if self.durable is not None:
             self.durable.upload_template_later(rec)
         self._defaults.pop(rec.name, None)
+
+    def _register_builtin(self, rec: TemplateRecord) -> TemplateRecord:
+        """Record a built-in found on a node; the record another control replica made of it at the
+        same moment, if it did."""
+        try:
+            self._register(rec)
+        except TemplateExists:
+            return self.records.get(rec.meta.name) or rec
+        return rec
 
     def _draft(
         self,
@@ -285,8 +294,7 @@ class Templates:
         meta = await self.backend.ensure_template(name, progress, allow_build=allow_build)
         rec = self.records.get(name)
         if rec is None:
-            rec = TemplateRecord(meta, TemplateStatus.READY)
-            self._register(rec)
+            rec = self._register_builtin(TemplateRecord(meta, TemplateStatus.READY))
         return rec
 
     # build ----------------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, String, Text, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..domain.durable import StoredPart
+from ..domain.errors import TemplateExists
 from ..domain.states import ShellState
 from ..domain.templates import ImageInfo, TemplateKind, TemplateMeta, TemplateRecord, TemplateStatus
 from .repository import EventDraft, Store, utcnow
@@ -74,6 +76,15 @@ class TemplateStore:
         self._store = store
 
     def add(self, rec: TemplateRecord, spec: str = "", draft: EventDraft | None = None) -> None:
+        """Raises ``TemplateExists`` when a template of that name is recorded (another control
+        replica registered the same built-in, or built the same name, at the same moment)."""
+        try:
+            self._add(rec, spec, draft)
+        except IntegrityError:
+            name = rec.meta.name
+            raise TemplateExists(f"A template named {name!r} exists already.", {"name": name}) from None
+
+    def _add(self, rec: TemplateRecord, spec: str, draft: EventDraft | None) -> None:
         m = rec.meta
         with self._store.tx() as s:
             s.add(
