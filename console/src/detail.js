@@ -62,6 +62,7 @@ function Facts({ shell, info }) {
     ["Language", shell.language],
     ["Shape", shape ? `${shell.shape} · ${shape.vcpus} vCPU · ${shape.memory_mib} MiB` : shell.shape],
     ["Region", shell.region],
+    ["Node", html`<span class="mono">${shell.node}</span>`],
     ["Owner", shell.owner],
     ["Created", new Date(shell.created_at).toLocaleString()],
     ["Wake", shell.auto_resume ? "on request to an exposed port" : "only when resumed"],

@@ -59,6 +59,7 @@ export function Fleet({ shells, selected, onSelect, onCreate }) {
             <th scope="col">Language</th>
             <th scope="col">Network</th>
             <th scope="col">Region</th>
+            <th scope="col">Node</th>
             <th scope="col" aria-sort=${newestFirst ? "ascending" : "descending"}>
               <button type="button" class="sort" id="sort-age" onClick=${() => setNewestFirst(!newestFirst)}>
                 Age <span aria-hidden="true">${newestFirst ? "↑" : "↓"}</span>
@@ -83,12 +84,13 @@ export function Fleet({ shells, selected, onSelect, onCreate }) {
               <td>${s.language}</td>
               <td>${s.network.mode}</td>
               <td>${s.region}</td>
+              <td class="mono" data-node=${s.node}>${s.node}</td>
               <td class="num">${age(s.created_at, now)}</td>
             </tr>`,
           )}
           ${rows.length === 0 &&
           html`<tr>
-            <td colspan="7" class="empty">No shells${state || klass ? " match the filters" : " yet"}.</td>
+            <td colspan="8" class="empty">No shells${state || klass ? " match the filters" : " yet"}.</td>
           </tr>`}
         </tbody>
       </table>

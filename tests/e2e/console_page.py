@@ -69,3 +69,15 @@ def row(page: Page, shell_id: str) -> Locator:
 def open_sheet(page: Page, shell: Shell) -> None:
     row(page, shell.id).get_by_role("button", name=shell.info.name).click()
     expect(page.locator("#detail")).to_have_attribute("data-shell", shell.id)
+
+
+def create_from_dialog(page: Page, dialog: Locator, name: str) -> tuple[str, Locator]:
+    """Name the shell in the open create dialog, create it, and wait for its row to run; the
+    shell's id and its row."""
+    dialog.get_by_label("Name").fill(name)
+    dialog.get_by_role("button", name="Create").click()
+    created = page.locator("#fleet-table tr", has_text=name)
+    expect(created).to_have_attribute("data-state", "running")
+    shell_id = created.get_attribute("data-shell")
+    assert shell_id is not None
+    return shell_id, created

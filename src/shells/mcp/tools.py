@@ -87,6 +87,7 @@ def _line(shell: Json) -> str:
     return (
         f"{shell['id']}  {shell['name']}  {shell['state']}{reason}  {shell['language']}/{shell['runtime']}"
         f"  network={network.get('mode', '?')}  shape={shell.get('shape', '?')}"
+        f"  region={shell.get('region', '?')} node={shell.get('node', '?')}"
     )
 
 
