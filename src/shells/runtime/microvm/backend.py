@@ -52,7 +52,16 @@ from ..host import procstat
 from . import console, portable, qemu
 from .accel import probe_accel
 from .artifacts import Artifacts, ensure_artifacts
-from .images import Image, copy_file, grow_ext4, overlay, set_aside_unused, set_root_owner, snapshot_names
+from .images import (
+    RETIRED,
+    Image,
+    copy_file,
+    grow_ext4,
+    overlay,
+    set_aside_unused,
+    set_root_owner,
+    snapshot_names,
+)
 from .link import AgentLink, LinkedAgentClient, sync_fields
 from .qemu import Machine, Qmp, VmFiles
 from .ramsplit import Unsupported, split_ram
@@ -148,6 +157,8 @@ class MicrovmBackend:
                 await qemu.kill(VmFiles(sock_dir, sock_dir))
                 shutil.rmtree(sock_dir, ignore_errors=True)
         await anyio.to_thread.run_sync(self.shares.release_stray, self._running)
+        for path in portable.cut_short(self.root / "images", self.bases.dir):
+            await anyio.to_thread.run_sync(_remove, path)
         await self._collect_images()
 
     def _running(self, host_id: str) -> bool:
@@ -913,16 +924,11 @@ class MicrovmBackend:
         )
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
-        """Shells created from the snapshot still read its disks: then it is retired, not deleted."""
+        """Shells created from the snapshot still read its disks: then it is retired (marked, left
+        where their disks' headers find it), not deleted."""
         image = self.root / "images" / snapshot_id
         if image.exists():
-            retired = image.with_name(f"retired-{snapshot_id}")
-            image.rename(retired)
-            for vm_json in (self.root / "shells").glob("*/vm.json"):
-                record = json.loads(vm_json.read_text(encoding="utf-8"))
-                if record.get("backing") == str(image):
-                    record["backing"] = str(retired)
-                    vm_json.write_text(json.dumps(record), encoding="utf-8")
+            (image / RETIRED).touch()
             await self._collect_images()
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:

@@ -131,16 +131,24 @@ class Bases:
         return base
 
     def unused(self, disk_dirs: Collection[Path]) -> list[Path]:
-        """The bases (and partial ones) no qcow2 in ``disk_dirs`` backs onto and no import pinned."""
+        """The bases no qcow2 in ``disk_dirs`` backs onto and no import pinned (not the partial ones
+        an import is writing: ``cut_short`` finds those a crash left)."""
         if not self.dir.exists():
             return []
-        used = set(self.pinned)
+        used = {p.name for p in self.dir.glob(".*")} | set(self.pinned)
         for directory in disk_dirs:
             for disk in directory.glob("*.qcow2"):
                 backing = qcow2_backing(disk)
                 if backing is not None and backing.parent == self.dir.resolve():
                     used.add(backing.name)
         return [p for p in self.dir.iterdir() if p.name not in used]
+
+
+def cut_short(images: Path, bases: Path) -> list[Path]:
+    """What imports a crash cut short left (at start-up, when no import runs): hidden snapshot
+    directories being fetched into ``images``, partial bases in ``bases``."""
+    found = list(images.glob(".*.fetch-*")) if images.exists() else []
+    return found + (list(bases.glob(".*")) if bases.exists() else [])
 
 
 async def import_into(
