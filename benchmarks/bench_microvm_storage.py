@@ -17,43 +17,26 @@ so every fetched start pays for them.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import shutil
 import statistics
-import tempfile
-import time
-from collections import defaultdict
 from pathlib import Path
 
-from tests.support.s3 import s3_server
-
+from benchmarks import bench_storage
+from benchmarks.bench_storage import Clock, times
 from shells.domain.execution import ExecSpec, collect
 from shells.domain.network import NetworkAccess
 from shells.domain.shapes import DEFAULT_SHAPE, get_shape
-from shells.objects.store import S3Location, S3Objects, get_blob, put_blob
+from shells.objects.store import S3Objects, get_blob, put_blob
 from shells.runtime.backend import ShellSpec
 from shells.runtime.container.backend import ContainerBackend
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.settings import Settings
 
 TEMPLATE = "python:1"
-times: dict[str, list[float]] = defaultdict(list)
 
 
 def spec(host_id: str, snapshot: str | None = None) -> ShellSpec:
     return ShellSpec(host_id, TEMPLATE, get_shape(DEFAULT_SHAPE), NetworkAccess(), source_snapshot=snapshot)
-
-
-class Clock:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> None:
-        self.started = time.perf_counter()
-
-    def __exit__(self, *_: object) -> None:
-        times[self.name].append(time.perf_counter() - self.started)
 
 
 async def answered(vm: MicrovmBackend, host_id: str) -> None:
@@ -130,30 +113,5 @@ def report(runs: int, workspace_mib: int) -> None:
     print(f"  made durable / local snapshot: {durable / snap:.1f}x")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workspace-mib", type=int, default=64)
-    args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="shells-bench-vmstorage-", dir="/var/tmp"))
-    try:
-        with s3_server() as s3:
-            objects = S3Objects(S3Location.parse(s3.url("bench")))
-
-            async def go() -> None:
-                try:
-                    await objects.create_bucket()
-                    await run(args.runs, args.workspace_mib, data_dir, objects)
-                finally:
-                    await objects.aclose()
-
-            asyncio.run(go())
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-    report(args.runs, args.workspace_mib)
-
-
 if __name__ == "__main__":
-    main()
+    bench_storage.main(run, report, __doc__)

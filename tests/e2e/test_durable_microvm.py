@@ -8,10 +8,7 @@ VM then empties the bucket and B's fetched disk bases."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -21,12 +18,11 @@ from shells.sdk import Shell
 from tests.support.s3 import S3Server
 
 from .harness import ServerProcess, serving
-from .test_durable_snapshots import _blobs, _make_bucket
+from .test_durable_snapshots import _blobs, _make_bucket, hand_over, wait_durable
 
 MISSING = MicrovmBackend.available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class on this host: {MISSING}")
 
-DURABLE_TIMEOUT_S = 300.0
 KEEPER = (
     "import os, signal, time\n"
     "token = os.urandom(8).hex()\n"  # only ever in this process's memory (and the file below)
@@ -62,18 +58,8 @@ def test_a_microvm_snapshot_starts_a_vm_with_its_memory_on_another_instance(
             time.sleep(0.2)
         snap = vm.snapshot()
         assert not snap.durable
-        deadline = time.monotonic() + DURABLE_TIMEOUT_S
-        while not (listed := client.snapshots.list(vm.id)[0]).durable:
-            assert time.monotonic() < deadline, f"not durable within {DURABLE_TIMEOUT_S} s:\n{a.log_tail()}"
-            time.sleep(0.5)
-        assert listed.durable_at is not None and listed.size_bytes
-        a.stop()
-        b.data_dir.mkdir(parents=True)
-        shutil.copy2(a.data_dir / "admin-token", b.data_dir / "admin-token")
-        record_a = sqlite3.connect(a.data_dir / "shells.db")
-        record_b = sqlite3.connect(b.data_dir / "shells.db")
-        with closing(record_a), closing(record_b):  # the record, WAL included (a cluster shares it)
-            record_a.backup(record_b)
+        wait_durable(client, vm.id, a)
+        hand_over(a, b)
     assert not (a.data_dir / "microvm").exists(), "a's VM images outlived its purge"
     # both disks' overlays and flattened bases, the RAM, the device state, the machine
     assert len(asyncio.run(_blobs(url))) == 7
