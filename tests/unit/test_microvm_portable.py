@@ -61,7 +61,8 @@ def test_a_snapshot_comes_back_elsewhere_reading_the_same_bytes(tmp_path: Path) 
     image = snapshot_image(tmp_path / "a")
     out = tmp_path / "out"
     out.mkdir()
-    parts = anyio.run(portable.export, image, out, "fp")
+    exporter = portable.Bases(tmp_path / "a" / "bases")
+    parts = anyio.run(portable.export, image, out, "fp", exporter)
     assert set(parts) == {"root", "root-base", "workspace", "workspace-base", "ram", "state", "machine"}
 
     bases = portable.Bases(tmp_path / "b" / "bases")
@@ -74,12 +75,15 @@ def test_a_snapshot_comes_back_elsewhere_reading_the_same_bytes(tmp_path: Path) 
     assert len(list(bases.dir.iterdir())) == 2
     assert bases.pinned == [] and not list(copy.dir.parent.glob(".*"))
 
-    # a second snapshot of the same template image names the same base blobs
-    again = tmp_path / "again"
-    again.mkdir()
-    assert file_sha256(anyio.run(portable.export, image, again, "fp")["root-base"]) == (
-        file_sha256(parts["root-base"])
-    )
+    # another export of the same chain: its base packed once here, and the same bytes anywhere
+    assert len(list(exporter.dir.glob("*.zst"))) == 2
+    for packer in (exporter, portable.Bases(tmp_path / "elsewhere")):
+        again = tmp_path / f"again-{packer.dir.name}"
+        again.mkdir()
+        base = anyio.run(portable.export, image, again, "fp", packer)["root-base"]
+        assert file_sha256(base) == file_sha256(parts["root-base"])
+    assert exporter.unused([image.dir]) == []
+    assert len(exporter.unused([])) == 2  # no disk reads those chains any more
     assert bases.unused([copy.dir]) == []
     shutil.rmtree(copy.dir)
     assert len(bases.unused([copy.dir.parent])) == 2
@@ -89,7 +93,7 @@ def test_a_state_saved_on_another_kind_of_machine_is_refused(tmp_path: Path) -> 
     image = snapshot_image(tmp_path / "a")
     out = tmp_path / "out"
     out.mkdir()
-    parts = anyio.run(portable.export, image, out, "fp-of-a")
+    parts = anyio.run(portable.export, image, out, "fp-of-a", portable.Bases(tmp_path / "a" / "bases"))
     copy = Image(tmp_path / "b" / "images" / "snap_1")
     with pytest.raises(ActionNotSupported, match="other boot artifacts"):
         anyio.run(portable.import_into, parts, copy, portable.Bases(tmp_path / "b" / "bases"), lambda m: "b")
@@ -101,7 +105,7 @@ def test_a_qcow2_that_names_a_host_file_is_refused(tmp_path: Path, option: str) 
     image = snapshot_image(tmp_path / "a")
     out = tmp_path / "out"
     out.mkdir()
-    parts = anyio.run(portable.export, image, out, "fp")
+    parts = anyio.run(portable.export, image, out, "fp", portable.Bases(tmp_path / "a" / "bases"))
     evil = tmp_path / "evil.qcow2"
     secret = tmp_path / "secret"
     secret.write_bytes(b"host secret".ljust(65536, b"\0"))

@@ -905,7 +905,8 @@ class MicrovmBackend:
         image = Image(self.root / "images" / snapshot_id)
         if not image.complete:
             raise RuntimeFailure(f"snapshot {snapshot_id} is not on this host")
-        return await portable.export(image, dest, image.machine().fingerprint(self.artifacts))
+        fingerprint = image.machine().fingerprint(self.artifacts)
+        return await portable.export(image, dest, fingerprint, self.bases)
 
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
         image = Image(self.root / "images" / snapshot_id)

@@ -9,7 +9,8 @@ ext4, perhaps a fork point between), all paths of this host. So each disk goes o
   the image it was made from: usually small);
 - ``<disk>-base``: the whole chain below it flattened into one standalone qcow2 (``qemu-img
   convert``, deterministic: the same chain gives the same bytes, so every snapshot of shells made
-  from one template image names the same blob, and the object store keeps it once).
+  from one template image names the same blob, and the object store keeps it once; the exporting
+  host packs each chain once and keeps it while a disk reads that chain).
 
 plus ``ram`` (the guest memory file), ``state`` (the device state, saved without RAM) and
 ``machine`` (the machine it was saved on and the fingerprint of what its state depends on). All but
@@ -25,6 +26,7 @@ fails to restore."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -66,8 +68,9 @@ async def _decompress(src: Path, dest: Path) -> None:
     await _run(f"decompressing {dest.name}", argv)
 
 
-async def export(image: Image, dest: Path, fingerprint: str) -> dict[str, Path]:
-    """The parts of the snapshot ``image`` written in ``dest``: part name → file."""
+async def export(image: Image, dest: Path, fingerprint: str, bases: Bases) -> dict[str, Path]:
+    """The parts of the snapshot ``image`` written in ``dest``: part name → file (a base packed for
+    an earlier export of an image over the same chain is taken from ``bases``)."""
     if not image.complete:
         raise RuntimeFailure(f"snapshot {image.dir.name} is not on this host")
     parts: dict[str, Path] = {}
@@ -77,13 +80,7 @@ async def export(image: Image, dest: Path, fingerprint: str) -> dict[str, Path]:
         await anyio.to_thread.run_sync(shutil.copyfile, overlay, bare)
         backing = qcow2_backing(overlay)
         if backing is not None:
-            flat = dest / f"{disk}-base.qcow2"
-            await _run(
-                f"flattening the base of {disk}",
-                ["qemu-img", "convert", "-m", "1", "-f", "qcow2", "-O", "qcow2", str(backing), str(flat)],
-            )
-            parts[f"{disk}-base"] = await _compress(flat, dest / f"{disk}-base.zst")
-            flat.unlink()
+            parts[f"{disk}-base"] = await bases.packed(backing, dest / f"{disk}-base.zst")
             await anyio.to_thread.run_sync(qemu_img, "rebase", "-u", "-b", "", str(bare))
         parts[disk] = await _compress(bare, dest / f"{disk}.zst")
         bare.unlink()
@@ -106,12 +103,33 @@ def saved_machine(parts: Mapping[str, Path]) -> tuple[Machine, str]:
 
 
 class Bases:
-    """The flattened bases fetched with snapshots, ``dir/<sha256 of the part>.qcow2``. ``pinned``
-    holds those an import is pointing overlays at (nothing backs onto them yet)."""
+    """Flattened bases, in one directory: those fetched with snapshots, ``<sha256 of the
+    part>.qcow2``, and those packed for exports, ``<export_key of the chain>.zst`` (the chain below a
+    template image's disks is the same for every snapshot of its shells: flattened once, not at
+    every upload). ``pinned`` holds the fetched ones an import is pointing overlays at (nothing
+    backs onto them yet). Each goes when no disk backs onto its chain any more."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.pinned: list[str] = []
+
+    async def packed(self, backing: Path, dest: Path) -> Path:
+        """``dest``: the chain whose top is ``backing`` flattened into one standalone qcow2, zstd."""
+        kept = self.dir / export_key(backing)
+        if not kept.exists():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            flat = dest.with_suffix(".qcow2")
+            argv = ["qemu-img", "convert", "-m", "1", "-f", "qcow2", "-O", "qcow2", str(backing), str(flat)]
+            await _run(f"flattening {backing}", argv)
+            partial = self.dir / f".{kept.name}.{os.getpid()}-{os.urandom(4).hex()}"
+            try:
+                await _compress(flat, partial)
+                partial.rename(kept)
+            finally:
+                partial.unlink(missing_ok=True)
+                flat.unlink(missing_ok=True)
+        await anyio.to_thread.run_sync(_link_or_copy, kept, dest)  # collection may remove ``kept``
+        return dest
 
     async def ensure(self, part: Path) -> Path:
         """The base made from the part file ``part`` (decompressed now unless here already), pinned:
@@ -141,7 +159,27 @@ class Bases:
                 backing = qcow2_backing(disk)
                 if backing is not None and backing.parent == self.dir.resolve():
                     used.add(backing.name)
+                elif backing is not None:
+                    used.add(export_key(backing))
         return [p for p in self.dir.iterdir() if p.name not in used]
+
+
+def export_key(backing: Path) -> str:
+    """The name of the packed chain whose top is ``backing``: its path and identity (a template
+    image booted again at the same path is another file). The files of a chain never change."""
+    try:
+        st = backing.stat()
+    except OSError:
+        return ""
+    identity = f"{backing}\0{st.st_dev}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_size}"
+    return f"{hashlib.sha256(identity.encode()).hexdigest()[:40]}.zst"
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 def cut_short(images: Path, bases: Path) -> list[Path]:
