@@ -26,11 +26,13 @@ fails to restore."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -112,24 +114,29 @@ class Bases:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.pinned: list[str] = []
+        self._packing: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """One packing per chain at a time (a pause's save and a drain's move export at once)."""
 
     async def packed(self, backing: Path, dest: Path) -> Path:
         """``dest``: the chain whose top is ``backing`` flattened into one standalone qcow2, zstd."""
         kept = self.dir / export_key(backing)
-        if not kept.exists():
-            self.dir.mkdir(parents=True, exist_ok=True)
-            flat = dest.with_suffix(".qcow2")
-            argv = ["qemu-img", "convert", "-m", "1", "-f", "qcow2", "-O", "qcow2", str(backing), str(flat)]
-            await _run(f"flattening {backing}", argv)
-            partial = self.dir / f".{kept.name}.{os.getpid()}-{os.urandom(4).hex()}"
-            try:
-                await _compress(flat, partial)
-                partial.rename(kept)
-            finally:
-                partial.unlink(missing_ok=True)
-                flat.unlink(missing_ok=True)
+        async with self._packing[kept.name]:
+            if not kept.exists():
+                await self._pack(backing, kept, dest.with_suffix(".qcow2"))
         await anyio.to_thread.run_sync(_link_or_copy, kept, dest)  # collection may remove ``kept``
         return dest
+
+    async def _pack(self, backing: Path, kept: Path, flat: Path) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = ["qemu-img", "convert", "-m", "1", "-f", "qcow2", "-O", "qcow2", str(backing), str(flat)]
+        partial = self.dir / f".{kept.name}.{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            await _run(f"flattening {backing}", argv)
+            await _compress(flat, partial)
+            partial.rename(kept)
+        finally:
+            partial.unlink(missing_ok=True)
+            flat.unlink(missing_ok=True)
 
     async def ensure(self, part: Path) -> Path:
         """The base made from the part file ``part`` (decompressed now unless here already), pinned:
