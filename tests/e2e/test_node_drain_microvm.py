@@ -1,7 +1,9 @@
 """A paused microvm moves between machines through the object store with its memory: two node
 agents on their own "machines" with a real S3 server (the cluster of ``test_node_drain``), a VM on
 node-a running a process that holds a value only in RAM is paused and drained by the CLI; on node-b
-it is paused, resumes, and the same process answers with the same value."""
+it is paused, resumes, and the same process answers with the same value. Then node-a's agent is
+killed with SIGKILL, and a VM paused there is recovered on node-b from the state saved when it
+paused, memory included."""
 
 from __future__ import annotations
 
@@ -10,15 +12,49 @@ import time
 
 import pytest
 
+from shells.domain.states import ShellState
 from shells.runtime.microvm.backend import MicrovmBackend
+from shells.sdk import Shell, Shells
+from shells.store.moves import MoveStore
+from shells.store.repository import EventDraft
 
 from .harness import ServerProcess
 from .node_link import NodeMachine
 from .test_durable_microvm import KEEPER, sh
-from .test_node_drain import cli, control, machines, on_node_a, store_server  # noqa: F401 (fixtures)
+from .test_node_drain import (  # noqa: F401 (fixtures)
+    WAIT_S,
+    cli,
+    control,
+    machines,
+    on_node_a,
+    record,
+    store_server,
+)
 
 MISSING = MicrovmBackend.available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class on this host: {MISSING}")
+
+
+def keeping(client: Shells, server: ServerProcess) -> tuple[Shell, bytes]:
+    """A VM on node-a running the keeper (``test_durable_microvm``), and the value it holds."""
+    vm = on_node_a(client, server, "python", runtime="microvm")
+    vm.files.write("/workspace/keeper.py", KEEPER.encode())
+    sh(vm, "echo on-node-a > /root/marker; (python3 /workspace/keeper.py > /dev/null 2>&1 &)")
+    deadline = time.monotonic() + 30
+    while sh(vm, "test -s /workspace/token && cat /workspace/token || true") == "":
+        assert time.monotonic() < deadline, "the keeper process did not start"
+        time.sleep(0.2)
+    return vm, vm.files.read("/workspace/token")
+
+
+def still_keeping(vm: Shell, token: bytes) -> None:
+    """The VM's files and the keeper's memory are what they were on node-a."""
+    assert sh(vm, "cat /root/marker") == "on-node-a\n"
+    sh(vm, "kill -USR1 $(cat /workspace/keeper.pid)")
+    deadline = time.monotonic() + 30
+    while (echo := sh(vm, "cat /workspace/echo 2>/dev/null || true").encode()) != token:
+        assert time.monotonic() < deadline, f"the keeper answered {echo!r}, not {token!r}"
+        time.sleep(0.2)
 
 
 def test_drain_moves_a_paused_microvm_with_its_memory(
@@ -27,15 +63,8 @@ def test_drain_moves_a_paused_microvm_with_its_memory(
 ) -> None:
     a, b = machines
     client = control.client()
-    vm = on_node_a(client, control, "python", runtime="microvm")
+    vm, token = keeping(client, control)
     try:
-        vm.files.write("/workspace/keeper.py", KEEPER.encode())
-        sh(vm, "echo on-node-a > /root/marker; (python3 /workspace/keeper.py > /dev/null 2>&1 &)")
-        deadline = time.monotonic() + 30
-        while sh(vm, "test -s /workspace/token && cat /workspace/token || true") == "":
-            assert time.monotonic() < deadline, "the keeper process did not start"
-            time.sleep(0.2)
-        token = vm.files.read("/workspace/token")
         vm.pause()
 
         done = cli(control, "admin", "node", "drain", "node-a", "--json")
@@ -46,12 +75,38 @@ def test_drain_moves_a_paused_microvm_with_its_memory(
 
         assert vm.refresh().state == "paused" and vm.info.node == "node-b"
         vm.resume()
-        assert sh(vm, "cat /root/marker") == "on-node-a\n"
-        sh(vm, "kill -USR1 $(cat /workspace/keeper.pid)")
-        deadline = time.monotonic() + 30
-        while (echo := sh(vm, "cat /workspace/echo 2>/dev/null || true").encode()) != token:
-            assert time.monotonic() < deadline, f"the keeper answered {echo!r}, not {token!r}"
-            time.sleep(0.2)
+        still_keeping(vm, token)
     finally:
         vm.kill()
         cli(control, "admin", "node", "uncordon", "node-a")
+
+
+def test_a_lost_nodes_paused_microvm_is_recovered_with_its_memory(
+    control: ServerProcess,  # noqa: F811
+    machines: tuple[NodeMachine, NodeMachine],  # noqa: F811
+) -> None:
+    a, _ = machines
+    client = control.client()
+    vm, token = keeping(client, control)
+    vm.pause()
+    store = record(control)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while (save := MoveStore(store).get(vm.id)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert save is not None and save.state is ShellState.PAUSED and save.taken_on == "node-a"
+        assert a.proc is not None
+        a.proc.kill()  # SIGKILL: the node is gone without a word
+        a.proc.wait(timeout=30)
+        reason = "node node-a is gone: its lease expired"  # what node loss records
+        draft = EventDraft(vm.info.tenant, vm.id, "system", "system", "state", "lost", "lost", reason)
+        store.change_state(vm.id, ShellState.LOST, reason, draft)
+    finally:
+        store.close()
+    try:
+        info = vm.recover()
+        assert (info.state, info.node) == ("paused", "node-b")
+        vm.resume()
+        still_keeping(vm, token)
+    finally:
+        vm.kill()
