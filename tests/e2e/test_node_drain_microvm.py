@@ -12,22 +12,18 @@ import time
 
 import pytest
 
-from shells.domain.states import ShellState
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import Shell, Shells
-from shells.store.moves import MoveStore
-from shells.store.repository import EventDraft
 
 from .harness import ServerProcess
 from .node_link import NodeMachine
 from .test_durable_microvm import KEEPER, sh
 from .test_node_drain import (  # noqa: F401 (fixtures)
-    WAIT_S,
     cli,
     control,
+    lose_node_a,
     machines,
     on_node_a,
-    record,
     store_server,
 )
 
@@ -89,20 +85,7 @@ def test_a_lost_nodes_paused_microvm_is_recovered_with_its_memory(
     client = control.client()
     vm, token = keeping(client, control)
     vm.pause()
-    store = record(control)
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while (save := MoveStore(store).get(vm.id)) is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert save is not None and save.state is ShellState.PAUSED and save.taken_on == "node-a"
-        assert a.proc is not None
-        a.proc.kill()  # SIGKILL: the node is gone without a word
-        a.proc.wait(timeout=30)
-        reason = "node node-a is gone: its lease expired"  # what node loss records
-        draft = EventDraft(vm.info.tenant, vm.id, "system", "system", "state", "lost", "lost", reason)
-        store.change_state(vm.id, ShellState.LOST, reason, draft)
-    finally:
-        store.close()
+    lose_node_a(control, a, vm)
     try:
         info = vm.recover()
         assert (info.state, info.node) == ("paused", "node-b")
