@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tests.support.s3 import s3_server
@@ -112,10 +113,13 @@ def report(runs: int, workspace_mib: int) -> None:
     print(f"  made durable / local snapshot: {durable / snap:.0f}x")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+Run = Callable[[int, int, Path, S3Objects], Awaitable[None]]
+
+
+def main(run: Run = run, report: Callable[[int, int], None] = report, doc: str | None = __doc__) -> None:
+    """Parse ``--runs`` and ``--workspace-mib``, then ``run`` on a fresh data dir against a bucket
+    of a SeaweedFS started for it, and ``report``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workspace-mib", type=int, default=64)
     args = parser.parse_args()

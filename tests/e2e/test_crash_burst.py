@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shells.runtime.microvm.images import snapshot_names
 from shells.settings import Settings
 from shells.store.repository import Store
 
@@ -210,7 +211,7 @@ def _host_objects(data_dir: Path) -> tuple[set[str], set[str]]:
         if argv and argv[0].startswith(b"qemu-system") and str(data_dir).encode() in b" ".join(argv):
             # Whose QEMU it is: the directory of its pid file (a shell's id, or a scratch machine's).
             shells.add(Path(argv[argv.index(b"-pidfile") + 1].decode()).parent.name)
-    snapshots = names(pool / "snapshots") | names(vms / "images", ("fork-", "retired-"))
+    snapshots = names(pool / "snapshots") | snapshot_names(vms / "images")
     return shells, snapshots
 
 

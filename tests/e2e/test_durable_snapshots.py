@@ -15,6 +15,7 @@ from contextlib import closing
 from pathlib import Path
 
 from shells.objects.store import BLOBS, S3Location, S3Objects
+from shells.sdk import Shells, Snapshot
 from tests.support.s3 import S3Server
 
 from .harness import ServerProcess, serving
@@ -43,6 +44,27 @@ async def _blobs(url: str) -> list[str]:
         await objects.aclose()
 
 
+def wait_durable(client: Shells, shell_id: str, server: ServerProcess) -> Snapshot:
+    """The shell's first snapshot once it is durable (within ``DURABLE_TIMEOUT_S``)."""
+    deadline = time.monotonic() + DURABLE_TIMEOUT_S
+    while not (listed := client.snapshots.list(shell_id)[0]).durable:
+        assert time.monotonic() < deadline, f"not durable within {DURABLE_TIMEOUT_S} s:\n{server.log_tail()}"
+        time.sleep(0.5)
+    assert listed.durable_at is not None and listed.size_bytes
+    return listed
+
+
+def hand_over(a: ServerProcess, b: ServerProcess) -> None:
+    """Stop ``a`` and give ``b`` its record (WAL included: a cluster shares it) and admin token."""
+    a.stop()
+    b.data_dir.mkdir(parents=True)
+    shutil.copy2(a.data_dir / "admin-token", b.data_dir / "admin-token")
+    record_a = sqlite3.connect(a.data_dir / "shells.db")
+    record_b = sqlite3.connect(b.data_dir / "shells.db")
+    with closing(record_a), closing(record_b):
+        record_a.backup(record_b)
+
+
 def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server, data_root: Path) -> None:
     url = s3.url("shells-durable", prefix="instance")
     asyncio.run(_make_bucket(url))
@@ -55,11 +77,8 @@ def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server,
         assert shell.commands.run("echo rootfs-too > /root/kept").exit_code == 0
         snap = shell.snapshot()
         assert not snap.durable
+        wait_durable(client, shell.id, a)
         deadline = time.monotonic() + DURABLE_TIMEOUT_S
-        while not (listed := client.snapshots.list(shell.id)[0]).durable:
-            assert time.monotonic() < deadline, f"not durable within {DURABLE_TIMEOUT_S} s:\n{a.log_tail()}"
-            time.sleep(0.5)
-        assert listed.durable_at is not None and listed.size_bytes
         client.templates.save(shell.id, "kept:1")
         wasm = client.create("python", runtime="wasm")
         wasm.files.write("/workspace/w.txt", b"wasm on a")
@@ -67,13 +86,7 @@ def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server,
         while not client.templates.get("kept:1").durable or not client.snapshots.list(wasm.id)[0].durable:
             assert time.monotonic() < deadline, f"template or wasm snapshot not durable:\n{a.log_tail()}"
             time.sleep(0.5)
-        a.stop()
-        b.data_dir.mkdir(parents=True)
-        shutil.copy2(a.data_dir / "admin-token", b.data_dir / "admin-token")
-        record_a = sqlite3.connect(a.data_dir / "shells.db")
-        record_b = sqlite3.connect(b.data_dir / "shells.db")
-        with closing(record_a), closing(record_b):  # the record, WAL included (a cluster shares it)
-            record_a.backup(record_b)
+        hand_over(a, b)
     assert not list(a.data_dir.rglob("*.img")), "a's pool outlived its purge"
     # the snapshot's rootfs and workspace (the template's rootfs is the same bytes, stored once) and
     # the wasm snapshot's workspace

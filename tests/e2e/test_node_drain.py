@@ -150,14 +150,9 @@ def test_drain_moves_a_stopped_container_and_a_paused_wasm_shell_with_their_file
             shell.kill()
 
 
-def test_a_lost_nodes_paused_shell_is_recovered_on_another_node(
-    control: ServerProcess, machines: tuple[NodeMachine, NodeMachine]
-) -> None:
-    a, _ = machines
-    client = control.client()
-    shell = on_node_a(client, control, "python", runtime="wasm")
-    shell.files.write("/workspace/data.txt", "paused on node-a, which then died")
-    shell.pause()
+def lose_node_a(control: ServerProcess, a: NodeMachine, shell: Shell) -> None:
+    """Once the paused ``shell``'s state is saved, kill node-a's agent with SIGKILL and mark the
+    shell lost as node loss does."""
     store = record(control)
     try:
         deadline = time.monotonic() + WAIT_S
@@ -173,6 +168,17 @@ def test_a_lost_nodes_paused_shell_is_recovered_on_another_node(
         store.change_state(shell.id, ShellState.LOST, reason, draft)
     finally:
         store.close()
+
+
+def test_a_lost_nodes_paused_shell_is_recovered_on_another_node(
+    control: ServerProcess, machines: tuple[NodeMachine, NodeMachine]
+) -> None:
+    a, _ = machines
+    client = control.client()
+    shell = on_node_a(client, control, "python", runtime="wasm")
+    shell.files.write("/workspace/data.txt", "paused on node-a, which then died")
+    shell.pause()
+    lose_node_a(control, a, shell)
     assert shell.refresh().state == "lost"
 
     info = shell.recover()

@@ -4,7 +4,8 @@ starting a lost shell again elsewhere (docs/cluster.md, "Moving shells between n
 A move of a shell from node A to node B (the shell's lock held, so nothing on this replica touches
 it meanwhile):
 
-1. **save**: A takes a read-only copy of the shell's disk and stores it in the object store itself
+1. **save**: A takes a read-only copy of the shell's disk (a microvm's disks and saved memory) and
+   stores it in the object store itself
    (``node.carrier``); the record gets its blobs (``shell_saves``). The copy on A's disk is dropped.
 2. **mark**: the save row names B in ``moving_to``: B may soon hold a copy the record does not own.
 3. **restore**: B fetches the blobs, makes the shell from them and leaves it as it was (stopped,
@@ -22,8 +23,9 @@ exactly the node the record names.
 A ``lost`` shell (its node is gone) whose saved state or a durable snapshot is in the object store
 is started again with ``recover``: steps 3 and 4 onto another node, from the newer of the two, and
 the shell comes back ``paused`` (its saved state of a paused shell, in a class that pauses) or
-``stopped``, its reason naming what it was restored from. Microvm shells do not move yet: their
-saved memory and disks are overlays on their node's template image."""
+``stopped``, its reason naming what it was restored from. A paused microvm keeps its memory across
+a move: the copy holds its saved RAM and device state, the target restores the VM from it and
+pauses it again (``runtime.microvm.portable``: its disks go with their flattened bases)."""
 
 from __future__ import annotations
 
@@ -57,8 +59,6 @@ from .durable import Durable
 
 log = logging.getLogger(__name__)
 
-MOVABLE_CLASSES = frozenset({Runtime.CONTAINER, Runtime.WASM})
-"""Classes whose paused or stopped state is their disk alone (a microvm's is not, yet)."""
 AT_REST = (ShellState.PAUSED, ShellState.STOPPED)
 
 
@@ -100,8 +100,6 @@ class Relocation:
         """Save the state of ``shell`` (just paused or stopped) to the object store in the
         background, unless it runs again, moves or goes first. One task per shell: a pause that
         comes while a save runs is saved once that one ends."""
-        if shell.runtime not in MOVABLE_CLASSES:
-            return
         self._wanted.add(shell.id)
 
         async def save() -> None:
@@ -181,7 +179,6 @@ class Relocation:
                     f"Shell {shell_id} is {state}; only paused and stopped shells move between nodes.",
                     {"state": state},
                 )
-            self._movable(shell)
             source = shell.node
             target = self._choose(fleet, shell.runtime, {source})
             parts = await self._save(fleet, shell)
@@ -207,14 +204,6 @@ class Relocation:
             fleet.routes.forget(shell.id)
             await self._discard(fleet, shell, source, left=True)
             return moved
-
-    def _movable(self, shell: ShellRecord) -> None:
-        if shell.runtime not in MOVABLE_CLASSES:
-            raise ActionNotSupported(
-                f"{shell.runtime} shells do not move between nodes yet: their saved state is an overlay "
-                "on their node's template image. Snapshot the shell and create one from the snapshot.",
-                {"runtime": shell.runtime.value},
-            )
 
     def _choose(self, fleet: Fleet, runtime: Runtime, avoid: set[str]) -> str:
         cordoned = self.moves.cordoned()
@@ -314,7 +303,6 @@ class Relocation:
                     f"Shell {shell.id} is {shell.state}, not lost; only a lost shell is recovered.",
                     {"state": shell.state.value},
                 )
-            self._movable(shell)
             parts, state, what, at, saved = self._newest_state(shell)
             lost_on = shell.node
             if not saved:  # from now on the shell's saved state is that snapshot's

@@ -10,6 +10,7 @@ Where things live (``D`` data dir, ``C`` cache dir, ``R`` run dir):
     D/microvm/shells/<id>/                 a shell: root.qcow2, workspace.qcow2, vm.json, console.log (capped)
                                            and, while paused (or on its own RAM file), ram and state
     D/microvm/images/<id>/                 snapshots and fork points
+    D/microvm/bases/<sha256>.qcow2         disk bases fetched with snapshots (``portable.py``)
     R/microvm/<id>/                        QEMU's pid file and its QMP and agent sockets (virtiofsd's too)
     R/vmshares/<id>/                       its buckets and volumes, shared in by virtio-fs (``shares.py``)
 /workspace is the second disk, so reinstall_os replaces only the root disk and wipe_state both.
@@ -48,10 +49,19 @@ from ..backend import HostInventory, ShellSpec, read_tail
 from ..container.backend import ContainerBackend, with_default_env
 from ..faults import reached
 from ..host import procstat
-from . import console, qemu
+from . import console, portable, qemu
 from .accel import probe_accel
 from .artifacts import Artifacts, ensure_artifacts
-from .images import Image, copy_file, grow_ext4, overlay, set_aside_unused, set_root_owner, snapshot_names
+from .images import (
+    RETIRED,
+    Image,
+    copy_file,
+    grow_ext4,
+    overlay,
+    set_aside_unused,
+    set_root_owner,
+    snapshot_names,
+)
 from .link import AgentLink, LinkedAgentClient, sync_fields
 from .qemu import Machine, Qmp, VmFiles
 from .ramsplit import Unsupported, split_ram
@@ -116,6 +126,7 @@ class MicrovmBackend:
         """Fork points being written: no shell's disks back onto them yet, but they are in use."""
         self.vmnet = VmNetwork(container.network, container.netns_dir)
         self.shares = Shares(settings.run_dir, container.pool)
+        self.bases = portable.Bases(self.root / "bases")
 
     @staticmethod
     def available() -> str | None:
@@ -146,6 +157,8 @@ class MicrovmBackend:
                 await qemu.kill(VmFiles(sock_dir, sock_dir))
                 shutil.rmtree(sock_dir, ignore_errors=True)
         await anyio.to_thread.run_sync(self.shares.release_stray, self._running)
+        for path in portable.cut_short(self.root / "images", self.bases.dir):
+            await anyio.to_thread.run_sync(_remove, path)
         await self._collect_images()
 
     def _running(self, host_id: str) -> bool:
@@ -881,17 +894,23 @@ class MicrovmBackend:
         what uses an image (a fork pins its fork point before creating it and unpins it once its
         children's records name it; ``delete_snapshot`` rewrites records), so no image can come
         into use between the check and the move aside; only the deletion runs in a thread."""
-        for doomed in set_aside_unused(self.root / "images", self.root / "shells", self._pinned):
-            await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, doomed, ignore_errors=True))
+        images = self.root / "images"
+        doomed = set_aside_unused(images, self.root / "shells", self._pinned)
+        disk_dirs = [d for d in images.glob("*/") if not d.name.startswith(".doomed-")]
+        doomed += self.bases.unused([*disk_dirs, *(self.root / "shells").glob("*/")])
+        for path in doomed:
+            await anyio.to_thread.run_sync(functools.partial(_remove, path))
 
     async def export_snapshot(self, snapshot_id: str, dest: Path) -> dict[str, Path]:
-        raise ActionNotSupported(
-            "A microvm snapshot's disks back onto this host's pre-booted template image; "
-            "it cannot be kept in the object store yet."
-        )
+        image = Image(self.root / "images" / snapshot_id)
+        if not image.complete:
+            raise RuntimeFailure(f"snapshot {snapshot_id} is not on this host")
+        fingerprint = image.machine().fingerprint(self.artifacts)
+        return await portable.export(image, dest, fingerprint, self.bases)
 
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
-        raise ActionNotSupported("A microvm snapshot cannot be brought from the object store yet.")
+        image = Image(self.root / "images" / snapshot_id)
+        await portable.import_into(parts, image, self.bases, lambda m: m.fingerprint(self.artifacts))
 
     async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
         raise ActionNotSupported("Templates are kept by the container class.")
@@ -906,16 +925,11 @@ class MicrovmBackend:
         )
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
-        """Shells created from the snapshot still read its disks: then it is retired, not deleted."""
+        """Shells created from the snapshot still read its disks: then it is retired (marked, left
+        where their disks' headers find it), not deleted."""
         image = self.root / "images" / snapshot_id
         if image.exists():
-            retired = image.with_name(f"retired-{snapshot_id}")
-            image.rename(retired)
-            for vm_json in (self.root / "shells").glob("*/vm.json"):
-                record = json.loads(vm_json.read_text(encoding="utf-8"))
-                if record.get("backing") == str(image):
-                    record["backing"] = str(retired)
-                    vm_json.write_text(json.dumps(record), encoding="utf-8")
+            (image / RETIRED).touch()
             await self._collect_images()
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
@@ -1053,3 +1067,10 @@ class MicrovmBackend:
         async with aclosing(client.watch(path, recursive)) as changes:
             async for change in changes:
                 yield change
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

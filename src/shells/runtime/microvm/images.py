@@ -148,12 +148,23 @@ def grow_ext4(image: Path, size_bytes: int) -> None:
             raise RuntimeFailure(f"{argv[0]} failed: {proc.stderr.strip()[-1000:]}")
 
 
+RETIRED = "retired"
+"""A file in a deleted snapshot's image that shells' disks still read: it is kept, under its own name
+(the disks' qcow2 headers name its files by path), until nothing reads it."""
+
+
+def retired(image: Path) -> bool:
+    """A fork point or a deleted snapshot (``retired-*``: the name such an image had before the
+    marker, when it was renamed; disks made since would not find it renamed)."""
+    return image.name.startswith(("fork-", "retired-")) or (image / RETIRED).exists()
+
+
 def snapshot_names(images: Path) -> set[str]:
     """The snapshots among the images in ``images``: not fork points, retired snapshots or images
-    being deleted (``.doomed-*``)."""
+    being deleted (``.doomed-*``) or fetched (``.*.fetch-*``)."""
     if not images.exists():
         return set()
-    return {i.name for i in images.iterdir() if not i.name.startswith(("fork-", "retired-", "."))}
+    return {i.name for i in images.iterdir() if not i.name.startswith(".") and not retired(i)}
 
 
 def set_aside_unused(images: Path, shells: Path, in_use: Collection[str]) -> list[Path]:
@@ -185,6 +196,6 @@ def set_aside_unused(images: Path, shells: Path, in_use: Collection[str]) -> lis
     for image in images.iterdir():
         if image.name.startswith(".doomed-"):
             doomed.append(image)
-        elif image.name.startswith(("fork-", "retired-")) and image.name not in used:
+        elif retired(image) and image.name not in used:
             doomed.append(image.rename(image.with_name(f".doomed-{image.name}")))
     return doomed
