@@ -60,7 +60,7 @@ from .templates import Templates
 from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
-from .volume_store import VolumeStore
+from .volume_store import VolumeStore, volume_hosts
 from .webhooks import Webhooks
 from .workspace_sync import WorkspaceSync
 
@@ -121,8 +121,9 @@ class Control:
         self.templates.durable = self.durable
         self.relocation = Relocation(self.ctx, self.durable)
         self.relocation.start()
-        if volumes is not None:  # volumes follow their shells through the object store
-            self.storage.kept = VolumeStore(self.ctx, volumes, self.durable.objects)
+        hosts = volume_hosts(settings, fleet, volumes, self.durable.objects)
+        if hosts is not None:  # volumes follow their shells through the object store
+            self.storage.kept = VolumeStore(self.ctx, hosts, self.durable.objects)
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.bucket_credentials = BucketCredentialsBook(self.ctx, box)
         self.suspension.around_save = self.sync.around_save

@@ -29,6 +29,7 @@ from ..settings import Settings
 from .agent import NodeAgent
 from .carrier import LocalCarrier
 from .local import local_node
+from .volume_copies import LocalVolumeCarrier
 from .wire import Signer
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         raise InvalidRequest(f"SHELLS_OBJECT_STORE: {exc}.") from None
     backends = {b.runtime: b for b in node.backends}
     node.carrier = LocalCarrier(backends, objects, settings.data_dir / "durable")
+    if node.volumes is not None:  # its volume copies go to and from the store from here, too
+        node.volume_carrier = LocalVolumeCarrier(node.volumes, objects, settings.data_dir / "durable")
 
     where = {"region": settings.region, "zone": settings.zone}
     """The node's topology: the settings', or its Kubernetes Node's labels once it holds a Lease."""

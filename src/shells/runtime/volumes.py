@@ -29,6 +29,11 @@ PACKED = "volume.tar.zst"
 
 
 class HostVolumes(Protocol):
+    @property
+    def root(self) -> Path:
+        """The directory the copies are in (``source`` of each is below it)."""
+        ...
+
     async def create(self, volume_id: str, size_bytes: int) -> None: ...
 
     async def delete(self, volume_id: str) -> None: ...
@@ -52,6 +57,10 @@ class HostVolumes(Protocol):
         ...
 
     def dirty_token(self, volume_id: str) -> str | None: ...
+
+    def dirty(self) -> list[str]:
+        """The volumes whose copies here are marked dirty."""
+        ...
 
     def clear_dirty(self, volume_id: str, token: str) -> None:
         """Clear the mark if it is still ``token`` (a writer that started since keeps it)."""
@@ -120,6 +129,10 @@ class PoolVolumes:
             return self._mark(volume_id, "dirty").read_text()
         except OSError:
             return None
+
+    def dirty(self) -> list[str]:
+        marks = self.root.glob(".*.dirty") if self.root.exists() else []
+        return sorted(m.name[1:].removesuffix(".dirty") for m in marks)
 
     def clear_dirty(self, volume_id: str, token: str) -> None:
         if self.dirty_token(volume_id) == token:
