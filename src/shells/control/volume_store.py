@@ -112,6 +112,7 @@ class VolumeStore:
         never stored anywhere."""
         host = self.host(node)
         async with self._locks[rec.id]:
+            rec = self.records.volume_by_id(rec.id) or rec  # an upload may have ended meanwhile
             rec = await self._settle_elsewhere(node, rec)
             copies = host.copies
             if copies.has(rec.id) and copies.local_version(rec.id) >= rec.version:
