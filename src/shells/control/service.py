@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
+
 from .. import __version__
 from ..domain import access
 from ..domain.errors import InvalidRequest, PermissionDenied
@@ -162,6 +164,8 @@ class Control:
         await self.durable.check()
         for backend in self.ctx.backends.values():
             await backend.prepare()
+        if self.storage.host is not None:  # one box: what a pack or a fetch cut short by a crash left
+            await anyio.to_thread.run_sync(self.storage.host.remove_leftovers)
         await self.templates.reconcile()
         await self.network.start(dataplane=self.dataplane)
         if self.dataplane:

@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 import uvicorn
 from starlette.applications import Starlette
 
@@ -77,6 +78,8 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         shutil.rmtree(settings.data_dir / "durable", ignore_errors=True)
         for backend in node.backends:
             await backend.prepare()
+        if node.volumes is not None:  # what a pack or a fetch cut short by a crash left
+            await anyio.to_thread.run_sync(node.volumes.remove_leftovers)
         resolver = DnsResolver(
             ShellDns(network, network.network_name, refusals), configured_upstreams(settings.dns_upstreams)
         )

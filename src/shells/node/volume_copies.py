@@ -142,6 +142,9 @@ class RemoteVolumes:
     async def restore(self, volume_id: str, size_bytes: int, tarball: Path, version: int) -> None:
         raise ActionNotSupported(_ON_NODE)
 
+    def remove_leftovers(self) -> list[str]:
+        raise ActionNotSupported("A node agent removes its own leftovers when it starts.")
+
     async def put_volume(self, volume_id: str) -> tuple[str, int]:
         digest, size = await self._call("put_volume", volume_id)
         return str(digest), int(size)
