@@ -9,82 +9,36 @@ bucket, read through its node, and is complete when its delete answers."""
 
 from __future__ import annotations
 
-import io
-import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import pytest
 
-from shells.objects.store import S3Location, S3Objects
 from shells.sdk import BucketDenied, BucketMount, Shell, Shells, VolumeAttach
 from tests.support import s3
 from tests.support.s3 import S3Server
 
 from .harness import ServerProcess, serving
-from .node_link import NodeMachine, cluster_secret, node_machine
-from .test_node_drain import store_url
+from .node_link import NodeMachine
+from .test_bucket_mounts import BUCKET as USER_BUCKET
+from .test_bucket_mounts import _make_bucket, put
+from .test_bucket_mounts import get as s3_get
+from .test_node_drain import machines, store_server, store_url
 from .test_node_remote import on_node
 
-T = TypeVar("T")
+__all__ = ["machines", "store_server"]  # the drain test's cluster fixtures, made again for this module
+
 WAIT_S = 30.0
-INSTANCE_BUCKET = "cluster"
-USER_BUCKET = "alice-data"
-
-
-def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return anyio.run(make)
-
-
-def user_bucket(server: S3Server) -> S3Objects:
-    """The user's bucket as the user's own S3 client sees it (on loopback here)."""
-    return S3Objects(S3Location.parse(server.url(USER_BUCKET, s3.USER)))
-
-
-def s3_get(server: S3Server, key: str) -> bytes | None:
-    async def go() -> bytes | None:
-        objects = user_bucket(server)
-        try:
-            if await objects.head(key) is None:
-                return None
-            with tempfile.TemporaryDirectory() as d:
-                await objects.get(key, Path(d) / "x")
-                return (Path(d) / "x").read_bytes()
-        finally:
-            await objects.aclose()
-
-    return _run(go)
 
 
 @pytest.fixture(scope="module")
-def store_server() -> Iterator[S3Server]:
-    reason = s3.missing()
-    if reason is not None:
-        pytest.skip(reason)
-    with s3.s3_server(bind="0.0.0.0") as server:  # the nodes reach it at their bridge's address
-
-        async def make_buckets() -> None:
-            for objects in (S3Objects(S3Location.parse(server.url(INSTANCE_BUCKET))), user_bucket(server)):
-                await objects.create_bucket()
-                await objects.aclose()
-
-        anyio.run(make_buckets)
-        yield server
-
-
-@pytest.fixture(scope="module")
-def machines(
-    tmp_path_factory: pytest.TempPathFactory, store_server: S3Server
-) -> Iterator[tuple[NodeMachine, NodeMachine]]:
-    root = Path(tmp_path_factory.mktemp("nodes"))
-    secret = cluster_secret(root)
-    with node_machine(root / "a", secret) as a, node_machine(root / "b", secret) as b:
-        for machine, name in ((a, "node-a"), (b, "node-b")):
-            machine.start(name, env={"SHELLS_OBJECT_STORE": store_url(store_server, machine.gateway)})
-        yield a, b
+def user_bucket(store_server: S3Server) -> S3Server:
+    """The server with the user's own bucket on it (the user's key, as test_bucket_mounts makes it)."""
+    anyio.run(_make_bucket, store_server, USER_BUCKET)
+    return store_server
 
 
 def endpoint(server: S3Server, machines: tuple[NodeMachine, NodeMachine]) -> str:
@@ -96,14 +50,14 @@ def endpoint(server: S3Server, machines: tuple[NodeMachine, NodeMachine]) -> str
 @pytest.fixture(scope="module")
 def control(
     machines: tuple[NodeMachine, NodeMachine],
-    store_server: S3Server,
+    user_bucket: S3Server,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerProcess]:
-    where = endpoint(store_server, machines).removeprefix("http://")
+    where = endpoint(user_bucket, machines).removeprefix("http://")
     env = {
         "SHELLS_NODES": ",".join(m.url for m in machines),
         "SHELLS_CLUSTER_SECRET_FILE": str(machines[0].secret_file),
-        "SHELLS_OBJECT_STORE": store_url(store_server),
+        "SHELLS_OBJECT_STORE": store_url(user_bucket),
         "SHELLS_MOUNT_ENDPOINTS_LOCAL": "1",  # the test's S3 server is on this machine
         "SHELLS_SYNC_PRIVATE_ENDPOINTS": where,
         "SHELLS_SYNC_INTERVAL_S": "1",
@@ -162,14 +116,7 @@ def test_a_bucket_mount_on_a_remote_node_serves_the_users_bucket(
     key_id, secret = s3.USER
     url = endpoint(store_server, machines)
 
-    async def put() -> None:
-        objects = user_bucket(store_server)
-        try:
-            await objects.put_file("in/from-s3.txt", io.BytesIO(b"put through the S3 API"))
-        finally:
-            await objects.aclose()
-
-    _run(put)
+    put(store_server, "in/from-s3.txt", b"put through the S3 API")
     with pytest.raises(BucketDenied) as refused:  # the same typed error as on one box
         client.create(mounts=[BucketMount(USER_BUCKET, url, "/mnt/b", key_id, "not-the-secret")])
     assert refused.value.details.get("field") == "mounts[0].credentials"
