@@ -159,3 +159,27 @@ def test_a_remote_shells_workspace_lands_in_the_users_bucket(
     finally:
         shell.kill()
     assert s3_get(store_server, "run-1/last.txt") == b"just before the delete"
+
+
+def test_a_stopped_shell_drained_to_another_node_takes_its_volume_along(
+    control: ServerProcess, machines: tuple[NodeMachine, NodeMachine]
+) -> None:
+    """Its own last writes on node-a (never stored: it only stopped) are stored as the move begins and
+    fetched onto node-b, where it reads and writes them once started."""
+    client = control.client()
+    volume = client.volumes.create("moving", size_gib=1)
+    shell = on("node-a", client, control, volumes=[VolumeAttach("moving", "/data")])
+    try:
+        shell.files.write("/data/before.txt", "written on node-a before the move")
+        shell.stop()
+        drained = client.nodes.drain("node-a")
+        assert drained.moved == [{"shell": shell.id, "to": "node-b"}], drained.left
+        assert client.nodes.uncordon("node-a")
+        shell.start()
+        assert shell.refresh().node == "node-b"
+        assert shell.files.read("/data/before.txt") == b"written on node-a before the move"
+        shell.files.write("/data/after.txt", "written on node-b")
+    finally:
+        shell.kill()
+    assert volume_copy(machines[1], volume.id).exists()
+    client.volumes.delete("moving")

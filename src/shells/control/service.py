@@ -101,6 +101,7 @@ class Control:
         self.secrets = Secrets(self.ctx, box, egress_ca)
         self.storage = Storage(self.ctx, box, volumes, lambda: [*local_addresses(), network.range.cidr])
         self.ctx.mounts_of = self.storage.mounts_of
+        self.ctx.follow_mounts = self.storage.follow
         self.ctx.shown_mounts = self.storage.public_mounts
         self.egress = EgressProxy(
             ShellEgress(self.ctx, network, box),

@@ -265,6 +265,16 @@ class Storage:
                 )
         return tuple(buckets), tuple(volumes)
 
+    async def follow(self, shell: ShellRecord, node: str) -> None:
+        """The shell is about to be made on ``node`` (a move): its volumes' newest copies there, its
+        own unsaved writes on its old node stored first."""
+        if self.kept is None:
+            return
+        for r in self.store.mounts_of(shell.id):
+            rec = self.store.volume_by_id(r.volume_id) if r.volume_id is not None else None
+            if rec is not None:
+                await self.kept.ensure_on(node, rec, moving=shell.id)
+
     def released(self, shell: ShellRecord) -> None:
         """The shell stopped or is gone: the volumes it wrote go to the object store."""
         if self.kept is not None:

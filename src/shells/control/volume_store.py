@@ -105,15 +105,16 @@ class VolumeStore:
         return self.host(node).copies.source(volume_id)
 
     # fetch ----------------------------------------------------------------------------------------
-    async def ensure_on(self, node: str, rec: VolumeRecord) -> None:
+    async def ensure_on(self, node: str, rec: VolumeRecord, *, moving: str | None = None) -> None:
         """Machine ``node`` holds the volume's newest copy: a copy another machine still holds dirty
         (its writer let it go, its upload not done yet) is uploaded first; then it is fetched from
         the object store when it is missing here or older than the record, made empty when it was
-        never stored anywhere."""
+        never stored anywhere. ``moving``: a holder moving to ``node`` (stopped or paused, so it
+        writes nothing meanwhile), whose own copy is stored first even though it still holds it."""
         host = self.host(node)
         async with self._locks[rec.id]:
             rec = self.records.volume_by_id(rec.id) or rec  # an upload may have ended meanwhile
-            rec = await self._settle_elsewhere(node, rec)
+            rec = await self._settle_elsewhere(node, rec, moving)
             copies = host.copies
             if copies.has(rec.id) and copies.local_version(rec.id) >= rec.version:
                 return
@@ -129,15 +130,19 @@ class VolumeStore:
                 ) from None
             log.info("volume %s fetched onto %s (version %d)", rec.id, node, rec.version)
 
-    async def _settle_elsewhere(self, node: str, rec: VolumeRecord) -> VolumeRecord:
+    async def _settle_elsewhere(self, node: str, rec: VolumeRecord, moving: str | None) -> VolumeRecord:
         """Upload a copy another machine holds dirty with no writer running (the lock held); the
         record as it is then."""
-        if self._written_now(rec.id):
+        if self._written_now(rec.id, moving):
             return rec  # its writer runs: a reader gets the last version stored
         for name, other in self.hosts().items():
             if name == node:
                 continue
-            token = await anyio.to_thread.run_sync(other.copies.dirty_token, rec.id)
+            try:
+                token = await anyio.to_thread.run_sync(other.copies.dirty_token, rec.id)
+            except (ShellsError, OSError) as exc:  # a node gone: its unsaved writes are lost with it
+                log.warning("node %s did not say whether it holds volume %s unsaved: %s", name, rec.id, exc)
+                continue
             if token is not None:
                 await self._upload(other, rec, token)
                 rec = self.records.volume_by_id(rec.id) or rec
@@ -168,10 +173,11 @@ class VolumeStore:
             if writing:
                 self.released(name, writing)
 
-    def _written_now(self, volume_id: str) -> bool:
-        """Whether a read-write holder may still be writing it (then its release uploads it)."""
+    def _written_now(self, volume_id: str, moving: str | None = None) -> bool:
+        """Whether a read-write holder (other than ``moving``) may still be writing it (then its
+        release uploads it)."""
         for sid, read_only in self.records.holders(volume_id):
-            shell = None if read_only else self.ctx.store.get_shell(sid)
+            shell = None if read_only or sid == moving else self.ctx.store.get_shell(sid)
             if shell is not None and shell.state in WRITING:
                 return True
         return False
