@@ -1,6 +1,6 @@
 """Throughput of a bucket mount and of a volume, against the raw S3 client and the local disk, in one run.
 
-    python -m benchmarks.bench_mounts [--mib 64] [--runs 5]
+    python -m benchmarks.bench_mounts [--mib 64] [--runs 5] [--no-shells]
 
 Starts a SeaweedFS (``weed mini``, as the tests do) and mounts a bucket of it the way a container
 shell gets it (``runtime.host.bucket_fuse``: rclone with its write cache under a btrfs quota), and
@@ -11,6 +11,12 @@ loop-mounted pool). Each run writes a file of ``--mib`` MiB of random bytes and 
 - raw S3: ``objects.store.S3Objects`` put and get of the same file;
 - volume: write + fsync, read after dropping the page cache;
 - local disk: the same on a plain file under /var/tmp.
+Then, unless ``--no-shells``, the same from inside shells of a real server (``tests/e2e/harness``): a
+container shell and a microvm shell, each with the bucket mounted and a volume attached (a microvm
+gets both by virtio-fs), each copying the file from its own /tmp and reading it back: a volume write
+until ``sync`` returns, a read after the caches are dropped (the host's, and the guest's in a VM); a
+bucket write until the object is whole in the bucket, a cold read of an object put through S3 (never
+in the mount's cache). A microvm is skipped, with the reason, on a host without the class.
 Medians in MiB/s and the ratio to the local disk. Needs root (btrfs, FUSE, drop_caches).
 """
 
@@ -27,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tests.e2e.harness import running_server
 from tests.support import s3
 
 from shells.domain.limits import MOUNT_CACHE_BYTES
@@ -34,7 +41,10 @@ from shells.domain.mounts import BucketCredentials, BucketMount
 from shells.objects.store import S3Location, S3Objects
 from shells.runtime.host import btrfs_quota, bucket_fuse
 from shells.runtime.host.btrfs import BtrfsPool
+from shells.runtime.microvm.backend import MicrovmBackend
 from shells.runtime.volumes import PoolVolumes
+from shells.sdk import BucketMount as Mount
+from shells.sdk import Shell, VolumeAttach
 
 BUCKET = "bench"
 CHUNK = 1 << 20
@@ -72,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-shells", action="store_true", help="only the host-side paths")
     args = ap.parse_args()
     data = os.urandom(args.mib << 20)
     top = Path(tempfile.mkdtemp(prefix="shells-bench-mounts-", dir="/var/tmp"))
@@ -134,16 +145,85 @@ def main() -> None:
                 finally:
                     bucket_fuse.unmount(mnt, cache2)
                     pool.delete_subvolume(cache2)
+            if not args.no_shells:
+                in_shells(weed, where, top, args.mib, args.runs, record)
     finally:
         pool.unmount()
         shutil.rmtree(top, ignore_errors=True)
     print(f"{args.mib} MiB file, runs: {args.runs}")
-    print(f"{'path':<20} {'median MiB/s':>13}  vs local disk")
+    print(f"{'path':<32} {'median MiB/s':>13}  vs local disk")
     for name, values in results.items():
         kind = name.rsplit(" ", 1)[1]
         base = statistics.median(results[f"local disk {'write' if kind in ('write', 'put') else 'read'}"])
         med = statistics.median(values)
-        print(f"{name:<20} {med:>13.1f}  {med / base:>6.2f}x")
+        print(f"{name:<32} {med:>13.1f}  {med / base:>6.2f}x")
+
+
+def in_shells(
+    weed: s3.S3Server, where: S3Location, top: Path, mib: int, runs: int, record: Callable[[str, float], None]
+) -> None:
+    """The file written and read inside a container shell and a microvm shell of a real server,
+    through the bucket mount and the volume each gets (the raw S3 run's objects are the cold reads)."""
+    runtimes = ["container"]
+    why = MicrovmBackend.available()
+    if why is None:
+        runtimes.append("microvm")
+    else:
+        print(f"microvm skipped: {why}")
+    with running_server(top / "server", warm_pool=0, env={"SHELLS_MOUNT_ENDPOINTS_LOCAL": "1"}) as server:
+        client = server.client()
+        for runtime in runtimes:
+            client.volumes.create(f"bench-{runtime}", 2)
+            shell = client.create(
+                "python",
+                runtime=runtime,
+                mounts=[Mount(BUCKET, weed.endpoint, "/bucket", *s3.USER)],
+                volumes=[VolumeAttach(f"bench-{runtime}", "/vol")],
+            )
+            try:
+                _inside(shell, f"head -c {mib}M /dev/urandom > /tmp/src.bin")
+                for i in range(runs):
+                    record(
+                        f"{runtime}: volume write",
+                        _inside(shell, f"cp /tmp/src.bin /vol/f{i}.bin && sync /vol/f{i}.bin"),
+                    )
+                    _drop_caches(shell, runtime)
+                    record(f"{runtime}: volume read", _inside(shell, f"cat /vol/f{i}.bin > /dev/null"))
+                    start, key = time.perf_counter(), f"{runtime}-{i}.bin"
+                    _inside(shell, f"cp /tmp/src.bin /bucket/{key}")
+                    _until_whole(where, key, mib << 20)
+                    record(f"{runtime}: bucket mount write", time.perf_counter() - start)
+                    _drop_caches(shell, runtime)
+                    record(
+                        f"{runtime}: bucket mount read",
+                        _inside(shell, f"cat /bucket/raw-{i}.bin > /dev/null"),
+                    )
+            finally:
+                shell.kill()
+                client.volumes.delete(f"bench-{runtime}")
+
+
+def _until_whole(where: S3Location, key: str, size: int) -> None:
+    """Wait until object ``key`` is in the bucket with all its ``size`` bytes."""
+    while True:
+        sent, _ = asyncio.run(_with_bucket(where, lambda o: o.head(key)))
+        if sent is not None and sent.size >= size:
+            return
+        time.sleep(0.05)
+
+
+def _inside(shell: Shell, command: str) -> float:
+    """Seconds ``command`` took inside the shell, timed there (no exec round trip in it)."""
+    done = shell.commands.run(f"s=$(date +%s%N); {command} || exit 1; e=$(date +%s%N); echo $((e - s))")
+    assert done.exit_code == 0, done.stderr
+    return int(done.stdout.split()[-1]) / 1e9
+
+
+def _drop_caches(shell: Shell, runtime: str) -> None:
+    """Cold reads: the host's page cache (a container's), and a VM's own."""
+    drop_caches()
+    if runtime == "microvm":
+        _inside(shell, "sync; echo 3 > /proc/sys/vm/drop_caches")
 
 
 async def _setup(where: S3Location, volumes: PoolVolumes) -> None:

@@ -18,10 +18,11 @@ import anyio
 import pytest
 
 from shells.control.context import ControlContext
-from shells.control.volume_store import VolumeStore
+from shells.control.volume_store import VolumeHost, VolumeStore
 from shells.domain.audit import AuditQuery
 from shells.domain.shell import EventRecord
-from shells.objects.store import BLOBS, LocalObjects, ObjectInfo, Unreachable
+from shells.node.volume_copies import LocalVolumeCarrier
+from shells.objects.store import BLOBS, LocalObjects, ObjectInfo, ObjectStore, Unreachable
 from shells.runtime.images import pack_command, unpack_command
 from shells.runtime.volumes import PACKED, PoolVolumes
 from shells.settings import Settings
@@ -73,6 +74,11 @@ class FlakyObjects(LocalObjects):
         return await super().put(key, path)
 
 
+def machines(objects: ObjectStore, scratch: Path, **copies: DirVolumes) -> dict[str, VolumeHost]:
+    """Machines by node name, each with its copies and a carrier to ``objects``."""
+    return {name: VolumeHost(c, LocalVolumeCarrier(c, objects, scratch)) for name, c in copies.items()}
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(f"sqlite:///{tmp_path / 'record.db'}")
@@ -96,17 +102,18 @@ async def test_uploads_are_retried_audited_versioned_and_restored(store: Store, 
     ctx = ControlContext(Settings(data_dir=tmp_path / "data"), store, {})
     objects = FlakyObjects(tmp_path / "objects")
     here = DirVolumes(tmp_path / "a")
-    kept = VolumeStore(ctx, here, objects)
+    hosts = machines(objects, tmp_path / "durable", a=here)
+    kept = VolumeStore(ctx, lambda: hosts, objects)
     records = StorageStore(store)
     rec = VolumeRecord("vol_1", "default", "results", 1, datetime.now(UTC))
     made = EventDraft(tenant="default", shell_id=None, principal="t", door="test", kind="volume", action="t")
     records.add_volume(rec, made)
 
-    await kept.ensure_here(rec)  # never uploaded: made empty here
+    await kept.ensure_on("a", rec)  # never uploaded: made empty here
     (here.source(rec.id) / "a.txt").write_text("first")
-    kept.writing(rec.id)
+    kept.writing("a", rec.id)
     objects.down = True
-    kept.released([rec.id])
+    kept.released("a", [rec.id])
     await until(lambda: uploads(store))
     [failed] = uploads(store)
     assert failed.outcome == "object_store_unavailable" and failed.target == rec.id
@@ -119,8 +126,8 @@ async def test_uploads_are_retried_audited_versioned_and_restored(store: Store, 
 
     # A second writer: a new version, and the blob of the first is removed.
     (here.source(rec.id) / "b.txt").write_text("second")
-    kept.writing(rec.id)
-    kept.released([rec.id])
+    kept.writing("a", rec.id)
+    kept.released("a", [rec.id])
     await until(lambda: records.volume_by_id(rec.id).version == 2)  # type: ignore[union-attr]
     second = records.volume_by_id(rec.id)
     assert second is not None and second.blob != first.blob
@@ -128,7 +135,8 @@ async def test_uploads_are_retried_audited_versioned_and_restored(store: Store, 
 
     # Another machine (no copy) restores the newest version; one with an older copy replaces it.
     there = DirVolumes(tmp_path / "b")
-    await VolumeStore(ctx, there, objects).ensure_here(second)
+    elsewhere = machines(objects, tmp_path / "durable", b=there)
+    await VolumeStore(ctx, lambda: elsewhere, objects).ensure_on("b", second)
     assert sorted(p.name for p in there.source(rec.id).iterdir()) == ["a.txt", "b.txt"]
     assert there.local_version(rec.id) == 2
     await kept.collect(None)  # nothing to collect: a no-op
@@ -147,3 +155,33 @@ async def test_a_writer_that_starts_during_an_upload_keeps_the_copy_dirty(
     assert here.dirty_token("vol_2") is not None
     here.clear_dirty("vol_2", here.dirty_token("vol_2") or "")
     assert here.dirty_token("vol_2") is None
+
+
+async def test_a_copy_left_dirty_on_one_node_is_stored_before_another_node_attaches_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """The writer on node a let the volume go, its upload not done yet: attaching it on node b
+    stores a's copy first, so b reads the last writer's files; deleting it removes both copies."""
+    ctx = ControlContext(Settings(data_dir=tmp_path / "data"), store, {})
+    objects = LocalObjects(tmp_path / "objects")
+    a, b = DirVolumes(tmp_path / "a"), DirVolumes(tmp_path / "b")
+    kept = VolumeStore(ctx, lambda: machines(objects, tmp_path / "durable", a=a, b=b), objects)
+    records = StorageStore(store)
+    rec = VolumeRecord("vol_3", "default", "shared", 1, datetime.now(UTC))
+    made = EventDraft(tenant="default", shell_id=None, principal="t", door="test", kind="volume", action="t")
+    records.add_volume(rec, made)
+    await kept.ensure_on("a", rec)
+    kept.writing("a", rec.id)
+    (a.source(rec.id) / "out.txt").write_text("written on a")
+    assert a.dirty() == [rec.id] and b.dirty() == []
+
+    await kept.ensure_on("b", rec)  # no release, no sweep: the attach itself stores a's copy
+    assert (b.source(rec.id) / "out.txt").read_text() == "written on a"
+    stored = records.volume_by_id(rec.id)
+    assert stored is not None and stored.version == 1 and a.dirty() == []
+    assert a.local_version(rec.id) == b.local_version(rec.id) == 1
+
+    records.delete_volume(rec.id, made)
+    await kept.remove(stored)
+    assert not a.has(rec.id) and not b.has(rec.id)
+    assert await objects.list(BLOBS) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,9 @@ class ControlContext:
     quotas: Quotas = field(init=False)
     mounts_of: Callable[[ShellRecord], tuple[tuple[BucketMount, ...], tuple[VolumeMount, ...]]] | None = None
     """What a shell's start mounts (``control.storage``); None where storage is not wired."""
+    follow_mounts: Callable[[ShellRecord, str], Awaitable[None]] | None = None
+    """Before a shell is made on another node (a move): its volumes' newest copies there
+    (``control.storage``)."""
     shown_mounts: Callable[[str], dict[str, Any]] | None = None
     """A shell's mounts and volumes as its record shows them (never a credential)."""
     fleet: Fleet | None = None

@@ -148,7 +148,7 @@ class Lifecycle:
                 raise FeatureUnavailable("Workspace sync is not available on this server.", {"field": "sync"})
             await self.sync.check(req.runtime, req.sync)
         placeholders = self._placeholders(principal, req)
-        attachments = await self._attachments(principal, req)
+        attachments = await self._attachments(principal, req, self.ctx.node_for(req.runtime, node))
         idle_timeout = self._idle_timeout(req, backend)
         auto_resume = self._auto_resume(req, backend)
         # No await from the quota check to the record's insert: concurrent creates cannot overshoot.
@@ -256,12 +256,12 @@ class Lifecycle:
             raise FeatureUnavailable("Secrets are not available on this server.", {"field": "secrets"})
         return self.secrets.placeholders(principal, req.secrets)
 
-    async def _attachments(self, principal: Principal, req: CreateShellRequest) -> Attachments:
+    async def _attachments(self, principal: Principal, req: CreateShellRequest, node: str) -> Attachments:
         if not req.buckets and not req.volumes:
             return Attachments()
         if self.storage is None:
             raise FeatureUnavailable("Bucket mounts and volumes are not available on this server.")
-        return await self.storage.check(principal, req)
+        return await self.storage.check(principal, req, node)
 
     def _idle_timeout(self, req: CreateShellRequest, backend: Backend) -> int | None:
         """The shell's idle timeout: the request's, else the instance's default where the class can

@@ -252,8 +252,11 @@ class Relocation:
         try:
             await backend.destroy(shell.id)  # what an earlier move cut short left there
             await fleet.carrier(target).get_snapshot(shell.runtime, key, parts)
+            if self.ctx.follow_mounts is not None:  # its volumes, as the target must bind them
+                await self.ctx.follow_mounts(shell, target)
+            there = replace(shell, node=target)  # its mounts are the target's
             try:
-                await backend.create(replace(self.ctx.spec(shell), source_snapshot=key))
+                await backend.create(replace(self.ctx.spec(there), source_snapshot=key))
             finally:
                 await _quietly(backend.delete_snapshot(key), f"dropping the fetched copy {key} on {target}")
             if state is ShellState.PAUSED and Capability.PAUSE in backend.capabilities:

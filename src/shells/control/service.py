@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
+
 from .. import __version__
 from ..domain import access
 from ..domain.errors import InvalidRequest, PermissionDenied
@@ -60,7 +62,7 @@ from .templates import Templates
 from .tenancy import Tenancy
 from .terminal import Terminals
 from .tokens import Tokens
-from .volume_store import VolumeStore
+from .volume_store import VolumeStore, volume_hosts
 from .webhooks import Webhooks
 from .workspace_sync import WorkspaceSync
 
@@ -101,6 +103,7 @@ class Control:
         self.secrets = Secrets(self.ctx, box, egress_ca)
         self.storage = Storage(self.ctx, box, volumes, lambda: [*local_addresses(), network.range.cidr])
         self.ctx.mounts_of = self.storage.mounts_of
+        self.ctx.follow_mounts = self.storage.follow
         self.ctx.shown_mounts = self.storage.public_mounts
         self.egress = EgressProxy(
             ShellEgress(self.ctx, network, box),
@@ -123,8 +126,9 @@ class Control:
         self.templates.durable = self.durable
         self.relocation = Relocation(self.ctx, self.durable)
         self.relocation.start()
-        if volumes is not None:  # volumes follow their shells through the object store
-            self.storage.kept = VolumeStore(self.ctx, volumes, self.durable.objects)
+        hosts = volume_hosts(settings, fleet, volumes, self.durable.objects)
+        if hosts is not None:  # volumes follow their shells through the object store
+            self.storage.kept = VolumeStore(self.ctx, hosts, self.durable.objects)
         self.sync = WorkspaceSync(self.ctx, box, lambda: [*local_addresses(), network.range.cidr])
         self.bucket_credentials = BucketCredentialsBook(self.ctx, box)
         self.suspension.around_save = self.sync.around_save
@@ -163,6 +167,8 @@ class Control:
         await self.durable.check()
         for backend in self.ctx.backends.values():
             await backend.prepare()
+        if self.storage.host is not None:  # one box: what a pack or a fetch cut short by a crash left
+            await anyio.to_thread.run_sync(self.storage.host.remove_leftovers)
         await self.templates.reconcile()
         await self.network.start(dataplane=self.dataplane)
         if self.dataplane:

@@ -67,15 +67,17 @@ class Storage:
         """This host's addresses and the shells' range (as for webhooks)."""
         self.box = box
         self.host = volumes
+        """This machine's volume copies (one box: made at the volume's create); None on a cluster's
+        control plane, whose nodes keep the copies (``kept``)."""
         self.store = StorageStore(ctx.store)
         self.kept: VolumeStore | None = None
         """Volumes in the object store (set by ``Control`` when this host holds volumes)."""
 
     # volumes --------------------------------------------------------------------------------------
-    def _host(self) -> HostVolumes:
-        if self.host is None:
+    def _kept(self) -> VolumeStore:
+        if self.kept is None:
             raise FeatureUnavailable("Volumes are not available on this server.")
-        return self.host
+        return self.kept
 
     async def create_volume(self, principal: Principal, name: str, size_gib: int, door: str) -> VolumeRecord:
         require(principal, Scope.CREATE)
@@ -85,19 +87,22 @@ class Storage:
                 f"'size_gib' must be from 1 to {MAX_VOLUME_GIB}.",
                 {"field": "size_gib", "limit": MAX_VOLUME_GIB, "value": size_gib},
             )
-        host = self._host()
+        self._kept()
         if len(self.store.volumes(principal.tenant)) >= MAX_VOLUMES_PER_TENANT:
             raise QuotaExceeded(
                 f"A tenant has at most {MAX_VOLUMES_PER_TENANT} volumes; delete one first.",
                 {"limit": MAX_VOLUMES_PER_TENANT, "value": MAX_VOLUMES_PER_TENANT},
             )
         rec = VolumeRecord(new_id("vol"), principal.tenant, name, size_gib, datetime.now(UTC))
-        await host.create(rec.id, size_gib * 1024**3)
         draft = self._draft(principal, rec, door, "volume.create", {"size_gib": size_gib})
+        if self.host is None:  # a cluster: a node makes its copy when a shell there attaches it
+            self.store.add_volume(rec, draft)
+            return rec
+        await self.host.create(rec.id, size_gib * 1024**3)
         try:
             self.store.add_volume(rec, draft)
         except BaseException:
-            await host.delete(rec.id)
+            await self.host.delete(rec.id)
             raise
         return rec
 
@@ -145,9 +150,7 @@ class Storage:
                 {"shells": [sid for sid, _ in holders]},
             )
         self.store.delete_volume(rec.id, self._draft(principal, rec, door, "volume.delete", {}))
-        await self._host().delete(rec.id)
-        if self.kept is not None:
-            await self.kept.collect(rec.blob)
+        await self._kept().remove(rec)
 
     def gib_hours(self, tenant: str | None, start: datetime, end: datetime) -> dict[str, Decimal]:
         """Volume storage in GiB-hours per tenant over [start, end): each volume's size times the
@@ -162,9 +165,10 @@ class Storage:
         return out
 
     # create ---------------------------------------------------------------------------------------
-    async def check(self, principal: Principal, req: CreateShellRequest) -> Attachments:
-        """The mounts a create asks for, checked (its buckets answered, its volumes found); call
-        ``claim`` with no await between it and the shell's insert."""
+    async def check(self, principal: Principal, req: CreateShellRequest, node: str) -> Attachments:
+        """The mounts a create on ``node`` asks for, checked (its buckets answered, its volumes found
+        and their newest copies on that node); call ``claim`` with no await between it and the
+        shell's insert."""
         if not req.buckets and not req.volumes:
             return Attachments()
         if req.runtime not in MOUNT_CLASSES:
@@ -183,11 +187,8 @@ class Storage:
                 f"Bucket mounts are not available on this host: {why}.", {"field": "mounts"}
             )
         volumes = tuple((self.find(principal, a.name), a.path, a.read_only) for a in req.volumes)
-        if volumes:
-            self._host()
-        if self.kept is not None:  # its newest copy on this machine, fetched if another wrote it
-            for rec, _path, _ro in volumes:
-                await self.kept.ensure_here(rec)
+        for rec, _path, _ro in volumes:  # its newest copy on the node, fetched if another wrote it
+            await self._kept().ensure_on(node, rec)
         for i, bucket in enumerate(req.buckets):
             await self._check_endpoint(bucket, f"mounts[{i}]")
             await _check_bucket(bucket, f"mounts[{i}]")
@@ -246,10 +247,10 @@ class Storage:
         buckets: list[BucketMount] = []
         volumes: list[VolumeMount] = []
         for r in self.store.mounts_of(shell.id):
-            if r.volume_id is not None and self.host is not None:
-                volumes.append(VolumeMount(self.host.source(r.volume_id), r.path, r.read_only))
-                if self.kept is not None and not r.read_only:
-                    self.kept.writing(r.volume_id)
+            if r.volume_id is not None and self.kept is not None:
+                volumes.append(VolumeMount(self.kept.source(shell.node, r.volume_id), r.path, r.read_only))
+                if not r.read_only:
+                    self.kept.writing(shell.node, r.volume_id)
             elif r.bucket is not None and r.endpoint is not None and r.sealed is not None:
                 creds = json.loads(self.box.open(shell.tenant, _seal_name(shell.id, r.position), r.sealed))
                 buckets.append(
@@ -264,11 +265,22 @@ class Storage:
                 )
         return tuple(buckets), tuple(volumes)
 
+    async def follow(self, shell: ShellRecord, node: str) -> None:
+        """The shell is about to be made on ``node`` (a move): its volumes' newest copies there, its
+        own unsaved writes on its old node stored first."""
+        if self.kept is None:
+            return
+        for r in self.store.mounts_of(shell.id):
+            rec = self.store.volume_by_id(r.volume_id) if r.volume_id is not None else None
+            if rec is not None:
+                await self.kept.ensure_on(node, rec, moving=shell.id)
+
     def released(self, shell: ShellRecord) -> None:
         """The shell stopped or is gone: the volumes it wrote go to the object store."""
         if self.kept is not None:
             rows = self.store.mounts_of(shell.id)
-            self.kept.released([r.volume_id for r in rows if r.volume_id is not None and not r.read_only])
+            written = [r.volume_id for r in rows if r.volume_id is not None and not r.read_only]
+            self.kept.released(shell.node, written)
 
     def public_mounts(self, shell_id: str) -> dict[str, list[dict[str, Any]]]:
         """The shell's mounts as shown on it: never a credential."""

@@ -20,6 +20,7 @@ from ..runtime.volumes import HostVolumes
 if TYPE_CHECKING:
     from .carrier import Carrier
     from .routed import Fleet
+    from .volume_copies import VolumeCarrier
 
 
 async def _nothing() -> None:
@@ -33,7 +34,10 @@ class Node:
     backends: list[Backend]
     network: InstanceNetwork
     volumes: HostVolumes | None = None
-    """The tenants' volumes kept on this machine (none on a node reached over the RPC yet)."""
+    """The tenants' volume copies kept on this machine (a node agent's over the RPC)."""
+    volume_carrier: VolumeCarrier | None = None
+    """Moves its volume copies to and from the object store where its disk is; None: no object
+    store reached from here (a one-box control plane moves them with its own)."""
     local: bool = True
     """The node is this process: its network's DNS resolver, ingress and egress proxies are served
     here. A remote node serves them itself, beside its shells."""

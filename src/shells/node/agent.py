@@ -31,6 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..domain.errors import (
     ActionNotSupported,
+    FeatureUnavailable,
     InvalidRequest,
     ObjectStoreUnavailable,
     RuntimeFailure,
@@ -38,6 +39,7 @@ from ..domain.errors import (
     Unavailable,
 )
 from ..domain.execution import ExecSpec
+from ..domain.ids import looks_like
 from ..domain.isolation import Runtime
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
 from ..domain.nodes import NodeOffer
@@ -50,6 +52,7 @@ from . import Node
 from .calls import BACKEND_CALLS, BACKEND_DUPLEX, BACKEND_STREAMS, BACKEND_SYNC, NETWORK_CALLS, NODE_CALLS
 from .carrier import CARRIER_CALLS
 from .codec import decode, encode
+from .volume_copies import VOLUME_CALLS
 from .wire import DOWN, UP, Overloaded, Signer, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,7 @@ class NodeAgent:
             "name": self.node.name,
             "range": network.range,
             "gateways": network.gateway_addresses(),
+            "volumes": None if self.node.volumes is None else self.node.volumes.root,
             "backends": [
                 {
                     "runtime": b.runtime,
@@ -172,6 +176,8 @@ class NodeAgent:
             yield "r", answer + self.refusals.drain() if method == "drain_blocked" else answer
         elif target == "durable" and method in CARRIER_CALLS:
             yield "r", await self._carry(method, args, kwargs)
+        elif target == "volumes" and method in VOLUME_CALLS:
+            yield "r", await self._volumes(method, args)
         elif target != "network" and method == "ensure_template":
             async for item in self._build(self._backend(target), args, kwargs):
                 yield item
@@ -193,6 +199,23 @@ class NodeAgent:
             return await getattr(self.node.carrier, method)(*args, **kwargs)
         except ObjectStoreError as exc:
             raise ObjectStoreUnavailable(f"The node could not use the object store: {exc}") from None
+
+    async def _volumes(self, method: str, args: list[Any]) -> Any:
+        """A call on the node's volume copies (``node.volume_copies``): its marks, or moving a copy."""
+        volumes, carrier = self.node.volumes, self.node.volume_carrier
+        if volumes is None or carrier is None:
+            raise FeatureUnavailable("This node keeps no volumes (no pool, or no object store).")
+        named = bool(args) and isinstance(args[0], str) and looks_like("vol", args[0])
+        if method != "dirty" and not named:
+            raise InvalidRequest("A volume call names a volume id (vol_…) first.")  # no other path
+        if method in ("put_volume", "get_volume"):
+            try:
+                return await getattr(carrier, method)(*args)
+            except ObjectStoreError as exc:
+                raise ObjectStoreUnavailable(f"The node could not use the object store: {exc}") from None
+        if method in ("create", "delete"):
+            return await getattr(volumes, method)(*args)
+        return await anyio.to_thread.run_sync(lambda: getattr(volumes, method)(*args))
 
     async def _build(self, backend: Backend, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Item]:
         """``ensure_template``'s progress as frames while it runs, then its answer."""

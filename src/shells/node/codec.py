@@ -31,6 +31,7 @@ from ..domain.execution import (
     WindowSize,
 )
 from ..domain.isolation import Language, Runtime
+from ..domain.mounts import BucketCredentials, BucketMount
 from ..domain.network import AllowKind, AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
 from ..domain.network import Protocol as NetProtocol
 from ..domain.nodes import NodeOffer
@@ -39,7 +40,7 @@ from ..domain.samples import ResourceUsage
 from ..domain.shapes import Shape
 from ..domain.templates import BuildOutput, BuildStepStarted, ImageInfo, TemplateKind, TemplateMeta
 from ..domain.terminal import TerminalSpec
-from ..runtime.backend import HostInventory, ShellSpec
+from ..runtime.backend import HostInventory, ShellSpec, VolumeMount
 from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.dataplane import ShellAddresses
 
@@ -79,6 +80,9 @@ WIRE_TYPES: dict[str, type[Any]] = {
         StoredPart,
         ShellAddresses,
         NodeOffer,
+        BucketMount,
+        BucketCredentials,
+        VolumeMount,
     )
 }
 """Every type a node call's arguments or answers may hold, by name."""

@@ -41,6 +41,7 @@ from ..runtime.network.overlay import Members, Plan
 from . import Node
 from .carrier import RemoteCarrier
 from .client import Duplex, NodeClient
+from .volume_copies import RemoteVolumes
 from .wire import Signer
 
 USAGE_REFRESH_S = 2.0
@@ -62,10 +63,13 @@ def node_over(client: NodeClient) -> Node:
         found = client.call_blocking("node", "offer")
         return replace(found, classes=frozenset(found.classes)) if isinstance(found, NodeOffer) else None
 
+    volumes = None if hello.get("volumes") is None else RemoteVolumes(client, Path(str(hello["volumes"])))
     return Node(
         str(hello["name"]),
         backends,
         RemoteNetwork(client, hello),
+        volumes,
+        volume_carrier=volumes,
         local=False,
         close=client.aclose,
         carrier=RemoteCarrier(client),

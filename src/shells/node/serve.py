@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 import uvicorn
 from starlette.applications import Starlette
 
@@ -29,6 +30,7 @@ from ..settings import Settings
 from .agent import NodeAgent
 from .carrier import LocalCarrier
 from .local import local_node
+from .volume_copies import LocalVolumeCarrier
 from .wire import Signer
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         raise InvalidRequest(f"SHELLS_OBJECT_STORE: {exc}.") from None
     backends = {b.runtime: b for b in node.backends}
     node.carrier = LocalCarrier(backends, objects, settings.data_dir / "durable")
+    if node.volumes is not None:  # its volume copies go to and from the store from here, too
+        node.volume_carrier = LocalVolumeCarrier(node.volumes, objects, settings.data_dir / "durable")
 
     where = {"region": settings.region, "zone": settings.zone}
     """The node's topology: the settings', or its Kubernetes Node's labels once it holds a Lease."""
@@ -74,6 +78,8 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         shutil.rmtree(settings.data_dir / "durable", ignore_errors=True)
         for backend in node.backends:
             await backend.prepare()
+        if node.volumes is not None:  # what a pack or a fetch cut short by a crash left
+            await anyio.to_thread.run_sync(node.volumes.remove_leftovers)
         resolver = DnsResolver(
             ShellDns(network, network.network_name, refusals), configured_upstreams(settings.dns_upstreams)
         )

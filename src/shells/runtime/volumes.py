@@ -9,11 +9,13 @@ For the object store (``control/volume_store.py``) each local copy has two marks
 version of the record it holds (``.<id>.version``), and, while a writer may have changed it since
 the last upload, a dirty token (``.<id>.dirty``, a fresh one at every read-write start). A copy is
 packed from a read-only snapshot (a writer that starts meanwhile changes nothing in it) and restored
-into a hidden subvolume with the quota, renamed into place once complete."""
+into a hidden subvolume with the quota, renamed into place once complete; the hidden subvolumes a
+crash leaves are removed when the process that owns the pool starts again (``remove_leftovers``)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Protocol
@@ -26,9 +28,16 @@ from .host.btrfs import BtrfsPool
 from .images import pack_command, unpack_command
 
 PACKED = "volume.tar.zst"
+LEFTOVER = re.compile(r"\.(export|fetch)-[0-9a-f]{8}$")
+"""The hidden subvolumes of a pack (``export``) or a fetch (``restore``) under way."""
 
 
 class HostVolumes(Protocol):
+    @property
+    def root(self) -> Path:
+        """The directory the copies are in (``source`` of each is below it)."""
+        ...
+
     async def create(self, volume_id: str, size_bytes: int) -> None: ...
 
     async def delete(self, volume_id: str) -> None: ...
@@ -53,12 +62,21 @@ class HostVolumes(Protocol):
 
     def dirty_token(self, volume_id: str) -> str | None: ...
 
+    def dirty(self) -> list[str]:
+        """The volumes whose copies here are marked dirty."""
+        ...
+
     def clear_dirty(self, volume_id: str, token: str) -> None:
         """Clear the mark if it is still ``token`` (a writer that started since keeps it)."""
         ...
 
     async def export(self, volume_id: str, dest: Path) -> Path:
         """The copy's files as ``dest/volume.tar.zst``, packed from a read-only snapshot."""
+        ...
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete the hidden subvolumes a crash left mid-pack or mid-fetch; their names. Only when
+        nothing packs or fetches: at the start of the process that owns the disk. Blocking."""
         ...
 
     async def restore(self, volume_id: str, size_bytes: int, tarball: Path, version: int) -> None:
@@ -121,9 +139,24 @@ class PoolVolumes:
         except OSError:
             return None
 
+    def dirty(self) -> list[str]:
+        marks = self.root.glob(".*.dirty") if self.root.exists() else []
+        return sorted(m.name[1:].removesuffix(".dirty") for m in marks)
+
     def clear_dirty(self, volume_id: str, token: str) -> None:
         if self.dirty_token(volume_id) == token:
             self._mark(volume_id, "dirty").unlink(missing_ok=True)
+
+    def remove_leftovers(self) -> list[str]:
+        hidden = (
+            [p for p in self.root.glob(".vol_*") if LEFTOVER.search(p.name)] if self.root.exists() else []
+        )
+        removed = []
+        for path in hidden:
+            if self.pool.is_subvolume(path):
+                self.pool.delete_subvolume(path)
+                removed.append(path.name)
+        return removed
 
     async def export(self, volume_id: str, dest: Path) -> Path:
         frozen = self.root / f".{volume_id}.export-{os.urandom(4).hex()}"

@@ -2,7 +2,7 @@
 import type { RequestBody } from "./generated/openapi.js";
 import { HTTP, type CallOptions, type ClientOptions, type Json, type RequestOptions } from "./http.js";
 import { camel, type ActionResult, type RuntimeOffer, type ShellInfo, type TermCredential, type UsageReport } from "./models.js";
-import { Networks, Snapshots, Templates } from "./resources.js";
+import { BucketCredentials, Networks, Snapshots, Templates, Volumes } from "./resources.js";
 import { act, deleteShell, mintTerm, Shell, shellPath, type ActionName, type ActionParams, type NetworkMode } from "./shell.js";
 
 type CreateBody = RequestBody<"POST /v1/shells">;
@@ -38,6 +38,13 @@ export interface CreateOptions extends CallOptions {
   labels?: Record<string, string>;
   /** Pause the shell after this many seconds without activity (0: never; classes that can pause). */
   idleTimeoutS?: number;
+  /** Your buckets served from the host at paths in the shell; `credentials` holds the keys or the name
+   * of credentials stored with `shells.bucketCredentials.create`. */
+  mounts?: CreateBody["mounts"];
+  /** Your volumes at paths in the shell: `[{ name, path, read_only }]`. */
+  volumes?: CreateBody["volumes"];
+  /** Mirror `/workspace` to your bucket: `{ bucket, endpoint, prefix, credentials }`. */
+  sync?: CreateBody["sync"];
 }
 
 /** The body of `POST /v1/shells`. Without a language or a snapshot the shell is `bash`. */
@@ -55,6 +62,9 @@ export function createBody(options: CreateOptions): CreateBody {
   if (options.env) body.env = { ...options.env };
   if (options.labels) body.labels = { ...options.labels };
   if (options.idleTimeoutS !== undefined) body.idle_timeout_s = options.idleTimeoutS;
+  if (options.mounts !== undefined) body.mounts = options.mounts;
+  if (options.volumes !== undefined) body.volumes = options.volumes;
+  if (options.sync !== undefined) body.sync = options.sync;
   return body;
 }
 
@@ -63,6 +73,8 @@ export class Shells {
   readonly templates: Templates;
   readonly networks: Networks;
   readonly snapshots: Snapshots;
+  readonly volumes: Volumes;
+  readonly bucketCredentials: BucketCredentials;
 
   /** Rejects nothing, throws `Unauthenticated` when no token is given and SHELLS_API_TOKEN is unset. */
   constructor(options: ClientOptions = {}) {
@@ -70,6 +82,8 @@ export class Shells {
     this.templates = new Templates(this.#http);
     this.networks = new Networks(this.#http);
     this.snapshots = new Snapshots(this.#http);
+    this.volumes = new Volumes(this.#http);
+    this.bucketCredentials = new BucketCredentials(this.#http);
   }
 
   get baseUrl(): string {

@@ -8,7 +8,7 @@ export { Files, type WriteOptions } from "./files.js";
 export type { Operations, Query, RequestBody, Schemas } from "./generated/openapi.js";
 export { DOOR_HEADER, REQUEST_ID_HEADER, VERSION, type CallOptions, type ClientOptions, type Content, type RequestOptions } from "./http.js";
 export type * from "./models.js";
-export { Networks, Snapshots, Templates } from "./resources.js";
+export { BucketCredentials, Networks, Snapshots, Templates, Volumes } from "./resources.js";
 export { RetryPolicy, type RetryOptions } from "./retry.js";
 export { Actions, Ports, Shell, Terminals, type ActionName, type ActionParams, type NetworkMode } from "./shell.js";
 export { Terminal, type TerminalExit, type TerminalOptions } from "./terminal.js";

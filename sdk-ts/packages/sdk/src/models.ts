@@ -108,6 +108,29 @@ export interface Snapshot {
   createdAt?: string;
 }
 
+/** A volume of your tenant (`shells.volumes`). */
+export interface Volume {
+  id: string;
+  name: string;
+  sizeGib: number;
+  createdAt?: string;
+  /** `{ shellId, readOnly }` of every shell that holds it. */
+  attached?: { shellId: string; readOnly: boolean }[];
+  /** Bytes used on this machine (null where the server does not measure them, such as a cluster). */
+  usedBytes?: number | null;
+  /** When its files last reached the object store (after a writer let it go); null: never yet. */
+  durableAt?: string | null;
+  storedBytes?: number | null;
+}
+
+/** Bucket credentials stored once for the tenant (`shells.bucketCredentials`); never the secret. */
+export interface BucketCredential {
+  id: string;
+  name: string;
+  accessKeyId: string;
+  createdAt?: string;
+}
+
 /** A short-lived credential for a shell's terminal; `shell.terminal()` opens it. */
 export interface TermCredential {
   id: string;

@@ -1,8 +1,17 @@
-// What lives beside shells: templates, private networks and snapshots (`shells.templates`, …).
+// What lives beside shells: templates, private networks, snapshots, volumes and stored bucket
+// credentials (`shells.templates`, …).
 import { Unavailable } from "./errors.js";
 import type { RequestBody } from "./generated/openapi.js";
 import type { CallOptions, HTTP } from "./http.js";
-import { camel, type BuildEvent, type Network, type Snapshot, type Template } from "./models.js";
+import {
+  camel,
+  type BucketCredential,
+  type BuildEvent,
+  type Network,
+  type Snapshot,
+  type Template,
+  type Volume,
+} from "./models.js";
 
 /** Templates: the root filesystems shells start from. */
 export class Templates {
@@ -118,5 +127,63 @@ export class Snapshots {
   /** Delete one of your snapshots (shells made from it keep running). Rejects with `SnapshotNotFound`. */
   async delete(snapshotId: string, options: CallOptions = {}): Promise<void> {
     await this.#http.call("DELETE", `/v1/snapshots/${encodeURIComponent(snapshotId)}`, options);
+  }
+}
+
+/** Your tenant's volumes: filesystems that outlive every shell. Attach one at create:
+ * `volumes: [{ name, path, read_only }]` (any number of shells read-only, one read-write). */
+export class Volumes {
+  readonly #http: HTTP;
+
+  constructor(http: HTTP) {
+    this.#http = http;
+  }
+
+  /** A new, empty volume of `sizeGib` GiB. Rejects with `InvalidRequest`, `VolumeExists` or `QuotaExceeded`. */
+  async create(name: string, sizeGib: number, options: CallOptions = {}): Promise<Volume> {
+    const body: RequestBody<"POST /v1/volumes"> = { name, size_gib: sizeGib };
+    return camel<Volume>(await this.#http.call("POST", "/v1/volumes", { body, signal: options.signal }));
+  }
+
+  async list(options: CallOptions = {}): Promise<Volume[]> {
+    return camel<Volume[]>((await this.#http.call<{ volumes: unknown[] }>("GET", "/v1/volumes", options)).volumes);
+  }
+
+  /** One volume with the shells that hold it. Rejects with `VolumeNotFound`. */
+  async get(name: string, options: CallOptions = {}): Promise<Volume> {
+    return camel<Volume>(await this.#http.call("GET", `/v1/volumes/${encodeURIComponent(name)}`, options));
+  }
+
+  /** Delete a volume and its files. Rejects with `VolumeNotFound`, or `VolumeInUse` while a shell holds it. */
+  async delete(name: string, options: CallOptions = {}): Promise<void> {
+    await this.#http.call("DELETE", `/v1/volumes/${encodeURIComponent(name)}`, options);
+  }
+}
+
+/** S3 key pairs stored once for your tenant (the secret sealed, never shown again); bucket mounts and
+ * workspace sync name them as `credentials: "<name>"` instead of carrying keys. Storing and deleting
+ * them needs `tenant.admin`. */
+export class BucketCredentials {
+  readonly #http: HTTP;
+
+  constructor(http: HTTP) {
+    this.#http = http;
+  }
+
+  /** Store a key pair as `name`. Rejects with `InvalidRequest`, `AlreadyExists`, `QuotaExceeded` or `PermissionDenied`. */
+  async create(name: string, accessKeyId: string, secretAccessKey: string, options: CallOptions = {}): Promise<BucketCredential> {
+    const body: RequestBody<"POST /v1/bucket-credentials"> = { name, access_key_id: accessKeyId, secret_access_key: secretAccessKey };
+    return camel<BucketCredential>(await this.#http.call("POST", "/v1/bucket-credentials", { body, signal: options.signal }));
+  }
+
+  /** The stored credentials: names and key ids, never a secret. */
+  async list(options: CallOptions = {}): Promise<BucketCredential[]> {
+    const answer = await this.#http.call<{ bucket_credentials: unknown[] }>("GET", "/v1/bucket-credentials", options);
+    return camel<BucketCredential[]>(answer.bucket_credentials);
+  }
+
+  /** Delete them (shells made with them keep their own copy). Rejects with `BucketCredentialsNotFound`. */
+  async delete(name: string, options: CallOptions = {}): Promise<void> {
+    await this.#http.call("DELETE", `/v1/bucket-credentials/${encodeURIComponent(name)}`, options);
   }
 }
