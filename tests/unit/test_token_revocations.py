@@ -85,15 +85,25 @@ def test_a_revocation_through_one_replica_reaches_the_others_cache_within_the_bo
     monkeypatch.setattr(second.tenancy, "find_token", counted)
     for _ in range(10):
         record, token = _token(first)
-        cached.principal(f"Bearer {token}")  # now in the second's cache
-        read = len(reads)
-        cached.principal(f"Bearer {token}")
-        assert len(reads) == read, "the token was not served from the cache: the test would prove nothing"
+        assert _served_from_cache(cached, f"Bearer {token}", reads), "the test would prove nothing"
         _revoke(first, record)
         revoked = time.monotonic()
         while not _refused(cached, f"Bearer {token}"):
             assert time.monotonic() - revoked < REVOCATION_BOUND_S, "the cache still answers for the token"
             time.sleep(0.001)
+
+
+def _served_from_cache(auth: Authenticator, bearer: str, reads: list[str]) -> bool:
+    """Whether the token is now answered from the cache (a ping of the listener or the previous
+    round's notice may make one request read it again)."""
+    for _ in range(20):
+        auth.principal(bearer)
+        read = len(reads)
+        auth.principal(bearer)
+        if len(reads) == read:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def _refused(auth: Authenticator, bearer: str) -> bool:

@@ -19,8 +19,10 @@ revocations by this process are heard at once, another process's within the cach
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -78,6 +80,8 @@ class PostgresWatch(RevocationWatch):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        """Written by ``close`` to end the thread's wait at once."""
         self._fd: int | None = None
         self._reading = False
         self._heard_at = 0.0
@@ -99,8 +103,12 @@ class PostgresWatch(RevocationWatch):
 
     def close(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
         if self._thread is not None:
             self._thread.join(timeout=PING_S + 5)
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _start(self) -> None:
         with self._lock:
@@ -125,14 +133,16 @@ class PostgresWatch(RevocationWatch):
                         self._fd = None
             except psycopg.Error as exc:
                 log.warning("not hearing token revocations (%s); tokens are read on every request", exc)
-                self._stop.wait(RECONNECT_S)
+                select.select([self._wake_r], [], [], RECONNECT_S)
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         """Until stopped: wait for a notice or the next ping, then let a round trip read whatever
         arrived (the notify handler counts each notice)."""
         fd = conn.fileno()
         while not self._stop.is_set():
-            select.select([fd], [], [], PING_S)
+            select.select([fd, self._wake_r.fileno()], [], [], PING_S)
+            if self._stop.is_set():
+                return
             self._reading = True
             try:
                 conn.execute("SELECT 1")
