@@ -4,19 +4,17 @@ cache trusts nothing while its listener is down."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from shells.control.auth import Authenticator, mint_secret
+from shells.control.auth import Authenticator, hash_token
 from shells.control.quotas import Quotas
 from shells.domain.errors import CredentialRevoked
-from shells.domain.ids import new_id
-from shells.domain.principal import ADMIN_SCOPES
-from shells.domain.tenancy import DEFAULT_TENANT, TokenRecord
+from shells.domain.tenancy import TokenRecord
 from shells.settings import Settings
 from shells.store.repository import EventDraft, Store
 from tests.support.postgres import PostgresServer
@@ -39,22 +37,12 @@ def two(postgres: PostgresServer, tmp_path: Path) -> Iterator[tuple[Store, Store
         second.close()
 
 
-def _token(store: Store) -> tuple[TokenRecord, str]:
-    store.tenancy.ensure_tenant(DEFAULT_TENANT)
-    store.tenancy.ensure_principal(DEFAULT_TENANT, "admin", "person")
-    secret = mint_secret("shl_")
-    record = TokenRecord(
-        id=new_id("tok"),
-        tenant=DEFAULT_TENANT,
-        principal="admin",
-        prefix=secret.prefix,
-        scopes=ADMIN_SCOPES,
-        created_at=datetime.now(UTC),
-        expires_at=None,
-        revoked_at=None,
-    )
-    store.tenancy.add_token(record, secret.hash)
-    return record, secret.token
+def _token(store: Store, tmp_path: Path) -> tuple[TokenRecord, str]:
+    """A new admin token on ``store`` (minted as at a first start: its file does not exist yet)."""
+    token = _auth(store, tmp_path).ensure_admin_token(tmp_path / f"token-{secrets.token_hex(4)}")
+    record = store.tenancy.find_token(hash_token(token))
+    assert record is not None
+    return record, token
 
 
 def _revoke(store: Store, record: TokenRecord) -> None:
@@ -84,7 +72,7 @@ def test_a_revocation_through_one_replica_reaches_the_others_cache_within_the_bo
 
     monkeypatch.setattr(second.tenancy, "find_token", counted)
     for _ in range(10):
-        record, token = _token(first)
+        record, token = _token(first, tmp_path)
         assert _served_from_cache(cached, f"Bearer {token}", reads), "the test would prove nothing"
         _revoke(first, record)
         revoked = time.monotonic()
@@ -118,7 +106,7 @@ def test_nothing_is_cached_while_the_listener_is_down(two: tuple[Store, Store], 
     first, second = two
     cached = _auth(second, tmp_path)
     wait_until(lambda: second.tenancy.revocations.current() is not None, 10, "the listener")
-    record, token = _token(first)
+    record, token = _token(first, tmp_path)
     second.tenancy.revocations.close()  # deaf from now on
     wait_until(lambda: second.tenancy.revocations.current() is None, 10, "the listener stopping")
     cached.principal(f"Bearer {token}")
@@ -132,7 +120,7 @@ def test_on_sqlite_a_revocation_through_the_same_store_is_refused_at_once(tmp_pa
     store.migrate()
     try:
         auth = _auth(store, tmp_path)
-        record, token = _token(store)
+        record, token = _token(store, tmp_path)
         auth.principal(f"Bearer {token}")
         _revoke(store, record)
         with pytest.raises(CredentialRevoked):
