@@ -43,6 +43,17 @@ async def _blobs(url: str) -> list[str]:
         await objects.aclose()
 
 
+def hand_record_over(a: ServerProcess, b: ServerProcess) -> None:
+    """Give ``b`` (not started yet) the record and admin token of ``a`` (stopped): what the machines
+    of a cluster share, while nothing of a's disk goes with them."""
+    b.data_dir.mkdir(parents=True)
+    shutil.copy2(a.data_dir / "admin-token", b.data_dir / "admin-token")
+    record_a = sqlite3.connect(a.data_dir / "shells.db")
+    record_b = sqlite3.connect(b.data_dir / "shells.db")
+    with closing(record_a), closing(record_b):  # the record, WAL included
+        record_a.backup(record_b)
+
+
 def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server, data_root: Path) -> None:
     url = s3.url("shells-durable", prefix="instance")
     asyncio.run(_make_bucket(url))
@@ -68,12 +79,7 @@ def test_a_snapshot_made_on_one_instance_starts_a_shell_on_another(s3: S3Server,
             assert time.monotonic() < deadline, f"template or wasm snapshot not durable:\n{a.log_tail()}"
             time.sleep(0.5)
         a.stop()
-        b.data_dir.mkdir(parents=True)
-        shutil.copy2(a.data_dir / "admin-token", b.data_dir / "admin-token")
-        record_a = sqlite3.connect(a.data_dir / "shells.db")
-        record_b = sqlite3.connect(b.data_dir / "shells.db")
-        with closing(record_a), closing(record_b):  # the record, WAL included (a cluster shares it)
-            record_a.backup(record_b)
+        hand_record_over(a, b)
     assert not list(a.data_dir.rglob("*.img")), "a's pool outlived its purge"
     # the snapshot's rootfs and workspace (the template's rootfs is the same bytes, stored once) and
     # the wasm snapshot's workspace
