@@ -30,6 +30,7 @@ from .node import Node
 from .node.local import local_node
 from .node.remote import connect_node
 from .node.routed import Fleet, Routes
+from .node.tls import node_tls
 from .node.wire import Signer, load_secret
 from .settings import Settings
 from .store.repository import Store
@@ -79,6 +80,8 @@ def remote_nodes(settings: Settings, store: Store) -> NodeRegistry:
     replica's move is seen within that time)."""
     assert settings.cluster_secret_file is not None
     signer = Signer(load_secret(settings.cluster_secret_file))
+    tls = node_tls(settings)
+    signer.tls = tls.client_context() if tls is not None else None
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node call otherwise
 
     known: dict[str, tuple[str, float]] = {}

@@ -142,6 +142,13 @@ class Settings:
     cluster_secret_file: Path | None = None
     """The per-cluster shared secret (a file of at least 32 bytes) with which a node agent and the
     control plane authenticate every RPC both ways (``SHELLS_CLUSTER_SECRET_FILE``; docs/cluster.md)."""
+    node_tls_cert_file: Path | None = None
+    node_tls_key_file: Path | None = None
+    node_tls_ca_file: Path | None = None
+    """TLS on the node RPC (optional; all three or none; ``node/tls.py``, docs/cluster.md): this
+    process's certificate and key and the cluster's CA, PEM. A node agent with them speaks only TLS
+    and requires a client certificate of that CA; a control plane presents its own and trusts nodes
+    only by that CA, on top of the cluster secret."""
     nodes: tuple[str, ...] = ()
     """The node agents a control-plane role drives (``SHELLS_NODES``, comma-separated URLs); empty:
     this process is its own node (one box)."""

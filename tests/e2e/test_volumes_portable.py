@@ -9,11 +9,8 @@ with the CLI (``shells bucket-credentials``), and the host reads its file throug
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sqlite3
 import tempfile
 import time
-from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -24,6 +21,7 @@ from tests.support.s3 import USER, S3Server
 from .harness import ServerProcess, serving
 from .rest import exec_wait, rest_client
 from .test_bucket_mounts import cli
+from .test_durable_snapshots import hand_over
 
 DURABLE_TIMEOUT_S = 120.0
 
@@ -73,13 +71,7 @@ def test_a_volume_written_on_one_instance_is_read_on_another(s3: S3Server, data_
         assert api.delete(f"/v1/shells/{sid}").status_code == 204  # the writer lets it go
         first = _durable(api, "results", None, a)
         assert first["stored_bytes"]
-        a.stop()
-        b.data_dir.mkdir(parents=True)
-        shutil.copy2(a.data_dir / "admin-token", b.data_dir / "admin-token")
-        record_a = sqlite3.connect(a.data_dir / "shells.db")
-        record_b = sqlite3.connect(b.data_dir / "shells.db")
-        with closing(record_a), closing(record_b):  # the record, WAL included (a cluster shares it)
-            record_a.backup(record_b)
+        hand_over(a, b)
     assert not list(a.data_dir.rglob("*.img")), "a's pool (the volume's local copy) outlived its purge"
     assert len(asyncio.run(_bucket_call(url, "list", BLOBS))) == 1  # type: ignore[arg-type]
 

@@ -7,7 +7,7 @@ import signal
 import socket
 from pathlib import Path
 
-from shells.runtime.container.crun import _spawn_and_wait
+from shells.runtime.container.crun import STDIN_TO_FD3, _spawn_and_wait
 
 PROBE = (
     'for fd in 0 1 2 3; do printf "%s " "$fd"; readlink /proc/self/fd/$fd; done; '
@@ -16,12 +16,17 @@ PROBE = (
 )
 
 
+def _as_run_detached(*argv: str) -> list[str]:
+    """``argv`` behind the move ``run_detached``'s shell makes before it execs crun."""
+    return ["sh", "-c", f'exec "$@" {STDIN_TO_FD3}', "sh", *argv]
+
+
 def test_the_passed_fd_becomes_fd_3_with_stdin_null_and_output_in_the_log(tmp_path: Path) -> None:
     log = tmp_path / "log"
     a, b = socket.socketpair()
     high = os.dup(a.fileno())  # some fd number other than 3, as in a busy server
     with a, b, log.open("ab") as out:
-        assert _spawn_and_wait(["sh", "-c", PROBE], out.fileno(), high) == 0
+        assert _spawn_and_wait(_as_run_detached("sh", "-c", PROBE), out.fileno(), high) == 0
         os.close(high)
     lines = log.read_text().splitlines()
     assert lines[0] == "0 /dev/null"
@@ -39,3 +44,18 @@ def test_the_exit_status_is_returned(tmp_path: Path) -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_an_inheritable_fd_of_the_caller_does_not_reach_crun(tmp_path: Path) -> None:
+    """libnftables opened its netlink sockets without close-on-exec; whatever else the server holds
+    inheritable (a library's socket, a pipe another thread is handing to its child) stays there."""
+    log = tmp_path / "log"
+    a, b = socket.socketpair()
+    leaky = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER, as libnftables
+    leaky.set_inheritable(True)
+    listing = 'for fd in /proc/self/fd/*; do readlink "$fd"; done; true'
+    with a, b, leaky, log.open("ab") as out:
+        assert _spawn_and_wait(_as_run_detached("sh", "-c", listing), out.fileno(), a.fileno()) == 0
+        held = log.read_text().splitlines()
+        assert f"socket:[{os.fstat(leaky.fileno()).st_ino}]" not in held, held
+        assert f"socket:[{os.fstat(a.fileno()).st_ino}]" in held

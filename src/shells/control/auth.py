@@ -47,9 +47,11 @@ TOUCH_INTERVAL_S = 60.0
 """``last_used_at`` is written at most this often per token, so a request costs no extra write."""
 TOKEN_CACHE_S = 1.0
 """How long a token read from the store answers for it: a third of an exec's CPU in the server was
-this lookup. A revocation through this server clears the cache at once (``token_revocations``);
-one made by another server process on the same store takes effect here within this time. Expiry
-and the rate limit are checked on every request, cached or not."""
+this lookup. A revocation anywhere drops it at once: through this process, or announced by another
+one on the same PostgreSQL record (``store.revocations``: an entry is kept only under the revocation
+generation it was read in, and nothing is cached while a notice may be unheard). On SQLite another
+process's revocation takes effect here within this time. Expiry and the rate limit are checked on
+every request, cached or not."""
 TOKEN_CACHE_MAX = 4096
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -114,7 +116,8 @@ class Authenticator:
         self.rates = RateLimiter()
         self._touched: dict[str, float] = {}
         self._tokens: dict[str, tuple[float, TokenRecord]] = {}
-        self._revocations = store.tenancy.token_revocations
+        self._generation: int | None = None
+        """The revocation generation the cached tokens were read in."""
 
     def principal(self, authorization: str | None) -> Principal:
         """Turn an ``Authorization: Bearer <token>`` header value into a principal, or raise 401/429."""
@@ -153,14 +156,15 @@ class Authenticator:
 
     def _find_token(self, token_hash: str) -> TokenRecord | None:
         clock = time.monotonic()
-        if self.store.tenancy.token_revocations != self._revocations or len(self._tokens) >= TOKEN_CACHE_MAX:
+        generation = self.store.tenancy.revocations.current()  # before the read: it may change meanwhile
+        if generation != self._generation or len(self._tokens) >= TOKEN_CACHE_MAX:
             self._tokens.clear()
-            self._revocations = self.store.tenancy.token_revocations
+            self._generation = generation
         cached = self._tokens.get(token_hash)
-        if cached is not None and clock - cached[0] < TOKEN_CACHE_S:
+        if generation is not None and cached is not None and clock - cached[0] < TOKEN_CACHE_S:
             return cached[1]
         token = self.store.tenancy.find_token(token_hash)
-        if token is None:
+        if token is None or generation is None:
             self._tokens.pop(token_hash, None)
         else:
             self._tokens[token_hash] = (clock, token)

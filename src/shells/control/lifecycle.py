@@ -146,7 +146,7 @@ class Lifecycle:
         if req.sync is not None:  # the bucket answers before anything is made (400 otherwise)
             if self.sync is None:
                 raise FeatureUnavailable("Workspace sync is not available on this server.", {"field": "sync"})
-            await self.sync.check(req.runtime, req.sync)
+            await self.sync.check(req.sync)
         placeholders = self._placeholders(principal, req)
         attachments = await self._attachments(principal, req, self.ctx.node_for(req.runtime, node))
         idle_timeout = self._idle_timeout(req, backend)

@@ -32,7 +32,6 @@ import anyio
 
 from ..domain import access, limits
 from ..domain.errors import ActionNotSupported, BucketUnreachable, RuntimeFailure, ShellsError
-from ..domain.isolation import Runtime
 from ..domain.paths import WORKSPACE
 from ..domain.principal import Principal
 from ..domain.shell import ShellRecord
@@ -74,7 +73,7 @@ class WorkspaceSync:
         self.ctx.background.every("workspace-sync", self.ctx.settings.sync_interval_s, self._sweep)
 
     # create ---------------------------------------------------------------------------------------
-    async def check(self, runtime: Runtime, target: SyncTarget) -> None:
+    async def check(self, target: SyncTarget) -> None:
         """That the bucket takes these credentials: the typed error of ``bucket_access`` within
         seconds otherwise, before anything is created. Every class can sync: on the host's disk or
         through its agent."""

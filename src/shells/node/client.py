@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from ..domain.errors import ShellsError, Unavailable
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
 from .codec import decode, encode
+from .tls import over_tls
 from .wire import DOWN, UP, Signer, Unauthenticated
 
 CONNECT_TIMEOUT_S = 5.0
@@ -37,10 +38,10 @@ class NodeClient:
     """Calls to one node agent at ``url`` (``http://host:port``)."""
 
     def __init__(self, url: str, signer: Signer) -> None:
-        self.url = url.rstrip("/")
+        self.url = url.rstrip("/") if signer.tls is None else over_tls(url.rstrip("/"))
         self.signer = signer
         timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
-        self.blocking = httpx.Client(base_url=self.url, timeout=timeout)
+        self.blocking = httpx.Client(base_url=self.url, timeout=timeout, verify=signer.tls or True)
         self._idle: list[Duplex] = []
         self.generation = 0
         """The node's registration generation in the record, sent with every call (``fence``)."""
@@ -146,6 +147,7 @@ class NodeClient:
                 max_size=NODE_RPC_MAX_FRAME_BYTES,
                 open_timeout=CONNECT_TIMEOUT_S,
                 compression=None,
+                ssl=self.signer.tls,
             )
         except InvalidStatus as e:
             raise self._forged(f"the node refused the connection: HTTP {e.response.status_code}") from None

@@ -31,6 +31,7 @@ from .agent import NodeAgent
 from .carrier import LocalCarrier
 from .local import local_node
 from .volume_copies import LocalVolumeCarrier
+from .tls import node_tls
 from .wire import Signer
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ async def publish_node(
 def serve_node(settings: Settings, host: str, port: int, secret: bytes) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    tls = node_tls(settings)
     uvicorn.run(
         node_app(settings, secret, address),
         host=host,
@@ -127,4 +129,5 @@ def serve_node(settings: Settings, host: str, port: int, secret: bytes) -> None:
         access_log=False,
         ws_max_size=NODE_RPC_MAX_FRAME_BYTES + 4096,
         timeout_graceful_shutdown=5,
+        **(tls.server_options() if tls is not None else {}),
     )

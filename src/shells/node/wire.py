@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -66,6 +67,9 @@ def make_secret(path: Path) -> None:
 
 
 class Signer:
+    tls: ssl.SSLContext | None = None
+    """The control plane's TLS to its nodes (``node.tls``), None for plain HTTP: set once at start."""
+
     def __init__(self, secret: bytes, clock: Callable[[], float] = time.time) -> None:
         self._secret = secret
         self._clock = clock

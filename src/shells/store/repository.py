@@ -214,6 +214,7 @@ class Store:
             command.upgrade(cfg, "heads")
 
     def close(self) -> None:
+        self.tenancy.revocations.close()
         self.engine.dispose()
 
     @contextmanager

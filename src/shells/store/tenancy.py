@@ -20,6 +20,7 @@ from ..domain.tenancy import (
     TermCredentialRecord,
     TokenRecord,
 )
+from .revocations import announce, watch_for
 from .tables import Base, ShellRow, SnapshotRow, TokenRow
 
 if TYPE_CHECKING:
@@ -126,9 +127,9 @@ class TenancyStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self.token_revocations = 0
-        """Tokens revoked through this store object: a cache of tokens (``control.auth``) drops its
-        entries when it changes, so a revocation takes effect on the next request of this process."""
+        self.revocations = watch_for(store.url)
+        """Token revocations heard from every process on the record (``store.revocations``): a cache
+        of tokens (``control.auth``) keeps an entry only under the generation it was read in."""
 
     # tenants and principals -------------------------------------------------------------------------
     def ensure_tenant(self, name: str) -> None:
@@ -240,7 +241,8 @@ class TenancyStore:
                 .values(revoked_at=now)
             )
             self._store.record_event(s, draft, now)
-        self.token_revocations += 1
+            announce(s, token_id)
+        self.revocations.changed()
         return credentials
 
     def touch_token(self, token_id: str, at: datetime) -> None:

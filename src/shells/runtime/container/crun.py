@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
-import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,11 @@ class ContainerState:
     id: str
     status: str  # "created", "running", "paused", "stopped"
     pid: int
+
+
+STDIN_TO_FD3 = "3<&0 </dev/null"
+"""The redirections of the ``exec`` that starts crun: the socket ``_spawn_and_wait`` gave as stdin
+becomes fd 3, stdin /dev/null (``sh`` names single-digit fds only, so it cannot take it from higher)."""
 
 
 class Crun:
@@ -57,7 +61,7 @@ class Crun:
         """
         crun = [self.binary, "--root", str(self.state_root), "run", "--detach", "--preserve-fds", "1"]
         crun += ["--bundle", str(bundle), container_id]
-        in_own_dev = 'mount --bind "$0" /dev && exec "$@"'
+        in_own_dev = f'mount --bind "$0" /dev </dev/null && exec "$@" {STDIN_TO_FD3}'
         argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", in_own_dev]
         argv += [str(self.devices), *crun]
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -94,27 +98,15 @@ class Crun:
 
 
 def _spawn_and_wait(argv: list[str], log_fd: int, fd3: int) -> int:
-    """Run ``argv`` with stdin /dev/null, stdout and stderr on ``log_fd`` and ``fd3`` as its fd 3.
+    """Run ``argv`` with stdout and stderr on ``log_fd``, ``fd3`` as its stdin (the shell of
+    ``run_detached`` moves it to fd 3 before it execs crun: ``STDIN_TO_FD3``), and no other fd.
 
-    asyncio's subprocesses can keep an fd but not renumber it; posix_spawn's file actions can, and
-    are safe in a threaded process (no Python code runs between fork and exec). Every other fd of the
-    server is close-on-exec. The copy is taken at 10 or above so the dup2 onto 3 always happens (a
-    dup2 onto itself would keep close-on-exec set).
+    Nothing of the server may reach crun, which runs as root on the host: ``close_fds`` closes every
+    other descriptor in the child, whatever its close-on-exec flag, so a descriptor a library opened
+    without it (libnftables' netlink sockets did) or one another thread holds inheritable for a moment
+    (uvloop's pipes of a child it is starting) stays here. subprocess can renumber only stdin, stdout
+    and stderr, hence the move through stdin; it is safe in a threaded process (no Python code runs
+    between fork and exec) and restores SIGPIPE and SIGXFSZ to their defaults.
     """
-    high = fcntl.fcntl(fd3, fcntl.F_DUPFD_CLOEXEC, 10)
-    try:
-        pid = os.posix_spawnp(
-            argv[0],
-            argv,
-            dict(os.environ),
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                (os.POSIX_SPAWN_DUP2, high, 3),
-            ],
-            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-        )
-    finally:
-        os.close(high)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    proc = subprocess.Popen(argv, stdin=fd3, stdout=log_fd, stderr=log_fd, close_fds=True)
+    return proc.wait()

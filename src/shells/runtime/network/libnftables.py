@@ -4,14 +4,20 @@ A batch of commands is one kernel transaction: it applies whole or not at all. R
 costs ~0.1 ms against ~2.5 ms for spawning ``nft`` (``benchmarks/bench_network.py``), which matters
 because every shell start and stop changes the ruleset. One context is shared behind a lock:
 libnftables contexts are not safe to use from two threads at once.
+
+Each context holds a NETLINK_NETFILTER socket of the host's network namespace, opened by root, which
+libnftables (through ``mnl_socket_open``) leaves inheritable: it is made close-on-exec here, so no
+child of the server (a wasm worker, crun) starts holding it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 from shells.domain.errors import RuntimeFailure
@@ -45,7 +51,10 @@ class Nftables:
         self._json = self._context(_NFT_CTX_OUTPUT_JSON)
 
     def _context(self, flags: int) -> int:
+        before = _open_fds()
         ctx: int | None = self._lib.nft_ctx_new(0)
+        after = _open_fds()
+        _close_on_exec({fd for fd, target in after.items() if before.get(fd) != target})
         if not ctx:
             raise RuntimeFailure("libnftables could not create a context")
         self._lib.nft_ctx_buffer_output(ctx)
@@ -73,6 +82,27 @@ class Nftables:
             return []
         items: list[dict[str, Any]] = json.loads(out)["nftables"]
         return [item for item in items if "metainfo" not in item]
+
+
+def _open_fds() -> dict[int, str]:
+    """This process's fds and what each refers to (the listing's own fd, closed once read, is left
+    out: its number may be the next one opened)."""
+    found = {}
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            found[int(fd.name)] = str(fd.readlink())
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def _close_on_exec(fds: set[int]) -> None:
+    """Set close-on-exec on ``fds`` (those a library call just opened; one closed since is skipped)."""
+    for fd in fds:
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
+        except OSError:
+            continue
 
 
 class NftError(RuntimeFailure):
