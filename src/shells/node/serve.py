@@ -30,8 +30,8 @@ from ..settings import Settings
 from .agent import NodeAgent
 from .carrier import LocalCarrier
 from .local import local_node
-from .volume_copies import LocalVolumeCarrier
 from .tls import node_tls
+from .volume_copies import LocalVolumeCarrier
 from .wire import Signer
 
 log = logging.getLogger(__name__)
