@@ -5,16 +5,20 @@
 Prepares a ``ContainerBackend`` on a data dir of its own (the default template imported from the
 host cache), then creates, runs ``echo hi`` in and destroys ``--runs`` shells one after the other,
 timing each step of the create by wrapping the backend's own methods: the btrfs snapshots of the
-template, the host steps (uid block, idmapped mounts, netns, network attach, config.json), ``crun
-run`` (with its private /dev), the agent's start until it answers a ping, and the first exec. Beside
+template, the host steps (uid block, idmapped mounts, netns, network attach, config.json; the larger
+ones also apart), ``crun run`` (with its private /dev), the agent's start until it answers a ping, and
+the first exec. Beside
 them, in the same run: the agent runtime's interpreter starting bare and importing the agent, outside
-any container (the part of the agent's start that is Python itself).
+any container (the part of the agent's start that is Python itself), and the CPU a create costs
+outside the server: crun's (its processes, reaped by this one) and the shell's cgroup's when its agent
+first answers (crun's set-up inside the container and the agent's start).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,6 +35,7 @@ from shells.domain.shapes import DEFAULT_SHAPE, get_shape
 from shells.runtime import agent_client
 from shells.runtime.backend import ShellSpec
 from shells.runtime.container.backend import ContainerBackend
+from shells.runtime.host import idmap, netns
 from shells.settings import Settings
 
 TEMPLATE = "python:1"
@@ -59,6 +64,34 @@ def timed_async(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., A
     return wrapper
 
 
+def children_cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def timed_cpu(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """CPU time of the child processes ``fn`` runs and reaps (crun and its wrappers)."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = children_cpu_ms()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            times[name].append(children_cpu_ms() - before)
+
+    return wrapper
+
+
+def shell_cpu_ms(backend: ContainerBackend, host_id: str) -> float:
+    """CPU time charged to the shell's cgroup so far (cgroup v1 cpuacct, else v2 cpu.stat)."""
+    rel = backend._cgroup(host_id).strip("/")
+    v1 = Path("/sys/fs/cgroup/cpuacct") / rel / "cpuacct.usage"
+    if v1.exists():
+        return int(v1.read_text(encoding="ascii")) / 1e6
+    stat = (Path("/sys/fs/cgroup") / rel / "cpu.stat").read_text(encoding="ascii").split()
+    return int(stat[stat.index("usage_usec") + 1]) / 1000
+
+
 def interpreter_start(backend: ContainerBackend, runs: int) -> None:
     runtime = backend._agent_runtime()
     argv = runtime.argv(str(runtime.root), "--listen-fd", "x")
@@ -80,7 +113,16 @@ async def run(runs: int, data_dir: Path) -> None:
     backend._prepare_bundle = timed_sync(
         "host steps (uid, idmap, netns, network, config)", backend._prepare_bundle
     )  # type: ignore[method-assign]
+    # Parts of the host steps (each also inside the row above).
+    idmap.userns_fd = timed_sync("  of which: the uid map's user namespace", idmap.userns_fd)  # type: ignore[assignment]
+    idmap.idmapped_bind = timed_sync("  of which: idmapped mounts (each)", idmap.idmapped_bind)  # type: ignore[assignment]
+    backend.disk.limit = timed_sync("  of which: the disk quota", backend.disk.limit)  # type: ignore[method-assign]
+    netns.create_sealed_netns = timed_sync("  of which: the sealed netns", netns.create_sealed_netns)  # type: ignore[assignment]
+    backend.network.attach = timed_sync("  of which: the network attach", backend.network.attach)  # type: ignore[method-assign]
     backend.crun.run_detached = timed_async("crun run --detach (private /dev)", backend.crun.run_detached)  # type: ignore[method-assign]
+    backend.crun.run_detached = timed_cpu(
+        "CPU: crun run and its wrappers (host side)", backend.crun.run_detached
+    )  # type: ignore[method-assign]
     agent_client.AgentClient.wait_ready = timed_async(
         "agent start until it answers", agent_client.AgentClient.wait_ready
     )  # type: ignore[method-assign]
@@ -95,6 +137,9 @@ async def run(runs: int, data_dir: Path) -> None:
             t = time.perf_counter()
             await backend.create(spec)
             created = time.perf_counter()
+            times["CPU: the shell's cgroup when its agent answers"].append(
+                shell_cpu_ms(backend, spec.host_id)
+            )
             await collect(backend.exec(spec.host_id, ExecSpec(argv=("echo", "hi"))))
             done = time.perf_counter()
             times["create, whole"].append((created - t) * 1000)

@@ -12,8 +12,13 @@ shell is deleted after, outside the timing. Phases, on one server (warm pool flo
 - sweep: for each client count, that many clients each creating in a loop for ``--seconds``.
 
 Baselines in the same run: ``podman run --rm --network=none`` of the same template and command,
-sequential, and as many at once as the burst's first ten (podman is not built for a burst of 100
-on two cores: ten say what it does under concurrency).
+sequential, as many at once as the burst's first ten (podman is not built for a burst of 100
+on two cores: ten say what it does under concurrency), and for each client count of the sweep as
+many clients running podman in a loop for ``--podman-seconds``.
+
+Each row also prints the server's CPU time per create (its process's user + system time over the
+phase, the shell's delete included): on a shared host the figure the other work moves least, and
+the one that bounds creates/s (the pool refills at the rate the host can start shells).
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from tests.e2e.harness import ServerProcess
@@ -45,6 +54,7 @@ UNLIMITED = {
 POOLED = {"language": "python"}
 COLD = {"language": "python", "shape": "s-1vcpu-1gb"}
 PODMAN_BASELINE_RUNS = 20
+T = TypeVar("T")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -52,9 +62,28 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def row(name: str, values: list[float], extra: str = "") -> str:
+def row(name: str, values: list[float], extra: str = "", cpu_ms: float | None = None) -> str:
     p50, p95 = statistics.median(values), pct(values, 0.95)
-    return f"{name:<44} {len(values):>5} {p50:>9.1f} {p95:>9.1f} {min(values):>8.1f}  {extra}"
+    cpu = "" if cpu_ms is None else f"{cpu_ms:.1f}"
+    return f"{name:<44} {len(values):>5} {p50:>9.1f} {p95:>9.1f} {min(values):>8.1f} {cpu:>8}  {extra}"
+
+
+class ServerCpu:
+    """The server process's CPU time (user + system), to charge a phase's creates with."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.mark = self.now()
+
+    def now(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def per(self, creates: int) -> float:
+        """Milliseconds of CPU per create since the last call (or since start)."""
+        now = self.now()
+        spent, self.mark = now - self.mark, now
+        return spent * 1000 / max(1, creates)
 
 
 async def first_output(http: httpx.AsyncClient, body: dict[str, object]) -> tuple[float, str]:
@@ -110,8 +139,32 @@ def podman_once() -> float:
 
 async def podman_at_once(n: int) -> tuple[list[float], float]:
     t = time.perf_counter()
-    results = await asyncio.gather(*(asyncio.to_thread(podman_once) for _ in range(n)))
+    results = await in_threads([podman_once] * n)
     return list(results), n / (time.perf_counter() - t)
+
+
+async def in_threads(calls: list[Callable[[], T]]) -> list[T]:
+    """Every call at once, each in a thread of its own (``asyncio.to_thread``'s default pool would run
+    only cpu_count + 4 at a time, so 20 podman clients were 6)."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(await asyncio.gather(*(loop.run_in_executor(pool, call) for call in calls)))
+
+
+async def podman_sweep(clients: int, seconds: float) -> tuple[list[float], float]:
+    """The sweep's baseline: ``clients`` threads running podman in a loop until ``seconds`` pass."""
+    stop = time.perf_counter() + seconds
+
+    def client() -> list[float]:
+        took: list[float] = []
+        while time.perf_counter() < stop:
+            took.append(podman_once())
+        return took
+
+    t = time.perf_counter()
+    runs = await in_threads([client] * clients)
+    latencies = [took for run in runs for took in run]
+    return latencies, len(latencies) / (time.perf_counter() - t)
 
 
 async def wait_pool_refilled(server: ServerProcess) -> None:
@@ -120,34 +173,47 @@ async def wait_pool_refilled(server: ServerProcess) -> None:
 
 
 async def run(args: argparse.Namespace, server: ServerProcess, use_podman: bool) -> list[str]:
-    out = [f"{'measurement':<44} {'n':>5} {'p50 ms':>9} {'p95 ms':>9} {'min ms':>8}  ratio / rate"]
+    head = f"{'measurement':<44} {'n':>5} {'p50 ms':>9} {'p95 ms':>9} {'min ms':>8} {'cpu ms':>8}"
+    out = [f"{head}  ratio / rate (cpu ms: the server's CPU per create, its delete included)"]
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     headers = {"Authorization": f"Bearer {server.token}"}
+    assert server.proc is not None
+    cpu = ServerCpu(server.proc.pid)
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=300, limits=limits) as http:
         await create_and_delete(http, POOLED)  # first-request costs (imports, connections) out of the way
         await wait_pool_refilled(server)
         podman: list[float] = []
         if use_podman:
             podman = [await asyncio.to_thread(podman_once) for _ in range(PODMAN_BASELINE_RUNS)]
+        cpu.per(1)
         seq = await sequential(http, args.sequential, POOLED)
         base = statistics.median(podman) if podman else 0.0
         vs = f"{base / statistics.median(seq):.1f}x faster than podman run" if podman else ""
-        out.append(row("sequential create+echo hi, REST", seq, vs))
+        out.append(row("sequential create+echo hi, REST", seq, vs, cpu.per(len(seq))))
+        await wait_pool_refilled(server)
+        cpu.per(1)
         cold = await sequential(http, args.cold, COLD)
         vs = f"{base / statistics.median(cold):.1f}x faster than podman run" if podman else ""
-        out.append(row("cold create+echo hi, REST (pool miss)", cold, vs))
+        out.append(row("cold create+echo hi, REST (pool miss)", cold, vs, cpu.per(len(cold))))
         if podman:
             out.append(row("podman run --rm echo hi, sequential", podman))
         await wait_pool_refilled(server)
+        cpu.per(1)
         lat, wall = await burst(http, args.burst)
-        out.append(row(f"burst of {args.burst} at once, REST", lat, f"{args.burst / wall:.1f} creates/s"))
+        rate = f"{args.burst / wall:.1f} creates/s"
+        out.append(row(f"burst of {args.burst} at once, REST", lat, rate, cpu.per(len(lat))))
         if use_podman:
             plat, prate = await podman_at_once(10)
             out.append(row("podman run, 10 at once", plat, f"{prate:.1f} runs/s"))
         for clients in args.clients:
             await wait_pool_refilled(server)
-            lat, rate = await sweep(http, clients, args.seconds)
-            out.append(row(f"{clients} clients creating in a loop, REST", lat, f"{rate:.1f} creates/s"))
+            cpu.per(1)
+            lat, rate_s = await sweep(http, clients, args.seconds)
+            name = f"{clients} clients creating in a loop, REST"
+            out.append(row(name, lat, f"{rate_s:.1f} creates/s", cpu.per(len(lat))))
+            if use_podman and args.podman_seconds > 0:
+                plat, prate = await podman_sweep(clients, args.podman_seconds)
+                out.append(row(f"{clients} clients running podman in a loop", plat, f"{prate:.1f} runs/s"))
     return out
 
 
@@ -158,6 +224,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=100)
     ap.add_argument("--clients", type=lambda s: [int(c) for c in s.split(",")], default=[1, 10, 20, 50])
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--podman-seconds", type=float, default=10.0, help="each sweep's baseline; 0: none")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="shells-bench-scale-", dir="/var/tmp"))
     server = ServerProcess(root / "data", warm_pool=2, env=UNLIMITED)

@@ -37,6 +37,10 @@ class Settings:
     """The zone of this machine's node when its Kubernetes Node's label names none."""
     database_url: str | None = None
     warm_pool_size: int = 2
+    warm_pool_memory_mib: int = 0
+    """Most memory the warm pool's shells may hold together when demand grows it (at
+    ``IDLE_SHELL_BYTES`` a shell; never more than half the host's available memory); 0: 10 % of the
+    host's available memory (``SHELLS_WARM_POOL_MEMORY_MIB``)."""
     pool_image_gib: int = 64
     btrfs_dir: Path | None = None
     host_ca_dir: Path = Path("/usr/local/share/ca-certificates")

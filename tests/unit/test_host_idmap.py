@@ -207,3 +207,15 @@ def test_user_namespaces_made_from_many_threads_at_once_never_wait_for_each_othe
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     assert len(made) == 16 * 25, f"{len(made)} of {16 * 25} made: the helpers deadlocked"
+
+
+def test_a_helper_that_fails_is_reported_with_what_it_said_and_reaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = _children()
+    monkeypatch.setattr(
+        idmap, "HELPER_ARGV", ("sh", "-c", "echo 'unshare: no room for namespaces' >&2; exit 1")
+    )
+    with pytest.raises(RuntimeFailure, match="no room for namespaces"):
+        idmap.userns_fd(UID_BASE, 1000)
+    assert _children() - before == set(), "the helper process must be gone, not a zombie"

@@ -23,7 +23,7 @@ from ..domain.shapes import DEFAULT_SHAPE
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
 from .context import ControlContext
-from .pool_demand import WINDOW_S, PoolDemand, available_memory_bytes
+from .pool_demand import WINDOW_S, PoolDemand
 
 log = logging.getLogger(__name__)
 POOL_OWNER = "pool"
@@ -45,7 +45,7 @@ class WarmPool:
         self.size = max(0, size)
         """The floor: shells kept per template when nobody creates any."""
         self.templates = templates
-        self.demand = PoolDemand(self.size, available_bytes=available_memory_bytes())
+        self.demand = PoolDemand(self.size, budget_bytes=ctx.settings.warm_pool_memory_mib * 1024 * 1024)
         self._wake = asyncio.Event()
 
     def claim(

@@ -6,12 +6,18 @@ once, emptied it and every miss paid a cold start. Here every poolable create (c
 is counted, and the pool keeps enough shells for ``HORIZON_S`` of the rate seen over the last
 ``WINDOW_S``, never fewer than its floor (``warm_pool_size``) nor more than the memory bound. When
 demand stops, the counted creates age out and the target falls back to the floor.
+
+The memory bound is re-read each time the pool looks at its target: the operator's budget
+(``SHELLS_WARM_POOL_MEMORY_MIB``) or, without one, ``WARM_POOL_MEMORY_SHARE`` of the host's memory
+available now, and never more than half of that, so a host short of memory stops growing its pool
+whatever the budget says.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 from ..domain.limits import IDLE_SHELL_BYTES, WARM_POOL_MAX, WARM_POOL_MEMORY_SHARE
 
@@ -27,11 +33,28 @@ STARTS_PER_RATE = 0.2
 
 
 class PoolDemand:
-    def __init__(self, floor: int, *, available_bytes: int) -> None:
+    def __init__(
+        self,
+        floor: int,
+        *,
+        budget_bytes: int = 0,
+        available_bytes: Callable[[], int] | None = None,
+    ) -> None:
+        """``budget_bytes`` 0: ``WARM_POOL_MEMORY_SHARE`` of ``available_bytes()`` (the host's
+        MemAvailable unless given)."""
         self.floor = max(0, floor)
-        by_memory = int(available_bytes * WARM_POOL_MEMORY_SHARE) // IDLE_SHELL_BYTES
-        self.ceiling = max(self.floor, min(WARM_POOL_MAX, by_memory))
+        self.budget_bytes = max(0, budget_bytes)
+        self._available = available_bytes or available_memory_bytes
         self._creates: deque[float] = deque()
+
+    def ceiling(self) -> int:
+        """Most shells the pool may hold now: the memory bound, never under the floor."""
+        available = self._available()
+        if self.budget_bytes:
+            budget = min(self.budget_bytes, available // 2)
+        else:
+            budget = int(available * WARM_POOL_MEMORY_SHARE)
+        return max(self.floor, min(WARM_POOL_MAX, budget // IDLE_SHELL_BYTES))
 
     def note_create(self, now: float) -> None:
         """A create the pool could have served (claimed or missed)."""
@@ -47,7 +70,9 @@ class PoolDemand:
         if self.floor == 0:
             return 0
         wanted = math.ceil(self.rate(now) * HORIZON_S)
-        return max(self.floor, min(self.ceiling, wanted))
+        if wanted <= self.floor:
+            return self.floor
+        return min(self.ceiling(), wanted)
 
     def parallel_starts(self, now: float) -> int:
         return max(1, min(MAX_PARALLEL_STARTS, 1 + int(self.rate(now) * STARTS_PER_RATE)))

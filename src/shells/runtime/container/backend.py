@@ -311,16 +311,21 @@ class ContainerBackend:
         shell_dir = self._shell_dir(spec.host_id)
         shell_dir.mkdir(parents=True, exist_ok=False)
         try:
-            if spec.source_snapshot is not None:
-                snap = self._snapshot_dir(spec.source_snapshot)
-                self.pool.snapshot(snap / "rootfs", shell_dir / "rootfs", readonly=False)
-                self.pool.snapshot(snap / "workspace", shell_dir / "workspace", readonly=False)
-            else:
-                self._fill_from_template(spec.template, shell_dir, workspace=True)
+            # Each snapshot commits a btrfs transaction (2-6 ms, far more on a busy disk): in a worker
+            # thread, so concurrent creates and every other request are not held up behind it.
+            await anyio.to_thread.run_sync(self._make_subvolumes, spec, shell_dir)
             await self.start(spec)
         except BaseException:
             await self.destroy(spec.host_id)
             raise
+
+    def _make_subvolumes(self, spec: ShellSpec, shell_dir: Path) -> None:
+        if spec.source_snapshot is not None:
+            snap = self._snapshot_dir(spec.source_snapshot)
+            self.pool.snapshot(snap / "rootfs", shell_dir / "rootfs", readonly=False)
+            self.pool.snapshot(snap / "workspace", shell_dir / "workspace", readonly=False)
+        else:
+            self._fill_from_template(spec.template, shell_dir, workspace=True)
 
     async def start(self, spec: ShellSpec) -> None:
         host_id = spec.host_id
@@ -426,13 +431,18 @@ class ContainerBackend:
     async def stop(self, host_id: str) -> None:
         """Kill the container and release its runtime objects; the subvolumes stay. Idempotent."""
         await self.crun.kill_and_delete(host_id)
+        # Blocking host steps (the cgroup's kill loop, unmounts, netlink, btrfs): in a worker thread,
+        # so a burst of deletes does not stall the event loop that serves every other request.
+        await anyio.to_thread.run_sync(self._release_runtime, host_id)
+
+    def _release_runtime(self, host_id: str) -> None:
         cgroups.remove_cgroup(self._cgroup(host_id))
         rt = self._runtime_dir(host_id)
-        await anyio.to_thread.run_sync(self._release_mounts, host_id, rt)
+        self._release_mounts(host_id, rt)
         caches = sorted((rt / "cache").iterdir()) if (rt / "cache").exists() else []
         for mnt in [rt / "rootfs", rt / "workspace", *caches]:
             idmap.unmount(str(mnt), lazy=True)
-        await anyio.to_thread.run_sync(self.network.detach, host_id)
+        self.network.detach(host_id)
         netns.remove_netns(str(self.netns_dir / host_id))
         self._resolv_conf(host_id).unlink(missing_ok=True)
         meta = rt / "runtime.json"
@@ -447,6 +457,9 @@ class ContainerBackend:
 
     async def destroy(self, host_id: str) -> None:
         await self.stop(host_id)
+        await anyio.to_thread.run_sync(self._remove_subvolumes, host_id)
+
+    def _remove_subvolumes(self, host_id: str) -> None:
         self._buckets.drop(host_id)
         self.disk.delete(host_id)
         shutil.rmtree(self._shell_dir(host_id), ignore_errors=True)

@@ -96,11 +96,6 @@ def setns(fd: int, nstype: int) -> None:
     _check(_setns(fd, nstype), "setns")
 
 
-def unshare_raw(flags: int) -> int:
-    """unshare(2) returning 0 or the errno, for forked children that must not raise."""
-    return 0 if _unshare(flags) == 0 else ctypes.get_errno()
-
-
 def mount_points() -> list[tuple[str, str, str, str, str]]:
     """Mounts of this mount namespace: (mount point, fstype, source, super options, optional fields).
 
