@@ -42,7 +42,7 @@ from shells.domain.execution import (
     OutputChunk,
     WindowSize,
 )
-from shells.domain.limits import MAX_AGENT_CHANNELS, MAX_LIST_ENTRIES
+from shells.domain.limits import IDLE_AGENT_CONNECTIONS, MAX_AGENT_CHANNELS, MAX_LIST_ENTRIES
 from shells.domain.terminal import TerminalSpec
 from shells.guest.protocol import (
     FILE_CHUNK,
@@ -73,9 +73,6 @@ WATCH_DEADLINE_S = 7 * 24 * 3600.0
 """Deadline for a control op, and for each step of progress of a file transfer."""
 EXIT_MARGIN_S = 15.0
 """How long past an exec's own timeout (which the agent enforces) we wait for its exit report."""
-IDLE_AGENT_CONNECTIONS = 256
-"""Connections to agents kept open between calls, over all shells; the least recently used beyond it
-are closed (each holds a file descriptor here and one in the agent)."""
 INBOX_FRAMES = 32
 INBOX_BYTES = 2 * 1024 * 1024
 """Frames, and payload bytes, queued per channel before the connection stops reading: backpressure
@@ -492,7 +489,7 @@ def _too_many_calls() -> ShellBusy:
 
 
 _OPEN_BY_PATH: Counter[str] = Counter()
-"""Calls open to each agent reached by path: a container's agent gets one connection per call."""
+"""Calls open to each agent reached by path (each on a connection of its own while it runs)."""
 
 
 class AgentClient:
