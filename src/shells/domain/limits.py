@@ -15,6 +15,10 @@ bytes up to the cap, then ``truncated``. Streams are not held, so they get EXEC_
 MAX_AGENT_CHANNELS = 128
 """Calls open at once to one shell's agent (commands, file transfers, terminals); more answer 409
 ``shell_busy``. Below the agent's own 256, so an honest agent never refuses first."""
+IDLE_AGENT_CONNECTIONS = 256
+"""Connections to containers' agents kept open between calls, over all shells (``agent_client``);
+the least recently used beyond it are closed (each holds a descriptor on the host and one in its
+agent)."""
 MAX_LIST_ENTRIES = 20_000
 """Entries of one directory listing (the agent refuses more; the host checks its answer)."""
 MAX_FILE_READ_BYTES = 512 * 1024 * 1024

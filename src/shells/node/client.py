@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
@@ -20,6 +21,9 @@ from .tls import over_tls
 from .wire import DOWN, UP, Signer, Unauthenticated
 
 CONNECT_TIMEOUT_S = 5.0
+LAST_FRAME_S = 1.0
+"""How long a stream waits, after an item its caller ends on, for the answer's last frame, which keeps
+the session for the next call; past it the session is closed (as a stream left mid-answer is)."""
 IDLE_SESSIONS = 32
 """Authenticated sessions a control plane keeps open to each node for the next calls."""
 
@@ -96,10 +100,16 @@ class NodeClient:
         method: str,
         *args: Any,
         progress: Callable[[Any], None] | None = None,
+        last: Callable[[Any], bool] | None = None,
         **kwargs: Any,
     ) -> AsyncGenerator[Any, None]:
         """The items of a call over a pooled session, then its answer as a ``_Result``. A session
-        goes back to the pool only after an answer's last frame; one left mid-answer is closed."""
+        goes back to the pool only after an answer's last frame; one left mid-answer is closed.
+
+        ``last`` names an item that ends the stream (an exec's exit): the answer's last frame, which
+        follows it at once, is read before that item is handed on, so a caller that stops there
+        (as every exec's does) leaves the session whole for the next call instead of closing it and
+        making the next call pay a new connection and handshake."""
         session, reused = await self._checkout()
         finished = False
         try:
@@ -122,6 +132,10 @@ class NodeClient:
                 if kind == "p":
                     if progress is not None:
                         progress(value)
+                elif last is not None and last(value):
+                    finished = await self._answered(session)
+                    yield value
+                    return
                 else:
                     yield value
         finally:
@@ -129,6 +143,16 @@ class NodeClient:
                 self._idle.append(session)
             else:
                 await session.ws.close()
+
+    async def _answered(self, session: Duplex) -> bool:
+        """Whether the answer's last frame (``r``) came next, within ``LAST_FRAME_S``: the session
+        is then in step for another call. Anything else (an error, another item, silence, a broken
+        frame) leaves it to be closed; the item already received stands."""
+        with anyio.move_on_after(LAST_FRAME_S):
+            with contextlib.suppress(Unavailable):
+                kind, _ = await session.receive(verify_only=True)
+                return kind == "r"
+        return False
 
     async def _checkout(self, *, fresh: bool = False) -> tuple[Duplex, bool]:
         """An idle session (and True), else a new one (and False)."""
@@ -155,8 +179,10 @@ class NodeClient:
             raise self._unreachable(e) from None
         return Duplex(self, ws, headers["x-shells-nonce"])
 
-    async def items(self, target: str, method: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        async with aclosing(self.stream(target, method, *args, **kwargs)) as values:
+    async def items(
+        self, target: str, method: str, *args: Any, last: Callable[[Any], bool] | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async with aclosing(self.stream(target, method, *args, last=last, **kwargs)) as values:
             async for value in values:
                 if isinstance(value, _Result):
                     return

@@ -231,14 +231,14 @@ class RemoteBackend:
     # inside a shell ---------------------------------------------------------------------------------
     def exec(self, host_id: str, spec: ExecSpec) -> AsyncIterator[ExecEvent]:
         if spec.stdin_stream is None:
-            return self.client.items(self.target, "exec", host_id, spec)
+            return self.client.items(self.target, "exec", host_id, spec, last=_exited)
         return self._fed("exec", spec.stdin_stream, host_id, spec)
 
     def attach(
         self, host_id: str, pid: int, more: AsyncIterable[bytes | WindowSize] | None
     ) -> AsyncIterator[ExecEvent]:
         if more is None:
-            return self.client.items(self.target, "attach", host_id, pid, None)
+            return self.client.items(self.target, "attach", host_id, pid, None, last=_exited)
         return self._fed("attach", more, host_id, pid)
 
     async def _fed(self, method: str, more: AsyncIterable[Any], *args: Any) -> AsyncIterator[Any]:
@@ -306,6 +306,11 @@ class RemoteBackend:
 
     async def signal(self, host_id: str, pid: int, signum: int) -> None:
         await self._call("signal", host_id, pid, signum)
+
+
+def _exited(event: Any) -> bool:
+    """An exec's or attach's exit: its caller stops there, and the call's last frame follows it."""
+    return isinstance(event, ExecExit)
 
 
 async def _feed(link: Duplex, more: AsyncIterable[Any]) -> None:

@@ -1,9 +1,11 @@
 """Host-side client of the in-shell agent (wire format: ``shells.guest.protocol``).
 
-For a container every call opens its own unix connection carrying a single channel and closes it when
-done: nothing is shared between calls, and cancelling a call is just closing its socket (the agent then
-kills the process group). ``_Connection`` is nevertheless a full multiplexer, so the microvm class can run
-every call over one virtio-serial stream with the same channel code.
+For a container a call has a unix connection to itself, carrying a single channel. A connection whose call
+ended cleanly (its last frame received) is kept for the next call to the same agent (``_Idle``), so an
+exec costs a channel and not a connect, an accept and a reader task; a call that ends any other way
+(cancelled, cut short, the connection broken) closes its connection, which is how a call is cancelled
+(the agent then kills the process group). ``_Connection`` is a full multiplexer, so the microvm class
+runs every call over one virtio-serial stream with the same channel code.
 
 The agent runs inside the sandbox, so everything it sends is untrusted: frames are bounded by the
 protocol decoder, replies are type-checked, only the error codes an agent may legitimately send map to
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import cast
 
@@ -40,7 +42,7 @@ from shells.domain.execution import (
     OutputChunk,
     WindowSize,
 )
-from shells.domain.limits import MAX_AGENT_CHANNELS, MAX_LIST_ENTRIES
+from shells.domain.limits import IDLE_AGENT_CONNECTIONS, MAX_AGENT_CHANNELS, MAX_LIST_ENTRIES
 from shells.domain.terminal import TerminalSpec
 from shells.guest.protocol import (
     FILE_CHUNK,
@@ -203,6 +205,8 @@ class _Channel:
     def __init__(self, connection: ChannelTable, channel_id: int) -> None:
         self.id = channel_id
         self.finished = False
+        self.detached = False
+        """A kept process left running on this channel: its connection is not given to another call."""
         self._connection = connection
         self._frames: deque[Frame] = deque()
         self._queued = 0
@@ -285,7 +289,7 @@ class _Channel:
     def detach(self) -> None:
         """Leave a kept process running: ask the agent to detach it rather than cancel it."""
         if not self.finished and not self._closed:
-            self.finished = True
+            self.finished = self.detached = True
             self._connection.write_nowait(encode_control(self.id, {"op": "detach"}))
 
     def close(self) -> None:
@@ -361,7 +365,19 @@ class _Connection(ChannelTable):
         super().__init__()
         self._reader = reader
         self._writer = writer
-        self._task = asyncio.get_running_loop().create_task(self._read_frames())
+        self.loop = asyncio.get_running_loop()
+        self._task = self.loop.create_task(self._read_frames())
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another call may use this connection: it is open, in step and idle."""
+        return (
+            self._failure is None
+            and not self._channels
+            and not self._writer.is_closing()
+            and not self._task.done()
+            and self.loop is asyncio.get_running_loop()
+        )
 
     @classmethod
     async def open_unix(cls, path: str, deadline: float) -> _Connection:
@@ -407,12 +423,61 @@ class _Connection(ChannelTable):
         except OSError as exc:
             failure = f"Lost the connection to the shell agent: {exc}."
         self.fail(failure)
+        self._writer.close()  # nothing more can be asked on it; a kept idle one frees its descriptor
 
     async def aclose(self) -> None:
         self._task.cancel()
         self._writer.close()
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
+
+    def discard(self) -> None:
+        """Close without waiting (a kept connection let go; one of a loop that is gone is left to
+        the garbage collector, as its loop can no longer run the close)."""
+        if self.loop.is_closed():
+            return
+        self._task.cancel()
+        self._writer.close()
+
+
+class _Idle:
+    """Connections whose last call ended cleanly, by agent socket path, least recently used first."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._by_path: OrderedDict[str, list[_Connection]] = OrderedDict()
+        self._count = 0
+
+    def take(self, path: str) -> _Connection | None:
+        """A kept connection to the agent at ``path`` that can carry a call now, if there is one;
+        kept ones that cannot (the agent closed them, another event loop's) are let go."""
+        kept = self._by_path.pop(path, [])
+        self._count -= len(kept)
+        found = None
+        while kept and found is None:
+            connection = kept.pop()
+            if connection.reusable:
+                found = connection
+            else:
+                connection.discard()
+        if kept:
+            self._by_path[path] = kept
+            self._count += len(kept)
+        return found
+
+    def put(self, path: str, connection: _Connection) -> None:
+        self._by_path.setdefault(path, []).append(connection)
+        self._by_path.move_to_end(path)
+        self._count += 1
+        while self._count > self._limit:
+            oldest, kept = next(iter(self._by_path.items()))
+            kept.pop(0).discard()
+            self._count -= 1
+            if not kept:
+                del self._by_path[oldest]
+
+
+_IDLE = _Idle(IDLE_AGENT_CONNECTIONS)
 
 
 def _too_many_calls() -> ShellBusy:
@@ -424,7 +489,7 @@ def _too_many_calls() -> ShellBusy:
 
 
 _OPEN_BY_PATH: Counter[str] = Counter()
-"""Calls open to each agent reached by path: a container's agent gets one connection per call."""
+"""Calls open to each agent reached by path (each on a connection of its own while it runs)."""
 
 
 class AgentClient:
@@ -443,13 +508,16 @@ class AgentClient:
             raise _too_many_calls()
         _OPEN_BY_PATH[self._path] += 1
         try:
-            connection = await _Connection.open_unix(self._path, deadline)
+            connection = _IDLE.take(self._path) or await _Connection.open_unix(self._path, deadline)
             channel = connection.open_channel()
             try:
                 yield channel
             finally:
                 channel.close()
-                await connection.aclose()
+                if channel.finished and not channel.detached and connection.reusable:
+                    _IDLE.put(self._path, connection)
+                else:
+                    await connection.aclose()
         finally:
             _OPEN_BY_PATH[self._path] -= 1
             if not _OPEN_BY_PATH[self._path]:
