@@ -2,11 +2,15 @@
 
     python -m benchmarks.bench_microvm [--runs 5]
 
-Starts its own server (no warm pool) and pre-boots the python template once (not timed). Then, in
+Starts its own server (no container warm pool; a microvm warm pool of one,
+``SHELLS_MICROVM_WARM_POOL_SIZE``) and pre-boots the python template once (not timed). Then, in
 the same run, medians of:
-- create → first output: a shell restored from the pre-booted template, until ``echo`` answers;
+- create → first output, pooled: a create that claims the pool's VM (restored, one ``true`` run),
+  until ``echo`` answers; the pool is full before each (not timed);
+- create → first output, pool miss: a shell restored from the pre-booted template by the create
+  itself (``localhost`` network, which the pool does not hold);
 - cold boot → first output: ``stop`` + ``start`` of the same shell (start boots the kernel), the
-  baseline the restore is compared with;
+  baseline both creates are compared with;
 - pause: the API call, until the VM's QEMU is gone (the first pause of a restored shell also writes
   its copy-on-write RAM; later ones save device state only — both are shown);
 - resume → first output;
@@ -31,6 +35,7 @@ from tests.e2e.harness import ServerProcess
 
 from shells.sdk import Shell
 from shells.settings import Settings
+from shells.store.repository import Store
 
 CLK_TCK = 100
 
@@ -69,6 +74,16 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def wait_pool_full(store: Store, timeout_s: float = 120.0) -> None:
+    """Until the microvm pool holds a running VM (a claim would find one)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(s.state == "running" and s.runtime == "microvm" for s in store.list_shells(None, pooled=True)):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the microvm warm pool did not fill in time")
+
+
 def report(name: str, values: list[float], unit: str = "s") -> float:
     med = statistics.median(values)
     spread = f"min {min(values):.3f}, max {max(values):.3f}, n={len(values)}"
@@ -81,27 +96,36 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     data = Path(tempfile.mkdtemp(prefix="shells-bench-microvm-", dir="/var/tmp"))
-    server = ServerProcess(data / "srv", warm_pool=0, env={"SHELLS_QUOTA_MAX_VCPUS": "40"})
+    env = {"SHELLS_QUOTA_MAX_VCPUS": "40", "SHELLS_MICROVM_WARM_POOL_SIZE": "1"}
+    server = ServerProcess(data / "srv", warm_pool=0, env=env)
     server.start()
     run_dir = Settings(data_dir=server.data_dir).run_dir
+    store = Store(server.record_url)
     created: list[Shell] = []
     try:
         with server.client() as client:
 
-            def create() -> Shell:
-                shell = client.create("python", runtime="microvm", idle_timeout_s=0)
+            def create(network: str = "sealed") -> Shell:
+                shell = client.create("python", runtime="microvm", idle_timeout_s=0, network=network)
                 created.append(shell)
                 return shell
 
             print("accel:", client.info()["runtimes"]["microvm"]["details"]["accel"])
             first_output(create())  # pre-boots the template image once
             names = (
-                "create -> first output", "cold boot -> first output", "first pause (CoW RAM)",
-                "pause (own RAM file)", "first resume -> first output", "resume -> first output",
+                "create -> first output", "create, pool miss -> first output", "cold boot -> first output",
+                "first pause (CoW RAM)", "pause (own RAM file)", "first resume -> first output",
+                "resume -> first output",
                 "fork x4 -> all answer", "exec true",
             )  # fmt: skip
             t: dict[str, list[float]] = {k: [] for k in names}
             for _ in range(args.runs):
+                clock = time.perf_counter()
+                missed = create("localhost")
+                first_output(missed)
+                t["create, pool miss -> first output"].append(time.perf_counter() - clock)
+                missed.kill()
+                wait_pool_full(store)
                 clock = time.perf_counter()
                 shell = create()
                 first_output(shell)
@@ -121,6 +145,7 @@ def main() -> None:
                 first_output(shell)
                 t["cold boot -> first output"].append(time.perf_counter() - clock)
                 shell.kill()
+            wait_pool_full(store)
             parent = create()
             first_output(parent)
             children: list[Shell] = []
@@ -140,9 +165,11 @@ def main() -> None:
                 (cpu_ticks(pid) - b) / CLK_TCK / 10 * 100 for pid, b in zip(kid_pids, before, strict=True)
             ]
             print(f"runs: {args.runs}")
-            create_med = report("create -> first output", t["create -> first output"])
+            create_med = report("create (pooled) -> first output", t["create -> first output"])
+            miss_med = report("create, pool miss -> first output", t["create, pool miss -> first output"])
             cold_med = report("cold boot -> first output", t["cold boot -> first output"])
-            print(f"{'':<36} cold boot / create = {cold_med / create_med:.1f}x")
+            print(f"{'':<36} cold boot / create = {cold_med / create_med:.1f}x (pooled), "
+                  f"{cold_med / miss_med:.1f}x (pool miss)")  # fmt: skip
             shown = ("first pause (CoW RAM)", "pause (own RAM file)", "first resume -> first output",
                      "resume -> first output", "fork x4 -> all answer")  # fmt: skip
             for name in shown:
@@ -156,6 +183,7 @@ def main() -> None:
         for shell in created:
             with contextlib.suppress(Exception):  # already gone
                 shell.kill()
+        store.close()
         server.purge()
         shutil.rmtree(data, ignore_errors=True)
 

@@ -37,6 +37,9 @@ class Settings:
     """The zone of this machine's node when its Kubernetes Node's label names none."""
     database_url: str | None = None
     warm_pool_size: int = 2
+    microvm_warm_pool_size: int = 0
+    """Restored microvm shells of the default template kept ready (``SHELLS_MICROVM_WARM_POOL_SIZE``):
+    the floor of the microvm class's warm pool, off by default (each holds a VM's memory)."""
     pool_image_gib: int = 64
     btrfs_dir: Path | None = None
     host_ca_dir: Path = Path("/usr/local/share/ca-certificates")

@@ -27,9 +27,10 @@ STARTS_PER_RATE = 0.2
 
 
 class PoolDemand:
-    def __init__(self, floor: int, *, available_bytes: int) -> None:
+    def __init__(self, floor: int, *, available_bytes: int, shell_bytes: int = IDLE_SHELL_BYTES) -> None:
+        """``shell_bytes``: what one pooled shell is counted to hold against the memory bound."""
         self.floor = max(0, floor)
-        by_memory = int(available_bytes * WARM_POOL_MEMORY_SHARE) // IDLE_SHELL_BYTES
+        by_memory = int(available_bytes * WARM_POOL_MEMORY_SHARE) // shell_bytes
         self.ceiling = max(self.floor, min(WARM_POOL_MAX, by_memory))
         self._creates: deque[float] = deque()
 
