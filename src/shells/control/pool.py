@@ -136,11 +136,15 @@ class WarmPool:
         self.ctx.store.add_shell(shell)
         try:
             await backend.create(self.ctx.spec(shell))
-            if self.runtime is Runtime.MICROVM:
-                await self._first_exec(shell.id)
         except BaseException:
             self.ctx.store.purge_shell(shell.id)
             raise
+        if self.runtime is Runtime.MICROVM:
+            try:
+                await self._first_exec(shell.id)
+            except BaseException:
+                await self._shrink([shell])
+                raise
         self.ctx.store.change_state(
             shell.id,
             ShellState.RUNNING,
