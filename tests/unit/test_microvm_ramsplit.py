@@ -126,6 +126,16 @@ def test_a_kept_record_names_its_block_when_the_one_before_it_was_dropped(tmp_pa
             "a page filled with ones",
             HEADER + SETUP + b"\x02" + be32(2) + record(0, FLAG_ZERO, b"mem0", b"\1"),
         ),
+        (
+            "a page filled with ones among zero pages",
+            HEADER
+            + SETUP
+            + b"\x02"
+            + be32(2)
+            + record(0, FLAG_ZERO, b"mem0")
+            + record(PAGE_SIZE, FLAG_ZERO | FLAG_CONTINUE)
+            + record(2 * PAGE_SIZE, FLAG_ZERO | FLAG_CONTINUE, payload=b"\1"),
+        ),
     ],
 )
 def test_anything_else_is_refused_so_the_caller_loads_the_whole_stream(
