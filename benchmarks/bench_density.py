@@ -15,7 +15,10 @@ fails. At each step, with every shell idle:
 - host MemAvailable consumed per shell since the start (everything, also what no cgroup is charged
   for; the host is shared, so it moves with other work too);
 - latency of ``GET /v1/info`` (50 calls) and of an exec of ``true`` in another, busy-free shell
-  (20 calls): p50 and p95.
+  (20 calls): p50 and p95;
+- the server's own CPU over the 3 idle seconds before them (% of one core: what its per-second work
+  over the shells costs) and the host's 1-minute load average then (the shared host's share of the
+  latencies).
 
 With ``--baseline REV`` a second server runs from ``git archive REV src`` beside this tree's: at each
 step both grow to the same count, then their latencies are measured interleaved (the host memory
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import shutil
 import statistics
@@ -57,6 +61,12 @@ def mem_available() -> int:
 def _cgroup_dir(controller: str, prefix: str) -> Path:
     v1 = CGROUP_V1 / controller / prefix
     return v1 if v1.exists() else CGROUP_V1 / prefix
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pss_and_charge(prefix: str, shell_ids: list[str]) -> tuple[float, float]:
@@ -109,6 +119,13 @@ class Fleet:
     creates: list[float] = field(default_factory=list)
     info: list[float] = field(default_factory=list)
     execs: list[float] = field(default_factory=list)
+    idle_cpu: float = 0.0
+    """% of one core the server used while its shells were idle."""
+
+    @property
+    def pid(self) -> int:
+        assert self.server.proc is not None
+        return self.server.proc.pid
 
     async def grow(self, step: int, floor: int, min_available_gib: float) -> str:
         """Create shells four at a time up to ``step``; why it stopped early, or ""."""
@@ -136,6 +153,7 @@ async def run(args: argparse.Namespace, servers: dict[str, ServerProcess]) -> li
         f"{'server':<10} {'idle shells':>11} {'PSS/shell MB':>13} {'cgroup/shell MB':>16}"
         f" {'host/shell MB':>14}"
         f" {'info p50/p95 ms':>16} {'exec p50/p95 ms':>16} {'create p50 ms':>14}"
+        f" {'server idle CPU %':>18} {'load':>5}"
     ]
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
     async with contextlib.AsyncExitStack() as stack:
@@ -153,7 +171,11 @@ async def run(args: argparse.Namespace, servers: dict[str, ServerProcess]) -> li
             stopped = ""
             for fleet in fleets:
                 stopped = stopped or await fleet.grow(step, floor, args.min_available_gib)
+            before = [cpu_seconds(fleet.pid) for fleet in fleets]
             await asyncio.sleep(3)  # idle: agents started, nothing running
+            for fleet, cpu in zip(fleets, before, strict=True):
+                fleet.idle_cpu = (cpu_seconds(fleet.pid) - cpu) / 3 * 100
+            load = float(Path("/proc/loadavg").read_text(encoding="ascii").split()[0])
             await latencies(fleets)
             host = (start_available - mem_available()) / sum(len(f.ids) for f in fleets)
             for fleet in fleets:
@@ -166,6 +188,7 @@ async def run(args: argparse.Namespace, servers: dict[str, ServerProcess]) -> li
                     f" {statistics.median(info):>7.2f}/{pct(info, 0.95):<8.2f}"
                     f" {statistics.median(execs):>7.2f}/{pct(execs, 0.95):<8.2f}"
                     f" {statistics.median(creates) if creates else 0:>14.1f}"
+                    f" {fleet.idle_cpu:>18.1f} {load:>5.1f}"
                 )
                 print(out[-1], flush=True)
             if stopped:

@@ -41,6 +41,9 @@ class Settings:
     """Most memory the warm pool's shells may hold together when demand grows it (at
     ``IDLE_SHELL_BYTES`` a shell; never more than half the host's available memory); 0: 10 % of the
     host's available memory (``SHELLS_WARM_POOL_MEMORY_MIB``)."""
+    microvm_warm_pool_size: int = 0
+    """Restored microvm shells of the default template kept ready (``SHELLS_MICROVM_WARM_POOL_SIZE``):
+    the floor of the microvm class's warm pool, off by default (each holds a VM's memory)."""
     pool_image_gib: int = 64
     btrfs_dir: Path | None = None
     host_ca_dir: Path = Path("/usr/local/share/ca-certificates")

@@ -179,6 +179,18 @@ def test_saving_a_shell_without_a_change_keeps_its_interval(store: Store, clock:
     assert len(store.usage.intervals(*MONTH)) == 1
 
 
+def test_a_claim_takes_a_pool_shell_of_its_own_class_only(store: Store) -> None:
+    """The container and microvm pools share the record's pooled rows."""
+    for shell_id, runtime in (("sh_vm", Runtime.MICROVM), ("sh_ct", Runtime.CONTAINER)):
+        new_shell(store, shell_id, runtime, "s-1vcpu-512mb", owner="pool", pooled=True)
+        to(store, shell_id, ShellState.RUNNING)
+    claim = store.claim_pooled
+    assert claim("python:1", "s-1vcpu-512mb", "sealed", Runtime.WASM) is None
+    assert getattr(claim("python:1", "s-1vcpu-512mb", "sealed", Runtime.CONTAINER), "id", None) == "sh_ct"
+    assert getattr(claim("python:1", "s-1vcpu-512mb", "sealed", Runtime.MICROVM), "id", None) == "sh_vm"
+    assert claim("python:1", "s-1vcpu-512mb", "sealed", Runtime.CONTAINER) is None
+
+
 def test_a_warm_pool_shell_is_billed_from_its_claim_to_its_owner(store: Store, clock: ManualClock) -> None:
     new_shell(store, "sh_p", Runtime.CONTAINER, "s-1vcpu-512mb", owner="pool", pooled=True)
     to(store, "sh_p", ShellState.RUNNING)

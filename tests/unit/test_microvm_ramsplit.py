@@ -126,6 +126,16 @@ def test_a_kept_record_names_its_block_when_the_one_before_it_was_dropped(tmp_pa
             "a page filled with ones",
             HEADER + SETUP + b"\x02" + be32(2) + record(0, FLAG_ZERO, b"mem0", b"\1"),
         ),
+        (
+            "a page filled with ones among zero pages",
+            HEADER
+            + SETUP
+            + b"\x02"
+            + be32(2)
+            + record(0, FLAG_ZERO, b"mem0")
+            + record(PAGE_SIZE, FLAG_ZERO | FLAG_CONTINUE)
+            + record(2 * PAGE_SIZE, FLAG_ZERO | FLAG_CONTINUE, payload=b"\1"),
+        ),
     ],
 )
 def test_anything_else_is_refused_so_the_caller_loads_the_whole_stream(
@@ -133,3 +143,26 @@ def test_anything_else_is_refused_so_the_caller_loads_the_whole_stream(
 ) -> None:
     with pytest.raises(Unsupported):
         split(tmp_path, data)
+
+
+def test_for_children_the_rest_is_written_as_with_x_ignore_shared(tmp_path: Path) -> None:
+    """The layout QEMU 7.2 writes with the capability on (checked against a real saved state): the
+    configuration names it, and every block's size is followed by its address."""
+    (tmp_path / "state").write_bytes(stream())
+    ram = tmp_path / "ram"
+    ram.write_bytes(bytes(RAM_PAGES * PAGE_SIZE))
+    split_ram(tmp_path / "state", tmp_path / "rest", ram, ignore_shared=True)
+
+    capability = (
+        b"\x05" + named(b"configuration/capabilities") + be32(1) + be32(1) + named(b"x-ignore-shared")
+    )
+    setup = (
+        b"\x01" + be32(2) + named(b"ram") + be32(0) + be32(4)
+        + be64((RAM_PAGES + 1) * PAGE_SIZE | FLAG_MEM_SIZE)
+        + named(b"mem0") + be64(RAM_PAGES * PAGE_SIZE) + be64(0) + named(ROM) + be64(PAGE_SIZE) + be64(0)
+        + be64(FLAG_EOS) + b"\x7e" + be32(2)
+    )  # fmt: skip
+    part = b"\x02" + be32(2) + record(0, FLAG_ZERO, ROM) + be64(FLAG_EOS) + b"\x7e" + be32(2)
+    end = b"\x03" + be32(2) + record(0, FLAG_PAGE, ROM, page(9)) + be64(FLAG_EOS) + b"\x7e" + be32(2)
+    assert (tmp_path / "rest").read_bytes() == HEADER + capability + setup + part + end + DEVICES
+    assert [ram.read_bytes()[i * PAGE_SIZE] for i in range(RAM_PAGES)] == [0, 1, 2, 0, 0, 5, 0, 7]

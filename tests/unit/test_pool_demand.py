@@ -65,3 +65,11 @@ def test_a_disabled_pool_stays_empty_and_the_floor_holds_without_memory() -> Non
     off.note_create(1.0)
     assert off.target(1.0) == 0
     assert PoolDemand(2, available_bytes=lambda: 0).target(1.0) == 2
+
+
+def test_a_pool_of_large_shells_is_bounded_by_their_size() -> None:
+    """The microvm pool counts each VM at its shape's memory: 10 % of 4 GiB holds no 512 MiB VM
+    beyond the floor, and 10 % of 16 GiB holds three."""
+    vm = 512 << 20
+    assert PoolDemand(1, available_bytes=lambda: 4 << 30, shell_bytes=vm).ceiling() == 1
+    assert PoolDemand(1, available_bytes=lambda: 16 << 30, shell_bytes=vm).ceiling() == 3

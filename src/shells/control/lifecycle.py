@@ -36,7 +36,7 @@ from .fork import fork_shell
 from .inflight import Inflight
 from .networking import Networking
 from .placement import place
-from .pool import WarmPool
+from .pool import WarmPools
 from .requests import CreateShellRequest, parse_fork_count, parse_log_bytes
 from .secrets import Secrets
 from .storage import Attachments, Storage
@@ -61,7 +61,7 @@ class Lifecycle:
     def __init__(
         self,
         ctx: ControlContext,
-        pool: WarmPool,
+        pool: WarmPools,
         templates: Templates,
         network: Networking,
         suspension: Suspension,

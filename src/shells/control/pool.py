@@ -7,6 +7,12 @@ new one. Only the most common request is pooled: the default shape and sealed ne
 template in ``templates``. How many it keeps and starts at once follows demand (``pool_demand``):
 the floor ``size`` when idle, more while creates come in, fewer again (the oldest pool shells
 destroyed) when they stop.
+
+One pool per isolation class (``runtime``): the container class's, and the microvm class's
+(``microvm_warm_pool_size``, off by default). A pooled VM is a restored VM that has run one exec
+of ``true`` the host chose: under TCG a fresh QEMU translates the guest's whole exec path on the
+first command (~150 ms), so the pool pays it instead of the claimer. Each VM is claimed once, by
+one shell, like every pool shell; nothing of a user ever ran in it.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from ..domain.execution import ExecSpec
 from ..domain.ids import new_id
 from ..domain.isolation import DEFAULT_LANGUAGE, PRESET_TEMPLATES, Language, Runtime
+from ..domain.limits import IDLE_SHELL_BYTES
 from ..domain.network import NetworkAccess, NetworkMode
 from ..domain.shapes import DEFAULT_SHAPE
 from ..domain.shell import ShellRecord
@@ -40,28 +48,35 @@ class WarmPool:
         ctx: ControlContext,
         size: int,
         templates: tuple[str, ...] = (PRESET_TEMPLATES[DEFAULT_LANGUAGE],),
+        *,
+        runtime: Runtime = Runtime.CONTAINER,
+        shell_bytes: int = IDLE_SHELL_BYTES,
     ) -> None:
+        """``shell_bytes``: what one pool shell of ``runtime`` is counted to hold (the memory bound)."""
         self.ctx = ctx
-        self.size = max(0, size)
+        self.size = max(0, size) if runtime in ctx.backends else 0
         """The floor: shells kept per template when nobody creates any."""
         self.templates = templates
-        self.demand = PoolDemand(self.size, budget_bytes=ctx.settings.warm_pool_memory_mib * 1024 * 1024)
+        self.runtime = runtime
+        self.demand = PoolDemand(
+            self.size, budget_bytes=ctx.settings.warm_pool_memory_mib * 1024 * 1024, shell_bytes=shell_bytes
+        )
         self._wake = asyncio.Event()
 
     def claim(
         self, *, template: str, shape: str, network: NetworkAccess, runtime: Runtime
     ) -> ShellRecord | None:
-        if self.size == 0 or runtime is not Runtime.CONTAINER or network.mode is not NetworkMode.SEALED:
+        if self.size == 0 or runtime is not self.runtime or network.mode is not NetworkMode.SEALED:
             return None
         if template in self.templates and shape == DEFAULT_SHAPE:
             self.demand.note_create(time.monotonic())
-        shell = self.ctx.store.claim_pooled(template, shape, network.mode.value)
+        shell = self.ctx.store.claim_pooled(template, shape, network.mode.value, runtime)
         self._wake.set()
         return shell
 
     def start(self) -> None:
         if self.size > 0:
-            self.ctx.background.run("the warm pool refill", self._refill_forever)
+            self.ctx.background.run(f"the {self.runtime} warm pool refill", self._refill_forever)
 
     async def _refill_forever(self) -> None:
         while True:
@@ -81,12 +96,16 @@ class WarmPool:
             await asyncio.sleep(REFILL_DELAY_S)
 
     async def _refill_once(self) -> None:
-        backend = self.ctx.backend(Runtime.CONTAINER)
+        backend = self.ctx.backend(self.runtime)
         for template in self.templates:
             if backend.template_meta(template) is None:  # deleted; refilled once it is built again
                 continue
             while True:
-                have = [s for s in self.ctx.store.list_shells(None, pooled=True) if s.template == template]
+                have = [
+                    s
+                    for s in self.ctx.store.list_shells(None, pooled=True)
+                    if s.template == template and s.runtime is self.runtime
+                ]
                 now = time.monotonic()
                 target = self.demand.target(now)
                 if len(have) > target:
@@ -97,7 +116,7 @@ class WarmPool:
                 await asyncio.gather(*(self._start_one(template) for _ in range(starts)))
 
     async def _start_one(self, template: str) -> None:
-        backend = self.ctx.backend(Runtime.CONTAINER)
+        backend = self.ctx.backend(self.runtime)
         now = datetime.now(UTC)
         shell = ShellRecord(
             id=new_id("sh"),
@@ -105,13 +124,13 @@ class WarmPool:
             owner=POOL_OWNER,
             name="",
             state=ShellState.CREATING,
-            runtime=Runtime.CONTAINER,
+            runtime=self.runtime,
             language=Language.BASH,
             template=template,
             network=NetworkAccess(),
             shape=DEFAULT_SHAPE,
             region=self.ctx.settings.region,
-            node=self.ctx.node_for(Runtime.CONTAINER),
+            node=self.ctx.node_for(self.runtime),
             created_at=now,
             updated_at=now,
             pooled=True,
@@ -122,6 +141,12 @@ class WarmPool:
         except BaseException:
             self.ctx.store.purge_shell(shell.id)
             raise
+        if self.runtime is Runtime.MICROVM:
+            try:
+                await self._first_exec(shell.id)
+            except BaseException:
+                await self._shrink([shell])
+                raise
         self.ctx.store.change_state(
             shell.id,
             ShellState.RUNNING,
@@ -129,9 +154,30 @@ class WarmPool:
             self.ctx.draft(None, shell, door="pool", kind="state", action="prewarm", outcome="running"),
         )
 
+    async def _first_exec(self, host_id: str) -> None:
+        """Run ``true`` in a new pool VM, so its QEMU has translated the guest's exec path before a
+        claimer's first command (see the module's docstring)."""
+        async for _ in self.ctx.backend(self.runtime).exec(host_id, ExecSpec(argv=("true",), timeout_s=30)):
+            pass  # run to its exit
+
     async def _shrink(self, extra: list[ShellRecord]) -> None:
         """Destroy pool shells beyond the target; one a claim takes meanwhile is left to its user."""
-        backend = self.ctx.backend(Runtime.CONTAINER)
+        backend = self.ctx.backend(self.runtime)
         for shell in extra:
             if self.ctx.store.purge_shell(shell.id):
                 await backend.destroy(shell.id)
+
+
+class WarmPools:
+    """The pools of every class: a create asks the one of its class."""
+
+    def __init__(self, *pools: WarmPool) -> None:
+        self.pools = pools
+
+    def claim(
+        self, *, template: str, shape: str, network: NetworkAccess, runtime: Runtime
+    ) -> ShellRecord | None:
+        for pool in self.pools:
+            if pool.runtime is runtime:
+                return pool.claim(template=template, shape=shape, network=network, runtime=runtime)
+        return None

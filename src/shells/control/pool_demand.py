@@ -39,11 +39,14 @@ class PoolDemand:
         *,
         budget_bytes: int = 0,
         available_bytes: Callable[[], int] | None = None,
+        shell_bytes: int = IDLE_SHELL_BYTES,
     ) -> None:
         """``budget_bytes`` 0: ``WARM_POOL_MEMORY_SHARE`` of ``available_bytes()`` (the host's
-        MemAvailable unless given)."""
+        MemAvailable unless given); ``shell_bytes``: what one pooled shell is counted to hold against
+        that bound."""
         self.floor = max(0, floor)
         self.budget_bytes = max(0, budget_bytes)
+        self.shell_bytes = shell_bytes
         self._available = available_bytes or available_memory_bytes
         self._creates: deque[float] = deque()
 
@@ -54,7 +57,7 @@ class PoolDemand:
             budget = min(self.budget_bytes, available // 2)
         else:
             budget = int(available * WARM_POOL_MEMORY_SHARE)
-        return max(self.floor, min(WARM_POOL_MAX, budget // IDLE_SHELL_BYTES))
+        return max(self.floor, min(WARM_POOL_MAX, budget // self.shell_bytes))
 
     def note_create(self, now: float) -> None:
         """A create the pool could have served (claimed or missed)."""

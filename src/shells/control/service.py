@@ -14,7 +14,7 @@ from ..domain.isolation import PRESET_TEMPLATES, Language, Runtime
 from ..domain.nodes import READY
 from ..domain.principal import Principal
 from ..domain.runtimes import absent_class
-from ..domain.shapes import SHAPES
+from ..domain.shapes import DEFAULT_SHAPE, SHAPES, get_shape
 from ..domain.shell import EventRecord, SnapshotRecord
 from ..node.carrier import Carrier
 from ..node.routed import Fleet
@@ -47,7 +47,7 @@ from .metrics import ShellsCollector
 from .networking import Networking
 from .node_registry import NodeRegistry, node_view
 from .placement import region_offers
-from .pool import WarmPool
+from .pool import WarmPool, WarmPools
 from .processes import Processes
 from .reconcile import ReconcileReport, reconcile
 from .relocate import Relocation
@@ -122,6 +122,12 @@ class Control:
         self.tokens = Tokens(self.ctx, self.terminals)
         self.tenancy = Tenancy(self.ctx)
         self.pool = WarmPool(self.ctx, settings.warm_pool_size)
+        self.vm_pool = WarmPool(
+            self.ctx,
+            settings.microvm_warm_pool_size,
+            runtime=Runtime.MICROVM,
+            shell_bytes=get_shape(DEFAULT_SHAPE).memory_mib << 20,  # what its guest may come to hold
+        )
         self.durable = Durable(self.ctx, _object_store(settings), carrier)
         self.templates.durable = self.durable
         self.relocation = Relocation(self.ctx, self.durable)
@@ -134,7 +140,7 @@ class Control:
         self.suspension.around_save = self.sync.around_save
         self.shells = Lifecycle(
             self.ctx,
-            self.pool,
+            WarmPools(self.pool, self.vm_pool),
             self.templates,
             self.network,
             self.suspension,
@@ -190,6 +196,7 @@ class Control:
         if self.storage.kept is not None:
             self.storage.kept.start()
         self.pool.start()
+        self.vm_pool.start()
         self.suspension.start()
         self.expiry.start()
         self.budgets.start()

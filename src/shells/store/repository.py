@@ -324,13 +324,16 @@ class Store:
             self.record_event(s, draft, row.updated_at)
             return _shell_from_row(row)
 
-    def claim_pooled(self, template: str, shape: str, mode: str) -> ShellRecord | None:
-        """Take one running pool shell matching the request out of the pool, or None."""
+    def claim_pooled(
+        self, template: str, shape: str, mode: str, runtime: Runtime = Runtime.CONTAINER
+    ) -> ShellRecord | None:
+        """Take one running pool shell of ``runtime`` matching the request out of the pool, or None."""
         with self.tx() as s:
             candidates = s.scalars(
                 select(ShellRow)
                 .where(
                     ShellRow.pooled.is_(True),
+                    ShellRow.runtime == runtime.value,
                     ShellRow.state == ShellState.RUNNING.value,
                     ShellRow.template == template,
                     ShellRow.shape == shape,

@@ -84,11 +84,21 @@ def unified_hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
     )
 
 
+_HIERARCHIES: dict[tuple[str, Path], Path] = {}
+"""Where each v1 controller's hierarchy is mounted, once found (it stays there while the host runs):
+the metrics sampler reads every shell's memory and CPU every few seconds, and parsing the mount
+table for each read cost O(mounts) per shell — at 1,000 shells, with their thousands of mounts, it
+took most of a core."""
+
+
 def _hierarchy_of(controller: str, root: Path) -> Path | None:
-    for mp, ctrls in sorted(_v1_mounts(root).items()):
-        if controller in ctrls:
-            return Path(mp)
-    return None
+    found = _HIERARCHIES.get((controller, root))
+    if found is None:
+        for mp, ctrls in sorted(_v1_mounts(root).items()):
+            if controller in ctrls:
+                found = _HIERARCHIES[(controller, root)] = Path(mp)
+                break
+    return found
 
 
 def _rel(path: str) -> str:

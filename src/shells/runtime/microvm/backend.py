@@ -816,9 +816,23 @@ class MicrovmBackend:
 
     async def _materialize(self, image: Image, machine: Machine, full: Path) -> None:
         """Turn a state holding RAM into a RAM file plus device state, so children can map the RAM
-        copy-on-write: load it into a stopped QEMU whose RAM is the image's file, save it again."""
+        copy-on-write: the guest RAM is written into the image's RAM file and the rest is the device
+        state (``ramsplit``, written as if saved with ``x-ignore-shared``)."""
         with image.ram.open("wb") as f:
             f.truncate(machine.memory_mib * 1024 * 1024)
+        split = functools.partial(split_ram, full, image.state, image.ram, ignore_shared=True)
+        try:
+            await anyio.to_thread.run_sync(split)
+        except Unsupported as exc:
+            log.warning("materializing %s through QEMU: %s", image.dir.name, exc)
+            image.state.unlink(missing_ok=True)
+            await self._materialize_in_qemu(image, machine, full)
+        finally:
+            full.unlink(missing_ok=True)
+
+    async def _materialize_in_qemu(self, image: Image, machine: Machine, full: Path) -> None:
+        """``_materialize`` for a stream ``ramsplit`` does not understand: load it into a stopped
+        QEMU whose RAM is the image's file, save it again."""
         scratch = image.dir / "scratch"  # its disks are the image's; its console and sockets are not
         scratch.mkdir()
         files = VmFiles(scratch, self.run_dir / f"freeze-{secrets.token_hex(4)}")
@@ -847,7 +861,6 @@ class MicrovmBackend:
             await qemu.kill(files)
             shutil.rmtree(files.sock_dir, ignore_errors=True)
             shutil.rmtree(scratch, ignore_errors=True)
-            full.unlink(missing_ok=True)
 
     async def snapshot(self, host_id: str, snapshot_id: str) -> None:
         image = Image(self.root / "images" / snapshot_id)

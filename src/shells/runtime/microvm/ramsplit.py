@@ -10,7 +10,16 @@ allocates and clears a page of page cache; a data page is faulted in (cleared) a
 QEMU loads what is left: the other RAM blocks (firmware, option ROMs) and the devices' state.
 
 QEMU's precopy loader does not check that every page of a block arrived, so a stream without the
-guest RAM's pages loads like the whole one into RAM that already holds them. Only the plain precopy
+guest RAM's pages loads like the whole one into RAM that already holds them.
+
+With ``ignore_shared`` the rest is written as QEMU writes a stream with the ``x-ignore-shared``
+capability on: the configuration names the capability (a ``configuration/capabilities``
+subsection, which the loader compares with its own capabilities) and each RAM block's size is
+followed by its guest address. That is a fork point's device state, loaded by children that map
+the RAM file copy-on-write: QEMU would write the same bytes after loading the stream into a
+stopped VM and saving it again, which is what it cost to make one before (~0.4 s of a fork here).
+The address is written as 0: the loader compares it only for a block it ignores, and the only
+such block is the guest RAM, which the memory backend maps at 0. Only the plain precopy
 stream QEMU writes for us is understood (magic, version 3, the configuration section without
 subsections, then the ``ram`` section's setup, parts and end, each with a footer); at anything else
 ``Unsupported`` is raised and the caller loads the original stream (the RAM file may then hold some
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +46,21 @@ BE32 = struct.Struct(">I")
 BE64 = struct.Struct(">Q")
 GUEST_RAM = b"mem0"
 """The id of the guest RAM block (the ``memory-backend-file`` of ``qemu.device_args``)."""
-
+IGNORE_SHARED = b"x-ignore-shared"
+CAPABILITIES = b"configuration/capabilities"
+CAPABILITIES_SUBSECTION = (
+    bytes([SUBSECTION, len(CAPABILITIES)]) + CAPABILITIES + BE32.pack(1)  # its version
+    + BE32.pack(1) + bytes([len(IGNORE_SHARED)]) + IGNORE_SHARED  # one capability, by name
+)  # fmt: skip
+"""What QEMU 7.2 appends to the configuration when ``x-ignore-shared`` is on."""
+_LOW_NIBBLE_CLEAR = b"[" + re.escape(bytes(range(0, 256, 16))) + b"]"
+ZERO_RUN = re.compile(
+    b"(?:.{6}" + _LOW_NIBBLE_CLEAR + re.escape(bytes([FLAG_ZERO | FLAG_CONTINUE, 0])) + b")+", re.DOTALL
+)
+"""Consecutive zero-page records that continue the block named before (an 8-byte word whose low 12
+bits are ``FLAG_ZERO | FLAG_CONTINUE``, then the fill byte 0): most of a guest's pages. Those of the
+guest RAM block are skipped in one match instead of one record at a time (0.11 → 0.04 s of CPU for
+a 512 MiB guest's state)."""
 
 Emit = Callable[[bytes | memoryview], object]
 
@@ -70,17 +94,20 @@ class _Reader:
         return bytes(self.take(self.byte()))
 
 
-def split_ram(src: Path, stream: Path, ram: Path, block: bytes = GUEST_RAM) -> int:
+def split_ram(
+    src: Path, stream: Path, ram: Path, block: bytes = GUEST_RAM, *, ignore_shared: bool = False
+) -> int:
     """Write ``src`` to ``stream`` without the page records of RAM block ``block``, writing that
     block's data pages into ``ram`` (which must hold all zeros) at their offsets instead. Returns how
-    many pages went into ``ram``."""
+    many pages went into ``ram``. ``ignore_shared``: ``stream`` is loaded with ``x-ignore-shared``
+    on (see the module's docstring)."""
     with src.open("rb") as f:  # unmapped when nothing refers to it (an error's frames may, a while)
         data = memoryview(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ))
     fd = os.open(ram, os.O_WRONLY | os.O_CLOEXEC)
     try:
         with stream.open("wb", buffering=1 << 20) as out:
             pages = _Pages(fd, block)
-            _filter(_Reader(data), out.write, pages)
+            _filter(_Reader(data), out.write, pages, ignore_shared)
             pages.flush()
             return pages.written
     finally:
@@ -116,7 +143,7 @@ class _Pages:
             self.run = []
 
 
-def _filter(reader: _Reader, emit: Emit, pages: _Pages) -> None:
+def _filter(reader: _Reader, emit: Emit, pages: _Pages, ignore_shared: bool) -> None:
     if reader.be32() != MAGIC or reader.be32() != VERSION:
         raise Unsupported("not a version 3 QEMU migration stream")
     if reader.data[reader.pos] == CONFIGURATION:
@@ -125,7 +152,9 @@ def _filter(reader: _Reader, emit: Emit, pages: _Pages) -> None:
         if reader.data[reader.pos] == SUBSECTION:
             raise Unsupported("the configuration has subsections (capabilities such as x-ignore-shared)")
     emit(reader.data[: reader.pos])
-    ram_section = _ram_setup(reader, emit)
+    if ignore_shared:
+        emit(CAPABILITIES_SUBSECTION)
+    ram_section = _ram_setup(reader, emit, ignore_shared)
     named: list[bytes] = []  # the block the last record named: "continue" records reach across sections
     while True:
         start = reader.pos
@@ -140,8 +169,9 @@ def _filter(reader: _Reader, emit: Emit, pages: _Pages) -> None:
             return
 
 
-def _ram_setup(reader: _Reader, emit: Emit) -> int:
-    """The ``ram`` section's start: its header, the list of RAM blocks, its end-of-section mark."""
+def _ram_setup(reader: _Reader, emit: Emit, ignore_shared: bool) -> int:
+    """The ``ram`` section's start: its header, the list of RAM blocks (each with an address of 0
+    added if ``ignore_shared``), its end-of-section mark."""
     start = reader.pos
     if reader.byte() != SECTION_START:
         raise Unsupported("the first section does not start RAM")
@@ -153,9 +183,13 @@ def _ram_setup(reader: _Reader, emit: Emit) -> int:
     if total & FLAGS_MASK != FLAG_MEM_SIZE:
         raise Unsupported("the RAM section does not start with the blocks' sizes")
     remaining = total & ~FLAGS_MASK
-    while remaining > 0:  # each block: its id and its length (no address: no x-ignore-shared)
+    while remaining > 0:  # each block: its id and its length (saved without x-ignore-shared: no address)
         reader.name()
         remaining -= reader.be64()
+        if ignore_shared:
+            emit(reader.data[start : reader.pos])
+            emit(BE64.pack(0))
+            start = reader.pos
     if remaining != 0 or reader.be64() != FLAG_EOS:
         raise Unsupported("the RAM blocks' sizes do not add up")
     emit(reader.data[start : reader.pos])
@@ -178,6 +212,9 @@ def _records(reader: _Reader, emit: Emit, pages: _Pages, named: list[bytes]) -> 
     current: bytes | None = named[0] if named else None
     written: bytes | None = None
     while True:
+        if current == pages.block and (zeros := ZERO_RUN.match(reader.data, reader.pos)) is not None:
+            reader.pos = zeros.end()  # the file holds zeros already
+            continue
         word = reader.be64()
         flags = word & FLAGS_MASK
         if flags == FLAG_EOS:
