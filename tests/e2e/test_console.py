@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from shells.sdk import Shell, Shells
 
-from .console_page import SCREENSHOTS_ENV, browser, open_page, open_sheet, row, sign_in
+from .console_page import SCREENSHOTS_ENV, browser, create_from_dialog, open_page, open_sheet, row, sign_in
 from .harness import SHELLS, ServerProcess
 
 __all__ = ["browser", "open_page"]  # fixtures, used by name
@@ -60,12 +60,7 @@ def test_a_shell_created_in_the_dialog_appears_and_turns_running_without_a_reloa
     expect(dialog.get_by_role("radio", name="sealed")).to_be_checked()
     dialog.locator('input[name="runtime"][value="container"]').check()
     name = f"from-dialog-{secrets.token_hex(3)}"
-    dialog.get_by_label("Name").fill(name)
-    dialog.get_by_role("button", name="Create").click()
-    created = page.locator("#fleet-table tr", has_text=name)
-    expect(created).to_have_attribute("data-state", "running")
-    shell_id = created.get_attribute("data-shell")
-    assert shell_id is not None
+    shell_id, _ = create_from_dialog(page, dialog, name)
     try:
         record = client.get(shell_id).info
         assert (record.language, record.runtime, record.network.mode) == ("bash", "container", "sealed")

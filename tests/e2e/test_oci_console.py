@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.support.oci_registry import Registry
 
-from .console_page import browser, open_page, sign_in
+from .console_page import browser, create_from_dialog, open_page, sign_in
 from .harness import ServerProcess
 from .oci import api, import_image, oci_server, registry
 
@@ -44,12 +44,7 @@ def test_the_templates_view_and_the_create_dialog_offer_an_imported_image(
     dialog.locator('input[name="runtime"][value="container"]').check()
     dialog.locator("#template").select_option("console-bb:1")
     name = f"from-image-{secrets.token_hex(3)}"
-    dialog.get_by_label("Name").fill(name)
-    dialog.get_by_role("button", name="Create").click()
-    created = page.locator("#fleet-table tr", has_text=name)
-    expect(created).to_have_attribute("data-state", "running")
-    shell_id = created.get_attribute("data-shell")
-    assert shell_id is not None
+    shell_id, _ = create_from_dialog(page, dialog, name)
     try:
         assert api.get(f"/v1/shells/{shell_id}").json()["template"] == "console-bb:1"
     finally:
