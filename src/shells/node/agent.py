@@ -52,6 +52,7 @@ from . import Node
 from .calls import BACKEND_CALLS, BACKEND_DUPLEX, BACKEND_STREAMS, BACKEND_SYNC, NETWORK_CALLS, NODE_CALLS
 from .carrier import CARRIER_CALLS
 from .codec import decode, encode
+from .ingress import NodeIngress, PortEntry
 from .volume_copies import VOLUME_CALLS
 from .wire import DOWN, UP, Overloaded, Signer, Unauthenticated
 
@@ -74,8 +75,11 @@ class NodeAgent:
         refusals: RefusalLog | None = None,
         generation_file: Path | None = None,
         offer: Callable[[], NodeOffer] | None = None,
+        ingress: NodeIngress | None = None,
     ) -> None:
         self.node = node
+        self.ingress = ingress
+        """The node's ingress proxy (``node.ingress``); None: this node serves no exposed ports."""
         self.signer = signer
         self.offer = offer
         """What this node offers placement, measured when asked (the ``offer`` call); None: none."""
@@ -111,6 +115,7 @@ class NodeAgent:
             "range": network.range,
             "gateways": network.gateway_addresses(),
             "volumes": None if self.node.volumes is None else self.node.volumes.root,
+            "ingress": self.ingress.address if self.ingress is not None else "",
             "backends": [
                 {
                     "runtime": b.runtime,
@@ -159,6 +164,11 @@ class NodeAgent:
                 found[host_id] = backend.usage(host_id)
         return found
 
+    def set_ports(self, entries: list[PortEntry]) -> int:
+        if self.ingress is None:
+            raise ActionNotSupported("This node serves no exposed ports.")
+        return self.ingress.ports.set_ports(entries)
+
     async def _items(
         self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]
     ) -> AsyncIterator[Item]:
@@ -168,6 +178,7 @@ class NodeAgent:
                 "offer": lambda: self.offer() if self.offer is not None else None,
                 "usages": self.usages,
                 "fence": self.fence,
+                "set_ports": self.set_ports,
             }
             yield "r", calls[method](*args, **kwargs)
         elif target == "network" and method in NETWORK_CALLS:

@@ -43,6 +43,7 @@ from ..domain.terminal import TerminalSpec
 from ..runtime.backend import HostInventory, ShellSpec, VolumeMount
 from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.dataplane import ShellAddresses
+from ..runtime.network.ingress import Exposure
 
 WIRE_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
@@ -83,6 +84,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
         BucketMount,
         BucketCredentials,
         VolumeMount,
+        Exposure,
     )
 }
 """Every type a node call's arguments or answers may hold, by name."""

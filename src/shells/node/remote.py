@@ -41,6 +41,7 @@ from ..runtime.network.overlay import Members, Plan
 from . import Node
 from .carrier import RemoteCarrier
 from .client import Duplex, NodeClient
+from .ingress import PortEntry
 from .volume_copies import RemoteVolumes
 from .wire import Signer
 
@@ -346,6 +347,8 @@ class RemoteNetwork:
         self._gateways: list[IPv4Address] = list(hello["gateways"])
         self.underlay = underlay_of(client.url)
         """The node's address between machines (its URL's host), where its overlay links send from."""
+        self.ingress = str(hello.get("ingress") or "")
+        """``host:port`` of the node's ingress proxy (``node.ingress``); empty: it serves none."""
 
     def _call(self, method: str, *args: Any) -> Any:
         return self.client.call_blocking("network", method, *args)
@@ -394,6 +397,10 @@ class RemoteNetwork:
         self, host_id: str, rule: AllowRule, addresses: Sequence[IPv4Address | IPv6Address], ttl_s: int
     ) -> None:
         self._call("allow_resolved", host_id, rule, list(addresses), ttl_s)
+
+    def set_ports(self, entries: Sequence[PortEntry]) -> None:
+        """Send the node's ingress proxy the whole table of its shells' exposed ports."""
+        self.client.call_blocking("node", "set_ports", list(entries))
 
     # NodeOverlay ------------------------------------------------------------------------------------
     def overlay_members(self) -> dict[str, Members]:

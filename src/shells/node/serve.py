@@ -1,5 +1,7 @@
 """Run this machine as a node agent: its backends and network behind the authenticated RPC, and
 the shells' DNS resolver on the node's gateways (it answers from the node's own network state),
+the ingress proxy of its shells' exposed ports (``node.ingress``, on ``SHELLS_INGRESS_HOST`` and
+``SHELLS_INGRESS_PORT``; any free port when unset),
 and the node's own connection to the instance's object store (``SHELLS_OBJECT_STORE``, the same
 store every machine of the instance names), through which it keeps and fetches snapshots."""
 
@@ -29,6 +31,7 @@ from ..runtime.network.shell_dns import RefusalLog, ShellDns
 from ..settings import Settings
 from .agent import NodeAgent
 from .carrier import LocalCarrier
+from .ingress import NodeIngress
 from .local import local_node
 from .tls import node_tls
 from .volume_copies import LocalVolumeCarrier
@@ -66,7 +69,10 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
             node.name, address, where["region"], where["zone"], classes, accel, settings.data_dir
         )
 
-    agent = NodeAgent(node, Signer(secret), refusals, settings.data_dir / "node-generation", offer)
+    ingress = NodeIngress(
+        settings.run_dir / "netns", settings.ingress_host, settings.ingress_port or 0, settings.ingress_domain
+    )
+    agent = NodeAgent(node, Signer(secret), refusals, settings.data_dir / "node-generation", offer, ingress)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,6 +92,8 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         )
         for gateway in network.gateway_addresses():
             await resolver.listen(gateway)
+        await ingress.start()
+        log.info("exposed ports answer on %s", ingress.address)
         log.info("node %s ready: %s", node.name, ", ".join(b.runtime.value for b in node.backends))
         publisher = await publish_node(settings, node.name, offer, where)
         try:
@@ -93,6 +101,7 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         finally:
             if publisher is not None:  # kept: a restart within one lease loses no shell
                 await publisher.stop(release=False)
+            await ingress.close()
             await resolver.close()
             await objects.aclose()
 
