@@ -6,7 +6,10 @@ test bridge) under a control plane in another process:
   the service in the shell; a port closed through the API stops answering there;
 - an allow list by hostname: the node's DNS resolver lets the shell reach an allowed name's address
   (on ``tests/support/fake_internet.py``), and a name not on the list is refused and logged in the
-  shell's blocked list."""
+  shell's blocked list.
+
+Secrets are refused on a cluster until its nodes run the egress proxy (a shell made with them would
+have its HTTPS sent to a proxy that is not there)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import dns.rdatatype
 import httpx
 import pytest
 
-from shells.sdk import Shells
+from shells.sdk import FeatureUnavailable, Shells
 from tests.support.dns_zone_server import ThreadedZone
 from tests.support.fake_internet import FakeInternet
 from tests.support.waiting import wait_until
@@ -142,3 +145,12 @@ def test_an_allow_list_by_hostname_holds_on_the_remote_node(
         assert (internet.c, 80) not in {(seen[0], seen[1]) for seen in internet.seen}
     finally:
         shell.kill()
+
+
+def test_a_shell_with_secrets_is_refused_until_nodes_broker_them(control: ServerProcess) -> None:
+    client: Shells = control.client()
+    client.secrets.create("NODE_TOKEN", "s3cret", ["api.example.org"])
+    before = len(client.list())
+    with pytest.raises(FeatureUnavailable, match="egress proxy"):
+        client.create("python", network="internet", secrets=["NODE_TOKEN"])
+    assert len(client.list()) == before  # nothing half-made
