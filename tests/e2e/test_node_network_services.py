@@ -8,11 +8,13 @@ test bridge) under a control plane in another process:
   (on ``tests/support/fake_internet.py``), and a name not on the list is refused and logged in the
   shell's blocked list.
 
-Secrets are refused on a cluster until its nodes run the egress proxy (a shell made with them would
-have its HTTPS sent to a proxy that is not there)."""
+- secrets: the node's egress proxy swaps a shell's secret into its HTTPS request to the secret's
+  host (``tests/support/fake_https.py``), with the CA and values the control plane sent it, and the
+  use reaches the audit trail."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +22,9 @@ import dns.rdatatype
 import httpx
 import pytest
 
-from shells.sdk import FeatureUnavailable, Shells
+from shells.sdk import Shells
 from tests.support.dns_zone_server import ThreadedZone
+from tests.support.fake_https import FakeHttps
 from tests.support.fake_internet import FakeInternet
 from tests.support.waiting import wait_until
 
@@ -29,6 +32,7 @@ from .harness import ServerProcess, free_port, serving
 from .node_link import NodeMachine, cluster_secret, node_machine
 
 WAIT_S = 20.0
+API = "api.fake.test"
 A = dns.rdatatype.A
 PROBE = (
     "import socket, sys\n"
@@ -47,7 +51,15 @@ def internet() -> Iterator[FakeInternet]:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory, internet: FakeInternet) -> Iterator[NodeMachine]:
+def api(internet: FakeInternet) -> Iterator[FakeHttps]:
+    with FakeHttps(internet) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def node(
+    tmp_path_factory: pytest.TempPathFactory, internet: FakeInternet, api: FakeHttps
+) -> Iterator[NodeMachine]:
     """The node, whose shells' DNS goes upstream to a test zone on this machine's end of its link."""
     root = Path(tmp_path_factory.mktemp("ingress-node"))
     secret = cluster_secret(root)
@@ -60,6 +72,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, internet: FakeInternet) -> It
                     "SHELLS_INGRESS_HOST": machine.address,
                     "SHELLS_INGRESS_PORT": "8090",
                     "SHELLS_DNS_UPSTREAMS": f"{zone.address}:{zone.port}",
+                    "SHELLS_EGRESS_CA_FILE": str(api.ca_file),  # how the node's proxy trusts the host
                 },
             )
             yield machine
@@ -147,10 +160,29 @@ def test_an_allow_list_by_hostname_holds_on_the_remote_node(
         shell.kill()
 
 
-def test_a_shell_with_secrets_is_refused_until_nodes_broker_them(control: ServerProcess) -> None:
+def test_a_secret_is_swapped_into_https_by_the_nodes_egress_proxy(
+    control: ServerProcess, api: FakeHttps
+) -> None:
     client: Shells = control.client()
-    client.secrets.create("NODE_TOKEN", "s3cret", ["api.example.org"])
-    before = len(client.list())
-    with pytest.raises(FeatureUnavailable, match="egress proxy"):
-        client.create("python", network="internet", secrets=["NODE_TOKEN"])
-    assert len(client.list()) == before  # nothing half-made
+    value = "real" + secrets.token_hex(16)
+    client.secrets.create("NODE_TOKEN", value, [API])
+    shell = client.create("python", network="internet", secrets=["NODE_TOKEN"])
+    curl = f'curl -sS --max-time 10 --resolve {API}:443:{api.address} -H "Authorization: Bearer $NODE_TOKEN" https://{API}/x'
+    try:
+
+        def brokered() -> bool:  # the node has its table within a second of the create
+            api.clear()
+            out = shell.commands.run(["sh", "-c", curl], timeout=60)
+            return out.exit_code == 0 and any(value.encode() in head for head in api.heads())
+
+        wait_until(brokered, WAIT_S, "the secret's value reaching its host through the node's proxy")
+        assert value not in shell.commands.run(["sh", "-c", "env"]).stdout  # the shell holds a placeholder
+        wait_until(
+            lambda: bool(client.audit(action="secret.use", shell=shell.id)),
+            WAIT_S,
+            "the node's use of the secret in the audit trail",
+        )
+        used = client.audit(action="secret.use", shell=shell.id)
+        assert all(e.details == {"host": API, "secret": "NODE_TOKEN"} for e in used)
+    finally:
+        shell.kill()

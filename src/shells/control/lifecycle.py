@@ -254,12 +254,6 @@ class Lifecycle:
             return {}
         if self.secrets is None:
             raise FeatureUnavailable("Secrets are not available on this server.", {"field": "secrets"})
-        if self.ctx.fleet is not None:  # its HTTPS would be sent to an egress proxy no node runs yet
-            raise FeatureUnavailable(
-                "Secrets are swapped in by the egress proxy, which the nodes of a cluster do not run "
-                "yet; create the shell without 'secrets' (or on a one-box install).",
-                {"field": "secrets"},
-            )
         return self.secrets.placeholders(principal, req.secrets)
 
     async def _attachments(self, principal: Principal, req: CreateShellRequest, node: str) -> Attachments:

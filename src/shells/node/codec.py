@@ -37,6 +37,7 @@ from ..domain.network import Protocol as NetProtocol
 from ..domain.nodes import NodeOffer
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
+from ..domain.secrets import Brokered
 from ..domain.shapes import Shape
 from ..domain.templates import BuildOutput, BuildStepStarted, ImageInfo, TemplateKind, TemplateMeta
 from ..domain.terminal import TerminalSpec
@@ -85,6 +86,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
         BucketCredentials,
         VolumeMount,
         Exposure,
+        Brokered,
     )
 }
 """Every type a node call's arguments or answers may hold, by name."""
