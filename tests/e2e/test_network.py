@@ -7,9 +7,7 @@ sent from inside a shell by a small probe script."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import dns.rdatatype
 import httpx
 import pytest
 
-from tests.support.dns_zone_server import ZoneServer
+from tests.support.dns_zone_server import ThreadedZone
 from tests.support.fake_internet import FakeInternet
 
 from ..support.waiting import wait_until
@@ -64,25 +62,11 @@ except OSError as e:
 """
 
 
-class Zone:
-    """The zone server on its own event loop in a thread, on a free loopback port."""
+class Zone(ThreadedZone):
+    """The zone server on a free loopback port."""
 
     def __init__(self, internet: FakeInternet) -> None:
-        self.port = free_port()
-        self.server = ZoneServer(zone=zone_of(internet))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> Zone:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", self.port), self.loop).result(5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        super().__init__(zone_of(internet), "127.0.0.1", free_port())
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import struct
 import sys
+import threading
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Self, cast
 
 import dns.flags
 import dns.message
@@ -153,6 +154,30 @@ class _Udp(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self._transport is not None
         self._transport.sendto(self._server.reply(data, "udp"), addr)
+
+
+class ThreadedZone:
+    """A ``ZoneServer`` for ``zone`` on ``address:port``, on its own event loop in a thread (for tests
+    that are not async); use it as a context manager."""
+
+    def __init__(
+        self, zone: dict[str, list[tuple[dns.rdatatype.RdataType, int, list[str]]]], address: str, port: int
+    ) -> None:
+        self.address, self.port = address, port
+        self.server = ZoneServer(zone=zone)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(self.address, self.port), self.loop).result(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
 
 
 async def main(address: str, port: int) -> None:

@@ -38,6 +38,8 @@ from ..domain.networking import (
 from ..domain.principal import Principal, Scope
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
+from ..node.ingress import PortEntry
+from ..node.remote import RemoteNetwork
 from ..runtime.network.contract import InstanceNetwork, SpansNodes
 from ..runtime.network.dns_upstream import configured_upstreams
 from ..runtime.network.ingress import Exposure, IngressProxy, new_port_token
@@ -55,6 +57,9 @@ BLOCKED_POLL_S = 1.0
 OVERLAY_POLL_S = 1.0
 """How often the nodes of a cluster are told which peers carry members of their private networks
 (a member that joins on one node is reachable from the others within about this long)."""
+PORTS_POLL_S = 1.0
+"""How often each node of a cluster is sent its shells' exposed ports (a port exposed or closed
+answers so on the shell's node within about this long)."""
 
 
 class Networking:
@@ -241,9 +246,22 @@ class Networking:
             )
 
     # exposed ports ----------------------------------------------------------------------------------
-    def url(self, shell_id: str, port: int) -> str:
+    def url(self, shell_id: str, port: int, node: str = "") -> str:
+        """Where the port answers: this process's proxy, or the ingress proxy of the remote node
+        holding the shell (by path: the node's address is all a client needs)."""
+        at = self._node_ingress(node)
+        if at:
+            return f"http://{at}/{shell_id}/{port}/"
         s = self.ctx.settings
         return f"http://{port}-{shell_id}.{s.ingress_domain}:{self.ingress_port}/"
+
+    def _node_ingress(self, node: str) -> str:
+        """``host:port`` of a remote node's ingress proxy; empty in this process or for a node this
+        control plane does not reach."""
+        fleet = self.ctx.fleet
+        member = fleet.members.get(node) if fleet is not None and node else None
+        network = member.network if member is not None else None
+        return network.ingress if isinstance(network, RemoteNetwork) else ""
 
     @property
     def ingress_port(self) -> int:
@@ -285,11 +303,12 @@ class Networking:
                 details={"port": port, "public": public},
             ),
         )
-        return rec.to_public(self.url(shell.id, port), token)
+        return rec.to_public(self.url(shell.id, port, shell.node), token)
 
     def ports(self, principal: Principal, shell_id: str) -> list[dict[str, Any]]:
         shell = authorize(self.ctx.store, principal, shell_id, access.READ)
-        return [p.to_public(self.url(shell.id, p.port)) for p in self.records.list_ports(shell.id)]
+        found = self.records.list_ports(shell.id)
+        return [p.to_public(self.url(shell.id, p.port, shell.node)) for p in found]
 
     def close_port(self, principal: Principal, shell_id: str, port: int, door: str) -> None:
         shell = authorize(self.ctx.store, principal, shell_id, access.NETWORK)
@@ -304,20 +323,46 @@ class Networking:
         that is not running)."""
         rec = self.records.get_port(shell_id, port)
         shell = self.ctx.store.get_shell(shell_id) if rec is not None else None
-        backend = self.ctx.backends.get(shell.runtime) if shell is not None else None
-        if rec is None or shell is None or backend is None:
+        exposure = self._exposure(rec, shell) if rec is not None and shell is not None else None
+        if exposure is not None and exposure.not_running is None:
+            self.on_port_use(shell_id)
+        return exposure
+
+    def _exposure(self, rec: ExposedPort, shell: ShellRecord) -> Exposure | None:
+        backend = self.ctx.backends.get(shell.runtime)
+        if backend is None:
             return None
         running = shell.state is ShellState.RUNNING
-        if running:
-            self.on_port_use(shell_id)
         return Exposure(
-            netns=str(self.ctx.settings.run_dir / "netns" / shell_id),
+            netns=str(self.ctx.settings.run_dir / "netns" / shell.id),
             address=backend.port_address,
             public=rec.public,
             token_hash=rec.token_hash,
             not_running=None if running else shell.state.value,
             wakes=shell.state is ShellState.PAUSED and shell.auto_resume,
         )
+
+    def send_ports(self) -> None:
+        """Send every remote node with an ingress proxy the whole table of its shells' exposed ports
+        (``node.ingress``); a node that does not answer keeps its last table until the next pass."""
+        fleet = self.ctx.fleet
+        if fleet is None:
+            return
+        tables: dict[str, list[PortEntry]] = {name: [] for name in fleet.members if self._node_ingress(name)}
+        for rec in self.records.all_ports():
+            shell = self.ctx.store.get_shell(rec.shell_id)
+            if shell is None or shell.node not in tables:
+                continue
+            if (exposure := self._exposure(rec, shell)) is not None:
+                tables[shell.node].append((shell.id, rec.port, exposure))
+        for name, entries in tables.items():
+            member = fleet.members.get(name)
+            if member is None or not isinstance(member.network, RemoteNetwork):
+                continue
+            try:
+                member.network.set_ports(entries)
+            except ShellsError as exc:
+                log.warning("node %s did not take its exposed ports: %s", name, exc)
 
     async def wake(self, shell_id: str, port: int) -> Exposure | None:
         """Wake on request: resume the shell (the caller waits), then its port as it is now."""
@@ -344,7 +389,8 @@ class Networking:
 
     async def start(self, *, dataplane: bool = True) -> None:
         """Serve DNS on the shells' gateway, the ingress proxy, and read the drop counters (only the
-        last when the network is a remote node's, which serves the first two itself)."""
+        last when the network is a remote node's, which serves the first two itself, the proxy from
+        the table of ports ``send_ports`` sends it)."""
         settings = self.ctx.settings
         self.ctx.background.every("reading the drop counters", BLOCKED_POLL_S, self.collect_blocked)
         spanning = self.host
@@ -353,6 +399,13 @@ class Networking:
                 "linking private networks across nodes",
                 OVERLAY_POLL_S,
                 lambda: anyio.to_thread.run_sync(spanning.link_overlays),
+                singleton=True,
+            )
+        if self.ctx.fleet is not None:
+            self.ctx.background.every(
+                "sending exposed ports to nodes",
+                PORTS_POLL_S,
+                lambda: anyio.to_thread.run_sync(self.send_ports),
                 singleton=True,
             )
         if not dataplane:

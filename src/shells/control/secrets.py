@@ -181,10 +181,14 @@ class ShellEgress:
         return self.host.netns_of(shell_id)
 
     def secrets_for(self, shell_id: str, host: str) -> list[Brokered]:
+        return self.brokered(shell_id, host)
+
+    def brokered(self, shell_id: str, host: str | None = None) -> list[Brokered]:
+        """The shell's secrets, opened: those that may go to ``host``, or all of them for None."""
         tenant, sealed = self.records.sealed_for(shell_id)
         out: list[Brokered] = []
         for s in sealed:
-            if not any(host_matches(p, host) for p in s.record.hosts):
+            if host is not None and not any(host_matches(p, host) for p in s.record.hosts):
                 continue
             try:
                 value = self.box.open(tenant, s.record.name, s.sealed)

@@ -46,6 +46,7 @@ from .metering import Metering
 from .metrics import ShellsCollector
 from .networking import Networking
 from .node_registry import NodeRegistry, node_view
+from .node_secrets import SECRETS_POLL_S, NodeSecrets
 from .placement import region_offers
 from .pool import WarmPool, WarmPools
 from .processes import Processes
@@ -105,11 +106,14 @@ class Control:
         self.ctx.mounts_of = self.storage.mounts_of
         self.ctx.follow_mounts = self.storage.follow
         self.ctx.shown_mounts = self.storage.public_mounts
+        shell_egress = ShellEgress(self.ctx, network, box)
         self.egress = EgressProxy(
-            ShellEgress(self.ctx, network, box),
+            shell_egress,
             egress_ca,
             upstream_context(str(settings.egress_ca_file) if settings.egress_ca_file else None),
         )
+        self.node_secrets = NodeSecrets(self.ctx, shell_egress, egress_ca)
+        """Sends a cluster's nodes their shells' secrets for their own egress proxies."""
         self.auth = Authenticator(store, self.ctx.quotas)
         self.audit = Audit(store)
         self.templates = Templates(self.ctx)
@@ -180,6 +184,13 @@ class Control:
         if self.dataplane:
             for address in self.network.host.gateway_addresses():
                 await self.egress.listen(address)
+        if self.ctx.fleet is not None:
+            self.ctx.background.every(
+                "sending nodes their shells' secrets",
+                SECRETS_POLL_S,
+                lambda: anyio.to_thread.run_sync(self.node_secrets.send),
+                singleton=True,
+            )
         if self.registry is not None:  # calls carry the generations the record gave the nodes
             await self.registry.look()
         report = await reconcile(self.ctx)

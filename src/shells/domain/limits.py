@@ -167,6 +167,12 @@ remembered for twice that, so a captured request can never be accepted again."""
 NODE_RPC_MAX_NONCES = 200_000
 """Nonces a node agent remembers inside the window; past that it refuses requests (503) rather
 than forget one still inside the window."""
+NODE_MAX_EXPOSED_PORTS = 100_000
+"""Exposed ports a node agent takes in one table from the control plane (``node.ingress``)."""
+NODE_MAX_SECRETS = 100_000
+"""Brokered secrets (per shell) a node agent takes in one table from the control plane (``node.egress``)."""
+NODE_MAX_SECRET_USES = 100_000
+"""Secret uses a node agent keeps until the control plane collects them for the audit trail."""
 
 MAX_BUCKET_CREDENTIALS_PER_TENANT = 64
 """Named bucket credentials a tenant may store (POST /v1/bucket-credentials; docs/storage.md)."""

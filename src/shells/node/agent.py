@@ -44,6 +44,7 @@ from ..domain.isolation import Runtime
 from ..domain.limits import NODE_RPC_MAX_FRAME_BYTES
 from ..domain.nodes import NodeOffer
 from ..domain.samples import ResourceUsage
+from ..domain.secrets import Brokered
 from ..domain.templates import BuildEvent
 from ..objects.store import ObjectStoreError
 from ..runtime.backend import Backend
@@ -52,6 +53,8 @@ from . import Node
 from .calls import BACKEND_CALLS, BACKEND_DUPLEX, BACKEND_STREAMS, BACKEND_SYNC, NETWORK_CALLS, NODE_CALLS
 from .carrier import CARRIER_CALLS
 from .codec import decode, encode
+from .egress import NodeEgress, SecretUse
+from .ingress import NodeIngress, PortEntry
 from .volume_copies import VOLUME_CALLS
 from .wire import DOWN, UP, Overloaded, Signer, Unauthenticated
 
@@ -74,8 +77,14 @@ class NodeAgent:
         refusals: RefusalLog | None = None,
         generation_file: Path | None = None,
         offer: Callable[[], NodeOffer] | None = None,
+        ingress: NodeIngress | None = None,
+        egress: NodeEgress | None = None,
     ) -> None:
         self.node = node
+        self.ingress = ingress
+        """The node's ingress proxy (``node.ingress``); None: this node serves no exposed ports."""
+        self.egress = egress
+        """The node's egress proxy (``node.egress``); None: this node brokers no secrets."""
         self.signer = signer
         self.offer = offer
         """What this node offers placement, measured when asked (the ``offer`` call); None: none."""
@@ -111,6 +120,8 @@ class NodeAgent:
             "range": network.range,
             "gateways": network.gateway_addresses(),
             "volumes": None if self.node.volumes is None else self.node.volumes.root,
+            "ingress": self.ingress.address if self.ingress is not None else "",
+            "egress": self.egress is not None,
             "backends": [
                 {
                     "runtime": b.runtime,
@@ -159,6 +170,19 @@ class NodeAgent:
                 found[host_id] = backend.usage(host_id)
         return found
 
+    def set_ports(self, entries: list[PortEntry]) -> int:
+        if self.ingress is None:
+            raise ActionNotSupported("This node serves no exposed ports.")
+        return self.ingress.ports.set_ports(entries)
+
+    def set_secrets(self, ca_key: str, ca_cert: str, table: dict[str, list[Brokered]]) -> int:
+        if self.egress is None:
+            raise ActionNotSupported("This node brokers no secrets.")
+        return self.egress.set_secrets(ca_key, ca_cert, table)
+
+    def drain_secret_uses(self) -> list[SecretUse]:
+        return self.egress.secrets.drain_uses() if self.egress is not None else []
+
     async def _items(
         self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]
     ) -> AsyncIterator[Item]:
@@ -168,6 +192,9 @@ class NodeAgent:
                 "offer": lambda: self.offer() if self.offer is not None else None,
                 "usages": self.usages,
                 "fence": self.fence,
+                "set_ports": self.set_ports,
+                "set_secrets": self.set_secrets,
+                "drain_secret_uses": self.drain_secret_uses,
             }
             yield "r", calls[method](*args, **kwargs)
         elif target == "network" and method in NETWORK_CALLS:

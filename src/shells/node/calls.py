@@ -60,7 +60,9 @@ NETWORK_CALLS = frozenset(
 )
 """``InstanceNetwork``'s methods (and ``NodeOverlay``'s): synchronous, run in a worker thread on the
 node."""
-NODE_CALLS = frozenset({"hello", "offer", "usages", "fence"})
+NODE_CALLS = frozenset({"hello", "offer", "usages", "fence", "set_ports", "set_secrets", "drain_secret_uses"})
 """The node itself: what it serves (``hello``), what it offers placement now (``offer``: region,
 classes, room measured when asked), its shells' resource usage in one call, and its registration
-generation (``fence``)."""
+generation (``fence``), and the table of its shells' exposed ports its ingress proxy answers from
+(``set_ports``, ``node.ingress``), and the secrets its egress proxy swaps in, with their uses
+(``set_secrets``, ``drain_secret_uses``: ``node.egress``)."""

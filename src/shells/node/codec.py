@@ -37,12 +37,14 @@ from ..domain.network import Protocol as NetProtocol
 from ..domain.nodes import NodeOffer
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
+from ..domain.secrets import Brokered
 from ..domain.shapes import Shape
 from ..domain.templates import BuildOutput, BuildStepStarted, ImageInfo, TemplateKind, TemplateMeta
 from ..domain.terminal import TerminalSpec
 from ..runtime.backend import HostInventory, ShellSpec, VolumeMount
 from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.dataplane import ShellAddresses
+from ..runtime.network.ingress import Exposure
 
 WIRE_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
@@ -83,6 +85,8 @@ WIRE_TYPES: dict[str, type[Any]] = {
         BucketMount,
         BucketCredentials,
         VolumeMount,
+        Exposure,
+        Brokered,
     )
 }
 """Every type a node call's arguments or answers may hold, by name."""

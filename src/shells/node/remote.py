@@ -32,6 +32,7 @@ from ..domain.network import AllowRule, BlockedAttempt, NetworkAccess, NetworkMo
 from ..domain.nodes import NodeOffer
 from ..domain.runtimes import RuntimeOffer
 from ..domain.samples import ResourceUsage
+from ..domain.secrets import Brokered
 from ..domain.templates import BuildProgress, TemplateMeta
 from ..domain.terminal import TerminalIO, TerminalSpec
 from ..runtime.backend import Backend, HostInventory, ShellSpec
@@ -41,6 +42,8 @@ from ..runtime.network.overlay import Members, Plan
 from . import Node
 from .carrier import RemoteCarrier
 from .client import Duplex, NodeClient
+from .egress import SecretUse
+from .ingress import PortEntry
 from .volume_copies import RemoteVolumes
 from .wire import Signer
 
@@ -346,6 +349,10 @@ class RemoteNetwork:
         self._gateways: list[IPv4Address] = list(hello["gateways"])
         self.underlay = underlay_of(client.url)
         """The node's address between machines (its URL's host), where its overlay links send from."""
+        self.ingress = str(hello.get("ingress") or "")
+        self.egress = bool(hello.get("egress"))
+        """Whether the node runs an egress proxy (``node.egress``) to send its shells' secrets to."""
+        """``host:port`` of the node's ingress proxy (``node.ingress``); empty: it serves none."""
 
     def _call(self, method: str, *args: Any) -> Any:
         return self.client.call_blocking("network", method, *args)
@@ -394,6 +401,19 @@ class RemoteNetwork:
         self, host_id: str, rule: AllowRule, addresses: Sequence[IPv4Address | IPv6Address], ttl_s: int
     ) -> None:
         self._call("allow_resolved", host_id, rule, list(addresses), ttl_s)
+
+    def set_ports(self, entries: Sequence[PortEntry]) -> None:
+        """Send the node's ingress proxy the whole table of its shells' exposed ports."""
+        self.client.call_blocking("node", "set_ports", list(entries))
+
+    def set_secrets(self, ca_key: str, ca_cert: str, table: Mapping[str, Sequence[Brokered]]) -> None:
+        """Send the node's egress proxy the instance's CA and the whole table of its shells' secrets."""
+        self.client.call_blocking(
+            "node", "set_secrets", ca_key, ca_cert, {k: list(v) for k, v in table.items()}
+        )
+
+    def drain_secret_uses(self) -> list[SecretUse]:
+        return cast(list[SecretUse], self.client.call_blocking("node", "drain_secret_uses"))
 
     # NodeOverlay ------------------------------------------------------------------------------------
     def overlay_members(self) -> dict[str, Members]:

@@ -1,5 +1,8 @@
 """Run this machine as a node agent: its backends and network behind the authenticated RPC, and
 the shells' DNS resolver on the node's gateways (it answers from the node's own network state),
+the ingress proxy of its shells' exposed ports (``node.ingress``, on ``SHELLS_INGRESS_HOST`` and
+``SHELLS_INGRESS_PORT``; any free port when unset), the egress proxy that swaps its shells' secrets
+into their HTTPS (``node.egress``),
 and the node's own connection to the instance's object store (``SHELLS_OBJECT_STORE``, the same
 store every machine of the instance names), through which it keeps and fetches snapshots."""
 
@@ -29,6 +32,8 @@ from ..runtime.network.shell_dns import RefusalLog, ShellDns
 from ..settings import Settings
 from .agent import NodeAgent
 from .carrier import LocalCarrier
+from .egress import NodeEgress
+from .ingress import NodeIngress
 from .local import local_node
 from .tls import node_tls
 from .volume_copies import LocalVolumeCarrier
@@ -66,7 +71,18 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
             node.name, address, where["region"], where["zone"], classes, accel, settings.data_dir
         )
 
-    agent = NodeAgent(node, Signer(secret), refusals, settings.data_dir / "node-generation", offer)
+    ingress = NodeIngress(
+        settings.run_dir / "netns", settings.ingress_host, settings.ingress_port or 0, settings.ingress_domain
+    )
+    egress = NodeEgress(
+        network,
+        settings.data_dir / "egress-ca",
+        settings.instance_id,
+        str(settings.egress_ca_file) if settings.egress_ca_file else None,
+    )
+    agent = NodeAgent(
+        node, Signer(secret), refusals, settings.data_dir / "node-generation", offer, ingress, egress
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,6 +102,9 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         )
         for gateway in network.gateway_addresses():
             await resolver.listen(gateway)
+        await ingress.start()
+        await egress.start()
+        log.info("exposed ports answer on %s", ingress.address)
         log.info("node %s ready: %s", node.name, ", ".join(b.runtime.value for b in node.backends))
         publisher = await publish_node(settings, node.name, offer, where)
         try:
@@ -93,6 +112,8 @@ def node_app(settings: Settings, secret: bytes, address: str = "") -> Starlette:
         finally:
             if publisher is not None:  # kept: a restart within one lease loses no shell
                 await publisher.stop(release=False)
+            await ingress.close()
+            await egress.close()
             await resolver.close()
             await objects.aclose()
 

@@ -256,6 +256,12 @@ class NetworkingStore:
             )
             return [_exposed(r) for r in rows]
 
+    def all_ports(self) -> list[ExposedPort]:
+        """Every exposed port of the instance (what the control plane sends the nodes)."""
+        with self._store.tx() as s:
+            rows = s.scalars(select(ExposedPortRow).order_by(ExposedPortRow.shell_id, ExposedPortRow.port))
+            return [_exposed(r) for r in rows]
+
     def remove_port(self, shell_id: str, port: int, draft: EventDraft) -> bool:
         with self._store.tx() as s:
             gone = s.execute(

@@ -197,6 +197,13 @@ class SecretsStore:
                 SealedSecret(_record(row), placeholder, row.sealed) for row, placeholder in s.execute(q)
             ]
 
+    def shells_with_secrets(self) -> list[str]:
+        """The ids of every shell that was given secrets."""
+        with self._store.tx() as s:
+            return list(
+                s.scalars(select(ShellSecretRow.shell_id).distinct().order_by(ShellSecretRow.shell_id))
+            )
+
     def forget_shell(self, shell_id: str) -> None:
         with self._store.tx() as s:
             s.execute(delete(ShellSecretRow).where(ShellSecretRow.shell_id == shell_id))

@@ -37,6 +37,8 @@ class EgressCA:
             raise ValueError(f"{key_path} is not an EC key")
         self._key: ec.EllipticCurvePrivateKey = key
         self.cert_pem = cert_path.read_text()
+        self.key_pem = key_path.read_text()
+        """Sent only to the instance's node agents, whose egress proxies answer for the same CA."""
         self._cert = x509.load_pem_x509_certificate(self.cert_pem.encode())
         self._leaf_key = ec.generate_private_key(ec.SECP256R1())
         self._contexts: dict[str, ssl.SSLContext] = {}
