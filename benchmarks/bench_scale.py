@@ -9,7 +9,8 @@ shell is deleted after, outside the timing. Phases, on one server (warm pool flo
 - sequential: ``--sequential`` creates one after the other (the independent benchmark's shape);
 - cold: creates of a shape the pool never holds, so each builds and starts a shell;
 - burst: ``--burst`` creates sent at once; the wall time to the last first output gives creates/s;
-- sweep: for each client count, that many clients each creating in a loop for ``--seconds``.
+- sweep: for each client count, that many clients each creating in a loop for ``--seconds``;
+- idle (first): the server's CPU per second over ``--idle-seconds`` with nothing asked of it.
 
 Baselines in the same run: ``podman run --rm --network=none`` of the same template and command,
 sequential, as many at once as the burst's first ten (podman is not built for a burst of 100
@@ -182,6 +183,11 @@ async def run(args: argparse.Namespace, server: ServerProcess, use_podman: bool)
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=300, limits=limits) as http:
         await create_and_delete(http, POOLED)  # first-request costs (imports, connections) out of the way
         await wait_pool_refilled(server)
+        if args.idle_seconds > 0:  # what the background duties (pollers, sweeps) cost with nothing to do
+            cpu.per(1)
+            await asyncio.sleep(args.idle_seconds)
+            idle = cpu.per(1) / args.idle_seconds
+            out.append(f"{'idle server, pool full: CPU ms per second':<44} {idle:>53.1f}")
         podman: list[float] = []
         if use_podman:
             podman = [await asyncio.to_thread(podman_once) for _ in range(PODMAN_BASELINE_RUNS)]
@@ -224,6 +230,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=100)
     ap.add_argument("--clients", type=lambda s: [int(c) for c in s.split(",")], default=[1, 10, 20, 50])
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--idle-seconds", type=float, default=10.0, help="the idle server's CPU; 0: not measured")
     ap.add_argument("--podman-seconds", type=float, default=10.0, help="each sweep's baseline; 0: none")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="shells-bench-scale-", dir="/var/tmp"))

@@ -161,3 +161,17 @@ def test_delete_refuses_a_plain_directory(pool: BtrfsPool) -> None:
     (pool.mount_dir / "not-a-subvolume").mkdir()
     with pytest.raises(RuntimeFailure, match="not a subvolume"):
         pool.delete_subvolume(pool.mount_dir / "not-a-subvolume")
+
+
+def test_the_ioctls_that_release_the_gil_still_report_the_kernels_errno(pool: BtrfsPool) -> None:
+    src = pool.mount_dir / "errno-src"
+    pool.create_subvolume(src)
+    pool.snapshot(src, pool.mount_dir / "errno-dst")
+    with pytest.raises(RuntimeFailure, match=r"snapshot .* File exists"):
+        pool.snapshot(src, pool.mount_dir / "errno-dst")
+    with pytest.raises(OSError) as caught:
+        _libc.ioctl(-1, btrfs.BTRFS_IOC_SNAP_DESTROY, btrfs.VolArgs())
+    assert caught.value.errno == errno.EBADF
+    pool.delete_subvolume(pool.mount_dir / "errno-dst")
+    pool.delete_subvolume(src)
+    assert not src.exists()

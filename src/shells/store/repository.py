@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, Row, bindparam, create_engine, event, func, insert, or_, select
+from sqlalchemy import Connection, Engine, Row, bindparam, create_engine, event, func, insert, or_, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -232,6 +232,13 @@ class Store:
             yield session
 
     @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A plain connection for a hot read: no ORM session and its identity map, which cost a
+        small SELECT 40 % more CPU. Errors as in ``tx``."""
+        with self._answered(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
     def _answered(self) -> Iterator[None]:
         """``RecordUnavailable`` for a database that cannot be reached (see ``tx``)."""
         try:
@@ -267,7 +274,7 @@ class Store:
         """One shell's row. The hottest read of the API (every request about one shell, each exec):
         a plain SELECT on a pooled connection, without an ORM session and its identity map, which
         cost it 40 % more CPU."""
-        with self._answered(), self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(SHELL_BY_ID, {"id": shell_id}).first()
             return None if row is None else _shell_from_row(row)
 
@@ -294,7 +301,7 @@ class Store:
         q = select(t.c.id, t.c.runtime, t.c.idle_timeout_s).where(
             t.c.state == ShellState.RUNNING.value, t.c.idle_timeout_s > 0, t.c.pooled.is_(False)
         )
-        with self._answered(), self.engine.connect() as conn:
+        with self.read() as conn:
             return [(r.id, Runtime(r.runtime), r.idle_timeout_s) for r in conn.execute(q)]
 
     def save_shell(self, rec: ShellRecord, draft: EventDraft | None = None) -> None:

@@ -215,15 +215,11 @@ class StorageStore:
                 s.add(event_row(d, now))
 
     def mounts_of(self, shell_id: str) -> list[MountRow]:
-        with self._store.tx() as s:
-            q = (
-                select(ShellMountRow)
-                .where(ShellMountRow.shell_id == shell_id)
-                .order_by(ShellMountRow.position)
-            )
-            return [
-                MountRow(
-                    r.position, r.path, r.read_only, r.volume_id, r.bucket, r.endpoint, r.prefix, r.sealed
-                )
-                for r in s.scalars(q)
-            ]
+        """Read on every create, show and delete of a shell (most have none): plain rows."""
+        t = ShellMountRow.__table__
+        q = select(
+            t.c.position, t.c.path, t.c.read_only, t.c.volume_id, t.c.bucket, t.c.endpoint, t.c.prefix,
+            t.c.sealed,
+        ).where(t.c.shell_id == shell_id).order_by(t.c.position)  # fmt: skip
+        with self._store.read() as conn:
+            return [MountRow(*r) for r in conn.execute(q)]

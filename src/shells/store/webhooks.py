@@ -127,6 +127,12 @@ class WebhookStore:
                 q = q.where(WebhookRow.tenant == tenant)
             return [_webhook(r) for r in s.scalars(q)]
 
+    def any_exist(self) -> bool:
+        """Whether any tenant has a webhook: without one there is nothing to collect or deliver
+        (deliveries belong to a webhook and go with it), so the dispatcher's pass stops here."""
+        with self._store.read() as conn:
+            return conn.execute(select(WebhookRow.id).limit(1)).first() is not None
+
     def count(self, tenant: str) -> int:
         with self._store.tx() as s:
             return int(s.scalar(select(func.count()).where(WebhookRow.tenant == tenant)) or 0)

@@ -29,6 +29,10 @@ _setns = _libc.setns
 _setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _setns.restype = ctypes.c_int
 
+_ioctl = _libc.ioctl
+_ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+_ioctl.restype = ctypes.c_int
+
 syscall = _libc.syscall
 syscall.restype = ctypes.c_long
 
@@ -82,6 +86,13 @@ def mount(
         None if data is None else ctypes.c_char_p(data.encode()),
     )
     _check(rc, f"mount {target}")
+
+
+def ioctl(fd: int, request: int, arg: ctypes.Structure) -> None:
+    """ioctl(2) on a ctypes structure, with the GIL released: ``fcntl.ioctl`` holds it through the
+    call, and a btrfs snapshot or subvolume delete commits a transaction (milliseconds in which no
+    other thread of the server, the event loop included, could run)."""
+    _check(_ioctl(fd, request, ctypes.byref(arg)), "ioctl")
 
 
 def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:

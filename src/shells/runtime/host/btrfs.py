@@ -2,8 +2,8 @@
 
 The pool is either a sparse image file formatted btrfs and loop-mounted at ``mount_dir``, or a
 directory that already lives on btrfs (then no image is used). Subvolume operations go straight to
-the kernel with ``fcntl.ioctl`` (no ``btrfs`` process per call); only the one-off mkfs and loop mount
-use the CLI.
+the kernel with ioctls (no ``btrfs`` process per call; the slow ones through ``_libc.ioctl``, which
+releases the GIL); only the one-off mkfs and loop mount use the CLI.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class BtrfsPool:
         args = VolArgsV2(name=_leaf_name(path))
         try:
             with _open_dir(path.parent) as parent:
-                fcntl.ioctl(parent, BTRFS_IOC_SUBVOL_CREATE_V2, args)
+                _libc.ioctl(parent, BTRFS_IOC_SUBVOL_CREATE_V2, args)
         except OSError as exc:
             raise _fail(f"create subvolume {path}", exc) from exc
 
@@ -208,7 +208,7 @@ class BtrfsPool:
         try:
             with _open_dir(src) as source, _open_dir(dst.parent) as parent:
                 args = VolArgsV2(fd=source, flags=BTRFS_SUBVOL_RDONLY if readonly else 0, name=name)
-                fcntl.ioctl(parent, BTRFS_IOC_SNAP_CREATE_V2, args)
+                _libc.ioctl(parent, BTRFS_IOC_SNAP_CREATE_V2, args)
         except OSError as exc:
             raise _fail(f"snapshot {src} -> {dst}", exc) from exc
 
@@ -259,7 +259,7 @@ class BtrfsPool:
             self._delete(path / child)
         args = VolArgs(name=_leaf_name(path))
         with _open_dir(path.parent) as parent:
-            fcntl.ioctl(parent, BTRFS_IOC_SNAP_DESTROY, args)
+            _libc.ioctl(parent, BTRFS_IOC_SNAP_DESTROY, args)
 
     def list_subvolumes_below(self, path: Path) -> list[Path]:
         """Subvolumes directly below subvolume ``path`` (at any directory depth inside it)."""

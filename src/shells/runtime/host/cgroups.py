@@ -11,12 +11,16 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from shells.domain.errors import RuntimeFailure
 from shells.runtime.host import _libc
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+Mounts = Sequence[tuple[str, str, str, str, str]]
+"""Rows of ``_libc.mount_points()``, passed in by a step that reads the table once for several uses."""
 
 _KILL_DEADLINE_S = 5.0
 """Upper bound on how long remove_cgroup waits for killed processes to leave the cgroup."""
@@ -61,27 +65,26 @@ def ensure_hybrid_cgroup_fix(root: Path = CGROUP_ROOT) -> bool:
     return changed
 
 
-def _v1_mounts(root: Path = CGROUP_ROOT) -> dict[str, set[str]]:
+def _v1_mounts(root: Path = CGROUP_ROOT, mounts: Mounts | None = None) -> dict[str, set[str]]:
     """v1 hierarchy mount points under ``root`` → the controllers (or ``name=...``) they carry."""
     prefix = str(root).rstrip("/") + "/"
     found: dict[str, set[str]] = {}
-    for mp, fstype, _source, opts, _optional in _libc.mount_points():
+    for mp, fstype, _source, opts, _optional in _libc.mount_points() if mounts is None else mounts:
         if fstype == "cgroup" and mp.startswith(prefix):
             found[mp] = {o for o in opts.split(",") if o not in ("rw", "ro")}
     return found
 
 
-def v1_hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
+def v1_hierarchies(root: Path = CGROUP_ROOT, mounts: Mounts | None = None) -> list[Path]:
     """One mount point per v1 hierarchy (co-mounted controllers appear once)."""
-    return [Path(mp) for mp in sorted(_v1_mounts(root))]
+    return [Path(mp) for mp in sorted(_v1_mounts(root, mounts))]
 
 
-def unified_hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
+def unified_hierarchies(root: Path = CGROUP_ROOT, mounts: Mounts | None = None) -> list[Path]:
     """cgroup2 mounts under ``root``: on a hybrid host crun creates every shell's cgroup there too."""
     prefix = str(root).rstrip("/") + "/"
-    return sorted(
-        Path(mp) for mp, fstype, *_ in _libc.mount_points() if fstype == "cgroup2" and mp.startswith(prefix)
-    )
+    table = _libc.mount_points() if mounts is None else mounts
+    return sorted(Path(mp) for mp, fstype, *_ in table if fstype == "cgroup2" and mp.startswith(prefix))
 
 
 _HIERARCHIES: dict[tuple[str, Path], Path] = {}
@@ -198,7 +201,8 @@ def remove_cgroup(path: str, root: Path = CGROUP_ROOT) -> None:
     """
     rel = _rel(path)
     deadline = time.monotonic() + _KILL_DEADLINE_S
-    hierarchies = v1_hierarchies(root) + unified_hierarchies(root)
+    mounts = _libc.mount_points()  # read once: the table grows with every shell on the host
+    hierarchies = v1_hierarchies(root, mounts) + unified_hierarchies(root, mounts)
     present = [h / rel for h in hierarchies if (h / rel).is_dir()]
     if not present:
         return

@@ -11,7 +11,7 @@ import errno
 import ipaddress
 import socket
 import struct
-from collections.abc import Collection, Container
+from collections.abc import Callable, Collection, Container
 
 from .rtnl import Netlink, attr, parse_attrs
 
@@ -25,17 +25,32 @@ NLA_F_NESTED = 0x8000
 _HEADER = struct.pack("=BBH", socket.AF_INET, 0, 0)  # nfgenmsg: family, version, resource id
 
 
-def _addresses(tuple_attr: bytes) -> set[ipaddress.IPv4Address]:
+def _matcher(wanted: Container[ipaddress.IPv4Address]) -> Callable[[bytes], bool]:
+    """Whether a packed IPv4 address is one of ``wanted``. A set is compared as packed bytes: the
+    dump holds every entry of the host, and an address object per entry cost most of a delete's
+    reclaim on a busy host. Anything else (a network, a custom container) gets an address object."""
+    if isinstance(wanted, set | frozenset):
+        packed = {address.packed for address in wanted}
+        return packed.__contains__
+    return lambda raw: ipaddress.IPv4Address(raw) in wanted
+
+
+def _names(tuple_attr: bytes, wanted: Callable[[bytes], bool]) -> bool:
+    """Whether the tuple's source or destination address is wanted."""
     ip = parse_attrs(parse_attrs(tuple_attr).get(CTA_TUPLE_IP, b""))
-    return {ipaddress.IPv4Address(ip[k]) for k in (CTA_IP_V4_SRC, CTA_IP_V4_DST) if len(ip.get(k, b"")) == 4}
+    for key in (CTA_IP_V4_SRC, CTA_IP_V4_DST):
+        raw = ip.get(key, b"")
+        if len(raw) == 4 and wanted(raw):
+            return True
+    return False
 
 
 def _entries_naming(nl: Netlink, wanted: Container[ipaddress.IPv4Address]) -> list[dict[int, bytes]]:
     found = []
+    match = _matcher(wanted)
     for body in nl.dump(_CT_GET, _HEADER):
         attrs = parse_attrs(body[len(_HEADER) :])
-        named = _addresses(attrs.get(CTA_TUPLE_ORIG, b"")) | _addresses(attrs.get(CTA_TUPLE_REPLY, b""))
-        if any(address in wanted for address in named):
+        if _names(attrs.get(CTA_TUPLE_ORIG, b""), match) or _names(attrs.get(CTA_TUPLE_REPLY, b""), match):
             found.append(attrs)
     return found
 

@@ -9,6 +9,7 @@ reserved: no new shell can get those names or addresses. :meth:`Reaper.settle` w
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import queue
@@ -43,17 +44,33 @@ class Reaper:
         self._jobs.join()
 
     def _work(self) -> None:
+        """Take every job queued by now at once: one dump of the host's connection-tracking table
+        (its cost grows with the host's connections, not the shell's) forgets them all."""
         while True:
-            slot, names, addresses = self._jobs.get()
+            jobs = [self._jobs.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    jobs.append(self._jobs.get_nowait())
+            addresses: set[ipaddress.IPv4Address] = set()
             try:
-                with Netlink() as host:
-                    for name in names:
-                        index = host.index(name)
-                        if index is not None:
-                            host.delete_link(index)
+                for slot, names, wanted in jobs:
+                    addresses |= wanted
+                    try:
+                        _delete_ports(names)
+                    except Exception:  # the next start-up removes what is left (orphan ports)
+                        log.exception("deleting the ports of slot %d failed", slot)
                 conntrack.forget(addresses)
-            except Exception:  # the next start-up removes what is left (orphan ports, entries)
-                log.exception("releasing the ports of slot %d failed", slot)
+            except Exception:  # the next start-up removes what is left (entries)
+                log.exception("forgetting the entries of slots %s failed", [job[0] for job in jobs])
             finally:
-                self._released(slot)
-                self._jobs.task_done()
+                for slot, _names, _wanted in jobs:
+                    self._released(slot)
+                    self._jobs.task_done()
+
+
+def _delete_ports(names: list[str]) -> None:
+    with Netlink() as host:
+        for name in names:
+            index = host.index(name)
+            if index is not None:
+                host.delete_link(index)
