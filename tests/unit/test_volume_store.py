@@ -3,7 +3,7 @@ object store, with the host's copies as plain directories packed by the same tar
 btrfs side runs end to end in tests/e2e/test_volumes_portable.py): an upload the store refuses is
 on the audit trail once and retried until it is durable; a new version replaces the blob of the
 one before; a machine without the copy restores it; a writer that started during an upload keeps
-the copy dirty."""
+the copy dirty; a writer let go just as the upload task ends is uploaded too."""
 
 from __future__ import annotations
 
@@ -155,6 +155,45 @@ async def test_a_writer_that_starts_during_an_upload_keeps_the_copy_dirty(
     assert here.dirty_token("vol_2") is not None
     here.clear_dirty("vol_2", here.dirty_token("vol_2") or "")
     assert here.dirty_token("vol_2") is None
+
+
+class ReleasedWhileLooking(DirVolumes):
+    """Copies whose first clean answer races a new writer: while the upload task's check runs (in
+    its worker thread), a writer starts and is let go on the event loop, and the check's answer,
+    taken before, says clean."""
+
+    kept: VolumeStore
+    raced = False
+
+    def dirty_token(self, volume_id: str) -> str | None:
+        token = super().dirty_token(volume_id)
+        if token is None and not self.raced:
+            self.raced = True
+            (self.source(volume_id) / "late.txt").write_text("late")
+            anyio.from_thread.run_sync(self.writer_comes_and_goes, volume_id)
+        return token
+
+    def writer_comes_and_goes(self, volume_id: str) -> None:
+        self.kept.writing("a", volume_id)
+        self.kept.released("a", [volume_id])
+
+
+async def test_a_release_while_the_upload_task_ends_is_still_uploaded(store: Store, tmp_path: Path) -> None:
+    ctx = ControlContext(Settings(data_dir=tmp_path / "data"), store, {})
+    objects = LocalObjects(tmp_path / "objects")
+    here = ReleasedWhileLooking(tmp_path / "a")
+    kept = here.kept = VolumeStore(ctx, lambda: machines(objects, tmp_path / "durable", a=here), objects)
+    records = StorageStore(store)
+    rec = VolumeRecord("vol_3", "default", "results", 1, datetime.now(UTC))
+    made = EventDraft(tenant="default", shell_id=None, principal="t", door="test", kind="volume", action="t")
+    records.add_volume(rec, made)
+    await kept.ensure_on("a", rec)
+    (here.source(rec.id) / "a.txt").write_text("first")
+    kept.writing("a", rec.id)
+    kept.released("a", [rec.id])  # uploads version 1, then finds the copy clean as a writer returns
+
+    await until(lambda: records.volume_by_id(rec.id).version == 2)  # type: ignore[union-attr]
+    assert here.raced and here.dirty_token(rec.id) is None
 
 
 async def test_a_copy_left_dirty_on_one_node_is_stored_before_another_node_attaches_it(

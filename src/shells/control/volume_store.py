@@ -88,6 +88,9 @@ class VolumeStore:
         self.records = StorageStore(ctx.store)
         self.templates = TemplateStore(ctx.store)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._releases: defaultdict[str, int] = defaultdict(int)
+        """Releases asked per volume: an upload task that finds its copy clean ends only when no
+        release came while it looked (that release found the task still running and started none)."""
 
     def start(self) -> None:
         self.ctx.background.every("volume-uploads", limits.VOLUME_SWEEP_S, self._sweep)
@@ -160,6 +163,7 @@ class VolumeStore:
         except Unavailable:
             return  # the sweep uploads it once the node answers again
         for vid in volume_ids:
+            self._releases[vid] += 1
             self.ctx.background.run(f"volume-upload-{vid}", functools.partial(self._until_clean, host, vid))
 
     async def _sweep(self) -> None:
@@ -184,7 +188,13 @@ class VolumeStore:
 
     async def _until_clean(self, host: VolumeHost, volume_id: str) -> None:
         wait, failures = limits.DURABLE_RETRY_FIRST_S, 0
-        while (token := await anyio.to_thread.run_sync(host.copies.dirty_token, volume_id)) is not None:
+        while True:
+            asked = self._releases[volume_id]
+            token = await anyio.to_thread.run_sync(host.copies.dirty_token, volume_id)
+            if token is None:
+                if self._releases[volume_id] == asked:
+                    return
+                continue  # released again while we looked: look again
             rec = self.records.volume_by_id(volume_id)
             if rec is None or self._written_now(volume_id):
                 return  # deleted, or a new writer: its release uploads
