@@ -15,6 +15,7 @@ import pytest
 
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import Shell, Shells
+from tests.support.fake_internet import FakeInternet
 
 from .harness import ServerProcess, keep_log, serving
 from .local_cluster import TEST_LEASE_S, LocalCluster, local_cluster_or_skip
@@ -173,3 +174,10 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     takes about a minute to start. Its name sorts the tests that use it last (tests/conftest.py)."""
     with local_cluster_or_skip(tmp_path_factory.mktemp("cluster"), TEST_LEASE_S) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def internet() -> Iterator[FakeInternet]:
+    """The project's own "internet" (tests/support/fake_internet.py), one per test module."""
+    with FakeInternet() as net:
+        yield net

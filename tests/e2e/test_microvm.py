@@ -47,12 +47,6 @@ def vm_server(data_root: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def internet() -> Iterator[FakeInternet]:
-    with FakeInternet() as net:
-        yield net
-
-
-@pytest.fixture(scope="module")
 def vm_client(vm_server: ServerProcess) -> Iterator[Shells]:
     with vm_server.client() as c:
         yield c

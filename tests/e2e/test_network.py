@@ -70,12 +70,6 @@ class Zone(ThreadedZone):
 
 
 @pytest.fixture(scope="module")
-def internet() -> Iterator[FakeInternet]:
-    with FakeInternet() as net:
-        yield net
-
-
-@pytest.fixture(scope="module")
 def zone(internet: FakeInternet) -> Iterator[Zone]:
     with Zone(internet) as z:
         yield z

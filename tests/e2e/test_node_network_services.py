@@ -45,12 +45,6 @@ PROBE = (
 
 
 @pytest.fixture(scope="module")
-def internet() -> Iterator[FakeInternet]:
-    with FakeInternet() as net:
-        yield net
-
-
-@pytest.fixture(scope="module")
 def api(internet: FakeInternet) -> Iterator[FakeHttps]:
     with FakeHttps(internet) as server:
         yield server

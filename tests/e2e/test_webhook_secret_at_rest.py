@@ -22,12 +22,6 @@ from .rest import error_of, rest_client, wait_for
 
 
 @pytest.fixture(scope="module")
-def internet() -> Iterator[FakeInternet]:
-    with FakeInternet() as net:
-        yield net
-
-
-@pytest.fixture(scope="module")
 def sealed_server(data_root: Path) -> Iterator[ServerProcess]:
     with running_server(data_root / "webhook-secret", warm_pool=0) as srv:
         yield srv

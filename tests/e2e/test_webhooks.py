@@ -31,12 +31,6 @@ SECRET = "a-test-secret-of-enough-length"
 
 
 @pytest.fixture(scope="module")
-def internet() -> Iterator[FakeInternet]:
-    with FakeInternet() as net:
-        yield net
-
-
-@pytest.fixture(scope="module")
 def hook_server(data_root: Path) -> Iterator[ServerProcess]:
     env = {"SHELLS_WEBHOOK_FIRST_RETRY_S": "0.5"}
     with running_server(data_root / "webhooks", warm_pool=0, env=env) as srv:
