@@ -8,7 +8,12 @@ cluster as the fixture of the cluster tests and benchmarks, so they run exactly 
   test bridge, so every call from the control plane crosses a link: ``eu-1`` and ``eu-2`` in region
   ``eu``, ``us-1`` in ``us``;
 - two control-plane replicas (``shells serve --role control``) on loopback, over that record, that
-  API and those nodes.
+  API and those nodes, sharing one secrets key (``SHELLS_SECRETS_KEY_FILE``) as a real deployment's
+  replicas must.
+
+The node agents' egress proxies also trust a test CA of the cluster's own (``fake_https``), whose
+server certificate a test gives ``tests/support/fake_https.py``: the fake internet's HTTPS server a
+shell's secrets go to.
 
     python -m tests.e2e.local_cluster up      # start in the background, print the URLs and token
     python -m tests.e2e.local_cluster down    # stop everything, leave nothing behind
@@ -37,8 +42,10 @@ import httpx
 
 from shells.sdk import CommandOutput, Shells, Unavailable
 from tests.support import kube, postgres
+from tests.support.fake_https import NAMES as FAKE_HTTPS_NAMES
 from tests.support.kube import ADMIN_TOKEN, KubeAPI, kube_api
 from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.test_ca import TlsFiles, issue
 
 from .harness import ServerProcess, serving
 from .node_link import SHELLS, Bridge, NodeMachine, bridge, cluster_secret, node_machine
@@ -66,6 +73,9 @@ class LocalCluster:
     bridge: Bridge
     nodes: dict[str, NodeMachine]
     replicas: list[ServerProcess]
+    fake_https: TlsFiles
+    """The certificate for ``tests/support/fake_https.py`` signed by the CA the nodes' egress
+    proxies trust upstream."""
 
     @property
     def base_url(self) -> str:
@@ -151,6 +161,7 @@ def replica_env(cluster_nodes: dict[str, NodeMachine], api: KubeAPI, database_ur
     return {
         "SHELLS_NODES": ",".join(m.url for m in cluster_nodes.values()),
         "SHELLS_CLUSTER_SECRET_FILE": str(root / "cluster-secret"),
+        "SHELLS_SECRETS_KEY_FILE": str(root / "secrets.key"),  # made by the first replica
         "SHELLS_DATABASE_URL": database_url,
         "SHELLS_KUBE_URL": api.url,
         "SHELLS_KUBE_TOKEN_FILE": str(token_file),
@@ -173,6 +184,8 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
     failing if a node or replica left anything on the host."""
     root.mkdir(parents=True, exist_ok=True)
     secret = cluster_secret(root)
+    (root / "fake-https").mkdir(mode=0o700, exist_ok=True)
+    upstream = issue(root / "fake-https", FAKE_HTTPS_NAMES, "local cluster fake internet CA")
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(kube_api())
         pg = stack.enter_context(postgres_server())
@@ -183,7 +196,12 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
         }
         for name, machine in machines.items():
             region, classes = NODES[name]
-            env = {"SHELLS_REGION": region, "SHELLS_CLASSES": classes, "SHELLS_NETWORK_CIDR": NETWORK_CIDR}
+            env = {
+                "SHELLS_REGION": region,
+                "SHELLS_CLASSES": classes,
+                "SHELLS_NETWORK_CIDR": NETWORK_CIDR,
+                "SHELLS_EGRESS_CA_FILE": str(upstream.ca),  # how its egress proxy trusts fake_https
+            }
             machine.launch(name, env)
         for machine in machines.values():
             machine.wait_serving()
@@ -192,7 +210,7 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
         for i in range(REPLICAS):  # one after the other: the first migrates the record
             replica = ServerProcess(root / f"control-{i + 1}", warm_pool=0, env=env)
             replicas.append(stack.enter_context(serving(replica, f"cluster-control-{i + 1}")))
-        yield LocalCluster(root, api, pg, link, machines, replicas)
+        yield LocalCluster(root, api, pg, link, machines, replicas, upstream)
 
 
 @contextlib.contextmanager
