@@ -8,12 +8,7 @@ cluster as the fixture of the cluster tests and benchmarks, so they run exactly 
   test bridge, so every call from the control plane crosses a link: ``eu-1`` and ``eu-2`` in region
   ``eu``, ``us-1`` in ``us``;
 - two control-plane replicas (``shells serve --role control``) on loopback, over that record, that
-  API and those nodes, sharing one secrets key (``SHELLS_SECRETS_KEY_FILE``) as a real deployment's
-  replicas must.
-
-The node agents' egress proxies also trust a test CA of the cluster's own (``fake_https``), whose
-server certificate a test gives ``tests/support/fake_https.py``: the fake internet's HTTPS server a
-shell's secrets go to.
+  API and those nodes.
 
     python -m tests.e2e.local_cluster up      # start in the background, print the URLs and token
     python -m tests.e2e.local_cluster down    # stop everything, leave nothing behind
@@ -21,7 +16,12 @@ shell's secrets go to.
 
 ``up`` starts a supervisor process (``run``) that holds every part inside context managers and
 tears them all down on SIGTERM (``down``); its state is ``cluster.json`` in ``SHELLS_CLUSTER_DIR``
-(default ``/var/tmp/shells-cluster``). Needs root (network namespaces, crun), like the e2e suite."""
+(default ``/var/tmp/shells-cluster``). Needs root (network namespaces, crun), like the e2e suite.
+
+The replicas share one secrets key (``SHELLS_SECRETS_KEY_FILE``), as a real deployment's must, and
+the node agents' egress proxies trust upstream a test CA of the cluster's own, whose server
+certificate (``fake_https_tls``) a test gives ``tests/support/fake_https.py``, the fake internet's
+HTTPS server that shells' secrets go to."""
 
 from __future__ import annotations
 
@@ -73,9 +73,6 @@ class LocalCluster:
     bridge: Bridge
     nodes: dict[str, NodeMachine]
     replicas: list[ServerProcess]
-    fake_https: TlsFiles
-    """The certificate for ``tests/support/fake_https.py`` signed by the CA the nodes' egress
-    proxies trust upstream."""
 
     @property
     def base_url(self) -> str:
@@ -178,14 +175,22 @@ def missing() -> str | None:
     return postgres.missing() or kube.missing()
 
 
+def fake_https_tls(root: Path) -> TlsFiles:
+    """The certificate, key and CA for ``tests/support/fake_https.py`` (``FakeHttps(net, tls=...)``)
+    that the node agents of the cluster in ``root`` trust upstream (``SHELLS_EGRESS_CA_FILE``)."""
+    where = root / "fake-https"
+    return TlsFiles(ca=where / "ca.pem", cert=where / "server.crt", key=where / "server.key")
+
+
 @contextlib.contextmanager
 def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
     """Every part started (nodes side by side), yielded ready; all of it stopped and purged after,
     failing if a node or replica left anything on the host."""
     root.mkdir(parents=True, exist_ok=True)
     secret = cluster_secret(root)
-    (root / "fake-https").mkdir(mode=0o700, exist_ok=True)
-    upstream = issue(root / "fake-https", FAKE_HTTPS_NAMES, "local cluster fake internet CA")
+    upstream = fake_https_tls(root)
+    upstream.ca.parent.mkdir(mode=0o700, exist_ok=True)
+    issue(upstream.ca.parent, FAKE_HTTPS_NAMES, "local cluster fake internet CA")
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(kube_api())
         pg = stack.enter_context(postgres_server())
@@ -210,7 +215,7 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
         for i in range(REPLICAS):  # one after the other: the first migrates the record
             replica = ServerProcess(root / f"control-{i + 1}", warm_pool=0, env=env)
             replicas.append(stack.enter_context(serving(replica, f"cluster-control-{i + 1}")))
-        yield LocalCluster(root, api, pg, link, machines, replicas, upstream)
+        yield LocalCluster(root, api, pg, link, machines, replicas)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from tests.support.fake_https import FakeHttps
 from tests.support.fake_internet import FakeInternet
 from tests.support.waiting import wait_until
 
-from .local_cluster import LocalCluster
+from .local_cluster import LocalCluster, fake_https_tls
 
 API = "api.fake.test"
 WAIT_S = 30.0
@@ -26,7 +26,7 @@ WAIT_S = 30.0
 @pytest.fixture(scope="module")
 def api(local_cluster: LocalCluster) -> Iterator[FakeHttps]:
     """The fake internet's HTTPS server, with the certificate the cluster's nodes trust upstream."""
-    with FakeInternet() as net, FakeHttps(net, tls=local_cluster.fake_https) as server:
+    with FakeInternet() as net, FakeHttps(net, tls=fake_https_tls(local_cluster.root)) as server:
         yield server
 
 
