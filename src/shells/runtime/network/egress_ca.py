@@ -6,7 +6,8 @@ a node agent keeps the one the control plane sends it in its ``data_dir/egress-c
 A CA is valid for ten years; leaf certificates are minted per host name on first use and kept in
 memory.
 The CA can only sign names (``nameConstraints`` are not used: a secret's hosts are arbitrary public
-names), so its key is as sensitive as the secrets key and lives beside it, never in a shell.
+names), so its key is as sensitive as the secrets key: sealed with it in the record, never in a
+shell.
 """
 
 from __future__ import annotations
