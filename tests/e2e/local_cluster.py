@@ -16,7 +16,12 @@ cluster as the fixture of the cluster tests and benchmarks, so they run exactly 
 
 ``up`` starts a supervisor process (``run``) that holds every part inside context managers and
 tears them all down on SIGTERM (``down``); its state is ``cluster.json`` in ``SHELLS_CLUSTER_DIR``
-(default ``/var/tmp/shells-cluster``). Needs root (network namespaces, crun), like the e2e suite."""
+(default ``/var/tmp/shells-cluster``). Needs root (network namespaces, crun), like the e2e suite.
+
+The replicas share one secrets key (``SHELLS_SECRETS_KEY_FILE``), as a real deployment's must, and
+the node agents' egress proxies trust upstream a test CA of the cluster's own, whose server
+certificate (``fake_https_tls``) a test gives ``tests/support/fake_https.py``, the fake internet's
+HTTPS server that shells' secrets go to."""
 
 from __future__ import annotations
 
@@ -37,8 +42,10 @@ import httpx
 
 from shells.sdk import CommandOutput, Shells, Unavailable
 from tests.support import kube, postgres
+from tests.support.fake_https import NAMES as FAKE_HTTPS_NAMES
 from tests.support.kube import ADMIN_TOKEN, KubeAPI, kube_api
 from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.test_ca import TlsFiles, issue
 
 from .harness import ServerProcess, serving
 from .node_link import SHELLS, Bridge, NodeMachine, bridge, cluster_secret, node_machine
@@ -151,6 +158,7 @@ def replica_env(cluster_nodes: dict[str, NodeMachine], api: KubeAPI, database_ur
     return {
         "SHELLS_NODES": ",".join(m.url for m in cluster_nodes.values()),
         "SHELLS_CLUSTER_SECRET_FILE": str(root / "cluster-secret"),
+        "SHELLS_SECRETS_KEY_FILE": str(root / "secrets.key"),  # made by the first replica
         "SHELLS_DATABASE_URL": database_url,
         "SHELLS_KUBE_URL": api.url,
         "SHELLS_KUBE_TOKEN_FILE": str(token_file),
@@ -167,12 +175,22 @@ def missing() -> str | None:
     return postgres.missing() or kube.missing()
 
 
+def fake_https_tls(root: Path) -> TlsFiles:
+    """The certificate, key and CA for ``tests/support/fake_https.py`` (``FakeHttps(net, tls=...)``)
+    that the node agents of the cluster in ``root`` trust upstream (``SHELLS_EGRESS_CA_FILE``)."""
+    where = root / "fake-https"
+    return TlsFiles(ca=where / "ca.pem", cert=where / "server.crt", key=where / "server.key")
+
+
 @contextlib.contextmanager
 def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
     """Every part started (nodes side by side), yielded ready; all of it stopped and purged after,
     failing if a node or replica left anything on the host."""
     root.mkdir(parents=True, exist_ok=True)
     secret = cluster_secret(root)
+    upstream = fake_https_tls(root)
+    upstream.ca.parent.mkdir(mode=0o700, exist_ok=True)
+    issue(upstream.ca.parent, FAKE_HTTPS_NAMES, "local cluster fake internet CA")
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(kube_api())
         pg = stack.enter_context(postgres_server())
@@ -183,7 +201,12 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
         }
         for name, machine in machines.items():
             region, classes = NODES[name]
-            env = {"SHELLS_REGION": region, "SHELLS_CLASSES": classes, "SHELLS_NETWORK_CIDR": NETWORK_CIDR}
+            env = {
+                "SHELLS_REGION": region,
+                "SHELLS_CLASSES": classes,
+                "SHELLS_NETWORK_CIDR": NETWORK_CIDR,
+                "SHELLS_EGRESS_CA_FILE": str(upstream.ca),  # how its egress proxy trusts fake_https
+            }
             machine.launch(name, env)
         for machine in machines.values():
             machine.wait_serving()

@@ -5,6 +5,7 @@ signed by a test CA of its own, that records every request head it reads.
         api.address        # the instance's ``addresses.https`` (198.51.100.20 in slot 0), port 443
         api.ca_file        # the test CA (what a server under test must trust to verify it)
         api.heads()        # request heads received so far, as bytes
+    FakeHttps(net, tls=files)  # a certificate issued beforehand (``test_ca.issue``), not its own
 
 ``GET /bytes/N`` answers N bytes (for throughput); anything else answers ``ok``.
 """
@@ -20,17 +21,18 @@ from types import TracebackType
 
 from shells.runtime.host import netns
 from tests.support.fake_internet import FakeInternet, _ip
-from tests.support.test_ca import issue
+from tests.support.test_ca import TlsFiles, issue
 
 NAMES = ("api.fake.test", "other.fake.test")
 _CHUNK = 64 * 1024
 
 
 class FakeHttps:
-    def __init__(self, internet: FakeInternet, names: tuple[str, ...] = NAMES):
+    def __init__(self, internet: FakeInternet, names: tuple[str, ...] = NAMES, tls: TlsFiles | None = None):
         self.internet, self.address, self.names = internet, internet.addresses.https, names
         self._dir = Path(tempfile.mkdtemp(prefix="shells-fakehttps-", dir="/var/tmp"))
-        self.ca_file = self._dir / "ca.pem"  # written by ``issue`` on entry
+        self._tls = tls
+        self.ca_file = tls.ca if tls is not None else self._dir / "ca.pem"  # ``issue`` writes it on entry
         self._heads: list[bytes] = []
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
@@ -39,7 +41,7 @@ class FakeHttps:
     def __enter__(self) -> FakeHttps:
         _ip("addr", "add", f"{self.address}/32", "dev", "lo", netns_path=self.internet.netns_path)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls = issue(self._dir, self.names, "fake internet test CA")
+        tls = self._tls or issue(self._dir, self.names, "fake internet test CA")
         ctx.load_cert_chain(tls.cert, tls.key)
 
         def bound() -> socket.socket:

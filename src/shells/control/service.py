@@ -23,7 +23,6 @@ from ..runtime.backend import Backend
 from ..runtime.host.local_addresses import local_addresses
 from ..runtime.network.contract import InstanceNetwork
 from ..runtime.network.egress import EgressProxy, upstream_context
-from ..runtime.network.egress_ca import EgressCA
 from ..runtime.volumes import HostVolumes
 from ..settings import Settings
 from ..store.nodes import NodeStore
@@ -35,6 +34,7 @@ from .budgets import Budgets
 from .context import ControlContext
 from .dockerfile_builds import DockerfileBuilds
 from .durable import Durable
+from .egress_ca import InstanceEgressCA
 from .expiry import Expiry
 from .feed import Feed
 from .image_templates import ImageTemplates
@@ -100,7 +100,9 @@ class Control:
         self.network = Networking(self.ctx, network)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox(load_or_create_key(settings.secrets_key_file or settings.data_dir / "secrets.key"))
-        egress_ca = EgressCA(settings.data_dir / "egress-ca", settings.instance_id)
+        self.egress_ca = egress_ca = InstanceEgressCA(
+            store, box, settings.data_dir / "egress-ca", settings.instance_id
+        )
         self.secrets = Secrets(self.ctx, box, egress_ca)
         self.storage = Storage(self.ctx, box, volumes, lambda: [*local_addresses(), network.range.cidr])
         self.ctx.mounts_of = self.storage.mounts_of
@@ -173,6 +175,7 @@ class Control:
     async def start(self) -> ReconcileReport:
         """Prepare the host, reconcile records with it, and start the warm pool."""
         self.ctx.store.migrate(self._box)
+        await anyio.to_thread.run_sync(self.egress_ca.load)
         self.auth.ensure_admin_token(self.ctx.settings.admin_token_path)
         await self.durable.check()
         for backend in self.ctx.backends.values():

@@ -1,10 +1,13 @@
 """The instance's egress CA: the authority shells with secrets trust, so the host can answer their
 TLS for the hosts their secrets go to (docs/secrets.md).
 
-The CA's key and certificate are kept in ``data_dir/egress-ca/`` (key 0600), made at first start and
-valid for ten years; leaf certificates are minted per host name on first use and kept in memory.
+The control plane keeps the CA in the record, the same for every replica (``control.egress_ca``);
+a node agent keeps the one the control plane sends it in its ``data_dir/egress-ca/`` (key 0600).
+A CA is valid for ten years; leaf certificates are minted per host name on first use and kept in
+memory.
 The CA can only sign names (``nameConstraints`` are not used: a secret's hosts are arbitrary public
-names), so its key is as sensitive as the secrets key and lives beside it, never in a shell.
+names), so its key is as sensitive as the secrets key: sealed with it in the record, never in a
+shell.
 """
 
 from __future__ import annotations
@@ -27,22 +30,36 @@ _MAX_LEAVES = 4096
 
 
 class EgressCA:
+    cert_pem: str
+    key_pem: str
+    """Sent only to the instance's node agents, whose egress proxies answer for the same CA."""
+
     def __init__(self, directory: Path, instance: str) -> None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        key_path, cert_path = directory / "ca.key", directory / "ca.crt"
-        if not key_path.exists() or not cert_path.exists():
-            _make_ca(key_path, cert_path, instance)
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{key_path} is not an EC key")
-        self._key: ec.EllipticCurvePrivateKey = key
-        self.cert_pem = cert_path.read_text()
-        self.key_pem = key_path.read_text()
-        """Sent only to the instance's node agents, whose egress proxies answer for the same CA."""
-        self._cert = x509.load_pem_x509_certificate(self.cert_pem.encode())
-        self._leaf_key = ec.generate_private_key(ec.SECP256R1())
-        self._contexts: dict[str, ssl.SSLContext] = {}
+        """The CA kept in ``directory``, made there first if it holds none."""
         self._lock = threading.Lock()
+        found = read_ca_files(directory)
+        if found is None:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            found = new_ca_pem(instance)
+            fd = os.open(directory / "ca.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(found[0])
+            (directory / "ca.crt").write_text(found[1])
+        self._use(*found)
+
+    def _use(self, key_pem: str, cert_pem: str) -> None:
+        """Sign with this PEM key and certificate from now on."""
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the egress CA's key is not an EC key")
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        if cert.public_key() != key.public_key():
+            raise ValueError("the egress CA's certificate is not its key's")
+        with self._lock:
+            self._key, self._cert = key, cert
+            self.key_pem, self.cert_pem = key_pem, cert_pem
+            self._leaf_key = ec.generate_private_key(ec.SECP256R1())
+            self._contexts: dict[str, ssl.SSLContext] = {}
 
     def server_context(self, host: str) -> ssl.SSLContext:
         """A TLS server context presenting a certificate for ``host`` signed by the CA (HTTP/1.1 only:
@@ -88,7 +105,16 @@ class EgressCA:
         return ctx
 
 
-def _make_ca(key_path: Path, cert_path: Path, instance: str) -> None:
+def read_ca_files(directory: Path) -> tuple[str, str] | None:
+    """The PEM key and certificate kept in ``directory`` (``ca.key``, ``ca.crt``), or None."""
+    try:
+        return (directory / "ca.key").read_text(), (directory / "ca.crt").read_text()
+    except FileNotFoundError:
+        return None
+
+
+def new_ca_pem(instance: str) -> tuple[str, str]:
+    """A new CA for ``instance``: its PEM key (PKCS#8) and self-signed certificate."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Shells egress CA {instance}")])
     now = dt.datetime.now(dt.UTC)
@@ -110,7 +136,4 @@ def _make_ca(key_path: Path, cert_path: Path, instance: str) -> None:
     pem_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem_key)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return pem_key.decode(), cert.public_bytes(serialization.Encoding.PEM).decode()
