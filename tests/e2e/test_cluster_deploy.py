@@ -9,6 +9,7 @@ PodDisruptionBudget, from 1.21) is not used."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import shutil
 import subprocess
@@ -19,6 +20,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from shells.control.secret_box import load_or_create_key
+from shells.node.wire import load_secret
 from tests.support.kube import KubeAPI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +66,11 @@ def test_the_manifests_build_and_are_valid_against_current_schemas(kubectl: str)
     assert pod["containers"][0]["args"] == ["serve", "--role", "control"]
     node = by_kind(docs, "DaemonSet", "shells-node")["spec"]["template"]["spec"]
     assert node["containers"][0]["securityContext"]["privileged"] is True and node["hostNetwork"] is True
-    assert {v["hostPath"]["path"] for v in node["volumes"]} >= {"/var/lib/shells", "/run/shells", "/dev"}
+    assert {v["hostPath"]["path"] for v in node["volumes"] if "hostPath" in v} >= {
+        "/var/lib/shells",
+        "/run/shells",
+        "/dev",
+    }
     leases = by_kind(docs, "Role", "shells-leases")["rules"][0]
     assert leases["apiGroups"] == ["coordination.k8s.io"] and leases["resources"] == ["leases"]
     assert {"get", "list", "create", "update", "delete"} <= set(leases["verbs"])  # what cluster.kube calls
@@ -79,6 +86,42 @@ def test_a_broken_manifest_is_refused_by_the_schema(kubectl: str) -> None:
     deployment["spec"]["replicas"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_every_replica_shares_both_keys_and_a_node_gets_only_the_cluster_secret(
+    kubectl: str, tmp_path: Path
+) -> None:
+    """Replicas that made keys of their own could not open each other's sealed secrets nor the
+    record's egress CA; the keys come from one Secret, as files the settings name, and the example's
+    placeholders have the sizes the server requires."""
+    docs = build(kubectl, OVERLAY)
+    keys = by_kind(docs, "Secret", "shells-keys")
+    files = {name: base64.b64decode(value) for name, value in keys["data"].items()}
+    assert set(files) == {"cluster-secret", "secrets-key"}
+    for name, value in files.items():
+        (tmp_path / name).write_bytes(value)
+    load_secret(tmp_path / "cluster-secret")  # raises when too short
+    assert len(load_or_create_key(tmp_path / "secrets-key")) == 32
+
+    def mounted(kind: str, name: str) -> tuple[dict[str, str], dict[str, Any]]:
+        pod = by_kind(docs, kind, name)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/etc/shells/keys"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == keys["metadata"]["name"] and mount["readOnly"] is True
+        env = {e["name"]: e.get("value", "") for e in container["env"]}
+        refs = {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s}
+        return env, {"secret": volume["secret"], "secret_refs": refs}
+
+    env, control = mounted("Deployment", "shells-control")
+    assert env["SHELLS_CLUSTER_SECRET_FILE"] == "/etc/shells/keys/cluster-secret"
+    assert env["SHELLS_SECRETS_KEY_FILE"] == "/etc/shells/keys/secrets-key"
+    assert "items" not in control["secret"] and control["secret_refs"]  # both keys, and the database
+    env, node = mounted("DaemonSet", "shells-node")
+    assert env["SHELLS_CLUSTER_SECRET_FILE"] == "/etc/shells/keys/cluster-secret"
+    assert "SHELLS_SECRETS_KEY_FILE" not in env
+    assert node["secret"]["items"] == [{"key": "cluster-secret", "path": "cluster-secret"}]
+    assert not node["secret_refs"]  # no database URL on a node
 
 
 def test_the_api_server_accepts_every_object_in_a_server_side_dry_run(
