@@ -120,13 +120,11 @@ def config(port: int, backends: Mapping[str, str], root: Path) -> str:
     servers = "".join(f"    server {name} {address} check\n" for name, address in backends.items())
     errorfiles = "".join(f"    errorfile {status} {root / f'{status}.http'}\n" for status in ERRORS)
     return f"""global
-    log stdout format raw local0 notice
     stats socket {root / "admin.sock"} mode 600 level operator
     maxconn 4096
 {user}
 defaults
     mode http
-    log global
     timeout connect 2s
     timeout http-request 30s
     timeout http-keep-alive 60s
