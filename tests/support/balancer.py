@@ -33,6 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .processes import end
+
 CHECK_INTERVAL_MS = 500
 FALL = 2
 """Failed checks that take a replica out: a dead replica is out within ``FALL`` intervals."""
@@ -187,12 +189,7 @@ def balancer(root: Path, port: int, backends: Mapping[str, str]) -> Iterator[Bal
             time.sleep(0.1)
         yield running
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end(proc, 10)
 
 
 def _all_up(running: Balancer, backends: Mapping[str, str]) -> bool:
