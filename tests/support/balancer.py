@@ -12,7 +12,9 @@ another replica, so nothing is lost in the moment before the checks see a replic
 the dying replica had already taken ends as it would without the balancer (a cut stream), or, if no
 answer had started, as ``502 unavailable``; with no replica up the answer is ``503 unavailable``:
 both in Shells's error format, so the SDK raises ``Unavailable``. The idle timeouts are a day: the
-balancer cuts nothing a replica would not.
+balancer cuts nothing a replica would not. One thread (it proxies for one machine's clients, and
+the machine's cores are the replicas'), and idle connections to the replicas are reused by any
+client's request: each request carries its own token, nothing is bound to a connection.
 
 The process runs in the foreground of its own context manager; ``servers()`` reads its state from
 its admin socket (``show stat``)."""
@@ -124,9 +126,11 @@ def config(port: int, backends: Mapping[str, str], root: Path) -> str:
     return f"""global
     stats socket {root / "admin.sock"} mode 600 level operator
     maxconn 4096
+    nbthread 1
 {user}
 defaults
     mode http
+    http-reuse always
     timeout connect 2s
     timeout http-request 30s
     timeout http-keep-alive 60s
