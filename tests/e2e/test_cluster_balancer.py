@@ -1,6 +1,7 @@
 """The local cluster through the URL ``make cluster-up`` prints (``tests.e2e.local_cluster``, the
 session's cluster): a load balancer (HAProxy) in front of both control-plane replicas. Requests,
-exec streams, terminals and the event stream pass through it to either replica; when one replica
+exec streams, terminals, the event stream and an MCP agent's calls pass through it to either
+replica; when one replica
 is killed with SIGKILL, the stream it was serving ends with a typed error, the other replica's
 streams go on, the balancer takes the dead replica out within a couple of seconds, and every
 request through the same URL keeps succeeding, even in the moment before it is taken out. The
@@ -14,6 +15,7 @@ import re
 import signal
 import threading
 from contextlib import redirect_stdout
+from typing import cast
 
 import httpx
 import pytest
@@ -22,9 +24,11 @@ from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import CommandExit, CommandOutput, Unavailable
 
 from . import local_cluster as launcher
+from .harness import ServerProcess
 from .local_cluster import MICROVM_NODE, NODES, LocalCluster
 from .sse import FeedReader, running
 from .test_cluster_local import streamed, terminal_says
+from .test_mcp import connect, ok
 
 TAKEN_OUT_S = 2.0
 """A replica killed is out of the balancer within this: health checks every half second, two
@@ -149,6 +153,25 @@ def stream_ticks(cluster: LocalCluster, shell_id: str, seen: list[object], start
         seen.append(e)
     finally:
         started.set()
+
+
+@pytest.mark.anyio
+async def test_an_mcp_agent_works_through_the_balancer(cluster: LocalCluster) -> None:
+    """The MCP endpoint is stateless, so an agent's requests may go to either replica."""
+    before = sessions(cluster)
+    through = cast(ServerProcess, cluster.balancer)  # connect() needs only its url
+    async with connect(through, cluster.token, "http") as client:
+        shell = ok(await client.call_tool("shells_create", {"language": "python", "region": "us"}))["shell"]
+        try:
+            for i in range(4):
+                call = {"shell_id": shell["id"], "command": f"echo mcp-{i}"}
+                ran = ok(await client.call_tool("shells_exec", call))
+                assert (ran["stdout"], ran["exit_code"]) == (f"mcp-{i}\n", 0)
+        finally:
+            ok(await client.call_tool("shells_delete", {"shell_id": shell["id"]}))
+    assert all(now > then for now, then in zip(sessions(cluster), before, strict=True)), (
+        "the agent's requests did not reach both replicas"
+    )
 
 
 MICROVM_MISSING = MicrovmBackend.available()
