@@ -253,7 +253,7 @@ def _print_usage(state: dict[str, object], root: Path) -> None:
     nodes = state["nodes"]
     assert isinstance(nodes, dict)
     print(f"Shells cluster is running (state and logs: {root})")
-    print(f"  load balancer: {state['base_url']} (HAProxy; its log: {state['balancer_log']})")
+    print(f"  load balancer: {state['base_url']} (HAProxy; its log: {state.get('balancer_log', '?')})")
     for i, url in enumerate(replicas, 1):
         print(f"  control replica {i}: {url}")
     for name, node in nodes.items():
