@@ -20,7 +20,8 @@ down:
 	-@pid=$$(cat $${SHELLS_DATA_DIR:-$$HOME/.local/share/shells}/server.pid 2>/dev/null) && kill $$pid && echo "stopped server $$pid"
 
 # A whole cluster on this machine (docs/cluster.md): Kubernetes API, PostgreSQL, two control-plane
-# replicas and three node agents in two regions, each node in its own network namespace.
+# replicas behind a load balancer (HAProxy) and three node agents in two regions (one runs microvm),
+# each node in its own network namespace.
 cluster-up: system-deps $(STAMP)
 	$(PY) -m tests.e2e.local_cluster up
 

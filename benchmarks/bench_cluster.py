@@ -83,11 +83,13 @@ def main() -> None:
             on_pg = {"SHELLS_DATABASE_URL": cluster.postgres.new_database("onebox")}
             one_box = ServerProcess(root / "one-box", warm_pool=0)
             one_box_pg = ServerProcess(root / "one-box-pg", warm_pool=0, env=on_pg)
+            replica = cluster.replicas[0]
             with serving(one_box, "bench-one-box"), serving(one_box_pg, "bench-one-box-pg"):
                 targets = {  # name: (server URL, token, region of its shells)
                     "one box (in-process node)": (one_box.url, one_box.token, None),
                     "one box, record on PostgreSQL": (one_box_pg.url, one_box_pg.token, None),
-                    "cluster: replica -> node in another netns": (cluster.base_url, cluster.token, "us"),
+                    "cluster: replica -> node in another netns": (replica.url, cluster.token, "us"),
+                    "cluster: load balancer -> replica -> node": (cluster.base_url, cluster.token, "us"),
                 }
                 execs, creates, made = {}, {}, []
                 for name, (url, token, region) in targets.items():

@@ -23,6 +23,7 @@ PACKAGES=(
   apache2-utils   # tests: htpasswd for the local registry's basic auth
   musl-tools      # tests: a musl-linked ("alpine-like") program for an image without glibc or Python
   fuse3           # bucket mounts: fusermount3, which rclone mount uses to mount and unmount the bucket
+  haproxy         # make cluster-up: the load balancer in front of the local cluster's control replicas
 )
 # npm installs the MCP Inspector for the tests (scripts/install-mcp-inspector.sh); a host with a Node.js
 # of its own (and its npm) keeps it.

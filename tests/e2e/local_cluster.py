@@ -8,7 +8,9 @@ cluster as the fixture of the cluster tests and benchmarks, so they run exactly 
   test bridge, so every call from the control plane crosses a link: ``eu-1`` and ``eu-2`` in region
   ``eu``, ``us-1`` in ``us``;
 - two control-plane replicas (``shells serve --role control``) on loopback, over that record, that
-  API and those nodes.
+  API and those nodes;
+- a load balancer in front of them (HAProxy, ``tests/support/balancer.py``), whose URL is the
+  cluster's ``SHELLS_BASE_URL``: it health-checks the replicas and takes a dead one out.
 
     python -m tests.e2e.local_cluster up      # start in the background, print the URLs and token
     python -m tests.e2e.local_cluster down    # stop everything, leave nothing behind
@@ -42,18 +44,25 @@ import httpx
 
 from shells.sdk import CommandOutput, Shells, Unavailable
 from tests.support import kube, postgres
+from tests.support.balancer import Balancer, balancer
+from tests.support.balancer import missing as balancer_missing
 from tests.support.fake_https import NAMES as FAKE_HTTPS_NAMES
 from tests.support.kube import ADMIN_TOKEN, KubeAPI, kube_api
 from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.test_ca import TlsFiles, issue
 
-from .harness import ServerProcess, serving
+from .harness import ServerProcess, free_port, serving
 from .node_link import SHELLS, Bridge, NodeMachine, bridge, cluster_secret, node_machine
 
-NODES = {"eu-1": ("eu", "container,wasm"), "eu-2": ("eu", "container,wasm"), "us-1": ("us", "container")}
-"""Each node agent's name, region and isolation classes (``SHELLS_CLASSES``). No microvm: guests
-under TCG on a shared machine are too slow to multiply by three (a one-box ``make up`` offers them);
-a microvm create is refused with a typed error, and so is wasm in ``us``."""
+NODES = {
+    "eu-1": ("eu", "container,wasm"),
+    "eu-2": ("eu", "container,wasm,microvm"),
+    "us-1": ("us", "container"),
+}
+"""Each node agent's name, region and isolation classes (``SHELLS_CLASSES``). One node offers
+microvm, in the region a create goes to by default: guests under TCG on a shared machine are too
+slow to run on every node. A microvm or wasm create in ``us`` is refused with a typed error."""
+MICROVM_NODE = "eu-2"
 NETWORK_CIDR = "10.251.0.0/16"
 """One range for the shells of every node (private networks are carved from it); each node's
 routes live in its own network namespace, so the range is never routed on this host."""
@@ -73,17 +82,20 @@ class LocalCluster:
     bridge: Bridge
     nodes: dict[str, NodeMachine]
     replicas: list[ServerProcess]
+    balancer: Balancer
 
     @property
     def base_url(self) -> str:
-        return self.replicas[0].url
+        """The load balancer's URL: what ``make cluster-up`` prints as ``SHELLS_BASE_URL``."""
+        return self.balancer.url
 
     @property
     def token(self) -> str:
         return self.replicas[0].token
 
-    def client(self, replica: int = 0) -> Shells:
-        return Shells(self.replicas[replica].url, self.token)
+    def client(self, replica: int | None = 0) -> Shells:
+        """A client of one replica, or of the load balancer (``replica=None``)."""
+        return Shells(self.base_url if replica is None else self.replicas[replica].url, self.token)
 
     def runs_duties(self, replica: int) -> bool:
         """Whether the replica says it runs the singleton duties (its ``/metrics`` gauge)."""
@@ -128,16 +140,19 @@ class LocalCluster:
             "supervisor": os.getpid(),
             "base_url": self.base_url,
             "replicas": [r.url for r in self.replicas],
+            "balancer_log": str(self.balancer.root / "haproxy.log"),
             "token": self.token,
             "kube_url": self.kube.url,
             "database_url": self.replicas[0].record_url,
             "nodes": {
-                n: {"url": m.url, "region": NODES[n][0], "netns": m.netns} for n, m in self.nodes.items()
+                n: {"url": m.url, "region": NODES[n][0], "classes": NODES[n][1], "netns": m.netns}
+                for n, m in self.nodes.items()
             },
             "bridge": self.bridge.name,
             "pids": [p.pid for p in self.kube.procs]
             + [self.postgres.proc.pid]
-            + [r.proc.pid for r in self.replicas if r.proc is not None],
+            + [r.proc.pid for r in self.replicas if r.proc is not None]
+            + [self.balancer.proc.pid],
             "dirs": [str(Path(self.kube.ca_file).parents[1]), str(self.postgres.data_dir.parent)],
         }
 
@@ -172,7 +187,7 @@ def missing() -> str | None:
     """Why no local cluster can run here, or None."""
     if os.geteuid() != 0:
         return "a local cluster needs root (network namespaces, a bridge, crun)"
-    return postgres.missing() or kube.missing()
+    return postgres.missing() or kube.missing() or balancer_missing()
 
 
 def fake_https_tls(root: Path) -> TlsFiles:
@@ -215,7 +230,9 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
         for i in range(REPLICAS):  # one after the other: the first migrates the record
             replica = ServerProcess(root / f"control-{i + 1}", warm_pool=0, env=env)
             replicas.append(stack.enter_context(serving(replica, f"cluster-control-{i + 1}")))
-        yield LocalCluster(root, api, pg, link, machines, replicas)
+        backends = {r.data_dir.name: f"127.0.0.1:{r.port}" for r in replicas}
+        front = stack.enter_context(balancer(root / "balancer", free_port(), backends))
+        yield LocalCluster(root, api, pg, link, machines, replicas, front)
 
 
 @contextlib.contextmanager
@@ -259,14 +276,17 @@ def _print_usage(state: dict[str, object], root: Path) -> None:
     nodes = state["nodes"]
     assert isinstance(nodes, dict)
     print(f"Shells cluster is running (state and logs: {root})")
+    print(f"  load balancer: {state['base_url']} (HAProxy; its log: {state.get('balancer_log', '?')})")
     for i, url in enumerate(replicas, 1):
         print(f"  control replica {i}: {url}")
     for name, node in nodes.items():
-        print(f"  node {name} (region {node['region']}): {node['url']} in netns {node['netns']}")
+        where = f"region {node['region']}: {node.get('classes', '')}"
+        print(f"  node {name} ({where}): {node['url']} in netns {node['netns']}")
     print(f"  Kubernetes API: {state['kube_url']}   record: {state['database_url']}")
     print(f"""
   export SHELLS_BASE_URL={state["base_url"]} SHELLS_API_TOKEN={state["token"]}
   shells create --language python --region us
+  shells create --language python --runtime microvm   # on {MICROVM_NODE}, region {NODES[MICROVM_NODE][0]}
 """)
 
 
@@ -295,7 +315,7 @@ def cmd_up(root: Path, lease_s: float) -> int:
         return 1
     _cleanup_after(root)  # a supervisor killed before: its leftovers go first
     root.mkdir(parents=True, exist_ok=True)
-    print("Starting the Kubernetes API, PostgreSQL, 3 node agents and 2 control replicas...")
+    print("Starting the Kubernetes API, PostgreSQL, 3 node agents, 2 control replicas, a load balancer...")
     with (root / "cluster.log").open("ab") as log:
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "tests.e2e.local_cluster", "run",

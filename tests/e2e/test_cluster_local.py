@@ -131,7 +131,7 @@ def test_what_no_node_can_take_is_refused_with_a_typed_error(cluster: LocalClust
     refusals = {
         "unknown region": (python | {"region": "ap"}, 400, "unknown_region"),
         "class not in the region": (python | {"region": "us", "runtime": "wasm"}, 409, "no_capacity"),
-        "class on no node": (python | {"runtime": "microvm"}, 409, "feature_unavailable"),
+        "microvm outside its region": (python | {"region": "us", "runtime": "microvm"}, 409, "no_capacity"),
     }
     big = oversized_shape(cluster)
     if big is not None:

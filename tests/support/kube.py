@@ -19,6 +19,8 @@ from pathlib import Path
 
 from shells.cluster.kube import KubeConfig
 
+from .processes import end
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("SHELLS_CACHE_DIR", Path.home() / ".cache" / "shells"))
 APISERVER = CACHE / "kubernetes-1.20.2" / "bin" / "kube-apiserver"
@@ -144,10 +146,5 @@ def kube_api() -> Iterator[KubeAPI]:
         yield api
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            end(proc, 15)
         shutil.rmtree(top, ignore_errors=True)
