@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import TypeVar
 
+import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
@@ -84,8 +85,7 @@ class Drain:
             finally:
                 if not task.done():
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    await _ended(task)
             if task.cancelled():
                 raise shutting_down()
             return task.result()
@@ -110,9 +110,17 @@ class Drain:
             finally:
                 if step is not None and not step.done():  # ended by the drain, or the caller left
                     step.cancel()
-                    await asyncio.wait((step,))
-                    if not step.cancelled():
-                        step.exception()  # retrieved: whatever the cancelled step ended with is moot
+                    await _ended(step)
+
+
+async def _ended(task: asyncio.Future[T]) -> None:
+    """Wait for a cancelled ``task`` to finish, shielded: the caller's own cancellation (a client
+    that left: anyio cancels again at every await) must not cut the wait short, or the caller would
+    close the command's stream while that task still runs inside it."""
+    with anyio.CancelScope(shield=True):
+        await asyncio.wait((task,))
+    if not task.cancelled():
+        task.exception()  # retrieved: what a task cancelled too late ended with is the caller's to read
 
 
 class Draining:
