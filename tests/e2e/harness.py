@@ -161,7 +161,11 @@ def host_leaks(data_dir: Path, instance: str) -> list[str]:
             leaks.append(f"cgroup {controller.name}/{cgroups.instance_cgroup(instance)}")
     if uids.DEFAULT_DIR.exists():
         for claim in uids.DEFAULT_DIR.iterdir():
-            if instance in claim.read_text(encoding="utf-8", errors="replace"):
+            try:  # another instance's claim may go between the listing and the read
+                held = claim.read_text(encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                continue
+            if instance in held:
                 leaks.append(f"uid claim {claim.name}")
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
     leaks += [f"nft {line}" for line in tables.splitlines() if line.endswith(table_name(instance))]
