@@ -1,0 +1,87 @@
+"""Where a shell made from a snapshot goes, and the snapshot made present there (docs/cluster.md,
+"A shell from a snapshot").
+
+A snapshot lives on the disk of the node that took it (and of any node that fetched it since); a
+durable one is also in the object store, from which any node can fetch it. So a create from a
+snapshot asks the live nodes of the class which hold it, lets placement rank the nodes of the
+region that can take the shell (``placement.place_from_snapshot``: holders first), and takes the
+first that holds it or fetches it. A microvm node whose boot artifacts or machine differ from the
+ones the snapshot's memory was saved with refuses the fetch (``runtime.microvm.portable``), and the
+next node is tried: such a snapshot is never placed on a node that cannot load it.
+
+On one box there is one node: placement as for any shell, then the snapshot fetched if this
+machine does not hold it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+
+from ..domain.errors import ActionNotSupported, ShellsError, SnapshotNotPlaceable
+from ..domain.nodes import NodeOffer
+from ..domain.shapes import Shape
+from ..domain.shell import SnapshotRecord
+from ..node.routed import Fleet
+from .context import ControlContext
+from .durable import Durable
+from .placement import SnapshotSource, place, place_from_snapshot
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotPlacement:
+    def __init__(self, ctx: ControlContext, durable: Durable | None) -> None:
+        self.ctx = ctx
+        self.durable = durable
+
+    async def place(
+        self, snap: SnapshotRecord, region: str, shape: Shape, cordoned: Collection[str]
+    ) -> NodeOffer:
+        """The node a shell from ``snap`` goes to, with the snapshot on its disk once this returns."""
+        fleet = self.ctx.fleet
+        if fleet is None:
+            node = place(self.ctx.offers(), region, snap.runtime, shape, cordoned)
+            if self.durable is not None:  # taken on another machine: fetched from the object store
+                await self.durable.ensure_snapshot_here(snap)
+            return node
+        source = await self.source(fleet, snap)
+        ranked = place_from_snapshot(self.ctx.offers(), region, snap.runtime, shape, cordoned, source)
+        refused: dict[str, str] = {}
+        for offer in ranked:
+            if offer.name in source.held_on:
+                return offer
+            assert self.durable is not None  # only a durable snapshot ranks other nodes
+            try:
+                await self.durable.ensure_snapshot_here(snap, offer.name)
+            except ActionNotSupported as exc:  # a microvm node whose machine differs
+                log.info("node %s cannot load snapshot %s: %s", offer.name, snap.id, exc.message)
+                refused[offer.name] = exc.message
+                continue
+            return offer
+        raise SnapshotNotPlaceable(
+            f"No node in region '{region}' that can take the shell can load snapshot '{snap.id}' "
+            f"({'; '.join(f'{n}: {why}' for n, why in refused.items())}); create it in the region "
+            "of the node that took it.",
+            {"snapshot": snap.id, "region": region, "refused": sorted(refused)},
+        )
+
+    async def source(self, fleet: Fleet, snap: SnapshotRecord) -> SnapshotSource:
+        """Which live nodes of the snapshot's class hold it now (asked each; one that does not
+        answer holds nothing for this create), and whether others can fetch it."""
+        names = fleet.names(snap.runtime)
+
+        async def holds(name: str) -> bool:
+            try:
+                return snap.id in (await fleet.backend(name, snap.runtime).inventory()).snapshots
+            except ShellsError as exc:
+                log.info("node %s did not say whether it holds %s: %s", name, snap.id, exc.message)
+                return False
+
+        found = await asyncio.gather(*(holds(n) for n in names))
+        held = frozenset(n for n, yes in zip(names, found, strict=True) if yes)
+        durable = self.durable is not None and snap.durable_at is not None
+        return SnapshotSource(snap.id, held, durable)
+
+
+__all__ = ["SnapshotPlacement"]
