@@ -80,7 +80,9 @@ class SnapshotPlacement:
 
         found = await asyncio.gather(*(holds(n) for n in names))
         held = frozenset(n for n, yes in zip(names, found, strict=True) if yes)
-        durable = self.durable is not None and snap.durable_at is not None
+        # without a shared object store each node keeps its own: no other node can fetch it there
+        shared = self.ctx.settings.object_store is not None
+        durable = self.durable is not None and snap.durable_at is not None and shared
         return SnapshotSource(snap.id, held, durable)
 
 
