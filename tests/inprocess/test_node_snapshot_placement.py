@@ -8,8 +8,7 @@ cluster: tests/e2e/test_cluster_snapshot_placement.py."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,60 +16,45 @@ import pytest
 
 from shells.domain.errors import SnapshotNotPlaceable
 from shells.domain.nodes import NodeOffer
-from shells.objects.store import S3Location, S3Objects
 from shells.sdk import AsyncShell, AsyncShells, Snapshot
-from tests.support.s3 import S3Server
 
 from ..support.fake_node import FakeNode
 from ..support.inprocess import Instance, serving_control
 from ..support.remote_node import fake_cluster
 from ..support.waiting import eventually
+from .test_node_relocate import bucket_url, node_of  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
-_buckets = itertools.count()
 NAMES = ("node-a", "node-b", "node-c")
 Cluster = tuple[Instance, dict[str, FakeNode]]
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, s3: S3Server) -> AsyncIterator[Cluster]:
-    url = s3.url(f"snapplace{next(_buckets)}", prefix="instance")
-    objects = S3Objects(S3Location.parse(url))
-    await objects.create_bucket()
-    await objects.aclose()
-    with fake_cluster(tmp_path / "nodes", url, NAMES) as (fakes, settings):
+async def cluster(tmp_path: Path, bucket_url: str) -> AsyncIterator[Cluster]:  # noqa: F811
+    with fake_cluster(tmp_path / "nodes", bucket_url, NAMES) as (fakes, settings):
         async with serving_control(tmp_path / "control", fakes[0], **settings) as instance:
             yield instance, dict(zip(NAMES, fakes, strict=True))
 
 
-def node_of(instance: Instance, shell_id: str) -> str:
-    shell = instance.control.ctx.store.get_shell(shell_id)
-    assert shell is not None
-    return shell.node
+def measured_as(instance: Instance, change: Callable[[NodeOffer], NodeOffer]) -> None:
+    """From now on placement sees each node's offer through ``change`` (the nodes stay up and open)."""
+    measured = instance.control.ctx.nodes
+    assert measured is not None
+    instance.control.ctx.nodes = lambda: [change(o) for o in measured()]
 
 
 def roomless(instance: Instance, *full: str) -> None:
-    """From now on the nodes ``full`` offer no memory (they stay up and open)."""
-    measured = instance.control.ctx.nodes
-    assert measured is not None
-
-    def offers() -> list[NodeOffer]:
-        return [replace(o, memory_free_mib=0) if o.name in full else o for o in measured()]
-
-    instance.control.ctx.nodes = offers
+    """The nodes ``full`` offer no memory."""
+    measured_as(instance, lambda o: replace(o, memory_free_mib=0) if o.name in full else o)
 
 
 def ranked_first(instance: Instance, first: str) -> None:
-    """From now on ``first`` has more memory free than any other node (placement spreads by it)."""
-    measured = instance.control.ctx.nodes
-    assert measured is not None
+    """``first`` has more memory free than any other node (placement spreads by it)."""
 
-    def offers() -> list[NodeOffer]:
-        return [
-            replace(o, memory_free_mib=o.memory_free_mib * 2) if o.name == first else o for o in measured()
-        ]
+    def roomier(o: NodeOffer) -> NodeOffer:
+        return replace(o, memory_free_mib=2 * o.memory_free_mib) if o.name == first else o
 
-    instance.control.ctx.nodes = offers
+    measured_as(instance, roomier)
 
 
 async def stored(admin: AsyncShells, snap: Snapshot) -> None:
