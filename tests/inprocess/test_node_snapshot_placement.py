@@ -16,6 +16,7 @@ import pytest
 
 from shells.domain.errors import SnapshotNotPlaceable
 from shells.domain.nodes import NodeOffer
+from shells.domain.shell import SnapshotRecord
 from shells.sdk import AsyncShell, AsyncShells, Snapshot
 
 from ..support.fake_node import FakeNode
@@ -141,7 +142,9 @@ async def test_a_snapshot_only_its_cordoned_holder_has_is_refused_with_a_typed_e
         assert await copy.files.read("/workspace/kept.txt") == b"not durable"
 
 
-async def test_a_node_that_cannot_load_the_snapshot_is_passed_over(cluster: Cluster) -> None:
+async def test_a_node_that_cannot_load_the_snapshot_is_passed_over(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     instance, fakes = cluster
     for name, machine in zip(NAMES, ("m1", "m2", "m1"), strict=True):
         fakes[name].machine = machine  # node-b's VMs run on another machine than a's and c's
@@ -159,7 +162,17 @@ async def test_a_node_that_cannot_load_the_snapshot_is_passed_over(cluster: Clus
         assert await copy.files.read("/workspace/kept.txt") == b"machine m1"
         assert not (fakes["node-b"].root / "snapshots" / snap.id).exists()
 
+        fetches: list[str | None] = []
+        fetch = instance.control.durable.ensure_snapshot_here
+
+        async def counted(snapshot: SnapshotRecord, node: str | None = None) -> None:
+            fetches.append(node)
+            await fetch(snapshot, node)
+
+        monkeypatch.setattr(instance.control.durable, "ensure_snapshot_here", counted)
         roomless(instance, "node-a", "node-c")  # only node-b has room, and it cannot load it
         with pytest.raises(SnapshotNotPlaceable) as refused:
             await made_from(admin, snap)
         assert "node-b" in refused.value.message and "machine" in refused.value.message
+        assert refused.value.details["refused"] == ["node-b"]
+        assert fetches == []  # its refusal is remembered: the parts are not fetched there again
