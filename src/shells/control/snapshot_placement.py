@@ -35,6 +35,9 @@ REFUSAL_KEPT_S = 600.0
 after the parts were fetched: a microvm's memory, perhaps gigabytes); a node whose Shells was
 upgraded meanwhile may load it after that."""
 REFUSALS_KEPT = 1024
+ASK_S = 5.0
+"""How long a node has to say whether it holds the snapshot (a node that hangs, stopped or cut off
+but not yet declared gone, must not hold up the create)."""
 
 
 class SnapshotPlacement:
@@ -93,16 +96,17 @@ class SnapshotPlacement:
 
     async def source(self, fleet: Fleet, snap: SnapshotRecord, offers: Sequence[NodeOffer]) -> SnapshotSource:
         """Which live nodes (those that offer, cordoned ones too) of the snapshot's class hold it
-        now (asked each; one that does not answer holds nothing for this create), and whether
-        others can fetch it."""
+        now (asked each; one that does not answer within ``ASK_S`` holds nothing for this create),
+        and whether others can fetch it."""
         names = [o.name for o in offers if snap.runtime in o.classes]
 
         async def holds(name: str) -> bool:
             try:
-                return snap.id in (await fleet.backend(name, snap.runtime).inventory()).snapshots
-            except ShellsError as exc:
-                log.info("node %s did not say whether it holds %s: %s", name, snap.id, exc.message)
+                inventory = await asyncio.wait_for(fleet.backend(name, snap.runtime).inventory(), ASK_S)
+            except (ShellsError, TimeoutError) as exc:
+                log.info("node %s did not say whether it holds %s: %s", name, snap.id, exc)
                 return False
+            return snap.id in inventory.snapshots
 
         found = await asyncio.gather(*(holds(n) for n in names))
         held = frozenset(n for n, yes in zip(names, found, strict=True) if yes)
