@@ -1,7 +1,8 @@
 """The control plane's view of its nodes, through real node agents serving fake nodes on loopback:
 a ``--node`` agent that stops answering past the grace is gone, its shells ``lost`` with the node
 named and nothing else disturbed, placement skips it; when it answers again it is registered under
-a new generation and the lost shell is destroyed on it, not brought back; and a node refuses every
+a new generation and the lost shell is destroyed on it, not brought back, while its snapshots stay
+(a create from one waits for it with a typed 503, then goes there); and a node refuses every
 call made under an older registration generation than the one it was fenced with."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import anyio
 import pytest
 
 from shells.api.app import create_app
-from shells.domain.errors import Unavailable
+from shells.domain.errors import SnapshotUnreachable, Unavailable
 from shells.node import Node
 from shells.node.remote import RemoteBackend
 from shells.node.wire import Signer
@@ -67,16 +68,16 @@ async def test_a_node_that_stops_answering_loses_its_shells_and_nothing_else(tmp
         async with instance.app.router.lifespan_context(instance.app):
             instance.token = settings.admin_token_path.read_text(encoding="utf-8").strip()
             async with instance.client() as client:
-                lost = await _scenario(client, b_side)
+                lost, snap = await _scenario(client, b_side)
                 await anyio.to_thread.run_sync(restart_b)
-                await _returns_fenced(client, fake_b, lost)
+                await _returns_fenced(client, fake_b, lost, snap)
 
 
 async def _states(client: AsyncShells) -> dict[str, str]:
     return {n.name: n.state for n in await client.nodes.list()}
 
 
-async def _scenario(client: AsyncShells, b_side: ExitStack) -> AsyncShell:
+async def _scenario(client: AsyncShells, b_side: ExitStack) -> tuple[AsyncShell, str]:
     async def both_ready() -> bool:
         return await _states(client) == {"node-a": "ready", "node-b": "ready"}
 
@@ -84,6 +85,8 @@ async def _scenario(client: AsyncShells, b_side: ExitStack) -> AsyncShell:
     first, second = await client.create("bash"), await client.create("bash")
     on = {first.info.node: first, second.info.node: second}
     assert set(on) == {"node-a", "node-b"}, "round-robin placement uses both nodes"
+    await on["node-b"].files.write("/workspace/kept.txt", b"taken on b")
+    snap = (await on["node-b"].snapshot()).id  # no object store: it lives on node-b alone
     await anyio.to_thread.run_sync(b_side.close)  # node-b's agent stops answering
 
     async def lost() -> bool:
@@ -101,10 +104,12 @@ async def _scenario(client: AsyncShells, b_side: ExitStack) -> AsyncShell:
     assert [e.outcome for e in events] == ["lost"]
     for _ in range(3):  # placement never picks the gone node
         assert (await client.create("bash")).info.node == "node-a"
-    return on["node-b"]
+    with pytest.raises(SnapshotUnreachable, match="retry once its node is back"):
+        await client.create("bash", snapshot=snap)  # a typed 503, not a shell that fails
+    return on["node-b"], snap
 
 
-async def _returns_fenced(client: AsyncShells, fake_b: FakeNode, lost: AsyncShell) -> None:
+async def _returns_fenced(client: AsyncShells, fake_b: FakeNode, lost: AsyncShell, snap: str) -> None:
     assert fake_b.shell_dir(lost.id).exists()  # still on the node while it was away
 
     async def registered() -> bool:
@@ -114,6 +119,10 @@ async def _returns_fenced(client: AsyncShells, fake_b: FakeNode, lost: AsyncShel
     assert {n.name: n for n in await client.nodes.list()}["node-b"].generation == 2
     assert not fake_b.shell_dir(lost.id).exists()  # destroyed before it was ready
     assert (await lost.refresh()).state == "lost"
+    assert (fake_b.root / "snapshots" / snap).exists()  # fencing destroys shells, not snapshots
+    copy = await client.create("bash", snapshot=snap)  # and the node that holds it takes it
+    assert copy.info.node == "node-b"
+    assert await copy.files.read("/workspace/kept.txt") == b"taken on b"
 
 
 async def test_a_node_refuses_calls_of_an_older_generation(tmp_path: Path) -> None:

@@ -72,6 +72,10 @@ class FakeNode:
     """Every built-in this node built, in order (a test can tell an import from a build)."""
     build_step_s: float = 0.0
     """How long each of a build's two steps takes (a browser test needs time to see the progress)."""
+    machine: str = ""
+    """Set: this node's snapshots carry it (part ``machine``), and it refuses to fetch one that
+    names another, as a microvm node refuses a VM's state saved on another machine
+    (``runtime.microvm.portable``)."""
 
     def __post_init__(self) -> None:
         for name in READY_AT_START:
@@ -204,7 +208,10 @@ class FakeNode:
         archive = await anyio.to_thread.run_sync(
             lambda: shutil.make_archive(base, "tar", self._snapshot(snapshot_id))
         )
-        return {"workspace": Path(archive)}
+        if not self.machine:
+            return {"workspace": Path(archive)}
+        (dest / "machine").write_text(self.machine, encoding="utf-8")
+        return {"workspace": Path(archive), "machine": dest / "machine"}
 
     async def export_template(self, name: str, dest: Path) -> dict[str, Path]:
         """A template here is a name: one file holding it."""
@@ -218,6 +225,11 @@ class FakeNode:
         return self.workspace(host_id)
 
     async def import_snapshot(self, snapshot_id: str, parts: Mapping[str, Path]) -> None:
+        saved_on = parts["machine"].read_text(encoding="utf-8") if "machine" in parts else ""
+        if saved_on and saved_on != self.machine:
+            raise ActionNotSupported(
+                f"Snapshot {snapshot_id} was saved on machine {saved_on!r}, not {self.machine!r}."
+            )
         if not self._snapshot(snapshot_id).exists():
             staging = self._snapshot(f".{snapshot_id}.fetch")
             shutil.unpack_archive(parts["workspace"], staging, "tar")

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from shells.cluster.membership import offer_annotations, parse_offer
-from shells.control.placement import place, regions
-from shells.domain.errors import NoCapacity, UnknownRegion
+from shells.control.placement import SnapshotSource, place, place_from_snapshot, regions
+from shells.domain.errors import NoCapacity, SnapshotNotPlaceable, SnapshotUnreachable, UnknownRegion
 from shells.domain.isolation import Runtime
 from shells.domain.nodes import NodeOffer
 from shells.domain.shapes import SHAPES, get_shape
@@ -108,3 +108,36 @@ def test_a_cordoned_node_gets_no_new_shell_and_a_region_of_cordoned_nodes_is_no_
     with pytest.raises(NoCapacity, match="cordoned") as err:
         place(offers, "eu", Runtime.CONTAINER, SMALL, {"eu-1", "eu-2"})
     assert err.value.details["region"] == "eu"
+
+
+def test_a_shell_from_a_snapshot_goes_to_a_holder_with_room_then_to_nodes_that_fetch_it() -> None:
+    offers = [
+        node("eu-1", "eu", 4096),
+        node("eu-2", "eu", 8192),
+        node("eu-3", "eu", 2048),
+        node("us-1", "us"),
+    ]
+
+    def ranked(held: set[str], durable: bool, cordoned: frozenset[str] = frozenset()) -> list[str]:
+        source = SnapshotSource("snap_1", frozenset(held), durable)
+        return [o.name for o in place_from_snapshot(offers, "eu", Runtime.CONTAINER, SMALL, cordoned, source)]
+
+    assert ranked({"eu-1"}, durable=False) == ["eu-1"]  # the holder, though eu-2 has more room
+    assert ranked({"eu-1", "eu-3"}, durable=False) == ["eu-1", "eu-3"]
+    assert ranked({"eu-3"}, durable=True) == ["eu-3", "eu-2", "eu-1"]  # holder, then by room
+    assert ranked({"eu-3"}, durable=True, cordoned=frozenset({"eu-3"})) == ["eu-2", "eu-1"]
+    assert ranked({"us-1"}, durable=True) == ["eu-2", "eu-1", "eu-3"]  # another region's holder
+    full = [replace(o, memory_free_mib=0) if o.name == "eu-1" else o for o in offers]
+    source = SnapshotSource("snap_1", frozenset({"eu-1"}), durable=False)
+    with pytest.raises(SnapshotNotPlaceable) as refused:
+        place_from_snapshot(full, "eu", Runtime.CONTAINER, SMALL, (), source)
+    assert refused.value.details == {"snapshot": "snap_1", "region": "eu", "nodes": ["eu-1"]}
+    assert "eu-1 (region eu)" in refused.value.message and "'durable': true" in refused.value.message
+    with pytest.raises(SnapshotNotPlaceable, match="us-1 \\(region us\\)"):
+        place_from_snapshot(
+            offers, "eu", Runtime.CONTAINER, SMALL, (), replace(source, held_on=frozenset({"us-1"}))
+        )
+    with pytest.raises(SnapshotUnreachable, match="on no node that answers now"):
+        place_from_snapshot(offers, "eu", Runtime.CONTAINER, SMALL, (), replace(source, held_on=frozenset()))
+    with pytest.raises(NoCapacity):  # the region cannot take the shell at all: as any create
+        place_from_snapshot(offers, "eu", Runtime.CONTAINER, BIG, (), source)

@@ -144,21 +144,23 @@ class Durable:
             self._uploading.difference_update(p.sha256 for p in stored)
 
     # fetches --------------------------------------------------------------------------------------
-    async def ensure_snapshot_here(self, snap: SnapshotRecord) -> None:
-        """Make ``snap`` present on this machine before a shell starts from it: fetched from the
-        object store when another machine took it."""
-        backend = self.ctx.backend(snap.runtime)
+    async def ensure_snapshot_here(self, snap: SnapshotRecord, node: str | None = None) -> None:
+        """Make ``snap`` present on this machine (a cluster's node ``node``) before a shell starts
+        from it: fetched from the object store when another machine took it."""
+        backend, carrier = self.ctx.backend(snap.runtime), self.carrier
+        if node is not None and self.ctx.fleet is not None:
+            backend, carrier = self.ctx.fleet.backend(node, snap.runtime), self.ctx.fleet.carrier(node)
 
         async def here() -> bool:
             return snap.id in (await backend.inventory()).snapshots
 
         what = f"Snapshot '{snap.id}'"
         await self._ensure_here(
-            snap.id,
+            snap.id if node is None else f"{snap.id}@{node}",
             what,
             here,
             snap.durable_at,
-            lambda: self.carrier.get_snapshot(snap.runtime, snap.id, snap.parts),
+            lambda: carrier.get_snapshot(snap.runtime, snap.id, snap.parts),
         )
 
     async def ensure_template_here(self, rec: TemplateRecord) -> None:

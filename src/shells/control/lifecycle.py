@@ -39,6 +39,7 @@ from .placement import place
 from .pool import WarmPools
 from .requests import CreateShellRequest, parse_fork_count, parse_log_bytes
 from .secrets import Secrets
+from .snapshot_placement import SnapshotPlacement
 from .storage import Attachments, Storage
 from .suspend import Suspension
 from .templates import Templates
@@ -81,6 +82,7 @@ class Lifecycle:
         self.templates = templates
         self.network = network
         self.suspension = suspension
+        self.from_snapshot = SnapshotPlacement(ctx, durable)
         self._reclaim: set[asyncio.Task[None]] = set()
         self._inflight = Inflight(ctx.settings.data_dir)
 
@@ -124,19 +126,21 @@ class Lifecycle:
             )
         region = req.region or self.ctx.settings.region
         cordoned = MoveStore(self.ctx.store).cordoned()
-        node = place(self.ctx.offers(), region, req.runtime, get_shape(req.shape), cordoned)
+        shape = get_shape(req.shape)
+        snap = None if req.snapshot is None else find_snapshot(self.ctx.store, principal, req.snapshot)
+        if snap is None:
+            node = place(self.ctx.offers(), region, req.runtime, shape, cordoned)
+        elif snap.runtime is not req.runtime:
+            raise InvalidRequest(
+                f"Snapshot '{snap.id}' was taken of a {snap.runtime} shell; "
+                f"create it with runtime '{snap.runtime}'."
+            )
+        else:  # where the snapshot is, or a node that fetched it from the object store
+            node = await self.from_snapshot.place(snap, region, shape, cordoned)
         if self.ctx.placed is not None:
-            self.ctx.placed(node, get_shape(req.shape))
+            self.ctx.placed(node, shape)
         template = req.template or PRESET_TEMPLATES[req.language]
-        if req.snapshot is not None:
-            snap = find_snapshot(self.ctx.store, principal, req.snapshot)
-            if snap.runtime is not req.runtime:
-                raise InvalidRequest(
-                    f"Snapshot '{snap.id}' was taken of a {snap.runtime} shell; "
-                    f"create it with runtime '{snap.runtime}'."
-                )
-            if self.durable is not None:  # taken on another machine: fetched from the object store
-                await self.durable.ensure_snapshot_here(snap)
+        if snap is not None:
             template = snap.template
         elif req.runtime is Runtime.WASM:
             template = wasm_template(req)

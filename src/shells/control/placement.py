@@ -4,14 +4,19 @@ Pure: it reads the live offers (``cluster.membership`` in a cluster, the host's 
 box) and decides, asking no machine anything. Among the nodes that can take the shell it picks the
 one with the most memory free, then the most idle vCPUs, then by name, so creates spread over a
 region's nodes; the caller counts what it placed against the chosen offer (``NodeOffer.taking``)
-until the node publishes its next one."""
+until the node publishes its next one.
+
+A shell made from a snapshot (``place_from_snapshot``) can start only where the snapshot is: on a
+node that holds it on its disk, or on one that fetches it from the object store (a durable
+snapshot). Such nodes come first, in the same order."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..domain.errors import NoCapacity, UnknownRegion
+from ..domain.errors import NoCapacity, SnapshotNotPlaceable, SnapshotUnreachable, UnknownRegion
 from ..domain.isolation import Runtime
 from ..domain.nodes import NodeOffer
 from ..domain.shapes import Shape
@@ -46,6 +51,67 @@ def place(
     """The node for a ``runtime`` shell of ``shape`` in ``region``, never a ``cordoned`` one;
     ``UnknownRegion`` when no node is in that region, ``NoCapacity`` when none there offers the class
     or has room, or every one is cordoned."""
+    return min(_fitting(offers, region, runtime, shape, cordoned), key=_spread)
+
+
+@dataclass(frozen=True)
+class SnapshotSource:
+    """Where the snapshot a new shell starts from can be had: the live nodes that hold it on their
+    disk, and whether any other node can fetch it from the object store (it is durable)."""
+
+    snapshot: str
+    held_on: frozenset[str]
+    durable: bool
+
+
+def place_from_snapshot(
+    offers: Sequence[NodeOffer],
+    region: str,
+    runtime: Runtime,
+    shape: Shape,
+    cordoned: Collection[str],
+    source: SnapshotSource,
+) -> list[NodeOffer]:
+    """The nodes a shell made from ``source`` may go to, best first: those ``place`` would take
+    that hold the snapshot, then, when it is durable, the others (the caller fetches it there, and
+    tries the next one if a node refuses it: a microvm node whose machine differs). The errors of
+    ``place`` when the region cannot take the shell at all; ``SnapshotUnreachable`` (503) when no live
+    node holds a snapshot that is not durable, ``SnapshotNotPlaceable`` (409) when only nodes that
+    cannot take the shell do."""
+    ranked = sorted(_fitting(offers, region, runtime, shape, cordoned), key=_spread)
+    holders = [o for o in ranked if o.name in source.held_on]
+    if source.durable:
+        return holders + [o for o in ranked if o.name not in source.held_on]
+    if holders:
+        return holders
+    details = {"snapshot": source.snapshot, "region": region, "nodes": sorted(source.held_on)}
+    if not source.held_on:
+        raise SnapshotUnreachable(
+            f"Snapshot '{source.snapshot}' is on no node that answers now and not yet in the object "
+            "store; retry once its node is back, or once the snapshot shows 'durable': true.",
+            details,
+        )
+    where = {o.name: o.region for o in offers}
+    held = ", ".join(f"{n} (region {where.get(n, '?')})" for n in sorted(source.held_on))
+    raise SnapshotNotPlaceable(
+        f"Snapshot '{source.snapshot}' is only on node {held}, which cannot take a {runtime} shell of "
+        f"shape {shape.name} in region '{region}' now (another region, cordoned or full), and it is not "
+        "yet in the object store; create it in that node's region, or again once the node has room "
+        "or the snapshot shows 'durable': true.",
+        details,
+    )
+
+
+def _spread(offer: NodeOffer) -> tuple[float, float, str]:
+    """Most memory free first, then most idle vCPUs, then by name."""
+    return (-offer.memory_free_mib, -offer.cpu_free, offer.name)
+
+
+def _fitting(
+    offers: Sequence[NodeOffer], region: str, runtime: Runtime, shape: Shape, cordoned: Collection[str]
+) -> list[NodeOffer]:
+    """The open nodes of ``region`` that offer ``runtime`` and have room for ``shape``, or the
+    typed error saying why there is none."""
     here = [o for o in offers if o.region == region]
     if not here:
         known = ", ".join(regions(offers)) or "none is up now"
@@ -76,4 +142,4 @@ def place(
             "try a smaller shape, another region, or again once shells end.",
             details,
         )
-    return min(fitting, key=lambda o: (-o.memory_free_mib, -o.cpu_free, o.name))
+    return fitting

@@ -372,6 +372,21 @@ class ObjectStoreUnavailable(Unavailable):
     code = "object_store_unavailable"
 
 
+class SnapshotNotPlaceable(Conflict):
+    """A shell from this snapshot has no node to go to: the nodes that hold it cannot take the shell
+    (full, cordoned, in another region, a class they do not run) and no other can fetch it (it is
+    not in the object store yet, or every node that could take it runs microvms on another machine)."""
+
+    code = "snapshot_not_placeable"
+
+
+class SnapshotUnreachable(Unavailable):
+    """The snapshot is on no node that answers now and not in the object store: retry once its node
+    is back, or once the snapshot is durable."""
+
+    code = "snapshot_unreachable"
+
+
 def _all_error_classes() -> list[type[ShellsError]]:
     found: list[type[ShellsError]] = []
     pending: list[type[ShellsError]] = [ShellsError]

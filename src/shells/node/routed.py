@@ -1,6 +1,7 @@
 """Several nodes behind the one ``Backend`` per class the control plane holds: every call for a
 shell goes to the node its record names (``ShellRecord.node``), a snapshot's calls to the node of the
-shell it was taken from, and a shell without a record (a template build's) to the node that made it.
+shell it was taken from (its delete to every node: others may have fetched it for a new shell), and
+a shell without a record (a template build's) to the node that made it.
 
 Where a new shell goes is placement's (``control.placement``, by region, class and room); only a
 template build's shell, which has no record, goes to the next node, in turn, that offers the class."""
@@ -211,9 +212,8 @@ class RoutedBackend:
         await self._at(host_id).fork(host_id, placed)
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
-        name = self.routes.snapshot_node(snapshot_id)
-        targets = [self.nodes[name]] if name in self.nodes else self._everywhere()
-        await asyncio.gather(*(b.delete_snapshot(snapshot_id) for b in targets))
+        """On every node: the one that took it and each that fetched it for a new shell."""
+        await asyncio.gather(*(b.delete_snapshot(snapshot_id) for b in self._everywhere()))
 
     async def logs(self, host_id: str, max_bytes: int) -> bytes:
         return await self._at(host_id).logs(host_id, max_bytes)

@@ -203,6 +203,12 @@ export class NoCapacity extends Conflict {
 export class ObjectStoreUnavailable extends Unavailable {
   static override readonly code: string = "object_store_unavailable";
 }
+export class SnapshotNotPlaceable extends Conflict {
+  static override readonly code: string = "snapshot_not_placeable";
+}
+export class SnapshotUnreachable extends Unavailable {
+  static override readonly code: string = "snapshot_unreachable";
+}
 export class BucketDenied extends InvalidRequest {
   static override readonly code: string = "bucket_denied";
 }
@@ -288,6 +294,8 @@ const ALL: ErrorClass[] = [
   UnknownRegion,
   NoCapacity,
   ObjectStoreUnavailable,
+  SnapshotNotPlaceable,
+  SnapshotUnreachable,
   BucketDenied,
   BucketUnreachable,
   BucketNotFound,

@@ -146,6 +146,9 @@ class Shells:
             TemplateNotFound / SnapshotNotFound: the named template or snapshot does not exist.
             FeatureUnavailable: this host cannot give the shell that runtime or network.
             NoCapacity: no node in the region offers the runtime or has room for the shape now.
+            SnapshotNotPlaceable: only nodes that cannot take the shell hold the snapshot, and no
+                other can fetch it (a cluster).
+            SnapshotUnreachable: no node that answers holds the snapshot and it is not durable.
             QuotaExceeded: the account may not have more shells.
             Unavailable: the connection failed; a create is never sent twice.
         """
