@@ -83,12 +83,14 @@ def replicas(tmp_path: Path, postgres: PostgresServer, kube_api: KubeAPI) -> Ite
 
 
 @contextmanager
-def two_replicas(root: Path, database_url: str, kube_api: KubeAPI, *more: str) -> Iterator[list[Replica]]:
-    """Replicas ``a`` and ``b`` over one record and API server (``more``: further arguments of
-    ``tests.support.control_replica``), started one after the other, stopped at the end."""
+def two_replicas(root: Path, database_url: str, kube_api: KubeAPI) -> Iterator[list[Replica]]:
+    """Replicas ``a`` and ``b`` over one record and API server, sharing one secrets key as a real
+    deployment's do (the record's egress CA is sealed with it), started one after the other,
+    stopped at the end."""
     token_file = root / "kube-token"
     token_file.write_text(ADMIN_TOKEN, encoding="utf-8")
-    args = [database_url, kube_api.url, str(token_file), kube_api.ca_file, str(LEASE_S), *more]
+    key_file = root / "secrets.key"
+    args = [database_url, kube_api.url, str(token_file), kube_api.ca_file, str(LEASE_S), str(key_file)]
     first = Replica(root / "a", args)
     made = [first]
     try:

@@ -28,8 +28,7 @@ RECEIVER = "198.51.100.11"
 
 @pytest.fixture
 def two(tmp_path: Path, postgres: PostgresServer, kube_api: KubeAPI) -> Iterator[list[Replica]]:
-    key = str(tmp_path / "secrets.key")
-    with two_replicas(tmp_path, postgres.new_database("hooks"), kube_api, key) as made:
+    with two_replicas(tmp_path, postgres.new_database("hooks"), kube_api) as made:
         yield made
 
 

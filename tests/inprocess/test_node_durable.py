@@ -43,7 +43,12 @@ async def test_a_snapshot_taken_on_one_instance_starts_a_shell_on_another(
     tmp_path: Path, bucket_url: str
 ) -> None:
     record = f"sqlite:///{tmp_path / 'record.db'}"
-    settings = {"database_url": record, "object_store": bucket_url}
+    # Two instances of one record share its secrets key, as a cluster's replicas do.
+    settings = {
+        "database_url": record,
+        "object_store": bucket_url,
+        "secrets_key_file": tmp_path / "secrets.key",
+    }
     async with serving(tmp_path / "a", None, **settings) as a, a.client() as admin:
         shell = await admin.create("python")
         await shell.files.write("/workspace/kept.txt", b"made on a")
@@ -87,13 +92,13 @@ async def test_a_snapshot_taken_on_one_instance_starts_a_shell_on_another(
 async def test_an_upload_the_store_refuses_is_retried_until_it_is_durable(
     tmp_path: Path, s3: S3Server, bucket_url: str
 ) -> None:
-    record = f"sqlite:///{tmp_path / 'record.db'}"
+    record, key = f"sqlite:///{tmp_path / 'record.db'}", tmp_path / "secrets.key"
     other_url = s3.url(f"durable{next(_buckets)}")
     other = S3Objects(S3Location.parse(other_url))
     await other.create_bucket()
     await other.aclose()
     async with (
-        serving(tmp_path / "a", database_url=record, object_store=bucket_url) as a,
+        serving(tmp_path / "a", database_url=record, object_store=bucket_url, secrets_key_file=key) as a,
         a.client() as admin,
     ):
         objects = S3Objects(S3Location.parse(bucket_url))
@@ -103,7 +108,7 @@ async def test_an_upload_the_store_refuses_is_retried_until_it_is_durable(
             await shell.files.write("/workspace/kept.txt", b"made on a")
             snap = await shell.snapshot()
 
-            elsewhere_settings = {"database_url": record, "object_store": other_url}
+            elsewhere_settings = {"database_url": record, "object_store": other_url, "secrets_key_file": key}
             async with (
                 serving(tmp_path / "b", None, **elsewhere_settings) as b,
                 b.client(a.token) as elsewhere,

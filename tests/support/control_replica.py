@@ -3,10 +3,10 @@ the in-process instance (``inprocess.build``: the fake node, no root) over the P
 and the Kubernetes API named in its arguments, served by uvicorn on a loopback port.
 
     python -m tests.support.control_replica ROOT PORT DATABASE_URL KUBE_URL TOKEN_FILE CA_FILE LEASE_S \
-        [KEY_FILE]
+        KEY_FILE
 
 ``KEY_FILE``: the secrets key the replicas share (as a real deployment's replicas do), so what one
-seals (a webhook's secret) the other opens.
+seals (a webhook's secret, the record's egress CA) the other opens.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from .inprocess import build
 
 
 def main(argv: list[str]) -> None:
-    root, port, database_url, kube_url, token_file, ca_file, lease_s, *key_file = argv
-    shared = {"secrets_key_file": Path(key_file[0])} if key_file else {}
+    root, port, database_url, kube_url, token_file, ca_file, lease_s, key_file = argv
     instance = build(
         Path(root),
         database_url=database_url,
@@ -29,7 +28,7 @@ def main(argv: list[str]) -> None:
         kube_token_file=Path(token_file),
         kube_ca_file=Path(ca_file),
         lease_duration_s=float(lease_s),
-        **shared,
+        secrets_key_file=Path(key_file),
     )
     uvicorn.Server(uvicorn.Config(instance.app, host="127.0.0.1", port=int(port), log_level="info")).run()
 
