@@ -430,9 +430,7 @@ class MicrovmBackend:
         """Cold boot on the disks in ``files`` with a fresh own RAM file; returns a ready link. With
         ``spec``, its buckets and volumes are served and mounted inside before it is ready."""
         files.sock_dir.mkdir(parents=True, exist_ok=True)
-        files.ram.unlink(missing_ok=True)
-        with files.ram.open("wb") as f:
-            f.truncate(machine.memory_mib * 1024 * 1024)
+        _blank_ram(files.ram, machine)
         shares: list[Share] = shares_of(spec) if spec is not None else []
         sockets: list[Path] = []
         link = AgentLink()
@@ -792,9 +790,7 @@ class MicrovmBackend:
         machine = Machine(**record.machine)  # type: ignore[arg-type]
         device_only = record.paused == "device"
         if not device_only:  # the RAM comes from the state; from now on it lives in an own file
-            files.ram.unlink(missing_ok=True)
-            with files.ram.open("wb") as f:
-                f.truncate(machine.memory_mib * 1024 * 1024)
+            _blank_ram(files.ram, machine)
         qmp = await self._restore(
             files,
             machine,
@@ -830,8 +826,7 @@ class MicrovmBackend:
             an empty one its RAM will be written into."""
             await self._copy_disks(files, image)
             if holds_ram:
-                with image.ram.open("wb") as f:
-                    f.truncate(machine.memory_mib * 1024 * 1024)
+                _blank_ram(image.ram, machine)
             else:
                 await anyio.to_thread.run_sync(copy_file, files.ram, image.ram)
             if on_files is not None:
@@ -1150,6 +1145,13 @@ class MicrovmBackend:
         async with aclosing(client.watch(path, recursive)) as changes:
             async for change in changes:
                 yield change
+
+
+def _blank_ram(path: Path, machine: Machine) -> None:
+    """A new RAM file of the machine's memory size, all zeros and sparse (any old one replaced)."""
+    path.unlink(missing_ok=True)
+    with path.open("wb") as f:
+        f.truncate(machine.memory_mib * 1024 * 1024)
 
 
 def _remove(path: Path) -> None:
