@@ -124,7 +124,7 @@ def main() -> None:
                 if not values:
                     continue
                 med = statistics.median(values)
-                ratio = f"  {med / ref:.2f}x" if name != first and ref else ""
+                ratio = f"  this tree / this: {ref / med:.2f}x" if name != first and ref else ""
                 spread = f"min {min(values):.3f}, max {max(values):.3f}, n={len(values)}"
                 print(f"{label:<40} {name:<12} median {med:6.3f} s ({spread}){ratio}")
         for name, (pss, code, second) in idle.items():
