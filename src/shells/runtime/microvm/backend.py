@@ -27,7 +27,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -86,6 +86,17 @@ QUIT_TIMEOUT_S = 5.0
 CONTINUABLE = frozenset({"paused", "postmigrate", "finish-migrate"})
 """QEMU run states of a VM our own ``stop`` halted for a save (pause, snapshot, fork): its memory is
 whole, so a save cut short by a crash is undone by letting it run on."""
+
+
+@dataclass(frozen=True)
+class Unsealed:
+    """A fork point whose disks and RAM file of full size are in place while its RAM and device
+    state are still being written: its children's QEMUs start meanwhile (each maps the RAM file
+    privately; QEMU touches none of it before it loads a state, and a private mapping's pages not
+    yet touched read the file as it is then), and load the state once ``written`` returns."""
+
+    machine: Machine
+    written: Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -419,9 +430,7 @@ class MicrovmBackend:
         """Cold boot on the disks in ``files`` with a fresh own RAM file; returns a ready link. With
         ``spec``, its buckets and volumes are served and mounted inside before it is ready."""
         files.sock_dir.mkdir(parents=True, exist_ok=True)
-        files.ram.unlink(missing_ok=True)
-        with files.ram.open("wb") as f:
-            f.truncate(machine.memory_mib * 1024 * 1024)
+        _blank_ram(files.ram, machine)
         shares: list[Share] = shares_of(spec) if spec is not None else []
         sockets: list[Path] = []
         link = AgentLink()
@@ -445,15 +454,27 @@ class MicrovmBackend:
         await LinkedAgentClient(link).wait_ready(BOOT_TIMEOUT_S)
         await self._sync(link)
 
-    async def _save(self, files: VmFiles, link: AgentLink, dest: Path, *, device_only: bool) -> None:
+    async def _save(
+        self,
+        files: VmFiles,
+        link: AgentLink,
+        dest: Path,
+        *,
+        device_only: bool,
+        stopped: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Stop the VM and write its state to ``dest`` (RAM too unless ``device_only``); the VM stays
-        stopped (``cont`` it or kill it). The link is quiesced first and released after."""
+        stopped (``cont`` it or kill it). The link is quiesced first and released after. ``stopped``
+        runs once the VM is halted and its disks flushed (``stop`` drains and flushes every block
+        device), before the state is written."""
         await link.quiesce()
         try:
             qmp = await Qmp.connect(files.qmp)
             try:
                 await qmp.execute("stop")
                 await console.move_to_log(qmp, files.console)
+                if stopped is not None:
+                    await stopped()
                 capabilities = [{"capability": "x-ignore-shared", "state": device_only}]
                 await qmp.execute("migrate-set-capabilities", capabilities=capabilities)
                 await qmp.execute("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
@@ -476,11 +497,14 @@ class MicrovmBackend:
         device_only: bool,
         host_id: str | None,
         start: bool = True,
+        written: Callable[[], Awaitable[None]] | None = None,
     ) -> Qmp:
         """Start a QEMU that loads ``state``; returns its QMP connection (the VM runs if ``start``).
 
         A state holding RAM (not ``device_only``) is always loaded into a fresh RAM file, all zeros:
-        the guest RAM's pages are written into it directly while QEMU starts (``ramsplit.py``)."""
+        the guest RAM's pages are written into it directly while QEMU starts (``ramsplit.py``).
+        ``written``: ``state`` and ``ram`` are still being written (a fork point, ``fork``); QEMU is
+        started meanwhile, and the state is loaded once this returns."""
         files.sock_dir.mkdir(parents=True, exist_ok=True)
         argv = [*self._argv(files, machine, ram, share=share), "-incoming", "defer"]
         filtering = None if device_only else asyncio.ensure_future(
@@ -490,6 +514,8 @@ class MicrovmBackend:
             await self._launch(argv, host_id)
             reached("microvm.restore.launched")
             qmp = await Qmp.connect(files.qmp)
+            if written is not None:
+                await written()
             if filtering is not None:
                 loaded = await filtering
             try:
@@ -528,15 +554,20 @@ class MicrovmBackend:
         """Tell the guest the time and give it fresh randomness (after every boot and restore)."""
         await LinkedAgentClient(link).sync()
 
-    async def _start_from_image(self, spec: ShellSpec, image: Image) -> None:
-        """A new VM restored from ``image``: overlays over its disks, its RAM copy-on-write."""
+    async def _start_from_image(
+        self, spec: ShellSpec, image: Image, unsealed: Unsealed | None = None
+    ) -> None:
+        """A new VM restored from ``image``: overlays over its disks, its RAM copy-on-write.
+
+        ``unsealed``: the image is a fork point still being written (see ``fork``)."""
         host_id = spec.host_id
         files = self._files(host_id)
         await anyio.to_thread.run_sync(self.vmnet.make_netns, host_id)
         # The namespace's ports and rules are set up while QEMU starts in it.
         attaching = asyncio.ensure_future(anyio.to_thread.run_sync(self.vmnet.attach, spec))
         try:
-            machine = image.machine()
+            machine = image.machine() if unsealed is None else unsealed.machine
+            written = None if unsealed is None else unsealed.written
             await anyio.to_thread.run_sync(image.new_disk, image.root, files.root)
             await anyio.to_thread.run_sync(image.new_disk, image.workspace, files.workspace)
             if (image.dir / "console.log").exists():  # the boot this machine came from is its history too
@@ -544,14 +575,23 @@ class MicrovmBackend:
             shares = len(shares_of(spec))
             # A snapshot of a stopped shell has disks only, so they are booted; so are a VM's with
             # shares, whose RAM must be its own shared file (``shares.py``).
-            if not image.state.exists() or shares:
+            if (written is None and not image.state.exists()) or shares:
+                if written is not None:
+                    await written()
                 self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), shares=shares))
                 await attaching
                 self._links[host_id] = await self._boot(files, machine, host_id, spec)
                 return
             self._save_record(host_id, VmRecord(asdict(machine), str(image.dir), ram="private"))
             qmp = await self._restore(
-                files, machine, image.ram, share=False, state=image.state, device_only=True, host_id=host_id
+                files,
+                machine,
+                image.ram,
+                share=False,
+                state=image.state,
+                device_only=True,
+                host_id=host_id,
+                written=written,
             )
             await qmp.close()
         finally:
@@ -750,9 +790,7 @@ class MicrovmBackend:
         machine = Machine(**record.machine)  # type: ignore[arg-type]
         device_only = record.paused == "device"
         if not device_only:  # the RAM comes from the state; from now on it lives in an own file
-            files.ram.unlink(missing_ok=True)
-            with files.ram.open("wb") as f:
-                f.truncate(machine.memory_mib * 1024 * 1024)
+            _blank_ram(files.ram, machine)
         qmp = await self._restore(
             files,
             machine,
@@ -767,36 +805,46 @@ class MicrovmBackend:
         self._save_record(host_id, replace(record, ram="own", paused=""))
         files.state.unlink(missing_ok=True)
 
-    async def _freeze(self, host_id: str, image: Image) -> None:
+    async def _freeze(self, host_id: str, image: Image, on_files: Callable[[], None] | None = None) -> None:
         """Write the shell's current memory and disks into ``image`` (the shell keeps its state: a
-        running one continues, a paused one stays paused)."""
+        running one continues, a paused one stays paused). ``on_files`` is called once the image's
+        disks and its RAM file, at full size, are in place, before its RAM and device state are
+        written (``Unsealed``)."""
         files = self._files(host_id)
         record = self._record(host_id)
         machine = Machine(**record.machine)  # type: ignore[arg-type]
         image.dir.mkdir(parents=True)
         running = not record.paused
+        holds_ram = record.paused == "full" or (running and record.ram == "private")  # the state has RAM
         link = self._links.get(host_id)
         if running and link is None:
             link = await self._attach(host_id, resync=True)
         full = image.dir / "state.full"
+
+        async def files_in_place() -> None:
+            """The VM is halted (or paused) and its disks flushed: copy them, and its RAM file or
+            an empty one its RAM will be written into."""
+            await self._copy_disks(files, image)
+            if holds_ram:
+                _blank_ram(image.ram, machine)
+            else:
+                await anyio.to_thread.run_sync(copy_file, files.ram, image.ram)
+            if on_files is not None:
+                on_files()
+
         try:
             if running:
                 assert link is not None
-                await self._save(files, link, full if record.ram == "private" else image.state,
-                                 device_only=record.ram == "own")  # fmt: skip
-            elif record.paused == "full":
-                await anyio.to_thread.run_sync(copy_file, files.state, full)
+                await self._save(files, link, full if holds_ram else image.state, device_only=not holds_ram,
+                                 stopped=files_in_place)  # fmt: skip
             else:
-                await anyio.to_thread.run_sync(copy_file, files.state, image.state)
+                await files_in_place()
+                await anyio.to_thread.run_sync(copy_file, files.state, full if holds_ram else image.state)
             reached("microvm.freeze.saved")
-            # The disks are flushed and quiet now: the stopped VM's block layer was inactivated.
-            await self._copy_disks(files, image)
-            if not full.exists():
-                await anyio.to_thread.run_sync(copy_file, files.ram, image.ram)
         finally:
             if running:
                 await self._continue(files)
-        if full.exists():
+        if holds_ram:
             await self._materialize(image, machine, full)
         image.seal(machine)
 
@@ -817,9 +865,8 @@ class MicrovmBackend:
     async def _materialize(self, image: Image, machine: Machine, full: Path) -> None:
         """Turn a state holding RAM into a RAM file plus device state, so children can map the RAM
         copy-on-write: the guest RAM is written into the image's RAM file and the rest is the device
-        state (``ramsplit``, written as if saved with ``x-ignore-shared``)."""
-        with image.ram.open("wb") as f:
-            f.truncate(machine.memory_mib * 1024 * 1024)
+        state (``ramsplit``, written as if saved with ``x-ignore-shared``). ``image.ram`` must hold
+        all zeros, at the guest RAM's size."""
         split = functools.partial(split_ram, full, image.state, image.ram, ignore_shared=True)
         try:
             await anyio.to_thread.run_sync(split)
@@ -878,18 +925,36 @@ class MicrovmBackend:
             raise
 
     async def fork(self, host_id: str, children: Sequence[ShellSpec]) -> None:
-        self._savable(self._record(host_id), "forked")
+        """Freeze the shell into a fork point and restore every child from it. The children's
+        QEMUs start while the parent's RAM and device state are being written (``Unsealed``): QEMU
+        starting, their disks and namespaces take the other core meanwhile."""
+        record = self._record(host_id)
+        self._savable(record, "forked")
         image = Image(self.root / "images" / f"fork-{host_id}-{secrets.token_hex(4)}")
         started: list[str] = []
+        frozen = anyio.Event()
+        unsealed = Unsealed(Machine(**record.machine), frozen.wait)  # type: ignore[arg-type]
+        failure: BaseException | None = None
         self._pinned.add(image.dir.name)  # until the children's records name it (or it is removed)
         try:
-            await self._freeze(host_id, image)
-            reached("microvm.fork.frozen")
             async with anyio.create_task_group() as group:
-                for child in children:
-                    self._files(child.host_id).disk_dir.mkdir(parents=True)
-                    started.append(child.host_id)
-                    group.start_soon(self._start_from_image, child, image)
+
+                def start_children() -> None:
+                    for child in children:
+                        self._files(child.host_id).disk_dir.mkdir(parents=True)
+                        started.append(child.host_id)
+                        group.start_soon(self._start_from_image, child, image, unsealed)
+
+                try:
+                    await self._freeze(host_id, image, on_files=start_children)
+                    reached("microvm.fork.frozen")
+                except BaseException as exc:  # raised as it is, not in a group with the children's
+                    failure = exc
+                    group.cancel_scope.cancel()
+                else:
+                    frozen.set()
+            if failure is not None:
+                raise failure
         except BaseException:
             with anyio.CancelScope(shield=True):
                 for child_id in started:
@@ -1080,6 +1145,13 @@ class MicrovmBackend:
         async with aclosing(client.watch(path, recursive)) as changes:
             async for change in changes:
                 yield change
+
+
+def _blank_ram(path: Path, machine: Machine) -> None:
+    """A new RAM file of the machine's memory size, all zeros and sparse (any old one replaced)."""
+    path.unlink(missing_ok=True)
+    with path.open("wb") as f:
+        f.truncate(machine.memory_mib * 1024 * 1024)
 
 
 def _remove(path: Path) -> None:
