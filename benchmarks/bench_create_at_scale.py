@@ -1,0 +1,167 @@
+"""Create and delete latency of one container shell while many others idle on the host.
+
+    python -m benchmarks.bench_create_at_scale [--steps 0,250,500] [--rounds 10] [--baseline REV]
+
+Each server climbs (four creates at a time, ``language=bash``, no warm pool) to each count of
+``--steps`` idle shells; at every step, ``--rounds`` times, one more shell is created
+(``POST /v1/shells``, timed until it answers: the shell runs) and deleted (``DELETE``, timed until
+the host has reclaimed it: the API answers at once and reclaims in the background, so the time runs
+until the shell's directory in the pool, the last thing its destroy removes, is gone). A cost that
+grows with the count is a per-create or per-delete walk over every shell. With ``--baseline REV``
+a second server runs ``git archive REV src`` beside this tree's: both climb to the same count, and
+their rounds alternate (the order shuffled each round), so both see the same host load. At the end,
+the idle shells of each server are deleted through the API, four at a time, timed per shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from tests.e2e.harness import ServerProcess
+
+from benchmarks.bench_density import AT_ONCE, Fleet
+from benchmarks.bench_exec_ab import extract
+from benchmarks.bench_scale import UNLIMITED, pct
+from shells.runtime.container.backend import host_pool
+from shells.settings import Settings
+
+RECLAIM_TIMEOUT_S = 300
+
+
+def pool_shells(fleet: Fleet) -> Path:
+    return host_pool(Settings(data_dir=fleet.server.data_dir)).mount_dir / "shells"
+
+
+async def reclaimed(fleet: Fleet, shell: str) -> None:
+    """Return once the host has removed the deleted shell's directory in the pool."""
+    where, deadline = pool_shells(fleet) / shell, time.monotonic() + RECLAIM_TIMEOUT_S
+    while where.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{where} still exists {RECLAIM_TIMEOUT_S} s after its delete")
+        await asyncio.sleep(0.002)
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
+
+
+async def one_round(fleet: Fleet, creates: list[float], deletes: list[float]) -> None:
+    t = time.perf_counter()
+    r = await fleet.http.post("/v1/shells", json={"language": "bash"})
+    r.raise_for_status()
+    creates.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    (await fleet.http.delete(f"/v1/shells/{r.json()['id']}")).raise_for_status()
+    await reclaimed(fleet, str(r.json()["id"]))
+    deletes.append((time.perf_counter() - t) * 1000)
+
+
+async def delete_all(fleet: Fleet) -> list[float]:
+    """Delete the fleet's idle shells four at a time; each delete's latency until reclaimed, ms."""
+    took: list[float] = []
+
+    async def delete(shell: str) -> None:
+        t = time.perf_counter()
+        (await fleet.http.delete(f"/v1/shells/{shell}")).raise_for_status()
+        await reclaimed(fleet, shell)
+        took.append((time.perf_counter() - t) * 1000)
+
+    for i in range(0, len(fleet.ids), AT_ONCE):
+        await asyncio.gather(*(delete(s) for s in fleet.ids[i : i + AT_ONCE]))
+    fleet.ids = []
+    return took
+
+
+def row(name: str, count: int, creates: list[float], deletes: list[float]) -> str:
+    return (
+        f"{name:<10} {count:>11} {statistics.median(creates):>9.1f}/{pct(creates, 0.95):<9.1f}"
+        f" {statistics.median(deletes):>9.1f}/{pct(deletes, 0.95):<9.1f} {load():>15}"
+    )
+
+
+async def run(args: argparse.Namespace, servers: dict[str, ServerProcess]) -> list[str]:
+    out = [
+        f"{'server':<10} {'idle shells':>11} {'create p50/p95 ms':>19} {'delete p50/p95 ms':>19} {'load':>15}"
+    ]
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    floor = int(args.min_available_gib * 1024**3)
+    async with contextlib.AsyncExitStack() as stack:
+        fleets = []
+        for name, server in servers.items():
+            headers = {"Authorization": f"Bearer {server.token}"}
+            http = httpx.AsyncClient(base_url=server.url, headers=headers, timeout=600, limits=limits)
+            fleets.append(Fleet(name, server, await stack.enter_async_context(http)))
+        for fleet in fleets:  # the first create builds nothing: templates are cached on the host
+            await one_round(fleet, [], [])
+        for step in args.steps:
+            for fleet in fleets:
+                stopped = await fleet.grow(step, floor, args.min_available_gib)
+                if stopped:
+                    out.append(f"{fleet.name}: {stopped}")
+                    return out
+            await asyncio.sleep(2)
+            measured: dict[str, tuple[list[float], list[float]]] = {f.name: ([], []) for f in fleets}
+            for _ in range(args.rounds):
+                for fleet in random.sample(fleets, len(fleets)):
+                    await one_round(fleet, *measured[fleet.name])
+            for fleet in fleets:
+                out.append(row(fleet.name, step, *measured[fleet.name]))
+                print(out[-1], flush=True)
+            if len(fleets) == 2:
+                (a_c, a_d), (b_c, b_d) = measured[fleets[0].name], measured[fleets[1].name]
+                out.append(
+                    f"{'ratio':<10} {step:>11} {statistics.median(a_c) / statistics.median(b_c):>19.2f}"
+                    f" {statistics.median(a_d) / statistics.median(b_d):>19.2f}"
+                )
+                print(out[-1], flush=True)
+        for fleet in fleets:
+            count = len(fleet.ids)
+            t = time.perf_counter()
+            took = await delete_all(fleet)
+            out.append(
+                f"{fleet.name}: deleting its {count} idle shells through the API took"
+                f" {time.perf_counter() - t:.1f} s (p50 {statistics.median(took):.1f} ms per shell,"
+                " 4 at once)"
+            )
+            print(out[-1], flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")], default=[0, 250, 500])
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--min-available-gib", type=float, default=4.0)
+    ap.add_argument("--baseline", help="also run a server from this revision's src, side by side")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="shells-bench-create-at-scale-", dir="/var/tmp"))
+    env = {**UNLIMITED, "SHELLS_IDLE_TIMEOUT_S": "86400"}
+    servers = {"this tree": ServerProcess(root / "data", warm_pool=0, env=env)}
+    if args.baseline:
+        old_src = extract(args.baseline, root / "old")
+        servers[args.baseline] = ServerProcess(
+            root / "base", warm_pool=0, env={**env, "PYTHONPATH": str(old_src)}
+        )
+    try:
+        for server in servers.values():
+            server.start()
+        lines = asyncio.run(run(args, servers))
+    finally:
+        for server in servers.values():
+            server.purge()
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"load average {load()} (at the end)")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
