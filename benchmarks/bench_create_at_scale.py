@@ -1,6 +1,6 @@
 """Create and delete latency of one container shell while many others idle on the host.
 
-    python -m benchmarks.bench_create_at_scale [--steps 0,250,500] [--rounds 10] [--baseline REV]
+    python -m benchmarks.bench_create_at_scale [--steps 0,250,500] [--rounds 10] [--baseline REV [--apart N]]
 
 Each server climbs (four creates at a time, ``language=bash``, no warm pool) to each count of
 ``--steps`` idle shells; at every step, ``--rounds`` times, one more shell is created
@@ -11,6 +11,12 @@ grows with the count is a per-create or per-delete walk over every shell. With `
 a second server runs ``git archive REV src`` beside this tree's: both climb to the same count, and
 their rounds alternate (the order shuffled each round), so both see the same host load. At the end,
 the idle shells of each server are deleted through the API, four at a time, timed per shell.
+
+Side by side, the two servers are not independent where the host is shared: libnftables lists every
+set of every table on the host before a batch, so one server's shells slow the other's creates.
+``--apart N`` runs the two servers one after the other instead, ``N`` times each, alternating (this
+tree first), every run on a host without the other's shells; the ratio lines then compare the
+medians over all runs of each server.
 """
 
 from __future__ import annotations
@@ -88,10 +94,23 @@ def row(name: str, count: int, creates: list[float], deletes: list[float]) -> st
     )
 
 
-async def run(args: argparse.Namespace, servers: dict[str, ServerProcess]) -> list[str]:
-    out = [
-        f"{'server':<10} {'idle shells':>11} {'create p50/p95 ms':>19} {'delete p50/p95 ms':>19} {'load':>15}"
-    ]
+HEADER = (
+    f"{'server':<10} {'idle shells':>11} {'create p50/p95 ms':>19} {'delete p50/p95 ms':>19} {'load':>15}"
+)
+Measured = dict[tuple[str, int], tuple[list[float], list[float]]]
+"""(server, idle shells) → the create and delete latencies measured there, ms."""
+
+
+def ratio(step: int, a: tuple[list[float], list[float]], b: tuple[list[float], list[float]]) -> str:
+    (a_c, a_d), (b_c, b_d) = a, b
+    return (
+        f"{'ratio':<10} {step:>11} {statistics.median(a_c) / statistics.median(b_c):>19.2f}"
+        f" {statistics.median(a_d) / statistics.median(b_d):>19.2f}"
+    )
+
+
+async def run(args: argparse.Namespace, servers: dict[str, ServerProcess], measured: Measured) -> list[str]:
+    out = [HEADER]
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
     floor = int(args.min_available_gib * 1024**3)
     async with contextlib.AsyncExitStack() as stack:
@@ -109,19 +128,18 @@ async def run(args: argparse.Namespace, servers: dict[str, ServerProcess]) -> li
                     out.append(f"{fleet.name}: {stopped}")
                     return out
             await asyncio.sleep(2)
-            measured: dict[str, tuple[list[float], list[float]]] = {f.name: ([], []) for f in fleets}
+            now: Measured = {(f.name, step): ([], []) for f in fleets}
             for _ in range(args.rounds):
                 for fleet in random.sample(fleets, len(fleets)):
-                    await one_round(fleet, *measured[fleet.name])
+                    await one_round(fleet, *now[(fleet.name, step)])
             for fleet in fleets:
-                out.append(row(fleet.name, step, *measured[fleet.name]))
+                out.append(row(fleet.name, step, *now[(fleet.name, step)]))
                 print(out[-1], flush=True)
+                kept = measured.setdefault((fleet.name, step), ([], []))
+                kept[0].extend(now[(fleet.name, step)][0])
+                kept[1].extend(now[(fleet.name, step)][1])
             if len(fleets) == 2:
-                (a_c, a_d), (b_c, b_d) = measured[fleets[0].name], measured[fleets[1].name]
-                out.append(
-                    f"{'ratio':<10} {step:>11} {statistics.median(a_c) / statistics.median(b_c):>19.2f}"
-                    f" {statistics.median(a_d) / statistics.median(b_d):>19.2f}"
-                )
+                out.append(ratio(step, now[(fleets[0].name, step)], now[(fleets[1].name, step)]))
                 print(out[-1], flush=True)
         for fleet in fleets:
             count = len(fleet.ids)
@@ -142,23 +160,43 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--min-available-gib", type=float, default=4.0)
     ap.add_argument("--baseline", help="also run a server from this revision's src, side by side")
+    ap.add_argument("--apart", type=int, default=0, help="with --baseline: N runs each, one server at a time")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="shells-bench-create-at-scale-", dir="/var/tmp"))
     env = {**UNLIMITED, "SHELLS_IDLE_TIMEOUT_S": "86400"}
-    servers = {"this tree": ServerProcess(root / "data", warm_pool=0, env=env)}
-    if args.baseline:
-        old_src = extract(args.baseline, root / "old")
-        servers[args.baseline] = ServerProcess(
-            root / "base", warm_pool=0, env={**env, "PYTHONPATH": str(old_src)}
-        )
+    made = {"this tree": {}} | (
+        {args.baseline: {"PYTHONPATH": str(extract(args.baseline, root / "old"))}} if args.baseline else {}
+    )
+    if args.apart and args.baseline:
+        runs = [[name] for _ in range(args.apart) for name in made]
+    else:
+        runs = [list(made)]
+    measured: Measured = {}
+    lines: list[str] = []
     try:
-        for server in servers.values():
-            server.start()
-        lines = asyncio.run(run(args, servers))
+        for i, names in enumerate(runs):
+            servers = {
+                name: ServerProcess(root / f"data-{i}-{n}", warm_pool=0, env={**env, **made[name]})
+                for n, name in enumerate(names)
+            }
+            try:
+                for server in servers.values():
+                    server.start()
+                lines += asyncio.run(run(args, servers, measured))
+            finally:
+                for server in servers.values():
+                    server.purge()
     finally:
-        for server in servers.values():
-            server.purge()
         shutil.rmtree(root, ignore_errors=True)
+    if args.apart and args.baseline:
+        lines.append(f"over {args.apart} runs of each, one server at a time:")
+        for step in args.steps:
+            if ("this tree", step) in measured and (args.baseline, step) in measured:
+                lines += [
+                    row("this tree", step, *measured[("this tree", step)]),
+                    row(args.baseline, step, *measured[(args.baseline, step)]),
+                    ratio(step, measured[("this tree", step)], measured[(args.baseline, step)]),
+                ]
     print(f"load average {load()} (at the end)")
     print("\n".join(lines))
 
