@@ -33,8 +33,9 @@ overlap, and CIDRs of one shape either nest (collapsed here) or are disjoint. ``
 by address *and* protocol too, its elements spanning every protocol (``net . 0-255``): libnftables
 reads the elements of every single-field interval set in the host's ruleset before each batch that
 adds or deletes an element (to merge ranges), so one such set per shell made every shell's create
-and delete read every other shell's allow list (at 1,000 shells, 0.8 s of the kernel's time per
-attach). Concatenated sets are not read; the per-shell sets are all of that kind.
+and delete read every other shell's allow list (at 1,000 shells an attach took 0.6 s, 0.1 s now:
+``benchmarks/bench_nft_scale.py``). Concatenated sets are not read; the per-shell sets are all of
+that kind.
 
 Every refused packet also puts its shell's slot in the shared set ``dropped`` (refreshed by each
 one, gone ``DROPPED_TIMEOUT_S`` after the last): the once-a-second drain of refused attempts reads
