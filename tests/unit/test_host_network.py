@@ -534,6 +534,30 @@ def test_a_restarted_server_adopts_running_shells_repairs_ports_and_removes_orph
     network.prepare()  # the fixture's object takes over again, with the successor's records
 
 
+def test_a_restarted_server_remakes_an_older_servers_allow_set_and_keeps_its_policy(
+    internet: FakeInternet, network: HostNetwork, shells: Callable[..., Shell], net_workdir: Path
+) -> None:
+    """Servers before the allow set ``a<slot>`` was keyed by address and protocol made it keyed by
+    address only; a server adopting such a shell makes the set again with its rules."""
+    s = shells(allow(internet.a))
+    slot, t = network._shell(s.host_id).slot, network.rules.table
+    network.nft.run(
+        f"flush chain {t} s{slot}\ndelete set {t} a{slot}\n"
+        f"add set {t} a{slot} {{ type ipv4_addr; flags interval, timeout; }}\n"
+        f"add element {t} a{slot} {{ {internet.a}/32 }}\n"
+        f"add rule {t} s{slot} ip daddr @forbidden4 return\n"
+        f"add rule {t} s{slot} ip daddr @a{slot} accept\n"
+    )  # what such a server left
+    assert answered(tcp(s.netns, internet.a, 80), f"{internet.a}:80".encode())
+    successor = HostNetwork(Settings(data_dir=net_workdir / "data"))
+    successor.prepare()
+    (found,) = [i["set"] for i in successor.nft.query(f"list set {t} a{slot}") if "set" in i]
+    assert found["type"] == ["ipv4_addr", "inet_proto"]
+    assert answered(tcp(s.netns, internet.a, 80), f"{internet.a}:80".encode())
+    assert tcp(s.netns, internet.b, 80) == REFUSED
+    network.prepare()
+
+
 def test_two_instances_get_separate_ranges_and_objects(net_workdir: Path, network: HostNetwork) -> None:
     other = HostNetwork(Settings(data_dir=net_workdir / "other-data"))
     other.prepare()

@@ -96,7 +96,7 @@ def test_resolved_addresses_skip_what_static_elements_already_hold() -> None:
     static = allow_elements(NetworkAccess(NetworkMode.INTERNET, ("198.51.100.0/24",)).rules)
     rule = parse_allow_rule("mirror.example.org")
     text = rules.resolved(3, rule, [A("198.51.100.4"), A("203.0.113.4")], 5, static)
-    assert text == "add element inet shells_abcd1234 a3 { 203.0.113.4/32 timeout 30s }\n"
+    assert text == "add element inet shells_abcd1234 a3 { 203.0.113.4/32 . 0-255 timeout 30s }\n"
     assert rules.resolved(3, rule, [A("198.51.100.4")], 600, static) == ""
     ported = rules.resolved(
         3, parse_allow_rule("mirror.example.org:443/tcp"), [A("203.0.113.4")], 600, static

@@ -62,6 +62,9 @@ def ensure_hybrid_cgroup_fix(root: Path = CGROUP_ROOT) -> bool:
                 "crun cannot run on this hybrid host until no controller is left in cgroup2."
             ) from exc
         changed = True
+    if changed:  # a hierarchy more than what was found before
+        _EVERY.pop(root, None)
+        _HIERARCHIES.clear()
     return changed
 
 
@@ -92,6 +95,20 @@ _HIERARCHIES: dict[tuple[str, Path], Path] = {}
 the metrics sampler reads every shell's memory and CPU every few seconds, and parsing the mount
 table for each read cost O(mounts) per shell — at 1,000 shells, with their thousands of mounts, it
 took most of a core."""
+
+
+_EVERY: dict[Path, list[Path]] = {}
+"""Every hierarchy under a root, once found (as ``_HIERARCHIES``): each delete looks for the shell's
+cgroup in all of them, and the mount table they were read from holds every shell's mounts (~3
+each), so reading it per delete made a delete's cost grow with the shells on the host."""
+
+
+def _every_hierarchy(root: Path) -> list[Path]:
+    found = _EVERY.get(root)
+    if found is None:
+        mounts = _libc.mount_points()
+        found = _EVERY[root] = v1_hierarchies(root, mounts) + unified_hierarchies(root, mounts)
+    return found
 
 
 def _hierarchy_of(controller: str, root: Path) -> Path | None:
@@ -201,9 +218,7 @@ def remove_cgroup(path: str, root: Path = CGROUP_ROOT) -> None:
     """
     rel = _rel(path)
     deadline = time.monotonic() + _KILL_DEADLINE_S
-    mounts = _libc.mount_points()  # read once: the table grows with every shell on the host
-    hierarchies = v1_hierarchies(root, mounts) + unified_hierarchies(root, mounts)
-    present = [h / rel for h in hierarchies if (h / rel).is_dir()]
+    present = [h / rel for h in _every_hierarchy(root) if (h / rel).is_dir()]
     if not present:
         return
 

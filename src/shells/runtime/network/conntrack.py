@@ -1,8 +1,12 @@
 """Forget the kernel's connection-tracking entries of addresses that leave (ctnetlink).
 
 When a shell's port goes away, entries for its addresses would otherwise linger for hours
-(established TCP) and could match a later shell that gets the same address. The dump is filtered
-here rather than in the kernel, so the cost grows with the host's table (~1 µs per entry).
+(established TCP) and could match a later shell that gets the same address. For a few addresses
+the kernel filters the dump (``CTA_FILTER``: one dump per address and per side of the entry the
+address may be on), so a shell's delete reads its own entries, not the host's whole table; the
+host's other connections (every API request's loopback connection among them) made that cost
+grow with everything else on the host. Anything else (a network at start-up) is read whole and
+filtered here. What the kernel returns is matched again here either way.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from .rtnl import Netlink, attr, parse_attrs
 NETLINK_NETFILTER = 12
 _CT_GET = (1 << 8) | 1  # NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET
 _CT_DELETE = (1 << 8) | 2  # IPCTNL_MSG_CT_DELETE
-CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_ZONE = 1, 2, 18
+CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_ZONE, CTA_FILTER = 1, 2, 18, 25
 CTA_TUPLE_IP, CTA_IP_V4_SRC, CTA_IP_V4_DST = 1, 1, 2
+CTA_FILTER_ORIG_FLAGS, CTA_FILTER_REPLY_FLAGS = 1, 2
+FILTER_IP_SRC, FILTER_IP_DST = 1 << 0, 1 << 1
 NLA_F_NESTED = 0x8000
+FILTERED_AT_MOST = 16
+"""Up to this many addresses, the kernel filters the dump (four dumps each); past it, one whole dump."""
 
 _HEADER = struct.pack("=BBH", socket.AF_INET, 0, 0)  # nfgenmsg: family, version, resource id
 
@@ -45,14 +53,38 @@ def _names(tuple_attr: bytes, wanted: Callable[[bytes], bool]) -> bool:
     return False
 
 
+def _filters(address: ipaddress.IPv4Address) -> list[bytes]:
+    """Dump requests for the entries naming ``address``: as the source or the destination of the
+    original or the reply direction (the kernel ANDs what one filter names, so one request each)."""
+    requests = []
+    for tuple_kind, flags_kind in (
+        (CTA_TUPLE_ORIG, CTA_FILTER_ORIG_FLAGS),
+        (CTA_TUPLE_REPLY, CTA_FILTER_REPLY_FLAGS),
+    ):
+        for ip_kind, flag in ((CTA_IP_V4_SRC, FILTER_IP_SRC), (CTA_IP_V4_DST, FILTER_IP_DST)):
+            ip = attr(CTA_TUPLE_IP | NLA_F_NESTED, attr(ip_kind, address.packed))
+            requests.append(
+                _HEADER
+                + attr(tuple_kind | NLA_F_NESTED, ip)
+                + attr(CTA_FILTER | NLA_F_NESTED, attr(flags_kind, flag))
+            )
+    return requests
+
+
 def _entries_naming(nl: Netlink, wanted: Container[ipaddress.IPv4Address]) -> list[dict[int, bytes]]:
-    found = []
     match = _matcher(wanted)
-    for body in nl.dump(_CT_GET, _HEADER):
-        attrs = parse_attrs(body[len(_HEADER) :])
-        if _names(attrs.get(CTA_TUPLE_ORIG, b""), match) or _names(attrs.get(CTA_TUPLE_REPLY, b""), match):
-            found.append(attrs)
-    return found
+    if isinstance(wanted, set | frozenset) and len(wanted) <= FILTERED_AT_MOST:
+        requests = [request for address in wanted for request in _filters(address)]
+    else:
+        requests = [_HEADER]
+    found: dict[bytes, dict[int, bytes]] = {}  # by original tuple: one entry may match two filters
+    for request in requests:
+        for body in nl.dump(_CT_GET, request):
+            attrs = parse_attrs(body[len(_HEADER) :])
+            orig = attrs.get(CTA_TUPLE_ORIG, b"")
+            if _names(orig, match) or _names(attrs.get(CTA_TUPLE_REPLY, b""), match):
+                found.setdefault(orig + attrs.get(CTA_ZONE, b""), attrs)
+    return list(found.values())
 
 
 def forget(addresses: Container[ipaddress.IPv4Address]) -> int:

@@ -220,13 +220,15 @@ class HostNetwork:
         """Rebuild the shared rules and sets from the records, keep each running shell's own sets
         (resolved addresses, counters), and remove links and nft objects no record claims."""
         rules = self.rules
-        existing = self._existing_objects()
+        existing, legacy = self._existing_objects()
         batch = rules.base() + rules.reset_shared()
         batch += "".join(rules.network_change("add", n.cidr) for n in self._networks.values())
         for shell in alive:
+            if shell.slot in legacy:  # an allow set of an older server: made again, then refilled
+                batch += rules.drop_allow_any(shell.slot)
             batch += rules.shell_objects(shell.slot) + rules.shell_chain(shell.slot, shell.policy)
             batch += rules.shell_egress(shell.slot, shell.brokered)
-            if f"a{shell.slot}" not in existing:
+            if f"a{shell.slot}" not in existing or shell.slot in legacy:
                 batch += rules.shell_allow(shell.slot, shell.policy)
             batch += rules.ports_change("add", self._port_entries(shell, self._ports(shell)))
         slots = {s.slot for s in alive}
@@ -246,16 +248,25 @@ class HostNetwork:
                 self._converge(shell, before=[p for p in ports if p.name in present])
         conntrack.forget(_Unclaimed(self.range.cidr, {a for s in alive for a in self._addresses_of(s)}))
 
-    def _existing_objects(self) -> set[str]:
-        """Names of the per-shell chains and sets in the instance's table (none if no table)."""
+    def _existing_objects(self) -> tuple[set[str], set[int]]:
+        """Names of the per-shell chains and sets in the instance's table (none if no table), and
+        the slots whose ``a<slot>`` still has an older server's key (one address only)."""
         try:
             items = self.nft.query(f"list table {self.rules.table}")
         except NftError as exc:
             if exc.missing:
-                return set()
+                return set(), set()
             raise
         names = {obj["name"] for item in items for kind, obj in item.items() if kind in ("set", "chain")}
-        return {n for n in names if _slot_of(n) is not None}
+        legacy = {
+            slot
+            for item in items
+            if (found := item.get("set")) is not None
+            and found["name"].startswith("a")
+            and (slot := _slot_of(found["name"])) is not None
+            and found["type"] == "ipv4_addr"
+        }
+        return {n for n in names if _slot_of(n) is not None}, legacy
 
     # one shell ------------------------------------------------------------------------------------
     def attach(
@@ -281,13 +292,13 @@ class HostNetwork:
                 for net in networks:
                     self._add_membership(shell, net, hostname or host_id)
                 rules = self.rules
-                self.nft.run(
+                objects = (
                     rules.shell_objects(slot)
                     + rules.shell_chain(slot, policy)
                     + rules.shell_allow(slot, policy)
                     + rules.shell_egress(slot, brokered)
                 )
-                self._converge(shell, before=[])
+                self._converge(shell, before=[], objects=objects)
                 self.ledger.save_shell(shell)
             except BaseException:
                 self.detach(host_id)
@@ -307,22 +318,28 @@ class HostNetwork:
             networks={m.net_id: m.address for m in shell.memberships.values()},
         )
 
-    def _converge(self, shell: ShellNet, before: Sequence[VethLink]) -> None:
-        """Open and close ports (and set ``lo``) so the netns matches the shell's record."""
+    def _converge(self, shell: ShellNet, before: Sequence[VethLink], objects: str = "") -> None:
+        """Open and close ports (and set ``lo``) so the netns matches the shell's record; ``objects``
+        (the shell's own chains and sets, at attach) go in the same transaction as the new ports'
+        entries.
+
+        The entries of a new port are in place before the port exists (nothing can match a name no
+        link has yet), so an attach is one nftables transaction: each one costs a listing of every
+        set on the host in libnftables, whatever it changes."""
         after = self._ports(shell)
         gone = [p for p in before if p.name not in {q.name for q in after}]
         new = [p for p in after if p.name not in {q.name for q in before}]
         rules = self.rules
         if gone:
             self._run_tolerant(rules.ports_change("delete", self._port_entries(shell, gone)))
+        if objects or new:
+            self.nft.run(objects + rules.ports_change("add", self._port_entries(shell, new)))
         with Netlink() as host, shell_links(host, shell.netns, self.range.gateway) as links:
             links.set_loopback(shell.ports_open)
             for port in gone:
                 links.close(port.name)
             for port in new:
                 links.open(port, alias=shell.host_id)
-        if new:
-            self.nft.run(rules.ports_change("add", self._port_entries(shell, new)))
 
     def set_policy(self, host_id: str, policy: NetworkAccess) -> None:
         """Apply ``policy`` to a running shell, mode changes included, without restarting it."""

@@ -29,7 +29,13 @@ packet in ``b<slot>`` (IPv4) or ``v<slot>`` (IPv6), dynamic sets keyed by destin
 and port, with a counter per element, a size cap (a flood of new destinations cannot grow them) and
 an idle timeout. Allow lists live in ``a<slot>`` (any protocol), ``q<slot>`` (one protocol) and
 ``p<slot>`` (protocol and port): split by shape because interval elements of one set must not
-overlap, and CIDRs of one shape either nest (collapsed here) or are disjoint.
+overlap, and CIDRs of one shape either nest (collapsed here) or are disjoint. ``a<slot>`` is keyed
+by address *and* protocol too, its elements spanning every protocol (``net . 0-255``): libnftables
+reads the elements of every single-field interval set in the host's ruleset before each batch that
+adds or deletes an element (to merge ranges), so one such set per shell made every shell's create
+and delete read every other shell's allow list (at 1,000 shells an attach took 0.6 s, 0.1 s now:
+``benchmarks/bench_nft_scale.py``). Concatenated sets are not read; the per-shell sets are all of
+that kind.
 
 Every refused packet also puts its shell's slot in the shared set ``dropped`` (refreshed by each
 one, gone ``DROPPED_TIMEOUT_S`` after the last): the once-a-second drain of refused attempts reads
@@ -89,6 +95,8 @@ PROXY_PORT = 15443
 """Where the egress proxy listens on the gateway address (reached only through the DNAT)."""
 PROXY_DSCP = 0x2D
 """The DSCP of the egress proxy's own upstream packets, which the DNAT lets by."""
+ALL_PROTOCOLS_KEY = "ipv4_addr . inet_proto"
+"""The key of ``a<slot>``: an address and a protocol, its elements covering every protocol."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,7 @@ class Ruleset:
         v4, v6 = "ipv4_addr . inet_proto . inet_service", "ipv6_addr . inet_proto . inet_service"
         dynamic = f"flags dynamic, timeout; timeout {BLOCKED_TIMEOUT_S}s"
         lines = [
-            f"add set {t} a{slot} {{ type ipv4_addr; flags interval, timeout; }}",
+            f"add set {t} a{slot} {{ type {ALL_PROTOCOLS_KEY}; flags interval, timeout; }}",
             f"add set {t} q{slot} {{ type ipv4_addr . inet_proto; flags interval, timeout; }}",
             f"add set {t} p{slot} {{ type {v4}; flags interval, timeout; }}",
             f"add set {t} b{slot} {{ type {v4}; {dynamic}; size {BLOCKED_SIZE}; counter; }}",
@@ -291,12 +299,17 @@ class Ruleset:
         elif policy.mode is NetworkMode.INTERNET:
             lines += [
                 f"add rule {t} s{slot} ip daddr @forbidden4 return",
-                f"add rule {t} s{slot} ip daddr @a{slot} accept",
+                f"add rule {t} s{slot} ip daddr . meta l4proto @a{slot} accept",
                 f"add rule {t} s{slot} ip daddr . meta l4proto @q{slot} accept",
                 f"add rule {t} s{slot} meta l4proto {{ tcp, udp }} "
                 f"ip daddr . meta l4proto . th dport @p{slot} accept",
             ]
         return "\n".join(lines) + "\n"
+
+    def drop_allow_any(self, slot: int) -> str:
+        """Remove ``a<slot>`` and the rules that use it (an older server made it with another key;
+        :meth:`shell_objects` then makes it again, :meth:`shell_chain` the rules)."""
+        return f"flush chain {self.table} s{slot}\ndelete set {self.table} a{slot}\n"
 
     def shell_egress(self, slot: int, brokered: bool) -> str:
         """Rewrite ``e<slot>``: whether the shell's HTTPS goes through the egress proxy."""
@@ -406,7 +419,7 @@ def _elements(
 ) -> list[str]:
     suffix = f" timeout {timeout}s" if timeout else ""
     groups = {
-        "a": [f"{n}{suffix}" for n in any_],
+        "a": [f"{n} . 0-255{suffix}" for n in any_],
         "q": [f"{n} . {p.value}{suffix}" for n, p in proto],
         "p": [f"{n} . {p.value} . {q}{suffix}" for n, p, q in port],
     }
