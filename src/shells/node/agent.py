@@ -54,7 +54,7 @@ from .calls import BACKEND_CALLS, BACKEND_DUPLEX, BACKEND_STREAMS, BACKEND_SYNC,
 from .carrier import CARRIER_CALLS
 from .codec import decode, encode
 from .egress import NodeEgress, SecretUse
-from .ingress import NodeIngress, PortEntry
+from .ingress import NodeIngress, PortEntry, PortsReport
 from .volume_copies import VOLUME_CALLS
 from .wire import DOWN, UP, Overloaded, Signer, Unauthenticated
 
@@ -170,10 +170,12 @@ class NodeAgent:
                 found[host_id] = backend.usage(host_id)
         return found
 
-    def set_ports(self, entries: list[PortEntry]) -> int:
+    def set_ports(
+        self, entries: list[PortEntry], refused: dict[str, ShellsError] | None = None, report: bool = True
+    ) -> PortsReport:
         if self.ingress is None:
             raise ActionNotSupported("This node serves no exposed ports.")
-        return self.ingress.ports.set_ports(entries)
+        return self.ingress.ports.set_ports(entries, refused, report=bool(report))
 
     def set_secrets(self, ca_key: str, ca_cert: str, table: dict[str, list[Brokered]]) -> int:
         if self.egress is None:
