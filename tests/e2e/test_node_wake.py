@@ -93,6 +93,7 @@ def test_a_request_to_a_paused_vms_port_on_a_node_wakes_it_and_its_server_answer
     try:
         vm.pause()
         assert vm.refresh().state == "paused" and not wakes(vm)
+        time.sleep(1.5)  # a pass of the ports sent to nodes: the node has the shell paused either way
         answer = httpx.get(url, timeout=120)  # waits for the resume, then is served
         assert answer.status_code == 200 and "hello-from-a-woken-shell" in answer.text, answer.text
         assert vm.refresh().state == "running"
