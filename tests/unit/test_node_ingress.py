@@ -81,3 +81,18 @@ async def test_a_refused_wake_is_the_waiting_requests_answer(tmp_path: Path) -> 
 
 async def _wake_into(ports: NodePorts, found: list[Exposure | None]) -> None:
     found.append(await ports.wake(SHELL, 8000))
+
+
+@pytest.mark.anyio
+async def test_a_held_call_learns_of_a_new_waiting_request_until_it_is_reported(tmp_path: Path) -> None:
+    ports = NodePorts(tmp_path)
+    ports.set_ports([(SHELL, 8000, PAUSED)])
+    assert await ports.new_wakes(0.05) is False  # nothing waits: the hold runs out
+    held = asyncio.create_task(ports.new_wakes(30))
+    waiting = asyncio.create_task(ports.wake(SHELL, 8000))
+    assert await asyncio.wait_for(held, 5) is True  # answered at once, not after the hold
+    assert await ports.new_wakes(30) is True  # still unreported
+    assert ports.set_ports([(SHELL, 8000, PAUSED)]).wakes == {SHELL: 8000}
+    assert await ports.new_wakes(0.05) is False  # reported: the control plane knows
+    ports.set_ports([(SHELL, 8000, RUNNING)])
+    assert (await waiting) is not None

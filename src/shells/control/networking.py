@@ -392,6 +392,9 @@ class Networking:
                 self.node_ports.exchange,
                 singleton=True,
             )
+            self.ctx.background.every(
+                "waiting for wakes on nodes", PORTS_POLL_S, self.node_ports.watch, singleton=True
+            )
         if not dataplane:
             return
         self._resolver = DnsResolver(

@@ -12,7 +12,9 @@ whole table of its shells' exposed ports (``set_ports``) and takes back the node
   system with the port and node that asked, metering from the state change); then that node alone is
   sent its table at once, so the waiting request goes on without waiting for the next pass. A wake
   that fails or is refused travels with that table as the error the waiting requests answer
-  (403 for a budget, 409 for a refusal, 502 for a failed resume).
+  (403 for a budget, 409 for a refusal, 502 for a failed resume). So that a wake does not wait for
+  the next pass, the same replica holds a ``new_wakes`` call open on each node (``watch``), which the
+  node answers the moment a request starts waiting; it only starts that node's exchange now.
 
 A report is believed only for shells this pass sent that node, and a wake only for a port sent as
 ``wakes``: a node cannot mark or wake a shell it does not hold, and no shell can speak on this channel
@@ -42,6 +44,11 @@ PORTS_POLL_S = 1.0
 """How often each node of a cluster is sent its shells' exposed ports (a port exposed or closed
 answers so on the shell's node within about this long, and a wake a request waits on starts)."""
 
+WAKE_HOLD_S = 10.0
+"""How long each ``new_wakes`` call is held open on a node before it is made again."""
+CALL_SLACK_S = 10.0
+"""Past the hold, how long a node may take to answer before the call is given up."""
+
 Sent = dict[str, tuple[list[PortEntry], PortsReport]]
 """Per node: the table sent and the node's report."""
 
@@ -69,6 +76,26 @@ class NodePortTables:
             m.name: m.network for m in members if isinstance(m.network, RemoteNetwork) and m.network.ingress
         }
 
+    async def watch(self) -> None:
+        """Hold a ``new_wakes`` call open on each node (a singleton duty): a node answers it as soon
+        as a request starts waiting on a paused shell, and that node's exchange runs at once."""
+        for name in self._nodes():
+            self.ctx.background.run(f"waiting for wakes on node {name}", partial(self._watch, name))
+
+    async def _watch(self, name: str) -> None:
+        while self.ctx.background.leader() and (network := self._nodes().get(name)) is not None:
+            try:
+                with anyio.fail_after(WAKE_HOLD_S + CALL_SLACK_S):
+                    wanted = await network.new_wakes(WAKE_HOLD_S)
+            except (ShellsError, TimeoutError):
+                return  # the next pass starts it again
+            if (
+                wanted
+                and self.ctx.background.leader()
+                and name not in await self._exchange([name], report=True)
+            ):
+                return  # the node did not take its table: the pass after next tries again
+
     def changed(self, shell: ShellRecord) -> None:
         """The shell just paused, stopped or resumed (``ControlContext.moved``): its node is sent its
         table now, so its proxy neither forwards to a paused shell nor waits a pass to see it back.
@@ -86,11 +113,12 @@ class NodePortTables:
         """One pass (to node ``only``, or to every node): tables sent, reports taken."""
         await self._exchange([only] if only is not None else list(self._nodes()), report=True)
 
-    async def _exchange(self, names: list[str], *, report: bool) -> None:
+    async def _exchange(self, names: list[str], *, report: bool) -> Sent:
         refused = {name: self._refused.pop(name, {}) for name in names} if report else {}
         sent = await anyio.to_thread.run_sync(self._send, names, refused, report)
         for name, (entries, seen) in sent.items():
             self._take(name, entries, seen)
+        return sent
 
     def _send(self, names: list[str], refused: dict[str, dict[str, ShellsError]], report: bool) -> Sent:
         nodes = self._nodes()

@@ -188,7 +188,9 @@ class NodeAgent:
     async def _items(
         self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]
     ) -> AsyncIterator[Item]:
-        if target == "node" and method in NODE_CALLS:
+        if target == "node" and method == "new_wakes":
+            yield "r", self.ingress is not None and await self.ingress.ports.new_wakes(*args)
+        elif target == "node" and method in NODE_CALLS:
             calls: dict[str, Callable[..., Any]] = {
                 "hello": self.hello,
                 "offer": lambda: self.offer() if self.offer is not None else None,

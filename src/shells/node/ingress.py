@@ -12,12 +12,16 @@ requests) and the paused shells whose port a request now waits on (``Exposure.wa
 is the control plane's: it resumes such a shell the way any resume goes, then sends this node its
 table at once, and the waiting requests go on once the table shows the shell running; a wake the
 control plane refused comes back with the next table as the error to answer (``refused``), and a
-request waits at most ``WAKE_WAIT_S``. The node itself resumes nothing and reports only shells of its
-own table; the control plane believes a report only for shells it sent this node."""
+request waits at most ``WAKE_WAIT_S``. So that a wake need not wait for the next pass, the control
+plane also holds a ``new_wakes`` call open on the node, answered as soon as a request starts
+waiting: a mere signal to run the exchange for this node now (it carries no shell). The node
+itself resumes nothing and reports only shells of its own table; the control plane believes a
+report only for shells it sent this node."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +35,8 @@ PortEntry = tuple[str, int, Exposure]
 """One exposed port as the control plane sends it: the shell's id, the port, the exposure (its
 ``netns`` left empty: the node knows where its namespaces are)."""
 
+WAKE_HOLD_MAX_S = 30.0
+"""The longest a ``new_wakes`` call is held open on the node."""
 WAKE_WAIT_S = 120.0
 """How long a request to a paused shell's port waits for the control plane to resume it (a microvm
 restored without KVM takes tens of seconds); past that it is answered 502 ``wake_failed``."""
@@ -55,6 +61,8 @@ class NodePorts:
         self._used: set[str] = set()
         self._waiting: dict[str, tuple[int, asyncio.Future[None]]] = {}
         """Per paused shell a request waits on: the port it asked and what settles the wait."""
+        self._unreported = asyncio.Event()
+        """Set when a request starts waiting on a shell no report has named yet (``new_wakes``)."""
 
     def set_ports(
         self,
@@ -88,8 +96,18 @@ class NodePorts:
             del self._waiting[shell_id]
         if not report:
             return PortsReport()
+        self._unreported.clear()
         used, self._used = self._used, set()
         return PortsReport(sorted(used), {s: port for s, (port, _) in self._waiting.items()})
+
+    async def new_wakes(self, hold_s: float) -> bool:
+        """Whether a request started waiting on a paused shell since the last report, answered as
+        soon as one does or after ``hold_s`` (at most ``WAKE_HOLD_MAX_S``): the control plane holds
+        this call open so a wake starts at once rather than at its next pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(max(float(hold_s), 0.0), WAKE_HOLD_MAX_S)):
+                await self._unreported.wait()
+        return self._unreported.is_set()
 
     def lookup(self, shell_id: str, port: int) -> Exposure | None:
         exposure = self._ports.get((shell_id, port))
@@ -101,6 +119,7 @@ class NodePorts:
         """Wait until the control plane has resumed the shell (or refused to); its port then."""
         if shell_id not in self._waiting:
             self._waiting[shell_id] = (port, asyncio.get_running_loop().create_future())
+            self._unreported.set()
         settled = self._waiting[shell_id][1]
         try:
             async with asyncio.timeout(WAKE_WAIT_S):
@@ -131,4 +150,4 @@ class NodeIngress:
         await self.proxy.close()
 
 
-__all__ = ["WAKE_WAIT_S", "NodeIngress", "NodePorts", "PortEntry", "PortsReport"]
+__all__ = ["WAKE_HOLD_MAX_S", "WAKE_WAIT_S", "NodeIngress", "NodePorts", "PortEntry", "PortsReport"]

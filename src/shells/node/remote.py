@@ -415,6 +415,10 @@ class RemoteNetwork:
             raise RuntimeFailure("The node's answer to set_ports is not a report of its ports.")
         return answer
 
+    async def new_wakes(self, hold_s: float) -> bool:
+        """Whether a request started waiting on a paused shell of the node, within ``hold_s``."""
+        return bool(await self.client.call("node", "new_wakes", hold_s))
+
     def set_secrets(self, ca_key: str, ca_cert: str, table: Mapping[str, Sequence[Brokered]]) -> None:
         """Send the node's egress proxy the instance's CA and the whole table of its shells' secrets."""
         self.client.call_blocking(
