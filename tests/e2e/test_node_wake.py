@@ -35,7 +35,7 @@ MISSING = MicrovmBackend.available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class on this host: {MISSING}")
 
 PORT = 8000
-IDLE_S = 4
+IDLE_S = 5
 SERVE = (
     "mkdir -p /srv && echo hello-from-a-woken-shell > /srv/index.html && "
     f"setsid python3 -m http.server {PORT} --bind 0.0.0.0 --directory /srv >/dev/null 2>&1 < /dev/null & "
