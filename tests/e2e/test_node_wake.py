@@ -30,18 +30,12 @@ from tests.support.waiting import wait_until
 from .harness import ServerProcess, serving
 from .node_link import NodeMachine, cluster_secret, node_machine
 from .tenancy import ADMIN, Tenancy, error
+from .test_wake import PORT, SERVE
 
 MISSING = MicrovmBackend.available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no microvm class on this host: {MISSING}")
 
-PORT = 8000
 IDLE_S = 5
-SERVE = (
-    "mkdir -p /srv && echo hello-from-a-woken-shell > /srv/index.html && "
-    f"setsid python3 -m http.server {PORT} --bind 0.0.0.0 --directory /srv >/dev/null 2>&1 < /dev/null & "
-    'for i in $(seq 100); do python3 -c "import urllib.request as u; '
-    f"u.urlopen('http://127.0.0.1:{PORT}/')\" 2>/dev/null && break; sleep 0.2; done"
-)
 
 
 @pytest.fixture(scope="module")
