@@ -60,10 +60,20 @@ class ControlContext:
     """Told when a shell has just paused or stopped: a control role saves its state to the object
     store in the background, so a shell of a node that is lost can start again elsewhere."""
 
+    moved: list[Callable[[ShellRecord], None]] = field(default_factory=list)
+    """Told when a shell has just paused, stopped or resumed: a cluster sends the shell's node its
+    table of exposed ports at once (``control.node_ports``), not at the next pass."""
+
     def rested(self, shell: ShellRecord) -> ShellRecord:
-        """``shell`` (just paused or stopped) after telling ``at_rest``."""
+        """``shell`` (just paused or stopped) after telling ``at_rest`` and ``moved``."""
         if self.at_rest is not None:
             self.at_rest(shell)
+        return self.changed(shell)
+
+    def changed(self, shell: ShellRecord) -> ShellRecord:
+        """``shell`` (just paused, stopped or resumed) after telling ``moved``."""
+        for tell in self.moved:
+            tell(shell)
         return shell
 
     def __post_init__(self) -> None:

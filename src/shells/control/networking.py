@@ -38,7 +38,6 @@ from ..domain.networking import (
 from ..domain.principal import Principal, Scope
 from ..domain.shell import ShellRecord
 from ..domain.states import ShellState
-from ..node.ingress import PortEntry
 from ..node.remote import RemoteNetwork
 from ..runtime.network.contract import InstanceNetwork, SpansNodes
 from ..runtime.network.dns_upstream import configured_upstreams
@@ -48,6 +47,7 @@ from ..runtime.network.shell_dns import RefusalLog, ShellDns
 from ..store.networking import NetworkingStore
 from .auth import authorize, require
 from .context import ControlContext
+from .node_ports import PORTS_POLL_S, NodePortTables
 from .requests import SEALED_HAS_NO_NETWORK, parse_network_policy
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,6 @@ BLOCKED_POLL_S = 1.0
 OVERLAY_POLL_S = 1.0
 """How often the nodes of a cluster are told which peers carry members of their private networks
 (a member that joins on one node is reachable from the others within about this long)."""
-PORTS_POLL_S = 1.0
-"""How often each node of a cluster is sent its shells' exposed ports (a port exposed or closed
-answers so on the shell's node within about this long)."""
 
 
 class Networking:
@@ -75,6 +72,14 @@ class Networking:
         """Called with a shell's id for every request the ingress proxy routes to it (activity)."""
         self.on_wake: Callable[[str, str], Awaitable[object]] = _no_wake
         """Resumes a paused shell with ``auto_resume`` for a request to its port (id, why)."""
+        self.node_ports = NodePortTables(
+            ctx,
+            self.records,
+            self._exposure,
+            lambda s: self.on_port_use(s),  # noqa: PLW0108 (late: the service sets these after)
+            lambda s, why: self.on_wake(s, why),  # noqa: PLW0108
+        )
+        """The tables of exposed ports sent to a cluster's nodes, and what their proxies saw."""
 
     # one shell's network ----------------------------------------------------------------------------
     def describe(self, principal: Principal, shell_id: str) -> dict[str, Any]:
@@ -342,28 +347,6 @@ class Networking:
             wakes=shell.state is ShellState.PAUSED and shell.auto_resume,
         )
 
-    def send_ports(self) -> None:
-        """Send every remote node with an ingress proxy the whole table of its shells' exposed ports
-        (``node.ingress``); a node that does not answer keeps its last table until the next pass."""
-        fleet = self.ctx.fleet
-        if fleet is None:
-            return
-        tables: dict[str, list[PortEntry]] = {name: [] for name in fleet.members if self._node_ingress(name)}
-        for rec in self.records.all_ports():
-            shell = self.ctx.store.get_shell(rec.shell_id)
-            if shell is None or shell.node not in tables:
-                continue
-            if (exposure := self._exposure(rec, shell)) is not None:
-                tables[shell.node].append((shell.id, rec.port, exposure))
-        for name, entries in tables.items():
-            member = fleet.members.get(name)
-            if member is None or not isinstance(member.network, RemoteNetwork):
-                continue
-            try:
-                member.network.set_ports(entries)
-            except ShellsError as exc:
-                log.warning("node %s did not take its exposed ports: %s", name, exc)
-
     async def wake(self, shell_id: str, port: int) -> Exposure | None:
         """Wake on request: resume the shell (the caller waits), then its port as it is now."""
         await self.on_wake(shell_id, f"a request to port {port}")
@@ -390,7 +373,7 @@ class Networking:
     async def start(self, *, dataplane: bool = True) -> None:
         """Serve DNS on the shells' gateway, the ingress proxy, and read the drop counters (only the
         last when the network is a remote node's, which serves the first two itself, the proxy from
-        the table of ports ``send_ports`` sends it)."""
+        the table of ports ``node_ports`` sends it)."""
         settings = self.ctx.settings
         self.ctx.background.every("reading the drop counters", BLOCKED_POLL_S, self.collect_blocked)
         spanning = self.host
@@ -402,11 +385,15 @@ class Networking:
                 singleton=True,
             )
         if self.ctx.fleet is not None:
+            self.ctx.moved.append(self.node_ports.changed)
             self.ctx.background.every(
                 "sending exposed ports to nodes",
                 PORTS_POLL_S,
-                lambda: anyio.to_thread.run_sync(self.send_ports),
+                self.node_ports.exchange,
                 singleton=True,
+            )
+            self.ctx.background.every(
+                "waiting for wakes on nodes", PORTS_POLL_S, self.node_ports.watch, singleton=True
             )
         if not dataplane:
             return

@@ -147,7 +147,9 @@ class Suspension:
         self.ctx.quotas.check_budget(shell.tenant)
         await self.ctx.backend(shell.runtime).resume(self.ctx.spec(shell))
         self.touch(shell.id)
-        return self._moved(principal, shell, door, Capability.RESUME, ShellState.RUNNING, reason)
+        return self.ctx.changed(
+            self._moved(principal, shell, door, Capability.RESUME, ShellState.RUNNING, reason)
+        )
 
     def _moved(
         self,

@@ -54,7 +54,7 @@ from .calls import BACKEND_CALLS, BACKEND_DUPLEX, BACKEND_STREAMS, BACKEND_SYNC,
 from .carrier import CARRIER_CALLS
 from .codec import decode, encode
 from .egress import NodeEgress, SecretUse
-from .ingress import NodeIngress, PortEntry
+from .ingress import NodeIngress, PortEntry, PortsReport
 from .volume_copies import VOLUME_CALLS
 from .wire import DOWN, UP, Overloaded, Signer, Unauthenticated
 
@@ -170,10 +170,12 @@ class NodeAgent:
                 found[host_id] = backend.usage(host_id)
         return found
 
-    def set_ports(self, entries: list[PortEntry]) -> int:
+    def set_ports(
+        self, entries: list[PortEntry], refused: dict[str, ShellsError] | None = None, report: bool = True
+    ) -> PortsReport:
         if self.ingress is None:
             raise ActionNotSupported("This node serves no exposed ports.")
-        return self.ingress.ports.set_ports(entries)
+        return self.ingress.ports.set_ports(entries, refused, report=bool(report))
 
     def set_secrets(self, ca_key: str, ca_cert: str, table: dict[str, list[Brokered]]) -> int:
         if self.egress is None:
@@ -186,7 +188,9 @@ class NodeAgent:
     async def _items(
         self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]
     ) -> AsyncIterator[Item]:
-        if target == "node" and method in NODE_CALLS:
+        if target == "node" and method == "new_wakes":
+            yield "r", self.ingress is not None and await self.ingress.ports.new_wakes(*args)
+        elif target == "node" and method in NODE_CALLS:
             calls: dict[str, Callable[..., Any]] = {
                 "hello": self.hello,
                 "offer": lambda: self.offer() if self.offer is not None else None,

@@ -60,9 +60,12 @@ NETWORK_CALLS = frozenset(
 )
 """``InstanceNetwork``'s methods (and ``NodeOverlay``'s): synchronous, run in a worker thread on the
 node."""
-NODE_CALLS = frozenset({"hello", "offer", "usages", "fence", "set_ports", "set_secrets", "drain_secret_uses"})
+NODE_CALLS = frozenset(
+    {"hello", "offer", "usages", "fence", "set_ports", "new_wakes", "set_secrets", "drain_secret_uses"}
+)
 """The node itself: what it serves (``hello``), what it offers placement now (``offer``: region,
 classes, room measured when asked), its shells' resource usage in one call, and its registration
 generation (``fence``), and the table of its shells' exposed ports its ingress proxy answers from
-(``set_ports``, ``node.ingress``), and the secrets its egress proxy swaps in, with their uses
-(``set_secrets``, ``drain_secret_uses``: ``node.egress``)."""
+(``set_ports``, ``node.ingress``: its answer reports the proxy's traffic and the wakes it waits
+on; ``new_wakes``, held open, says when a request starts waiting), and the secrets its egress
+proxy swaps in, with their uses (``set_secrets``, ``drain_secret_uses``: ``node.egress``)."""

@@ -45,6 +45,7 @@ from ..runtime.backend import HostInventory, ShellSpec, VolumeMount
 from ..runtime.network.addressing import InstanceRange
 from ..runtime.network.dataplane import ShellAddresses
 from ..runtime.network.ingress import Exposure
+from .ingress import PortsReport
 
 WIRE_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
@@ -86,6 +87,7 @@ WIRE_TYPES: dict[str, type[Any]] = {
         BucketCredentials,
         VolumeMount,
         Exposure,
+        PortsReport,
         Brokered,
     )
 }

@@ -25,7 +25,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ..domain.capabilities import Capability
-from ..domain.errors import ActionNotSupported
+from ..domain.errors import ActionNotSupported, RuntimeFailure, ShellsError
 from ..domain.execution import ExecEvent, ExecExit, ExecSpec, FileChange, FileEntry, KeptProcess, WindowSize
 from ..domain.isolation import Runtime
 from ..domain.network import AllowRule, BlockedAttempt, NetworkAccess, NetworkMode, PrivateNetwork
@@ -43,7 +43,7 @@ from . import Node
 from .carrier import RemoteCarrier
 from .client import Duplex, NodeClient
 from .egress import SecretUse
-from .ingress import PortEntry
+from .ingress import PortEntry, PortsReport
 from .volume_copies import RemoteVolumes
 from .wire import Signer
 
@@ -402,9 +402,22 @@ class RemoteNetwork:
     ) -> None:
         self._call("allow_resolved", host_id, rule, list(addresses), ttl_s)
 
-    def set_ports(self, entries: Sequence[PortEntry]) -> None:
-        """Send the node's ingress proxy the whole table of its shells' exposed ports."""
-        self.client.call_blocking("node", "set_ports", list(entries))
+    def set_ports(
+        self,
+        entries: Sequence[PortEntry],
+        refused: Mapping[str, ShellsError] | None = None,
+        report: bool = True,
+    ) -> PortsReport:
+        """Send the node's ingress proxy the whole table of its shells' exposed ports (and the wakes
+        refused since the last one); what its proxy saw since then (nothing unless ``report``)."""
+        answer = self.client.call_blocking("node", "set_ports", list(entries), dict(refused or {}), report)
+        if not isinstance(answer, PortsReport):
+            raise RuntimeFailure("The node's answer to set_ports is not a report of its ports.")
+        return answer
+
+    async def new_wakes(self, hold_s: float) -> bool:
+        """Whether a request started waiting on a paused shell of the node, within ``hold_s``."""
+        return bool(await self.client.call("node", "new_wakes", hold_s))
 
     def set_secrets(self, ca_key: str, ca_cert: str, table: Mapping[str, Sequence[Brokered]]) -> None:
         """Send the node's egress proxy the instance's CA and the whole table of its shells' secrets."""
