@@ -70,3 +70,22 @@ async def test_a_singleton_step_runs_only_while_this_replica_leads() -> None:
     leading = True
     await eventually(lambda: len(duty) >= 3, what="the duty running once this replica leads")
     await loops.stop()
+
+
+async def test_loops_that_ended_or_failed_are_forgotten() -> None:
+    """Loops named per shell or key (an upload, a save, a wake's wait) end by the thousand on a busy
+    server: none stays held once over, and one that failed says so in the log."""
+    loops = Background()
+
+    async def done() -> None:
+        await asyncio.sleep(0)
+
+    async def broken() -> None:
+        raise RuntimeError("a bad loop")
+
+    for i in range(100):
+        loops.run(f"upload-{i}", done)
+    loops.run("broken", broken)
+    await eventually(lambda: not loops._tasks, what="every finished loop forgotten")
+    assert loops.names() == []
+    await loops.stop()

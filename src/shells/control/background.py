@@ -42,7 +42,13 @@ class Background:
             return
 
         async def body() -> None:
-            await loop()
+            try:
+                await loop()
+            except Exception:
+                log.exception("%s failed", name)
+            finally:  # a loop per shell or key (an upload, a save) must not stay listed once over
+                if self._tasks.get(name) is asyncio.current_task():
+                    del self._tasks[name]
 
         self._tasks[name] = asyncio.get_running_loop().create_task(body(), name=name)
 
@@ -66,7 +72,7 @@ class Background:
 
     def names(self) -> list[str]:
         """The loops running now (for tests and diagnostics)."""
-        return sorted(name for name, task in self._tasks.items() if not task.done())
+        return sorted(self._tasks)
 
     async def stop(self) -> None:
         """Cancel every loop and wait until each has ended."""
