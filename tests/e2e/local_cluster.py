@@ -221,6 +221,7 @@ def local_cluster(root: Path, lease_s: float = 15.0) -> Iterator[LocalCluster]:
                 "SHELLS_CLASSES": classes,
                 "SHELLS_NETWORK_CIDR": NETWORK_CIDR,
                 "SHELLS_EGRESS_CA_FILE": str(upstream.ca),  # how its egress proxy trusts fake_https
+                "SHELLS_INGRESS_HOST": machine.address,  # exposed ports reachable across the bridge
             }
             machine.launch(name, env)
         for machine in machines.values():
