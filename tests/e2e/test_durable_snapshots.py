@@ -55,10 +55,12 @@ def wait_durable(client: Shells, shell_id: str, server: ServerProcess) -> Snapsh
 
 
 def hand_over(a: ServerProcess, b: ServerProcess) -> None:
-    """Stop ``a`` and give ``b`` its record (WAL included: a cluster shares it) and admin token."""
+    """Stop ``a`` and give ``b`` its record (WAL included: a cluster shares it), admin token and
+    secrets key (a cluster's replicas share it too: the record's egress CA is sealed with it)."""
     a.stop()
     b.data_dir.mkdir(parents=True)
-    shutil.copy2(a.data_dir / "admin-token", b.data_dir / "admin-token")
+    for kept in ("admin-token", "secrets.key"):
+        shutil.copy2(a.data_dir / kept, b.data_dir / kept)
     record_a = sqlite3.connect(a.data_dir / "shells.db")
     record_b = sqlite3.connect(b.data_dir / "shells.db")
     with closing(record_a), closing(record_b):
