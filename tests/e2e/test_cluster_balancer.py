@@ -22,6 +22,7 @@ import pytest
 
 from shells.runtime.microvm.backend import MicrovmBackend
 from shells.sdk import CommandExit, CommandOutput, Unavailable
+from tests.support.waiting import wait_until
 
 from . import local_cluster as launcher
 from .harness import ServerProcess
@@ -158,15 +159,20 @@ def stream_ticks(cluster: LocalCluster, shell_id: str, seen: list[object], start
 @pytest.mark.anyio
 async def test_an_mcp_agent_works_through_the_balancer(cluster: LocalCluster) -> None:
     """The MCP endpoint is stateless, so an agent's requests may go to either replica."""
+    # Least connections sends everything to a replica without the stream an earlier test left open
+    # on the other: start once nothing is open, so each request may go to either.
+    wait_until(lambda: open_streams(cluster) == [0, 0], 30, "the earlier tests' streams closing")
     before = sessions(cluster)
     through = cast(ServerProcess, cluster.balancer)  # connect() needs only its url
     async with connect(through, cluster.token, "http") as client:
         shell = ok(await client.call_tool("shells_create", {"language": "python", "region": "us"}))["shell"]
         try:
-            for i in range(4):
+            for i in range(20):  # least-connections picks either replica: go on until both served
                 call = {"shell_id": shell["id"], "command": f"echo mcp-{i}"}
                 ran = ok(await client.call_tool("shells_exec", call))
                 assert (ran["stdout"], ran["exit_code"]) == (f"mcp-{i}\n", 0)
+                if i >= 3 and all(now > then for now, then in zip(sessions(cluster), before, strict=True)):
+                    break
         finally:
             ok(await client.call_tool("shells_delete", {"shell_id": shell["id"]}))
     assert all(now > then for now, then in zip(sessions(cluster), before, strict=True)), (
